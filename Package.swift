@@ -1,0 +1,148 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+/// One set of settings for every target: Swift 6 language mode with strict concurrency.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "caravan",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "caravan", targets: ["caravan"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0", traits: ["JSON", "YAML"]),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+    ],
+    targets: [
+        // Domain types: ids, durations, JSON values, errors. No I/O, no HTTP, no SQL.
+        .target(
+            name: "CaravanCore",
+            dependencies: [],
+            swiftSettings: swiftSettings
+        ),
+        // Workflow definitions: parsing, validation, expressions, interpolation, cron.
+        .target(
+            name: "CaravanWorkflow",
+            dependencies: [
+                "CaravanCore",
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The storage contract: a SQL database with transactions, migrations, typed errors.
+        .target(
+            name: "CaravanStorage",
+            dependencies: [
+                "CaravanCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The embedded SQLite implementation of the storage contract.
+        .target(
+            name: "CaravanSQLite",
+            dependencies: [
+                "CaravanStorage",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The PostgreSQL implementation of the storage contract.
+        .target(
+            name: "CaravanPostgres",
+            dependencies: [
+                "CaravanStorage",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The HTTP application: middleware, routes, problem+json errors, OpenAPI document.
+        .target(
+            name: "CaravanServer",
+            dependencies: [
+                "CaravanCore",
+                "CaravanStorage",
+                "CaravanSQLite",
+                "CaravanPostgres",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The `caravan` command: parses options and calls `buildApplication`.
+        .executableTarget(
+            name: "caravan",
+            dependencies: [
+                "CaravanServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Test support: a running-server helper, database fixtures, fake upstream servers.
+        .target(
+            name: "CaravanTestSupport",
+            dependencies: [
+                "CaravanServer",
+                "CaravanStorage",
+                "CaravanSQLite",
+                "CaravanPostgres",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CaravanCoreTests",
+            dependencies: ["CaravanCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CaravanWorkflowTests",
+            dependencies: ["CaravanWorkflow", "CaravanCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CaravanStorageTests",
+            dependencies: ["CaravanStorage", "CaravanSQLite", "CaravanPostgres", "CaravanTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CaravanServerTests",
+            dependencies: [
+                "CaravanServer", "CaravanTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

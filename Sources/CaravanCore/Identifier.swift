@@ -1,0 +1,34 @@
+/// Opaque identifiers with a type prefix (`run_…`, `org_…`, `key_…`).
+///
+/// The body is a time-ordered, random 26-character base32 string (ULID layout), so ids sort by creation time —
+/// which keeps index inserts local and makes cursors over ids stable.
+public enum Identifier {
+    private static let alphabet = Array("0123456789abcdefghjkmnpqrstvwxyz".utf8)
+
+    /// A new identifier.
+    /// - Parameters:
+    ///   - prefix: the type prefix without the underscore, e.g. `run`.
+    ///   - milliseconds: the creation time, in Unix milliseconds.
+    /// - Returns: e.g. `run_01jd3k…`.
+    public static func make(_ prefix: String, milliseconds: Int64 = Clock.nowMilliseconds()) -> String {
+        var bytes = [UInt8](repeating: 0, count: 26)
+        var time = UInt64(max(0, milliseconds))
+        for index in stride(from: 9, through: 0, by: -1) {
+            bytes[index] = alphabet[Int(time & 31)]
+            time >>= 5
+        }
+        var generator = SystemRandomNumberGenerator()
+        var random = generator.next() as UInt64
+        var random2 = generator.next() as UInt64
+        for index in 10..<26 {
+            if index < 22 {
+                bytes[index] = alphabet[Int(random & 31)]
+                random >>= 5
+            } else {
+                bytes[index] = alphabet[Int(random2 & 31)]
+                random2 >>= 5
+            }
+        }
+        return prefix + "_" + String(decoding: bytes, as: UTF8.self)
+    }
+}

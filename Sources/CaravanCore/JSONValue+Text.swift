@@ -1,0 +1,121 @@
+import Foundation
+
+extension JSONValue {
+    /// Parses JSON text.
+    /// - Parameters:
+    ///   - bytes: UTF-8 JSON text.
+    ///   - maxDepth: the deepest nesting accepted; deeper input is refused before it is decoded.
+    /// - Throws: `CaravanError` with code `invalid_json`, saying where the text broke.
+    public init(parsing bytes: some Collection<UInt8>, maxDepth: Int = 128) throws {
+        try JSONValue.checkDepth(bytes, maxDepth: maxDepth)
+        do {
+            self = try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+        } catch let DecodingError.dataCorrupted(context) {
+            let underlying = (context.underlyingError as? NSError)?.userInfo[NSDebugDescriptionErrorKey] as? String
+            throw CaravanError(.invalidJSON, "The body is not valid JSON: \(underlying ?? context.debugDescription)")
+        } catch {
+            throw CaravanError(.invalidJSON, "The body is not valid JSON.")
+        }
+    }
+
+    /// Refuses nesting deeper than `maxDepth` with a position, without recursion.
+    static func checkDepth(_ bytes: some Collection<UInt8>, maxDepth: Int) throws {
+        var depth = 0
+        var inString = false
+        var escaped = false
+        var offset = 0
+        for byte in bytes {
+            defer { offset += 1 }
+            if inString {
+                if escaped {
+                    escaped = false
+                } else if byte == UInt8(ascii: "\\") {
+                    escaped = true
+                } else if byte == UInt8(ascii: "\"") {
+                    inString = false
+                }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""): inString = true
+            case UInt8(ascii: "["), UInt8(ascii: "{"):
+                depth += 1
+                if depth > maxDepth {
+                    throw CaravanError(
+                        .invalidJSON,
+                        "The body nests deeper than \(maxDepth) levels (at byte offset \(offset))."
+                    )
+                }
+            case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
+            default: break
+            }
+        }
+    }
+
+    /// Compact JSON text with keys sorted, so that equal values give equal text.
+    public var canonicalText: String {
+        var output = ""
+        write(to: &output)
+        return output
+    }
+
+    /// Compact JSON text with keys sorted, as UTF-8 bytes.
+    public var canonicalBytes: [UInt8] { Array(canonicalText.utf8) }
+
+    /// Appends compact JSON text with sorted keys to `output`.
+    public func write(to output: inout String) {
+        switch self {
+        case .null: output += "null"
+        case .bool(let value): output += value ? "true" : "false"
+        case .int(let value): output += String(value)
+        case .double(let value):
+            if value.isFinite {
+                if value == value.rounded(), abs(value) < 1e15 {
+                    output += String(Int64(value))
+                } else {
+                    output += "\(value)"
+                }
+            } else {
+                output += "null"
+            }
+        case .string(let value): JSONValue.writeString(value, to: &output)
+        case .array(let values):
+            output += "["
+            for (index, value) in values.enumerated() {
+                if index > 0 { output += "," }
+                value.write(to: &output)
+            }
+            output += "]"
+        case .object(let dictionary):
+            output += "{"
+            for (index, key) in dictionary.keys.sorted().enumerated() {
+                if index > 0 { output += "," }
+                JSONValue.writeString(key, to: &output)
+                output += ":"
+                dictionary[key]!.write(to: &output)  // the key comes from the dictionary itself
+            }
+            output += "}"
+        }
+    }
+
+    private static func writeString(_ value: String, to output: inout String) {
+        output += "\""
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\"": output += "\\\""
+            case "\\": output += "\\\\"
+            case "\n": output += "\\n"
+            case "\r": output += "\\r"
+            case "\t": output += "\\t"
+            default:
+                if scalar.value < 0x20 {
+                    let hex = String(scalar.value, radix: 16)
+                    output += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    output.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        output += "\""
+    }
+}

@@ -1,0 +1,242 @@
+import CaravanCore
+import CaravanStorage
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+import ServiceLifecycle
+
+/// The PostgreSQL implementation of the storage contract, through a PostgresNIO connection pool.
+///
+/// Several `caravan serve` processes may share one database. It is a `Service`: its pool runs while `run()` runs,
+/// so it belongs in the application's `ServiceGroup` ahead of everything that queries it.
+public final class PostgresDatabase: Database, Service, Sendable {
+    public var dialect: SQLDialect { .postgres }
+
+    /// The pool; exposed for features that need a dedicated connection (e.g. `LISTEN`).
+    public let client: PostgresClient
+    private let logger: Logger
+
+    /// Creates the pool for `url` (`postgres://user:password@host:port/database`); nothing connects until `run()`.
+    /// - Parameters:
+    ///   - url: the database URL; `?sslmode=disable|prefer|require` is honoured (default `prefer`).
+    ///   - maximumConnections: the pool's size.
+    ///   - logger: where the pool logs.
+    /// - Throws: `StorageError` `.unavailable` when the URL is malformed.
+    public init(url: String, maximumConnections: Int = 20, logger: Logger) throws(StorageError) {
+        var configuration = try PostgresDatabase.configuration(from: url)
+        configuration.options.maximumConnections = maximumConnections
+        configuration.options.minimumConnections = 0
+        configuration.options.connectTimeout = .seconds(5)
+        self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.logger = logger
+    }
+
+    /// Runs the pool until cancelled or shut down gracefully.
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await self.client.run()
+        }
+    }
+
+    /// Runs the pool for the duration of `body`; for commands and tests that live outside a `ServiceGroup`.
+    public func withRunningPool<T: Sendable>(_ body: @Sendable (PostgresDatabase) async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await self.client.run() }
+            defer { group.cancelAll() }
+            return try await body(self)
+        }
+    }
+
+    public func withTransaction<T: Sendable>(
+        _ body: @Sendable (any SQLExecutor) async throws -> T
+    ) async throws -> T {
+        let logger = self.logger
+        do {
+            return try await client.withConnection { connection in
+                let executor = PostgresExecutor(connection: connection, logger: logger)
+                try await executor.execute("BEGIN", [])
+                do {
+                    let result = try await body(executor)
+                    try await executor.execute("COMMIT", [])
+                    return result
+                } catch {
+                    // ROLLBACK must be sent even when the task was cancelled.
+                    try? await connection.query("ROLLBACK", logger: logger)
+                    throw error
+                }
+            }
+        } catch let error as PSQLError {
+            throw PostgresExecutor.map(error)
+        }
+    }
+
+    public func read<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
+        let logger = self.logger
+        do {
+            return try await client.withConnection { connection in
+                try await body(PostgresExecutor(connection: connection, logger: logger))
+            }
+        } catch let error as PSQLError {
+            throw PostgresExecutor.map(error)
+        }
+    }
+
+    public func migrate(_ migrations: [Migration]) async throws(StorageError) -> [Int] {
+        do {
+            let logger = self.logger
+            return try await client.withConnection { connection in
+                let executor = PostgresExecutor(connection: connection, logger: logger)
+                // A session-level advisory lock: of several nodes starting together, one migrates, the others
+                // wait here and then find nothing left to do.
+                try await executor.execute("SELECT pg_advisory_lock(\(PostgresDatabase.migrationLockKey))", [])
+                do {
+                    try await executor.execute("BEGIN", [])
+                    let applied = try await Migration.apply(migrations, using: executor)
+                    try await executor.execute("COMMIT", [])
+                    try await executor.execute("SELECT pg_advisory_unlock(\(PostgresDatabase.migrationLockKey))", [])
+                    return applied
+                } catch {
+                    try? await connection.query("ROLLBACK", logger: logger)
+                    try? await connection.query(
+                        "SELECT pg_advisory_unlock(\(unescaped: String(PostgresDatabase.migrationLockKey)))",
+                        logger: logger
+                    )
+                    throw error
+                }
+            }
+        } catch let error as StorageError {
+            throw error
+        } catch {
+            throw StorageError(.unavailable, "PostgreSQL migration failed: \(error)", underlying: error)
+        }
+    }
+
+    public func ping() async throws(StorageError) {
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    _ = try await self.client.query("SELECT 1", logger: self.logger).collect()
+                }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(2))
+                    throw StorageError(.unavailable, "PostgreSQL did not answer within 2 s")
+                }
+                try await group.next()
+                group.cancelAll()
+            }
+        } catch let error as StorageError {
+            throw error
+        } catch {
+            throw StorageError(.unavailable, "PostgreSQL is unreachable: \(error)", underlying: error)
+        }
+    }
+
+    /// An arbitrary constant naming Caravan's migration lock among the database's advisory locks.
+    static let migrationLockKey: Int64 = 0x4341_5241_5641_4e01
+
+    /// Parses a `postgres://` URL into a client configuration.
+    static func configuration(from url: String) throws(StorageError) -> PostgresClient.Configuration {
+        guard let components = URLComponents(string: url),
+            components.scheme == "postgres" || components.scheme == "postgresql",
+            let host = components.host, !host.isEmpty
+        else {
+            throw StorageError(
+                .unavailable,
+                "The database URL must look like postgres://user:password@host:port/database"
+            )
+        }
+        let database = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
+        let sslMode = components.queryItems?.first(where: { $0.name == "sslmode" })?.value ?? "prefer"
+        let tls: PostgresClient.Configuration.TLS
+        switch sslMode {
+        case "disable": tls = .disable
+        case "require", "verify-ca", "verify-full": tls = .require(.makeClientConfiguration())
+        default: tls = .prefer(.makeClientConfiguration())
+        }
+        return PostgresClient.Configuration(
+            host: host,
+            port: components.port ?? 5432,
+            username: components.user?.removingPercentEncoding ?? "postgres",
+            password: components.password?.removingPercentEncoding,
+            database: database.isEmpty ? nil : database,
+            tls: tls
+        )
+    }
+}
+
+/// Runs statements on one leased connection.
+struct PostgresExecutor: SQLExecutor {
+    let connection: PostgresConnection
+    let logger: Logger
+    var dialect: SQLDialect { .postgres }
+
+    func query(_ sql: String, _ binds: [SQLValue]) async throws(StorageError) -> [SQLRow] {
+        var bindings = PostgresBindings(capacity: binds.count)
+        for value in binds {
+            switch value {
+            case .null: bindings.appendNull()
+            case .int(let value): bindings.append(value)
+            case .double(let value): bindings.append(value)
+            case .text(let value): bindings.append(value)
+            case .blob(let value): bindings.append(ByteBuffer(bytes: value))
+            }
+        }
+        do {
+            let sequence = try await connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger)
+            var rows: [SQLRow] = []
+            var columns: [String]?
+            for try await row in sequence {
+                let names = columns ?? row.map(\.columnName)
+                columns = names
+                var values: [SQLValue] = []
+                values.reserveCapacity(names.count)
+                for cell in row { values.append(try PostgresExecutor.decode(cell)) }
+                rows.append(SQLRow(columns: names, values: values))
+            }
+            return rows
+        } catch let error as PSQLError {
+            throw PostgresExecutor.map(error)
+        } catch let error as StorageError {
+            throw error
+        } catch {
+            throw StorageError(.other, "\(error)", underlying: error)
+        }
+    }
+
+    func execute(_ sql: String, _ binds: [SQLValue]) async throws(StorageError) {
+        _ = try await query(sql, binds)
+    }
+
+    static func decode(_ cell: PostgresCell) throws -> SQLValue {
+        guard cell.bytes != nil else { return .null }
+        switch cell.dataType {
+        case .int8, .int4, .int2: return .int(try cell.decode(Int64.self))
+        case .float8, .float4: return .double(try cell.decode(Double.self))
+        case .numeric: return .double(Double(try cell.decode(String.self)) ?? 0)
+        case .bool: return .int(try cell.decode(Bool.self) ? 1 : 0)
+        case .bytea:
+            var buffer = try cell.decode(ByteBuffer.self)
+            return .blob(buffer.readBytes(length: buffer.readableBytes) ?? [])
+        case .void: return .null
+        default: return .text(try cell.decode(String.self))
+        }
+    }
+
+    static func map(_ error: PSQLError) -> StorageError {
+        switch error.code {
+        case .server:
+            let state = error.serverInfo?[.sqlState] ?? ""
+            let message = error.serverInfo?[.message] ?? "server error"
+            if state == "23505" { return StorageError(.conflict, message, underlying: error) }
+            if state.hasPrefix("08") || state == "57P01" || state == "57P03" {
+                return StorageError(.unavailable, message, underlying: error)
+            }
+            return StorageError(.other, "\(message) (SQLSTATE \(state))", underlying: error)
+        case .connectionError, .serverClosedConnection, .clientClosedConnection, .connectionClosed:
+            return StorageError(.unavailable, "PostgreSQL connection failed", underlying: error)
+        default:
+            return StorageError(.other, "PostgreSQL error: \(error.code)", underlying: error)
+        }
+    }
+}

@@ -1,0 +1,209 @@
+import CaravanCore
+import CaravanStorage
+import Foundation
+import GRDB
+import Logging
+
+/// The embedded implementation of the storage contract: one SQLite file in WAL mode with full durability.
+///
+/// Writes go through one connection, one transaction at a time in arrival order (so SQLite never reports
+/// "database is locked" to a caller); reads use a pool of read-only connections that run beside the writer.
+/// A lock file keeps a second process away from the same data directory.
+public final class SQLiteDatabase: CaravanStorage.Database, Sendable {
+    public var dialect: SQLDialect { .sqlite }
+
+    private let pool: DatabasePool
+    private let writeLock = AsyncSerialLock()
+    private let directoryLock: DirectoryLock
+    private let logger: Logger
+
+    /// Opens (creating when needed) the database in `directory`.
+    /// - Parameters:
+    ///   - directory: the data directory; created with mode 0700 when missing.
+    ///   - logger: where the database logs.
+    /// - Throws: `StorageError` `.locked` when another process holds the directory.
+    public init(directory: String, logger: Logger) throws(StorageError) {
+        do {
+            try FileManager.default.createDirectory(
+                atPath: directory,
+                withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700]
+            )
+        } catch {
+            throw StorageError(.unavailable, "Cannot create the data directory \(directory): \(error)")
+        }
+        let directoryLock = try DirectoryLock(directory: directory)
+        let path = directory + "/caravan.sqlite"
+        var configuration = Configuration()
+        configuration.allowsUnsafeTransactions = true  // our transactions span several async writer accesses
+        configuration.busyMode = .timeout(30)
+        configuration.maximumReaderCount = 4
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA foreign_keys = ON")
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        do {
+            self.pool = try DatabasePool(path: path, configuration: configuration)
+        } catch {
+            throw StorageError(.unavailable, "Cannot open the SQLite database at \(path): \(error)", underlying: error)
+        }
+        self.directoryLock = directoryLock
+        self.logger = logger
+    }
+
+    public func withTransaction<T: Sendable>(
+        _ body: @Sendable (any SQLExecutor) async throws -> T
+    ) async throws -> T {
+        try await writeLock.withLock {
+            try await run(sql: "BEGIN IMMEDIATE")
+            let executor = SQLiteExecutor(access: .write(pool))
+            do {
+                let result = try await body(executor)
+                try await run(sql: "COMMIT")
+                return result
+            } catch {
+                rollback()
+                throw error
+            }
+        }
+    }
+
+    public func read<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
+        try await body(SQLiteExecutor(access: .read(pool)))
+    }
+
+    public func migrate(_ migrations: [Migration]) async throws(StorageError) -> [Int] {
+        do {
+            return try await withTransaction { executor in
+                try await Migration.apply(migrations, using: executor)
+            }
+        } catch let error as StorageError {
+            throw error
+        } catch {
+            throw StorageError(.migration, "Migration failed: \(error)", underlying: error)
+        }
+    }
+
+    public func ping() async throws(StorageError) {
+        _ = try await SQLiteExecutor(access: .read(pool)).query("SELECT 1", [])
+    }
+
+    private func run(sql: String) async throws(StorageError) {
+        do {
+            try await pool.writeWithoutTransaction { db in try db.execute(sql: sql) }
+        } catch {
+            throw SQLiteExecutor.map(error)
+        }
+    }
+
+    /// Rolls back synchronously: this must happen even when the task was cancelled.
+    private func rollback() {
+        do {
+            try pool.writeWithoutTransaction { db in
+                if db.isInsideTransaction { try db.execute(sql: "ROLLBACK") }
+            }
+        } catch {
+            logger.error("SQLite rollback failed", metadata: ["error.message": "\(error)"])
+        }
+    }
+}
+
+/// Runs statements on the writer connection (inside the open transaction) or on a reader.
+struct SQLiteExecutor: SQLExecutor {
+    enum Access: Sendable {
+        case write(DatabasePool)
+        case read(DatabasePool)
+    }
+
+    let access: Access
+    var dialect: SQLDialect { .sqlite }
+
+    func query(_ sql: String, _ binds: [SQLValue]) async throws(StorageError) -> [SQLRow] {
+        let text = SQLiteExecutor.translate(sql)
+        let arguments = StatementArguments(binds.map(\.databaseValue))
+        let fetch: @Sendable (GRDB.Database) throws -> [SQLRow] = { db in
+            let statement = try db.cachedStatement(sql: text)
+            let columns = statement.columnNames
+            let cursor = try Row.fetchCursor(statement, arguments: arguments)
+            var rows: [SQLRow] = []
+            while let row = try cursor.next() {
+                var values: [SQLValue] = []
+                values.reserveCapacity(columns.count)
+                for index in 0..<columns.count { values.append(SQLValue(row[index] as DatabaseValue)) }
+                rows.append(SQLRow(columns: columns, values: values))
+            }
+            return rows
+        }
+        do {
+            switch access {
+            case .write(let pool): return try await pool.writeWithoutTransaction(fetch)
+            case .read(let pool): return try await pool.read(fetch)
+            }
+        } catch {
+            throw SQLiteExecutor.map(error)
+        }
+    }
+
+    func execute(_ sql: String, _ binds: [SQLValue]) async throws(StorageError) {
+        _ = try await query(sql, binds)
+    }
+
+    /// Turns `$1` placeholders into SQLite's numbered `?1`, leaving string literals and identifiers alone.
+    static func translate(_ sql: String) -> String {
+        guard sql.contains("$") else { return sql }
+        var output = ""
+        output.reserveCapacity(sql.utf8.count)
+        var quote: Character?
+        var previous: Character = " "
+        for character in sql {
+            if let open = quote {
+                if character == open { quote = nil }
+                output.append(character)
+            } else if character == "'" || character == "\"" {
+                quote = character
+                output.append(character)
+            } else if character == "$" && !(previous.isLetter || previous.isNumber || previous == "_") {
+                output.append("?")
+            } else {
+                output.append(character)
+            }
+            previous = character
+        }
+        return output
+    }
+
+    static func map(_ error: any Error) -> StorageError {
+        if let error = error as? StorageError { return error }
+        if let error = error as? DatabaseError {
+            switch error.extendedResultCode {
+            case .SQLITE_CONSTRAINT_UNIQUE, .SQLITE_CONSTRAINT_PRIMARYKEY:
+                return StorageError(.conflict, error.message ?? "unique constraint violated", underlying: error)
+            default:
+                return StorageError(.other, "\(error)", underlying: error)
+            }
+        }
+        return StorageError(.other, "\(error)", underlying: error)
+    }
+}
+
+extension SQLValue {
+    var databaseValue: DatabaseValue {
+        switch self {
+        case .null: .null
+        case .int(let value): value.databaseValue
+        case .double(let value): value.databaseValue
+        case .text(let value): value.databaseValue
+        case .blob(let value): Data(value).databaseValue
+        }
+    }
+
+    init(_ value: DatabaseValue) {
+        switch value.storage {
+        case .null: self = .null
+        case .int64(let value): self = .int(value)
+        case .double(let value): self = .double(value)
+        case .string(let value): self = .text(value)
+        case .blob(let value): self = .blob([UInt8](value))
+        }
+    }
+}

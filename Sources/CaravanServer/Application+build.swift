@@ -1,0 +1,100 @@
+import CaravanCore
+import CaravanPostgres
+import CaravanSQLite
+import CaravanStorage
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// The version of this build, as `caravan version` and `/healthz` report it.
+public let caravanVersion = "0.1.0"
+
+/// The parts of a built application that tests and commands reach into.
+public struct CaravanApplication: Sendable {
+    /// The database, with metrics around it.
+    public let database: any Database
+    /// The long-lived services the application runs besides the HTTP server, in start order.
+    public let services: [any Service]
+    /// Every HTTP endpoint, as the OpenAPI document lists it.
+    public let catalog: RouteCatalog
+}
+
+/// Opens the configured database: PostgreSQL when a URL is given, else SQLite in the data directory.
+/// - Returns: the database and, for PostgreSQL, the pool service that must run while it is used.
+/// - Throws: `StorageError` (e.g. `.locked` when another process holds the SQLite data directory).
+public func openDatabase(
+    _ configuration: ServerConfiguration,
+    logger: Logger
+) throws(StorageError) -> (database: any Database, service: (any Service)?) {
+    if let url = configuration.databaseURL, !url.isEmpty {
+        let postgres = try PostgresDatabase(url: url, maximumConnections: configuration.databasePoolSize, logger: logger)
+        return (postgres, postgres)
+    }
+    return (try SQLiteDatabase(directory: configuration.dataDirectory, logger: logger), nil)
+}
+
+/// Builds the whole Caravan application: database, routes, middleware and services. `caravan serve` runs what
+/// this returns; tests build the same thing from a test configuration.
+/// - Parameters:
+///   - configuration: what to listen on and where to store data.
+///   - logger: the root logger; every request adds its request id.
+/// - Returns: the Hummingbird application (run it with `runService()`) and its parts.
+/// - Throws: `StorageError` when the database cannot be opened.
+public func buildApplication(
+    _ configuration: ServerConfiguration,
+    logger: Logger
+) throws -> (application: some ApplicationProtocol, parts: CaravanApplication) {
+    Telemetry.bootstrapMetrics()
+    let opened = try openDatabase(configuration, logger: logger)
+    let database = MeteredDatabase(
+        opened.database,
+        poolSize: opened.database.dialect == .sqlite ? 1 : configuration.databasePoolSize
+    )
+
+    let router = Router(context: CaravanRequestContext.self)
+    router.add(middleware: RequestIDMiddleware())
+    router.add(middleware: MetricsMiddleware())
+    router.add(middleware: ProblemMiddleware())
+    let catalog = RouteCatalog()
+    let routes = RouteRegistrar(router: router, catalog: catalog)
+    SystemRoutes(database: database, version: caravanVersion).register(in: routes)
+
+    let services: [any Service] = [opened.service].compactMap { $0 }
+    let readTimeout = TimeAmount.milliseconds(configuration.requestReadTimeout.milliseconds)
+    let idleTimeout = TimeAmount.milliseconds(configuration.idleTimeout.milliseconds)
+    var application = Application(
+        router: router,
+        server: .http1(
+            configuration: HTTP1Channel.Configuration(
+                additionalChannelHandlers: [
+                    RequestReadTimeoutHandler(readTimeout: readTimeout, idleTimeout: idleTimeout)
+                ]
+            )
+        ),
+        configuration: ApplicationConfiguration(
+            address: .hostname(configuration.host, port: configuration.port),
+            serverName: "Caravan"
+        ),
+        services: services,
+        onServerRunning: { channel in
+            logger.info(
+                "Caravan is listening",
+                metadata: [
+                    "server.address": "\(configuration.host)",
+                    "server.port": "\(channel.localAddress?.port ?? configuration.port)",
+                    "db.system": "\(database.dialect == .sqlite ? "sqlite" : "postgresql")",
+                ]
+            )
+        },
+        logger: logger
+    )
+    application.beforeServerStarts {
+        let applied = try await database.migrate(Schema.migrations)
+        if !applied.isEmpty {
+            logger.info("Applied database migrations", metadata: ["caravan.migrations": "\(applied)"])
+        }
+    }
+    return (application, CaravanApplication(database: database, services: services, catalog: catalog))
+}

@@ -1,0 +1,97 @@
+import CaravanCore
+import HTTPTypes
+import CaravanStorage
+import Hummingbird
+import NIOCore
+
+/// An RFC 9457 problem document, the body of every error answer.
+struct ProblemDetails: Sendable {
+    var status: HTTPResponse.Status
+    var code: String
+    var title: String
+    var detail: String
+    var errors: [CaravanError.FieldError]
+    var headers: HTTPFields = [:]
+
+    /// The HTTP status of each stable code.
+    static func status(of code: CaravanError.Code) -> HTTPResponse.Status {
+        switch code {
+        case .invalidJSON, .invalidRequest: .badRequest
+        case .validationFailed: .unprocessableContent
+        case .unauthenticated: .unauthorized
+        case .forbidden: .forbidden
+        case .notFound: .notFound
+        case .methodNotAllowed: .methodNotAllowed
+        case .conflict, .idempotencyConflict: .conflict
+        case .payloadTooLarge: .contentTooLarge
+        case .unsupportedMediaType: .unsupportedMediaType
+        case .rateLimited: .tooManyRequests
+        case .unavailable: .serviceUnavailable
+        case .requestTimeout: .requestTimeout
+        default: .internalServerError
+        }
+    }
+
+    /// The stable code for an HTTP status that a framework error carried.
+    static func code(of status: HTTPResponse.Status) -> CaravanError.Code {
+        switch status.code {
+        case 400: .invalidRequest
+        case 401: .unauthenticated
+        case 403: .forbidden
+        case 404: .notFound
+        case 405: .methodNotAllowed
+        case 408: .requestTimeout
+        case 409: .conflict
+        case 413: .payloadTooLarge
+        case 415: .unsupportedMediaType
+        case 422: .validationFailed
+        case 429: .rateLimited
+        case 503: .unavailable
+        default: .internal
+        }
+    }
+
+    init(_ error: CaravanError) {
+        self.status = Self.status(of: error.code)
+        self.code = error.code.rawValue
+        self.title = status.reasonPhrase
+        self.detail = error.detail
+        self.errors = error.fieldErrors
+    }
+
+    init(status: HTTPResponse.Status, code: CaravanError.Code, detail: String) {
+        self.status = status
+        self.code = code.rawValue
+        self.title = status.reasonPhrase
+        self.detail = detail
+        self.errors = []
+    }
+
+    func response(requestID: String) -> Response {
+        var object: [String: JSONValue] = [
+            "type": .string("https://caravan.dev/problems/\(code)"),
+            "title": .string(title),
+            "status": .int(Int64(status.code)),
+            "code": .string(code),
+            "detail": .string(detail),
+            "request_id": .string(requestID),
+        ]
+        if !errors.isEmpty {
+            object["errors"] = .array(
+                errors.map { .object(["pointer": .string($0.pointer), "detail": .string($0.detail)]) }
+            )
+        }
+        var headers = self.headers
+        headers[.contentType] = "application/problem+json"
+        return Response(
+            status: status,
+            headers: headers,
+            body: ResponseBody(byteBuffer: ByteBuffer(string: JSONValue.object(object).canonicalText))
+        )
+    }
+}
+
+extension CaravanError.Code {
+    /// The request was not received in time.
+    public static let requestTimeout = CaravanError.Code(rawValue: "request_timeout")
+}

@@ -1,0 +1,42 @@
+import CaravanCore
+import HTTPTypes
+import Hummingbird
+import Logging
+
+/// Gives every request an id (the client's `Request-Id` when it is sane, else a new `req_…`), puts it on every
+/// log line of the request and on the answer, and logs the request's outcome.
+struct RequestIDMiddleware: RouterMiddleware {
+    typealias Context = CaravanRequestContext
+
+    func handle(
+        _ request: Request,
+        context: Context,
+        next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        var context = context
+        let requestID = Self.accept(request.headers[.requestID]) ?? Identifier.make("req")
+        context.requestID = requestID
+        context.logger[metadataKey: "hb.request.id"] = nil
+        context.logger[metadataKey: "caravan.request_id"] = .string(requestID)
+        var response = try await next(request, context)
+        response.headers[.requestID] = requestID
+        return response
+    }
+
+    /// A client-chosen id is kept when it is short and made of safe characters.
+    static func accept(_ value: String?) -> String? {
+        guard let value, !value.isEmpty, value.utf8.count <= 128 else { return nil }
+        let safe = value.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".")
+        }
+        return safe ? value : nil
+    }
+}
+
+extension HTTPField.Name {
+    /// `Request-Id`: on every answer.
+    public static let requestID = HTTPField.Name("Request-Id")!  // a valid token, cannot fail
+    /// `Retry-After`: on 429 and 503 answers.
+    static let retryAfter = HTTPField.Name("Retry-After")!  // a valid token, cannot fail
+}
