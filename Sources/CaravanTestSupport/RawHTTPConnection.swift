@@ -1,4 +1,5 @@
 import Foundation
+import NIOPosix
 
 #if canImport(Glibc)
 import Glibc
@@ -8,7 +9,7 @@ import Darwin
 
 /// A plain TCP connection to a loopback port, for tests that send what no well-behaved HTTP client would:
 /// oversized headers, bodies dripped a byte at a time, or nothing at all.
-public final class RawHTTPConnection {
+public final class RawHTTPConnection: @unchecked Sendable {  // one test task uses it at a time
     private let descriptor: Int32
 
     /// Connects to `127.0.0.1:port`.
@@ -50,9 +51,14 @@ public final class RawHTTPConnection {
     @discardableResult
     public func send(_ text: String) -> Bool { send(Array(text.utf8)) }
 
-    /// Reads until the server closes the connection, `limit` bytes arrive, or `timeout` passes.
+    /// Reads until the server closes the connection, `limit` bytes arrive, or `timeout` passes. The blocking
+    /// reads run on NIO's thread pool, never on the cooperative threads the server under test needs.
     /// - Returns: what arrived and whether the server closed the connection.
-    public func receive(timeout: Duration, limit: Int = 1 << 20) -> (text: String, closed: Bool) {
+    public func receive(timeout: Duration, limit: Int = 1 << 20) async throws -> (text: String, closed: Bool) {
+        try await NIOThreadPool.singleton.runIfActive { self.blockingReceive(timeout: timeout, limit: limit) }
+    }
+
+    private func blockingReceive(timeout: Duration, limit: Int) -> (text: String, closed: Bool) {
         let deadline = ContinuousClock.now + timeout
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)

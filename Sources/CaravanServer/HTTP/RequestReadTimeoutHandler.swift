@@ -16,6 +16,8 @@ final class RequestReadTimeoutHandler: ChannelDuplexHandler, RemovableChannelHan
     private let readTimeout: TimeAmount
     private let idleTimeout: TimeAmount
     private var timer: Scheduled<Void>?
+    /// Whether a request head has arrived whose end has not.
+    private var receiving = false
 
     init(readTimeout: TimeAmount, idleTimeout: TimeAmount) {
         self.readTimeout = readTimeout
@@ -42,15 +44,20 @@ final class RequestReadTimeoutHandler: ChannelDuplexHandler, RemovableChannelHan
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head: arm(readTimeout, context: context)
+        case .head:
+            receiving = true
+            arm(readTimeout, context: context)
         case .body: break
-        case .end: disarm()
+        case .end:
+            receiving = false
+            disarm()
         }
         context.fireChannelRead(data)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) {
+        // An answer sent before its request was fully read (e.g. an early 404) keeps the read deadline running.
+        if case .end = unwrapOutboundIn(data), !receiving {
             arm(idleTimeout, context: context)
         }
         context.write(data, promise: promise)
