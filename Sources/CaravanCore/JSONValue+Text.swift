@@ -6,7 +6,7 @@ extension JSONValue {
     ///   - bytes: UTF-8 JSON text.
     ///   - maxDepth: the deepest nesting accepted; deeper input is refused before it is decoded.
     /// - Throws: `CaravanError` with code `invalid_json`, saying where the text broke.
-    public init(parsing bytes: some Collection<UInt8>, maxDepth: Int = 128) throws {
+    public init(parsing bytes: some Collection<UInt8>, maxDepth: Int = 128) throws(CaravanError) {
         try JSONValue.checkDepth(bytes, maxDepth: maxDepth)
         do {
             self = try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
@@ -19,7 +19,7 @@ extension JSONValue {
     }
 
     /// Refuses nesting deeper than `maxDepth` with a position, without recursion.
-    static func checkDepth(_ bytes: some Collection<UInt8>, maxDepth: Int) throws {
+    static func checkDepth(_ bytes: some Collection<UInt8>, maxDepth: Int) throws(CaravanError) {
         var depth = 0
         var inString = false
         var escaped = false

@@ -1,0 +1,118 @@
+import CaravanCore
+
+/// A kind of step, as far as definitions are concerned: its key and how its configuration is validated. The
+/// engine adds how it runs.
+public protocol StepKind: Sendable {
+    /// The key that names the kind in a step, e.g. `http`.
+    static var name: String { get }
+    /// The problems with `config`, as field errors under `pointer`.
+    static func validate(_ config: JSONValue, at pointer: String) -> [CaravanError.FieldError]
+}
+
+/// The step kinds a definition may use.
+public struct StepKindRegistry: Sendable {
+    public private(set) var kinds: [String: any StepKind.Type]
+
+    public init(_ kinds: [any StepKind.Type]) {
+        self.kinds = Dictionary(kinds.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last })
+    }
+
+    /// This registry with `kind` added (or replaced).
+    public func registering(_ kind: any StepKind.Type) -> StepKindRegistry {
+        var copy = self
+        copy.kinds[kind.name] = kind
+        return copy
+    }
+
+    /// The kinds of the public contract.
+    public static let builtIn = StepKindRegistry([
+        HTTPStepKind.self, TemplateStepKind.self, ApprovalStepKind.self, SleepStepKind.self, WorkflowStepKind.self,
+    ])
+}
+
+/// `http: {method, url, headers, body, query}`.
+public enum HTTPStepKind: StepKind {
+    public static let name = "http"
+    static let methods: Set<String> = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
+
+    public static func validate(_ config: JSONValue, at pointer: String) -> [CaravanError.FieldError] {
+        guard let object = config.objectValue else { return [.init(pointer: pointer, detail: "must be an object")] }
+        var errors: [CaravanError.FieldError] = []
+        for key in object.keys where !["method", "url", "headers", "body", "query"].contains(key) {
+            errors.append(.init(pointer: pointer + "/" + key, detail: "is not a field of an http step"))
+        }
+        if let method = object["method"] {
+            if !(method.stringValue.map { methods.contains($0.uppercased()) } ?? false) {
+                errors.append(.init(pointer: pointer + "/method", detail: "must be one of \(methods.sorted().joined(separator: ", "))"))
+            }
+        }
+        guard let url = object["url"]?.stringValue, !url.isEmpty else {
+            errors.append(.init(pointer: pointer + "/url", detail: "is required and must be a string"))
+            return errors
+        }
+        if !url.hasPrefix("{{"), !(url.lowercased().hasPrefix("http://") || url.lowercased().hasPrefix("https://")) {
+            errors.append(.init(pointer: pointer + "/url", detail: "must be an http:// or https:// URL"))
+        }
+        if let headers = object["headers"] {
+            if let headerObject = headers.objectValue {
+                for (key, value) in headerObject where value.stringValue == nil {
+                    errors.append(.init(pointer: pointer + "/headers/" + key, detail: "must be a string"))
+                }
+            } else {
+                errors.append(.init(pointer: pointer + "/headers", detail: "must be an object of strings"))
+            }
+        }
+        return errors
+    }
+}
+
+/// `template: <any JSON with {{ }}>`.
+public enum TemplateStepKind: StepKind {
+    public static let name = "template"
+    public static func validate(_ config: JSONValue, at pointer: String) -> [CaravanError.FieldError] { [] }
+}
+
+/// `approval: {message?, timeout?}`: waits for the signal `approve`.
+public enum ApprovalStepKind: StepKind {
+    public static let name = "approval"
+    public static func validate(_ config: JSONValue, at pointer: String) -> [CaravanError.FieldError] {
+        if config.isNull { return [] }
+        guard let object = config.objectValue else { return [.init(pointer: pointer, detail: "must be an object")] }
+        var errors: [CaravanError.FieldError] = []
+        for key in object.keys where !["message", "timeout"].contains(key) {
+            errors.append(.init(pointer: pointer + "/" + key, detail: "is not a field of an approval step"))
+        }
+        if let message = object["message"], message.stringValue == nil {
+            errors.append(.init(pointer: pointer + "/message", detail: "must be a string"))
+        }
+        if let timeout = object["timeout"], timeout.stringValue.flatMap(CaravanDuration.init(parsing:)) == nil {
+            errors.append(.init(pointer: pointer + "/timeout", detail: "must be a duration such as 30s, 5m or 1d"))
+        }
+        return errors
+    }
+}
+
+/// `sleep: 1h`: a durable timer.
+public enum SleepStepKind: StepKind {
+    public static let name = "sleep"
+    public static func validate(_ config: JSONValue, at pointer: String) -> [CaravanError.FieldError] {
+        config.stringValue.flatMap(CaravanDuration.init(parsing:)) == nil
+            ? [.init(pointer: pointer, detail: "must be a duration such as 500ms, 30s, 5m, 2h or 1d")] : []
+    }
+}
+
+/// `workflow: {name, input?}`: a child run.
+public enum WorkflowStepKind: StepKind {
+    public static let name = "workflow"
+    public static func validate(_ config: JSONValue, at pointer: String) -> [CaravanError.FieldError] {
+        guard let object = config.objectValue else { return [.init(pointer: pointer, detail: "must be an object")] }
+        var errors: [CaravanError.FieldError] = []
+        for key in object.keys where !["name", "input"].contains(key) {
+            errors.append(.init(pointer: pointer + "/" + key, detail: "is not a field of a workflow step"))
+        }
+        if !(object["name"]?.stringValue.map(DefinitionParser.isValidWorkflowName) ?? false) {
+            errors.append(.init(pointer: pointer + "/name", detail: "must name a workflow ([a-z0-9-]{1,64})"))
+        }
+        return errors
+    }
+}
