@@ -44,6 +44,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The durable execution engine: runs, steps, leases, group commit, timers, schedules.
+        .target(
+            name: "CaravanEngine",
+            dependencies: [
+                "CaravanCore",
+                "CaravanWorkflow",
+                "CaravanStorage",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The storage contract: a SQL database with transactions, migrations, typed errors.
         .target(
             name: "CaravanStorage",
@@ -79,6 +93,8 @@ let package = Package(
             name: "CaravanServer",
             dependencies: [
                 "CaravanCore",
+                "CaravanWorkflow",
+                "CaravanEngine",
                 "CaravanStorage",
                 "CaravanSQLite",
                 "CaravanPostgres",

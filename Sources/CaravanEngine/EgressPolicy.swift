@@ -1,0 +1,164 @@
+import CaravanCore
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Which outbound destinations steps may reach. Loopback, private, link-local, CGNAT, unique-local and metadata
+/// addresses are refused unless the operator allows them (`--egress-allow`: `host`, `host:port` or CIDR entries).
+public struct EgressPolicy: Sendable {
+    enum Entry: Sendable, Hashable {
+        case host(String, port: Int?)
+        case network([UInt8], prefix: Int)
+    }
+
+    let entries: [Entry]
+
+    /// Parses a comma-separated allowlist.
+    /// - Throws: `validation_failed` naming the bad entry.
+    public init(allowList: String) throws(CaravanError) {
+        var entries: [Entry] = []
+        for raw in allowList.split(separator: ",") {
+            let item = raw.trimmingCharacters(in: .whitespaces).lowercased()
+            guard !item.isEmpty else { continue }
+            if let slash = item.firstIndex(of: "/") {
+                guard let bytes = Self.parseAddress(String(item[..<slash])), let prefix = Int(item[item.index(after: slash)...]),
+                    prefix >= 0, prefix <= bytes.count * 8
+                else { throw CaravanError(.validationFailed, "'\(item)' is not a valid CIDR entry.") }
+                entries.append(.network(bytes, prefix: prefix))
+            } else if let colon = item.lastIndex(of: ":"), !item.hasPrefix("["), item.filter({ $0 == ":" }).count == 1 {
+                guard let port = Int(item[item.index(after: colon)...]) else {
+                    throw CaravanError(.validationFailed, "'\(item)' is not a valid host:port entry.")
+                }
+                entries.append(.host(String(item[..<colon]), port: port))
+            } else {
+                entries.append(.host(item.trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port: nil))
+            }
+        }
+        self.entries = entries
+    }
+
+    /// Nothing private is allowed.
+    public static let strict = EgressPolicy(entries: [])
+
+    private init(entries: [Entry]) {
+        self.entries = entries
+    }
+
+    /// Checks `url`: its scheme, and every address its host resolves to.
+    /// - Throws: `StepFailure` with code `egress_denied` (not retryable).
+    public func check(_ url: URL) throws(StepFailure) {
+        guard let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https" else {
+            throw StepFailure(code: "egress_denied", message: "Only http and https URLs may be called.", retryable: false)
+        }
+        guard let host = url.host?.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]")), !host.isEmpty else {
+            throw StepFailure(code: "egress_denied", message: "The URL has no host.", retryable: false)
+        }
+        let port = url.port ?? (scheme == "https" ? 443 : 80)
+        if allowsHost(host, port: port) { return }
+        let addresses = Self.resolve(host)
+        guard !addresses.isEmpty else {
+            throw StepFailure(code: "dns_error", message: "The host \(host) does not resolve.", retryable: true)
+        }
+        for address in addresses where Self.isInternal(address) && !allowsAddress(address, port: port) {
+            throw StepFailure(
+                code: "egress_denied",
+                message: "\(host) resolves to an internal address; the operator has not allowed it (--egress-allow).",
+                retryable: false
+            )
+        }
+    }
+
+    private func allowsHost(_ host: String, port: Int) -> Bool {
+        entries.contains { entry in
+            if case .host(let allowed, let allowedPort) = entry { return allowed == host && (allowedPort == nil || allowedPort == port) }
+            return false
+        }
+    }
+
+    private func allowsAddress(_ address: [UInt8], port: Int) -> Bool {
+        entries.contains { entry in
+            switch entry {
+            case .host(let host, let allowedPort):
+                return Self.parseAddress(host) == address && (allowedPort == nil || allowedPort == port)
+            case .network(let network, let prefix):
+                return Self.matches(address, network: network, prefix: prefix)
+            }
+        }
+    }
+
+    static func matches(_ address: [UInt8], network: [UInt8], prefix: Int) -> Bool {
+        guard address.count == network.count else { return false }
+        var remaining = prefix
+        for index in address.indices where remaining > 0 {
+            let bits = min(8, remaining)
+            let mask = UInt8(truncatingIfNeeded: 0xFF << (8 - bits))
+            if address[index] & mask != network[index] & mask { return false }
+            remaining -= bits
+        }
+        return true
+    }
+
+    /// Loopback, private, link-local (metadata included), CGNAT, unique-local, unspecified, multicast and
+    /// IPv4-mapped forms of those.
+    static func isInternal(_ address: [UInt8]) -> Bool {
+        if address.count == 4 {
+            let internalV4: [([UInt8], Int)] = [
+                ([0, 0, 0, 0], 8), ([10, 0, 0, 0], 8), ([100, 64, 0, 0], 10), ([127, 0, 0, 0], 8),
+                ([169, 254, 0, 0], 16), ([172, 16, 0, 0], 12), ([192, 0, 0, 0], 24), ([192, 168, 0, 0], 16),
+                ([198, 18, 0, 0], 15), ([224, 0, 0, 0], 4), ([240, 0, 0, 0], 4),
+            ]
+            return internalV4.contains { matches(address, network: $0.0, prefix: $0.1) }
+        }
+        if address.count == 16 {
+            if address[0..<10].allSatisfy({ $0 == 0 }) && address[10] == 0xFF && address[11] == 0xFF {
+                return isInternal(Array(address[12..<16]))
+            }
+            let internalV6: [([UInt8], Int)] = [
+                ([UInt8](repeating: 0, count: 16), 127),  // :: and ::1
+                ([0xFC] + [UInt8](repeating: 0, count: 15), 7),  // unique local
+                ([0xFE, 0x80] + [UInt8](repeating: 0, count: 14), 10),  // link local
+                ([0xFF] + [UInt8](repeating: 0, count: 15), 8),  // multicast
+            ]
+            return internalV6.contains { matches(address, network: $0.0, prefix: $0.1) }
+        }
+        return true
+    }
+
+    static func parseAddress(_ text: String) -> [UInt8]? {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, text, &v4) == 1 { return withUnsafeBytes(of: &v4) { Array($0) } }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, text, &v6) == 1 { return withUnsafeBytes(of: &v6) { Array($0) } }
+        return nil
+    }
+
+    static func resolve(_ host: String) -> [[UInt8]] {
+        if let literal = parseAddress(host) { return [literal] }
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &result) == 0, let first = result else { return [] }
+        defer { freeaddrinfo(first) }
+        var addresses: [[UInt8]] = []
+        var cursor: UnsafeMutablePointer<addrinfo>? = first
+        while let info = cursor {
+            if info.pointee.ai_family == AF_INET, let address = info.pointee.ai_addr {
+                address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { pointer in
+                    var value = pointer.pointee.sin_addr
+                    addresses.append(withUnsafeBytes(of: &value) { Array($0) })
+                }
+            } else if info.pointee.ai_family == AF_INET6, let address = info.pointee.ai_addr {
+                address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { pointer in
+                    var value = pointer.pointee.sin6_addr
+                    addresses.append(withUnsafeBytes(of: &value) { Array($0) })
+                }
+            }
+            cursor = info.pointee.ai_next
+        }
+        return addresses
+    }
+}

@@ -1,0 +1,268 @@
+import CaravanCore
+import CaravanStorage
+import CaravanWorkflow
+import Logging
+
+extension Engine {
+    // MARK: Starting runs
+
+    /// Starts a run of the latest version of `workflow`.
+    /// - Parameters:
+    ///   - idempotencyKey: a repeated key with the same `requestHash` answers the same run; with another hash it
+    ///     is an `idempotency_conflict`.
+    /// - Returns: the run and whether it was created now.
+    /// - Throws: `not_found`, `payload_too_large`, `validation_failed`, `idempotency_conflict`.
+    public func startRun(
+        orgID: String,
+        workflow name: String,
+        input: JSONValue,
+        idempotencyKey: String?,
+        requestHash: String?
+    ) async throws -> (run: RunRecord, created: Bool) {
+        if let idempotencyKey,
+            let existing = try await database.read({ try await self.store.get(orgID: orgID, idempotencyKey: idempotencyKey, in: $0) })
+        {
+            return (try sameRequest(existing, requestHash: requestHash), false)
+        }
+        guard let workflow = try await workflows.get(orgID: orgID, name: name), workflow.archivedAt == nil else {
+            throw CaravanError.notFound("The workflow '\(name)'")
+        }
+        let size = input.canonicalText.utf8.count
+        guard size <= configuration.maxPayloadBytes else {
+            throw CaravanError(.payloadTooLarge, "The run input is \(size) bytes; the limit is \(configuration.maxPayloadBytes).")
+        }
+        if let schema = workflow.definition.inputSchema {
+            let problems = JSONSchemaCheck.problems(of: input, against: schema, at: "/input")
+            if !problems.isEmpty {
+                throw CaravanError(.validationFailed, "The input does not match the workflow's input schema.", fieldErrors: problems)
+            }
+        }
+        let now = Clock.nowMilliseconds()
+        var run = Self.newRun(orgID: orgID, workflow: workflow, input: input, now: now)
+        run.idempotencyKey = idempotencyKey
+        run.requestHash = requestHash
+        let queued = RunEvent(runID: run.id, seq: 1, type: "run.queued", at: now)
+        let admission = Admission(
+            workflowLimit: workflow.definition.concurrency,
+            organizationLimit: configuration.maxActiveRunsPerOrganization,
+            definition: workflow.definition,
+            owner: configuration.nodeID,
+            leaseUntil: now + configuration.leaseDuration.milliseconds,
+            maxOutputBytes: configuration.maxPayloadBytes
+        )
+        let outcome = try await commits.submit(.create(NewRun(run: run, wakeAt: nil), events: [queued], admission: admission))
+        guard case .created(let inserted, let admitted) = outcome else {
+            throw CaravanError(.internal, "The run could not be created.")
+        }
+        guard inserted else {
+            // Another request with the same key won the race.
+            guard let idempotencyKey,
+                let existing = try await database.read({ try await self.store.get(orgID: orgID, idempotencyKey: idempotencyKey, in: $0) })
+            else { throw CaravanError(.conflict, "The run could not be created.") }
+            return (try sameRequest(existing, requestHash: requestHash), false)
+        }
+        notifier.changed("org:" + orgID)
+        if let admitted {
+            dispatchLocally(ClaimedExecution(run: admitted.run, fence: admitted.fence, launches: admitted.launches))
+            return (admitted.run, true)
+        }
+        return (run, true)
+    }
+
+    private func sameRequest(_ existing: RunRecord, requestHash: String?) throws -> RunRecord {
+        guard existing.requestHash == requestHash else {
+            throw CaravanError(.idempotencyConflict, "This Idempotency-Key was used with another request body.")
+        }
+        return existing
+    }
+
+    // MARK: Reading runs
+
+    /// The run `id` of `orgID`, or `nil` (also for another organization's run).
+    public func run(orgID: String, id: String) async throws -> RunRecord? {
+        try await database.read { try await self.store.get(orgID: orgID, id: id, in: $0) }
+    }
+
+    /// A page of runs, newest first; `cursor` is the last id of the previous page.
+    public func runs(orgID: String, workflow: String?, status: RunStatus?, cursor: String?, limit: Int) async throws -> [RunRecord] {
+        try await database.read {
+            try await self.store.list(orgID: orgID, workflow: workflow, status: status, before: cursor, limit: limit, in: $0)
+        }
+    }
+
+    /// A run's events after `seq`.
+    public func events(runID: String, after seq: Int64, limit: Int) async throws -> [RunEvent] {
+        try await database.read { try await self.store.events(runID: runID, after: seq, limit: limit, in: $0) }
+    }
+
+    /// The organization's events after the global position `after`.
+    public func events(orgID: String, after: Int64, limit: Int) async throws -> [RunEvent] {
+        try await database.read { try await self.store.events(orgID: orgID, after: after, limit: limit, in: $0) }
+    }
+
+    /// The newest global event position of the organization: where a live stream starts.
+    public func latestEventID(orgID: String) async throws -> Int64 {
+        try await database.read { try await self.store.latestEventID(orgID: orgID, in: $0) }
+    }
+
+    /// Waits until run `id` (or, with `org:` prefixed to an organization id, any run of it) changes, or `timeout`.
+    /// On several nodes a change elsewhere is only seen when the wait times out: callers wait in short slices.
+    public func waitForChange(of key: String, timeout: Duration) async {
+        await notifier.wait(for: key, timeout: timeout)
+    }
+
+    /// Waits until the run has finished or `timeout` has passed.
+    /// - Returns: the run as it then stands.
+    public func waitForRun(orgID: String, id: String, timeout: Duration) async throws -> RunRecord? {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            guard let run = try await run(orgID: orgID, id: id) else { return nil }
+            let remaining = deadline - ContinuousClock.now
+            if run.status.isTerminal || remaining <= .zero { return run }
+            await notifier.wait(for: id, timeout: min(remaining, .milliseconds(250)))
+        }
+    }
+
+    // MARK: Controlling runs
+
+    /// Asks a run to stop: running steps are told, nothing new starts.
+    /// - Throws: `not_found`; `conflict` when the run has already finished.
+    public func cancel(orgID: String, id: String) async throws -> RunRecord {
+        let now = Clock.nowMilliseconds()
+        let updated = try await database.withTransaction { executor in
+            try await executor.query(
+                """
+                UPDATE runs SET cancel_requested = 1, wake_at = $3
+                WHERE id = $1 AND org_id = $2 AND finished_at IS NULL RETURNING id
+                """,
+                [.text(id), .text(orgID), .int(now)]
+            )
+        }
+        guard let run = try await run(orgID: orgID, id: id) else { throw CaravanError.notFound("The run") }
+        if updated.isEmpty { throw CaravanError(.conflict, "The run has already finished (\(run.status.rawValue)).") }
+        if !notifier.poke(runID: id) { pokeClaims() }
+        return run
+    }
+
+    /// Sends a signal (e.g. `approve`) to a run.
+    /// - Throws: `not_found`; `conflict` when the run has finished.
+    public func signal(orgID: String, id: String, name: String, data: JSONValue, sender: String?) async throws {
+        let now = Clock.nowMilliseconds()
+        try await database.withTransaction { executor in
+            guard let run = try await self.store.get(orgID: orgID, id: id, in: executor) else {
+                throw CaravanError.notFound("The run")
+            }
+            guard !run.status.isTerminal else {
+                throw CaravanError(.conflict, "The run has already finished (\(run.status.rawValue)).")
+            }
+            try await self.store.addSignal(runID: id, name: name, data: data, sender: sender, at: now, in: executor)
+            try await self.store.wake(runID: id, at: now, in: executor)
+        }
+        if !notifier.poke(runID: id) { pokeClaims() }
+    }
+
+    /// Re-runs a failed or cancelled run from the steps that did not succeed, keeping what succeeded.
+    /// - Throws: `not_found`; `conflict` unless the run failed or was cancelled.
+    public func retry(orgID: String, id: String) async throws -> RunRecord {
+        let now = Clock.nowMilliseconds()
+        let run = try await database.withTransaction { executor -> RunRecord in
+            guard var run = try await self.store.get(orgID: orgID, id: id, in: executor) else {
+                throw CaravanError.notFound("The run")
+            }
+            guard run.status == .failed || run.status == .cancelled else {
+                throw CaravanError(.conflict, "Only a failed or cancelled run can be retried; this one is \(run.status.rawValue).")
+            }
+            for index in run.steps.indices where run.steps[index].status != .succeeded {
+                var step = StepState(id: run.steps[index].id)
+                step.attempts = 0
+                run.steps[index] = step
+            }
+            run.status = .queued
+            run.error = nil
+            run.output = nil
+            run.finishedAt = nil
+            run.cancelRequested = false
+            run.lastSeq += 1
+            run.updatedAt = now
+            let rows = try await executor.query(
+                """
+                UPDATE runs SET status = 'queued', error = NULL, output = NULL, finished_at = NULL, cancel_requested = 0,
+                    steps = $2, last_seq = $3, updated_at = $4, wake_at = $4, lease_owner = NULL, lease_expires_at = NULL
+                WHERE id = $1 AND finished_at IS NOT NULL RETURNING id
+                """,
+                [.text(id), .json(StepList.encode(run.steps)), .int(run.lastSeq), .int(now)]
+            )
+            guard !rows.isEmpty else { throw CaravanError(.conflict, "The run changed meanwhile; try again.") }
+            try await self.store.append(
+                [RunEvent(runID: id, seq: run.lastSeq, type: "run.queued", at: now, data: ["retry": true])],
+                orgs: [id: orgID],
+                in: executor
+            )
+            return run
+        }
+        notifier.changed(id)
+        pokeClaims()
+        return run
+    }
+
+    // MARK: Schedules
+
+    /// Starts scheduled runs when their tick comes, exactly once per tick across nodes: the tick is the run's
+    /// idempotency key, and the workflow row is locked while it is handled.
+    func scheduleLoop() async {
+        while !Task.isCancelled {
+            do {
+                try await fireDueSchedules()
+            } catch {
+                logger.warning("Starting scheduled runs failed", metadata: ["error.message": "\(error)"])
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    func fireDueSchedules() async throws {
+        let now = Clock.nowMilliseconds()
+        let lock = database.dialect == .postgres ? "FOR UPDATE SKIP LOCKED" : ""
+        let due = try await database.withTransaction { executor -> Int in
+            let rows = try await executor.query(
+                """
+                SELECT org_id, name, latest_version, next_fire_at FROM workflows
+                WHERE next_fire_at IS NOT NULL AND next_fire_at <= $1 AND archived_at IS NULL
+                ORDER BY next_fire_at LIMIT 100 \(lock)
+                """,
+                [.int(now)]
+            )
+            var created: [NewRun] = []
+            var events: [RunEvent] = []
+            for row in rows {
+                let orgID = try row.string("org_id")
+                let name = try row.string("name")
+                let fireAt = try row.int("next_fire_at")
+                guard let workflow = try await self.workflows.get(orgID: orgID, name: name),
+                    let schedule = workflow.definition.schedule
+                else { continue }
+                // A tick missed while every node was down starts one run on recovery, unless told to skip.
+                let missed = now - fireAt > 60_000
+                if !missed || schedule.catchUp {
+                    var run = Self.newRun(orgID: orgID, workflow: workflow, input: schedule.input, now: now)
+                    run.idempotencyKey = "schedule:\(fireAt)"
+                    created.append(NewRun(run: run, wakeAt: now))
+                    events.append(RunEvent(runID: run.id, seq: 1, type: "run.queued", at: now, data: ["scheduled_for": .string(Clock.rfc3339(fireAt))]))
+                }
+                let next = Scheduler.nextFire(of: schedule, after: now)
+                try await executor.execute(
+                    "UPDATE workflows SET next_fire_at = $3 WHERE org_id = $1 AND name = $2",
+                    [.text(orgID), .text(name), .int(next)]
+                )
+            }
+            let inserted = try await self.store.insert(created, in: executor)
+            try await self.store.append(
+                events.filter { inserted.contains($0.runID) },
+                orgs: Dictionary(created.map { ($0.run.id, $0.run.orgID) }, uniquingKeysWith: { first, _ in first }),
+                in: executor
+            )
+            return inserted.count
+        }
+        if due > 0 { pokeClaims() }
+    }
+}

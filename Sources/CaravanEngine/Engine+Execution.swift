@@ -1,0 +1,317 @@
+import CaravanCore
+import CaravanStorage
+import CaravanWorkflow
+import Logging
+
+extension Engine {
+    /// How a child task of an execution ended.
+    enum ExecutionEvent: Sendable {
+        case step(stepID: String, attempt: Int, outcome: StepOutcome)
+        case wake
+    }
+
+    /// Drives one run while this node holds its lease: plan, commit, launch, wait; until the run ends, waits for
+    /// long, or the lease is lost.
+    func execute(_ claimed: ClaimedExecution) async {
+        var run = claimed.run
+        let fence = claimed.fence
+        let flag = notifier.register(runID: run.id)
+        var logger = self.logger
+        logger[metadataKey: "caravan.run_id"] = .string(run.id)
+        logger[metadataKey: "caravan.org_id"] = .string(run.orgID)
+        defer {
+            notifier.unregister(runID: run.id)
+            _ = finished(run.id)
+        }
+        guard let definition = try? await workflows.definition(orgID: run.orgID, name: run.workflow, version: run.workflowVersion)
+        else {
+            logger.error("The run's workflow version is missing; the run stays as it is", metadata: ["caravan.workflow": "\(run.workflow)"])
+            return
+        }
+        let sharedLogger = logger
+        await withTaskGroup(of: ExecutionEvent.self) { group in
+            var launches = claimed.launches
+            var inFlight = 0
+            var wakerInFlight = false
+            var results: [(String, Int, StepOutcome)] = []
+            var checkCancel = run.cancelRequested == false && claimed.launches.isEmpty
+            var planned = !claimed.launches.isEmpty
+
+            while true {
+                if !planned {
+                    let now = Clock.nowMilliseconds()
+                    var planner = RunPlanner(definition: definition, now: now, maxOutputBytes: configuration.maxPayloadBytes)
+                    let before = run
+                    for (stepID, attempt, outcome) in results {
+                        planner.apply(outcome, step: stepID, attempt: attempt, to: &run)
+                    }
+                    results = []
+                    if checkCancel, !run.cancelRequested {
+                        run.cancelRequested = (try? await isCancelRequested(run.id)) ?? false
+                    }
+                    checkCancel = false
+                    var admission: Admission?
+                    if run.status == .queued {
+                        planner.start(&run)
+                        admission = Admission(
+                            workflowLimit: definition.concurrency,
+                            organizationLimit: configuration.maxActiveRunsPerOrganization,
+                            definition: definition,
+                            owner: configuration.nodeID,
+                            leaseUntil: leaseUntilNow,
+                            maxOutputBytes: configuration.maxPayloadBytes
+                        )
+                    }
+                    let signals = await pendingSignals(for: run, definition: definition)
+                    let children = await childOutcomes(for: run)
+                    planner.advance(&run, signals: signals, children: children)
+
+                    let stillRunning = inFlight + planner.launches.count > 0 && !run.status.isTerminal
+                    var newOwner: String? = configuration.nodeID
+                    var wakeAt: Int64? = leaseUntilNow
+                    let nextWake = RunPlanner.nextWake(of: run)
+                    if run.status.isTerminal {
+                        newOwner = nil
+                        wakeAt = nil
+                    } else if !stillRunning {
+                        if let nextWake, nextWake - now <= configuration.holdWindow.milliseconds {
+                            // Keep it: the timer is near.
+                        } else {
+                            newOwner = nil
+                            wakeAt = nextWake
+                        }
+                    }
+                    let releasing = newOwner == nil
+                    if planner.hasChanges || releasing || admission != nil {
+                        var advance = RunAdvance(
+                            update: RunUpdate(run: run, owner: configuration.nodeID, fence: fence, newOwner: newOwner,
+                                              leaseExpiresAt: newOwner == nil ? nil : leaseUntilNow, wakeAt: wakeAt),
+                            events: planner.events
+                        )
+                        advance.consumedSignals = planner.consumedSignals
+                        advance.admission = admission
+                        advance.parkedState = admission == nil ? nil : before
+                        if run.status.isTerminal {
+                            advance.wakeParent = run.parentRunID
+                            if definition.concurrency != nil { advance.freedSlot = (run.orgID, run.workflow) }
+                        }
+                        var childIDs: [String: String] = [:]
+                        for request in planner.childRuns {
+                            guard let (child, childEvent) = await makeChild(request, parent: run) else {
+                                continue
+                            }
+                            childIDs[request.stepID] = child.run.id
+                            advance.children.append(child)
+                            advance.childEvents.append(childEvent)
+                        }
+                        if !childIDs.isEmpty {
+                            for index in run.steps.indices {
+                                if let id = childIDs[run.steps[index].id] { run.steps[index].childRunID = id }
+                            }
+                            advance.update.run = run
+                        }
+                        let outcome: CommitOutcome
+                        do {
+                            outcome = try await commits.submit(.advance(advance))
+                        } catch {
+                            if !(error is CancellationError) {
+                                sharedLogger.warning("Committing the run's progress failed; its lease will lapse and it resumes", metadata: ["error.message": "\(error)"])
+                            }
+                            group.cancelAll()
+                            return
+                        }
+                        switch outcome {
+                        case .advanced(true):
+                            break
+                        case .parked:
+                            notifier.changed(run.id)
+                            group.cancelAll()
+                            return
+                        default:
+                            sharedLogger.info("Lost the run's lease to another node; stopping here")
+                            group.cancelAll()
+                            return
+                        }
+                        notifier.changed(run.id)
+                        notifier.changed("org:" + run.orgID)
+                        if !advance.children.isEmpty { pokeClaims() }
+                        if let parent = advance.wakeParent {
+                            if !notifier.poke(runID: parent) { pokeClaims() }
+                        }
+                        if let slot = advance.freedSlot { _ = slot; pokeClaims() }
+                    }
+                    if run.status.isTerminal || releasing {
+                        group.cancelAll()
+                        return
+                    }
+                    launches += planner.launches
+                    if wakerInFlight { flag.signal() }  // the next timer may have moved: restart the waker
+                }
+                planned = false
+
+                for launch in launches {
+                    let snapshot = run
+                    let stepDefinition = definition.step(launch.stepID)
+                    let timeout = stepDefinition.map { definition.timeout(for: $0) } ?? .seconds(30)
+                    group.addTask {
+                        let outcome = await self.runStep(launch, run: snapshot, timeout: timeout, logger: sharedLogger)
+                        return .step(stepID: launch.stepID, attempt: launch.attempt, outcome: outcome)
+                    }
+                    inFlight += 1
+                }
+                launches = []
+
+                if !wakerInFlight {
+                    let now = Clock.nowMilliseconds()
+                    var timeout: Duration?
+                    if let next = RunPlanner.nextWake(of: run) { timeout = .milliseconds(max(0, next - now)) }
+                    if run.steps.contains(where: { $0.status == .waiting && $0.wakeAt == nil }) {
+                        timeout = min(timeout ?? .seconds(1), .seconds(1))  // signals and children: look again soon
+                    }
+                    wakerInFlight = true
+                    group.addTask {
+                        await flag.wait(timeout: timeout ?? self.configuration.leaseRenewInterval.duration)
+                        return .wake
+                    }
+                }
+                guard let event = await group.next() else { return }
+                switch event {
+                case .step(let stepID, let attempt, let outcome):
+                    inFlight -= 1
+                    results.append((stepID, attempt, outcome))
+                case .wake:
+                    wakerInFlight = false
+                    checkCancel = true
+                }
+            }
+        }
+    }
+
+    private var leaseUntilNow: Int64 { Clock.nowMilliseconds() + configuration.leaseDuration.milliseconds }
+
+    /// Removes a run from this node's active set; returns whether it was there.
+    func finished(_ runID: String) -> Bool {
+        removeActive(runID)
+    }
+
+    private func isCancelRequested(_ runID: String) async throws -> Bool {
+        try await database.read { executor in
+            try await executor.queryFirst("SELECT cancel_requested FROM runs WHERE id = $1", [.text(runID)])?.bool("cancel_requested") ?? false
+        }
+    }
+
+    private func pendingSignals(for run: RunRecord, definition: WorkflowDefinition) async -> [PendingSignal] {
+        let waitsForSignal = run.steps.contains { step in
+            step.status == .waiting && definition.step(step.id)?.kind == ApprovalStepKind.name
+        }
+        guard waitsForSignal else { return [] }
+        return (try? await database.read { executor in
+            try await self.store.pendingSignals(runID: run.id, in: executor)
+        }.map { PendingSignal(id: $0.id, name: $0.name, data: $0.data, sender: $0.sender) }) ?? []
+    }
+
+    private func childOutcomes(for run: RunRecord) async -> [String: ChildOutcome] {
+        let childIDs = run.steps.compactMap { $0.status == .waiting ? $0.childRunID : nil }
+        guard !childIDs.isEmpty else { return [:] }
+        var outcomes: [String: ChildOutcome] = [:]
+        for id in childIDs {
+            if let child = try? await database.read({ executor in try await self.store.get(id: id, in: executor) }) {
+                outcomes[id] = ChildOutcome(status: child.status, output: child.output, error: child.error)
+            }
+        }
+        return outcomes
+    }
+
+    /// A child run for a `workflow` step, queued for any node to claim.
+    private func makeChild(_ request: ChildRunRequest, parent: RunRecord) async -> (NewRun, RunEvent)? {
+        guard let workflow = try? await workflows.get(orgID: parent.orgID, name: request.workflow), workflow.archivedAt == nil else {
+            return nil
+        }
+        let now = Clock.nowMilliseconds()
+        var child = Self.newRun(orgID: parent.orgID, workflow: workflow, input: request.input, now: now)
+        child.parentRunID = parent.id
+        child.parentStep = request.stepID
+        child.idempotencyKey = "child:\(parent.id):\(request.stepID)"
+        let event = RunEvent(runID: child.id, seq: 1, type: "run.queued", at: now, data: ["parent_run_id": .string(parent.id)])
+        return (NewRun(run: child, leaseOwner: nil, leaseExpiresAt: nil, wakeAt: now), event)
+    }
+
+    /// A new, queued run of `workflow`.
+    static func newRun(orgID: String, workflow: StoredWorkflow, input: JSONValue, now: Int64) -> RunRecord {
+        RunRecord(
+            id: Identifier.make("run", milliseconds: now), orgID: orgID, kind: "workflow", workflow: workflow.name,
+            workflowVersion: workflow.version, status: .queued, input: input, output: nil, error: nil,
+            steps: workflow.definition.steps.map { StepState(id: $0.id) }, idempotencyKey: nil, requestHash: nil,
+            parentRunID: nil, parentStep: nil, createdAt: now, startedAt: nil, finishedAt: nil, updatedAt: now,
+            lastSeq: 1, cancelRequested: false
+        )
+    }
+
+    /// Runs one step attempt with its timeout; for `for_each`, one attempt of the kind per item.
+    func runStep(_ launch: StepLaunch, run: RunRecord, timeout: CaravanDuration, logger: Logger) async -> StepOutcome {
+        guard let executor = executors[launch.kind] else {
+            return .failed(StepFailure(code: "unknown_kind", message: "No executor for \(launch.kind).", retryable: false))
+        }
+        var stepLogger = logger
+        stepLogger[metadataKey: "caravan.step"] = .string(launch.stepID)
+        let context = StepContext(
+            orgID: run.orgID, runID: run.id, workflow: run.workflow, stepID: launch.stepID, attempt: launch.attempt,
+            idempotencyKey: "\(run.id):\(launch.stepID)", timeout: timeout, maxOutputBytes: configuration.maxPayloadBytes,
+            logger: stepLogger
+        )
+        let needsRendering = launch.kind == HTTPStepKind.name || launch.items != nil
+        func render(_ item: JSONValue?) throws(StepFailure) -> JSONValue {
+            guard needsRendering else { return launch.config }
+            do {
+                var scope = RunPlanner.scope(of: run, item: item)
+                if case .object(var object) = scope {
+                    object["secrets"] = .object([:])
+                    scope = .object(object)
+                }
+                return try Template.render(launch.config, scope: scope)
+            } catch {
+                throw StepFailure(code: "template_error", message: error.detail, retryable: false)
+            }
+        }
+        do throws(StepFailure) {
+            if let items = launch.items {
+                var outputs: [JSONValue] = []
+                outputs.reserveCapacity(items.count)
+                for item in items {
+                    let config = try render(item)
+                    outputs.append(try await Self.withTimeout(timeout) { () async throws(StepFailure) -> JSONValue in
+                        try await executor.execute(config, context: context)
+                    })
+                }
+                return .succeeded(.array(outputs))
+            }
+            let config = try render(nil)
+            return .succeeded(try await Self.withTimeout(timeout) { () async throws(StepFailure) -> JSONValue in
+                try await executor.execute(config, context: context)
+            })
+        } catch {
+            return .failed(error)
+        }
+    }
+
+    /// Runs `body`, failing with a retryable `timeout` when it takes longer than `timeout`.
+    static func withTimeout(
+        _ timeout: CaravanDuration,
+        _ body: @escaping @Sendable () async throws(StepFailure) -> JSONValue
+    ) async throws(StepFailure) -> JSONValue {
+        let result: Result<JSONValue, StepFailure> = await withTaskGroup(of: Result<JSONValue, StepFailure>?.self) { group in
+            group.addTask {
+                do throws(StepFailure) { return .success(try await body()) } catch { return .failure(error) }
+            }
+            group.addTask {
+                do { try await Task.sleep(for: timeout.duration) } catch { return nil }
+                return .failure(StepFailure(code: "timeout", message: "The step took longer than \(timeout).", retryable: true))
+            }
+            var outcome: Result<JSONValue, StepFailure>?
+            while outcome == nil, let next = await group.next() { outcome = next }
+            group.cancelAll()
+            return outcome ?? .failure(StepFailure(code: "cancelled", message: "The step was cancelled.", retryable: false))
+        }
+        return try result.get()
+    }
+}

@@ -1,0 +1,199 @@
+import AsyncHTTPClient
+import CaravanCore
+import CaravanStorage
+import CaravanWorkflow
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// The durable execution engine of one node: starts runs, executes their steps, commits every result before
+/// anything that depends on it starts, and shares the work with other nodes through leases.
+///
+/// A run being executed lives in memory on the node that holds its lease; each step result is committed through
+/// the group committer (one transaction for everything that finished at about the same time), fenced so that a
+/// node that lost its lease cannot overwrite another's progress. Runs that wait for long (a timer, a signal, a
+/// queue slot) are released and picked up again by whichever node claims them when they are due.
+public final class Engine: Service, Sendable {
+    public let configuration: EngineConfiguration
+    let database: any Database
+    public let workflows: WorkflowStore
+    let store = RunStore()
+    let notifier = RunNotifier()
+    let executors: [String: any StepExecutor]
+    let logger: Logger
+    let commits: CommitQueue<CommitWork, CommitOutcome>
+    private let dispatch: AsyncStream<ClaimedExecution>
+    private let dispatchContinuation: AsyncStream<ClaimedExecution>.Continuation
+    private let active = Mutex<Set<String>>([])
+    private let claimWake = WakeFlag()
+
+    /// A run this node now executes, with the step launches already committed as started.
+    struct ClaimedExecution: Sendable {
+        var run: RunRecord
+        var fence: Int64
+        var launches: [StepLaunch]
+    }
+
+    /// - Parameters:
+    ///   - database: where runs live.
+    ///   - executors: the step kinds that run as calls (`template`, `http`, …); the control kinds (`approval`,
+    ///     `sleep`, `workflow`) are the engine's own.
+    public init(
+        database: any Database,
+        executors: [any StepExecutor],
+        configuration: EngineConfiguration,
+        logger: Logger
+    ) {
+        self.database = database
+        self.configuration = configuration
+        self.logger = logger
+        var kinds = StepKindRegistry.builtIn
+        for executor in executors { kinds = kinds.registering(type(of: executor)) }
+        self.workflows = WorkflowStore(database: database, kinds: kinds)
+        self.executors = Dictionary(executors.map { (type(of: $0).name, $0) }, uniquingKeysWith: { _, last in last })
+        let applier = CommitApplier()
+        self.commits = CommitQueue(database: database, maxBatch: 512) { batch, executor in
+            try await applier.apply(batch, in: executor)
+        }
+        (dispatch, dispatchContinuation) = AsyncStream.makeStream(of: ClaimedExecution.self)
+    }
+
+    /// The step kinds definitions may use.
+    public var kinds: StepKindRegistry {
+        var registry = StepKindRegistry.builtIn
+        for executor in executors.values { registry = registry.registering(type(of: executor)) }
+        return registry
+    }
+
+    // MARK: Service
+
+    public func run() async throws {
+        logger.info("Engine started", metadata: ["caravan.node_id": "\(configuration.nodeID)"])
+        let committers = database.dialect == .sqlite ? 1 : configuration.committers
+        await withDiscardingTaskGroup { outer in
+            outer.addTask { await self.commits.run(committers: committers) }
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.claimLoop() }
+                group.addTask { await self.renewLoop() }
+                group.addTask { await self.scheduleLoop() }
+                group.addTask { await self.retentionLoop() }
+                group.addTask {
+                    try? await gracefulShutdown()
+                    self.dispatchContinuation.finish()
+                }
+                for await execution in dispatch {
+                    group.addTask { await self.execute(execution) }
+                }
+                // Shutting down: stop the loops and the executions still running; their leases go back below.
+                group.cancelAll()
+            }
+            await releaseLeases()
+            commits.close()
+        }
+        logger.info("Engine stopped", metadata: ["caravan.node_id": "\(configuration.nodeID)"])
+    }
+
+    /// Hands back every run this node still holds, so another node (or this one after a restart) continues it
+    /// at once instead of waiting for the lease to expire.
+    private func releaseLeases() async {
+        do {
+            try await database.withTransaction { executor in
+                try await executor.execute(
+                    """
+                    UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, wake_at = $2
+                    WHERE lease_owner = $1 AND finished_at IS NULL
+                    """,
+                    [.text(self.configuration.nodeID), .int(Clock.nowMilliseconds())]
+                )
+            }
+        } catch {
+            logger.warning("Could not hand back leases on shutdown; they expire on their own", metadata: ["error.message": "\(error)"])
+        }
+    }
+
+    // MARK: Claiming
+
+    private var leaseUntil: Int64 { Clock.nowMilliseconds() + configuration.leaseDuration.milliseconds }
+
+    private func claimLoop() async {
+        while !Task.isCancelled {
+            let capacity = configuration.maxActiveRuns - active.withLock { $0.count }
+            var claimedCount = 0
+            let limit = min(capacity, 256)
+            if limit > 0 {
+                do {
+                    let now = Clock.nowMilliseconds()
+                    let until = leaseUntil
+                    let owner = configuration.nodeID
+                    let claimed = try await database.withTransaction { executor in
+                        try await self.store.claim(owner: owner, now: now, leaseUntil: until, limit: limit, in: executor)
+                    }
+                    claimedCount = claimed.count
+                    for claim in claimed {
+                        dispatchLocally(ClaimedExecution(run: claim.run, fence: claim.fence, launches: []))
+                    }
+                } catch is CancellationError {
+                    return
+                } catch {
+                    logger.warning("Claiming runs failed; retrying", metadata: ["error.message": "\(error)"])
+                }
+            }
+            if claimedCount == limit && limit > 0 { continue }
+            await claimWake.wait(timeout: configuration.pollInterval.duration)
+        }
+    }
+
+    /// Makes the claim loop look for work now (a run was woken on this node).
+    func pokeClaims() {
+        claimWake.signal()
+    }
+
+    func removeActive(_ runID: String) -> Bool {
+        active.withLock { $0.remove(runID) != nil }
+    }
+
+    func dispatchLocally(_ execution: ClaimedExecution) {
+        let inserted = active.withLock { $0.insert(execution.run.id).inserted }
+        if inserted {
+            dispatchContinuation.yield(execution)
+        }
+    }
+
+    private func renewLoop() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: configuration.leaseRenewInterval.duration)
+            let ids = Array(active.withLock { $0 })
+            guard !ids.isEmpty else { continue }
+            do {
+                let owner = configuration.nodeID
+                let until = leaseUntil
+                let held = try await database.withTransaction { executor in
+                    try await self.store.renew(owner: owner, ids: ids, leaseUntil: until, in: executor)
+                }
+                for id in ids where held[id] != false { notifier.poke(runID: id) }  // lost, or cancel requested
+            } catch {
+                logger.warning("Renewing leases failed", metadata: ["error.message": "\(error)"])
+            }
+        }
+    }
+
+    private func retentionLoop() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(600))
+            let cutoff = Clock.nowMilliseconds() - configuration.retention.milliseconds
+            do {
+                var deleted = 0
+                while true {
+                    let count = try await database.withTransaction { executor in
+                        try await self.store.deleteFinished(before: cutoff, limit: 500, in: executor)
+                    }
+                    deleted += count
+                    if count < 500 || Task.isCancelled { break }
+                }
+                if deleted > 0 { logger.info("Deleted finished runs past retention", metadata: ["caravan.deleted": "\(deleted)"]) }
+            } catch {
+                logger.warning("Retention sweep failed", metadata: ["error.message": "\(error)"])
+            }
+        }
+    }
+}

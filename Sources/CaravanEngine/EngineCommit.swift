@@ -1,0 +1,175 @@
+import CaravanCore
+import CaravanStorage
+import CaravanWorkflow
+
+/// One unit of work for the group committer.
+enum CommitWork: Sendable {
+    /// Insert a new run (queued) with its first events; when `admission` is given, admit it at once if the
+    /// workflow's and the organization's limits allow, leasing it to this node.
+    case create(NewRun, events: [RunEvent], admission: Admission?)
+    /// Write a run's progress under its lease, with side effects that must commit with it.
+    case advance(RunAdvance)
+}
+
+/// Concurrency limits to check when admitting a run.
+struct Admission: Sendable {
+    var workflowLimit: Int?
+    var organizationLimit: Int
+    var definition: WorkflowDefinition
+    var owner: String
+    var leaseUntil: Int64
+    var maxOutputBytes: Int
+}
+
+/// A run's progress under its lease.
+struct RunAdvance: Sendable {
+    var update: RunUpdate
+    var events: [RunEvent]
+    var children: [NewRun] = []
+    var childEvents: [RunEvent] = []
+    var consumedSignals: [Int64] = []
+    /// A parent run to wake because this run finished.
+    var wakeParent: String?
+    /// A workflow whose oldest parked run should be woken because this run freed a slot.
+    var freedSlot: (orgID: String, workflow: String)?
+    /// For a queued run: admit it first; if the limits do not allow, park `parkedState` (the run as it was,
+    /// unleased and asleep until a slot frees) instead of writing `update` and `events`.
+    var admission: Admission?
+    var parkedState: RunRecord?
+}
+
+/// What became of a unit of work.
+enum CommitOutcome: Sendable {
+    /// The run was inserted (or, for a duplicate idempotency key, not); when admitted, it is leased to this node
+    /// and `launches` were recorded as started.
+    case created(inserted: Bool, admitted: AdmittedRun?)
+    /// The write landed (`true`), or the lease was lost to another node (`false`).
+    case advanced(Bool)
+    /// The run could not be admitted and was parked until a slot frees.
+    case parked
+}
+
+/// A run admitted at creation, with the steps its first commit started.
+struct AdmittedRun: Sendable {
+    var run: RunRecord
+    var fence: Int64
+    var launches: [StepLaunch]
+}
+
+/// Applies a batch of commit work inside one transaction.
+struct CommitApplier: Sendable {
+    let store = RunStore()
+
+    func apply(_ batch: [CommitWork], in executor: any SQLExecutor) async throws -> [CommitOutcome] {
+        var outcomes = [CommitOutcome?](repeating: nil, count: batch.count)
+        var capacity = CapacityLedger()
+
+        // 1. Admit and insert new runs.
+        var newRuns: [NewRun] = []
+        var newEvents: [RunEvent] = []
+        var admitted: [Int: AdmittedRun] = [:]
+        for (index, work) in batch.enumerated() {
+            guard case .create(var new, let events, let admission) = work else { continue }
+            var allEvents = events
+            if let admission, try await capacity.take(for: new.run, admission, store: store, in: executor) {
+                var planner = RunPlanner(definition: admission.definition, now: new.run.createdAt, maxOutputBytes: admission.maxOutputBytes)
+                planner.start(&new.run)
+                planner.advance(&new.run, signals: [], children: [:])
+                allEvents += planner.events
+                new.leaseOwner = admission.owner
+                new.leaseExpiresAt = admission.leaseUntil
+                new.wakeAt = admission.leaseUntil
+                admitted[index] = AdmittedRun(run: new.run, fence: 1, launches: planner.launches)
+            }
+            newRuns.append(new)
+            newEvents += allEvents
+        }
+
+        // 2. Progress of runs under lease (admitting queued ones first).
+        var updates: [RunUpdate] = []
+        var parked = Set<Int>()
+        for (index, work) in batch.enumerated() {
+            guard case .advance(let advance) = work else { continue }
+            if let admission = advance.admission,
+                !(try await capacity.take(for: advance.update.run, admission, store: store, in: executor))
+            {
+                var park = advance.update
+                park.run = advance.parkedState ?? advance.update.run
+                park.newOwner = nil
+                park.leaseExpiresAt = nil
+                park.wakeAt = nil
+                updates.append(park)
+                parked.insert(index)
+                continue
+            }
+            updates.append(advance.update)
+        }
+        let written = try await store.update(updates, in: executor)
+
+        var orgs: [String: String] = [:]
+        var events: [RunEvent] = []
+        for (index, work) in batch.enumerated() {
+            guard case .advance(let advance) = work else { continue }
+            let landed = written.contains(advance.update.run.id)
+            if parked.contains(index) {
+                outcomes[index] = landed ? .parked : .advanced(false)
+                continue
+            }
+            outcomes[index] = .advanced(landed)
+            guard landed else { continue }
+            orgs[advance.update.run.id] = advance.update.run.orgID
+            events += advance.events
+            newRuns += advance.children
+            newEvents += advance.childEvents
+            if !advance.consumedSignals.isEmpty {
+                try await store.consumeSignals(advance.consumedSignals, at: advance.update.run.updatedAt, in: executor)
+            }
+            if let parent = advance.wakeParent {
+                try await store.wake(runID: parent, at: advance.update.run.updatedAt, in: executor)
+            }
+            if let slot = advance.freedSlot {
+                try await store.wakeQueued(orgID: slot.orgID, workflow: slot.workflow, now: advance.update.run.updatedAt, in: executor)
+            }
+        }
+
+        let inserted = try await store.insert(newRuns, in: executor)
+        for new in newRuns where inserted.contains(new.run.id) { orgs[new.run.id] = new.run.orgID }
+        events += newEvents.filter { inserted.contains($0.runID) }
+        try await store.append(events, orgs: orgs, in: executor)
+
+        for (index, work) in batch.enumerated() {
+            guard case .create(let new, _, _) = work else { continue }
+            let isInserted = inserted.contains(new.run.id)
+            outcomes[index] = .created(inserted: isInserted, admitted: isInserted ? admitted[index] : nil)
+        }
+        return outcomes.map { $0 ?? .advanced(false) }
+    }
+}
+
+/// Counts of executing runs, read once per organization and workflow in a batch and updated as runs are admitted.
+struct CapacityLedger {
+    private var organizations: [String: Int] = [:]
+    private var workflows: [String: Int] = [:]
+    private var locked = Set<String>()
+
+    /// Admits `run` if both limits allow, counting it.
+    mutating func take(for run: RunRecord, _ admission: Admission, store: RunStore, in executor: any SQLExecutor) async throws -> Bool {
+        let workflowKey = run.orgID + "/" + run.workflow
+        if organizations[run.orgID] == nil || (admission.workflowLimit != nil && workflows[workflowKey] == nil) {
+            if executor.dialect == .postgres, locked.insert(run.orgID).inserted {
+                // Serializes admissions of one organization across nodes for the rest of this transaction.
+                try await executor.execute("SELECT pg_advisory_xact_lock(hashtext($1))", [.text(run.orgID)])
+            }
+            let counts = try await store.activeCounts(orgID: run.orgID, workflow: run.workflow, in: executor)
+            if organizations[run.orgID] == nil { organizations[run.orgID] = counts.org }
+            if workflows[workflowKey] == nil { workflows[workflowKey] = counts.workflow }
+        }
+        let organizationCount = organizations[run.orgID] ?? 0
+        let workflowCount = workflows[workflowKey] ?? 0
+        guard organizationCount < admission.organizationLimit else { return false }
+        if let limit = admission.workflowLimit, workflowCount >= limit { return false }
+        organizations[run.orgID] = organizationCount + 1
+        workflows[workflowKey] = workflowCount + 1
+        return true
+    }
+}

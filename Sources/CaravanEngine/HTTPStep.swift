@@ -1,0 +1,87 @@
+import AsyncHTTPClient
+import CaravanCore
+import CaravanWorkflow
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// `http`: one request. 2xx succeeds; 408, 429, 5xx, network errors and timeouts are retried; other 4xx fail at
+/// once. Every attempt carries the same `Idempotency-Key`. The destination must pass the egress policy.
+public struct HTTPStep: StepExecutor {
+    public static let name = HTTPStepKind.name
+    public static func validate(_ config: JSONValue, at pointer: String) -> [CaravanError.FieldError] {
+        HTTPStepKind.validate(config, at: pointer)
+    }
+
+    let client: HTTPClient
+    let egress: EgressPolicy
+
+    public init(client: HTTPClient, egress: EgressPolicy) {
+        self.client = client
+        self.egress = egress
+    }
+
+    public func execute(_ config: JSONValue, context: StepContext) async throws(StepFailure) -> JSONValue {
+        guard let urlText = config["url"]?.stringValue, var components = URLComponents(string: urlText) else {
+            throw StepFailure(code: "invalid_url", message: "The rendered url is not a URL.", retryable: false)
+        }
+        if let query = config["query"]?.objectValue {
+            var items = components.queryItems ?? []
+            for (key, value) in query.sorted(by: { $0.key < $1.key }) {
+                items.append(URLQueryItem(name: key, value: value.stringValue ?? value.canonicalText))
+            }
+            components.queryItems = items
+        }
+        guard let url = components.url else {
+            throw StepFailure(code: "invalid_url", message: "The rendered url is not a URL.", retryable: false)
+        }
+        try egress.check(url)
+
+        var request = HTTPClientRequest(url: url.absoluteString)
+        request.method = HTTPMethod(rawValue: (config["method"]?.stringValue ?? "GET").uppercased())
+        request.headers.add(name: "Idempotency-Key", value: context.idempotencyKey)
+        request.headers.add(name: "User-Agent", value: "Caravan")
+        for (name, value) in config["headers"]?.objectValue ?? [:] {
+            if let text = value.stringValue { request.headers.replaceOrAdd(name: name, value: text) }
+        }
+        if let body = config["body"] {
+            if let text = body.stringValue {
+                request.body = .bytes(ByteBuffer(string: text))
+            } else {
+                request.body = .bytes(ByteBuffer(string: body.canonicalText))
+                if !request.headers.contains(name: "Content-Type") {
+                    request.headers.add(name: "Content-Type", value: "application/json")
+                }
+            }
+        }
+
+        let response: HTTPClientResponse
+        let body: ByteBuffer
+        do {
+            response = try await client.execute(request, timeout: .milliseconds(context.timeout.milliseconds))
+            body = try await response.body.collect(upTo: context.maxOutputBytes)
+        } catch let error as NIOTooManyBytesError {
+            _ = error
+            throw StepFailure(code: "response_too_large", message: "The response is larger than \(context.maxOutputBytes) bytes.", retryable: false)
+        } catch is CancellationError {
+            throw StepFailure(code: "cancelled", message: "The request was cancelled.", retryable: false)
+        } catch {
+            throw StepFailure(code: "network_error", message: "The request failed: \(error)", retryable: true)
+        }
+
+        var headers: [String: JSONValue] = [:]
+        for header in response.headers { headers[header.name.lowercased()] = .string(header.value) }
+        let isJSON = response.headers.first(name: "Content-Type")?.lowercased().contains("json") ?? false
+        var parsedBody: JSONValue = .string(String(buffer: body))
+        if isJSON, let json = try? JSONValue(parsing: body.readableBytesView, maxDepth: 128) { parsedBody = json }
+        let output: JSONValue = ["status": .int(Int64(response.status.code)), "headers": .object(headers), "body": parsedBody]
+
+        switch response.status.code {
+        case 200..<300: return output
+        case 408, 429, 500..<600:
+            throw StepFailure(code: "http_\(response.status.code)", message: "The server answered \(response.status.code).", retryable: true)
+        default:
+            throw StepFailure(code: "http_\(response.status.code)", message: "The server answered \(response.status.code).", retryable: false)
+        }
+    }
+}

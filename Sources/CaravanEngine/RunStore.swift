@@ -1,0 +1,387 @@
+import CaravanCore
+import CaravanStorage
+
+/// A run to insert, with its first events.
+struct NewRun: Sendable {
+    var run: RunRecord
+    /// Set when the run starts leased to this node.
+    var leaseOwner: String?
+    var leaseExpiresAt: Int64?
+    var wakeAt: Int64?
+}
+
+/// A fenced write of a run's projection: applied only while `owner` still holds the lease at `fence`.
+struct RunUpdate: Sendable {
+    var run: RunRecord
+    var owner: String
+    var fence: Int64
+    /// The lease after this write: `nil` owner releases the run.
+    var newOwner: String?
+    var leaseExpiresAt: Int64?
+    var wakeAt: Int64?
+}
+
+/// A run claimed by this node, with the fence its writes must carry.
+struct ClaimedRun: Sendable {
+    var run: RunRecord
+    var fence: Int64
+}
+
+/// Reads and writes runs, their events and signals. Every read is scoped by organization.
+struct RunStore: Sendable {
+    static let columns = """
+        id, org_id, kind, workflow, workflow_version, status, input, output, error, steps, idempotency_key,
+        request_hash, parent_run_id, parent_step, created_at, started_at, finished_at, updated_at, last_seq,
+        cancel_requested, fence
+        """
+
+    // MARK: Writes (inside the commit queue's transaction)
+
+    /// Inserts runs; a run whose idempotency key is taken is skipped.
+    /// - Returns: the ids actually inserted.
+    func insert(_ runs: [NewRun], in executor: any SQLExecutor) async throws -> Set<String> {
+        var inserted = Set<String>()
+        for chunk in runs.chunked(into: 1000) {
+            var sql = """
+                INSERT INTO runs (id, org_id, kind, workflow, workflow_version, status, input, output, error, steps,
+                idempotency_key, request_hash, parent_run_id, parent_step, created_at, started_at, finished_at,
+                updated_at, last_seq, wake_at, lease_owner, lease_expires_at, fence) VALUES
+                """
+            var binds: [SQLValue] = []
+            binds.reserveCapacity(chunk.count * 23)
+            for (index, new) in chunk.enumerated() {
+                let run = new.run
+                sql += index == 0 ? " (" : ", ("
+                sql += (1...23).map { "$\(binds.count + $0)" }.joined(separator: ", ") + ")"
+                binds += [
+                    .text(run.id), .text(run.orgID), .text(run.kind), .text(run.workflow),
+                    .int(Int64(run.workflowVersion)), .text(run.status.rawValue), .json(run.input), .json(run.output),
+                    .json(run.error?.json), .json(StepList.encode(run.steps)), .text(run.idempotencyKey),
+                    .text(run.requestHash), .text(run.parentRunID), .text(run.parentStep), .int(run.createdAt),
+                    .int(run.startedAt), .int(run.finishedAt), .int(run.updatedAt), .int(run.lastSeq),
+                    .int(new.wakeAt), .text(new.leaseOwner), .int(new.leaseExpiresAt), .int(1),
+                ]
+            }
+            sql += " ON CONFLICT DO NOTHING RETURNING id"
+            for row in try await executor.query(sql, binds) { inserted.insert(try row.string("id")) }
+        }
+        return inserted
+    }
+
+    /// Writes run projections, each only if its writer still holds the lease at the same fence.
+    /// - Returns: the ids written; a missing id means another node took the run over.
+    func update(_ updates: [RunUpdate], in executor: any SQLExecutor) async throws -> Set<String> {
+        var written = Set<String>()
+        for chunk in updates.chunked(into: 1000) {
+            var values: [String] = []
+            var binds: [SQLValue] = []
+            binds.reserveCapacity(chunk.count * 16)
+            for update in chunk {
+                let run = update.run
+                let base = binds.count
+                values.append("(" + (1...16).map { "$\(base + $0)" }.joined(separator: ", ") + ")")
+                binds += [
+                    .text(run.id), .text(update.owner), .int(update.fence), .text(run.status.rawValue),
+                    .json(run.output), .json(run.error?.json), .json(StepList.encode(run.steps)),
+                    .int(run.startedAt), .int(run.finishedAt), .int(run.updatedAt), .int(run.lastSeq),
+                    .int(update.wakeAt), .text(update.newOwner), .int(update.leaseExpiresAt),
+                    .int(run.cancelRequested ? 1 : 0), .int(0),
+                ]
+            }
+            // VALUES columns are column1…column16 in both dialects; casts give PostgreSQL the types of NULLs.
+            let sql = """
+                UPDATE runs SET
+                    status = v.column4,
+                    output = CAST(v.column5 AS TEXT),
+                    error = CAST(v.column6 AS TEXT),
+                    steps = v.column7,
+                    started_at = CAST(v.column8 AS BIGINT),
+                    finished_at = CAST(v.column9 AS BIGINT),
+                    updated_at = CAST(v.column10 AS BIGINT),
+                    last_seq = CAST(v.column11 AS BIGINT),
+                    wake_at = CAST(v.column12 AS BIGINT),
+                    lease_owner = CAST(v.column13 AS TEXT),
+                    lease_expires_at = CAST(v.column14 AS BIGINT),
+                    cancel_requested = CASE WHEN runs.cancel_requested = 1 THEN 1 ELSE CAST(v.column15 AS BIGINT) END
+                FROM (VALUES \(values.joined(separator: ", "))) AS v
+                WHERE runs.id = v.column1 AND runs.lease_owner = v.column2 AND runs.fence = CAST(v.column3 AS BIGINT)
+                RETURNING runs.id
+                """
+            for row in try await executor.query(sql, binds) { written.insert(try row.string("id")) }
+        }
+        return written
+    }
+
+    /// Appends events.
+    func append(_ events: [RunEvent], orgs: [String: String], in executor: any SQLExecutor) async throws {
+        for chunk in events.chunked(into: 2000) {
+            var sql = "INSERT INTO run_events (org_id, run_id, seq, type, step, at, data) VALUES "
+            var binds: [SQLValue] = []
+            binds.reserveCapacity(chunk.count * 7)
+            for (index, event) in chunk.enumerated() {
+                let base = binds.count
+                sql += (index == 0 ? "(" : ", (") + (1...7).map { "$\(base + $0)" }.joined(separator: ", ") + ")"
+                binds += [
+                    .text(orgs[event.runID] ?? ""), .text(event.runID), .int(event.seq), .text(event.type),
+                    .text(event.step), .int(event.at), .json(event.data),
+                ]
+            }
+            try await executor.execute(sql, binds)
+        }
+    }
+
+    // MARK: Leases
+
+    /// Claims up to `limit` runs that need a worker now: due timers, woken runs, and runs whose owner's lease ran
+    /// out. Several nodes may claim at once; each run goes to one of them.
+    func claim(owner: String, now: Int64, leaseUntil: Int64, limit: Int, in executor: any SQLExecutor) async throws
+        -> [ClaimedRun]
+    {
+        let lock = executor.dialect == .postgres ? "FOR UPDATE SKIP LOCKED" : ""
+        let rows = try await executor.query(
+            """
+            UPDATE runs SET lease_owner = $1, lease_expires_at = $2, wake_at = $2, fence = fence + 1
+            WHERE id IN (
+                SELECT id FROM runs
+                WHERE wake_at <= $3 AND (lease_owner IS NULL OR lease_expires_at <= $3)
+                ORDER BY wake_at LIMIT $4 \(lock)
+            )
+            RETURNING \(Self.columns)
+            """,
+            [.text(owner), .int(leaseUntil), .int(now), .int(Int64(limit))]
+        )
+        return try rows.map { ClaimedRun(run: try Self.decode($0), fence: try $0.int("fence")) }
+    }
+
+    /// Extends this node's leases on `ids`.
+    /// - Returns: for each run still held, whether a cancel was requested.
+    func renew(owner: String, ids: [String], leaseUntil: Int64, in executor: any SQLExecutor) async throws
+        -> [String: Bool]
+    {
+        var result: [String: Bool] = [:]
+        for chunk in ids.chunked(into: 1000) {
+            let placeholders = chunk.indices.map { "$\($0 + 3)" }.joined(separator: ", ")
+            let rows = try await executor.query(
+                """
+                UPDATE runs SET lease_expires_at = $2, wake_at = $2
+                WHERE lease_owner = $1 AND id IN (\(placeholders))
+                RETURNING id, cancel_requested
+                """,
+                [.text(owner), .int(leaseUntil)] + chunk.map { .text($0) }
+            )
+            for row in rows { result[try row.string("id")] = try row.bool("cancel_requested") }
+        }
+        return result
+    }
+
+    /// Marks a run as needing a worker now (a signal, a cancel, a finished child).
+    func wake(runID: String, at now: Int64, in executor: any SQLExecutor) async throws {
+        try await executor.execute(
+            "UPDATE runs SET wake_at = $2 WHERE id = $1 AND finished_at IS NULL AND (wake_at IS NULL OR wake_at > $2)",
+            [.text(runID), .int(now)]
+        )
+    }
+
+    /// Wakes the oldest parked queued run of a workflow, after a slot was freed.
+    func wakeQueued(orgID: String, workflow: String, now: Int64, in executor: any SQLExecutor) async throws {
+        try await executor.execute(
+            """
+            UPDATE runs SET wake_at = $3 WHERE id IN (
+                SELECT id FROM runs WHERE org_id = $1 AND workflow = $2 AND status = 'queued' AND wake_at IS NULL
+                ORDER BY created_at LIMIT 1
+            )
+            """,
+            [.text(orgID), .text(workflow), .int(now)]
+        )
+    }
+
+    /// Wakes every parked queued run (a periodic sweep, for organization-wide caps).
+    func wakeAllQueued(now: Int64, in executor: any SQLExecutor) async throws {
+        try await executor.execute(
+            "UPDATE runs SET wake_at = $1 WHERE status = 'queued' AND wake_at IS NULL AND lease_owner IS NULL",
+            [.int(now)]
+        )
+    }
+
+    /// How many runs are executing (running or waiting), in the organization and for one workflow.
+    func activeCounts(orgID: String, workflow: String, in executor: any SQLExecutor) async throws -> (org: Int, workflow: Int) {
+        let row = try await executor.queryFirst(
+            """
+            SELECT COUNT(*) AS total, SUM(CASE WHEN workflow = $2 THEN 1 ELSE 0 END) AS of_workflow
+            FROM runs WHERE org_id = $1 AND status IN ('running', 'waiting')
+            """,
+            [.text(orgID), .text(workflow)]
+        )
+        return (Int(try row?.optionalInt("total") ?? 0), Int(try row?.optionalInt("of_workflow") ?? 0))
+    }
+
+    // MARK: Reads
+
+    /// The run with `id` in `orgID`, or `nil` (also when it belongs to another organization).
+    func get(orgID: String, id: String, in executor: any SQLExecutor) async throws -> RunRecord? {
+        guard
+            let row = try await executor.queryFirst(
+                "SELECT \(Self.columns) FROM runs WHERE id = $1 AND org_id = $2",
+                [.text(id), .text(orgID)]
+            )
+        else { return nil }
+        return try Self.decode(row)
+    }
+
+    /// The run with `id`, whatever its organization: for the engine, which already holds the id.
+    func get(id: String, in executor: any SQLExecutor) async throws -> RunRecord? {
+        guard let row = try await executor.queryFirst("SELECT \(Self.columns) FROM runs WHERE id = $1", [.text(id)])
+        else { return nil }
+        return try Self.decode(row)
+    }
+
+    /// The run started in `orgID` with `idempotencyKey`, if any.
+    func get(orgID: String, idempotencyKey: String, in executor: any SQLExecutor) async throws -> RunRecord? {
+        guard
+            let row = try await executor.queryFirst(
+                "SELECT \(Self.columns) FROM runs WHERE org_id = $1 AND idempotency_key = $2",
+                [.text(orgID), .text(idempotencyKey)]
+            )
+        else { return nil }
+        return try Self.decode(row)
+    }
+
+    /// A page of runs, newest first.
+    func list(
+        orgID: String,
+        workflow: String?,
+        status: RunStatus?,
+        before cursor: String?,
+        limit: Int,
+        in executor: any SQLExecutor
+    ) async throws -> [RunRecord] {
+        var sql = "SELECT \(Self.columns) FROM runs WHERE org_id = $1"
+        var binds: [SQLValue] = [.text(orgID)]
+        if let workflow {
+            binds.append(.text(workflow))
+            sql += " AND workflow = $\(binds.count)"
+        }
+        if let status {
+            binds.append(.text(status.rawValue))
+            sql += " AND status = $\(binds.count)"
+        }
+        if let cursor {
+            binds.append(.text(cursor))
+            sql += " AND id < $\(binds.count)"
+        }
+        binds.append(.int(Int64(limit)))
+        sql += " ORDER BY id DESC LIMIT $\(binds.count)"
+        return try await executor.query(sql, binds).map(Self.decode)
+    }
+
+    /// A run's events after `seq`, in order.
+    func events(runID: String, after seq: Int64, limit: Int, in executor: any SQLExecutor) async throws -> [RunEvent] {
+        try await executor.query(
+            "SELECT id, run_id, seq, type, step, at, data FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            [.text(runID), .int(seq), .int(Int64(limit))]
+        ).map(Self.decodeEvent)
+    }
+
+    /// The organization's events after the global position `after`, in order.
+    func events(orgID: String, after: Int64, limit: Int, in executor: any SQLExecutor) async throws -> [RunEvent] {
+        try await executor.query(
+            "SELECT id, run_id, seq, type, step, at, data FROM run_events WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+            [.text(orgID), .int(after), .int(Int64(limit))]
+        ).map(Self.decodeEvent)
+    }
+
+    /// The newest global event position of the organization.
+    func latestEventID(orgID: String, in executor: any SQLExecutor) async throws -> Int64 {
+        try await executor.queryFirst("SELECT MAX(id) AS id FROM run_events WHERE org_id = $1", [.text(orgID)])?
+            .optionalInt("id") ?? 0
+    }
+
+    // MARK: Signals
+
+    /// Stores a signal for a run.
+    func addSignal(runID: String, name: String, data: JSONValue, sender: String?, at now: Int64, in executor: any SQLExecutor) async throws {
+        try await executor.execute(
+            "INSERT INTO run_signals (run_id, name, data, sender, created_at) VALUES ($1, $2, $3, $4, $5)",
+            [.text(runID), .text(name), .json(data), .text(sender), .int(now)]
+        )
+    }
+
+    /// Unconsumed signals of a run, oldest first.
+    func pendingSignals(runID: String, in executor: any SQLExecutor) async throws -> [(id: Int64, name: String, data: JSONValue, sender: String?)] {
+        try await executor.query(
+            "SELECT id, name, data, sender FROM run_signals WHERE run_id = $1 AND consumed_at IS NULL ORDER BY id",
+            [.text(runID)]
+        ).map { row in
+            (try row.int("id"), try row.string("name"), try row.json("data") ?? .null, try row.optionalString("sender"))
+        }
+    }
+
+    /// Marks signals consumed.
+    func consumeSignals(_ ids: [Int64], at now: Int64, in executor: any SQLExecutor) async throws {
+        for id in ids {
+            try await executor.execute("UPDATE run_signals SET consumed_at = $2 WHERE id = $1", [.int(id), .int(now)])
+        }
+    }
+
+    // MARK: Retention
+
+    /// Deletes up to `limit` runs that finished before `cutoff` (their events and signals go with them).
+    /// - Returns: how many were deleted.
+    func deleteFinished(before cutoff: Int64, limit: Int, in executor: any SQLExecutor) async throws -> Int {
+        try await executor.query(
+            """
+            DELETE FROM runs WHERE id IN (
+                SELECT id FROM runs WHERE finished_at IS NOT NULL AND finished_at < $1 LIMIT $2
+            ) RETURNING id
+            """,
+            [.int(cutoff), .int(Int64(limit))]
+        ).count
+    }
+
+    // MARK: Decoding
+
+    static func decode(_ row: SQLRow) throws -> RunRecord {
+        RunRecord(
+            id: try row.string("id"),
+            orgID: try row.string("org_id"),
+            kind: try row.string("kind"),
+            workflow: try row.string("workflow"),
+            workflowVersion: Int(try row.int("workflow_version")),
+            status: RunStatus(rawValue: try row.string("status")) ?? .failed,
+            input: try row.json("input") ?? .null,
+            output: try row.json("output"),
+            error: RunFailure(json: try row.json("error")),
+            steps: try StepList.decode(try row.json("steps")),
+            idempotencyKey: try row.optionalString("idempotency_key"),
+            requestHash: try row.optionalString("request_hash"),
+            parentRunID: try row.optionalString("parent_run_id"),
+            parentStep: try row.optionalString("parent_step"),
+            createdAt: try row.int("created_at"),
+            startedAt: try row.optionalInt("started_at"),
+            finishedAt: try row.optionalInt("finished_at"),
+            updatedAt: try row.int("updated_at"),
+            lastSeq: try row.int("last_seq"),
+            cancelRequested: try row.bool("cancel_requested")
+        )
+    }
+
+    static func decodeEvent(_ row: SQLRow) throws -> RunEvent {
+        var event = RunEvent(
+            runID: try row.string("run_id"),
+            seq: try row.int("seq"),
+            type: try row.string("type"),
+            step: try row.optionalString("step"),
+            at: try row.int("at"),
+            data: try row.json("data")
+        )
+        event.globalID = try row.int("id")
+        return event
+    }
+}
+
+extension Array {
+    /// Consecutive slices of at most `size` elements.
+    func chunked(into size: Int) -> [ArraySlice<Element>] {
+        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
+    }
+}

@@ -1,0 +1,58 @@
+import CaravanCore
+import CaravanWorkflow
+import Logging
+
+/// What a step executor knows about the attempt it runs.
+public struct StepContext: Sendable {
+    public var orgID: String
+    public var runID: String
+    public var workflow: String
+    public var stepID: String
+    /// 1 for the first attempt.
+    public var attempt: Int
+    /// The same for every attempt of this step in this run: send it to services that deduplicate.
+    public var idempotencyKey: String
+    public var timeout: CaravanDuration
+    /// The largest output the step may produce, in bytes of JSON.
+    public var maxOutputBytes: Int
+    public var logger: Logger
+}
+
+/// Why a step attempt failed, and whether another attempt may succeed.
+public struct StepFailure: Error, Sendable, Hashable {
+    public var code: String
+    public var message: String
+    public var retryable: Bool
+
+    public init(code: String, message: String, retryable: Bool) {
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+    }
+}
+
+/// A kind of step that runs as one call: adding a kind is one type conforming to this protocol (validation from
+/// `StepKind`, execution here) and registering an instance with the engine.
+public protocol StepExecutor: StepKind {
+    /// Runs one attempt.
+    /// - Parameters:
+    ///   - config: the step's configuration with `{{ }}` already rendered (secrets included: never store it).
+    ///   - context: ids, attempt number, timeout, limits.
+    /// - Returns: the step's output.
+    /// - Throws: `StepFailure`; cancellation when the run is cancelled or the timeout passes.
+    func execute(_ config: JSONValue, context: StepContext) async throws(StepFailure) -> JSONValue
+}
+
+/// `template`: the rendered value is the output.
+public struct TemplateStep: StepExecutor {
+    public static let name = TemplateStepKind.name
+    public static func validate(_ config: JSONValue, at pointer: String) -> [CaravanError.FieldError] {
+        TemplateStepKind.validate(config, at: pointer)
+    }
+
+    public init() {}
+
+    public func execute(_ config: JSONValue, context: StepContext) async throws(StepFailure) -> JSONValue {
+        config
+    }
+}

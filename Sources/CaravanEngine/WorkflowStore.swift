@@ -1,0 +1,174 @@
+import CaravanCore
+import CaravanStorage
+import CaravanWorkflow
+import Synchronization
+
+/// A stored version of a workflow.
+public struct StoredWorkflow: Sendable {
+    public var orgID: String
+    public var name: String
+    public var version: Int
+    public var latestVersion: Int
+    public var definition: WorkflowDefinition
+    public var createdAt: Int64
+    public var updatedAt: Int64
+    public var archivedAt: Int64?
+}
+
+/// Reads and writes workflow definitions and their versions. Versions are immutable, so parsed definitions are
+/// cached for the engine's hot path.
+public final class WorkflowStore: Sendable {
+    private let database: any Database
+    private let kinds: StepKindRegistry
+    private let cache = Mutex<[String: WorkflowDefinition]>([:])
+
+    public init(database: any Database, kinds: StepKindRegistry) {
+        self.database = database
+        self.kinds = kinds
+    }
+
+    /// Creates the workflow or a new version of it; an unchanged definition keeps its version.
+    /// - Returns: the stored version and whether it is new.
+    public func put(orgID: String, definition: WorkflowDefinition) async throws -> (workflow: StoredWorkflow, created: Bool) {
+        let text = definition.source.canonicalText
+        let now = Clock.nowMilliseconds()
+        let nextFire = definition.schedule.flatMap { Scheduler.nextFire(of: $0, after: now) }
+        return try await database.withTransaction { executor in
+            let existing = try await executor.queryFirst(
+                """
+                SELECT w.latest_version, w.created_at, w.archived_at, v.definition FROM workflows w
+                JOIN workflow_versions v ON v.org_id = w.org_id AND v.name = w.name AND v.version = w.latest_version
+                WHERE w.org_id = $1 AND w.name = $2
+                """,
+                [.text(orgID), .text(definition.name)]
+            )
+            if let existing, try existing.string("definition") == text, try existing.optionalInt("archived_at") == nil {
+                let version = Int(try existing.int("latest_version"))
+                return (
+                    StoredWorkflow(
+                        orgID: orgID, name: definition.name, version: version, latestVersion: version,
+                        definition: definition, createdAt: try existing.int("created_at"), updatedAt: now, archivedAt: nil
+                    ),
+                    false
+                )
+            }
+            let version = Int(try existing?.int("latest_version") ?? 0) + 1
+            let createdAt = try existing?.int("created_at") ?? now
+            let schedule: SQLValue = definition.schedule == nil ? .null : .int(Int64(version))
+            if existing == nil {
+                try await executor.execute(
+                    """
+                    INSERT INTO workflows (org_id, name, latest_version, schedule, next_fire_at, created_at, updated_at)
+                    VALUES ($1, $2, $3, $4, $5, $6, $6)
+                    """,
+                    [.text(orgID), .text(definition.name), .int(Int64(version)), schedule, .int(nextFire), .int(now)]
+                )
+            } else {
+                try await executor.execute(
+                    """
+                    UPDATE workflows SET latest_version = $3, schedule = $4, next_fire_at = $5, updated_at = $6,
+                        archived_at = NULL
+                    WHERE org_id = $1 AND name = $2
+                    """,
+                    [.text(orgID), .text(definition.name), .int(Int64(version)), schedule, .int(nextFire), .int(now)]
+                )
+            }
+            try await executor.execute(
+                "INSERT INTO workflow_versions (org_id, name, version, definition, created_at) VALUES ($1, $2, $3, $4, $5)",
+                [.text(orgID), .text(definition.name), .int(Int64(version)), .text(text), .int(now)]
+            )
+            return (
+                StoredWorkflow(
+                    orgID: orgID, name: definition.name, version: version, latestVersion: version, definition: definition,
+                    createdAt: createdAt, updatedAt: now, archivedAt: nil
+                ),
+                true
+            )
+        }
+    }
+
+    /// The workflow `name` at `version` (default: the latest), or `nil`.
+    public func get(orgID: String, name: String, version: Int? = nil) async throws -> StoredWorkflow? {
+        let row = try await database.read { executor in
+            try await executor.queryFirst(
+                """
+                SELECT w.latest_version, w.created_at, w.updated_at, w.archived_at, v.version, v.definition
+                FROM workflows w JOIN workflow_versions v ON v.org_id = w.org_id AND v.name = w.name
+                WHERE w.org_id = $1 AND w.name = $2 AND v.version = COALESCE($3, w.latest_version)
+                """,
+                [.text(orgID), .text(name), .int(version.map(Int64.init))]
+            )
+        }
+        guard let row else { return nil }
+        let storedVersion = Int(try row.int("version"))
+        return StoredWorkflow(
+            orgID: orgID, name: name, version: storedVersion, latestVersion: Int(try row.int("latest_version")),
+            definition: try cachedDefinition(orgID: orgID, name: name, version: storedVersion, text: try row.string("definition")),
+            createdAt: try row.int("created_at"), updatedAt: try row.int("updated_at"),
+            archivedAt: try row.optionalInt("archived_at")
+        )
+    }
+
+    /// The definition of a version, from the cache or the database; for the engine.
+    func definition(orgID: String, name: String, version: Int) async throws -> WorkflowDefinition? {
+        let key = "\(orgID)/\(name)/\(version)"
+        if let cached = cache.withLock({ $0[key] }) { return cached }
+        return try await get(orgID: orgID, name: name, version: version)?.definition
+    }
+
+    /// A page of workflows (latest versions), by name.
+    public func list(orgID: String, after cursor: String?, limit: Int) async throws -> [StoredWorkflow] {
+        let rows = try await database.read { executor in
+            try await executor.query(
+                """
+                SELECT w.name, w.latest_version, w.created_at, w.updated_at, w.archived_at, v.definition
+                FROM workflows w JOIN workflow_versions v
+                    ON v.org_id = w.org_id AND v.name = w.name AND v.version = w.latest_version
+                WHERE w.org_id = $1 AND w.archived_at IS NULL AND w.name > $2
+                ORDER BY w.name LIMIT $3
+                """,
+                [.text(orgID), .text(cursor ?? ""), .int(Int64(limit))]
+            )
+        }
+        return try rows.map { row in
+            let name = try row.string("name")
+            let version = Int(try row.int("latest_version"))
+            return StoredWorkflow(
+                orgID: orgID, name: name, version: version, latestVersion: version,
+                definition: try cachedDefinition(orgID: orgID, name: name, version: version, text: try row.string("definition")),
+                createdAt: try row.int("created_at"), updatedAt: try row.int("updated_at"),
+                archivedAt: try row.optionalInt("archived_at")
+            )
+        }
+    }
+
+    /// Archives a workflow: no new runs, no schedule; runs already started go on.
+    /// - Returns: whether it existed.
+    public func archive(orgID: String, name: String) async throws -> Bool {
+        let now = Clock.nowMilliseconds()
+        return try await database.withTransaction { executor in
+            !(try await executor.query(
+                """
+                UPDATE workflows SET archived_at = $3, next_fire_at = NULL, updated_at = $3
+                WHERE org_id = $1 AND name = $2 AND archived_at IS NULL RETURNING name
+                """,
+                [.text(orgID), .text(name), .int(now)]
+            )).isEmpty
+        }
+    }
+
+    private func cachedDefinition(orgID: String, name: String, version: Int, text: String) throws -> WorkflowDefinition {
+        let key = "\(orgID)/\(name)/\(version)"
+        if let cached = cache.withLock({ $0[key] }) { return cached }
+        let definition = try DefinitionParser.validate(
+            try JSONValue(parsing: Array(text.utf8), maxDepth: 512),
+            nameFromPath: name,
+            kinds: kinds
+        )
+        cache.withLock { cache in
+            if cache.count > 10_000 { cache.removeAll() }
+            cache[key] = definition
+        }
+        return definition
+    }
+}
