@@ -98,6 +98,7 @@ let package = Package(
                 "CaravanStorage",
                 "CaravanSQLite",
                 "CaravanPostgres",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -32,3 +32,14 @@ public enum Identifier {
         return prefix + "_" + String(decoding: bytes, as: UTF8.self)
     }
 }
+
+/// A stable 64-bit FNV-1a digest, as 16 hex characters: for telling request bodies apart (not for security).
+public func stableDigest(_ text: String) -> String {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in text.utf8 {
+        hash ^= UInt64(byte)
+        hash = hash &* 0x100_0000_01b3
+    }
+    let hex = String(hash, radix: 16)
+    return String(repeating: "0", count: 16 - hex.count) + hex
+}

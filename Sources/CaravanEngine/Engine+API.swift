@@ -266,3 +266,12 @@ extension Engine {
         if due > 0 { pokeClaims() }
     }
 }
+
+extension Engine {
+    /// A run's status, whatever its organization (for streams that already checked access).
+    public func runStatus(id: String) async throws -> RunStatus? {
+        try await database.read { executor in
+            try await executor.queryFirst("SELECT status FROM runs WHERE id = $1", [.text(id)])?.string("status")
+        }.flatMap(RunStatus.init(rawValue:))
+    }
+}

@@ -26,6 +26,7 @@ public final class Engine: Service, Sendable {
     private let dispatchContinuation: AsyncStream<ClaimedExecution>.Continuation
     private let active = Mutex<Set<String>>([])
     private let claimWake = WakeFlag()
+    private let startGate = WakeFlag()
 
     /// A run this node now executes, with the step launches already committed as started.
     struct ClaimedExecution: Sendable {
@@ -67,7 +68,14 @@ public final class Engine: Service, Sendable {
 
     // MARK: Service
 
+    /// Lets `run()` begin its work: call it once the schema is in place.
+    public func schemaIsReady() {
+        startGate.signal()
+    }
+
     public func run() async throws {
+        await startGate.wait(timeout: nil)
+        if Task.isCancelled { return }
         logger.info("Engine started", metadata: ["caravan.node_id": "\(configuration.nodeID)"])
         let committers = database.dialect == .sqlite ? 1 : configuration.committers
         await withDiscardingTaskGroup { outer in

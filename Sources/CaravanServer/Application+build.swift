@@ -1,4 +1,5 @@
 import CaravanCore
+import CaravanEngine
 import CaravanPostgres
 import CaravanSQLite
 import CaravanStorage
@@ -15,6 +16,8 @@ public let caravanVersion = "0.1.0"
 public struct CaravanApplication: Sendable {
     /// The database, with metrics around it.
     public let database: any Database
+    /// The execution engine.
+    public let engine: Engine
     /// The long-lived services the application runs besides the HTTP server, in start order.
     public let services: [any Service]
     /// Every HTTP endpoint, as the OpenAPI document lists it.
@@ -53,6 +56,18 @@ public func buildApplication(
         poolSize: opened.database.dialect == .sqlite ? 1 : configuration.databasePoolSize
     )
 
+    let egress = try EgressPolicy(allowList: configuration.egressAllow)
+    let httpClient = OutboundHTTPClient()
+    let engine = Engine(
+        database: database,
+        executors: [TemplateStep(), HTTPStep(client: httpClient.client, egress: egress)],
+        configuration: configuration.engine,
+        logger: logger
+    )
+    let bodies = RequestBodyReader(maxBytes: configuration.maxBodyBytes)
+    // Until accounts exist, everything belongs to the default organization; every query is already scoped by it.
+    let organization: @Sendable (Request, CaravanRequestContext) throws -> String = { _, _ in Organization.defaultID }
+
     let router = Router(context: CaravanRequestContext.self)
     router.add(middleware: RequestIDMiddleware())
     router.add(middleware: MetricsMiddleware())
@@ -60,8 +75,11 @@ public func buildApplication(
     let catalog = RouteCatalog()
     let routes = RouteRegistrar(router: router, catalog: catalog)
     SystemRoutes(database: database, version: caravanVersion).register(in: routes)
+    WorkflowRoutes(engine: engine, bodies: bodies, organization: organization).register(in: routes)
+    RunRoutes(engine: engine, bodies: bodies, organization: organization).register(in: routes)
 
-    let services: [any Service] = [opened.service].compactMap { $0 }
+    // Started in this order, stopped in reverse: the database outlives the engine, the engine the HTTP client.
+    let services: [any Service] = [opened.service].compactMap { $0 } + [httpClient, engine]
     let readTimeout = TimeAmount.milliseconds(configuration.requestReadTimeout.milliseconds)
     let idleTimeout = TimeAmount.milliseconds(configuration.idleTimeout.milliseconds)
     var application = Application(
@@ -95,6 +113,7 @@ public func buildApplication(
         if !applied.isEmpty {
             logger.info("Applied database migrations", metadata: ["caravan.migrations": "\(applied)"])
         }
+        engine.schemaIsReady()
     }
-    return (application, CaravanApplication(database: database, services: services, catalog: catalog))
+    return (application, CaravanApplication(database: database, engine: engine, services: services, catalog: catalog))
 }

@@ -1,4 +1,5 @@
 import CaravanCore
+import CaravanEngine
 import Logging
 
 /// Everything `caravan serve` can be told, with the defaults of the public contract.
@@ -21,6 +22,10 @@ public struct ServerConfiguration: Sendable {
     public var databasePoolSize: Int = 20
     /// The least important log level written.
     public var logLevel: Logger.Level = .info
+    /// Internal destinations steps may call anyway: `host`, `host:port` or CIDR entries.
+    public var egressAllow: String = ""
+    /// The engine's settings (node id, limits, leases, retention).
+    public var engine = EngineConfiguration()
 
     public init() {}
 }

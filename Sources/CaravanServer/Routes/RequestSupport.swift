@@ -1,0 +1,105 @@
+import CaravanCore
+import CaravanEngine
+import CaravanStorage
+import CaravanWorkflow
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// Query-string and resource helpers shared by the API routes.
+enum APIRequest {
+    /// `?limit=`: default 50, 1...500.
+    static func limit(_ request: Request) throws -> Int {
+        guard let text = request.uri.queryParameters.get("limit") else { return 50 }
+        guard let value = Int(text), (1...500).contains(value) else {
+            throw CaravanError.validation("/limit", "limit must be an integer from 1 to 500")
+        }
+        return value
+    }
+
+    /// `?cursor=`: an opaque token from a previous page.
+    static func cursor(_ request: Request) throws -> String? {
+        guard let text = request.uri.queryParameters.get("cursor"), !text.isEmpty else { return nil }
+        guard let data = Data(base64Encoded: text), let value = String(data: data, encoding: .utf8), !value.isEmpty,
+            value.utf8.count <= 200
+        else { throw CaravanError.validation("/cursor", "cursor is not one this server gave out") }
+        return value
+    }
+
+    static func encodeCursor(_ value: String?) -> JSONValue {
+        value.map { .string(Data($0.utf8).base64EncodedString()) } ?? .null
+    }
+
+    /// `?wait=30s`: at most 60 s.
+    static func wait(_ request: Request) throws -> Duration? {
+        guard let text = request.uri.queryParameters.get("wait") else { return nil }
+        guard let duration = CaravanDuration(parsing: text), duration.milliseconds <= 60_000 else {
+            throw CaravanError.validation("/wait", "wait must be a duration of at most 60s, such as 500ms or 30s")
+        }
+        return duration.duration
+    }
+
+    static func time(_ milliseconds: Int64?) -> JSONValue {
+        milliseconds.map { .string(Clock.rfc3339($0)) } ?? .null
+    }
+
+    static func json(_ failure: RunFailure?) -> JSONValue {
+        guard let failure else { return .null }
+        return ["code": .string(failure.code), "message": .string(failure.message), "step": failure.step.map(JSONValue.string) ?? .null]
+    }
+
+    /// The public form of a run.
+    static func json(_ run: RunRecord) -> JSONValue {
+        [
+            "id": .string(run.id),
+            "workflow": .string(run.workflow),
+            "workflow_version": .int(Int64(run.workflowVersion)),
+            "status": .string(run.status.rawValue),
+            "input": run.input,
+            "output": run.output ?? .null,
+            "error": json(run.error),
+            "parent_run_id": run.parentRunID.map(JSONValue.string) ?? .null,
+            "created_at": time(run.createdAt),
+            "started_at": time(run.startedAt),
+            "finished_at": time(run.finishedAt),
+            "steps": .array(run.steps.map { step in
+                [
+                    "id": .string(step.id),
+                    "status": .string(step.status.rawValue),
+                    "attempts": .int(Int64(step.attempts)),
+                    "output": step.output ?? .null,
+                    "error": json(step.error),
+                    "child_run_id": step.childRunID.map(JSONValue.string) ?? .null,
+                    "started_at": time(step.startedAt),
+                    "finished_at": time(step.finishedAt),
+                ]
+            }),
+        ]
+    }
+
+    /// The public form of an event.
+    static func json(_ event: RunEvent) -> JSONValue {
+        [
+            "seq": .int(event.seq),
+            "run_id": .string(event.runID),
+            "type": .string(event.type),
+            "step": event.step.map(JSONValue.string) ?? .null,
+            "at": time(event.at),
+            "data": event.data ?? .null,
+        ]
+    }
+
+    /// The public form of a workflow version.
+    static func json(_ workflow: StoredWorkflow) -> JSONValue {
+        [
+            "name": .string(workflow.name),
+            "version": .int(Int64(workflow.version)),
+            "latest_version": .int(Int64(workflow.latestVersion)),
+            "description": workflow.definition.description.map(JSONValue.string) ?? .null,
+            "definition": workflow.definition.source,
+            "archived": .bool(workflow.archivedAt != nil),
+            "created_at": time(workflow.createdAt),
+            "updated_at": time(workflow.updatedAt),
+        ]
+    }
+}

@@ -1,0 +1,248 @@
+import CaravanCore
+import CaravanEngine
+import CaravanStorage
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// `/v1/workflows/{name}/runs`, `/v1/runs…` and `/v1/events`: starting, reading, following and steering runs.
+struct RunRoutes {
+    let engine: Engine
+    let bodies: RequestBodyReader
+    let organization: @Sendable (Request, CaravanRequestContext) throws -> String
+
+    func register(in routes: RouteRegistrar) {
+        let runResponse: (description: String, schema: JSONValue?, mediaType: String) = ("The run", APISchemas.run, "application/json")
+        routes.add(
+            EndpointDescription(
+                .post, "/v1/workflows/{name}/runs", operationID: "startRun",
+                summary: "Start a run. `Idempotency-Key` makes retries safe; `?wait=30s` answers when it has finished.",
+                tag: "runs", requestSchema: APISchemas.startRun,
+                responses: [201: runResponse, 200: ("The run this Idempotency-Key started", APISchemas.run, "application/json"),
+                            202: ("Still running when the wait ended", APISchemas.run, "application/json")]
+            )
+        ) { request, context in
+            let orgID = try organization(request, context)
+            let name = try context.parameters.require("name")
+            let wait = try APIRequest.wait(request)
+            let key = request.headers[HTTPField.Name("Idempotency-Key")!]  // a valid token, cannot fail
+            if let key, key.isEmpty || key.utf8.count > 255 {
+                throw CaravanError.validation("/Idempotency-Key", "Idempotency-Key must be 1 to 255 characters")
+            }
+            let body = try await bodies.json(of: request)
+            guard let object = body.objectValue else { throw CaravanError.validation("", "The body must be a JSON object.") }
+            for field in object.keys where field != "input" {
+                throw CaravanError.validation("/" + field, "is not a field of a run request")
+            }
+            let input = object["input"] ?? .object([:])
+            var (run, created) = try await engine.startRun(
+                orgID: orgID, workflow: name, input: input, idempotencyKey: key,
+                requestHash: key == nil ? nil : stableDigest(body.canonicalText)
+            )
+            if let wait, !run.status.isTerminal {
+                run = try await engine.waitForRun(orgID: orgID, id: run.id, timeout: wait) ?? run
+                if !run.status.isTerminal { return .json(APIRequest.json(run), status: .accepted) }
+            }
+            return .json(APIRequest.json(run), status: created ? .created : .ok)
+        }
+        routes.add(
+            EndpointDescription(
+                .get, "/v1/runs", operationID: "listRuns", summary: "List runs, newest first; filter by workflow and status.",
+                tag: "runs", responses: [200: ("A page of runs", APISchemas.list(of: APISchemas.run), "application/json")]
+            )
+        ) { request, context in
+            let orgID = try organization(request, context)
+            let limit = try APIRequest.limit(request)
+            var status: RunStatus?
+            if let text = request.uri.queryParameters.get("status") {
+                guard let parsed = RunStatus(rawValue: text) else {
+                    throw CaravanError.validation("/status", "status must be one of \(RunStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                status = parsed
+            }
+            let workflow: String? = request.uri.queryParameters.get("workflow").map { String($0) }
+            let page = try await engine.runs(orgID: orgID, workflow: workflow, status: status, cursor: try APIRequest.cursor(request), limit: limit)
+            return .json([
+                "items": .array(page.map(APIRequest.json)),
+                "next_cursor": APIRequest.encodeCursor(page.count == limit ? page.last?.id : nil),
+            ])
+        }
+        routes.add(
+            EndpointDescription(.get, "/v1/runs/{id}", operationID: "getRun", summary: "A run with its steps.", tag: "runs", responses: [200: runResponse])
+        ) { request, context in
+            let run = try await self.run(request, context)
+            return .json(APIRequest.json(run))
+        }
+        routes.add(
+            EndpointDescription(
+                .get, "/v1/runs/{id}/events", operationID: "listRunEvents",
+                summary: "A run's events; with `Accept: text/event-stream`, a live stream that ends after the run's last event.",
+                tag: "runs",
+                responses: [200: ("Events (JSON), or a text/event-stream", APISchemas.list(of: APISchemas.event), "application/json")]
+            )
+        ) { request, context in
+            let run = try await self.run(request, context)
+            let after = try Self.position(request)
+            if Self.wantsStream(request) { return stream(runID: run.id, after: after) }
+            let limit = try APIRequest.limit(request)
+            let events = try await engine.events(runID: run.id, after: after, limit: limit)
+            return .json([
+                "items": .array(events.map(APIRequest.json)),
+                "next_cursor": events.count == limit ? .string(String(events.last?.seq ?? 0)) : .null,
+            ])
+        }
+        routes.add(
+            EndpointDescription(
+                .get, "/v1/events", operationID: "streamEvents",
+                summary: "Every run event of the organization: JSON after `?after=`, or a live text/event-stream.",
+                tag: "runs", responses: [200: ("Events", APISchemas.list(of: APISchemas.event), "application/json")]
+            )
+        ) { request, context in
+            let orgID = try organization(request, context)
+            let explicit = try Self.optionalPosition(request)
+            if Self.wantsStream(request) {
+                var start = explicit ?? 0
+                if explicit == nil { start = try await engine.latestEventID(orgID: orgID) }
+                return streamOrganization(orgID: orgID, after: start)
+            }
+            let limit = try APIRequest.limit(request)
+            let events = try await engine.events(orgID: orgID, after: explicit ?? 0, limit: limit)
+            return .json([
+                "items": .array(events.map { event in
+                    var json = APIRequest.json(event)
+                    if case .object(var object) = json {
+                        object["id"] = .int(event.globalID)
+                        json = .object(object)
+                    }
+                    return json
+                }),
+                "next_cursor": events.count == limit ? .string(String(events.last?.globalID ?? 0)) : .null,
+            ])
+        }
+        routes.add(
+            EndpointDescription(.post, "/v1/runs/{id}/cancel", operationID: "cancelRun",
+                                summary: "Cancel a run: running steps are told and stop; nothing new starts.", tag: "runs",
+                                responses: [202: ("Cancellation requested", APISchemas.run, "application/json")])
+        ) { request, context in
+            let orgID = try organization(request, context)
+            let id = try context.parameters.require("id")
+            let run = try await engine.cancel(orgID: orgID, id: id)
+            return .json(APIRequest.json(run), status: .accepted)
+        }
+        routes.add(
+            EndpointDescription(.post, "/v1/runs/{id}/signals/{name}", operationID: "signalRun",
+                                summary: "Send a signal to a run; `approve` answers an approval step: `{approved, data}`.",
+                                tag: "runs", requestSchema: APISchemas.signal,
+                                responses: [202: ("Signal stored", ["type": "object"], "application/json")])
+        ) { request, context in
+            let orgID = try organization(request, context)
+            let id = try context.parameters.require("id")
+            let name = try context.parameters.require("name")
+            guard !name.isEmpty, name.utf8.count <= 64 else { throw CaravanError.validation("/name", "signal names are 1 to 64 characters") }
+            let body = try await bodies.json(of: request)
+            guard body.objectValue != nil else { throw CaravanError.validation("", "The body must be a JSON object.") }
+            if name == "approve", let approved = body["approved"], !(approved == .bool(true) || approved == .bool(false)) {
+                throw CaravanError.validation("/approved", "approved must be true or false")
+            }
+            try await engine.signal(orgID: orgID, id: id, name: name, data: body, sender: nil)
+            return .json(["run_id": .string(id), "signal": .string(name), "status": "accepted"], status: .accepted)
+        }
+        routes.add(
+            EndpointDescription(.post, "/v1/runs/{id}/retry", operationID: "retryRun",
+                                summary: "Re-run a failed run from its failed steps, keeping what succeeded.", tag: "runs",
+                                responses: [202: ("Queued again", APISchemas.run, "application/json")])
+        ) { request, context in
+            let orgID = try organization(request, context)
+            let id = try context.parameters.require("id")
+            let run = try await engine.retry(orgID: orgID, id: id)
+            return .json(APIRequest.json(run), status: .accepted)
+        }
+    }
+
+    private func run(_ request: Request, _ context: CaravanRequestContext) async throws -> RunRecord {
+        let orgID = try organization(request, context)
+        let id = try context.parameters.require("id")
+        guard let run = try await engine.run(orgID: orgID, id: id) else { throw CaravanError.notFound("The run") }
+        return run
+    }
+
+    static func wantsStream(_ request: Request) -> Bool {
+        request.headers[.accept]?.contains("text/event-stream") ?? false
+    }
+
+    /// Where to resume: `Last-Event-ID`, else `?after=`, else the beginning.
+    static func position(_ request: Request) throws -> Int64 {
+        try optionalPosition(request) ?? 0
+    }
+
+    static func optionalPosition(_ request: Request) throws -> Int64? {
+        let after: String? = request.uri.queryParameters.get("after").map { String($0) }
+        if let text = request.headers[HTTPField.Name("Last-Event-ID")!] ?? after {
+            guard let value = Int64(text), value >= 0 else {
+                throw CaravanError.validation("/after", "Last-Event-ID and after are non-negative integers")
+            }
+            return value
+        }
+        return nil
+    }
+
+    private static let streamHeaders: HTTPFields = [
+        .contentType: "text/event-stream", .cacheControl: "no-cache", HTTPField.Name("X-Accel-Buffering")!: "no",
+    ]
+
+    static func frame(_ event: RunEvent, id: Int64) -> ByteBuffer {
+        var text = "id: \(id)\nevent: \(event.type)\ndata: "
+        APIRequest.json(event).write(to: &text)
+        text += "\n\n"
+        return ByteBuffer(string: text)
+    }
+
+    /// A run's events as server-sent events, ending after its last event.
+    private func stream(runID: String, after: Int64) -> Response {
+        Response(status: .ok, headers: Self.streamHeaders, body: ResponseBody { [engine] writer in
+            var position = after
+            var quiet = ContinuousClock.now
+            while !Task.isCancelled {
+                let finished = try await engine.runStatus(id: runID)?.isTerminal ?? true
+                let events = try await engine.events(runID: runID, after: position, limit: 500)
+                for event in events {
+                    try await writer.write(Self.frame(event, id: event.seq))
+                    position = event.seq
+                }
+                if events.count == 500 { continue }
+                if finished { break }
+                if !events.isEmpty { quiet = ContinuousClock.now }
+                if ContinuousClock.now - quiet > .seconds(15) {
+                    try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                    quiet = ContinuousClock.now
+                }
+                await engine.waitForChange(of: runID, timeout: .seconds(1))
+            }
+            try await writer.finish(nil)
+        })
+    }
+
+    /// Every event of the organization as server-sent events, until the client leaves.
+    private func streamOrganization(orgID: String, after: Int64) -> Response {
+        Response(status: .ok, headers: Self.streamHeaders, body: ResponseBody { [engine] writer in
+            var position = after
+            var quiet = ContinuousClock.now
+            try await writer.write(ByteBuffer(string: ": stream of organization events\n\n"))
+            while !Task.isCancelled {
+                let events = try await engine.events(orgID: orgID, after: position, limit: 500)
+                for event in events {
+                    try await writer.write(Self.frame(event, id: event.globalID))
+                    position = event.globalID
+                }
+                if events.count == 500 { continue }
+                if !events.isEmpty { quiet = ContinuousClock.now }
+                if ContinuousClock.now - quiet > .seconds(15) {
+                    try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                    quiet = ContinuousClock.now
+                }
+                await engine.waitForChange(of: "org:" + orgID, timeout: .seconds(1))
+            }
+            try await writer.finish(nil)
+        })
+    }
+}

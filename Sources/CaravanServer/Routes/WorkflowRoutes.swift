@@ -1,0 +1,93 @@
+import CaravanCore
+import CaravanEngine
+import CaravanStorage
+import CaravanWorkflow
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// `/v1/workflows`: definitions and their versions.
+struct WorkflowRoutes {
+    let engine: Engine
+    let bodies: RequestBodyReader
+    let organization: @Sendable (Request, CaravanRequestContext) throws -> String
+
+    func register(in routes: RouteRegistrar) {
+        routes.add(
+            EndpointDescription(
+                .put, "/v1/workflows/{name}", operationID: "putWorkflow",
+                summary: "Create a workflow, or a new version of it (an unchanged definition keeps its version).",
+                tag: "workflows", requestSchema: APISchemas.definition,
+                responses: [201: ("A new version", APISchemas.workflow, "application/json"),
+                            200: ("Unchanged", APISchemas.workflow, "application/json")]
+            )
+        ) { request, context in
+            let orgID = try organization(request, context)
+            let name = try context.parameters.require("name")
+            let format = try Self.format(of: request)
+            let body = try await bodies.bytes(of: request)
+            let definition = try DefinitionParser.parse(Array(body.readableBytesView), format: format, nameFromPath: name, kinds: engine.kinds)
+            let (workflow, created) = try await engine.workflows.put(orgID: orgID, definition: definition)
+            return .json(APIRequest.json(workflow), status: created ? .created : .ok)
+        }
+        routes.add(
+            EndpointDescription(
+                .get, "/v1/workflows", operationID: "listWorkflows", summary: "List workflows (latest versions).",
+                tag: "workflows", responses: [200: ("A page of workflows", APISchemas.list(of: APISchemas.workflow), "application/json")]
+            )
+        ) { request, context in
+            let orgID = try organization(request, context)
+            let limit = try APIRequest.limit(request)
+            let page = try await engine.workflows.list(orgID: orgID, after: try APIRequest.cursor(request), limit: limit)
+            return .json([
+                "items": .array(page.map(APIRequest.json)),
+                "next_cursor": APIRequest.encodeCursor(page.count == limit ? page.last?.name : nil),
+            ])
+        }
+        routes.add(
+            EndpointDescription(
+                .get, "/v1/workflows/{name}", operationID: "getWorkflow",
+                summary: "A workflow: its latest version, or `?version=N`.", tag: "workflows",
+                responses: [200: ("The workflow", APISchemas.workflow, "application/json")]
+            )
+        ) { request, context in
+            let orgID = try organization(request, context)
+            let name = try context.parameters.require("name")
+            var version: Int?
+            if let text = request.uri.queryParameters.get("version") {
+                guard let number = Int(text), number >= 1 else {
+                    throw CaravanError.validation("/version", "version must be a positive integer")
+                }
+                version = number
+            }
+            guard let workflow = try await engine.workflows.get(orgID: orgID, name: name, version: version) else {
+                throw CaravanError.notFound("The workflow '\(name)'\(version.map { " version \($0)" } ?? "")")
+            }
+            return .json(APIRequest.json(workflow))
+        }
+        routes.add(
+            EndpointDescription(
+                .delete, "/v1/workflows/{name}", operationID: "archiveWorkflow",
+                summary: "Archive a workflow: no new runs, no schedule; runs already started go on.", tag: "workflows",
+                responses: [204: ("Archived", nil, "application/json")]
+            )
+        ) { request, context in
+            let orgID = try organization(request, context)
+            let name = try context.parameters.require("name")
+            guard try await engine.workflows.archive(orgID: orgID, name: name) else {
+                throw CaravanError.notFound("The workflow '\(name)'")
+            }
+            return Response(status: .noContent)
+        }
+    }
+
+    /// JSON unless the body is declared YAML.
+    static func format(of request: Request) throws -> DefinitionFormat {
+        guard let type = request.headers[.contentType]?.lowercased() else { return .json }
+        if type.hasPrefix("application/yaml") || type.hasPrefix("application/x-yaml") || type.hasPrefix("text/yaml") {
+            return .yaml
+        }
+        if type.hasPrefix("application/json") { return .json }
+        throw CaravanError(.unsupportedMediaType, "Send the definition as application/json or application/yaml.")
+    }
+}
