@@ -126,6 +126,7 @@ let package = Package(
         .target(
             name: "CaravanTestSupport",
             dependencies: [
+                "CaravanCore",
                 "CaravanServer",
                 "CaravanStorage",
                 "CaravanSQLite",
@@ -135,6 +136,8 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -152,6 +155,14 @@ let package = Package(
         .testTarget(
             name: "CaravanStorageTests",
             dependencies: ["CaravanStorage", "CaravanSQLite", "CaravanPostgres", "CaravanTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CaravanEngineTests",
+            dependencies: [
+                "CaravanEngine", "CaravanWorkflow", "CaravanServer", "CaravanTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

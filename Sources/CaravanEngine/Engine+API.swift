@@ -132,7 +132,7 @@ extension Engine {
         let updated = try await database.withTransaction { executor in
             try await executor.query(
                 """
-                UPDATE runs SET cancel_requested = 1, wake_at = $3
+                UPDATE runs SET cancel_requested = 1, wake_at = $3, wake_seq = wake_seq + 1
                 WHERE id = $1 AND org_id = $2 AND finished_at IS NULL RETURNING id
                 """,
                 [.text(id), .text(orgID), .int(now)]

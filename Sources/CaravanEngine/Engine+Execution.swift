@@ -85,7 +85,8 @@ extension Engine {
                     if planner.hasChanges || releasing || admission != nil {
                         var advance = RunAdvance(
                             update: RunUpdate(run: run, owner: configuration.nodeID, fence: fence, newOwner: newOwner,
-                                              leaseExpiresAt: newOwner == nil ? nil : leaseUntilNow, wakeAt: wakeAt),
+                                              leaseExpiresAt: newOwner == nil ? nil : leaseUntilNow, wakeAt: wakeAt,
+                                              seenWakeSeq: claimed.wakeSeq),
                             events: planner.events
                         )
                         advance.consumedSignals = planner.consumedSignals

@@ -33,6 +33,7 @@ public final class Engine: Service, Sendable {
         var run: RunRecord
         var fence: Int64
         var launches: [StepLaunch]
+        var wakeSeq: Int64 = 0
     }
 
     /// - Parameters:
@@ -138,7 +139,7 @@ public final class Engine: Service, Sendable {
                     }
                     claimedCount = claimed.count
                     for claim in claimed {
-                        dispatchLocally(ClaimedExecution(run: claim.run, fence: claim.fence, launches: []))
+                        dispatchLocally(ClaimedExecution(run: claim.run, fence: claim.fence, launches: [], wakeSeq: claim.wakeSeq))
                     }
                 } catch is CancellationError {
                     return

@@ -19,12 +19,16 @@ struct RunUpdate: Sendable {
     var newOwner: String?
     var leaseExpiresAt: Int64?
     var wakeAt: Int64?
+    /// The run's wake count when this node took it: if others woke it since (a signal, a cancel, a finished
+    /// child), a release keeps it due now instead of putting it to sleep over their wake-up.
+    var seenWakeSeq: Int64 = 0
 }
 
 /// A run claimed by this node, with the fence its writes must carry.
 struct ClaimedRun: Sendable {
     var run: RunRecord
     var fence: Int64
+    var wakeSeq: Int64
 }
 
 /// Reads and writes runs, their events and signals. Every read is scoped by organization.
@@ -32,7 +36,7 @@ struct RunStore: Sendable {
     static let columns = """
         id, org_id, kind, workflow, workflow_version, status, input, output, error, steps, idempotency_key,
         request_hash, parent_run_id, parent_step, created_at, started_at, finished_at, updated_at, last_seq,
-        cancel_requested, fence
+        cancel_requested, fence, wake_seq
         """
 
     // MARK: Writes (inside the commit queue's transaction)
@@ -80,12 +84,13 @@ struct RunStore: Sendable {
                 let run = update.run
                 let base = binds.count
                 values.append("(" + (1...16).map { "$\(base + $0)" }.joined(separator: ", ") + ")")
+                let terminal = run.status.isTerminal
                 binds += [
                     .text(run.id), .text(update.owner), .int(update.fence), .text(run.status.rawValue),
                     .json(run.output), .json(run.error?.json), .json(StepList.encode(run.steps)),
                     .int(run.startedAt), .int(run.finishedAt), .int(run.updatedAt), .int(run.lastSeq),
                     .int(update.wakeAt), .text(update.newOwner), .int(update.leaseExpiresAt),
-                    .int(run.cancelRequested ? 1 : 0), .int(0),
+                    .int(run.cancelRequested ? 1 : 0), terminal ? .int(-1) : .int(update.seenWakeSeq),
                 ]
             }
             // VALUES columns are column1…column16 in both dialects; casts give PostgreSQL the types of NULLs.
@@ -99,7 +104,10 @@ struct RunStore: Sendable {
                     finished_at = CAST(v.column9 AS BIGINT),
                     updated_at = CAST(v.column10 AS BIGINT),
                     last_seq = CAST(v.column11 AS BIGINT),
-                    wake_at = CAST(v.column12 AS BIGINT),
+                    wake_at = CASE
+                        WHEN v.column13 IS NULL AND CAST(v.column16 AS BIGINT) >= 0 AND runs.wake_seq <> CAST(v.column16 AS BIGINT)
+                        THEN CAST(v.column10 AS BIGINT)
+                        ELSE CAST(v.column12 AS BIGINT) END,
                     lease_owner = CAST(v.column13 AS TEXT),
                     lease_expires_at = CAST(v.column14 AS BIGINT),
                     cancel_requested = CASE WHEN runs.cancel_requested = 1 THEN 1 ELSE CAST(v.column15 AS BIGINT) END
@@ -150,7 +158,7 @@ struct RunStore: Sendable {
             """,
             [.text(owner), .int(leaseUntil), .int(now), .int(Int64(limit))]
         )
-        return try rows.map { ClaimedRun(run: try Self.decode($0), fence: try $0.int("fence")) }
+        return try rows.map { ClaimedRun(run: try Self.decode($0), fence: try $0.int("fence"), wakeSeq: try $0.int("wake_seq")) }
     }
 
     /// Extends this node's leases on `ids`.
@@ -177,7 +185,11 @@ struct RunStore: Sendable {
     /// Marks a run as needing a worker now (a signal, a cancel, a finished child).
     func wake(runID: String, at now: Int64, in executor: any SQLExecutor) async throws {
         try await executor.execute(
-            "UPDATE runs SET wake_at = $2 WHERE id = $1 AND finished_at IS NULL AND (wake_at IS NULL OR wake_at > $2)",
+            """
+            UPDATE runs SET wake_seq = wake_seq + 1,
+                wake_at = CASE WHEN wake_at IS NULL OR wake_at > $2 THEN $2 ELSE wake_at END
+            WHERE id = $1 AND finished_at IS NULL
+            """,
             [.text(runID), .int(now)]
         )
     }

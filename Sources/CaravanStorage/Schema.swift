@@ -82,6 +82,7 @@ public enum Schema {
                 lease_owner TEXT,
                 lease_expires_at BIGINT,
                 fence BIGINT NOT NULL,
+                wake_seq BIGINT NOT NULL DEFAULT 0,
                 cancel_requested BIGINT NOT NULL DEFAULT 0
             )
             """,

@@ -1,4 +1,7 @@
+import CaravanCore
 import CaravanServer
+import HTTPTypes
+import NIOCore
 import CaravanStorage
 import Foundation
 import Hummingbird
@@ -49,5 +52,26 @@ public func withTestApplication<T: Sendable>(
             configure(&configuration)
             return try await run(configuration)
         }
+    }
+}
+
+extension TestClientProtocol {
+    /// Sends a request with a JSON (or other) body and returns the status and the parsed JSON answer.
+    @discardableResult
+    public func send(
+        _ method: HTTPRequest.Method,
+        _ uri: String,
+        json body: String? = nil,
+        contentType: String = "application/json",
+        headers: HTTPFields = [:]
+    ) async throws -> (status: HTTPResponse.Status, json: JSONValue, headers: HTTPFields) {
+        var allHeaders = headers
+        if body != nil { allHeaders[.contentType] = contentType }
+        let response = try await execute(
+            uri: uri, method: method, headers: allHeaders, body: body.map { ByteBuffer(string: $0) }
+        )
+        let bytes = Array(response.body.readableBytesView)
+        let parsed = bytes.isEmpty ? JSONValue.null : ((try? JSONValue(parsing: bytes, maxDepth: 512)) ?? .string(String(decoding: bytes, as: UTF8.self)))
+        return (response.status, parsed, response.headers)
     }
 }
