@@ -36,6 +36,7 @@ extension Engine {
             var results: [(String, Int, StepOutcome)] = []
             var checkCancel = run.cancelRequested == false && claimed.launches.isEmpty
             var planned = !claimed.launches.isEmpty
+            var resumed = claimed.launches.isEmpty  // claimed from the database: relaunch what was in flight
 
             while true {
                 if !planned {
@@ -61,6 +62,10 @@ extension Engine {
                             leaseUntil: leaseUntilNow,
                             maxOutputBytes: configuration.maxPayloadBytes
                         )
+                    }
+                    if resumed {
+                        planner.resumeInFlight(&run)
+                        resumed = false
                     }
                     let signals = await pendingSignals(for: run, definition: definition)
                     let children = await childOutcomes(for: run)

@@ -77,6 +77,7 @@ public final class Engine: Service, Sendable {
     public func run() async throws {
         await startGate.wait(timeout: nil)
         if Task.isCancelled { return }
+        await recoverOwnLeases()
         logger.info("Engine started", metadata: ["caravan.node_id": "\(configuration.nodeID)"])
         let committers = database.dialect == .sqlite ? 1 : configuration.committers
         await withDiscardingTaskGroup { outer in
@@ -117,6 +118,35 @@ public final class Engine: Service, Sendable {
             }
         } catch {
             logger.warning("Could not hand back leases on shutdown; they expire on their own", metadata: ["error.message": "\(error)"])
+        }
+    }
+
+    /// Takes back, at once, the runs a previous life of this node held when it died: on SQLite every lease
+    /// (the data directory's lock proves no other process runs), on PostgreSQL the leases under this node's id.
+    private func recoverOwnLeases() async {
+        let now = Clock.nowMilliseconds()
+        do {
+            let recovered = try await database.withTransaction { executor in
+                if self.database.dialect == .sqlite {
+                    return try await executor.query(
+                        """
+                        UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, wake_at = $1
+                        WHERE lease_owner IS NOT NULL AND finished_at IS NULL RETURNING id
+                        """,
+                        [.int(now)]
+                    ).count
+                }
+                return try await executor.query(
+                    """
+                    UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, wake_at = $2
+                    WHERE lease_owner = $1 AND finished_at IS NULL RETURNING id
+                    """,
+                    [.text(self.configuration.nodeID), .int(now)]
+                ).count
+            }
+            if recovered > 0 { logger.info("Resuming runs left in flight by a previous process", metadata: ["caravan.runs": "\(recovered)"]) }
+        } catch {
+            logger.warning("Could not take back earlier leases; they resume when they lapse", metadata: ["error.message": "\(error)"])
         }
     }
 

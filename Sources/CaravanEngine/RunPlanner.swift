@@ -203,21 +203,40 @@ struct RunPlanner {
             record(&run, "step.waiting", step: stepID, data: ["workflow": step.config["name"] ?? .null])
         default:
             run.steps[index].status = .running
-            let config: JSONValue
-            if step.kind == HTTPStepKind.name || items != nil {
-                config = step.config  // rendered at execution: with secrets for http, with each item for for_each
-            } else {
-                do {
-                    config = try Template.render(step.config, scope: scope)
-                } catch {
-                    fail(&run, index, StepFailure(code: "template_error", message: error.detail, retryable: false))
-                    return true
-                }
+            do throws(CaravanError) {
+                launches.append(try Self.launch(step, attempt: run.steps[index].attempts, items: items, scope: scope))
+            } catch {
+                fail(&run, index, StepFailure(code: "template_error", message: error.detail, retryable: false))
+                return true
             }
-            launches.append(StepLaunch(stepID: stepID, kind: step.kind, config: config, items: items, attempt: run.steps[index].attempts))
         }
         updateRunStatus(&run)
         return true
+    }
+
+    private static func launch(_ step: StepDefinition, attempt: Int, items: [JSONValue]?, scope: JSONValue) throws(CaravanError)
+        -> StepLaunch
+    {
+        // http configs are rendered at execution (secrets join the scope then), for_each configs once per item.
+        let config = step.kind == HTTPStepKind.name || items != nil ? step.config : try Template.render(step.config, scope: scope)
+        return StepLaunch(stepID: step.id, kind: step.kind, config: config, items: items, attempt: attempt)
+    }
+
+    /// After a crash or a lost lease, the steps that were in flight run again: same attempt, same
+    /// `Idempotency-Key`, nothing recorded (their start already is).
+    mutating func resumeInFlight(_ run: inout RunRecord) {
+        guard !run.status.isTerminal else { return }
+        let scope = Self.scope(of: run)
+        for index in run.steps.indices where run.steps[index].status == .running {
+            guard let step = definition.step(run.steps[index].id) else { continue }
+            var items: [JSONValue]?
+            if let forEach = step.forEach, case .array(let values) = forEach.evaluate(in: scope) { items = values }
+            do throws(CaravanError) {
+                launches.append(try Self.launch(step, attempt: run.steps[index].attempts, items: items, scope: scope))
+            } catch {
+                fail(&run, index, StepFailure(code: "template_error", message: error.detail, retryable: false))
+            }
+        }
     }
 
     /// A waiting step: a timer that fired, a signal that arrived, a child that finished.

@@ -8,7 +8,7 @@ import Synchronization
 
 /// A real HTTP server on a free loopback port that steps call in tests. It counts calls by path and remembers
 /// every `Idempotency-Key` it saw. Routes:
-/// - `/ok`: 200 with a JSON body `{"ok": true, "path": …}`;
+/// - `/ok`, `/count/{name}`: 200 with a JSON body `{"ok": true, "path": …}`;
 /// - `/fail/{times}/{status}`: answers `status` for the first `times` calls of a key, then 200;
 /// - `/status/{code}`: always that status;
 /// - `/slow/{milliseconds}`: 200 after a delay;
@@ -58,6 +58,7 @@ public final class TestHTTPServer: Sendable {
             if keyCount <= times { return Response(status: .init(code: status)) }
             return Self.json(#"{"ok":true,"attempt":\#(keyCount)}"#)
         }
+        router.post("/count/:name") { request, _ in server.ok(request) }
         router.post("/status/:code") { request, context in
             _ = server.record(request)
             return Response(status: .init(code: Int(context.parameters.get("code") ?? "500") ?? 500))

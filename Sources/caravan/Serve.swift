@@ -1,4 +1,5 @@
 import ArgumentParser
+import CaravanCore
 import CaravanServer
 import CaravanStorage
 import Configuration
@@ -41,6 +42,39 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Size of the PostgreSQL connection pool. [env: CARAVAN_DATABASE_POOL_SIZE] (default: 20)")
     var databasePoolSize: Int?
 
+    @Option(
+        help: """
+            Internal destinations that steps may call anyway: comma-separated host, host:port or CIDR entries, \
+            e.g. 127.0.0.1:9000,10.1.0.0/16. [env: CARAVAN_EGRESS_ALLOW]
+            """
+    )
+    var egressAllow: String?
+
+    @Option(help: "Largest run input or step output, in bytes. [env: CARAVAN_MAX_PAYLOAD_BYTES] (default: 2097152)")
+    var maxPayloadBytes: Int?
+
+    @Option(help: "How long finished runs are kept, e.g. 30d. [env: CARAVAN_RUN_RETENTION] (default: 30d)")
+    var runRetention: String?
+
+    @Option(help: "Most runs this node executes at once. [env: CARAVAN_MAX_ACTIVE_RUNS] (default: 4096)")
+    var maxActiveRuns: Int?
+
+    @Option(
+        help: "Most runs one organization may have executing at once. [env: CARAVAN_ORG_MAX_ACTIVE_RUNS] (default: 10000)"
+    )
+    var orgMaxActiveRuns: Int?
+
+    @Option(
+        help: """
+            This node's name in run leases. Give each node a stable one so that after a crash it takes back its own \
+            runs at once instead of waiting for their leases to lapse. [env: CARAVAN_NODE_ID] (default: random)
+            """
+    )
+    var nodeID: String?
+
+    @Option(help: "How long a node holds a run without renewing, e.g. 30s. [env: CARAVAN_LEASE_DURATION] (default: 30s)")
+    var leaseDuration: String?
+
     @OptionGroup var options: DatabaseOptions
 
     func run() async throws {
@@ -61,6 +95,26 @@ struct Serve: AsyncParsableCommand {
         if let timeout = try parseDuration(idleTimeout ?? reader.string(forKey: "idle_timeout"), flag: "--idle-timeout") {
             configuration.idleTimeout = timeout
         }
+        configuration.egressAllow = egressAllow ?? reader.string(forKey: "egress_allow") ?? ""
+        configuration.engine.maxPayloadBytes =
+            maxPayloadBytes ?? reader.int(forKey: "max_payload_bytes") ?? configuration.engine.maxPayloadBytes
+        configuration.engine.maxActiveRuns =
+            maxActiveRuns ?? reader.int(forKey: "max_active_runs") ?? configuration.engine.maxActiveRuns
+        configuration.engine.maxActiveRunsPerOrganization =
+            orgMaxActiveRuns ?? reader.int(forKey: "org_max_active_runs")
+            ?? configuration.engine.maxActiveRunsPerOrganization
+        if let node = nodeID ?? reader.string(forKey: "node_id"), !node.isEmpty { configuration.engine.nodeID = node }
+        if let lease = try parseDuration(leaseDuration ?? reader.string(forKey: "lease_duration"), flag: "--lease-duration") {
+            guard lease.milliseconds >= 1_000 else { throw ValidationError("--lease-duration must be at least 1s.") }
+            configuration.engine.leaseDuration = lease
+            configuration.engine.leaseRenewInterval = .init(milliseconds: lease.milliseconds / 3)
+        }
+        if let retention = try parseDuration(runRetention ?? reader.string(forKey: "run_retention"), flag: "--run-retention") {
+            configuration.engine.retention = retention
+        }
+        guard configuration.engine.maxPayloadBytes > 0, configuration.engine.maxActiveRuns > 0,
+            configuration.engine.maxActiveRunsPerOrganization > 0
+        else { throw ValidationError("--max-payload-bytes, --max-active-runs and --org-max-active-runs must be positive.") }
         guard (0...65535).contains(configuration.port) else { throw ValidationError("--port must be 0...65535.") }
         guard configuration.maxBodyBytes > 0 else { throw ValidationError("--max-body-bytes must be positive.") }
 
@@ -72,6 +126,10 @@ struct Serve: AsyncParsableCommand {
         } catch let error as StorageError {
             logger.critical("Caravan cannot start", metadata: ["error.message": "\(error.message)"])
             FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
+            throw ExitCode.failure
+        } catch let error as CaravanError {
+            logger.critical("Caravan cannot start", metadata: ["error.message": "\(error.detail)"])
+            FileHandle.standardError.write(Data("error: \(error.detail)\n".utf8))
             throw ExitCode.failure
         }
     }
