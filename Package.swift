@@ -122,6 +122,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The benchmark of docs/benchmarks.md: W1 throughput, W2 latency, W3 crash recovery, against the binary.
+        .executableTarget(
+            name: "caravan-bench",
+            dependencies: [
+                "CaravanCore",
+                "CaravanTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Test support: a running-server helper, database fixtures, fake upstream servers.
         .target(
             name: "CaravanTestSupport",

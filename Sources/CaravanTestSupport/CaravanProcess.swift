@@ -25,9 +25,14 @@ public final class CaravanProcess: Sendable {
 
     /// Starts `caravan` with `arguments` and waits until it logs that it listens.
     /// - Throws: when the process exits or stays silent for `timeout`.
-    public init(arguments: [String], environment: [String: String] = [:], timeout: Duration = .seconds(30)) async throws {
+    public init(
+        arguments: [String],
+        environment: [String: String] = [:],
+        binary: String? = nil,
+        timeout: Duration = .seconds(30)
+    ) async throws {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binaryPath)
+        process.executableURL = URL(fileURLWithPath: binary ?? Self.binaryPath)
         process.arguments = arguments
         var merged = ProcessInfo.processInfo.environment
         merged["CARAVAN_LOG_FORMAT"] = "json"
@@ -67,6 +72,9 @@ public final class CaravanProcess: Sendable {
 
     /// Everything the process has written so far.
     public var log: String { output.text.withLock { $0 } }
+
+    /// The process id.
+    public var pid: Int32 { process.processIdentifier }
 
     /// Whether the process is still running.
     public var isRunning: Bool { process.isRunning }
