@@ -171,7 +171,8 @@ let package = Package(
         .testTarget(
             name: "CaravanEngineTests",
             dependencies: [
-                "CaravanEngine", "CaravanWorkflow", "CaravanServer", "CaravanTestSupport",
+                "CaravanEngine", "CaravanWorkflow", "CaravanServer", "CaravanTestSupport", "CaravanStorage",
+                "CaravanSQLite", "CaravanPostgres",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings

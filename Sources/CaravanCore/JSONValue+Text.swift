@@ -24,8 +24,12 @@ extension JSONValue {
         var inString = false
         var escaped = false
         var offset = 0
+        var previous: UInt8 = 0  // the last significant byte outside strings
         for byte in bytes {
-            defer { offset += 1 }
+            defer {
+                offset += 1
+                if !inString && byte != 0x20 && byte != 0x0A && byte != 0x0D && byte != 0x09 { previous = byte }
+            }
             if inString {
                 if escaped {
                     escaped = false
@@ -46,7 +50,11 @@ extension JSONValue {
                         "The body nests deeper than \(maxDepth) levels (at byte offset \(offset))."
                     )
                 }
-            case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
+            case UInt8(ascii: "]"), UInt8(ascii: "}"):
+                if previous == UInt8(ascii: ",") {
+                    throw CaravanError(.invalidJSON, "The body is not valid JSON: a trailing comma at byte offset \(offset).")
+                }
+                depth -= 1
             default: break
             }
         }

@@ -1,4 +1,7 @@
 import CaravanCore
+import CaravanPostgres
+import CaravanSQLite
+import CaravanStorage
 import CaravanTestSupport
 import Foundation
 import Testing
@@ -35,22 +38,48 @@ private func waitUntilSucceeded(_ ids: [String], port: Int, timeout: Duration) a
     return false
 }
 
-/// The invariants of durable execution, counted at the endpoint the steps call.
-private func checkExactlyOnce(_ ids: [String], _ server: TestHTTPServer) {
-    let a = server.keys("/count/a")
-    let slow = server.keys("/slow/1500")
-    let c = server.keys("/count/c")
-    for id in ids {
-        #expect(a.filter { $0 == "\(id):a" }.count == 1, "step a of \(id) ran again after completing")
-        #expect(c.filter { $0 == "\(id):c" }.count == 1, "step c of \(id) did not run exactly once")
-        let slowCalls = slow.filter { $0 == "\(id):b" }.count
-        #expect((1...2).contains(slowCalls), "step b of \(id) ran \(slowCalls) times")
+/// The steps (`run:step`) whose success was committed, read from the database while no server runs.
+func committedSteps(in database: any Database) async throws -> Set<String> {
+    let rows = try await database.read { try await $0.query("SELECT id, steps FROM runs", []) }
+    var done = Set<String>()
+    for row in rows {
+        let id = try row.string("id")
+        for step in try row.json("steps")?.arrayValue ?? [] where step["status"] == "succeeded" {
+            done.insert("\(id):\(step["id"]?.stringValue ?? "")")
+        }
     }
-    #expect(Set(slow).count == ids.count, "every call of one step carried one Idempotency-Key")
+    return done
+}
+
+/// The invariants of durable execution, counted at the endpoint the steps call: a step whose success was
+/// committed before the crash never runs again; a step in flight runs at most once more, with the same key.
+private func checkExactlyOnce(_ ids: [String], _ server: TestHTTPServer, committedBeforeCrash: Set<String>) {
+    let calls = ["a": server.keys("/count/a"), "b": server.keys("/slow/1500"), "c": server.keys("/count/c")]
+    for id in ids {
+        for step in ["a", "b", "c"] {
+            let key = "\(id):\(step)"
+            let count = calls[step]?.filter { $0 == key }.count ?? 0
+            if committedBeforeCrash.contains(key) {
+                #expect(count == 1, "step \(key) ran again after its success was committed")
+            } else {
+                #expect((1...2).contains(count), "step \(key) ran \(count) times")
+            }
+        }
+    }
+    #expect(committedBeforeCrash.contains { $0.hasSuffix(":a") }, "the crash came after some steps had committed")
+    for (step, keys) in calls {
+        #expect(keys.allSatisfy { $0.hasSuffix(":" + step) }, "every call carried its step's Idempotency-Key")
+    }
 }
 
 @Suite("Crash recovery", .serialized)
 struct CrashRecoveryTests {
+    /// Reads the committed steps of a SQLite data directory; the database (and its lock) is closed on return.
+    static func committedSteps(inDirectory directory: String) async throws -> Set<String> {
+        let database = try SQLiteDatabase(directory: directory, logger: TestLogging.quiet)
+        return try await CaravanEngineTests.committedSteps(in: database)
+    }
+
     @Test("After kill -9 mid-run and a restart, every run finishes and no completed step runs again (SQLite)")
     func killAndRestartSQLite() async throws {
         try await TestHTTPServer.with { server in
@@ -62,10 +91,11 @@ struct CrashRecoveryTests {
                 first.send(signal: SIGKILL)
                 _ = try await first.waitForExit()
                 #expect(server.keys("/count/c").isEmpty, "the crash came before any run finished")
+                let committed = try await Self.committedSteps(inDirectory: directory)
                 let second = try await CaravanProcess(arguments: arguments)
                 let finished = try await waitUntilSucceeded(ids, port: second.port, timeout: .seconds(30))
                 #expect(finished, "log: \(second.log.suffix(2000))")
-                checkExactlyOnce(ids, server)
+                checkExactlyOnce(ids, server, committedBeforeCrash: committed)
                 second.send(signal: SIGTERM)
                 let status = try await second.waitForExit()
                 #expect(status == 0)
@@ -94,9 +124,11 @@ struct CrashRecoveryTests {
                 try await Task.sleep(for: .milliseconds(700))
                 a.send(signal: SIGKILL)
                 _ = try await a.waitForExit()
+                let committed = try await PostgresDatabase(url: url, maximumConnections: 1, logger: TestLogging.quiet)
+                    .withRunningPool { try await CaravanEngineTests.committedSteps(in: $0) }
                 let finished = try await waitUntilSucceeded(ids, port: b.port, timeout: .seconds(30))
                 #expect(finished, "log: \(b.log.suffix(2000))")
-                checkExactlyOnce(ids, server)
+                checkExactlyOnce(ids, server, committedBeforeCrash: committed)
                 let migrations = [a.log, b.log].filter { $0.contains("Applied database migrations") }.count
                 #expect(migrations == 1)
                 b.send(signal: SIGTERM)

@@ -50,6 +50,8 @@ struct ProblemMiddleware: RouterMiddleware {
             var problem = ProblemDetails(status: error.status, code: code, detail: detail)
             problem.headers = error.headers
             return problem
+        case let error as any HTTPResponseError:
+            return ProblemDetails(status: error.status, code: ProblemDetails.code(of: error.status), detail: error.status.reasonPhrase)
         default:
             context.logger.error(
                 "Request failed with an unexpected error",

@@ -21,6 +21,8 @@ public struct RequestBodyReader: Sendable {
             return try await request.body.collect(upTo: maxBytes)
         } catch let error as HTTPError where error.status == .contentTooLarge {
             throw tooLarge()
+        } catch is NIOTooManyBytesError {
+            throw tooLarge()
         }
     }
 
