@@ -105,21 +105,23 @@ extension Engine {
         try await database.read { try await self.store.latestEventID(orgID: orgID, in: $0) }
     }
 
-    /// Waits until run `id` (or, with `org:` prefixed to an organization id, any run of it) changes, or `timeout`.
-    /// On several nodes a change elsewhere is only seen when the wait times out: callers wait in short slices.
-    public func waitForChange(of key: String, timeout: Duration) async {
-        await notifier.wait(for: key, timeout: timeout)
+    /// Subscribes to changes of run `id` (or, with `org:` before an organization id, of any of its runs). On
+    /// several nodes a change made elsewhere is not announced here: wait in short slices and read again.
+    public func subscribe(to key: String) -> ChangeSubscription {
+        notifier.subscribe(key)
     }
 
     /// Waits until the run has finished or `timeout` has passed.
     /// - Returns: the run as it then stands.
     public func waitForRun(orgID: String, id: String, timeout: Duration) async throws -> RunRecord? {
         let deadline = ContinuousClock.now + timeout
+        let subscription = notifier.subscribe(id)
+        defer { subscription.cancel() }
         while true {
             guard let run = try await run(orgID: orgID, id: id) else { return nil }
             let remaining = deadline - ContinuousClock.now
             if run.status.isTerminal || remaining <= .zero { return run }
-            await notifier.wait(for: id, timeout: min(remaining, .milliseconds(250)))
+            await subscription.wait(timeout: min(remaining, .milliseconds(250)))
         }
     }
 

@@ -33,6 +33,8 @@ extension Engine {
             var launches = claimed.launches
             var inFlight = 0
             var wakerInFlight = false
+            var wakerDeadline = Int64.max  // when the waker in flight returns by itself
+            var restartingWaker = false  // its next return is our own doing, not a poke
             var results: [(String, Int, StepOutcome)] = []
             var checkCancel = run.cancelRequested == false && claimed.launches.isEmpty
             var planned = !claimed.launches.isEmpty
@@ -151,7 +153,10 @@ extension Engine {
                         return
                     }
                     launches += planner.launches
-                    if wakerInFlight { flag.signal() }  // the next timer may have moved: restart the waker
+                    if wakerInFlight, !restartingWaker, Self.wakerDeadline(for: run, now: now) < wakerDeadline {
+                        restartingWaker = true
+                        flag.signal()  // a timer came closer than the waker's: restart it
+                    }
                 }
                 planned = false
 
@@ -169,14 +174,11 @@ extension Engine {
 
                 if !wakerInFlight {
                     let now = Clock.nowMilliseconds()
-                    var timeout: Duration?
-                    if let next = RunPlanner.nextWake(of: run) { timeout = .milliseconds(max(0, next - now)) }
-                    if run.steps.contains(where: { $0.status == .waiting && $0.wakeAt == nil }) {
-                        timeout = min(timeout ?? .seconds(1), .seconds(1))  // signals and children: look again soon
-                    }
+                    wakerDeadline = min(Self.wakerDeadline(for: run, now: now), now + configuration.leaseRenewInterval.milliseconds)
                     wakerInFlight = true
+                    let timeout = Duration.milliseconds(max(0, wakerDeadline - now))
                     group.addTask {
-                        await flag.wait(timeout: timeout ?? self.configuration.leaseRenewInterval.duration)
+                        await flag.wait(timeout: timeout)
                         return .wake
                     }
                 }
@@ -187,10 +189,22 @@ extension Engine {
                     results.append((stepID, attempt, outcome))
                 case .wake:
                     wakerInFlight = false
-                    checkCancel = true
+                    if restartingWaker {
+                        restartingWaker = false
+                    } else {
+                        checkCancel = true  // a poke: a cancel, a signal, a lost lease, or a timer
+                    }
                 }
             }
         }
+    }
+
+    /// When a run's waker should return by itself: its next timer, or in a second while it waits for signals
+    /// or children (which may arrive from another node).
+    static func wakerDeadline(for run: RunRecord, now: Int64) -> Int64 {
+        var deadline = RunPlanner.nextWake(of: run) ?? Int64.max
+        if run.steps.contains(where: { $0.status == .waiting && $0.wakeAt == nil }) { deadline = min(deadline, now + 1_000) }
+        return deadline
     }
 
     private var leaseUntilNow: Int64 { Clock.nowMilliseconds() + configuration.leaseDuration.milliseconds }

@@ -1,14 +1,12 @@
 import Synchronization
 
 /// In-process wake-ups: a run's execution is poked when a signal or a cancel arrives for it; `?wait=` requests
-/// and event streams wait for a run (or an organization's runs) to change.
-final class RunNotifier: Sendable {
+/// and event streams subscribe to a run (or an organization's runs) and wake when it changes.
+public final class RunNotifier: Sendable {
     private struct State {
         var pokes: [String: WakeFlag] = [:]
-        var waiters: [String: [UInt64: CheckedContinuation<Void, Never>]] = [:]
-        var nextWaiter: UInt64 = 0
-        /// Waiters cancelled before they were registered.
-        var cancelled: Set<UInt64> = []
+        var subscribers: [String: [UInt64: WakeFlag]] = [:]
+        var nextSubscriber: UInt64 = 0
     }
 
     private let state = Mutex(State())
@@ -33,44 +31,57 @@ final class RunNotifier: Sendable {
         return true
     }
 
-    /// Tells waiters that `key` (a run id or `org:<id>`) changed.
+    /// Tells the subscribers of `key` (a run id, or `org:<id>`) that it changed.
     func changed(_ key: String) {
-        let waiting = state.withLock { $0.waiters.removeValue(forKey: key) }
-        for continuation in waiting?.values ?? [:].values { continuation.resume() }
+        let flags = state.withLock { $0.subscribers[key].map { Array($0.values) } ?? [] }
+        for flag in flags { flag.signal() }
     }
 
-    /// Waits until `key` changes or `timeout` passes (whichever first); cancellation ends the wait too.
-    func wait(for key: String, timeout: Duration) async {
+    /// Subscribes to changes of `key`. Subscribe *before* reading what you wait on: a change in between is kept,
+    /// and the next `wait` returns at once.
+    public func subscribe(_ key: String) -> ChangeSubscription {
+        let flag = WakeFlag()
         let id = state.withLock { state -> UInt64 in
-            state.nextWaiter += 1
-            return state.nextWaiter
+            state.nextSubscriber += 1
+            state.subscribers[key, default: [:]][state.nextSubscriber] = flag
+            return state.nextSubscriber
         }
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                await withTaskCancellationHandler {
-                    await withCheckedContinuation { continuation in
-                        let alreadyCancelled = self.state.withLock { state -> Bool in
-                            if state.cancelled.remove(id) != nil { return true }
-                            state.waiters[key, default: [:]][id] = continuation
-                            return false
-                        }
-                        if alreadyCancelled { continuation.resume() }
-                    }
-                } onCancel: {
-                    let continuation = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
-                        if let continuation = state.waiters[key]?.removeValue(forKey: id) {
-                            if state.waiters[key]?.isEmpty == true { state.waiters[key] = nil }
-                            return continuation
-                        }
-                        state.cancelled.insert(id)
-                        return nil
-                    }
-                    continuation?.resume()
-                }
-            }
-            group.addTask { try? await Task.sleep(for: timeout) }
-            await group.next()
-            group.cancelAll()
+        return ChangeSubscription(notifier: self, key: key, id: id, flag: flag)
+    }
+
+    fileprivate func unsubscribe(_ key: String, id: UInt64) {
+        state.withLock { state in
+            state.subscribers[key]?[id] = nil
+            if state.subscribers[key]?.isEmpty == true { state.subscribers[key] = nil }
         }
+    }
+}
+
+/// A subscription to changes of a run (or of an organization's runs); end it with `cancel()`.
+public final class ChangeSubscription: Sendable {
+    private let notifier: RunNotifier
+    private let key: String
+    private let id: UInt64
+    private let flag: WakeFlag
+
+    fileprivate init(notifier: RunNotifier, key: String, id: UInt64, flag: WakeFlag) {
+        self.notifier = notifier
+        self.key = key
+        self.id = id
+        self.flag = flag
+    }
+
+    /// Returns at the next change (at once if one happened since the last wait), or after `timeout`.
+    public func wait(timeout: Duration) async {
+        await flag.wait(timeout: timeout)
+    }
+
+    /// Ends the subscription.
+    public func cancel() {
+        notifier.unsubscribe(key, id: id)
+    }
+
+    deinit {
+        notifier.unsubscribe(key, id: id)
     }
 }

@@ -3,6 +3,7 @@ import CaravanStorage
 import Foundation
 import GRDB
 import Logging
+import Synchronization
 
 /// The embedded implementation of the storage contract: one SQLite file in WAL mode with full durability.
 ///
@@ -55,11 +56,10 @@ public final class SQLiteDatabase: CaravanStorage.Database, Sendable {
         _ body: @Sendable (any SQLExecutor) async throws -> T
     ) async throws -> T {
         try await writeLock.withLock {
-            try await run(sql: "BEGIN IMMEDIATE")
-            let executor = SQLiteExecutor(access: .write(pool))
+            let executor = SQLiteExecutor(access: .write(pool), transaction: TransactionState())
             do {
                 let result = try await body(executor)
-                try await run(sql: "COMMIT")
+                if executor.transaction?.begun.withLock({ $0 }) == true { try await run(sql: "COMMIT") }
                 return result
             } catch {
                 rollback()
@@ -116,12 +116,18 @@ struct SQLiteExecutor: SQLExecutor {
     }
 
     let access: Access
+    /// For the writer: whether `BEGIN IMMEDIATE` was sent; it goes with the first statement, in the same hop.
+    var transaction: TransactionState? = nil
     var dialect: SQLDialect { .sqlite }
 
     func query(_ sql: String, _ binds: [SQLValue]) async throws(StorageError) -> [SQLRow] {
         let text = SQLiteExecutor.translate(sql)
         let arguments = StatementArguments(binds.map(\.databaseValue))
-        let fetch: @Sendable (GRDB.Database) throws -> [SQLRow] = { db in
+        let transaction = self.transaction
+        let fetch: (GRDB.Database) throws -> [SQLRow] = { db in
+            if let transaction, transaction.begun.withLock({ begun in defer { begun = true }; return !begun }) {
+                try db.execute(sql: "BEGIN IMMEDIATE")
+            }
             let statement = try db.cachedStatement(sql: text)
             let columns = statement.columnNames
             let cursor = try Row.fetchCursor(statement, arguments: arguments)
@@ -134,10 +140,13 @@ struct SQLiteExecutor: SQLExecutor {
             }
             return rows
         }
+        // Statements run synchronously on the calling thread: libdispatch runs a `sync` block on the caller when
+        // the connection's queue is idle, and the writer's queue is idle because `writeLock` admits one
+        // transaction at a time. That saves two thread switches a statement; only COMMIT (the disk flush) hops.
         do {
             switch access {
-            case .write(let pool): return try await pool.writeWithoutTransaction(fetch)
-            case .read(let pool): return try await pool.read(fetch)
+            case .write(let pool): return try pool.writeWithoutTransaction(fetch)
+            case .read(let pool): return try pool.read(fetch)
             }
         } catch {
             throw SQLiteExecutor.map(error)
@@ -148,9 +157,22 @@ struct SQLiteExecutor: SQLExecutor {
         _ = try await query(sql, binds)
     }
 
-    /// Turns `$1` placeholders into SQLite's numbered `?1`, leaving string literals and identifiers alone.
+    private static let translations = Mutex<[String: String]>([:])
+
+    /// Turns `$1` placeholders into SQLite's numbered `?1` (cached: statements repeat).
     static func translate(_ sql: String) -> String {
-        guard sql.contains("$") else { return sql }
+        if let cached = translations.withLock({ $0[sql] }) { return cached }
+        let translated = translateUncached(sql)
+        translations.withLock { cache in
+            if cache.count > 2_000 { cache.removeAll() }
+            cache[sql] = translated
+        }
+        return translated
+    }
+
+    /// Turns `$1` placeholders into SQLite's numbered `?1`, leaving string literals and identifiers alone.
+    static func translateUncached(_ sql: String) -> String {
+        guard sql.utf8.contains(UInt8(ascii: "$")) else { return sql }
         var output = ""
         output.reserveCapacity(sql.utf8.count)
         var quote: Character?
@@ -184,6 +206,11 @@ struct SQLiteExecutor: SQLExecutor {
         }
         return StorageError(.other, "\(error)", underlying: error)
     }
+}
+
+/// Whether a write transaction has begun on the writer connection.
+final class TransactionState: Sendable {
+    let begun = Mutex(false)
 }
 
 extension SQLValue {

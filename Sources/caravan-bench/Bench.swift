@@ -60,7 +60,7 @@ struct Bench: AsyncParsableCommand {
     ) async throws -> T {
         try await withDatabaseArguments { arguments in
             let process = try await CaravanProcess(
-                arguments: ["serve", "--port", "0", "--log-level", "warning"] + arguments + extraArguments,
+                arguments: ["serve", "--port", "0"] + arguments + extraArguments,
                 binary: binary
             )
             defer { process.send(signal: SIGTERM) }
@@ -207,7 +207,7 @@ struct Bench: AsyncParsableCommand {
     func w3() async throws -> [String: Double] {
         try await TestHTTPServer.with { harness in
             try await withDatabaseArguments { arguments in
-                let serve = ["serve", "--port", "0", "--log-level", "warning", "--egress-allow", "127.0.0.1", "--node-id", "bench-node"]
+                let serve = ["serve", "--port", "0", "--egress-allow", "127.0.0.1", "--node-id", "bench-node"]
                     + arguments
                 let first = try await CaravanProcess(arguments: serve, binary: binary)
                 let base = "http://127.0.0.1:\(first.port)"

@@ -41,8 +41,11 @@ caravan_postgres_start() {
 
     run_as "$bin/initdb" -D "$CARAVAN_PG_DIR/data" -U caravan --auth=trust --no-sync >"$CARAVAN_PG_DIR/initdb.log" 2>&1 \
         || { cat "$CARAVAN_PG_DIR/initdb.log" >&2; return 1; }
+    # Tests trade durability for speed; benchmarks (CARAVAN_PG_DURABLE=1) keep PostgreSQL's defaults.
+    local durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    [ "${CARAVAN_PG_DURABLE:-0}" = 1 ] && durability=""
     run_as "$bin/pg_ctl" -D "$CARAVAN_PG_DIR/data" -l "$CARAVAN_PG_DIR/server.log" -w -t 60 \
-        -o "-p $port -k $CARAVAN_PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400" \
+        -o "-p $port -k $CARAVAN_PG_DIR -c listen_addresses=127.0.0.1 $durability -c max_connections=400" \
         start >/dev/null || { cat "$CARAVAN_PG_DIR/server.log" >&2; return 1; }
     CARAVAN_PG_BIN=$bin
     CARAVAN_PG_USER=$user

@@ -202,6 +202,8 @@ struct RunRoutes {
         Response(status: .ok, headers: Self.streamHeaders, body: ResponseBody { [engine] writer in
             var position = after
             var quiet = ContinuousClock.now
+            let subscription = engine.subscribe(to: runID)
+            defer { subscription.cancel() }
             while !Task.isCancelled {
                 let finished = try await engine.runStatus(id: runID)?.isTerminal ?? true
                 let events = try await engine.events(runID: runID, after: position, limit: 500)
@@ -216,7 +218,7 @@ struct RunRoutes {
                     try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
                     quiet = ContinuousClock.now
                 }
-                await engine.waitForChange(of: runID, timeout: .seconds(1))
+                await subscription.wait(timeout: .seconds(1))
             }
             try await writer.finish(nil)
         })
@@ -227,6 +229,8 @@ struct RunRoutes {
         Response(status: .ok, headers: Self.streamHeaders, body: ResponseBody { [engine] writer in
             var position = after
             var quiet = ContinuousClock.now
+            let subscription = engine.subscribe(to: "org:" + orgID)
+            defer { subscription.cancel() }
             try await writer.write(ByteBuffer(string: ": stream of organization events\n\n"))
             while !Task.isCancelled {
                 let events = try await engine.events(orgID: orgID, after: position, limit: 500)
@@ -240,7 +244,7 @@ struct RunRoutes {
                     try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
                     quiet = ContinuousClock.now
                 }
-                await engine.waitForChange(of: "org:" + orgID, timeout: .seconds(1))
+                await subscription.wait(timeout: .seconds(1))
             }
             try await writer.finish(nil)
         })
