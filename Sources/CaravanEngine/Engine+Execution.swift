@@ -160,7 +160,14 @@ extension Engine {
                 }
                 planned = false
 
+                var ranInline = false
                 for launch in launches {
+                    // Instant steps (templates) run right here: no task, no timer.
+                    if launch.items == nil, let executor = executors[launch.kind], type(of: executor).isInstant {
+                        results.append((launch.stepID, launch.attempt, await runStep(launch, run: run, timeout: .seconds(30), logger: sharedLogger)))
+                        ranInline = true
+                        continue
+                    }
                     let snapshot = run
                     let stepDefinition = definition.step(launch.stepID)
                     let timeout = stepDefinition.map { definition.timeout(for: $0) } ?? .seconds(30)
@@ -171,6 +178,7 @@ extension Engine {
                     inFlight += 1
                 }
                 launches = []
+                if ranInline { continue }
 
                 if !wakerInFlight {
                     let now = Clock.nowMilliseconds()
@@ -294,6 +302,9 @@ extension Engine {
             }
         }
         do throws(StepFailure) {
+            if type(of: executor).isInstant && launch.items == nil {
+                return .succeeded(try await executor.execute(try render(nil), context: context))
+            }
             if let items = launch.items {
                 var outputs: [JSONValue] = []
                 outputs.reserveCapacity(items.count)

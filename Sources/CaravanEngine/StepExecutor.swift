@@ -41,11 +41,20 @@ public protocol StepExecutor: StepKind {
     /// - Returns: the step's output.
     /// - Throws: `StepFailure`; cancellation when the run is cancelled or the timeout passes.
     func execute(_ config: JSONValue, context: StepContext) async throws(StepFailure) -> JSONValue
+
+    /// Whether the step finishes at once without I/O (a template): the engine then runs it inline, without a
+    /// task or a timeout of its own.
+    static var isInstant: Bool { get }
+}
+
+extension StepExecutor {
+    public static var isInstant: Bool { false }
 }
 
 /// `template`: the rendered value is the output.
 public struct TemplateStep: StepExecutor {
     public static let name = TemplateStepKind.name
+    public static let isInstant = true
     public static func validate(_ config: JSONValue, at pointer: String) -> [CaravanError.FieldError] {
         TemplateStepKind.validate(config, at: pointer)
     }

@@ -1,18 +1,33 @@
 import CaravanCore
+import Synchronization
 
 /// Interpolation of `{{ path }}` inside strings. A string that is exactly one `{{ path }}` keeps the JSON type of
 /// the value; otherwise values are written into the text (strings as they are, `null` as nothing, anything else
 /// as compact JSON).
 public enum Template {
     /// One piece of a parsed string.
-    enum Part: Hashable {
+    enum Part: Hashable, Sendable {
         case text(String)
         case path([Expression.PathComponent], source: String)
     }
 
     /// Splits a string into text and placeholders.
     /// - Throws: `validation_failed` for an unclosed `{{` or a placeholder that is not a path.
+    private static let parsed = Mutex<[String: [Part]]>([:])
+
+    /// Splits a string into text and placeholders (cached: the same templates render for every run).
     static func parse(_ string: String) throws(CaravanError) -> [Part] {
+        guard string.utf8.contains(UInt8(ascii: "{")) else { return [.text(string)] }
+        if let cached = parsed.withLock({ $0[string] }) { return cached }
+        let parts = try parseUncached(string)
+        parsed.withLock { cache in
+            if cache.count > 4_096 { cache.removeAll() }
+            cache[string] = parts
+        }
+        return parts
+    }
+
+    static func parseUncached(_ string: String) throws(CaravanError) -> [Part] {
         guard string.contains("{{") else { return [.text(string)] }
         var parts: [Part] = []
         var rest = Substring(string)

@@ -115,6 +115,16 @@ struct Bench: AsyncParsableCommand {
         return sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
     }
 
+    /// CPU seconds (user + system) the process has used.
+    static func cpuSeconds(pid: Int32) -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = text.lastIndex(of: ")")
+        else { return 0 }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
     static func peakRSS(pid: Int32) -> Double {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
             let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
@@ -131,6 +141,7 @@ struct Bench: AsyncParsableCommand {
         let total = runs
         let startWall = Clock.nowMilliseconds()
         let started = ContinuousClock.now
+        let cpuBefore = Self.cpuSeconds(pid: pid)
         let sentAt = try await withThrowingTaskGroup(of: [(String, Int64)].self) { group in
             for connection in 0..<connections {
                 group.addTask {
@@ -159,6 +170,7 @@ struct Bench: AsyncParsableCommand {
             try await Task.sleep(for: .milliseconds(20))
         }
         let peak = Self.peakRSS(pid: pid)
+        let serverCPU = Self.cpuSeconds(pid: pid) - cpuBefore
         var latencies: [Double] = []
         var lastFinish: Int64 = 0
         var cursor: String?
@@ -181,7 +193,7 @@ struct Bench: AsyncParsableCommand {
         return [
             "wall_s": wall, "workflows_per_s": Double(total) / wall, "steps_per_s": 3 * Double(total) / wall,
             "latency_p50_ms": Self.percentile(latencies, 0.5), "latency_p99_ms": Self.percentile(latencies, 0.99),
-            "peak_rss_mb": peak,
+            "peak_rss_mb": peak, "server_cpu_ms_per_run": serverCPU * 1000 / Double(total),
         ]
     }
 
