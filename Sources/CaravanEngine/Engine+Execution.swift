@@ -21,7 +21,7 @@ extension Engine {
         logger[metadataKey: "caravan.org_id"] = .string(run.orgID)
         defer {
             notifier.unregister(runID: run.id)
-            _ = finished(run.id)
+            _ = removeActive(run.id)
         }
         guard let definition = try? await workflows.definition(orgID: run.orgID, name: run.workflow, version: run.workflowVersion)
         else {
@@ -216,11 +216,6 @@ extension Engine {
     }
 
     private var leaseUntilNow: Int64 { Clock.nowMilliseconds() + configuration.leaseDuration.milliseconds }
-
-    /// Removes a run from this node's active set; returns whether it was there.
-    func finished(_ runID: String) -> Bool {
-        removeActive(runID)
-    }
 
     private func isCancelRequested(_ runID: String) async throws -> Bool {
         try await database.read { executor in

@@ -187,6 +187,7 @@ public final class Engine: Service, Sendable {
         claimWake.signal()
     }
 
+    /// Removes a run from this node's active set; returns whether it was there.
     func removeActive(_ runID: String) -> Bool {
         active.withLock { $0.remove(runID) != nil }
     }
