@@ -20,6 +20,14 @@ struct RequestIDMiddleware: RouterMiddleware {
         context.logger[metadataKey: "caravan.request_id"] = .string(requestID)
         var response = try await next(request, context)
         response.headers[.requestID] = requestID
+        context.logger.debug(
+            "Request handled",
+            metadata: [
+                "http.request.method": .string(request.method.rawValue),
+                "http.route": .string(context.endpointPath ?? "unmatched"),
+                "http.response.status_code": .stringConvertible(response.status.code),
+            ]
+        )
         return response
     }
 
