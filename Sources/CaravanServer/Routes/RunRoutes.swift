@@ -199,46 +199,42 @@ struct RunRoutes {
 
     /// A run's events as server-sent events, ending after its last event.
     private func stream(runID: String, after: Int64) -> Response {
-        Response(status: .ok, headers: Self.streamHeaders, body: ResponseBody { [engine] writer in
-            var position = after
-            var quiet = ContinuousClock.now
-            let subscription = engine.subscribe(to: runID)
-            defer { subscription.cancel() }
-            while !Task.isCancelled {
-                let finished = try await engine.runStatus(id: runID)?.isTerminal ?? true
-                let events = try await engine.events(runID: runID, after: position, limit: 500)
-                for event in events {
-                    try await writer.write(Self.frame(event, id: event.seq))
-                    position = event.seq
-                }
-                if events.count == 500 { continue }
-                if finished { break }
-                if !events.isEmpty { quiet = ContinuousClock.now }
-                if ContinuousClock.now - quiet > .seconds(15) {
-                    try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
-                    quiet = ContinuousClock.now
-                }
-                await subscription.wait(timeout: .seconds(1))
-            }
-            try await writer.finish(nil)
-        })
+        eventStream(key: runID, after: after, position: \.seq) { [engine] position in
+            // The status is read before the events, so a run that has ended has all its events in this batch.
+            let finished = try await engine.runStatus(id: runID)?.isTerminal ?? true
+            return (try await engine.events(runID: runID, after: position, limit: 500), finished)
+        }
     }
 
     /// Every event of the organization as server-sent events, until the client leaves.
     private func streamOrganization(orgID: String, after: Int64) -> Response {
+        eventStream(key: "org:" + orgID, after: after, position: \.globalID) { [engine] position in
+            (try await engine.events(orgID: orgID, after: position, limit: 500), false)
+        }
+    }
+
+    /// Server-sent events from `next`, which gives the events after a position and whether the stream is over;
+    /// between batches it waits for a change of `key` (or a second), and sends a comment every 15 s of silence.
+    private func eventStream(
+        key: String,
+        after: Int64,
+        position: @escaping @Sendable (RunEvent) -> Int64,
+        next: @escaping @Sendable (Int64) async throws -> (events: [RunEvent], finished: Bool)
+    ) -> Response {
         Response(status: .ok, headers: Self.streamHeaders, body: ResponseBody { [engine] writer in
-            var position = after
+            var current = after
             var quiet = ContinuousClock.now
-            let subscription = engine.subscribe(to: "org:" + orgID)
+            let subscription = engine.subscribe(to: key)
             defer { subscription.cancel() }
-            try await writer.write(ByteBuffer(string: ": stream of organization events\n\n"))
+            try await writer.write(ByteBuffer(string: ": caravan events\n\n"))
             while !Task.isCancelled {
-                let events = try await engine.events(orgID: orgID, after: position, limit: 500)
+                let (events, finished) = try await next(current)
                 for event in events {
-                    try await writer.write(Self.frame(event, id: event.globalID))
-                    position = event.globalID
+                    current = position(event)
+                    try await writer.write(Self.frame(event, id: current))
                 }
                 if events.count == 500 { continue }
+                if finished { break }
                 if !events.isEmpty { quiet = ContinuousClock.now }
                 if ContinuousClock.now - quiet > .seconds(15) {
                     try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
