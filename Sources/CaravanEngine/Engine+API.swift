@@ -48,7 +48,11 @@ extension Engine {
             definition: workflow.definition,
             owner: configuration.nodeID,
             leaseUntil: now + configuration.leaseDuration.milliseconds,
-            maxOutputBytes: configuration.maxPayloadBytes
+            maxOutputBytes: configuration.maxPayloadBytes,
+            runInstant: { [self] launch, run in
+                guard launch.items == nil, let executor = executors[launch.kind], type(of: executor).isInstant else { return nil }
+                return await runStep(launch, run: run, timeout: .seconds(30), logger: logger)
+            }
         )
         let outcome = try await commits.submit(.create(NewRun(run: run, wakeAt: nil), events: [queued], admission: admission))
         guard case .created(let inserted, let admitted) = outcome else {
@@ -63,7 +67,11 @@ extension Engine {
         }
         notifier.changed("org:" + orgID)
         if let admitted {
-            dispatchLocally(ClaimedExecution(run: admitted.run, fence: admitted.fence, launches: admitted.launches))
+            if admitted.run.status.isTerminal {
+                notifier.changed(run.id)
+            } else {
+                dispatchLocally(ClaimedExecution(run: admitted.run, fence: admitted.fence, launches: admitted.launches))
+            }
             return (admitted.run, true)
         }
         return (run, true)

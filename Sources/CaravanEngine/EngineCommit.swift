@@ -19,6 +19,8 @@ struct Admission: Sendable {
     var owner: String
     var leaseUntil: Int64
     var maxOutputBytes: Int
+    /// Runs a launch at once when its kind is instant, else answers `nil`.
+    var runInstant: @Sendable (StepLaunch, RunRecord) async -> StepOutcome? = { _, _ in nil }
 }
 
 /// A run's progress under its lease.
@@ -75,11 +77,27 @@ struct CommitApplier: Sendable {
                 var planner = RunPlanner(definition: admission.definition, now: new.run.createdAt, maxOutputBytes: admission.maxOutputBytes)
                 planner.start(&new.run)
                 planner.advance(&new.run, signals: [], children: [:])
+                // Root steps that are instant (templates) run now: their results commit together with the run,
+                // and the steps that need them start only after this commit.
+                var later: [StepLaunch] = []
+                var ranInstant = false
+                for launch in planner.takeLaunches() {
+                    if let outcome = await admission.runInstant(launch, new.run) {
+                        planner.apply(outcome, step: launch.stepID, attempt: launch.attempt, to: &new.run)
+                        ranInstant = true
+                    } else {
+                        later.append(launch)
+                    }
+                }
+                if ranInstant { planner.advance(&new.run, signals: [], children: [:]) }
+                later += planner.takeLaunches()
                 allEvents += planner.events
-                new.leaseOwner = admission.owner
-                new.leaseExpiresAt = admission.leaseUntil
-                new.wakeAt = admission.leaseUntil
-                admitted[index] = AdmittedRun(run: new.run, fence: 1, launches: planner.launches)
+                if !new.run.status.isTerminal {  // a run of instant steps only may already be done
+                    new.leaseOwner = admission.owner
+                    new.leaseExpiresAt = admission.leaseUntil
+                    new.wakeAt = admission.leaseUntil
+                }
+                admitted[index] = AdmittedRun(run: new.run, fence: 1, launches: later)
             }
             newRuns.append(new)
             newEvents += allEvents

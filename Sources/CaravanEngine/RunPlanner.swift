@@ -62,6 +62,12 @@ struct RunPlanner {
         self.maxOutputBytes = maxOutputBytes
     }
 
+    /// Hands over the launches planned so far, clearing them.
+    mutating func takeLaunches() -> [StepLaunch] {
+        defer { launches = [] }
+        return launches
+    }
+
     /// Whether this planning pass changed anything that must be committed.
     var hasChanges: Bool { !events.isEmpty }
 

@@ -8,10 +8,16 @@ import Testing
 
 @testable import CaravanEngine
 
-/// A running engine on a fresh database; tests also drive its schedule and retention steps directly.
-private func withEngine(_ backend: TestBackend, _ body: @escaping @Sendable (Engine, any Database) async throws -> Void) async throws {
+/// An engine on a fresh database. Schedule tests drive it by hand (`running: false`: no background scheduler
+/// races them); retention tests need it running to execute runs.
+private func withEngine(
+    _ backend: TestBackend,
+    running: Bool = false,
+    _ body: @escaping @Sendable (Engine, any Database) async throws -> Void
+) async throws {
     try await withTestDatabase(backend) { database in
         let engine = Engine(database: database, executors: [TemplateStep()], configuration: EngineConfiguration(), logger: TestLogging.quiet)
+        guard running else { return try await body(engine, database) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await engine.run() }
             engine.schemaIsReady()
@@ -70,7 +76,7 @@ struct ScheduleAndRetentionTests {
 
     @Test("Finished runs past retention are deleted with their events; others stay")
     func retention() async throws {
-        try await withEngine(.sqlite) { engine, database in
+        try await withEngine(.sqlite, running: true) { engine, database in
             let definition = try DefinitionParser.parse(Array("steps: [{id: a, template: x}]".utf8), format: .yaml, nameFromPath: "short")
             _ = try await engine.workflows.put(orgID: Organization.defaultID, definition: definition)
             let old = try await engine.startRun(orgID: Organization.defaultID, workflow: "short", input: [:], idempotencyKey: nil, requestHash: nil).run
