@@ -17,6 +17,8 @@ public final class Engine: Service, Sendable {
     public let configuration: EngineConfiguration
     let database: any Database
     public let workflows: WorkflowStore
+    /// The step kinds definitions may use: the built-in ones and every registered executor's.
+    public let kinds: StepKindRegistry
     let store = RunStore()
     let notifier = RunNotifier()
     let executors: [String: any StepExecutor]
@@ -51,6 +53,7 @@ public final class Engine: Service, Sendable {
         self.logger = logger
         var kinds = StepKindRegistry.builtIn
         for executor in executors { kinds = kinds.registering(type(of: executor)) }
+        self.kinds = kinds
         self.workflows = WorkflowStore(database: database, kinds: kinds)
         self.executors = Dictionary(executors.map { (type(of: $0).name, $0) }, uniquingKeysWith: { _, last in last })
         let applier = CommitApplier()
@@ -60,12 +63,6 @@ public final class Engine: Service, Sendable {
         (dispatch, dispatchContinuation) = AsyncStream.makeStream(of: ClaimedExecution.self)
     }
 
-    /// The step kinds definitions may use.
-    public var kinds: StepKindRegistry {
-        var registry = StepKindRegistry.builtIn
-        for executor in executors.values { registry = registry.registering(type(of: executor)) }
-        return registry
-    }
 
     // MARK: Service
 

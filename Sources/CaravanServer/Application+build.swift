@@ -18,8 +18,6 @@ public struct CaravanApplication: Sendable {
     public let database: any Database
     /// The execution engine.
     public let engine: Engine
-    /// The long-lived services the application runs besides the HTTP server, in start order.
-    public let services: [any Service]
     /// Every HTTP endpoint, as the OpenAPI document lists it.
     public let catalog: RouteCatalog
 }
@@ -115,5 +113,5 @@ public func buildApplication(
         }
         engine.schemaIsReady()
     }
-    return (application, CaravanApplication(database: database, engine: engine, services: services, catalog: catalog))
+    return (application, CaravanApplication(database: database, engine: engine, catalog: catalog))
 }
