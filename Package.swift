@@ -27,6 +27,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
     ],
     targets: [
         // Domain types: ids, durations, JSON values, errors. No I/O, no HTTP, no SQL.
@@ -67,6 +70,45 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Secrets at rest: the master key, AES-256-GCM sealing, the secret store and its re-encryption on rotation.
+        .target(
+            name: "CaravanVault",
+            dependencies: [
+                "CaravanCore",
+                "CaravanStorage",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The tamper-evident audit log: hash-chained entries, group-committed, and their verification.
+        .target(
+            name: "CaravanAudit",
+            dependencies: [
+                "CaravanCore",
+                "CaravanStorage",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Accounts and tenancy: users, passwords, sessions, MFA, organizations, roles, API keys, rate limits.
+        .target(
+            name: "CaravanIdentity",
+            dependencies: [
+                "CaravanCore",
+                "CaravanStorage",
+                "CaravanVault",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "HummingbirdOTP", package: "hummingbird-auth"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The embedded SQLite implementation of the storage contract.
         .target(
             name: "CaravanSQLite",
@@ -93,6 +135,9 @@ let package = Package(
             name: "CaravanServer",
             dependencies: [
                 "CaravanCore",
+                "CaravanIdentity",
+                "CaravanVault",
+                "CaravanAudit",
                 "CaravanWorkflow",
                 "CaravanEngine",
                 "CaravanStorage",
@@ -174,6 +219,16 @@ let package = Package(
                 "CaravanEngine", "CaravanWorkflow", "CaravanServer", "CaravanTestSupport", "CaravanStorage",
                 "CaravanSQLite", "CaravanPostgres",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CaravanIdentityTests",
+            dependencies: [
+                "CaravanIdentity", "CaravanVault", "CaravanAudit", "CaravanStorage", "CaravanTestSupport",
+                "CaravanServer", "CaravanSQLite", "CaravanPostgres",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HummingbirdOTP", package: "hummingbird-auth"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -37,6 +37,8 @@ public struct CaravanError: Error, Sendable, CustomStringConvertible {
     public var code: Code
     public var detail: String
     public var fieldErrors: [FieldError]
+    /// For `rate_limited`: when to try again, in seconds (sent as `Retry-After`).
+    public var retryAfterSeconds: Int?
 
     /// Creates an error.
     /// - Parameters:
@@ -50,6 +52,13 @@ public struct CaravanError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "\(code.rawValue): \(detail)" }
+
+    /// Too many requests; try again after `seconds`.
+    public static func rateLimited(_ detail: String, retryAfter seconds: Int) -> CaravanError {
+        var error = CaravanError(.rateLimited, detail)
+        error.retryAfterSeconds = max(1, seconds)
+        return error
+    }
 
     public static func notFound(_ what: String) -> CaravanError {
         CaravanError(.notFound, "\(what) was not found.")

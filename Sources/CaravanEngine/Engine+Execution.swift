@@ -283,12 +283,27 @@ extension Engine {
             logger: stepLogger
         )
         let needsRendering = launch.kind == HTTPStepKind.name || launch.items != nil
+        // Secrets join the scope only here, at execution; outputs and errors are scrubbed of their values.
+        var secretValues: [String: String] = [:]
+        if type(of: executor).acceptsSecrets, let names = try? Template.referencedSecrets(in: launch.config), !names.isEmpty {
+            do {
+                secretValues = try await secrets?.resolve(names: names, for: context) ?? [:]
+            } catch {
+                return .failed(StepFailure(code: "secret_unavailable", message: "The secrets of this step could not be read.", retryable: true))
+            }
+            if let missing = names.subtracting(secretValues.keys).sorted().first {
+                return .failed(StepFailure(
+                    code: "secret_not_found", message: "The secret '\(missing)' does not exist in this organization.", retryable: false
+                ))
+            }
+        }
+        let secretScope = JSONValue.object(secretValues.mapValues(JSONValue.string))
         func render(_ item: JSONValue?) throws(StepFailure) -> JSONValue {
             guard needsRendering else { return launch.config }
             do {
                 var scope = RunPlanner.scope(of: run, item: item)
                 if case .object(var object) = scope {
-                    object["secrets"] = .object([:])
+                    object["secrets"] = secretScope
                     scope = .object(object)
                 }
                 return try Template.render(launch.config, scope: scope)
@@ -296,6 +311,21 @@ extension Engine {
                 throw StepFailure(code: "template_error", message: error.detail, retryable: false)
             }
         }
+        let outcome = await execute(executor, launch: launch, context: context, timeout: timeout, render: render)
+        guard !secretValues.isEmpty else { return outcome }
+        let redactor = SecretRedactor(values: Array(secretValues.values))
+        switch outcome {
+        case .succeeded(let output): return .succeeded(redactor.redact(output))
+        case .failed(var failure):
+            failure.message = redactor.redact(failure.message)
+            return .failed(failure)
+        }
+    }
+
+    private func execute(
+        _ executor: any StepExecutor, launch: StepLaunch, context: StepContext, timeout: CaravanDuration,
+        render: (JSONValue?) throws(StepFailure) -> JSONValue
+    ) async -> StepOutcome {
         do throws(StepFailure) {
             if type(of: executor).isInstant && launch.items == nil {
                 return .succeeded(try await executor.execute(try render(nil), context: context))

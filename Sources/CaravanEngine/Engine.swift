@@ -22,6 +22,7 @@ public final class Engine: Service, Sendable {
     let store = RunStore()
     let notifier = RunNotifier()
     let executors: [String: any StepExecutor]
+    let secrets: (any SecretResolver)?
     let logger: Logger
     let commits: CommitQueue<CommitWork, CommitOutcome>
     private let dispatch: AsyncStream<ClaimedExecution>
@@ -46,9 +47,11 @@ public final class Engine: Service, Sendable {
         database: any Database,
         executors: [any StepExecutor],
         configuration: EngineConfiguration,
+        secrets: (any SecretResolver)? = nil,
         logger: Logger
     ) {
         self.database = database
+        self.secrets = secrets
         self.configuration = configuration
         self.logger = logger
         var kinds = StepKindRegistry.builtIn

@@ -8,6 +8,7 @@ import NIOHTTP1
 /// `http`: one request. 2xx succeeds; 408, 429, 5xx, network errors and timeouts are retried; other 4xx fail at
 /// once. Every attempt carries the same `Idempotency-Key`. The destination must pass the egress policy.
 public struct HTTPStep: StepExecutor {
+    public static let acceptsSecrets = true
     public static let name = HTTPStepKind.name
     public static func validate(_ config: JSONValue, at pointer: String) -> [CaravanError.FieldError] {
         HTTPStepKind.validate(config, at: pointer)

@@ -1,3 +1,4 @@
+import CaravanCore
 import Synchronization
 
 /// In-process wake-ups: a run's execution is poked when a signal or a cancel arrives for it; `?wait=` requests

@@ -18,6 +18,12 @@ public struct StepContext: Sendable {
     public var logger: Logger
 }
 
+/// Where a run's steps find the secrets they send out (`{{ secrets.NAME }}`), and how each use is recorded.
+public protocol SecretResolver: Sendable {
+    /// The values of `names` in the organization (a name without a secret is absent), for one step attempt.
+    func resolve(names: Set<String>, for context: StepContext) async throws -> [String: String]
+}
+
 /// Why a step attempt failed, and whether another attempt may succeed.
 public struct StepFailure: Error, Sendable, Hashable {
     public var code: String

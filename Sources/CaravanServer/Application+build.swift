@@ -1,5 +1,8 @@
+import CaravanAudit
 import CaravanCore
 import CaravanEngine
+import CaravanIdentity
+import CaravanVault
 import CaravanPostgres
 import CaravanSQLite
 import CaravanStorage
@@ -20,6 +23,12 @@ public struct CaravanApplication: Sendable {
     public let engine: Engine
     /// Every HTTP endpoint, as the OpenAPI document lists it.
     public let catalog: RouteCatalog
+    /// Accounts, sessions, organizations, API keys.
+    public let identity: IdentityService
+    /// The audit log.
+    public let audit: AuditLog
+    /// Sealed secrets.
+    public let secrets: SecretStore
 }
 
 /// Opens the configured database: PostgreSQL when a URL is given, else SQLite in the data directory.
@@ -46,12 +55,34 @@ public func openDatabase(
 public func buildApplication(
     _ configuration: ServerConfiguration,
     logger: Logger
-) throws -> (application: some ApplicationProtocol, parts: CaravanApplication) {
+) async throws -> (application: some ApplicationProtocol, parts: CaravanApplication) {
     Telemetry.bootstrapMetrics()
     let opened = try openDatabase(configuration, logger: logger)
     let database = MeteredDatabase(
         opened.database,
         poolSize: opened.database.dialect == .sqlite ? 1 : configuration.databasePoolSize
+    )
+
+    let keyring = try MasterKeyring.load(
+        configured: configuration.masterKey, previous: configuration.previousMasterKeys,
+        dataDirectory: configuration.dataDirectory, logger: logger
+    )
+    let box = SecretBox(keyring: keyring)
+    let secrets = SecretStore(database: database, box: box)
+    let audit = AuditLog(database: database, logger: logger)
+    let schemaReady = WakeFlag()
+    var identitySettings = IdentityService.Settings()
+    identitySettings.openSignup = configuration.openSignup
+    let identity = IdentityService(
+        database: database,
+        hasher: PasswordHasher(cost: configuration.passwordHashCost),
+        tokens: await AccessTokens(
+            signingKey: keyring.derivedKey(purpose: "session tokens"),
+            lifetime: .milliseconds(configuration.accessTokenLifetime.milliseconds)
+        ),
+        box: box,
+        throttle: AuthThrottle(database: database, attemptsPerMinute: configuration.authAttemptsPerMinute),
+        settings: identitySettings
     )
 
     let egress = try EgressPolicy(allowList: configuration.egressAllow)
@@ -60,24 +91,35 @@ public func buildApplication(
         database: database,
         executors: [TemplateStep(), HTTPStep(client: httpClient.client, egress: egress)],
         configuration: configuration.engine,
+        secrets: VaultSecretResolver(secrets: secrets, audit: audit),
         logger: logger
     )
     let bodies = RequestBodyReader(maxBytes: configuration.maxBodyBytes)
-    // Until accounts exist, everything belongs to the default organization; every query is already scoped by it.
-    let organization: @Sendable (Request, CaravanRequestContext) throws -> String = { _, _ in Organization.defaultID }
+    let access = AccessControl(
+        identity: identity, limiter: RequestRateLimiter(defaultPerMinute: configuration.rateLimitPerMinute), audit: audit
+    )
 
     let router = Router(context: CaravanRequestContext.self)
     router.add(middleware: RequestIDMiddleware())
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: ProblemMiddleware())
     let catalog = RouteCatalog()
-    let routes = RouteRegistrar(router: router, catalog: catalog)
+    let routes = RouteRegistrar(router: router, catalog: catalog, access: access)
     SystemRoutes(database: database, version: caravanVersion).register(in: routes)
-    WorkflowRoutes(engine: engine, bodies: bodies, organization: organization).register(in: routes)
-    RunRoutes(engine: engine, bodies: bodies, organization: organization).register(in: routes)
+    IdentityRoutes(identity: identity, bodies: bodies).register(in: routes)
+    OrganizationRoutes(identity: identity, bodies: bodies).register(in: routes)
+    SecretRoutes(secrets: secrets, bodies: bodies).register(in: routes)
+    AuditRoutes(audit: audit, verifier: AuditVerifier(database: database)).register(in: routes)
+    WorkflowRoutes(engine: engine, bodies: bodies).register(in: routes)
+    RunRoutes(engine: engine, bodies: bodies).register(in: routes)
 
-    // Started in this order, stopped in reverse: the database outlives the engine, the engine the HTTP client.
-    let services: [any Service] = [opened.service].compactMap { $0 } + [httpClient, engine]
+    let rotation = KeyRotation(
+        database: database, box: box, columns: [.secrets, IdentityService.sealedTOTPColumn], logger: logger,
+        ready: { await schemaReady.wait(timeout: nil) }
+    )
+    // Started in this order, stopped in reverse: the database outlives the audit log, the audit log the engine
+    // (which records secret use), the engine the HTTP client.
+    let services: [any Service] = [opened.service].compactMap { $0 } + [audit, httpClient, engine, rotation]
     let readTimeout = TimeAmount.milliseconds(configuration.requestReadTimeout.milliseconds)
     let idleTimeout = TimeAmount.milliseconds(configuration.idleTimeout.milliseconds)
     var application = Application(
@@ -112,6 +154,10 @@ public func buildApplication(
             logger.info("Applied database migrations", metadata: ["caravan.migrations": "\(applied)"])
         }
         engine.schemaIsReady()
+        schemaReady.signal()
     }
-    return (application, CaravanApplication(database: database, engine: engine, catalog: catalog))
+    return (
+        application,
+        CaravanApplication(database: database, engine: engine, catalog: catalog, identity: identity, audit: audit, secrets: secrets)
+    )
 }

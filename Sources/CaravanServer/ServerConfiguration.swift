@@ -24,6 +24,21 @@ public struct ServerConfiguration: Sendable {
     public var logLevel: Logger.Level = .info
     /// Internal destinations steps may call anyway: `host`, `host:port` or CIDR entries.
     public var egressAllow: String = ""
+    /// The master key (32 bytes, base64) that seals secrets; when unset, `<data>/master.key`, generated on first
+    /// start. Every node of a cluster needs the same key.
+    public var masterKey: String?
+    /// Earlier master keys (base64), still opened; what they sealed is re-sealed under `masterKey` in the background.
+    public var previousMasterKeys: [String] = []
+    /// Whether anyone may sign up after the first user (else only with an invitation).
+    public var openSignup = false
+    /// Requests per minute per API key or user, unless the organization sets its own; 0 is no limit.
+    public var rateLimitPerMinute = 6000
+    /// Attempts per minute per client address on the endpoints that take passwords and codes; 0 is no limit.
+    public var authAttemptsPerMinute = 30
+    /// bcrypt's cost for password hashes (4...31).
+    public var passwordHashCost: UInt8 = 11
+    /// How long a session access token lives.
+    public var accessTokenLifetime: CaravanDuration = .seconds(900)
     /// The engine's settings (node id, limits, leases, retention).
     public var engine = EngineConfiguration()
 

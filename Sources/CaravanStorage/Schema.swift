@@ -26,7 +26,145 @@ public enum Schema {
             sqlite: engineTables(autoincrement: "INTEGER PRIMARY KEY AUTOINCREMENT"),
             postgres: engineTables(autoincrement: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
         ),
+        Migration(
+            version: 3,
+            name: "identity, secrets and audit",
+            sqlite: identityTables(autoincrement: "INTEGER PRIMARY KEY AUTOINCREMENT"),
+            postgres: identityTables(autoincrement: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
+        ),
     ]
+
+    /// Users and their memberships, invitations, sessions and refresh tokens, MFA recovery codes; API keys;
+    /// sealed secrets; the hash-chained audit log; rate-limit counters.
+    private static func identityTables(autoincrement: String) -> [String] {
+        [
+            "ALTER TABLE organizations ADD COLUMN rate_limit_per_minute BIGINT",
+            """
+            CREATE TABLE users (
+                id TEXT PRIMARY KEY,
+                email TEXT NOT NULL UNIQUE,
+                password_hash TEXT NOT NULL,
+                totp_secret TEXT,
+                totp_enabled BIGINT NOT NULL DEFAULT 0,
+                totp_last_step BIGINT NOT NULL DEFAULT 0,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE memberships (
+                org_id TEXT NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+                user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+                role TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                PRIMARY KEY (org_id, user_id)
+            )
+            """,
+            "CREATE INDEX memberships_user ON memberships (user_id)",
+            """
+            CREATE TABLE invitations (
+                id TEXT PRIMARY KEY,
+                org_id TEXT NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+                email TEXT NOT NULL,
+                role TEXT NOT NULL,
+                token_hash TEXT NOT NULL UNIQUE,
+                invited_by TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL,
+                accepted_at BIGINT
+            )
+            """,
+            """
+            CREATE TABLE sessions (
+                id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+                created_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL,
+                revoked_at BIGINT
+            )
+            """,
+            "CREATE INDEX sessions_user ON sessions (user_id)",
+            """
+            CREATE TABLE refresh_tokens (
+                token_hash TEXT PRIMARY KEY,
+                session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+                created_at BIGINT NOT NULL,
+                used_at BIGINT
+            )
+            """,
+            "CREATE INDEX refresh_tokens_session ON refresh_tokens (session_id)",
+            """
+            CREATE TABLE recovery_codes (
+                user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+                code_hash TEXT NOT NULL,
+                used_at BIGINT,
+                PRIMARY KEY (user_id, code_hash)
+            )
+            """,
+            """
+            CREATE TABLE api_keys (
+                id TEXT PRIMARY KEY,
+                org_id TEXT NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+                name TEXT NOT NULL,
+                role TEXT NOT NULL,
+                key_hash TEXT NOT NULL UNIQUE,
+                prefix TEXT NOT NULL,
+                created_by TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                expires_at BIGINT,
+                last_used_at BIGINT,
+                revoked_at BIGINT
+            )
+            """,
+            "CREATE INDEX api_keys_org ON api_keys (org_id, id)",
+            """
+            CREATE TABLE secrets (
+                org_id TEXT NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+                name TEXT NOT NULL,
+                sealed TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                PRIMARY KEY (org_id, name)
+            )
+            """,
+            """
+            CREATE TABLE audit_log (
+                id \(autoincrement),
+                chain TEXT NOT NULL,
+                seq BIGINT NOT NULL,
+                at BIGINT NOT NULL,
+                org_id TEXT,
+                actor_type TEXT NOT NULL,
+                actor_id TEXT NOT NULL,
+                action TEXT NOT NULL,
+                target TEXT NOT NULL,
+                outcome TEXT NOT NULL,
+                source TEXT,
+                request_id TEXT,
+                details TEXT,
+                previous_hash TEXT NOT NULL,
+                hash TEXT NOT NULL,
+                UNIQUE (chain, seq)
+            )
+            """,
+            "CREATE INDEX audit_log_chain_id ON audit_log (chain, id)",
+            """
+            CREATE TABLE rate_windows (
+                bucket TEXT PRIMARY KEY,
+                window_start BIGINT NOT NULL,
+                count BIGINT NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE login_failures (
+                email TEXT PRIMARY KEY,
+                failures BIGINT NOT NULL,
+                last_failure_at BIGINT NOT NULL
+            )
+            """,
+        ]
+    }
 
     /// Workflow definitions and their versions; runs (the projection of their events, steps inline as JSON);
     /// the append-only event log; signals.

@@ -15,11 +15,14 @@ import Logging
 ///   - mode: `.router` (no socket) or `.live` (a real server on a free loopback port).
 ///   - logOutput: where the application's JSON log lines go; pass `.memory()` to assert on them.
 ///   - configure: changes to the test configuration.
+///   - signUp: whether to sign up the first user and hand `body` a client that sends their owner API key (an
+///     `AuthenticatedClient`); otherwise `body` gets a client without credentials on an empty database.
 ///   - body: the test, given a client and the application's parts.
 public func withTestApplication<T: Sendable>(
     _ backend: TestBackend,
     mode: TestingSetup = .router,
     logOutput: JSONLogOutput? = nil,
+    signUp: Bool = true,
     configure: @Sendable (inout ServerConfiguration) -> Void = { _ in },
     _ body: @escaping @Sendable (any TestClientProtocol, CaravanApplication) async throws -> T
 ) async throws -> T {
@@ -29,9 +32,9 @@ public func withTestApplication<T: Sendable>(
             return SwiftLogNoOpLogHandler()
         }
         logger.logLevel = logOutput == nil ? .critical : .debug
-        let (application, parts) = try buildApplication(configuration, logger: logger)
+        let (application, parts) = try await buildApplication(configuration, logger: logger)
         return try await application.test(mode) { client in
-            try await body(client, parts)
+            try await body(signUp ? try await AuthenticatedClient.bootstrap(client) : client, parts)
         }
     }
     switch backend {
@@ -40,6 +43,7 @@ public func withTestApplication<T: Sendable>(
             var configuration = ServerConfiguration()
             configuration.port = 0
             configuration.dataDirectory = directory
+            configuration.applyTestDefaults()
             configure(&configuration)
             return try await run(configuration)
         }
@@ -49,6 +53,8 @@ public func withTestApplication<T: Sendable>(
             configuration.port = 0
             configuration.databaseURL = url
             configuration.databasePoolSize = 8
+            configuration.masterKey = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+            configuration.applyTestDefaults()
             configure(&configuration)
             return try await run(configuration)
         }
@@ -73,5 +79,87 @@ extension TestClientProtocol {
         let bytes = Array(response.body.readableBytesView)
         let parsed = bytes.isEmpty ? JSONValue.null : ((try? JSONValue(parsing: bytes, maxDepth: 512)) ?? .string(String(decoding: bytes, as: UTF8.self)))
         return (response.status, parsed, response.headers)
+    }
+}
+
+/// A test client that sends an API key with every request that carries no `Authorization` of its own.
+public struct AuthenticatedClient: TestClientProtocol {
+    /// The client without credentials.
+    public let anonymous: any TestClientProtocol
+    /// The owner's API key of the test organization.
+    public let apiKey: String
+    /// The test organization.
+    public let orgID: String
+    /// The first user's session access token.
+    public let accessToken: String
+
+    public var port: Int? { anonymous.port }
+
+    public func executeRequest(uri: String, method: HTTPRequest.Method, headers: HTTPFields, body: ByteBuffer?) async throws -> TestResponse {
+        var headers = headers
+        if headers[.authorization] == nil { headers[.authorization] = "Bearer \(apiKey)" }
+        return try await anonymous.executeRequest(uri: uri, method: method, headers: headers, body: body)
+    }
+
+    /// The password of the test organization's first user (`owner@example.com`).
+    public static let ownerPassword = "correct horse battery staple"
+
+    /// Signs up the first user (who owns the default organization) through the API and creates an owner API key.
+    public static func bootstrap(_ client: any TestClientProtocol) async throws -> AuthenticatedClient {
+        let signup = try await client.send(
+            .post, "/v1/auth/signup",
+            json: #"{"email": "owner@example.com", "password": "\#(ownerPassword)", "organization": "Acme"}"#
+        )
+        guard signup.status == .created, let token = signup.json["access_token"]?.stringValue,
+            let orgID = signup.json["organization"]?["id"]?.stringValue
+        else { throw TestSetupError.failed("signup answered \(signup.status): \(signup.json)") }
+        let key = try await client.send(
+            .post, "/v1/api-keys", json: #"{"name": "tests", "role": "owner"}"#,
+            headers: [.authorization: "Bearer \(token)"]
+        )
+        guard key.status == .created, let apiKey = key.json["key"]?.stringValue else {
+            throw TestSetupError.failed("creating an API key answered \(key.status): \(key.json)")
+        }
+        return AuthenticatedClient(anonymous: client, apiKey: apiKey, orgID: orgID, accessToken: token)
+    }
+}
+
+extension TestClientProtocol {
+    /// The `Authorization` header of an `AuthenticatedClient`, for requests sent with `fetch`.
+    public var authorization: [(String, String)] {
+        (self as? AuthenticatedClient).map { [("Authorization", "Bearer \($0.apiKey)")] } ?? []
+    }
+}
+
+public enum TestSetupError: Error {
+    case failed(String)
+}
+
+/// Signs up the first user of a running `caravan` process and returns an owner API key, as headers to send.
+public func bootstrapCredentials(port: Int) async throws -> [(String, String)] {
+    let signup = try await fetch(
+        "http://127.0.0.1:\(port)/v1/auth/signup", method: "POST", headers: [("Content-Type", "application/json")],
+        body: #"{"email": "owner@example.com", "password": "\#(AuthenticatedClient.ownerPassword)", "organization": "Acme"}"#
+    )
+    let signupJSON = try JSONValue(parsing: Array(signup.body.utf8))
+    guard signup.status == 201, let token = signupJSON["access_token"]?.stringValue else {
+        throw TestSetupError.failed("signup answered \(signup.status): \(signup.body)")
+    }
+    let key = try await fetch(
+        "http://127.0.0.1:\(port)/v1/api-keys", method: "POST",
+        headers: [("Content-Type", "application/json"), ("Authorization", "Bearer \(token)")],
+        body: #"{"name": "tests", "role": "owner"}"#
+    )
+    guard key.status == 201, let apiKey = try JSONValue(parsing: Array(key.body.utf8))["key"]?.stringValue else {
+        throw TestSetupError.failed("creating an API key answered \(key.status): \(key.body)")
+    }
+    return [("Authorization", "Bearer \(apiKey)")]
+}
+
+extension ServerConfiguration {
+    /// Cheap password hashing and no sign-in throttle, except where a test sets them.
+    mutating func applyTestDefaults() {
+        passwordHashCost = 4
+        authAttemptsPerMinute = 0
     }
 }

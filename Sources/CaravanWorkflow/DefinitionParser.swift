@@ -116,7 +116,7 @@ public enum DefinitionParser {
             }
         }
         checkGraph(steps, errors: &errors)
-        checkReferences(steps, output: object["output"], errors: &errors)
+        checkReferences(steps, output: object["output"], kinds: kinds, errors: &errors)
 
         guard errors.isEmpty else {
             let summary = errors.count == 1 ? "\(errors[0].pointer): \(errors[0].detail)" : "\(errors.count) problems"
@@ -325,7 +325,9 @@ public enum DefinitionParser {
 
     /// Interpolations and expressions may read `input`, `run`, `secrets`, `item` (in `for_each` steps) and the
     /// outputs of steps the step (transitively) needs; `output` may read any step.
-    private static func checkReferences(_ steps: [StepDefinition], output: JSONValue?, errors: inout [CaravanError.FieldError]) {
+    private static func checkReferences(
+        _ steps: [StepDefinition], output: JSONValue?, kinds: StepKindRegistry, errors: inout [CaravanError.FieldError]
+    ) {
         let byID = Dictionary(steps.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         func ancestors(of id: String) -> Set<String> {
             var result = Set<String>()
@@ -335,11 +337,17 @@ public enum DefinitionParser {
             }
             return result
         }
-        func check(_ paths: [[String]], at pointer: String, allowed: Set<String>?, allowsItem: Bool) {
+        func check(_ paths: [[String]], at pointer: String, allowed: Set<String>?, allowsItem: Bool, allowsSecrets: Bool = false) {
             for path in paths {
                 guard let root = path.first else { continue }
                 switch root {
-                case "input", "run", "secrets": continue
+                case "input", "run": continue
+                case "secrets":
+                    if !allowsSecrets {
+                        errors.append(.init(pointer: pointer, detail: "secrets may be used only in the fields of steps that send them out (http), never in outputs, conditions or stored values"))
+                    } else if path.count != 2 {
+                        errors.append(.init(pointer: pointer, detail: "write a secret as secrets.NAME"))
+                    }
                 case "item":
                     if !allowsItem { errors.append(.init(pointer: pointer, detail: "'item' exists only in for_each steps")) }
                 case "steps":
@@ -361,7 +369,10 @@ public enum DefinitionParser {
             let allowed = ancestors(of: step.id)
             let pointer = "/steps/\(index)"
             do throws(CaravanError) {
-                check(try Template.referencedPaths(in: step.config), at: pointer + "/" + step.kind, allowed: allowed, allowsItem: step.forEach != nil)
+                check(
+                    try Template.referencedPaths(in: step.config), at: pointer + "/" + step.kind, allowed: allowed,
+                    allowsItem: step.forEach != nil, allowsSecrets: kinds.kinds[step.kind]?.acceptsSecrets ?? false
+                )
             } catch {
                 errors.append(.init(pointer: pointer + "/" + step.kind, detail: error.detail))
             }

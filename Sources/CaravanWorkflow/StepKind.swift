@@ -7,6 +7,13 @@ public protocol StepKind: Sendable {
     static var name: String { get }
     /// The problems with `config`, as field errors under `pointer`.
     static func validate(_ config: JSONValue, at pointer: String) -> [CaravanError.FieldError]
+    /// Whether `{{ secrets.NAME }}` may appear in the configuration: only kinds that send it out of Caravan (a
+    /// request header, a URL), never kinds whose configuration becomes stored output.
+    static var acceptsSecrets: Bool { get }
+}
+
+extension StepKind {
+    public static var acceptsSecrets: Bool { false }
 }
 
 /// The step kinds a definition may use.
@@ -33,6 +40,7 @@ public struct StepKindRegistry: Sendable {
 /// `http: {method, url, headers, body, query}`.
 public enum HTTPStepKind: StepKind {
     public static let name = "http"
+    public static let acceptsSecrets = true
     static let methods: Set<String> = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
 
     public static func validate(_ config: JSONValue, at pointer: String) -> [CaravanError.FieldError] {

@@ -5,6 +5,7 @@ import CaravanTestSupport
 import Foundation
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// Runs the workloads of `docs/benchmarks.md` against a `caravan` binary it starts itself, on a fresh data
 /// directory (or a fresh PostgreSQL database) for every repetition, and prints the figures.
@@ -60,10 +61,11 @@ struct Bench: AsyncParsableCommand {
     ) async throws -> T {
         try await withDatabaseArguments { arguments in
             let process = try await CaravanProcess(
-                arguments: ["serve", "--port", "0"] + arguments + extraArguments,
+                arguments: ["serve", "--port", "0"] + arguments + Self.serveArguments + extraArguments,
                 binary: binary
             )
             defer { process.send(signal: SIGTERM) }
+            Self.useCredentials(try await bootstrapCredentials(port: process.port))
             let result = try await body(Server(port: process.port, pid: process.pid))
             process.send(signal: SIGTERM)
             _ = try await process.waitForExit()
@@ -73,6 +75,7 @@ struct Bench: AsyncParsableCommand {
 
     func withDatabaseArguments<T: Sendable>(_ body: @Sendable ([String]) async throws -> T) async throws -> T {
         if backend == "postgres" {
+            // No data directory with PostgreSQL: the master key comes from the command line.
             return try await PostgresTestServer.withFreshDatabase { url in try await body(["--database", url]) }
         }
         return try await withTemporaryDirectory { directory in try await body(["--data", directory]) }
@@ -86,11 +89,25 @@ struct Bench: AsyncParsableCommand {
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }()
 
+    /// What every server of the benchmark is started with: no request limit (one API key drives all the load)
+    /// and a master key (PostgreSQL runs have no data directory to generate one into).
+    static let serveArguments = [
+        "--rate-limit", "0", "--master-key", Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString(),
+    ]
+
+    private static let credentials = Mutex<[(String, String)]>([])
+
+    /// Sends these headers (an API key) with every later call.
+    static func useCredentials(_ headers: [(String, String)]) {
+        credentials.withLock { $0 = headers }
+    }
+
     static func call(_ method: HTTPMethod, _ url: String, body: String? = nil, contentType: String = "application/json") async throws
         -> (status: Int, json: JSONValue)
     {
         var request = HTTPClientRequest(url: url)
         request.method = method
+        for (name, value) in credentials.withLock({ $0 }) { request.headers.add(name: name, value: value) }
         if let body {
             request.headers.add(name: "Content-Type", value: contentType)
             request.body = .bytes(ByteBuffer(string: body))
@@ -220,8 +237,9 @@ struct Bench: AsyncParsableCommand {
         try await TestHTTPServer.with { harness in
             try await withDatabaseArguments { arguments in
                 let serve = ["serve", "--port", "0", "--egress-allow", "127.0.0.1", "--node-id", "bench-node"]
-                    + arguments
+                    + arguments + Self.serveArguments
                 let first = try await CaravanProcess(arguments: serve, binary: binary)
+                Self.useCredentials(try await bootstrapCredentials(port: first.port))
                 let base = "http://127.0.0.1:\(first.port)"
                 let definition = """
                     {"name": "bench-w3", "steps": [

@@ -8,7 +8,7 @@ struct Caravan: AsyncParsableCommand {
         commandName: "caravan",
         abstract: "Durable workflows and AI agents, self-hosted: one binary, SQLite or PostgreSQL.",
         version: caravanVersion,
-        subcommands: [Serve.self, Migrate.self, Version.self]
+        subcommands: [Serve.self, Migrate.self, Audit.self, Version.self]
     )
 }
 

@@ -75,6 +75,44 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "How long a node holds a run without renewing, e.g. 30s. [env: CARAVAN_LEASE_DURATION] (default: 30s)")
     var leaseDuration: String?
 
+    @Option(
+        help: """
+            Master key sealing secrets: 32 bytes in base64 (openssl rand -base64 32). Default: generated into \
+            <data>/master.key on first start. [env: CARAVAN_MASTER_KEY]
+            """
+    )
+    var masterKey: String?
+
+    @Option(
+        help: """
+            Earlier master keys (comma-separated base64) to re-seal secrets from, after a key rotation. \
+            [env: CARAVAN_PREVIOUS_MASTER_KEYS]
+            """
+    )
+    var previousMasterKeys: String?
+
+    @Flag(help: "Let anyone sign up, not only the first user and the invited. [env: CARAVAN_OPEN_SIGNUP]")
+    var openSignup = false
+
+    @Option(
+        help: """
+            Requests per minute per API key or user (organizations may set their own); 0: no limit. \
+            [env: CARAVAN_RATE_LIMIT] (default: 6000)
+            """
+    )
+    var rateLimit: Int?
+
+    @Option(
+        help: """
+            Sign-in attempts per minute per client address; 0: no limit. [env: CARAVAN_AUTH_ATTEMPTS_PER_MINUTE] \
+            (default: 30)
+            """
+    )
+    var authAttemptsPerMinute: Int?
+
+    @Option(help: "bcrypt cost of password hashes, 4...16. [env: CARAVAN_PASSWORD_HASH_COST] (default: 11)")
+    var passwordHashCost: Int?
+
     @OptionGroup var options: DatabaseOptions
 
     func run() async throws {
@@ -112,6 +150,20 @@ struct Serve: AsyncParsableCommand {
         if let retention = try parseDuration(runRetention ?? reader.string(forKey: "run_retention"), flag: "--run-retention") {
             configuration.engine.retention = retention
         }
+        configuration.masterKey = masterKey ?? reader.string(forKey: "master_key", isSecret: true)
+        if let previous = previousMasterKeys ?? reader.string(forKey: "previous_master_keys", isSecret: true) {
+            configuration.previousMasterKeys = previous.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        }
+        configuration.openSignup = openSignup || (reader.bool(forKey: "open_signup") ?? false)
+        configuration.rateLimitPerMinute = rateLimit ?? reader.int(forKey: "rate_limit") ?? configuration.rateLimitPerMinute
+        configuration.authAttemptsPerMinute =
+            authAttemptsPerMinute ?? reader.int(forKey: "auth_attempts_per_minute") ?? configuration.authAttemptsPerMinute
+        let cost = passwordHashCost ?? reader.int(forKey: "password_hash_cost") ?? Int(configuration.passwordHashCost)
+        guard (4...16).contains(cost) else { throw ValidationError("--password-hash-cost must be 4...16.") }
+        configuration.passwordHashCost = UInt8(cost)
+        guard configuration.rateLimitPerMinute >= 0, configuration.authAttemptsPerMinute >= 0 else {
+            throw ValidationError("--rate-limit and --auth-attempts-per-minute must be 0 or more.")
+        }
         guard configuration.engine.maxPayloadBytes > 0, configuration.engine.maxActiveRuns > 0,
             configuration.engine.maxActiveRunsPerOrganization > 0
         else { throw ValidationError("--max-payload-bytes, --max-active-runs and --org-max-active-runs must be positive.") }
@@ -120,7 +172,7 @@ struct Serve: AsyncParsableCommand {
 
         let logger = try options.bootstrapLogging(level: configuration.logLevel, reader: reader)
         do {
-            let (application, _) = try buildApplication(configuration, logger: logger)
+            let (application, _) = try await buildApplication(configuration, logger: logger)
             try await application.runService()
             logger.info("Caravan stopped")
         } catch let error as StorageError {

@@ -7,7 +7,7 @@ import Foundation
 import Testing
 
 /// Starts `count` runs of a three-step workflow whose middle step is slow, through the server at `port`.
-private func startSlowRuns(port: Int, server: TestHTTPServer, count: Int) async throws -> [String] {
+private func startSlowRuns(port: Int, server: TestHTTPServer, count: Int, auth: [(String, String)]) async throws -> [String] {
     let definition = """
         {"steps": [
           {"id": "a", "http": {"method": "POST", "url": "\(server.baseURL)/count/a"}},
@@ -15,11 +15,11 @@ private func startSlowRuns(port: Int, server: TestHTTPServer, count: Int) async 
           {"id": "c", "needs": ["b"], "http": {"method": "POST", "url": "\(server.baseURL)/count/c"}}
         ], "output": "{{ steps.c.output.body.ok }}"}
         """
-    let put = try await fetch("http://127.0.0.1:\(port)/v1/workflows/crash", method: "PUT", headers: [("Content-Type", "application/json")], body: definition)
+    let put = try await fetch("http://127.0.0.1:\(port)/v1/workflows/crash", method: "PUT", headers: [("Content-Type", "application/json")] + auth, body: definition)
     #expect(put.status == 201, "\(put.body)")
     var ids: [String] = []
     for _ in 0..<count {
-        let started = try await fetch("http://127.0.0.1:\(port)/v1/workflows/crash/runs", method: "POST", headers: [("Content-Type", "application/json")], body: #"{"input": {}}"#)
+        let started = try await fetch("http://127.0.0.1:\(port)/v1/workflows/crash/runs", method: "POST", headers: [("Content-Type", "application/json")] + auth, body: #"{"input": {}}"#)
         let run = try JSONValue(parsing: Array(started.body.utf8))
         ids.append(try #require(run["id"]?.stringValue))
     }
@@ -27,10 +27,10 @@ private func startSlowRuns(port: Int, server: TestHTTPServer, count: Int) async 
 }
 
 /// Waits until every run has succeeded, through the server at `port`.
-private func waitUntilSucceeded(_ ids: [String], port: Int, timeout: Duration) async throws -> Bool {
+private func waitUntilSucceeded(_ ids: [String], port: Int, timeout: Duration, auth: [(String, String)]) async throws -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
-        let page = try await fetch("http://127.0.0.1:\(port)/v1/runs?workflow=crash&status=succeeded&limit=500")
+        let page = try await fetch("http://127.0.0.1:\(port)/v1/runs?workflow=crash&status=succeeded&limit=500", headers: auth)
         let succeeded = Set((try JSONValue(parsing: Array(page.body.utf8)))["items"]?.arrayValue?.compactMap { $0["id"]?.stringValue } ?? [])
         if Set(ids).isSubset(of: succeeded) { return true }
         try await Task.sleep(for: .milliseconds(100))
@@ -86,14 +86,15 @@ struct CrashRecoveryTests {
             try await withTemporaryDirectory { directory in
                 let arguments = ["serve", "--port", "0", "--data", directory, "--egress-allow", "127.0.0.1"]
                 let first = try await CaravanProcess(arguments: arguments)
-                let ids = try await startSlowRuns(port: first.port, server: server, count: 20)
+                let auth = try await bootstrapCredentials(port: first.port)
+                let ids = try await startSlowRuns(port: first.port, server: server, count: 20, auth: auth)
                 try await Task.sleep(for: .milliseconds(700))
                 first.send(signal: SIGKILL)
                 _ = try await first.waitForExit()
                 let committed = try await Self.committedSteps(inDirectory: directory)
                 #expect(ids.contains { !committed.contains("\($0):c") }, "the crash came while runs were in flight")
                 let second = try await CaravanProcess(arguments: arguments)
-                let finished = try await waitUntilSucceeded(ids, port: second.port, timeout: .seconds(30))
+                let finished = try await waitUntilSucceeded(ids, port: second.port, timeout: .seconds(30), auth: auth)
                 #expect(finished, "log: \(second.log.suffix(2000))")
                 checkExactlyOnce(ids, server, committedBeforeCrash: committed)
                 second.send(signal: SIGTERM)
@@ -110,23 +111,25 @@ struct CrashRecoveryTests {
     func twoNodesOnPostgreSQL() async throws {
         try await TestHTTPServer.with { server in
             try await PostgresTestServer.withFreshDatabase { url in
+                let masterKey = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
                 func node(_ name: String) async throws -> CaravanProcess {
                     try await CaravanProcess(arguments: [
                         "serve", "--port", "0", "--database", url, "--egress-allow", "127.0.0.1",
-                        "--node-id", name, "--lease-duration", "2s", "--database-pool-size", "4",
+                        "--node-id", name, "--lease-duration", "2s", "--database-pool-size", "4", "--master-key", masterKey,
                     ])
                 }
                 // Started together against an empty database: both come up, the schema is applied once.
                 async let startingA = node("node-a")
                 async let startingB = node("node-b")
                 let (a, b) = try await (startingA, startingB)
-                let ids = try await startSlowRuns(port: a.port, server: server, count: 10)
+                let auth = try await bootstrapCredentials(port: a.port)
+                let ids = try await startSlowRuns(port: a.port, server: server, count: 10, auth: auth)
                 try await Task.sleep(for: .milliseconds(700))
                 a.send(signal: SIGKILL)
                 _ = try await a.waitForExit()
                 let committed = try await PostgresDatabase(url: url, maximumConnections: 1, logger: TestLogging.quiet)
                     .withRunningPool { try await CaravanEngineTests.committedSteps(in: $0) }
-                let finished = try await waitUntilSucceeded(ids, port: b.port, timeout: .seconds(30))
+                let finished = try await waitUntilSucceeded(ids, port: b.port, timeout: .seconds(30), auth: auth)
                 #expect(finished, "log: \(b.log.suffix(2000))")
                 checkExactlyOnce(ids, server, committedBeforeCrash: committed)
                 let migrations = [a.log, b.log].filter { $0.contains("Applied database migrations") }.count

@@ -23,9 +23,9 @@ struct EventStreamTests {
             async let approve: Void = {
                 try await Task.sleep(for: .milliseconds(300))
                 _ = try await fetch("http://127.0.0.1:\(port)/v1/runs/\(id)/signals/approve", method: "POST",
-                                    headers: [("Content-Type", "application/json")], body: #"{"approved": true}"#)
+                                    headers: [("Content-Type", "application/json")] + client.authorization, body: #"{"approved": true}"#)
             }()
-            let stream = try await fetch("http://127.0.0.1:\(port)/v1/runs/\(id)/events", headers: [("Accept", "text/event-stream")], timeout: .seconds(20))
+            let stream = try await fetch("http://127.0.0.1:\(port)/v1/runs/\(id)/events", headers: [("Accept", "text/event-stream")] + client.authorization, timeout: .seconds(20))
             try await approve
             #expect(stream.status == 200)
             #expect(stream.header("Content-Type") == "text/event-stream")
@@ -38,7 +38,7 @@ struct EventStreamTests {
             #expect(ids == Array(1...ids.count))
 
             let resumed = try await fetch("http://127.0.0.1:\(port)/v1/runs/\(id)/events",
-                                          headers: [("Accept", "text/event-stream"), ("Last-Event-ID", "\(ids.count - 2)")])
+                                          headers: [("Accept", "text/event-stream"), ("Last-Event-ID", "\(ids.count - 2)")] + client.authorization)
             let resumedIDs = resumed.body.components(separatedBy: "\n\n").compactMap {
                 $0.split(separator: "\n").first { $0.hasPrefix("id: ") }.flatMap { Int($0.dropFirst(4)) }
             }

@@ -30,7 +30,8 @@ struct HostileBodyTests {
         try await withTestApplication(.sqlite, mode: .live, configure: { $0.maxBodyBytes = 1000 }) { client, _ in
             let port = try #require(client.port)
             let connection = try RawHTTPConnection(port: port)
-            var request = "PUT /v1/workflows/w HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            let key = try #require(client as? AuthenticatedClient).apiKey
+            var request = "PUT /v1/workflows/w HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(key)\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
             for _ in 0..<10 { request += "200\r\n" + String(repeating: " ", count: 512) + "\r\n" }
             request += "0\r\n\r\n"
             connection.send(request)

@@ -1,4 +1,5 @@
 import CaravanCore
+import CaravanIdentity
 import HTTPTypes
 import CaravanStorage
 import Hummingbird
@@ -18,7 +19,7 @@ struct ProblemDetails: Sendable {
         switch code {
         case .invalidJSON, .invalidRequest: .badRequest
         case .validationFailed: .unprocessableContent
-        case .unauthenticated: .unauthorized
+        case .unauthenticated, .mfaRequired: .unauthorized
         case .forbidden: .forbidden
         case .notFound: .notFound
         case .methodNotAllowed: .methodNotAllowed
@@ -57,6 +58,7 @@ struct ProblemDetails: Sendable {
         self.title = status.reasonPhrase
         self.detail = error.detail
         self.errors = error.fieldErrors
+        if let seconds = error.retryAfterSeconds { headers[.retryAfter] = String(seconds) }
     }
 
     init(status: HTTPResponse.Status, code: CaravanError.Code, detail: String) {

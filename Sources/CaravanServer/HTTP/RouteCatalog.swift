@@ -1,7 +1,18 @@
 import CaravanCore
+import CaravanIdentity
 import HTTPTypes
 import Hummingbird
 import Synchronization
+
+/// Who may call an endpoint.
+public enum EndpointAccess: Sendable, Hashable {
+    /// Anyone, without credentials (health, metrics, the document, signing in).
+    case open
+    /// Any signed-in user or API key; no organization needed (e.g. `/v1/me`).
+    case signedIn
+    /// A caller acting in an organization whose role there holds the permission (see `AccessPolicy`).
+    case organization(Permission)
+}
 
 /// One endpoint as the OpenAPI document describes it.
 public struct EndpointDescription: Sendable {
@@ -11,8 +22,10 @@ public struct EndpointDescription: Sendable {
     public var operationID: String
     public var summary: String
     public var tag: String
+    /// Who may call it.
+    public var access: EndpointAccess
     /// Whether the endpoint needs credentials.
-    public var authenticated: Bool
+    public var authenticated: Bool { access != .open }
     /// The request body's JSON Schema, if the endpoint takes one.
     public var requestSchema: JSONValue?
     /// Successful answers: status code → description and JSON Schema (`nil` for no body or non-JSON bodies).
@@ -24,7 +37,7 @@ public struct EndpointDescription: Sendable {
         operationID: String,
         summary: String,
         tag: String,
-        authenticated: Bool = true,
+        access: EndpointAccess,
         requestSchema: JSONValue? = nil,
         responses: [Int: (description: String, schema: JSONValue?, mediaType: String)]
     ) {
@@ -33,7 +46,7 @@ public struct EndpointDescription: Sendable {
         self.operationID = operationID
         self.summary = summary
         self.tag = tag
-        self.authenticated = authenticated
+        self.access = access
         self.requestSchema = requestSchema
         self.responses = responses
     }
@@ -57,6 +70,7 @@ public final class RouteCatalog: Sendable {
 struct RouteRegistrar {
     let router: Router<CaravanRequestContext>
     let catalog: RouteCatalog
+    let access: AccessControl
 
     /// Registers `handler` for the endpoint.
     func add(
@@ -68,6 +82,6 @@ struct RouteRegistrar {
             .split(separator: "/", omittingEmptySubsequences: false)
             .map { part in part.hasPrefix("{") && part.hasSuffix("}") ? ":" + part.dropFirst().dropLast() : part }
             .joined(separator: "/")
-        router.on(RouterPath(routerPath), method: endpoint.method, use: handler)
+        router.on(RouterPath(routerPath), method: endpoint.method, use: access.guarding(endpoint, handler))
     }
 }

@@ -9,7 +9,6 @@ import NIOCore
 struct RunRoutes {
     let engine: Engine
     let bodies: RequestBodyReader
-    let organization: @Sendable (Request, CaravanRequestContext) throws -> String
 
     func register(in routes: RouteRegistrar) {
         let runResponse: (description: String, schema: JSONValue?, mediaType: String) = ("The run", APISchemas.run, "application/json")
@@ -17,12 +16,12 @@ struct RunRoutes {
             EndpointDescription(
                 .post, "/v1/workflows/{name}/runs", operationID: "startRun",
                 summary: "Start a run. `Idempotency-Key` makes retries safe; `?wait=30s` answers when it has finished.",
-                tag: "runs", requestSchema: APISchemas.startRun,
+                tag: "runs", access: .organization(.write), requestSchema: APISchemas.startRun,
                 responses: [201: runResponse, 200: ("The run this Idempotency-Key started", APISchemas.run, "application/json"),
                             202: ("Still running when the wait ended", APISchemas.run, "application/json")]
             )
         ) { request, context in
-            let orgID = try organization(request, context)
+            let orgID = try context.organizationID()
             let name = try context.parameters.require("name")
             let wait = try APIRequest.wait(request)
             let key = request.headers[HTTPField.Name("Idempotency-Key")!]  // a valid token, cannot fail
@@ -48,10 +47,10 @@ struct RunRoutes {
         routes.add(
             EndpointDescription(
                 .get, "/v1/runs", operationID: "listRuns", summary: "List runs, newest first; filter by workflow and status.",
-                tag: "runs", responses: [200: ("A page of runs", APISchemas.list(of: APISchemas.run), "application/json")]
+                tag: "runs", access: .organization(.read), responses: [200: ("A page of runs", APISchemas.list(of: APISchemas.run), "application/json")]
             )
         ) { request, context in
-            let orgID = try organization(request, context)
+            let orgID = try context.organizationID()
             let limit = try APIRequest.limit(request)
             var status: RunStatus?
             if let text = request.uri.queryParameters.get("status") {
@@ -68,7 +67,7 @@ struct RunRoutes {
             ])
         }
         routes.add(
-            EndpointDescription(.get, "/v1/runs/{id}", operationID: "getRun", summary: "A run with its steps.", tag: "runs", responses: [200: runResponse])
+            EndpointDescription(.get, "/v1/runs/{id}", operationID: "getRun", summary: "A run with its steps.", tag: "runs", access: .organization(.read), responses: [200: runResponse])
         ) { request, context in
             let run = try await self.run(request, context)
             return .json(APIRequest.json(run))
@@ -77,7 +76,7 @@ struct RunRoutes {
             EndpointDescription(
                 .get, "/v1/runs/{id}/events", operationID: "listRunEvents",
                 summary: "A run's events; with `Accept: text/event-stream`, a live stream that ends after the run's last event.",
-                tag: "runs",
+                tag: "runs", access: .organization(.read),
                 responses: [200: ("Events (JSON), or a text/event-stream", APISchemas.list(of: APISchemas.event), "application/json")]
             )
         ) { request, context in
@@ -95,10 +94,10 @@ struct RunRoutes {
             EndpointDescription(
                 .get, "/v1/events", operationID: "streamEvents",
                 summary: "Every run event of the organization: JSON after `?after=`, or a live text/event-stream.",
-                tag: "runs", responses: [200: ("Events", APISchemas.list(of: APISchemas.event), "application/json")]
+                tag: "runs", access: .organization(.read), responses: [200: ("Events", APISchemas.list(of: APISchemas.event), "application/json")]
             )
         ) { request, context in
-            let orgID = try organization(request, context)
+            let orgID = try context.organizationID()
             let explicit = try Self.optionalPosition(request)
             if Self.wantsStream(request) {
                 var start = explicit ?? 0
@@ -121,10 +120,10 @@ struct RunRoutes {
         }
         routes.add(
             EndpointDescription(.post, "/v1/runs/{id}/cancel", operationID: "cancelRun",
-                                summary: "Cancel a run: running steps are told and stop; nothing new starts.", tag: "runs",
+                                summary: "Cancel a run: running steps are told and stop; nothing new starts.", tag: "runs", access: .organization(.write),
                                 responses: [202: ("Cancellation requested", APISchemas.run, "application/json")])
         ) { request, context in
-            let orgID = try organization(request, context)
+            let orgID = try context.organizationID()
             let id = try context.parameters.require("id")
             let run = try await engine.cancel(orgID: orgID, id: id)
             return .json(APIRequest.json(run), status: .accepted)
@@ -132,10 +131,10 @@ struct RunRoutes {
         routes.add(
             EndpointDescription(.post, "/v1/runs/{id}/signals/{name}", operationID: "signalRun",
                                 summary: "Send a signal to a run; `approve` answers an approval step: `{approved, data}`.",
-                                tag: "runs", requestSchema: APISchemas.signal,
+                                tag: "runs", access: .organization(.write), requestSchema: APISchemas.signal,
                                 responses: [202: ("Signal stored", ["type": "object"], "application/json")])
         ) { request, context in
-            let orgID = try organization(request, context)
+            let orgID = try context.organizationID()
             let id = try context.parameters.require("id")
             let name = try context.parameters.require("name")
             guard !name.isEmpty, name.utf8.count <= 64 else { throw CaravanError.validation("/name", "signal names are 1 to 64 characters") }
@@ -149,10 +148,10 @@ struct RunRoutes {
         }
         routes.add(
             EndpointDescription(.post, "/v1/runs/{id}/retry", operationID: "retryRun",
-                                summary: "Re-run a failed run from its failed steps, keeping what succeeded.", tag: "runs",
+                                summary: "Re-run a failed run from its failed steps, keeping what succeeded.", tag: "runs", access: .organization(.write),
                                 responses: [202: ("Queued again", APISchemas.run, "application/json")])
         ) { request, context in
-            let orgID = try organization(request, context)
+            let orgID = try context.organizationID()
             let id = try context.parameters.require("id")
             let run = try await engine.retry(orgID: orgID, id: id)
             return .json(APIRequest.json(run), status: .accepted)
@@ -160,7 +159,7 @@ struct RunRoutes {
     }
 
     private func run(_ request: Request, _ context: CaravanRequestContext) async throws -> RunRecord {
-        let orgID = try organization(request, context)
+        let orgID = try context.organizationID()
         let id = try context.parameters.require("id")
         guard let run = try await engine.run(orgID: orgID, id: id) else { throw CaravanError.notFound("The run") }
         return run

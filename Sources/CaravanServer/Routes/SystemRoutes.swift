@@ -15,7 +15,7 @@ struct SystemRoutes {
         routes.add(
             EndpointDescription(
                 .get, "/healthz", operationID: "getHealth", summary: "The process is alive.", tag: "system",
-                authenticated: false, responses: [200: ("Alive", statusSchema, "application/json")]
+                access: .open, responses: [200: ("Alive", statusSchema, "application/json")]
             )
         ) { _, _ in
             .json(["status": "ok", "version": .string(version)])
@@ -23,7 +23,7 @@ struct SystemRoutes {
         routes.add(
             EndpointDescription(
                 .get, "/readyz", operationID: "getReadiness", summary: "The database is reachable.", tag: "system",
-                authenticated: false,
+                access: .open,
                 responses: [
                     200: ("Ready", statusSchema, "application/json"),
                     503: ("The database is unreachable", nil, "application/problem+json"),
@@ -41,7 +41,7 @@ struct SystemRoutes {
         routes.add(
             EndpointDescription(
                 .get, "/metrics", operationID: "getMetrics", summary: "Prometheus metrics.", tag: "system",
-                authenticated: false, responses: [200: ("Prometheus text format", nil, "text/plain")]
+                access: .open, responses: [200: ("Prometheus text format", nil, "text/plain")]
             )
         ) { _, _ in
             .text(Telemetry.render(), contentType: "text/plain; version=0.0.4; charset=utf-8")
@@ -49,7 +49,7 @@ struct SystemRoutes {
         routes.add(
             EndpointDescription(
                 .get, "/openapi.json", operationID: "getOpenAPI", summary: "This API's OpenAPI 3.1 document.",
-                tag: "system", authenticated: false,
+                tag: "system", access: .open,
                 responses: [200: ("The OpenAPI document", ["type": "object"], "application/json")]
             )
         ) { [catalog = routes.catalog] _, _ in

@@ -10,19 +10,18 @@ import NIOCore
 struct WorkflowRoutes {
     let engine: Engine
     let bodies: RequestBodyReader
-    let organization: @Sendable (Request, CaravanRequestContext) throws -> String
 
     func register(in routes: RouteRegistrar) {
         routes.add(
             EndpointDescription(
                 .put, "/v1/workflows/{name}", operationID: "putWorkflow",
                 summary: "Create a workflow, or a new version of it (an unchanged definition keeps its version).",
-                tag: "workflows", requestSchema: APISchemas.definition,
+                tag: "workflows", access: .organization(.write), requestSchema: APISchemas.definition,
                 responses: [201: ("A new version", APISchemas.workflow, "application/json"),
                             200: ("Unchanged", APISchemas.workflow, "application/json")]
             )
         ) { request, context in
-            let orgID = try organization(request, context)
+            let orgID = try context.organizationID()
             let name = try context.parameters.require("name")
             let format = try Self.format(of: request)
             let body = try await bodies.bytes(of: request)
@@ -33,10 +32,10 @@ struct WorkflowRoutes {
         routes.add(
             EndpointDescription(
                 .get, "/v1/workflows", operationID: "listWorkflows", summary: "List workflows (latest versions).",
-                tag: "workflows", responses: [200: ("A page of workflows", APISchemas.list(of: APISchemas.workflow), "application/json")]
+                tag: "workflows", access: .organization(.read), responses: [200: ("A page of workflows", APISchemas.list(of: APISchemas.workflow), "application/json")]
             )
         ) { request, context in
-            let orgID = try organization(request, context)
+            let orgID = try context.organizationID()
             let limit = try APIRequest.limit(request)
             let page = try await engine.workflows.list(orgID: orgID, after: try APIRequest.cursor(request), limit: limit)
             return .json([
@@ -47,11 +46,11 @@ struct WorkflowRoutes {
         routes.add(
             EndpointDescription(
                 .get, "/v1/workflows/{name}", operationID: "getWorkflow",
-                summary: "A workflow: its latest version, or `?version=N`.", tag: "workflows",
+                summary: "A workflow: its latest version, or `?version=N`.", tag: "workflows", access: .organization(.read),
                 responses: [200: ("The workflow", APISchemas.workflow, "application/json")]
             )
         ) { request, context in
-            let orgID = try organization(request, context)
+            let orgID = try context.organizationID()
             let name = try context.parameters.require("name")
             var version: Int?
             if let text = request.uri.queryParameters.get("version") {
@@ -68,11 +67,11 @@ struct WorkflowRoutes {
         routes.add(
             EndpointDescription(
                 .delete, "/v1/workflows/{name}", operationID: "archiveWorkflow",
-                summary: "Archive a workflow: no new runs, no schedule; runs already started go on.", tag: "workflows",
+                summary: "Archive a workflow: no new runs, no schedule; runs already started go on.", tag: "workflows", access: .organization(.write),
                 responses: [204: ("Archived", nil, "application/json")]
             )
         ) { request, context in
-            let orgID = try organization(request, context)
+            let orgID = try context.organizationID()
             let name = try context.parameters.require("name")
             guard try await engine.workflows.archive(orgID: orgID, name: name) else {
                 throw CaravanError.notFound("The workflow '\(name)'")

@@ -2,7 +2,7 @@ import Synchronization
 
 /// A wake-up for one waiter at a time that is never lost: a `signal()` while nobody waits is kept, and the next
 /// `wait` returns at once.
-final class WakeFlag: Sendable {
+public final class WakeFlag: Sendable {
     private struct State {
         var pending = false
         var waiter: CheckedContinuation<Void, Never>?
@@ -11,10 +11,10 @@ final class WakeFlag: Sendable {
 
     private let state = Mutex(State())
 
-    init() {}
+    public init() {}
 
     /// Wakes the waiter, or the next one.
-    func signal() {
+    public func signal() {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
             if let waiter = state.waiter {
                 state.waiter = nil
@@ -27,7 +27,7 @@ final class WakeFlag: Sendable {
     }
 
     /// Returns when signalled (now, if a signal is pending), after `timeout`, or when the task is cancelled.
-    func wait(timeout: Duration?) async {
+    public func wait(timeout: Duration?) async {
         let generation = state.withLock { state -> UInt64? in
             if state.pending {
                 state.pending = false

@@ -1,12 +1,11 @@
-import CaravanStorage
 import Logging
 import Synchronization
 
 /// Group commit: callers hand in units of work; one committer drains everything waiting into a single
 /// transaction, so that a burst of step completions costs one disk flush, not one each. Every caller is resumed
 /// only after the transaction that holds its work has committed (or failed).
-final class CommitQueue<Work: Sendable, Outcome: Sendable>: Sendable {
-    typealias Apply = @Sendable ([Work], any SQLExecutor) async throws -> [Outcome]
+public final class CommitQueue<Work: Sendable, Outcome: Sendable>: Sendable {
+    public typealias Apply = @Sendable ([Work], any SQLExecutor) async throws -> [Outcome]
 
     private struct Pending {
         var items: [(work: Work, continuation: CheckedContinuation<Outcome, any Error>)] = []
@@ -25,7 +24,7 @@ final class CommitQueue<Work: Sendable, Outcome: Sendable>: Sendable {
     ///   - database: where the work is committed.
     ///   - maxBatch: the most units of work in one transaction.
     ///   - apply: writes a batch inside a transaction and returns one outcome per unit, in order.
-    init(database: any Database, maxBatch: Int, apply: @escaping Apply) {
+    public init(database: any Database, maxBatch: Int, apply: @escaping Apply) {
         self.database = database
         self.maxBatch = maxBatch
         self.apply = apply
@@ -35,7 +34,7 @@ final class CommitQueue<Work: Sendable, Outcome: Sendable>: Sendable {
     /// Queues `work` and waits until it is committed.
     /// - Returns: the outcome `apply` gave for it.
     /// - Throws: the transaction's error, or `CancellationError` after `close()`.
-    func submit(_ work: Work) async throws -> Outcome {
+    public func submit(_ work: Work) async throws -> Outcome {
         try await withCheckedThrowingContinuation { continuation in
             let accepted = pending.withLock { state -> Bool in
                 guard !state.closed else { return false }
@@ -52,7 +51,7 @@ final class CommitQueue<Work: Sendable, Outcome: Sendable>: Sendable {
 
     /// Commits batches until `close()`; then fails whatever is still waiting.
     /// - Parameter committers: how many transactions may run at once (1 on SQLite, whose writer is serial).
-    func run(committers: Int) async {
+    public func run(committers: Int) async {
         let limit = max(1, committers)
         await withDiscardingTaskGroup { group in
             for await _ in wakeups {
@@ -104,7 +103,7 @@ final class CommitQueue<Work: Sendable, Outcome: Sendable>: Sendable {
     }
 
     /// Stops accepting work; `run` ends once the stream finishes.
-    func close() {
+    public func close() {
         wake.finish()
     }
 }

@@ -1,0 +1,90 @@
+import CaravanCore
+import CaravanStorage
+
+/// Brute-force protection for the endpoints that take passwords and codes, kept in the database so that it holds
+/// across nodes:
+/// - per source address, at most `attemptsPerMinute` attempts in each minute;
+/// - per account, after `freeFailures` failed logins in a row, each further attempt waits 1 s, 2 s, 4 s, …
+///   at most `maxBackoffSeconds`: guessing stays slow while the real user is never shut out for long. A success
+///   clears the count; failures older than an hour are forgotten.
+public struct AuthThrottle: Sendable {
+    public var attemptsPerMinute: Int
+    public var freeFailures = 5
+    public var maxBackoffSeconds: Int64 = 300
+    let database: any Database
+
+    public init(database: any Database, attemptsPerMinute: Int) {
+        self.database = database
+        self.attemptsPerMinute = attemptsPerMinute
+    }
+
+    /// Counts an attempt from `source`.
+    /// - Throws: `rate_limited` (with the seconds until the next minute) when over the limit.
+    public func admit(source: String, now: Int64 = Clock.nowMilliseconds()) async throws {
+        guard attemptsPerMinute > 0 else { return }
+        let window = now / 60_000 * 60_000
+        let count = try await database.withTransaction { executor in
+            try await executor.queryFirst(
+                """
+                INSERT INTO rate_windows (bucket, window_start, count) VALUES ($1, $2, 1)
+                ON CONFLICT (bucket) DO UPDATE SET
+                    count = CASE WHEN rate_windows.window_start = excluded.window_start THEN rate_windows.count + 1 ELSE 1 END,
+                    window_start = excluded.window_start
+                RETURNING count
+                """,
+                [.text("auth:\(source)"), .int(window)]
+            )?.int("count") ?? 1
+        }
+        if count > attemptsPerMinute {
+            throw CaravanError.rateLimited(
+                "Too many sign-in attempts from this address; try again shortly.",
+                retryAfter: Int((window + 60_000 - now + 999) / 1000)
+            )
+        }
+    }
+
+    /// Refuses an attempt on `email` while its backoff lasts.
+    public func checkAccount(_ email: String, now: Int64 = Clock.nowMilliseconds()) async throws {
+        let row = try await database.read { executor in
+            try await executor.queryFirst("SELECT failures, last_failure_at FROM login_failures WHERE email = $1", [.text(email)])
+        }
+        guard let row else { return }
+        let failures = try row.int("failures")
+        let last = try row.int("last_failure_at")
+        let wait = backoff(failures: failures)
+        let until = last + wait * 1000
+        if wait > 0, now < until, now - last < 3_600_000 {
+            throw CaravanError.rateLimited(
+                "Too many failed sign-ins for this account; try again in a moment.",
+                retryAfter: Int((until - now + 999) / 1000)
+            )
+        }
+    }
+
+    /// The seconds an account waits after `failures` failures in a row.
+    public func backoff(failures: Int64) -> Int64 {
+        guard failures >= Int64(freeFailures) else { return 0 }
+        let exponent = min(failures - Int64(freeFailures), 20)
+        return min(Int64(1) << exponent, maxBackoffSeconds)
+    }
+
+    public func recordFailure(_ email: String, now: Int64 = Clock.nowMilliseconds()) async throws {
+        try await database.withTransaction { executor in
+            try await executor.execute(
+                """
+                INSERT INTO login_failures (email, failures, last_failure_at) VALUES ($1, 1, $2)
+                ON CONFLICT (email) DO UPDATE SET
+                    failures = CASE WHEN $2 - login_failures.last_failure_at > 3600000 THEN 1 ELSE login_failures.failures + 1 END,
+                    last_failure_at = $2
+                """,
+                [.text(email), .int(now)]
+            )
+        }
+    }
+
+    public func clearFailures(_ email: String) async throws {
+        try await database.withTransaction { executor in
+            try await executor.execute("DELETE FROM login_failures WHERE email = $1", [.text(email)])
+        }
+    }
+}

@@ -1,0 +1,374 @@
+import CaravanCore
+import CaravanStorage
+import CaravanVault
+import Foundation
+
+/// Accounts and sessions: signup, login with optional TOTP, refresh-token rotation, logout, password change,
+/// MFA enrolment; and turning a bearer credential into a `Principal`. Knows nothing of HTTP.
+public struct IdentityService: Sendable {
+    public struct Settings: Sendable {
+        /// Whether anyone may sign up after the first user (else only with an invitation).
+        public var openSignup = false
+        /// How long a session (its refresh tokens) lives without signing in again.
+        public var sessionLifetime: Duration = .seconds(30 * 86_400)
+        public init() {}
+    }
+
+    let database: any Database
+    let hasher: PasswordHasher
+    let tokens: AccessTokens
+    let box: SecretBox
+    let settings: Settings
+    public let throttle: AuthThrottle
+    let organizations = OrganizationStore()
+
+    public init(
+        database: any Database, hasher: PasswordHasher, tokens: AccessTokens, box: SecretBox,
+        throttle: AuthThrottle, settings: Settings
+    ) {
+        self.database = database
+        self.hasher = hasher
+        self.tokens = tokens
+        self.box = box
+        self.throttle = throttle
+        self.settings = settings
+    }
+
+    // MARK: Signup and sessions
+
+    /// Checks and normalizes an email address (trimmed, lowercased).
+    public static func normalize(email: String?, pointer: String = "/email") throws(CaravanError) -> String {
+        let email = (email ?? "").trimmingCharacters(in: .whitespaces).lowercased()
+        let parts = email.split(separator: "@", omittingEmptySubsequences: false)
+        guard email.utf8.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[1].contains("."),
+            !email.contains(where: { $0.isWhitespace || $0.isNewline })
+        else { throw CaravanError.validation(pointer, "email must be an email address") }
+        return email
+    }
+
+    static func checkOrganizationName(_ name: String?, pointer: String) throws(CaravanError) -> String {
+        let name = (name ?? "").trimmingCharacters(in: .whitespaces)
+        guard !name.isEmpty, name.count <= 100, !name.contains(where: { $0.isNewline || $0.asciiValue.map { $0 < 32 } == true }) else {
+            throw CaravanError.validation(pointer, "The organization name must be 1 to 100 characters on one line.")
+        }
+        return name
+    }
+
+    /// Creates a user. The first user may always sign up (and owns a new organization, or the default one that
+    /// holds data from before accounts existed); later users need an invitation unless signup is open.
+    /// - Returns: the user, the organization they act in, their role there, and session tokens.
+    public func signup(
+        email rawEmail: String?, password: String?, organization: String?, invitation: String?
+    ) async throws -> (user: User, membership: Membership, tokens: SessionTokens) {
+        let email = try Self.normalize(email: rawEmail)
+        guard let password else { throw CaravanError.validation("/password", "password is required") }
+        try PasswordPolicy.check(password, email: email)
+        let invitationHash = invitation.map(OpaqueToken.digest)
+        let orgName: String? = invitation == nil ? try Self.checkOrganizationName(organization, pointer: "/organization") : nil
+        let passwordHash = try await hasher.hash(password)
+        let now = Clock.nowMilliseconds()
+        let userID = Identifier.make("usr")
+        let openSignup = settings.openSignup
+        let membership = try await database.withTransaction { executor -> Membership in
+            if executor.dialect == .postgres {
+                try await executor.execute("SELECT pg_advisory_xact_lock(hashtext('caravan:signup'))", [])
+            }
+            let hasUsers = try await executor.queryFirst("SELECT id FROM users LIMIT 1", []) != nil
+            var orgID: String
+            var role = Role.owner
+            var name = orgName ?? ""
+            if let invitationHash {
+                guard
+                    let row = try await executor.queryFirst(
+                        """
+                        SELECT i.id, i.org_id, i.email, i.role, o.name FROM invitations i JOIN organizations o ON o.id = i.org_id
+                        WHERE i.token_hash = $1 AND i.accepted_at IS NULL AND i.expires_at > $2
+                        """,
+                        [.text(invitationHash), .int(now)]
+                    ), try row.string("email") == email
+                else {
+                    throw CaravanError.validation("/invitation", "The invitation is not valid for this email, or it expired or was used.")
+                }
+                orgID = try row.string("org_id")
+                role = try Role.parse(try row.string("role"), at: "/invitation")
+                name = try row.string("name")
+                try await executor.execute("UPDATE invitations SET accepted_at = $2 WHERE id = $1", [.text(try row.string("id")), .int(now)])
+            } else {
+                guard !hasUsers || openSignup else {
+                    throw CaravanError(.forbidden, "Signup needs an invitation: ask an admin of your organization to invite you.")
+                }
+                orgID = Identifier.make("org")
+                // The first user adopts the organization that holds what was created before accounts existed.
+                if !hasUsers, try await executor.queryFirst(
+                    "SELECT id FROM organizations WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM memberships WHERE org_id = $1)",
+                    [.text(Organization.defaultID)]
+                ) != nil {
+                    orgID = Organization.defaultID
+                    try await executor.execute(
+                        "UPDATE organizations SET name = $2, updated_at = $3 WHERE id = $1", [.text(orgID), .text(name), .int(now)]
+                    )
+                } else {
+                    try await executor.execute(
+                        "INSERT INTO organizations (id, name, created_at, updated_at) VALUES ($1, $2, $3, $3)",
+                        [.text(orgID), .text(name), .int(now)]
+                    )
+                }
+            }
+            do {
+                try await executor.execute(
+                    "INSERT INTO users (id, email, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
+                    [.text(userID), .text(email), .text(passwordHash), .int(now)]
+                )
+            } catch let error as StorageError where error.code == .conflict {
+                throw CaravanError(.conflict, "An account with this email exists; sign in instead.")
+            }
+            try await executor.execute(
+                "INSERT INTO memberships (org_id, user_id, role, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
+                [.text(orgID), .text(userID), .text(role.rawValue), .int(now)]
+            )
+            return Membership(orgID: orgID, orgName: name, userID: userID, email: email, role: role, createdAt: now)
+        }
+        let session = try await startSession(userID: userID)
+        return (User(id: userID, email: email, totpEnabled: false, createdAt: now), membership, session)
+    }
+
+    /// Checks a password (and TOTP or recovery code when MFA is enrolled) and starts a session.
+    /// - Throws: `unauthenticated` for a wrong email or password (the same answer for both), `mfa_required`
+    ///   when the code is missing, `rate_limited` during an account's backoff.
+    public func login(email rawEmail: String?, password: String?, code: String?) async throws -> (userID: String, tokens: SessionTokens) {
+        let email = (rawEmail ?? "").trimmingCharacters(in: .whitespaces).lowercased()
+        let password = password ?? ""
+        try await throttle.checkAccount(email)
+        let row = try await database.read { executor in
+            try await executor.queryFirst(
+                "SELECT id, password_hash, totp_secret, totp_enabled, totp_last_step FROM users WHERE email = $1",
+                [.text(email)]
+            )
+        }
+        guard let row, password.utf8.count <= 4 * PasswordPolicy.maximumLength else {
+            try await hasher.verifyNothing(password)
+            try await throttle.recordFailure(email)
+            throw CaravanError(.unauthenticated, "The email or password is wrong.")
+        }
+        guard try await hasher.verify(password, hash: try row.string("password_hash")) else {
+            try await throttle.recordFailure(email)
+            throw CaravanError(.unauthenticated, "The email or password is wrong.")
+        }
+        let userID = try row.string("id")
+        if try row.bool("totp_enabled") {
+            guard let code, !code.isEmpty else {
+                throw CaravanError(.mfaRequired, "This account uses two-factor authentication: send the code as totp.")
+            }
+            guard try await consumeSecondFactor(userID: userID, code: code) else {
+                try await throttle.recordFailure(email)
+                throw CaravanError(.unauthenticated, "The two-factor code is wrong or was already used.")
+            }
+        }
+        try await throttle.clearFailures(email)
+        return (userID, try await startSession(userID: userID))
+    }
+
+    func startSession(userID: String) async throws -> SessionTokens {
+        let sessionID = Identifier.make("ses")
+        let refresh = OpaqueToken.make(prefix: "cvr_")
+        let now = Clock.nowMilliseconds()
+        let expires = now + settings.sessionLifetime.components.seconds * 1000
+        try await database.withTransaction { executor in
+            try await executor.execute(
+                "INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+                [.text(sessionID), .text(userID), .int(now), .int(expires)]
+            )
+            try await executor.execute(
+                "INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)",
+                [.text(OpaqueToken.digest(refresh)), .text(sessionID), .int(now)]
+            )
+        }
+        return SessionTokens(
+            accessToken: try await tokens.issue(userID: userID, sessionID: sessionID), refreshToken: refresh,
+            expiresIn: Int(tokens.lifetime.components.seconds)
+        )
+    }
+
+    /// Exchanges a refresh token for new tokens. Each refresh token works once: presenting a used one again
+    /// (a sign that it was stolen) revokes the whole session.
+    public func refresh(_ token: String?) async throws -> (userID: String, tokens: SessionTokens) {
+        guard let token, !token.isEmpty, token.utf8.count <= 256 else {
+            throw CaravanError(.unauthenticated, "The refresh token is not valid.")
+        }
+        let now = Clock.nowMilliseconds()
+        let next = OpaqueToken.make(prefix: "cvr_")
+        let outcome = try await database.withTransaction { executor -> Result<(String, String), CaravanError> in
+            guard
+                let row = try await executor.queryFirst(
+                    """
+                    SELECT r.session_id, r.used_at, s.user_id, s.revoked_at, s.expires_at FROM refresh_tokens r
+                    JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = $1
+                    """,
+                    [.text(OpaqueToken.digest(token))]
+                )
+            else { return .failure(CaravanError(.unauthenticated, "The refresh token is not valid.")) }
+            let sessionID = try row.string("session_id")
+            guard try row.optionalInt("revoked_at") == nil, try row.int("expires_at") > now else {
+                return .failure(CaravanError(.unauthenticated, "The session has ended; sign in again."))
+            }
+            guard try row.optionalInt("used_at") == nil else {
+                try await executor.execute("UPDATE sessions SET revoked_at = $2 WHERE id = $1", [.text(sessionID), .int(now)])
+                return .failure(CaravanError(.unauthenticated, "The refresh token was already used; the session is revoked. Sign in again."))
+            }
+            try await executor.execute(
+                "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1", [.text(OpaqueToken.digest(token)), .int(now)]
+            )
+            try await executor.execute(
+                "INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)",
+                [.text(OpaqueToken.digest(next)), .text(sessionID), .int(now)]
+            )
+            return .success((try row.string("user_id"), sessionID))
+        }
+        let (userID, sessionID) = try outcome.get()
+        return (
+            userID,
+            SessionTokens(
+                accessToken: try await tokens.issue(userID: userID, sessionID: sessionID), refreshToken: next,
+                expiresIn: Int(tokens.lifetime.components.seconds)
+            )
+        )
+    }
+
+    /// Ends a session: its access and refresh tokens stop working at once.
+    public func logout(sessionID: String) async throws {
+        try await database.withTransaction { executor in
+            try await executor.execute(
+                "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL", [.text(sessionID), .int(Clock.nowMilliseconds())]
+            )
+        }
+    }
+
+    /// Changes a password after checking the current one; every session of the user ends, and a new one starts.
+    public func changePassword(userID: String, current: String?, new: String?) async throws -> SessionTokens {
+        let row = try await database.read { executor in
+            try await executor.queryFirst("SELECT email, password_hash FROM users WHERE id = $1", [.text(userID)])
+        }
+        guard let row, try await hasher.verify(current ?? "", hash: try row.string("password_hash")) else {
+            throw CaravanError.validation("/current_password", "The current password is wrong.")
+        }
+        guard let new else { throw CaravanError.validation("/new_password", "new_password is required") }
+        try PasswordPolicy.check(new, email: try row.string("email"), pointer: "/new_password")
+        let hash = try await hasher.hash(new)
+        let now = Clock.nowMilliseconds()
+        try await database.withTransaction { executor in
+            try await executor.execute(
+                "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1", [.text(userID), .text(hash), .int(now)]
+            )
+            try await executor.execute(
+                "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL", [.text(userID), .int(now)]
+            )
+        }
+        return try await startSession(userID: userID)
+    }
+
+    // MARK: Credentials
+
+    /// Turns a bearer credential into a principal acting in an organization.
+    /// - Parameters:
+    ///   - bearer: the token after `Bearer `: an API key (`cvk_…`) or a session access token.
+    ///   - organization: the organization the caller asks to act in (the `{org}` of the path, or the
+    ///     `Caravan-Organization` header); a user not a member of it is answered `not_found`.
+    /// - Throws: `unauthenticated` for anything but a live credential.
+    public func authenticate(bearer: String, organization: String?) async throws -> Principal {
+        let now = Clock.nowMilliseconds()
+        if bearer.hasPrefix("cvk_") {
+            let row = try await database.read { executor in
+                try await executor.queryFirst(
+                    """
+                    SELECT k.id, k.org_id, k.role, k.created_by, k.expires_at, k.revoked_at, k.last_used_at, o.rate_limit_per_minute
+                    FROM api_keys k JOIN organizations o ON o.id = k.org_id WHERE k.key_hash = $1
+                    """,
+                    [.text(OpaqueToken.digest(bearer))]
+                )
+            }
+            guard let row, try row.optionalInt("revoked_at") == nil, (try row.optionalInt("expires_at")).map({ $0 > now }) ?? true,
+                let role = Role(rawValue: try row.string("role"))
+            else { throw CaravanError(.unauthenticated, "The API key is not valid, expired or was revoked.") }
+            let orgID = try row.string("org_id")
+            if let organization, organization != orgID {
+                throw CaravanError.notFound("The organization '\(organization)'")
+            }
+            let keyID = try row.string("id")
+            if now - ((try row.optionalInt("last_used_at")) ?? 0) > 60_000 {
+                try await database.withTransaction { executor in
+                    try await executor.execute("UPDATE api_keys SET last_used_at = $2 WHERE id = $1", [.text(keyID), .int(now)])
+                }
+            }
+            return Principal(
+                credential: .apiKey(id: keyID), userID: try row.string("created_by"), orgID: orgID, role: role,
+                rateLimitPerMinute: (try row.optionalInt("rate_limit_per_minute")).map(Int.init)
+            )
+        }
+        guard let verified = await tokens.verify(bearer) else {
+            throw CaravanError(.unauthenticated, "The access token is not valid or expired; refresh it or sign in.")
+        }
+        let rows = try await database.read { executor in
+            try await executor.query(
+                """
+                SELECT m.org_id, m.role, o.rate_limit_per_minute, s.revoked_at, s.expires_at
+                FROM sessions s LEFT JOIN memberships m ON m.user_id = s.user_id
+                LEFT JOIN organizations o ON o.id = m.org_id
+                WHERE s.id = $1 AND s.user_id = $2
+                """,
+                [.text(verified.sessionID), .text(verified.userID)]
+            )
+        }
+        guard let first = rows.first, try first.optionalInt("revoked_at") == nil, try first.int("expires_at") > now else {
+            throw CaravanError(.unauthenticated, "The session has ended; sign in again.")
+        }
+        var principal = Principal(
+            credential: .session(userID: verified.userID, sessionID: verified.sessionID), userID: verified.userID,
+            orgID: nil, role: nil, rateLimitPerMinute: nil
+        )
+        var memberships: [(orgID: String, role: Role, limit: Int?)] = []
+        for row in rows {
+            guard let orgID = try row.optionalString("org_id"), let role = Role(rawValue: try row.string("role")) else { continue }
+            memberships.append((orgID, role, (try row.optionalInt("rate_limit_per_minute")).map(Int.init)))
+        }
+        let chosen: (orgID: String, role: Role, limit: Int?)?
+        if let organization {
+            guard let match = memberships.first(where: { $0.orgID == organization }) else {
+                throw CaravanError.notFound("The organization '\(organization)'")
+            }
+            chosen = match
+        } else {
+            chosen = memberships.count == 1 ? memberships[0] : nil
+        }
+        if let chosen {
+            principal.orgID = chosen.orgID
+            principal.role = chosen.role
+            principal.rateLimitPerMinute = chosen.limit
+        }
+        return principal
+    }
+
+    /// A user and their memberships.
+    public func me(userID: String) async throws -> (User, [Membership]) {
+        try await database.read { executor in
+            guard let row = try await executor.queryFirst("SELECT id, email, totp_enabled, created_at FROM users WHERE id = $1", [.text(userID)]) else {
+                throw CaravanError(.unauthenticated, "The account no longer exists.")
+            }
+            let user = User(id: try row.string("id"), email: try row.string("email"), totpEnabled: try row.bool("totp_enabled"), createdAt: try row.int("created_at"))
+            let rows = try await executor.query(
+                """
+                SELECT m.org_id, o.name, m.role, m.created_at FROM memberships m JOIN organizations o ON o.id = m.org_id
+                WHERE m.user_id = $1 ORDER BY m.org_id
+                """,
+                [.text(userID)]
+            )
+            var memberships: [Membership] = []
+            for row in rows {
+                memberships.append(Membership(
+                    orgID: try row.string("org_id"), orgName: try row.string("name"), userID: user.id, email: user.email,
+                    role: Role(rawValue: try row.string("role")) ?? .viewer, createdAt: try row.int("created_at")
+                ))
+            }
+            return (user, memberships)
+        }
+    }
+}

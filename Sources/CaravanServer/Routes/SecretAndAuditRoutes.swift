@@ -1,0 +1,118 @@
+import CaravanAudit
+import CaravanCore
+import CaravanVault
+import HTTPTypes
+import Hummingbird
+
+/// `/v1/secrets…`: write-only secrets; names are listed, values never leave except into outgoing requests.
+struct SecretRoutes {
+    let secrets: SecretStore
+    let bodies: RequestBodyReader
+
+    static func json(_ secret: SecretSummary) -> JSONValue {
+        ["name": .string(secret.name), "created_at": .string(Clock.rfc3339(secret.createdAt)), "updated_at": .string(Clock.rfc3339(secret.updatedAt))]
+    }
+
+    func register(in routes: RouteRegistrar) {
+        let object: JSONValue = ["type": "object"]
+        routes.add(
+            EndpointDescription(
+                .put, "/v1/secrets/{name}", operationID: "putSecret",
+                summary: "Create or replace a secret (sealed at rest; never returned). Workflows use it as `{{ secrets.NAME }}`.",
+                tag: "secrets", access: .organization(.manageSecrets),
+                requestSchema: ["type": "object", "required": ["value"], "properties": ["value": ["type": "string"]]],
+                responses: [201: ("Created", object, "application/json"), 200: ("Replaced", object, "application/json")]
+            )
+        ) { request, context in
+            let orgID = try context.organizationID()
+            let name = try context.parameters.require("name")
+            try SecretStore.validate(name: name)
+            let fields = try BodyFields(try await bodies.json(of: request), allowed: ["value"])
+            guard let value = try fields.string("value", maxBytes: SecretStore.maxValueBytes) else {
+                throw CaravanError.validation("/value", "value is required")
+            }
+            let created = try await secrets.put(orgID: orgID, name: name, value: value)
+            context.audit.target("secret:\(name)")
+            return .json(["name": .string(name)], status: created ? .created : .ok)
+        }
+        routes.add(
+            EndpointDescription(
+                .get, "/v1/secrets", operationID: "listSecrets", summary: "The organization's secret names (never values).",
+                tag: "secrets", access: .organization(.listSecrets),
+                responses: [200: ("Secret names", APISchemas.list(of: object), "application/json")]
+            )
+        ) { request, context in
+            let limit = try APIRequest.limit(request)
+            let page = try await secrets.list(orgID: try context.organizationID(), after: try APIRequest.cursor(request), limit: limit)
+            return .json(["items": .array(page.map(Self.json)), "next_cursor": APIRequest.encodeCursor(page.count == limit ? page.last?.name : nil)])
+        }
+        routes.add(
+            EndpointDescription(
+                .delete, "/v1/secrets/{name}", operationID: "deleteSecret", summary: "Delete a secret.", tag: "secrets",
+                access: .organization(.manageSecrets), responses: [204: ("Deleted", nil, "application/json")]
+            )
+        ) { _, context in
+            let name = try context.parameters.require("name")
+            guard try await secrets.delete(orgID: try context.organizationID(), name: name) else {
+                throw CaravanError.notFound("The secret '\(name)'")
+            }
+            context.audit.target("secret:\(name)")
+            return Response(status: .noContent)
+        }
+    }
+}
+
+/// `/v1/audit…`: the organization's audit log and the check of its hash chain.
+struct AuditRoutes {
+    let audit: AuditLog
+    let verifier: AuditVerifier
+
+    static func json(_ entry: AuditEntry) -> JSONValue {
+        [
+            "id": .string(String(entry.id)), "seq": .int(entry.seq), "at": .string(Clock.rfc3339(entry.at)),
+            "actor": ["type": .string(entry.record.actor.kind.rawValue), "id": .string(entry.record.actor.id)],
+            "action": .string(entry.record.action), "target": .string(entry.record.target), "outcome": .string(entry.record.outcome),
+            "source": entry.record.source.map(JSONValue.string) ?? .null,
+            "request_id": entry.record.requestID.map(JSONValue.string) ?? .null,
+            "details": entry.record.details ?? .null, "previous_hash": .string(entry.previousHash), "hash": .string(entry.hash),
+        ]
+    }
+
+    func register(in routes: RouteRegistrar) {
+        let object: JSONValue = ["type": "object"]
+        routes.add(
+            EndpointDescription(
+                .get, "/v1/audit", operationID: "listAudit",
+                summary: "The organization's audit log, newest first; `?action=` filters.", tag: "audit",
+                access: .organization(.readAudit), responses: [200: ("Entries", APISchemas.list(of: object), "application/json")]
+            )
+        ) { request, context in
+            let limit = try APIRequest.limit(request)
+            var before: Int64?
+            if let cursor = try APIRequest.cursor(request) {
+                guard let id = Int64(cursor) else { throw CaravanError.validation("/cursor", "cursor is not one this server gave out") }
+                before = id
+            }
+            let action: String? = request.uri.queryParameters.get("action").map { String($0) }
+            let page = try await audit.list(orgID: try context.organizationID(), before: before, limit: limit, action: action)
+            return .json([
+                "items": .array(page.map(Self.json)),
+                "next_cursor": APIRequest.encodeCursor(page.count == limit ? page.last.map { String($0.id) } : nil),
+            ])
+        }
+        routes.add(
+            EndpointDescription(
+                .get, "/v1/audit/verify", operationID: "verifyAudit",
+                summary: "Recompute the organization's hash chain and name the first entry where it breaks.", tag: "audit",
+                access: .organization(.readAudit), responses: [200: ("The result", object, "application/json")]
+            )
+        ) { _, context in
+            let result = try await verifier.verify(chain: try context.organizationID())
+            var body: [String: JSONValue] = ["intact": .bool(result.isIntact), "checked": .int(Int64(result.checked))]
+            if let broken = result.firstBreak {
+                body["first_break"] = ["id": .string(String(broken.entryID)), "seq": .int(broken.seq), "reason": .string(broken.reason)]
+            }
+            return .json(.object(body))
+        }
+    }
+}
