@@ -31,11 +31,11 @@ public enum PasswordPolicy {
         }
     }
 
-    /// Whether `lowered` is a common password, or one with at most six digits or symbols added around it.
+    /// Whether `lowered` is a common password, or one with at most eight digits or symbols added around it.
     static func isCommon(_ lowered: String) -> Bool {
         if common.contains(lowered) { return true }
         let core = strip(lowered)
-        return core.count >= 4 && lowered.count - core.count <= 6 && common.contains(core)
+        return core.count >= 4 && lowered.count - core.count <= 8 && common.contains(core)
     }
 
     /// `text` without the digits, symbols and spaces at its ends.

@@ -1,3 +1,4 @@
+import CaravanCore
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -18,6 +19,7 @@ public final class TestHTTPServer: Sendable {
         var calls: [String: Int] = [:]
         var keys: [String: [String]] = [:]
         var switchedOn = false
+        var lastAuthorization: String?
     }
 
     private let state = Mutex(State())
@@ -34,6 +36,8 @@ public final class TestHTTPServer: Sendable {
     public func keys(_ path: String) -> [String] { state.withLock { $0.keys[path] ?? [] } }
     /// Makes `/switch` succeed from now on.
     public func switchOn() { state.withLock { $0.switchedOn = true } }
+    /// The `Authorization` header `/echo` last received.
+    public var lastAuthorization: String? { state.withLock { $0.lastAuthorization } }
 
     private func record(_ request: Request) -> (count: Int, keyCount: Int) {
         let path = request.uri.path
@@ -67,6 +71,13 @@ public final class TestHTTPServer: Sendable {
             _ = server.record(request)
             try await Task.sleep(for: .milliseconds(Int(context.parameters.get("ms") ?? "0") ?? 0))
             return Self.json(#"{"slow":true}"#)
+        }
+        // Echoes the Authorization header back, as an upstream that reflects what it was sent would.
+        router.post("/echo") { request, _ in
+            _ = server.record(request)
+            server.state.withLock { $0.lastAuthorization = request.headers[.authorization] }
+            let value = JSONValue.string(request.headers[.authorization] ?? "")
+            return Self.json(#"{"authorization":\#(value.canonicalText)}"#)
         }
         router.post("/switch") { request, _ in
             _ = server.record(request)

@@ -1,0 +1,130 @@
+import CaravanCore
+import CaravanSQLite
+import CaravanServer
+import CaravanTestSupport
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import Testing
+
+/// The secrets check with an upstream that echoes, captured logs and (on SQLite) the data files searched.
+func secretsCheck(_ backend: TestBackend) async throws {
+    try await TestHTTPServer.with { upstream in
+        try await withTemporaryDirectory { directory in
+            let logs = JSONLogOutput.memory()
+            let value = try await withTestApplication(backend, logOutput: logs, configure: { configuration in
+                configuration.egressAllow = "127.0.0.1"
+                configuration.dataDirectory = directory
+            }) { client, app in
+                try await IdentityChecks.secretsStaySecret(try #require(client as? AuthenticatedClient), app, upstream, logs)
+                return try #require(upstream.lastAuthorization?.replacingOccurrences(of: "Bearer ", with: ""))
+            }
+            if backend == .sqlite {
+                let files = try FileManager.default.contentsOfDirectory(atPath: directory)
+                #expect(files.contains("caravan.sqlite"))
+                for file in files {
+                    let bytes = try Data(contentsOf: URL(fileURLWithPath: directory + "/" + file))
+                    #expect(bytes.range(of: Data(value.utf8)) == nil, "\(file) holds the secret")
+                }
+            }
+        }
+    }
+}
+
+@Suite("Identity and tenancy on SQLite")
+struct SQLiteIdentityTests {
+    let backend = TestBackend.sqlite
+    @Test func credentialsAreRequired() async throws { try await identityCheck(backend, IdentityChecks.credentialsAreRequired) }
+    @Test func roleMatrix() async throws { try await identityCheck(backend, IdentityChecks.roleMatrix) }
+    @Test func isolation() async throws { try await identityCheck(backend, configure: { $0.openSignup = true }, IdentityChecks.organizationsAreIsolated) }
+    @Test func sessions() async throws { try await identityCheck(backend, IdentityChecks.sessions) }
+    @Test func totp() async throws { try await identityCheck(backend, IdentityChecks.totp) }
+    @Test func apiKeys() async throws { try await identityCheck(backend, IdentityChecks.apiKeys) }
+    @Test func members() async throws { try await identityCheck(backend, IdentityChecks.members) }
+    @Test func passwordPolicy() async throws { try await identityCheck(backend, IdentityChecks.passwordPolicy) }
+    @Test func rateLimits() async throws { try await identityCheck(backend, IdentityChecks.rateLimits) }
+    @Test func auditChain() async throws { try await identityCheck(backend, IdentityChecks.auditChain) }
+    @Test func secrets() async throws { try await secretsCheck(backend) }
+}
+
+@Suite("Identity and tenancy on PostgreSQL", .enabled(if: PostgresTestServer.isConfigured, "needs CARAVAN_TEST_POSTGRES_URL (scripts/test sets it)"))
+struct PostgresIdentityTests {
+    let backend = TestBackend.postgres
+    @Test func credentialsAreRequired() async throws { try await identityCheck(backend, IdentityChecks.credentialsAreRequired) }
+    @Test func roleMatrix() async throws { try await identityCheck(backend, IdentityChecks.roleMatrix) }
+    @Test func isolation() async throws { try await identityCheck(backend, configure: { $0.openSignup = true }, IdentityChecks.organizationsAreIsolated) }
+    @Test func sessions() async throws { try await identityCheck(backend, IdentityChecks.sessions) }
+    @Test func totp() async throws { try await identityCheck(backend, IdentityChecks.totp) }
+    @Test func apiKeys() async throws { try await identityCheck(backend, IdentityChecks.apiKeys) }
+    @Test func members() async throws { try await identityCheck(backend, IdentityChecks.members) }
+    @Test func rateLimits() async throws { try await identityCheck(backend, IdentityChecks.rateLimits) }
+    @Test func auditChain() async throws { try await identityCheck(backend, IdentityChecks.auditChain) }
+    @Test func secrets() async throws { try await secretsCheck(backend) }
+}
+
+@Suite("Identity from outside")
+struct IdentityProcessTests {
+    @Test("Sign-in attempts per address are limited, with Retry-After")
+    func addressLimit() async throws {
+        try await identityCheck(.sqlite, configure: { $0.authAttemptsPerMinute = 3 }) { client, _ in
+            var statuses: [HTTPResponse.Status] = []
+            for index in 0..<4 {
+                statuses.append(try await client.anonymous.send(.post, "/v1/auth/login", json: #"{"email": "u\#(index)@example.com", "password": "whatever it is"}"#).status)
+            }
+            // The signup that set up the test was the first attempt from this address.
+            #expect(statuses == [.unauthorized, .unauthorized, .tooManyRequests, .tooManyRequests])
+        }
+    }
+
+    @Test("Changing one byte of a stored audit entry makes `caravan audit verify` name that entry")
+    func auditVerifyCommand() async throws {
+        try await withTemporaryDirectory { directory in
+            let server = try await CaravanProcess(arguments: ["serve", "--port", "0", "--data", directory])
+            let auth = try await bootstrapCredentials(port: server.port)
+            let put = try await fetch(
+                "http://127.0.0.1:\(server.port)/v1/workflows/w", method: "PUT",
+                headers: [("Content-Type", "application/yaml")] + auth, body: "steps:\n  - {id: a, template: x}\n"
+            )
+            #expect(put.status == 201)
+            server.send(signal: SIGTERM)
+            #expect(try await server.waitForExit() == 0)
+
+            let intact = try runCaravan(["audit", "verify", "--data", directory])
+            #expect(intact.status == 0, "\(intact.output)")
+            #expect(intact.output.contains("OK: 3 audit entries"), "\(intact.output)")
+
+            // One byte of the second entry's action, changed behind Caravan's back.
+            let id = try await tamperWithSecondEntry(directory)
+            let broken = try runCaravan(["audit", "verify", "--data", directory])
+            #expect(broken.status == 1)
+            #expect(broken.output.contains("audit entry \(id) "), "\(broken.output)")
+        }
+    }
+}
+
+/// Runs the `caravan` binary to completion.
+func runCaravan(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: CaravanProcess.binaryPath)
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+/// Changes one byte of the second audit entry of a SQLite data directory; the database closes on return.
+func tamperWithSecondEntry(_ directory: String) async throws -> Int64 {
+    let database = try SQLiteDatabase(directory: directory, logger: TestLogging.quiet)
+    return try await database.withTransaction { executor in
+        guard let row = try await executor.queryFirst("SELECT id FROM audit_log ORDER BY id LIMIT 1 OFFSET 1", []) else {
+            throw TestSetupError.failed("no second audit entry")
+        }
+        let id = try row.int("id")
+        try await executor.execute("UPDATE audit_log SET action = 'createAPIKez' WHERE id = $1", [.int(id)])
+        return id
+    }
+}

@@ -1,0 +1,68 @@
+import CaravanCore
+import CaravanServer
+import CaravanTestSupport
+import Foundation
+import HTTPTypes
+import HummingbirdOTP
+import HummingbirdTesting
+import Testing
+
+/// Runs an identity check on `backend` with the first user signed up.
+func identityCheck(
+    _ backend: TestBackend,
+    configure: @escaping @Sendable (inout ServerConfiguration) -> Void = { _ in },
+    _ body: @escaping @Sendable (AuthenticatedClient, CaravanApplication) async throws -> Void
+) async throws {
+    try await withTestApplication(backend, configure: configure) { client, app in
+        try await body(try #require(client as? AuthenticatedClient), app)
+    }
+}
+
+extension HTTPFields {
+    static func bearer(_ token: String) -> HTTPFields { [.authorization: "Bearer \(token)"] }
+}
+
+extension AuthenticatedClient {
+    /// Invites `email` with `role` as the owner and signs them up with the invitation.
+    /// - Returns: their access token and user id.
+    func member(_ email: String, role: String) async throws -> (token: String, userID: String) {
+        let invitation = try await send(
+            .post, "/v1/organizations/\(orgID)/invitations", json: #"{"email": "\#(email)", "role": "\#(role)"}"#
+        )
+        #expect(invitation.status == .created, "\(invitation.json)")
+        let token = try #require(invitation.json["token"]?.stringValue)
+        let signup = try await anonymous.send(
+            .post, "/v1/auth/signup", json: #"{"email": "\#(email)", "password": "a long enough passphrase", "invitation": "\#(token)"}"#
+        )
+        #expect(signup.status == .created, "\(signup.json)")
+        #expect(signup.json["organization"]?["role"]?.stringValue == role)
+        return (try #require(signup.json["access_token"]?.stringValue), try #require(signup.json["user"]?["id"]?.stringValue))
+    }
+}
+
+/// A TOTP code for the base32 secret an enrolment answered, at time step `step` (or now).
+func totpCode(base32 secret: String, at date: Date = Date()) -> String {
+    let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+    var bits = 0
+    var value = 0
+    var bytes: [UInt8] = []
+    for character in secret.uppercased() {
+        guard let index = alphabet.firstIndex(of: character) else { continue }
+        value = (value << 5) | index
+        bits += 5
+        if bits >= 8 {
+            bytes.append(UInt8((value >> (bits - 8)) & 0xFF))
+            bits -= 8
+        }
+    }
+    let code = TOTP(secret: String(decoding: bytes, as: UTF8.self)).compute(date: date)
+    return String(format: "%06d", code)
+}
+
+/// Replaces `{param}` placeholders of an endpoint path.
+func fill(_ path: String, _ values: [String: String]) -> String {
+    path.split(separator: "/", omittingEmptySubsequences: false).map { part -> String in
+        guard part.hasPrefix("{"), part.hasSuffix("}") else { return String(part) }
+        return values[String(part.dropFirst().dropLast())] ?? "missing"
+    }.joined(separator: "/")
+}
