@@ -26,7 +26,7 @@ struct HostileConnectionTests {
 
     @Test("Headers dripped a byte at a time are cut off by the idle timeout")
     func slowHeaders() async throws {
-        try await withTestApplication(.sqlite, mode: .live, configure: { $0.idleTimeout = .init(milliseconds: 500) }) {
+        try await withTestApplication(.sqlite, mode: .live, signUp: false, configure: { $0.idleTimeout = .init(milliseconds: 500) }) {
             client, _ in
             let port = try #require(client.port)
             let connection = try RawHTTPConnection(port: port)
@@ -62,7 +62,7 @@ struct HostileConnectionTests {
 
     @Test("An idle keep-alive connection is closed after the idle timeout")
     func idleConnection() async throws {
-        try await withTestApplication(.sqlite, mode: .live, configure: { $0.idleTimeout = .init(milliseconds: 300) }) {
+        try await withTestApplication(.sqlite, mode: .live, signUp: false, configure: { $0.idleTimeout = .init(milliseconds: 300) }) {
             client, _ in
             let port = try #require(client.port)
             let connection = try RawHTTPConnection(port: port)
