@@ -90,6 +90,7 @@ let package = Package(
                 "CaravanStorage",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -161,6 +162,7 @@ let package = Package(
             name: "caravan",
             dependencies: [
                 "CaravanServer",
+                "CaravanAudit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
@@ -225,11 +227,12 @@ let package = Package(
         .testTarget(
             name: "CaravanIdentityTests",
             dependencies: [
-                "CaravanIdentity", "CaravanVault", "CaravanAudit", "CaravanStorage", "CaravanTestSupport",
+                "CaravanCore", "CaravanIdentity", "CaravanVault", "CaravanAudit", "CaravanStorage", "CaravanTestSupport",
                 "CaravanServer", "CaravanSQLite", "CaravanPostgres",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdOTP", package: "hummingbird-auth"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             swiftSettings: swiftSettings
         ),
