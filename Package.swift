@@ -30,6 +30,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
+        .package(url: "https://github.com/mattt/eventsource.git", from: "1.1.1"),
+        .package(url: "https://github.com/modelcontextprotocol/swift-sdk.git", from: "0.12.1"),
     ],
     targets: [
         // Domain types: ids, durations, JSON values, errors. No I/O, no HTTP, no SQL.
@@ -54,6 +57,7 @@ let package = Package(
                 "CaravanCore",
                 "CaravanWorkflow",
                 "CaravanStorage",
+                "CaravanOutbound",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -110,6 +114,65 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Outbound requests that users or models can steer: the egress policy and the client that enforces it.
+        .target(
+            name: "CaravanOutbound",
+            dependencies: [
+                "CaravanCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The LLM gateway's domain and wire formats: one message model, OpenAI and Anthropic clients, routing
+        // with fallbacks, retries and circuit breakers, prices.
+        .target(
+            name: "CaravanModels",
+            dependencies: [
+                "CaravanCore",
+                "CaravanOutbound",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Tools for agents: MCP servers over stdio and streamable HTTP.
+        .target(
+            name: "CaravanTools",
+            dependencies: [
+                "CaravanCore",
+                "CaravanModels",
+                "CaravanOutbound",
+                .product(name: "MCP", package: "swift-sdk"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Agents: definitions, the durable agent loop, llm and agent steps, threads, metering and budgets.
+        .target(
+            name: "CaravanAgents",
+            dependencies: [
+                "CaravanCore",
+                "CaravanWorkflow",
+                "CaravanEngine",
+                "CaravanStorage",
+                "CaravanModels",
+                "CaravanTools",
+                "CaravanOutbound",
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The embedded SQLite implementation of the storage contract.
         .target(
             name: "CaravanSQLite",
@@ -144,6 +207,10 @@ let package = Package(
                 "CaravanStorage",
                 "CaravanSQLite",
                 "CaravanPostgres",
+                "CaravanOutbound",
+                "CaravanModels",
+                "CaravanTools",
+                "CaravanAgents",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -180,6 +247,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // An MCP server over stdio with a few tools, for the tests of MCP tools.
+        .executableTarget(
+            name: "caravan-mcp-fixture",
+            dependencies: [
+                .product(name: "MCP", package: "swift-sdk"),
+            ],
+            path: "Tests/Fixtures/MCPFixture",
+            swiftSettings: swiftSettings
+        ),
         // Test support: a running-server helper, database fixtures, fake upstream servers.
         .target(
             name: "CaravanTestSupport",
@@ -189,6 +265,8 @@ let package = Package(
                 "CaravanStorage",
                 "CaravanSQLite",
                 "CaravanPostgres",
+                "CaravanModels",
+                .product(name: "MCP", package: "swift-sdk"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -233,6 +311,32 @@ let package = Package(
                 .product(name: "HummingbirdOTP", package: "hummingbird-auth"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CaravanModelsTests",
+            dependencies: [
+                "CaravanCore", "CaravanModels", "CaravanOutbound", "CaravanTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CaravanToolsTests",
+            dependencies: [
+                "CaravanCore", "CaravanTools", "CaravanModels", "CaravanOutbound", "CaravanTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CaravanAgentsTests",
+            dependencies: [
+                "CaravanCore", "CaravanAgents", "CaravanModels", "CaravanEngine", "CaravanServer", "CaravanTestSupport",
+                "CaravanStorage", "CaravanSQLite", "CaravanPostgres",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -22,6 +22,14 @@ public struct CaravanError: Error, Sendable, CustomStringConvertible {
         public static let idempotencyConflict = Code(rawValue: "idempotency_conflict")
         public static let unavailable = Code(rawValue: "unavailable")
         public static let `internal` = Code(rawValue: "internal")
+        /// A model budget (the run's or the organization's month) is spent.
+        public static let budgetExceeded = Code(rawValue: "budget_exceeded")
+        /// The model named is not configured (no such provider, or not in its models).
+        public static let unknownModel = Code(rawValue: "unknown_model")
+        /// Every provider of the route failed; `detail` says how the last one did.
+        public static let providerError = Code(rawValue: "provider_error")
+        /// Every provider of the route took too long.
+        public static let providerTimeout = Code(rawValue: "provider_timeout")
     }
 
     /// One field at fault, named by a JSON pointer into the request body.

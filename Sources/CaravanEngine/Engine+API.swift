@@ -171,6 +171,22 @@ extension Engine {
         if !notifier.poke(runID: id) { pokeClaims() }
     }
 
+    /// Takes the oldest signal `name` of the run that `matches`, marking it consumed; for steps that wait for a
+    /// signal inside an attempt (an agent's tool that needs approval).
+    /// - Returns: the signal's data and sender, or `nil` when none has arrived.
+    public func takeSignal(
+        runID: String, name: String, where matches: @escaping @Sendable (JSONValue) -> Bool
+    ) async throws -> (data: JSONValue, sender: String?)? {
+        let now = Clock.nowMilliseconds()
+        return try await database.withTransaction { executor in
+            for signal in try await self.store.pendingSignals(runID: runID, in: executor) where signal.name == name && matches(signal.data) {
+                try await self.store.consumeSignals([signal.id], at: now, in: executor)
+                return (signal.data, signal.sender)
+            }
+            return nil
+        }
+    }
+
     /// Re-runs a failed or cancelled run from the steps that did not succeed, keeping what succeeded.
     /// - Throws: `not_found`; `conflict` unless the run failed or was cancelled.
     public func retry(orgID: String, id: String) async throws -> RunRecord {

@@ -8,6 +8,8 @@ extension Engine {
     enum ExecutionEvent: Sendable {
         case step(stepID: String, attempt: Int, outcome: StepOutcome)
         case wake
+        /// A journal write from a running step (`nil`: no more will come).
+        case journal(StepJournal.Write?)
     }
 
     /// Drives one run while this node holds its lease: plan, commit, launch, wait; until the run ends, waits for
@@ -29,7 +31,10 @@ extension Engine {
             return
         }
         let sharedLogger = logger
+        let (journalWrites, journalSink) = AsyncStream.makeStream(of: StepJournal.Write.self)
+        defer { journalSink.finish() }
         await withTaskGroup(of: ExecutionEvent.self) { group in
+            var journalReaderInFlight = false
             var launches = claimed.launches
             var inFlight = 0
             var wakerInFlight = false
@@ -172,7 +177,7 @@ extension Engine {
                     let stepDefinition = definition.step(launch.stepID)
                     let timeout = stepDefinition.map { definition.timeout(for: $0) } ?? .seconds(30)
                     group.addTask {
-                        let outcome = await self.runStep(launch, run: snapshot, timeout: timeout, logger: sharedLogger)
+                        let outcome = await self.runStep(launch, run: snapshot, timeout: timeout, logger: sharedLogger, journal: journalSink)
                         return .step(stepID: launch.stepID, attempt: launch.attempt, outcome: outcome)
                     }
                     inFlight += 1
@@ -180,6 +185,13 @@ extension Engine {
                 launches = []
                 if ranInline { continue }
 
+                if !journalReaderInFlight, inFlight > 0 {
+                    journalReaderInFlight = true
+                    group.addTask {
+                        for await write in journalWrites { return .journal(write) }
+                        return .journal(nil)
+                    }
+                }
                 if !wakerInFlight {
                     let now = Clock.nowMilliseconds()
                     wakerDeadline = min(Self.wakerDeadline(for: run, now: now), now + configuration.leaseRenewInterval.milliseconds)
@@ -195,6 +207,14 @@ extension Engine {
                 case .step(let stepID, let attempt, let outcome):
                     inFlight -= 1
                     results.append((stepID, attempt, outcome))
+                case .journal(let write):
+                    journalReaderInFlight = false
+                    guard let write else { continue }
+                    if await !commitJournal(write, run: &run, fence: fence, wakeSeq: claimed.wakeSeq, logger: sharedLogger) {
+                        group.cancelAll()
+                        return
+                    }
+                    planned = true  // nothing to plan: the steps are as they were
                 case .wake:
                     wakerInFlight = false
                     if restartingWaker {
@@ -205,6 +225,39 @@ extension Engine {
                 }
             }
         }
+    }
+
+    /// Commits a journal entry of a running step with its events, under the lease; tells the step whether it
+    /// landed. Returns `false` when the lease is lost (the execution must stop).
+    private func commitJournal(
+        _ write: StepJournal.Write, run: inout RunRecord, fence: Int64, wakeSeq: Int64, logger: Logger
+    ) async -> Bool {
+        let now = Clock.nowMilliseconds()
+        var events: [RunEvent] = []
+        for event in write.events {
+            run.lastSeq += 1
+            events.append(RunEvent(runID: run.id, seq: run.lastSeq, type: event.type, step: write.stepID, at: now, data: event.data))
+        }
+        run.updatedAt = now
+        var advance = RunAdvance(
+            update: RunUpdate(run: run, owner: configuration.nodeID, fence: fence, newOwner: configuration.nodeID,
+                              leaseExpiresAt: leaseUntilNow, wakeAt: leaseUntilNow, seenWakeSeq: wakeSeq),
+            events: events
+        )
+        advance.journal = [JournalEntry(runID: run.id, step: write.stepID, key: write.key, value: write.value, at: now)]
+        do {
+            if case .advanced(true) = try await commits.submit(.advance(advance)) {
+                write.done(true)
+                notifier.changed(run.id)
+                notifier.changed("org:" + run.orgID)
+                return true
+            }
+            logger.info("Lost the run's lease to another node; stopping here")
+        } catch {
+            logger.warning("Committing a journal entry failed; the run resumes when its lease lapses", metadata: ["error.message": "\(error)"])
+        }
+        write.done(false)
+        return false
     }
 
     /// When a run's waker should return by itself: its next timer, or in a second while it waits for signals
@@ -262,7 +315,8 @@ extension Engine {
     /// A new, queued run of `workflow`.
     static func newRun(orgID: String, workflow: StoredWorkflow, input: JSONValue, now: Int64) -> RunRecord {
         RunRecord(
-            id: Identifier.make("run", milliseconds: now), orgID: orgID, kind: "workflow", workflow: workflow.name,
+            id: Identifier.make("run", milliseconds: now), orgID: orgID,
+            kind: AgentStepKind.agentName(ofWorkflow: workflow.name) == nil ? "workflow" : "agent", workflow: workflow.name,
             workflowVersion: workflow.version, status: .queued, input: input, output: nil, error: nil,
             steps: workflow.definition.steps.map { StepState(id: $0.id) }, idempotencyKey: nil, requestHash: nil,
             parentRunID: nil, parentStep: nil, createdAt: now, startedAt: nil, finishedAt: nil, updatedAt: now,
@@ -271,17 +325,36 @@ extension Engine {
     }
 
     /// Runs one step attempt with its timeout; for `for_each`, one attempt of the kind per item.
-    func runStep(_ launch: StepLaunch, run: RunRecord, timeout: CaravanDuration, logger: Logger) async -> StepOutcome {
+    func runStep(
+        _ launch: StepLaunch, run: RunRecord, timeout: CaravanDuration, logger: Logger,
+        journal: AsyncStream<StepJournal.Write>.Continuation? = nil
+    ) async -> StepOutcome {
         guard let executor = executors[launch.kind] else {
             return .failed(StepFailure(code: "unknown_kind", message: "No executor for \(launch.kind).", retryable: false))
         }
         var stepLogger = logger
         stepLogger[metadataKey: "caravan.step"] = .string(launch.stepID)
-        let context = StepContext(
-            orgID: run.orgID, runID: run.id, workflow: run.workflow, stepID: launch.stepID, attempt: launch.attempt,
+        var context = StepContext(
+            orgID: run.orgID, runID: run.id, workflow: run.workflow, input: run.input, stepID: launch.stepID, attempt: launch.attempt,
             idempotencyKey: "\(run.id):\(launch.stepID)", timeout: timeout, maxOutputBytes: configuration.maxPayloadBytes,
             logger: stepLogger
         )
+        if type(of: executor).keepsJournal, let journal {
+            let entries: [String: JSONValue]
+            do {
+                entries = try await database.read { executor in
+                    try await self.store.journal(runID: run.id, step: launch.stepID, in: executor)
+                }
+            } catch {
+                return .failed(StepFailure(code: "journal_unavailable", message: "The step's journal could not be read.", retryable: true))
+            }
+            let runID = run.id
+            let stepID = launch.stepID
+            context.journal = StepJournal(stepID: stepID, entries: entries, writes: journal) { [live] type, data in
+                live.publish(RunEvent(runID: runID, seq: 0, type: type, step: stepID, at: Clock.nowMilliseconds(), data: data))
+                self.notifier.changed(runID)
+            }
+        }
         let needsRendering = launch.kind == HTTPStepKind.name || launch.items != nil
         // Secrets join the scope only here, at execution; outputs and errors are scrubbed of their values.
         var secretValues: [String: String] = [:]

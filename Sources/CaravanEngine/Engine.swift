@@ -21,6 +21,8 @@ public final class Engine: Service, Sendable {
     public let kinds: StepKindRegistry
     let store = RunStore()
     let notifier = RunNotifier()
+    /// Live events (token deltas) of runs executing on this node, not stored.
+    public let live = LiveEventFeed()
     let executors: [String: any StepExecutor]
     let secrets: (any SecretResolver)?
     let logger: Logger

@@ -11,6 +11,15 @@ enum CommitWork: Sendable {
     case advance(RunAdvance)
 }
 
+/// One entry of a step's journal.
+struct JournalEntry: Sendable {
+    var runID: String
+    var step: String
+    var key: String
+    var value: JSONValue
+    var at: Int64
+}
+
 /// Concurrency limits to check when admitting a run.
 struct Admission: Sendable {
     var workflowLimit: Int?
@@ -30,6 +39,8 @@ struct RunAdvance: Sendable {
     var children: [NewRun] = []
     var childEvents: [RunEvent] = []
     var consumedSignals: [Int64] = []
+    /// Journal entries of running steps, written only if the lease still holds.
+    var journal: [JournalEntry] = []
     /// A parent run to wake because this run finished.
     var wakeParent: String?
     /// A workflow whose oldest parked run should be woken because this run freed a slot.
@@ -139,6 +150,9 @@ struct CommitApplier: Sendable {
             events += advance.events
             newRuns += advance.children
             newEvents += advance.childEvents
+            if !advance.journal.isEmpty {
+                try await store.insertJournal(advance.journal, in: executor)
+            }
             if !advance.consumedSignals.isEmpty {
                 try await store.consumeSignals(advance.consumedSignals, at: advance.update.run.updatedAt, in: executor)
             }

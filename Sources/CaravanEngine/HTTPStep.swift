@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import CaravanCore
+import CaravanOutbound
 import CaravanWorkflow
 import Foundation
 import NIOCore
@@ -36,7 +37,11 @@ public struct HTTPStep: StepExecutor {
         guard let url = components.url else {
             throw StepFailure(code: "invalid_url", message: "The rendered url is not a URL.", retryable: false)
         }
-        try egress.check(url)
+        do {
+            try egress.check(url)
+        } catch {
+            throw StepFailure(code: error.code, message: error.message, retryable: error.retryable)
+        }
 
         var request = HTTPClientRequest(url: url.absoluteString)
         request.method = HTTPMethod(rawValue: (config["method"]?.stringValue ?? "GET").uppercased())

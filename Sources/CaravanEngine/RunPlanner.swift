@@ -196,7 +196,7 @@ struct RunPlanner {
                 run.steps[index].wakeAt = now + timeout.milliseconds
             }
             record(&run, "step.waiting", step: stepID, data: .object(data))
-        case WorkflowStepKind.name:
+        case WorkflowStepKind.name, AgentStepKind.name:
             run.steps[index].status = .waiting
             let input: JSONValue
             do {
@@ -205,8 +205,14 @@ struct RunPlanner {
                 fail(&run, index, StepFailure(code: "template_error", message: error.detail, retryable: false))
                 return true
             }
-            childRuns.append(ChildRunRequest(stepID: stepID, workflow: step.config["name"]?.stringValue ?? "", input: input))
-            record(&run, "step.waiting", step: stepID, data: ["workflow": step.config["name"] ?? .null])
+            let name = step.config["name"]?.stringValue ?? ""
+            if step.kind == AgentStepKind.name {
+                // An agent's run takes `{input, thread?}`.
+                childRuns.append(ChildRunRequest(stepID: stepID, workflow: AgentStepKind.workflowName(forAgent: name), input: ["input": input]))
+            } else {
+                childRuns.append(ChildRunRequest(stepID: stepID, workflow: name, input: input))
+            }
+            record(&run, "step.waiting", step: stepID, data: [step.kind: .string(name)])
         default:
             run.steps[index].status = .running
             do throws(CaravanError) {
@@ -224,7 +230,8 @@ struct RunPlanner {
         -> StepLaunch
     {
         // http configs are rendered at execution (secrets join the scope then), for_each configs once per item.
-        let config = step.kind == HTTPStepKind.name || items != nil ? step.config : try Template.render(step.config, scope: scope)
+        let config = step.kind == HTTPStepKind.name || items != nil || !step.interpolatesConfig
+            ? step.config : try Template.render(step.config, scope: scope)
         return StepLaunch(stepID: step.id, kind: step.kind, config: config, items: items, attempt: attempt)
     }
 
@@ -285,7 +292,7 @@ struct RunPlanner {
                 return true
             }
             return false
-        case WorkflowStepKind.name:
+        case WorkflowStepKind.name, AgentStepKind.name:
             guard let childID = state.childRunID, let child = children[childID], child.status.isTerminal else { return false }
             switch child.status {
             case .succeeded: succeed(&run, index, output: child.output ?? .null)

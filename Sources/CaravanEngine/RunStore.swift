@@ -120,6 +120,31 @@ struct RunStore: Sendable {
         return written
     }
 
+    /// Records journal entries; an entry already recorded under its key keeps its first value.
+    func insertJournal(_ entries: [JournalEntry], in executor: any SQLExecutor) async throws {
+        for entry in entries {
+            try await executor.execute(
+                """
+                INSERT INTO run_journal (run_id, step, key, value, created_at) VALUES ($1, $2, $3, $4, $5)
+                ON CONFLICT (run_id, step, key) DO NOTHING
+                """,
+                [.text(entry.runID), .text(entry.step), .text(entry.key), .json(entry.value), .int(entry.at)]
+            )
+        }
+    }
+
+    /// A step's journal, by key.
+    func journal(runID: String, step: String, in executor: any SQLExecutor) async throws -> [String: JSONValue] {
+        var entries: [String: JSONValue] = [:]
+        for row in try await executor.query(
+            "SELECT key, value FROM run_journal WHERE run_id = $1 AND step = $2", [.text(runID), .text(step)]
+        ) {
+            let text = try row.string("value")
+            entries[try row.string("key")] = try JSONValue(parsing: Array(text.utf8), maxDepth: 512)
+        }
+        return entries
+    }
+
     /// Appends events.
     func append(_ events: [RunEvent], orgs: [String: String], in executor: any SQLExecutor) async throws {
         for chunk in events.chunked(into: 2000) {

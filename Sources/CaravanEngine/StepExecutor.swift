@@ -7,6 +7,8 @@ public struct StepContext: Sendable {
     public var orgID: String
     public var runID: String
     public var workflow: String
+    /// The run's input.
+    public var input: JSONValue
     public var stepID: String
     /// 1 for the first attempt.
     public var attempt: Int
@@ -16,6 +18,8 @@ public struct StepContext: Sendable {
     /// The largest output the step may produce, in bytes of JSON.
     public var maxOutputBytes: Int
     public var logger: Logger
+    /// For kinds that keep a journal (`keepsJournal`): what earlier attempts recorded, and where to record more.
+    public var journal: StepJournal?
 }
 
 /// Where a run's steps find the secrets they send out (`{{ secrets.NAME }}`), and how each use is recorded.
@@ -51,10 +55,15 @@ public protocol StepExecutor: StepKind {
     /// Whether the step finishes at once without I/O (a template): the engine then runs it inline, without a
     /// task or a timeout of its own.
     static var isInstant: Bool { get }
+
+    /// Whether the step records progress inside an attempt (`StepContext.journal`): several model or tool calls
+    /// in one step, each committed before the next, none repeated after a crash.
+    static var keepsJournal: Bool { get }
 }
 
 extension StepExecutor {
     public static var isInstant: Bool { false }
+    public static var keepsJournal: Bool { false }
 }
 
 /// `template`: the rendered value is the output.

@@ -116,15 +116,16 @@ public final class WorkflowStore: Sendable {
         return try await get(orgID: orgID, name: name, version: version)?.definition
     }
 
-    /// A page of workflows (latest versions), by name.
-    public func list(orgID: String, after cursor: String?, limit: Int) async throws -> [StoredWorkflow] {
+    /// A page of workflows (latest versions), by name; with `agents`, the workflows that keep agents instead.
+    public func list(orgID: String, after cursor: String?, limit: Int, agents: Bool = false) async throws -> [StoredWorkflow] {
+        let kind = agents ? "AND w.name LIKE 'agent:%'" : "AND w.name NOT LIKE 'agent:%'"
         let rows = try await database.read { executor in
             try await executor.query(
                 """
                 SELECT w.name, w.latest_version, w.created_at, w.updated_at, w.archived_at, v.definition
                 FROM workflows w JOIN workflow_versions v
                     ON v.org_id = w.org_id AND v.name = w.name AND v.version = w.latest_version
-                WHERE w.org_id = $1 AND w.archived_at IS NULL AND w.name > $2
+                WHERE w.org_id = $1 AND w.archived_at IS NULL AND w.name > $2 \(kind)
                 ORDER BY w.name LIMIT $3
                 """,
                 [.text(orgID), .text(cursor ?? ""), .int(Int64(limit))]

@@ -1,7 +1,11 @@
+import CaravanAgents
 import CaravanAudit
 import CaravanCore
 import CaravanEngine
+import CaravanOutbound
 import CaravanIdentity
+import CaravanModels
+import CaravanTools
 import CaravanVault
 import CaravanPostgres
 import CaravanSQLite
@@ -87,13 +91,39 @@ public func buildApplication(
 
     let egress = try EgressPolicy(allowList: configuration.egressAllow)
     let httpClient = OutboundHTTPClient()
+    let secretResolver = VaultSecretResolver(secrets: secrets, audit: audit)
+    let egressClient = EgressHTTPClient(client: httpClient.client, policy: egress, onDenied: { url, denial in
+        logger.warning("Egress refused", metadata: ["url.full": "\(url.absoluteString)", "error.type": "\(denial.code)"])
+    })
+
+    // The LLM gateway and agents.
+    let gateway = ModelGateway(
+        router: ProviderRouter(
+            openAI: OpenAIProvider(client: httpClient.client, egress: egress),
+            anthropic: AnthropicProvider(client: httpClient.client, egress: egress),
+            breakers: CircuitBreakers(), logger: logger
+        ),
+        providers: ProviderStore(database: database, secret: { orgID, name in
+            try await secrets.resolve(orgID: orgID, names: [name])[name]
+        }),
+        meter: UsageMeter(database: database), prices: PriceTable(), logger: logger
+    )
+    let threads = ThreadStore(database: database)
+    let mcpConnections = MCPConnectionCache(http: egressClient, logger: logger)
+    let engineReference = EngineReference()
+    let toolbox = AgentToolbox(http: egressClient, mcp: mcpConnections, secrets: secretResolver, engine: engineReference)
+
     let engine = Engine(
         database: database,
-        executors: [TemplateStep(), HTTPStep(client: httpClient.client, egress: egress)],
+        executors: [
+            TemplateStep(), HTTPStep(client: httpClient.client, egress: egress), LLMStep(gateway: gateway),
+            AgentLoopStep(gateway: gateway, toolbox: toolbox, threads: threads, engine: engineReference),
+        ],
         configuration: configuration.engine,
-        secrets: VaultSecretResolver(secrets: secrets, audit: audit),
+        secrets: secretResolver,
         logger: logger
     )
+    engineReference.set(engine)
     let bodies = RequestBodyReader(maxBytes: configuration.maxBodyBytes)
     let access = AccessControl(
         identity: identity, limiter: RequestRateLimiter(defaultPerMinute: configuration.rateLimitPerMinute), audit: audit
@@ -112,6 +142,8 @@ public func buildApplication(
     AuditRoutes(audit: audit, verifier: AuditVerifier(database: database)).register(in: routes)
     WorkflowRoutes(engine: engine, bodies: bodies).register(in: routes)
     RunRoutes(engine: engine, bodies: bodies).register(in: routes)
+    ModelRoutes(gateway: gateway, bodies: bodies).register(in: routes)
+    AgentRoutes(agents: AgentStore(engine: engine, threads: threads), threads: threads, engine: engine, bodies: bodies).register(in: routes)
 
     let rotation = KeyRotation(
         database: database, box: box, columns: [.secrets, IdentityService.sealedTOTPColumn], logger: logger,
@@ -119,7 +151,7 @@ public func buildApplication(
     )
     // Started in this order, stopped in reverse: the database outlives the audit log, the audit log the engine
     // (which records secret use), the engine the HTTP client.
-    let services: [any Service] = [opened.service].compactMap { $0 } + [audit, httpClient, engine, rotation]
+    let services: [any Service] = [opened.service].compactMap { $0 } + [audit, httpClient, mcpConnections, engine, rotation]
     let readTimeout = TimeAmount.milliseconds(configuration.requestReadTimeout.milliseconds)
     let idleTimeout = TimeAmount.milliseconds(configuration.idleTimeout.milliseconds)
     var application = Application(

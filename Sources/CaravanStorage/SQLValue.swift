@@ -84,6 +84,18 @@ public struct SQLRow: Sendable {
         }
     }
 
+    /// The number in `column` (integers widen; PostgreSQL NUMERIC sums arrive as text); 0 when it is null.
+    public func double(_ column: String) throws(StorageError) -> Double {
+        switch self[column] {
+        case .double(let value): return value
+        case .int(let value): return Double(value)
+        case .null: return 0
+        case .text(let text): if let value = Double(text) { return value }
+        default: break
+        }
+        throw .decoding(column: column, expected: "number")
+    }
+
     /// Whether the integer in `column` is not zero.
     public func bool(_ column: String) throws(StorageError) -> Bool {
         try int(column) != 0

@@ -40,12 +40,16 @@ public enum DefinitionParser {
         nameFromPath: String?,
         kinds: StepKindRegistry = .builtIn
     ) throws(CaravanError) -> WorkflowDefinition {
-        let document: JSONValue
+        try validate(try document(bytes, format: format), nameFromPath: nameFromPath, kinds: kinds)
+    }
+
+    /// A JSON or YAML body as JSON.
+    /// - Throws: `invalid_json` when the text does not parse.
+    public static func document(_ bytes: [UInt8], format: DefinitionFormat) throws(CaravanError) -> JSONValue {
         switch format {
-        case .json: document = try JSONValue(parsing: bytes)
-        case .yaml: document = try YAMLConversion.parse(String(decoding: bytes, as: UTF8.self))
+        case .json: try JSONValue(parsing: bytes)
+        case .yaml: try YAMLConversion.parse(String(decoding: bytes, as: UTF8.self))
         }
-        return try validate(document, nameFromPath: nameFromPath, kinds: kinds)
     }
 
     /// Validates a definition already parsed into JSON.
@@ -71,7 +75,9 @@ public enum DefinitionParser {
             fail("/name", "is '\(given)' but the URL names '\(fromPath)'")
             name = fromPath
         }
-        if !isValidWorkflowName(name) { fail("/name", "must match [a-z0-9-]{1,64}") }
+        // An agent's versions are kept as a workflow under a reserved name (see `AgentStepKind`).
+        let isAgentWorkflow = AgentStepKind.agentName(ofWorkflow: name).map(isValidWorkflowName) ?? false
+        if !isValidWorkflowName(name) && !isAgentWorkflow { fail("/name", "must match [a-z0-9-]{1,64}") }
         object["name"] = .string(name)
 
         let description = object["description"]?.stringValue
@@ -195,7 +201,7 @@ public enum DefinitionParser {
         let retry = retry(object["retry"], at: pointer + "/retry", errors: &errors)
         return StepDefinition(
             id: id, needs: needs, when: when, forEach: forEach, timeout: timeout, retry: retry, kind: kind,
-            config: object[kind] ?? .null
+            config: object[kind] ?? .null, interpolatesConfig: kinds.kinds[kind]?.interpolatesConfig ?? true
         )
     }
 
@@ -368,13 +374,15 @@ public enum DefinitionParser {
         for (index, step) in steps.enumerated() {
             let allowed = ancestors(of: step.id)
             let pointer = "/steps/\(index)"
-            do throws(CaravanError) {
-                check(
-                    try Template.referencedPaths(in: step.config), at: pointer + "/" + step.kind, allowed: allowed,
-                    allowsItem: step.forEach != nil, allowsSecrets: kinds.kinds[step.kind]?.acceptsSecrets ?? false
-                )
-            } catch {
-                errors.append(.init(pointer: pointer + "/" + step.kind, detail: error.detail))
+            if kinds.kinds[step.kind]?.interpolatesConfig ?? true {
+                do throws(CaravanError) {
+                    check(
+                        try Template.referencedPaths(in: step.config), at: pointer + "/" + step.kind, allowed: allowed,
+                        allowsItem: step.forEach != nil, allowsSecrets: kinds.kinds[step.kind]?.acceptsSecrets ?? false
+                    )
+                } catch {
+                    errors.append(.init(pointer: pointer + "/" + step.kind, detail: error.detail))
+                }
             }
             if let when = step.when {
                 check(when.referencedPaths, at: pointer + "/when", allowed: allowed, allowsItem: false)

@@ -10,10 +10,15 @@ public protocol StepKind: Sendable {
     /// Whether `{{ secrets.NAME }}` may appear in the configuration: only kinds that send it out of Caravan (a
     /// request header, a URL), never kinds whose configuration becomes stored output.
     static var acceptsSecrets: Bool { get }
+    /// Whether `{{ }}` in the configuration is the workflow's interpolation (checked at definition time, rendered
+    /// before the step runs). Kinds whose configuration carries templates of their own (an agent's Mustache
+    /// instructions) say `false` and get their configuration as written.
+    static var interpolatesConfig: Bool { get }
 }
 
 extension StepKind {
     public static var acceptsSecrets: Bool { false }
+    public static var interpolatesConfig: Bool { true }
 }
 
 /// The step kinds a definition may use.
@@ -34,6 +39,7 @@ public struct StepKindRegistry: Sendable {
     /// The kinds of the public contract.
     public static let builtIn = StepKindRegistry([
         HTTPStepKind.self, TemplateStepKind.self, ApprovalStepKind.self, SleepStepKind.self, WorkflowStepKind.self,
+        AgentStepKind.self,
     ])
 }
 
@@ -120,6 +126,32 @@ public enum WorkflowStepKind: StepKind {
         }
         if !(object["name"]?.stringValue.map(DefinitionParser.isValidWorkflowName) ?? false) {
             errors.append(.init(pointer: pointer + "/name", detail: "must name a workflow ([a-z0-9-]{1,64})"))
+        }
+        return errors
+    }
+}
+
+/// `agent: {name, input?}`: runs an agent as a child run; the step's output is the agent's final output.
+public enum AgentStepKind: StepKind {
+    public static let name = "agent"
+
+    /// The reserved workflow name under which an agent's versions are kept and its runs are run. Workflow names
+    /// cannot contain `:`, so no workflow can take it.
+    public static func workflowName(forAgent agent: String) -> String { "agent:" + agent }
+
+    /// The agent's name when `workflow` is an agent's reserved workflow name.
+    public static func agentName(ofWorkflow workflow: String) -> String? {
+        workflow.hasPrefix("agent:") ? String(workflow.dropFirst(6)) : nil
+    }
+
+    public static func validate(_ config: JSONValue, at pointer: String) -> [CaravanError.FieldError] {
+        guard let object = config.objectValue else { return [.init(pointer: pointer, detail: "must be an object")] }
+        var errors: [CaravanError.FieldError] = []
+        for key in object.keys where !["name", "input"].contains(key) {
+            errors.append(.init(pointer: pointer + "/" + key, detail: "is not a field of an agent step"))
+        }
+        if !(object["name"]?.stringValue.map(DefinitionParser.isValidWorkflowName) ?? false) {
+            errors.append(.init(pointer: pointer + "/name", detail: "must name an agent ([a-z0-9-]{1,64})"))
         }
         return errors
     }

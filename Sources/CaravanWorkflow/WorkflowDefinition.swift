@@ -49,4 +49,6 @@ public struct StepDefinition: Sendable, Equatable {
     public var kind: String
     /// The value under the kind's key.
     public var config: JSONValue
+    /// Whether `{{ }}` in `config` is rendered over the run before the step runs (see `StepKind.interpolatesConfig`).
+    public var interpolatesConfig: Bool = true
 }

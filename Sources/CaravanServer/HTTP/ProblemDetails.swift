@@ -29,6 +29,10 @@ struct ProblemDetails: Sendable {
         case .rateLimited: .tooManyRequests
         case .unavailable: .serviceUnavailable
         case .requestTimeout: .requestTimeout
+        case .budgetExceeded: HTTPResponse.Status(code: 402, reasonPhrase: "Payment Required")
+        case .unknownModel: .notFound
+        case .providerError: .badGateway
+        case .providerTimeout: .gatewayTimeout
         default: .internalServerError
         }
     }

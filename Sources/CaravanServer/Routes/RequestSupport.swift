@@ -50,12 +50,14 @@ enum APIRequest {
 
     /// The public form of a run.
     static func json(_ run: RunRecord) -> JSONValue {
-        [
+        let agent = AgentStepKind.agentName(ofWorkflow: run.workflow)
+        var result: JSONValue = [
             "id": .string(run.id),
+            "kind": .string(agent == nil ? "workflow" : "agent"),
             "workflow": .string(run.workflow),
             "workflow_version": .int(Int64(run.workflowVersion)),
             "status": .string(run.status.rawValue),
-            "input": run.input,
+            "input": agent == nil ? run.input : run.input["input"] ?? .null,
             "output": run.output ?? .null,
             "error": json(run.error),
             "parent_run_id": run.parentRunID.map(JSONValue.string) ?? .null,
@@ -75,6 +77,14 @@ enum APIRequest {
                 ]
             }),
         ]
+        if let agent, case .object(var fields) = result {
+            // An agent's run: its agent and version, and the thread it ran on.
+            fields["agent"] = .string(agent)
+            fields["agent_version"] = .int(Int64(run.workflowVersion))
+            fields["thread"] = run.input["thread"] ?? .null
+            result = .object(fields)
+        }
+        return result
     }
 
     /// The public form of an event.

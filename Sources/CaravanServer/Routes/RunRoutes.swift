@@ -1,6 +1,7 @@
 import CaravanCore
 import CaravanEngine
 import CaravanStorage
+import CaravanWorkflow
 import HTTPTypes
 import Hummingbird
 import NIOCore
@@ -23,11 +24,9 @@ struct RunRoutes {
         ) { request, context in
             let orgID = try context.organizationID()
             let name = try context.parameters.require("name")
+            guard DefinitionParser.isValidWorkflowName(name) else { throw CaravanError.notFound("The workflow '\(name)'") }
             let wait = try APIRequest.wait(request)
-            let key = request.headers[HTTPField.Name("Idempotency-Key")!]  // a valid token, cannot fail
-            if let key, key.isEmpty || key.utf8.count > 255 {
-                throw CaravanError.validation("/Idempotency-Key", "Idempotency-Key must be 1 to 255 characters")
-            }
+            let key = try Self.idempotencyKey(request)
             let body = try await bodies.json(of: request)
             guard let object = body.objectValue else { throw CaravanError.validation("", "The body must be a JSON object.") }
             for field in object.keys where field != "input" {
@@ -165,6 +164,15 @@ struct RunRoutes {
         return run
     }
 
+    /// The `Idempotency-Key` header, if sent: 1 to 255 characters.
+    static func idempotencyKey(_ request: Request) throws -> String? {
+        let key = request.headers[HTTPField.Name("Idempotency-Key")!]  // a valid token, cannot fail
+        if let key, key.isEmpty || key.utf8.count > 255 {
+            throw CaravanError.validation("/Idempotency-Key", "Idempotency-Key must be 1 to 255 characters")
+        }
+        return key
+    }
+
     static func wantsStream(_ request: Request) -> Bool {
         request.headers[.accept]?.contains("text/event-stream") ?? false
     }
@@ -198,7 +206,7 @@ struct RunRoutes {
 
     /// A run's events as server-sent events, ending after its last event.
     private func stream(runID: String, after: Int64) -> Response {
-        eventStream(key: runID, after: after, position: \.seq) { [engine] position in
+        eventStream(key: runID, after: after, liveRunID: runID, position: \.seq) { [engine] position in
             // The status is read before the events, so a run that has ended has all its events in this batch.
             let finished = try await engine.runStatus(id: runID)?.isTerminal ?? true
             return (try await engine.events(runID: runID, after: position, limit: 500), finished)
@@ -214,9 +222,11 @@ struct RunRoutes {
 
     /// Server-sent events from `next`, which gives the events after a position and whether the stream is over;
     /// between batches it waits for a change of `key` (or a second), and sends a comment every 15 s of silence.
+    /// With `liveRunID`, the run's live events (token deltas, never stored) are sent too, without an `id:`.
     private func eventStream(
         key: String,
         after: Int64,
+        liveRunID: String? = nil,
         position: @escaping @Sendable (RunEvent) -> Int64,
         next: @escaping @Sendable (Int64) async throws -> (events: [RunEvent], finished: Bool)
     ) -> Response {
@@ -224,9 +234,20 @@ struct RunRoutes {
             var current = after
             var quiet = ContinuousClock.now
             let subscription = engine.subscribe(to: key)
-            defer { subscription.cancel() }
+            let live = liveRunID.map { ($0, engine.live.subscribe(runID: $0)) }
+            defer {
+                subscription.cancel()
+                if let (runID, id) = live { engine.live.unsubscribe(runID: runID, subscription: id) }
+            }
             try await writer.write(ByteBuffer(string: ": caravan events\n\n"))
             while !Task.isCancelled {
+                if let (runID, id) = live {
+                    for event in engine.live.drain(runID: runID, subscription: id) {
+                        var text = "event: \(event.type)\ndata: "
+                        APIRequest.json(event).write(to: &text)
+                        try await writer.write(ByteBuffer(string: text + "\n\n"))
+                    }
+                }
                 let (events, finished) = try await next(current)
                 for event in events {
                     current = position(event)

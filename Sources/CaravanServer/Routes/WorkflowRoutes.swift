@@ -23,6 +23,9 @@ struct WorkflowRoutes {
         ) { request, context in
             let orgID = try context.organizationID()
             let name = try context.parameters.require("name")
+            guard DefinitionParser.isValidWorkflowName(name) else {
+                throw CaravanError.validation("/name", "must match [a-z0-9-]{1,64}")
+            }
             let format = try Self.format(of: request)
             let body = try await bodies.bytes(of: request)
             let definition = try DefinitionParser.parse(Array(body.readableBytesView), format: format, nameFromPath: name, kinds: engine.kinds)

@@ -7,6 +7,20 @@ import Glibc
 import Darwin
 #endif
 
+/// Why an outbound request was refused before it left: a stable code (`egress_denied`, `dns_error`), a message
+/// that names the host, and whether trying again later may succeed.
+public struct EgressDenial: Error, Sendable, Hashable {
+    public var code: String
+    public var message: String
+    public var retryable: Bool
+
+    public init(code: String, message: String, retryable: Bool) {
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+    }
+}
+
 /// Which outbound destinations steps may reach. Loopback, private, link-local, CGNAT, unique-local and metadata
 /// addresses are refused unless the operator allows them (`--egress-allow`: `host`, `host:port` or CIDR entries).
 public struct EgressPolicy: Sendable {
@@ -49,22 +63,22 @@ public struct EgressPolicy: Sendable {
     }
 
     /// Checks `url`: its scheme, and every address its host resolves to.
-    /// - Throws: `StepFailure` with code `egress_denied` (not retryable).
-    public func check(_ url: URL) throws(StepFailure) {
+    /// - Throws: `EgressDenial` with code `egress_denied` (not retryable) or `dns_error` (retryable).
+    public func check(_ url: URL) throws(EgressDenial) {
         guard let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https" else {
-            throw StepFailure(code: "egress_denied", message: "Only http and https URLs may be called.", retryable: false)
+            throw EgressDenial(code: "egress_denied", message: "Only http and https URLs may be called.", retryable: false)
         }
         guard let host = url.host?.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]")), !host.isEmpty else {
-            throw StepFailure(code: "egress_denied", message: "The URL has no host.", retryable: false)
+            throw EgressDenial(code: "egress_denied", message: "The URL has no host.", retryable: false)
         }
         let port = url.port ?? (scheme == "https" ? 443 : 80)
         if allowsHost(host, port: port) { return }
         let addresses = Self.resolve(host)
         guard !addresses.isEmpty else {
-            throw StepFailure(code: "dns_error", message: "The host \(host) does not resolve.", retryable: true)
+            throw EgressDenial(code: "dns_error", message: "The host \(host) does not resolve.", retryable: true)
         }
         for address in addresses where Self.isInternal(address) && !allowsAddress(address, port: port) {
-            throw StepFailure(
+            throw EgressDenial(
                 code: "egress_denied",
                 message: "\(host) resolves to an internal address; the operator has not allowed it (--egress-allow).",
                 retryable: false

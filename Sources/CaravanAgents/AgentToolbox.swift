@@ -1,0 +1,206 @@
+import AsyncHTTPClient
+import CaravanCore
+import CaravanEngine
+import CaravanModels
+import CaravanOutbound
+import CaravanTools
+import CaravanWorkflow
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+/// A tool as offered to the model in one run: its spec and how to call it.
+struct OfferedTool: Sendable {
+    var spec: ToolSpec
+    var tool: AgentTool
+    /// For MCP tools: the server's own name of the tool.
+    var remoteName: String?
+}
+
+/// What a tool call gave back to the model.
+struct ToolResult: Sendable, Hashable {
+    var content: String
+    var isError: Bool
+}
+
+/// The engine, once built: agent and workflow tools start runs through it.
+public final class EngineReference: Sendable {
+    private let box = Mutex<Engine?>(nil)
+    public init() {}
+    public func set(_ engine: Engine) { box.withLock { $0 = engine } }
+    var engine: Engine? { box.withLock { $0 } }
+}
+
+/// Lists and calls an agent's tools: http requests (through the egress policy), MCP servers, other agents and
+/// workflows (as runs of their own).
+public final class AgentToolbox: Sendable {
+    let http: EgressHTTPClient
+    let mcp: MCPConnectionCache
+    let secrets: (any SecretResolver)?
+    let engine: EngineReference
+    /// The largest tool result handed to the model, in bytes.
+    static let maxResultBytes = 64 * 1024
+
+    public init(http: EgressHTTPClient, mcp: MCPConnectionCache, secrets: (any SecretResolver)?, engine: EngineReference) {
+        self.http = http
+        self.mcp = mcp
+        self.secrets = secrets
+        self.engine = engine
+    }
+
+    /// The tools to offer the model.
+    /// - Throws: `StepFailure` when an MCP server cannot be listed or a named agent or workflow does not exist.
+    func offer(_ tools: [AgentTool], context: StepContext) async throws(StepFailure) -> [OfferedTool] {
+        var offered: [OfferedTool] = []
+        for tool in tools {
+            switch tool.kind {
+            case .http(_, _, _, _, let parameters):
+                offered.append(OfferedTool(spec: ToolSpec(name: tool.name, description: tool.description, parameters: parameters), tool: tool))
+            case .mcp(let server, let only):
+                let listed: [ToolSpec]
+                do {
+                    listed = try await mcp.connection(orgID: context.orgID, config: server, logger: context.logger).listTools()
+                } catch {
+                    throw StepFailure(code: error.code, message: "The MCP server '\(server.name)': \(error.message)", retryable: error.retryable)
+                }
+                for remote in listed where only?.contains(remote.name) ?? true {
+                    var spec = remote
+                    spec.name = String((server.name + "_" + remote.name).prefix(64))
+                    offered.append(OfferedTool(spec: spec, tool: tool, remoteName: remote.name))
+                }
+            case .agent(let name):
+                let definition = try await agentDefinition(name, orgID: context.orgID)
+                let description = tool.description.isEmpty ? (definition.description ?? "Ask the agent \(name).") : tool.description
+                offered.append(OfferedTool(
+                    spec: ToolSpec(name: tool.name, description: description, parameters: definition.inputSchema ?? Self.anyObject),
+                    tool: tool
+                ))
+            case .workflow(let name):
+                guard let workflow = try? await engine.engine?.workflows.get(orgID: context.orgID, name: name), workflow.archivedAt == nil else {
+                    throw StepFailure(code: "tool_not_found", message: "The workflow '\(name)' named as a tool does not exist.", retryable: false)
+                }
+                let description = tool.description.isEmpty ? (workflow.definition.description ?? "Run the workflow \(name).") : tool.description
+                offered.append(OfferedTool(
+                    spec: ToolSpec(name: tool.name, description: description, parameters: workflow.definition.inputSchema ?? Self.anyObject),
+                    tool: tool
+                ))
+            }
+        }
+        return offered
+    }
+
+    static let anyObject: JSONValue = ["type": "object", "additionalProperties": true]
+
+    func agentDefinition(_ name: String, orgID: String) async throws(StepFailure) -> AgentDefinition {
+        guard let workflow = try? await engine.engine?.workflows.get(orgID: orgID, name: AgentStepKind.workflowName(forAgent: name)),
+            workflow.archivedAt == nil, let config = workflow.definition.steps.first?.config,
+            let definition = try? AgentDefinition.validate(config, nameFromPath: name)
+        else {
+            throw StepFailure(code: "tool_not_found", message: "The agent '\(name)' named as a tool does not exist.", retryable: false)
+        }
+        return definition
+    }
+
+    /// Calls a tool with validated arguments. Failures come back as an error result for the model, never thrown;
+    /// only a lost lease or a cancelled run is thrown.
+    func call(_ offered: OfferedTool, arguments: JSONValue, callID: String, context: StepContext) async -> ToolResult {
+        switch offered.tool.kind {
+        case .http(let method, let url, let headers, let body, _):
+            return await callHTTP(method: method, url: url, headers: headers, body: body, arguments: arguments, context: context)
+        case .mcp(let server, _):
+            do {
+                let connection = try await mcp.connection(orgID: context.orgID, config: server, logger: context.logger)
+                let output = try await connection.callTool(name: offered.remoteName ?? offered.spec.name, arguments: arguments)
+                return ToolResult(content: Self.clip(output.text), isError: output.isError)
+            } catch {
+                return ToolResult(content: "The tool failed (\(error.code)): \(error.message)", isError: true)
+            }
+        case .agent(let name):
+            return await runChild(workflow: AgentStepKind.workflowName(forAgent: name), input: ["input": arguments], callID: callID, context: context)
+        case .workflow(let name):
+            return await runChild(workflow: name, input: arguments, callID: callID, context: context)
+        }
+    }
+
+    private func callHTTP(
+        method: String, url: String, headers: [String: String], body: JSONValue?, arguments: JSONValue, context: StepContext
+    ) async -> ToolResult {
+        let template: JSONValue = ["url": .string(url), "headers": .object(headers.mapValues(JSONValue.string)), "body": body ?? .null]
+        var secretValues: [String: String] = [:]
+        do {
+            let names = try Template.referencedSecrets(in: template)
+            if !names.isEmpty {
+                secretValues = try await secrets?.resolve(names: names, for: context) ?? [:]
+                if let missing = names.subtracting(secretValues.keys).sorted().first {
+                    return ToolResult(content: "The tool is misconfigured: the secret '\(missing)' does not exist.", isError: true)
+                }
+            }
+        } catch {
+            return ToolResult(content: "The tool's secrets could not be read.", isError: true)
+        }
+        let rendered: JSONValue
+        do {
+            rendered = try Template.render(template, scope: ["args": arguments, "secrets": .object(secretValues.mapValues(JSONValue.string))])
+        } catch {
+            return ToolResult(content: "The tool's request could not be built: \(error.detail)", isError: true)
+        }
+        var request = HTTPClientRequest(url: rendered["url"]?.stringValue ?? "")
+        request.method = HTTPMethod(rawValue: method)
+        request.headers.add(name: "User-Agent", value: "Caravan")
+        request.headers.add(name: "Idempotency-Key", value: context.idempotencyKey)
+        for (name, value) in rendered["headers"]?.objectValue ?? [:] {
+            if let text = value.stringValue { request.headers.replaceOrAdd(name: name, value: text) }
+        }
+        if let body = rendered["body"], !body.isNull {
+            request.body = .bytes(ByteBuffer(string: body.stringValue ?? body.canonicalText))
+            if body.stringValue == nil, !request.headers.contains(name: "Content-Type") {
+                request.headers.add(name: "Content-Type", value: "application/json")
+            }
+        }
+        let redactor = SecretRedactor(values: Array(secretValues.values))
+        do {
+            let response = try await http.execute(request, timeout: .seconds(30), maxBodyBytes: 1 << 20)
+            let text = redactor.redact(String(buffer: response.body))
+            let ok = (200..<300).contains(Int(response.status.code))
+            return ToolResult(content: Self.clip(ok ? text : "HTTP \(response.status.code): \(text)"), isError: !ok)
+        } catch {
+            return ToolResult(content: redactor.redact("The request failed (\(error.code)): \(error.message)"), isError: true)
+        }
+    }
+
+    /// Runs an agent or a workflow as its own run (the same one again after a crash: its idempotency key is the
+    /// call's) and waits for its output.
+    private func runChild(workflow: String, input: JSONValue, callID: String, context: StepContext) async -> ToolResult {
+        guard let engine = engine.engine else { return ToolResult(content: "The engine is not running.", isError: true) }
+        do {
+            let (run, _) = try await engine.startRun(
+                orgID: context.orgID, workflow: workflow, input: input, idempotencyKey: "tool:\(context.runID):\(callID)",
+                requestHash: input.canonicalText
+            )
+            var current = run
+            while !current.status.isTerminal {
+                try Task.checkCancellation()
+                guard let next = try await engine.waitForRun(orgID: context.orgID, id: run.id, timeout: .seconds(30)) else { break }
+                current = next
+            }
+            switch current.status {
+            case .succeeded:
+                let output = current.output ?? .null
+                return ToolResult(content: Self.clip(output.stringValue ?? output.canonicalText), isError: false)
+            default:
+                return ToolResult(content: "The run \(run.id) \(current.status.rawValue): \(current.error?.message ?? "")", isError: true)
+            }
+        } catch let error as CaravanError {
+            return ToolResult(content: "The tool could not start: \(error.detail)", isError: true)
+        } catch {
+            return ToolResult(content: "The tool's run could not be followed.", isError: true)
+        }
+    }
+
+    static func clip(_ text: String) -> String {
+        guard text.utf8.count > maxResultBytes else { return text }
+        return String(decoding: Array(text.utf8.prefix(maxResultBytes)), as: UTF8.self) + "\n[truncated]"
+    }
+}

@@ -1,0 +1,140 @@
+import CaravanCore
+import CaravanModels
+import Logging
+import Synchronization
+
+/// Who a model call is for, for metering and budgets.
+public struct ModelCallContext: Sendable {
+    public var orgID: String
+    public var runID: String?
+    public var agent: String?
+
+    public init(orgID: String, runID: String? = nil, agent: String? = nil) {
+        self.orgID = orgID
+        self.runID = runID
+        self.agent = agent
+    }
+}
+
+/// A metered answer.
+public struct ModelAnswer: Sendable {
+    public var response: ChatResponse
+    /// The `provider/model` that answered (after fallbacks).
+    public var ref: ModelRef
+    public var costUSD: Double
+    public var latencyMilliseconds: Int64
+    public var attempts: Int
+}
+
+/// Why a model call did not produce an answer: a stable code and whether trying later may help.
+public struct ModelCallError: Error, Sendable {
+    public var code: String
+    public var message: String
+    public var retryable: Bool
+
+    public init(code: String, message: String, retryable: Bool) {
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+    }
+}
+
+/// The one way Caravan calls models: checks the organization's monthly budget, resolves each `provider/model`
+/// to its endpoint (key unsealed), routes through fallbacks, retries and circuit breakers, prices and records
+/// the call.
+public final class ModelGateway: Sendable {
+    let router: ProviderRouter
+    public let providers: ProviderStore
+    public let meter: UsageMeter
+    let prices: PriceTable
+    let logger: Logger
+
+    public init(router: ProviderRouter, providers: ProviderStore, meter: UsageMeter, prices: PriceTable, logger: Logger) {
+        self.router = router
+        self.providers = providers
+        self.meter = meter
+        self.prices = prices
+        self.logger = logger
+    }
+
+    /// Parses a route: one `provider/model` or a list of them, tried in order.
+    /// - Throws: `validation_failed` at `pointer`.
+    public static func route(_ value: JSONValue?, at pointer: String) throws(CaravanError) -> [ModelRef] {
+        let names: [String]
+        if let single = value?.stringValue {
+            names = [single]
+        } else if let list = value?.arrayValue, !list.isEmpty, list.count <= 8, list.allSatisfy({ $0.stringValue != nil }) {
+            names = list.compactMap(\.stringValue)
+        } else {
+            throw CaravanError.validation(pointer, "must be a model as provider/model, or a list of up to 8 of them")
+        }
+        var refs: [ModelRef] = []
+        for (index, name) in names.enumerated() {
+            guard let ref = ModelRef(parsing: name) else {
+                throw CaravanError.validation(value?.stringValue == nil ? "\(pointer)/\(index)" : pointer, "'\(name)' is not provider/model")
+            }
+            refs.append(ref)
+        }
+        return refs
+    }
+
+    /// Calls the first model of `route` that answers.
+    /// - Throws: `ModelCallError`: `budget_exceeded`, or the last provider error's code.
+    public func complete(
+        _ request: ChatRequest, route: [ModelRef], context: ModelCallContext, onDelta: ChatDeltaHandler? = nil
+    ) async throws(ModelCallError) -> ModelAnswer {
+        let now = Clock.nowMilliseconds()
+        do {
+            try await meter.checkMonthlyBudget(orgID: context.orgID, now: now)
+        } catch let error as BudgetExceeded {
+            throw ModelCallError(code: BudgetExceeded.code, message: error.message, retryable: false)
+        } catch {
+            throw ModelCallError(code: "usage_unavailable", message: "The organization's usage could not be read.", retryable: true)
+        }
+        let providers = self.providers
+        let orgID = context.orgID
+        let configs = ConfigCache()
+        let routed: RoutedResponse
+        do {
+            routed = try await router.complete(
+                request, route: route,
+                resolve: { name throws(ProviderError) in
+                    guard let ref = route.first(where: { $0.provider == name }) else {
+                        throw ProviderError(.unknownModel, "No provider named '\(name)' is in the route.")
+                    }
+                    let (endpoint, config) = try await providers.endpoint(orgID: orgID, for: ref)
+                    configs.store(config)
+                    return endpoint
+                },
+                onDelta: onDelta
+            )
+        } catch {
+            logger.debug("Model call failed", metadata: ["caravan.org_id": "\(orgID)", "error.type": "\(error.code)"])
+            throw ModelCallError(code: error.code, message: error.message, retryable: error.isTransient)
+        }
+        let overrides = configs.get(routed.ref.provider)?.prices ?? [:]
+        let cost = (overrides[routed.ref.model].map { $0.cost(of: routed.response.usage) })
+            ?? prices.cost(provider: routed.ref.provider, model: routed.ref.model, usage: routed.response.usage)
+        let record = UsageRecord(
+            orgID: orgID, at: Clock.nowMilliseconds(), runID: context.runID, agent: context.agent, provider: routed.ref.provider,
+            model: routed.ref.model, usage: routed.response.usage, costUSD: cost, latencyMilliseconds: routed.latencyMilliseconds,
+            outcome: "success"
+        )
+        do {
+            try await meter.record(record)
+        } catch {
+            logger.warning("Could not record a model call's usage", metadata: ["caravan.org_id": "\(orgID)", "error.message": "\(error)"])
+        }
+        return ModelAnswer(
+            response: routed.response, ref: routed.ref, costUSD: cost, latencyMilliseconds: routed.latencyMilliseconds,
+            attempts: routed.attempts
+        )
+    }
+}
+
+/// The provider configurations read while routing one call, for its prices.
+private final class ConfigCache: Sendable {
+    private let configs = Mutex<[String: ProviderConfig]>([:])
+    func store(_ config: ProviderConfig) { configs.withLock { $0[config.name] = config } }
+    func get(_ name: String) -> ProviderConfig? { configs.withLock { $0[name] } }
+}

@@ -1,0 +1,243 @@
+import CaravanCore
+
+/// Why a Chat Completions request body was refused: the JSON pointer of the field at fault and what is wrong.
+public struct ChatRequestDecodingError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// e.g. `/messages/2/role`; empty for the body itself.
+    public var pointer: String
+    public var detail: String
+
+    public init(pointer: String, detail: String) {
+        self.pointer = pointer
+        self.detail = detail
+    }
+
+    public var description: String { "\(pointer.isEmpty ? "body" : pointer): \(detail)" }
+
+    /// As a `validation_failed` error naming the field, for problem+json answers.
+    public var caravanError: CaravanError {
+        CaravanError(.validationFailed, "The chat completion request is invalid: \(description)", fieldErrors: [.init(pointer: pointer, detail: detail)])
+    }
+}
+
+extension OpenAIWireFormat {
+    /// Reads and validates a Chat Completions request body, as clients of Caravan's OpenAI-compatible endpoint
+    /// send it. `model` is returned as given (the caller resolves `provider/model` or an alias).
+    ///
+    /// Checked: `model` a non-empty string; `messages` a non-empty array of objects whose `role` is `system`,
+    /// `developer` (read as `system`), `user`, `assistant` or `tool`; `content` a string or an array of
+    /// `{type: text, text}` parts (joined); assistant `tool_calls` as `{id, type: function, function: {name,
+    /// arguments}}`; tool messages with `tool_call_id`; `tools`, `tool_choice` (naming an offered tool),
+    /// `max_tokens`/`max_completion_tokens` (1…1,048,576), `temperature` (0…2), `top_p` (0…1), `stop`,
+    /// `response_format`, `user`, `stream` and `n` (1 only). Other top-level fields are ignored.
+    /// - Throws: the first fault found, with its JSON pointer.
+    public static func decodeRequest(_ json: JSONValue) throws(ChatRequestDecodingError) -> (request: ChatRequest, stream: Bool) {
+        guard let body = json.objectValue else { throw fault("", "must be a JSON object") }
+        guard let model = body["model"]?.stringValue, !model.isEmpty else { throw fault("/model", "is required and must be a non-empty string") }
+        guard let rawMessages = body["messages"]?.arrayValue, !rawMessages.isEmpty else {
+            throw fault("/messages", "is required and must be a non-empty array")
+        }
+        var messages: [ChatMessage] = []
+        for (index, message) in rawMessages.enumerated() {
+            messages.append(try decodeMessage(message, at: "/messages/\(index)"))
+        }
+        var request = ChatRequest(model: model, messages: messages)
+        request.tools = try decodeTools(body["tools"])
+        request.toolChoice = try decodeToolChoice(body["tool_choice"], tools: request.tools)
+        if let value = body["max_completion_tokens"] ?? body["max_tokens"], !value.isNull {
+            let pointer = body["max_completion_tokens"] != nil ? "/max_completion_tokens" : "/max_tokens"
+            guard let number = integer(value), (1...1_048_576).contains(number) else {
+                throw fault(pointer, "must be an integer from 1 to 1048576")
+            }
+            request.maxTokens = number
+        }
+        request.temperature = try number(body["temperature"], at: "/temperature", in: 0...2)
+        request.topP = try number(body["top_p"], at: "/top_p", in: 0...1)
+        request.stop = try decodeStop(body["stop"])
+        request.responseFormat = try decodeResponseFormat(body["response_format"])
+        if let user = body["user"], !user.isNull {
+            guard let text = user.stringValue else { throw fault("/user", "must be a string") }
+            request.user = text
+        }
+        if let n = body["n"], !n.isNull, integer(n) != 1 { throw fault("/n", "only n = 1 is supported") }
+        var stream = false
+        if let value = body["stream"], !value.isNull {
+            guard case .bool(let flag) = value else { throw fault("/stream", "must be a boolean") }
+            stream = flag
+        }
+        return (request, stream)
+    }
+
+    private static func decodeMessage(_ json: JSONValue, at pointer: String) throws(ChatRequestDecodingError) -> ChatMessage {
+        guard json.objectValue != nil else { throw fault(pointer, "must be an object") }
+        guard let roleText = json["role"]?.stringValue else { throw fault(pointer + "/role", "is required and must be a string") }
+        let role: ChatRole
+        switch roleText {
+        case "system", "developer": role = .system
+        case "user": role = .user
+        case "assistant": role = .assistant
+        case "tool": role = .tool
+        default: throw fault(pointer + "/role", "must be one of system, developer, user, assistant, tool")
+        }
+        let content = try decodeContent(json["content"], at: pointer + "/content")
+        var message = ChatMessage(role: role, content: content)
+        if let name = json["name"], !name.isNull {
+            guard let text = name.stringValue else { throw fault(pointer + "/name", "must be a string") }
+            message.name = text
+        }
+        switch role {
+        case .system, .user:
+            guard content != nil else { throw fault(pointer + "/content", "is required") }
+        case .assistant:
+            message.toolCalls = try decodeToolCalls(json["tool_calls"], at: pointer + "/tool_calls")
+            if content == nil && message.toolCalls.isEmpty {
+                throw fault(pointer + "/content", "is required unless the message has tool_calls")
+            }
+        case .tool:
+            guard let id = json["tool_call_id"]?.stringValue, !id.isEmpty else {
+                throw fault(pointer + "/tool_call_id", "is required and must be a non-empty string")
+            }
+            guard content != nil else { throw fault(pointer + "/content", "is required") }
+            message.toolCallID = id
+        }
+        return message
+    }
+
+    private static func decodeContent(_ json: JSONValue?, at pointer: String) throws(ChatRequestDecodingError) -> String? {
+        switch json {
+        case nil, .null?: return nil
+        case .string(let text)?: return text
+        case .array(let parts)?:
+            var text = ""
+            for (index, part) in parts.enumerated() {
+                guard part["type"]?.stringValue == "text" else {
+                    throw fault("\(pointer)/\(index)/type", "only text parts are supported")
+                }
+                guard let partText = part["text"]?.stringValue else { throw fault("\(pointer)/\(index)/text", "must be a string") }
+                text += partText
+            }
+            return text
+        default: throw fault(pointer, "must be a string or an array of text parts")
+        }
+    }
+
+    private static func decodeToolCalls(_ json: JSONValue?, at pointer: String) throws(ChatRequestDecodingError) -> [ToolCall] {
+        guard let json, !json.isNull else { return [] }
+        guard let calls = json.arrayValue else { throw fault(pointer, "must be an array") }
+        var result: [ToolCall] = []
+        for (index, call) in calls.enumerated() {
+            let here = "\(pointer)/\(index)"
+            guard call.objectValue != nil else { throw fault(here, "must be an object") }
+            guard let id = call["id"]?.stringValue, !id.isEmpty else { throw fault(here + "/id", "is required and must be a non-empty string") }
+            if let type = call["type"], type.stringValue != "function" { throw fault(here + "/type", "must be \"function\"") }
+            guard let function = call["function"], function.objectValue != nil else { throw fault(here + "/function", "is required and must be an object") }
+            guard let name = function["name"]?.stringValue, !name.isEmpty else {
+                throw fault(here + "/function/name", "is required and must be a non-empty string")
+            }
+            let arguments: String
+            switch function["arguments"] {
+            case .string(let text)?: arguments = text
+            case .object?: arguments = function["arguments"]!.canonicalText  // lenient: some clients send an object
+            case nil, .null?: arguments = "{}"
+            default: throw fault(here + "/function/arguments", "must be a string of JSON")
+            }
+            result.append(ToolCall(id: id, name: name, arguments: arguments))
+        }
+        return result
+    }
+
+    private static func decodeTools(_ json: JSONValue?) throws(ChatRequestDecodingError) -> [ToolSpec] {
+        guard let json, !json.isNull else { return [] }
+        guard let tools = json.arrayValue else { throw fault("/tools", "must be an array") }
+        var result: [ToolSpec] = []
+        for (index, tool) in tools.enumerated() {
+            let here = "/tools/\(index)"
+            guard tool["type"]?.stringValue == "function" else { throw fault(here + "/type", "must be \"function\"") }
+            guard let function = tool["function"], function.objectValue != nil else { throw fault(here + "/function", "is required and must be an object") }
+            guard let name = function["name"]?.stringValue, isToolName(name) else {
+                throw fault(here + "/function/name", "is required: 1 to 64 letters, digits, '_' or '-'")
+            }
+            if let description = function["description"], !description.isNull, description.stringValue == nil {
+                throw fault(here + "/function/description", "must be a string")
+            }
+            let parameters = function["parameters"] ?? ["type": "object", "properties": [:]]
+            guard parameters.objectValue != nil else { throw fault(here + "/function/parameters", "must be a JSON Schema object") }
+            result.append(ToolSpec(name: name, description: function["description"]?.stringValue ?? "", parameters: parameters))
+        }
+        return result
+    }
+
+    private static func decodeToolChoice(_ json: JSONValue?, tools: [ToolSpec]) throws(ChatRequestDecodingError) -> ToolChoice? {
+        switch json {
+        case nil, .null?: return nil
+        case .string("auto")?: return .auto
+        case .string("none")?: return .none
+        case .string("required")?: return .required
+        case .object?:
+            guard json?["type"]?.stringValue == "function", let name = json?["function"]?["name"]?.stringValue else {
+                throw fault("/tool_choice", "must be auto, none, required or {type: function, function: {name}}")
+            }
+            guard tools.contains(where: { $0.name == name }) else { throw fault("/tool_choice/function/name", "names no tool in tools") }
+            return .tool(name)
+        default: throw fault("/tool_choice", "must be auto, none, required or {type: function, function: {name}}")
+        }
+    }
+
+    private static func decodeStop(_ json: JSONValue?) throws(ChatRequestDecodingError) -> [String] {
+        switch json {
+        case nil, .null?: return []
+        case .string(let text)?: return [text]
+        case .array(let items)?:
+            guard items.count <= 16 else { throw fault("/stop", "must have at most 16 sequences") }
+            var result: [String] = []
+            for (index, item) in items.enumerated() {
+                guard let text = item.stringValue else { throw fault("/stop/\(index)", "must be a string") }
+                result.append(text)
+            }
+            return result
+        default: throw fault("/stop", "must be a string or an array of strings")
+        }
+    }
+
+    private static func decodeResponseFormat(_ json: JSONValue?) throws(ChatRequestDecodingError) -> ResponseFormat {
+        guard let json, !json.isNull else { return .text }
+        switch json["type"]?.stringValue {
+        case "text": return .text
+        case "json_object": return .jsonObject
+        case "json_schema":
+            guard let name = json["json_schema"]?["name"]?.stringValue, !name.isEmpty else {
+                throw fault("/response_format/json_schema/name", "is required and must be a non-empty string")
+            }
+            guard let schema = json["json_schema"]?["schema"], schema.objectValue != nil else {
+                throw fault("/response_format/json_schema/schema", "is required and must be a JSON Schema object")
+            }
+            return .jsonSchema(name: name, schema: schema)
+        default: throw fault("/response_format/type", "must be text, json_object or json_schema")
+        }
+    }
+
+    private static func number(_ json: JSONValue?, at pointer: String, in range: ClosedRange<Double>) throws(ChatRequestDecodingError) -> Double? {
+        guard let json, !json.isNull else { return nil }
+        guard let value = json.numberValue, range.contains(value) else {
+            throw fault(pointer, "must be a number from \(Int(range.lowerBound)) to \(Int(range.upperBound))")
+        }
+        return value
+    }
+
+    private static func integer(_ json: JSONValue) -> Int? {
+        switch json {
+        case .int(let value): return Int(exactly: value)
+        case .double(let value) where value == value.rounded() && abs(value) < 1e15: return Int(value)
+        default: return nil
+        }
+    }
+
+    static func isToolName(_ name: String) -> Bool {
+        (1...64).contains(name.count) && name.unicodeScalars.allSatisfy {
+            ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "_" || $0 == "-"
+        }
+    }
+
+    private static func fault(_ pointer: String, _ detail: String) -> ChatRequestDecodingError {
+        ChatRequestDecodingError(pointer: pointer, detail: detail)
+    }
+}

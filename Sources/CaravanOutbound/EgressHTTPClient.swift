@@ -1,0 +1,386 @@
+import AsyncHTTPClient
+import CaravanCore
+import Dispatch
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Why an outbound request through `EgressHTTPClient` failed: a stable code, a message for people, and whether
+/// trying again later may succeed.
+///
+/// Codes: `egress_denied` (the policy refused the URL or a redirect target; not retryable), `dns_error` (the host
+/// does not resolve; retryable), `too_many_redirects`, `response_too_large` (not retryable), `network_error`
+/// (connection refused or reset, TLS failure, cancelled; retryable), `timeout` (retryable).
+public struct EgressRequestError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var code: String
+    public var message: String
+    public var retryable: Bool
+
+    public init(code: String, message: String, retryable: Bool) {
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+    }
+
+    public init(_ denial: EgressDenial) {
+        self.init(code: denial.code, message: denial.message, retryable: denial.retryable)
+    }
+
+    public var description: String { "\(code): \(message)" }
+
+    static func timeout(_ url: URL) -> EgressRequestError {
+        EgressRequestError(code: "timeout", message: "The request to \(url.host ?? "the server") timed out.", retryable: true)
+    }
+}
+
+/// The one door through which requests that a user or a model can steer leave Caravan (http steps and tools, MCP
+/// servers over HTTP).
+///
+/// Every request, and every redirect it meets, is checked against the `EgressPolicy` before it is sent:
+/// - **Plain `http://`**: the host is resolved once, every address is checked, and the request goes to the checked
+///   address as an IP literal with the original `Host` header. A DNS answer that changes between the check and the
+///   connection (DNS rebinding) therefore cannot reach an internal address.
+/// - **`https://`**: the hostname is kept, so that the certificate is verified against the name; the HTTP client
+///   resolves it again when it connects. A rebinding answer in the short window between the check and that
+///   connection is the residual risk (the TLS handshake still has to succeed against a certificate for the name,
+///   which an internal service rarely holds).
+/// - **Allowlisted by name** (`--egress-allow host` or `host:port`): the operator trusts that name; it is sent as is.
+///
+/// Redirects (301, 302, 303, 307, 308) are followed here, never by the HTTP client, up to `maxRedirects`: each
+/// `Location` is checked like the first URL. 303 (and 301/302 after a POST) continue as a GET without a body; 307 and
+/// 308 resend the method and body (the body must then be re-playable: a `ByteBuffer` or a collection). Leaving the
+/// origin drops `Authorization`, `Cookie` and `Proxy-Authorization`.
+public final class EgressHTTPClient: Sendable {
+    /// How many redirects one request may follow; the next one is an error.
+    public static let maxRedirects = 5
+
+    public let policy: EgressPolicy
+    let client: HTTPClient
+    private let ownsClient: Bool
+    private let onDenied: (@Sendable (URL, EgressDenial) async -> Void)?
+
+    /// A client with its own `HTTPClient` (redirects disallowed); call `shutdown()` when done.
+    /// - Parameters:
+    ///   - policy: which destinations are allowed.
+    ///   - onDenied: called for every refusal by the policy (`egress_denied`), with the refused URL; for auditing.
+    public init(policy: EgressPolicy, onDenied: (@Sendable (URL, EgressDenial) async -> Void)? = nil) {
+        self.policy = policy
+        self.client = Self.makeHTTPClient()
+        self.ownsClient = true
+        self.onDenied = onDenied
+    }
+
+    /// A client over an existing `HTTPClient`, which the caller shuts down. That client **must** be configured with
+    /// `redirectConfiguration = .disallow` (as `makeHTTPClient()` does): a client that follows redirects itself would
+    /// reach targets that were never checked.
+    public init(client: HTTPClient, policy: EgressPolicy, onDenied: (@Sendable (URL, EgressDenial) async -> Void)? = nil) {
+        self.policy = policy
+        self.client = client
+        self.ownsClient = false
+        self.onDenied = onDenied
+    }
+
+    /// An `HTTPClient` fit for egress: redirects disallowed, connection failures reported at once (not retried until
+    /// a deadline), decompression bounded.
+    public static func makeHTTPClient() -> HTTPClient {
+        var configuration = HTTPClient.Configuration()
+        configuration.redirectConfiguration = .disallow
+        configuration.decompression = .enabled(limit: .ratio(20))
+        configuration.timeout = .init(connect: .seconds(10), read: nil)
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 512)
+        configuration.connectionPool.retryConnectionEstablishment = false
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    /// Shuts the `HTTPClient` down if this client created it.
+    public func shutdown() async throws {
+        if ownsClient { try await client.shutdown() }
+    }
+
+    /// Sends `request`, follows redirects, and reads the whole body.
+    /// - Parameters:
+    ///   - timeout: for everything: every hop, and reading the body.
+    ///   - maxBodyBytes: a longer body fails with `response_too_large`.
+    /// - Throws: `EgressRequestError`.
+    public func execute(
+        _ request: HTTPClientRequest,
+        timeout: TimeAmount,
+        maxBodyBytes: Int
+    ) async throws(EgressRequestError) -> (status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer) {
+        let deadline = NIODeadline.now() + timeout
+        let (response, url) = try await send(request, deadline: deadline)
+        let body = try await Self.collect(response.body, upTo: maxBodyBytes, deadline: deadline, url: url)
+        return (response.status, response.headers, body)
+    }
+
+    /// Sends `request` and follows redirects like `execute`, but returns the final response with its body unread
+    /// (for server-sent events and other streams). `timeout` covers the hops up to the final response's head; the
+    /// caller bounds how long and how much it reads from the body.
+    /// - Throws: `EgressRequestError`.
+    public func stream(_ request: HTTPClientRequest, timeout: TimeAmount) async throws(EgressRequestError) -> HTTPClientResponse {
+        try await send(request, deadline: .now() + timeout).response
+    }
+
+    // MARK: - Sending
+
+    private func send(_ original: HTTPClientRequest, deadline: NIODeadline) async throws(EgressRequestError) -> (
+        response: HTTPClientResponse, url: URL
+    ) {
+        guard let first = URL(string: original.url) else {
+            let denial = EgressDenial(code: "egress_denied", message: "'\(original.url)' is not a valid URL.", retryable: false)
+            throw EgressRequestError(denial)
+        }
+        var request = original
+        var url = first
+        var redirects = 0
+        while true {
+            let response = try await sendOnce(request, url: url, deadline: deadline)
+            guard [301, 302, 303, 307, 308].contains(response.status.code),
+                let location = response.headers.first(name: "location"),
+                let next = URL(string: location, relativeTo: url)?.absoluteURL
+            else { return (response, url) }
+            // The redirect's own body is of no interest; read a little of it so the connection can be reused.
+            _ = try? await Self.collect(response.body, upTo: 64 * 1024, deadline: deadline, url: url)
+            guard redirects < Self.maxRedirects else {
+                throw EgressRequestError(
+                    code: "too_many_redirects",
+                    message: "More than \(Self.maxRedirects) redirects, starting at \(first.host ?? first.absoluteString).",
+                    retryable: false
+                )
+            }
+            redirects += 1
+            request = Self.following(request, from: url, to: next, status: Int(response.status.code))
+            url = next
+        }
+    }
+
+    static func following(_ request: HTTPClientRequest, from: URL, to: URL, status: Int) -> HTTPClientRequest {
+        var next = request
+        next.url = to.absoluteString
+        next.headers.remove(name: "host")
+        if (status == 303 && request.method != .HEAD) || ((status == 301 || status == 302) && request.method == .POST) {
+            next.method = .GET
+            next.body = nil
+            for name in ["content-type", "content-length", "transfer-encoding", "content-encoding"] {
+                next.headers.remove(name: name)
+            }
+        }
+        func origin(_ url: URL) -> String {
+            let scheme = url.scheme?.lowercased() ?? ""
+            return "\(scheme)://\(url.host?.lowercased() ?? ""):\(url.port ?? (scheme == "https" ? 443 : 80))"
+        }
+        if origin(from) != origin(to) {
+            for name in ["authorization", "cookie", "proxy-authorization"] { next.headers.remove(name: name) }
+        }
+        return next
+    }
+
+    /// Checks `url` and sends `request` to it once (no redirects).
+    private func sendOnce(_ request: HTTPClientRequest, url: URL, deadline: NIODeadline) async throws(EgressRequestError)
+        -> HTTPClientResponse
+    {
+        let destination: EgressPolicy.Destination
+        do {
+            destination = try await policy.destination(for: url)
+        } catch {
+            if error.code == "egress_denied", let onDenied { await onDenied(url, error) }
+            throw EgressRequestError(error)
+        }
+        switch destination {
+        case .asGiven:
+            var request = request
+            request.url = url.absoluteString
+            switch try await perform(request, url: url, deadline: deadline) {
+            case .response(let response): return response
+            case .connectFailed(let error): throw error
+            }
+        case .pinned(let addresses, let host, let port):
+            var lastError = EgressRequestError(code: "dns_error", message: "The host \(host) does not resolve.", retryable: true)
+            for address in addresses {
+                guard let literal = Self.literalURL(url, address: address, port: port) else { continue }
+                var pinned = request
+                pinned.url = literal
+                if !pinned.headers.contains(name: "host") {
+                    let hostText = host.contains(":") ? "[\(host)]" : host
+                    pinned.headers.replaceOrAdd(name: "Host", value: port == 80 ? hostText : "\(hostText):\(port)")
+                }
+                switch try await perform(pinned, url: url, deadline: deadline) {
+                case .response(let response): return response
+                // The request never left: the next address may answer (an IPv6 address of an IPv4-only host).
+                case .connectFailed(let error): lastError = error
+                }
+            }
+            throw lastError
+        }
+    }
+
+    private enum Attempt {
+        case response(HTTPClientResponse)
+        /// The connection could not be made: the request never left, so another address of the host may be tried.
+        case connectFailed(EgressRequestError)
+    }
+
+    private func perform(_ request: HTTPClientRequest, url: URL, deadline: NIODeadline) async throws(EgressRequestError)
+        -> Attempt
+    {
+        do {
+            return .response(try await client.execute(request, deadline: deadline))
+        } catch {
+            if Self.isConnectFailure(error) { return .connectFailed(Self.map(error, url: url)) }
+            throw Self.map(error, url: url)
+        }
+    }
+
+    static func isConnectFailure(_ error: any Error) -> Bool {
+        if error is NIOConnectionError { return true }
+        if let error = error as? IOError {
+            return [ECONNREFUSED, ENETUNREACH, EHOSTUNREACH, EADDRNOTAVAIL, EAFNOSUPPORT].contains(error.errnoCode)
+        }
+        if let error = error as? HTTPClientError { return error == .connectTimeout }
+        return false
+    }
+
+    static func map(_ error: any Error, url: URL) -> EgressRequestError {
+        if let error = error as? EgressRequestError { return error }
+        let host = url.host ?? url.absoluteString
+        if let error = error as? HTTPClientError {
+            switch error {
+            case .deadlineExceeded, .readTimeout, .writeTimeout, .connectTimeout, .tlsHandshakeTimeout,
+                .getConnectionFromPoolTimeout:
+                return .timeout(url)
+            case .cancelled:
+                return EgressRequestError(code: "network_error", message: "The request to \(host) was cancelled.", retryable: true)
+            default:
+                break
+            }
+        }
+        if error is CancellationError {
+            return EgressRequestError(code: "network_error", message: "The request to \(host) was cancelled.", retryable: true)
+        }
+        if isConnectFailure(error) {
+            return EgressRequestError(code: "network_error", message: "Could not connect to \(host): \(error).", retryable: true)
+        }
+        return EgressRequestError(code: "network_error", message: "The request to \(host) failed: \(error).", retryable: true)
+    }
+
+    /// Reads a body up to `maxBytes`, before `deadline`.
+    static func collect(_ body: HTTPClientResponse.Body, upTo maxBytes: Int, deadline: NIODeadline, url: URL)
+        async throws(EgressRequestError) -> ByteBuffer
+    {
+        do {
+            return try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
+                group.addTask { try await body.collect(upTo: maxBytes) }
+                group.addTask {
+                    let remaining = deadline - .now()
+                    if remaining > .zero { try await Task.sleep(for: .nanoseconds(remaining.nanoseconds)) }
+                    return nil
+                }
+                defer { group.cancelAll() }
+                guard let first = try await group.next(), let buffer = first else { throw EgressRequestError.timeout(url) }
+                return buffer
+            }
+        } catch is NIOTooManyBytesError {
+            throw EgressRequestError(
+                code: "response_too_large",
+                message: "The response from \(url.host ?? "the server") is larger than \(maxBytes) bytes.",
+                retryable: false
+            )
+        } catch {
+            throw map(error, url: url)
+        }
+    }
+
+    /// `url` with its host replaced by `address` (and the port made explicit).
+    static func literalURL(_ url: URL, address: [UInt8], port: Int) -> String? {
+        guard let text = EgressPolicy.formatAddress(address),
+            let components = URLComponents(url: url, resolvingAgainstBaseURL: true)
+        else { return nil }
+        let host = address.count == 16 ? "[\(text)]" : text
+        let path = components.percentEncodedPath.isEmpty ? "/" : components.percentEncodedPath
+        let query = components.percentEncodedQuery.map { "?" + $0 } ?? ""
+        return "\(url.scheme?.lowercased() ?? "http")://\(host):\(port)\(path)\(query)"
+    }
+}
+
+extension EgressPolicy {
+    /// Where a request for a checked URL may connect.
+    enum Destination: Sendable, Equatable {
+        /// To the URL as written: an IP literal, an https host (kept for the certificate), or a host the operator
+        /// allowed by name.
+        case asGiven
+        /// To one of these checked addresses (IPv4 first), with `host` as the `Host` header.
+        case pinned([[UInt8]], host: String, port: Int)
+    }
+
+    /// Checks `url` like `check(_:)` — scheme, host, every address the host resolves to — with one resolution, and
+    /// says where to connect. The resolution runs off the cooperative thread pool.
+    func destination(for url: URL) async throws(EgressDenial) -> Destination {
+        guard let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https" else {
+            throw EgressDenial(code: "egress_denied", message: "Only http and https URLs may be called.", retryable: false)
+        }
+        guard let host = url.host?.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]")), !host.isEmpty else {
+            throw EgressDenial(code: "egress_denied", message: "The URL has no host.", retryable: false)
+        }
+        let port = url.port ?? (scheme == "https" ? 443 : 80)
+        if allowsHostName(host, port: port) { return .asGiven }
+        let literal = Self.parseAddress(host)
+        var addresses: [[UInt8]]
+        if let literal { addresses = [literal] } else { addresses = await Self.resolveOffPool(host) }
+        guard !addresses.isEmpty else {
+            throw EgressDenial(code: "dns_error", message: "The host \(host) does not resolve.", retryable: true)
+        }
+        for address in addresses where Self.isInternal(address) && !allowsAddressEntry(address, port: port) {
+            throw EgressDenial(
+                code: "egress_denied",
+                message: "\(host) resolves to an internal address; the operator has not allowed it (--egress-allow).",
+                retryable: false
+            )
+        }
+        if literal != nil || scheme == "https" { return .asGiven }
+        var unique: [[UInt8]] = []
+        for address in addresses.sorted(by: { $0.count < $1.count }) where !unique.contains(address) { unique.append(address) }
+        return .pinned(unique, host: host, port: port)
+    }
+
+    private func allowsHostName(_ host: String, port: Int) -> Bool {
+        entries.contains { entry in
+            if case .host(let allowed, let allowedPort) = entry { return allowed == host && (allowedPort == nil || allowedPort == port) }
+            return false
+        }
+    }
+
+    private func allowsAddressEntry(_ address: [UInt8], port: Int) -> Bool {
+        entries.contains { entry in
+            switch entry {
+            case .host(let host, let allowedPort):
+                return Self.parseAddress(host) == address && (allowedPort == nil || allowedPort == port)
+            case .network(let network, let prefix):
+                return Self.matches(address, network: network, prefix: prefix)
+            }
+        }
+    }
+
+    /// `resolve(_:)` on a Dispatch thread: `getaddrinfo` blocks, and must not hold a cooperative thread.
+    static func resolveOffPool(_ host: String) async -> [[UInt8]] {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(returning: resolve(host)) }
+        }
+    }
+
+    /// The text form of a 4- or 16-byte address.
+    static func formatAddress(_ address: [UInt8]) -> String? {
+        var buffer = [CChar](repeating: 0, count: 64)
+        let family = address.count == 4 ? AF_INET : AF_INET6
+        guard address.count == 4 || address.count == 16 else { return nil }
+        let ok = address.withUnsafeBytes { bytes in inet_ntop(family, bytes.baseAddress, &buffer, socklen_t(buffer.count)) != nil }
+        guard ok else { return nil }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

@@ -1,0 +1,255 @@
+import CaravanAgents
+import CaravanCore
+import CaravanModels
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// `/v1/providers…`, `/v1/chat/completions`, `/v1/models`, `/v1/usage` and `/v1/budget`: the LLM gateway.
+struct ModelRoutes {
+    let gateway: ModelGateway
+    let bodies: RequestBodyReader
+
+    func register(in routes: RouteRegistrar) {
+        let object: JSONValue = ["type": "object"]
+        routes.add(
+            EndpointDescription(
+                .put, "/v1/providers/{name}", operationID: "putProvider",
+                summary: "Create or replace a model provider: `{kind: openai|anthropic, base_url, api_key_secret, models, timeout, max_retries, prices}`.",
+                tag: "models", access: .organization(.manageOrganization), requestSchema: object,
+                responses: [201: ("Created", object, "application/json"), 200: ("Replaced", object, "application/json")]
+            )
+        ) { request, context in
+            let orgID = try context.organizationID()
+            let name = try context.parameters.require("name")
+            let config = try ProviderConfig.parse(try await bodies.json(of: request), name: name, now: Clock.nowMilliseconds())
+            let created = try await gateway.providers.put(orgID: orgID, config)
+            context.audit.target("provider:\(name)")
+            return .json(config.json, status: created ? .created : .ok)
+        }
+        routes.add(
+            EndpointDescription(
+                .get, "/v1/providers", operationID: "listProviders", summary: "The organization's model providers.",
+                tag: "models", access: .organization(.read), responses: [200: ("Providers", APISchemas.list(of: object), "application/json")]
+            )
+        ) { _, context in
+            let providers = try await gateway.providers.list(orgID: try context.organizationID())
+            return .json(["items": .array(providers.map(\.json)), "next_cursor": .null])
+        }
+        routes.add(
+            EndpointDescription(
+                .get, "/v1/providers/{name}", operationID: "getProvider", summary: "A model provider.", tag: "models",
+                access: .organization(.read), responses: [200: ("The provider", object, "application/json")]
+            )
+        ) { _, context in
+            let name = try context.parameters.require("name")
+            guard let provider = try await gateway.providers.get(orgID: try context.organizationID(), name: name) else {
+                throw CaravanError.notFound("The provider '\(name)'")
+            }
+            return .json(provider.json)
+        }
+        routes.add(
+            EndpointDescription(
+                .delete, "/v1/providers/{name}", operationID: "deleteProvider", summary: "Delete a model provider.", tag: "models",
+                access: .organization(.manageOrganization), responses: [204: ("Deleted", nil, "application/json")]
+            )
+        ) { _, context in
+            let name = try context.parameters.require("name")
+            guard try await gateway.providers.delete(orgID: try context.organizationID(), name: name) else {
+                throw CaravanError.notFound("The provider '\(name)'")
+            }
+            context.audit.target("provider:\(name)")
+            return Response(status: .noContent)
+        }
+        routes.add(
+            EndpointDescription(
+                .get, "/v1/models", operationID: "listModels",
+                summary: "Every model of the organization's providers, as `provider/model`, in the OpenAI list format.", tag: "models",
+                access: .organization(.read), responses: [200: ("Models", object, "application/json")]
+            )
+        ) { _, context in
+            let providers = try await gateway.providers.list(orgID: try context.organizationID())
+            let models: [JSONValue] = providers.flatMap { provider in
+                provider.models.map { model -> JSONValue in
+                    ["id": .string(provider.name + "/" + model), "object": "model", "created": .int(provider.createdAt / 1000),
+                     "owned_by": .string(provider.name)]
+                }
+            }
+            return .json(["object": "list", "data": .array(models)])
+        }
+        routes.add(
+            EndpointDescription(
+                .post, "/v1/chat/completions", operationID: "createChatCompletion",
+                summary: "OpenAI-compatible chat completions (streaming with `stream: true`), routed to `provider/model` and metered.",
+                tag: "models", access: .organization(.write), requestSchema: object,
+                responses: [200: ("A chat.completion, or a text/event-stream of chunks", object, "application/json")]
+            )
+        ) { request, context in
+            try await chatCompletion(request, context)
+        }
+        routes.add(
+            EndpointDescription(
+                .get, "/v1/usage", operationID: "getUsage",
+                summary: "Model usage totals: `?from=&to=` (RFC 3339; default this month) `&group_by=model|agent|day|provider`.",
+                tag: "models", access: .organization(.read), responses: [200: ("Totals", APISchemas.list(of: object), "application/json")]
+            )
+        ) { request, context in
+            let orgID = try context.organizationID()
+            let now = Clock.nowMilliseconds()
+            func time(_ name: String) throws -> Int64? {
+                guard let text = request.uri.queryParameters.get(name) else { return nil }
+                guard let value = Clock.parseRFC3339(String(text)) else {
+                    throw CaravanError.validation("/" + name, "\(name) must be an RFC 3339 time such as 2030-01-01T00:00:00Z")
+                }
+                return value
+            }
+            let from = try time("from") ?? UsageMeter.monthStart(now)
+            let to = try time("to") ?? now + 1
+            let groupText = request.uri.queryParameters.get("group_by").map { String($0) } ?? "model"
+            guard let grouping = UsageGrouping(rawValue: groupText) else {
+                throw CaravanError.validation("/group_by", "group_by must be one of model, agent, day, provider")
+            }
+            let totals = try await gateway.meter.totals(orgID: orgID, from: from, to: to, groupBy: grouping)
+            return .json([
+                "from": .string(Clock.rfc3339(from)), "to": .string(Clock.rfc3339(to)), "group_by": .string(grouping.rawValue),
+                "items": .array(totals.map { total in
+                    ["key": .string(total.key), "requests": .int(total.requests), "input_tokens": .int(total.inputTokens),
+                     "output_tokens": .int(total.outputTokens), "cost_usd": .double(total.costUSD)]
+                }),
+            ])
+        }
+        routes.add(
+            EndpointDescription(
+                .get, "/v1/budget", operationID: "getBudget", summary: "The organization's monthly model budget and what is spent.",
+                tag: "models", access: .organization(.read), responses: [200: ("The budget", object, "application/json")]
+            )
+        ) { _, context in
+            let orgID = try context.organizationID()
+            return .json(try await budgetJSON(orgID: orgID))
+        }
+        routes.add(
+            EndpointDescription(
+                .put, "/v1/budget", operationID: "putBudget",
+                summary: "Set the monthly model budget: `{cost_usd?, tokens?}` (null: no limit). Calls past it fail with `budget_exceeded`.",
+                tag: "models", access: .organization(.manageOrganization), requestSchema: object,
+                responses: [200: ("The budget", object, "application/json")]
+            )
+        ) { request, context in
+            let orgID = try context.organizationID()
+            let fields = try BodyFields(try await bodies.json(of: request), allowed: ["cost_usd", "tokens"])
+            var cost: Double?
+            if let value = fields.object["cost_usd"], !value.isNull {
+                guard let number = value.numberValue, number >= 0 else { throw CaravanError.validation("/cost_usd", "cost_usd must be a number ≥ 0") }
+                cost = number
+            }
+            let tokens = try fields.integer("tokens")
+            if let tokens, tokens < 0 { throw CaravanError.validation("/tokens", "tokens must be ≥ 0") }
+            try await gateway.meter.setBudget(orgID: orgID, ModelBudget(monthlyCostUSD: cost, monthlyTokens: tokens.map(Int64.init)))
+            context.audit.target("budget")
+            return .json(try await budgetJSON(orgID: orgID))
+        }
+    }
+
+    private func budgetJSON(orgID: String) async throws -> JSONValue {
+        let budget = try await gateway.meter.budget(orgID: orgID)
+        let spent = try await gateway.meter.monthToDate(orgID: orgID, now: Clock.nowMilliseconds())
+        return [
+            "cost_usd": budget?.monthlyCostUSD.map(JSONValue.double) ?? .null, "tokens": budget?.monthlyTokens.map(JSONValue.int) ?? .null,
+            "spent_cost_usd": .double(spent.costUSD), "spent_tokens": .int(spent.tokens),
+        ]
+    }
+
+    /// The error of a model call as an API error.
+    static func apiError(_ error: ModelCallError) -> CaravanError {
+        switch error.code {
+        case BudgetExceeded.code: CaravanError(.budgetExceeded, error.message)
+        case ProviderError.Kind.unknownModel.rawValue: CaravanError(.unknownModel, error.message)
+        case ProviderError.Kind.timeout.rawValue: CaravanError(.providerTimeout, error.message)
+        case ProviderError.Kind.badRequest.rawValue: CaravanError(.invalidRequest, "The provider refused the request: \(error.message)")
+        default: CaravanError(.providerError, "\(error.code): \(error.message)")
+        }
+    }
+
+    private func chatCompletion(_ request: Request, _ context: CaravanRequestContext) async throws -> Response {
+        let orgID = try context.organizationID()
+        let body = try await bodies.json(of: request)
+        let decoded: (request: ChatRequest, stream: Bool)
+        do {
+            decoded = try OpenAIWireFormat.decodeRequest(body)
+        } catch {
+            throw CaravanError(.validationFailed, "The request is not a valid chat completion request.", fieldErrors: [.init(pointer: error.pointer, detail: error.detail)])
+        }
+        guard let ref = ModelRef(parsing: decoded.request.model) else {
+            throw CaravanError.validation("/model", "model must be provider/model, e.g. openai/gpt-4o-mini (see GET /v1/models)")
+        }
+        let callContext = ModelCallContext(orgID: orgID)
+        let id = "chatcmpl-" + Identifier.make("c", milliseconds: Clock.nowMilliseconds()).dropFirst(2)
+        let created = Clock.nowMilliseconds() / 1000
+        if !decoded.stream {
+            do {
+                let answer = try await gateway.complete(decoded.request, route: [ref], context: callContext)
+                return .json(OpenAIWireFormat.encodeResponse(answer.response, id: id, model: ref.description, created: created))
+            } catch {
+                throw Self.apiError(error)
+            }
+        }
+        // Refuse what can be refused before the stream's 200 goes out.
+        do {
+            _ = try await gateway.providers.endpoint(orgID: orgID, for: ref)
+        } catch {
+            throw Self.apiError(ModelCallError(code: error.code, message: error.message, retryable: false))
+        }
+        let gateway = self.gateway
+        let request = decoded.request
+        let includeUsage = body["stream_options"]?["include_usage"] == .bool(true)
+        return Response(
+            status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+            body: ResponseBody { writer in
+                let (deltas, sink) = AsyncStream.makeStream(of: ChatDelta.self, bufferingPolicy: .unbounded)
+                let outcome = await withTaskGroup(of: Result<ModelAnswer, ModelCallError>.self) { group in
+                    group.addTask {
+                        defer { sink.finish() }
+                        do throws(ModelCallError) {
+                            return .success(try await gateway.complete(request, route: [ref], context: callContext, onDelta: { sink.yield($0) }))
+                        } catch {
+                            return .failure(error)
+                        }
+                    }
+                    var written: Result<Void, any Error> = .success(())
+                    for await delta in deltas where (try? written.get()) != nil {
+                        do {
+                            try await writer.write(Self.frame(OpenAIWireFormat.encodeChunk(delta, id: id, model: ref.description, created: created)))
+                        } catch {
+                            written = .failure(error)
+                            group.cancelAll()  // the client left
+                        }
+                    }
+                    let result = await group.next() ?? .failure(ModelCallError(code: "cancelled", message: "The call was cancelled.", retryable: false))
+                    return (written, result)
+                }
+                try outcome.0.get()
+                switch outcome.1 {
+                case .success(let answer):
+                    try await writer.write(Self.frame(OpenAIWireFormat.finalChunk(
+                        finishReason: answer.response.finishReason, usage: includeUsage ? answer.response.usage : nil, id: id,
+                        model: ref.description, created: created
+                    )))
+                case .failure(let error):
+                    let problem = Self.apiError(error)
+                    try await writer.write(Self.frame([
+                        "error": ["message": .string(problem.detail), "type": .string(problem.code.rawValue), "code": .string(error.code)]
+                    ]))
+                }
+                try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+                try await writer.finish(nil)
+            }
+        )
+    }
+
+    static func frame(_ json: JSONValue) -> ByteBuffer {
+        var text = "data: "
+        json.write(to: &text)
+        text += "\n\n"
+        return ByteBuffer(string: text)
+    }
+}

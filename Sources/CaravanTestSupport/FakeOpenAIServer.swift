@@ -1,0 +1,230 @@
+import CaravanCore
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// A fake OpenAI Chat Completions server on a free loopback port: `POST /v1/chat/completions`, streamed
+/// (`data: {chunk}` … `data: [DONE]`, with a usage chunk when `stream_options.include_usage`) or not, answering
+/// from a `FakeModelScript`. It refuses (400) what the real servers refuse and tests could get wrong: a body
+/// without `model` or `messages`, an unknown role, an assistant message with tool calls whose `content` is not
+/// a string (llama.cpp), a tool message that answers no earlier tool call. With `requiredAPIKey` it checks
+/// `Authorization: Bearer …` (401).
+///
+/// ```swift
+/// try await FakeOpenAIServer.with { server in
+///     server.enqueue(.toolCall("search", arguments: #"{"q":"x"}"#), .text("done"))
+///     // point an endpoint at server.baseURL …
+/// }
+/// ```
+public final class FakeOpenAIServer: Sendable {
+    /// The replies and the requests received.
+    public let script: FakeModelScript
+    public let port: Int
+    private let host: FakeServerHost
+
+    /// `http://127.0.0.1:<port>/v1`: the base URL of an endpoint of kind `openai`.
+    public var baseURL: String { "http://127.0.0.1:\(port)/v1" }
+
+    private init(script: FakeModelScript, host: FakeServerHost) {
+        self.script = script
+        self.host = host
+        self.port = host.port
+    }
+
+    /// Starts a server; `stop()` it at the end of the test.
+    public static func start(requiredAPIKey: String? = nil) async throws -> FakeOpenAIServer {
+        let script = FakeModelScript()
+        let router = Router()
+        router.post("/v1/chat/completions") { request, _ in
+            try await handle(request, script: script, requiredAPIKey: requiredAPIKey)
+        }
+        return FakeOpenAIServer(script: script, host: try await FakeServerHost.start(router: router))
+    }
+
+    /// Stops the server; hanging replies end at once.
+    public func stop() async {
+        script.stop()
+        await host.stop()
+    }
+
+    /// Starts a server, runs `body`, and stops the server.
+    public static func with<T: Sendable>(requiredAPIKey: String? = nil, _ body: (FakeOpenAIServer) async throws -> T) async throws -> T {
+        let server = try await start(requiredAPIKey: requiredAPIKey)
+        do {
+            let result = try await body(server)
+            await server.stop()
+            return result
+        } catch {
+            await server.stop()
+            throw error
+        }
+    }
+
+    /// Queues replies (see `FakeModelScript.enqueue`).
+    public func enqueue(_ replies: FakeModelReply...) { script.enqueue(contentsOf: replies) }
+    /// Answers with `responder` when nothing is queued.
+    public func respond(with responder: FakeModelResponder?) { script.respond(with: responder) }
+    /// Every request received.
+    public var requests: [FakeModelRequest] { script.requests }
+    /// The last request body received.
+    public var lastBody: JSONValue? { script.lastBody }
+    /// How many requests arrived.
+    public var callCount: Int { script.callCount }
+
+    // MARK: Serving
+
+    private static func handle(_ request: Request, script: FakeModelScript, requiredAPIKey: String?) async throws -> Response {
+        let bytes = try await request.body.collect(upTo: 16 << 20)
+        let body = (try? JSONValue(parsing: bytes.readableBytesView)) ?? .null
+        let received = FakeModelRequest(format: .openAI, path: request.uri.path, headers: FakeWire.headers(request), body: body)
+        script.record(received)
+        if let key = requiredAPIKey, received.headers["authorization"] != "Bearer \(key)" {
+            return errorResponse(401, "Incorrect API key provided.", type: "invalid_request_error", code: "invalid_api_key")
+        }
+        if let problem = validate(body) { return errorResponse(400, problem, type: "invalid_request_error") }
+        let (reply, serial) = script.reply(to: received)
+        let id = "chatcmpl-fake-\(serial)"
+        let model = received.model ?? "fake"
+        let includeUsage = body["stream_options"]?["include_usage"] == .bool(true)
+        switch reply {
+        case .hang(let milliseconds):
+            await script.hang(milliseconds: milliseconds)
+            return errorResponse(504, "The fake model hung.", type: "server_error")
+        case .error(let status, let message, let retryAfter):
+            var response = errorResponse(status, message, type: status == 429 ? "rate_limit_exceeded" : status >= 500 ? "server_error" : "invalid_request_error")
+            if let retryAfter { response.headers[.retryAfter] = retryAfter }
+            return response
+        case .malformed:
+            return FakeWire.raw(status: 200, contentType: "application/json", body: #"{"id":"chatcmpl-broken","choices":[{"index":0,"message":"#)
+        case .raw(let status, let contentType, let text):
+            return FakeWire.raw(status: status, contentType: contentType, body: text)
+        case .failMidStream(let text):
+            guard received.isStreaming else { return errorResponse(500, "The fake model failed.", type: "server_error") }
+            return FakeWire.eventStream([
+                frame(chunk(id, model, delta: ["role": "assistant", "content": ""])),
+                frame(chunk(id, model, delta: ["content": .string(text)])),
+                frame(["error": ["message": "The fake model failed mid-stream.", "type": "server_error"]]),
+            ])
+        case .text, .toolCalls, .json:
+            let answer = Answer(reply)
+            if received.isStreaming {
+                return FakeWire.eventStream(streamFrames(answer, id: id, model: model, includeUsage: includeUsage))
+            }
+            return FakeWire.json(completion(answer, id: id, model: model))
+        }
+    }
+
+    /// What a text, tool-call or JSON reply amounts to.
+    private struct Answer {
+        var text: String?
+        var calls: [FakeToolCall] = []
+        var usage: FakeUsage
+
+        init(_ reply: FakeModelReply) {
+            switch reply {
+            case .text(let text, let usage), .json(let text, let usage):
+                self.text = text
+                self.usage = usage
+            case .toolCalls(let calls, let text, let usage):
+                self.text = text
+                self.calls = calls
+                self.usage = usage
+            default:
+                self.usage = .default
+            }
+        }
+
+        func callID(_ index: Int, serial: String) -> String { calls[index].id ?? "call_\(serial)_\(index)" }
+        var finishReason: JSONValue { calls.isEmpty ? "stop" : "tool_calls" }
+        var usageJSON: JSONValue {
+            ["prompt_tokens": .int(Int64(usage.input)), "completion_tokens": .int(Int64(usage.output)), "total_tokens": .int(Int64(usage.input + usage.output))]
+        }
+    }
+
+    private static func completion(_ answer: Answer, id: String, model: String) -> JSONValue {
+        var message: [String: JSONValue] = ["role": "assistant", "content": answer.text.map(JSONValue.string) ?? .null]
+        if !answer.calls.isEmpty {
+            message["tool_calls"] = .array(answer.calls.indices.map { index in
+                [
+                    "id": .string(answer.callID(index, serial: id)), "type": "function",
+                    "function": ["name": .string(answer.calls[index].name), "arguments": .string(answer.calls[index].arguments)],
+                ]
+            })
+        }
+        return [
+            "id": .string(id), "object": "chat.completion", "created": 1_700_000_000, "model": .string(model),
+            "choices": [["index": 0, "message": .object(message), "finish_reason": answer.finishReason, "logprobs": nil]],
+            "usage": answer.usageJSON,
+        ]
+    }
+
+    private static func streamFrames(_ answer: Answer, id: String, model: String, includeUsage: Bool) -> [String] {
+        var frames = [frame(chunk(id, model, delta: ["role": "assistant", "content": ""]))]
+        for piece in FakeWire.pieces(answer.text ?? "") {
+            frames.append(frame(chunk(id, model, delta: ["content": .string(piece)])))
+        }
+        for (index, call) in answer.calls.enumerated() {
+            let start: JSONValue = [
+                "index": .int(Int64(index)), "id": .string(answer.callID(index, serial: id)), "type": "function",
+                "function": ["name": .string(call.name), "arguments": ""],
+            ]
+            frames.append(frame(chunk(id, model, delta: ["tool_calls": [start]])))
+            for piece in FakeWire.pieces(call.arguments) {
+                frames.append(frame(chunk(id, model, delta: ["tool_calls": [["index": .int(Int64(index)), "function": ["arguments": .string(piece)]]]])))
+            }
+        }
+        frames.append(frame(chunk(id, model, delta: [:], finishReason: answer.finishReason)))
+        if includeUsage {
+            frames.append(frame(["id": .string(id), "object": "chat.completion.chunk", "created": 1_700_000_000, "model": .string(model), "choices": [], "usage": answer.usageJSON]))
+        }
+        frames.append("data: [DONE]\n\n")
+        return frames
+    }
+
+    private static func chunk(_ id: String, _ model: String, delta: JSONValue, finishReason: JSONValue = nil) -> JSONValue {
+        [
+            "id": .string(id), "object": "chat.completion.chunk", "created": 1_700_000_000, "model": .string(model),
+            "choices": [["index": 0, "delta": delta, "finish_reason": finishReason]],
+        ]
+    }
+
+    private static func frame(_ json: JSONValue) -> String { "data: \(json.canonicalText)\n\n" }
+
+    private static func errorResponse(_ status: Int, _ message: String, type: String, code: String? = nil) -> Response {
+        FakeWire.json(["error": ["message": .string(message), "type": .string(type), "param": nil, "code": code.map(JSONValue.string) ?? .null]], status: status)
+    }
+
+    /// What the real servers refuse that a client under test could get wrong; `nil` when the body is fine.
+    private static func validate(_ body: JSONValue) -> String? {
+        guard body["model"]?.stringValue?.isEmpty == false else { return "you must provide a model parameter" }
+        guard let messages = body["messages"]?.arrayValue, !messages.isEmpty else { return "'messages' must be a non-empty array" }
+        var callIDs: Set<String> = []
+        for (index, message) in messages.enumerated() {
+            switch message["role"]?.stringValue {
+            case "system", "developer", "user":
+                guard message["content"]?.isNull == false else { return "messages[\(index)].content is required" }
+            case "assistant":
+                let calls = message["tool_calls"]?.arrayValue ?? []
+                if !calls.isEmpty && message["content"]?.stringValue == nil {
+                    return "messages[\(index)].content must be a string when the message has tool_calls"
+                }
+                for call in calls {
+                    guard let id = call["id"]?.stringValue, call["function"]?["name"]?.stringValue != nil,
+                        call["function"]?["arguments"]?.stringValue != nil
+                    else { return "messages[\(index)].tool_calls is malformed" }
+                    callIDs.insert(id)
+                }
+            case "tool":
+                guard let id = message["tool_call_id"]?.stringValue, callIDs.contains(id) else {
+                    return "messages[\(index)] with role 'tool' must be a response to a preceding message with 'tool_calls'"
+                }
+            default:
+                return "messages[\(index)].role is invalid"
+            }
+        }
+        for (index, tool) in (body["tools"]?.arrayValue ?? []).enumerated() where tool["function"]?["name"]?.stringValue == nil {
+            return "tools[\(index)].function.name is required"
+        }
+        return nil
+    }
+}

@@ -1,0 +1,344 @@
+import CaravanCore
+import CaravanTestSupport
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import Testing
+
+/// The gateway and agents through the HTTP API. Each check runs unchanged on SQLite and PostgreSQL.
+enum AgentChecks {
+    /// An agent with an http tool and an MCP tool answers a question: each turn and tool call is an event, the
+    /// model sees every tool's result, the key reaches the provider, and usage is metered.
+    static func answersWithHTTPAndMCPTools(_ world: AgentWorld) async throws {
+        try await world.putAgent("helper", """
+            name: helper
+            model: local/m1
+            instructions: "You help with {{ input.topic }}. <Be brief>."
+            tools:
+              - http: {name: lookup, description: "Look a city up", method: POST, url: "\(world.http.baseURL)/count/lookup?city={{ args.city }}",
+                       parameters: {type: object, required: [city], properties: {city: {type: string}}}}
+              - mcp: {name: calc, url: "\(world.mcp.url)"}
+            max_turns: 5
+            """)
+        world.openAI.respond { request in
+            switch request.messages.filter({ $0["role"] == "tool" }).count {
+            case 0: .toolCall("lookup", arguments: #"{"city": "Paris"}"#, id: "call_1")
+            case 1: .toolCall("calc_add", arguments: #"{"a": 2, "b": 3}"#, id: "call_2")
+            default: .text("Paris, and 2 + 3 = \(request.lastToolResult ?? "?")")
+            }
+        }
+        let run = try await world.runAgent("helper", input: ["topic": "cities", "question": "Where, and how much is 2+3?"])
+        #expect(run["status"] == "succeeded", "\(run)")
+        #expect(run["kind"] == "agent")
+        #expect(run["agent"] == "helper")
+        #expect(run["output"]?.stringValue?.hasSuffix("= 5") == true, "\(run["output"] ?? .null)")
+        #expect(world.http.calls("/count/lookup") == 1)
+        #expect(world.mcp.calls("add") == 1)
+
+        let requests = world.openAI.requests
+        #expect(requests.count == 3)
+        #expect(requests.first?.systemPrompt == "You help with cities. <Be brief>.")  // Mustache, not HTML-escaped
+        #expect(requests.first?.toolNames.sorted() == ["calc_add", "calc_echo", "calc_fail", "calc_slow", "lookup"])
+        #expect(requests.dropFirst().first?.lastToolResult?.contains("\"ok\":true") == true)
+        #expect(requests.allSatisfy { $0.headers["authorization"] == "Bearer sk-openai-test" })
+
+        let runID = try #require(run["id"]?.stringValue)
+        let types = eventTypes(try await world.events(runID))
+        #expect(types.filter { $0 == "llm.request" }.count == 3)
+        #expect(types.filter { $0 == "llm.response" }.count == 3)
+        #expect(types.filter { $0 == "tool.call" }.count == 2)
+        #expect(types.filter { $0 == "tool.result" }.count == 2)
+        #expect(types.last == "run.succeeded")
+
+        let usage = try await world.client.send(.get, "/v1/usage?group_by=agent").json
+        let helper = try #require(usage["items"]?.arrayValue?.first { $0["key"] == "helper" })
+        #expect(helper["requests"] == 3)
+        #expect(helper["input_tokens"] == 30)
+        #expect(helper["output_tokens"] == 15)
+        let byModel = try await world.client.send(.get, "/v1/usage?group_by=model").json
+        #expect(byModel["items"]?.arrayValue?.first?["key"] == "local/m1")
+    }
+
+    /// A route falls back from a failing OpenAI-compatible provider to Anthropic after its retries.
+    static func fallsBackAcrossProviders(_ world: AgentWorld) async throws {
+        try await world.putAgent("fallback", """
+            name: fallback
+            model: [local/m1, claude/haiku]
+            instructions: Answer.
+            """)
+        world.openAI.respond { _ in .error(status: 500) }
+        world.anthropic.respond { _ in .text("from claude") }
+        let run = try await world.runAgent("fallback", input: "hello")
+        #expect(run["status"] == "succeeded", "\(run)")
+        #expect(run["output"] == "from claude")
+        #expect(world.openAI.callCount == 2, "one call and one retry (max_retries: 1)")
+        #expect(world.anthropic.callCount == 1)
+        #expect(world.anthropic.requests.first?.headers["x-api-key"] == "sk-anthropic-test")
+
+        world.openAI.respond { _ in .error(status: 429, retryAfter: "0") }
+        world.anthropic.respond { _ in .error(status: 400, message: "bad request") }
+        let failed = try await world.runAgent("fallback", input: "hello")
+        #expect(failed["status"] == "failed")
+        #expect(failed["error"]?["code"] == "provider_bad_request", "\(failed["error"] ?? .null)")
+    }
+
+    /// A model that keeps calling tools stops at `max_turns`.
+    static func stopsAtMaxTurns(_ world: AgentWorld) async throws {
+        try await world.putAgent("looper", """
+            name: looper
+            model: local/m1
+            tools:
+              - mcp: {name: calc, url: "\(world.mcp.url)", tools: [echo]}
+            max_turns: 3
+            """)
+        world.openAI.respond { _ in .toolCall("calc_echo", arguments: #"{"text": "again"}"#) }
+        let run = try await world.runAgent("looper", input: "loop")
+        #expect(run["status"] == "failed")
+        #expect(run["error"]?["code"] == "max_turns_exceeded")
+        #expect(world.openAI.callCount == 3)
+        #expect(world.mcp.calls("echo") == 3)
+    }
+
+    /// A run's token budget and the organization's monthly budget stop model calls.
+    static func budgetsStopCalls(_ world: AgentWorld) async throws {
+        try await world.putAgent("thrifty", """
+            name: thrifty
+            model: local/m1
+            tools:
+              - mcp: {name: calc, url: "\(world.mcp.url)", tools: [echo]}
+            budget: {tokens: 20}
+            """)
+        world.openAI.respond { _ in .toolCall("calc_echo", arguments: #"{"text": "x"}"#) }
+        let run = try await world.runAgent("thrifty", input: "spend")
+        #expect(run["status"] == "failed")
+        #expect(run["error"]?["code"] == "budget_exceeded")
+        #expect(world.openAI.callCount == 2, "15 tokens, then 30 ≥ 20: the third call is never made")
+
+        expectStatus(.ok, try await world.client.send(.put, "/v1/budget", json: #"{"tokens": 40}"#))
+        let budget = try await world.client.send(.get, "/v1/budget").json
+        #expect(budget["spent_tokens"] == 30)
+        world.openAI.respond { _ in .text("fine") }
+        let chat = #"{"model": "local/m1", "messages": [{"role": "user", "content": "hi"}]}"#
+        expectStatus(.ok, try await world.client.send(.post, "/v1/chat/completions", json: chat))  // 30 < 40
+        let refused = try await world.client.send(.post, "/v1/chat/completions", json: chat)  // 45 ≥ 40
+        #expect(refused.status.code == 402)
+        #expect(refused.json["code"] == "budget_exceeded")
+        #expect(refused.headers[.contentType] == "application/problem+json")
+    }
+
+    /// `output_schema`: a bad answer is sent back once with the problem, then the run fails.
+    static func validatesOutput(_ world: AgentWorld) async throws {
+        try await world.putAgent("structured", """
+            name: structured
+            model: local/m1
+            output_schema: {type: object, required: [answer], properties: {answer: {type: string}}}
+            """)
+        world.openAI.enqueue(.text("not json"), .json(#"{"answer": "42"}"#))
+        let run = try await world.runAgent("structured", input: "?")
+        #expect(run["status"] == "succeeded", "\(run)")
+        #expect(run["output"] == ["answer": "42"])
+        #expect(world.openAI.requests.last?.lastUserText?.contains("not valid") == true)
+        #expect(world.openAI.requests.first?.body["response_format"]?["type"] == "json_schema")
+
+        world.openAI.enqueue(.json(#"{"answer": 1}"#), .json(#"{"wrong": true}"#))
+        let failed = try await world.runAgent("structured", input: "?")
+        #expect(failed["status"] == "failed")
+        #expect(failed["error"]?["code"] == "output_invalid")
+    }
+
+    /// Arguments that do not match a tool's schema go back to the model as an error result; nothing runs.
+    static func validatesToolArguments(_ world: AgentWorld) async throws {
+        try await world.putAgent("strict", """
+            name: strict
+            model: local/m1
+            tools:
+              - http: {name: lookup, url: "\(world.http.baseURL)/count/strict", parameters: {type: object, required: [city], properties: {city: {type: string}}}}
+            """)
+        world.openAI.respond { request in
+            request.toolResults.isEmpty ? .toolCall("lookup", arguments: #"{"city": 7}"#) : .text("gave up: \(request.lastToolResult ?? "")")
+        }
+        let run = try await world.runAgent("strict", input: "?")
+        #expect(run["status"] == "succeeded")
+        #expect(run["output"]?.stringValue?.contains("do not match") == true, "\(run["output"] ?? .null)")
+        #expect(world.http.calls("/count/strict") == 0)
+    }
+
+    /// The OpenAI-compatible front door: models, completions streamed and not, and clear errors.
+    static func chatCompletions(_ world: AgentWorld) async throws {
+        let models = try await world.client.send(.get, "/v1/models").json
+        #expect(Set(models["data"]?.arrayValue?.compactMap { $0["id"]?.stringValue } ?? []) == ["local/m1", "local/m2", "claude/haiku"])
+
+        world.openAI.enqueue(.text("hello there", usage: FakeUsage(input: 7, output: 2)))
+        let answer = try await world.client.send(
+            .post, "/v1/chat/completions", json: #"{"model": "local/m2", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}"#
+        )
+        expectStatus(.ok, answer)
+        #expect(answer.json["object"] == "chat.completion")
+        #expect(answer.json["choices"]?.arrayValue?.first?["message"]?["content"] == "hello there")
+        #expect(answer.json["usage"]?["prompt_tokens"] == 7)
+        #expect(world.openAI.lastBody?["model"] == "m2")
+
+        world.anthropic.enqueue(.text("streamed answer"))
+        let stream = try await world.client.send(
+            .post, "/v1/chat/completions",
+            json: #"{"model": "claude/haiku", "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "hi"}]}"#
+        )
+        expectStatus(.ok, stream)
+        #expect(stream.headers[.contentType] == "text/event-stream")
+        let text = stream.json.stringValue ?? ""
+        let chunks = text.components(separatedBy: "\n\n").filter { $0.hasPrefix("data: {") }.compactMap {
+            try? JSONValue(parsing: Array($0.dropFirst(6).utf8))
+        }
+        let content = chunks.compactMap { $0["choices"]?.arrayValue?.first?["delta"]?["content"]?.stringValue }.joined()
+        #expect(content == "streamed answer")
+        #expect(chunks.contains { $0["usage"]?["completion_tokens"] != nil })
+        #expect(text.hasSuffix("data: [DONE]\n\n"))
+
+        let unknown = try await world.client.send(.post, "/v1/chat/completions", json: #"{"model": "nope/x", "messages": [{"role": "user", "content": "hi"}]}"#)
+        #expect(unknown.status == .notFound)
+        #expect(unknown.json["code"] == "unknown_model")
+        let invalid = try await world.client.send(.post, "/v1/chat/completions", json: #"{"model": "local/m1", "messages": [{"role": "wizard", "content": "hi"}]}"#)
+        #expect(invalid.status == .unprocessableContent)
+        #expect(invalid.json["errors"]?.arrayValue?.first?["pointer"] == "/messages/0/role")
+        world.openAI.respond { _ in .hang(milliseconds: 5_000) }
+        let slow = try await world.client.send(.post, "/v1/chat/completions", json: #"{"model": "local/m1", "messages": [{"role": "user", "content": "hi"}]}"#)
+        #expect(slow.status == .gatewayTimeout, "\(slow.json)")
+        world.openAI.respond(with: nil)
+    }
+
+    /// Workflows mix `llm` and `agent` steps with the others.
+    static func llmAndAgentSteps(_ world: AgentWorld) async throws {
+        try await world.putAgent("namer", """
+            name: namer
+            model: claude/haiku
+            instructions: "Name a {{ input.thing }}."
+            """)
+        world.anthropic.respond { request in .text("Rex the \(request.systemPrompt?.contains("dog") == true ? "dog" : "?")") }
+        world.openAI.respond { _ in .json(#"{"kind": "dog"}"#) }
+        let put = try await world.client.send(.put, "/v1/workflows/pets", json: """
+            name: pets
+            steps:
+              - id: classify
+                llm: {model: local/m1, prompt: "Classify {{ input.text }}", output_schema: {type: object, required: [kind], properties: {kind: {type: string}}}}
+              - id: name
+                needs: [classify]
+                agent: {name: namer, input: {thing: "{{ steps.classify.output.json.kind }}"}}
+            output: "{{ steps.name.output }}"
+            """, contentType: "application/yaml")
+        expectStatus(.created, put)
+        let run = try await world.client.send(.post, "/v1/workflows/pets/runs?wait=20s", json: #"{"input": {"text": "woof"}}"#).json
+        #expect(run["status"] == "succeeded", "\(run)")
+        #expect(run["output"] == "Rex the dog")
+        #expect(world.openAI.lastBody?["messages"]?.arrayValue?.first?["content"] == "Classify woof")
+    }
+
+    /// Threads keep a conversation across runs; a second run at once on one thread is refused.
+    static func threadsRemember(_ world: AgentWorld) async throws {
+        try await world.putAgent("chat", """
+            name: chat
+            model: local/m1
+            instructions: Chat.
+            """)
+        let thread = try await world.client.send(.post, "/v1/threads", json: #"{"metadata": {"user": "u1"}}"#)
+        expectStatus(.created, thread)
+        let threadID = try #require(thread.json["id"]?.stringValue)
+        world.openAI.respond { request in .text("you said \(request.messages.count) things") }
+        let first = try await world.runAgent("chat", input: "my name is Ann", thread: threadID)
+        #expect(first["status"] == "succeeded")
+        #expect(first["thread"] == .string(threadID))
+        let second = try await world.runAgent("chat", input: "what is my name?", thread: threadID)
+        #expect(second["status"] == "succeeded")
+        let seen = world.openAI.requests.last?.messages.compactMap { $0["content"]?.stringValue } ?? []
+        #expect(seen == ["Chat.", "my name is Ann", "you said 2 things", "what is my name?"])
+        let messages = try await world.client.send(.get, "/v1/threads/\(threadID)/messages").json["items"]?.arrayValue ?? []
+        #expect(messages.count == 4)
+        #expect(messages.first?["role"] == "user")
+
+        world.openAI.respond { _ in .hang(milliseconds: 1_500) }
+        let slow = try await world.client.send(.post, "/v1/agents/chat/runs", json: #"{"input": "slow", "thread": "\#(threadID)"}"#)
+        expectStatus(.created, slow)
+        let busy = try await world.client.send(.post, "/v1/agents/chat/runs", json: #"{"input": "again", "thread": "\#(threadID)"}"#)
+        #expect(busy.status == .conflict)
+        let missing = try await world.client.send(.post, "/v1/agents/chat/runs", json: #"{"input": "x", "thread": "thr_missing"}"#)
+        #expect(missing.status == .notFound)
+    }
+
+    /// A tool that needs approval waits for the `approve` signal naming the call and its exact arguments.
+    static func approvalBindsArguments(_ world: AgentWorld) async throws {
+        try await world.putAgent("careful", """
+            name: careful
+            model: local/m1
+            tools:
+              - http: {name: pay, method: POST, url: "\(world.http.baseURL)/count/pay", body: {amount: "{{ args.amount }}"}, approval: true,
+                       parameters: {type: object, required: [amount], properties: {amount: {type: integer}}}}
+            """)
+        world.openAI.respond { request in
+            request.toolResults.isEmpty ? .toolCall("pay", arguments: #"{"amount": 10}"#) : .text("result: \(request.lastToolResult ?? "")")
+        }
+        let started = try await world.client.send(.post, "/v1/agents/careful/runs", json: #"{"input": "pay"}"#)
+        let runID = try #require(started.json["id"]?.stringValue)
+        var request: JSONValue?
+        for _ in 0..<200 where request == nil {
+            request = try await world.events(runID).first { $0["type"] == "tool.approval_requested" }
+            if request == nil { try await Task.sleep(for: .milliseconds(25)) }
+        }
+        let data = try #require(request?["data"])
+        #expect(data["arguments"] == ["amount": 10])
+        let callID = try #require(data["call_id"]?.stringValue)
+        // Approving other arguments approves nothing.
+        let wrong = #"{"approved": true, "data": {"call_id": "\#(callID)", "arguments_digest": "0000"}}"#
+        expectStatus(.accepted, try await world.client.send(.post, "/v1/runs/\(runID)/signals/approve", json: wrong))
+        try await Task.sleep(for: .milliseconds(400))
+        #expect(world.http.calls("/count/pay") == 0)
+        let right = #"{"approved": true, "data": {"call_id": "\#(callID)", "arguments_digest": "\#(data["arguments_digest"]?.stringValue ?? "")"}}"#
+        expectStatus(.accepted, try await world.client.send(.post, "/v1/runs/\(runID)/signals/approve", json: right))
+        let run = try await world.client.send(.get, "/v1/runs/\(runID)").json
+        var finished = run
+        for _ in 0..<400 where finished["status"] != "succeeded" && finished["status"] != "failed" {
+            try await Task.sleep(for: .milliseconds(25))
+            finished = try await world.client.send(.get, "/v1/runs/\(runID)").json
+        }
+        #expect(finished["status"] == "succeeded", "\(finished)")
+        #expect(world.http.calls("/count/pay") == 1)
+    }
+
+    /// A provider whose address the egress policy refuses is never called.
+    static func egressRefusesProviders(_ world: AgentWorld) async throws {
+        try await world.putProvider("metadata", kind: "openai", baseURL: "http://169.254.169.254/v1", secret: nil, models: ["m"])
+        let answer = try await world.client.send(.post, "/v1/chat/completions", json: #"{"model": "metadata/m", "messages": [{"role": "user", "content": "hi"}]}"#)
+        #expect(answer.status == .badGateway)
+        #expect(answer.json["detail"]?.stringValue?.contains("egress_denied") == true, "\(answer.json)")
+    }
+
+    /// Definitions are validated with pointers; agents are versioned; other organizations' resources are unseen.
+    static func definitionsAndProvidersAreValidated(_ world: AgentWorld) async throws {
+        let bad = try await world.client.send(.put, "/v1/agents/bad", json: """
+            name: bad
+            model: gpt
+            tools: [{shell: {}}]
+            max_turns: 0
+            """, contentType: "application/yaml")
+        #expect(bad.status == .unprocessableContent)
+        let pointers = Set(bad.json["errors"]?.arrayValue?.compactMap { $0["pointer"]?.stringValue } ?? [])
+        #expect(pointers.isSuperset(of: ["/model", "/tools/0/shell", "/max_turns"]), "\(pointers)")
+        let provider = try await world.client.send(.put, "/v1/providers/x", json: #"{"kind": "gemini", "base_url": "ftp://x", "models": []}"#)
+        #expect(provider.status == .unprocessableContent)
+        #expect(Set(provider.json["errors"]?.arrayValue?.compactMap { $0["pointer"]?.stringValue } ?? []) == ["/kind", "/base_url", "/models"])
+        let listed = try await world.client.send(.get, "/v1/providers").json
+        #expect(listed.canonicalText.contains("sk-openai-test") == false, "keys never leave")
+
+        let v1 = try await world.putAgent("versioned", "{\"model\": \"local/m1\", \"instructions\": \"one\"}")
+        let same = try await world.client.send(.put, "/v1/agents/versioned", json: "{\"model\": \"local/m1\", \"instructions\": \"one\"}")
+        #expect(same.status == .ok)
+        let v2 = try await world.putAgent("versioned", "{\"model\": \"local/m1\", \"instructions\": \"two\"}")
+        #expect(v1["version"] == 1)
+        #expect(v2["version"] == 2)
+        let old = try await world.client.send(.get, "/v1/agents/versioned?version=1").json
+        #expect(old["definition"]?["instructions"] == "one")
+        let agents = try await world.client.send(.get, "/v1/agents").json["items"]?.arrayValue?.compactMap { $0["name"]?.stringValue } ?? []
+        #expect(agents.contains("versioned"))
+        let workflows = try await world.client.send(.get, "/v1/workflows").json["items"]?.arrayValue ?? []
+        #expect(workflows.allSatisfy { $0["name"]?.stringValue?.hasPrefix("agent:") == false }, "agents are not listed as workflows")
+        #expect(try await world.client.send(.post, "/v1/workflows/agent:versioned/runs", json: "{}").status == .notFound)
+    }
+}
