@@ -40,14 +40,19 @@ public final class AgentToolbox: Sendable {
     let mcp: MCPConnectionCache
     let secrets: (any SecretResolver)?
     let engine: EngineReference
+    let refusals: EgressRefusalRecorder
     /// The largest tool result handed to the model, in bytes.
     static let maxResultBytes = 64 * 1024
 
-    public init(http: EgressHTTPClient, mcp: MCPConnectionCache, secrets: (any SecretResolver)?, engine: EngineReference) {
+    public init(
+        http: EgressHTTPClient, mcp: MCPConnectionCache, secrets: (any SecretResolver)?, engine: EngineReference,
+        refusals: EgressRefusalRecorder = .none
+    ) {
         self.http = http
         self.mcp = mcp
         self.secrets = secrets
         self.engine = engine
+        self.refusals = refusals
     }
 
     /// The tools to offer the model.
@@ -63,6 +68,9 @@ public final class AgentToolbox: Sendable {
                 do {
                     listed = try await mcp.connection(orgID: context.orgID, config: server, logger: context.logger).listTools()
                 } catch {
+                    if error.code == "egress_denied" {
+                        await refusals.record(orgID: context.orgID, runID: context.runID, url: server.url ?? "", reason: error.message)
+                    }
                     throw StepFailure(code: error.code, message: "The MCP server '\(server.name)': \(error.message)", retryable: error.retryable)
                 }
                 for remote in listed where only?.contains(remote.name) ?? true {
@@ -108,7 +116,10 @@ public final class AgentToolbox: Sendable {
     func call(_ offered: OfferedTool, arguments: JSONValue, callID: String, context: StepContext) async -> ToolResult {
         switch offered.tool.kind {
         case .http(let method, let url, let headers, let body, _):
-            return await callHTTP(method: method, url: url, headers: headers, body: body, arguments: arguments, context: context)
+            return await callHTTP(
+                method: method, url: url, headers: headers, body: body, arguments: arguments,
+                idempotencyKey: context.idempotencyKey + ":" + callID, context: context
+            )
         case .mcp(let server, _):
             do {
                 let connection = try await mcp.connection(orgID: context.orgID, config: server, logger: context.logger)
@@ -124,8 +135,10 @@ public final class AgentToolbox: Sendable {
         }
     }
 
+    /// An http tool's request; `idempotencyKey` is the same for every attempt of this call (and differs between calls).
     private func callHTTP(
-        method: String, url: String, headers: [String: String], body: JSONValue?, arguments: JSONValue, context: StepContext
+        method: String, url: String, headers: [String: String], body: JSONValue?, arguments: JSONValue, idempotencyKey: String,
+        context: StepContext
     ) async -> ToolResult {
         let template: JSONValue = ["url": .string(url), "headers": .object(headers.mapValues(JSONValue.string)), "body": body ?? .null]
         var secretValues: [String: String] = [:]
@@ -149,7 +162,7 @@ public final class AgentToolbox: Sendable {
         var request = HTTPClientRequest(url: rendered["url"]?.stringValue ?? "")
         request.method = HTTPMethod(rawValue: method)
         request.headers.add(name: "User-Agent", value: "Caravan")
-        request.headers.add(name: "Idempotency-Key", value: context.idempotencyKey)
+        request.headers.add(name: "Idempotency-Key", value: idempotencyKey)
         for (name, value) in rendered["headers"]?.objectValue ?? [:] {
             if let text = value.stringValue { request.headers.replaceOrAdd(name: name, value: text) }
         }
@@ -166,6 +179,9 @@ public final class AgentToolbox: Sendable {
             let ok = (200..<300).contains(Int(response.status.code))
             return ToolResult(content: Self.clip(ok ? text : "HTTP \(response.status.code): \(text)"), isError: !ok)
         } catch {
+            if error.code == "egress_denied" {
+                await refusals.record(orgID: context.orgID, runID: context.runID, url: redactor.redact(request.url), reason: error.message)
+            }
             return ToolResult(content: redactor.redact("The request failed (\(error.code)): \(error.message)"), isError: true)
         }
     }

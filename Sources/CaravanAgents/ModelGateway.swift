@@ -1,5 +1,6 @@
 import CaravanCore
 import CaravanModels
+import CaravanOutbound
 import Logging
 import Synchronization
 
@@ -47,13 +48,18 @@ public final class ModelGateway: Sendable {
     public let providers: ProviderStore
     public let meter: UsageMeter
     let prices: PriceTable
+    let refusals: EgressRefusalRecorder
     let logger: Logger
 
-    public init(router: ProviderRouter, providers: ProviderStore, meter: UsageMeter, prices: PriceTable, logger: Logger) {
+    public init(
+        router: ProviderRouter, providers: ProviderStore, meter: UsageMeter, prices: PriceTable,
+        refusals: EgressRefusalRecorder = .none, logger: Logger
+    ) {
         self.router = router
         self.providers = providers
         self.meter = meter
         self.prices = prices
+        self.refusals = refusals
         self.logger = logger
     }
 
@@ -110,6 +116,9 @@ public final class ModelGateway: Sendable {
             )
         } catch {
             logger.debug("Model call failed", metadata: ["caravan.org_id": "\(orgID)", "error.type": "\(error.code)"])
+            if error.kind == .egressDenied {
+                await refusals.record(orgID: orgID, runID: context.runID, url: route.map(\.description).joined(separator: ","), reason: error.message)
+            }
             throw ModelCallError(code: error.code, message: error.message, retryable: error.isTransient)
         }
         let overrides = configs.get(routed.ref.provider)?.prices ?? [:]

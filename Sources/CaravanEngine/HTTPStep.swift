@@ -17,10 +17,12 @@ public struct HTTPStep: StepExecutor {
 
     let client: HTTPClient
     let egress: EgressPolicy
+    let refusals: EgressRefusalRecorder
 
-    public init(client: HTTPClient, egress: EgressPolicy) {
+    public init(client: HTTPClient, egress: EgressPolicy, refusals: EgressRefusalRecorder = .none) {
         self.client = client
         self.egress = egress
+        self.refusals = refusals
     }
 
     public func execute(_ config: JSONValue, context: StepContext) async throws(StepFailure) -> JSONValue {
@@ -40,6 +42,9 @@ public struct HTTPStep: StepExecutor {
         do {
             try egress.check(url)
         } catch {
+            if error.code == "egress_denied" {
+                await refusals.record(orgID: context.orgID, runID: context.runID, url: url.absoluteString, reason: error.message)
+            }
             throw StepFailure(code: error.code, message: error.message, retryable: error.retryable)
         }
 

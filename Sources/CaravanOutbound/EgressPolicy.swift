@@ -176,3 +176,20 @@ public struct EgressPolicy: Sendable {
         return addresses
     }
 }
+
+/// Where refusals of the egress policy are recorded (the audit log), with the organization and run they were for.
+public struct EgressRefusalRecorder: Sendable {
+    private let body: @Sendable (_ orgID: String, _ runID: String?, _ url: String, _ reason: String) async -> Void
+
+    public init(_ body: @escaping @Sendable (_ orgID: String, _ runID: String?, _ url: String, _ reason: String) async -> Void) {
+        self.body = body
+    }
+
+    /// Records nothing.
+    public static let none = EgressRefusalRecorder { _, _, _, _ in }
+
+    /// Records a refusal of `url`.
+    public func record(orgID: String, runID: String?, url: String, reason: String) async {
+        await body(orgID, runID, url, reason)
+    }
+}

@@ -92,9 +92,14 @@ public func buildApplication(
     let egress = try EgressPolicy(allowList: configuration.egressAllow)
     let httpClient = OutboundHTTPClient()
     let secretResolver = VaultSecretResolver(secrets: secrets, audit: audit)
-    let egressClient = EgressHTTPClient(client: httpClient.client, policy: egress, onDenied: { url, denial in
-        logger.warning("Egress refused", metadata: ["url.full": "\(url.absoluteString)", "error.type": "\(denial.code)"])
-    })
+    let egressClient = EgressHTTPClient(client: httpClient.client, policy: egress)
+    // Every refusal is audited in the organization it was made for.
+    let refusals = EgressRefusalRecorder { orgID, runID, url, reason in
+        _ = try? await audit.record(AuditRecord(
+            orgID: orgID, actor: AuditActor(.system, "egress"), action: "egress.denied", target: runID.map { "run:\($0)" } ?? "gateway",
+            outcome: "failure", details: ["url": .string(String(url.prefix(2048))), "reason": .string(reason)]
+        ))
+    }
 
     // The LLM gateway and agents.
     let gateway = ModelGateway(
@@ -106,17 +111,19 @@ public func buildApplication(
         providers: ProviderStore(database: database, secret: { orgID, name in
             try await secrets.resolve(orgID: orgID, names: [name])[name]
         }),
-        meter: UsageMeter(database: database), prices: PriceTable(), logger: logger
+        meter: UsageMeter(database: database), prices: PriceTable(), refusals: refusals, logger: logger
     )
     let threads = ThreadStore(database: database)
     let mcpConnections = MCPConnectionCache(http: egressClient, logger: logger)
     let engineReference = EngineReference()
-    let toolbox = AgentToolbox(http: egressClient, mcp: mcpConnections, secrets: secretResolver, engine: engineReference)
+    let toolbox = AgentToolbox(
+        http: egressClient, mcp: mcpConnections, secrets: secretResolver, engine: engineReference, refusals: refusals
+    )
 
     let engine = Engine(
         database: database,
         executors: [
-            TemplateStep(), HTTPStep(client: httpClient.client, egress: egress), LLMStep(gateway: gateway),
+            TemplateStep(), HTTPStep(client: httpClient.client, egress: egress, refusals: refusals), LLMStep(gateway: gateway),
             AgentLoopStep(gateway: gateway, toolbox: toolbox, threads: threads, engine: engineReference),
         ],
         configuration: configuration.engine,

@@ -80,7 +80,7 @@ public final class MCPConnection: Sendable {
         }
         let channel: Channel
         if let command = config.command {
-            channel = .stdio(try StdioProcessTransport.launch(name: config.name, command: command, environment: config.env, logger: logger))
+            channel = .stdio(try await StdioProcessTransport.launch(name: config.name, command: command, environment: config.env, logger: logger))
         } else if let url = config.url {
             guard let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(), ["http", "https"].contains(scheme) else {
                 throw ToolError(code: "invalid_config", message: "The MCP server '\(config.name)' has an invalid URL.", retryable: false)

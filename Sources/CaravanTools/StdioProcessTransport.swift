@@ -34,7 +34,7 @@ actor StdioProcessTransport: Transport {
 
     /// Starts `command` (no shell) with a minimal environment (`PATH`, `HOME`) plus `environment`.
     /// - Throws: `mcp_unavailable` when the program is not found or cannot be started.
-    static func launch(name: String, command: [String], environment: [String: String], logger: Logger) throws(ToolError)
+    static func launch(name: String, command: [String], environment: [String: String], logger: Logger) async throws(ToolError)
         -> StdioProcessTransport
     {
         ignoreSIGPIPE
@@ -65,9 +65,7 @@ actor StdioProcessTransport: Transport {
         process.standardInput = stdin
         process.standardOutput = stdout
         process.standardError = stderr
-        do {
-            try process.run()
-        } catch {
+        if let error = await spawn(process) {
             throw .unavailable("The MCP server '\(name)' cannot start: \(error.localizedDescription)", retryable: false)
         }
         return StdioProcessTransport(name: name, process: process, stdin: stdin, stdout: stdout, stderr: stderr, logger: logger)
@@ -92,19 +90,10 @@ actor StdioProcessTransport: Transport {
             maxMessageBytes: Self.maxMessageBytes
         ) { reason in ended.fire(reason) }
         self.reader = reader
-        let pid = process.processIdentifier
-        process.terminationHandler = { process in
-            // The reader usually sees the end of the output first; this covers a child whose output a grandchild
-            // keeps open.
-            let status = process.terminationStatus
-            let why = process.terminationReason == .uncaughtSignal ? "was killed by signal \(status)" : "exited with status \(status)"
-            reader.finish(.unavailable("The MCP server '\(name)' (pid \(pid)) \(why).\(reader.stderrTail)"))
-        }
+        process.terminationHandler = { process in reader.processExited(Self.describeExit(process)) }
         reader.start()
         // A child that died before the handler was set would never call it.
-        if !process.isRunning {
-            reader.finish(.unavailable("The MCP server '\(name)' exited with status \(process.terminationStatus).\(reader.stderrTail)"))
-        }
+        if !process.isRunning { reader.processExited(Self.describeExit(process)) }
     }
 
     func connect() async throws {}
@@ -168,6 +157,11 @@ actor StdioProcessTransport: Transport {
         reader.stop()
     }
 
+    static func describeExit(_ process: Process) -> String {
+        let status = process.terminationStatus
+        return process.terminationReason == .uncaughtSignal ? "was killed by signal \(status)" : "exited with status \(status)"
+    }
+
     /// Whether the child is still running.
     nonisolated var isRunning: Bool { process.isRunning }
 
@@ -188,6 +182,35 @@ actor StdioProcessTransport: Transport {
         } else {
             kill(pid, signal)
         }
+    }
+
+    /// Starts `process` from a thread of its own whose signal mask is empty.
+    ///
+    /// A child inherits the signal mask of the thread that spawns it, and Foundation does not reset it. Dispatch
+    /// and Swift concurrency threads block nearly every signal, so a child spawned from one would ignore
+    /// `SIGTERM` (and pass that on to its own children).
+    static func spawn(_ process: Process) async -> (any Error)? {
+        let box = UncheckedBox(process)
+        return await withCheckedContinuation { continuation in
+            let thread = Thread {
+                var empty = sigset_t()
+                sigemptyset(&empty)
+                pthread_sigmask(SIG_SETMASK, &empty, nil)
+                do {
+                    try box.value.run()
+                    continuation.resume(returning: nil)
+                } catch {
+                    continuation.resume(returning: error)
+                }
+            }
+            thread.name = "mcp-spawn"
+            thread.start()
+        }
+    }
+
+    private struct UncheckedBox<Value>: @unchecked Sendable {
+        let value: Value
+        init(_ value: Value) { self.value = value }
     }
 
     static func resolveExecutable(_ program: String, path: String) -> String? {
@@ -221,6 +244,8 @@ final class ProcessOutputReader: Sendable {
         var finished = false
         var stopped = false
         var stderrTail = ""
+        /// How the child ended ("exited with status 3"), and when that was noticed.
+        var exit: (description: String, at: ContinuousClock.Instant)?
     }
 
     private let name: String
@@ -273,6 +298,20 @@ final class ProcessOutputReader: Sendable {
         onEnd(reason)
     }
 
+    /// Records how the child ended. The reader reports it when the output ends, or a second later if the output
+    /// stays open (a grandchild holding it).
+    func processExited(_ description: String) {
+        state.withLock { state in
+            if state.exit == nil { state.exit = (description, .now) }
+        }
+    }
+
+    /// Why the server is gone, for errors: how it ended if known, and the last lines of its stderr.
+    private func endReason() -> ToolError {
+        let exit = state.withLock { $0.exit?.description }
+        return .unavailable("The MCP server '\(name)' \(exit ?? "closed its output").\(stderrTail)")
+    }
+
     /// Makes the thread exit at its next wake-up (at most 250 ms later).
     func stop() {
         state.withLock { $0.stopped = true }
@@ -302,7 +341,12 @@ final class ProcessOutputReader: Sendable {
         }
 
         while fds[0].fd >= 0 || fds[1].fd >= 0 {
-            if state.withLock({ $0.stopped }) { break }
+            let (stopped, exitedAt) = state.withLock { ($0.stopped, $0.exit?.at) }
+            if stopped { break }
+            if let exitedAt, ContinuousClock.now - exitedAt > .seconds(1) {
+                finish(endReason())
+                break
+            }
             for index in fds.indices { fds[index].revents = 0 }
             let ready = poll(&fds, nfds_t(fds.count), 250)
             if ready < 0 {
@@ -332,7 +376,9 @@ final class ProcessOutputReader: Sendable {
                                 }
                             }
                         }
-                        finish(.unavailable("The MCP server '\(name)' closed its output.\(stderrTail)"))
+                        // And the exit status a moment to arrive.
+                        for _ in 0..<20 where state.withLock({ $0.exit == nil }) { usleep(10_000) }
+                        finish(endReason())
                     }
                     continue
                 }
@@ -364,7 +410,7 @@ final class ProcessOutputReader: Sendable {
             }
         }
         if !errPending.isEmpty { logLine(errPending[...]) }
-        finish(.unavailable("The MCP server '\(name)' closed its output.\(stderrTail)"))
+        finish(endReason())
         // The pipes stay referenced (and their descriptors open) until here, so no descriptor is reused under us.
         withExtendedLifetime((stdout, stderr)) {}
     }

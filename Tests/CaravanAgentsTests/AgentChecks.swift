@@ -59,6 +59,50 @@ enum AgentChecks {
         #expect(byModel["items"]?.arrayValue?.first?["key"] == "local/m1")
     }
 
+    /// An MCP server started as a child process (stdio) serves an agent's tools.
+    static func usesStdioMCPServer(_ world: AgentWorld) async throws {
+        try await world.putAgent("stdio", """
+            name: stdio
+            model: local/m1
+            tools:
+              - mcp: {name: local, command: ["\(mcpFixturePath)"]}
+            """)
+        world.openAI.respond { request in
+            request.toolResults.isEmpty ? .toolCall("local_add", arguments: #"{"a": 20, "b": 22}"#) : .text("sum \(request.lastToolResult ?? "")")
+        }
+        let run = try await world.runAgent("stdio", input: "add")
+        #expect(run["status"] == "succeeded", "\(run)")
+        #expect(run["output"] == "sum 42")
+    }
+
+    /// Token deltas reach a run's live event stream (not stored); the stored events follow.
+    static func streamsDeltas(_ world: AgentWorld) async throws {
+        try await world.putAgent("talker", """
+            name: talker
+            model: local/m1
+            tools:
+              - http: {name: wait, method: POST, url: "\(world.http.baseURL)/slow/400"}
+            """)
+        world.openAI.respond { request in
+            request.toolResults.isEmpty ? .toolCall("wait") : .text("a streamed answer in several words")
+        }
+        let started = try await world.client.send(.post, "/v1/agents/talker/runs", json: #"{"input": "talk"}"#)
+        let runID = try #require(started.json["id"]?.stringValue)
+        let port = try #require(world.client.port)
+        let stream = try await fetch(
+            "http://127.0.0.1:\(port)/v1/runs/\(runID)/events", headers: [("Accept", "text/event-stream")] + world.client.authorization,
+            timeout: .seconds(20)
+        )
+        let frames = stream.body.components(separatedBy: "\n\n")
+        let deltas = frames.filter { $0.hasPrefix("event: llm.delta") }.compactMap { frame in
+            frame.split(separator: "\n").first { $0.hasPrefix("data: ") }.flatMap { try? JSONValue(parsing: Array($0.dropFirst(6).utf8)) }
+        }
+        #expect(deltas.compactMap { $0["data"]?["text"]?.stringValue }.joined() == "a streamed answer in several words")
+        #expect(frames.contains { $0.contains("event: run.succeeded") })
+        let stored = eventTypes(try await world.events(runID))
+        #expect(!stored.contains("llm.delta"), "deltas are not stored")
+    }
+
     /// A route falls back from a failing OpenAI-compatible provider to Anthropic after its retries.
     static func fallsBackAcrossProviders(_ world: AgentWorld) async throws {
         try await world.putAgent("fallback", """
@@ -308,6 +352,21 @@ enum AgentChecks {
         let answer = try await world.client.send(.post, "/v1/chat/completions", json: #"{"model": "metadata/m", "messages": [{"role": "user", "content": "hi"}]}"#)
         #expect(answer.status == .badGateway)
         #expect(answer.json["detail"]?.stringValue?.contains("egress_denied") == true, "\(answer.json)")
+
+        // An http tool aimed at a private address is refused too, its refusal is audited, and the model is told.
+        try await world.putAgent("prober", """
+            name: prober
+            model: local/m1
+            tools:
+              - http: {name: probe, url: "http://10.0.0.1/admin"}
+            """)
+        world.openAI.respond { request in request.toolResults.isEmpty ? .toolCall("probe") : .text(request.lastToolResult ?? "") }
+        let run = try await world.runAgent("prober", input: "probe")
+        #expect(run["status"] == "succeeded")
+        #expect(run["output"]?.stringValue?.contains("egress_denied") == true, "\(run["output"] ?? .null)")
+        let audit = try await world.client.send(.get, "/v1/audit?action=egress.denied").json["items"]?.arrayValue ?? []
+        #expect(audit.count == 2, "\(audit)")
+        #expect(audit.contains { $0["details"]?["url"]?.stringValue == "http://10.0.0.1/admin" })
     }
 
     /// Definitions are validated with pointers; agents are versioned; other organizations' resources are unseen.

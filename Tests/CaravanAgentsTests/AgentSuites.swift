@@ -16,6 +16,8 @@ struct SQLiteAgentTests {
     @Test func approvals() async throws { try await withAgentWorld(backend, AgentChecks.approvalBindsArguments) }
     @Test func egress() async throws { try await withAgentWorld(backend, AgentChecks.egressRefusesProviders) }
     @Test func validation() async throws { try await withAgentWorld(backend, AgentChecks.definitionsAndProvidersAreValidated) }
+    @Test func stdioMCP() async throws { try await withAgentWorld(backend, AgentChecks.usesStdioMCPServer) }
+    @Test func deltas() async throws { try await withAgentWorld(backend, mode: .live, AgentChecks.streamsDeltas) }
 }
 
 @Suite("Agents and the gateway on PostgreSQL", .enabled(if: PostgresTestServer.isConfigured, "needs CARAVAN_TEST_POSTGRES_URL (scripts/test sets it)"))
@@ -33,4 +35,6 @@ struct PostgresAgentTests {
     @Test func approvals() async throws { try await withAgentWorld(backend, AgentChecks.approvalBindsArguments) }
     @Test func egress() async throws { try await withAgentWorld(backend, AgentChecks.egressRefusesProviders) }
     @Test func validation() async throws { try await withAgentWorld(backend, AgentChecks.definitionsAndProvidersAreValidated) }
+    @Test func stdioMCP() async throws { try await withAgentWorld(backend, AgentChecks.usesStdioMCPServer) }
+    @Test func deltas() async throws { try await withAgentWorld(backend, mode: .live, AgentChecks.streamsDeltas) }
 }

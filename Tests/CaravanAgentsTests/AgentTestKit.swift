@@ -88,3 +88,8 @@ func expectStatus(
 func eventTypes(_ events: [JSONValue]) -> [String] {
     events.compactMap { $0["type"]?.stringValue }
 }
+
+/// The `caravan-mcp-fixture` binary built beside `caravan` (an MCP server over stdio with add, echo, fail, slow).
+var mcpFixturePath: String {
+    URL(fileURLWithPath: CaravanProcess.binaryPath).deletingLastPathComponent().appendingPathComponent("caravan-mcp-fixture").path
+}

@@ -232,6 +232,27 @@ struct ProviderRouterTests {
         }
     }
 
+    @Test func cancellationStopsRoutingAtOnce() async throws {
+        try await withProviders(primaryRetries: 3) { router, openAI, anthropic, resolver in
+            openAI.enqueue(.hang())
+            let request = request
+            let (primary, secondary) = (primary, secondary)
+            let started = ContinuousClock.now
+            let task = Task {
+                await providerError { () async throws(ProviderError) in
+                    try await router.complete(request, route: [primary, secondary], resolve: resolver.resolve, onDelta: nil)
+                }
+            }
+            try await Task.sleep(for: .milliseconds(200))
+            task.cancel()
+            let error = await task.value
+            #expect(error != nil)
+            #expect(ContinuousClock.now - started < .seconds(3))
+            #expect(openAI.callCount == 1)
+            #expect(anthropic.callCount == 0)
+        }
+    }
+
     @Test func backoffIsCappedAndHonoursRetryAfter() {
         let backoff = RetryBackoff()
         for retry in 1...20 {

@@ -159,6 +159,8 @@ struct MCPStdioTests {
             #expect(exits?.code == "mcp_unavailable")
             #expect(exits?.message.contains("oops") == true)
             #expect(ContinuousClock.now - start < .seconds(10), "a dead server must not wait for the timeout")
+            print("DEBUG exits took", ContinuousClock.now - start)
+            let start2 = ContinuousClock.now
 
             let silent = await #expect(throws: ToolError.self) {
                 try await MCPConnection.connect(
@@ -166,6 +168,7 @@ struct MCPStdioTests {
                 )
             }
             #expect(silent?.code == "mcp_unavailable")
+            print("DEBUG silent took", ContinuousClock.now - start2, silent?.message ?? "")
         }
     }
 

@@ -205,6 +205,7 @@ struct ModelRoutes {
         return Response(
             status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
             body: ResponseBody { writer in
+                try await writer.write(Self.frame(OpenAIWireFormat.roleChunk(id: id, model: ref.description, created: created)))
                 let (deltas, sink) = AsyncStream.makeStream(of: ChatDelta.self, bufferingPolicy: .unbounded)
                 let outcome = await withTaskGroup(of: Result<ModelAnswer, ModelCallError>.self) { group in
                     group.addTask {
