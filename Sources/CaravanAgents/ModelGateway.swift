@@ -2,6 +2,7 @@ import CaravanCore
 import CaravanModels
 import CaravanOutbound
 import Logging
+import Metrics
 import Synchronization
 
 /// Who a model call is for, for metering and budgets.
@@ -115,7 +116,10 @@ public final class ModelGateway: Sendable {
                 onDelta: onDelta
             )
         } catch {
-            logger.debug("Model call failed", metadata: ["caravan.org_id": "\(orgID)", "error.type": "\(error.code)"])
+            Counter(label: "caravan.llm.requests", dimensions: [("outcome", error.code)]).increment()
+            logger.debug("Model call failed", metadata: [
+                "caravan.org_id": "\(orgID)", "caravan.run_id": "\(context.runID ?? "")", "error.type": "\(error.code)",
+            ])
             if error.kind == .egressDenied {
                 await refusals.record(orgID: orgID, runID: context.runID, url: route.map(\.description).joined(separator: ","), reason: error.message)
             }
@@ -129,11 +133,11 @@ public final class ModelGateway: Sendable {
             model: routed.ref.model, usage: routed.response.usage, costUSD: cost, latencyMilliseconds: routed.latencyMilliseconds,
             outcome: "success"
         )
-        do {
-            try await meter.record(record)
-        } catch {
-            logger.warning("Could not record a model call's usage", metadata: ["caravan.org_id": "\(orgID)", "error.message": "\(error)"])
-        }
+        meter.record(record)
+        Counter(label: "caravan.llm.requests", dimensions: [("outcome", "success")]).increment()
+        Counter(label: "caravan.llm.tokens", dimensions: [("direction", "input")]).increment(by: routed.response.usage.inputTokens)
+        Counter(label: "caravan.llm.tokens", dimensions: [("direction", "output")]).increment(by: routed.response.usage.outputTokens)
+        Timer(label: "caravan.llm.duration").recordMilliseconds(routed.latencyMilliseconds)
         return ModelAnswer(
             response: routed.response, ref: routed.ref, costUSD: cost, latencyMilliseconds: routed.latencyMilliseconds,
             attempts: routed.attempts

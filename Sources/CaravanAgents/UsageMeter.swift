@@ -2,6 +2,9 @@ import CaravanCore
 import CaravanModels
 import CaravanStorage
 import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
 
 /// One model call, as metered.
 public struct UsageRecord: Sendable, Hashable {
@@ -60,33 +63,105 @@ public struct ModelBudget: Sendable, Hashable {
 }
 
 /// Records every model call and answers totals; enforces the organization's monthly budget.
-public final class UsageMeter: Sendable {
+///
+/// Calls are written in batches (one transaction every 100 ms, or at once past 500 waiting) so that metering
+/// adds no disk flush to a model call; `flush()` writes what waits (shutdown, reports). A crash loses at most
+/// the last batch's records. Budgets are read at most once a second per organization, and the month's spend is
+/// the stored sum plus what this node has not written yet.
+public final class UsageMeter: Service, Sendable {
     private let database: any Database
+    private let logger: Logger
+    private let wake = WakeFlag()
 
-    public init(database: any Database) {
-        self.database = database
+    private struct State {
+        var pending: [UsageRecord] = []
+        /// Per organization: its budget and when it was read.
+        var budgets: [String: (budget: ModelBudget?, readAt: Int64)] = [:]
+        /// Per organization: the stored spend of the month, when it was read.
+        var spend: [String: (monthStart: Int64, tokens: Int64, cost: Double, readAt: Int64)] = [:]
     }
 
-    /// Records a call.
-    public func record(_ record: UsageRecord) async throws {
-        try await database.withTransaction { executor in
-            try await executor.execute(
-                """
-                INSERT INTO model_usage (org_id, at, run_id, agent, provider, model, input_tokens, output_tokens, cost_usd,
-                    latency_ms, outcome)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                """,
-                [
-                    .text(record.orgID), .int(record.at), .text(record.runID), .text(record.agent), .text(record.provider),
-                    .text(record.model), .int(Int64(record.usage.inputTokens)), .int(Int64(record.usage.outputTokens)),
-                    .double(record.costUSD), .int(record.latencyMilliseconds), .text(record.outcome),
-                ]
-            )
+    private let state = Mutex(State())
+    static let batchSize = 500
+    static let cacheMilliseconds: Int64 = 1_000
+
+    public init(database: any Database, logger: Logger) {
+        self.database = database
+        self.logger = logger
+    }
+
+    // MARK: Recording
+
+    /// Records a call (written with the next batch).
+    public func record(_ record: UsageRecord) {
+        let count = state.withLock { state in
+            state.pending.append(record)
+            return state.pending.count
+        }
+        if count >= Self.batchSize { wake.signal() }
+    }
+
+    public func run() async throws {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            await cancelWhenGracefulShutdown { await self.wake.wait(timeout: .milliseconds(100)) }
+            await flushLogged()
+        }
+        await flushLogged()
+    }
+
+    private func flushLogged() async {
+        do { try await flush() } catch {
+            logger.warning("Could not write model usage; retrying with the next batch", metadata: ["error.message": "\(error)"])
         }
     }
 
+    /// Writes every waiting record now.
+    public func flush() async throws {
+        let batch = state.withLock { state -> [UsageRecord] in
+            defer { state.pending = [] }
+            return state.pending
+        }
+        guard !batch.isEmpty else { return }
+        do {
+            try await database.withTransaction { executor in
+                for chunk in stride(from: 0, to: batch.count, by: 100).map({ Array(batch[$0..<min($0 + 100, batch.count)]) }) {
+                    var sql = """
+                        INSERT INTO model_usage (org_id, at, run_id, agent, provider, model, input_tokens, output_tokens, cost_usd,
+                            latency_ms, outcome) VALUES
+                        """
+                    var binds: [SQLValue] = []
+                    for (index, record) in chunk.enumerated() {
+                        let base = binds.count
+                        sql += (index == 0 ? " (" : ", (") + (1...11).map { "$\(base + $0)" }.joined(separator: ", ") + ")"
+                        binds += [
+                            .text(record.orgID), .int(record.at), .text(record.runID), .text(record.agent), .text(record.provider),
+                            .text(record.model), .int(Int64(record.usage.inputTokens)), .int(Int64(record.usage.outputTokens)),
+                            .double(record.costUSD), .int(record.latencyMilliseconds), .text(record.outcome),
+                        ]
+                    }
+                    try await executor.execute(sql, binds)
+                }
+            }
+        } catch {
+            state.withLock { $0.pending.insert(contentsOf: batch, at: 0) }
+            throw error
+        }
+        // What was written moves from the waiting records into the cached sums.
+        state.withLock { state in
+            for record in batch {
+                guard var spend = state.spend[record.orgID], record.at >= spend.monthStart else { continue }
+                spend.tokens += Int64(record.usage.totalTokens)
+                spend.cost += record.costUSD
+                state.spend[record.orgID] = spend
+            }
+        }
+    }
+
+    // MARK: Reports
+
     /// Totals between `from` (inclusive) and `to` (exclusive), grouped; at most 1,000 groups, largest cost first.
     public func totals(orgID: String, from: Int64, to: Int64, groupBy: UsageGrouping) async throws -> [UsageTotals] {
+        try await flush()
         let rows = try await database.read { executor in
             try await executor.query(
                 """
@@ -115,20 +190,38 @@ public final class UsageMeter: Sendable {
         return groups.values.sorted { ($0.costUSD, $1.key) > ($1.costUSD, $0.key) }.prefix(1000).map { $0 }
     }
 
-    /// The organization's spend since the start of the current UTC month.
+    /// The organization's spend since the start of the current UTC month: what is stored (read at most once a
+    /// second) and what this node has not written yet.
     public func monthToDate(orgID: String, now: Int64) async throws -> (tokens: Int64, costUSD: Double) {
         let start = Self.monthStart(now)
-        let row = try await database.read { executor in
-            try await executor.queryFirst(
-                """
-                SELECT CAST(COALESCE(SUM(input_tokens + output_tokens), 0) AS BIGINT) AS tokens,
-                    CAST(COALESCE(SUM(cost_usd), 0) AS DOUBLE PRECISION) AS cost
-                FROM model_usage WHERE org_id = $1 AND at >= $2
-                """,
-                [.text(orgID), .int(start)]
-            )
+        var stored = state.withLock { state in
+            state.spend[orgID].flatMap { $0.monthStart == start && now - $0.readAt < Self.cacheMilliseconds ? ($0.tokens, $0.cost) : nil }
         }
-        return (try row?.int("tokens") ?? 0, try row?.double("cost") ?? 0)
+        if stored == nil {
+            // Read what is stored with nothing of this organization waiting, so nothing is counted twice.
+            try await flush()
+            let row = try await database.read { executor in
+                try await executor.queryFirst(
+                    """
+                    SELECT CAST(COALESCE(SUM(input_tokens + output_tokens), 0) AS BIGINT) AS tokens,
+                        CAST(COALESCE(SUM(cost_usd), 0) AS DOUBLE PRECISION) AS cost
+                    FROM model_usage WHERE org_id = $1 AND at >= $2
+                    """,
+                    [.text(orgID), .int(start)]
+                )
+            }
+            let read = (try row?.int("tokens") ?? 0, try row?.double("cost") ?? 0)
+            state.withLock { $0.spend[orgID] = (start, read.0, read.1, now) }
+            stored = read
+        }
+        let waiting = state.withLock { state in
+            state.pending.reduce(into: (Int64(0), 0.0)) { sum, record in
+                guard record.orgID == orgID, record.at >= start else { return }
+                sum.0 += Int64(record.usage.totalTokens)
+                sum.1 += record.costUSD
+            }
+        }
+        return ((stored?.0 ?? 0) + waiting.0, (stored?.1 ?? 0) + waiting.1)
     }
 
     /// Midnight UTC of the first day of `now`'s month, in Unix milliseconds.
@@ -140,8 +233,13 @@ public final class UsageMeter: Sendable {
         return Int64(start.timeIntervalSince1970 * 1000)
     }
 
+    // MARK: Budgets
+
+    /// The organization's monthly budget (read at most once a second).
     public func budget(orgID: String) async throws -> ModelBudget? {
-        try await database.read { executor in
+        let now = Clock.nowMilliseconds()
+        if let cached = state.withLock({ $0.budgets[orgID] }), now - cached.readAt < Self.cacheMilliseconds { return cached.budget }
+        let budget = try await database.read { executor in
             try await executor.queryFirst("SELECT * FROM model_budgets WHERE org_id = $1", [.text(orgID)])
         }.map { row in
             ModelBudget(
@@ -149,21 +247,22 @@ public final class UsageMeter: Sendable {
                 monthlyTokens: try row.optionalInt("monthly_tokens")
             )
         }
+        state.withLock { $0.budgets[orgID] = (budget, now) }
+        return budget
     }
 
     public func setBudget(orgID: String, _ budget: ModelBudget) async throws {
+        let now = Clock.nowMilliseconds()
         try await database.withTransaction { executor in
             try await executor.execute(
                 """
                 INSERT INTO model_budgets (org_id, monthly_cost_usd, monthly_tokens, updated_at) VALUES ($1, $2, $3, $4)
                 ON CONFLICT (org_id) DO UPDATE SET monthly_cost_usd = $2, monthly_tokens = $3, updated_at = $4
                 """,
-                [
-                    .text(orgID), budget.monthlyCostUSD.map(SQLValue.double) ?? .null, .int(budget.monthlyTokens),
-                    .int(Clock.nowMilliseconds()),
-                ]
+                [.text(orgID), budget.monthlyCostUSD.map(SQLValue.double) ?? .null, .int(budget.monthlyTokens), .int(now)]
             )
         }
+        state.withLock { $0.budgets[orgID] = (budget, now) }
     }
 
     /// Refuses a call when the organization has spent its monthly budget.

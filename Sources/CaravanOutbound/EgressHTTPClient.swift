@@ -322,49 +322,15 @@ extension EgressPolicy {
     /// Checks `url` like `check(_:)` — scheme, host, every address the host resolves to — with one resolution, and
     /// says where to connect. The resolution runs off the cooperative thread pool.
     func destination(for url: URL) async throws(EgressDenial) -> Destination {
-        guard let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https" else {
-            throw EgressDenial(code: "egress_denied", message: "Only http and https URLs may be called.", retryable: false)
-        }
-        guard let host = url.host?.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]")), !host.isEmpty else {
-            throw EgressDenial(code: "egress_denied", message: "The URL has no host.", retryable: false)
-        }
-        let port = url.port ?? (scheme == "https" ? 443 : 80)
-        if allowsHostName(host, port: port) { return .asGiven }
-        let literal = Self.parseAddress(host)
-        var addresses: [[UInt8]]
-        if let literal { addresses = [literal] } else { addresses = await Self.resolveOffPool(host) }
-        guard !addresses.isEmpty else {
-            throw EgressDenial(code: "dns_error", message: "The host \(host) does not resolve.", retryable: true)
-        }
-        for address in addresses where Self.isInternal(address) && !allowsAddressEntry(address, port: port) {
-            throw EgressDenial(
-                code: "egress_denied",
-                message: "\(host) resolves to an internal address; the operator has not allowed it (--egress-allow).",
-                retryable: false
-            )
-        }
-        if literal != nil || scheme == "https" { return .asGiven }
+        let target = try target(of: url)
+        if allowsHost(target.host, port: target.port) { return .asGiven }
+        let literal = Self.parseAddress(target.host)
+        let addresses = if let literal { [literal] } else { await Self.resolveOffPool(target.host) }
+        try vet(addresses, of: target)
+        if literal != nil || target.scheme == "https" { return .asGiven }
         var unique: [[UInt8]] = []
         for address in addresses.sorted(by: { $0.count < $1.count }) where !unique.contains(address) { unique.append(address) }
-        return .pinned(unique, host: host, port: port)
-    }
-
-    private func allowsHostName(_ host: String, port: Int) -> Bool {
-        entries.contains { entry in
-            if case .host(let allowed, let allowedPort) = entry { return allowed == host && (allowedPort == nil || allowedPort == port) }
-            return false
-        }
-    }
-
-    private func allowsAddressEntry(_ address: [UInt8], port: Int) -> Bool {
-        entries.contains { entry in
-            switch entry {
-            case .host(let host, let allowedPort):
-                return Self.parseAddress(host) == address && (allowedPort == nil || allowedPort == port)
-            case .network(let network, let prefix):
-                return Self.matches(address, network: network, prefix: prefix)
-            }
-        }
+        return .pinned(unique, host: target.host, port: target.port)
     }
 
     /// `resolve(_:)` on a Dispatch thread: `getaddrinfo` blocks, and must not hold a cooperative thread.

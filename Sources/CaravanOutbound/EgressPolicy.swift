@@ -65,28 +65,45 @@ public struct EgressPolicy: Sendable {
     /// Checks `url`: its scheme, and every address its host resolves to.
     /// - Throws: `EgressDenial` with code `egress_denied` (not retryable) or `dns_error` (retryable).
     public func check(_ url: URL) throws(EgressDenial) {
+        let target = try target(of: url)
+        if allowsHost(target.host, port: target.port) { return }
+        try vet(Self.resolve(target.host), of: target)
+    }
+
+    /// Where a URL points: its scheme, lowercased host (brackets removed) and port.
+    struct Target: Sendable {
+        var scheme: String
+        var host: String
+        var port: Int
+    }
+
+    /// The URL's target, if its scheme is http or https and it has a host.
+    func target(of url: URL) throws(EgressDenial) -> Target {
         guard let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https" else {
             throw EgressDenial(code: "egress_denied", message: "Only http and https URLs may be called.", retryable: false)
         }
         guard let host = url.host?.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]")), !host.isEmpty else {
             throw EgressDenial(code: "egress_denied", message: "The URL has no host.", retryable: false)
         }
-        let port = url.port ?? (scheme == "https" ? 443 : 80)
-        if allowsHost(host, port: port) { return }
-        let addresses = Self.resolve(host)
+        return Target(scheme: scheme, host: host, port: url.port ?? (scheme == "https" ? 443 : 80))
+    }
+
+    /// Refuses the target unless every address it resolved to is public or allowed.
+    func vet(_ addresses: [[UInt8]], of target: Target) throws(EgressDenial) {
         guard !addresses.isEmpty else {
-            throw EgressDenial(code: "dns_error", message: "The host \(host) does not resolve.", retryable: true)
+            throw EgressDenial(code: "dns_error", message: "The host \(target.host) does not resolve.", retryable: true)
         }
-        for address in addresses where Self.isInternal(address) && !allowsAddress(address, port: port) {
+        for address in addresses where Self.isInternal(address) && !allowsAddress(address, port: target.port) {
             throw EgressDenial(
                 code: "egress_denied",
-                message: "\(host) resolves to an internal address; the operator has not allowed it (--egress-allow).",
+                message: "\(target.host) resolves to an internal address; the operator has not allowed it (--egress-allow).",
                 retryable: false
             )
         }
     }
 
-    private func allowsHost(_ host: String, port: Int) -> Bool {
+    /// Whether the operator allowed this host name (and port) as such.
+    func allowsHost(_ host: String, port: Int) -> Bool {
         entries.contains { entry in
             if case .host(let allowed, let allowedPort) = entry { return allowed == host && (allowedPort == nil || allowedPort == port) }
             return false

@@ -102,6 +102,7 @@ public func buildApplication(
     }
 
     // The LLM gateway and agents.
+    let meter = UsageMeter(database: database, logger: logger)
     let gateway = ModelGateway(
         router: ProviderRouter(
             openAI: OpenAIProvider(client: httpClient.client, egress: egress),
@@ -111,7 +112,7 @@ public func buildApplication(
         providers: ProviderStore(database: database, secret: { orgID, name in
             try await secrets.resolve(orgID: orgID, names: [name])[name]
         }),
-        meter: UsageMeter(database: database), prices: PriceTable(), refusals: refusals, logger: logger
+        meter: meter, prices: PriceTable(), refusals: refusals, logger: logger
     )
     let threads = ThreadStore(database: database)
     let mcpConnections = MCPConnectionCache(http: egressClient, logger: logger)
@@ -158,7 +159,7 @@ public func buildApplication(
     )
     // Started in this order, stopped in reverse: the database outlives the audit log, the audit log the engine
     // (which records secret use), the engine the HTTP client.
-    let services: [any Service] = [opened.service].compactMap { $0 } + [audit, httpClient, mcpConnections, engine, rotation]
+    let services: [any Service] = [opened.service].compactMap { $0 } + [audit, meter, httpClient, mcpConnections, engine, rotation]
     let readTimeout = TimeAmount.milliseconds(configuration.requestReadTimeout.milliseconds)
     let idleTimeout = TimeAmount.milliseconds(configuration.idleTimeout.milliseconds)
     var application = Application(

@@ -66,6 +66,13 @@ public final class MCPConnection: Sendable {
         self.instructions = initialize.instructions
     }
 
+    deinit {
+        // Dropped without `close()`: do not leave a child process behind.
+        guard !closed.withLock({ $0 }) else { return }
+        channel.ended.fire(.unavailable("The connection to the MCP server '\(config.name)' was dropped."))
+        if case .stdio(let transport) = channel { Task { await transport.terminate() } }
+    }
+
     /// Starts (stdio) or reaches (HTTP) the server and completes the MCP handshake.
     /// - Parameters:
     ///   - http: the client through which HTTP servers are reached; its policy decides which URLs may be.

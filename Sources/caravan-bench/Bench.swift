@@ -16,7 +16,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "The caravan binary (a release build).") var binary: String = ".build/release/caravan"
     @Option(help: "sqlite, or postgres (uses CARAVAN_TEST_POSTGRES_URL to make a fresh database per repetition).")
     var backend: String = "sqlite"
-    @Option(help: "w1, w2, w3 or all.") var workload: String = "all"
+    @Option(help: "w1, w2, w3, gateway, or all (w1, w2, w3).") var workload: String = "all"
     @Option(help: "Repetitions of each workload.") var repetitions: Int = 3
     @Option(help: "Runs in W1.") var runs: Int = 1000
     @Option(help: "Connections the W1 client uses.") var connections: Int = 8
@@ -32,6 +32,7 @@ struct Bench: AsyncParsableCommand {
                 case "w1": result = try await withServer { try await w1(port: $0.port, pid: $0.pid) }
                 case "w2": result = try await withServer { try await w2(port: $0.port) }
                 case "w3": result = try await w3()
+                case "gateway": result = try await gateway()
                 default: throw ValidationError("unknown workload \(name)")
                 }
                 print("  \(name) round \(round): " + result.sorted { $0.key < $1.key }.map { "\($0.key)=\(format($0.value))" }.joined(separator: " "))
@@ -229,6 +230,49 @@ struct Bench: AsyncParsableCommand {
         }
         times.sort()
         return ["rtt_p50_ms": Self.percentile(times, 0.5), "rtt_p99_ms": Self.percentile(times, 0.99)]
+    }
+
+    // MARK: Gateway overhead
+
+    /// `POST /v1/chat/completions` straight to a local fake provider, and through Caravan to the same fake,
+    /// alternately on keep-alive connections: the difference of the medians is what Caravan adds (auth, routing,
+    /// the provider lookup, the budget check, metering).
+    func gateway() async throws -> [String: Double] {
+        try await FakeOpenAIServer.with { fake in
+            try await withServer(extraArguments: ["--egress-allow", "127.0.0.1"]) { server in
+                let base = "http://127.0.0.1:\(server.port)"
+                let provider = #"{"kind": "openai", "base_url": "\#(fake.baseURL)", "models": ["m1"]}"#
+                _ = try await Self.call(.PUT, base + "/v1/providers/local", body: provider)
+                let through = #"{"model": "local/m1", "messages": [{"role": "user", "content": "hello"}]}"#
+                let direct = #"{"model": "m1", "messages": [{"role": "user", "content": "hello"}]}"#
+                var viaTimes: [Double] = []
+                var directTimes: [Double] = []
+                for index in 0..<1_100 {
+                    let start = ContinuousClock.now
+                    let response = try await Self.call(.POST, fake.baseURL + "/chat/completions", body: direct)
+                    let middle = ContinuousClock.now
+                    let routed = try await Self.call(.POST, base + "/v1/chat/completions", body: through)
+                    let end = ContinuousClock.now
+                    guard response.status == 200, routed.status == 200, routed.json["choices"] != nil else {
+                        throw ValidationError("gateway call failed: \(routed)")
+                    }
+                    if index < 100 { continue }  // warm-up
+                    directTimes.append(Self.milliseconds(middle - start))
+                    viaTimes.append(Self.milliseconds(end - middle))
+                }
+                directTimes.sort()
+                viaTimes.sort()
+                return [
+                    "direct_p50_ms": Self.percentile(directTimes, 0.5), "direct_p99_ms": Self.percentile(directTimes, 0.99),
+                    "caravan_p50_ms": Self.percentile(viaTimes, 0.5), "caravan_p99_ms": Self.percentile(viaTimes, 0.99),
+                    "overhead_p50_ms": Self.percentile(viaTimes, 0.5) - Self.percentile(directTimes, 0.5),
+                ]
+            }
+        }
+    }
+
+    static func milliseconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
     }
 
     // MARK: W3

@@ -71,6 +71,11 @@ enum IdentityChecks {
         let keyA = try await client.send(.post, "/v1/api-keys", json: #"{"name": "a", "role": "viewer"}"#)
         let keyAID = try #require(keyA.json["id"]?.stringValue)
         let ownerA = try #require(try await client.send(.get, "/v1/me", headers: .bearer(client.accessToken)).json["user"]?["id"]?.stringValue)
+        // A provider, an agent and a thread of A's.
+        let provider = #"{"kind": "openai", "base_url": "https://models.example.com/v1", "models": ["m"]}"#
+        #expect(try await client.send(.put, "/v1/providers/shared-name", json: provider).status == .created)
+        #expect(try await client.send(.put, "/v1/agents/shared-name", json: #"{"model": "shared-name/m"}"#).status == .created)
+        let threadA = try #require(try await client.send(.post, "/v1/threads", json: "{}").json["id"]?.stringValue)
 
         // Organization B: another user, signing up on their own.
         let signupB = try await client.anonymous.send(
@@ -86,6 +91,7 @@ enum IdentityChecks {
             var values = ids
             if endpoint.path.hasPrefix("/v1/api-keys") { values["id"] = keyAID }
             if endpoint.path.hasPrefix("/v1/secrets") { values["name"] = "shared_name" }
+            if endpoint.path.hasPrefix("/v1/threads") { values["id"] = threadA }
             let path = fill(endpoint.path, values)
             for credential in [keyB, tokenB] {
                 let body = path.contains("/signals/") ? #"{"approved": true}"# : #"{"input": {}}"#
@@ -100,11 +106,14 @@ enum IdentityChecks {
         let byHeader = try await client.anonymous.send(.get, "/v1/runs", headers: [.authorization: "Bearer \(tokenB)", HTTPField.Name("Caravan-Organization")!: client.orgID])
         #expect(byHeader.status == .notFound)
         // Lists and streams show B nothing of A.
-        for list in ["/v1/runs", "/v1/workflows", "/v1/secrets", "/v1/api-keys", "/v1/audit", "/v1/events?after=0", "/v1/organizations"] {
+        for list in [
+            "/v1/runs", "/v1/workflows", "/v1/secrets", "/v1/api-keys", "/v1/audit", "/v1/events?after=0", "/v1/organizations",
+            "/v1/agents", "/v1/providers", "/v1/models", "/v1/usage",
+        ] {
             let response = try await client.anonymous.send(.get, list, headers: .bearer(keyB))
             #expect(response.status == .ok, "\(list)")
             let text = response.json.canonicalText
-            for secret in [runID, "shared-name", "shared_name", keyAID, client.orgID] {
+            for secret in [runID, "shared-name", "shared_name", keyAID, client.orgID, threadA] {
                 #expect(!text.contains(secret), "\(list) shows B \(secret)")
             }
         }

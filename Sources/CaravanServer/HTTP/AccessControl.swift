@@ -50,7 +50,7 @@ struct AccessControl: Sendable {
         _ endpoint: EndpointDescription,
         _ handler: @escaping @Sendable (Request, CaravanRequestContext) async throws -> Response
     ) -> @Sendable (Request, CaravanRequestContext) async throws -> Response {
-        let audited = endpoint.method != .get && endpoint.method != .head
+        let audited = endpoint.audited
         return { request, context in
             var context = context
             do {

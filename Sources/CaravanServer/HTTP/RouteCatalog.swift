@@ -30,6 +30,9 @@ public struct EndpointDescription: Sendable {
     public var requestSchema: JSONValue?
     /// Successful answers: status code → description and JSON Schema (`nil` for no body or non-JSON bodies).
     public var responses: [Int: (description: String, schema: JSONValue?, mediaType: String)]
+    /// Whether a successful call is written to the audit log: every change is; reads, and calls that change
+    /// nothing (a model completion, metered in the usage table instead), are not.
+    public var audited: Bool
 
     public init(
         _ method: HTTPRequest.Method,
@@ -39,8 +42,10 @@ public struct EndpointDescription: Sendable {
         tag: String,
         access: EndpointAccess,
         requestSchema: JSONValue? = nil,
-        responses: [Int: (description: String, schema: JSONValue?, mediaType: String)]
+        responses: [Int: (description: String, schema: JSONValue?, mediaType: String)],
+        audited: Bool? = nil
     ) {
+        self.audited = audited ?? (method != .get && method != .head)
         self.method = method
         self.path = path
         self.operationID = operationID

@@ -97,15 +97,11 @@ struct AgentRoutes {
             let body = try await bodies.json(of: request)
             let fields = try BodyFields(body, allowed: ["input", "thread"])
             let thread = try fields.string("thread", maxBytes: 100)
-            var (run, created) = try await agents.startRun(
+            let (run, created) = try await agents.startRun(
                 orgID: orgID, name: name, input: fields.object["input"] ?? .object([:]), thread: thread, idempotencyKey: key,
                 requestHash: key == nil ? nil : stableDigest(body.canonicalText)
             )
-            if let wait, !run.status.isTerminal {
-                run = try await engine.waitForRun(orgID: orgID, id: run.id, timeout: wait) ?? run
-                if !run.status.isTerminal { return .json(APIRequest.json(run), status: .accepted) }
-            }
-            return .json(APIRequest.json(run), status: created ? .created : .ok)
+            return try await RunRoutes.answer(run, created: created, wait: wait, engine: engine)
         }
         routes.add(
             EndpointDescription(

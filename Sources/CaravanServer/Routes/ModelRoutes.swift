@@ -82,7 +82,8 @@ struct ModelRoutes {
                 .post, "/v1/chat/completions", operationID: "createChatCompletion",
                 summary: "OpenAI-compatible chat completions (streaming with `stream: true`), routed to `provider/model` and metered.",
                 tag: "models", access: .organization(.write), requestSchema: object,
-                responses: [200: ("A chat.completion, or a text/event-stream of chunks", object, "application/json")]
+                responses: [200: ("A chat.completion, or a text/event-stream of chunks", object, "application/json")],
+                audited: false
             )
         ) { request, context in
             try await chatCompletion(request, context)

@@ -33,15 +33,11 @@ struct RunRoutes {
                 throw CaravanError.validation("/" + field, "is not a field of a run request")
             }
             let input = object["input"] ?? .object([:])
-            var (run, created) = try await engine.startRun(
+            let (run, created) = try await engine.startRun(
                 orgID: orgID, workflow: name, input: input, idempotencyKey: key,
                 requestHash: key == nil ? nil : stableDigest(body.canonicalText)
             )
-            if let wait, !run.status.isTerminal {
-                run = try await engine.waitForRun(orgID: orgID, id: run.id, timeout: wait) ?? run
-                if !run.status.isTerminal { return .json(APIRequest.json(run), status: .accepted) }
-            }
-            return .json(APIRequest.json(run), status: created ? .created : .ok)
+            return try await Self.answer(run, created: created, wait: wait, engine: engine)
         }
         routes.add(
             EndpointDescription(
@@ -162,6 +158,17 @@ struct RunRoutes {
         let id = try context.parameters.require("id")
         guard let run = try await engine.run(orgID: orgID, id: id) else { throw CaravanError.notFound("The run") }
         return run
+    }
+
+    /// The answer to a request that started a run: `201` (or `200` for a repeated `Idempotency-Key`) once it has
+    /// finished or without `wait`; `202` when it is still running after `wait`.
+    static func answer(_ run: RunRecord, created: Bool, wait: Duration?, engine: Engine) async throws -> Response {
+        var run = run
+        if let wait, !run.status.isTerminal {
+            run = try await engine.waitForRun(orgID: run.orgID, id: run.id, timeout: wait) ?? run
+            if !run.status.isTerminal { return .json(APIRequest.json(run), status: .accepted) }
+        }
+        return .json(APIRequest.json(run), status: created ? .created : .ok)
     }
 
     /// The `Idempotency-Key` header, if sent: 1 to 255 characters.
