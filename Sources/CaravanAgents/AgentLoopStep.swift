@@ -89,6 +89,13 @@ public struct AgentLoopStep: StepExecutor {
                     model: "", messages: messages, tools: specs, toolChoice: specs.isEmpty ? nil : .auto, maxTokens: definition.maxTokens,
                     temperature: definition.temperature, responseFormat: responseFormat
                 )
+                // Announced before the call, so that a run's history shows a model call in progress.
+                if journal.entries["request:\(turn)"] == nil {
+                    try await journal.record("request:\(turn)", value: .bool(true), events: [
+                        ("llm.request", ["turn": .int(Int64(turn)), "model": .string(definition.route.map(\.description).joined(separator: ",")),
+                                         "messages": .int(Int64(messages.count)), "tools": .int(Int64(specs.count))]),
+                    ])
+                }
                 let answer: ModelAnswer
                 let currentTurn = Int64(turn)
                 do {
@@ -106,11 +113,7 @@ public struct AgentLoopStep: StepExecutor {
                     message: answer.response.message, usage: answer.response.usage, model: answer.ref.description,
                     costUSD: answer.costUSD, finishReason: answer.response.finishReason.rawValue
                 )
-                try await journal.record(key, value: record.json, events: [
-                    ("llm.request", ["turn": .int(Int64(turn)), "model": .string(definition.route.map(\.description).joined(separator: ",")),
-                                     "messages": .int(Int64(messages.count)), "tools": .int(Int64(specs.count))]),
-                    ("llm.response", record.eventData(turn: turn)),
-                ])
+                try await journal.record(key, value: record.json, events: [("llm.response", record.eventData(turn: turn))])
             }
             spentTokens += Int64(record.usage.totalTokens)
             spentCost += record.costUSD
@@ -158,6 +161,12 @@ public struct AgentLoopStep: StepExecutor {
         }
         let result: ToolResult
         let arguments = try? JSONValue(parsing: Array((call.arguments.isEmpty ? "{}" : call.arguments).utf8), maxDepth: 64)
+        // Announced before the tool runs (once: a call resumed after a crash is not announced again).
+        if journal.entries["call:" + key] == nil {
+            try await journal.record("call:" + key, value: .bool(true), events: [
+                ("tool.call", ["id": .string(call.id), "name": .string(call.name), "arguments": arguments ?? .string(call.arguments)])
+            ])
+        }
         if let tool = offered.first(where: { $0.spec.name == call.name }) {
             if let arguments {
                 let problems = JSONSchemaCheck.problems(of: arguments, against: tool.spec.parameters, at: "")
@@ -178,10 +187,10 @@ public struct AgentLoopStep: StepExecutor {
         } else {
             result = ToolResult(content: "There is no tool named '\(call.name)'.", isError: true)
         }
-        let shown = result.content.utf8.count > 4096 ? AgentToolbox.clip(String(decoding: Array(result.content.utf8.prefix(4096)), as: UTF8.self)) + "…" : result.content
-        try await journal.record(key, value: ["id": .string(call.id), "name": .string(call.name), "content": .string(result.content), "is_error": .bool(result.isError)], events: [
-            ("tool.call", ["id": .string(call.id), "name": .string(call.name), "arguments": arguments ?? .string(call.arguments)]),
-            ("tool.result", ["id": .string(call.id), "name": .string(call.name), "is_error": .bool(result.isError), "content": .string(shown)]),
+        let shown = result.content.utf8.count > 4096 ? String(decoding: Array(result.content.utf8.prefix(4096)), as: UTF8.self) + "…" : result.content
+        let value: JSONValue = ["id": .string(call.id), "name": .string(call.name), "content": .string(result.content), "is_error": .bool(result.isError)]
+        try await journal.record(key, value: value, events: [
+            ("tool.result", ["id": .string(call.id), "name": .string(call.name), "is_error": .bool(result.isError), "content": .string(shown)])
         ])
         return result
     }

@@ -101,7 +101,7 @@ public final class ModelGateway: Sendable {
         let providers = self.providers
         let orgID = context.orgID
         let configs = ConfigCache()
-        let routed: RoutedResponse
+        var routed: RoutedResponse
         do {
             routed = try await router.complete(
                 request, route: route,
@@ -125,6 +125,11 @@ public final class ModelGateway: Sendable {
             }
             throw ModelCallError(code: error.code, message: error.message, retryable: error.isTransient)
         }
+        if routed.response.usage.totalTokens == 0 {
+            // Some servers (llama.cpp's among them) count nothing when they stream: budgets and reports then use
+            // an estimate rather than zero.
+            routed.response.usage = Self.estimatedUsage(request, answer: routed.response.message)
+        }
         let overrides = configs.get(routed.ref.provider)?.prices ?? [:]
         let cost = (overrides[routed.ref.model].map { $0.cost(of: routed.response.usage) })
             ?? prices.cost(provider: routed.ref.provider, model: routed.ref.model, usage: routed.response.usage)
@@ -142,6 +147,20 @@ public final class ModelGateway: Sendable {
             response: routed.response, ref: routed.ref, costUSD: cost, latencyMilliseconds: routed.latencyMilliseconds,
             attempts: routed.attempts
         )
+    }
+}
+
+extension ModelGateway {
+    /// About four characters a token, as for English text with the common tokenizers.
+    static func estimatedUsage(_ request: ChatRequest, answer: ChatMessage) -> TokenUsage {
+        func tokens(_ messages: [ChatMessage]) -> Int {
+            let characters = messages.reduce(0) { sum, message in
+                sum + (message.content?.count ?? 0) + message.toolCalls.reduce(0) { $0 + $1.name.count + $1.arguments.count }
+            }
+            return (characters + 3) / 4
+        }
+        let toolCharacters = request.tools.reduce(0) { $0 + $1.name.count + $1.description.count + $1.parameters.canonicalText.count }
+        return TokenUsage(inputTokens: tokens(request.messages) + (toolCharacters + 3) / 4, outputTokens: tokens([answer]))
     }
 }
 

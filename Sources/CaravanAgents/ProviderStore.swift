@@ -2,6 +2,7 @@ import CaravanCore
 import CaravanModels
 import CaravanStorage
 import Foundation
+import Synchronization
 
 /// A configured model provider of an organization, as stored (the key stays a secret's name).
 public struct ProviderConfig: Sendable, Hashable {
@@ -123,8 +124,13 @@ public struct ProviderConfig: Sendable, Hashable {
 }
 
 /// Reads and writes providers; resolves a provider to an endpoint with its key unsealed.
+///
+/// Endpoints are kept for a second (a model call on the hot path then reads nothing): a change made on this node
+/// applies at once, one made on another node or to the key's secret within a second.
 public final class ProviderStore: Sendable {
     private let database: any Database
+    private let endpoints = Mutex<[String: (endpoint: ProviderEndpoint, config: ProviderConfig, readAt: Int64)]>([:])
+    static let cacheMilliseconds: Int64 = 1_000
     /// Unseals a secret of an organization (`nil` when it does not exist).
     private let secret: @Sendable (_ orgID: String, _ name: String) async throws -> String?
 
@@ -135,6 +141,7 @@ public final class ProviderStore: Sendable {
 
     /// Creates or replaces a provider. - Returns: whether it is new.
     public func put(orgID: String, _ config: ProviderConfig) async throws -> Bool {
+        defer { forget(orgID: orgID, name: config.name) }
         let prices: JSONValue = .object(config.prices.mapValues { ["input_per_million": .double($0.inputPerMillion), "output_per_million": .double($0.outputPerMillion)] })
         return try await database.withTransaction { executor in
             let existed = try await executor.queryFirst(
@@ -172,7 +179,8 @@ public final class ProviderStore: Sendable {
     }
 
     public func delete(orgID: String, name: String) async throws -> Bool {
-        try await database.withTransaction { executor in
+        defer { forget(orgID: orgID, name: name) }
+        return try await database.withTransaction { executor in
             !(try await executor.query(
                 "DELETE FROM providers WHERE org_id = $1 AND name = $2 RETURNING name", [.text(orgID), .text(name)]
             )).isEmpty
@@ -182,6 +190,27 @@ public final class ProviderStore: Sendable {
     /// The endpoint to call for `ref`, with its key unsealed.
     /// - Throws: `ProviderError(.unknownModel)` when the provider or the model is not configured.
     public func endpoint(orgID: String, for ref: ModelRef) async throws(ProviderError) -> (ProviderEndpoint, ProviderConfig) {
+        let key = orgID + "/" + ref.provider
+        let now = Clock.nowMilliseconds()
+        if let cached = endpoints.withLock({ $0[key] }), now - cached.readAt < Self.cacheMilliseconds {
+            guard cached.config.models.contains(ref.model) else {
+                throw ProviderError(.unknownModel, "The provider '\(ref.provider)' does not list the model '\(ref.model)'.")
+            }
+            return (cached.endpoint, cached.config)
+        }
+        let (endpoint, config) = try await readEndpoint(orgID: orgID, for: ref)
+        endpoints.withLock { cache in
+            if cache.count > 10_000 { cache.removeAll() }
+            cache[key] = (endpoint, config, now)
+        }
+        return (endpoint, config)
+    }
+
+    private func forget(orgID: String, name: String) {
+        _ = endpoints.withLock { $0.removeValue(forKey: orgID + "/" + name) }
+    }
+
+    private func readEndpoint(orgID: String, for ref: ModelRef) async throws(ProviderError) -> (ProviderEndpoint, ProviderConfig) {
         let found: ProviderConfig?
         do { found = try await get(orgID: orgID, name: ref.provider) } catch {
             throw ProviderError(.unavailable, "The provider configuration could not be read.")

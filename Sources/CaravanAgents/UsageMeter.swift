@@ -75,6 +75,8 @@ public final class UsageMeter: Service, Sendable {
 
     private struct State {
         var pending: [UsageRecord] = []
+        /// The batch being written: still counted as waiting until its commit has moved it into `spend`.
+        var writing: [UsageRecord] = []
         /// Per organization: its budget and when it was read.
         var budgets: [String: (budget: ModelBudget?, readAt: Int64)] = [:]
         /// Per organization: the stored spend of the month, when it was read.
@@ -82,6 +84,8 @@ public final class UsageMeter: Service, Sendable {
     }
 
     private let state = Mutex(State())
+    /// One batch at a time, and no stored sum read while one is being written.
+    private let writer = AsyncSerialLock()
     static let batchSize = 500
     static let cacheMilliseconds: Int64 = 1_000
 
@@ -117,9 +121,14 @@ public final class UsageMeter: Service, Sendable {
 
     /// Writes every waiting record now.
     public func flush() async throws {
+        try await writer.withLock { try await writeBatch() }
+    }
+
+    private func writeBatch() async throws {
         let batch = state.withLock { state -> [UsageRecord] in
-            defer { state.pending = [] }
-            return state.pending
+            state.writing = state.pending
+            state.pending = []
+            return state.writing
         }
         guard !batch.isEmpty else { return }
         do {
@@ -143,11 +152,15 @@ public final class UsageMeter: Service, Sendable {
                 }
             }
         } catch {
-            state.withLock { $0.pending.insert(contentsOf: batch, at: 0) }
+            state.withLock { state in
+                state.pending.insert(contentsOf: batch, at: 0)
+                state.writing = []
+            }
             throw error
         }
         // What was written moves from the waiting records into the cached sums.
         state.withLock { state in
+            state.writing = []
             for record in batch {
                 guard var spend = state.spend[record.orgID], record.at >= spend.monthStart else { continue }
                 spend.tokens += Int64(record.usage.totalTokens)
@@ -198,24 +211,26 @@ public final class UsageMeter: Service, Sendable {
             state.spend[orgID].flatMap { $0.monthStart == start && now - $0.readAt < Self.cacheMilliseconds ? ($0.tokens, $0.cost) : nil }
         }
         if stored == nil {
-            // Read what is stored with nothing of this organization waiting, so nothing is counted twice.
-            try await flush()
-            let row = try await database.read { executor in
-                try await executor.queryFirst(
-                    """
-                    SELECT CAST(COALESCE(SUM(input_tokens + output_tokens), 0) AS BIGINT) AS tokens,
-                        CAST(COALESCE(SUM(cost_usd), 0) AS DOUBLE PRECISION) AS cost
-                    FROM model_usage WHERE org_id = $1 AND at >= $2
-                    """,
-                    [.text(orgID), .int(start)]
-                )
+            // Write what waits, and read the sum before another batch can be written: nothing is counted twice.
+            stored = try await writer.withLock { () async throws -> (Int64, Double) in
+                try await writeBatch()
+                let row = try await database.read { executor in
+                    try await executor.queryFirst(
+                        """
+                        SELECT CAST(COALESCE(SUM(input_tokens + output_tokens), 0) AS BIGINT) AS tokens,
+                            CAST(COALESCE(SUM(cost_usd), 0) AS DOUBLE PRECISION) AS cost
+                        FROM model_usage WHERE org_id = $1 AND at >= $2
+                        """,
+                        [.text(orgID), .int(start)]
+                    )
+                }
+                let read = (try row?.int("tokens") ?? 0, try row?.double("cost") ?? 0)
+                state.withLock { $0.spend[orgID] = (start, read.0, read.1, now) }
+                return read
             }
-            let read = (try row?.int("tokens") ?? 0, try row?.double("cost") ?? 0)
-            state.withLock { $0.spend[orgID] = (start, read.0, read.1, now) }
-            stored = read
         }
         let waiting = state.withLock { state in
-            state.pending.reduce(into: (Int64(0), 0.0)) { sum, record in
+            (state.writing + state.pending).reduce(into: (Int64(0), 0.0)) { sum, record in
                 guard record.orgID == orgID, record.at >= start else { return }
                 sum.0 += Int64(record.usage.totalTokens)
                 sum.1 += record.costUSD

@@ -53,6 +53,17 @@ struct ProviderTransport: Sendable {
         let limit = maxResponseBytes
         let name = endpoint.name
         do {
+            if !streaming {
+                // One answer: the deadline bounds the wait for it, and its body follows its head at once. Run inline:
+                // a timer task per call costs more than the rest of the gateway's work.
+                let response = try await client.execute(prepared, deadline: deadline)
+                let status = Int(response.status.code)
+                guard (200..<300).contains(status) else {
+                    let errorBody = (try? await response.body.collect(upTo: 64 * 1024)) ?? ByteBuffer()
+                    throw Self.classify(status: status, headers: response.headers, body: errorBody, provider: name)
+                }
+                return try await read(.complete(try await response.body.collect(upTo: limit)))
+            }
             return try await Self.withTimeout(milliseconds: timeout, provider: name) {
                 let response = try await client.execute(prepared, deadline: deadline)
                 let status = Int(response.status.code)

@@ -244,6 +244,14 @@ enum AgentChecks {
         let invalid = try await world.client.send(.post, "/v1/chat/completions", json: #"{"model": "local/m1", "messages": [{"role": "wizard", "content": "hi"}]}"#)
         #expect(invalid.status == .unprocessableContent)
         #expect(invalid.json["errors"]?.arrayValue?.first?["pointer"] == "/messages/0/role")
+        // A server that counts nothing (llama.cpp when streaming) is metered by an estimate, not as free.
+        world.openAI.enqueue(.text("abcdefgh", usage: FakeUsage(input: 0, output: 0)))
+        expectStatus(.ok, try await world.client.send(.post, "/v1/chat/completions", json: #"{"model": "local/m1", "messages": [{"role": "user", "content": "hi"}]}"#))
+        let usage = try await world.client.send(.get, "/v1/usage?group_by=model").json["items"]?.arrayValue ?? []
+        let estimated = try #require(usage.first { $0["key"] == "local/m1" })
+        #expect(estimated["input_tokens"] == 1)
+        #expect(estimated["output_tokens"] == 2)
+
         world.openAI.respond { _ in .hang(milliseconds: 5_000) }
         let slow = try await world.client.send(.post, "/v1/chat/completions", json: #"{"model": "local/m1", "messages": [{"role": "user", "content": "hi"}]}"#)
         #expect(slow.status == .gatewayTimeout, "\(slow.json)")
@@ -399,5 +407,8 @@ enum AgentChecks {
         let workflows = try await world.client.send(.get, "/v1/workflows").json["items"]?.arrayValue ?? []
         #expect(workflows.allSatisfy { $0["name"]?.stringValue?.hasPrefix("agent:") == false }, "agents are not listed as workflows")
         #expect(try await world.client.send(.post, "/v1/workflows/agent:versioned/runs", json: "{}").status == .notFound)
+        let inline = try await world.client.send(.put, "/v1/workflows/inline", json: #"{"steps": [{"id": "a", "agent_loop": {"name": "inline", "model": "local/m1"}}]}"#)
+        #expect(inline.status == .unprocessableContent)
+        #expect(inline.json["errors"]?.arrayValue?.first?["pointer"] == "/steps/0/agent_loop")
     }
 }

@@ -1,3 +1,4 @@
+import CaravanAgents
 import CaravanCore
 import CaravanEngine
 import CaravanStorage
@@ -29,6 +30,10 @@ struct WorkflowRoutes {
             let format = try Self.format(of: request)
             let body = try await bodies.bytes(of: request)
             let definition = try DefinitionParser.parse(Array(body.readableBytesView), format: format, nameFromPath: name, kinds: engine.kinds)
+            // The agent loop is the one step of an agent's own workflow; workflows run agents with `agent` steps.
+            if let index = definition.steps.firstIndex(where: { $0.kind == AgentLoopStep.name }) {
+                throw CaravanError.validation("/steps/\(index)/\(AgentLoopStep.name)", "is not a known step kind; run an agent with an agent step")
+            }
             let (workflow, created) = try await engine.workflows.put(orgID: orgID, definition: definition)
             return .json(APIRequest.json(workflow), status: created ? .created : .ok)
         }
