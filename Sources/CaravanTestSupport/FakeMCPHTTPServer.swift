@@ -60,24 +60,10 @@ public final class FakeMCPHTTPServer: Sendable {
                 try await server.handle(request)
             }
         }
-        let ready = WakeSignal()
-        let application = Application(
-            router: router,
-            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in
-                server.portBox.withLock { $0 = channel.localAddress?.port ?? 0 }
-                ready.fire()
-            },
-            logger: TestLogging.quiet
-        )
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            let serviceGroup = ServiceGroup(configuration: .init(services: [application], logger: TestLogging.quiet))
-            group.addTask { try await serviceGroup.run() }
-            await ready.wait()
-            defer { group.cancelAll() }
+        return try await withLoopbackServer(router) { port in
+            server.portBox.withLock { $0 = port }
             let result = try await body(server)
             await server.router.dropSessions()
-            await serviceGroup.triggerGracefulShutdown()
             return result
         }
     }

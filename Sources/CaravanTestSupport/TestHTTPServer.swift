@@ -83,24 +83,9 @@ public final class TestHTTPServer: Sendable {
             _ = server.record(request)
             return server.state.withLock { $0.switchedOn } ? Self.json(#"{"switched":true}"#) : Response(status: .internalServerError)
         }
-        let ready = WakeSignal()
-        let application = Application(
-            router: router,
-            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in
-                server.portBox.withLock { $0 = channel.localAddress?.port ?? 0 }
-                ready.fire()
-            },
-            logger: TestLogging.quiet
-        )
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            let serviceGroup = ServiceGroup(configuration: .init(services: [application], logger: TestLogging.quiet))
-            group.addTask { try await serviceGroup.run() }
-            await ready.wait()
-            defer { group.cancelAll() }
-            let result = try await body(server)
-            await serviceGroup.triggerGracefulShutdown()
-            return result
+        return try await withLoopbackServer(router) { port in
+            server.portBox.withLock { $0 = port }
+            return try await body(server)
         }
     }
 
