@@ -193,7 +193,7 @@ public final class AgentToolbox: Sendable {
         do {
             let (run, _) = try await engine.startRun(
                 orgID: context.orgID, workflow: workflow, input: input, idempotencyKey: "tool:\(context.runID):\(callID)",
-                requestHash: input.canonicalText
+                requestHash: stableDigest(input.canonicalText)
             )
             var current = run
             while !current.status.isTerminal {
