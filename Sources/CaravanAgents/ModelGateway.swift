@@ -64,6 +64,11 @@ public final class ModelGateway: Sendable {
         self.logger = logger
     }
 
+    /// The state of this node's circuit breaker for a provider of the organization: `closed`, `open` or `half_open`.
+    public func circuitState(orgID: String, provider: String) -> String {
+        router.breakerState(orgID + "/" + provider)
+    }
+
     /// Parses a route: one `provider/model` or a list of them, tried in order.
     /// - Throws: `validation_failed` at `pointer`.
     public static func route(_ value: JSONValue?, at pointer: String) throws(CaravanError) -> [ModelRef] {

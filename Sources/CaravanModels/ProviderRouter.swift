@@ -102,6 +102,11 @@ public final class ProviderRouter: Sendable {
         self.now = now
     }
 
+    /// The state of the breaker of the endpoint named `endpoint` (`closed`, `open`, `half_open`).
+    public func breakerState(_ endpoint: String) -> String {
+        breakers.state(endpoint).rawValue
+    }
+
     private static let origin = ContinuousClock.now
 
     /// Milliseconds since this process first asked, on a clock that never goes backwards.

@@ -118,6 +118,10 @@ enum AgentChecks {
         #expect(world.openAI.callCount == 2, "one call and one retry (max_retries: 1)")
         #expect(world.anthropic.callCount == 1)
         #expect(world.anthropic.requests.first?.headers["x-api-key"] == "sk-anthropic-test")
+        let local = try await world.client.send(.get, "/v1/providers/local").json
+        #expect(local["circuit"] == "closed", "two failures in a row do not open it")
+        let agentRuns = try await world.client.send(.get, "/v1/runs?agent=fallback").json["items"]?.arrayValue ?? []
+        #expect(agentRuns.count == 1)
 
         world.openAI.respond { _ in .error(status: 429, retryAfter: "0") }
         world.anthropic.respond { _ in .error(status: 400, message: "bad request") }

@@ -33,8 +33,9 @@ struct ModelRoutes {
                 tag: "models", access: .organization(.read), responses: [200: ("Providers", APISchemas.list(of: object), "application/json")]
             )
         ) { _, context in
-            let providers = try await gateway.providers.list(orgID: try context.organizationID())
-            return .json(["items": .array(providers.map(\.json)), "next_cursor": .null])
+            let orgID = try context.organizationID()
+            let providers = try await gateway.providers.list(orgID: orgID)
+            return .json(["items": .array(providers.map { json(of: $0, orgID: orgID) }), "next_cursor": .null])
         }
         routes.add(
             EndpointDescription(
@@ -43,10 +44,11 @@ struct ModelRoutes {
             )
         ) { _, context in
             let name = try context.parameters.require("name")
-            guard let provider = try await gateway.providers.get(orgID: try context.organizationID(), name: name) else {
+            let orgID = try context.organizationID()
+            guard let provider = try await gateway.providers.get(orgID: orgID, name: name) else {
                 throw CaravanError.notFound("The provider '\(name)'")
             }
-            return .json(provider.json)
+            return .json(json(of: provider, orgID: orgID))
         }
         routes.add(
             EndpointDescription(
@@ -149,6 +151,13 @@ struct ModelRoutes {
             context.audit.target("budget")
             return .json(try await budgetJSON(orgID: orgID))
         }
+    }
+
+    /// A provider with the state of this node's circuit breaker for it.
+    private func json(of provider: ProviderConfig, orgID: String) -> JSONValue {
+        guard case .object(var fields) = provider.json else { return provider.json }
+        fields["circuit"] = .string(gateway.circuitState(orgID: orgID, provider: provider.name))
+        return .object(fields)
     }
 
     private func budgetJSON(orgID: String) async throws -> JSONValue {

@@ -41,7 +41,7 @@ struct RunRoutes {
         }
         routes.add(
             EndpointDescription(
-                .get, "/v1/runs", operationID: "listRuns", summary: "List runs, newest first; filter by workflow and status.",
+                .get, "/v1/runs", operationID: "listRuns", summary: "List runs, newest first; filter by `workflow`, `agent` and `status`.",
                 tag: "runs", access: .organization(.read), responses: [200: ("A page of runs", APISchemas.list(of: APISchemas.run), "application/json")]
             )
         ) { request, context in
@@ -54,7 +54,10 @@ struct RunRoutes {
                 }
                 status = parsed
             }
-            let workflow: String? = request.uri.queryParameters.get("workflow").map { String($0) }
+            var workflow: String? = request.uri.queryParameters.get("workflow").map { String($0) }
+            if let agent = request.uri.queryParameters.get("agent") {
+                workflow = AgentStepKind.workflowName(forAgent: String(agent))
+            }
             let page = try await engine.runs(orgID: orgID, workflow: workflow, status: status, cursor: try APIRequest.cursor(request), limit: limit)
             return .json([
                 "items": .array(page.map(APIRequest.json)),
