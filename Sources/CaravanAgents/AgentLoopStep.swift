@@ -107,7 +107,7 @@ public struct AgentLoopStep: StepExecutor {
                         }
                     )
                 } catch {
-                    throw StepFailure(code: error.code, message: error.message, retryable: error.retryable)
+                    throw error
                 }
                 record = TurnRecord(
                     message: answer.response.message, usage: answer.response.usage, model: answer.ref.description,

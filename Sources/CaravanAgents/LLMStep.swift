@@ -83,7 +83,7 @@ public struct LLMStep: StepExecutor {
         do {
             answer = try await gateway.complete(request, route: route, context: ModelCallContext(orgID: context.orgID, runID: context.runID))
         } catch {
-            throw StepFailure(code: error.code, message: error.message, retryable: error.retryable)
+            throw error
         }
         let text = answer.response.message.content ?? ""
         var output: [String: JSONValue] = [

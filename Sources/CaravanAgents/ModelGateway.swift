@@ -28,18 +28,9 @@ public struct ModelAnswer: Sendable {
     public var attempts: Int
 }
 
-/// Why a model call did not produce an answer: a stable code and whether trying later may help.
-public struct ModelCallError: Error, Sendable {
-    public var code: String
-    public var message: String
-    public var retryable: Bool
-
-    public init(code: String, message: String, retryable: Bool) {
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-    }
-}
+/// Why a model call did not produce an answer: a stable code (`budget_exceeded`, or the last provider error's) and
+/// whether trying later may help.
+public typealias ModelCallError = Failure
 
 /// The one way Caravan calls models: checks the organization's monthly budget, resolves each `provider/model`
 /// to its endpoint (key unsealed), routes through fallbacks, retries and circuit breakers, prices and records

@@ -45,7 +45,7 @@ public struct HTTPStep: StepExecutor {
             if error.code == "egress_denied" {
                 await refusals.record(orgID: context.orgID, runID: context.runID, url: url.absoluteString, reason: error.message)
             }
-            throw StepFailure(code: error.code, message: error.message, retryable: error.retryable)
+            throw error
         }
 
         var request = HTTPClientRequest(url: url.absoluteString)

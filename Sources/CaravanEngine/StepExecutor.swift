@@ -29,17 +29,7 @@ public protocol SecretResolver: Sendable {
 }
 
 /// Why a step attempt failed, and whether another attempt may succeed.
-public struct StepFailure: Error, Sendable, Hashable {
-    public var code: String
-    public var message: String
-    public var retryable: Bool
-
-    public init(code: String, message: String, retryable: Bool) {
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-    }
-}
+public typealias StepFailure = Failure
 
 /// A kind of step that runs as one call: adding a kind is one type conforming to this protocol (validation from
 /// `StepKind`, execution here) and registering an instance with the engine.

@@ -18,25 +18,11 @@ import Darwin
 /// Codes: `egress_denied` (the policy refused the URL or a redirect target; not retryable), `dns_error` (the host
 /// does not resolve; retryable), `too_many_redirects`, `response_too_large` (not retryable), `network_error`
 /// (connection refused or reset, TLS failure, cancelled; retryable), `timeout` (retryable).
-public struct EgressRequestError: Error, Sendable, Hashable, CustomStringConvertible {
-    public var code: String
-    public var message: String
-    public var retryable: Bool
+public typealias EgressRequestError = Failure
 
-    public init(code: String, message: String, retryable: Bool) {
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-    }
-
-    public init(_ denial: EgressDenial) {
-        self.init(code: denial.code, message: denial.message, retryable: denial.retryable)
-    }
-
-    public var description: String { "\(code): \(message)" }
-
-    static func timeout(_ url: URL) -> EgressRequestError {
-        EgressRequestError(code: "timeout", message: "The request to \(url.host ?? "the server") timed out.", retryable: true)
+extension Failure {
+    static func timeout(_ url: URL) -> Failure {
+        Failure(code: "timeout", message: "The request to \(url.host ?? "the server") timed out.", retryable: true)
     }
 }
 
@@ -135,7 +121,7 @@ public final class EgressHTTPClient: Sendable {
     ) {
         guard let first = URL(string: original.url) else {
             let denial = EgressDenial(code: "egress_denied", message: "'\(original.url)' is not a valid URL.", retryable: false)
-            throw EgressRequestError(denial)
+            throw denial
         }
         var request = original
         var url = first
@@ -191,7 +177,7 @@ public final class EgressHTTPClient: Sendable {
             destination = try await policy.destination(for: url)
         } catch {
             if error.code == "egress_denied", let onDenied { await onDenied(url, error) }
-            throw EgressRequestError(error)
+            throw error
         }
         switch destination {
         case .asGiven:

@@ -9,17 +9,7 @@ import Darwin
 
 /// Why an outbound request was refused before it left: a stable code (`egress_denied`, `dns_error`), a message
 /// that names the host, and whether trying again later may succeed.
-public struct EgressDenial: Error, Sendable, Hashable {
-    public var code: String
-    public var message: String
-    public var retryable: Bool
-
-    public init(code: String, message: String, retryable: Bool) {
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-    }
-}
+public typealias EgressDenial = Failure
 
 /// Which outbound destinations steps may reach. Loopback, private, link-local, CGNAT, unique-local and metadata
 /// addresses are refused unless the operator allows them (`--egress-allow`: `host`, `host:port` or CIDR entries).

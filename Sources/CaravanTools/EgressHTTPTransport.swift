@@ -205,7 +205,7 @@ actor EgressHTTPTransport: Transport {
     static func toolError(_ error: EgressRequestError, server: String) -> ToolError {
         switch error.code {
         case "egress_denied", "dns_error", "too_many_redirects", "response_too_large":
-            return ToolError(code: error.code, message: error.message, retryable: error.retryable)
+            return error
         case "timeout":
             return ToolError(code: "tool_timeout", message: "The MCP server '\(server)' did not answer in time.", retryable: true)
         default:

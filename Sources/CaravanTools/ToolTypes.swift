@@ -14,19 +14,9 @@ import CaravanCore
 /// - `invalid_config`: the server configuration is unusable;
 /// - and the codes of `EgressRequestError` for MCP over HTTP: `egress_denied`, `dns_error`, `too_many_redirects`,
 ///   `response_too_large`, `timeout`, `network_error`.
-public struct ToolError: Error, Sendable, Hashable, CustomStringConvertible {
-    public var code: String
-    public var message: String
-    public var retryable: Bool
+public typealias ToolError = Failure
 
-    public init(code: String, message: String, retryable: Bool) {
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-    }
-
-    public var description: String { "\(code): \(message)" }
-
+extension Failure {
     static func unavailable(_ message: String, retryable: Bool = true) -> ToolError {
         ToolError(code: "mcp_unavailable", message: message, retryable: retryable)
     }

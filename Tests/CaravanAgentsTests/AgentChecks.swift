@@ -81,7 +81,7 @@ enum AgentChecks {
             name: talker
             model: local/m1
             tools:
-              - http: {name: wait, method: POST, url: "\(world.http.baseURL)/slow/400"}
+              - http: {name: wait, method: POST, url: "\(world.http.baseURL)/slow/2000"}
             """)
         world.openAI.respond { request in
             request.toolResults.isEmpty ? .toolCall("wait") : .text("a streamed answer in several words")
@@ -310,8 +310,11 @@ enum AgentChecks {
         #expect(messages.count == 4)
         #expect(messages.first?["role"] == "user")
 
-        world.openAI.respond { _ in .hang(milliseconds: 1_500) }
-        let slow = try await world.client.send(.post, "/v1/agents/chat/runs", json: #"{"input": "slow", "thread": "\#(threadID)"}"#)
+        // A run that stays busy (its model takes 10 s) holds the thread.
+        try await world.putProvider("patient", kind: "openai", baseURL: world.openAI.baseURL, secret: "openai_key", models: ["m1"], timeout: "30s")
+        try await world.putAgent("slowchat", "{\"model\": \"patient/m1\"}")
+        world.openAI.respond { _ in .hang(milliseconds: 10_000) }
+        let slow = try await world.client.send(.post, "/v1/agents/slowchat/runs", json: #"{"input": "slow", "thread": "\#(threadID)"}"#)
         expectStatus(.created, slow)
         let busy = try await world.client.send(.post, "/v1/agents/chat/runs", json: #"{"input": "again", "thread": "\#(threadID)"}"#)
         #expect(busy.status == .conflict)
@@ -334,7 +337,7 @@ enum AgentChecks {
         let started = try await world.client.send(.post, "/v1/agents/careful/runs", json: #"{"input": "pay"}"#)
         let runID = try #require(started.json["id"]?.stringValue)
         var request: JSONValue?
-        for _ in 0..<200 where request == nil {
+        for _ in 0..<800 where request == nil {
             request = try await world.events(runID).first { $0["type"] == "tool.approval_requested" }
             if request == nil { try await Task.sleep(for: .milliseconds(25)) }
         }

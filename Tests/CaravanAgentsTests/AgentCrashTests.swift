@@ -36,7 +36,7 @@ struct AgentCrashTests {
                     #expect(try await fetch(base + "/v1/providers/local", method: "PUT", headers: json, body: provider).status == 201)
                     let agent = """
                         {"model": "local/m1", "instructions": "Work.", "tools": [
-                          {"http": {"name": "slow", "method": "POST", "url": "\(tools.baseURL)/slow/1500"}},
+                          {"http": {"name": "slow", "method": "POST", "url": "\(tools.baseURL)/slow/3000"}},
                           {"http": {"name": "after", "method": "POST", "url": "\(tools.baseURL)/count/after"}}
                         ]}
                         """
@@ -48,12 +48,11 @@ struct AgentCrashTests {
                         ids[id] = "question \(index)"
                     }
                     // Every run has had its first turn answered and is inside the slow tool.
-                    for _ in 0..<200 where tools.calls("/slow/1500") < ids.count { try await Task.sleep(for: .milliseconds(25)) }
+                    for _ in 0..<200 where tools.calls("/slow/3000") < ids.count { try await Task.sleep(for: .milliseconds(25)) }
                     try await Task.sleep(for: .milliseconds(300))
                     first.send(signal: SIGKILL)
                     _ = try await first.waitForExit()
                     let committed = try await Self.journal(inDirectory: directory)
-                    let callsBeforeRestart = model.callCount
 
                     let second = try await CaravanProcess(arguments: arguments)
                     let secondBase = "http://127.0.0.1:\(second.port)"
@@ -85,10 +84,9 @@ struct AgentCrashTests {
                         }
                     }
                     #expect(model.callCount == ids.count * 3)
-                    #expect(callsBeforeRestart == ids.count, "only the first turns were asked before the crash")
                     // The tool in flight ran at most once more, with the same key; the next one exactly once.
                     for id in ids.keys {
-                        let slowKeys = tools.keys("/slow/1500").filter { $0 == "\(id):agent:1-0" }
+                        let slowKeys = tools.keys("/slow/3000").filter { $0 == "\(id):agent:1-0" }
                         #expect((1...2).contains(slowKeys.count))
                         #expect(tools.keys("/count/after").filter { $0 == "\(id):agent:2-0" }.count == 1)
                     }
