@@ -3,7 +3,6 @@ import CaravanModels
 import CaravanOutbound
 import Logging
 import Metrics
-import Synchronization
 
 /// Who a model call is for, for metering and budgets.
 public struct ModelCallContext: Sendable {
@@ -94,20 +93,29 @@ public final class ModelGateway: Sendable {
         } catch {
             throw ModelCallError(code: "usage_unavailable", message: "The organization's usage could not be read.", retryable: true)
         }
-        let providers = self.providers
         let orgID = context.orgID
-        let configs = ConfigCache()
+        // Each model of the route must be one its provider lists; those that are not are left out (and reported if
+        // none is left).
+        var endpoints: [String: (endpoint: ProviderEndpoint, config: ProviderConfig)] = [:]
+        var usable: [ModelRef] = []
+        var firstProblem: ProviderError?
+        for ref in route {
+            do {
+                endpoints[ref.provider] = try await providers.endpoint(orgID: orgID, for: ref)
+                usable.append(ref)
+            } catch {
+                firstProblem = firstProblem ?? error
+            }
+        }
         var routed: RoutedResponse
-        do {
+        do throws(ProviderError) {
+            if usable.isEmpty { throw firstProblem ?? ProviderError(.unknownModel, "The route names no model.") }
+            let resolved = endpoints
             routed = try await router.complete(
-                request, route: route,
+                request, route: usable,
                 resolve: { name throws(ProviderError) in
-                    guard let ref = route.first(where: { $0.provider == name }) else {
-                        throw ProviderError(.unknownModel, "No provider named '\(name)' is in the route.")
-                    }
-                    let (endpoint, config) = try await providers.endpoint(orgID: orgID, for: ref)
-                    configs.store(config)
-                    return endpoint
+                    guard let found = resolved[name] else { throw ProviderError(.unknownModel, "No provider named '\(name)'.") }
+                    return found.endpoint
                 },
                 onDelta: onDelta
             )
@@ -126,7 +134,7 @@ public final class ModelGateway: Sendable {
             // an estimate rather than zero.
             routed.response.usage = Self.estimatedUsage(request, answer: routed.response.message)
         }
-        let overrides = configs.get(routed.ref.provider)?.prices ?? [:]
+        let overrides = endpoints[routed.ref.provider]?.config.prices ?? [:]
         let cost = (overrides[routed.ref.model].map { $0.cost(of: routed.response.usage) })
             ?? prices.cost(provider: routed.ref.provider, model: routed.ref.model, usage: routed.response.usage)
         let record = UsageRecord(
@@ -158,11 +166,4 @@ extension ModelGateway {
         let toolCharacters = request.tools.reduce(0) { $0 + $1.name.count + $1.description.count + $1.parameters.canonicalText.count }
         return TokenUsage(inputTokens: tokens(request.messages) + (toolCharacters + 3) / 4, outputTokens: tokens([answer]))
     }
-}
-
-/// The provider configurations read while routing one call, for its prices.
-private final class ConfigCache: Sendable {
-    private let configs = Mutex<[String: ProviderConfig]>([:])
-    func store(_ config: ProviderConfig) { configs.withLock { $0[config.name] = config } }
-    func get(_ name: String) -> ProviderConfig? { configs.withLock { $0[name] } }
 }

@@ -128,6 +128,14 @@ enum AgentChecks {
         let failed = try await world.runAgent("fallback", input: "hello")
         #expect(failed["status"] == "failed")
         #expect(failed["error"]?["code"] == "provider_bad_request", "\(failed["error"] ?? .null)")
+
+        // A model its provider does not list is left out of the route; the next one answers.
+        try await world.putAgent("unlisted", "{\"model\": [\"local/m9\", \"claude/haiku\"]}")
+        world.anthropic.respond { _ in .text("listed") }
+        let calls = world.openAI.callCount
+        let routed = try await world.runAgent("unlisted", input: "hello")
+        #expect(routed["output"] == "listed")
+        #expect(world.openAI.callCount == calls, "local/m9 is not called")
     }
 
     /// A model that keeps calling tools stops at `max_turns`.
