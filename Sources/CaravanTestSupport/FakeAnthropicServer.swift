@@ -10,64 +10,10 @@ import NIOCore
 /// the assistant message just before. With `requiredAPIKey` it checks `x-api-key` (401).
 ///
 /// A `.json` reply to a request that forces a tool (the structured-output technique) is that tool's input.
-public final class FakeAnthropicServer: Sendable {
-    /// The replies and the requests received.
-    public let script: FakeModelScript
-    public let port: Int
-    private let host: FakeServerHost
+public enum AnthropicFakeWire: FakeModelProtocol {
+    public static let path = "/v1/messages"
 
-    /// `http://127.0.0.1:<port>/v1`: the base URL of an endpoint of kind `anthropic`.
-    public var baseURL: String { "http://127.0.0.1:\(port)/v1" }
-
-    private init(script: FakeModelScript, host: FakeServerHost) {
-        self.script = script
-        self.host = host
-        self.port = host.port
-    }
-
-    /// Starts a server; `stop()` it at the end of the test.
-    public static func start(requiredAPIKey: String? = nil) async throws -> FakeAnthropicServer {
-        let script = FakeModelScript()
-        let router = Router()
-        router.post("/v1/messages") { request, _ in
-            try await handle(request, script: script, requiredAPIKey: requiredAPIKey)
-        }
-        return FakeAnthropicServer(script: script, host: try await FakeServerHost.start(router: router))
-    }
-
-    /// Stops the server; hanging replies end at once.
-    public func stop() async {
-        script.stop()
-        await host.stop()
-    }
-
-    /// Starts a server, runs `body`, and stops the server.
-    public static func with<T: Sendable>(requiredAPIKey: String? = nil, _ body: (FakeAnthropicServer) async throws -> T) async throws -> T {
-        let server = try await start(requiredAPIKey: requiredAPIKey)
-        do {
-            let result = try await body(server)
-            await server.stop()
-            return result
-        } catch {
-            await server.stop()
-            throw error
-        }
-    }
-
-    /// Queues replies (see `FakeModelScript.enqueue`).
-    public func enqueue(_ replies: FakeModelReply...) { script.enqueue(contentsOf: replies) }
-    /// Answers with `responder` when nothing is queued.
-    public func respond(with responder: FakeModelResponder?) { script.respond(with: responder) }
-    /// Every request received.
-    public var requests: [FakeModelRequest] { script.requests }
-    /// The last request body received.
-    public var lastBody: JSONValue? { script.lastBody }
-    /// How many requests arrived.
-    public var callCount: Int { script.callCount }
-
-    // MARK: Serving
-
-    private static func handle(_ request: Request, script: FakeModelScript, requiredAPIKey: String?) async throws -> Response {
+    public static func handle(_ request: Request, script: FakeModelScript, requiredAPIKey: String?) async throws -> Response {
         let bytes = try await request.body.collect(upTo: 16 << 20)
         let body = (try? JSONValue(parsing: bytes.readableBytesView)) ?? .null
         let received = FakeModelRequest(format: .anthropic, path: request.uri.path, headers: FakeWire.headers(request), body: body)
