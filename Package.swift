@@ -248,10 +248,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The tools the fake MCP servers of the tests serve.
+        .target(
+            name: "CaravanMCPFixtureTools",
+            dependencies: [
+                .product(name: "MCP", package: "swift-sdk"),
+            ],
+            path: "Tests/Fixtures/MCPFixtureTools",
+            swiftSettings: swiftSettings
+        ),
         // An MCP server over stdio with a few tools, for the tests of MCP tools.
         .executableTarget(
             name: "caravan-mcp-fixture",
             dependencies: [
+                "CaravanMCPFixtureTools",
                 .product(name: "MCP", package: "swift-sdk"),
             ],
             path: "Tests/Fixtures/MCPFixture",
@@ -267,6 +277,7 @@ let package = Package(
                 "CaravanSQLite",
                 "CaravanPostgres",
                 "CaravanModels",
+                "CaravanMCPFixtureTools",
                 .product(name: "MCP", package: "swift-sdk"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

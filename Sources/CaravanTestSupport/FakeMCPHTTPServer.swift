@@ -1,3 +1,4 @@
+import CaravanMCPFixtureTools
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -114,10 +115,13 @@ public final class FakeMCPHTTPServer: Sendable {
 
     fileprivate static func makeServer(for fake: FakeMCPHTTPServer) async -> MCP.Server {
         let server = MCP.Server(name: "caravan-fake-mcp", version: "1.0.0", capabilities: .init(tools: .init(listChanged: false)))
-        await server.withMethodHandler(ListTools.self) { _ in ListTools.Result(tools: FakeTools.tools) }
+        await server.withMethodHandler(ListTools.self) { _ in ListTools.Result(tools: FixtureTools.tools) }
         await server.withMethodHandler(CallTool.self) { parameters in
             fake.recordCall(parameters.name)
-            return try await FakeTools.call(parameters)
+            guard let result = try await FixtureTools.call(parameters) else {
+                throw MCPError.invalidParams("Unknown tool: \(parameters.name)")
+            }
+            return result
         }
         return server
     }
@@ -199,60 +203,5 @@ private actor SessionRouter {
 
     static func isInitialize(_ body: Data) -> Bool {
         (try? JSONDecoder().decode(Probe.self, from: body))?.method == Initialize.name
-    }
-}
-
-/// The tools of the fake servers.
-enum FakeTools {
-    static let tools: [Tool] = [
-        Tool(
-            name: "add", description: "Adds two numbers.",
-            inputSchema: [
-                "type": "object", "properties": ["a": ["type": "number"], "b": ["type": "number"]], "required": ["a", "b"],
-            ]
-        ),
-        Tool(
-            name: "echo", description: "Answers its text.",
-            inputSchema: ["type": "object", "properties": ["text": ["type": "string"]], "required": ["text"]]
-        ),
-        Tool(name: "fail", description: "Always fails.", inputSchema: ["type": "object", "properties": [:]]),
-        Tool(
-            name: "slow", description: "Answers after a delay.",
-            inputSchema: ["type": "object", "properties": ["ms": ["type": "integer"]], "required": ["ms"]]
-        ),
-    ]
-
-    static func number(_ value: Value?) -> Double? {
-        switch value {
-        case .int(let value): Double(value)
-        case .double(let value): value
-        default: nil
-        }
-    }
-
-    static func text(_ text: String, isError: Bool = false) -> CallTool.Result {
-        CallTool.Result(content: [.text(text: text, annotations: nil, _meta: nil)], isError: isError)
-    }
-
-    static func call(_ parameters: CallTool.Parameters) async throws -> CallTool.Result {
-        let arguments = parameters.arguments ?? [:]
-        switch parameters.name {
-        case "add":
-            guard let a = number(arguments["a"]), let b = number(arguments["b"]) else {
-                return text("add needs two numbers a and b", isError: true)
-            }
-            let sum = a + b
-            return text(sum == sum.rounded() && abs(sum) < 1e15 ? String(Int64(sum)) : String(sum))
-        case "echo":
-            return text(arguments["text"]?.stringValue ?? "")
-        case "fail":
-            return text("this tool always fails", isError: true)
-        case "slow":
-            let milliseconds = Int(number(arguments["ms"]) ?? 0)
-            try await Task.sleep(for: .milliseconds(milliseconds))
-            return text("slept \(milliseconds) ms")
-        default:
-            throw MCPError.invalidParams("Unknown tool: \(parameters.name)")
-        }
     }
 }

@@ -7,6 +7,7 @@
 // With `CARAVAN_MCP_FIXTURE_LOG` set, every call is appended to that file as one JSON line
 // `{"tool": …, "arguments": …, "pid": …}`.
 import Foundation
+import CaravanMCPFixtureTools
 import MCP
 
 #if canImport(Glibc)
@@ -16,41 +17,14 @@ import Darwin
 #endif
 
 enum Fixture {
-    static let tools: [Tool] = [
-        Tool(
-            name: "add", description: "Adds two numbers.",
-            inputSchema: [
-                "type": "object", "properties": ["a": ["type": "number"], "b": ["type": "number"]], "required": ["a", "b"],
-            ]
-        ),
-        Tool(
-            name: "echo", description: "Answers its text.",
-            inputSchema: ["type": "object", "properties": ["text": ["type": "string"]], "required": ["text"]]
-        ),
-        Tool(name: "fail", description: "Always fails.", inputSchema: ["type": "object", "properties": [:]]),
-        Tool(
-            name: "slow", description: "Answers after a delay.",
-            inputSchema: ["type": "object", "properties": ["ms": ["type": "integer"]], "required": ["ms"]]
-        ),
+    /// The shared tools, and `env {name}` → the value of an environment variable; `crash {}` → exit 3.
+    static let tools: [Tool] = FixtureTools.tools + [
         Tool(
             name: "env", description: "Answers an environment variable.",
             inputSchema: ["type": "object", "properties": ["name": ["type": "string"]], "required": ["name"]]
         ),
         Tool(name: "crash", description: "Exits without answering.", inputSchema: ["type": "object", "properties": [:]]),
     ]
-
-    static func number(_ value: Value?) -> Double? {
-        switch value {
-        case .int(let value): Double(value)
-        case .double(let value): value
-        case .string(let text): Double(text)
-        default: nil
-        }
-    }
-
-    static func text(_ text: String, isError: Bool = false) -> CallTool.Result {
-        CallTool.Result(content: [.text(text: text, annotations: nil, _meta: nil)], isError: isError)
-    }
 
     static func record(_ parameters: CallTool.Parameters) {
         guard let path = ProcessInfo.processInfo.environment["CARAVAN_MCP_FIXTURE_LOG"] else { return }
@@ -67,25 +41,11 @@ enum Fixture {
 
     static func call(_ parameters: CallTool.Parameters) async throws -> CallTool.Result {
         record(parameters)
-        let arguments = parameters.arguments ?? [:]
+        if let result = try await FixtureTools.call(parameters) { return result }
         switch parameters.name {
-        case "add":
-            guard let a = number(arguments["a"]), let b = number(arguments["b"]) else {
-                return text("add needs two numbers a and b", isError: true)
-            }
-            let sum = a + b
-            return text(sum == sum.rounded() && abs(sum) < 1e15 ? String(Int64(sum)) : String(sum))
-        case "echo":
-            return text(arguments["text"]?.stringValue ?? "")
-        case "fail":
-            return text("this tool always fails", isError: true)
-        case "slow":
-            let milliseconds = Int(number(arguments["ms"]) ?? 0)
-            try await Task.sleep(for: .milliseconds(milliseconds))
-            return text("slept \(milliseconds) ms")
         case "env":
-            let name = arguments["name"]?.stringValue ?? ""
-            return text(ProcessInfo.processInfo.environment[name] ?? "")
+            let name = parameters.arguments?["name"]?.stringValue ?? ""
+            return FixtureTools.text(ProcessInfo.processInfo.environment[name] ?? "")
         case "crash":
             exit(3)
         default:
