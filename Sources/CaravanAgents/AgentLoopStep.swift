@@ -46,6 +46,18 @@ public struct AgentLoopStep: StepExecutor {
         }
         let input = context.input["input"] ?? .null
         let threadID = context.input["thread"]?.stringValue
+        // Runs started through the API were checked already; a workflow's `agent` step is checked here.
+        if let schema = definition.inputSchema {
+            let problems = JSONSchemaCheck.problems(of: input, against: schema, at: "/input")
+            if !problems.isEmpty {
+                throw StepFailure(
+                    code: "invalid_input",
+                    message: "The input does not match the agent's input schema: "
+                        + problems.map { "\($0.pointer) \($0.detail)" }.joined(separator: "; "),
+                    retryable: false
+                )
+            }
+        }
 
         var messages: [ChatMessage] = []
         let system = definition.renderInstructions(input: input)

@@ -69,7 +69,7 @@ struct RunPlanner {
     }
 
     /// Whether this planning pass changed anything that must be committed.
-    var hasChanges: Bool { !events.isEmpty }
+    var hasChanges: Bool { !events.isEmpty || !childRuns.isEmpty }
 
     private mutating func record(_ run: inout RunRecord, _ type: String, step: String? = nil, data: JSONValue? = nil) {
         run.lastSeq += 1
@@ -198,21 +198,13 @@ struct RunPlanner {
             record(&run, "step.waiting", step: stepID, data: .object(data))
         case WorkflowStepKind.name, AgentStepKind.name:
             run.steps[index].status = .waiting
-            let input: JSONValue
-            do {
-                input = try Template.render(step.config["input"] ?? .object([:]), scope: scope)
+            do throws(CaravanError) {
+                childRuns.append(try Self.childRequest(for: step, scope: scope))
             } catch {
                 fail(&run, index, StepFailure(code: "template_error", message: error.detail, retryable: false))
                 return true
             }
-            let name = step.config["name"]?.stringValue ?? ""
-            if step.kind == AgentStepKind.name {
-                // An agent's run takes `{input, thread?}`.
-                childRuns.append(ChildRunRequest(stepID: stepID, workflow: AgentStepKind.workflowName(forAgent: name), input: ["input": input]))
-            } else {
-                childRuns.append(ChildRunRequest(stepID: stepID, workflow: name, input: input))
-            }
-            record(&run, "step.waiting", step: stepID, data: [step.kind: .string(name)])
+            record(&run, "step.waiting", step: stepID, data: [step.kind: step.config["name"] ?? .null])
         default:
             run.steps[index].status = .running
             do throws(CaravanError) {
@@ -235,11 +227,33 @@ struct RunPlanner {
         return StepLaunch(stepID: step.id, kind: step.kind, config: config, items: items, attempt: attempt)
     }
 
+    /// The child run a `workflow` or `agent` step asks for.
+    static func childRequest(for step: StepDefinition, scope: JSONValue) throws(CaravanError) -> ChildRunRequest {
+        let input = try Template.render(step.config["input"] ?? .object([:]), scope: scope)
+        let name = step.config["name"]?.stringValue ?? ""
+        if step.kind == AgentStepKind.name {
+            // An agent's run takes `{input, thread?}`.
+            return ChildRunRequest(stepID: step.id, workflow: AgentStepKind.workflowName(forAgent: name), input: ["input": input])
+        }
+        return ChildRunRequest(stepID: step.id, workflow: name, input: input)
+    }
+
     /// After a crash or a lost lease, the steps that were in flight run again: same attempt, same
-    /// `Idempotency-Key`, nothing recorded (their start already is).
+    /// `Idempotency-Key`, nothing recorded (their start already is). A step that waits for a child run not yet
+    /// created (a root step of a run admitted at creation, whose commit creates no children) asks for it again;
+    /// the child's idempotency key makes a second request for one that exists harmless.
     mutating func resumeInFlight(_ run: inout RunRecord) {
         guard !run.status.isTerminal else { return }
         let scope = Self.scope(of: run)
+        for index in run.steps.indices where run.steps[index].status == .waiting && run.steps[index].childRunID == nil {
+            guard let step = definition.step(run.steps[index].id), step.kind == WorkflowStepKind.name || step.kind == AgentStepKind.name
+            else { continue }
+            do throws(CaravanError) {
+                childRuns.append(try Self.childRequest(for: step, scope: scope))
+            } catch {
+                fail(&run, index, StepFailure(code: "template_error", message: error.detail, retryable: false))
+            }
+        }
         for index in run.steps.indices where run.steps[index].status == .running {
             guard let step = definition.step(run.steps[index].id) else { continue }
             var items: [JSONValue]?

@@ -294,6 +294,24 @@ enum AgentChecks {
         #expect(run["status"] == "succeeded", "\(run)")
         #expect(run["output"] == "Rex the dog")
         #expect(world.openAI.lastBody?["messages"]?.arrayValue?.first?["content"] == "Classify woof")
+
+        // A workflow's agent step must give the agent the input its schema asks for.
+        try await world.putAgent("strict-namer", """
+            name: strict-namer
+            model: claude/haiku
+            input: {type: object, required: [thing], properties: {thing: {type: string}}}
+            """)
+        expectStatus(.created, try await world.client.send(.put, "/v1/workflows/bad-pets", json: """
+            steps:
+              - {id: name, agent: {name: strict-namer, input: {animal: cat}}}
+            """, contentType: "application/yaml"))
+        let calls = world.anthropic.callCount
+        let refused = try await world.client.send(.post, "/v1/workflows/bad-pets/runs?wait=20s", json: #"{"input": {}}"#).json
+        let children = try await world.client.send(.get, "/v1/runs?agent=strict-namer").json
+        #expect(refused["status"] == "failed", "\(refused) \(children)")
+        #expect(refused["error"]?["code"] == "child_failed", "\(refused["error"] ?? .null)")
+        #expect(refused["error"]?["message"]?.stringValue?.contains("input schema") == true)
+        #expect(world.anthropic.callCount == calls, "the agent never asked its model")
     }
 
     /// Threads keep a conversation across runs; a second run at once on one thread is refused.

@@ -30,6 +30,7 @@ struct SQLiteEngineTests {
     @Test func egress() async throws { try await check(backend) { client, _ in try await EngineChecks.egressIsRefusedUnlessAllowed(client) } }
     @Test func approvals() async throws { try await check(backend) { client, _ in try await EngineChecks.approvals(client) } }
     @Test func sleepsAndChildren() async throws { try await check(backend) { client, _ in try await EngineChecks.sleepsAndChildren(client) } }
+    @Test func rootChildWorkflow() async throws { try await check(backend) { client, _ in try await EngineChecks.rootChildWorkflow(client) } }
     @Test func cancel() async throws { try await check(backend) { client, _ in try await EngineChecks.cancelStopsEverything(client) } }
     @Test func retry() async throws { try await check(backend, EngineChecks.retryKeepsWhatSucceeded) }
     @Test func idempotency() async throws { try await check(backend) { client, _ in try await EngineChecks.idempotentStarts(client) } }
@@ -49,6 +50,7 @@ struct PostgresEngineTests {
     @Test func egress() async throws { try await check(backend) { client, _ in try await EngineChecks.egressIsRefusedUnlessAllowed(client) } }
     @Test func approvals() async throws { try await check(backend) { client, _ in try await EngineChecks.approvals(client) } }
     @Test func sleepsAndChildren() async throws { try await check(backend) { client, _ in try await EngineChecks.sleepsAndChildren(client) } }
+    @Test func rootChildWorkflow() async throws { try await check(backend) { client, _ in try await EngineChecks.rootChildWorkflow(client) } }
     @Test func cancel() async throws { try await check(backend) { client, _ in try await EngineChecks.cancelStopsEverything(client) } }
     @Test func retry() async throws { try await check(backend, EngineChecks.retryKeepsWhatSucceeded) }
     @Test func idempotency() async throws { try await check(backend) { client, _ in try await EngineChecks.idempotentStarts(client) } }

@@ -228,6 +228,16 @@ enum EngineChecks {
         #expect(late.status == .conflict)
     }
 
+    /// A child workflow as the very first step (its parent is admitted, and its first steps started, in the
+    /// creation commit, which creates no children): the child still runs and the parent finishes.
+    static func rootChildWorkflow(_ client: any TestClientProtocol) async throws {
+        _ = try await client.putYAML("leaf", "steps:\n  - {id: a, template: \"leaf {{ input.n }}\"}\noutput: \"{{ steps.a.output }}\"\n")
+        _ = try await client.putYAML("trunk", "steps:\n  - {id: c, workflow: {name: leaf, input: {n: 7}}}\noutput: \"{{ steps.c.output }}\"\n")
+        let run = try await client.start("trunk").json
+        #expect(run["status"] == "succeeded", "\(run)")
+        #expect(run["output"] == "leaf 7")
+    }
+
     static func sleepsAndChildren(_ client: any TestClientProtocol) async throws {
         _ = try await client.putYAML("child", """
             name: child
