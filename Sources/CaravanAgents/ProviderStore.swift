@@ -109,6 +109,11 @@ public struct ProviderConfig: Sendable, Hashable {
         }
     }
 
+    /// The prices as stored and shown: model → `{input_per_million, output_per_million}`.
+    var pricesJSON: JSONValue {
+        .object(prices.mapValues { ["input_per_million": .double($0.inputPerMillion), "output_per_million": .double($0.outputPerMillion)] })
+    }
+
     /// The public form (never the key).
     public var json: JSONValue {
         [
@@ -117,7 +122,7 @@ public struct ProviderConfig: Sendable, Hashable {
             "models": .array(models.map(JSONValue.string)),
             "timeout": .string(CaravanDuration(milliseconds: timeoutMilliseconds).description),
             "max_retries": .int(Int64(maxRetries)),
-            "prices": .object(prices.mapValues { ["input_per_million": .double($0.inputPerMillion), "output_per_million": .double($0.outputPerMillion)] }),
+            "prices": pricesJSON,
             "created_at": .string(Clock.rfc3339(createdAt)), "updated_at": .string(Clock.rfc3339(updatedAt)),
         ]
     }
@@ -142,7 +147,7 @@ public final class ProviderStore: Sendable {
     /// Creates or replaces a provider. - Returns: whether it is new.
     public func put(orgID: String, _ config: ProviderConfig) async throws -> Bool {
         defer { forget(orgID: orgID, name: config.name) }
-        let prices: JSONValue = .object(config.prices.mapValues { ["input_per_million": .double($0.inputPerMillion), "output_per_million": .double($0.outputPerMillion)] })
+        let prices = config.pricesJSON
         return try await database.withTransaction { executor in
             let existed = try await executor.queryFirst(
                 "SELECT created_at FROM providers WHERE org_id = $1 AND name = $2", [.text(orgID), .text(config.name)]

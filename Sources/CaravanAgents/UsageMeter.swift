@@ -175,32 +175,40 @@ public final class UsageMeter: Service, Sendable {
     /// Totals between `from` (inclusive) and `to` (exclusive), grouped; at most 1,000 groups, largest cost first.
     public func totals(orgID: String, from: Int64, to: Int64, groupBy: UsageGrouping) async throws -> [UsageTotals] {
         try await flush()
+        // Grouped by the database: a month of calls never comes into memory row by row. Days are whole UTC days
+        // since 1970 (integer division in both dialects).
+        let (selected, grouped): (String, String) =
+            switch groupBy {
+            case .model: ("provider, model", "provider, model")
+            case .provider: ("provider", "provider")
+            case .agent: ("agent", "agent")
+            case .day: ("at / 86400000 AS day", "at / 86400000")
+            }
         let rows = try await database.read { executor in
             try await executor.query(
                 """
-                SELECT at, agent, provider, model, input_tokens, output_tokens, cost_usd FROM model_usage
-                WHERE org_id = $1 AND at >= $2 AND at < $3
+                SELECT \(selected), COUNT(*) AS requests,
+                    CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, CAST(SUM(output_tokens) AS BIGINT) AS output_tokens,
+                    CAST(SUM(cost_usd) AS DOUBLE PRECISION) AS cost
+                FROM model_usage WHERE org_id = $1 AND at >= $2 AND at < $3
+                GROUP BY \(grouped) ORDER BY cost DESC LIMIT 1000
                 """,
                 [.text(orgID), .int(from), .int(to)]
             )
         }
-        var groups: [String: UsageTotals] = [:]
-        for row in rows {
+        return try rows.map { row in
             let key: String
             switch groupBy {
             case .model: key = try row.string("provider") + "/" + row.string("model")
             case .provider: key = try row.string("provider")
             case .agent: key = try row.optionalString("agent") ?? "(none)"
-            case .day: key = String(Clock.rfc3339(try row.int("at")).prefix(10))
+            case .day: key = String(Clock.rfc3339(try row.int("day") * 86_400_000).prefix(10))
             }
-            var totals = groups[key] ?? UsageTotals(key: key, requests: 0, inputTokens: 0, outputTokens: 0, costUSD: 0)
-            totals.requests += 1
-            totals.inputTokens += try row.int("input_tokens")
-            totals.outputTokens += try row.int("output_tokens")
-            totals.costUSD += try row.double("cost_usd")
-            groups[key] = totals
-        }
-        return groups.values.sorted { ($0.costUSD, $1.key) > ($1.costUSD, $0.key) }.prefix(1000).map { $0 }
+            return UsageTotals(
+                key: key, requests: try row.int("requests"), inputTokens: try row.int("input_tokens"),
+                outputTokens: try row.int("output_tokens"), costUSD: try row.double("cost")
+            )
+        }.sorted { ($0.costUSD, $1.key) > ($1.costUSD, $0.key) }
     }
 
     /// The organization's spend since the start of the current UTC month: what is stored (read at most once a

@@ -57,6 +57,10 @@ enum AgentChecks {
         #expect(helper["output_tokens"] == 15)
         let byModel = try await world.client.send(.get, "/v1/usage?group_by=model").json
         #expect(byModel["items"]?.arrayValue?.first?["key"] == "local/m1")
+        let byDay = try await world.client.send(.get, "/v1/usage?group_by=day").json["items"]?.arrayValue ?? []
+        #expect(byDay.count == 1)
+        #expect(byDay.first?["key"] == .string(String(Clock.rfc3339(Clock.nowMilliseconds()).prefix(10))))
+        #expect(byDay.first?["requests"] == 3)
     }
 
     /// An MCP server started as a child process (stdio) serves an agent's tools.
