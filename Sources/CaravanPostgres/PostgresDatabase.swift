@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import PostgresNIO
 import ServiceLifecycle
+import Synchronization
 
 /// The PostgreSQL implementation of the storage contract, through a PostgresNIO connection pool.
 ///
@@ -53,7 +54,7 @@ public final class PostgresDatabase: Database, Service, Sendable {
     ) async throws -> T {
         let logger = self.logger
         do {
-            return try await client.withConnection { connection in
+            return try await withOpenConnection { connection in
                 let executor = PostgresExecutor(connection: connection, logger: logger)
                 try await executor.execute("BEGIN", [])
                 do {
@@ -61,8 +62,9 @@ public final class PostgresDatabase: Database, Service, Sendable {
                     try await executor.execute("COMMIT", [])
                     return result
                 } catch {
-                    // ROLLBACK must be sent even when the task was cancelled.
-                    try? await connection.query("ROLLBACK", logger: logger)
+                    // ROLLBACK must be sent even when the task was cancelled (never to a closed connection: it would
+                    // wait for an answer forever; the server rolls back by itself then).
+                    if !connection.isClosed { _ = try? await connection.query("ROLLBACK", logger: logger) }
                     throw error
                 }
             }
@@ -74,7 +76,7 @@ public final class PostgresDatabase: Database, Service, Sendable {
     public func read<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
         let logger = self.logger
         do {
-            return try await client.withConnection { connection in
+            return try await withOpenConnection { connection in
                 try await body(PostgresExecutor(connection: connection, logger: logger))
             }
         } catch let error as PSQLError {
@@ -85,7 +87,7 @@ public final class PostgresDatabase: Database, Service, Sendable {
     public func migrate(_ migrations: [Migration]) async throws(StorageError) -> [Int] {
         do {
             let logger = self.logger
-            return try await client.withConnection { connection in
+            return try await withOpenConnection { connection in
                 let executor = PostgresExecutor(connection: connection, logger: logger)
                 // A session-level advisory lock: of several nodes starting together, one migrates, the others
                 // wait here and then find nothing left to do.
@@ -97,11 +99,13 @@ public final class PostgresDatabase: Database, Service, Sendable {
                     try await executor.execute("SELECT pg_advisory_unlock(\(PostgresDatabase.migrationLockKey))", [])
                     return applied
                 } catch {
-                    try? await connection.query("ROLLBACK", logger: logger)
-                    try? await connection.query(
-                        "SELECT pg_advisory_unlock(\(unescaped: String(PostgresDatabase.migrationLockKey)))",
-                        logger: logger
-                    )
+                    if !connection.isClosed {
+                        _ = try? await connection.query("ROLLBACK", logger: logger)
+                        _ = try? await connection.query(
+                            "SELECT pg_advisory_unlock(\(unescaped: String(PostgresDatabase.migrationLockKey)))",
+                            logger: logger
+                        )
+                    }
                     throw error
                 }
             }
@@ -113,23 +117,50 @@ public final class PostgresDatabase: Database, Service, Sendable {
     }
 
     public func ping() async throws(StorageError) {
-        do {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    _ = try await self.client.query("SELECT 1", logger: self.logger).collect()
-                }
-                group.addTask {
-                    try await Task.sleep(for: .seconds(2))
-                    throw StorageError(.unavailable, "PostgreSQL did not answer within 2 s")
-                }
-                try await group.next()
-                group.cancelAll()
+        // The answer must come within 2 s whatever the pool does: a query stuck on a dead connection is cancelled
+        // and left to end on its own rather than awaited.
+        let logger = self.logger
+        let answer = FirstAnswer()
+        let query = Task {
+            do {
+                _ = try await self.withOpenConnection { try await $0.query("SELECT 1", logger: logger).collect() }
+                answer.give(nil)
+            } catch {
+                answer.give(error)
             }
-        } catch let error as StorageError {
-            throw error
-        } catch {
-            throw StorageError(.unavailable, "PostgreSQL is unreachable: \(error)", underlying: error)
         }
+        let timer = Task {
+            try? await Task.sleep(for: .seconds(2))
+            answer.give(StorageError(.unavailable, "PostgreSQL did not answer within 2 s"))
+        }
+        let failure = await answer.value()
+        timer.cancel()
+        query.cancel()
+        switch failure {
+        case nil: return
+        case let error as StorageError: throw error
+        case let error as PSQLError: throw PostgresExecutor.map(error)
+        case let error?: throw StorageError(.unavailable, "PostgreSQL is unreachable: \(error)", underlying: error)
+        }
+    }
+
+    /// Leases a connection for `body`, passing over connections that closed before the pool noticed.
+    ///
+    /// PostgresNIO can hand out a connection whose server process has just gone away (`pg_terminate_backend`, a
+    /// restart, a failover), and a query written to it is never answered. Such a connection is given back and
+    /// another leased (meanwhile the pool learns of the close), a few times; then the call fails as unavailable.
+    func withOpenConnection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        for attempt in 1...4 {
+            do {
+                return try await client.withConnection { connection in
+                    guard !connection.isClosed else { throw ClosedConnection() }
+                    return try await body(connection)
+                }
+            } catch is ClosedConnection {
+                if attempt < 4 { try await Task.sleep(for: .milliseconds(5 * attempt)) }
+            }
+        }
+        throw StorageError(.unavailable, "PostgreSQL closed every connection the pool offered")
     }
 
     /// An arbitrary constant naming Caravan's migration lock among the database's advisory locks.
@@ -172,6 +203,10 @@ struct PostgresExecutor: SQLExecutor {
     var dialect: SQLDialect { .postgres }
 
     func query(_ sql: String, _ binds: [SQLValue]) async throws(StorageError) -> [SQLRow] {
+        // A statement written to a closed connection is never answered (see `withOpenConnection`).
+        guard !connection.isClosed else {
+            throw StorageError(.unavailable, "The connection to PostgreSQL was closed.")
+        }
         var bindings = PostgresBindings(capacity: binds.count)
         for value in binds {
             switch value {
@@ -237,6 +272,37 @@ struct PostgresExecutor: SQLExecutor {
             return StorageError(.unavailable, "PostgreSQL connection failed", underlying: error)
         default:
             return StorageError(.other, "PostgreSQL error: \(error.code)", underlying: error)
+        }
+    }
+}
+
+/// A leased connection that had already closed.
+private struct ClosedConnection: Error {}
+
+/// The first of several racing answers; later ones are dropped.
+private final class FirstAnswer: Sendable {
+    private let state = Mutex<(answer: (any Error)??, waiter: CheckedContinuation<(any Error)?, Never>?)>((nil, nil))
+
+    /// Offers an answer: `nil` for success, or the error.
+    func give(_ answer: (any Error)?) {
+        let waiter = state.withLock { state -> CheckedContinuation<(any Error)?, Never>? in
+            guard case .none = state.answer else { return nil }
+            state.answer = .some(answer)
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(returning: answer)
+    }
+
+    /// Waits for the first answer.
+    func value() async -> (any Error)? {
+        await withCheckedContinuation { continuation in
+            let answer = state.withLock { state -> (any Error)?? in
+                if case .some = state.answer { return state.answer }
+                state.waiter = continuation
+                return nil
+            }
+            if case .some(let answer) = answer { continuation.resume(returning: answer) }
         }
     }
 }

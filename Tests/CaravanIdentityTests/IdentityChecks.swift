@@ -193,7 +193,10 @@ enum IdentityChecks {
         #expect(enrolled.json["otpauth_url"]?.stringValue?.hasPrefix("otpauth://totp/") == true)
         let bad = try await anonymous.send(.post, "/v1/auth/mfa/totp/verify", json: #"{"code": "000000x"}"#, headers: .bearer(client.accessToken))
         #expect(bad.status == .unprocessableContent)
-        // Verify with the previous step's code (drift of one step), keeping the current one for login.
+        // Verify with the previous step's code (drift of one step), keeping the current one for login. Codes are
+        // taken at least 10 s before a step ends, so that on a slow machine no code ages a second step meanwhile.
+        let intoStep = Date().timeIntervalSince1970.truncatingRemainder(dividingBy: 30)
+        if intoStep > 20 { try await Task.sleep(for: .milliseconds(Int((30 - intoStep) * 1000) + 100)) }
         let previous = totpCode(base32: secret, at: Date().addingTimeInterval(-30))
         let verified = try await anonymous.send(.post, "/v1/auth/mfa/totp/verify", json: #"{"code": "\#(previous)"}"#, headers: .bearer(client.accessToken))
         #expect(verified.status == .ok, "\(verified.json)")

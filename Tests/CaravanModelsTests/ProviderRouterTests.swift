@@ -237,17 +237,20 @@ struct ProviderRouterTests {
             openAI.enqueue(.hang())
             let request = request
             let (primary, secondary) = (primary, secondary)
-            let started = ContinuousClock.now
             let task = Task {
                 await providerError { () async throws(ProviderError) in
                     try await router.complete(request, route: [primary, secondary], resolve: resolver.resolve, onDelta: nil)
                 }
             }
-            try await Task.sleep(for: .milliseconds(200))
+            // Cancelled once the call hangs at the provider (not after a fixed delay: a loaded machine may not have
+            // sent it yet).
+            let deadline = ContinuousClock.now + .seconds(10)
+            while openAI.callCount == 0 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+            let cancelled = ContinuousClock.now
             task.cancel()
             let error = await task.value
             #expect(error != nil)
-            #expect(ContinuousClock.now - started < .seconds(3))
+            #expect(ContinuousClock.now - cancelled < .seconds(3))
             #expect(openAI.callCount == 1)
             #expect(anthropic.callCount == 0)
         }
