@@ -41,6 +41,9 @@ struct ScheduleAndRetentionTests {
         try await withEngine(backend) { engine, database in
             let definition = try DefinitionParser.parse(Array(scheduled.utf8), format: .yaml, nameFromPath: "tick")
             _ = try await engine.workflows.put(orgID: Organization.defaultID, definition: definition)
+            // Kept clear of a real five-minute boundary: one passing during the test would make the next tick due.
+            let intoPeriod = Clock.nowMilliseconds() % 300_000
+            if intoPeriod > 285_000 { try await Task.sleep(for: .milliseconds(300_000 - intoPeriod + 100)) }
             let tick = Clock.nowMilliseconds() - 1_000
             try await database.withTransaction { try await $0.execute("UPDATE workflows SET next_fire_at = $1", [.int(tick)]) }
             // Two nodes handling the same tick: the second finds nothing due.
