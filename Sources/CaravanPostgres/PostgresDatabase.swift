@@ -62,9 +62,8 @@ public final class PostgresDatabase: Database, Service, Sendable {
                     try await executor.execute("COMMIT", [])
                     return result
                 } catch {
-                    // ROLLBACK must be sent even when the task was cancelled (never to a closed connection: it would
-                    // wait for an answer forever; the server rolls back by itself then).
-                    if !connection.isClosed { _ = try? await connection.query("ROLLBACK", logger: logger) }
+                    // ROLLBACK must be sent even when the task was cancelled.
+                    try? await executor.execute("ROLLBACK", [])
                     throw error
                 }
             }
@@ -99,13 +98,8 @@ public final class PostgresDatabase: Database, Service, Sendable {
                     try await executor.execute("SELECT pg_advisory_unlock(\(PostgresDatabase.migrationLockKey))", [])
                     return applied
                 } catch {
-                    if !connection.isClosed {
-                        _ = try? await connection.query("ROLLBACK", logger: logger)
-                        _ = try? await connection.query(
-                            "SELECT pg_advisory_unlock(\(unescaped: String(PostgresDatabase.migrationLockKey)))",
-                            logger: logger
-                        )
-                    }
+                    try? await executor.execute("ROLLBACK", [])
+                    try? await executor.execute("SELECT pg_advisory_unlock(\(PostgresDatabase.migrationLockKey))", [])
                     throw error
                 }
             }
@@ -123,7 +117,7 @@ public final class PostgresDatabase: Database, Service, Sendable {
         let answer = FirstAnswer()
         let query = Task {
             do {
-                _ = try await self.withOpenConnection { try await $0.query("SELECT 1", logger: logger).collect() }
+                try await self.withOpenConnection { try await PostgresExecutor(connection: $0, logger: logger).execute("SELECT 1", []) }
                 answer.give(nil)
             } catch {
                 answer.give(error)
@@ -203,10 +197,6 @@ struct PostgresExecutor: SQLExecutor {
     var dialect: SQLDialect { .postgres }
 
     func query(_ sql: String, _ binds: [SQLValue]) async throws(StorageError) -> [SQLRow] {
-        // A statement written to a closed connection is never answered (see `withOpenConnection`).
-        guard !connection.isClosed else {
-            throw StorageError(.unavailable, "The connection to PostgreSQL was closed.")
-        }
         var bindings = PostgresBindings(capacity: binds.count)
         for value in binds {
             switch value {
@@ -217,11 +207,24 @@ struct PostgresExecutor: SQLExecutor {
             case .blob(let value): bindings.append(ByteBuffer(bytes: value))
             }
         }
+        let query = PostgresQuery(unsafeSQL: sql, binds: bindings)
+        let (connection, logger) = (self.connection, self.logger)
         do {
-            let sequence = try await connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger)
+            // PostgresNIO drops a statement written to a connection that has closed, and its caller then waits
+            // forever. So the statement is written from the connection's event loop, in the same turn that finds
+            // the connection open: from then on a close fails it.
+            let result = try await connection.eventLoop.flatSubmit { () -> EventLoopFuture<PostgresQueryResult> in
+                guard !connection.isClosed else {
+                    return connection.eventLoop.makeFailedFuture(
+                        StorageError(.unavailable, "The connection to PostgreSQL was closed.")
+                    )
+                }
+                return connection.query(query, logger: logger)
+            }.get()
             var rows: [SQLRow] = []
+            rows.reserveCapacity(result.rows.count)
             var columns: [String]?
-            for try await row in sequence {
+            for row in result.rows {
                 let names = columns ?? row.map(\.columnName)
                 columns = names
                 var values: [SQLValue] = []

@@ -3,6 +3,7 @@ import CaravanPostgres
 import CaravanSQLite
 import CaravanStorage
 import CaravanTestSupport
+import Synchronization
 import Testing
 
 @Suite("SQLite data directory")
@@ -64,4 +65,53 @@ struct PostgresURLTests {
     func malformedURL(url: String) {
         #expect(throws: StorageError.self) { try PostgresDatabase(url: url, logger: TestLogging.quiet) }
     }
+}
+
+@Suite("PostgreSQL connections", .enabled(if: PostgresTestServer.isConfigured, "needs CARAVAN_TEST_POSTGRES_URL (scripts/test sets it)"))
+struct PostgresConnectionTests {
+    @Test("Right after the server ends every connection, each statement answers or fails at once; none waits forever")
+    func terminatedConnections() async throws {
+        try await withTestDatabase(.postgres) { database in
+            let name = try await database.read { try await $0.queryFirst("SELECT current_database() AS name", [])?.string("name") } ?? ""
+            let admin = try PostgresDatabase(url: PostgresTestServer.url ?? "", maximumConnections: 1, logger: TestLogging.quiet)
+            try await admin.withRunningPool { admin in
+                for _ in 0..<5 {
+                    // Several idle connections in the pool (some may still be failing from the round before); then
+                    // the server ends them all.
+                    await withTaskGroup(of: Void.self) { group in
+                        for _ in 0..<6 {
+                            group.addTask { _ = try? await database.read { try await $0.execute("SELECT pg_sleep(0.02)", []) } }
+                        }
+                    }
+                    try await admin.read {
+                        try await $0.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", [.text(name)])
+                    }
+                    let answered = AnswerCount()
+                    let statements = (0..<6).map { _ in
+                        Task {
+                            do {
+                                _ = try await database.withTransaction { try await $0.query("SELECT 1", []) }
+                            } catch {
+                                #expect((error as? StorageError)?.code == .unavailable, "\(error)")
+                            }
+                            answered.count.add(1, ordering: .relaxed)
+                        }
+                    }
+                    // A statement stuck on a dead connection would ignore cancellation: it is waited for with a
+                    // deadline, not awaited.
+                    let deadline = ContinuousClock.now + .seconds(10)
+                    while answered.count.load(ordering: .relaxed) < 6 && ContinuousClock.now < deadline {
+                        try await Task.sleep(for: .milliseconds(10))
+                    }
+                    #expect(answered.count.load(ordering: .relaxed) == 6, "statements waited forever on closed connections")
+                    statements.forEach { $0.cancel() }
+                    guard answered.count.load(ordering: .relaxed) == 6 else { return }
+                }
+            }
+        }
+    }
+}
+
+private final class AnswerCount: Sendable {
+    let count = Atomic(0)
 }
