@@ -111,8 +111,8 @@ public final class PostgresDatabase: Database, Service, Sendable {
     }
 
     public func ping() async throws(StorageError) {
-        // The answer must come within 2 s whatever the pool does: a query stuck on a dead connection is cancelled
-        // and left to end on its own rather than awaited.
+        // The answer must come within 2 s whatever happens below: a query whose answer does not come (a network
+        // that drops packets) does not heed cancellation, so it is cancelled and left to end on its own, not awaited.
         let logger = self.logger
         let answer = FirstAnswer()
         let query = Task {
