@@ -114,22 +114,22 @@ public final class PostgresDatabase: Database, Service, Sendable {
         // The answer must come within 2 s whatever happens below: a query whose answer does not come (a network
         // that drops packets) does not heed cancellation, so it is cancelled and left to end on its own, not awaited.
         let logger = self.logger
-        let answer = FirstAnswer()
+        let outcome = PingOutcome()
+        let answered = WakeFlag()
         let query = Task {
             do {
                 try await self.withOpenConnection { try await PostgresExecutor(connection: $0, logger: logger).execute("SELECT 1", []) }
-                answer.give(nil)
+                outcome.set(nil)
             } catch {
-                answer.give(error)
+                outcome.set(error)
             }
+            answered.signal()
         }
-        let timer = Task {
-            try? await Task.sleep(for: .seconds(2))
-            answer.give(StorageError(.unavailable, "PostgreSQL did not answer within 2 s"))
+        await answered.wait(timeout: .seconds(2))
+        guard let failure = outcome.value else {
+            query.cancel()
+            throw StorageError(.unavailable, "PostgreSQL did not answer within 2 s")
         }
-        let failure = await answer.value()
-        timer.cancel()
-        query.cancel()
         switch failure {
         case nil: return
         case let error as StorageError: throw error
@@ -141,8 +141,9 @@ public final class PostgresDatabase: Database, Service, Sendable {
     /// Leases a connection for `body`, passing over connections that closed before the pool noticed.
     ///
     /// PostgresNIO can hand out a connection whose server process has just gone away (`pg_terminate_backend`, a
-    /// restart, a failover), and a query written to it is never answered. Such a connection is given back and
-    /// another leased (meanwhile the pool learns of the close), a few times; then the call fails as unavailable.
+    /// restart, a failover). Its statements would fail (see `PostgresExecutor.query`); instead it is given back
+    /// and another leased (meanwhile the pool learns of the close), a few times, so that the call can still
+    /// succeed; then it fails as unavailable.
     func withOpenConnection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         for attempt in 1...4 {
             do {
@@ -282,30 +283,10 @@ struct PostgresExecutor: SQLExecutor {
 /// A leased connection that had already closed.
 private struct ClosedConnection: Error {}
 
-/// The first of several racing answers; later ones are dropped.
-private final class FirstAnswer: Sendable {
-    private let state = Mutex<(answer: (any Error)??, waiter: CheckedContinuation<(any Error)?, Never>?)>((nil, nil))
+/// What the readiness query came to: `nil` while it has not answered, `.some(nil)` for success, or its error.
+private final class PingOutcome: Sendable {
+    private let state = Mutex<(any Error)??>(nil)
 
-    /// Offers an answer: `nil` for success, or the error.
-    func give(_ answer: (any Error)?) {
-        let waiter = state.withLock { state -> CheckedContinuation<(any Error)?, Never>? in
-            guard case .none = state.answer else { return nil }
-            state.answer = .some(answer)
-            defer { state.waiter = nil }
-            return state.waiter
-        }
-        waiter?.resume(returning: answer)
-    }
-
-    /// Waits for the first answer.
-    func value() async -> (any Error)? {
-        await withCheckedContinuation { continuation in
-            let answer = state.withLock { state -> (any Error)?? in
-                if case .some = state.answer { return state.answer }
-                state.waiter = continuation
-                return nil
-            }
-            if case .some(let answer) = answer { continuation.resume(returning: answer) }
-        }
-    }
+    func set(_ failure: (any Error)?) { state.withLock { $0 = .some(failure) } }
+    var value: (any Error)?? { state.withLock { $0 } }
 }
