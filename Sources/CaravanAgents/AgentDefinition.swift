@@ -1,4 +1,5 @@
 import CaravanCore
+import CaravanEngine
 import CaravanModels
 import CaravanTools
 import CaravanWorkflow
@@ -143,23 +144,151 @@ public struct AgentDefinition: Sendable {
         return .object(document)
     }
 
-    /// Renders the instructions over the run's input.
-    func renderInstructions(input: JSONValue) -> String {
+    /// The agents, workflows and secrets its tools name.
+    public var references: DefinitionReferences {
+        var references = DefinitionReferences()
+        for (index, tool) in tools.enumerated() {
+            let pointer = "/tools/\(index)"
+            switch tool.kind {
+            case .agent(let name): references.agents.append((name, pointer + "/agent/name"))
+            case .workflow(let name): references.workflows.append((name, pointer + "/workflow/name"))
+            case .http(_, let url, let headers, _, _):
+                let template: JSONValue = ["url": .string(url), "headers": .object(headers.mapValues(JSONValue.string))]
+                for name in ((try? Template.referencedSecrets(in: template)) ?? []).sorted() {
+                    references.secrets.append((name, pointer + "/http"))
+                }
+            case .mcp:
+                break
+            }
+        }
+        return references
+    }
+
+    /// Refuses MCP servers whose command the operator has not allowed.
+    /// - Throws: `validation_failed` pointing at each such `command`.
+    public func checkCommands(_ policy: MCPCommandPolicy) throws(CaravanError) {
+        var errors: [CaravanError.FieldError] = []
+        for (index, tool) in tools.enumerated() {
+            if case .mcp(let server, _) = tool.kind, let command = server.command, !policy.permits(command) {
+                errors.append(.init(
+                    pointer: "/tools/\(index)/mcp/command",
+                    detail: "is not a command the operator allows (--mcp-command-allow lists the exact commands MCP servers may run)"
+                ))
+            }
+        }
+        if !errors.isEmpty { throw CaravanError(.validationFailed, "The agent names an MCP command that is not allowed.", fieldErrors: errors) }
+    }
+
+    /// Renders the instructions over the run's input, stopping at `limit` bytes.
+    ///
+    /// Every value and every section pass is charged to one budget as it is rendered: a value is rendered only
+    /// while the budget lasts (else as nothing), and a section pass costs at most the instructions' own length, so
+    /// that a template repeating a large input, or looping over a long array, cannot grow past the limit in memory.
+    /// - Throws: `output_too_large` when the rendering would pass `limit`.
+    func renderInstructions(input: JSONValue, limit: Int) throws(StepFailure) -> String {
         guard !instructions.isEmpty, let template = try? MustacheTemplate(string: "{{% CONTENT_TYPE: TEXT}}" + instructions) else {
             return instructions
         }
-        return template.render(["input": Self.mustacheValue(input)] as [String: Any])
+        let budget = MustacheBudget(limit: limit, passCost: instructions.utf8.count)
+        let rendered = template.render(["input": budget.wrap(input)] as [String: Any])
+        if budget.exhausted || rendered.utf8.count > limit {
+            throw StepFailure(
+                code: CaravanError.Code.outputTooLarge.rawValue,
+                message: "The agent's instructions, rendered over this input, would pass the payload limit of \(limit) bytes.",
+                retryable: false
+            )
+        }
+        return rendered
+    }
+}
+
+/// What one rendering of Mustache instructions may still produce. Not shared across tasks: one per rendering.
+final class MustacheBudget {
+    private(set) var remaining: Int
+    private(set) var exhausted = false
+    let passCost: Int
+
+    init(limit: Int, passCost: Int) {
+        self.remaining = limit
+        self.passCost = max(1, passCost)
     }
 
-    static func mustacheValue(_ value: JSONValue) -> Any {
+    /// Takes `bytes` from the budget; false (and exhausted from then on) when they are not there.
+    func take(_ bytes: Int) -> Bool {
+        guard !exhausted, bytes <= remaining else {
+            exhausted = true
+            return false
+        }
+        remaining -= bytes
+        return true
+    }
+
+    /// `value` as Mustache sees it, with strings and numbers that charge their length as they render and arrays
+    /// that charge a pass per item.
+    func wrap(_ value: JSONValue) -> Any {
         switch value {
         case .null: return Optional<String>.none as Any
         case .bool(let flag): return flag
-        case .int(let number): return number
-        case .double(let number): return number
-        case .string(let text): return text
-        case .array(let items): return items.map(mustacheValue)
-        case .object(let fields): return fields.mapValues(mustacheValue)
+        case .int(let number): return BudgetedText(text: String(number), budget: self)
+        case .double(let number): return BudgetedText(text: String(number), budget: self)
+        case .string(let text): return BudgetedText(text: text, budget: self)
+        case .array(let items): return BudgetedSequence(items: items.map(wrap), json: value, budget: self)
+        case .object(let fields): return BudgetedObject(fields: fields.mapValues(wrap), json: value, budget: self)
+        }
+    }
+
+    /// `json` as compact JSON when the budget has room for it, else nothing.
+    func render(_ json: JSONValue) -> String {
+        guard !exhausted, Template.approximateSize(of: json, atMost: remaining) <= remaining + 2 else {
+            exhausted = true
+            return ""
+        }
+        let text = json.canonicalText
+        return take(text.utf8.count) ? text : ""
+    }
+}
+
+/// An object whose fields Mustache reads by name, and that renders as compact JSON while the budget lasts.
+struct BudgetedObject: MustacheParent, MustacheCustomRenderable, CustomStringConvertible {
+    let fields: [String: Any]
+    let json: JSONValue
+    let budget: MustacheBudget
+    func child(named name: String) -> Any? { fields[name] }
+    var renderText: String { budget.render(json) }
+    var isNull: Bool { false }
+    var description: String { renderText }
+}
+
+/// A value that renders only while its rendering's budget lasts.
+struct BudgetedText: MustacheCustomRenderable, CustomStringConvertible {
+    let text: String
+    let budget: MustacheBudget
+    var renderText: String { budget.take(text.utf8.count) ? text : "" }
+    var isNull: Bool { false }
+    var description: String { renderText }
+}
+
+/// An array whose every pass through a section is charged to the rendering's budget; it ends early once the budget
+/// is spent.
+struct BudgetedSequence: MustacheSequence, MustacheCustomRenderable, CustomStringConvertible {
+    let items: [Any]
+    let json: JSONValue
+    let budget: MustacheBudget
+    var renderText: String { budget.render(json) }
+    var isNull: Bool { false }
+    var description: String { renderText }
+
+    func makeIterator() -> Iterator { Iterator(items: items, budget: budget) }
+
+    struct Iterator: IteratorProtocol {
+        let items: [Any]
+        let budget: MustacheBudget
+        var index = 0
+
+        mutating func next() -> Any? {
+            guard index < items.count, budget.take(budget.passCost) else { return nil }
+            defer { index += 1 }
+            return items[index]
         }
     }
 }
@@ -246,6 +375,9 @@ public struct AgentTool: Sendable {
             }
             let headers = fields["headers"]?.objectValue?.compactMapValues(\.stringValue) ?? [:]
             let env = fields["env"]?.objectValue?.compactMapValues(\.stringValue) ?? [:]
+            for variable in env.keys.sorted() where !MCPServerConfig.mayPassToChild(variable) {
+                fail("env/" + variable, "may not be set: it could change what the program runs")
+            }
             var only: Set<String>?
             if let list = fields["tools"] {
                 if let names = list.arrayValue?.compactMap(\.stringValue) { only = Set(names) } else { fail("tools", "must be an array of tool names") }

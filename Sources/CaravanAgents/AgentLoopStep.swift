@@ -60,7 +60,7 @@ public struct AgentLoopStep: StepExecutor {
         }
 
         var messages: [ChatMessage] = []
-        let system = definition.renderInstructions(input: input)
+        let system = try definition.renderInstructions(input: input, limit: context.maxOutputBytes)
         if !system.isEmpty { messages.append(.system(system)) }
         if let threadID {
             do { messages += try await threads.history(threadID: threadID, excludingRun: context.runID) } catch {

@@ -155,7 +155,10 @@ public final class AgentToolbox: Sendable {
         }
         let rendered: JSONValue
         do {
-            rendered = try Template.render(template, scope: ["args": arguments, "secrets": .object(secretValues.mapValues(JSONValue.string))])
+            rendered = try Template.render(
+                template, scope: ["args": arguments, "secrets": .object(secretValues.mapValues(JSONValue.string))], limit: context.maxOutputBytes,
+                urlFields: ["url"]
+            )
         } catch {
             return ToolResult(content: "The tool's request could not be built: \(error.detail)", isError: true)
         }
@@ -163,9 +166,11 @@ public final class AgentToolbox: Sendable {
         request.method = HTTPMethod(rawValue: method)
         request.headers.add(name: "User-Agent", value: "Caravan")
         request.headers.add(name: "Idempotency-Key", value: idempotencyKey)
-        for (name, value) in rendered["headers"]?.objectValue ?? [:] {
-            if let text = value.stringValue { request.headers.replaceOrAdd(name: name, value: text) }
+        let headers = (rendered["headers"]?.objectValue ?? [:]).compactMap { name, value in value.stringValue.map { (name: name, value: $0) } }
+        if let problem = headerProblem(headers) {
+            return ToolResult(content: "The tool's request could not be built: \(problem)", isError: true)
         }
+        for (name, value) in headers { request.headers.replaceOrAdd(name: name, value: value) }
         if let body = rendered["body"], !body.isNull {
             request.body = .bytes(ByteBuffer(string: body.stringValue ?? body.canonicalText))
             if body.stringValue == nil, !request.headers.contains(name: "Content-Type") {
@@ -180,7 +185,7 @@ public final class AgentToolbox: Sendable {
             return ToolResult(content: Self.clip(ok ? text : "HTTP \(response.status.code): \(text)"), isError: !ok)
         } catch {
             if error.code == "egress_denied" {
-                await refusals.record(orgID: context.orgID, runID: context.runID, url: redactor.redact(request.url), reason: error.message)
+                await refusals.record(orgID: context.orgID, runID: context.runID, url: redactor.redact(request.url), reason: redactor.redact(error.message))
             }
             return ToolResult(content: redactor.redact("The request failed (\(error.code)): \(error.message)"), isError: true)
         }
@@ -193,7 +198,7 @@ public final class AgentToolbox: Sendable {
         do {
             let (run, _) = try await engine.startRun(
                 orgID: context.orgID, workflow: workflow, input: input, idempotencyKey: "tool:\(context.runID):\(callID)",
-                requestHash: stableDigest(input.canonicalText)
+                requestHash: stableDigest(input.canonicalText), parent: (context.runID, context.stepID)
             )
             var current = run
             while !current.status.isTerminal {

@@ -18,6 +18,8 @@ public struct CaravanError: Error, Sendable, CustomStringConvertible {
         public static let conflict = Code(rawValue: "conflict")
         public static let rateLimited = Code(rawValue: "rate_limited")
         public static let payloadTooLarge = Code(rawValue: "payload_too_large")
+        /// Something Caravan made (a rendered template, a step's output) would pass the payload limit.
+        public static let outputTooLarge = Code(rawValue: "output_too_large")
         public static let unsupportedMediaType = Code(rawValue: "unsupported_media_type")
         public static let idempotencyConflict = Code(rawValue: "idempotency_conflict")
         public static let unavailable = Code(rawValue: "unavailable")

@@ -17,7 +17,8 @@ extension Engine {
         workflow name: String,
         input: JSONValue,
         idempotencyKey: String?,
-        requestHash: String?
+        requestHash: String?,
+        parent: (runID: String, step: String)? = nil
     ) async throws -> (run: RunRecord, created: Bool) {
         if let idempotencyKey,
             let existing = try await database.read({ try await self.store.get(orgID: orgID, idempotencyKey: idempotencyKey, in: $0) })
@@ -37,10 +38,18 @@ extension Engine {
                 throw CaravanError(.validationFailed, "The input does not match the workflow's input schema.", fieldErrors: problems)
             }
         }
+        if let parent {
+            let depth = try await database.read { try await self.store.depth(of: parent.runID, limit: self.configuration.maxRunDepth, in: $0) }
+            if depth + 1 > configuration.maxRunDepth {
+                throw CaravanError(.conflict, Self.depthMessage(configuration.maxRunDepth))
+            }
+        }
         let now = Clock.nowMilliseconds()
         var run = Self.newRun(orgID: orgID, workflow: workflow, input: input, now: now)
         run.idempotencyKey = idempotencyKey
         run.requestHash = requestHash
+        run.parentRunID = parent?.runID
+        run.parentStep = parent?.step
         let queued = RunEvent(runID: run.id, seq: 1, type: "run.queued", at: now)
         let admission = Admission(
             workflowLimit: workflow.definition.concurrency,
@@ -75,6 +84,10 @@ extension Engine {
             return (admitted.run, true)
         }
         return (run, true)
+    }
+
+    static func depthMessage(_ limit: Int) -> String {
+        "Runs may start runs at most \(limit) levels deep (--max-run-depth); this one would be deeper."
     }
 
     private func sameRequest(_ existing: RunRecord, requestHash: String?) throws -> RunRecord {
@@ -139,18 +152,23 @@ extension Engine {
     /// - Throws: `not_found`; `conflict` when the run has already finished.
     public func cancel(orgID: String, id: String) async throws -> RunRecord {
         let now = Clock.nowMilliseconds()
-        let updated = try await database.withTransaction { executor in
-            try await executor.query(
+        let (updated, descendants) = try await database.withTransaction { executor in
+            let updated = try await executor.query(
                 """
                 UPDATE runs SET cancel_requested = 1, wake_at = $3, wake_seq = wake_seq + 1
                 WHERE id = $1 AND org_id = $2 AND finished_at IS NULL RETURNING id
                 """,
                 [.text(id), .text(orgID), .int(now)]
             )
+            // The runs it started (and theirs) are cancelled with it.
+            let descendants = updated.isEmpty ? [] : try await self.store.cancelDescendants(of: id, at: now, in: executor)
+            return (updated, descendants)
         }
         guard let run = try await run(orgID: orgID, id: id) else { throw CaravanError.notFound("The run") }
         if updated.isEmpty { throw CaravanError(.conflict, "The run has already finished (\(run.status.rawValue)).") }
-        if !notifier.poke(runID: id) { pokeClaims() }
+        var pokedAll = true
+        for runID in [id] + descendants { pokedAll = notifier.poke(runID: runID) && pokedAll }
+        if !pokedAll { pokeClaims() }
         return run
     }
 

@@ -77,6 +77,16 @@ extension Engine {
                     let signals = await pendingSignals(for: run, definition: definition)
                     let children = await childOutcomes(for: run)
                     planner.advance(&run, signals: signals, children: children)
+                    // Child runs asked for: a workflow or agent that does not exist (any more), or a chain of runs
+                    // too deep, fails its step now instead of leaving it waiting for a run that never comes.
+                    var newChildren: [(stepID: String, child: NewRun, event: RunEvent)] = []
+                    for request in planner.childRuns {
+                        switch await makeChild(request, parent: run) {
+                        case .success(let (child, event)): newChildren.append((request.stepID, child, event))
+                        case .failure(let failure): planner.failWaiting(&run, step: request.stepID, failure)
+                        }
+                    }
+                    if run.status.isTerminal { newChildren = [] }
 
                     let stillRunning = inFlight + planner.launches.count > 0 && !run.status.isTerminal
                     var newOwner: String? = configuration.nodeID
@@ -109,11 +119,8 @@ extension Engine {
                             if definition.concurrency != nil { advance.freedSlot = (run.orgID, run.workflow) }
                         }
                         var childIDs: [String: String] = [:]
-                        for request in planner.childRuns {
-                            guard let (child, childEvent) = await makeChild(request, parent: run) else {
-                                continue
-                            }
-                            childIDs[request.stepID] = child.run.id
+                        for (stepID, child, childEvent) in newChildren {
+                            childIDs[stepID] = child.run.id
                             advance.children.append(child)
                             advance.childEvents.append(childEvent)
                         }
@@ -298,10 +305,26 @@ extension Engine {
         return outcomes
     }
 
-    /// A child run for a `workflow` step, queued for any node to claim.
-    private func makeChild(_ request: ChildRunRequest, parent: RunRecord) async -> (NewRun, RunEvent)? {
-        guard let workflow = try? await workflows.get(orgID: parent.orgID, name: request.workflow), workflow.archivedAt == nil else {
-            return nil
+    /// A child run for a `workflow` or `agent` step, queued for any node to claim; or why there is none.
+    private func makeChild(_ request: ChildRunRequest, parent: RunRecord) async -> Result<(NewRun, RunEvent), StepFailure> {
+        let stored: StoredWorkflow?
+        let depth: Int
+        do {
+            stored = try await workflows.get(orgID: parent.orgID, name: request.workflow)
+            depth = try await database.read { try await self.store.depth(of: parent.id, limit: self.configuration.maxRunDepth, in: $0) }
+        } catch {
+            return .failure(StepFailure(code: "unavailable", message: "The child run could not be prepared.", retryable: true))
+        }
+        guard let workflow = stored, workflow.archivedAt == nil else {
+            let agent = AgentStepKind.agentName(ofWorkflow: request.workflow)
+            return .failure(StepFailure(
+                code: agent == nil ? "workflow_not_found" : "agent_not_found",
+                message: agent.map { "The agent '\($0)' does not exist." } ?? "The workflow '\(request.workflow)' does not exist.",
+                retryable: false
+            ))
+        }
+        guard depth + 1 <= configuration.maxRunDepth else {
+            return .failure(StepFailure(code: "max_depth_exceeded", message: Self.depthMessage(configuration.maxRunDepth), retryable: false))
         }
         let now = Clock.nowMilliseconds()
         var child = Self.newRun(orgID: parent.orgID, workflow: workflow, input: request.input, now: now)
@@ -309,7 +332,7 @@ extension Engine {
         child.parentStep = request.stepID
         child.idempotencyKey = "child:\(parent.id):\(request.stepID)"
         let event = RunEvent(runID: child.id, seq: 1, type: "run.queued", at: now, data: ["parent_run_id": .string(parent.id)])
-        return (NewRun(run: child, leaseOwner: nil, leaseExpiresAt: nil, wakeAt: now), event)
+        return .success((NewRun(run: child, leaseOwner: nil, leaseExpiresAt: nil, wakeAt: now), event))
     }
 
     /// A new, queued run of `workflow`.
@@ -369,6 +392,7 @@ extension Engine {
                     code: "secret_not_found", message: "The secret '\(missing)' does not exist in this organization.", retryable: false
                 ))
             }
+            context.redactor = SecretRedactor(values: Array(secretValues.values))
         }
         let secretScope = JSONValue.object(secretValues.mapValues(JSONValue.string))
         func render(_ item: JSONValue?) throws(StepFailure) -> JSONValue {
@@ -379,14 +403,16 @@ extension Engine {
                     object["secrets"] = secretScope
                     scope = .object(object)
                 }
-                return try Template.render(launch.config, scope: scope)
+                return try Template.render(
+                    launch.config, scope: scope, limit: configuration.maxPayloadBytes, urlFields: type(of: executor).urlFields
+                )
             } catch {
-                throw StepFailure(code: "template_error", message: error.detail, retryable: false)
+                throw StepFailure(code: RunPlanner.failureCode(error), message: error.detail, retryable: false)
             }
         }
         let outcome = await execute(executor, launch: launch, context: context, timeout: timeout, render: render)
         guard !secretValues.isEmpty else { return outcome }
-        let redactor = SecretRedactor(values: Array(secretValues.values))
+        let redactor = context.redactor
         switch outcome {
         case .succeeded(let output): return .succeeded(redactor.redact(output))
         case .failed(var failure):

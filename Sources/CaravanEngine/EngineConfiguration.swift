@@ -22,6 +22,9 @@ public struct EngineConfiguration: Sendable {
     public var committers: Int = 4
     /// Runs kept in memory between steps when the next timer is at most this far away.
     public var holdWindow: CaravanDuration = .seconds(2)
+    /// How deep runs may start runs (workflow and agent steps, agent and workflow tools): a run at this depth
+    /// starts no child; the step that asks fails with `max_depth_exceeded`. A run started by a request is at depth 0.
+    public var maxRunDepth: Int = 16
 
     public init() {}
 }

@@ -11,6 +11,7 @@ import NIOHTTP1
 public struct HTTPStep: StepExecutor {
     public static let acceptsSecrets = true
     public static let name = HTTPStepKind.name
+    public static let urlFields = HTTPStepKind.urlFields
     public static func validate(_ config: JSONValue, at pointer: String) -> [CaravanError.FieldError] {
         HTTPStepKind.validate(config, at: pointer)
     }
@@ -43,7 +44,11 @@ public struct HTTPStep: StepExecutor {
             try egress.check(url)
         } catch {
             if error.code == "egress_denied" {
-                await refusals.record(orgID: context.orgID, runID: context.runID, url: url.absoluteString, reason: error.message)
+                // The URL as sent may hold a secret: the audit log keeps it masked, and cannot forget it later.
+                await refusals.record(
+                    orgID: context.orgID, runID: context.runID, url: context.redactor.redact(url.absoluteString),
+                    reason: context.redactor.redact(error.message)
+                )
             }
             throw error
         }
@@ -52,9 +57,13 @@ public struct HTTPStep: StepExecutor {
         request.method = HTTPMethod(rawValue: (config["method"]?.stringValue ?? "GET").uppercased())
         request.headers.add(name: "Idempotency-Key", value: context.idempotencyKey)
         request.headers.add(name: "User-Agent", value: "Caravan")
-        for (name, value) in config["headers"]?.objectValue ?? [:] {
-            if let text = value.stringValue { request.headers.replaceOrAdd(name: name, value: text) }
+        let requestHeaders = (config["headers"]?.objectValue ?? [:]).compactMap { name, value in
+            value.stringValue.map { (name: name, value: $0) }
         }
+        if let problem = headerProblem(requestHeaders) {
+            throw StepFailure(code: "invalid_header", message: problem, retryable: false)
+        }
+        for (name, value) in requestHeaders { request.headers.replaceOrAdd(name: name, value: value) }
         if let body = config["body"] {
             if let text = body.stringValue {
                 request.body = .bytes(ByteBuffer(string: text))
@@ -77,7 +86,7 @@ public struct HTTPStep: StepExecutor {
         } catch is CancellationError {
             throw StepFailure(code: "cancelled", message: "The request was cancelled.", retryable: false)
         } catch {
-            throw StepFailure(code: "network_error", message: "The request failed: \(error)", retryable: true)
+            throw StepFailure(code: "network_error", message: "The request to \(url.host ?? "the server") failed: \(transportErrorKind(error)).", retryable: true)
         }
 
         var headers: [String: JSONValue] = [:]

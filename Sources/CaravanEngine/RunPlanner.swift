@@ -190,7 +190,7 @@ struct RunPlanner {
             run.steps[index].status = .waiting
             var data: [String: JSONValue] = ["signal": "approve"]
             if let message = step.config["message"] {
-                data["message"] = (try? Template.render(message, scope: scope)) ?? message
+                data["message"] = (try? Template.render(message, scope: scope, limit: maxOutputBytes)) ?? message
             }
             if let timeout = step.config["timeout"]?.stringValue.flatMap(CaravanDuration.init(parsing:)) {
                 run.steps[index].wakeAt = now + timeout.milliseconds
@@ -199,18 +199,18 @@ struct RunPlanner {
         case WorkflowStepKind.name, AgentStepKind.name:
             run.steps[index].status = .waiting
             do throws(CaravanError) {
-                childRuns.append(try Self.childRequest(for: step, scope: scope))
+                childRuns.append(try Self.childRequest(for: step, scope: scope, limit: maxOutputBytes))
             } catch {
-                fail(&run, index, StepFailure(code: "template_error", message: error.detail, retryable: false))
+                fail(&run, index, StepFailure(code: Self.failureCode(error), message: error.detail, retryable: false))
                 return true
             }
             record(&run, "step.waiting", step: stepID, data: [step.kind: step.config["name"] ?? .null])
         default:
             run.steps[index].status = .running
             do throws(CaravanError) {
-                launches.append(try Self.launch(step, attempt: run.steps[index].attempts, items: items, scope: scope))
+                launches.append(try Self.launch(step, attempt: run.steps[index].attempts, items: items, scope: scope, limit: maxOutputBytes))
             } catch {
-                fail(&run, index, StepFailure(code: "template_error", message: error.detail, retryable: false))
+                fail(&run, index, StepFailure(code: Self.failureCode(error), message: error.detail, retryable: false))
                 return true
             }
         }
@@ -218,18 +218,23 @@ struct RunPlanner {
         return true
     }
 
-    private static func launch(_ step: StepDefinition, attempt: Int, items: [JSONValue]?, scope: JSONValue) throws(CaravanError)
+    /// The step failure code of a template that could not be rendered.
+    static func failureCode(_ error: CaravanError) -> String {
+        error.code == .outputTooLarge ? CaravanError.Code.outputTooLarge.rawValue : "template_error"
+    }
+
+    private static func launch(_ step: StepDefinition, attempt: Int, items: [JSONValue]?, scope: JSONValue, limit: Int) throws(CaravanError)
         -> StepLaunch
     {
         // http configs are rendered at execution (secrets join the scope then), for_each configs once per item.
         let config = step.kind == HTTPStepKind.name || items != nil || !step.interpolatesConfig
-            ? step.config : try Template.render(step.config, scope: scope)
+            ? step.config : try Template.render(step.config, scope: scope, limit: limit)
         return StepLaunch(stepID: step.id, kind: step.kind, config: config, items: items, attempt: attempt)
     }
 
     /// The child run a `workflow` or `agent` step asks for.
-    static func childRequest(for step: StepDefinition, scope: JSONValue) throws(CaravanError) -> ChildRunRequest {
-        let input = try Template.render(step.config["input"] ?? .object([:]), scope: scope)
+    static func childRequest(for step: StepDefinition, scope: JSONValue, limit: Int) throws(CaravanError) -> ChildRunRequest {
+        let input = try Template.render(step.config["input"] ?? .object([:]), scope: scope, limit: limit)
         let name = step.config["name"]?.stringValue ?? ""
         if step.kind == AgentStepKind.name {
             // An agent's run takes `{input, thread?}`.
@@ -249,9 +254,9 @@ struct RunPlanner {
             guard let step = definition.step(run.steps[index].id), step.kind == WorkflowStepKind.name || step.kind == AgentStepKind.name
             else { continue }
             do throws(CaravanError) {
-                childRuns.append(try Self.childRequest(for: step, scope: scope))
+                childRuns.append(try Self.childRequest(for: step, scope: scope, limit: maxOutputBytes))
             } catch {
-                fail(&run, index, StepFailure(code: "template_error", message: error.detail, retryable: false))
+                fail(&run, index, StepFailure(code: Self.failureCode(error), message: error.detail, retryable: false))
             }
         }
         for index in run.steps.indices where run.steps[index].status == .running {
@@ -259,9 +264,9 @@ struct RunPlanner {
             var items: [JSONValue]?
             if let forEach = step.forEach, case .array(let values) = forEach.evaluate(in: scope) { items = values }
             do throws(CaravanError) {
-                launches.append(try Self.launch(step, attempt: run.steps[index].attempts, items: items, scope: scope))
+                launches.append(try Self.launch(step, attempt: run.steps[index].attempts, items: items, scope: scope, limit: maxOutputBytes))
             } catch {
-                fail(&run, index, StepFailure(code: "template_error", message: error.detail, retryable: false))
+                fail(&run, index, StepFailure(code: Self.failureCode(error), message: error.detail, retryable: false))
             }
         }
     }
@@ -370,6 +375,14 @@ struct RunPlanner {
         updateRunStatus(&run)
     }
 
+    /// Fails a step that waits for a child run that cannot be started.
+    mutating func failWaiting(_ run: inout RunRecord, step stepID: String, _ failure: StepFailure) {
+        guard !run.status.isTerminal, let index = run.steps.firstIndex(where: { $0.id == stepID }), run.steps[index].status == .waiting
+        else { return }
+        childRuns.removeAll { $0.stepID == stepID }
+        fail(&run, index, failure)
+    }
+
     /// A step failed for good: the run fails, and every step not yet done is cancelled.
     private mutating func fail(_ run: inout RunRecord, _ index: Int, _ failure: StepFailure) {
         let stepID = run.steps[index].id
@@ -412,14 +425,14 @@ struct RunPlanner {
         }
         do throws(CaravanError) {
             var output: JSONValue = .null
-            if let template = definition.output { output = try Template.render(template, scope: Self.scope(of: run)) }
+            if let template = definition.output { output = try Template.render(template, scope: Self.scope(of: run), limit: maxOutputBytes) }
             run.status = .succeeded
             run.output = output
             run.finishedAt = now
             record(&run, "run.succeeded", data: ["output": output])
         } catch {
             run.status = .failed
-            run.error = RunFailure(code: "template_error", message: error.detail)
+            run.error = RunFailure(code: Self.failureCode(error), message: error.detail)
             run.finishedAt = now
             record(&run, "run.failed", data: ["error": run.error?.json ?? .null])
         }

@@ -266,6 +266,43 @@ struct RunStore: Sendable {
     }
 
     /// The run with `id`, whatever its organization: for the engine, which already holds the id.
+    /// How many ancestors `runID` has (0 for a run started by a request), counting no further than `limit`.
+    func depth(of runID: String, limit: Int, in executor: any SQLExecutor) async throws -> Int {
+        let row = try await executor.queryFirst(
+            """
+            WITH RECURSIVE chain (id, parent, depth) AS (
+                SELECT id, parent_run_id, 0 FROM runs WHERE id = $1
+                UNION ALL
+                SELECT r.id, r.parent_run_id, c.depth + 1 FROM runs r JOIN chain c ON r.id = c.parent WHERE c.depth < $2
+            )
+            SELECT MAX(depth) AS depth FROM chain
+            """,
+            [.text(runID), .int(Int64(limit))]
+        )
+        return Int(try row?.optionalInt("depth") ?? 0)
+    }
+
+    /// Asks every unfinished descendant of `runID` (children, their children, …) to cancel.
+    /// - Returns: their ids.
+    func cancelDescendants(of runID: String, at now: Int64, in executor: any SQLExecutor) async throws -> [String] {
+        let rows = try await executor.query(
+            """
+            UPDATE runs SET cancel_requested = 1, wake_at = $2, wake_seq = wake_seq + 1
+            WHERE finished_at IS NULL AND id IN (
+                WITH RECURSIVE descendants (id) AS (
+                    SELECT id FROM runs WHERE parent_run_id = $1
+                    UNION
+                    SELECT r.id FROM runs r JOIN descendants d ON r.parent_run_id = d.id
+                )
+                SELECT id FROM descendants
+            )
+            RETURNING id
+            """,
+            [.text(runID), .int(now)]
+        )
+        return try rows.map { try $0.string("id") }
+    }
+
     func get(id: String, in executor: any SQLExecutor) async throws -> RunRecord? {
         guard let row = try await executor.queryFirst("SELECT \(Self.columns) FROM runs WHERE id = $1", [.text(id)])
         else { return nil }

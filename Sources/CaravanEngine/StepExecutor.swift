@@ -20,12 +20,17 @@ public struct StepContext: Sendable {
     public var logger: Logger
     /// For kinds that keep a journal (`keepsJournal`): what earlier attempts recorded, and where to record more.
     public var journal: StepJournal?
+    /// Masks the values of the secrets this attempt was given, in every form they may come back in: apply it to
+    /// anything the step records or reports (an audit entry, an error message) that may quote the request.
+    public var redactor = SecretRedactor(values: [])
 }
 
 /// Where a run's steps find the secrets they send out (`{{ secrets.NAME }}`), and how each use is recorded.
 public protocol SecretResolver: Sendable {
     /// The values of `names` in the organization (a name without a secret is absent), for one step attempt.
     func resolve(names: Set<String>, for context: StepContext) async throws -> [String: String]
+    /// Which of `names` exist in the organization (no value is read or recorded as used).
+    func existing(names: Set<String>, orgID: String) async throws -> Set<String>
 }
 
 /// Why a step attempt failed, and whether another attempt may succeed.

@@ -251,9 +251,9 @@ public final class EgressHTTPClient: Sendable {
             return EgressRequestError(code: "network_error", message: "The request to \(host) was cancelled.", retryable: true)
         }
         if isConnectFailure(error) {
-            return EgressRequestError(code: "network_error", message: "Could not connect to \(host): \(error).", retryable: true)
+            return EgressRequestError(code: "network_error", message: "Could not connect to \(host): \(transportErrorKind(error)).", retryable: true)
         }
-        return EgressRequestError(code: "network_error", message: "The request to \(host) failed: \(error).", retryable: true)
+        return EgressRequestError(code: "network_error", message: "The request to \(host) failed: \(transportErrorKind(error)).", retryable: true)
     }
 
     /// Reads a body up to `maxBytes`, before `deadline`.
@@ -335,4 +335,34 @@ extension EgressPolicy {
         guard ok else { return nil }
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
+}
+
+/// Describes a transport error without the values it may carry: an `HTTPClientError` such as
+/// `invalidHeaderFieldValues([...])` quotes the header values it refused, and a connection error the address it
+/// tried; either may hold a secret rendered into the request. Only the kind of error is kept.
+public func transportErrorKind(_ error: any Error) -> String {
+    if let error = error as? IOError { return String(cString: strerror(error.errnoCode)) }
+    if error is NIOConnectionError { return "the connection could not be made" }
+    if let error = error as? HTTPClientError {
+        let text = String(describing: error)
+        let name = text.split(separator: "(", maxSplits: 1).first.map(String.init) ?? text
+        return name.replacingOccurrences(of: "HTTPClientError.", with: "")
+    }
+    return String(describing: type(of: error))
+}
+
+/// Why a header cannot be sent as it is: a name that is not a token, or a value with a line break or another control
+/// character (which would split the request: refused before anything is sent, whatever put it there). `nil` when
+/// every header is fine. The reason names the header, never its value.
+public func headerProblem(_ headers: [(name: String, value: String)]) -> String? {
+    for (name, value) in headers {
+        let validName = !name.isEmpty && name.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x7A) || "!#$%&'*+-.^_`|~".utf8.contains(byte)
+        }
+        if !validName { return "A header name is not valid." }
+        if value.utf8.contains(where: { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }) {
+            return "The header '\(name)' holds a line break or a control character."
+        }
+    }
+    return nil
 }

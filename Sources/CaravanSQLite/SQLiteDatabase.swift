@@ -5,6 +5,14 @@ import GRDB
 import Logging
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The embedded implementation of the storage contract: one SQLite file in WAL mode with full durability.
 ///
 /// Writes go through one connection, one transaction at a time in arrival order (so SQLite never reports
@@ -35,6 +43,9 @@ public final class SQLiteDatabase: CaravanStorage.Database, Sendable {
         }
         let directoryLock = try DirectoryLock(directory: directory)
         let path = directory + "/caravan.sqlite"
+        // Only Caravan's user may read its data: the directory 0700, every file 0600. SQLite gives the -wal and -shm
+        // files the database file's mode, so the database file is made 0600 before SQLite first opens it.
+        Self.restrictModes(directory: directory, path: path)
         var configuration = Configuration()
         configuration.allowsUnsafeTransactions = true  // our transactions span several async writer accesses
         configuration.busyMode = .timeout(30)
@@ -50,6 +61,17 @@ public final class SQLiteDatabase: CaravanStorage.Database, Sendable {
         }
         self.directoryLock = directoryLock
         self.logger = logger
+        Self.restrictModes(directory: directory, path: path)
+    }
+
+    /// Makes `directory` 0700 and the database's files in it 0600, creating the database file 0600 when missing.
+    static func restrictModes(directory: String, path: String) {
+        _ = chmod(directory, 0o700)
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        if descriptor >= 0 { close(descriptor) }
+        for file in [path, path + "-wal", path + "-shm", path + "-journal"] where FileManager.default.fileExists(atPath: file) {
+            _ = chmod(file, 0o600)
+        }
     }
 
     public func withTransaction<T: Sendable>(

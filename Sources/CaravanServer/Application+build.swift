@@ -115,7 +115,11 @@ public func buildApplication(
         meter: meter, prices: PriceTable(), refusals: refusals, logger: logger
     )
     let threads = ThreadStore(database: database)
-    let mcpConnections = MCPConnectionCache(http: egressClient, logger: logger)
+    let mcpCommands: MCPCommandPolicy
+    do { mcpCommands = try MCPCommandPolicy(parsing: configuration.mcpCommandAllow) } catch {
+        throw CaravanError(.validationFailed, "--mcp-command-allow: \(error)")
+    }
+    let mcpConnections = MCPConnectionCache(http: egressClient, logger: logger, commands: mcpCommands)
     let engineReference = EngineReference()
     let toolbox = AgentToolbox(
         http: egressClient, mcp: mcpConnections, secrets: secretResolver, engine: engineReference, refusals: refusals
@@ -151,7 +155,9 @@ public func buildApplication(
     WorkflowRoutes(engine: engine, bodies: bodies).register(in: routes)
     RunRoutes(engine: engine, bodies: bodies).register(in: routes)
     ModelRoutes(gateway: gateway, bodies: bodies).register(in: routes)
-    AgentRoutes(agents: AgentStore(engine: engine, threads: threads), threads: threads, engine: engine, bodies: bodies).register(in: routes)
+    AgentRoutes(
+        agents: AgentStore(engine: engine, threads: threads), threads: threads, engine: engine, bodies: bodies, mcpCommands: mcpCommands
+    ).register(in: routes)
 
     let rotation = KeyRotation(
         database: database, box: box, columns: [.secrets, IdentityService.sealedTOTPColumn], logger: logger,

@@ -24,6 +24,8 @@ public struct ServerConfiguration: Sendable {
     public var logLevel: Logger.Level = .info
     /// Internal destinations steps may call anyway: `host`, `host:port` or CIDR entries.
     public var egressAllow: String = ""
+    /// The commands agents' MCP servers may run over stdio (see `MCPCommandPolicy(parsing:)`); none when empty.
+    public var mcpCommandAllow: String = ""
     /// The master key (32 bytes, base64) that seals secrets; when unset, `<data>/master.key`, generated on first
     /// start. Every node of a cluster needs the same key.
     public var masterKey: String?

@@ -19,4 +19,9 @@ struct VaultSecretResolver: SecretResolver {
         ))
         return values
     }
+
+    func existing(names: Set<String>, orgID: String) async throws -> Set<String> {
+        guard !names.isEmpty else { return [] }
+        return Set(try await secrets.resolve(orgID: orgID, names: names).keys)
+    }
 }

@@ -79,6 +79,13 @@ public final class TestHTTPServer: Sendable {
             let value = JSONValue.string(request.headers[.authorization] ?? "")
             return Self.json(#"{"authorization":\#(value.canonicalText)}"#)
         }
+        // Answers the path and query exactly as they arrived (still percent-encoded), to check how URLs were built.
+        router.get("/reflect/**") { request, _ in
+            _ = server.record(request)
+            let path = JSONValue.string(request.uri.path).canonicalText
+            let query = JSONValue.string(request.uri.query ?? "").canonicalText
+            return Self.json(#"{"path":\#(path),"query":\#(query)}"#)
+        }
         router.post("/switch") { request, _ in
             _ = server.record(request)
             return server.state.withLock { $0.switchedOn } ? Self.json(#"{"switched":true}"#) : Response(status: .internalServerError)

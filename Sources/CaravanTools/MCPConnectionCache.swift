@@ -41,13 +41,19 @@ public final class MCPConnectionCache: Service, Sendable {
     private let logger: Logger
     private let timeout: Duration
     private let idleTimeout: Duration?
+    private let commands: MCPCommandPolicy
 
     /// - Parameters:
     ///   - http: the client through which HTTP servers are reached.
+    ///   - commands: the commands stdio servers may run (the operator's list); none by default.
     ///   - timeout: for each handshake, and the default for each request.
     ///   - idleTimeout: `run()` closes connections unused for this long (`nil`: never).
-    public init(http: EgressHTTPClient, logger: Logger, timeout: Duration = .seconds(30), idleTimeout: Duration? = .seconds(900)) {
+    public init(
+        http: EgressHTTPClient, logger: Logger, commands: MCPCommandPolicy = .none, timeout: Duration = .seconds(30),
+        idleTimeout: Duration? = .seconds(900)
+    ) {
         self.http = http
+        self.commands = commands
         self.logger = logger
         self.timeout = timeout
         self.idleTimeout = idleTimeout
@@ -71,8 +77,15 @@ public final class MCPConnectionCache: Service, Sendable {
 
     /// A live connection to `config` for the organization `orgID`: the cached one, or a new one.
     /// - Parameter logger: for this use (the connection itself logs with the cache's logger, as it outlives the use).
-    /// - Throws: what `MCPConnection.connect` throws; `mcp_unavailable` after `shutdown()`.
+    /// - Throws: what `MCPConnection.connect` throws; `mcp_command_not_allowed` for a command the operator did not
+    ///   allow; `mcp_unavailable` after `shutdown()`.
     public func connection(orgID: String, config: MCPServerConfig, logger: Logger? = nil) async throws(ToolError) -> MCPConnection {
+        if let command = config.command, !commands.permits(command) {
+            (logger ?? self.logger).warning(
+                "Refused an MCP server command that is not allowed", metadata: ["mcp.server": .string(config.name), "caravan.org_id": .string(orgID)]
+            )
+            throw MCPCommandPolicy.refusal(server: config.name)
+        }
         let server = config
         let useLogger = logger ?? self.logger
         let key = Key(orgID: orgID, config: config)

@@ -275,10 +275,9 @@ final class ProcessOutputReader: Sendable {
         self.onEnd = onEnd
     }
 
-    /// The last lines the child wrote to stderr, for error messages (empty, or starting with a space).
+    /// The last lines the child wrote to stderr, for the operator's log.
     var stderrTail: String {
-        let tail = state.withLock { $0.stderrTail }.trimmingCharacters(in: .whitespacesAndNewlines)
-        return tail.isEmpty ? "" : " Its last output: \(tail)"
+        state.withLock { $0.stderrTail }.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     func start() {
@@ -306,10 +305,15 @@ final class ProcessOutputReader: Sendable {
         }
     }
 
-    /// Why the server is gone, for errors: how it ended if known, and the last lines of its stderr.
+    /// Why the server is gone, for errors: how it ended if known. Its stderr goes to the operator's log only, never
+    /// into an error a user reads: what a child prints may hold anything its host can see.
     private func endReason() -> ToolError {
         let exit = state.withLock { $0.exit?.description }
-        return .unavailable("The MCP server '\(name)' \(exit ?? "closed its output").\(stderrTail)")
+        let tail = stderrTail
+        if !tail.isEmpty {
+            logger.warning("MCP server ended", metadata: ["mcp.exit": .string(exit ?? "closed its output"), "mcp.stderr": .string(tail)])
+        }
+        return .unavailable("The MCP server '\(name)' \(exit ?? "closed its output"); its log has the details.")
     }
 
     /// Makes the thread exit at its next wake-up (at most 250 ms later).

@@ -85,6 +85,29 @@ public struct MCPServerConfig: Sendable, Hashable, Codable {
         case (.some(let command), nil) where command.first?.isEmpty ?? true: problems.append("'command' must name a program")
         default: break
         }
+        for name in env.keys.sorted() where !Self.mayPassToChild(name) {
+            problems.append("the environment variable '\(name)' may not be set (it could change what the program runs)")
+        }
         return problems
+    }
+
+    /// Names of environment variables that change what a program loads or runs: the dynamic loader's, the shells'
+    /// and the usual interpreters'. An agent may set other variables of its MCP server (API keys, options).
+    static let forbiddenEnvironmentNames: Set<String> = [
+        "PATH", "HOME", "SHELL", "IFS", "ENV", "BASH_ENV", "PS4", "PROMPT_COMMAND", "CDPATH", "GCONV_PATH", "GLIBC_TUNABLES",
+        "LOCPATH", "NLSPATH", "HOSTALIASES", "RESOLV_HOST_CONF", "TMPDIR", "NODE_OPTIONS", "NODE_PATH", "PYTHONPATH",
+        "PYTHONHOME", "PYTHONSTARTUP", "PYTHONINSPECT", "PERL5LIB", "PERL5OPT", "PERLLIB", "RUBYLIB", "RUBYOPT",
+        "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "CLASSPATH", "GIT_SSH_COMMAND", "SSLKEYLOGFILE",
+    ]
+    static let forbiddenEnvironmentPrefixes = ["LD_", "DYLD_", "MALLOC_", "BASH_FUNC_", "GIT_CONFIG", "NPM_CONFIG_", "PIP_"]
+
+    /// Whether an agent may set `name` in its MCP server's environment: a plain name (`[A-Za-z_][A-Za-z0-9_]*`)
+    /// that is not one of the forbidden ones.
+    public static func mayPassToChild(_ name: String) -> Bool {
+        guard let first = name.utf8.first, first == 95 || (first | 0x20 >= 97 && first | 0x20 <= 122),
+            name.utf8.allSatisfy({ $0 == 95 || ($0 >= 48 && $0 <= 57) || ($0 | 0x20 >= 97 && $0 | 0x20 <= 122) })
+        else { return false }
+        let upper = name.uppercased()
+        return !forbiddenEnvironmentNames.contains(upper) && !forbiddenEnvironmentPrefixes.contains { upper.hasPrefix($0) }
     }
 }

@@ -78,7 +78,9 @@ public struct MasterKeyring: Sendable {
             return try MasterKeyring(current: decode(text, name: "The key in \(path)"), previous: earlier)
         }
         do {
-            try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700]
+            )
         } catch {
             throw CaravanError(.internal, "Cannot create the data directory \(dataDirectory): \(error)")
         }

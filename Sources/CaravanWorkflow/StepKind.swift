@@ -14,11 +14,15 @@ public protocol StepKind: Sendable {
     /// before the step runs). Kinds whose configuration carries templates of their own (an agent's Mustache
     /// instructions) say `false` and get their configuration as written.
     static var interpolatesConfig: Bool { get }
+    /// Top-level configuration fields that are URLs: values interpolated into them are percent-encoded for where
+    /// they land (`Template.renderURL`).
+    static var urlFields: Set<String> { get }
 }
 
 extension StepKind {
     public static var acceptsSecrets: Bool { false }
     public static var interpolatesConfig: Bool { true }
+    public static var urlFields: Set<String> { [] }
 }
 
 /// The step kinds a definition may use.
@@ -47,6 +51,7 @@ public struct StepKindRegistry: Sendable {
 public enum HTTPStepKind: StepKind {
     public static let name = "http"
     public static let acceptsSecrets = true
+    public static let urlFields: Set<String> = ["url"]
     static let methods: Set<String> = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
 
     public static func validate(_ config: JSONValue, at pointer: String) -> [CaravanError.FieldError] {

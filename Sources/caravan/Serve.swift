@@ -50,8 +50,20 @@ struct Serve: AsyncParsableCommand {
     )
     var egressAllow: String?
 
+    @Option(
+        help: """
+            Commands that agents' MCP servers may run over stdio, exactly as listed: comma-separated entries, each a \
+            program and its arguments separated by spaces, e.g. 'mcp-server-files /srv/docs'. None by default. \
+            [env: CARAVAN_MCP_COMMAND_ALLOW]
+            """
+    )
+    var mcpCommandAllow: String?
+
     @Option(help: "Largest run input or step output, in bytes. [env: CARAVAN_MAX_PAYLOAD_BYTES] (default: 2097152)")
     var maxPayloadBytes: Int?
+
+    @Option(help: "How deep runs may start runs (workflow and agent steps and tools). [env: CARAVAN_MAX_RUN_DEPTH] (default: 16)")
+    var maxRunDepth: Int?
 
     @Option(help: "How long finished runs are kept, e.g. 30d. [env: CARAVAN_RUN_RETENTION] (default: 30d)")
     var runRetention: String?
@@ -134,8 +146,10 @@ struct Serve: AsyncParsableCommand {
             configuration.idleTimeout = timeout
         }
         configuration.egressAllow = egressAllow ?? reader.string(forKey: "egress_allow") ?? ""
+        configuration.mcpCommandAllow = mcpCommandAllow ?? reader.string(forKey: "mcp_command_allow") ?? ""
         configuration.engine.maxPayloadBytes =
             maxPayloadBytes ?? reader.int(forKey: "max_payload_bytes") ?? configuration.engine.maxPayloadBytes
+        configuration.engine.maxRunDepth = maxRunDepth ?? reader.int(forKey: "max_run_depth") ?? configuration.engine.maxRunDepth
         configuration.engine.maxActiveRuns =
             maxActiveRuns ?? reader.int(forKey: "max_active_runs") ?? configuration.engine.maxActiveRuns
         configuration.engine.maxActiveRunsPerOrganization =
@@ -170,6 +184,9 @@ struct Serve: AsyncParsableCommand {
         guard (0...65535).contains(configuration.port) else { throw ValidationError("--port must be 0...65535.") }
         guard configuration.maxBodyBytes > 0 else { throw ValidationError("--max-body-bytes must be positive.") }
 
+        guard configuration.engine.maxRunDepth >= 1 else { throw ValidationError("--max-run-depth must be at least 1.") }
+        // Whatever Caravan writes (database, keys, exports) is for its own user only.
+        umask(0o077)
         let logger = try options.bootstrapLogging(level: configuration.logLevel, reader: reader)
         do {
             let (application, _) = try await buildApplication(configuration, logger: logger)

@@ -18,7 +18,9 @@ struct AgentWorld: Sendable {
 
 /// Runs an agent check on `backend`.
 func withAgentWorld(
-    _ backend: TestBackend, mode: TestingSetup = .router, _ body: @escaping @Sendable (AgentWorld) async throws -> Void
+    _ backend: TestBackend, mode: TestingSetup = .router,
+    configure: @escaping @Sendable (inout ServerConfiguration) -> Void = { _ in },
+    _ body: @escaping @Sendable (AgentWorld) async throws -> Void
 ) async throws {
     try await FakeOpenAIServer.with(requiredAPIKey: "sk-openai-test") { openAI in
         try await FakeAnthropicServer.with(requiredAPIKey: "sk-anthropic-test") { anthropic in
@@ -26,7 +28,9 @@ func withAgentWorld(
                 try await FakeMCPHTTPServer.with { mcp in
                     try await withTestApplication(backend, mode: mode, configure: { configuration in
                         configuration.egressAllow = "127.0.0.1"
+                        configuration.mcpCommandAllow = mcpFixturePath
                         configuration.engine.pollInterval = .init(milliseconds: 50)
+                        configure(&configuration)
                     }) { client, _ in
                         let world = AgentWorld(client: client, openAI: openAI, anthropic: anthropic, http: http, mcp: mcp)
                         try await world.configureProviders()

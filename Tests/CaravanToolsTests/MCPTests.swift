@@ -163,7 +163,8 @@ struct MCPStdioTests {
                 )
             }
             #expect(exits?.code == "mcp_unavailable")
-            #expect(exits?.message.contains("oops") == true)
+            // What the child printed goes to the operator's log, never into an error a user reads.
+            #expect(exits?.message.contains("oops") == false, "\(exits?.message ?? "")")
             #expect(ContinuousClock.now - start < .seconds(10), "a dead server must not wait for the timeout")
 
             let silent = await #expect(throws: ToolError.self) {
@@ -365,11 +366,53 @@ struct MCPConnectionCacheTests {
         }
     }
 
+    @Test("runs only the commands the operator allowed, exactly, and never an API user's")
+    func commandPolicy() async throws {
+        let marker = FileManager.default.temporaryDirectory.appendingPathComponent("caravan-mcp-\(UInt64.random(in: 0...UInt64.max))").path
+        let policy = try MCPCommandPolicy(parsing: "mcp-server-files /srv/docs, /opt/weather --units metric ,")
+        #expect(policy.permits(["mcp-server-files", "/srv/docs"]))
+        #expect(policy.permits(["/opt/weather", "--units", "metric"]))
+        #expect(!policy.permits(["mcp-server-files", "/etc"]))
+        #expect(!policy.permits(["mcp-server-files"]))
+        #expect(throws: MCPCommandPolicyError.self) { try MCPCommandPolicy(parsing: "--flag-only") }
+        try await withEgress(allow: "") { http in
+            let fixture = try MCPFixture.config()
+            for policy in [MCPCommandPolicy.none, MCPCommandPolicy(allowed: [fixture.command ?? []])] {
+                let cache = MCPConnectionCache(http: http, logger: quietLogger, commands: policy, timeout: .seconds(20))
+                let refused = await #expect(throws: ToolError.self) {
+                    try await cache.connection(orgID: "org_a", config: MCPServerConfig(name: "pw", command: ["/bin/sh", "-c", "touch \(marker)"]))
+                }
+                #expect(refused?.code == "mcp_command_not_allowed")
+                #expect(refused?.message.contains(marker) == false)
+                // The fixture with an extra argument is another command.
+                let extended = await #expect(throws: ToolError.self) {
+                    try await cache.connection(orgID: "org_a", config: MCPServerConfig(name: "fx", command: (fixture.command ?? []) + ["--x"]))
+                }
+                #expect(extended?.code == "mcp_command_not_allowed")
+                await cache.shutdown()
+            }
+            #expect(!FileManager.default.fileExists(atPath: marker), "a refused command ran")
+            // A variable that changes what the program loads is refused before anything starts.
+            let preload = await #expect(throws: ToolError.self) {
+                try await MCPConnection.connect(
+                    try MCPFixture.config(env: ["LD_PRELOAD": "/tmp/evil.so"]), http: http, logger: quietLogger, timeout: .seconds(5)
+                )
+            }
+            #expect(preload?.code == "invalid_config")
+            #expect(MCPServerConfig.mayPassToChild("GITHUB_TOKEN"))
+            for name in ["LD_PRELOAD", "ld_library_path", "PATH", "NODE_OPTIONS", "PYTHONPATH", "BASH_FUNC_x%%", "A=B", ""] {
+                #expect(!MCPServerConfig.mayPassToChild(name), "\(name)")
+            }
+        }
+    }
+
     @Test("restarts a stdio server that died, and stops them all on shutdown")
     func stdio() async throws {
         try await withEgress(allow: "") { http in
-            let cache = MCPConnectionCache(http: http, logger: quietLogger, timeout: .seconds(20))
             let config = try MCPFixture.config()
+            let cache = MCPConnectionCache(
+                http: http, logger: quietLogger, commands: MCPCommandPolicy(allowed: [config.command ?? []]), timeout: .seconds(20)
+            )
             let first = try await cache.connection(orgID: "org_a", config: config)
             let again = try await cache.connection(orgID: "org_a", config: config)
             #expect(first === again)

@@ -1,6 +1,7 @@
 import CaravanAgents
 import CaravanCore
 import CaravanEngine
+import CaravanTools
 import CaravanWorkflow
 import HTTPTypes
 import Hummingbird
@@ -12,6 +13,8 @@ struct AgentRoutes {
     let threads: ThreadStore
     let engine: Engine
     let bodies: RequestBodyReader
+    /// The commands MCP servers over stdio may run; an agent naming another is refused.
+    let mcpCommands: MCPCommandPolicy
 
     static func json(_ agent: StoredAgent) -> JSONValue {
         [
@@ -38,6 +41,11 @@ struct AgentRoutes {
             let body = try await bodies.bytes(of: request)
             let document = try DefinitionParser.document(Array(body.readableBytesView), format: try WorkflowRoutes.format(of: request))
             let definition = try AgentDefinition.validate(document, nameFromPath: name)
+            try definition.checkCommands(mcpCommands)
+            let unresolved = try await engine.unresolved(definition.references, orgID: orgID, selfAgent: name)
+            if !unresolved.isEmpty {
+                throw CaravanError(.validationFailed, "The agent names what does not exist.", fieldErrors: unresolved)
+            }
             let (agent, created) = try await agents.put(orgID: orgID, definition)
             return .json(Self.json(agent), status: created ? .created : .ok)
         }

@@ -34,6 +34,10 @@ struct WorkflowRoutes {
             if let index = definition.steps.firstIndex(where: { $0.kind == AgentLoopStep.name }) {
                 throw CaravanError.validation("/steps/\(index)/\(AgentLoopStep.name)", "is not a known step kind; run an agent with an agent step")
             }
+            let unresolved = try await engine.unresolved(DefinitionReferences(workflow: definition), orgID: orgID)
+            if !unresolved.isEmpty {
+                throw CaravanError(.validationFailed, "The workflow names what does not exist.", fieldErrors: unresolved)
+            }
             let (workflow, created) = try await engine.workflows.put(orgID: orgID, definition: definition)
             return .json(APIRequest.json(workflow), status: created ? .created : .ok)
         }
