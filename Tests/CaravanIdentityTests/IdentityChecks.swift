@@ -342,8 +342,12 @@ enum IdentityChecks {
         #expect(run.json["status"] == "succeeded", "\(run.json)")
         #expect(upstream.lastAuthorization == "Bearer \(value)", "the step sent the value")
         #expect(run.json.canonicalText.contains("[redacted]"), "the echoed value is masked in the output")
+        // A secret that does not exist is refused when the workflow is put; one deleted later fails the step.
         let missing = try await client.send(.put, "/v1/workflows/missing", json: yaml.replacingOccurrences(of: "crm_token", with: "nope"), contentType: "application/yaml")
-        #expect(missing.status == .created)
+        #expect(missing.status == .unprocessableContent, "\(missing.json)")
+        #expect(try await client.send(.put, "/v1/secrets/nope", json: #"{"value": "soon gone"}"#).status == .created)
+        #expect(try await client.send(.put, "/v1/workflows/missing", json: yaml.replacingOccurrences(of: "crm_token", with: "nope"), contentType: "application/yaml").status == .created)
+        #expect(try await client.send(.delete, "/v1/secrets/nope").status == .noContent)
         let failed = try await client.send(.post, "/v1/workflows/missing/runs?wait=10s", json: #"{"input": {}}"#)
         #expect(failed.json["status"] == "failed")
         #expect(failed.json.canonicalText.contains("secret_not_found"))
