@@ -142,10 +142,12 @@ public final class AgentToolbox: Sendable {
     ) async -> ToolResult {
         let template: JSONValue = ["url": .string(url), "headers": .object(headers.mapValues(JSONValue.string)), "body": body ?? .null]
         var secretValues: [String: String] = [:]
+        var secretHosts: [String: [String]] = [:]
         do {
             let names = try Template.referencedSecrets(in: template)
             if !names.isEmpty {
                 secretValues = try await secrets?.resolve(names: names, for: context) ?? [:]
+                secretHosts = try await secrets?.allowedHosts(names: names, orgID: context.orgID) ?? [:]
                 if let missing = names.subtracting(secretValues.keys).sorted().first {
                     return ToolResult(content: "The tool is misconfigured: the secret '\(missing)' does not exist.", isError: true)
                 }
@@ -161,6 +163,9 @@ public final class AgentToolbox: Sendable {
             )
         } catch {
             return ToolResult(content: "The tool's request could not be built: \(error.detail)", isError: true)
+        }
+        if let name = SecretHostRule.violation(url: rendered["url"]?.stringValue ?? "", restrictions: secretHosts) {
+            return ToolResult(content: "The tool may not send the secret '\(name)' to this host (see its allowed_hosts).", isError: true)
         }
         var request = HTTPClientRequest(url: rendered["url"]?.stringValue ?? "")
         request.method = HTTPMethod(rawValue: method)

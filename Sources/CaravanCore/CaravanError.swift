@@ -20,6 +20,8 @@ public struct CaravanError: Error, Sendable, CustomStringConvertible {
         public static let payloadTooLarge = Code(rawValue: "payload_too_large")
         /// Something Caravan made (a rendered template, a step's output) would pass the payload limit.
         public static let outputTooLarge = Code(rawValue: "output_too_large")
+        /// A request would carry a secret to a host outside the secret's `allowed_hosts`.
+        public static let secretHostNotAllowed = Code(rawValue: "secret_host_not_allowed")
         public static let unsupportedMediaType = Code(rawValue: "unsupported_media_type")
         public static let idempotencyConflict = Code(rawValue: "idempotency_conflict")
         public static let unavailable = Code(rawValue: "unavailable")

@@ -1,4 +1,5 @@
 import CaravanCore
+import CaravanOutbound
 import CaravanStorage
 import CaravanWorkflow
 import Logging
@@ -381,9 +382,11 @@ extension Engine {
         let needsRendering = launch.kind == HTTPStepKind.name || launch.items != nil
         // Secrets join the scope only here, at execution; outputs and errors are scrubbed of their values.
         var secretValues: [String: String] = [:]
+        var secretHosts: [String: [String]] = [:]
         if type(of: executor).acceptsSecrets, let names = try? Template.referencedSecrets(in: launch.config), !names.isEmpty {
             do {
                 secretValues = try await secrets?.resolve(names: names, for: context) ?? [:]
+                secretHosts = try await secrets?.allowedHosts(names: names, orgID: run.orgID) ?? [:]
             } catch {
                 return .failed(StepFailure(code: "secret_unavailable", message: "The secrets of this step could not be read.", retryable: true))
             }
@@ -395,6 +398,15 @@ extension Engine {
             context.redactor = SecretRedactor(values: Array(secretValues.values))
         }
         let secretScope = JSONValue.object(secretValues.mapValues(JSONValue.string))
+        /// A request may carry a secret only to the hosts the secret allows.
+        func checkHosts(_ rendered: JSONValue) throws(CaravanError) -> JSONValue {
+            for field in type(of: executor).urlFields {
+                if let url = rendered[field]?.stringValue, let name = SecretHostRule.violation(url: url, restrictions: secretHosts) {
+                    throw CaravanError(.secretHostNotAllowed, "The secret '\(name)' may not be sent to this host (see its allowed_hosts).")
+                }
+            }
+            return rendered
+        }
         func render(_ item: JSONValue?) throws(StepFailure) -> JSONValue {
             guard needsRendering else { return launch.config }
             do {
@@ -403,9 +415,10 @@ extension Engine {
                     object["secrets"] = secretScope
                     scope = .object(object)
                 }
-                return try Template.render(
+                let rendered = try Template.render(
                     launch.config, scope: scope, limit: configuration.maxPayloadBytes, urlFields: type(of: executor).urlFields
                 )
+                return try checkHosts(rendered)
             } catch {
                 throw StepFailure(code: RunPlanner.failureCode(error), message: error.detail, retryable: false)
             }

@@ -220,7 +220,7 @@ struct RunPlanner {
 
     /// The step failure code of a template that could not be rendered.
     static func failureCode(_ error: CaravanError) -> String {
-        error.code == .outputTooLarge ? CaravanError.Code.outputTooLarge.rawValue : "template_error"
+        error.code == .outputTooLarge || error.code == .secretHostNotAllowed ? error.code.rawValue : "template_error"
     }
 
     private static func launch(_ step: StepDefinition, attempt: Int, items: [JSONValue]?, scope: JSONValue, limit: Int) throws(CaravanError)

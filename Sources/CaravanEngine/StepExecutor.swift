@@ -31,6 +31,8 @@ public protocol SecretResolver: Sendable {
     func resolve(names: Set<String>, for context: StepContext) async throws -> [String: String]
     /// Which of `names` exist in the organization (no value is read or recorded as used).
     func existing(names: Set<String>, orgID: String) async throws -> Set<String>
+    /// The hosts each of `names` may be sent to, for those restricted to some (`SecretHostRule`).
+    func allowedHosts(names: Set<String>, orgID: String) async throws -> [String: [String]]
 }
 
 /// Why a step attempt failed, and whether another attempt may succeed.

@@ -200,3 +200,24 @@ public struct EgressRefusalRecorder: Sendable {
         await body(orgID, runID, url, reason)
     }
 }
+
+/// The hosts a secret may be sent to: exact host names, or `*.domain` for the domain's subdomains (not the domain
+/// itself), compared without regard to case.
+public enum SecretHostRule {
+    /// Whether `host` matches one of `patterns`.
+    public static func permits(host: String, patterns: [String]) -> Bool {
+        let host = host.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "."))
+        return patterns.contains { pattern in
+            let pattern = pattern.lowercased()
+            if pattern.hasPrefix("*.") { return host.hasSuffix(String(pattern.dropFirst(1))) }
+            return host == pattern
+        }
+    }
+
+    /// The first of `restrictions` (secret name → its hosts) that forbids sending to `url`'s host, if any.
+    public static func violation(url: String, restrictions: [String: [String]]) -> String? {
+        guard !restrictions.isEmpty else { return nil }
+        let host = URL(string: url)?.host ?? ""
+        return restrictions.keys.sorted().first { !permits(host: host, patterns: restrictions[$0] ?? []) }
+    }
+}

@@ -24,4 +24,8 @@ struct VaultSecretResolver: SecretResolver {
         guard !names.isEmpty else { return [] }
         return Set(try await secrets.resolve(orgID: orgID, names: names).keys)
     }
+
+    func allowedHosts(names: Set<String>, orgID: String) async throws -> [String: [String]] {
+        try await secrets.allowedHosts(orgID: orgID, names: names)
+    }
 }

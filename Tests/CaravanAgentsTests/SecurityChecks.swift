@@ -119,6 +119,45 @@ enum SecurityChecks {
         }
     }
 
+    /// A secret restricted to some hosts is sent to no other, by an http step or an http tool.
+    static func secretsGoOnlyToTheirHosts(_ world: AgentWorld) async throws {
+        try await expectStatus(.created, world.client.send(
+            .put, "/v1/secrets/tok", json: #"{"value": "tok-value-123", "allowed_hosts": ["api.example.com", "*.example.org"]}"#
+        ))
+        let bad = try await world.client.send(.put, "/v1/secrets/bad", json: #"{"value": "x", "allowed_hosts": ["a/b"]}"#)
+        #expect(bad.status == .unprocessableContent, "\(bad.json)")
+        #expect(pointers(bad.json) == ["/allowed_hosts/0"])
+        let listed = try await world.client.send(.get, "/v1/secrets").json["items"]?.arrayValue ?? []
+        #expect(listed.first { $0["name"] == "tok" }?["allowed_hosts"] == ["api.example.com", "*.example.org"])
+        #expect(try await putWorkflow(world, "send", """
+            name: send
+            steps:
+              - {id: call, http: {method: POST, url: "\(world.http.baseURL)/ok", headers: {X-Token: "{{ secrets.tok }}"}}}
+            """).status == .created)
+        let refused = try await run(world, "send", input: [:])
+        #expect(refused["status"] == "failed", "\(refused)")
+        #expect(refused["error"]?["code"] == "secret_host_not_allowed", "\(refused["error"] ?? .null)")
+        #expect(world.http.calls("/ok") == 0)
+
+        try await world.putAgent("sender", """
+            name: sender
+            model: local/m1
+            tools:
+              - http: {name: send, method: POST, url: "\(world.http.baseURL)/ok", headers: {X-Token: "{{ secrets.tok }}"}}
+            """)
+        world.openAI.respond { request in
+            request.toolResults.isEmpty ? .toolCall("send", arguments: "{}") : .text(request.lastToolResult ?? "")
+        }
+        let agentRun = try await world.runAgent("sender", input: "send")
+        #expect(agentRun["output"]?.stringValue?.contains("allowed_hosts") == true, "\(agentRun)")
+        #expect(world.http.calls("/ok") == 0)
+
+        try await expectStatus(.ok, world.client.send(.put, "/v1/secrets/tok", json: #"{"value": "tok-value-123", "allowed_hosts": ["127.0.0.1"]}"#))
+        let sent = try await run(world, "send", input: [:])
+        #expect(sent["status"] == "succeeded", "\(sent)")
+        #expect(world.http.calls("/ok") == 1)
+    }
+
     /// A workflow that starts itself stops at the depth limit; cancelling a run cancels the runs it started.
     static func runsStartRunsWithinLimits(_ world: AgentWorld) async throws {
         let loop = try await putWorkflow(world, "loop", """
@@ -234,6 +273,7 @@ struct SQLiteSecurityTests {
     @Test func mcpCommands() async throws { try await withAgentWorld(.sqlite, SecurityChecks.mcpCommandsAreTheOperators) }
     @Test func templateLimits() async throws { try await withAgentWorld(.sqlite, SecurityChecks.templatesStopAtThePayloadLimit) }
     @Test func secretsInRecords() async throws { try await withAgentWorld(.sqlite, SecurityChecks.secretsStayOutOfRecords) }
+    @Test func secretHosts() async throws { try await withAgentWorld(.sqlite, SecurityChecks.secretsGoOnlyToTheirHosts) }
     @Test func runDepth() async throws {
         try await withAgentWorld(.sqlite, configure: { $0.engine.maxRunDepth = 4 }, SecurityChecks.runsStartRunsWithinLimits)
     }
@@ -267,6 +307,7 @@ struct PostgresSecurityTests {
     @Test func mcpCommands() async throws { try await withAgentWorld(.postgres, SecurityChecks.mcpCommandsAreTheOperators) }
     @Test func templateLimits() async throws { try await withAgentWorld(.postgres, SecurityChecks.templatesStopAtThePayloadLimit) }
     @Test func secretsInRecords() async throws { try await withAgentWorld(.postgres, SecurityChecks.secretsStayOutOfRecords) }
+    @Test func secretHosts() async throws { try await withAgentWorld(.postgres, SecurityChecks.secretsGoOnlyToTheirHosts) }
     @Test func runDepth() async throws {
         try await withAgentWorld(.postgres, configure: { $0.engine.maxRunDepth = 4 }, SecurityChecks.runsStartRunsWithinLimits)
     }
