@@ -1,4 +1,5 @@
 import CaravanCore
+import Crypto
 
 /// Who did something: a user, an API key, the system itself, or someone not signed in.
 public struct AuditActor: Sendable, Hashable {
@@ -52,18 +53,23 @@ public struct AuditRecord: Sendable, Hashable {
 
 /// A stored entry: the record, its place in its organization's chain and the hashes that link it.
 public struct AuditEntry: Sendable, Hashable {
+    /// The row's id in the database: for operators (`caravan audit verify`), never shown through the API, where it
+    /// would reveal how much other organizations do.
     public var id: Int64
     /// The chain the entry belongs to: its organization's id, or `""` for entries of no organization.
     public var chain: String
-    /// 1 for the chain's first entry, then consecutive.
+    /// 1 for the chain's first entry, then consecutive: the entry's id within its organization.
     public var seq: Int64
     public var at: Int64
     public var record: AuditRecord
     public var previousHash: String
     public var hash: String
+    /// The id of the audit key whose HMAC links the entry (`AuditKeys`); `nil` for entries written before chains
+    /// were keyed, linked with plain SHA-256.
+    public var hashKey: String?
 
-    /// The hash that links an entry: SHA-256 of the previous entry's hash and the entry's canonical JSON.
-    static func hash(chain: String, seq: Int64, at: Int64, record: AuditRecord, previousHash: String) -> String {
+    /// The text a link is computed over: the previous entry's hash and the entry's canonical JSON.
+    static func linkText(chain: String, seq: Int64, at: Int64, record: AuditRecord, previousHash: String) -> String {
         let body: JSONValue = [
             "chain": .string(chain),
             "seq": .int(seq),
@@ -78,7 +84,17 @@ public struct AuditEntry: Sendable, Hashable {
             "request_id": record.requestID.map(JSONValue.string) ?? .null,
             "details": record.details ?? .null,
         ]
-        return AuditDigest.sha256Hex(previousHash + "\n" + body.canonicalText)
+        return previousHash + "\n" + body.canonicalText
+    }
+
+    /// The hash that links an entry: HMAC-SHA256 under the audit key of the link text, or, with no key (entries
+    /// written before chains were keyed), its plain SHA-256.
+    static func hash(
+        chain: String, seq: Int64, at: Int64, record: AuditRecord, previousHash: String, key: SymmetricKey?
+    ) -> String {
+        let text = linkText(chain: chain, seq: seq, at: at, record: record, previousHash: previousHash)
+        guard let key else { return AuditDigest.sha256Hex(text) }
+        return AuditDigest.hmacHex(text, key: key)
     }
 
     /// The `previous_hash` of a chain's first entry.

@@ -1,34 +1,69 @@
 import CaravanCore
 import CaravanStorage
 import Crypto
+import Foundation
 import Logging
 import ServiceLifecycle
 
 enum AuditDigest {
-    static func sha256Hex(_ text: String) -> String {
-        SHA256.hash(data: Array(text.utf8)).map { byte in
+    static func hex(_ bytes: some Sequence<UInt8>) -> String {
+        bytes.map { byte in
             let hex = String(byte, radix: 16)
             return byte < 16 ? "0" + hex : hex
         }.joined()
     }
+
+    static func sha256Hex(_ text: String) -> String {
+        hex(SHA256.hash(data: Array(text.utf8)))
+    }
+
+    static func hmacHex(_ text: String, key: SymmetricKey) -> String {
+        hex(HMAC<SHA256>.authenticationCode(for: Array(text.utf8), using: key))
+    }
+
+    static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        guard x.count == y.count else { return false }
+        return zip(x, y).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
+    }
 }
 
-/// The append-only, hash-chained audit log. Each organization has its own chain (and entries of no organization
-/// one more), each entry holding the hash of the one before, so that changing, removing or reordering a stored
-/// entry breaks the chain at that entry. Appends are group-committed: a burst of entries costs one transaction.
+/// The append-only, keyed hash-chained audit log. Each organization has its own chain (and entries of no
+/// organization one more), each entry holding the HMAC (under a key derived from the master key) of the one
+/// before, so that changing, removing or reordering a stored entry breaks the chain at that entry, and no one
+/// without the master key can write a chain that verifies. Each chain's signed head (last position, hash, count)
+/// is updated in the same transaction as the appends, and exported periodically, so that a deletion of a chain's
+/// tail or of a whole chain shows too. Appends are group-committed: a burst of entries costs one transaction.
 public final class AuditLog: Service, Sendable {
     private let database: any Database
     private let queue: CommitQueue<AuditRecord, Void>
     private let logger: Logger
+    /// The keys that link the chains.
+    public let keys: AuditKeys
+    /// Where the signed heads are written periodically (mode 0600), when the server has a data directory.
+    public let headsFile: String?
+    private let exportInterval: Duration
 
-    public init(database: any Database, logger: Logger) {
+    /// - Parameters:
+    ///   - keys: the audit keys, from the master keys.
+    ///   - headsFile: where to write the signed heads every `exportInterval` (e.g. `<data>/audit-heads.json`);
+    ///     `nil` to only log them.
+    public init(
+        database: any Database, logger: Logger, keys: AuditKeys, headsFile: String? = nil, exportInterval: Duration = .seconds(60)
+    ) {
         self.database = database
         self.logger = logger
+        self.keys = keys
+        self.headsFile = headsFile
+        self.exportInterval = exportInterval
         self.queue = CommitQueue(database: database, maxBatch: 256) { records, executor in
-            try await Self.append(records, in: executor)
+            try await Self.append(records, keys: keys, in: executor)
             return records.map { _ in () }
         }
     }
+
+    /// A verifier of this log's chains, with its keys.
+    public var verifier: AuditVerifier { AuditVerifier(database: database, keys: keys) }
 
     /// Appends an entry and waits until it is committed.
     public func record(_ record: AuditRecord) async throws {
@@ -46,15 +81,80 @@ public final class AuditLog: Service, Sendable {
 
     public func run() async throws {
         await withGracefulShutdownHandler {
-            await queue.run(committers: 1)
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.queue.run(committers: 1) }
+                group.addTask { await self.exportPeriodically() }
+                // The queue ends when closed at shutdown; then the exporter stops.
+                await group.next()
+                group.cancelAll()
+            }
         } onGracefulShutdown: {
             self.queue.close()
         }
+        // A last export, so that what was appended before shutdown is checkpointed too.
+        _ = try? await exportHeads(previous: nil)
     }
 
-    /// Writes `records` at the ends of their chains, inside the caller's transaction.
-    static func append(_ records: [AuditRecord], in executor: any SQLExecutor) async throws {
+    private func exportPeriodically() async {
+        var last: [String: AuditHead]?
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: exportInterval) } catch { return }
+            do {
+                last = try await exportHeads(previous: last)
+            } catch {
+                logger.debug("Could not export the audit heads", metadata: ["error.message": "\(error)"])
+            }
+        }
+    }
+
+    /// Every chain's head, signed: logged (when changed since `previous`) and written to `headsFile`.
+    /// - Returns: the heads exported.
+    @discardableResult
+    public func exportHeads(previous: [String: AuditHead]?) async throws -> [String: AuditHead] {
+        let heads = try await self.heads()
+        guard heads != previous else { return heads }
+        let line = AuditHeadsExport(at: Clock.nowMilliseconds(), heads: heads).signed(with: keys)
+        logger.info("Audit chain heads", metadata: ["caravan.audit_heads": "\(line)"])
+        if let headsFile { try Self.writePrivately(line + "\n", to: headsFile) }
+        return heads
+    }
+
+    /// The heads stored in the database, by chain, as of now (their signatures are checked by the verifier).
+    public func heads() async throws -> [String: AuditHead] {
+        try await database.read { executor in
+            var heads: [String: AuditHead] = [:]
+            for row in try await executor.query("SELECT chain, seq, hash, entries FROM audit_heads", []) {
+                let head = AuditHead(
+                    chain: try row.string("chain"), seq: try row.int("seq"), hash: try row.string("hash"), entries: try row.int("entries")
+                )
+                heads[head.chain] = head
+            }
+            return heads
+        }
+    }
+
+    /// Replaces `path` with `text`, readable by this user only (written beside it, then renamed over it).
+    static func writePrivately(_ text: String, to path: String) throws {
+        let temporary = path + ".tmp"
+        unlink(temporary)
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        guard descriptor >= 0 else { throw CaravanError(.internal, "Cannot create \(temporary) (errno \(errno)).") }
+        let bytes = Array(text.utf8)
+        let written = bytes.withUnsafeBufferPointer { write(descriptor, $0.baseAddress, $0.count) }
+        let synced = fsync(descriptor)
+        close(descriptor)
+        guard written == bytes.count, synced == 0, rename(temporary, path) == 0 else {
+            unlink(temporary)
+            throw CaravanError(.internal, "Cannot write \(path).")
+        }
+    }
+
+    /// Writes `records` at the ends of their chains, and their chains' signed heads, inside the caller's
+    /// transaction. A chain continues from its head when the head is ahead of the last stored entry, so that
+    /// entries deleted from the end of a chain leave a gap the verifier names rather than being written over.
+    static func append(_ records: [AuditRecord], keys: AuditKeys, in executor: any SQLExecutor) async throws {
         var tails: [String: (seq: Int64, hash: String)] = [:]
+        var order: [String] = []
         let now = Clock.nowMilliseconds()
         var values: [String] = []
         var binds: [SQLValue] = []
@@ -65,50 +165,68 @@ public final class AuditLog: Service, Sendable {
                     // Appends to one chain are serialized across nodes; other chains proceed.
                     try await executor.execute("SELECT pg_advisory_xact_lock(hashtext('audit:' || $1))", [.text(chain)])
                 }
-                let row = try await executor.queryFirst(
+                var tail: (seq: Int64, hash: String) = (0, AuditEntry.genesisHash)
+                if let row = try await executor.queryFirst(
                     "SELECT seq, hash FROM audit_log WHERE chain = $1 ORDER BY seq DESC LIMIT 1", [.text(chain)]
-                )
-                if let row {
-                    tails[chain] = (try row.int("seq"), try row.string("hash"))
-                } else {
-                    tails[chain] = (0, AuditEntry.genesisHash)
+                ) {
+                    tail = (try row.int("seq"), try row.string("hash"))
                 }
+                if let head = try await executor.queryFirst("SELECT seq, hash FROM audit_heads WHERE chain = $1", [.text(chain)]),
+                    try head.int("seq") > tail.seq
+                {
+                    tail = (try head.int("seq"), try head.string("hash"))
+                }
+                tails[chain] = tail
+                order.append(chain)
             }
-            let tail = tails[chain]!
+            let tail = tails[chain]!  // set just above for every chain met
             let seq = tail.seq + 1
-            let hash = AuditEntry.hash(chain: chain, seq: seq, at: now, record: record, previousHash: tail.hash)
+            let hash = AuditEntry.hash(chain: chain, seq: seq, at: now, record: record, previousHash: tail.hash, key: keys.current)
             tails[chain] = (seq, hash)
             let base = binds.count
-            values.append("(" + (1...14).map { "$\(base + $0)" }.joined(separator: ", ") + ")")
+            values.append("(" + (1...15).map { "$\(base + $0)" }.joined(separator: ", ") + ")")
             binds += [
                 .text(chain), .int(seq), .int(now), .text(record.orgID),
                 .text(record.actor.kind.rawValue), .text(record.actor.id), .text(record.action), .text(record.target),
                 .text(record.outcome), .text(record.source), .text(record.requestID), .json(record.details),
-                .text(tail.hash), .text(hash),
+                .text(tail.hash), .text(hash), .text(keys.currentID),
             ]
         }
         try await executor.execute(
             """
             INSERT INTO audit_log (chain, seq, at, org_id, actor_type, actor_id, action, target, outcome, source,
-                request_id, details, previous_hash, hash)
+                request_id, details, previous_hash, hash, hash_key)
             VALUES \(values.joined(separator: ", "))
             """,
             binds
         )
+        for chain in order {
+            guard let tail = tails[chain] else { continue }
+            let head = AuditHead(chain: chain, seq: tail.seq, hash: tail.hash, entries: tail.seq)
+            try await executor.execute(
+                """
+                INSERT INTO audit_heads (chain, seq, hash, entries, hash_key, mac, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
+                ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, entries = excluded.entries,
+                    hash_key = excluded.hash_key, mac = excluded.mac, updated_at = excluded.updated_at
+                """,
+                [.text(chain), .int(head.seq), .text(head.hash), .int(head.entries), .text(keys.currentID),
+                 .text(head.mac(key: keys.current)), .int(now)]
+            )
+        }
     }
 
     /// An organization's entries, newest first.
     /// - Parameters:
-    ///   - before: an entry id from a previous page: entries older than it.
+    ///   - before: an entry's `seq` (its id within the organization) from a previous page: entries older than it.
     public func list(orgID: String, before: Int64?, limit: Int, action: String? = nil) async throws -> [AuditEntry] {
         try await database.read { executor in
-            var sql = "SELECT \(Self.columns) FROM audit_log WHERE chain = $1 AND id < $2"
+            var sql = "SELECT \(Self.columns) FROM audit_log WHERE chain = $1 AND seq < $2"
             var binds: [SQLValue] = [.text(orgID), .int(before ?? Int64.max)]
             if let action {
                 sql += " AND action = $3"
                 binds.append(.text(action))
             }
-            let rows = try await executor.query(sql + " ORDER BY id DESC LIMIT \(limit)", binds)
+            let rows = try await executor.query(sql + " ORDER BY seq DESC LIMIT \(limit)", binds)
             var entries: [AuditEntry] = []
             for row in rows { entries.append(try Self.decode(row)) }
             return entries
@@ -116,7 +234,7 @@ public final class AuditLog: Service, Sendable {
     }
 
     static let columns =
-        "id, chain, seq, at, org_id, actor_type, actor_id, action, target, outcome, source, request_id, details, previous_hash, hash"
+        "id, chain, seq, at, org_id, actor_type, actor_id, action, target, outcome, source, request_id, details, previous_hash, hash, hash_key"
 
     static func decode(_ row: SQLRow) throws -> AuditEntry {
         AuditEntry(
@@ -135,7 +253,8 @@ public final class AuditLog: Service, Sendable {
                 details: try row.json("details")
             ),
             previousHash: try row.string("previous_hash"),
-            hash: try row.string("hash")
+            hash: try row.string("hash"),
+            hashKey: try row.optionalString("hash_key")
         )
     }
 }

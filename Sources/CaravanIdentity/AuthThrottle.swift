@@ -4,9 +4,10 @@ import CaravanStorage
 /// Brute-force protection for the endpoints that take passwords and codes, kept in the database so that it holds
 /// across nodes:
 /// - per source address, at most `attemptsPerMinute` attempts in each minute;
-/// - per account, after `freeFailures` failed logins in a row, each further attempt waits 1 s, 2 s, 4 s, …
-///   at most `maxBackoffSeconds`: guessing stays slow while the real user is never shut out for long. A success
-///   clears the count; failures older than an hour are forgotten.
+/// - per account and source address, after `freeFailures` failed logins in a row, each further attempt from that
+///   address waits 1 s, 2 s, 4 s, … at most `maxBackoffSeconds`: guessing stays slow, and failures from one address
+///   never shut the real user out from another. A success clears that address's count; failures older than an
+///   hour are forgotten.
 public struct AuthThrottle: Sendable {
     public var attemptsPerMinute: Int
     public var freeFailures = 5
@@ -43,10 +44,15 @@ public struct AuthThrottle: Sendable {
         }
     }
 
-    /// Refuses an attempt on `email` while its backoff lasts.
-    public func checkAccount(_ email: String, now: Int64 = Clock.nowMilliseconds()) async throws {
+    /// Refuses an attempt on `email` from `source` while that pair's backoff lasts. The backoff is kept per
+    /// account and source address, so that failures from one address (someone guessing, or locking a known account
+    /// out on purpose) never hold back the account's owner signing in from another.
+    public func checkAccount(_ email: String, source: String, now: Int64 = Clock.nowMilliseconds()) async throws {
         let row = try await database.read { executor in
-            try await executor.queryFirst("SELECT failures, last_failure_at FROM login_failures WHERE email = $1", [.text(email)])
+            try await executor.queryFirst(
+                "SELECT failures, last_failure_at FROM login_source_failures WHERE email = $1 AND source = $2",
+                [.text(email), .text(source)]
+            )
         }
         guard let row else { return }
         let failures = try row.int("failures")
@@ -55,7 +61,7 @@ public struct AuthThrottle: Sendable {
         let until = last + wait * 1000
         if wait > 0, now < until, now - last < 3_600_000 {
             throw CaravanError.rateLimited(
-                "Too many failed sign-ins for this account; try again in a moment.",
+                "Too many failed sign-ins for this account from this address; try again in a moment.",
                 retryAfter: Int((until - now + 999) / 1000)
             )
         }
@@ -68,23 +74,36 @@ public struct AuthThrottle: Sendable {
         return min(Int64(1) << exponent, maxBackoffSeconds)
     }
 
-    public func recordFailure(_ email: String, now: Int64 = Clock.nowMilliseconds()) async throws {
+    /// Counts a failed password or code for `email` from `source`.
+    public func recordFailure(_ email: String, source: String, now: Int64 = Clock.nowMilliseconds()) async throws {
         try await database.withTransaction { executor in
             try await executor.execute(
                 """
-                INSERT INTO login_failures (email, failures, last_failure_at) VALUES ($1, 1, $2)
-                ON CONFLICT (email) DO UPDATE SET
-                    failures = CASE WHEN $2 - login_failures.last_failure_at > 3600000 THEN 1 ELSE login_failures.failures + 1 END,
-                    last_failure_at = $2
+                INSERT INTO login_source_failures (email, source, failures, last_failure_at) VALUES ($1, $2, 1, $3)
+                ON CONFLICT (email, source) DO UPDATE SET
+                    failures = CASE WHEN $3 - login_source_failures.last_failure_at > 3600000 THEN 1
+                        ELSE login_source_failures.failures + 1 END,
+                    last_failure_at = $3
                 """,
-                [.text(email), .int(now)]
+                [.text(email), .text(source), .int(now)]
+            )
+            // Forget pairs idle for more than an hour, a few at a time, so that the table stays small.
+            try await executor.execute(
+                """
+                DELETE FROM login_source_failures WHERE (email, source) IN (
+                    SELECT email, source FROM login_source_failures WHERE last_failure_at < $1 LIMIT 100)
+                """,
+                [.int(now - 3_600_000)]
             )
         }
     }
 
-    public func clearFailures(_ email: String) async throws {
+    /// Clears the count of `email` from `source` after a success there (other addresses keep theirs).
+    public func clearFailures(_ email: String, source: String) async throws {
         try await database.withTransaction { executor in
-            try await executor.execute("DELETE FROM login_failures WHERE email = $1", [.text(email)])
+            try await executor.execute(
+                "DELETE FROM login_source_failures WHERE email = $1 AND source = $2", [.text(email), .text(source)]
+            )
         }
     }
 }

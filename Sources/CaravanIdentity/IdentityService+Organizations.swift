@@ -43,11 +43,21 @@ extension IdentityService {
     }
 
     /// Renames an organization or sets its request limit (`0`: unlimited; `nil` in `rateLimit`: unchanged;
-    /// `.some(nil)`: back to the server's default).
+    /// `.some(nil)`: back to the server's default). When the operator set a limit (`Settings.rateLimitCeiling`),
+    /// an organization may only lower it: a limit above it, or `0`, is refused.
     public func updateOrganization(orgID: String, name rawName: String?, rateLimit: Int??) async throws {
         let name = try rawName.map { name throws(CaravanError) in try Self.checkOrganizationName(name, pointer: "/name") }
-        if case .some(.some(let limit)) = rateLimit, limit < 0 || limit > 1_000_000 {
-            throw CaravanError.validation("/rate_limit_per_minute", "rate_limit_per_minute must be from 0 (no limit) to 1000000, or null")
+        if case .some(.some(let limit)) = rateLimit {
+            if limit < 0 || limit > 1_000_000 {
+                throw CaravanError.validation("/rate_limit_per_minute", "rate_limit_per_minute must be from 0 (no limit) to 1000000, or null")
+            }
+            let ceiling = settings.rateLimitCeiling
+            if ceiling > 0, limit == 0 || limit > ceiling {
+                throw CaravanError.validation(
+                    "/rate_limit_per_minute",
+                    "rate_limit_per_minute must be from 1 to \(ceiling), the server's limit, or null (the server's limit)"
+                )
+            }
         }
         let now = Clock.nowMilliseconds()
         try await database.withTransaction { executor in
@@ -183,15 +193,21 @@ extension IdentityService {
         return try await member(orgID: orgID, userID: userID)
     }
 
-    /// Removes a member (not one whose role exceeds the actor's, nor the last owner) and ends their sessions.
+    /// Removes a member (not one whose role exceeds the actor's, nor the last owner), ends their sessions and
+    /// revokes the API keys they created in the organization.
     public func removeMember(orgID: String, userID: String, by actor: Principal) async throws {
         try await database.withTransaction { executor in
             let current = try await Self.lockedRole(orgID: orgID, userID: userID, executor: executor)
             try Self.checkGrant(current, by: actor, pointer: "/role")
             if current == .owner { try await Self.requireAnotherOwner(orgID: orgID, executor: executor) }
+            let now = Clock.nowMilliseconds()
             try await executor.execute("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2", [.text(orgID), .text(userID)])
             try await executor.execute(
-                "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL", [.text(userID), .int(Clock.nowMilliseconds())]
+                "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL", [.text(userID), .int(now)]
+            )
+            try await executor.execute(
+                "UPDATE api_keys SET revoked_at = $3 WHERE org_id = $1 AND created_by = $2 AND revoked_at IS NULL",
+                [.text(orgID), .text(userID), .int(now)]
             )
         }
     }

@@ -11,6 +11,8 @@ public struct IdentityService: Sendable {
         public var openSignup = false
         /// How long a session (its refresh tokens) lives without signing in again.
         public var sessionLifetime: Duration = .seconds(30 * 86_400)
+        /// The operator's requests per minute per credential (0: none): organizations may only set a lower limit.
+        public var rateLimitCeiling = 0
         public init() {}
     }
 
@@ -133,12 +135,16 @@ public struct IdentityService: Sendable {
     }
 
     /// Checks a password (and TOTP or recovery code when MFA is enrolled) and starts a session.
+    /// - Parameters:
+    ///   - source: the client's address: the backoff after failures is kept per account and address.
     /// - Throws: `unauthenticated` for a wrong email or password (the same answer for both), `mfa_required`
-    ///   when the code is missing, `rate_limited` during an account's backoff.
-    public func login(email rawEmail: String?, password: String?, code: String?) async throws -> (userID: String, tokens: SessionTokens) {
+    ///   when the code is missing, `rate_limited` during the backoff of this account from this address.
+    public func login(
+        email rawEmail: String?, password: String?, code: String?, source: String
+    ) async throws -> (userID: String, tokens: SessionTokens) {
         let email = (rawEmail ?? "").trimmingCharacters(in: .whitespaces).lowercased()
         let password = password ?? ""
-        try await throttle.checkAccount(email)
+        try await throttle.checkAccount(email, source: source)
         let row = try await database.read { executor in
             try await executor.queryFirst(
                 "SELECT id, password_hash, totp_secret, totp_enabled, totp_last_step FROM users WHERE email = $1",
@@ -147,11 +153,11 @@ public struct IdentityService: Sendable {
         }
         guard let row, password.utf8.count <= 4 * PasswordPolicy.maximumLength else {
             try await hasher.verifyNothing(password)
-            try await throttle.recordFailure(email)
+            try await throttle.recordFailure(email, source: source)
             throw CaravanError(.unauthenticated, "The email or password is wrong.")
         }
         guard try await hasher.verify(password, hash: try row.string("password_hash")) else {
-            try await throttle.recordFailure(email)
+            try await throttle.recordFailure(email, source: source)
             throw CaravanError(.unauthenticated, "The email or password is wrong.")
         }
         let userID = try row.string("id")
@@ -160,11 +166,11 @@ public struct IdentityService: Sendable {
                 throw CaravanError(.mfaRequired, "This account uses two-factor authentication: send the code as totp.")
             }
             guard try await consumeSecondFactor(userID: userID, code: code) else {
-                try await throttle.recordFailure(email)
+                try await throttle.recordFailure(email, source: source)
                 throw CaravanError(.unauthenticated, "The two-factor code is wrong or was already used.")
             }
         }
-        try await throttle.clearFailures(email)
+        try await throttle.clearFailures(email, source: source)
         return (userID, try await startSession(userID: userID))
     }
 
@@ -280,15 +286,22 @@ public struct IdentityService: Sendable {
             let row = try await database.read { executor in
                 try await executor.queryFirst(
                     """
-                    SELECT k.id, k.org_id, k.role, k.created_by, k.expires_at, k.revoked_at, k.last_used_at, o.rate_limit_per_minute
-                    FROM api_keys k JOIN organizations o ON o.id = k.org_id WHERE k.key_hash = $1
+                    SELECT k.id, k.org_id, k.role, k.created_by, k.expires_at, k.revoked_at, k.last_used_at, o.rate_limit_per_minute,
+                        m.role AS creator_role
+                    FROM api_keys k JOIN organizations o ON o.id = k.org_id
+                    LEFT JOIN memberships m ON m.org_id = k.org_id AND m.user_id = k.created_by
+                    WHERE k.key_hash = $1
                     """,
                     [.text(OpaqueToken.digest(bearer))]
                 )
             }
+            // A key never acts above its creator's current role in its organization, and a key whose creator is no
+            // longer a member acts as no one: demoting or removing a person takes effect on their keys at once.
             guard let row, try row.optionalInt("revoked_at") == nil, (try row.optionalInt("expires_at")).map({ $0 > now }) ?? true,
-                let role = Role(rawValue: try row.string("role"))
+                let keyRole = Role(rawValue: try row.string("role")),
+                let creatorRole = (try row.optionalString("creator_role")).flatMap(Role.init(rawValue:))
             else { throw CaravanError(.unauthenticated, "The API key is not valid, expired or was revoked.") }
+            let role = Self.effectiveRole(key: keyRole, creator: creatorRole)
             let orgID = try row.string("org_id")
             if let organization, organization != orgID {
                 throw CaravanError.notFound("The organization '\(organization)'")
@@ -345,6 +358,25 @@ public struct IdentityService: Sendable {
             principal.rateLimitPerMinute = chosen.limit
         }
         return principal
+    }
+
+    /// The account with `email` and the organizations it belongs to: where a failed sign-in on it is audited.
+    /// - Returns: `nil` for an email of no account.
+    public func accountOrganizations(email rawEmail: String?) async throws -> (userID: String, orgIDs: [String])? {
+        let email = (rawEmail ?? "").trimmingCharacters(in: .whitespaces).lowercased()
+        let rows = try await database.read { executor in
+            try await executor.query(
+                "SELECT u.id, m.org_id FROM users u LEFT JOIN memberships m ON m.user_id = u.id WHERE u.email = $1 ORDER BY m.org_id",
+                [.text(email)]
+            )
+        }
+        guard let first = rows.first else { return nil }
+        return (try first.string("id"), try rows.compactMap { try $0.optionalString("org_id") })
+    }
+
+    /// The role an API key acts with: its own, capped by its creator's current role in the organization.
+    public static func effectiveRole(key: Role, creator: Role) -> Role {
+        min(key, creator)
     }
 
     /// A user and their memberships.

@@ -9,7 +9,8 @@ public final class RequestRateLimiter: Sendable {
         var updatedAt: ContinuousClock.Instant
     }
 
-    /// The limit for credentials whose organization sets none; 0 means no limit.
+    /// The operator's limit: the limit of credentials whose organization sets none, and the ceiling of those whose
+    /// organization sets one; 0 means no limit.
     public let defaultPerMinute: Int
     private let buckets = Mutex<[String: Bucket]>([:])
     private let maxBuckets = 100_000
@@ -18,10 +19,20 @@ public final class RequestRateLimiter: Sendable {
         self.defaultPerMinute = defaultPerMinute
     }
 
+    /// The limit that applies to a credential whose organization sets `organization` (`nil`: none, `0`: no limit):
+    /// the organization's limit never lifts the operator's, even one stored before the operator lowered theirs.
+    /// - Returns: requests per minute, 0 for no limit.
+    public func effectiveLimit(organization: Int?) -> Int {
+        guard let organization, organization > 0 else { return defaultPerMinute }
+        return defaultPerMinute > 0 ? min(organization, defaultPerMinute) : organization
+    }
+
     /// Takes one request from `key`'s bucket.
+    /// - Parameters:
+    ///   - perMinute: the organization's limit, if it sets one; capped by the operator's (`effectiveLimit`).
     /// - Returns: `nil` when admitted, else the seconds until a request would be.
     public func take(_ key: String, perMinute: Int?, now: ContinuousClock.Instant = .now) -> Int? {
-        let limit = perMinute ?? defaultPerMinute
+        let limit = effectiveLimit(organization: perMinute)
         guard limit > 0 else { return nil }
         let rate = Double(limit) / 60
         return buckets.withLock { buckets -> Int? in

@@ -12,6 +12,7 @@ import CaravanSQLite
 import CaravanStorage
 import Hummingbird
 import HummingbirdCore
+import Foundation
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -73,10 +74,18 @@ public func buildApplication(
     )
     let box = SecretBox(keyring: keyring)
     let secrets = SecretStore(database: database, box: box)
-    let audit = AuditLog(database: database, logger: logger)
+    // Audit chains are linked with a key derived from the master key; their signed heads are exported to the log
+    // and, with SQLite, to <data>/audit-heads.json.
+    let audit = AuditLog(
+        database: database, logger: logger,
+        keys: AuditKeys(current: keyring.current, previous: Array(keyring.previous.values)),
+        headsFile: opened.database.dialect == .sqlite
+            ? URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("audit-heads.json").path : nil
+    )
     let schemaReady = WakeFlag()
     var identitySettings = IdentityService.Settings()
     identitySettings.openSignup = configuration.openSignup
+    identitySettings.rateLimitCeiling = configuration.rateLimitPerMinute
     let identity = IdentityService(
         database: database,
         hasher: PasswordHasher(cost: configuration.passwordHashCost),
@@ -148,10 +157,10 @@ public func buildApplication(
     let catalog = RouteCatalog()
     let routes = RouteRegistrar(router: router, catalog: catalog, access: access)
     SystemRoutes(database: database, version: caravanVersion).register(in: routes)
-    IdentityRoutes(identity: identity, bodies: bodies).register(in: routes)
+    IdentityRoutes(identity: identity, bodies: bodies, audit: audit).register(in: routes)
     OrganizationRoutes(identity: identity, bodies: bodies).register(in: routes)
     SecretRoutes(secrets: secrets, bodies: bodies).register(in: routes)
-    AuditRoutes(audit: audit, verifier: AuditVerifier(database: database)).register(in: routes)
+    AuditRoutes(audit: audit, verifier: audit.verifier).register(in: routes)
     WorkflowRoutes(engine: engine, bodies: bodies).register(in: routes)
     RunRoutes(engine: engine, bodies: bodies).register(in: routes)
     ModelRoutes(gateway: gateway, bodies: bodies).register(in: routes)

@@ -38,6 +38,42 @@ public enum Schema {
             sqlite: modelTables(autoincrement: "INTEGER PRIMARY KEY AUTOINCREMENT", real: "REAL"),
             postgres: modelTables(autoincrement: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", real: "DOUBLE PRECISION")
         ),
+        Migration(
+            version: 5,
+            name: "keyed audit chains, audit heads, sign-in backoff per address",
+            statements: [
+                // The id of the key whose HMAC links the entry; NULL for entries hashed with plain SHA-256 before.
+                "ALTER TABLE audit_log ADD COLUMN hash_key TEXT",
+                """
+                CREATE TABLE audit_heads (
+                    chain TEXT PRIMARY KEY,
+                    seq BIGINT NOT NULL,
+                    hash TEXT NOT NULL,
+                    entries BIGINT NOT NULL,
+                    hash_key TEXT NOT NULL,
+                    mac TEXT NOT NULL,
+                    updated_at BIGINT NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE login_source_failures (
+                    email TEXT NOT NULL,
+                    source TEXT NOT NULL,
+                    failures BIGINT NOT NULL,
+                    last_failure_at BIGINT NOT NULL,
+                    PRIMARY KEY (email, source)
+                )
+                """,
+            ]
+        ),
+        Migration(
+            version: 6,
+            name: "hosts each secret may be sent to",
+            statements: [
+                // A JSON array of host patterns; NULL: any host the egress policy allows.
+                "ALTER TABLE secrets ADD COLUMN allowed_hosts TEXT",
+            ]
+        ),
     ]
 
     /// Model providers; the journal of steps that record progress inside one attempt (agent turns and tool

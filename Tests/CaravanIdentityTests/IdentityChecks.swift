@@ -319,7 +319,9 @@ enum IdentityChecks {
 
         let target = try #require(put["id"]?.stringValue)
         try await app.database.withTransaction { executor in
-            try await executor.execute("UPDATE audit_log SET target = 'workflow:something-else' WHERE id = $1", [.int(Int64(target)!)])
+            try await executor.execute(
+                "UPDATE audit_log SET target = 'workflow:something-else' WHERE chain = $1 AND seq = $2", [.text(client.orgID), .int(Int64(target)!)]
+            )
         }
         let verdict = try await client.send(.get, "/v1/audit/verify")
         #expect(verdict.json["intact"] == false)

@@ -45,6 +45,19 @@ struct SQLiteIdentityTests {
     @Test func rateLimits() async throws { try await identityCheck(backend, IdentityChecks.rateLimits) }
     @Test func auditChain() async throws { try await identityCheck(backend, IdentityChecks.auditChain) }
     @Test func secrets() async throws { try await secretsCheck(backend) }
+    @Test func keysFollowTheirCreator() async throws { try await identityCheck(backend, SecurityFindingChecks.keysFollowTheirCreator) }
+    @Test func rateLimitCeiling() async throws {
+        try await identityCheck(backend, configure: { $0.rateLimitPerMinute = 20 }, SecurityFindingChecks.rateLimitCeiling)
+    }
+    @Test func failedSignInsAreAudited() async throws { try await identityCheck(backend, SecurityFindingChecks.failedSignInsAreAudited) }
+    @Test func auditIDsArePerOrganization() async throws {
+        try await identityCheck(backend, configure: { $0.openSignup = true }, SecurityFindingChecks.auditIDsArePerOrganization)
+    }
+    @Test func auditDeletionsAreDetected() async throws { try await identityCheck(backend, SecurityFindingChecks.auditDeletionsAreDetected) }
+    @Test func auditTailDeletionIsDetected() async throws { try await identityCheck(backend, SecurityFindingChecks.auditTailDeletionIsDetected) }
+    @Test func savedHeadsRevealDeletions() async throws { try await identityCheck(backend, SecurityFindingChecks.savedHeadsRevealDeletions) }
+    @Test func legacyChainsStillVerify() async throws { try await identityCheck(backend, SecurityFindingChecks.legacyChainsStillVerify) }
+    @Test func backoffIsPerAddress() async throws { try await identityCheck(backend, SecurityFindingChecks.backoffIsPerAddress) }
 }
 
 @Suite("Identity and tenancy on PostgreSQL", .enabled(if: PostgresTestServer.isConfigured, "needs CARAVAN_TEST_POSTGRES_URL (scripts/test sets it)"))
@@ -60,6 +73,19 @@ struct PostgresIdentityTests {
     @Test func rateLimits() async throws { try await identityCheck(backend, IdentityChecks.rateLimits) }
     @Test func auditChain() async throws { try await identityCheck(backend, IdentityChecks.auditChain) }
     @Test func secrets() async throws { try await secretsCheck(backend) }
+    @Test func keysFollowTheirCreator() async throws { try await identityCheck(backend, SecurityFindingChecks.keysFollowTheirCreator) }
+    @Test func rateLimitCeiling() async throws {
+        try await identityCheck(backend, configure: { $0.rateLimitPerMinute = 20 }, SecurityFindingChecks.rateLimitCeiling)
+    }
+    @Test func failedSignInsAreAudited() async throws { try await identityCheck(backend, SecurityFindingChecks.failedSignInsAreAudited) }
+    @Test func auditIDsArePerOrganization() async throws {
+        try await identityCheck(backend, configure: { $0.openSignup = true }, SecurityFindingChecks.auditIDsArePerOrganization)
+    }
+    @Test func auditDeletionsAreDetected() async throws { try await identityCheck(backend, SecurityFindingChecks.auditDeletionsAreDetected) }
+    @Test func auditTailDeletionIsDetected() async throws { try await identityCheck(backend, SecurityFindingChecks.auditTailDeletionIsDetected) }
+    @Test func savedHeadsRevealDeletions() async throws { try await identityCheck(backend, SecurityFindingChecks.savedHeadsRevealDeletions) }
+    @Test func legacyChainsStillVerify() async throws { try await identityCheck(backend, SecurityFindingChecks.legacyChainsStillVerify) }
+    @Test func backoffIsPerAddress() async throws { try await identityCheck(backend, SecurityFindingChecks.backoffIsPerAddress) }
 }
 
 @Suite("Identity from outside")

@@ -8,6 +8,8 @@ import Hummingbird
 struct IdentityRoutes {
     let identity: IdentityService
     let bodies: RequestBodyReader
+    /// Where failed sign-ins on an account are recorded for the admins of its organizations.
+    let audit: AuditLog
 
     static func json(_ tokens: SessionTokens) -> [String: JSONValue] {
         [
@@ -26,6 +28,20 @@ struct IdentityRoutes {
             throw CaravanError(.forbidden, "This endpoint needs a signed-in user, not an API key.")
         }
         return (userID, sessionID)
+    }
+
+    /// A failed sign-in on an existing account goes into the audit chain of each of its organizations, where their
+    /// admins see it (`auth.login_failed`): who was tried, from where, and why it failed; never the password.
+    func recordFailedLogin(email: String?, error: CaravanError, context: CaravanRequestContext) async {
+        guard let account = try? await identity.accountOrganizations(email: email) else { return }
+        let reason = error.code == .rateLimited ? "backoff" : (error.detail.contains("two-factor") ? "wrong_code" : "wrong_password")
+        for orgID in account.orgIDs {
+            await audit.recordLogged(AuditRecord(
+                orgID: orgID, actor: AuditActor(.anonymous, String((email ?? "").prefix(320))), action: "auth.login_failed",
+                target: "user:\(account.userID)", outcome: error.code == .rateLimited ? "denied" : "failure",
+                source: context.sourceAddress, requestID: context.requestID, details: ["reason": .string(reason)]
+            ))
+        }
     }
 
     func register(in routes: RouteRegistrar) {
@@ -72,9 +88,17 @@ struct IdentityRoutes {
             let fields = try BodyFields(try await bodies.json(of: request), allowed: ["email", "password", "totp"])
             let email = try fields.string("email", maxBytes: 320)
             context.audit.actor(AuditActor(.anonymous, email ?? "unknown"))
-            let (userID, tokens) = try await identity.login(
-                email: email, password: try fields.string("password", maxBytes: 8192), code: try fields.string("totp", maxBytes: 64)
-            )
+            let userID: String
+            let tokens: SessionTokens
+            do {
+                (userID, tokens) = try await identity.login(
+                    email: email, password: try fields.string("password", maxBytes: 8192), code: try fields.string("totp", maxBytes: 64),
+                    source: context.sourceAddress
+                )
+            } catch let error as CaravanError where error.code == .unauthenticated || error.code == .rateLimited {
+                await recordFailedLogin(email: email, error: error, context: context)
+                throw error
+            }
             context.audit.actor(AuditActor(.user, userID))
             context.audit.target("user:\(userID)")
             return .json(.object(Self.json(tokens)))

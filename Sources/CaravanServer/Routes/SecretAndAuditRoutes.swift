@@ -10,7 +10,10 @@ struct SecretRoutes {
     let bodies: RequestBodyReader
 
     static func json(_ secret: SecretSummary) -> JSONValue {
-        ["name": .string(secret.name), "created_at": .string(Clock.rfc3339(secret.createdAt)), "updated_at": .string(Clock.rfc3339(secret.updatedAt))]
+        [
+            "name": .string(secret.name), "allowed_hosts": secret.allowedHosts.map { .array($0.map(JSONValue.string)) } ?? .null,
+            "created_at": .string(Clock.rfc3339(secret.createdAt)), "updated_at": .string(Clock.rfc3339(secret.updatedAt)),
+        ]
     }
 
     func register(in routes: RouteRegistrar) {
@@ -20,18 +23,36 @@ struct SecretRoutes {
                 .put, "/v1/secrets/{name}", operationID: "putSecret",
                 summary: "Create or replace a secret (sealed at rest; never returned). Workflows use it as `{{ secrets.NAME }}`.",
                 tag: "secrets", access: .organization(.manageSecrets),
-                requestSchema: ["type": "object", "required": ["value"], "properties": ["value": ["type": "string"]]],
+                requestSchema: [
+                    "type": "object", "required": ["value"], "additionalProperties": false,
+                    "properties": [
+                        "value": ["type": "string"],
+                        "allowed_hosts": [
+                            "type": ["array", "null"], "maxItems": 32,
+                            "description": "Hosts the secret may be sent to (`api.example.com`, `*.example.com`); null or absent: any.",
+                            "items": ["type": "string", "minLength": 1, "maxLength": 255],
+                        ],
+                    ],
+                ],
                 responses: [201: ("Created", object, "application/json"), 200: ("Replaced", object, "application/json")]
             )
         ) { request, context in
             let orgID = try context.organizationID()
             let name = try context.parameters.require("name")
             try SecretStore.validate(name: name)
-            let fields = try BodyFields(try await bodies.json(of: request), allowed: ["value"])
+            let body = try await bodies.json(of: request)
+            let fields = try BodyFields(body, allowed: ["value", "allowed_hosts"])
             guard let value = try fields.string("value", maxBytes: SecretStore.maxValueBytes) else {
                 throw CaravanError.validation("/value", "value is required")
             }
-            let created = try await secrets.put(orgID: orgID, name: name, value: value)
+            var allowedHosts: [String]?
+            if let hosts = body["allowed_hosts"], !hosts.isNull {
+                guard let list = hosts.arrayValue, list.allSatisfy({ $0.stringValue != nil }) else {
+                    throw CaravanError.validation("/allowed_hosts", "must be an array of host names, or null")
+                }
+                allowedHosts = list.compactMap(\.stringValue)
+            }
+            let created = try await secrets.put(orgID: orgID, name: name, value: value, allowedHosts: allowedHosts)
             context.audit.target("secret:\(name)")
             return .json(["name": .string(name)], status: created ? .created : .ok)
         }
@@ -67,9 +88,11 @@ struct AuditRoutes {
     let audit: AuditLog
     let verifier: AuditVerifier
 
+    /// An entry as the API shows it. Its `id` is its position in the organization's own chain: a server-wide row id
+    /// would tell one organization how much the others do.
     static func json(_ entry: AuditEntry) -> JSONValue {
         [
-            "id": .string(String(entry.id)), "seq": .int(entry.seq), "at": .string(Clock.rfc3339(entry.at)),
+            "id": .string(String(entry.seq)), "seq": .int(entry.seq), "at": .string(Clock.rfc3339(entry.at)),
             "actor": ["type": .string(entry.record.actor.kind.rawValue), "id": .string(entry.record.actor.id)],
             "action": .string(entry.record.action), "target": .string(entry.record.target), "outcome": .string(entry.record.outcome),
             "source": entry.record.source.map(JSONValue.string) ?? .null,
@@ -97,20 +120,21 @@ struct AuditRoutes {
             let page = try await audit.list(orgID: try context.organizationID(), before: before, limit: limit, action: action)
             return .json([
                 "items": .array(page.map(Self.json)),
-                "next_cursor": APIRequest.encodeCursor(page.count == limit ? page.last.map { String($0.id) } : nil),
+                "next_cursor": APIRequest.encodeCursor(page.count == limit ? page.last.map { String($0.seq) } : nil),
             ])
         }
         routes.add(
             EndpointDescription(
                 .get, "/v1/audit/verify", operationID: "verifyAudit",
-                summary: "Recompute the organization's hash chain and name the first entry where it breaks.", tag: "audit",
+                summary: "Recompute the organization's keyed hash chain, check it against its signed head, and name the first entry where it breaks.",
+                tag: "audit",
                 access: .organization(.readAudit), responses: [200: ("The result", object, "application/json")]
             )
         ) { _, context in
             let result = try await verifier.verify(chain: try context.organizationID())
             var body: [String: JSONValue] = ["intact": .bool(result.isIntact), "checked": .int(Int64(result.checked))]
             if let broken = result.firstBreak {
-                body["first_break"] = ["id": .string(String(broken.entryID)), "seq": .int(broken.seq), "reason": .string(broken.reason)]
+                body["first_break"] = ["id": .string(String(broken.seq)), "seq": .int(broken.seq), "reason": .string(broken.reason)]
             }
             return .json(.object(body))
         }
