@@ -133,6 +133,46 @@ struct IdentityProcessTests {
     }
 }
 
+@Suite("Audit heads from outside")
+struct AuditHeadsProcessTests {
+    @Test("`caravan audit verify --heads` reports a chain deleted with its head since the heads were saved")
+    func verifyAgainstSavedHeads() async throws {
+        try await withTemporaryDirectory { directory in
+            let server = try await CaravanProcess(arguments: ["serve", "--port", "0", "--data", directory])
+            let auth = try await bootstrapCredentials(port: server.port)
+            let put = try await fetch(
+                "http://127.0.0.1:\(server.port)/v1/workflows/w", method: "PUT",
+                headers: [("Content-Type", "application/yaml")] + auth, body: "steps:\n  - {id: a, template: x}\n"
+            )
+            #expect(put.status == 201)
+            server.send(signal: SIGTERM)
+            #expect(try await server.waitForExit() == 0)
+
+            // The server checkpointed its heads on the way out, for its user only; keep a copy elsewhere.
+            let heads = directory + "/audit-heads.json"
+            let attributes = try FileManager.default.attributesOfItem(atPath: heads)
+            #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+            let saved = directory + "/saved-heads.json"
+            try FileManager.default.copyItem(atPath: heads, toPath: saved)
+            let intact = try runCaravan(["audit", "verify", "--data", directory, "--heads", saved])
+            #expect(intact.status == 0, "\(intact.output)")
+            #expect(intact.output.contains("OK: 3 audit entries"), "\(intact.output)")
+
+            // The organization's whole chain and its head, deleted behind Caravan's back.
+            try await deleteOrganizationChains(directory)
+            let broken = try runCaravan(["audit", "verify", "--data", directory, "--heads", saved])
+            #expect(broken.status == 1, "\(broken.output)")
+            #expect(broken.output.contains("BROKEN: organization "), "\(broken.output)")
+            #expect(broken.output.contains("deleted"), "\(broken.output)")
+            // An altered heads file is refused.
+            let altered = try String(contentsOfFile: saved, encoding: .utf8).replacingOccurrences(of: "\"seq\":", with: "\"seq\":9")
+            try altered.write(toFile: saved, atomically: true, encoding: .utf8)
+            let refused = try runCaravan(["audit", "verify", "--data", directory, "--heads", saved])
+            #expect(refused.status == 1, "\(refused.output)")
+        }
+    }
+}
+
 /// Runs the `caravan` binary to completion.
 func runCaravan(_ arguments: [String]) throws -> (status: Int32, output: String) {
     let process = Process()
@@ -157,5 +197,14 @@ func tamperWithSecondEntry(_ directory: String) async throws -> Int64 {
         let id = try row.int("id")
         try await executor.execute("UPDATE audit_log SET action = 'createAPIKez' WHERE id = $1", [.int(id)])
         return id
+    }
+}
+
+/// Deletes every organization's audit entries and heads from a SQLite data directory; the database closes on return.
+func deleteOrganizationChains(_ directory: String) async throws {
+    let database = try SQLiteDatabase(directory: directory, logger: TestLogging.quiet)
+    try await database.withTransaction { executor in
+        try await executor.execute("DELETE FROM audit_log WHERE chain <> ''", [])
+        try await executor.execute("DELETE FROM audit_heads WHERE chain <> ''", [])
     }
 }
