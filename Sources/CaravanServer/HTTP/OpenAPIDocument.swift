@@ -14,18 +14,24 @@ struct OpenAPIDocument {
                 "summary": .string(endpoint.summary),
                 "tags": [.string(endpoint.tag)],
             ]
-            let parameters = endpoint.path.split(separator: "/")
+            var parameters = endpoint.path.split(separator: "/")
                 .filter { $0.hasPrefix("{") && $0.hasSuffix("}") }
                 .map { part -> JSONValue in
                     [
                         "name": .string(String(part.dropFirst().dropLast())), "in": "path", "required": true,
-                        "schema": ["type": "string"],
+                        "schema": ["type": "string", "minLength": 1],
                     ]
                 }
+            parameters += endpoint.query.map { parameter in
+                [
+                    "name": .string(parameter.name), "in": "query", "required": false,
+                    "description": .string(parameter.description), "schema": parameter.schema,
+                ]
+            }
             if !parameters.isEmpty { operation["parameters"] = .array(parameters) }
             if let schema = endpoint.requestSchema {
                 operation["requestBody"] = [
-                    "required": true, "content": ["application/json": ["schema": schema]],
+                    "required": .bool(endpoint.requestBodyRequired), "content": ["application/json": ["schema": schema]],
                 ]
             }
             var responses: [String: JSONValue] = [:]

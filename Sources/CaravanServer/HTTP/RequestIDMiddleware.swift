@@ -4,7 +4,8 @@ import Hummingbird
 import Logging
 
 /// Gives every request an id (the client's `Request-Id` when it is sane, else a new `req_…`), puts it on every
-/// log line of the request and on the answer, and logs the request's outcome.
+/// log line of the request and on the answer, and logs the request's outcome. Being outermost, it also puts the
+/// security headers on every answer (`securityHeaders`).
 struct RequestIDMiddleware: RouterMiddleware {
     typealias Context = CaravanRequestContext
 
@@ -20,6 +21,7 @@ struct RequestIDMiddleware: RouterMiddleware {
         context.logger[metadataKey: "caravan.request_id"] = .string(requestID)
         var response = try await next(request, context)
         response.headers[.requestID] = requestID
+        Self.securityHeaders(&response, path: request.uri.path)
         context.logger.debug(
             "Request handled",
             metadata: [
@@ -29,6 +31,17 @@ struct RequestIDMiddleware: RouterMiddleware {
             ]
         )
         return response
+    }
+
+    /// `X-Content-Type-Options: nosniff` on every answer, so no browser runs an answer as another type than it
+    /// says; `Cache-Control: no-store` on every `/v1` answer, so that no cache or browser history keeps one: tokens
+    /// (sign-up, login, refresh), API keys, TOTP secrets and invitation tokens are answers of `/v1`, and so is every
+    /// organization's data. (A stream's `no-cache` becomes `no-store` too; streams work the same.)
+    static func securityHeaders(_ response: inout Response, path: String) {
+        response.headers[.xContentTypeOptions] = "nosniff"
+        if path == "/v1" || path.hasPrefix("/v1/") {
+            response.headers[.cacheControl] = "no-store"
+        }
     }
 
     /// A client-chosen id is kept when it is short and made of safe characters.

@@ -28,6 +28,10 @@ public struct EndpointDescription: Sendable {
     public var authenticated: Bool { access != .open }
     /// The request body's JSON Schema, if the endpoint takes one.
     public var requestSchema: JSONValue?
+    /// Whether a request must carry the body (`false`: an absent body means `{}`).
+    public var requestBodyRequired: Bool
+    /// The query parameters the endpoint reads, each with the schema of the values it accepts.
+    public var query: [QueryParameter]
     /// Successful answers: status code → description and JSON Schema (`nil` for no body or non-JSON bodies).
     public var responses: [Int: (description: String, schema: JSONValue?, mediaType: String)]
     /// Whether a successful call is written to the audit log: every change is; reads, and calls that change
@@ -42,6 +46,8 @@ public struct EndpointDescription: Sendable {
         tag: String,
         access: EndpointAccess,
         requestSchema: JSONValue? = nil,
+        requestBodyRequired: Bool = true,
+        query: [QueryParameter] = [],
         responses: [Int: (description: String, schema: JSONValue?, mediaType: String)],
         audited: Bool? = nil
     ) {
@@ -53,7 +59,33 @@ public struct EndpointDescription: Sendable {
         self.tag = tag
         self.access = access
         self.requestSchema = requestSchema
+        self.requestBodyRequired = requestBodyRequired
+        self.query = query
         self.responses = responses
+    }
+
+    /// Whether `path` (a request path, e.g. `/v1/runs/run_1`) is an instance of this endpoint's path template.
+    func matches(path: String) -> Bool {
+        let template = self.path.split(separator: "/")
+        let parts = path.split(separator: "/")
+        guard template.count == parts.count else { return false }
+        return zip(template, parts).allSatisfy { pattern, part in
+            (pattern.hasPrefix("{") && pattern.hasSuffix("}")) || pattern == part
+        }
+    }
+}
+
+/// A query parameter of an endpoint, as the OpenAPI document lists it.
+public struct QueryParameter: Sendable {
+    public var name: String
+    public var description: String
+    /// The JSON Schema of the values the server accepts.
+    public var schema: JSONValue
+
+    public init(_ name: String, _ description: String, schema: JSONValue) {
+        self.name = name
+        self.description = description
+        self.schema = schema
     }
 }
 
@@ -69,6 +101,38 @@ public final class RouteCatalog: Sendable {
     func record(_ endpoint: EndpointDescription) {
         entries.withLock { $0.append(endpoint) }
     }
+
+    /// The methods declared on the paths that `path` is an instance of; empty for an unknown path.
+    func methods(forPath path: String) -> [HTTPRequest.Method] {
+        let methods = Set(endpoints.filter { $0.matches(path: path) }.map(\.method.rawValue))
+        return methods.sorted().compactMap { HTTPRequest.Method($0) }
+    }
+}
+
+/// Answers a request whose path exists but whose method no endpoint declares (TRACE, or DELETE on a list) with
+/// `405 method_not_allowed` and an `Allow` header, where the router alone would answer 404.
+struct MethodNotAllowedMiddleware: RouterMiddleware {
+    typealias Context = CaravanRequestContext
+    let catalog: RouteCatalog
+
+    func handle(
+        _ request: Request,
+        context: Context,
+        next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound {
+            let allowed = catalog.methods(forPath: request.uri.path)
+            // No endpoint at this path (or the endpoint itself answered 404): the 404 stands.
+            guard !allowed.isEmpty, !allowed.contains(request.method) else { throw error }
+            let list = allowed.map(\.rawValue).joined(separator: ", ")
+            throw HTTPError(
+                .methodNotAllowed, headers: [.allow: list],
+                message: "\(request.method.rawValue) is not allowed on this path; it allows \(list)."
+            )
+        }
+    }
 }
 
 /// Registers routes on the router and records each one in the catalog; used while the application is built.
@@ -76,6 +140,15 @@ struct RouteRegistrar {
     let router: Router<CaravanRequestContext>
     let catalog: RouteCatalog
     let access: AccessControl
+
+    /// Also puts `MethodNotAllowedMiddleware` on the router (inside the middleware already added, so that its
+    /// 405 becomes problem+json): the catalog it reads is this registrar's, filled as routes are added.
+    init(router: Router<CaravanRequestContext>, catalog: RouteCatalog, access: AccessControl) {
+        self.router = router
+        self.catalog = catalog
+        self.access = access
+        router.add(middleware: MethodNotAllowedMiddleware(catalog: catalog))
+    }
 
     /// Registers `handler` for the endpoint.
     func add(

@@ -1,4 +1,7 @@
+import CaravanAgents
 import CaravanCore
+import CaravanEngine
+import CaravanIdentity
 
 /// JSON Schemas of the API's resources, for the OpenAPI document.
 enum APISchemas {
@@ -52,6 +55,7 @@ enum APISchemas {
     static let definition: JSONValue = [
         "type": "object",
         "required": ["steps"],
+        "additionalProperties": false,
         "properties": [
             "name": ["type": "string"], "description": ["type": "string"], "input": ["type": "object"],
             "defaults": ["type": "object"], "concurrency": ["type": "integer"], "schedule": ["type": "object"],
@@ -59,8 +63,163 @@ enum APISchemas {
         ],
     ]
 
-    static let startRun: JSONValue = ["type": "object", "properties": ["input": [:]]]
+    static let startRun: JSONValue = ["type": "object", "additionalProperties": false, "properties": ["input": [:]]]
     static let signal: JSONValue = ["type": "object", "properties": ["approved": ["type": "boolean"], "data": [:]]]
+    static let startAgentRun: JSONValue = [
+        "type": "object", "additionalProperties": false,
+        "properties": ["input": [:], "thread": ["type": ["string", "null"], "maxLength": 100]],
+    ]
+    static let createThread: JSONValue = [
+        "type": "object", "additionalProperties": false,
+        "properties": ["metadata": ["type": "object", "description": "At most 16 KiB as JSON."]],
+    ]
+    static let budget: JSONValue = [
+        "type": "object", "additionalProperties": false,
+        "properties": [
+            "cost_usd": ["type": ["number", "null"], "minimum": 0],
+            "tokens": ["type": ["integer", "null"], "minimum": 0, "maximum": 999_999_999_999_999],
+        ],
+    ]
+    static let provider: JSONValue = [
+        "type": "object", "additionalProperties": false, "required": ["kind", "base_url", "models"],
+        "properties": [
+            "name": ["type": "string", "description": "The name in the URL, if given."],
+            "kind": ["type": "string", "enum": ["openai", "anthropic"]],
+            "base_url": ["type": "string", "format": "uri", "maxLength": 512, "pattern": "^[hH][tT][tT][pP][sS]?://"],
+            "api_key_secret": ["type": ["string", "null"], "pattern": "^[A-Za-z0-9_]{1,64}$"],
+            "models": [
+                "type": "array", "minItems": 1, "maxItems": 1000,
+                "items": ["type": "string", "minLength": 1, "maxLength": 50],
+            ],
+            "timeout": ["type": "string", "description": "A duration from 100ms to 1h, such as 60s."],
+            "max_retries": ["type": "integer", "minimum": 0, "maximum": 10],
+            "prices": [
+                "type": "object",
+                "additionalProperties": [
+                    "type": "object", "required": ["input_per_million", "output_per_million"],
+                    "properties": [
+                        "input_per_million": ["type": "number", "minimum": 0],
+                        "output_per_million": ["type": "number", "minimum": 0],
+                    ],
+                ],
+            ],
+        ],
+    ]
+    static let chatCompletion: JSONValue = [
+        "type": "object", "required": ["model", "messages"],
+        "properties": [
+            "model": ["type": "string", "description": "provider/model"], "messages": ["type": "array", "items": ["type": "object"]],
+            "stream": ["type": "boolean"],
+        ],
+    ]
+
+    // The bodies of the identity and organization endpoints: the fields `BodyFields` allows, with its limits.
+    static let roles: JSONValue = .array(Role.allCases.map { .string($0.rawValue) })
+    static let email: JSONValue = ["type": "string", "maxLength": 320]
+    static let password: JSONValue = ["type": "string", "maxLength": 8192]
+    static let signup: JSONValue = [
+        "type": "object", "required": ["email", "password"], "additionalProperties": false,
+        "properties": [
+            "email": email, "password": password, "organization": ["type": "string", "maxLength": 400],
+            "invitation": ["type": "string", "maxLength": 256],
+        ],
+    ]
+    static let login: JSONValue = [
+        "type": "object", "required": ["email", "password"], "additionalProperties": false,
+        "properties": ["email": email, "password": password, "totp": ["type": "string", "maxLength": 64]],
+    ]
+    static let refresh: JSONValue = [
+        "type": "object", "required": ["refresh_token"], "additionalProperties": false,
+        "properties": ["refresh_token": ["type": "string", "maxLength": 512]],
+    ]
+    static let changePassword: JSONValue = [
+        "type": "object", "required": ["current_password", "new_password"], "additionalProperties": false,
+        "properties": ["current_password": password, "new_password": password],
+    ]
+    static let verifyTOTP: JSONValue = [
+        "type": "object", "required": ["code"], "additionalProperties": false,
+        "properties": ["code": ["type": "string", "maxLength": 16]],
+    ]
+    static let acceptInvitation: JSONValue = [
+        "type": "object", "required": ["token"], "additionalProperties": false,
+        "properties": ["token": ["type": "string", "maxLength": 256]],
+    ]
+    static let createOrganization: JSONValue = [
+        "type": "object", "required": ["name"], "additionalProperties": false,
+        "properties": ["name": ["type": "string", "maxLength": 400]],
+    ]
+    static let updateOrganization: JSONValue = [
+        "type": "object", "additionalProperties": false,
+        "properties": [
+            "name": ["type": ["string", "null"], "maxLength": 400],
+            "rate_limit_per_minute": ["type": ["integer", "null"], "minimum": 0, "maximum": 999_999_999_999_999],
+        ],
+    ]
+    static let invitation: JSONValue = [
+        "type": "object", "required": ["email", "role"], "additionalProperties": false,
+        "properties": ["email": email, "role": ["type": "string", "enum": roles]],
+    ]
+    static let memberRole: JSONValue = [
+        "type": "object", "required": ["role"], "additionalProperties": false,
+        "properties": ["role": ["type": "string", "enum": roles]],
+    ]
+    static let createAPIKey: JSONValue = [
+        "type": "object", "required": ["name", "role"], "additionalProperties": false,
+        "properties": [
+            "name": ["type": "string", "maxLength": 400], "role": ["type": "string", "enum": roles],
+            "expires_at": ["type": ["string", "null"], "format": "date-time", "maxLength": 64],
+        ],
+    ]
+
+    // Query parameters.
+    static let limit = QueryParameter(
+        "limit", "Items per page, 1 to 500 (default 50).", schema: ["type": "integer", "minimum": 1, "maximum": 500]
+    )
+    static let cursor = QueryParameter(
+        "cursor", "The `next_cursor` of the previous page.",
+        schema: ["type": "string", "maxLength": 300, "pattern": "^[A-Za-z0-9+/]*={0,2}$"]
+    )
+    /// `limit` and `cursor`, for the lists that page with `next_cursor`.
+    static let page = [limit, cursor]
+    static let after = QueryParameter(
+        "after", "Events after this position (a previous `next_cursor`, or `Last-Event-ID`).",
+        schema: ["type": "integer", "minimum": 0, "maximum": .int(Int64.max)]
+    )
+    static let version = QueryParameter("version", "A version number; default the latest.", schema: ["type": "integer", "minimum": 1])
+    static let wait = QueryParameter(
+        "wait", "Answer when the run has finished, or after this long (at most 60s), e.g. 500ms or 30s.",
+        schema: ["type": "string", "pattern": "^[0-9]{1,5}(ms|s)$"]
+    )
+    static let runFilters = [
+        QueryParameter("workflow", "Only runs of this workflow.", schema: ["type": "string", "maxLength": 200]),
+        QueryParameter("agent", "Only runs of this agent.", schema: ["type": "string", "maxLength": 200]),
+        QueryParameter("status", "Only runs in this state.", schema: ["type": "string", "enum": .array(RunStatus.allCases.map { .string($0.rawValue) })]),
+    ]
+    static let usageQuery = [
+        QueryParameter("from", "Start (RFC 3339, inclusive); default the start of this month.", schema: ["type": "string", "format": "date-time"]),
+        QueryParameter("to", "End (RFC 3339, exclusive); default now.", schema: ["type": "string", "format": "date-time"]),
+        QueryParameter("group_by", "What each total is of; default model.", schema: ["type": "string", "enum": .array(UsageGrouping.allCases.map { .string($0.rawValue) })]),
+    ]
+    static let auditQuery = page + [QueryParameter("action", "Only entries of this action, e.g. createAPIKey.", schema: ["type": "string", "maxLength": 200])]
+
+    static let usage: JSONValue = [
+        "type": "object",
+        "required": ["from", "to", "group_by", "items", "next_cursor"],
+        "properties": [
+            "from": ["type": "string", "format": "date-time"], "to": ["type": "string", "format": "date-time"],
+            "group_by": ["type": "string"], "next_cursor": ["type": "null"],
+            "items": [
+                "type": "array",
+                "items": [
+                    "type": "object", "required": ["key", "requests", "input_tokens", "output_tokens", "cost_usd"],
+                    "properties": [
+                        "key": ["type": "string"], "requests": ["type": "integer"], "input_tokens": ["type": "integer"],
+                        "output_tokens": ["type": "integer"], "cost_usd": ["type": "number"],
+                    ],
+                ],
+            ],
+        ],
+    ]
 
     static func list(of item: JSONValue) -> JSONValue {
         [

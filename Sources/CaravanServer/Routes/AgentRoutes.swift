@@ -39,7 +39,9 @@ struct AgentRoutes {
             let orgID = try context.organizationID()
             let name = try context.parameters.require("name")
             let body = try await bodies.bytes(of: request)
-            let document = try DefinitionParser.document(Array(body.readableBytesView), format: try WorkflowRoutes.format(of: request))
+            let format = try WorkflowRoutes.format(of: request)
+            let document = try DefinitionParser.document(Array(body.readableBytesView), format: format)
+            if format == .json { try RequestBodyReader.refuseDuplicateKeys(body.readableBytesView) }
             let definition = try AgentDefinition.validate(document, nameFromPath: name)
             try definition.checkCommands(mcpCommands)
             let unresolved = try await engine.unresolved(definition.references, orgID: orgID, selfAgent: name)
@@ -52,7 +54,7 @@ struct AgentRoutes {
         routes.add(
             EndpointDescription(
                 .get, "/v1/agents", operationID: "listAgents", summary: "List agents (latest versions).", tag: "agents",
-                access: .organization(.read), responses: [200: ("A page of agents", APISchemas.list(of: agentSchema), "application/json")]
+                access: .organization(.read), query: APISchemas.page, responses: [200: ("A page of agents", APISchemas.list(of: agentSchema), "application/json")]
             )
         ) { request, context in
             let limit = try APIRequest.limit(request)
@@ -62,7 +64,8 @@ struct AgentRoutes {
         routes.add(
             EndpointDescription(
                 .get, "/v1/agents/{name}", operationID: "getAgent", summary: "An agent: its latest version, or `?version=N`.",
-                tag: "agents", access: .organization(.read), responses: [200: ("The agent", agentSchema, "application/json")]
+                tag: "agents", access: .organization(.read), query: [APISchemas.version],
+                responses: [200: ("The agent", agentSchema, "application/json")]
             )
         ) { request, context in
             let name = try context.parameters.require("name")
@@ -92,7 +95,7 @@ struct AgentRoutes {
             EndpointDescription(
                 .post, "/v1/agents/{name}/runs", operationID: "startAgentRun",
                 summary: "Run an agent: `{input, thread?}`. A run like any other; `Idempotency-Key` and `?wait=` work as for workflows.",
-                tag: "agents", access: .organization(.write), requestSchema: object,
+                tag: "agents", access: .organization(.write), requestSchema: APISchemas.startAgentRun, query: [APISchemas.wait],
                 responses: [201: ("The run", APISchemas.run, "application/json"), 200: ("The run this Idempotency-Key started", APISchemas.run, "application/json"),
                             202: ("Still running when the wait ended", APISchemas.run, "application/json")]
             )
@@ -104,7 +107,7 @@ struct AgentRoutes {
             let key = try RunRoutes.idempotencyKey(request)
             let body = try await bodies.json(of: request)
             let fields = try BodyFields(body, allowed: ["input", "thread"])
-            let thread = try fields.string("thread", maxBytes: 100)
+            let thread = try fields.string("thread", maxLength: 100)
             let (run, created) = try await agents.startRun(
                 orgID: orgID, name: name, input: fields.object["input"] ?? .object([:]), thread: thread, idempotencyKey: key,
                 requestHash: key == nil ? nil : stableDigest(body.canonicalText)
@@ -114,11 +117,12 @@ struct AgentRoutes {
         routes.add(
             EndpointDescription(
                 .post, "/v1/threads", operationID: "createThread", summary: "Start a conversation thread: `{metadata?}`.", tag: "agents",
-                access: .organization(.write), requestSchema: object, responses: [201: ("The thread", object, "application/json")]
+                access: .organization(.write), requestSchema: APISchemas.createThread, requestBodyRequired: false,
+                responses: [201: ("The thread", object, "application/json")]
             )
         ) { request, context in
             let orgID = try context.organizationID()
-            let body = request.headers[.contentLength] == "0" ? JSONValue.object([:]) : try await bodies.json(of: request)
+            let body = try await bodies.optionalJSON(of: request) ?? .object([:])
             let fields = try BodyFields(body, allowed: ["metadata"])
             let metadata = fields.object["metadata"] ?? .object([:])
             guard metadata.objectValue != nil, metadata.canonicalText.utf8.count <= 16_384 else {
@@ -151,6 +155,7 @@ struct AgentRoutes {
             EndpointDescription(
                 .get, "/v1/threads/{id}/messages", operationID: "listThreadMessages",
                 summary: "A thread's messages, oldest first; `?cursor=` continues.", tag: "agents", access: .organization(.read),
+                query: APISchemas.page,
                 responses: [200: ("Messages", APISchemas.list(of: object), "application/json")]
             )
         ) { request, context in

@@ -17,12 +17,27 @@ struct BodyFields {
     /// Whether the field is present (even as `null`).
     func has(_ name: String) -> Bool { object[name] != nil }
 
-    func string(_ name: String, maxBytes: Int = 4096) throws(CaravanError) -> String? {
+    /// A string of at most `maxLength` characters, counted as JSON Schema's `maxLength` counts them (Unicode code
+    /// points), so that what the OpenAPI document allows is what is accepted.
+    func string(_ name: String, maxLength: Int = 4096) throws(CaravanError) -> String? {
+        guard let text = try anyString(name) else { return nil }
+        guard text.unicodeScalars.count <= maxLength else {
+            throw CaravanError.validation("/" + name, "\(name) is longer than \(maxLength) characters")
+        }
+        return text
+    }
+
+    /// A string of at most `maxBytes` bytes of UTF-8, for values whose storage is bounded in bytes.
+    func string(_ name: String, maxBytes: Int) throws(CaravanError) -> String? {
+        guard let text = try anyString(name) else { return nil }
+        guard text.utf8.count <= maxBytes else { throw CaravanError.validation("/" + name, "\(name) is longer than \(maxBytes) bytes") }
+        return text
+    }
+
+    private func anyString(_ name: String) throws(CaravanError) -> String? {
         switch object[name] {
         case nil, .null?: return nil
-        case .string(let text)?:
-            guard text.utf8.count <= maxBytes else { throw CaravanError.validation("/" + name, "\(name) is longer than \(maxBytes) bytes") }
-            return text
+        case .string(let text)?: return text
         default: throw CaravanError.validation("/" + name, "\(name) must be a string")
         }
     }
@@ -38,7 +53,7 @@ struct BodyFields {
 
     /// An RFC 3339 time, as milliseconds since 1970.
     func time(_ name: String) throws(CaravanError) -> Int64? {
-        guard let text = try string(name, maxBytes: 64) else { return nil }
+        guard let text = try string(name, maxLength: 64) else { return nil }
         guard let milliseconds = Clock.parseRFC3339(text) else {
             throw CaravanError.validation("/" + name, "\(name) must be an RFC 3339 time such as 2030-01-01T00:00:00Z")
         }

@@ -51,20 +51,17 @@ struct IdentityRoutes {
                 .post, "/v1/auth/signup", operationID: "signup",
                 summary: "Create an account and its organization (open while there are no users; then with an invitation).",
                 tag: "auth", access: .open,
-                requestSchema: ["type": "object", "required": ["email", "password"], "properties": [
-                    "email": ["type": "string"], "password": ["type": "string"], "organization": ["type": "string"],
-                    "invitation": ["type": "string"],
-                ]],
+                requestSchema: APISchemas.signup,
                 responses: [201: ("The account, its organization and session tokens", tokensSchema, "application/json")]
             )
         ) { request, context in
             try await identity.throttle.admit(source: context.sourceAddress)
             let fields = try BodyFields(try await bodies.json(of: request), allowed: ["email", "password", "organization", "invitation"])
-            let email = try fields.string("email", maxBytes: 320)
+            let email = try fields.string("email", maxLength: 320)
             context.audit.actor(AuditActor(.anonymous, email ?? "unknown"))
             let (user, membership, tokens) = try await identity.signup(
-                email: email, password: try fields.string("password", maxBytes: 8192),
-                organization: try fields.string("organization", maxBytes: 400), invitation: try fields.string("invitation", maxBytes: 256)
+                email: email, password: try fields.string("password", maxLength: 8192),
+                organization: try fields.string("organization", maxLength: 400), invitation: try fields.string("invitation", maxLength: 256)
             )
             context.audit.actor(AuditActor(.user, user.id), orgID: membership.orgID)
             context.audit.target("user:\(user.id)")
@@ -78,21 +75,19 @@ struct IdentityRoutes {
                 .post, "/v1/auth/login", operationID: "login",
                 summary: "Sign in with email and password (and `totp`, a TOTP or recovery code, when MFA is on).",
                 tag: "auth", access: .open,
-                requestSchema: ["type": "object", "required": ["email", "password"], "properties": [
-                    "email": ["type": "string"], "password": ["type": "string"], "totp": ["type": "string"],
-                ]],
+                requestSchema: APISchemas.login,
                 responses: [200: ("Session tokens", tokensSchema, "application/json")]
             )
         ) { request, context in
             try await identity.throttle.admit(source: context.sourceAddress)
             let fields = try BodyFields(try await bodies.json(of: request), allowed: ["email", "password", "totp"])
-            let email = try fields.string("email", maxBytes: 320)
+            let email = try fields.string("email", maxLength: 320)
             context.audit.actor(AuditActor(.anonymous, email ?? "unknown"))
             let userID: String
             let tokens: SessionTokens
             do {
                 (userID, tokens) = try await identity.login(
-                    email: email, password: try fields.string("password", maxBytes: 8192), code: try fields.string("totp", maxBytes: 64),
+                    email: email, password: try fields.string("password", maxLength: 8192), code: try fields.string("totp", maxLength: 64),
                     source: context.sourceAddress
                 )
             } catch let error as CaravanError where error.code == .unauthenticated || error.code == .rateLimited {
@@ -107,13 +102,13 @@ struct IdentityRoutes {
             EndpointDescription(
                 .post, "/v1/auth/refresh", operationID: "refreshSession",
                 summary: "Exchange a refresh token (usable once) for new tokens.", tag: "auth", access: .open,
-                requestSchema: ["type": "object", "required": ["refresh_token"], "properties": ["refresh_token": ["type": "string"]]],
+                requestSchema: APISchemas.refresh,
                 responses: [200: ("Session tokens", tokensSchema, "application/json")]
             )
         ) { request, context in
             try await identity.throttle.admit(source: context.sourceAddress)
             let fields = try BodyFields(try await bodies.json(of: request), allowed: ["refresh_token"])
-            let (userID, tokens) = try await identity.refresh(try fields.string("refresh_token", maxBytes: 512))
+            let (userID, tokens) = try await identity.refresh(try fields.string("refresh_token", maxLength: 512))
             context.audit.actor(AuditActor(.user, userID))
             context.audit.target("user:\(userID)")
             return .json(.object(Self.json(tokens)))
@@ -131,14 +126,14 @@ struct IdentityRoutes {
             EndpointDescription(
                 .post, "/v1/auth/password", operationID: "changePassword",
                 summary: "Change the password; every session ends and a new one starts.", tag: "auth", access: .signedIn,
-                requestSchema: ["type": "object", "required": ["current_password", "new_password"]],
+                requestSchema: APISchemas.changePassword,
                 responses: [200: ("New session tokens", tokensSchema, "application/json")]
             )
         ) { request, context in
             let fields = try BodyFields(try await bodies.json(of: request), allowed: ["current_password", "new_password"])
             let tokens = try await identity.changePassword(
-                userID: try Self.sessionUser(context).userID, current: try fields.string("current_password", maxBytes: 8192),
-                new: try fields.string("new_password", maxBytes: 8192)
+                userID: try Self.sessionUser(context).userID, current: try fields.string("current_password", maxLength: 8192),
+                new: try fields.string("new_password", maxLength: 8192)
             )
             return .json(.object(Self.json(tokens)))
         }
@@ -180,26 +175,26 @@ struct IdentityRoutes {
                 .post, "/v1/auth/mfa/totp/verify", operationID: "verifyTOTP",
                 summary: "Finish TOTP enrolment with a code from the authenticator; from then on login needs a code.",
                 tag: "auth", access: .signedIn,
-                requestSchema: ["type": "object", "required": ["code"], "properties": ["code": ["type": "string"]]],
+                requestSchema: APISchemas.verifyTOTP,
                 responses: [200: ("MFA is on", ["type": "object"], "application/json")]
             )
         ) { request, context in
             try await identity.throttle.admit(source: context.sourceAddress)
             let fields = try BodyFields(try await bodies.json(of: request), allowed: ["code"])
-            try await identity.verifyTOTP(userID: try Self.sessionUser(context).userID, code: try fields.string("code", maxBytes: 16))
+            try await identity.verifyTOTP(userID: try Self.sessionUser(context).userID, code: try fields.string("code", maxLength: 16))
             return .json(["mfa_enabled": true])
         }
         routes.add(
             EndpointDescription(
                 .post, "/v1/invitations/accept", operationID: "acceptInvitation",
                 summary: "Join the organization that invited the signed-in user's email.", tag: "organizations", access: .signedIn,
-                requestSchema: ["type": "object", "required": ["token"], "properties": ["token": ["type": "string"]]],
+                requestSchema: APISchemas.acceptInvitation,
                 responses: [200: ("The organization joined", ["type": "object"], "application/json")]
             )
         ) { request, context in
             let fields = try BodyFields(try await bodies.json(of: request), allowed: ["token"])
             let membership = try await identity.acceptInvitation(
-                userID: try Self.sessionUser(context).userID, token: try fields.string("token", maxBytes: 256)
+                userID: try Self.sessionUser(context).userID, token: try fields.string("token", maxLength: 256)
             )
             context.audit.actor(AuditActor(.user, membership.userID), orgID: membership.orgID)
             return .json(Self.json(membership))

@@ -16,7 +16,7 @@ struct ModelRoutes {
             EndpointDescription(
                 .put, "/v1/providers/{name}", operationID: "putProvider",
                 summary: "Create or replace a model provider: `{kind: openai|anthropic, base_url, api_key_secret, models, timeout, max_retries, prices}`.",
-                tag: "models", access: .organization(.manageOrganization), requestSchema: object,
+                tag: "models", access: .organization(.manageOrganization), requestSchema: APISchemas.provider,
                 responses: [201: ("Created", object, "application/json"), 200: ("Replaced", object, "application/json")]
             )
         ) { request, context in
@@ -83,7 +83,7 @@ struct ModelRoutes {
             EndpointDescription(
                 .post, "/v1/chat/completions", operationID: "createChatCompletion",
                 summary: "OpenAI-compatible chat completions (streaming with `stream: true`), routed to `provider/model` and metered.",
-                tag: "models", access: .organization(.write), requestSchema: object,
+                tag: "models", access: .organization(.write), requestSchema: APISchemas.chatCompletion,
                 responses: [200: ("A chat.completion, or a text/event-stream of chunks", object, "application/json")],
                 audited: false
             )
@@ -94,7 +94,8 @@ struct ModelRoutes {
             EndpointDescription(
                 .get, "/v1/usage", operationID: "getUsage",
                 summary: "Model usage totals: `?from=&to=` (RFC 3339; default this month) `&group_by=model|agent|day|provider`.",
-                tag: "models", access: .organization(.read), responses: [200: ("Totals", APISchemas.list(of: object), "application/json")]
+                tag: "models", access: .organization(.read), query: APISchemas.usageQuery,
+                responses: [200: ("Totals", APISchemas.usage, "application/json")]
             )
         ) { request, context in
             let orgID = try context.organizationID()
@@ -119,6 +120,7 @@ struct ModelRoutes {
                     ["key": .string(total.key), "requests": .int(total.requests), "input_tokens": .int(total.inputTokens),
                      "output_tokens": .int(total.outputTokens), "cost_usd": .double(total.costUSD)]
                 }),
+                "next_cursor": .null,  // every total in one page, as lists answer {items, next_cursor}
             ])
         }
         routes.add(
@@ -134,7 +136,7 @@ struct ModelRoutes {
             EndpointDescription(
                 .put, "/v1/budget", operationID: "putBudget",
                 summary: "Set the monthly model budget: `{cost_usd?, tokens?}` (null: no limit). Calls past it fail with `budget_exceeded`.",
-                tag: "models", access: .organization(.manageOrganization), requestSchema: object,
+                tag: "models", access: .organization(.manageOrganization), requestSchema: APISchemas.budget,
                 responses: [200: ("The budget", object, "application/json")]
             )
         ) { request, context in

@@ -35,13 +35,13 @@ struct OrganizationRoutes {
             EndpointDescription(
                 .post, "/v1/organizations", operationID: "createOrganization",
                 summary: "Create an organization; the signed-in user is its owner.", tag: "organizations", access: .signedIn,
-                requestSchema: ["type": "object", "required": ["name"], "properties": ["name": ["type": "string"]]],
+                requestSchema: APISchemas.createOrganization,
                 responses: [201: ("The organization", object, "application/json")]
             )
         ) { request, context in
             let user = try IdentityRoutes.sessionUser(context)
             let fields = try BodyFields(try await bodies.json(of: request), allowed: ["name"])
-            let membership = try await identity.createOrganization(userID: user.userID, name: try fields.string("name", maxBytes: 400))
+            let membership = try await identity.createOrganization(userID: user.userID, name: try fields.string("name", maxLength: 400))
             context.audit.actor(AuditActor(.user, user.userID), orgID: membership.orgID)
             context.audit.target("organization:\(membership.orgID)")
             return .json(IdentityRoutes.json(membership), status: .created)
@@ -78,14 +78,14 @@ struct OrganizationRoutes {
                 .patch, "/v1/organizations/{org}", operationID: "updateOrganization",
                 summary: "Rename an organization or set its requests per minute per credential (0: no limit; null: the server default).",
                 tag: "organizations", access: .organization(.manageOrganization),
-                requestSchema: ["type": "object", "properties": ["name": ["type": "string"], "rate_limit_per_minute": ["type": ["integer", "null"]]]],
+                requestSchema: APISchemas.updateOrganization,
                 responses: [200: ("The organization", object, "application/json")]
             )
         ) { request, context in
             let orgID = try context.organizationID()
             let fields = try BodyFields(try await bodies.json(of: request), allowed: ["name", "rate_limit_per_minute"])
             let limit: Int?? = fields.has("rate_limit_per_minute") ? .some(try fields.integer("rate_limit_per_minute")) : .none
-            try await identity.updateOrganization(orgID: orgID, name: try fields.string("name", maxBytes: 400), rateLimit: limit)
+            try await identity.updateOrganization(orgID: orgID, name: try fields.string("name", maxLength: 400), rateLimit: limit)
             let (organization, current) = try await identity.organization(orgID: orgID)
             return .json([
                 "id": .string(organization.id), "name": .string(organization.name),
@@ -107,14 +107,14 @@ struct OrganizationRoutes {
                 .post, "/v1/organizations/{org}/invitations", operationID: "inviteMember",
                 summary: "Invite an email with a role (no higher than yours); the token is shown once.", tag: "organizations",
                 access: .organization(.manageMembers),
-                requestSchema: ["type": "object", "required": ["email", "role"], "properties": ["email": ["type": "string"], "role": ["type": "string"]]],
+                requestSchema: APISchemas.invitation,
                 responses: [201: ("The invitation and its token", object, "application/json")]
             )
         ) { request, context in
             let orgID = try context.organizationID()
             let fields = try BodyFields(try await bodies.json(of: request), allowed: ["email", "role"])
             let (invitation, token) = try await identity.invite(
-                orgID: orgID, by: try Self.principal(context), email: try fields.string("email", maxBytes: 320), role: try fields.string("role")
+                orgID: orgID, by: try Self.principal(context), email: try fields.string("email", maxLength: 320), role: try fields.string("role")
             )
             context.audit.target("invitation:\(invitation.id)")
             context.audit.details(["email": .string(invitation.email), "role": .string(invitation.role.rawValue)])
@@ -126,7 +126,7 @@ struct OrganizationRoutes {
         routes.add(
             EndpointDescription(
                 .get, "/v1/organizations/{org}/members", operationID: "listMembers", summary: "The organization's members.",
-                tag: "organizations", access: .organization(.read), responses: [200: ("Members", APISchemas.list(of: object), "application/json")]
+                tag: "organizations", access: .organization(.read), query: APISchemas.page, responses: [200: ("Members", APISchemas.list(of: object), "application/json")]
             )
         ) { request, context in
             let limit = try APIRequest.limit(request)
@@ -146,7 +146,7 @@ struct OrganizationRoutes {
                 .patch, "/v1/organizations/{org}/members/{user}", operationID: "updateMember",
                 summary: "Change a member's role (never above yours; the last owner stays owner).", tag: "organizations",
                 access: .organization(.manageMembers),
-                requestSchema: ["type": "object", "required": ["role"], "properties": ["role": ["type": "string"]]],
+                requestSchema: APISchemas.memberRole,
                 responses: [200: ("The member", object, "application/json")]
             )
         ) { request, context in
@@ -176,15 +176,13 @@ struct OrganizationRoutes {
                 .post, "/v1/api-keys", operationID: "createAPIKey",
                 summary: "Create an API key with a role no higher than yours; the key is shown once.", tag: "api-keys",
                 access: .organization(.manageAPIKeys),
-                requestSchema: ["type": "object", "required": ["name", "role"], "properties": [
-                    "name": ["type": "string"], "role": ["type": "string"], "expires_at": ["type": "string", "format": "date-time"],
-                ]],
+                requestSchema: APISchemas.createAPIKey,
                 responses: [201: ("The key, shown once", object, "application/json")]
             )
         ) { request, context in
             let fields = try BodyFields(try await bodies.json(of: request), allowed: ["name", "role", "expires_at"])
             let (record, key) = try await identity.createAPIKey(
-                orgID: try context.organizationID(), by: try Self.principal(context), name: try fields.string("name", maxBytes: 400),
+                orgID: try context.organizationID(), by: try Self.principal(context), name: try fields.string("name", maxLength: 400),
                 role: try fields.string("role"), expiresAt: try fields.time("expires_at")
             )
             context.audit.target("api_key:\(record.id)")
@@ -196,7 +194,7 @@ struct OrganizationRoutes {
         routes.add(
             EndpointDescription(
                 .get, "/v1/api-keys", operationID: "listAPIKeys", summary: "The organization's API keys (never the keys themselves).",
-                tag: "api-keys", access: .organization(.manageAPIKeys),
+                tag: "api-keys", access: .organization(.manageAPIKeys), query: APISchemas.page,
                 responses: [200: ("API keys", APISchemas.list(of: object), "application/json")]
             )
         ) { request, context in

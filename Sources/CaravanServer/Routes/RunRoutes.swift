@@ -17,7 +17,7 @@ struct RunRoutes {
             EndpointDescription(
                 .post, "/v1/workflows/{name}/runs", operationID: "startRun",
                 summary: "Start a run. `Idempotency-Key` makes retries safe; `?wait=30s` answers when it has finished.",
-                tag: "runs", access: .organization(.write), requestSchema: APISchemas.startRun,
+                tag: "runs", access: .organization(.write), requestSchema: APISchemas.startRun, query: [APISchemas.wait],
                 responses: [201: runResponse, 200: ("The run this Idempotency-Key started", APISchemas.run, "application/json"),
                             202: ("Still running when the wait ended", APISchemas.run, "application/json")]
             )
@@ -42,7 +42,8 @@ struct RunRoutes {
         routes.add(
             EndpointDescription(
                 .get, "/v1/runs", operationID: "listRuns", summary: "List runs, newest first; filter by `workflow`, `agent` and `status`.",
-                tag: "runs", access: .organization(.read), responses: [200: ("A page of runs", APISchemas.list(of: APISchemas.run), "application/json")]
+                tag: "runs", access: .organization(.read), query: APISchemas.page + APISchemas.runFilters,
+                responses: [200: ("A page of runs", APISchemas.list(of: APISchemas.run), "application/json")]
             )
         ) { request, context in
             let orgID = try context.organizationID()
@@ -74,7 +75,7 @@ struct RunRoutes {
             EndpointDescription(
                 .get, "/v1/runs/{id}/events", operationID: "listRunEvents",
                 summary: "A run's events; with `Accept: text/event-stream`, a live stream that ends after the run's last event.",
-                tag: "runs", access: .organization(.read),
+                tag: "runs", access: .organization(.read), query: [APISchemas.after, APISchemas.limit],
                 responses: [200: ("Events (JSON), or a text/event-stream", APISchemas.list(of: APISchemas.event), "application/json")]
             )
         ) { request, context in
@@ -92,7 +93,8 @@ struct RunRoutes {
             EndpointDescription(
                 .get, "/v1/events", operationID: "streamEvents",
                 summary: "Every run event of the organization: JSON after `?after=`, or a live text/event-stream.",
-                tag: "runs", access: .organization(.read), responses: [200: ("Events", APISchemas.list(of: APISchemas.event), "application/json")]
+                tag: "runs", access: .organization(.read), query: [APISchemas.after, APISchemas.limit],
+                responses: [200: ("Events", APISchemas.list(of: APISchemas.event), "application/json")]
             )
         ) { request, context in
             let orgID = try context.organizationID()

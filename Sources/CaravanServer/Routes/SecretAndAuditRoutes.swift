@@ -59,7 +59,7 @@ struct SecretRoutes {
         routes.add(
             EndpointDescription(
                 .get, "/v1/secrets", operationID: "listSecrets", summary: "The organization's secret names (never values).",
-                tag: "secrets", access: .organization(.listSecrets),
+                tag: "secrets", access: .organization(.listSecrets), query: APISchemas.page,
                 responses: [200: ("Secret names", APISchemas.list(of: object), "application/json")]
             )
         ) { request, context in
@@ -107,7 +107,7 @@ struct AuditRoutes {
             EndpointDescription(
                 .get, "/v1/audit", operationID: "listAudit",
                 summary: "The organization's audit log, newest first; `?action=` filters.", tag: "audit",
-                access: .organization(.readAudit), responses: [200: ("Entries", APISchemas.list(of: object), "application/json")]
+                access: .organization(.readAudit), query: APISchemas.auditQuery, responses: [200: ("Entries", APISchemas.list(of: object), "application/json")]
             )
         ) { request, context in
             let limit = try APIRequest.limit(request)

@@ -30,6 +30,7 @@ struct WorkflowRoutes {
             let format = try Self.format(of: request)
             let body = try await bodies.bytes(of: request)
             let definition = try DefinitionParser.parse(Array(body.readableBytesView), format: format, nameFromPath: name, kinds: engine.kinds)
+            if format == .json { try RequestBodyReader.refuseDuplicateKeys(body.readableBytesView) }
             // The agent loop is the one step of an agent's own workflow; workflows run agents with `agent` steps.
             if let index = definition.steps.firstIndex(where: { $0.kind == AgentLoopStep.name }) {
                 throw CaravanError.validation("/steps/\(index)/\(AgentLoopStep.name)", "is not a known step kind; run an agent with an agent step")
@@ -44,7 +45,8 @@ struct WorkflowRoutes {
         routes.add(
             EndpointDescription(
                 .get, "/v1/workflows", operationID: "listWorkflows", summary: "List workflows (latest versions).",
-                tag: "workflows", access: .organization(.read), responses: [200: ("A page of workflows", APISchemas.list(of: APISchemas.workflow), "application/json")]
+                tag: "workflows", access: .organization(.read), query: APISchemas.page,
+                responses: [200: ("A page of workflows", APISchemas.list(of: APISchemas.workflow), "application/json")]
             )
         ) { request, context in
             let orgID = try context.organizationID()
@@ -59,6 +61,7 @@ struct WorkflowRoutes {
             EndpointDescription(
                 .get, "/v1/workflows/{name}", operationID: "getWorkflow",
                 summary: "A workflow: its latest version, or `?version=N`.", tag: "workflows", access: .organization(.read),
+                query: [APISchemas.version],
                 responses: [200: ("The workflow", APISchemas.workflow, "application/json")]
             )
         ) { request, context in
