@@ -91,6 +91,10 @@ public final class Engine: Service, Sendable {
                 group.addTask { await self.retentionLoop() }
                 group.addTask {
                     try? await gracefulShutdown()
+                    self.logger.info(
+                        "Engine stopping: no new runs are claimed; runs in flight are handed back",
+                        metadata: ["caravan.runs": "\(self.active.withLock { $0.count })"]
+                    )
                     self.dispatchContinuation.finish()
                 }
                 for await execution in dispatch {

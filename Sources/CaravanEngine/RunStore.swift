@@ -146,7 +146,20 @@ struct RunStore: Sendable {
     }
 
     /// Appends events.
+    ///
+    /// An organization's stream reads its events by position (`id`), so positions must become visible in order: on
+    /// PostgreSQL, where concurrent transactions draw positions from one sequence and may commit in another order,
+    /// each transaction first takes a lock per organization it writes events of (held until it commits), so that of
+    /// two transactions appending events of one organization the second draws its positions after the first has
+    /// committed. A reader at position p then never meets an event below p committed later. SQLite has one writer.
     func append(_ events: [RunEvent], orgs: [String: String], in executor: any SQLExecutor) async throws {
+        if executor.dialect == .postgres {
+            // Sorted, so that two transactions never wait for each other's locks in a cycle. The two-key form keeps
+            // these locks apart from the one-key admission locks, which are always taken before.
+            for orgID in Set(events.map { orgs[$0.runID] ?? "" }).sorted() {
+                try await executor.execute("SELECT pg_advisory_xact_lock(1, hashtext($1))", [.text(orgID)])
+            }
+        }
         for chunk in events.chunked(into: 2000) {
             var sql = "INSERT INTO run_events (org_id, run_id, seq, type, step, at, data) VALUES "
             var binds: [SQLValue] = []

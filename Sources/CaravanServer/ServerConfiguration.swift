@@ -41,6 +41,8 @@ public struct ServerConfiguration: Sendable {
     public var passwordHashCost: UInt8 = 11
     /// How long a session access token lives.
     public var accessTokenLifetime: CaravanDuration = .seconds(900)
+    /// How long a graceful shutdown may take before what is left is cancelled.
+    public var shutdownTimeout: CaravanDuration = .seconds(10)
     /// The engine's settings (node id, limits, leases, retention).
     public var engine = EngineConfiguration()
 

@@ -5,6 +5,8 @@ import CaravanStorage
 import Configuration
 import Foundation
 import Logging
+import ServiceLifecycle
+import Synchronization
 
 /// `caravan serve`: the API, console, engine workers and scheduler in one process.
 struct Serve: AsyncParsableCommand {
@@ -61,6 +63,11 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: "Largest run input or step output, in bytes. [env: CARAVAN_MAX_PAYLOAD_BYTES] (default: 2097152)")
     var maxPayloadBytes: Int?
+
+    @Option(
+        help: "How long a graceful shutdown may take before what is left is cancelled. [env: CARAVAN_SHUTDOWN_TIMEOUT] (default: 10s)"
+    )
+    var shutdownTimeout: String?
 
     @Option(help: "How deep runs may start runs (workflow and agent steps and tools). [env: CARAVAN_MAX_RUN_DEPTH] (default: 16)")
     var maxRunDepth: Int?
@@ -161,6 +168,9 @@ struct Serve: AsyncParsableCommand {
             configuration.engine.leaseDuration = lease
             configuration.engine.leaseRenewInterval = .init(milliseconds: lease.milliseconds / 3)
         }
+        if let timeout = try parseDuration(shutdownTimeout ?? reader.string(forKey: "shutdown_timeout"), flag: "--shutdown-timeout") {
+            configuration.shutdownTimeout = timeout
+        }
         if let retention = try parseDuration(runRetention ?? reader.string(forKey: "run_retention"), flag: "--run-retention") {
             configuration.engine.retention = retention
         }
@@ -190,7 +200,22 @@ struct Serve: AsyncParsableCommand {
         let logger = try options.bootstrapLogging(level: configuration.logLevel, reader: reader)
         do {
             let (application, _) = try await buildApplication(configuration, logger: logger)
-            try await application.runService()
+            // On SIGTERM or SIGINT: stop taking requests, end event streams, finish requests in flight, hand runs
+            // back; whatever is still going after the shutdown timeout is cancelled (runs are durable: the next
+            // node resumes them).
+            let announcer = ShutdownAnnouncer(logger: logger, timeout: configuration.shutdownTimeout)
+            var group = ServiceGroupConfiguration(
+                services: [.init(service: application), .init(service: announcer)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+            group.maximumGracefulShutdownDuration = configuration.shutdownTimeout.duration
+            group.maximumCancellationDuration = .seconds(5)
+            do {
+                try await ServiceGroup(configuration: group).run()
+            } catch where announcer.isShuttingDown {
+                logger.warning("Shutdown reached its time limit; what was still running was cancelled", metadata: ["error.message": "\(error)"])
+            }
             logger.info("Caravan stopped")
         } catch let error as StorageError {
             logger.critical("Caravan cannot start", metadata: ["error.message": "\(error.message)"])
@@ -201,5 +226,28 @@ struct Serve: AsyncParsableCommand {
             FileHandle.standardError.write(Data("error: \(error.detail)\n".utf8))
             throw ExitCode.failure
         }
+    }
+}
+
+/// Says when a graceful shutdown begins (it is the last service, so the first told) and what happens next.
+final class ShutdownAnnouncer: Service, Sendable {
+    let logger: Logger
+    let timeout: CaravanDuration
+    private let shuttingDown = Atomic<Bool>(false)
+
+    init(logger: Logger, timeout: CaravanDuration) {
+        self.logger = logger
+        self.timeout = timeout
+    }
+
+    var isShuttingDown: Bool { shuttingDown.load(ordering: .relaxed) }
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        shuttingDown.store(true, ordering: .relaxed)
+        logger.info(
+            "Shutting down: no new requests; event streams end; requests in flight finish; runs are handed back",
+            metadata: ["caravan.shutdown_timeout": "\(timeout.milliseconds) ms"]
+        )
     }
 }

@@ -21,6 +21,51 @@ struct BinaryTests {
         }
     }
 
+    @Test("SIGTERM with 100 open event streams: each gets a shutdown event and closes, and the process exits 0 within 10 s")
+    func shutdownEndsStreams() async throws {
+        try await withTemporaryDirectory { directory in
+            let server = try await CaravanProcess(arguments: ["serve", "--port", "0", "--data", directory])
+            let base = "http://127.0.0.1:\(server.port)"
+            let signup = try await fetch(base + "/v1/auth/signup", method: "POST", headers: [("Content-Type", "application/json")],
+                                         body: #"{"email": "ops@example.com", "password": "a long and unusual passphrase", "organization": "Ops"}"#)
+            #expect(signup.status == 201, "\(signup.body)")
+            let token = try #require((try? JSONSerialization.jsonObject(with: Data(signup.body.utf8)) as? [String: Any])?["access_token"] as? String)
+            let put = try await fetch(base + "/v1/workflows/gate", method: "PUT",
+                                      headers: [("Content-Type", "application/yaml"), ("Authorization", "Bearer \(token)")],
+                                      body: "steps:\n  - {id: wait, approval: {}}\n")
+            #expect(put.status == 201, "\(put.body)")
+            let run = try await fetch(base + "/v1/workflows/gate/runs", method: "POST",
+                                      headers: [("Content-Type", "application/json"), ("Authorization", "Bearer \(token)")], body: #"{"input": {}}"#)
+            let runID = try #require((try? JSONSerialization.jsonObject(with: Data(run.body.utf8)) as? [String: Any])?["id"] as? String)
+            // 99 organization streams and one run stream (a run that waits, so its stream stays open).
+            var streams: [RawHTTPConnection] = []
+            for index in 0..<100 {
+                let connection = try RawHTTPConnection(port: server.port)
+                let path = index == 0 ? "/v1/runs/\(runID)/events" : "/v1/events"
+                connection.send("GET \(path) HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\nAuthorization: Bearer \(token)\r\n\r\n")
+                streams.append(connection)
+            }
+            for connection in streams {
+                let opening = try await connection.receive(timeout: .seconds(10), limit: 64)
+                #expect(opening.text.contains("200 OK"), "\(opening.text)")
+            }
+            let stopping = ContinuousClock.now
+            server.send(signal: SIGTERM)
+            let status = try await server.waitForExit(timeout: .seconds(15))
+            let took = ContinuousClock.now - stopping
+            #expect(status == 0, "log: \(server.log.suffix(3000))")
+            #expect(took < .seconds(10), "shutdown took \(took)")
+            var ended = 0
+            for connection in streams {
+                let rest = try await connection.receive(timeout: .seconds(5))
+                if rest.closed && rest.text.contains("event: shutdown") { ended += 1 }
+            }
+            #expect(ended == 100, "\(ended) of 100 streams got the shutdown event and closed")
+            #expect(server.log.contains("Shutting down"))
+            #expect(server.log.contains("Engine stopped"))
+        }
+    }
+
     @Test("A second serve on the same data directory refuses to start with a clear message")
     func secondProcessRefused() async throws {
         try await withTemporaryDirectory { directory in

@@ -5,6 +5,7 @@ import CaravanWorkflow
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import ServiceLifecycle
 
 /// `/v1/workflows/{name}/runs`, `/v1/runs…` and `/v1/events`: starting, reading, following and steering runs.
 struct RunRoutes {
@@ -209,6 +210,9 @@ struct RunRoutes {
         .contentType: "text/event-stream", .cacheControl: "no-cache", HTTPField.Name("X-Accel-Buffering")!: "no",
     ]
 
+    /// The last frame of a stream cut short by the node's shutdown: reconnect (with `Last-Event-ID`) in a second.
+    static let shutdownFrame = ByteBuffer(string: "retry: 1000\nevent: shutdown\ndata: {\"reason\":\"the server is shutting down; reconnect with Last-Event-ID\"}\n\n")
+
     static func frame(_ event: RunEvent, id: Int64) -> ByteBuffer {
         var text = "id: \(id)\nevent: \(event.type)\ndata: "
         APIRequest.json(event).write(to: &text)
@@ -253,6 +257,11 @@ struct RunRoutes {
             }
             try await writer.write(ByteBuffer(string: ": caravan events\n\n"))
             while !Task.isCancelled {
+                if Task.isShuttingDownGracefully {
+                    // This node is stopping: say so, and let the client resume (Last-Event-ID) on another node.
+                    try await writer.write(Self.shutdownFrame)
+                    break
+                }
                 if let (runID, id) = live {
                     for event in engine.live.drain(runID: runID, subscription: id) {
                         var text = "event: \(event.type)\ndata: "
