@@ -118,37 +118,34 @@ public struct SecretStore: Sendable {
 
     /// The host lists of those of `names` that have one.
     public func allowedHosts(orgID: String, names: Set<String>) async throws -> [String: [String]] {
-        guard !names.isEmpty else { return [:] }
-        let sorted = names.sorted()
-        let placeholders = sorted.indices.map { "$\($0 + 2)" }.joined(separator: ", ")
-        let rows = try await database.read { executor in
-            try await executor.query(
-                "SELECT name, allowed_hosts FROM secrets WHERE org_id = $1 AND allowed_hosts IS NOT NULL AND name IN (\(placeholders))",
-                [.text(orgID)] + sorted.map { .text($0) }
-            )
-        }
         var hosts: [String: [String]] = [:]
-        for row in rows { hosts[try row.string("name")] = Self.hosts(try row.optionalString("allowed_hosts")) ?? [] }
+        for row in try await rows(orgID: orgID, names: names, columns: "name, allowed_hosts", where: "allowed_hosts IS NOT NULL") {
+            hosts[try row.string("name")] = Self.hosts(try row.optionalString("allowed_hosts")) ?? []
+        }
         return hosts
     }
 
     /// The values of `names` in the organization; a name without a secret is absent from the answer.
     public func resolve(orgID: String, names: Set<String>) async throws -> [String: String] {
-        guard !names.isEmpty else { return [:] }
-        let sorted = names.sorted()
-        let placeholders = sorted.indices.map { "$\($0 + 2)" }.joined(separator: ", ")
-        let rows = try await database.read { executor in
-            try await executor.query(
-                "SELECT name, sealed FROM secrets WHERE org_id = $1 AND name IN (\(placeholders))",
-                [.text(orgID)] + sorted.map { .text($0) }
-            )
-        }
         var values: [String: String] = [:]
-        for row in rows {
+        for row in try await rows(orgID: orgID, names: names, columns: "name, sealed") {
             let name = try row.string("name")
             let bytes = try box.open(try row.string("sealed"), context: Self.context(orgID: orgID, name: name))
             values[name] = String(decoding: bytes, as: UTF8.self)
         }
         return values
+    }
+
+    /// `columns` of the organization's secrets named in `names` (and matching `condition`).
+    private func rows(orgID: String, names: Set<String>, columns: String, where condition: String = "TRUE") async throws -> [SQLRow] {
+        guard !names.isEmpty else { return [] }
+        let sorted = names.sorted()
+        let placeholders = sorted.indices.map { "$\($0 + 2)" }.joined(separator: ", ")
+        return try await database.read { executor in
+            try await executor.query(
+                "SELECT \(columns) FROM secrets WHERE org_id = $1 AND \(condition) AND name IN (\(placeholders))",
+                [.text(orgID)] + sorted.map { .text($0) }
+            )
+        }
     }
 }
