@@ -134,6 +134,10 @@ struct HTTPContractTests {
             #expect(schema("login")?["properties"]?["totp"]?["maxLength"] == 64)
             #expect(schema("createAPIKey")?["properties"]?["role"]?["enum"]?.arrayValue?.contains("owner") == true)
             #expect(schema("startAgentRun")?["properties"]?["thread"]?["maxLength"] == 100)
+            #expect(schema("createOrganization")?["properties"]?["name"]?["maxLength"] == 100)
+            // Path names carry the server's pattern, so that generated names are ones the server takes.
+            let workflowName = Self.operation(document, "putWorkflow")?["parameters"]?.arrayValue?.first { $0["name"] == "name" }
+            #expect(workflowName?["schema"]?["pattern"] == "^[a-z0-9-]{1,64}$")
             // The body of POST /v1/threads is optional, and the server takes a request without one.
             #expect(Self.operation(document, "createThread")?["requestBody"]?["required"] == false)
             #expect(Self.operation(document, "startRun")?["requestBody"]?["required"] == true)

@@ -19,7 +19,7 @@ struct OpenAPIDocument {
                 .map { part -> JSONValue in
                     [
                         "name": .string(String(part.dropFirst().dropLast())), "in": "path", "required": true,
-                        "schema": ["type": "string", "minLength": 1],
+                        "schema": APISchemas.pathParameter(String(part.dropFirst().dropLast()), in: endpoint.path),
                     ]
                 }
             parameters += endpoint.query.map { parameter in

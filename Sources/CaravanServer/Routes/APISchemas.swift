@@ -86,7 +86,7 @@ enum APISchemas {
             "name": ["type": "string", "description": "The name in the URL, if given."],
             "kind": ["type": "string", "enum": ["openai", "anthropic"]],
             "base_url": ["type": "string", "format": "uri", "maxLength": 512, "pattern": "^[hH][tT][tT][pP][sS]?://"],
-            "api_key_secret": ["type": ["string", "null"], "pattern": "^[A-Za-z0-9_]{1,64}$"],
+            "api_key_secret": ["type": ["string", "null"], "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"],
             "models": [
                 "type": "array", "minItems": 1, "maxItems": 1000,
                 "items": ["type": "string", "minLength": 1, "maxLength": 50],
@@ -108,7 +108,7 @@ enum APISchemas {
     static let chatCompletion: JSONValue = [
         "type": "object", "required": ["model", "messages"],
         "properties": [
-            "model": ["type": "string", "description": "provider/model"], "messages": ["type": "array", "items": ["type": "object"]],
+            "model": ["type": "string", "pattern": "^[a-z0-9-]{1,64}/.+$", "description": "provider/model"], "messages": ["type": "array", "items": ["type": "object"]],
             "stream": ["type": "boolean"],
         ],
     ]
@@ -117,10 +117,12 @@ enum APISchemas {
     static let roles: JSONValue = .array(Role.allCases.map { .string($0.rawValue) })
     static let email: JSONValue = ["type": "string", "maxLength": 320]
     static let password: JSONValue = ["type": "string", "maxLength": 8192]
+    /// 1 to 100 characters on one line, not all blank (`IdentityService`).
+    static let organizationName: JSONValue = ["type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\r\\n]*\\S[^\\r\\n]*$"]
     static let signup: JSONValue = [
         "type": "object", "required": ["email", "password"], "additionalProperties": false,
         "properties": [
-            "email": email, "password": password, "organization": ["type": "string", "maxLength": 400],
+            "email": email, "password": password, "organization": organizationName,
             "invitation": ["type": "string", "maxLength": 256],
         ],
     ]
@@ -146,12 +148,12 @@ enum APISchemas {
     ]
     static let createOrganization: JSONValue = [
         "type": "object", "required": ["name"], "additionalProperties": false,
-        "properties": ["name": ["type": "string", "maxLength": 400]],
+        "properties": ["name": organizationName],
     ]
     static let updateOrganization: JSONValue = [
         "type": "object", "additionalProperties": false,
         "properties": [
-            "name": ["type": ["string", "null"], "maxLength": 400],
+            "name": organizationName,
             "rate_limit_per_minute": ["type": ["integer", "null"], "minimum": 0, "maximum": 999_999_999_999_999],
         ],
     ]
@@ -166,10 +168,22 @@ enum APISchemas {
     static let createAPIKey: JSONValue = [
         "type": "object", "required": ["name", "role"], "additionalProperties": false,
         "properties": [
-            "name": ["type": "string", "maxLength": 400], "role": ["type": "string", "enum": roles],
+            "name": ["type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S"], "role": ["type": "string", "enum": roles],
             "expires_at": ["type": ["string", "null"], "format": "date-time", "maxLength": 64],
         ],
     ]
+
+    /// The names the server accepts in a path: workflow, agent and provider names are `[a-z0-9-]{1,64}`, secret
+    /// names letters, digits and `_` not starting with a digit; other segments are ids.
+    static func pathParameter(_ name: String, in path: String) -> JSONValue {
+        guard name == "name" else { return ["type": "string", "minLength": 1] }
+        if path.hasPrefix("/v1/workflows/") || path.hasPrefix("/v1/agents/") || path.hasPrefix("/v1/providers/") {
+            return ["type": "string", "pattern": "^[a-z0-9-]{1,64}$"]
+        }
+        if path.hasPrefix("/v1/secrets/") { return ["type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"] }
+        if path.hasPrefix("/v1/runs/") { return ["type": "string", "minLength": 1, "maxLength": 64] }  // a signal's name
+        return ["type": "string", "minLength": 1]
+    }
 
     // Query parameters.
     static let limit = QueryParameter(
