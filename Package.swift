@@ -32,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
         .package(url: "https://github.com/modelcontextprotocol/swift-sdk.git", from: "0.12.1"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
     ],
     targets: [
         // Domain types: ids, durations, JSON values, errors. No I/O, no HTTP, no SQL.
@@ -312,6 +313,7 @@ let package = Package(
                 "CaravanEngine", "CaravanWorkflow", "CaravanServer", "CaravanTestSupport", "CaravanStorage",
                 "CaravanSQLite", "CaravanPostgres",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -332,6 +334,7 @@ let package = Package(
             dependencies: [
                 "CaravanCore", "CaravanModels", "CaravanOutbound", "CaravanTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             swiftSettings: swiftSettings
         ),
