@@ -17,6 +17,14 @@ struct RunPlannerPropertyTests {
 
     @Test("Random workflows under random events keep the planner's invariants")
     func invariantsHold() async {
+        var cases = 0
+        var passes = 0
+        var ends: [String: Int] = [:]
+        var handled: [String: Int] = [:]
+        var recorded: [String: Int] = [:]
+        defer {
+            print("run planner properties: \(cases) cases, \(passes) planning passes; events \(handled.sorted { $0.key < $1.key }); ends \(ends.sorted { $0.key < $1.key }); recorded \(recorded.sorted { $0.key < $1.key })")
+        }
         await propertyCheck(
             count: Self.count,
             input: Gen.int(in: 0...Int.max), Gen.int(in: 0...999).array(of: 0...60)
@@ -26,7 +34,13 @@ struct RunPlannerPropertyTests {
                 harness.handle(event)
                 if !harness.violations.isEmpty { break }
             }
+            let statusAfterEvents = harness.run.status
             if harness.violations.isEmpty { harness.driveToEnd() }
+            cases += 1
+            passes += harness.passes
+            ends["\(statusAfterEvents.isTerminal ? "ended in events" : "ended in drive"): \(harness.run.status)", default: 0] += 1
+            for (kind, count) in harness.handled { handled[kind, default: 0] += count }
+            for (type, count) in harness.recorded { recorded[type, default: 0] += count }
             #expect(harness.violations.isEmpty, "\(harness.violations.prefix(3).joined(separator: "\n"))\nworkflow: \(harness.source)")
         }
     }
@@ -182,6 +196,10 @@ struct PlannerHarness {
     /// Per step: how many `step.started` events were recorded.
     var startedEvents: [String: Int] = [:]
     var passes = 0
+    /// How many events of each kind were applied (not counting those that fell back to a clock advance).
+    var handled: [String: Int] = [:]
+    /// How many events of each type the planner recorded.
+    var recorded: [String: Int] = [:]
 
     static let maxOutputBytes = 1_000
 
@@ -191,7 +209,7 @@ struct PlannerHarness {
         let (document, definition) = RandomWorkflow.make(&rng)
         self.definition = definition
         source = document.canonicalText
-        let itemsArray = rng.chance(70) || itemsAlwaysArray
+        let itemsArray = rng.chance(85) || itemsAlwaysArray
         let input: JSONValue = [
             "flag": .bool(rng.chance(50)), "n": .int(Int64.random(in: 0...5, using: &rng)), "x": "hi",
             "items": itemsArray ? [1, 2] : "not an array",
@@ -212,14 +230,16 @@ struct PlannerHarness {
         let parameter = code / 12
         switch code % 12 {
         case 0, 1, 2:  // a launched attempt succeeds
-            guard let (step, attempt) = pickInFlight(parameter) else { return advanceClock(parameter) }
+            guard let (step, attempt) = pickInFlight(parameter) else { return nudge(parameter) }
             inFlight[step] = nil
+            handled["success", default: 0] += 1
             let output: JSONValue = parameter % 23 == 0 ? .string(String(repeating: "o", count: 1_500)) : .string("out-\(step)")
             pass(results: [(step, attempt, .succeeded(output))], resumed: false)
         case 3, 4:  // a launched attempt fails, retryably or not
-            guard let (step, attempt) = pickInFlight(parameter) else { return advanceClock(parameter) }
+            guard let (step, attempt) = pickInFlight(parameter) else { return nudge(parameter) }
             inFlight[step] = nil
             let retryable = code % 12 == 3 || parameter % 3 != 0
+            handled[retryable ? "retryable failure" : "failure", default: 0] += 1
             pass(results: [(step, attempt, .failed(StepFailure(code: "boom", message: "failed", retryable: retryable)))], resumed: false)
         case 5:  // a stale result: an attempt no longer current, or one that never was
             let (step, attempt) = stale.isEmpty || parameter % 2 == 0
@@ -227,6 +247,7 @@ struct PlannerHarness {
                 : stale[parameter % stale.count]
             let outcome: StepOutcome = parameter % 3 == 0 ? .failed(StepFailure(code: "late", message: "late", retryable: true)) : .succeeded("late")
             let state = run.step(step)
+            handled["stale result", default: 0] += 1
             if state?.status != .running || state?.attempts != attempt {
                 // Stale indeed: applying it alone changes nothing and records nothing.
                 let snapshot = run
@@ -249,16 +270,19 @@ struct PlannerHarness {
             default: signal = PendingSignal(id: nextSignalID, name: "other", data: .null, sender: nil)
             }
             nextSignalID += 1
+            handled["signal", default: 0] += 1
             signals.append(signal)
             pass(results: [], resumed: false)
         case 7:  // a cancel is requested
             guard parameter % 3 == 0 else { return advanceClock(parameter) }
             run.cancelRequested = true
+            handled["cancel", default: 0] += 1
             pass(results: [], resumed: false)
         case 8:  // a child run ends
             let open = children.filter { !$0.value.status.isTerminal }.keys.sorted()
             guard !open.isEmpty else { return advanceClock(parameter) }
             let id = open[parameter % open.count]
+            handled["child ends", default: 0] += 1
             switch parameter % 5 {
             case 0: children[id] = ChildOutcome(status: .failed, output: nil, error: RunFailure(code: "x", message: "child failed"))
             case 1: children[id] = ChildOutcome(status: .cancelled, output: nil, error: nil)
@@ -279,8 +303,20 @@ struct PlannerHarness {
         return (step, inFlight[step]!)  // the key comes from the dictionary itself
     }
 
+    /// What happens when an event finds nothing to act on: a child ends, an approval comes, or the clock moves.
+    mutating func nudge(_ parameter: Int) {
+        if children.contains(where: { !$0.value.status.isTerminal }) {
+            handle(8 + 12 * parameter)
+        } else if run.steps.contains(where: { $0.status == .waiting && definition.step($0.id)?.kind == ApprovalStepKind.name }) {
+            handle(6 + 12 * parameter)
+        } else {
+            advanceClock(parameter)
+        }
+    }
+
     /// Moves the clock: a little, or to the next timer.
     mutating func advanceClock(_ parameter: Int) {
+        handled["clock", default: 0] += 1
         if parameter % 2 == 0, let wake = RunPlanner.nextWake(of: run), wake > now {
             now = wake
         } else {
@@ -292,6 +328,7 @@ struct PlannerHarness {
     /// The node loses the lease: what was in flight is lost (its results fenced out), the record is read back from
     /// storage and a fresh planner resumes it.
     mutating func loseLease() {
+        handled["lease lost", default: 0] += 1
         for (step, attempt) in inFlight { stale.append((step, attempt)) }
         inFlight = [:]
         do {
@@ -344,7 +381,7 @@ struct PlannerHarness {
                 if run.steps.first(where: { $0.id == request.stepID })?.status == .waiting {
                     setChild(existing, of: request.stepID)
                 }
-            } else if failChildCreation && rng.chance(10) {
+            } else if failChildCreation && rng.chance(5) {
                 planner.failWaiting(&run, step: request.stepID, StepFailure(code: "not_found", message: "no such workflow", retryable: false))
             } else if !run.status.isTerminal {
                 let id = "child_\(childOfStep.count + 1)"
@@ -354,6 +391,7 @@ struct PlannerHarness {
             }
         }
         check(before: before, planner: planner, resumed: resumed)
+        for event in planner.events { recorded[event.type, default: 0] += 1 }
         signals.removeAll { planner.consumedSignals.contains($0.id) }
         for step in planner.stoppedSteps {
             if let attempt = inFlight.removeValue(forKey: step) { stale.append((step, attempt)) }
