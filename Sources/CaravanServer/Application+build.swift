@@ -150,7 +150,7 @@ public func buildApplication(
         identity: identity, limiter: RequestRateLimiter(defaultPerMinute: configuration.rateLimitPerMinute), audit: audit
     )
 
-    let router = Router(context: CaravanRequestContext.self)
+    let router = Router(context: CaravanRequestContext.self, options: .autoGenerateHeadEndpoints)
     router.add(middleware: RequestIDMiddleware())
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: ProblemMiddleware())

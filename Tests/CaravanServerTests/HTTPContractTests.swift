@@ -50,9 +50,9 @@ struct HTTPContractTests {
     @Test(
         "A method a known path does not declare is 405 with Allow; an unknown path stays 404",
         arguments: [
-            ("TRACE", "/v1/runs", "GET"), ("DELETE", "/v1/runs", "GET"), ("TRACE", "/healthz", "GET"),
-            ("PATCH", "/v1/runs/run_1", "GET"), ("GET", "/v1/auth/login", "POST"),
-            ("POST", "/v1/workflows/hello", "DELETE, GET, PUT"),
+            ("TRACE", "/v1/runs", "GET, HEAD"), ("DELETE", "/v1/runs", "GET, HEAD"), ("TRACE", "/healthz", "GET, HEAD"),
+            ("PATCH", "/v1/runs/run_1", "GET, HEAD"), ("GET", "/v1/auth/login", "POST"),
+            ("POST", "/v1/workflows/hello", "DELETE, GET, HEAD, PUT"),
         ]
     )
     func methodNotAllowed(method: String, path: String, allow: String) async throws {
@@ -66,6 +66,16 @@ struct HTTPContractTests {
             #expect(problem["code"] == "method_not_allowed")
             #expect(problem["status"] == 405)
             #expect(problem["detail"]?.stringValue?.contains(method) == true)
+        }
+    }
+
+    @Test("HEAD is answered wherever GET is, without a body")
+    func head() async throws {
+        try await withTestApplication(.sqlite, mode: .live) { client, _ in
+            let port = try #require(client.port)
+            let answer = try await fetch("http://127.0.0.1:\(port)/v1/runs", method: "HEAD", headers: client.authorization)
+            #expect(answer.status == 200)
+            #expect(answer.body.isEmpty)
         }
     }
 

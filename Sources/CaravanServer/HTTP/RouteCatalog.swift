@@ -123,10 +123,12 @@ struct MethodNotAllowedMiddleware: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch let error as HTTPError where error.status == .notFound {
-            let allowed = catalog.methods(forPath: request.uri.path)
+            let declared = catalog.methods(forPath: request.uri.path)
             // No endpoint at this path (or the endpoint itself answered 404): the 404 stands.
-            guard !allowed.isEmpty, !allowed.contains(request.method) else { throw error }
-            let list = allowed.map(\.rawValue).joined(separator: ", ")
+            guard !declared.isEmpty, !declared.contains(request.method) else { throw error }
+            // The router answers HEAD wherever GET is declared.
+            let allowed = declared.contains(.get) ? declared + [.head] : declared
+            let list = allowed.map(\.rawValue).sorted().joined(separator: ", ")
             throw HTTPError(
                 .methodNotAllowed, headers: [.allow: list],
                 message: "\(request.method.rawValue) is not allowed on this path; it allows \(list)."
