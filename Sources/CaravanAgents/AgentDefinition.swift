@@ -31,6 +31,40 @@ public struct AgentDefinition: Sendable {
         "output_schema", "input", "timeout",
     ]
 
+    /// The deepest nesting of Mustache sections accepted in instructions. swift-mustache parses sections
+    /// recursively: a thousand nested sections (6 KB) overflow the stack and crash the process.
+    static let maxSectionDepth = 64
+
+    /// The deepest nesting of sections (`#`, `^`, `$`, `<`) in a Mustache template, following delimiter changes;
+    /// never less than the parser's own.
+    static func mustacheSectionDepth(_ template: String) -> Int {
+        var open: Substring = "{{"
+        var close: Substring = "}}"
+        var rest = Substring(template)
+        var depth = 0
+        var deepest = 0
+        while let start = rest.firstRange(of: open) {
+            rest = rest[start.upperBound...]
+            guard let end = rest.firstRange(of: close) else { break }
+            var tag = rest[..<end.lowerBound].drop(while: \.isWhitespace)
+            while tag.last?.isWhitespace == true { tag = tag.dropLast() }
+            rest = rest[end.upperBound...]
+            if tag.first == "=" {
+                // `{{=<% %>=}}`; a change of delimiters this cannot follow is refused rather than counted wrong.
+                let parts = tag.dropFirst().dropLast().split(whereSeparator: \.isWhitespace)
+                guard tag.count >= 2, tag.last == "=", parts.count == 2 else { return .max }
+                open = parts[0]
+                close = parts[1]
+            } else if let first = tag.first, "#^$<".contains(first) {
+                depth += 1
+                deepest = max(deepest, depth)
+            } else if tag.first == "/" {
+                depth = max(0, depth - 1)
+            }
+        }
+        return deepest
+    }
+
     /// Validates a definition already parsed into JSON.
     /// - Parameter nameFromPath: the name in the URL; it must agree with the body's `name` when both are given.
     /// - Throws: `validation_failed` with every field at fault.
@@ -54,7 +88,11 @@ public struct AgentDefinition: Sendable {
         let instructions = object["instructions"]?.stringValue ?? ""
         if let value = object["instructions"], value.stringValue == nil { fail("/instructions", "must be a string") }
         if instructions.utf8.count > 100_000 { fail("/instructions", "must be at most 100,000 bytes") }
-        do { _ = try MustacheTemplate(string: instructions) } catch { fail("/instructions", "is not a valid Mustache template: \(error)") }
+        if Self.mustacheSectionDepth(instructions) > Self.maxSectionDepth {
+            fail("/instructions", "nests Mustache sections deeper than \(Self.maxSectionDepth) levels")
+        } else {
+            do { _ = try MustacheTemplate(string: instructions) } catch { fail("/instructions", "is not a valid Mustache template: \(error)") }
+        }
 
         var tools: [AgentTool] = []
         var toolNames = Set<String>()

@@ -100,6 +100,39 @@ struct AgentDefinitionFuzzTests {
         }
         print("fuzz agent definitions: \(cases) inputs, seed \(seed)")
     }
+
+    /// Found by fuzzing: 1,000 nested sections (6 KB of instructions, far below the 100,000-byte limit) overflowed
+    /// the stack in swift-mustache's recursive parser and crashed the process from `PUT /v1/agents/{name}`.
+    @Test("Deeply nested Mustache sections within the instructions' limit are refused or rendered, not a crash", arguments: [
+        ("{{#a}}", "{{/a}}", 64), ("{{#a}}", "{{/a}}", 1_000), ("{{#a}}", "{{/a}}", 8_000), ("{{#a}}", "", 16_000),
+        ("{{^a}}", "{{/a}}", 8_000), ("{{$a}}", "{{/a}}", 8_000), ("{{#input}}", "{{/input}}", 5_000),
+        ("{{=<% %>=}}<%#a%>", "<%/a%>", 1), ("<%#a%>", "<%/a%>", 5_000), ("{{ #a }}", "{{ /a }}", 5_000),
+    ])
+    func deepSections(open: String, close: String, depth: Int) {
+        let prefix = open.hasPrefix("<%") ? "{{=<% %>=}}" : ""
+        let instructions = prefix + String(repeating: open, count: depth) + "x" + String(repeating: close, count: depth)
+        let document: JSONValue = ["model": "local/m1", "instructions": .string(instructions)]
+        #expect((AgentDefinition.mustacheSectionDepth(instructions) > AgentDefinition.maxSectionDepth) == (depth > 64))
+        do throws(CaravanError) {
+            let definition = try AgentDefinition.validate(document, nameFromPath: "helper")
+            #expect(depth <= AgentDefinition.maxSectionDepth)
+            do throws(Failure) {
+                _ = try definition.renderInstructions(input: ["a": true], limit: 100_000)
+            } catch {
+                #expect(error.code == CaravanError.Code.outputTooLarge.rawValue)
+            }
+        } catch {
+            #expect(error.code == .validationFailed, "\(error)")
+            #expect(error.fieldErrors.contains { $0.pointer == "/instructions" })
+        }
+    }
+
+    @Test("A change of delimiters that the depth count cannot follow is refused")
+    func unfollowedDelimiters() {
+        #expect(AgentDefinition.mustacheSectionDepth("{{=<% }}=}}<%#a%>x<%/a%>") == .max)
+        #expect(AgentDefinition.mustacheSectionDepth("{{=<= =>=}}<=#a=><=#b=>x<=/b=><=/a=>") == 2)
+        #expect(AgentDefinition.mustacheSectionDepth("{{#a}}{{/a}}{{#b}}{{#c}}{{/c}}{{/b}}{{{ raw }}}{{! #x }}") == 2)
+    }
 }
 
 /// SplitMix64, so that a run is replayed from its seed.
@@ -114,3 +147,4 @@ struct AgentFuzzRandom: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
