@@ -227,6 +227,20 @@ struct ParserFuzzTests {
     }
 
     // MARK: Regressions found by fuzzing
+
+    @Test("Deeply nested YAML within the body limit is refused, not a crash", arguments: [
+        ("[", "]", 200), ("[", "", 20_000), ("[", "]", 20_000), ("[", "]", 400_000), ("{a: ", "}", 20_000),
+        ("{a: ", "}", 150_000), ("- ", "", 20_000), ("- ", "", 300_000), ("? ", "", 20_000), ("&a [", "]", 20_000),
+    ])
+    func deepYAML(open: String, close: String, depth: Int) {
+        let text = "steps: " + String(repeating: open, count: depth) + String(repeating: close, count: depth)
+        do throws(CaravanError) {
+            _ = try DefinitionParser.parse(Array(text.utf8), format: .yaml, nameFromPath: "w")
+            Issue.record("a YAML document nested \(depth) deep was accepted")
+        } catch {
+            #expect([.invalidJSON, .validationFailed, .payloadTooLarge].contains(error.code), "\(error)")
+        }
+    }
 }
 
 extension Fuzzer {
