@@ -59,7 +59,8 @@ struct AgentDefinitionFuzzTests {
                         bytes.removeSubrange(min(position, bytes.count - 1)..<min(bytes.count, position + Int.random(in: 1...8, using: &rng)))
                     default:
                         let token = tokenBytes.randomElement(using: &rng)!  // tokens is not empty
-                        bytes.insert(contentsOf: Array(repeating: token, count: Int.random(in: 5...100, using: &rng)).joined(), at: position)
+                        let times = Bool.random(using: &rng) ? Int.random(in: 5...100, using: &rng) : Int.random(in: 100...3_000, using: &rng)
+                        bytes.insert(contentsOf: Array(repeating: token, count: times).joined(), at: position)
                     }
                 }
             }

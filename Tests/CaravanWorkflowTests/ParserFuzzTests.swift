@@ -228,6 +228,20 @@ struct ParserFuzzTests {
 
     // MARK: Regressions found by fuzzing
 
+    @Test("Expressions nested up to the length limit are refused or parsed, not a crash", arguments: [
+        ("[", "]"), ("(", ")"), ("!", ""), ("len(", ")"), ("[[1,", "]]"), ("!(", ")"), ("contains(1,", ")"),
+    ])
+    func deepExpressions(open: String, close: String) {
+        for count in [10, 100, (Expression.maxLength - 1) / (open.count + close.count)] {
+            let text = String(repeating: open, count: count) + "1" + String(repeating: close, count: count)
+            do throws(CaravanError) {
+                _ = try Expression(parsing: text).evaluate(in: Self.scope)
+            } catch {
+                #expect(error.code == .validationFailed)
+            }
+        }
+    }
+
     @Test("Deeply nested YAML within the body limit is refused, not a crash", arguments: [
         ("[", "]", 200), ("[", "", 20_000), ("[", "]", 20_000), ("[", "]", 400_000), ("{a: ", "}", 20_000),
         ("{a: ", "}", 150_000), ("- ", "", 20_000), ("- ", "", 300_000), ("? ", "", 20_000), ("&a [", "]", 20_000),
@@ -360,7 +374,7 @@ struct Fuzzer {
             bytes = Array(bytes[..<position]) + other[Int.random(in: 0...other.count, using: &rng)...]
         case 6:  // a token repeated: deep nesting, long runs
             let token = tokens.randomElement(using: &rng)!
-            let times = Int.random(in: 10...300, using: &rng)
+            let times = Bool.random(using: &rng) ? Int.random(in: 10...300, using: &rng) : Int.random(in: 300...3_000, using: &rng)
             bytes.insert(contentsOf: Array(repeating: token, count: times).joined(), at: position)
         case 7:  // truncate
             bytes = Array(bytes[..<position])
