@@ -205,14 +205,23 @@ struct RunStore: Sendable {
         -> [String: Bool]
     {
         var result: [String: Bool] = [:]
-        for chunk in ids.chunked(into: 1000) {
+        for chunk in ids.sorted().chunked(into: 1000) {
             let placeholders = chunk.indices.map { "$\($0 + 3)" }.joined(separator: ", ")
+            // On PostgreSQL the rows are locked in id order first: group commits lock the rows of their runs too, and
+            // two statements locking rows in different orders can deadlock.
             let rows = try await executor.query(
-                """
-                UPDATE runs SET lease_expires_at = $2, wake_at = $2
-                WHERE lease_owner = $1 AND id IN (\(placeholders))
-                RETURNING id, cancel_requested
-                """,
+                executor.dialect == .postgres
+                    ? """
+                    UPDATE runs SET lease_expires_at = $2, wake_at = $2
+                    WHERE lease_owner = $1
+                        AND id IN (SELECT id FROM runs WHERE lease_owner = $1 AND id IN (\(placeholders)) ORDER BY id FOR UPDATE)
+                    RETURNING id, cancel_requested
+                    """
+                    : """
+                    UPDATE runs SET lease_expires_at = $2, wake_at = $2
+                    WHERE lease_owner = $1 AND id IN (\(placeholders))
+                    RETURNING id, cancel_requested
+                    """,
                 [.text(owner), .int(leaseUntil)] + chunk.map { .text($0) }
             )
             for row in rows { result[try row.string("id")] = try row.bool("cancel_requested") }

@@ -268,6 +268,8 @@ struct PostgresExecutor: SQLExecutor {
             let state = error.serverInfo?[.sqlState] ?? ""
             let message = error.serverInfo?[.message] ?? "server error"
             if state == "23505" { return StorageError(.conflict, message, underlying: error) }
+            // deadlock_detected, serialization_failure: the server rolled the transaction back.
+            if state == "40P01" || state == "40001" { return StorageError(.rolledBack, message, underlying: error) }
             if state.hasPrefix("08") || state == "57P01" || state == "57P03" {
                 return StorageError(.unavailable, message, underlying: error)
             }

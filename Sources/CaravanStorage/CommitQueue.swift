@@ -91,14 +91,28 @@ public final class CommitQueue<Work: Sendable, Outcome: Sendable>: Sendable {
         }
     }
 
+    /// How many times a batch the database rolled back (a deadlock, a serialization conflict) is tried in all.
+    static var maxAttempts: Int { 5 }
+
+    /// Commits a batch. A batch the database rolled back is tried again as it is: nothing of it was written, and
+    /// giving up would leave its callers to abandon work whose effects already happened (a step that ran whose
+    /// result is then lost runs again).
     private func commit(_ batch: [(work: Work, continuation: CheckedContinuation<Outcome, any Error>)]) async {
         let works = batch.map(\.work)
-        do {
-            let apply = self.apply
-            let outcomes = try await database.withTransaction { executor in try await apply(works, executor) }
-            for (item, outcome) in zip(batch, outcomes) { item.continuation.resume(returning: outcome) }
-        } catch {
-            for item in batch { item.continuation.resume(throwing: error) }
+        let apply = self.apply
+        var attempt = 1
+        while true {
+            do {
+                let outcomes = try await database.withTransaction { executor in try await apply(works, executor) }
+                for (item, outcome) in zip(batch, outcomes) { item.continuation.resume(returning: outcome) }
+                return
+            } catch let error as StorageError where error.code == .rolledBack && attempt < Self.maxAttempts {
+                attempt += 1
+                try? await Task.sleep(for: .milliseconds(Int.random(in: 5...20) * attempt))
+            } catch {
+                for item in batch { item.continuation.resume(throwing: error) }
+                return
+            }
         }
     }
 

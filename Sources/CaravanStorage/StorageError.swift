@@ -2,7 +2,7 @@
 public struct StorageError: Error, Sendable, CustomStringConvertible {
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         fileprivate enum Base: String, Sendable {
-            case conflict, unavailable, decoding, locked, migration, other
+            case conflict, unavailable, rolledBack, decoding, locked, migration, other
         }
         fileprivate let base: Base
         public var description: String { base.rawValue }
@@ -11,6 +11,9 @@ public struct StorageError: Error, Sendable, CustomStringConvertible {
         public static let conflict = Code(base: .conflict)
         /// The database cannot be reached.
         public static let unavailable = Code(base: .unavailable)
+        /// The database rolled the transaction back to break a deadlock or a serialization conflict: nothing of it
+        /// was written, and the same transaction may be tried again.
+        public static let rolledBack = Code(base: .rolledBack)
         /// A stored value does not have the type the reader expects.
         public static let decoding = Code(base: .decoding)
         /// Another process holds the data directory.
