@@ -78,7 +78,9 @@ extension JSONValue {
         case .int(let value): output += String(value)
         case .double(let value):
             if value.isFinite {
-                if value == value.rounded(), abs(value) < 1e15 {
+                // A whole number in Int64's range is written as an integer (which is how it reads back), so that
+                // canonical text is a fixed point of parsing.
+                if value == value.rounded(), abs(value) < 9.2e18 {
                     output += String(Int64(value))
                 } else {
                     output += "\(value)"

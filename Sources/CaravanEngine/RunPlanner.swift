@@ -411,7 +411,11 @@ struct RunPlanner {
 
     private mutating func stopRemaining(_ run: inout RunRecord) {
         for index in run.steps.indices where !run.steps[index].status.isTerminal {
-            if run.steps[index].status == .running { stoppedSteps.append(run.steps[index].id) }
+            let stepID = run.steps[index].id
+            if run.steps[index].status == .running { stoppedSteps.append(stepID) }
+            // A step started earlier in this pass has not been handed out yet: it must not be.
+            launches.removeAll { $0.stepID == stepID }
+            childRuns.removeAll { $0.stepID == stepID }
             run.steps[index].status = .cancelled
             run.steps[index].wakeAt = nil
             run.steps[index].finishedAt = now
