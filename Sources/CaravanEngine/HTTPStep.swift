@@ -85,6 +85,9 @@ public struct HTTPStep: StepExecutor {
             throw StepFailure(code: "response_too_large", message: "The response is larger than \(context.maxOutputBytes) bytes.", retryable: false)
         } catch is CancellationError {
             throw StepFailure(code: "cancelled", message: "The request was cancelled.", retryable: false)
+        } catch let error as HTTPClientError where [.deadlineExceeded, .readTimeout, .connectTimeout].contains(error) {
+            // The request's deadline is the step's timeout: the same failure as the engine's own timer.
+            throw StepFailure(code: "timeout", message: "The request to \(url.host ?? "the server") timed out.", retryable: true)
         } catch {
             throw StepFailure(code: "network_error", message: "The request to \(url.host ?? "the server") failed: \(transportErrorKind(error)).", retryable: true)
         }

@@ -89,13 +89,13 @@ struct ParserFuzzTests {
     ]
 
     @Test("Workflow definitions in JSON: parsed or refused, and a parsed one re-parses from its stored source")
-    func definitionsJSON() {
+    func definitionsJSON() async {
         var fuzzer = Fuzzer(name: "definitions-json", seeds: Self.definitionSeeds, tokens: [
             "{", "}", "[", "]", ",", ":", "\"", "\"id\"", "\"needs\"", "\"steps\"", "\"when\"", "\"template\"", "\"sleep\"",
             "\"approval\"", "\"workflow\"", "\"http\"", "\"retry\"", "\"max_attempts\"", "{{", "}}", "null", "1e999", "-0",
             "\"\\ud800\"", "\"\\u0000\"", "true",
         ])
-        fuzzer.run { fuzzer, bytes in
+        await fuzzer.run { fuzzer, bytes in
             do throws(CaravanError) {
                 let definition = try DefinitionParser.parse(bytes, format: .json, nameFromPath: "w")
                 fuzzer.checkDefinitionRoundTrip(definition, input: bytes)
@@ -106,13 +106,13 @@ struct ParserFuzzTests {
     }
 
     @Test("Workflow definitions in YAML: parsed or refused, and a parsed one re-parses from its stored source")
-    func definitionsYAML() {
+    func definitionsYAML() async {
         var fuzzer = Fuzzer(name: "definitions-yaml", seeds: Self.yamlSeeds + Self.definitionSeeds, tokens: [
             "\n", "  ", "- ", ": ", "{", "}", "[", "]", ",", "&a ", "*a", "!!binary ", "!!int ", "!!float ", "? ", "|", ">",
             "---\n", "...\n", "%TAG ! tag:x:\n", "#", "'", "\"", "~", ".inf", "-.nan", "0x1F", "0o17", "1_000", "<<: ",
             "id: a", "steps:", "needs: [", "template: ", "\t", "\u{FEFF}", "\\x00",
         ])
-        fuzzer.run { fuzzer, bytes in
+        await fuzzer.run { fuzzer, bytes in
             do throws(CaravanError) {
                 let definition = try DefinitionParser.parse(bytes, format: .yaml, nameFromPath: "w")
                 fuzzer.checkDefinitionRoundTrip(definition, input: bytes)
@@ -123,9 +123,9 @@ struct ParserFuzzTests {
     }
 
     @Test("Expressions: parsed or refused; a parsed one evaluates, within the length and depth limits")
-    func expressions() {
+    func expressions() async {
         var fuzzer = Fuzzer(name: "expressions", seeds: Self.expressionSeeds, tokens: Self.expressionTokens)
-        fuzzer.run { fuzzer, bytes in
+        await fuzzer.run { fuzzer, bytes in
             let text = String(decoding: bytes, as: UTF8.self)
             do throws(CaravanError) {
                 let expression = try Expression(parsing: text)
@@ -140,12 +140,12 @@ struct ParserFuzzTests {
     }
 
     @Test("Templates: parsed or refused; a parsed one renders within its limit, and URLs keep their structure")
-    func templates() {
+    func templates() async {
         var fuzzer = Fuzzer(name: "templates", seeds: [
             "https://example.com/a/{{ input.x }}?q={{ input.x }}#{{ input.n }}", "{{ input.obj }}", "x{{{ input.x }}}y",
             "{{ input.list[1] }} and {{ steps.a.output.big }}", "{{ item }}", "{{ input.host }}", "{{input.x}}{{input.x}}",
         ], tokens: Self.templateTokens)
-        fuzzer.run { fuzzer, bytes in
+        await fuzzer.run { fuzzer, bytes in
             let text = String(decoding: bytes, as: UTF8.self)
             do throws(CaravanError) {
                 _ = try Template.parse(text)
@@ -172,9 +172,9 @@ struct ParserFuzzTests {
     }
 
     @Test("URL templates: no interpolated value changes the URL's structure")
-    func urlStructure() {
+    func urlStructure() async {
         var fuzzer = Fuzzer(name: "url-values", seeds: ["a", "../", "x?y=1&z#f", "%2F", "é /", ".", ".."], tokens: Self.templateTokens)
-        fuzzer.run { fuzzer, bytes in
+        await fuzzer.run { fuzzer, bytes in
             let value = String(decoding: bytes, as: UTF8.self)
             let scope: JSONValue = ["input": ["v": .string(value)]]
             let template = "https://example.com/a/{{ input.v }}/b?q={{ input.v }}&r=1#{{ input.v }}"
@@ -204,14 +204,14 @@ struct ParserFuzzTests {
     }
 
     @Test("Cron expressions: parsed or refused; a parsed one gives a later time, or none")
-    func cron() {
+    func cron() async {
         var fuzzer = Fuzzer(name: "cron", seeds: [
             "*/5 * * * *", "0 0 31 2 *", "0 9-17 * * mon-fri", "@daily", "15,45 */2 1-15/3 jan-jun 0,7", "59 23 29 2 *",
             "0 0 * * 7/2",
         ], tokens: Self.cronTokens, maxCases: 3_000)
         let zones = [TimeZone(identifier: "UTC"), TimeZone(identifier: "Europe/Paris"), TimeZone(identifier: "Australia/Lord_Howe")]
             .compactMap { $0 }
-        fuzzer.run { fuzzer, bytes in
+        await fuzzer.run { fuzzer, bytes in
             let text = String(decoding: bytes, as: UTF8.self)
             do throws(CaravanError) {
                 let cron = try CronExpression(parsing: text)
@@ -303,8 +303,9 @@ struct Fuzzer {
     }
 
     /// Runs `body` on seeds, mutated seeds and token strings until the time or the count is spent; fails any
-    /// input that takes longer than a second.
-    mutating func run(_ body: (inout Fuzzer, [UInt8]) -> Void) {
+    /// input that takes longer than a second. It yields its thread every few inputs: the tests beside it share the
+    /// cooperative threads (two on two cores), and a loop that never yields would starve their servers.
+    mutating func run(_ body: (inout Fuzzer, [UInt8]) -> Void) async {
         let clock = ContinuousClock()
         let deadline = clock.now + .milliseconds(Int(seconds * 1_000))
         var inputs = seeds
@@ -316,6 +317,7 @@ struct Fuzzer {
             let took = clock.now - started
             if took > .seconds(1) { fail("one input took \(took)", input: input) }
             cases += 1
+            if cases % 16 == 0 { await Task.yield() }
             if cases == inputs.count { inputs = [] }
         }
         print("fuzz \(name): \(cases) inputs, seed \(seed)")
