@@ -226,6 +226,7 @@ public final class Engine: Service, Sendable {
     private func retentionLoop() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(600))
+            if Task.isCancelled { return }
             let cutoff = Clock.nowMilliseconds() - configuration.retention.milliseconds
             do {
                 var deleted = 0
@@ -237,6 +238,8 @@ public final class Engine: Service, Sendable {
                     if count < 500 || Task.isCancelled { break }
                 }
                 if deleted > 0 { logger.info("Deleted finished runs past retention", metadata: ["caravan.deleted": "\(deleted)"]) }
+            } catch is CancellationError {
+                return  // shutting down
             } catch {
                 logger.warning("Retention sweep failed", metadata: ["error.message": "\(error)"])
             }
