@@ -294,12 +294,12 @@ let package = Package(
         ),
         .testTarget(
             name: "CaravanCoreTests",
-            dependencies: ["CaravanCore"],
+            dependencies: ["CaravanCore", "CaravanTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "CaravanWorkflowTests",
-            dependencies: ["CaravanWorkflow", "CaravanCore"],
+            dependencies: ["CaravanWorkflow", "CaravanCore", "CaravanTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,4 +1,5 @@
 import CaravanCore
+import CaravanTestSupport
 import Foundation
 import Testing
 
@@ -36,7 +37,7 @@ struct AgentDefinitionFuzzTests {
         let configured = environment["CARAVAN_FUZZ_SECONDS"].flatMap(Double.init)
         let maxCases = configured == nil ? 20_000 : Int.max
         let tracePath = environment["CARAVAN_FUZZ_TRACE"]
-        var rng = AgentFuzzRandom(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let clock = ContinuousClock()
         let deadline = clock.now + .milliseconds(Int((configured ?? 1) * 1_000))
         let seedBytes = Self.seeds.map { Array($0.utf8) }
@@ -137,16 +138,4 @@ struct AgentDefinitionFuzzTests {
     }
 }
 
-/// SplitMix64, so that a run is replayed from its seed.
-struct AgentFuzzRandom: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 

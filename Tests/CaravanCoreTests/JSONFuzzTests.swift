@@ -1,4 +1,5 @@
 import CaravanCore
+import CaravanTestSupport
 import Foundation
 import Testing
 
@@ -81,7 +82,7 @@ struct JSONFuzzer {
     let seconds: Double
     let maxCases: Int
     let tracePath: String?
-    var rng: JSONSplitMix
+    var rng: SplitMix64
     var failures = 0
     var cases = 0
 
@@ -94,7 +95,7 @@ struct JSONFuzzer {
         seconds = configured ?? 1
         maxCases = configured == nil ? 20_000 : .max
         tracePath = environment["CARAVAN_FUZZ_TRACE"]
-        rng = JSONSplitMix(seed: seed)
+        rng = SplitMix64(seed: seed)
     }
 
     /// Yields its thread every few inputs, so that the tests beside it are not starved (see `Fuzzer.run`).
@@ -208,15 +209,3 @@ struct JSONFuzzer {
     }
 }
 
-/// SplitMix64, so that a run is replayed from its seed.
-struct JSONSplitMix: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

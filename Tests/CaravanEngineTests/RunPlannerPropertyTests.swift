@@ -1,4 +1,5 @@
 import CaravanCore
+import CaravanTestSupport
 import CaravanWorkflow
 import PropertyBased
 import Testing
@@ -103,24 +104,15 @@ import Glibc
 import Darwin
 #endif
 
-/// SplitMix64: a small, seedable generator, so a case is reproduced by its seed.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// Choices the harness makes from its seeded generator.
+extension SplitMix64 {
     mutating func chance(_ percent: Int) -> Bool { Int.random(in: 0..<100, using: &self) < percent }
     mutating func pick<T>(_ values: [T]) -> T { values[Int.random(in: 0..<values.count, using: &self)] }
 }
 
 /// A random, valid workflow definition, made as JSON and put through `DefinitionParser`.
 enum RandomWorkflow {
-    static func make(_ rng: inout SeededGenerator) -> (JSONValue, WorkflowDefinition) {
+    static func make(_ rng: inout SplitMix64) -> (JSONValue, WorkflowDefinition) {
         let count = Int.random(in: 1...7, using: &rng)
         var steps: [JSONValue] = []
         for index in 0..<count {
@@ -178,7 +170,7 @@ enum RandomWorkflow {
 /// Plays the engine around a `RunPlanner`: keeps the committed run, the launches in flight, the signals not yet
 /// consumed, the child runs, and the clock; checks the invariants after every planning pass.
 struct PlannerHarness {
-    var rng: SeededGenerator
+    var rng: SplitMix64
     let definition: WorkflowDefinition
     let source: String
     var run: RunRecord
@@ -205,7 +197,7 @@ struct PlannerHarness {
 
     init(seed: UInt64, itemsAlwaysArray: Bool = false, failChildCreation: Bool = true) {
         self.failChildCreation = failChildCreation
-        rng = SeededGenerator(seed: seed)
+        rng = SplitMix64(seed: seed)
         let (document, definition) = RandomWorkflow.make(&rng)
         self.definition = definition
         source = document.canonicalText

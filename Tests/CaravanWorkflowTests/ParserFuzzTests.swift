@@ -1,4 +1,5 @@
 import CaravanCore
+import CaravanTestSupport
 import Foundation
 import Testing
 
@@ -284,7 +285,7 @@ struct Fuzzer {
     let seconds: Double
     let maxCases: Int
     let tracePath: String?
-    var rng: SplitMix
+    var rng: SplitMix64
     var failures = 0
     var cases = 0
 
@@ -299,7 +300,7 @@ struct Fuzzer {
         seconds = configured ?? 1
         self.maxCases = configured == nil ? maxCases : .max
         tracePath = Self.environment("CARAVAN_FUZZ_TRACE")
-        rng = SplitMix(seed: seed)
+        rng = SplitMix64(seed: seed)
     }
 
     /// Runs `body` on seeds, mutated seeds and token strings until the time or the count is spent; fails any
@@ -385,15 +386,3 @@ struct Fuzzer {
     }
 }
 
-/// SplitMix64, so that a run is replayed from its seed.
-struct SplitMix: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
