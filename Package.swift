@@ -71,6 +71,7 @@ let package = Package(
             dependencies: [
                 "CaravanCore",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -10,7 +10,7 @@ extension IdentityService {
         let name = try Self.checkOrganizationName(rawName, pointer: "/name")
         let now = Clock.nowMilliseconds()
         let orgID = Identifier.make("org")
-        return try await database.withTransaction { executor in
+        return try await changeCredentials { executor in
             do {
                 try await executor.execute(
                     "INSERT INTO organizations (id, name, created_at, updated_at) VALUES ($1, $2, $3, $3)",
@@ -60,7 +60,7 @@ extension IdentityService {
             }
         }
         let now = Clock.nowMilliseconds()
-        try await database.withTransaction { executor in
+        try await changeCredentials { executor in
             do {
                 if let name {
                     try await executor.execute("UPDATE organizations SET name = $2, updated_at = $3 WHERE id = $1", [.text(orgID), .text(name), .int(now)])
@@ -79,7 +79,7 @@ extension IdentityService {
 
     /// Deletes an organization and everything it owns.
     public func deleteOrganization(orgID: String) async throws {
-        try await database.withTransaction { executor in
+        try await changeCredentials { executor in
             try await executor.execute("DELETE FROM organizations WHERE id = $1", [.text(orgID)])
         }
     }
@@ -149,7 +149,7 @@ extension IdentityService {
     /// A signed-in user joins the organization that invited their email.
     public func acceptInvitation(userID: String, token: String?) async throws -> Membership {
         let now = Clock.nowMilliseconds()
-        return try await database.withTransaction { executor in
+        return try await changeCredentials { executor in
             guard let token,
                 let row = try await executor.queryFirst(
                     """
@@ -181,7 +181,7 @@ extension IdentityService {
     public func changeRole(orgID: String, userID: String, to rawRole: String?, by actor: Principal) async throws -> Membership {
         let role = try Role.parse(rawRole, at: "/role")
         try Self.checkGrant(role, by: actor, pointer: "/role")
-        try await database.withTransaction { executor in
+        try await changeCredentials { executor in
             let current = try await Self.lockedRole(orgID: orgID, userID: userID, executor: executor)
             try Self.checkGrant(current, by: actor, pointer: "/role")
             if current == .owner, role != .owner { try await Self.requireAnotherOwner(orgID: orgID, executor: executor) }
@@ -196,7 +196,7 @@ extension IdentityService {
     /// Removes a member (not one whose role exceeds the actor's, nor the last owner), ends their sessions and
     /// revokes the API keys they created in the organization.
     public func removeMember(orgID: String, userID: String, by actor: Principal) async throws {
-        try await database.withTransaction { executor in
+        try await changeCredentials { executor in
             let current = try await Self.lockedRole(orgID: orgID, userID: userID, executor: executor)
             try Self.checkGrant(current, by: actor, pointer: "/role")
             if current == .owner { try await Self.requireAnotherOwner(orgID: orgID, executor: executor) }
@@ -290,7 +290,7 @@ extension IdentityService {
     /// Revokes a key at once.
     /// - Returns: whether a live key with this id existed in the organization.
     public func revokeAPIKey(orgID: String, id: String) async throws -> Bool {
-        try await database.withTransaction { executor in
+        try await changeCredentials { executor in
             !(try await executor.query(
                 "UPDATE api_keys SET revoked_at = $3 WHERE org_id = $1 AND id = $2 AND revoked_at IS NULL RETURNING id",
                 [.text(orgID), .text(id), .int(Clock.nowMilliseconds())]

@@ -23,12 +23,25 @@ public struct IdentityService: Sendable {
     let settings: Settings
     public let throttle: AuthThrottle
     let organizations = OrganizationStore()
+    let signals: ClusterSignals
+    let credentials: CredentialCache
 
+    /// - Parameter signals: how credential changes reach the other nodes; the credential cache is on while they
+    ///   are heard.
     public init(
         database: any Database, hasher: PasswordHasher, tokens: AccessTokens, box: SecretBox,
-        throttle: AuthThrottle, settings: Settings
+        throttle: AuthThrottle, signals: ClusterSignals, settings: Settings
     ) {
         self.database = database
+        self.signals = signals
+        let credentials = CredentialCache(enabled: !signals.isShared)
+        self.credentials = credentials
+        signals.subscribe(Self.credentialsChanged) { event in
+            switch event {
+            case .signal: credentials.invalidateAll()
+            case .resync: credentials.setEnabled(!signals.isShared || signals.isListening)
+            }
+        }
         self.hasher = hasher
         self.tokens = tokens
         self.box = box
@@ -71,7 +84,7 @@ public struct IdentityService: Sendable {
         let now = Clock.nowMilliseconds()
         let userID = Identifier.make("usr")
         let openSignup = settings.openSignup
-        let membership = try await database.withTransaction { executor -> Membership in
+        let membership = try await changeCredentials { executor -> Membership in
             if executor.dialect == .postgres {
                 try await executor.execute("SELECT pg_advisory_xact_lock(hashtext('caravan:signup'))", [])
             }
@@ -203,7 +216,7 @@ public struct IdentityService: Sendable {
         }
         let now = Clock.nowMilliseconds()
         let next = OpaqueToken.make(prefix: "cvr_")
-        let outcome = try await database.withTransaction { executor -> Result<(String, String), CaravanError> in
+        let outcome = try await changeCredentials { executor -> Result<(String, String), CaravanError> in
             guard
                 let row = try await executor.queryFirst(
                     """
@@ -242,7 +255,7 @@ public struct IdentityService: Sendable {
 
     /// Ends a session: its access and refresh tokens stop working at once.
     public func logout(sessionID: String) async throws {
-        try await database.withTransaction { executor in
+        try await changeCredentials { executor in
             try await executor.execute(
                 "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL", [.text(sessionID), .int(Clock.nowMilliseconds())]
             )
@@ -261,7 +274,7 @@ public struct IdentityService: Sendable {
         try PasswordPolicy.check(new, email: try row.string("email"), pointer: "/new_password")
         let hash = try await hasher.hash(new)
         let now = Clock.nowMilliseconds()
-        try await database.withTransaction { executor in
+        try await changeCredentials { executor in
             try await executor.execute(
                 "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1", [.text(userID), .text(hash), .int(now)]
             )
@@ -283,43 +296,98 @@ public struct IdentityService: Sendable {
     public func authenticate(bearer: String, organization: String?) async throws -> Principal {
         let now = Clock.nowMilliseconds()
         if bearer.hasPrefix("cvk_") {
-            let row = try await database.read { executor in
-                try await executor.queryFirst(
-                    """
-                    SELECT k.id, k.org_id, k.role, k.created_by, k.expires_at, k.revoked_at, k.last_used_at, o.rate_limit_per_minute,
-                        m.role AS creator_role
-                    FROM api_keys k JOIN organizations o ON o.id = k.org_id
-                    LEFT JOIN memberships m ON m.org_id = k.org_id AND m.user_id = k.created_by
-                    WHERE k.key_hash = $1
-                    """,
-                    [.text(OpaqueToken.digest(bearer))]
-                )
+            let digest = OpaqueToken.digest(bearer)
+            let key: StoredAPIKey?
+            if case .apiKey(let cached) = credentials.entry(digest) {
+                key = cached
+            } else {
+                key = try await loadAPIKey(digest: digest)
             }
             // A key never acts above its creator's current role in its organization, and a key whose creator is no
             // longer a member acts as no one: demoting or removing a person takes effect on their keys at once.
-            guard let row, try row.optionalInt("revoked_at") == nil, (try row.optionalInt("expires_at")).map({ $0 > now }) ?? true,
-                let keyRole = Role(rawValue: try row.string("role")),
-                let creatorRole = (try row.optionalString("creator_role")).flatMap(Role.init(rawValue:))
+            guard let key, key.revokedAt == nil, key.expiresAt.map({ $0 > now }) ?? true,
+                let keyRole = key.role, let creatorRole = key.creatorRole
             else { throw CaravanError(.unauthenticated, "The API key is not valid, expired or was revoked.") }
-            let role = Self.effectiveRole(key: keyRole, creator: creatorRole)
-            let orgID = try row.string("org_id")
-            if let organization, organization != orgID {
+            if let organization, organization != key.orgID {
                 throw CaravanError.notFound("The organization '\(organization)'")
             }
-            let keyID = try row.string("id")
-            if now - ((try row.optionalInt("last_used_at")) ?? 0) > 60_000 {
+            if now - (key.lastUsedAt ?? 0) > 60_000 {
                 try await database.withTransaction { executor in
-                    try await executor.execute("UPDATE api_keys SET last_used_at = $2 WHERE id = $1", [.text(keyID), .int(now)])
+                    try await executor.execute("UPDATE api_keys SET last_used_at = $2 WHERE id = $1", [.text(key.id), .int(now)])
                 }
+                credentials.touch(digest, at: now)
             }
             return Principal(
-                credential: .apiKey(id: keyID), userID: try row.string("created_by"), orgID: orgID, role: role,
-                rateLimitPerMinute: (try row.optionalInt("rate_limit_per_minute")).map(Int.init)
+                credential: .apiKey(id: key.id), userID: key.createdBy, orgID: key.orgID,
+                role: Self.effectiveRole(key: keyRole, creator: creatorRole), rateLimitPerMinute: key.rateLimitPerMinute
             )
         }
         guard let verified = await tokens.verify(bearer) else {
             throw CaravanError(.unauthenticated, "The access token is not valid or expired; refresh it or sign in.")
         }
+        let cacheID = "session:" + verified.sessionID
+        let session: StoredSession?
+        if case .session(let cached) = credentials.entry(cacheID), cached.userID == verified.userID {
+            session = cached
+        } else {
+            session = try await loadSession(id: verified.sessionID, userID: verified.userID, cacheID: cacheID)
+        }
+        guard let session, session.revokedAt == nil, session.expiresAt > now else {
+            throw CaravanError(.unauthenticated, "The session has ended; sign in again.")
+        }
+        var principal = Principal(
+            credential: .session(userID: verified.userID, sessionID: verified.sessionID), userID: verified.userID,
+            orgID: nil, role: nil, rateLimitPerMinute: nil
+        )
+        let chosen: StoredSession.Membership?
+        if let organization {
+            guard let match = session.memberships.first(where: { $0.orgID == organization }) else {
+                throw CaravanError.notFound("The organization '\(organization)'")
+            }
+            chosen = match
+        } else {
+            chosen = session.memberships.count == 1 ? session.memberships[0] : nil
+        }
+        if let chosen {
+            principal.orgID = chosen.orgID
+            principal.role = chosen.role
+            principal.rateLimitPerMinute = chosen.rateLimitPerMinute
+        }
+        return principal
+    }
+
+    /// Reads an API key by its digest, and keeps it in the credential cache.
+    private func loadAPIKey(digest: String) async throws -> StoredAPIKey? {
+        let generation = credentials.generation()
+        let loadedAt = ContinuousClock.now
+        let row = try await database.read { executor in
+            try await executor.queryFirst(
+                """
+                SELECT k.id, k.org_id, k.role, k.created_by, k.expires_at, k.revoked_at, k.last_used_at, o.rate_limit_per_minute,
+                    m.role AS creator_role
+                FROM api_keys k JOIN organizations o ON o.id = k.org_id
+                LEFT JOIN memberships m ON m.org_id = k.org_id AND m.user_id = k.created_by
+                WHERE k.key_hash = $1
+                """,
+                [.text(digest)]
+            )
+        }
+        guard let row else { return nil }
+        let key = StoredAPIKey(
+            id: try row.string("id"), orgID: try row.string("org_id"), role: Role(rawValue: try row.string("role")),
+            createdBy: try row.string("created_by"), expiresAt: try row.optionalInt("expires_at"),
+            revokedAt: try row.optionalInt("revoked_at"), lastUsedAt: try row.optionalInt("last_used_at"),
+            rateLimitPerMinute: (try row.optionalInt("rate_limit_per_minute")).map(Int.init),
+            creatorRole: (try row.optionalString("creator_role")).flatMap(Role.init(rawValue:))
+        )
+        credentials.store(digest, .apiKey(key), generation: generation, loadedAt: loadedAt)
+        return key
+    }
+
+    /// Reads a session and its user's memberships, and keeps them in the credential cache.
+    private func loadSession(id: String, userID: String, cacheID: String) async throws -> StoredSession? {
+        let generation = credentials.generation()
+        let loadedAt = ContinuousClock.now
         let rows = try await database.read { executor in
             try await executor.query(
                 """
@@ -328,36 +396,43 @@ public struct IdentityService: Sendable {
                 LEFT JOIN organizations o ON o.id = m.org_id
                 WHERE s.id = $1 AND s.user_id = $2
                 """,
-                [.text(verified.sessionID), .text(verified.userID)]
+                [.text(id), .text(userID)]
             )
         }
-        guard let first = rows.first, try first.optionalInt("revoked_at") == nil, try first.int("expires_at") > now else {
-            throw CaravanError(.unauthenticated, "The session has ended; sign in again.")
-        }
-        var principal = Principal(
-            credential: .session(userID: verified.userID, sessionID: verified.sessionID), userID: verified.userID,
-            orgID: nil, role: nil, rateLimitPerMinute: nil
+        guard let first = rows.first else { return nil }
+        var session = StoredSession(
+            userID: userID, revokedAt: try first.optionalInt("revoked_at"), expiresAt: try first.int("expires_at"), memberships: []
         )
-        var memberships: [(orgID: String, role: Role, limit: Int?)] = []
         for row in rows {
             guard let orgID = try row.optionalString("org_id"), let role = Role(rawValue: try row.string("role")) else { continue }
-            memberships.append((orgID, role, (try row.optionalInt("rate_limit_per_minute")).map(Int.init)))
+            session.memberships.append(.init(orgID: orgID, role: role, rateLimitPerMinute: (try row.optionalInt("rate_limit_per_minute")).map(Int.init)))
         }
-        let chosen: (orgID: String, role: Role, limit: Int?)?
-        if let organization {
-            guard let match = memberships.first(where: { $0.orgID == organization }) else {
-                throw CaravanError.notFound("The organization '\(organization)'")
-            }
-            chosen = match
-        } else {
-            chosen = memberships.count == 1 ? memberships[0] : nil
+        credentials.store(cacheID, .session(session), generation: generation, loadedAt: loadedAt)
+        return session
+    }
+
+    /// Drops the credentials this node keeps in memory, after a change written to the database directly rather
+    /// than through this service (which forgets them on its own).
+    public func forgetCredentials() {
+        credentials.invalidateAll()
+    }
+
+    /// The topic of the signal that tells every node to forget the credentials it keeps.
+    static let credentialsChanged = "identity"
+
+    /// Runs a change that can alter how a credential authenticates (revoking, changing a role, removing a member,
+    /// ending a session, changing a rate limit) in one transaction; once committed, empties this node's credential
+    /// cache and waits until the other nodes were told to empty theirs, so the change holds on the very next
+    /// request wherever it lands.
+    func changeCredentials<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
+        let signals = self.signals
+        let (result, token) = try await database.withTransaction { executor -> (T, String?) in
+            let result = try await body(executor)
+            return (result, try await signals.send(Self.credentialsChanged, in: executor))
         }
-        if let chosen {
-            principal.orgID = chosen.orgID
-            principal.role = chosen.role
-            principal.rateLimitPerMinute = chosen.limit
-        }
-        return principal
+        credentials.invalidateAll()
+        await signals.awaitDelivery(token)
+        return result
     }
 
     /// The account with `email` and the organizations it belongs to: where a failed sign-in on it is audited.

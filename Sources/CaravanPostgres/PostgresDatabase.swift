@@ -144,6 +144,33 @@ public final class PostgresDatabase: Database, Service, Sendable {
     /// restart, a failover). Its statements would fail (see `PostgresExecutor.query`); instead it is given back
     /// and another leased (meanwhile the pool learns of the close), a few times, so that the call can still
     /// succeed; then it fails as unavailable.
+    /// Holds one pooled connection listening on `channel` for as long as the task runs; after a lost connection
+    /// (a restarted server, a network fault) it reports `listening(false)`, waits (up to 2 s, growing) and
+    /// listens again.
+    public func listen(
+        channel: String, listening: @escaping @Sendable (Bool) -> Void, received: @escaping @Sendable (String) -> Void
+    ) async {
+        var delay = 100
+        while !Task.isCancelled {
+            do {
+                try await withOpenConnection { connection in
+                    try await connection.listen(on: channel) { notifications in
+                        listening(true)
+                        delay = 100
+                        for try await notification in notifications { received(notification.payload) }
+                    }
+                }
+            } catch {
+                if !Task.isCancelled {
+                    logger.debug("Listening for notifications failed", metadata: ["error.message": "\(error)", "caravan.channel": "\(channel)"])
+                }
+            }
+            listening(false)
+            try? await Task.sleep(for: .milliseconds(delay))
+            delay = min(delay * 2, 2_000)
+        }
+    }
+
     func withOpenConnection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         for attempt in 1...4 {
             do {

@@ -83,6 +83,8 @@ public func buildApplication(
             ? URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("audit-heads.json").path : nil
     )
     let schemaReady = WakeFlag()
+    // Changes other nodes must hear of at once (credentials revoked, roles changed) travel as signals.
+    let signals = ClusterSignals(database: database, logger: logger)
     var identitySettings = IdentityService.Settings()
     identitySettings.openSignup = configuration.openSignup
     identitySettings.rateLimitCeiling = configuration.rateLimitPerMinute
@@ -95,6 +97,7 @@ public func buildApplication(
         ),
         box: box,
         throttle: AuthThrottle(database: database, attemptsPerMinute: configuration.authAttemptsPerMinute),
+        signals: signals,
         settings: identitySettings
     )
 
@@ -174,7 +177,7 @@ public func buildApplication(
     )
     // Started in this order, stopped in reverse: the database outlives the audit log, the audit log the engine
     // (which records secret use), the engine the HTTP client.
-    let services: [any Service] = [opened.service].compactMap { $0 } + [audit, meter, httpClient, mcpConnections, engine, rotation]
+    let services: [any Service] = [opened.service].compactMap { $0 } + [signals, audit, meter, httpClient, mcpConnections, engine, rotation]
     let readTimeout = TimeAmount.milliseconds(configuration.requestReadTimeout.milliseconds)
     let idleTimeout = TimeAmount.milliseconds(configuration.idleTimeout.milliseconds)
     var application = Application(

@@ -52,4 +52,34 @@ public protocol Database: Sendable {
 
     /// Checks that the database answers.
     func ping() async throws(StorageError)
+
+    /// Follows the notifications that the nodes sharing this database send on `channel` (see
+    /// `SQLExecutor.notify`), until the task is cancelled. Calls `listening(true)` each time it starts listening
+    /// (again) and `listening(false)` when it stops: notifications sent in between are lost, so whatever depends on
+    /// them must not trust what it learned before. `received` gets each payload once its transaction committed,
+    /// this node's own included. SQLite has one node: it reports listening and waits.
+    func listen(
+        channel: String, listening: @escaping @Sendable (Bool) -> Void, received: @escaping @Sendable (String) -> Void
+    ) async
+}
+
+extension Database {
+    public func listen(
+        channel: String, listening: @escaping @Sendable (Bool) -> Void, received: @escaping @Sendable (String) -> Void
+    ) async {
+        listening(true)
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(3600))
+        }
+        listening(false)
+    }
+}
+
+extension SQLExecutor {
+    /// Sends `payload` on `channel` to every node listening, when (and only if) this transaction commits
+    /// (PostgreSQL's `pg_notify`); nothing on SQLite, whose one node learns of its own writes directly.
+    public func notify(channel: String, payload: String) async throws(StorageError) {
+        guard dialect == .postgres else { return }
+        try await execute("SELECT pg_notify($1, $2)", [.text(channel), .text(payload)])
+    }
 }

@@ -61,6 +61,36 @@ public func withTestApplication<T: Sendable>(
     }
 }
 
+/// Builds two applications (two nodes) on one fresh PostgreSQL database, as two `caravan serve` processes sharing
+/// it would be, and runs `body` with a client of each: the first signed up (its owner's API key), the second
+/// without credentials.
+public func withTwoPostgresNodes<T: Sendable>(
+    configure: @Sendable (inout ServerConfiguration) -> Void = { _ in },
+    _ body: @escaping @Sendable (AuthenticatedClient, any TestClientProtocol, [CaravanApplication]) async throws -> T
+) async throws -> T {
+    try await PostgresTestServer.withFreshDatabase { url in
+        var configuration = ServerConfiguration()
+        configuration.port = 0
+        configuration.databaseURL = url
+        configuration.databasePoolSize = 8
+        configuration.masterKey = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+        configuration.applyTestDefaults()
+        configure(&configuration)
+        var second = configuration
+        second.engine.nodeID = Identifier.make("node")
+        var logger = Logger(label: "caravan") { _ in SwiftLogNoOpLogHandler() }
+        logger.logLevel = .critical
+        let (firstApplication, firstParts) = try await buildApplication(configuration, logger: logger)
+        let (secondApplication, secondParts) = try await buildApplication(second, logger: logger)
+        return try await firstApplication.test(.router) { firstClient in
+            let owner = try await AuthenticatedClient.bootstrap(firstClient)
+            return try await secondApplication.test(.router) { secondClient in
+                try await body(owner, secondClient, [firstParts, secondParts])
+            }
+        }
+    }
+}
+
 extension TestClientProtocol {
     /// Sends a request with a JSON (or other) body and returns the status and the parsed JSON answer.
     @discardableResult

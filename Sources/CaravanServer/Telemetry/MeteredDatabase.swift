@@ -33,6 +33,12 @@ struct MeteredDatabase: Database {
 
     var dialect: SQLDialect { base.dialect }
 
+    func listen(
+        channel: String, listening: @escaping @Sendable (Bool) -> Void, received: @escaping @Sendable (String) -> Void
+    ) async {
+        await base.listen(channel: channel, listening: listening, received: received)
+    }
+
     func withTransaction<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
         try await measure(transactionTimer) { try await base.withTransaction(body) }
     }
