@@ -1,3 +1,4 @@
+import CaravanAudit
 import CaravanCore
 import CaravanEngine
 import CaravanWorkflow
@@ -54,7 +55,8 @@ public final class AgentStore: Sendable {
     /// - Throws: `not_found` (agent or thread), `validation_failed` (input), `conflict` (the thread is busy),
     ///   `idempotency_conflict`.
     public func startRun(
-        orgID: String, name: String, input: JSONValue, thread: String?, idempotencyKey: String?, requestHash: String?
+        orgID: String, name: String, input: JSONValue, thread: String?, idempotencyKey: String?, requestHash: String?,
+        audit: AuditRecord? = nil
     ) async throws -> (run: RunRecord, created: Bool) {
         guard let agent = try await get(orgID: orgID, name: name), !agent.archived else { throw CaravanError.notFound("The agent '\(name)'") }
         if let schema = agent.definition.inputSchema {
@@ -77,7 +79,7 @@ public final class AgentStore: Sendable {
         if let thread { envelope["thread"] = .string(thread) }
         let (run, created) = try await engine.startRun(
             orgID: orgID, workflow: AgentStepKind.workflowName(forAgent: name), input: .object(envelope),
-            idempotencyKey: idempotencyKey, requestHash: requestHash
+            idempotencyKey: idempotencyKey, requestHash: requestHash, audit: audit
         )
         if let thread, created {
             do {

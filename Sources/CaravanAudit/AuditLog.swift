@@ -150,21 +150,27 @@ public final class AuditLog: Service, Sendable {
     }
 
     /// Writes `records` at the ends of their chains, and their chains' signed heads, inside the caller's
-    /// transaction. A chain continues from its head when the head is ahead of the last stored entry, so that
-    /// entries deleted from the end of a chain leave a gap the verifier names rather than being written over.
-    static func append(_ records: [AuditRecord], keys: AuditKeys, in executor: any SQLExecutor) async throws {
+    /// transaction: the audit log's own group commit, or the transaction of the write being audited (a run start),
+    /// so that the write and its entry commit together or not at all. Call it last in a transaction: on
+    /// PostgreSQL it holds each chain's lock (taken in chain order, so that two transactions never wait on each
+    /// other) until the commit. A chain continues from its head when the head is ahead of the last stored entry, so
+    /// that entries deleted from the end of a chain leave a gap the verifier names rather than being written over.
+    public static func append(_ records: [AuditRecord], keys: AuditKeys, in executor: any SQLExecutor) async throws {
+        guard !records.isEmpty else { return }
         var tails: [String: (seq: Int64, hash: String)] = [:]
-        var order: [String] = []
+        let order = Set(records.map { $0.orgID ?? "" }).sorted()
         let now = Clock.nowMilliseconds()
         var values: [String] = []
         var binds: [SQLValue] = []
+        for chain in order {
+            if executor.dialect == .postgres {
+                // Appends to one chain are serialized across nodes; other chains proceed.
+                try await executor.execute("SELECT pg_advisory_xact_lock(hashtext('audit:' || $1))", [.text(chain)])
+            }
+        }
         for record in records {
             let chain = record.orgID ?? ""
             if tails[chain] == nil {
-                if executor.dialect == .postgres {
-                    // Appends to one chain are serialized across nodes; other chains proceed.
-                    try await executor.execute("SELECT pg_advisory_xact_lock(hashtext('audit:' || $1))", [.text(chain)])
-                }
                 var tail: (seq: Int64, hash: String) = (0, AuditEntry.genesisHash)
                 if let row = try await executor.queryFirst(
                     "SELECT seq, hash FROM audit_log WHERE chain = $1 ORDER BY seq DESC LIMIT 1", [.text(chain)]
@@ -177,7 +183,6 @@ public final class AuditLog: Service, Sendable {
                     tail = (try head.int("seq"), try head.string("hash"))
                 }
                 tails[chain] = tail
-                order.append(chain)
             }
             let tail = tails[chain]!  // set just above for every chain met
             let seq = tail.seq + 1

@@ -1,3 +1,4 @@
+import CaravanAudit
 import CaravanCore
 import CaravanStorage
 import CaravanWorkflow
@@ -10,7 +11,9 @@ extension Engine {
     /// - Parameters:
     ///   - idempotencyKey: a repeated key with the same `requestHash` answers the same run; with another hash it
     ///     is an `idempotency_conflict`.
-    /// - Returns: the run and whether it was created now.
+    ///   - audit: the audit entry of the request, committed in the run's own transaction (its target becomes
+    ///     `run:<id>`) when the run is created; not written when the key answers an existing run.
+    /// - Returns: the run and whether it was created now (and so its audit entry written).
     /// - Throws: `not_found`, `payload_too_large`, `validation_failed`, `idempotency_conflict`.
     public func startRun(
         orgID: String,
@@ -18,7 +21,8 @@ extension Engine {
         input: JSONValue,
         idempotencyKey: String?,
         requestHash: String?,
-        parent: (runID: String, step: String)? = nil
+        parent: (runID: String, step: String)? = nil,
+        audit: AuditRecord? = nil
     ) async throws -> (run: RunRecord, created: Bool) {
         if let idempotencyKey,
             let existing = try await database.read({ try await self.store.get(orgID: orgID, idempotencyKey: idempotencyKey, in: $0) })
@@ -63,7 +67,7 @@ extension Engine {
                 return await runStep(launch, run: run, timeout: .seconds(30), logger: logger)
             }
         )
-        let outcome = try await commits.submit(.create(NewRun(run: run, wakeAt: nil), events: [queued], admission: admission))
+        let outcome = try await commits.submit(.create(NewRun(run: run, wakeAt: nil), events: [queued], admission: admission, audit: audit))
         guard case .created(let inserted, let admitted) = outcome else {
             throw CaravanError(.internal, "The run could not be created.")
         }

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CaravanAudit
 import CaravanCore
 import CaravanStorage
 import CaravanWorkflow
@@ -45,11 +46,13 @@ public final class Engine: Service, Sendable {
     ///   - database: where runs live.
     ///   - executors: the step kinds that run as calls (`template`, `http`, …); the control kinds (`approval`,
     ///     `sleep`, `workflow`) are the engine's own.
+    ///   - auditKeys: the audit log's keys, to commit a run start's audit entry with the run.
     public init(
         database: any Database,
         executors: [any StepExecutor],
         configuration: EngineConfiguration,
         secrets: (any SecretResolver)? = nil,
+        auditKeys: AuditKeys? = nil,
         logger: Logger
     ) {
         self.database = database
@@ -61,7 +64,7 @@ public final class Engine: Service, Sendable {
         self.kinds = kinds
         self.workflows = WorkflowStore(database: database, kinds: kinds)
         self.executors = Dictionary(executors.map { (type(of: $0).name, $0) }, uniquingKeysWith: { _, last in last })
-        let applier = CommitApplier()
+        let applier = CommitApplier(auditKeys: auditKeys)
         self.commits = CommitQueue(database: database, maxBatch: 512) { batch, executor in
             try await applier.apply(batch, in: executor)
         }

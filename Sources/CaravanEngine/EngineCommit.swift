@@ -1,3 +1,4 @@
+import CaravanAudit
 import CaravanCore
 import CaravanStorage
 import CaravanWorkflow
@@ -5,8 +6,9 @@ import CaravanWorkflow
 /// One unit of work for the group committer.
 enum CommitWork: Sendable {
     /// Insert a new run (queued) with its first events; when `admission` is given, admit it at once if the
-    /// workflow's and the organization's limits allow, leasing it to this node.
-    case create(NewRun, events: [RunEvent], admission: Admission?)
+    /// workflow's and the organization's limits allow, leasing it to this node. `audit` is the entry of the
+    /// request that started it, committed with it (and not at all if the run was not inserted).
+    case create(NewRun, events: [RunEvent], admission: Admission?, audit: AuditRecord?)
     /// Write a run's progress under its lease, with side effects that must commit with it.
     case advance(RunAdvance)
 }
@@ -72,6 +74,8 @@ struct AdmittedRun: Sendable {
 /// Applies a batch of commit work inside one transaction.
 struct CommitApplier: Sendable {
     let store = RunStore()
+    /// The keys that link audit entries committed with runs.
+    let auditKeys: AuditKeys?
 
     func apply(_ batch: [CommitWork], in executor: any SQLExecutor) async throws -> [CommitOutcome] {
         var outcomes = [CommitOutcome?](repeating: nil, count: batch.count)
@@ -82,7 +86,7 @@ struct CommitApplier: Sendable {
         var newEvents: [RunEvent] = []
         var admitted: [Int: AdmittedRun] = [:]
         for (index, work) in batch.enumerated() {
-            guard case .create(var new, let events, let admission) = work else { continue }
+            guard case .create(var new, let events, let admission, _) = work else { continue }
             var allEvents = events
             if let admission, try await capacity.take(for: new.run, admission, store: store, in: executor) {
                 var planner = RunPlanner(definition: admission.definition, now: new.run.createdAt, maxOutputBytes: admission.maxOutputBytes)
@@ -169,10 +173,20 @@ struct CommitApplier: Sendable {
         events += newEvents.filter { inserted.contains($0.runID) }
         try await store.append(events, orgs: orgs, in: executor)
 
+        var audit: [AuditRecord] = []
         for (index, work) in batch.enumerated() {
-            guard case .create(let new, _, _) = work else { continue }
+            guard case .create(let new, _, _, let entry) = work else { continue }
             let isInserted = inserted.contains(new.run.id)
             outcomes[index] = .created(inserted: isInserted, admitted: isInserted ? admitted[index] : nil)
+            if isInserted, var entry {
+                entry.target = "run:\(new.run.id)"
+                audit.append(entry)
+            }
+        }
+        // Last: on PostgreSQL the audit chains' locks are held from here to the commit.
+        if !audit.isEmpty {
+            guard let auditKeys else { throw CaravanError(.internal, "Runs started with an audit entry need the audit keys.") }
+            try await AuditLog.append(audit, keys: auditKeys, in: executor)
         }
         return outcomes.map { $0 ?? .advanced(false) }
     }

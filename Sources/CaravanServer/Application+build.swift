@@ -145,6 +145,7 @@ public func buildApplication(
         ],
         configuration: configuration.engine,
         secrets: secretResolver,
+        auditKeys: audit.keys,
         logger: logger
     )
     engineReference.set(engine)

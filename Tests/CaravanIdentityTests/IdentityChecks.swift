@@ -328,6 +328,52 @@ enum IdentityChecks {
         #expect(verdict.json["first_break"]?["id"]?.stringValue == target)
     }
 
+    /// A run start's audit entry is written in the run's own transaction: one entry per run created, naming the
+    /// run, present as soon as the start is answered; a start answered from its Idempotency-Key writes its own
+    /// entry. With runs started concurrently, verification still names a changed entry.
+    static func runStartsAreAuditedWithTheRun(_ client: AuthenticatedClient, _ app: CaravanApplication) async throws {
+        _ = try await client.send(.put, "/v1/workflows/audited", json: "steps:\n  - {id: a, template: x}\n", contentType: "application/yaml")
+        let ids = try await withThrowingTaskGroup(of: String.self) { group in
+            for index in 0..<40 {
+                group.addTask {
+                    let headers: HTTPFields = index == 0 ? [HTTPField.Name("Idempotency-Key")!: "once"] : [:]
+                    let started = try await client.send(.post, "/v1/workflows/audited/runs", json: #"{"input": {}}"#, headers: headers)
+                    #expect(started.status == .created, "\(started.json)")
+                    return try #require(started.json["id"]?.stringValue)
+                }
+            }
+            return try await group.reduce(into: [String]()) { $0.append($1) }
+        }
+        let repeated = try await client.send(
+            .post, "/v1/workflows/audited/runs", json: #"{"input": {}}"#, headers: [HTTPField.Name("Idempotency-Key")!: "once"]
+        )
+        #expect(repeated.status == .ok)
+        let entries = try await app.database.read { executor in
+            try await executor.query(
+                "SELECT target, outcome, actor_type, request_id FROM audit_log WHERE chain = $1 AND action = 'startRun' ORDER BY seq",
+                [.text(client.orgID)]
+            )
+        }
+        let targets = try entries.map { try $0.string("target") }
+        #expect(targets.count == 41, "\(targets)")
+        #expect(Set(targets) == Set(ids.map { "run:\($0)" }), "one entry per run, naming it")
+        #expect(try entries.allSatisfy { try $0.string("outcome") == "success" && $0.string("actor_type") == "api_key" })
+        #expect(try entries.allSatisfy { try $0.optionalString("request_id")?.hasPrefix("req_") == true })
+        #expect(try await client.send(.get, "/v1/audit/verify").json["intact"] == true)
+
+        let changed = try #require(try await app.database.read { executor in
+            try await executor.queryFirst(
+                "SELECT seq FROM audit_log WHERE chain = $1 AND action = 'startRun' ORDER BY seq LIMIT 1 OFFSET 20", [.text(client.orgID)]
+            )?.int("seq")
+        })
+        try await app.database.withTransaction { executor in
+            try await executor.execute("UPDATE audit_log SET target = 'run:other' WHERE chain = $1 AND seq = $2", [.text(client.orgID), .int(changed)])
+        }
+        let verdict = try await client.send(.get, "/v1/audit/verify")
+        #expect(verdict.json["intact"] == false)
+        #expect(verdict.json["first_break"]?["id"]?.stringValue == String(changed))
+    }
+
     /// A secret's value is sent where a step puts it and found nowhere else: not in run output, events, answers,
     /// logs, nor the database files.
     static func secretsStaySecret(_ client: AuthenticatedClient, _ app: CaravanApplication, _ upstream: TestHTTPServer, _ logs: JSONLogOutput) async throws {

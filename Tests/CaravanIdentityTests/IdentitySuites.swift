@@ -44,6 +44,7 @@ struct SQLiteIdentityTests {
     @Test func passwordPolicy() async throws { try await identityCheck(backend, IdentityChecks.passwordPolicy) }
     @Test func rateLimits() async throws { try await identityCheck(backend, IdentityChecks.rateLimits) }
     @Test func auditChain() async throws { try await identityCheck(backend, IdentityChecks.auditChain) }
+    @Test func runStartsAreAuditedWithTheRun() async throws { try await identityCheck(backend, IdentityChecks.runStartsAreAuditedWithTheRun) }
     @Test func secrets() async throws { try await secretsCheck(backend) }
     @Test func keysFollowTheirCreator() async throws { try await identityCheck(backend, SecurityFindingChecks.keysFollowTheirCreator) }
     @Test func rateLimitCeiling() async throws {
@@ -72,6 +73,7 @@ struct PostgresIdentityTests {
     @Test func members() async throws { try await identityCheck(backend, IdentityChecks.members) }
     @Test func rateLimits() async throws { try await identityCheck(backend, IdentityChecks.rateLimits) }
     @Test func auditChain() async throws { try await identityCheck(backend, IdentityChecks.auditChain) }
+    @Test func runStartsAreAuditedWithTheRun() async throws { try await identityCheck(backend, IdentityChecks.runStartsAreAuditedWithTheRun) }
     @Test func secrets() async throws { try await secretsCheck(backend) }
     @Test func keysFollowTheirCreator() async throws { try await identityCheck(backend, SecurityFindingChecks.keysFollowTheirCreator) }
     @Test func rateLimitCeiling() async throws {

@@ -14,6 +14,10 @@ public final class AuditNote: Sendable {
         var details: JSONValue?
         var actor: AuditActor?
         var orgID: String?
+        /// The entry a successful request will write, as the gate prepared it.
+        var success: AuditRecord?
+        /// Whether the handler's own write committed that entry.
+        var committed = false
     }
 
     private let fields = Mutex(Fields())
@@ -31,6 +35,26 @@ public final class AuditNote: Sendable {
             if let orgID { $0.orgID = orgID }
         }
     }
+
+    /// The entry this request writes if it succeeds, for a handler whose write commits it in its own transaction
+    /// (a run start): pass it to that write, then call `committedWithWrite()` if the write happened. `nil` for a
+    /// request that is not audited.
+    public var entryForWrite: AuditRecord? {
+        fields.withLock { fields in
+            guard var entry = fields.success else { return nil }
+            if let target = fields.target { entry.target = target }
+            if case .object(let extra) = fields.details, case .object(var details) = entry.details {
+                details.merge(extra) { first, _ in first }
+                entry.details = .object(details)
+            }
+            return entry
+        }
+    }
+
+    /// Says that the write committed `entryForWrite`: the gate does not write it again.
+    public func committedWithWrite() { fields.withLock { $0.committed = true } }
+
+    func prepare(_ success: AuditRecord) { fields.withLock { $0.success = success } }
 
     var snapshot: Fields { fields.withLock { $0 } }
 }
@@ -58,8 +82,9 @@ struct AccessControl: Sendable {
                 if endpoint.access != .open {
                     try await authorize(endpoint, request: request, context: &context)
                 }
+                if audited { context.audit.prepare(entry(endpoint, request: request, context: context, outcome: "success")) }
                 let response = try await handler(request, context)
-                if audited, response.status.code < 400 {
+                if audited, response.status.code < 400, !context.audit.snapshot.committed {
                     await record(endpoint, request: request, context: context, outcome: "success")
                 }
                 return response
@@ -110,6 +135,11 @@ struct AccessControl: Sendable {
     }
 
     private func record(_ endpoint: EndpointDescription, request: Request, context: CaravanRequestContext, outcome: String) async {
+        await audit.recordLogged(entry(endpoint, request: request, context: context, outcome: outcome))
+    }
+
+    /// The audit entry of a request, with what its handler noted so far.
+    private func entry(_ endpoint: EndpointDescription, request: Request, context: CaravanRequestContext, outcome: String) -> AuditRecord {
         let note = context.audit.snapshot
         let actor: AuditActor
         switch context.principal?.credential {
@@ -119,7 +149,7 @@ struct AccessControl: Sendable {
         }
         var details: [String: JSONValue] = ["method": .string(endpoint.method.rawValue)]
         if case .object(let extra) = note.details { details.merge(extra) { first, _ in first } }
-        await audit.recordLogged(AuditRecord(
+        return AuditRecord(
             orgID: note.orgID ?? context.principal?.orgID,
             actor: actor,
             action: outcome == "denied" ? "permission.denied" : endpoint.operationID,
@@ -128,7 +158,7 @@ struct AccessControl: Sendable {
             source: context.sourceAddress,
             requestID: context.requestID,
             details: .object(details)
-        ))
+        )
     }
 
     static func status(of error: any Error) -> Int {

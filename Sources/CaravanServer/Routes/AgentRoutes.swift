@@ -110,8 +110,9 @@ struct AgentRoutes {
             let thread = try fields.string("thread", maxLength: 100)
             let (run, created) = try await agents.startRun(
                 orgID: orgID, name: name, input: fields.object["input"] ?? .object([:]), thread: thread, idempotencyKey: key,
-                requestHash: key == nil ? nil : stableDigest(body.canonicalText)
+                requestHash: key == nil ? nil : stableDigest(body.canonicalText), audit: context.audit.entryForWrite
             )
+            if created { context.audit.committedWithWrite() } else { context.audit.target("run:\(run.id)") }
             return try await RunRoutes.answer(run, created: created, wait: wait, engine: engine)
         }
         routes.add(

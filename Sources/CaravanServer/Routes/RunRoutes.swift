@@ -36,8 +36,9 @@ struct RunRoutes {
             let input = object["input"] ?? .object([:])
             let (run, created) = try await engine.startRun(
                 orgID: orgID, workflow: name, input: input, idempotencyKey: key,
-                requestHash: key == nil ? nil : stableDigest(body.canonicalText)
+                requestHash: key == nil ? nil : stableDigest(body.canonicalText), audit: context.audit.entryForWrite
             )
+            if created { context.audit.committedWithWrite() } else { context.audit.target("run:\(run.id)") }
             return try await Self.answer(run, created: created, wait: wait, engine: engine)
         }
         routes.add(
