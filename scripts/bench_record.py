@@ -95,11 +95,16 @@ def nice_ceiling(value):
     return 10 * power
 
 
+def format_value(value):
+    """A point's label: whole numbers from 100 up, three significant digits below."""
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def format_tick(value):
     return f"{value:,.0f}" if value >= 100 or value == int(value) else f"{value:g}"
 
 
-def chart(records):
+def chart(records, source="docs/bench/results.jsonl"):
     """The SVG text: one panel per figure of PANELS, x = commits in date order, one line per backend."""
     wanted = {(w, f) for w, f, _ in PANELS}
     chosen = [r for r in records if (r.get("workload"), r.get("figure")) in wanted]
@@ -128,7 +133,7 @@ def chart(records):
         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
         f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="14" font-weight="bold">'
-        f'Caravan W1 and W2 by commit (docs/bench/results.jsonl)</text>',
+        f'Caravan W1 and W2 by commit ({html.escape(source)})</text>',
     ]
     for index, (workload, figure, title) in enumerate(PANELS):
         y0 = top + index * (panel_height + gap)
@@ -187,7 +192,7 @@ def chart(records):
                            f'({r.get("min", r["value"]):g}..{r.get("max", r["value"]):g}) '
                            f'{html.escape(r.get("unit", ""))}</title></circle>')
                 out.append(f'<text x="{x + 5:.1f}" y="{y_of(r["value"]) - 6:.1f}" fill="{color}" font-size="10">'
-                           f'{r["value"]:g}</text>')
+                           f'{format_value(r["value"])}</text>')
         # Legend.
         legend_x = left + plot_width + 20
         for row, backend in enumerate(b for b in backends if any(k[0] == b for k in points)):
@@ -232,7 +237,8 @@ def main():
             f.write(line + "\n")
         print(line)
     elif args.command == "chart":
-        svg = chart(read_records(args.file))
+        source = os.path.relpath(args.file, ROOT) if os.path.abspath(args.file).startswith(ROOT + os.sep) else args.file
+        svg = chart(read_records(args.file), source)
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
             f.write(svg)

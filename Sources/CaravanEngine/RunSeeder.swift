@@ -27,7 +27,10 @@ public enum RunSeeder {
         in database: any Database,
         progress: @Sendable (Int) -> Void = { _ in }
     ) async throws -> [String] {
-        precondition(!stepIDs.isEmpty && batchSize > 0 && failedEvery > 0, "seeding needs steps, batches and a failure rate")
+        precondition(
+            !stepIDs.isEmpty && batchSize > 0 && failedEvery > 0,
+            "seeding needs steps, batches and a failure rate"
+        )
         let store = RunStore()
         let sampleEvery = max(1, count / max(1, sampleSize))
         var sample: [String] = []
@@ -39,8 +42,12 @@ public enum RunSeeder {
             for index in stored..<min(count, stored + batchSize) {
                 let createdAt = finishedBefore - Int64(count - index) * 10
                 let (run, runEvents) = finishedRun(
-                    orgID: orgID, workflow: workflow, version: version, stepIDs: stepIDs,
-                    failed: index % failedEvery == failedEvery - 1, createdAt: createdAt
+                    orgID: orgID,
+                    workflow: workflow,
+                    version: version,
+                    stepIDs: stepIDs,
+                    failed: index % failedEvery == failedEvery - 1,
+                    createdAt: createdAt
                 )
                 runs.append(NewRun(run: run))
                 events += runEvents
@@ -60,7 +67,12 @@ public enum RunSeeder {
     /// One finished run and its events: queued, started, then each step started and succeeded (1 ms apart)
     /// until the failed one, then the run's end.
     static func finishedRun(
-        orgID: String, workflow: String, version: Int, stepIDs: [String], failed: Bool, createdAt: Int64
+        orgID: String,
+        workflow: String,
+        version: Int,
+        stepIDs: [String],
+        failed: Bool,
+        createdAt: Int64
     ) -> (RunRecord, [RunEvent]) {
         let id = Identifier.make("run", milliseconds: createdAt)
         var at = createdAt
@@ -90,7 +102,11 @@ public enum RunSeeder {
             at += 1
             step.finishedAt = at
             if index == failAt {
-                let error = RunFailure(code: "template_failed", message: "The template could not be rendered.", step: stepID)
+                let error = RunFailure(
+                    code: "template_failed",
+                    message: "The template could not be rendered.",
+                    step: stepID
+                )
                 step.status = .failed
                 step.error = error
                 failure = error
@@ -109,10 +125,26 @@ public enum RunSeeder {
             record("run.succeeded", data: ["output": .string(output)])
         }
         let run = RunRecord(
-            id: id, orgID: orgID, kind: "workflow", workflow: workflow, workflowVersion: version,
-            status: failure == nil ? .succeeded : .failed, input: [:], output: failure == nil ? .string(output) : nil,
-            error: failure, steps: steps, idempotencyKey: nil, requestHash: nil, parentRunID: nil, parentStep: nil,
-            createdAt: createdAt, startedAt: createdAt, finishedAt: at, updatedAt: at, lastSeq: seq, cancelRequested: false
+            id: id,
+            orgID: orgID,
+            kind: "workflow",
+            workflow: workflow,
+            workflowVersion: version,
+            status: failure == nil ? .succeeded : .failed,
+            input: [:],
+            output: failure == nil ? .string(output) : nil,
+            error: failure,
+            steps: steps,
+            idempotencyKey: nil,
+            requestHash: nil,
+            parentRunID: nil,
+            parentStep: nil,
+            createdAt: createdAt,
+            startedAt: createdAt,
+            finishedAt: at,
+            updatedAt: at,
+            lastSeq: seq,
+            cancelRequested: false
         )
         return (run, events)
     }
