@@ -166,6 +166,7 @@ extension Engine {
             )
             // The runs it started (and theirs) are cancelled with it.
             let descendants = updated.isEmpty ? [] : try await self.store.cancelDescendants(of: id, at: now, in: executor)
+            if !updated.isEmpty { try await self.announce([id] + descendants, in: executor) }
             return (updated, descendants)
         }
         guard let run = try await run(orgID: orgID, id: id) else { throw CaravanError.notFound("The run") }
@@ -189,6 +190,7 @@ extension Engine {
             }
             try await self.store.addSignal(runID: id, name: name, data: data, sender: sender, at: now, in: executor)
             try await self.store.wake(runID: id, at: now, in: executor)
+            try await self.announce([id], in: executor)
         }
         if !notifier.poke(runID: id) { pokeClaims() }
     }
@@ -241,6 +243,7 @@ extension Engine {
                 [.text(id), .json(StepList.encode(run.steps)), .int(run.lastSeq), .int(now)]
             )
             guard !rows.isEmpty else { throw CaravanError(.conflict, "The run changed meanwhile; try again.") }
+            try await self.announce([id], in: executor)
             try await self.store.append(
                 [RunEvent(runID: id, seq: run.lastSeq, type: "run.queued", at: now, data: ["retry": true])],
                 orgs: [id: orgID],
@@ -304,6 +307,7 @@ extension Engine {
                 )
             }
             let inserted = try await self.store.insert(created, in: executor)
+            if !inserted.isEmpty { try await self.announce([], in: executor) }
             try await self.store.append(
                 events.filter { inserted.contains($0.runID) },
                 orgs: Dictionary(created.map { ($0.run.id, $0.run.orgID) }, uniquingKeysWith: { first, _ in first }),

@@ -28,6 +28,7 @@ public final class Engine: Service, Sendable {
     let secrets: (any SecretResolver)?
     let logger: Logger
     let commits: CommitQueue<CommitWork, CommitOutcome>
+    let signals: ClusterSignals?
     private let dispatch: AsyncStream<ClaimedExecution>
     private let dispatchContinuation: AsyncStream<ClaimedExecution>.Continuation
     private let active = Mutex<Set<String>>([])
@@ -47,12 +48,15 @@ public final class Engine: Service, Sendable {
     ///   - executors: the step kinds that run as calls (`template`, `http`, …); the control kinds (`approval`,
     ///     `sleep`, `workflow`) are the engine's own.
     ///   - auditKeys: the audit log's keys, to commit a run start's audit entry with the run.
+    ///   - signals: how nodes sharing the database wake each other (a run signalled, cancelled, released or made
+    ///     claimable elsewhere), instead of waiting for the next poll.
     public init(
         database: any Database,
         executors: [any StepExecutor],
         configuration: EngineConfiguration,
         secrets: (any SecretResolver)? = nil,
         auditKeys: AuditKeys? = nil,
+        signals: ClusterSignals? = nil,
         logger: Logger
     ) {
         self.database = database
@@ -64,11 +68,44 @@ public final class Engine: Service, Sendable {
         self.kinds = kinds
         self.workflows = WorkflowStore(database: database, kinds: kinds)
         self.executors = Dictionary(executors.map { (type(of: $0).name, $0) }, uniquingKeysWith: { _, last in last })
-        let applier = CommitApplier(auditKeys: auditKeys)
+        self.signals = signals
+        let applier = CommitApplier(auditKeys: auditKeys, signals: signals)
         self.commits = CommitQueue(database: database, maxBatch: 512) { batch, executor in
             try await applier.apply(batch, in: executor)
         }
         (dispatch, dispatchContinuation) = AsyncStream.makeStream(of: ClaimedExecution.self)
+        signals?.subscribe(Self.runsChanged) { [weak self] event in
+            guard let self else { return }
+            switch event {
+            case .signal(let payload): self.wake(payload.split(separator: ",", omittingEmptySubsequences: false).map(String.init))
+            case .resync: self.pokeClaims()  // wakes may have been missed: look for work now
+            }
+        }
+    }
+
+    /// The topic of the signal that wakes other nodes for runs: a comma-separated list of run ids, where an
+    /// empty one says that runs became claimable.
+    static let runsChanged = "runs"
+
+    /// What another node's signal asks of this one: wake the runs named if they execute here (else look for
+    /// claimable work), and tell their watchers (streams, `?wait=`) they changed.
+    private func wake(_ runIDs: [String]) {
+        var claim = false
+        for id in runIDs {
+            if id.isEmpty {
+                claim = true
+                continue
+            }
+            notifier.changed(id)
+            if !notifier.poke(runID: id) { claim = true }
+        }
+        if claim { pokeClaims() }
+    }
+
+    /// Tells the other nodes, when `executor`'s transaction commits, that `runIDs` changed (none: that runs
+    /// became claimable).
+    func announce(_ runIDs: [String], in executor: any SQLExecutor) async throws {
+        try await signals?.send(Self.runsChanged, payload: runIDs.isEmpty ? "" : runIDs.joined(separator: ","), in: executor)
     }
 
 
@@ -117,6 +154,7 @@ public final class Engine: Service, Sendable {
     private func releaseLeases() async {
         do {
             try await database.withTransaction { executor in
+                try await self.announce([], in: executor)
                 try await executor.execute(
                     """
                     UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, wake_at = $2

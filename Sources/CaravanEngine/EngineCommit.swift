@@ -76,6 +76,8 @@ struct CommitApplier: Sendable {
     let store = RunStore()
     /// The keys that link audit entries committed with runs.
     let auditKeys: AuditKeys?
+    /// How other nodes learn of runs this batch made claimable (children, woken parents, freed slots).
+    let signals: ClusterSignals?
 
     func apply(_ batch: [CommitWork], in executor: any SQLExecutor) async throws -> [CommitOutcome] {
         var outcomes = [CommitOutcome?](repeating: nil, count: batch.count)
@@ -166,6 +168,18 @@ struct CommitApplier: Sendable {
             if let slot = advance.freedSlot {
                 try await store.wakeQueued(orgID: slot.orgID, workflow: slot.workflow, now: advance.update.run.updatedAt, in: executor)
             }
+        }
+
+        // Runs another node may now take: children (claimed wherever there is room), woken parents, freed slots.
+        var wakes: [String] = []
+        var claimable = false
+        for (index, work) in batch.enumerated() {
+            guard case .advance(let advance) = work, written.contains(advance.update.run.id), !parked.contains(index) else { continue }
+            if let parent = advance.wakeParent { wakes.append(parent) }
+            if !advance.children.isEmpty || advance.freedSlot != nil { claimable = true }
+        }
+        if let signals, !wakes.isEmpty || claimable {
+            try await signals.send(Engine.runsChanged, payload: (wakes + (claimable ? [""] : [])).joined(separator: ","), in: executor)
         }
 
         let inserted = try await store.insert(newRuns, in: executor)

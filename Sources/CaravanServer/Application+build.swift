@@ -146,6 +146,7 @@ public func buildApplication(
         configuration: configuration.engine,
         secrets: secretResolver,
         auditKeys: audit.keys,
+        signals: signals,
         logger: logger
     )
     engineReference.set(engine)
