@@ -66,7 +66,7 @@ public final class Engine: Service, Sendable {
         var kinds = StepKindRegistry.builtIn
         for executor in executors { kinds = kinds.registering(type(of: executor)) }
         self.kinds = kinds
-        self.workflows = WorkflowStore(database: database, kinds: kinds)
+        self.workflows = WorkflowStore(database: database, kinds: kinds, signals: signals)
         self.executors = Dictionary(executors.map { (type(of: $0).name, $0) }, uniquingKeysWith: { _, last in last })
         self.signals = signals
         let applier = CommitApplier(auditKeys: auditKeys, signals: signals)

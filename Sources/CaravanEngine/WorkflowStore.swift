@@ -16,15 +16,21 @@ public struct StoredWorkflow: Sendable {
 }
 
 /// Reads and writes workflow definitions and their versions. Versions are immutable, so parsed definitions are
-/// cached for the engine's hot path.
+/// cached for the engine's hot path; the latest version of each workflow (what a run start reads) is kept in a
+/// `ClusterCache`, emptied on every node by every change of a workflow.
 public final class WorkflowStore: Sendable {
     private let database: any Database
     private let kinds: StepKindRegistry
     private let cache = Mutex<[String: WorkflowDefinition]>([:])
+    private let latest: ClusterCache<StoredWorkflow>
 
-    public init(database: any Database, kinds: StepKindRegistry) {
+    /// The topic of the signal that empties every node's cache of latest versions.
+    static let workflowsChanged = "workflows"
+
+    public init(database: any Database, kinds: StepKindRegistry, signals: ClusterSignals? = nil) {
         self.database = database
         self.kinds = kinds
+        self.latest = ClusterCache(signals: signals, topic: Self.workflowsChanged)
     }
 
     /// Creates the workflow or a new version of it; an unchanged definition keeps its version.
@@ -33,7 +39,7 @@ public final class WorkflowStore: Sendable {
         let text = definition.source.canonicalText
         let now = Clock.nowMilliseconds()
         let nextFire = definition.schedule.flatMap { Scheduler.nextFire(of: $0, after: now) }
-        return try await database.withTransaction { executor in
+        return try await latest.change(in: database) { executor in
             let existing = try await executor.queryFirst(
                 """
                 SELECT w.latest_version, w.created_at, w.archived_at, v.definition FROM workflows w
@@ -89,6 +95,11 @@ public final class WorkflowStore: Sendable {
 
     /// The workflow `name` at `version` (default: the latest), or `nil`.
     public func get(orgID: String, name: String, version: Int? = nil) async throws -> StoredWorkflow? {
+        guard version == nil else { return try await load(orgID: orgID, name: name, version: version) }
+        return try await latest.value(orgID + "/" + name) { try await self.load(orgID: orgID, name: name, version: nil) }
+    }
+
+    private func load(orgID: String, name: String, version: Int?) async throws -> StoredWorkflow? {
         let row = try await database.read { executor in
             try await executor.queryFirst(
                 """
@@ -147,7 +158,7 @@ public final class WorkflowStore: Sendable {
     /// - Returns: whether it existed.
     public func archive(orgID: String, name: String) async throws -> Bool {
         let now = Clock.nowMilliseconds()
-        return try await database.withTransaction { executor in
+        return try await latest.change(in: database) { executor in
             !(try await executor.query(
                 """
                 UPDATE workflows SET archived_at = $3, next_fire_at = NULL, updated_at = $3

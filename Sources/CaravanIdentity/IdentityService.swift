@@ -23,25 +23,17 @@ public struct IdentityService: Sendable {
     let settings: Settings
     public let throttle: AuthThrottle
     let organizations = OrganizationStore()
-    let signals: ClusterSignals
-    let credentials: CredentialCache
+    /// Authenticated credentials, by key digest or `session:<id>`, so that a request need not read them.
+    let credentials: ClusterCache<StoredCredential>
 
-    /// - Parameter signals: how credential changes reach the other nodes; the credential cache is on while they
-    ///   are heard.
+    /// - Parameter signals: how credential changes reach the other nodes; credentials are kept in memory while
+    ///   they are heard.
     public init(
         database: any Database, hasher: PasswordHasher, tokens: AccessTokens, box: SecretBox,
         throttle: AuthThrottle, signals: ClusterSignals, settings: Settings
     ) {
         self.database = database
-        self.signals = signals
-        let credentials = CredentialCache(enabled: !signals.isShared)
-        self.credentials = credentials
-        signals.subscribe(Self.credentialsChanged) { event in
-            switch event {
-            case .signal: credentials.invalidateAll()
-            case .resync: credentials.setEnabled(!signals.isShared || signals.isListening)
-            }
-        }
+        self.credentials = ClusterCache(signals: signals, topic: Self.credentialsChanged)
         self.hasher = hasher
         self.tokens = tokens
         self.box = box
@@ -298,10 +290,10 @@ public struct IdentityService: Sendable {
         if bearer.hasPrefix("cvk_") {
             let digest = OpaqueToken.digest(bearer)
             let key: StoredAPIKey?
-            if case .apiKey(let cached) = credentials.entry(digest) {
-                key = cached
+            if case .apiKey(let found) = try await credentials.value(digest, load: { try await loadAPIKey(digest: digest).map { .apiKey($0) } }) {
+                key = found
             } else {
-                key = try await loadAPIKey(digest: digest)
+                key = nil
             }
             // A key never acts above its creator's current role in its organization, and a key whose creator is no
             // longer a member acts as no one: demoting or removing a person takes effect on their keys at once.
@@ -315,7 +307,7 @@ public struct IdentityService: Sendable {
                 try await database.withTransaction { executor in
                     try await executor.execute("UPDATE api_keys SET last_used_at = $2 WHERE id = $1", [.text(key.id), .int(now)])
                 }
-                credentials.touch(digest, at: now)
+                credentials.update(digest) { if case .apiKey(var key) = $0 { key.lastUsedAt = now; $0 = .apiKey(key) } }
             }
             return Principal(
                 credential: .apiKey(id: key.id), userID: key.createdBy, orgID: key.orgID,
@@ -327,10 +319,12 @@ public struct IdentityService: Sendable {
         }
         let cacheID = "session:" + verified.sessionID
         let session: StoredSession?
-        if case .session(let cached) = credentials.entry(cacheID), cached.userID == verified.userID {
-            session = cached
+        if case .session(let found) = try await credentials.value(cacheID, load: {
+            try await loadSession(id: verified.sessionID, userID: verified.userID).map { .session($0) }
+        }), found.userID == verified.userID {
+            session = found
         } else {
-            session = try await loadSession(id: verified.sessionID, userID: verified.userID, cacheID: cacheID)
+            session = nil
         }
         guard let session, session.revokedAt == nil, session.expiresAt > now else {
             throw CaravanError(.unauthenticated, "The session has ended; sign in again.")
@@ -356,10 +350,8 @@ public struct IdentityService: Sendable {
         return principal
     }
 
-    /// Reads an API key by its digest, and keeps it in the credential cache.
+    /// Reads an API key by its digest.
     private func loadAPIKey(digest: String) async throws -> StoredAPIKey? {
-        let generation = credentials.generation()
-        let loadedAt = ContinuousClock.now
         let row = try await database.read { executor in
             try await executor.queryFirst(
                 """
@@ -380,14 +372,11 @@ public struct IdentityService: Sendable {
             rateLimitPerMinute: (try row.optionalInt("rate_limit_per_minute")).map(Int.init),
             creatorRole: (try row.optionalString("creator_role")).flatMap(Role.init(rawValue:))
         )
-        credentials.store(digest, .apiKey(key), generation: generation, loadedAt: loadedAt)
         return key
     }
 
-    /// Reads a session and its user's memberships, and keeps them in the credential cache.
-    private func loadSession(id: String, userID: String, cacheID: String) async throws -> StoredSession? {
-        let generation = credentials.generation()
-        let loadedAt = ContinuousClock.now
+    /// Reads a session and its user's memberships.
+    private func loadSession(id: String, userID: String) async throws -> StoredSession? {
         let rows = try await database.read { executor in
             try await executor.query(
                 """
@@ -407,7 +396,6 @@ public struct IdentityService: Sendable {
             guard let orgID = try row.optionalString("org_id"), let role = Role(rawValue: try row.string("role")) else { continue }
             session.memberships.append(.init(orgID: orgID, role: role, rateLimitPerMinute: (try row.optionalInt("rate_limit_per_minute")).map(Int.init)))
         }
-        credentials.store(cacheID, .session(session), generation: generation, loadedAt: loadedAt)
         return session
     }
 
@@ -421,18 +409,10 @@ public struct IdentityService: Sendable {
     static let credentialsChanged = "identity"
 
     /// Runs a change that can alter how a credential authenticates (revoking, changing a role, removing a member,
-    /// ending a session, changing a rate limit) in one transaction; once committed, empties this node's credential
-    /// cache and waits until the other nodes were told to empty theirs, so the change holds on the very next
-    /// request wherever it lands.
+    /// ending a session, changing a rate limit) in one transaction, so that it holds on the very next request on
+    /// every node (see `ClusterCache.change`).
     func changeCredentials<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
-        let signals = self.signals
-        let (result, token) = try await database.withTransaction { executor -> (T, String?) in
-            let result = try await body(executor)
-            return (result, try await signals.send(Self.credentialsChanged, in: executor))
-        }
-        credentials.invalidateAll()
-        await signals.awaitDelivery(token)
-        return result
+        try await credentials.change(in: database, body)
     }
 
     /// The account with `email` and the organizations it belongs to: where a failed sign-in on it is audited.

@@ -106,7 +106,7 @@ public final class ClusterSignals: Service, Sendable {
             state.listening = listening
             return state.handlers.values.flatMap { $0 }
         }
-        if !handlers.isEmpty {
+        if !handlers.isEmpty, isShared {
             logger.info(listening ? "Listening for other nodes' changes" : "Not listening for other nodes' changes; caches are off")
         }
         for handler in handlers { handler(.resync) }

@@ -7,6 +7,7 @@ import HummingbirdTesting
 import Testing
 
 @testable import CaravanIdentity
+@testable import CaravanStorage
 
 /// Credentials are served from memory; a change made on one node must still hold on the very next request on
 /// another node sharing the database.
@@ -63,39 +64,43 @@ struct CredentialsAcrossNodesTests {
     }
 }
 
-@Suite("The credential cache")
-struct CredentialCacheTests {
-    static func key(_ id: String) -> CredentialCache.Entry {
-        .apiKey(StoredAPIKey(id: id, orgID: "org", role: .admin, createdBy: "u", rateLimitPerMinute: nil, creatorRole: .admin))
-    }
-
-    @Test func aLookupThatRacedAnInvalidationIsNotKept() {
-        let cache = CredentialCache(enabled: true)
+@Suite("The cluster cache")
+struct ClusterCacheTests {
+    @Test func aReadThatRacedAChangeIsNotKept() {
+        let cache = ClusterCache<Int>(signals: nil, topic: "t")
         let generation = cache.generation()
-        cache.invalidateAll()  // a revocation committed while the lookup read the database
-        cache.store("k", Self.key("k"), generation: generation, loadedAt: .now)
-        #expect(cache.entry("k") == nil)
-        cache.store("k", Self.key("k"), generation: cache.generation(), loadedAt: .now)
-        #expect(cache.entry("k") != nil)
+        cache.invalidateAll()  // a revocation committed while the read was under way
+        cache.store("k", 1, generation: generation, loadedAt: .now)
+        #expect(cache.value("k") == nil)
+        cache.store("k", 1, generation: cache.generation(), loadedAt: .now)
+        #expect(cache.value("k") == 1)
     }
 
     @Test func nothingIsKeptWhileNotListening() {
-        let cache = CredentialCache(enabled: false)
+        let cache = ClusterCache<Int>(signals: nil, topic: "t")
+        cache.setEnabled(false)
         #expect(cache.generation() == nil)
-        cache.store("k", Self.key("k"), generation: 0, loadedAt: .now)
-        #expect(cache.entry("k") == nil)
+        cache.store("k", 1, generation: 0, loadedAt: .now)
+        #expect(cache.value("k") == nil)
         cache.setEnabled(true)
-        cache.store("k", Self.key("k"), generation: cache.generation(), loadedAt: .now)
-        #expect(cache.entry("k") != nil)
+        cache.store("k", 1, generation: cache.generation(), loadedAt: .now)
+        #expect(cache.value("k") == 1)
         cache.setEnabled(false)  // the listening connection was lost: what was learned may be stale
-        #expect(cache.entry("k") == nil)
+        #expect(cache.value("k") == nil)
     }
 
     @Test func entriesExpire() {
-        let cache = CredentialCache(enabled: true, maxAge: .seconds(10))
-        cache.store("old", Self.key("old"), generation: cache.generation(), loadedAt: .now - .seconds(11))
-        cache.store("new", Self.key("new"), generation: cache.generation(), loadedAt: .now - .seconds(9))
-        #expect(cache.entry("old") == nil)
-        #expect(cache.entry("new") != nil)
+        let cache = ClusterCache<Int>(signals: nil, topic: "t", maxAge: .seconds(10))
+        cache.store("old", 1, generation: cache.generation(), loadedAt: .now - .seconds(11))
+        cache.store("new", 2, generation: cache.generation(), loadedAt: .now - .seconds(9))
+        #expect(cache.value("old") == nil)
+        #expect(cache.value("new") == 2)
+    }
+
+    @Test func absentValuesAreNotKept() async throws {
+        let cache = ClusterCache<Int>(signals: nil, topic: "t")
+        #expect(try await cache.value("k", load: { nil }) == nil)
+        #expect(try await cache.value("k", load: { 3 }) == 3, "a value created since is seen at once")
+        #expect(try await cache.value("k", load: { 4 }) == 3, "then kept")
     }
 }

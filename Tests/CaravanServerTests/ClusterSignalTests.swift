@@ -43,6 +43,24 @@ struct ClusterSignalTests {
             #expect(status == "cancelled", "the sleeping run was not told of the cancel")
         }
     }
+
+    /// The latest version of a workflow is kept in memory on every node; a new version or an archive put through
+    /// one node holds for the very next run started through another.
+    @Test func aNewVersionOnOneNodeIsWhatTheOtherStarts() async throws {
+        try await withTwoPostgresNodes { owner, other, _ in
+            let headers = HTTPFields.bearer(owner.apiKey)
+            let yaml = { (text: String) in "steps:\n  - {id: a, template: \(text)}\noutput: \"{{ steps.a.output }}\"\n" }
+            #expect(try await owner.send(.put, "/v1/workflows/greeting", json: yaml("one"), contentType: "application/yaml").status == .created)
+            let first = try await other.send(.post, "/v1/workflows/greeting/runs?wait=10s", json: #"{"input": {}}"#, headers: headers)
+            #expect(first.json["output"] == "one", "\(first.json)")
+            #expect(try await owner.send(.put, "/v1/workflows/greeting", json: yaml("two"), contentType: "application/yaml").status == .created)
+            let second = try await other.send(.post, "/v1/workflows/greeting/runs?wait=10s", json: #"{"input": {}}"#, headers: headers)
+            #expect(second.json["output"] == "two", "the other node started the old version: \(second.json)")
+            #expect(try await owner.send(.delete, "/v1/workflows/greeting").status == .noContent)
+            let archived = try await other.send(.post, "/v1/workflows/greeting/runs", json: #"{"input": {}}"#, headers: headers)
+            #expect(archived.status == .notFound, "the other node started an archived workflow: \(archived.json)")
+        }
+    }
 }
 
 extension HTTPFields {
