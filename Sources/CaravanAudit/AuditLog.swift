@@ -82,7 +82,7 @@ public final class AuditLog: Service, Sendable {
     public func run() async throws {
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { group in
-                group.addTask { await self.queue.run(committers: 1) }
+                group.addTask { await self.queue.run() }
                 group.addTask { await self.exportPeriodically() }
                 // The queue ends when closed at shutdown; then the exporter stops.
                 await group.next()
@@ -171,16 +171,22 @@ public final class AuditLog: Service, Sendable {
         for record in records {
             let chain = record.orgID ?? ""
             if tails[chain] == nil {
+                // The last entry and the signed head, in one statement (one round trip on PostgreSQL).
+                let row = try await executor.queryFirst(
+                    """
+                    SELECT (SELECT seq FROM audit_log WHERE chain = $1 ORDER BY seq DESC LIMIT 1) AS tail_seq,
+                        (SELECT hash FROM audit_log WHERE chain = $1 ORDER BY seq DESC LIMIT 1) AS tail_hash,
+                        (SELECT seq FROM audit_heads WHERE chain = $1) AS head_seq,
+                        (SELECT hash FROM audit_heads WHERE chain = $1) AS head_hash
+                    """,
+                    [.text(chain)]
+                )
                 var tail: (seq: Int64, hash: String) = (0, AuditEntry.genesisHash)
-                if let row = try await executor.queryFirst(
-                    "SELECT seq, hash FROM audit_log WHERE chain = $1 ORDER BY seq DESC LIMIT 1", [.text(chain)]
-                ) {
-                    tail = (try row.int("seq"), try row.string("hash"))
+                if let row, let seq = try row.optionalInt("tail_seq"), let hash = try row.optionalString("tail_hash") {
+                    tail = (seq, hash)
                 }
-                if let head = try await executor.queryFirst("SELECT seq, hash FROM audit_heads WHERE chain = $1", [.text(chain)]),
-                    try head.int("seq") > tail.seq
-                {
-                    tail = (try head.int("seq"), try head.string("hash"))
+                if let row, let seq = try row.optionalInt("head_seq"), seq > tail.seq, let hash = try row.optionalString("head_hash") {
+                    tail = (seq, hash)
                 }
                 tails[chain] = tail
             }

@@ -70,7 +70,12 @@ public final class Engine: Service, Sendable {
         self.executors = Dictionary(executors.map { (type(of: $0).name, $0) }, uniquingKeysWith: { _, last in last })
         self.signals = signals
         let applier = CommitApplier(auditKeys: auditKeys, signals: signals)
-        self.commits = CommitQueue(database: database, maxBatch: 512) { batch, executor in
+        // One lane per organization (hashed): its admissions and event order take the organization's locks on
+        // PostgreSQL, so its work commits one batch at a time while other organizations' commit beside it.
+        self.commits = CommitQueue(
+            database: database, maxBatch: 512, lanes: database.dialect == .sqlite ? 1 : configuration.committers,
+            lane: { $0.orgID.hashValue }
+        ) { batch, executor in
             try await applier.apply(batch, in: executor)
         }
         (dispatch, dispatchContinuation) = AsyncStream.makeStream(of: ClaimedExecution.self)
@@ -121,9 +126,8 @@ public final class Engine: Service, Sendable {
         if Task.isCancelled { return }
         await recoverOwnLeases()
         logger.info("Engine started", metadata: ["caravan.node_id": "\(configuration.nodeID)"])
-        let committers = database.dialect == .sqlite ? 1 : configuration.committers
         await withDiscardingTaskGroup { outer in
-            outer.addTask { await self.commits.run(committers: committers) }
+            outer.addTask { await self.commits.run() }
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.claimLoop() }
                 group.addTask { await self.renewLoop() }

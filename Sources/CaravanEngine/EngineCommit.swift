@@ -13,6 +13,16 @@ enum CommitWork: Sendable {
     case advance(RunAdvance)
 }
 
+extension CommitWork {
+    /// The organization whose run this is: the group committer's lane.
+    var orgID: String {
+        switch self {
+        case .create(let new, _, _, _): new.run.orgID
+        case .advance(let advance): advance.update.run.orgID
+        }
+    }
+}
+
 /// One entry of a step's journal.
 struct JournalEntry: Sendable {
     var runID: String

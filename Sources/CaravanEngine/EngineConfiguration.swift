@@ -18,7 +18,7 @@ public struct EngineConfiguration: Sendable {
     public var maxPayloadBytes: Int = 2 << 20
     /// How long finished runs are kept.
     public var retention: CaravanDuration = .init(milliseconds: 30 * 86_400_000)
-    /// Transactions the group committer may run at once (SQLite: always 1).
+    /// Transactions the group committer may run at once, each for other organizations (SQLite: always 1).
     public var committers: Int = 4
     /// Runs kept in memory between steps when the next timer is at most this far away.
     public var holdWindow: CaravanDuration = .seconds(2)

@@ -25,7 +25,7 @@ struct RolledBackTests {
                 return works.map { $0 * 10 }
             }
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { await queue.run(committers: 1) }
+                group.addTask { await queue.run() }
                 #expect(try await queue.submit(7) == 70)
                 #expect(attempts.value.withLock { $0 } == 2)
                 await #expect(throws: StorageError.self) { try await queue.submit(99) }
