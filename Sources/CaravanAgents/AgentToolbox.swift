@@ -40,19 +40,14 @@ public final class AgentToolbox: Sendable {
     let mcp: MCPConnectionCache
     let secrets: (any SecretResolver)?
     let engine: EngineReference
-    let refusals: EgressRefusalRecorder
     /// The largest tool result handed to the model, in bytes.
     static let maxResultBytes = 64 * 1024
 
-    public init(
-        http: EgressHTTPClient, mcp: MCPConnectionCache, secrets: (any SecretResolver)?, engine: EngineReference,
-        refusals: EgressRefusalRecorder = .none
-    ) {
+    public init(http: EgressHTTPClient, mcp: MCPConnectionCache, secrets: (any SecretResolver)?, engine: EngineReference) {
         self.http = http
         self.mcp = mcp
         self.secrets = secrets
         self.engine = engine
-        self.refusals = refusals
     }
 
     /// The tools to offer the model.
@@ -68,9 +63,6 @@ public final class AgentToolbox: Sendable {
                 do {
                     listed = try await mcp.connection(orgID: context.orgID, config: server, logger: context.logger).listTools()
                 } catch {
-                    if error.code == "egress_denied" {
-                        await refusals.record(orgID: context.orgID, runID: context.runID, url: server.url ?? "", reason: error.message)
-                    }
                     throw StepFailure(code: error.code, message: "The MCP server '\(server.name)': \(error.message)", retryable: error.retryable)
                 }
                 for remote in listed where only?.contains(remote.name) ?? true {
@@ -183,15 +175,24 @@ public final class AgentToolbox: Sendable {
             }
         }
         let redactor = SecretRedactor(values: Array(secretValues.values))
-        do {
-            let response = try await http.execute(request, timeout: .seconds(30), maxBodyBytes: 1 << 20)
+        // A refusal is audited by the egress client with this tool's secrets masked too.
+        let attribution = (EgressAttribution.current ?? EgressAttribution(orgID: context.orgID, runID: context.runID))
+            .masking { redactor.redact($0) }
+        let prepared = request
+        let http = self.http
+        let outcome = await EgressAttribution.$current.withValue(attribution) { () async -> Result<(status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer), EgressRequestError> in
+            do throws(EgressRequestError) {
+                return .success(try await http.execute(prepared, timeout: .seconds(30), maxBodyBytes: 1 << 20))
+            } catch {
+                return .failure(error)
+            }
+        }
+        switch outcome {
+        case .success(let response):
             let text = redactor.redact(String(buffer: response.body))
             let ok = (200..<300).contains(Int(response.status.code))
             return ToolResult(content: Self.clip(ok ? text : "HTTP \(response.status.code): \(text)"), isError: !ok)
-        } catch {
-            if error.code == "egress_denied" {
-                await refusals.record(orgID: context.orgID, runID: context.runID, url: redactor.redact(request.url), reason: redactor.redact(error.message))
-            }
+        case .failure(let error):
             return ToolResult(content: redactor.redact("The request failed (\(error.code)): \(error.message)"), isError: true)
         }
     }

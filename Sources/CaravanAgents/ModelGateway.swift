@@ -39,18 +39,17 @@ public final class ModelGateway: Sendable {
     public let providers: ProviderStore
     public let meter: UsageMeter
     let prices: PriceTable
-    let refusals: EgressRefusalRecorder
     let logger: Logger
+    private let succeeded = Counter(label: "caravan.llm.requests", dimensions: [("outcome", "success")])
+    private let inputTokens = Counter(label: "caravan.llm.tokens", dimensions: [("direction", "input")])
+    private let outputTokens = Counter(label: "caravan.llm.tokens", dimensions: [("direction", "output")])
+    private let duration = Timer(label: "caravan.llm.duration")
 
-    public init(
-        router: ProviderRouter, providers: ProviderStore, meter: UsageMeter, prices: PriceTable,
-        refusals: EgressRefusalRecorder = .none, logger: Logger
-    ) {
+    public init(router: ProviderRouter, providers: ProviderStore, meter: UsageMeter, prices: PriceTable, logger: Logger) {
         self.router = router
         self.providers = providers
         self.meter = meter
         self.prices = prices
-        self.refusals = refusals
         self.logger = logger
     }
 
@@ -111,22 +110,27 @@ public final class ModelGateway: Sendable {
         do throws(ProviderError) {
             if usable.isEmpty { throw firstProblem ?? ProviderError(.unknownModel, "The route names no model.") }
             let resolved = endpoints
-            routed = try await router.complete(
-                request, route: usable,
-                resolve: { name throws(ProviderError) in
-                    guard let found = resolved[name] else { throw ProviderError(.unknownModel, "No provider named '\(name)'.") }
-                    return found.endpoint
-                },
-                onDelta: onDelta
-            )
+            // A provider address the egress policy refuses is audited in this organization (by the egress client).
+            var attribution = EgressAttribution(orgID: orgID, runID: context.runID)
+            if let outer = EgressAttribution.current { attribution.redact = outer.redact }
+            let router = self.router
+            let resolve: @Sendable (String) throws(ProviderError) -> ProviderEndpoint = { name throws(ProviderError) in
+                guard let found = resolved[name] else { throw ProviderError(.unknownModel, "No provider named '\(name)'.") }
+                return found.endpoint
+            }
+            let outcome = await EgressAttribution.$current.withValue(attribution) { () async -> Result<RoutedResponse, ProviderError> in
+                do throws(ProviderError) {
+                    return .success(try await router.complete(request, route: usable, resolve: resolve, onDelta: onDelta))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            routed = try outcome.get()
         } catch {
             Counter(label: "caravan.llm.requests", dimensions: [("outcome", error.code)]).increment()
             logger.debug("Model call failed", metadata: [
                 "caravan.org_id": "\(orgID)", "caravan.run_id": "\(context.runID ?? "")", "error.type": "\(error.code)",
             ])
-            if error.kind == .egressDenied {
-                await refusals.record(orgID: orgID, runID: context.runID, url: route.map(\.description).joined(separator: ","), reason: error.message)
-            }
             throw ModelCallError(code: error.code, message: error.message, retryable: error.isTransient)
         }
         if routed.response.usage.totalTokens == 0 {
@@ -143,10 +147,10 @@ public final class ModelGateway: Sendable {
             outcome: "success"
         )
         meter.record(record)
-        Counter(label: "caravan.llm.requests", dimensions: [("outcome", "success")]).increment()
-        Counter(label: "caravan.llm.tokens", dimensions: [("direction", "input")]).increment(by: routed.response.usage.inputTokens)
-        Counter(label: "caravan.llm.tokens", dimensions: [("direction", "output")]).increment(by: routed.response.usage.outputTokens)
-        Timer(label: "caravan.llm.duration").recordMilliseconds(routed.latencyMilliseconds)
+        succeeded.increment()
+        inputTokens.increment(by: routed.response.usage.inputTokens)
+        outputTokens.increment(by: routed.response.usage.outputTokens)
+        duration.recordMilliseconds(routed.latencyMilliseconds)
         return ModelAnswer(
             response: routed.response, ref: routed.ref, costUSD: cost, latencyMilliseconds: routed.latencyMilliseconds,
             attempts: routed.attempts

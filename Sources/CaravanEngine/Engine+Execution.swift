@@ -423,9 +423,14 @@ extension Engine {
                 throw StepFailure(code: RunPlanner.failureCode(error), message: error.detail, retryable: false)
             }
         }
-        let outcome = await execute(executor, launch: launch, context: context, timeout: timeout, render: render)
-        guard !secretValues.isEmpty else { return outcome }
+        // Whatever the step sends through the egress client is attributed to this run: a refusal is audited there,
+        // with the step's secrets masked.
         let redactor = context.redactor
+        let attribution = EgressAttribution(orgID: run.orgID, runID: run.id, redact: { redactor.redact($0) })
+        let outcome = await EgressAttribution.$current.withValue(attribution) {
+            await execute(executor, launch: launch, context: context, timeout: timeout, render: render)
+        }
+        guard !secretValues.isEmpty else { return outcome }
         switch outcome {
         case .succeeded(let output): return .succeeded(redactor.redact(output))
         case .failed(var failure):

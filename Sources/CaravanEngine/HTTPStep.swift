@@ -7,7 +7,8 @@ import NIOCore
 import NIOHTTP1
 
 /// `http`: one request. 2xx succeeds; 408, 429, 5xx, network errors and timeouts are retried; other 4xx fail at
-/// once. Every attempt carries the same `Idempotency-Key`. The destination must pass the egress policy.
+/// once. Every attempt carries the same `Idempotency-Key`. The destination, and every redirect, must pass the egress
+/// policy.
 public struct HTTPStep: StepExecutor {
     public static let acceptsSecrets = true
     public static let name = HTTPStepKind.name
@@ -16,14 +17,12 @@ public struct HTTPStep: StepExecutor {
         HTTPStepKind.validate(config, at: pointer)
     }
 
-    let client: HTTPClient
-    let egress: EgressPolicy
-    let refusals: EgressRefusalRecorder
+    let client: EgressHTTPClient
 
-    public init(client: HTTPClient, egress: EgressPolicy, refusals: EgressRefusalRecorder = .none) {
+    /// - Parameter client: the one door to the network: it checks the destination (and every redirect) against the
+    ///   egress policy, connects to the address it checked, and reports refusals.
+    public init(client: EgressHTTPClient) {
         self.client = client
-        self.egress = egress
-        self.refusals = refusals
     }
 
     public func execute(_ config: JSONValue, context: StepContext) async throws(StepFailure) -> JSONValue {
@@ -40,19 +39,6 @@ public struct HTTPStep: StepExecutor {
         guard let url = components.url else {
             throw StepFailure(code: "invalid_url", message: "The rendered url is not a URL.", retryable: false)
         }
-        do {
-            try egress.check(url)
-        } catch {
-            if error.code == "egress_denied" {
-                // The URL as sent may hold a secret: the audit log keeps it masked, and cannot forget it later.
-                await refusals.record(
-                    orgID: context.orgID, runID: context.runID, url: context.redactor.redact(url.absoluteString),
-                    reason: context.redactor.redact(error.message)
-                )
-            }
-            throw error
-        }
-
         var request = HTTPClientRequest(url: url.absoluteString)
         request.method = HTTPMethod(rawValue: (config["method"]?.stringValue ?? "GET").uppercased())
         request.headers.add(name: "Idempotency-Key", value: context.idempotencyKey)
@@ -75,22 +61,12 @@ public struct HTTPStep: StepExecutor {
             }
         }
 
-        let response: HTTPClientResponse
-        let body: ByteBuffer
-        do {
-            response = try await client.execute(request, timeout: .milliseconds(context.timeout.milliseconds))
-            body = try await response.body.collect(upTo: context.maxOutputBytes)
-        } catch let error as NIOTooManyBytesError {
-            _ = error
-            throw StepFailure(code: "response_too_large", message: "The response is larger than \(context.maxOutputBytes) bytes.", retryable: false)
-        } catch is CancellationError {
-            throw StepFailure(code: "cancelled", message: "The request was cancelled.", retryable: false)
-        } catch let error as HTTPClientError where [.deadlineExceeded, .readTimeout, .connectTimeout].contains(error) {
-            // The request's deadline is the step's timeout: the same failure as the engine's own timer.
-            throw StepFailure(code: "timeout", message: "The request to \(url.host ?? "the server") timed out.", retryable: true)
-        } catch {
-            throw StepFailure(code: "network_error", message: "The request to \(url.host ?? "the server") failed: \(transportErrorKind(error)).", retryable: true)
-        }
+        // Fails as egress_denied, dns_error, too_many_redirects, response_too_large, network_error or timeout (the
+        // request's deadline is the step's timeout: the same failure as the engine's own timer).
+        let response = try await client.execute(
+            request, timeout: .milliseconds(context.timeout.milliseconds), maxBodyBytes: context.maxOutputBytes
+        )
+        let body = response.body
 
         var headers: [String: JSONValue] = [:]
         for header in response.headers { headers[header.name.lowercased()] = .string(header.value) }

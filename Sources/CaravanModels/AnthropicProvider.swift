@@ -16,10 +16,9 @@ public struct AnthropicProvider: ChatProvider {
 
     /// - Parameters:
     ///   - client: the HTTP client (not shut down by the provider).
-    ///   - egress: the policy every provider URL must pass.
     ///   - maxResponseBytes: the largest answer read (8 MiB by default); more is a `malformedResponse`.
-    public init(client: HTTPClient, egress: EgressPolicy, maxResponseBytes: Int = 8 << 20) {
-        transport = ProviderTransport(client: client, egress: egress, maxResponseBytes: maxResponseBytes)
+    public init(client: EgressHTTPClient, maxResponseBytes: Int = 8 << 20) {
+        transport = ProviderTransport(client: client, maxResponseBytes: maxResponseBytes)
     }
 
     public func complete(_ request: ChatRequest, endpoint: ProviderEndpoint, onDelta: ChatDeltaHandler?) async throws(ProviderError) -> ChatResponse {

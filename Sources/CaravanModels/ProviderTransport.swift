@@ -5,11 +5,11 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 
-/// The HTTP plumbing both providers share: the egress check, one POST of a JSON body under the endpoint's
-/// deadline, bounded reading of the answer (whole or as server-sent events) and the classification of failures.
+/// The HTTP plumbing both providers share: one POST of a JSON body through the egress client (the policy checked
+/// on the address it connects to) under the endpoint's deadline, bounded reading of the answer (whole or as
+/// server-sent events) and the classification of failures.
 struct ProviderTransport: Sendable {
-    let client: HTTPClient
-    let egress: EgressPolicy
+    let client: EgressHTTPClient
     let maxResponseBytes: Int
 
     /// What a successful (2xx) answer is read into.
@@ -33,12 +33,6 @@ struct ProviderTransport: Sendable {
         read: @escaping @Sendable (Body) async throws -> T
     ) async throws(ProviderError) -> T {
         let url = try url(endpoint.baseURL, path)
-        do {
-            try egress.check(url)
-        } catch {
-            // A host that does not resolve is a network failure that may pass; anything else is refused for good.
-            throw ProviderError(error.code == "dns_error" ? .network : .egressDenied, error.message)
-        }
         var request = HTTPClientRequest(url: url.absoluteString)
         request.method = .POST
         request.headers = headers
@@ -47,25 +41,23 @@ struct ProviderTransport: Sendable {
         request.body = .bytes(ByteBuffer(string: body.canonicalText))
 
         let timeout = max(1, endpoint.timeoutMilliseconds)
-        let deadline = NIODeadline.now() + .milliseconds(timeout)
         let client = client
         let prepared = request
         let limit = maxResponseBytes
         let name = endpoint.name
         do {
             if !streaming {
-                // One answer: the deadline bounds the wait for it, and its body follows its head at once. Run inline:
-                // a timer task per call costs more than the rest of the gateway's work.
-                let response = try await client.execute(prepared, deadline: deadline)
+                // One answer, read whole under the deadline. Run inline: a timer task per call costs more than the rest
+                // of the gateway's work.
+                let response = try await client.execute(prepared, timeout: .milliseconds(timeout), maxBodyBytes: limit)
                 let status = Int(response.status.code)
                 guard (200..<300).contains(status) else {
-                    let errorBody = (try? await response.body.collect(upTo: 64 * 1024)) ?? ByteBuffer()
-                    throw Self.classify(status: status, headers: response.headers, body: errorBody, provider: name)
+                    throw Self.classify(status: status, headers: response.headers, body: response.body, provider: name)
                 }
-                return try await read(.complete(try await response.body.collect(upTo: limit)))
+                return try await read(.complete(response.body))
             }
             return try await Self.withTimeout(milliseconds: timeout, provider: name) {
-                let response = try await client.execute(prepared, deadline: deadline)
+                let response = try await client.stream(prepared, timeout: .milliseconds(timeout))
                 let status = Int(response.status.code)
                 guard (200..<300).contains(status) else {
                     let errorBody = (try? await response.body.collect(upTo: 64 * 1024)) ?? ByteBuffer()
@@ -124,6 +116,17 @@ struct ProviderTransport: Sendable {
     /// Classifies anything a call threw.
     func mapError(_ error: any Error, provider: String) -> ProviderError {
         if let error = error as? ProviderError { return error }
+        if let failure = error as? EgressRequestError {
+            switch failure.code {
+            // Refused by the egress policy: for good (another route may be allowed).
+            case "egress_denied": return ProviderError(.egressDenied, failure.message)
+            case "timeout": return ProviderError(.timeout, "\(provider) did not answer in time.")
+            case "response_too_large":
+                return ProviderError(.malformedResponse, "\(provider) answered with more than \(maxResponseBytes) bytes.")
+            // A host that does not resolve, a refused or reset connection, a redirect loop: may pass.
+            default: return ProviderError(.network, "Could not reach \(provider): \(failure.message)")
+            }
+        }
         if error is NIOTooManyBytesError {
             return ProviderError(.malformedResponse, "\(provider) answered with more than \(maxResponseBytes) bytes.")
         }
@@ -133,7 +136,7 @@ struct ProviderTransport: Sendable {
         if let error = error as? HTTPClientError, error == .deadlineExceeded || error == .readTimeout {
             return ProviderError(.timeout, "\(provider) did not answer in time.")
         }
-        return ProviderError(.network, "Could not reach \(provider): \(error)")
+        return ProviderError(.network, "Could not reach \(provider): \(transportErrorKind(error)).")
     }
 
     /// Classifies a non-2xx answer. 429 → `rateLimited`; 408, 5xx (529 included) → `unavailable`, both with

@@ -311,7 +311,14 @@ extension EgressPolicy {
         let target = try target(of: url)
         if allowsHost(target.host, port: target.port) { return .asGiven }
         let literal = Self.parseAddress(target.host)
-        let addresses = if let literal { [literal] } else { await Self.resolveOffPool(target.host) }
+        let addresses: [[UInt8]]
+        if let literal {
+            addresses = [literal]
+        } else if let resolver {
+            addresses = await resolver(target.host)
+        } else {
+            addresses = await Self.resolveOffPool(target.host)
+        }
         try vet(addresses, of: target)
         if literal != nil || target.scheme == "https" { return .asGiven }
         var unique: [[UInt8]] = []

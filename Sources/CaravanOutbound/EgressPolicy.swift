@@ -20,6 +20,8 @@ public struct EgressPolicy: Sendable {
     }
 
     let entries: [Entry]
+    /// Resolves a host name to its addresses; `nil`: the system's resolver, off the cooperative pool.
+    let resolver: (@Sendable (String) async -> [[UInt8]])?
 
     /// Parses a comma-separated allowlist.
     /// - Throws: `validation_failed` naming the bad entry.
@@ -43,18 +45,26 @@ public struct EgressPolicy: Sendable {
             }
         }
         self.entries = entries
+        self.resolver = nil
     }
 
     /// Nothing private is allowed.
-    public static let strict = EgressPolicy(entries: [])
+    public static let strict = EgressPolicy(entries: [], resolver: nil)
 
-    private init(entries: [Entry]) {
+    init(entries: [Entry], resolver: (@Sendable (String) async -> [[UInt8]])?) {
         self.entries = entries
+        self.resolver = resolver
     }
 
-    /// Checks `url`: its scheme, and every address its host resolves to.
+    /// This policy with another resolver (for tests that control what a name resolves to).
+    func resolving(with resolver: @escaping @Sendable (String) async -> [[UInt8]]) -> EgressPolicy {
+        EgressPolicy(entries: entries, resolver: resolver)
+    }
+
+    /// Checks `url`: its scheme, and every address its host resolves to (blocking, on the calling thread). Requests
+    /// go through `EgressHTTPClient`, which checks with `destination(for:)` instead and connects to what it checked.
     /// - Throws: `EgressDenial` with code `egress_denied` (not retryable) or `dns_error` (retryable).
-    public func check(_ url: URL) throws(EgressDenial) {
+    func check(_ url: URL) throws(EgressDenial) {
         let target = try target(of: url)
         if allowsHost(target.host, port: target.port) { return }
         try vet(Self.resolve(target.host), of: target)
@@ -184,21 +194,31 @@ public struct EgressPolicy: Sendable {
     }
 }
 
-/// Where refusals of the egress policy are recorded (the audit log), with the organization and run they were for.
-public struct EgressRefusalRecorder: Sendable {
-    private let body: @Sendable (_ orgID: String, _ runID: String?, _ url: String, _ reason: String) async -> Void
+/// Whom an outbound request is made for, so that a refusal is audited in the right organization with secrets
+/// masked: bound (as a task-local) by whoever acts for an organization — the engine around every step, the gateway
+/// around a front-door call, an agent's toolbox around a tool call with secrets of its own — and read by
+/// `EgressHTTPClient` when the policy refuses a request.
+public struct EgressAttribution: Sendable {
+    public var orgID: String
+    public var runID: String?
+    /// Masks secret values in what is recorded of the request (its URL, the reason).
+    public var redact: @Sendable (String) -> String
 
-    public init(_ body: @escaping @Sendable (_ orgID: String, _ runID: String?, _ url: String, _ reason: String) async -> Void) {
-        self.body = body
+    public init(orgID: String, runID: String?, redact: @escaping @Sendable (String) -> String = { $0 }) {
+        self.orgID = orgID
+        self.runID = runID
+        self.redact = redact
     }
 
-    /// Records nothing.
-    public static let none = EgressRefusalRecorder { _, _, _, _ in }
-
-    /// Records a refusal of `url`.
-    public func record(orgID: String, runID: String?, url: String, reason: String) async {
-        await body(orgID, runID, url, reason)
+    /// The same attribution, also masking what `more` masks.
+    public func masking(with more: @escaping @Sendable (String) -> String) -> EgressAttribution {
+        var next = self
+        let first = redact
+        next.redact = { more(first($0)) }
+        return next
     }
+
+    @TaskLocal public static var current: EgressAttribution?
 }
 
 /// The hosts a secret may be sent to: exact host names, or `*.domain` for the domain's subdomains (not the domain

@@ -104,12 +104,15 @@ public func buildApplication(
     let egress = try EgressPolicy(allowList: configuration.egressAllow)
     let httpClient = OutboundHTTPClient()
     let secretResolver = VaultSecretResolver(secrets: secrets, audit: audit)
-    let egressClient = EgressHTTPClient(client: httpClient.client, policy: egress)
-    // Every refusal is audited in the organization it was made for.
-    let refusals = EgressRefusalRecorder { orgID, runID, url, reason in
+    // The one door for every request a user or a model can steer (http steps and tools, MCP over HTTP, model
+    // providers): every refusal is audited in the organization it was made for, with secrets masked.
+    let egressClient = EgressHTTPClient(client: httpClient.client, policy: egress) { url, denial in
+        let attribution = EgressAttribution.current
+        let redact = attribution?.redact ?? { $0 }
         _ = try? await audit.record(AuditRecord(
-            orgID: orgID, actor: AuditActor(.system, "egress"), action: "egress.denied", target: runID.map { "run:\($0)" } ?? "gateway",
-            outcome: "failure", details: ["url": .string(String(url.prefix(2048))), "reason": .string(reason)]
+            orgID: attribution?.orgID, actor: AuditActor(.system, "egress"), action: "egress.denied",
+            target: attribution?.runID.map { "run:\($0)" } ?? "gateway", outcome: "failure",
+            details: ["url": .string(String(redact(url.absoluteString).prefix(2048))), "reason": .string(redact(denial.message))]
         ))
     }
 
@@ -117,14 +120,14 @@ public func buildApplication(
     let meter = UsageMeter(database: database, logger: logger)
     let gateway = ModelGateway(
         router: ProviderRouter(
-            openAI: OpenAIProvider(client: httpClient.client, egress: egress),
-            anthropic: AnthropicProvider(client: httpClient.client, egress: egress),
+            openAI: OpenAIProvider(client: egressClient),
+            anthropic: AnthropicProvider(client: egressClient),
             breakers: CircuitBreakers(), logger: logger
         ),
         providers: ProviderStore(database: database, secret: { orgID, name in
             try await secrets.resolve(orgID: orgID, names: [name])[name]
         }),
-        meter: meter, prices: PriceTable(), refusals: refusals, logger: logger
+        meter: meter, prices: PriceTable(), logger: logger
     )
     let threads = ThreadStore(database: database)
     let mcpCommands: MCPCommandPolicy
@@ -134,13 +137,13 @@ public func buildApplication(
     let mcpConnections = MCPConnectionCache(http: egressClient, logger: logger, commands: mcpCommands)
     let engineReference = EngineReference()
     let toolbox = AgentToolbox(
-        http: egressClient, mcp: mcpConnections, secrets: secretResolver, engine: engineReference, refusals: refusals
+        http: egressClient, mcp: mcpConnections, secrets: secretResolver, engine: engineReference
     )
 
     let engine = Engine(
         database: database,
         executors: [
-            TemplateStep(), HTTPStep(client: httpClient.client, egress: egress, refusals: refusals), LLMStep(gateway: gateway),
+            TemplateStep(), HTTPStep(client: egressClient), LLMStep(gateway: gateway),
             AgentLoopStep(gateway: gateway, toolbox: toolbox, threads: threads, engine: engineReference),
         ],
         configuration: configuration.engine,

@@ -199,7 +199,7 @@ struct AnthropicProviderTests {
 
     @Test func egressDenialStopsTheCall() async throws {
         try await FakeAnthropicServer.with { server in
-            let strict = AnthropicProvider(client: .shared, egress: .strict)
+            let strict = AnthropicProvider(client: EgressHTTPClient(client: loopbackHTTPClient, policy: .strict))
             let error = await providerError { () async throws(ProviderError) in
                 try await strict.complete(ChatRequest(model: "m", messages: [.user("x")]), endpoint: endpoint(server.baseURL, kind: .anthropic), onDelta: nil)
             }

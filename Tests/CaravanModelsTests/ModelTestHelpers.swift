@@ -7,8 +7,12 @@ import Synchronization
 /// The egress policy of these tests: the fakes listen on loopback.
 let loopbackEgress = try! EgressPolicy(allowList: "127.0.0.1")
 
-let openAIProvider = OpenAIProvider(client: .shared, egress: loopbackEgress)
-let anthropicProvider = AnthropicProvider(client: .shared, egress: loopbackEgress)
+/// One HTTP client for the providers under test (it lives as long as the test process), and the egress client
+/// over it that lets loopback through.
+let loopbackHTTPClient = EgressHTTPClient.makeHTTPClient()
+let loopbackClient = EgressHTTPClient(client: loopbackHTTPClient, policy: loopbackEgress)
+let openAIProvider = OpenAIProvider(client: loopbackClient)
+let anthropicProvider = AnthropicProvider(client: loopbackClient)
 
 /// An endpoint pointing at a fake server.
 func endpoint(

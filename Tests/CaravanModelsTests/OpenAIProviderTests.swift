@@ -224,7 +224,7 @@ struct OpenAIProviderTests {
     @Test func tooLargeAnswerIsRefused() async throws {
         try await FakeOpenAIServer.with { server in
             server.enqueue(.text(String(repeating: "x", count: 10_000)))
-            let small = OpenAIProvider(client: .shared, egress: loopbackEgress, maxResponseBytes: 1_000)
+            let small = OpenAIProvider(client: loopbackClient, maxResponseBytes: 1_000)
             let error = await providerError { () async throws(ProviderError) in
                 try await small.complete(ChatRequest(model: "m", messages: [.user("x")]), endpoint: endpoint(server.baseURL, kind: .openai), onDelta: nil)
             }
@@ -246,7 +246,7 @@ struct OpenAIProviderTests {
 
     @Test func egressDenialStopsTheCall() async throws {
         try await FakeOpenAIServer.with { server in
-            let strict = OpenAIProvider(client: .shared, egress: .strict)
+            let strict = OpenAIProvider(client: EgressHTTPClient(client: loopbackHTTPClient, policy: .strict))
             let error = await providerError { () async throws(ProviderError) in
                 try await strict.complete(ChatRequest(model: "m", messages: [.user("x")]), endpoint: endpoint(server.baseURL, kind: .openai), onDelta: nil)
             }
@@ -259,16 +259,12 @@ struct OpenAIProviderTests {
         let server = try await FakeOpenAIServer.start()
         let baseURL = server.baseURL
         await server.stop()
-        // A client that does not retry refused connections until the deadline fails at once.
-        var configuration = HTTPClient.Configuration()
-        configuration.connectionPool.retryConnectionEstablishment = false
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-        let provider = OpenAIProvider(client: client, egress: loopbackEgress)
+        // The egress client does not retry refused connections until the deadline: it fails at once.
+        let provider = OpenAIProvider(client: loopbackClient)
         let started = ContinuousClock.now
         let error = await providerError { () async throws(ProviderError) in
             try await provider.complete(ChatRequest(model: "m", messages: [.user("x")]), endpoint: endpoint(baseURL, kind: .openai), onDelta: nil)
         }
-        try await client.shutdown()
         #expect(error?.kind == .network)
         #expect(ContinuousClock.now - started < .seconds(2))
     }

@@ -1,5 +1,6 @@
 import CaravanCore
 import CaravanModels
+import CaravanOutbound
 import CaravanTestSupport
 import Logging
 import Synchronization
@@ -219,7 +220,7 @@ struct ProviderRouterTests {
         let breakers = CircuitBreakers(failureThreshold: 1)
         try await FakeAnthropicServer.with { anthropicServer in
             let router = ProviderRouter(
-                openAI: OpenAIProvider(client: .shared, egress: .strict), anthropic: anthropicProvider, breakers: breakers,
+                openAI: OpenAIProvider(client: EgressHTTPClient(client: loopbackHTTPClient, policy: .strict)), anthropic: anthropicProvider, breakers: breakers,
                 logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }), sleep: { _ in }
             )
             let resolver = Resolver(endpoints: [

@@ -166,6 +166,38 @@ struct EgressHTTPClientTests {
         }
     }
 
+    @Test("a name whose next lookup turns private (DNS rebinding) is still refused: the checked address is the one used")
+    func rebindingIsRefused() async throws {
+        try await RedirectTestServer.with { server in
+            // The name resolves to the allowed 127.0.0.1 once, then to addresses the policy refuses.
+            let lookups = Mutex(0)
+            let policy = try EgressPolicy(allowList: "127.0.0.1/32").resolving { _ in
+                lookups.withLock { count in
+                    count += 1
+                    return count == 1 ? [[127, 0, 0, 1]] : [[10, 0, 0, 1]]
+                }
+            }
+            let client = EgressHTTPClient(policy: policy)
+            do {
+                let response = try await client.execute(
+                    get("http://rebind.test:\(server.port)/echo"), timeout: .seconds(10), maxBodyBytes: 10_000
+                )
+                #expect(response.status == .ok, "the request went to the address that was checked")
+                #expect(try json(response.body)["host"] == "rebind.test:\(server.port)")
+                #expect(lookups.withLock { $0 } == 1, "the name was resolved again between the check and the connection")
+                // The next request resolves again and meets the private answer: refused, never sent.
+                let error = await #expect(throws: EgressRequestError.self) {
+                    try await client.execute(get("http://rebind.test:\(server.port)/echo"), timeout: .seconds(10), maxBodyBytes: 10_000)
+                }
+                #expect(error?.code == "egress_denied")
+            } catch {
+                try? await client.shutdown()
+                throw error
+            }
+            try await client.shutdown()
+        }
+    }
+
     @Test("refuses a redirect to a port the allowlist does not name")
     func refusesRedirectToOtherPort() async throws {
         try await RedirectTestServer.with { allowed in
