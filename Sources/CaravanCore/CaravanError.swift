@@ -2,38 +2,49 @@
 ///
 /// Errors compare by code; `detail` is for humans and `fieldErrors` name the fields at fault.
 public struct CaravanError: Error, Sendable, CustomStringConvertible {
-    /// A stable machine-readable code.
+    /// A stable machine-readable code, and the HTTP status an API answer with it carries.
     public struct Code: Sendable, Hashable, RawRepresentable, CustomStringConvertible {
         public var rawValue: String
-        public init(rawValue: String) { self.rawValue = rawValue }
-        public var description: String { rawValue }
+        /// The HTTP status of an answer with this code (500 for a code that names none).
+        public let status: Int
 
-        public static let invalidJSON = Code(rawValue: "invalid_json")
-        public static let invalidRequest = Code(rawValue: "invalid_request")
-        public static let validationFailed = Code(rawValue: "validation_failed")
-        public static let unauthenticated = Code(rawValue: "unauthenticated")
-        public static let forbidden = Code(rawValue: "forbidden")
-        public static let notFound = Code(rawValue: "not_found")
-        public static let methodNotAllowed = Code(rawValue: "method_not_allowed")
-        public static let conflict = Code(rawValue: "conflict")
-        public static let rateLimited = Code(rawValue: "rate_limited")
-        public static let payloadTooLarge = Code(rawValue: "payload_too_large")
+        public init(rawValue: String) { self.init(rawValue, status: 500) }
+        public init(_ rawValue: String, status: Int) {
+            self.rawValue = rawValue
+            self.status = status
+        }
+
+        public var description: String { rawValue }
+        public static func == (lhs: Code, rhs: Code) -> Bool { lhs.rawValue == rhs.rawValue }
+        public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
+
+        public static let invalidJSON = Code("invalid_json", status: 400)
+        public static let invalidRequest = Code("invalid_request", status: 400)
+        public static let validationFailed = Code("validation_failed", status: 422)
+        public static let unauthenticated = Code("unauthenticated", status: 401)
+        public static let forbidden = Code("forbidden", status: 403)
+        public static let notFound = Code("not_found", status: 404)
+        public static let methodNotAllowed = Code("method_not_allowed", status: 405)
+        public static let requestTimeout = Code("request_timeout", status: 408)
+        public static let conflict = Code("conflict", status: 409)
+        public static let rateLimited = Code("rate_limited", status: 429)
+        public static let payloadTooLarge = Code("payload_too_large", status: 413)
         /// Something Caravan made (a rendered template, a step's output) would pass the payload limit.
-        public static let outputTooLarge = Code(rawValue: "output_too_large")
+        public static let outputTooLarge = Code("output_too_large", status: 422)
         /// A request would carry a secret to a host outside the secret's `allowed_hosts`.
-        public static let secretHostNotAllowed = Code(rawValue: "secret_host_not_allowed")
-        public static let unsupportedMediaType = Code(rawValue: "unsupported_media_type")
-        public static let idempotencyConflict = Code(rawValue: "idempotency_conflict")
-        public static let unavailable = Code(rawValue: "unavailable")
-        public static let `internal` = Code(rawValue: "internal")
+        public static let secretHostNotAllowed = Code("secret_host_not_allowed", status: 422)
+        public static let unsupportedMediaType = Code("unsupported_media_type", status: 415)
+        public static let idempotencyConflict = Code("idempotency_conflict", status: 409)
+        public static let unavailable = Code("unavailable", status: 503)
+        public static let `internal` = Code("internal", status: 500)
         /// A model budget (the run's or the organization's month) is spent.
-        public static let budgetExceeded = Code(rawValue: "budget_exceeded")
+        public static let budgetExceeded = Code("budget_exceeded", status: 402)
         /// The model named is not configured (no such provider, or not in its models).
-        public static let unknownModel = Code(rawValue: "unknown_model")
+        public static let unknownModel = Code("unknown_model", status: 404)
         /// Every provider of the route failed; `detail` says how the last one did.
-        public static let providerError = Code(rawValue: "provider_error")
+        public static let providerError = Code("provider_error", status: 502)
         /// Every provider of the route took too long.
-        public static let providerTimeout = Code(rawValue: "provider_timeout")
+        public static let providerTimeout = Code("provider_timeout", status: 504)
     }
 
     /// One field at fault, named by a JSON pointer into the request body.

@@ -79,5 +79,5 @@ public struct Principal: Sendable, Hashable {
 
 extension CaravanError.Code {
     /// Login needs a TOTP code (or a recovery code) from a user with MFA enrolled.
-    public static let mfaRequired = CaravanError.Code(rawValue: "mfa_required")
+    public static let mfaRequired = CaravanError.Code("mfa_required", status: 401)
 }

@@ -163,7 +163,7 @@ struct AccessControl: Sendable {
 
     static func status(of error: any Error) -> Int {
         switch error {
-        case let error as CaravanError: Int(ProblemDetails.status(of: error.code).code)
+        case let error as CaravanError: error.code.status
         case let error as any HTTPResponseError: Int(error.status.code)
         default: 500
         }

@@ -14,28 +14,18 @@ struct ProblemDetails: Sendable {
     var errors: [CaravanError.FieldError]
     var headers: HTTPFields = [:]
 
-    /// The HTTP status of each stable code.
+    /// The HTTP status of a stable code: the one the code carries, with its standard reason phrase.
     static func status(of code: CaravanError.Code) -> HTTPResponse.Status {
-        switch code {
-        case .invalidJSON, .invalidRequest: .badRequest
-        case .validationFailed: .unprocessableContent
-        case .unauthenticated, .mfaRequired: .unauthorized
-        case .forbidden: .forbidden
-        case .notFound: .notFound
-        case .methodNotAllowed: .methodNotAllowed
-        case .conflict, .idempotencyConflict: .conflict
-        case .payloadTooLarge: .contentTooLarge
-        case .unsupportedMediaType: .unsupportedMediaType
-        case .rateLimited: .tooManyRequests
-        case .unavailable: .serviceUnavailable
-        case .requestTimeout: .requestTimeout
-        case .budgetExceeded: HTTPResponse.Status(code: 402, reasonPhrase: "Payment Required")
-        case .unknownModel: .notFound
-        case .providerError: .badGateway
-        case .providerTimeout: .gatewayTimeout
-        default: .internalServerError
-        }
+        standardStatuses[code.status] ?? HTTPResponse.Status(code: code.status)
     }
+
+    private static let standardStatuses: [Int: HTTPResponse.Status] = Dictionary(
+        uniqueKeysWithValues: [
+            HTTPResponse.Status.badRequest, .unauthorized, HTTPResponse.Status(code: 402, reasonPhrase: "Payment Required"),
+            .forbidden, .notFound, .methodNotAllowed, .requestTimeout, .conflict, .contentTooLarge, .unsupportedMediaType,
+            .unprocessableContent, .tooManyRequests, .internalServerError, .badGateway, .serviceUnavailable, .gatewayTimeout,
+        ].map { ($0.code, $0) }
+    )
 
     /// The stable code for an HTTP status that a framework error carried.
     static func code(of status: HTTPResponse.Status) -> CaravanError.Code {
@@ -97,7 +87,3 @@ struct ProblemDetails: Sendable {
     }
 }
 
-extension CaravanError.Code {
-    /// The request was not received in time.
-    public static let requestTimeout = CaravanError.Code(rawValue: "request_timeout")
-}
