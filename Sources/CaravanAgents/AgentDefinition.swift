@@ -223,15 +223,15 @@ public struct AgentDefinition: Sendable {
     /// while the budget lasts (else as nothing), and a section pass costs at most the instructions' own length, so
     /// that a template repeating a large input, or looping over a long array, cannot grow past the limit in memory.
     /// - Throws: `output_too_large` when the rendering would pass `limit`.
-    func renderInstructions(input: JSONValue, limit: Int) throws(StepFailure) -> String {
+    func renderInstructions(input: JSONValue, limit: Int) throws(Failure) -> String {
         guard !instructions.isEmpty, let template = try? MustacheTemplate(string: "{{% CONTENT_TYPE: TEXT}}" + instructions) else {
             return instructions
         }
         let budget = MustacheBudget(limit: limit, passCost: instructions.utf8.count)
         let rendered = template.render(["input": budget.wrap(input)] as [String: Any])
         if budget.exhausted || rendered.utf8.count > limit {
-            throw StepFailure(
-                code: CaravanError.Code.outputTooLarge.rawValue,
+            throw Failure(
+                code: Failure.Code(rawValue: CaravanError.Code.outputTooLarge.rawValue),
                 message: "The agent's instructions, rendered over this input, would pass the payload limit of \(limit) bytes.",
                 retryable: false
             )

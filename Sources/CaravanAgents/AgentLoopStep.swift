@@ -36,13 +36,13 @@ public struct AgentLoopStep: StepExecutor {
         self.engine = engine
     }
 
-    public func execute(_ config: JSONValue, context: StepContext) async throws(StepFailure) -> JSONValue {
+    public func execute(_ config: JSONValue, context: StepContext) async throws(Failure) -> JSONValue {
         guard let journal = context.journal else {
-            throw StepFailure(code: "journal_unavailable", message: "The agent loop runs only inside the engine.", retryable: false)
+            throw Failure(code: "journal_unavailable", message: "The agent loop runs only inside the engine.", retryable: false)
         }
         let definition: AgentDefinition
         do { definition = try AgentDefinition.validate(config, nameFromPath: nil) } catch {
-            throw StepFailure(code: "invalid_agent", message: error.detail, retryable: false)
+            throw Failure(code: "invalid_agent", message: error.detail, retryable: false)
         }
         let input = context.input["input"] ?? .null
         let threadID = context.input["thread"]?.stringValue
@@ -50,7 +50,7 @@ public struct AgentLoopStep: StepExecutor {
         if let schema = definition.inputSchema {
             let problems = JSONSchemaCheck.problems(of: input, against: schema, at: "/input")
             if !problems.isEmpty {
-                throw StepFailure(
+                throw Failure(
                     code: "invalid_input",
                     message: "The input does not match the agent's input schema: "
                         + problems.map { "\($0.pointer) \($0.detail)" }.joined(separator: "; "),
@@ -64,7 +64,7 @@ public struct AgentLoopStep: StepExecutor {
         if !system.isEmpty { messages.append(.system(system)) }
         if let threadID {
             do { messages += try await threads.history(threadID: threadID, excludingRun: context.runID) } catch {
-                throw StepFailure(code: "thread_unavailable", message: "The thread's messages could not be read.", retryable: true)
+                throw Failure(code: "thread_unavailable", message: "The thread's messages could not be read.", retryable: true)
             }
         }
         let question = ChatMessage.user(input.stringValue ?? input.canonicalText)
@@ -82,7 +82,7 @@ public struct AgentLoopStep: StepExecutor {
         while true {
             turn += 1
             if turn > definition.maxTurns {
-                throw StepFailure(
+                throw Failure(
                     code: "max_turns_exceeded", message: "The agent did not finish within \(definition.maxTurns) model turns.", retryable: false
                 )
             }
@@ -92,10 +92,10 @@ public struct AgentLoopStep: StepExecutor {
                 record = replayed
             } else {
                 if let limit = definition.budgetTokens, spentTokens >= limit {
-                    throw StepFailure(code: BudgetExceeded.code, message: "The run used \(spentTokens) of its \(limit) tokens.", retryable: false)
+                    throw Failure(code: Failure.Code(rawValue: BudgetExceeded.code), message: "The run used \(spentTokens) of its \(limit) tokens.", retryable: false)
                 }
                 if let limit = definition.budgetCostUSD, spentCost >= limit {
-                    throw StepFailure(code: BudgetExceeded.code, message: "The run spent $\(spentCost) of its $\(limit).", retryable: false)
+                    throw Failure(code: Failure.Code(rawValue: BudgetExceeded.code), message: "The run spent $\(spentCost) of its $\(limit).", retryable: false)
                 }
                 let request = ChatRequest(
                     model: "", messages: messages, tools: specs, toolChoice: specs.isEmpty ? nil : .auto, maxTokens: definition.maxTokens,
@@ -144,7 +144,7 @@ public struct AgentLoopStep: StepExecutor {
                     return value
                 }
                 guard !repaired, case .failure(let failure) = problems else {
-                    throw StepFailure(code: "output_invalid", message: "The answer does not match the output schema.", retryable: false)
+                    throw Failure(code: "output_invalid", message: "The answer does not match the output schema.", retryable: false)
                 }
                 repaired = true
                 messages.append(.user(
@@ -166,7 +166,7 @@ public struct AgentLoopStep: StepExecutor {
     /// Runs one tool call, or replays its recorded result.
     private func runTool(
         _ call: ToolCall, index: Int, turn: Int, offered: [OfferedTool], journal: StepJournal, context: StepContext
-    ) async throws(StepFailure) -> ToolResult {
+    ) async throws(Failure) -> ToolResult {
         let key = "tool:\(turn):\(index)"
         if let entry = journal.entries[key], let content = entry["content"]?.stringValue {
             return ToolResult(content: content, isError: entry["is_error"] == .bool(true))
@@ -211,7 +211,7 @@ public struct AgentLoopStep: StepExecutor {
     /// approved; a result for the model when a person refused.
     private func awaitApproval(
         _ call: ToolCall, arguments: JSONValue, key: String, journal: StepJournal, context: StepContext
-    ) async throws(StepFailure) -> ToolResult? {
+    ) async throws(Failure) -> ToolResult? {
         let decisionKey = "approval:" + key
         let digest = stableDigest(arguments.canonicalText)
         var decision = journal.entries[decisionKey]
@@ -224,7 +224,7 @@ public struct AgentLoopStep: StepExecutor {
                     ])
                 ])
             }
-            guard let engine = engine.engine else { throw StepFailure(code: "engine_unavailable", message: "No engine.", retryable: true) }
+            guard let engine = engine.engine else { throw Failure(code: "engine_unavailable", message: "No engine.", retryable: true) }
             while decision == nil {
                 let signal: (data: JSONValue, sender: String?)?
                 do {
@@ -232,7 +232,7 @@ public struct AgentLoopStep: StepExecutor {
                         data["data"]?["call_id"]?.stringValue == key && data["data"]?["arguments_digest"]?.stringValue == digest
                     }
                 } catch {
-                    throw StepFailure(code: "signal_unavailable", message: "The run's signals could not be read.", retryable: true)
+                    throw Failure(code: "signal_unavailable", message: "The run's signals could not be read.", retryable: true)
                 }
                 if let signal {
                     let value: JSONValue = ["approved": .bool(signal.data["approved"] == .bool(true)), "by": signal.sender.map(JSONValue.string) ?? .null]
@@ -240,7 +240,7 @@ public struct AgentLoopStep: StepExecutor {
                     decision = value
                 } else {
                     do { try await Task.sleep(for: .milliseconds(250)) } catch {
-                        throw StepFailure(code: "cancelled", message: "The run was cancelled while a tool waited for approval.", retryable: false)
+                        throw Failure(code: "cancelled", message: "The run was cancelled while a tool waited for approval.", retryable: false)
                     }
                 }
             }
@@ -248,10 +248,10 @@ public struct AgentLoopStep: StepExecutor {
         return decision?["approved"] == .bool(true) ? nil : ToolResult(content: "A person refused this call.", isError: true)
     }
 
-    private func finishThread(_ threadID: String?, context: StepContext, messages: [ChatMessage]) async throws(StepFailure) {
+    private func finishThread(_ threadID: String?, context: StepContext, messages: [ChatMessage]) async throws(Failure) {
         guard let threadID else { return }
         do { try await threads.append(threadID: threadID, runID: context.runID, messages: messages) } catch {
-            throw StepFailure(code: "thread_unavailable", message: "The thread could not be updated.", retryable: true)
+            throw Failure(code: "thread_unavailable", message: "The thread could not be updated.", retryable: true)
         }
     }
 

@@ -51,8 +51,8 @@ public final class AgentToolbox: Sendable {
     }
 
     /// The tools to offer the model.
-    /// - Throws: `StepFailure` when an MCP server cannot be listed or a named agent or workflow does not exist.
-    func offer(_ tools: [AgentTool], context: StepContext) async throws(StepFailure) -> [OfferedTool] {
+    /// - Throws: `Failure` when an MCP server cannot be listed or a named agent or workflow does not exist.
+    func offer(_ tools: [AgentTool], context: StepContext) async throws(Failure) -> [OfferedTool] {
         var offered: [OfferedTool] = []
         for tool in tools {
             switch tool.kind {
@@ -63,7 +63,7 @@ public final class AgentToolbox: Sendable {
                 do {
                     listed = try await mcp.connection(orgID: context.orgID, config: server, logger: context.logger).listTools()
                 } catch {
-                    throw StepFailure(code: error.code, message: "The MCP server '\(server.name)': \(error.message)", retryable: error.retryable)
+                    throw Failure(code: error.code, message: "The MCP server '\(server.name)': \(error.message)", retryable: error.retryable)
                 }
                 for remote in listed where only?.contains(remote.name) ?? true {
                     var spec = remote
@@ -79,7 +79,7 @@ public final class AgentToolbox: Sendable {
                 ))
             case .workflow(let name):
                 guard let workflow = try? await engine.engine?.workflows.get(orgID: context.orgID, name: name), workflow.archivedAt == nil else {
-                    throw StepFailure(code: "tool_not_found", message: "The workflow '\(name)' named as a tool does not exist.", retryable: false)
+                    throw Failure(code: "tool_not_found", message: "The workflow '\(name)' named as a tool does not exist.", retryable: false)
                 }
                 let description = tool.description.isEmpty ? (workflow.definition.description ?? "Run the workflow \(name).") : tool.description
                 offered.append(OfferedTool(
@@ -93,12 +93,12 @@ public final class AgentToolbox: Sendable {
 
     static let anyObject: JSONValue = ["type": "object", "additionalProperties": true]
 
-    func agentDefinition(_ name: String, orgID: String) async throws(StepFailure) -> AgentDefinition {
+    func agentDefinition(_ name: String, orgID: String) async throws(Failure) -> AgentDefinition {
         guard let workflow = try? await engine.engine?.workflows.get(orgID: orgID, name: AgentStepKind.workflowName(forAgent: name)),
             workflow.archivedAt == nil, let config = workflow.definition.steps.first?.config,
             let definition = try? AgentDefinition.validate(config, nameFromPath: name)
         else {
-            throw StepFailure(code: "tool_not_found", message: "The agent '\(name)' named as a tool does not exist.", retryable: false)
+            throw Failure(code: "tool_not_found", message: "The agent '\(name)' named as a tool does not exist.", retryable: false)
         }
         return definition
     }
@@ -180,8 +180,8 @@ public final class AgentToolbox: Sendable {
             .masking { redactor.redact($0) }
         let prepared = request
         let http = self.http
-        let outcome = await EgressAttribution.$current.withValue(attribution) { () async -> Result<(status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer), EgressRequestError> in
-            do throws(EgressRequestError) {
+        let outcome = await EgressAttribution.$current.withValue(attribution) { () async -> Result<(status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer), Failure> in
+            do throws(Failure) {
                 return .success(try await http.execute(prepared, timeout: .seconds(30), maxBodyBytes: 1 << 20))
             } catch {
                 return .failure(error)

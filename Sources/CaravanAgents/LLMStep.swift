@@ -58,10 +58,10 @@ public struct LLMStep: StepExecutor {
         self.gateway = gateway
     }
 
-    public func execute(_ config: JSONValue, context: StepContext) async throws(StepFailure) -> JSONValue {
+    public func execute(_ config: JSONValue, context: StepContext) async throws(Failure) -> JSONValue {
         let route: [ModelRef]
         do { route = try ModelGateway.route(config["model"], at: "/model") } catch {
-            throw StepFailure(code: "invalid_model", message: error.detail, retryable: false)
+            throw Failure(code: "invalid_model", message: error.detail, retryable: false)
         }
         var messages: [ChatMessage] = []
         if let system = config["system"]?.stringValue { messages.append(.system(system)) }
@@ -97,7 +97,7 @@ public struct LLMStep: StepExecutor {
             switch AgentLoopStep.problems(of: text, against: schema) {
             case .success(let value): output["json"] = value
             case .failure(let problem):
-                throw StepFailure(code: "output_invalid", message: "The answer does not match the output schema: \(problem)", retryable: true)
+                throw Failure(code: "output_invalid", message: "The answer does not match the output schema: \(problem)", retryable: true)
             }
         }
         return .object(output)

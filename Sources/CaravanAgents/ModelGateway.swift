@@ -27,9 +27,8 @@ public struct ModelAnswer: Sendable {
     public var attempts: Int
 }
 
-/// Why a model call did not produce an answer: a stable code (`budget_exceeded`, or the last provider error's) and
-/// whether trying later may help.
-public typealias ModelCallError = Failure
+// A model call that did not produce an answer throws a `Failure`: a stable code (`budget_exceeded`, or the last provider error's) and
+// whether trying later may help.
 
 /// The one way Caravan calls models: checks the organization's monthly budget, resolves each `provider/model`
 /// to its endpoint (key unsealed), routes through fallbacks, retries and circuit breakers, prices and records
@@ -80,17 +79,17 @@ public final class ModelGateway: Sendable {
     }
 
     /// Calls the first model of `route` that answers.
-    /// - Throws: `ModelCallError`: `budget_exceeded`, or the last provider error's code.
+    /// - Throws: `Failure`: `budget_exceeded`, or the last provider error's code.
     public func complete(
         _ request: ChatRequest, route: [ModelRef], context: ModelCallContext, onDelta: ChatDeltaHandler? = nil
-    ) async throws(ModelCallError) -> ModelAnswer {
+    ) async throws(Failure) -> ModelAnswer {
         let now = Clock.nowMilliseconds()
         do {
             try await meter.checkMonthlyBudget(orgID: context.orgID, now: now)
         } catch let error as BudgetExceeded {
-            throw ModelCallError(code: BudgetExceeded.code, message: error.message, retryable: false)
+            throw Failure(code: Failure.Code(rawValue: BudgetExceeded.code), message: error.message, retryable: false)
         } catch {
-            throw ModelCallError(code: "usage_unavailable", message: "The organization's usage could not be read.", retryable: true)
+            throw Failure(code: "usage_unavailable", message: "The organization's usage could not be read.", retryable: true)
         }
         let orgID = context.orgID
         // Each model of the route must be one its provider lists; those that are not are left out (and reported if
@@ -131,7 +130,7 @@ public final class ModelGateway: Sendable {
             logger.debug("Model call failed", metadata: [
                 "caravan.org_id": "\(orgID)", "caravan.run_id": "\(context.runID ?? "")", "error.type": "\(error.code)",
             ])
-            throw ModelCallError(code: error.code, message: error.message, retryable: error.isTransient)
+            throw Failure(code: Failure.Code(rawValue: error.code), message: error.message, retryable: error.isTransient)
         }
         if routed.response.usage.totalTokens == 0 {
             // Some servers (llama.cpp's among them) count nothing when they stream: budgets and reports then use

@@ -307,25 +307,25 @@ extension Engine {
     }
 
     /// A child run for a `workflow` or `agent` step, queued for any node to claim; or why there is none.
-    private func makeChild(_ request: ChildRunRequest, parent: RunRecord) async -> Result<(NewRun, RunEvent), StepFailure> {
+    private func makeChild(_ request: ChildRunRequest, parent: RunRecord) async -> Result<(NewRun, RunEvent), Failure> {
         let stored: StoredWorkflow?
         let depth: Int
         do {
             stored = try await workflows.get(orgID: parent.orgID, name: request.workflow)
             depth = try await database.read { try await self.store.depth(of: parent.id, limit: self.configuration.maxRunDepth, in: $0) }
         } catch {
-            return .failure(StepFailure(code: "unavailable", message: "The child run could not be prepared.", retryable: true))
+            return .failure(Failure(code: "unavailable", message: "The child run could not be prepared.", retryable: true))
         }
         guard let workflow = stored, workflow.archivedAt == nil else {
             let agent = AgentStepKind.agentName(ofWorkflow: request.workflow)
-            return .failure(StepFailure(
+            return .failure(Failure(
                 code: agent == nil ? "workflow_not_found" : "agent_not_found",
                 message: agent.map { "The agent '\($0)' does not exist." } ?? "The workflow '\(request.workflow)' does not exist.",
                 retryable: false
             ))
         }
         guard depth + 1 <= configuration.maxRunDepth else {
-            return .failure(StepFailure(code: "max_depth_exceeded", message: Self.depthMessage(configuration.maxRunDepth), retryable: false))
+            return .failure(Failure(code: "max_depth_exceeded", message: Self.depthMessage(configuration.maxRunDepth), retryable: false))
         }
         let now = Clock.nowMilliseconds()
         var child = Self.newRun(orgID: parent.orgID, workflow: workflow, input: request.input, now: now)
@@ -354,7 +354,7 @@ extension Engine {
         journal: AsyncStream<StepJournal.Write>.Continuation? = nil
     ) async -> StepOutcome {
         guard let executor = executors[launch.kind] else {
-            return .failed(StepFailure(code: "unknown_kind", message: "No executor for \(launch.kind).", retryable: false))
+            return .failed(Failure(code: "unknown_kind", message: "No executor for \(launch.kind).", retryable: false))
         }
         var stepLogger = logger
         stepLogger[metadataKey: "caravan.step"] = .string(launch.stepID)
@@ -370,7 +370,7 @@ extension Engine {
                     try await self.store.journal(runID: run.id, step: launch.stepID, in: executor)
                 }
             } catch {
-                return .failed(StepFailure(code: "journal_unavailable", message: "The step's journal could not be read.", retryable: true))
+                return .failed(Failure(code: "journal_unavailable", message: "The step's journal could not be read.", retryable: true))
             }
             let runID = run.id
             let stepID = launch.stepID
@@ -388,10 +388,10 @@ extension Engine {
                 secretValues = try await secrets?.resolve(names: names, for: context) ?? [:]
                 secretHosts = try await secrets?.allowedHosts(names: names, orgID: run.orgID) ?? [:]
             } catch {
-                return .failed(StepFailure(code: "secret_unavailable", message: "The secrets of this step could not be read.", retryable: true))
+                return .failed(Failure(code: "secret_unavailable", message: "The secrets of this step could not be read.", retryable: true))
             }
             if let missing = names.subtracting(secretValues.keys).sorted().first {
-                return .failed(StepFailure(
+                return .failed(Failure(
                     code: "secret_not_found", message: "The secret '\(missing)' does not exist in this organization.", retryable: false
                 ))
             }
@@ -407,7 +407,7 @@ extension Engine {
             }
             return rendered
         }
-        func render(_ item: JSONValue?) throws(StepFailure) -> JSONValue {
+        func render(_ item: JSONValue?) throws(Failure) -> JSONValue {
             guard needsRendering else { return launch.config }
             do {
                 var scope = RunPlanner.scope(of: run, item: item)
@@ -420,7 +420,7 @@ extension Engine {
                 )
                 return try checkHosts(rendered)
             } catch {
-                throw StepFailure(code: RunPlanner.failureCode(error), message: error.detail, retryable: false)
+                throw Failure(code: RunPlanner.failureCode(error), message: error.detail, retryable: false)
             }
         }
         // Whatever the step sends through the egress client is attributed to this run: a refusal is audited there,
@@ -441,9 +441,9 @@ extension Engine {
 
     private func execute(
         _ executor: any StepExecutor, launch: StepLaunch, context: StepContext, timeout: CaravanDuration,
-        render: (JSONValue?) throws(StepFailure) -> JSONValue
+        render: (JSONValue?) throws(Failure) -> JSONValue
     ) async -> StepOutcome {
-        do throws(StepFailure) {
+        do throws(Failure) {
             if type(of: executor).isInstant && launch.items == nil {
                 return .succeeded(try await executor.execute(try render(nil), context: context))
             }
@@ -452,14 +452,14 @@ extension Engine {
                 outputs.reserveCapacity(items.count)
                 for item in items {
                     let config = try render(item)
-                    outputs.append(try await Self.withTimeout(timeout) { () async throws(StepFailure) -> JSONValue in
+                    outputs.append(try await Self.withTimeout(timeout) { () async throws(Failure) -> JSONValue in
                         try await executor.execute(config, context: context)
                     })
                 }
                 return .succeeded(.array(outputs))
             }
             let config = try render(nil)
-            return .succeeded(try await Self.withTimeout(timeout) { () async throws(StepFailure) -> JSONValue in
+            return .succeeded(try await Self.withTimeout(timeout) { () async throws(Failure) -> JSONValue in
                 try await executor.execute(config, context: context)
             })
         } catch {
@@ -470,20 +470,20 @@ extension Engine {
     /// Runs `body`, failing with a retryable `timeout` when it takes longer than `timeout`.
     static func withTimeout(
         _ timeout: CaravanDuration,
-        _ body: @escaping @Sendable () async throws(StepFailure) -> JSONValue
-    ) async throws(StepFailure) -> JSONValue {
-        let result: Result<JSONValue, StepFailure> = await withTaskGroup(of: Result<JSONValue, StepFailure>?.self) { group in
+        _ body: @escaping @Sendable () async throws(Failure) -> JSONValue
+    ) async throws(Failure) -> JSONValue {
+        let result: Result<JSONValue, Failure> = await withTaskGroup(of: Result<JSONValue, Failure>?.self) { group in
             group.addTask {
-                do throws(StepFailure) { return .success(try await body()) } catch { return .failure(error) }
+                do throws(Failure) { return .success(try await body()) } catch { return .failure(error) }
             }
             group.addTask {
                 do { try await Task.sleep(for: timeout.duration) } catch { return nil }
-                return .failure(StepFailure(code: "timeout", message: "The step took longer than \(timeout).", retryable: true))
+                return .failure(Failure(code: "timeout", message: "The step took longer than \(timeout).", retryable: true))
             }
-            var outcome: Result<JSONValue, StepFailure>?
+            var outcome: Result<JSONValue, Failure>?
             while outcome == nil, let next = await group.next() { outcome = next }
             group.cancelAll()
-            return outcome ?? .failure(StepFailure(code: "cancelled", message: "The step was cancelled.", retryable: false))
+            return outcome ?? .failure(Failure(code: "cancelled", message: "The step was cancelled.", retryable: false))
         }
         return try result.get()
     }

@@ -25,9 +25,9 @@ public struct HTTPStep: StepExecutor {
         self.client = client
     }
 
-    public func execute(_ config: JSONValue, context: StepContext) async throws(StepFailure) -> JSONValue {
+    public func execute(_ config: JSONValue, context: StepContext) async throws(Failure) -> JSONValue {
         guard let urlText = config["url"]?.stringValue, var components = URLComponents(string: urlText) else {
-            throw StepFailure(code: "invalid_url", message: "The rendered url is not a URL.", retryable: false)
+            throw Failure(code: "invalid_url", message: "The rendered url is not a URL.", retryable: false)
         }
         if let query = config["query"]?.objectValue {
             var items = components.queryItems ?? []
@@ -37,7 +37,7 @@ public struct HTTPStep: StepExecutor {
             components.queryItems = items
         }
         guard let url = components.url else {
-            throw StepFailure(code: "invalid_url", message: "The rendered url is not a URL.", retryable: false)
+            throw Failure(code: "invalid_url", message: "The rendered url is not a URL.", retryable: false)
         }
         var request = HTTPClientRequest(url: url.absoluteString)
         request.method = HTTPMethod(rawValue: (config["method"]?.stringValue ?? "GET").uppercased())
@@ -47,7 +47,7 @@ public struct HTTPStep: StepExecutor {
             value.stringValue.map { (name: name, value: $0) }
         }
         if let problem = headerProblem(requestHeaders) {
-            throw StepFailure(code: "invalid_header", message: problem, retryable: false)
+            throw Failure(code: "invalid_header", message: problem, retryable: false)
         }
         for (name, value) in requestHeaders { request.headers.replaceOrAdd(name: name, value: value) }
         if let body = config["body"] {
@@ -78,9 +78,9 @@ public struct HTTPStep: StepExecutor {
         switch response.status.code {
         case 200..<300: return output
         case 408, 429, 500..<600:
-            throw StepFailure(code: "http_\(response.status.code)", message: "The server answered \(response.status.code).", retryable: true)
+            throw Failure(code: "http_\(response.status.code)", message: "The server answered \(response.status.code).", retryable: true)
         default:
-            throw StepFailure(code: "http_\(response.status.code)", message: "The server answered \(response.status.code).", retryable: false)
+            throw Failure(code: "http_\(response.status.code)", message: "The server answered \(response.status.code).", retryable: false)
         }
     }
 }

@@ -37,7 +37,7 @@ struct ChildOutcome: Sendable {
 /// How one step attempt ended.
 enum StepOutcome: Sendable {
     case succeeded(JSONValue)
-    case failed(StepFailure)
+    case failed(Failure)
 }
 
 /// The pure heart of the engine: given a run, its definition and what happened, decide what changes, which
@@ -169,7 +169,7 @@ struct RunPlanner {
         var items: [JSONValue]?
         if let forEach = step.forEach {
             guard case .array(let values) = forEach.evaluate(in: scope) else {
-                fail(&run, index, StepFailure(code: "invalid_for_each", message: "for_each did not give an array", retryable: false))
+                fail(&run, index, Failure(code: "invalid_for_each", message: "for_each did not give an array", retryable: false))
                 return true
             }
             items = values
@@ -201,7 +201,7 @@ struct RunPlanner {
             do throws(CaravanError) {
                 childRuns.append(try Self.childRequest(for: step, scope: scope, limit: maxOutputBytes))
             } catch {
-                fail(&run, index, StepFailure(code: Self.failureCode(error), message: error.detail, retryable: false))
+                fail(&run, index, Failure(code: Self.failureCode(error), message: error.detail, retryable: false))
                 return true
             }
             record(&run, "step.waiting", step: stepID, data: [step.kind: step.config["name"] ?? .null])
@@ -210,7 +210,7 @@ struct RunPlanner {
             do throws(CaravanError) {
                 launches.append(try Self.launch(step, attempt: run.steps[index].attempts, items: items, scope: scope, limit: maxOutputBytes))
             } catch {
-                fail(&run, index, StepFailure(code: Self.failureCode(error), message: error.detail, retryable: false))
+                fail(&run, index, Failure(code: Self.failureCode(error), message: error.detail, retryable: false))
                 return true
             }
         }
@@ -219,8 +219,8 @@ struct RunPlanner {
     }
 
     /// The step failure code of a template that could not be rendered.
-    static func failureCode(_ error: CaravanError) -> String {
-        error.code == .outputTooLarge || error.code == .secretHostNotAllowed ? error.code.rawValue : "template_error"
+    static func failureCode(_ error: CaravanError) -> Failure.Code {
+        error.code == .outputTooLarge || error.code == .secretHostNotAllowed ? Failure.Code(rawValue: error.code.rawValue) : "template_error"
     }
 
     private static func launch(_ step: StepDefinition, attempt: Int, items: [JSONValue]?, scope: JSONValue, limit: Int) throws(CaravanError)
@@ -256,7 +256,7 @@ struct RunPlanner {
             do throws(CaravanError) {
                 childRuns.append(try Self.childRequest(for: step, scope: scope, limit: maxOutputBytes))
             } catch {
-                fail(&run, index, StepFailure(code: Self.failureCode(error), message: error.detail, retryable: false))
+                fail(&run, index, Failure(code: Self.failureCode(error), message: error.detail, retryable: false))
             }
         }
         for index in run.steps.indices where run.steps[index].status == .running {
@@ -266,7 +266,7 @@ struct RunPlanner {
             do throws(CaravanError) {
                 launches.append(try Self.launch(step, attempt: run.steps[index].attempts, items: items, scope: scope, limit: maxOutputBytes))
             } catch {
-                fail(&run, index, StepFailure(code: Self.failureCode(error), message: error.detail, retryable: false))
+                fail(&run, index, Failure(code: Self.failureCode(error), message: error.detail, retryable: false))
             }
         }
     }
@@ -302,12 +302,12 @@ struct RunPlanner {
                     succeed(&run, index, output: output)
                 } else {
                     run.steps[index].output = output
-                    fail(&run, index, StepFailure(code: "rejected", message: "The approval was rejected.", retryable: false))
+                    fail(&run, index, Failure(code: "rejected", message: "The approval was rejected.", retryable: false))
                 }
                 return true
             }
             if let wakeAt = state.wakeAt, wakeAt <= now {
-                fail(&run, index, StepFailure(code: "approval_timeout", message: "No approval arrived in time.", retryable: false))
+                fail(&run, index, Failure(code: "approval_timeout", message: "No approval arrived in time.", retryable: false))
                 return true
             }
             return false
@@ -318,7 +318,7 @@ struct RunPlanner {
             default:
                 let message = child.error.map { "The child run \(childID) \(child.status.rawValue): \($0.message)" }
                     ?? "The child run \(childID) \(child.status.rawValue)."
-                fail(&run, index, StepFailure(code: "child_\(child.status.rawValue)", message: message, retryable: false))
+                fail(&run, index, Failure(code: "child_\(child.status.rawValue)", message: message, retryable: false))
             }
             return true
         default:
@@ -338,7 +338,7 @@ struct RunPlanner {
         case .succeeded(let output):
             let size = output.canonicalText.utf8.count
             if size > maxOutputBytes {
-                fail(&run, index, StepFailure(
+                fail(&run, index, Failure(
                     code: "output_too_large",
                     message: "The output is \(size) bytes; the limit is \(maxOutputBytes).",
                     retryable: false
@@ -352,10 +352,10 @@ struct RunPlanner {
                 let delay = policy.delay(afterAttempt: run.steps[index].attempts, random: &random)
                 run.steps[index].status = .pending
                 run.steps[index].wakeAt = now + delay.milliseconds
-                run.steps[index].error = RunFailure(code: failure.code, message: failure.message, step: stepID)
+                run.steps[index].error = RunFailure(code: failure.code.rawValue, message: failure.message, step: stepID)
                 record(&run, "step.retrying", step: stepID, data: [
                     "attempt": .int(Int64(run.steps[index].attempts)),
-                    "error": ["code": .string(failure.code), "message": .string(failure.message)],
+                    "error": ["code": .string(failure.code.rawValue), "message": .string(failure.message)],
                     "retry_at": .string(Clock.rfc3339(now + delay.milliseconds)),
                 ])
                 updateRunStatus(&run)
@@ -376,7 +376,7 @@ struct RunPlanner {
     }
 
     /// Fails a step that waits for a child run that cannot be started.
-    mutating func failWaiting(_ run: inout RunRecord, step stepID: String, _ failure: StepFailure) {
+    mutating func failWaiting(_ run: inout RunRecord, step stepID: String, _ failure: Failure) {
         guard !run.status.isTerminal, let index = run.steps.firstIndex(where: { $0.id == stepID }), run.steps[index].status == .waiting
         else { return }
         childRuns.removeAll { $0.stepID == stepID }
@@ -384,9 +384,9 @@ struct RunPlanner {
     }
 
     /// A step failed for good: the run fails, and every step not yet done is cancelled.
-    private mutating func fail(_ run: inout RunRecord, _ index: Int, _ failure: StepFailure) {
+    private mutating func fail(_ run: inout RunRecord, _ index: Int, _ failure: Failure) {
         let stepID = run.steps[index].id
-        let error = RunFailure(code: failure.code, message: failure.message, step: stepID)
+        let error = RunFailure(code: failure.code.rawValue, message: failure.message, step: stepID)
         run.steps[index].status = .failed
         run.steps[index].error = error
         run.steps[index].wakeAt = nil
@@ -436,7 +436,7 @@ struct RunPlanner {
             record(&run, "run.succeeded", data: ["output": output])
         } catch {
             run.status = .failed
-            run.error = RunFailure(code: Self.failureCode(error), message: error.detail)
+            run.error = RunFailure(code: Self.failureCode(error).rawValue, message: error.detail)
             run.finishedAt = now
             record(&run, "run.failed", data: ["error": run.error?.json ?? .null])
         }

@@ -35,9 +35,6 @@ public protocol SecretResolver: Sendable {
     func allowedHosts(names: Set<String>, orgID: String) async throws -> [String: [String]]
 }
 
-/// Why a step attempt failed, and whether another attempt may succeed.
-public typealias StepFailure = Failure
-
 /// A kind of step that runs as one call: adding a kind is one type conforming to this protocol (validation from
 /// `StepKind`, execution here) and registering an instance with the engine.
 public protocol StepExecutor: StepKind {
@@ -46,8 +43,8 @@ public protocol StepExecutor: StepKind {
     ///   - config: the step's configuration with `{{ }}` already rendered (secrets included: never store it).
     ///   - context: ids, attempt number, timeout, limits.
     /// - Returns: the step's output.
-    /// - Throws: `StepFailure`; cancellation when the run is cancelled or the timeout passes.
-    func execute(_ config: JSONValue, context: StepContext) async throws(StepFailure) -> JSONValue
+    /// - Throws: `Failure`; cancellation when the run is cancelled or the timeout passes.
+    func execute(_ config: JSONValue, context: StepContext) async throws(Failure) -> JSONValue
 
     /// Whether the step finishes at once without I/O (a template): the engine then runs it inline, without a
     /// task or a timeout of its own.
@@ -73,7 +70,7 @@ public struct TemplateStep: StepExecutor {
 
     public init() {}
 
-    public func execute(_ config: JSONValue, context: StepContext) async throws(StepFailure) -> JSONValue {
+    public func execute(_ config: JSONValue, context: StepContext) async throws(Failure) -> JSONValue {
         config
     }
 }

@@ -32,8 +32,8 @@ public final class StepJournal: Sendable {
     }
 
     /// Records `value` under `key`, with `events` appended to the run's history, and returns once committed.
-    /// - Throws: `StepFailure` `lease_lost` when this node no longer holds the run (another node continues it).
-    public func record(_ key: String, value: JSONValue, events: [(type: String, data: JSONValue)] = []) async throws(StepFailure) {
+    /// - Throws: `Failure` `lease_lost` when this node no longer holds the run (another node continues it).
+    public func record(_ key: String, value: JSONValue, events: [(type: String, data: JSONValue)] = []) async throws(Failure) {
         // Resumed once: by the execution after the commit, or with `false` when the step is cancelled first (the
         // execution then stops and never answers).
         let answer = Answer()
@@ -52,7 +52,7 @@ public final class StepJournal: Sendable {
             finish(false)
         }
         if !landed {
-            throw StepFailure(code: "lease_lost", message: "The run moved to another node.", retryable: true)
+            throw Failure(code: "lease_lost", message: "The run moved to another node.", retryable: true)
         }
     }
 

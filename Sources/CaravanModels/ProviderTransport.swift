@@ -116,7 +116,7 @@ struct ProviderTransport: Sendable {
     /// Classifies anything a call threw.
     func mapError(_ error: any Error, provider: String) -> ProviderError {
         if let error = error as? ProviderError { return error }
-        if let failure = error as? EgressRequestError {
+        if let failure = error as? Failure {
             switch failure.code {
             // Refused by the egress policy: for good (another route may be allowed).
             case "egress_denied": return ProviderError(.egressDenied, failure.message)

@@ -12,13 +12,12 @@ import Glibc
 import Darwin
 #endif
 
-/// Why an outbound request through `EgressHTTPClient` failed: a stable code, a message for people, and whether
-/// trying again later may succeed.
-///
-/// Codes: `egress_denied` (the policy refused the URL or a redirect target; not retryable), `dns_error` (the host
-/// does not resolve; retryable), `too_many_redirects`, `response_too_large` (not retryable), `network_error`
-/// (connection refused or reset, TLS failure, cancelled; retryable), `timeout` (retryable).
-public typealias EgressRequestError = Failure
+// A request through `EgressHTTPClient` that failed throws a `Failure`: a stable code, a message for people, and whether
+// trying again later may succeed.
+//
+// Codes: `egress_denied` (the policy refused the URL or a redirect target; not retryable), `dns_error` (the host
+// does not resolve; retryable), `too_many_redirects`, `response_too_large` (not retryable), `network_error`
+// (connection refused or reset, TLS failure, cancelled; retryable), `timeout` (retryable).
 
 extension Failure {
     static func timeout(_ url: URL) -> Failure {
@@ -50,13 +49,13 @@ public final class EgressHTTPClient: Sendable {
     public let policy: EgressPolicy
     let client: HTTPClient
     private let ownsClient: Bool
-    private let onDenied: (@Sendable (URL, EgressDenial) async -> Void)?
+    private let onDenied: (@Sendable (URL, Failure) async -> Void)?
 
     /// A client with its own `HTTPClient` (redirects disallowed); call `shutdown()` when done.
     /// - Parameters:
     ///   - policy: which destinations are allowed.
     ///   - onDenied: called for every refusal by the policy (`egress_denied`), with the refused URL; for auditing.
-    public init(policy: EgressPolicy, onDenied: (@Sendable (URL, EgressDenial) async -> Void)? = nil) {
+    public init(policy: EgressPolicy, onDenied: (@Sendable (URL, Failure) async -> Void)? = nil) {
         self.policy = policy
         self.client = Self.makeHTTPClient()
         self.ownsClient = true
@@ -66,7 +65,7 @@ public final class EgressHTTPClient: Sendable {
     /// A client over an existing `HTTPClient`, which the caller shuts down. That client **must** be configured with
     /// `redirectConfiguration = .disallow` (as `makeHTTPClient()` does): a client that follows redirects itself would
     /// reach targets that were never checked.
-    public init(client: HTTPClient, policy: EgressPolicy, onDenied: (@Sendable (URL, EgressDenial) async -> Void)? = nil) {
+    public init(client: HTTPClient, policy: EgressPolicy, onDenied: (@Sendable (URL, Failure) async -> Void)? = nil) {
         self.policy = policy
         self.client = client
         self.ownsClient = false
@@ -94,12 +93,12 @@ public final class EgressHTTPClient: Sendable {
     /// - Parameters:
     ///   - timeout: for everything: every hop, and reading the body.
     ///   - maxBodyBytes: a longer body fails with `response_too_large`.
-    /// - Throws: `EgressRequestError`.
+    /// - Throws: `Failure`.
     public func execute(
         _ request: HTTPClientRequest,
         timeout: TimeAmount,
         maxBodyBytes: Int
-    ) async throws(EgressRequestError) -> (status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer) {
+    ) async throws(Failure) -> (status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer) {
         let deadline = NIODeadline.now() + timeout
         let (response, url) = try await send(request, deadline: deadline)
         let body = try await Self.collect(response.body, upTo: maxBodyBytes, deadline: deadline, url: url)
@@ -109,18 +108,18 @@ public final class EgressHTTPClient: Sendable {
     /// Sends `request` and follows redirects like `execute`, but returns the final response with its body unread
     /// (for server-sent events and other streams). `timeout` covers the hops up to the final response's head; the
     /// caller bounds how long and how much it reads from the body.
-    /// - Throws: `EgressRequestError`.
-    public func stream(_ request: HTTPClientRequest, timeout: TimeAmount) async throws(EgressRequestError) -> HTTPClientResponse {
+    /// - Throws: `Failure`.
+    public func stream(_ request: HTTPClientRequest, timeout: TimeAmount) async throws(Failure) -> HTTPClientResponse {
         try await send(request, deadline: .now() + timeout).response
     }
 
     // MARK: - Sending
 
-    private func send(_ original: HTTPClientRequest, deadline: NIODeadline) async throws(EgressRequestError) -> (
+    private func send(_ original: HTTPClientRequest, deadline: NIODeadline) async throws(Failure) -> (
         response: HTTPClientResponse, url: URL
     ) {
         guard let first = URL(string: original.url) else {
-            let denial = EgressDenial(code: "egress_denied", message: "'\(original.url)' is not a valid URL.", retryable: false)
+            let denial = Failure(code: "egress_denied", message: "'\(original.url)' is not a valid URL.", retryable: false)
             throw denial
         }
         var request = original
@@ -135,7 +134,7 @@ public final class EgressHTTPClient: Sendable {
             // The redirect's own body is of no interest; read a little of it so the connection can be reused.
             _ = try? await Self.collect(response.body, upTo: 64 * 1024, deadline: deadline, url: url)
             guard redirects < Self.maxRedirects else {
-                throw EgressRequestError(
+                throw Failure(
                     code: "too_many_redirects",
                     message: "More than \(Self.maxRedirects) redirects, starting at \(first.host ?? first.absoluteString).",
                     retryable: false
@@ -169,7 +168,7 @@ public final class EgressHTTPClient: Sendable {
     }
 
     /// Checks `url` and sends `request` to it once (no redirects).
-    private func sendOnce(_ request: HTTPClientRequest, url: URL, deadline: NIODeadline) async throws(EgressRequestError)
+    private func sendOnce(_ request: HTTPClientRequest, url: URL, deadline: NIODeadline) async throws(Failure)
         -> HTTPClientResponse
     {
         let destination: EgressPolicy.Destination
@@ -188,7 +187,7 @@ public final class EgressHTTPClient: Sendable {
             case .connectFailed(let error): throw error
             }
         case .pinned(let addresses, let host, let port):
-            var lastError = EgressRequestError(code: "dns_error", message: "The host \(host) does not resolve.", retryable: true)
+            var lastError = Failure(code: "dns_error", message: "The host \(host) does not resolve.", retryable: true)
             for address in addresses {
                 guard let literal = Self.literalURL(url, address: address, port: port) else { continue }
                 var pinned = request
@@ -210,10 +209,10 @@ public final class EgressHTTPClient: Sendable {
     private enum Attempt {
         case response(HTTPClientResponse)
         /// The connection could not be made: the request never left, so another address of the host may be tried.
-        case connectFailed(EgressRequestError)
+        case connectFailed(Failure)
     }
 
-    private func perform(_ request: HTTPClientRequest, url: URL, deadline: NIODeadline) async throws(EgressRequestError)
+    private func perform(_ request: HTTPClientRequest, url: URL, deadline: NIODeadline) async throws(Failure)
         -> Attempt
     {
         do {
@@ -233,8 +232,8 @@ public final class EgressHTTPClient: Sendable {
         return false
     }
 
-    static func map(_ error: any Error, url: URL) -> EgressRequestError {
-        if let error = error as? EgressRequestError { return error }
+    static func map(_ error: any Error, url: URL) -> Failure {
+        if let error = error as? Failure { return error }
         let host = url.host ?? url.absoluteString
         if let error = error as? HTTPClientError {
             switch error {
@@ -242,23 +241,23 @@ public final class EgressHTTPClient: Sendable {
                 .getConnectionFromPoolTimeout:
                 return .timeout(url)
             case .cancelled:
-                return EgressRequestError(code: "network_error", message: "The request to \(host) was cancelled.", retryable: true)
+                return Failure(code: "network_error", message: "The request to \(host) was cancelled.", retryable: true)
             default:
                 break
             }
         }
         if error is CancellationError {
-            return EgressRequestError(code: "network_error", message: "The request to \(host) was cancelled.", retryable: true)
+            return Failure(code: "network_error", message: "The request to \(host) was cancelled.", retryable: true)
         }
         if isConnectFailure(error) {
-            return EgressRequestError(code: "network_error", message: "Could not connect to \(host): \(transportErrorKind(error)).", retryable: true)
+            return Failure(code: "network_error", message: "Could not connect to \(host): \(transportErrorKind(error)).", retryable: true)
         }
-        return EgressRequestError(code: "network_error", message: "The request to \(host) failed: \(transportErrorKind(error)).", retryable: true)
+        return Failure(code: "network_error", message: "The request to \(host) failed: \(transportErrorKind(error)).", retryable: true)
     }
 
     /// Reads a body up to `maxBytes`, before `deadline`.
     static func collect(_ body: HTTPClientResponse.Body, upTo maxBytes: Int, deadline: NIODeadline, url: URL)
-        async throws(EgressRequestError) -> ByteBuffer
+        async throws(Failure) -> ByteBuffer
     {
         do {
             return try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
@@ -269,11 +268,11 @@ public final class EgressHTTPClient: Sendable {
                     return nil
                 }
                 defer { group.cancelAll() }
-                guard let first = try await group.next(), let buffer = first else { throw EgressRequestError.timeout(url) }
+                guard let first = try await group.next(), let buffer = first else { throw Failure.timeout(url) }
                 return buffer
             }
         } catch is NIOTooManyBytesError {
-            throw EgressRequestError(
+            throw Failure(
                 code: "response_too_large",
                 message: "The response from \(url.host ?? "the server") is larger than \(maxBytes) bytes.",
                 retryable: false
@@ -307,7 +306,7 @@ extension EgressPolicy {
 
     /// Checks `url` like `check(_:)` — scheme, host, every address the host resolves to — with one resolution, and
     /// says where to connect. The resolution runs off the cooperative thread pool.
-    func destination(for url: URL) async throws(EgressDenial) -> Destination {
+    func destination(for url: URL) async throws(Failure) -> Destination {
         let target = try target(of: url)
         if allowsHost(target.host, port: target.port) { return .asGiven }
         let literal = Self.parseAddress(target.host)

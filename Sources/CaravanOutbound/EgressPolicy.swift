@@ -7,9 +7,8 @@ import Glibc
 import Darwin
 #endif
 
-/// Why an outbound request was refused before it left: a stable code (`egress_denied`, `dns_error`), a message
-/// that names the host, and whether trying again later may succeed.
-public typealias EgressDenial = Failure
+// An outbound request refused before it left throws a `Failure`: a stable code (`egress_denied`, `dns_error`), a message
+// that names the host, and whether trying again later may succeed.
 
 /// Which outbound destinations steps may reach. Loopback, private, link-local, CGNAT, unique-local and metadata
 /// addresses are refused unless the operator allows them (`--egress-allow`: `host`, `host:port` or CIDR entries).
@@ -63,8 +62,8 @@ public struct EgressPolicy: Sendable {
 
     /// Checks `url`: its scheme, and every address its host resolves to (blocking, on the calling thread). Requests
     /// go through `EgressHTTPClient`, which checks with `destination(for:)` instead and connects to what it checked.
-    /// - Throws: `EgressDenial` with code `egress_denied` (not retryable) or `dns_error` (retryable).
-    func check(_ url: URL) throws(EgressDenial) {
+    /// - Throws: `Failure` with code `egress_denied` (not retryable) or `dns_error` (retryable).
+    func check(_ url: URL) throws(Failure) {
         let target = try target(of: url)
         if allowsHost(target.host, port: target.port) { return }
         try vet(Self.resolve(target.host), of: target)
@@ -78,23 +77,23 @@ public struct EgressPolicy: Sendable {
     }
 
     /// The URL's target, if its scheme is http or https and it has a host.
-    func target(of url: URL) throws(EgressDenial) -> Target {
+    func target(of url: URL) throws(Failure) -> Target {
         guard let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https" else {
-            throw EgressDenial(code: "egress_denied", message: "Only http and https URLs may be called.", retryable: false)
+            throw Failure(code: "egress_denied", message: "Only http and https URLs may be called.", retryable: false)
         }
         guard let host = url.host?.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]")), !host.isEmpty else {
-            throw EgressDenial(code: "egress_denied", message: "The URL has no host.", retryable: false)
+            throw Failure(code: "egress_denied", message: "The URL has no host.", retryable: false)
         }
         return Target(scheme: scheme, host: host, port: url.port ?? (scheme == "https" ? 443 : 80))
     }
 
     /// Refuses the target unless every address it resolved to is public or allowed.
-    func vet(_ addresses: [[UInt8]], of target: Target) throws(EgressDenial) {
+    func vet(_ addresses: [[UInt8]], of target: Target) throws(Failure) {
         guard !addresses.isEmpty else {
-            throw EgressDenial(code: "dns_error", message: "The host \(target.host) does not resolve.", retryable: true)
+            throw Failure(code: "dns_error", message: "The host \(target.host) does not resolve.", retryable: true)
         }
         for address in addresses where Self.isInternal(address) && !allowsAddress(address, port: target.port) {
-            throw EgressDenial(
+            throw Failure(
                 code: "egress_denied",
                 message: "\(target.host) resolves to an internal address; the operator has not allowed it (--egress-allow).",
                 retryable: false

@@ -1,3 +1,4 @@
+import CaravanCore
 import AsyncHTTPClient
 import CaravanOutbound
 import Foundation
@@ -50,7 +51,7 @@ actor EgressHTTPTransport: Transport {
     func connect() async throws {}
 
     func disconnect() async {
-        let reason = ToolError.unavailable("The connection to the MCP server '\(name)' was closed.")
+        let reason = Failure.unavailable("The connection to the MCP server '\(name)' was closed.")
         continuation.finish(throwing: reason)
         ended.fire(reason)
         for task in inflight.values { task.cancel() }
@@ -135,7 +136,7 @@ actor EgressHTTPTransport: Transport {
         } else {
             let body = try? await Self.read(response.body, upTo: 64 * 1024, until: deadline, server: name)
             if body?.readableBytes ?? 0 == 0 { return }
-            throw ToolError.protocolError("The MCP server '\(name)' answered with the content type '\(contentType)'.")
+            throw Failure.protocolError("The MCP server '\(name)' answered with the content type '\(contentType)'.")
         }
     }
 
@@ -148,7 +149,7 @@ actor EgressHTTPTransport: Transport {
                 do {
                     events = try parser.feed(chunk.readableBytesView)
                 } catch {
-                    throw ToolError(
+                    throw Failure(
                         code: "response_too_large",
                         message: "The MCP server '\(name)' sent an event longer than \(Self.maxMessageBytes) bytes.",
                         retryable: false
@@ -182,12 +183,12 @@ actor EgressHTTPTransport: Transport {
         var error: Detail?
     }
 
-    private func failure(status: Int, body: ByteBuffer?, hadSession: Bool) -> ToolError {
+    private func failure(status: Int, body: ByteBuffer?, hadSession: Bool) -> Failure {
         let detail = body.flatMap { try? JSONDecoder().decode(ErrorBody.self, from: Data($0.readableBytesView)) }?.error?.message
         let suffix = detail.map { ": \($0)" } ?? "."
         if status == 404 && hadSession {
             sessionID = nil
-            let reason = ToolError.unavailable("The MCP server '\(name)' ended the session\(suffix)")
+            let reason = Failure.unavailable("The MCP server '\(name)' ended the session\(suffix)")
             ended.fire(reason)
             return reason
         }
@@ -202,12 +203,12 @@ actor EgressHTTPTransport: Transport {
 
     // MARK: - Helpers
 
-    static func toolError(_ error: EgressRequestError, server: String) -> ToolError {
+    static func toolError(_ error: Failure, server: String) -> Failure {
         switch error.code {
         case "egress_denied", "dns_error", "too_many_redirects", "response_too_large":
             return error
         case "timeout":
-            return ToolError(code: "tool_timeout", message: "The MCP server '\(server)' did not answer in time.", retryable: true)
+            return Failure(code: "tool_timeout", message: "The MCP server '\(server)' did not answer in time.", retryable: true)
         default:
             return .unavailable("The MCP server '\(server)' cannot be reached: \(error.message)", retryable: error.retryable)
         }
@@ -219,7 +220,7 @@ actor EgressHTTPTransport: Transport {
         do {
             return try await withDeadline(deadline, server: server) { try await body.collect(upTo: maxBytes) }
         } catch is NIOTooManyBytesError {
-            throw ToolError(
+            throw Failure(
                 code: "response_too_large", message: "The MCP server '\(server)' answered more than \(maxBytes) bytes.", retryable: false
             )
         }
@@ -236,7 +237,7 @@ actor EgressHTTPTransport: Transport {
             }
             defer { group.cancelAll() }
             guard let first = try await group.next(), let value = first else {
-                throw ToolError(code: "tool_timeout", message: "The MCP server '\(server)' did not answer in time.", retryable: true)
+                throw Failure(code: "tool_timeout", message: "The MCP server '\(server)' did not answer in time.", retryable: true)
             }
             return value
         }

@@ -1,3 +1,5 @@
+import CaravanCore
+
 /// Which programs MCP servers over stdio may run: an operator's decision, never an API user's.
 ///
 /// A stdio MCP server is a child process of Caravan, running as Caravan's user beside its database and master key.
@@ -38,8 +40,8 @@ public struct MCPCommandPolicy: Sendable, Hashable {
 
     /// The error an agent or a connection gets for a command the operator did not allow. Its message quotes
     /// nothing of the command, which is the caller's own input.
-    public static func refusal(server: String) -> ToolError {
-        ToolError(
+    public static func refusal(server: String) -> Failure {
+        Failure(
             code: "mcp_command_not_allowed",
             message: "The MCP server '\(server)' runs a command the operator has not allowed (--mcp-command-allow).",
             retryable: false

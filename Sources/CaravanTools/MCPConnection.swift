@@ -80,17 +80,17 @@ public final class MCPConnection: Sendable {
     /// - Throws: `invalid_config`, `mcp_unavailable` (the program is missing, the server exits, does not answer the
     ///   handshake in time, or answers HTTP errors), `mcp_protocol_error`, and for HTTP `egress_denied`/`dns_error`.
     public static func connect(_ config: MCPServerConfig, http: EgressHTTPClient, logger: Logger, timeout: Duration)
-        async throws(ToolError) -> MCPConnection
+        async throws(Failure) -> MCPConnection
     {
         if let problem = config.problems.first {
-            throw ToolError(code: "invalid_config", message: "The MCP server '\(config.name)' is misconfigured: \(problem).", retryable: false)
+            throw Failure(code: "invalid_config", message: "The MCP server '\(config.name)' is misconfigured: \(problem).", retryable: false)
         }
         let channel: Channel
         if let command = config.command {
             channel = .stdio(try await StdioProcessTransport.launch(name: config.name, command: command, environment: config.env, logger: logger))
         } else if let url = config.url {
             guard let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(), ["http", "https"].contains(scheme) else {
-                throw ToolError(code: "invalid_config", message: "The MCP server '\(config.name)' has an invalid URL.", retryable: false)
+                throw Failure(code: "invalid_config", message: "The MCP server '\(config.name)' has an invalid URL.", retryable: false)
             }
             channel = .http(
                 EgressHTTPTransport(
@@ -99,7 +99,7 @@ public final class MCPConnection: Sendable {
                 )
             )
         } else {
-            throw ToolError(code: "invalid_config", message: "The MCP server '\(config.name)' has no command and no URL.", retryable: false)
+            throw Failure(code: "invalid_config", message: "The MCP server '\(config.name)' has no command and no URL.", retryable: false)
         }
 
         let client = Client(name: "caravan", version: "1.0")
@@ -134,7 +134,7 @@ public final class MCPConnection: Sendable {
             throw mapped
         }
         guard let result = outcome else {
-            let error = ToolError.unavailable("The MCP server '\(config.name)' did not complete the MCP handshake within \(timeout).")
+            let error = Failure.unavailable("The MCP server '\(config.name)' did not complete the MCP handshake within \(timeout).")
             await shutdown(channel, client: client, reason: error)
             throw error
         }
@@ -157,7 +157,7 @@ public final class MCPConnection: Sendable {
 
     /// The server's tools, as tools for models (every page of `tools/list`).
     /// - Throws: `mcp_unavailable`, `mcp_error`, `mcp_protocol_error`, `tool_timeout`.
-    public func listTools(timeout: Duration? = nil) async throws(ToolError) -> [ToolSpec] {
+    public func listTools(timeout: Duration? = nil) async throws(Failure) -> [ToolSpec] {
         var tools: [ToolSpec] = []
         var cursor: String?
         for _ in 0..<100 {
@@ -176,13 +176,13 @@ public final class MCPConnection: Sendable {
     /// could not be made or answered.
     /// - Parameter timeout: defaults to the connection's; on expiry the server is told to cancel the call.
     /// - Throws: `invalid_arguments`, `tool_timeout`, `mcp_unavailable`, `mcp_error`, `mcp_protocol_error`.
-    public func callTool(name: String, arguments: JSONValue, timeout: Duration? = nil) async throws(ToolError) -> ToolOutput {
+    public func callTool(name: String, arguments: JSONValue, timeout: Duration? = nil) async throws(Failure) -> ToolOutput {
         let parameters: [String: MCP.Value]?
         switch arguments {
         case .null: parameters = nil
         case .object(let object): parameters = object.mapValues(\.mcpValue)
         default:
-            throw ToolError(code: "invalid_arguments", message: "The arguments of the tool '\(name)' must be a JSON object.", retryable: false)
+            throw Failure(code: "invalid_arguments", message: "The arguments of the tool '\(name)' must be a JSON object.", retryable: false)
         }
         let result = try await perform(CallTool.request(.init(name: name, arguments: parameters)), timeout: timeout ?? self.timeout, what: name)
         return ToolOutput(mcp: result)
@@ -199,7 +199,7 @@ public final class MCPConnection: Sendable {
         await Self.shutdown(channel, client: client, reason: .unavailable("The connection to the MCP server '\(config.name)' was closed."))
     }
 
-    private static func shutdown(_ channel: Channel, client: Client, reason: ToolError) async {
+    private static func shutdown(_ channel: Channel, client: Client, reason: Failure) async {
         switch channel {
         case .stdio(let transport):
             channel.ended.fire(reason)
@@ -214,7 +214,7 @@ public final class MCPConnection: Sendable {
 
     // MARK: - Requests
 
-    private func perform<M: MCP.Method>(_ request: Request<M>, timeout: Duration, what: String) async throws(ToolError) -> M.Result {
+    private func perform<M: MCP.Method>(_ request: Request<M>, timeout: Duration, what: String) async throws(Failure) -> M.Result {
         if closed.withLock({ $0 }) { throw .unavailable("The connection to the MCP server '\(config.name)' is closed.") }
         if let reason = channel.ended.reason { throw reason }
         let client = self.client
@@ -228,7 +228,7 @@ public final class MCPConnection: Sendable {
                 Task { try? await client.cancelRequest(context.requestID, reason: "Caravan stopped waiting after \(timeout).") }
             }
             guard let outcome else {
-                throw ToolError(code: "tool_timeout", message: "The MCP server '\(name)' did not answer \(what) within \(timeout).", retryable: true)
+                throw Failure(code: "tool_timeout", message: "The MCP server '\(name)' did not answer \(what) within \(timeout).", retryable: true)
             }
             return outcome
         } catch {
@@ -264,12 +264,12 @@ public final class MCPConnection: Sendable {
         }
     }
 
-    static func map(_ error: any Error, server: String, ended: EndSignal, during what: String) -> ToolError {
-        if let error = error as? ToolError { return error }
+    static func map(_ error: any Error, server: String, ended: EndSignal, during what: String) -> Failure {
+        if let error = error as? Failure { return error }
         // The server went away: say why rather than how the SDK noticed.
         if let reason = ended.reason { return reason }
         if error is CancellationError || Task.isCancelled {
-            return ToolError(code: "tool_cancelled", message: "The call to the MCP server '\(server)' was cancelled.", retryable: false)
+            return Failure(code: "tool_cancelled", message: "The call to the MCP server '\(server)' was cancelled.", retryable: false)
         }
         if let error = error as? MCPError {
             switch error {
@@ -278,7 +278,7 @@ public final class MCPConnection: Sendable {
             case .parseError:
                 return .protocolError("The MCP server '\(server)' answered \(what) with something that is not MCP.")
             default:
-                return ToolError(
+                return Failure(
                     code: "mcp_error",
                     message: "The MCP server '\(server)' refused \(what): \(error.errorDescription ?? "\(error)") (code \(error.code)).",
                     retryable: false

@@ -26,7 +26,7 @@ public final class MCPConnectionCache: Service, Sendable {
     }
 
     private enum Slot {
-        case connecting(Task<Result<MCPConnection, ToolError>, Never>, attempt: UInt64)
+        case connecting(Task<Result<MCPConnection, Failure>, Never>, attempt: UInt64)
         case ready(MCPConnection, lastUsed: ContinuousClock.Instant)
     }
 
@@ -79,7 +79,7 @@ public final class MCPConnectionCache: Service, Sendable {
     /// - Parameter logger: for this use (the connection itself logs with the cache's logger, as it outlives the use).
     /// - Throws: what `MCPConnection.connect` throws; `mcp_command_not_allowed` for a command the operator did not
     ///   allow; `mcp_unavailable` after `shutdown()`.
-    public func connection(orgID: String, config: MCPServerConfig, logger: Logger? = nil) async throws(ToolError) -> MCPConnection {
+    public func connection(orgID: String, config: MCPServerConfig, logger: Logger? = nil) async throws(Failure) -> MCPConnection {
         if let command = config.command, !commands.permits(command) {
             (logger ?? self.logger).warning(
                 "Refused an MCP server command that is not allowed", metadata: ["mcp.server": .string(config.name), "caravan.org_id": .string(orgID)]
@@ -91,10 +91,10 @@ public final class MCPConnectionCache: Service, Sendable {
         let key = Key(orgID: orgID, config: config)
         enum Step {
             case use(MCPConnection)
-            case wait(Task<Result<MCPConnection, ToolError>, Never>, attempt: UInt64)
+            case wait(Task<Result<MCPConnection, Failure>, Never>, attempt: UInt64)
         }
         var dead: MCPConnection?
-        let step = try state.withLock { state throws(ToolError) -> Step in
+        let step = try state.withLock { state throws(Failure) -> Step in
             guard !state.isShutDown else { throw .unavailable("MCP connections are shutting down.") }
             switch state.slots[key] {
             case .ready(let connection, _) where connection.isAlive:
@@ -111,8 +111,8 @@ public final class MCPConnectionCache: Service, Sendable {
             let attempt = state.attempts
             let (http, logger, timeout) = (self.http, self.logger, self.timeout)
             useLogger.debug("Connecting to MCP server", metadata: ["mcp.server": .string(server.name)])
-            let task = Task { () -> Result<MCPConnection, ToolError> in
-                do throws(ToolError) {
+            let task = Task { () -> Result<MCPConnection, Failure> in
+                do throws(Failure) {
                     return .success(try await MCPConnection.connect(server, http: http, logger: logger, timeout: timeout))
                 } catch {
                     return .failure(error)
@@ -154,7 +154,7 @@ public final class MCPConnectionCache: Service, Sendable {
     }
 
     /// The tools of `config`. A connection found dead is replaced and the listing tried once more.
-    public func listTools(orgID: String, config: MCPServerConfig, logger: Logger? = nil) async throws(ToolError) -> [ToolSpec] {
+    public func listTools(orgID: String, config: MCPServerConfig, logger: Logger? = nil) async throws(Failure) -> [ToolSpec] {
         let connection = try await connection(orgID: orgID, config: config, logger: logger)
         do {
             return try await connection.listTools()
@@ -166,7 +166,7 @@ public final class MCPConnectionCache: Service, Sendable {
     /// Calls a tool of `config`. Not retried on another connection: a call may have had effects before it failed.
     public func callTool(
         orgID: String, config: MCPServerConfig, name: String, arguments: JSONValue, timeout: Duration? = nil, logger: Logger? = nil
-    ) async throws(ToolError) -> ToolOutput {
+    ) async throws(Failure) -> ToolOutput {
         try await connection(orgID: orgID, config: config, logger: logger).callTool(name: name, arguments: arguments, timeout: timeout)
     }
 

@@ -1,3 +1,4 @@
+import CaravanCore
 import Foundation
 import Logging
 import MCP
@@ -34,12 +35,12 @@ actor StdioProcessTransport: Transport {
 
     /// Starts `command` (no shell) with a minimal environment (`PATH`, `HOME`) plus `environment`.
     /// - Throws: `mcp_unavailable` when the program is not found or cannot be started.
-    static func launch(name: String, command: [String], environment: [String: String], logger: Logger) async throws(ToolError)
+    static func launch(name: String, command: [String], environment: [String: String], logger: Logger) async throws(Failure)
         -> StdioProcessTransport
     {
         ignoreSIGPIPE
         guard let program = command.first, !program.isEmpty else {
-            throw ToolError(code: "invalid_config", message: "The MCP server '\(name)' has an empty command.", retryable: false)
+            throw Failure(code: "invalid_config", message: "The MCP server '\(name)' has an empty command.", retryable: false)
         }
         let parent = ProcessInfo.processInfo.environment
         var env = [
@@ -130,7 +131,7 @@ actor StdioProcessTransport: Transport {
                 // The child is not reading: wait, unless it ended or `terminate()` closed the pipe meanwhile.
                 try await Task.sleep(for: .milliseconds(5))
                 if let reason = ended.reason { throw reason }
-                guard stdinOpen else { throw ToolError.unavailable("The MCP server '\(name)' is closed.") }
+                guard stdinOpen else { throw Failure.unavailable("The MCP server '\(name)' is closed.") }
                 continue
             }
             throw ended.reason ?? .unavailable("Could not write to the MCP server '\(name)': \(String(cString: strerror(error))).")
@@ -254,7 +255,7 @@ final class ProcessOutputReader: Sendable {
     private let messages: AsyncThrowingStream<Data, any Error>.Continuation
     private let logger: Logger
     private let maxMessageBytes: Int
-    private let onEnd: @Sendable (ToolError) -> Void
+    private let onEnd: @Sendable (Failure) -> Void
     private let state = Mutex(State())
 
     /// How many stderr lines are logged; the rest is read and dropped.
@@ -264,7 +265,7 @@ final class ProcessOutputReader: Sendable {
 
     init(
         name: String, stdout: Pipe, stderr: Pipe, messages: AsyncThrowingStream<Data, any Error>.Continuation, logger: Logger,
-        maxMessageBytes: Int, onEnd: @escaping @Sendable (ToolError) -> Void
+        maxMessageBytes: Int, onEnd: @escaping @Sendable (Failure) -> Void
     ) {
         self.name = name
         self.stdout = stdout
@@ -287,7 +288,7 @@ final class ProcessOutputReader: Sendable {
     }
 
     /// Ends the message stream with `reason` (once) and reports it.
-    func finish(_ reason: ToolError) {
+    func finish(_ reason: Failure) {
         let first = state.withLock { state -> Bool in
             defer { state.finished = true }
             return !state.finished
@@ -307,7 +308,7 @@ final class ProcessOutputReader: Sendable {
 
     /// Why the server is gone, for errors: how it ended if known. Its stderr goes to the operator's log only, never
     /// into an error a user reads: what a child prints may hold anything its host can see.
-    private func endReason() -> ToolError {
+    private func endReason() -> Failure {
         let exit = state.withLock { $0.exit?.description }
         let tail = stderrTail
         if !tail.isEmpty {

@@ -1,28 +1,27 @@
 import CaravanCore
 
-/// Why a tool could not be listed or called: a stable code, a message for people (and models), and whether trying
-/// again later may succeed.
-///
-/// Codes:
-/// - `mcp_unavailable`: the server could not be started or reached, or it went away (exited, closed its output,
-///   ended the session, answered HTTP errors);
-/// - `mcp_protocol_error`: it answered something that is not MCP;
-/// - `mcp_error`: it answered a JSON-RPC error (unknown tool, invalid arguments, …);
-/// - `tool_timeout`: no answer in time;
-/// - `tool_cancelled`: the caller's task was cancelled;
-/// - `invalid_arguments`: the arguments are not a JSON object;
-/// - `invalid_config`: the server configuration is unusable;
-/// - and the codes of `EgressRequestError` for MCP over HTTP: `egress_denied`, `dns_error`, `too_many_redirects`,
-///   `response_too_large`, `timeout`, `network_error`.
-public typealias ToolError = Failure
+// A tool that could not be listed or called throws a `Failure`: a stable code, a message for people (and models), and whether trying
+// again later may succeed.
+//
+// Codes:
+// - `mcp_unavailable`: the server could not be started or reached, or it went away (exited, closed its output,
+// ended the session, answered HTTP errors);
+// - `mcp_protocol_error`: it answered something that is not MCP;
+// - `mcp_error`: it answered a JSON-RPC error (unknown tool, invalid arguments, …);
+// - `tool_timeout`: no answer in time;
+// - `tool_cancelled`: the caller's task was cancelled;
+// - `invalid_arguments`: the arguments are not a JSON object;
+// - `invalid_config`: the server configuration is unusable;
+// - and the codes of `Failure` for MCP over HTTP: `egress_denied`, `dns_error`, `too_many_redirects`,
+// `response_too_large`, `timeout`, `network_error`.
 
 extension Failure {
-    static func unavailable(_ message: String, retryable: Bool = true) -> ToolError {
-        ToolError(code: "mcp_unavailable", message: message, retryable: retryable)
+    static func unavailable(_ message: String, retryable: Bool = true) -> Failure {
+        Failure(code: "mcp_unavailable", message: message, retryable: retryable)
     }
 
-    static func protocolError(_ message: String) -> ToolError {
-        ToolError(code: "mcp_protocol_error", message: message, retryable: false)
+    static func protocolError(_ message: String) -> Failure {
+        Failure(code: "mcp_protocol_error", message: message, retryable: false)
     }
 }
 

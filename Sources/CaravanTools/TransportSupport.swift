@@ -1,10 +1,11 @@
+import CaravanCore
 import Synchronization
 
 /// A one-shot event that many may wait for: a transport's end, with the reason it ended.
 final class EndSignal: Sendable {
     private struct State {
-        var reason: ToolError?
-        var waiters: [CheckedContinuation<ToolError, Never>] = []
+        var reason: Failure?
+        var waiters: [CheckedContinuation<Failure, Never>] = []
     }
 
     private let state = Mutex(State())
@@ -12,8 +13,8 @@ final class EndSignal: Sendable {
     init() {}
 
     /// Records the end (the first reason wins) and wakes every waiter.
-    func fire(_ reason: ToolError) {
-        let waiters = state.withLock { state -> [CheckedContinuation<ToolError, Never>] in
+    func fire(_ reason: Failure) {
+        let waiters = state.withLock { state -> [CheckedContinuation<Failure, Never>] in
             guard state.reason == nil else { return [] }
             state.reason = reason
             defer { state.waiters = [] }
@@ -23,12 +24,12 @@ final class EndSignal: Sendable {
     }
 
     /// Why it ended, or `nil` while it has not.
-    var reason: ToolError? { state.withLock { $0.reason } }
+    var reason: Failure? { state.withLock { $0.reason } }
 
     /// Returns the reason once it has ended.
-    func wait() async -> ToolError {
+    func wait() async -> Failure {
         await withCheckedContinuation { continuation in
-            let reason = state.withLock { state -> ToolError? in
+            let reason = state.withLock { state -> Failure? in
                 if let reason = state.reason { return reason }
                 state.waiters.append(continuation)
                 return nil

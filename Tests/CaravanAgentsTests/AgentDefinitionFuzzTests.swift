@@ -86,7 +86,7 @@ struct AgentDefinitionFuzzTests {
                         fail("instructions rendered to \(text.utf8.count) bytes over a limit of \(limit)", input)
                     }
                 } catch {
-                    if error.code != CaravanError.Code.outputTooLarge.rawValue { fail("rendering failed with \(error.code)", input) }
+                    if error.code.rawValue != CaravanError.Code.outputTooLarge.rawValue { fail("rendering failed with \(error.code)", input) }
                 }
                 // The stored source validates again to the same source.
                 let again = try AgentDefinition.validate(definition.source, nameFromPath: "helper")
@@ -122,7 +122,7 @@ struct AgentDefinitionFuzzTests {
             do throws(Failure) {
                 _ = try definition.renderInstructions(input: ["a": true], limit: 100_000)
             } catch {
-                #expect(error.code == CaravanError.Code.outputTooLarge.rawValue)
+                #expect(error.code.rawValue == CaravanError.Code.outputTooLarge.rawValue)
             }
         } catch {
             #expect(error.code == .validationFailed, "\(error)")

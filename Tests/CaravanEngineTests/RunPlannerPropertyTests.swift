@@ -232,12 +232,12 @@ struct PlannerHarness {
             inFlight[step] = nil
             let retryable = code % 12 == 3 || parameter % 3 != 0
             handled[retryable ? "retryable failure" : "failure", default: 0] += 1
-            pass(results: [(step, attempt, .failed(StepFailure(code: "boom", message: "failed", retryable: retryable)))], resumed: false)
+            pass(results: [(step, attempt, .failed(Failure(code: "boom", message: "failed", retryable: retryable)))], resumed: false)
         case 5:  // a stale result: an attempt no longer current, or one that never was
             let (step, attempt) = stale.isEmpty || parameter % 2 == 0
                 ? (definition.steps[parameter % definition.steps.count].id, parameter % 5)
                 : stale[parameter % stale.count]
-            let outcome: StepOutcome = parameter % 3 == 0 ? .failed(StepFailure(code: "late", message: "late", retryable: true)) : .succeeded("late")
+            let outcome: StepOutcome = parameter % 3 == 0 ? .failed(Failure(code: "late", message: "late", retryable: true)) : .succeeded("late")
             let state = run.step(step)
             handled["stale result", default: 0] += 1
             if state?.status != .running || state?.attempts != attempt {
@@ -374,7 +374,7 @@ struct PlannerHarness {
                     setChild(existing, of: request.stepID)
                 }
             } else if failChildCreation && rng.chance(5) {
-                planner.failWaiting(&run, step: request.stepID, StepFailure(code: "not_found", message: "no such workflow", retryable: false))
+                planner.failWaiting(&run, step: request.stepID, Failure(code: "not_found", message: "no such workflow", retryable: false))
             } else if !run.status.isTerminal {
                 let id = "child_\(childOfStep.count + 1)"
                 childOfStep[request.stepID] = id

@@ -1,3 +1,4 @@
+import CaravanCore
 import AsyncHTTPClient
 import CaravanTestSupport
 import Foundation
@@ -19,14 +20,14 @@ struct EgressPolicyTests {
 
     @Test("refuses loopback, private, link-local, metadata, CGNAT, ULA, unspecified and mapped addresses", arguments: internalURLs)
     func refusesInternal(_ text: String) throws {
-        let error = #expect(throws: EgressDenial.self) { try EgressPolicy.strict.check(URL(string: text)!) }
+        let error = #expect(throws: Failure.self) { try EgressPolicy.strict.check(URL(string: text)!) }
         #expect(error?.code == "egress_denied")
         #expect(error?.retryable == false)
     }
 
     @Test("refuses schemes other than http and https", arguments: ["file:///etc/passwd", "ftp://example.com/x", "gopher://1.2.3.4/"])
     func refusesSchemes(_ text: String) throws {
-        let error = #expect(throws: EgressDenial.self) { try EgressPolicy.strict.check(URL(string: text)!) }
+        let error = #expect(throws: Failure.self) { try EgressPolicy.strict.check(URL(string: text)!) }
         #expect(error?.code == "egress_denied")
     }
 
@@ -42,9 +43,9 @@ struct EgressPolicyTests {
         let policy = try EgressPolicy(allowList: "127.0.0.1")
         try policy.check(URL(string: "http://127.0.0.1/")!)
         try policy.check(URL(string: "http://127.0.0.1:9999/")!)
-        #expect(throws: EgressDenial.self) { try policy.check(URL(string: "http://127.0.0.2/")!) }
-        #expect(throws: EgressDenial.self) { try policy.check(URL(string: "http://10.0.0.1/")!) }
-        #expect(throws: EgressDenial.self) { try policy.check(URL(string: "http://[::1]/")!) }
+        #expect(throws: Failure.self) { try policy.check(URL(string: "http://127.0.0.2/")!) }
+        #expect(throws: Failure.self) { try policy.check(URL(string: "http://10.0.0.1/")!) }
+        #expect(throws: Failure.self) { try policy.check(URL(string: "http://[::1]/")!) }
     }
 
     @Test("a host:port entry opens that port only")
@@ -52,9 +53,9 @@ struct EgressPolicyTests {
         let policy = try EgressPolicy(allowList: "127.0.0.1:8080, localhost:1234")
         try policy.check(URL(string: "http://127.0.0.1:8080/")!)
         try policy.check(URL(string: "http://localhost:1234/")!)
-        #expect(throws: EgressDenial.self) { try policy.check(URL(string: "http://127.0.0.1:8081/")!) }
-        #expect(throws: EgressDenial.self) { try policy.check(URL(string: "http://127.0.0.1/")!) }
-        #expect(throws: EgressDenial.self) { try policy.check(URL(string: "http://localhost:1235/")!) }
+        #expect(throws: Failure.self) { try policy.check(URL(string: "http://127.0.0.1:8081/")!) }
+        #expect(throws: Failure.self) { try policy.check(URL(string: "http://127.0.0.1/")!) }
+        #expect(throws: Failure.self) { try policy.check(URL(string: "http://localhost:1235/")!) }
     }
 
     @Test("a CIDR entry opens its network on every port, and nothing else")
@@ -63,17 +64,17 @@ struct EgressPolicyTests {
         try policy.check(URL(string: "http://10.2.3.4/")!)
         try policy.check(URL(string: "http://10.255.0.1:5000/")!)
         try policy.check(URL(string: "http://[fd00::5]/")!)
-        #expect(throws: EgressDenial.self) { try policy.check(URL(string: "http://172.16.0.1/")!) }
-        #expect(throws: EgressDenial.self) { try policy.check(URL(string: "http://192.168.0.1/")!) }
-        #expect(throws: EgressDenial.self) { try policy.check(URL(string: "http://127.0.0.1/")!) }
-        #expect(throws: EgressDenial.self) { try policy.check(URL(string: "http://[fe80::1]/")!) }
+        #expect(throws: Failure.self) { try policy.check(URL(string: "http://172.16.0.1/")!) }
+        #expect(throws: Failure.self) { try policy.check(URL(string: "http://192.168.0.1/")!) }
+        #expect(throws: Failure.self) { try policy.check(URL(string: "http://127.0.0.1/")!) }
+        #expect(throws: Failure.self) { try policy.check(URL(string: "http://[fe80::1]/")!) }
     }
 
     @Test("a name entry opens that name, not the addresses it resolves to")
     func nameEntry() throws {
         let policy = try EgressPolicy(allowList: "localhost")
         try policy.check(URL(string: "http://localhost:4000/")!)
-        #expect(throws: EgressDenial.self) { try policy.check(URL(string: "http://127.0.0.1:4000/")!) }
+        #expect(throws: Failure.self) { try policy.check(URL(string: "http://127.0.0.1:4000/")!) }
     }
 
     @Test("bad entries are refused")
@@ -96,7 +97,7 @@ struct EgressPolicyTests {
         #expect(try await policy.destination(for: URL(string: "http://127.0.0.1:8080/")!) == .asGiven)
         let byName = try EgressPolicy(allowList: "localhost")
         #expect(try await byName.destination(for: URL(string: "http://localhost:8080/")!) == .asGiven)
-        await #expect(throws: EgressDenial.self) { try await EgressPolicy.strict.destination(for: URL(string: "http://localhost/")!) }
+        await #expect(throws: Failure.self) { try await EgressPolicy.strict.destination(for: URL(string: "http://localhost/")!) }
     }
 }
 
@@ -104,9 +105,9 @@ struct EgressPolicyTests {
 struct EgressHTTPClientTests {
     /// Records what `onDenied` was told.
     final class Denials: Sendable {
-        private let list = Mutex<[(URL, EgressDenial)]>([])
-        var all: [(URL, EgressDenial)] { list.withLock { $0 } }
-        func hook() -> @Sendable (URL, EgressDenial) async -> Void {
+        private let list = Mutex<[(URL, Failure)]>([])
+        var all: [(URL, Failure)] { list.withLock { $0 } }
+        func hook() -> @Sendable (URL, Failure) async -> Void {
             { url, denial in self.list.withLock { $0.append((url, denial)) } }
         }
     }
@@ -139,14 +140,14 @@ struct EgressHTTPClientTests {
     func refusesAndReports() async throws {
         let denials = Denials()
         try await withClient(allow: "", denials: denials) { client in
-            let error = await #expect(throws: EgressRequestError.self) {
+            let error = await #expect(throws: Failure.self) {
                 try await client.execute(get("http://169.254.169.254/latest/meta-data/"), timeout: .seconds(5), maxBodyBytes: 1000)
             }
             #expect(error?.code == "egress_denied")
             #expect(error?.retryable == false)
             #expect(denials.all.count == 1)
             #expect(denials.all.first?.0.host == "169.254.169.254")
-            let scheme = await #expect(throws: EgressRequestError.self) {
+            let scheme = await #expect(throws: Failure.self) {
                 try await client.execute(get("file:///etc/passwd"), timeout: .seconds(5), maxBodyBytes: 1000)
             }
             #expect(scheme?.code == "egress_denied")
@@ -186,7 +187,7 @@ struct EgressHTTPClientTests {
                 #expect(try json(response.body)["host"] == "rebind.test:\(server.port)")
                 #expect(lookups.withLock { $0 } == 1, "the name was resolved again between the check and the connection")
                 // The next request resolves again and meets the private answer: refused, never sent.
-                let error = await #expect(throws: EgressRequestError.self) {
+                let error = await #expect(throws: Failure.self) {
                     try await client.execute(get("http://rebind.test:\(server.port)/echo"), timeout: .seconds(10), maxBodyBytes: 10_000)
                 }
                 #expect(error?.code == "egress_denied")
@@ -205,7 +206,7 @@ struct EgressHTTPClientTests {
                 let denials = Denials()
                 try await withClient(allow: "127.0.0.1:\(allowed.port)", denials: denials) { client in
                     let target = "http://127.0.0.1:\(other.port)/echo"
-                    let error = await #expect(throws: EgressRequestError.self) {
+                    let error = await #expect(throws: Failure.self) {
                         try await client.execute(
                             get("\(allowed.baseURL)/redirect?to=\(target)"), timeout: .seconds(10), maxBodyBytes: 10_000
                         )
@@ -226,7 +227,7 @@ struct EgressHTTPClientTests {
     func refusesRedirectToFile() async throws {
         try await RedirectTestServer.with { server in
             try await withClient(allow: "127.0.0.1:\(server.port)") { client in
-                let error = await #expect(throws: EgressRequestError.self) {
+                let error = await #expect(throws: Failure.self) {
                     try await client.execute(
                         get("\(server.baseURL)/redirect?to=file:///etc/passwd"), timeout: .seconds(10), maxBodyBytes: 10_000
                     )
@@ -243,7 +244,7 @@ struct EgressHTTPClientTests {
                 let five = try await client.execute(get("\(server.baseURL)/chain/5"), timeout: .seconds(10), maxBodyBytes: 10_000)
                 #expect(five.status == .ok)
                 #expect(server.calls("/chain/0") == 1)
-                let error = await #expect(throws: EgressRequestError.self) {
+                let error = await #expect(throws: Failure.self) {
                     try await client.execute(get("\(server.baseURL)/chain/6"), timeout: .seconds(10), maxBodyBytes: 10_000)
                 }
                 #expect(error?.code == "too_many_redirects")
@@ -301,7 +302,7 @@ struct EgressHTTPClientTests {
             try await withClient(allow: "127.0.0.1:\(server.port)") { client in
                 let fits = try await client.execute(get("\(server.baseURL)/big/1000"), timeout: .seconds(10), maxBodyBytes: 1000)
                 #expect(fits.body.readableBytes == 1000)
-                let error = await #expect(throws: EgressRequestError.self) {
+                let error = await #expect(throws: Failure.self) {
                     try await client.execute(get("\(server.baseURL)/big/200000"), timeout: .seconds(10), maxBodyBytes: 1000)
                 }
                 #expect(error?.code == "response_too_large")
@@ -319,7 +320,7 @@ struct EgressHTTPClientTests {
                 var total = 0
                 for try await chunk in response.body { total += chunk.readableBytes }
                 #expect(total == 300)
-                let error = await #expect(throws: EgressRequestError.self) {
+                let error = await #expect(throws: Failure.self) {
                     try await client.stream(get("\(server.baseURL)/redirect?to=http://10.0.0.1/"), timeout: .seconds(10))
                 }
                 #expect(error?.code == "egress_denied")
@@ -331,12 +332,12 @@ struct EgressHTTPClientTests {
     func timeoutAndNetworkErrors() async throws {
         try await TestHTTPServer.with { server in
             try await withClient(allow: "127.0.0.1") { client in
-                let slow = await #expect(throws: EgressRequestError.self) {
+                let slow = await #expect(throws: Failure.self) {
                     try await client.execute(get("\(server.baseURL)/slow/3000", method: "POST"), timeout: .milliseconds(300), maxBodyBytes: 1000)
                 }
                 #expect(slow?.code == "timeout")
                 #expect(slow?.retryable == true)
-                let refused = await #expect(throws: EgressRequestError.self) {
+                let refused = await #expect(throws: Failure.self) {
                     try await client.execute(get("http://127.0.0.1:1/"), timeout: .seconds(5), maxBodyBytes: 1000)
                 }
                 #expect(refused?.code == "network_error")

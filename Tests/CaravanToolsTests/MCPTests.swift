@@ -93,9 +93,9 @@ func checkFixtureTools(_ connection: MCPConnection) async throws {
     #expect(fail.isError)
     #expect(fail.text == "this tool always fails")
 
-    let unknown = await #expect(throws: ToolError.self) { try await connection.callTool(name: "nope", arguments: nil) }
+    let unknown = await #expect(throws: Failure.self) { try await connection.callTool(name: "nope", arguments: nil) }
     #expect(unknown?.code == "mcp_error")
-    let badArguments = await #expect(throws: ToolError.self) { try await connection.callTool(name: "echo", arguments: [1, 2]) }
+    let badArguments = await #expect(throws: Failure.self) { try await connection.callTool(name: "echo", arguments: [1, 2]) }
     #expect(badArguments?.code == "invalid_arguments")
 }
 
@@ -120,7 +120,7 @@ struct MCPStdioTests {
             await connection.close()
             #expect(await waitUntil { !processExists(pid) }, "the fixture should have exited")
             #expect(!connection.isAlive)
-            let after = await #expect(throws: ToolError.self) { try await connection.callTool(name: "echo", arguments: ["text": "x"]) }
+            let after = await #expect(throws: Failure.self) { try await connection.callTool(name: "echo", arguments: ["text": "x"]) }
             #expect(after?.code == "mcp_unavailable")
         }
     }
@@ -128,7 +128,7 @@ struct MCPStdioTests {
     @Test("a command that does not exist is a clear mcp_unavailable")
     func missingCommand() async throws {
         try await withEgress(allow: "") { http in
-            let missing = await #expect(throws: ToolError.self) {
+            let missing = await #expect(throws: Failure.self) {
                 try await MCPConnection.connect(
                     MCPServerConfig(name: "ghost", command: ["caravan-no-such-mcp-server", "--flag"]), http: http, logger: quietLogger,
                     timeout: .seconds(5)
@@ -138,14 +138,14 @@ struct MCPStdioTests {
             #expect(missing?.message.contains("'caravan-no-such-mcp-server' was not found on PATH") == true)
             #expect(missing?.retryable == false)
 
-            let absolute = await #expect(throws: ToolError.self) {
+            let absolute = await #expect(throws: Failure.self) {
                 try await MCPConnection.connect(
                     MCPServerConfig(name: "ghost", command: ["/nonexistent/bin/server"]), http: http, logger: quietLogger, timeout: .seconds(5)
                 )
             }
             #expect(absolute?.code == "mcp_unavailable")
 
-            let invalid = await #expect(throws: ToolError.self) {
+            let invalid = await #expect(throws: Failure.self) {
                 try await MCPConnection.connect(MCPServerConfig(name: "none"), http: http, logger: quietLogger, timeout: .seconds(5))
             }
             #expect(invalid?.code == "invalid_config")
@@ -156,7 +156,7 @@ struct MCPStdioTests {
     func notAnMCPServer() async throws {
         try await withEgress(allow: "") { http in
             let start = ContinuousClock.now
-            let exits = await #expect(throws: ToolError.self) {
+            let exits = await #expect(throws: Failure.self) {
                 try await MCPConnection.connect(
                     MCPServerConfig(name: "false", command: ["sh", "-c", "echo oops >&2; exit 7"]), http: http, logger: quietLogger,
                     timeout: .seconds(20)
@@ -167,7 +167,7 @@ struct MCPStdioTests {
             #expect(exits?.message.contains("oops") == false, "\(exits?.message ?? "")")
             #expect(ContinuousClock.now - start < .seconds(10), "a dead server must not wait for the timeout")
 
-            let silent = await #expect(throws: ToolError.self) {
+            let silent = await #expect(throws: Failure.self) {
                 try await MCPConnection.connect(
                     MCPServerConfig(name: "silent", command: ["sleep", "30"]), http: http, logger: quietLogger, timeout: .milliseconds(500)
                 )
@@ -196,7 +196,7 @@ struct MCPStdioTests {
         try await withEgress(allow: "") { http in
             let connection = try await MCPConnection.connect(try MCPFixture.config(), http: http, logger: quietLogger, timeout: .seconds(20))
             let start = ContinuousClock.now
-            let slow = await #expect(throws: ToolError.self) {
+            let slow = await #expect(throws: Failure.self) {
                 try await connection.callTool(name: "slow", arguments: ["ms": 10_000], timeout: .milliseconds(300))
             }
             #expect(slow?.code == "tool_timeout")
@@ -213,7 +213,7 @@ struct MCPStdioTests {
         try await withEgress(allow: "") { http in
             let connection = try await MCPConnection.connect(try MCPFixture.config(), http: http, logger: quietLogger, timeout: .seconds(30))
             let start = ContinuousClock.now
-            let crashed = await #expect(throws: ToolError.self) { try await connection.callTool(name: "crash", arguments: [:]) }
+            let crashed = await #expect(throws: Failure.self) { try await connection.callTool(name: "crash", arguments: [:]) }
             #expect(crashed?.code == "mcp_unavailable")
             #expect(ContinuousClock.now - start < .seconds(10))
             #expect(await waitUntil { !connection.isAlive })
@@ -275,7 +275,7 @@ struct MCPHTTPTests {
     func egressDenied() async throws {
         try await FakeMCPHTTPServer.with { server in
             try await withEgress(allow: "") { http in
-                let denied = await #expect(throws: ToolError.self) {
+                let denied = await #expect(throws: Failure.self) {
                     try await MCPConnection.connect(
                         MCPServerConfig(name: "fake", url: server.url), http: http, logger: quietLogger, timeout: .seconds(5)
                     )
@@ -284,7 +284,7 @@ struct MCPHTTPTests {
                 #expect(server.sessionsOpened == 0)
             }
             try await withEgress(allow: "127.0.0.1:1") { http in
-                let otherPort = await #expect(throws: ToolError.self) {
+                let otherPort = await #expect(throws: Failure.self) {
                     try await MCPConnection.connect(
                         MCPServerConfig(name: "fake", url: server.url), http: http, logger: quietLogger, timeout: .seconds(5)
                     )
@@ -292,7 +292,7 @@ struct MCPHTTPTests {
                 #expect(otherPort?.code == "egress_denied")
             }
             try await withEgress(allow: "") { http in
-                let metadata = await #expect(throws: ToolError.self) {
+                let metadata = await #expect(throws: Failure.self) {
                     try await MCPConnection.connect(
                         MCPServerConfig(name: "metadata", url: "http://169.254.169.254/mcp"), http: http, logger: quietLogger,
                         timeout: .seconds(5)
@@ -310,7 +310,7 @@ struct MCPHTTPTests {
                 let connection = try await MCPConnection.connect(
                     MCPServerConfig(name: "fake", url: server.url), http: http, logger: quietLogger, timeout: .seconds(20)
                 )
-                let slow = await #expect(throws: ToolError.self) {
+                let slow = await #expect(throws: Failure.self) {
                     try await connection.callTool(name: "slow", arguments: ["ms": 10_000], timeout: .milliseconds(300))
                 }
                 #expect(slow?.code == "tool_timeout")
@@ -348,7 +348,7 @@ struct MCPConnectionCacheTests {
 
                 // The server forgets the sessions: the next call fails, and the one after reconnects.
                 await server.dropSessions()
-                let lost = await #expect(throws: ToolError.self) {
+                let lost = await #expect(throws: Failure.self) {
                     try await cache.callTool(orgID: "org_a", config: config, name: "echo", arguments: ["text": "x"])
                 }
                 #expect(lost?.code == "mcp_unavailable")
@@ -358,7 +358,7 @@ struct MCPConnectionCacheTests {
                 await cache.shutdown()
                 #expect(cache.count == 0)
                 #expect(server.sessionsDeleted == 1)  // org_a's new session; org_b's was dropped by the server
-                let closed = await #expect(throws: ToolError.self) {
+                let closed = await #expect(throws: Failure.self) {
                     try await cache.callTool(orgID: "org_a", config: config, name: "echo", arguments: ["text": "x"])
                 }
                 #expect(closed?.code == "mcp_unavailable")
@@ -379,13 +379,13 @@ struct MCPConnectionCacheTests {
             let fixture = try MCPFixture.config()
             for policy in [MCPCommandPolicy.none, MCPCommandPolicy(allowed: [fixture.command ?? []])] {
                 let cache = MCPConnectionCache(http: http, logger: quietLogger, commands: policy, timeout: .seconds(20))
-                let refused = await #expect(throws: ToolError.self) {
+                let refused = await #expect(throws: Failure.self) {
                     try await cache.connection(orgID: "org_a", config: MCPServerConfig(name: "pw", command: ["/bin/sh", "-c", "touch \(marker)"]))
                 }
                 #expect(refused?.code == "mcp_command_not_allowed")
                 #expect(refused?.message.contains(marker) == false)
                 // The fixture with an extra argument is another command.
-                let extended = await #expect(throws: ToolError.self) {
+                let extended = await #expect(throws: Failure.self) {
                     try await cache.connection(orgID: "org_a", config: MCPServerConfig(name: "fx", command: (fixture.command ?? []) + ["--x"]))
                 }
                 #expect(extended?.code == "mcp_command_not_allowed")
@@ -393,7 +393,7 @@ struct MCPConnectionCacheTests {
             }
             #expect(!FileManager.default.fileExists(atPath: marker), "a refused command ran")
             // A variable that changes what the program loads is refused before anything starts.
-            let preload = await #expect(throws: ToolError.self) {
+            let preload = await #expect(throws: Failure.self) {
                 try await MCPConnection.connect(
                     try MCPFixture.config(env: ["LD_PRELOAD": "/tmp/evil.so"]), http: http, logger: quietLogger, timeout: .seconds(5)
                 )

@@ -172,8 +172,8 @@ struct ModelRoutes {
     }
 
     /// The error of a model call as an API error.
-    static func apiError(_ error: ModelCallError) -> CaravanError {
-        switch error.code {
+    static func apiError(_ error: Failure) -> CaravanError {
+        switch error.code.rawValue {
         case BudgetExceeded.code: CaravanError(.budgetExceeded, error.message)
         case ProviderError.Kind.unknownModel.rawValue: CaravanError(.unknownModel, error.message)
         case ProviderError.Kind.timeout.rawValue: CaravanError(.providerTimeout, error.message)
@@ -209,7 +209,7 @@ struct ModelRoutes {
         do {
             _ = try await gateway.providers.endpoint(orgID: orgID, for: ref)
         } catch {
-            throw Self.apiError(ModelCallError(code: error.code, message: error.message, retryable: false))
+            throw Self.apiError(Failure(code: Failure.Code(rawValue: error.code), message: error.message, retryable: false))
         }
         let gateway = self.gateway
         let request = decoded.request
@@ -219,10 +219,10 @@ struct ModelRoutes {
             body: ResponseBody { writer in
                 try await writer.write(Self.frame(OpenAIWireFormat.roleChunk(id: id, model: ref.description, created: created)))
                 let (deltas, sink) = AsyncStream.makeStream(of: ChatDelta.self, bufferingPolicy: .unbounded)
-                let outcome = await withTaskGroup(of: Result<ModelAnswer, ModelCallError>.self) { group in
+                let outcome = await withTaskGroup(of: Result<ModelAnswer, Failure>.self) { group in
                     group.addTask {
                         defer { sink.finish() }
-                        do throws(ModelCallError) {
+                        do throws(Failure) {
                             return .success(try await gateway.complete(request, route: [ref], context: callContext, onDelta: { sink.yield($0) }))
                         } catch {
                             return .failure(error)
@@ -237,7 +237,7 @@ struct ModelRoutes {
                             group.cancelAll()  // the client left
                         }
                     }
-                    let result = await group.next() ?? .failure(ModelCallError(code: "cancelled", message: "The call was cancelled.", retryable: false))
+                    let result = await group.next() ?? .failure(Failure(code: "cancelled", message: "The call was cancelled.", retryable: false))
                     return (written, result)
                 }
                 try outcome.0.get()
@@ -250,7 +250,7 @@ struct ModelRoutes {
                 case .failure(let error):
                     let problem = Self.apiError(error)
                     try await writer.write(Self.frame([
-                        "error": ["message": .string(problem.detail), "type": .string(problem.code.rawValue), "code": .string(error.code)]
+                        "error": ["message": .string(problem.detail), "type": .string(problem.code.rawValue), "code": .string(error.code.rawValue)]
                     ]))
                 }
                 try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
