@@ -3,7 +3,7 @@ import PackageDescription
 
 /// One set of settings for every target: Swift 6 language mode with strict concurrency.
 let swiftSettings: [SwiftSetting] = [
-    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("ExistentialAny")
 ]
 
 let package = Package(
@@ -257,7 +257,7 @@ let package = Package(
         .target(
             name: "CaravanMCPFixtureTools",
             dependencies: [
-                .product(name: "MCP", package: "swift-sdk"),
+                .product(name: "MCP", package: "swift-sdk")
             ],
             path: "Tests/Fixtures/MCPFixtureTools",
             swiftSettings: swiftSettings
@@ -323,7 +323,8 @@ let package = Package(
         .testTarget(
             name: "CaravanIdentityTests",
             dependencies: [
-                "CaravanCore", "CaravanIdentity", "CaravanVault", "CaravanAudit", "CaravanStorage", "CaravanTestSupport",
+                "CaravanCore", "CaravanIdentity", "CaravanVault", "CaravanAudit", "CaravanStorage",
+                "CaravanTestSupport",
                 "CaravanServer", "CaravanSQLite", "CaravanPostgres",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdOTP", package: "hummingbird-auth"),

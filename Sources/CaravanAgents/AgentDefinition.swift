@@ -69,10 +69,14 @@ public struct AgentDefinition: Sendable {
     /// - Parameter nameFromPath: the name in the URL; it must agree with the body's `name` when both are given.
     /// - Throws: `validation_failed` with every field at fault.
     public static func validate(_ document: JSONValue, nameFromPath: String?) throws(CaravanError) -> AgentDefinition {
-        guard var object = document.objectValue else { throw CaravanError.validation("", "An agent definition is an object.") }
+        guard var object = document.objectValue else {
+            throw CaravanError.validation("", "An agent definition is an object.")
+        }
         var errors: [CaravanError.FieldError] = []
         func fail(_ pointer: String, _ detail: String) { errors.append(.init(pointer: pointer, detail: detail)) }
-        for key in object.keys.sorted() where !topLevelKeys.contains(key) { fail("/" + key, "is not a field of an agent definition") }
+        for key in object.keys.sorted() where !topLevelKeys.contains(key) {
+            fail("/" + key, "is not a field of an agent definition")
+        }
 
         var name = object["name"]?.stringValue ?? nameFromPath ?? ""
         if let fromPath = nameFromPath, let given = object["name"]?.stringValue, given != fromPath {
@@ -83,7 +87,9 @@ public struct AgentDefinition: Sendable {
         object["name"] = .string(name)
 
         var route: [ModelRef] = []
-        do throws(CaravanError) { route = try ModelGateway.route(object["model"], at: "/model") } catch { errors += error.fieldErrors }
+        do throws(CaravanError) { route = try ModelGateway.route(object["model"], at: "/model") } catch {
+            errors += error.fieldErrors
+        }
 
         let instructions = object["instructions"]?.stringValue ?? ""
         if let value = object["instructions"], value.stringValue == nil { fail("/instructions", "must be a string") }
@@ -91,7 +97,9 @@ public struct AgentDefinition: Sendable {
         if Self.mustacheSectionDepth(instructions) > Self.maxSectionDepth {
             fail("/instructions", "nests Mustache sections deeper than \(Self.maxSectionDepth) levels")
         } else {
-            do { _ = try MustacheTemplate(string: instructions) } catch { fail("/instructions", "is not a valid Mustache template: \(error)") }
+            do { _ = try MustacheTemplate(string: instructions) } catch {
+                fail("/instructions", "is not a valid Mustache template: \(error)")
+            }
         }
 
         var tools: [AgentTool] = []
@@ -102,10 +110,14 @@ public struct AgentDefinition: Sendable {
                     let pointer = "/tools/\(index)"
                     do throws(CaravanError) {
                         let tool = try AgentTool.parse(item, at: pointer)
-                        if !toolNames.insert(tool.name).inserted { fail(pointer, "another tool is named '\(tool.name)'") }
+                        if !toolNames.insert(tool.name).inserted {
+                            fail(pointer, "another tool is named '\(tool.name)'")
+                        }
                         tools.append(tool)
                     } catch {
-                        errors += error.fieldErrors.isEmpty ? [.init(pointer: pointer, detail: error.detail)] : error.fieldErrors
+                        errors +=
+                            error.fieldErrors.isEmpty
+                            ? [.init(pointer: pointer, detail: error.detail)] : error.fieldErrors
                     }
                 }
             } else {
@@ -123,25 +135,41 @@ public struct AgentDefinition: Sendable {
         let maxTokens = integer("max_tokens", in: 1...1_000_000).map { Int($0) }
         var temperature: Double?
         if let value = object["temperature"] {
-            if let number = value.numberValue, (0...2).contains(number) { temperature = number } else { fail("/temperature", "must be a number from 0 to 2") }
+            if let number = value.numberValue, (0...2).contains(number) {
+                temperature = number
+            } else {
+                fail("/temperature", "must be a number from 0 to 2")
+            }
         }
         var budgetTokens: Int64?
         var budgetCost: Double?
         if let budget = object["budget"] {
             if let fields = budget.objectValue {
-                for key in fields.keys where !["tokens", "cost_usd"].contains(key) { fail("/budget/" + key, "is not a field of a budget") }
+                for key in fields.keys where !["tokens", "cost_usd"].contains(key) {
+                    fail("/budget/" + key, "is not a field of a budget")
+                }
                 if let tokens = fields["tokens"] {
-                    if case .int(let number) = tokens, number > 0 { budgetTokens = number } else { fail("/budget/tokens", "must be a positive integer") }
+                    if case .int(let number) = tokens, number > 0 {
+                        budgetTokens = number
+                    } else {
+                        fail("/budget/tokens", "must be a positive integer")
+                    }
                 }
                 if let cost = fields["cost_usd"] {
-                    if let number = cost.numberValue, number > 0 { budgetCost = number } else { fail("/budget/cost_usd", "must be a positive number") }
+                    if let number = cost.numberValue, number > 0 {
+                        budgetCost = number
+                    } else {
+                        fail("/budget/cost_usd", "must be a positive number")
+                    }
                 }
             } else {
                 fail("/budget", "must be {tokens?, cost_usd?}")
             }
         }
         let outputSchema = object["output_schema"]
-        if let schema = outputSchema, schema.objectValue == nil { fail("/output_schema", "must be a JSON Schema object") }
+        if let schema = outputSchema, schema.objectValue == nil {
+            fail("/output_schema", "must be a JSON Schema object")
+        }
         let inputSchema = object["input"]
         if let schema = inputSchema, schema.objectValue == nil { fail("/input", "must be a JSON Schema object") }
         var timeout = CaravanDuration(milliseconds: 600_000)
@@ -155,11 +183,24 @@ public struct AgentDefinition: Sendable {
             }
         }
         if let value = object["description"], value.stringValue == nil { fail("/description", "must be a string") }
-        if !errors.isEmpty { throw CaravanError(.validationFailed, "The agent definition is not valid.", fieldErrors: errors) }
+        if !errors.isEmpty {
+            throw CaravanError(.validationFailed, "The agent definition is not valid.", fieldErrors: errors)
+        }
         return AgentDefinition(
-            name: name, description: object["description"]?.stringValue, route: route, instructions: instructions, tools: tools,
-            maxTurns: maxTurns, maxTokens: maxTokens, temperature: temperature, budgetTokens: budgetTokens, budgetCostUSD: budgetCost,
-            outputSchema: outputSchema, inputSchema: inputSchema, timeout: timeout, source: .object(object)
+            name: name,
+            description: object["description"]?.stringValue,
+            route: route,
+            instructions: instructions,
+            tools: tools,
+            maxTurns: maxTurns,
+            maxTokens: maxTokens,
+            temperature: temperature,
+            budgetTokens: budgetTokens,
+            budgetCostUSD: budgetCost,
+            outputSchema: outputSchema,
+            inputSchema: inputSchema,
+            timeout: timeout,
+            source: .object(object)
         )
     }
 
@@ -191,7 +232,9 @@ public struct AgentDefinition: Sendable {
             case .agent(let name): references.agents.append((name, pointer + "/agent/name"))
             case .workflow(let name): references.workflows.append((name, pointer + "/workflow/name"))
             case .http(_, let url, let headers, _, _):
-                let template: JSONValue = ["url": .string(url), "headers": .object(headers.mapValues(JSONValue.string))]
+                let template: JSONValue = [
+                    "url": .string(url), "headers": .object(headers.mapValues(JSONValue.string)),
+                ]
                 for name in ((try? Template.referencedSecrets(in: template)) ?? []).sorted() {
                     references.secrets.append((name, pointer + "/http"))
                 }
@@ -208,13 +251,22 @@ public struct AgentDefinition: Sendable {
         var errors: [CaravanError.FieldError] = []
         for (index, tool) in tools.enumerated() {
             if case .mcp(let server, _) = tool.kind, let command = server.command, !policy.permits(command) {
-                errors.append(.init(
-                    pointer: "/tools/\(index)/mcp/command",
-                    detail: "is not a command the operator allows (--mcp-command-allow lists the exact commands MCP servers may run)"
-                ))
+                errors.append(
+                    .init(
+                        pointer: "/tools/\(index)/mcp/command",
+                        detail:
+                            "is not a command the operator allows (--mcp-command-allow lists the exact commands MCP servers may run)"
+                    )
+                )
             }
         }
-        if !errors.isEmpty { throw CaravanError(.validationFailed, "The agent names an MCP command that is not allowed.", fieldErrors: errors) }
+        if !errors.isEmpty {
+            throw CaravanError(
+                .validationFailed,
+                "The agent names an MCP command that is not allowed.",
+                fieldErrors: errors
+            )
+        }
     }
 
     /// Renders the instructions over the run's input, stopping at `limit` bytes.
@@ -224,7 +276,9 @@ public struct AgentDefinition: Sendable {
     /// that a template repeating a large input, or looping over a long array, cannot grow past the limit in memory.
     /// - Throws: `output_too_large` when the rendering would pass `limit`.
     func renderInstructions(input: JSONValue, limit: Int) throws(Failure) -> String {
-        guard !instructions.isEmpty, let template = try? MustacheTemplate(string: "{{% CONTENT_TYPE: TEXT}}" + instructions) else {
+        guard !instructions.isEmpty,
+            let template = try? MustacheTemplate(string: "{{% CONTENT_TYPE: TEXT}}" + instructions)
+        else {
             return instructions
         }
         let budget = MustacheBudget(limit: limit, passCost: instructions.utf8.count)
@@ -232,7 +286,8 @@ public struct AgentDefinition: Sendable {
         if budget.exhausted || rendered.utf8.count > limit {
             throw Failure(
                 code: Failure.Code(rawValue: CaravanError.Code.outputTooLarge.rawValue),
-                message: "The agent's instructions, rendered over this input, would pass the payload limit of \(limit) bytes.",
+                message:
+                    "The agent's instructions, rendered over this input, would pass the payload limit of \(limit) bytes.",
                 retryable: false
             )
         }
@@ -354,10 +409,14 @@ public struct AgentTool: Sendable {
         guard let object = value.objectValue, object.count == 1, let (kindName, config) = object.first else {
             throw CaravanError.validation(pointer, "a tool is an object with one key: http, mcp, agent or workflow")
         }
-        guard let fields = config.objectValue else { throw CaravanError.validation(pointer + "/" + kindName, "must be an object") }
+        guard let fields = config.objectValue else {
+            throw CaravanError.validation(pointer + "/" + kindName, "must be an object")
+        }
         let base = pointer + "/" + kindName
         var errors: [CaravanError.FieldError] = []
-        func fail(_ field: String, _ detail: String) { errors.append(.init(pointer: base + "/" + field, detail: detail)) }
+        func fail(_ field: String, _ detail: String) {
+            errors.append(.init(pointer: base + "/" + field, detail: detail))
+        }
         let allowed: Set<String>
         switch kindName {
         case "http": allowed = ["name", "description", "url", "method", "headers", "body", "parameters", "approval"]
@@ -365,7 +424,9 @@ public struct AgentTool: Sendable {
         case "agent", "workflow": allowed = ["name", "description", "approval"]
         default: throw CaravanError.validation(base, "is not a tool kind (http, mcp, agent, workflow)")
         }
-        for key in fields.keys.sorted() where !allowed.contains(key) { fail(key, "is not a field of a \(kindName) tool") }
+        for key in fields.keys.sorted() where !allowed.contains(key) {
+            fail(key, "is not a field of a \(kindName) tool")
+        }
         let name = fields["name"]?.stringValue ?? ""
         if !isValidToolName(name) { fail("name", "must match [a-zA-Z0-9_-]{1,64}") }
         let description = fields["description"]?.stringValue ?? ""
@@ -378,11 +439,14 @@ public struct AgentTool: Sendable {
         case "http":
             let url = fields["url"]?.stringValue ?? ""
             if url.isEmpty { fail("url", "is required") }
-            if !url.hasPrefix("{{"), !(url.lowercased().hasPrefix("http://") || url.lowercased().hasPrefix("https://")) {
+            if !url.hasPrefix("{{"), !(url.lowercased().hasPrefix("http://") || url.lowercased().hasPrefix("https://"))
+            {
                 fail("url", "must be an http:// or https:// URL")
             }
             let method = (fields["method"]?.stringValue ?? "GET").uppercased()
-            if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(method) { fail("method", "must be GET, POST, PUT, PATCH or DELETE") }
+            if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(method) {
+                fail("method", "must be GET, POST, PUT, PATCH or DELETE")
+            }
             var headers: [String: String] = [:]
             if let value = fields["headers"] {
                 if let table = value.objectValue, table.values.allSatisfy({ $0.stringValue != nil }) {
@@ -394,7 +458,8 @@ public struct AgentTool: Sendable {
             let parameters = fields["parameters"] ?? ["type": "object", "properties": [:]]
             if parameters.objectValue == nil { fail("parameters", "must be a JSON Schema object") }
             do throws(CaravanError) {
-                for path in try Template.referencedPaths(in: config) where !["args", "secrets"].contains(path.first ?? "") {
+                for path in try Template.referencedPaths(in: config)
+                where !["args", "secrets"].contains(path.first ?? "") {
                     fail("url", "'\(path.joined(separator: "."))' is unknown: a tool's templates read args and secrets")
                 }
                 let bodySecrets = try Template.referencedSecrets(in: fields["body"] ?? .null)
@@ -418,7 +483,11 @@ public struct AgentTool: Sendable {
             }
             var only: Set<String>?
             if let list = fields["tools"] {
-                if let names = list.arrayValue?.compactMap(\.stringValue) { only = Set(names) } else { fail("tools", "must be an array of tool names") }
+                if let names = list.arrayValue?.compactMap(\.stringValue) {
+                    only = Set(names)
+                } else {
+                    fail("tools", "must be an array of tool names")
+                }
             }
             kind = .mcp(MCPServerConfig(name: name, command: command, url: url, headers: headers, env: env), only: only)
         case "agent":
@@ -434,6 +503,8 @@ public struct AgentTool: Sendable {
 
     static func isValidToolName(_ name: String) -> Bool {
         !name.isEmpty && name.utf8.count <= 64
-            && name.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 65 && $0 <= 90) || ($0 >= 48 && $0 <= 57) || $0 == 45 || $0 == 95 }
+            && name.utf8.allSatisfy {
+                ($0 >= 97 && $0 <= 122) || ($0 >= 65 && $0 <= 90) || ($0 >= 48 && $0 <= 57) || $0 == 45 || $0 == 95
+            }
     }
 }

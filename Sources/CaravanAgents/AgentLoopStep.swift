@@ -19,7 +19,9 @@ public struct AgentLoopStep: StepExecutor {
             _ = try AgentDefinition.validate(config, nameFromPath: nil)
             return []
         } catch {
-            let fields = error.fieldErrors.isEmpty ? [CaravanError.FieldError(pointer: "", detail: error.detail)] : error.fieldErrors
+            let fields =
+                error.fieldErrors.isEmpty
+                ? [CaravanError.FieldError(pointer: "", detail: error.detail)] : error.fieldErrors
             return fields.map { .init(pointer: pointer + $0.pointer, detail: $0.detail) }
         }
     }
@@ -38,7 +40,11 @@ public struct AgentLoopStep: StepExecutor {
 
     public func execute(_ config: JSONValue, context: StepContext) async throws(Failure) -> JSONValue {
         guard let journal = context.journal else {
-            throw Failure(code: "journal_unavailable", message: "The agent loop runs only inside the engine.", retryable: false)
+            throw Failure(
+                code: "journal_unavailable",
+                message: "The agent loop runs only inside the engine.",
+                retryable: false
+            )
         }
         let definition: AgentDefinition
         do { definition = try AgentDefinition.validate(config, nameFromPath: nil) } catch {
@@ -64,7 +70,11 @@ public struct AgentLoopStep: StepExecutor {
         if !system.isEmpty { messages.append(.system(system)) }
         if let threadID {
             do { messages += try await threads.history(threadID: threadID, excludingRun: context.runID) } catch {
-                throw Failure(code: "thread_unavailable", message: "The thread's messages could not be read.", retryable: true)
+                throw Failure(
+                    code: "thread_unavailable",
+                    message: "The thread's messages could not be read.",
+                    retryable: true
+                )
             }
         }
         let question = ChatMessage.user(input.stringValue ?? input.canonicalText)
@@ -73,7 +83,9 @@ public struct AgentLoopStep: StepExecutor {
         let offered = try await toolbox.offer(definition.tools, context: context)
         let specs = offered.map(\.spec)
         var responseFormat = ResponseFormat.text
-        if let schema = definition.outputSchema, offered.isEmpty { responseFormat = .jsonSchema(name: "answer", schema: schema) }
+        if let schema = definition.outputSchema, offered.isEmpty {
+            responseFormat = .jsonSchema(name: "answer", schema: schema)
+        }
 
         var spentTokens: Int64 = 0
         var spentCost = 0.0
@@ -83,7 +95,9 @@ public struct AgentLoopStep: StepExecutor {
             turn += 1
             if turn > definition.maxTurns {
                 throw Failure(
-                    code: "max_turns_exceeded", message: "The agent did not finish within \(definition.maxTurns) model turns.", retryable: false
+                    code: "max_turns_exceeded",
+                    message: "The agent did not finish within \(definition.maxTurns) model turns.",
+                    retryable: false
                 )
             }
             let key = "turn:\(turn)"
@@ -92,40 +106,73 @@ public struct AgentLoopStep: StepExecutor {
                 record = replayed
             } else {
                 if let limit = definition.budgetTokens, spentTokens >= limit {
-                    throw Failure(code: Failure.Code(rawValue: BudgetExceeded.code), message: "The run used \(spentTokens) of its \(limit) tokens.", retryable: false)
+                    throw Failure(
+                        code: Failure.Code(rawValue: BudgetExceeded.code),
+                        message: "The run used \(spentTokens) of its \(limit) tokens.",
+                        retryable: false
+                    )
                 }
                 if let limit = definition.budgetCostUSD, spentCost >= limit {
-                    throw Failure(code: Failure.Code(rawValue: BudgetExceeded.code), message: "The run spent $\(spentCost) of its $\(limit).", retryable: false)
+                    throw Failure(
+                        code: Failure.Code(rawValue: BudgetExceeded.code),
+                        message: "The run spent $\(spentCost) of its $\(limit).",
+                        retryable: false
+                    )
                 }
                 let request = ChatRequest(
-                    model: "", messages: messages, tools: specs, toolChoice: specs.isEmpty ? nil : .auto, maxTokens: definition.maxTokens,
-                    temperature: definition.temperature, responseFormat: responseFormat
+                    model: "",
+                    messages: messages,
+                    tools: specs,
+                    toolChoice: specs.isEmpty ? nil : .auto,
+                    maxTokens: definition.maxTokens,
+                    temperature: definition.temperature,
+                    responseFormat: responseFormat
                 )
                 // Announced before the call, so that a run's history shows a model call in progress.
                 if journal.entries["request:\(turn)"] == nil {
-                    try await journal.record("request:\(turn)", value: .bool(true), events: [
-                        ("llm.request", ["turn": .int(Int64(turn)), "model": .string(definition.route.map(\.description).joined(separator: ",")),
-                                         "messages": .int(Int64(messages.count)), "tools": .int(Int64(specs.count))]),
-                    ])
+                    try await journal.record(
+                        "request:\(turn)",
+                        value: .bool(true),
+                        events: [
+                            (
+                                "llm.request",
+                                [
+                                    "turn": .int(Int64(turn)),
+                                    "model": .string(definition.route.map(\.description).joined(separator: ",")),
+                                    "messages": .int(Int64(messages.count)), "tools": .int(Int64(specs.count)),
+                                ]
+                            )
+                        ]
+                    )
                 }
                 let answer: ModelAnswer
                 let currentTurn = Int64(turn)
                 do {
                     answer = try await gateway.complete(
-                        request, route: definition.route,
+                        request,
+                        route: definition.route,
                         context: ModelCallContext(orgID: context.orgID, runID: context.runID, agent: definition.name),
                         onDelta: { delta in
-                            if case .text(let text) = delta { journal.publish("llm.delta", data: ["turn": .int(currentTurn), "text": .string(text)]) }
+                            if case .text(let text) = delta {
+                                journal.publish("llm.delta", data: ["turn": .int(currentTurn), "text": .string(text)])
+                            }
                         }
                     )
                 } catch {
                     throw error
                 }
                 record = TurnRecord(
-                    message: answer.response.message, usage: answer.response.usage, model: answer.ref.description,
-                    costUSD: answer.costUSD, finishReason: answer.response.finishReason.rawValue
+                    message: answer.response.message,
+                    usage: answer.response.usage,
+                    model: answer.ref.description,
+                    costUSD: answer.costUSD,
+                    finishReason: answer.response.finishReason.rawValue
                 )
-                try await journal.record(key, value: record.json, events: [("llm.response", record.eventData(turn: turn))])
+                try await journal.record(
+                    key,
+                    value: record.json,
+                    events: [("llm.response", record.eventData(turn: turn))]
+                )
             }
             spentTokens += Int64(record.usage.totalTokens)
             spentCost += record.costUSD
@@ -144,18 +191,31 @@ public struct AgentLoopStep: StepExecutor {
                     return value
                 }
                 guard !repaired, case .failure(let failure) = problems else {
-                    throw Failure(code: "output_invalid", message: "The answer does not match the output schema.", retryable: false)
+                    throw Failure(
+                        code: "output_invalid",
+                        message: "The answer does not match the output schema.",
+                        retryable: false
+                    )
                 }
                 repaired = true
-                messages.append(.user(
-                    "Your answer is not valid: \(failure). Answer again with only a JSON value that matches this JSON Schema: "
-                        + schema.canonicalText
-                ))
+                messages.append(
+                    .user(
+                        "Your answer is not valid: \(failure). Answer again with only a JSON value that matches this JSON Schema: "
+                            + schema.canonicalText
+                    )
+                )
                 continue
             }
 
             for (index, call) in record.message.toolCalls.enumerated() {
-                let result = try await runTool(call, index: index, turn: turn, offered: offered, journal: journal, context: context)
+                let result = try await runTool(
+                    call,
+                    index: index,
+                    turn: turn,
+                    offered: offered,
+                    journal: journal,
+                    context: context
+                )
                 let message = ChatMessage.tool(callID: call.id, name: call.name, content: result.content)
                 messages.append(message)
                 conversation.append(message)
@@ -165,19 +225,37 @@ public struct AgentLoopStep: StepExecutor {
 
     /// Runs one tool call, or replays its recorded result.
     private func runTool(
-        _ call: ToolCall, index: Int, turn: Int, offered: [OfferedTool], journal: StepJournal, context: StepContext
+        _ call: ToolCall,
+        index: Int,
+        turn: Int,
+        offered: [OfferedTool],
+        journal: StepJournal,
+        context: StepContext
     ) async throws(Failure) -> ToolResult {
         let key = "tool:\(turn):\(index)"
         if let entry = journal.entries[key], let content = entry["content"]?.stringValue {
             return ToolResult(content: content, isError: entry["is_error"] == .bool(true))
         }
         let result: ToolResult
-        let arguments = try? JSONValue(parsing: Array((call.arguments.isEmpty ? "{}" : call.arguments).utf8), maxDepth: 64)
+        let arguments = try? JSONValue(
+            parsing: Array((call.arguments.isEmpty ? "{}" : call.arguments).utf8),
+            maxDepth: 64
+        )
         // Announced before the tool runs (once: a call resumed after a crash is not announced again).
         if journal.entries["call:" + key] == nil {
-            try await journal.record("call:" + key, value: .bool(true), events: [
-                ("tool.call", ["id": .string(call.id), "name": .string(call.name), "arguments": arguments ?? .string(call.arguments)])
-            ])
+            try await journal.record(
+                "call:" + key,
+                value: .bool(true),
+                events: [
+                    (
+                        "tool.call",
+                        [
+                            "id": .string(call.id), "name": .string(call.name),
+                            "arguments": arguments ?? .string(call.arguments),
+                        ]
+                    )
+                ]
+            )
         }
         if let tool = offered.first(where: { $0.spec.name == call.name }) {
             if let arguments {
@@ -185,13 +263,28 @@ public struct AgentLoopStep: StepExecutor {
                 if !problems.isEmpty {
                     result = ToolResult(
                         content: "The arguments do not match the tool's schema: "
-                            + problems.map { "\($0.pointer.isEmpty ? "/" : $0.pointer) \($0.detail)" }.joined(separator: "; "),
+                            + problems.map { "\($0.pointer.isEmpty ? "/" : $0.pointer) \($0.detail)" }.joined(
+                                separator: "; "
+                            ),
                         isError: true
                     )
-                } else if tool.tool.approval, let refusal = try await awaitApproval(call, arguments: arguments, key: key, journal: journal, context: context) {
+                } else if tool.tool.approval,
+                    let refusal = try await awaitApproval(
+                        call,
+                        arguments: arguments,
+                        key: key,
+                        journal: journal,
+                        context: context
+                    )
+                {
                     result = refusal
                 } else {
-                    result = await toolbox.call(tool, arguments: arguments, callID: "\(turn)-\(index)", context: context)
+                    result = await toolbox.call(
+                        tool,
+                        arguments: arguments,
+                        callID: "\(turn)-\(index)",
+                        context: context
+                    )
                 }
             } else {
                 result = ToolResult(content: "The arguments are not valid JSON.", isError: true)
@@ -199,56 +292,108 @@ public struct AgentLoopStep: StepExecutor {
         } else {
             result = ToolResult(content: "There is no tool named '\(call.name)'.", isError: true)
         }
-        let shown = result.content.utf8.count > 4096 ? String(decoding: Array(result.content.utf8.prefix(4096)), as: UTF8.self) + "…" : result.content
-        let value: JSONValue = ["id": .string(call.id), "name": .string(call.name), "content": .string(result.content), "is_error": .bool(result.isError)]
-        try await journal.record(key, value: value, events: [
-            ("tool.result", ["id": .string(call.id), "name": .string(call.name), "is_error": .bool(result.isError), "content": .string(shown)])
-        ])
+        let shown =
+            result.content.utf8.count > 4096
+            ? String(decoding: Array(result.content.utf8.prefix(4096)), as: UTF8.self) + "…" : result.content
+        let value: JSONValue = [
+            "id": .string(call.id), "name": .string(call.name), "content": .string(result.content),
+            "is_error": .bool(result.isError),
+        ]
+        try await journal.record(
+            key,
+            value: value,
+            events: [
+                (
+                    "tool.result",
+                    [
+                        "id": .string(call.id), "name": .string(call.name), "is_error": .bool(result.isError),
+                        "content": .string(shown),
+                    ]
+                )
+            ]
+        )
         return result
     }
 
     /// Waits for the `approve` signal that names this call and its exact arguments. - Returns: `nil` when
     /// approved; a result for the model when a person refused.
     private func awaitApproval(
-        _ call: ToolCall, arguments: JSONValue, key: String, journal: StepJournal, context: StepContext
+        _ call: ToolCall,
+        arguments: JSONValue,
+        key: String,
+        journal: StepJournal,
+        context: StepContext
     ) async throws(Failure) -> ToolResult? {
         let decisionKey = "approval:" + key
         let digest = stableDigest(arguments.canonicalText)
         var decision = journal.entries[decisionKey]
         if decision == nil {
             if journal.entries["approval-requested:" + key] == nil {
-                try await journal.record("approval-requested:" + key, value: .bool(true), events: [
-                    ("tool.approval_requested", [
-                        "call_id": .string(key), "name": .string(call.name), "arguments": arguments, "arguments_digest": .string(digest),
-                        "signal": "approve",
-                    ])
-                ])
+                try await journal.record(
+                    "approval-requested:" + key,
+                    value: .bool(true),
+                    events: [
+                        (
+                            "tool.approval_requested",
+                            [
+                                "call_id": .string(key), "name": .string(call.name), "arguments": arguments,
+                                "arguments_digest": .string(digest),
+                                "signal": "approve",
+                            ]
+                        )
+                    ]
+                )
             }
-            guard let engine = engine.engine else { throw Failure(code: "engine_unavailable", message: "No engine.", retryable: true) }
+            guard let engine = engine.engine else {
+                throw Failure(code: "engine_unavailable", message: "No engine.", retryable: true)
+            }
             while decision == nil {
                 let signal: (data: JSONValue, sender: String?)?
                 do {
                     signal = try await engine.takeSignal(runID: context.runID, name: "approve") { data in
-                        data["data"]?["call_id"]?.stringValue == key && data["data"]?["arguments_digest"]?.stringValue == digest
+                        data["data"]?["call_id"]?.stringValue == key
+                            && data["data"]?["arguments_digest"]?.stringValue == digest
                     }
                 } catch {
-                    throw Failure(code: "signal_unavailable", message: "The run's signals could not be read.", retryable: true)
+                    throw Failure(
+                        code: "signal_unavailable",
+                        message: "The run's signals could not be read.",
+                        retryable: true
+                    )
                 }
                 if let signal {
-                    let value: JSONValue = ["approved": .bool(signal.data["approved"] == .bool(true)), "by": signal.sender.map(JSONValue.string) ?? .null]
-                    try await journal.record(decisionKey, value: value, events: [("signal.received", ["signal": "approve", "call_id": .string(key), "approved": value["approved"] ?? .null])])
+                    let value: JSONValue = [
+                        "approved": .bool(signal.data["approved"] == .bool(true)),
+                        "by": signal.sender.map(JSONValue.string) ?? .null,
+                    ]
+                    try await journal.record(
+                        decisionKey,
+                        value: value,
+                        events: [
+                            (
+                                "signal.received",
+                                ["signal": "approve", "call_id": .string(key), "approved": value["approved"] ?? .null]
+                            )
+                        ]
+                    )
                     decision = value
                 } else {
                     do { try await Task.sleep(for: .milliseconds(250)) } catch {
-                        throw Failure(code: "cancelled", message: "The run was cancelled while a tool waited for approval.", retryable: false)
+                        throw Failure(
+                            code: "cancelled",
+                            message: "The run was cancelled while a tool waited for approval.",
+                            retryable: false
+                        )
                     }
                 }
             }
         }
-        return decision?["approved"] == .bool(true) ? nil : ToolResult(content: "A person refused this call.", isError: true)
+        return decision?["approved"] == .bool(true)
+            ? nil : ToolResult(content: "A person refused this call.", isError: true)
     }
 
-    private func finishThread(_ threadID: String?, context: StepContext, messages: [ChatMessage]) async throws(Failure) {
+    private func finishThread(_ threadID: String?, context: StepContext, messages: [ChatMessage]) async throws(Failure)
+    {
         guard let threadID else { return }
         do { try await threads.append(threadID: threadID, runID: context.runID, messages: messages) } catch {
             throw Failure(code: "thread_unavailable", message: "The thread could not be updated.", retryable: true)
@@ -262,10 +407,16 @@ public struct AgentLoopStep: StepExecutor {
             body = body.split(separator: "\n", omittingEmptySubsequences: false).dropFirst().joined(separator: "\n")
             if body.hasSuffix("```") { body = String(body.dropLast(3)) }
         }
-        guard let value = try? JSONValue(parsing: Array(body.utf8), maxDepth: 64) else { return .failure(OutputProblem(text: "it is not JSON")) }
+        guard let value = try? JSONValue(parsing: Array(body.utf8), maxDepth: 64) else {
+            return .failure(OutputProblem(text: "it is not JSON"))
+        }
         let problems = JSONSchemaCheck.problems(of: value, against: schema, at: "")
         if problems.isEmpty { return .success(value) }
-        return .failure(OutputProblem(text: problems.map { "\($0.pointer.isEmpty ? "/" : $0.pointer) \($0.detail)" }.joined(separator: "; ")))
+        return .failure(
+            OutputProblem(
+                text: problems.map { "\($0.pointer.isEmpty ? "/" : $0.pointer) \($0.detail)" }.joined(separator: "; ")
+            )
+        )
     }
 
     struct OutputProblem: Error, CustomStringConvertible {
@@ -294,7 +445,8 @@ struct TurnRecord: Sendable {
         guard let message = json["message"].flatMap(MessageCoding.decode) else { return nil }
         self.message = message
         self.usage = TokenUsage(
-            inputTokens: Int(json["input_tokens"]?.numberValue ?? 0), outputTokens: Int(json["output_tokens"]?.numberValue ?? 0)
+            inputTokens: Int(json["input_tokens"]?.numberValue ?? 0),
+            outputTokens: Int(json["output_tokens"]?.numberValue ?? 0)
         )
         self.model = json["model"]?.stringValue ?? ""
         self.costUSD = json["cost_usd"]?.numberValue ?? 0
@@ -312,7 +464,9 @@ struct TurnRecord: Sendable {
     func eventData(turn: Int) -> JSONValue {
         [
             "turn": .int(Int64(turn)), "model": .string(model), "finish_reason": .string(finishReason),
-            "usage": ["input_tokens": .int(Int64(usage.inputTokens)), "output_tokens": .int(Int64(usage.outputTokens))],
+            "usage": [
+                "input_tokens": .int(Int64(usage.inputTokens)), "output_tokens": .int(Int64(usage.outputTokens)),
+            ],
             "cost_usd": .double(costUSD), "text": message.content.map(JSONValue.string) ?? .null,
             "tool_calls": .array(message.toolCalls.map { ["id": .string($0.id), "name": .string($0.name)] }),
         ]

@@ -28,14 +28,21 @@ public final class AgentStore: Sendable {
     /// Creates the agent or a new version of it; an unchanged definition keeps its version.
     public func put(orgID: String, _ definition: AgentDefinition) async throws -> (agent: StoredAgent, created: Bool) {
         let workflow = try DefinitionParser.validate(
-            definition.workflowDocument, nameFromPath: AgentStepKind.workflowName(forAgent: definition.name), kinds: engine.kinds
+            definition.workflowDocument,
+            nameFromPath: AgentStepKind.workflowName(forAgent: definition.name),
+            kinds: engine.kinds
         )
         let (stored, created) = try await engine.workflows.put(orgID: orgID, definition: workflow)
         return (try Self.agent(stored), created)
     }
 
     public func get(orgID: String, name: String, version: Int? = nil) async throws -> StoredAgent? {
-        guard let stored = try await engine.workflows.get(orgID: orgID, name: AgentStepKind.workflowName(forAgent: name), version: version)
+        guard
+            let stored = try await engine.workflows.get(
+                orgID: orgID,
+                name: AgentStepKind.workflowName(forAgent: name),
+                version: version
+            )
         else { return nil }
         return try Self.agent(stored)
     }
@@ -43,7 +50,10 @@ public final class AgentStore: Sendable {
     /// A page of agents (latest versions), by name; `cursor` is the last name of the previous page.
     public func list(orgID: String, after cursor: String?, limit: Int) async throws -> [StoredAgent] {
         try await engine.workflows.list(
-            orgID: orgID, after: cursor.map(AgentStepKind.workflowName(forAgent:)) ?? "agent:", limit: limit, agents: true
+            orgID: orgID,
+            after: cursor.map(AgentStepKind.workflowName(forAgent:)) ?? "agent:",
+            limit: limit,
+            agents: true
         ).map(Self.agent)
     }
 
@@ -55,14 +65,25 @@ public final class AgentStore: Sendable {
     /// - Throws: `not_found` (agent or thread), `validation_failed` (input), `conflict` (the thread is busy),
     ///   `idempotency_conflict`.
     public func startRun(
-        orgID: String, name: String, input: JSONValue, thread: String?, idempotencyKey: String?, requestHash: String?,
+        orgID: String,
+        name: String,
+        input: JSONValue,
+        thread: String?,
+        idempotencyKey: String?,
+        requestHash: String?,
         audit: AuditRecord? = nil
     ) async throws -> (run: RunRecord, created: Bool) {
-        guard let agent = try await get(orgID: orgID, name: name), !agent.archived else { throw CaravanError.notFound("The agent '\(name)'") }
+        guard let agent = try await get(orgID: orgID, name: name), !agent.archived else {
+            throw CaravanError.notFound("The agent '\(name)'")
+        }
         if let schema = agent.definition.inputSchema {
             let problems = JSONSchemaCheck.problems(of: input, against: schema, at: "/input")
             if !problems.isEmpty {
-                throw CaravanError(.validationFailed, "The input does not match the agent's input schema.", fieldErrors: problems)
+                throw CaravanError(
+                    .validationFailed,
+                    "The input does not match the agent's input schema.",
+                    fieldErrors: problems
+                )
             }
         }
         let engine = self.engine
@@ -70,16 +91,25 @@ public final class AgentStore: Sendable {
             try await engine.run(orgID: orgID, id: runID)?.status.isTerminal ?? true
         }
         if let thread {
-            guard let current = try await threads.get(orgID: orgID, id: thread) else { throw CaravanError.notFound("The thread") }
+            guard let current = try await threads.get(orgID: orgID, id: thread) else {
+                throw CaravanError.notFound("The thread")
+            }
             if let holder = current.activeRunID, try await !isFinished(holder) {
-                throw CaravanError(.conflict, "The run \(holder) is still running on this thread; wait for it to finish.")
+                throw CaravanError(
+                    .conflict,
+                    "The run \(holder) is still running on this thread; wait for it to finish."
+                )
             }
         }
         var envelope: [String: JSONValue] = ["input": input]
         if let thread { envelope["thread"] = .string(thread) }
         let (run, created) = try await engine.startRun(
-            orgID: orgID, workflow: AgentStepKind.workflowName(forAgent: name), input: .object(envelope),
-            idempotencyKey: idempotencyKey, requestHash: requestHash, audit: audit
+            orgID: orgID,
+            workflow: AgentStepKind.workflowName(forAgent: name),
+            input: .object(envelope),
+            idempotencyKey: idempotencyKey,
+            requestHash: requestHash,
+            audit: audit
         )
         if let thread, created {
             do {
@@ -93,13 +123,19 @@ public final class AgentStore: Sendable {
     }
 
     static func agent(_ stored: StoredWorkflow) throws -> StoredAgent {
-        guard let name = AgentStepKind.agentName(ofWorkflow: stored.name), let config = stored.definition.steps.first?.config else {
+        guard let name = AgentStepKind.agentName(ofWorkflow: stored.name),
+            let config = stored.definition.steps.first?.config
+        else {
             throw CaravanError(.internal, "A stored agent is malformed.")
         }
         return StoredAgent(
-            name: name, version: stored.version, latestVersion: stored.latestVersion,
-            definition: try AgentDefinition.validate(config, nameFromPath: name), createdAt: stored.createdAt,
-            updatedAt: stored.updatedAt, archived: stored.archivedAt != nil
+            name: name,
+            version: stored.version,
+            latestVersion: stored.latestVersion,
+            definition: try AgentDefinition.validate(config, nameFromPath: name),
+            createdAt: stored.createdAt,
+            updatedAt: stored.updatedAt,
+            archived: stored.archivedAt != nil
         )
     }
 }

@@ -43,7 +43,12 @@ public final class AgentToolbox: Sendable {
     /// The largest tool result handed to the model, in bytes.
     static let maxResultBytes = 64 * 1024
 
-    public init(http: EgressHTTPClient, mcp: MCPConnectionCache, secrets: (any SecretResolver)?, engine: EngineReference) {
+    public init(
+        http: EgressHTTPClient,
+        mcp: MCPConnectionCache,
+        secrets: (any SecretResolver)?,
+        engine: EngineReference
+    ) {
         self.http = http
         self.mcp = mcp
         self.secrets = secrets
@@ -57,13 +62,23 @@ public final class AgentToolbox: Sendable {
         for tool in tools {
             switch tool.kind {
             case .http(_, _, _, _, let parameters):
-                offered.append(OfferedTool(spec: ToolSpec(name: tool.name, description: tool.description, parameters: parameters), tool: tool))
+                offered.append(
+                    OfferedTool(
+                        spec: ToolSpec(name: tool.name, description: tool.description, parameters: parameters),
+                        tool: tool
+                    )
+                )
             case .mcp(let server, let only):
                 let listed: [ToolSpec]
                 do {
-                    listed = try await mcp.connection(orgID: context.orgID, config: server, logger: context.logger).listTools()
+                    listed = try await mcp.connection(orgID: context.orgID, config: server, logger: context.logger)
+                        .listTools()
                 } catch {
-                    throw Failure(code: error.code, message: "The MCP server '\(server.name)': \(error.message)", retryable: error.retryable)
+                    throw Failure(
+                        code: error.code,
+                        message: "The MCP server '\(server.name)': \(error.message)",
+                        retryable: error.retryable
+                    )
                 }
                 for remote in listed where only?.contains(remote.name) ?? true {
                     var spec = remote
@@ -72,20 +87,41 @@ public final class AgentToolbox: Sendable {
                 }
             case .agent(let name):
                 let definition = try await agentDefinition(name, orgID: context.orgID)
-                let description = tool.description.isEmpty ? (definition.description ?? "Ask the agent \(name).") : tool.description
-                offered.append(OfferedTool(
-                    spec: ToolSpec(name: tool.name, description: description, parameters: definition.inputSchema ?? Self.anyObject),
-                    tool: tool
-                ))
+                let description =
+                    tool.description.isEmpty ? (definition.description ?? "Ask the agent \(name).") : tool.description
+                offered.append(
+                    OfferedTool(
+                        spec: ToolSpec(
+                            name: tool.name,
+                            description: description,
+                            parameters: definition.inputSchema ?? Self.anyObject
+                        ),
+                        tool: tool
+                    )
+                )
             case .workflow(let name):
-                guard let workflow = try? await engine.engine?.workflows.get(orgID: context.orgID, name: name), workflow.archivedAt == nil else {
-                    throw Failure(code: "tool_not_found", message: "The workflow '\(name)' named as a tool does not exist.", retryable: false)
+                guard let workflow = try? await engine.engine?.workflows.get(orgID: context.orgID, name: name),
+                    workflow.archivedAt == nil
+                else {
+                    throw Failure(
+                        code: "tool_not_found",
+                        message: "The workflow '\(name)' named as a tool does not exist.",
+                        retryable: false
+                    )
                 }
-                let description = tool.description.isEmpty ? (workflow.definition.description ?? "Run the workflow \(name).") : tool.description
-                offered.append(OfferedTool(
-                    spec: ToolSpec(name: tool.name, description: description, parameters: workflow.definition.inputSchema ?? Self.anyObject),
-                    tool: tool
-                ))
+                let description =
+                    tool.description.isEmpty
+                    ? (workflow.definition.description ?? "Run the workflow \(name).") : tool.description
+                offered.append(
+                    OfferedTool(
+                        spec: ToolSpec(
+                            name: tool.name,
+                            description: description,
+                            parameters: workflow.definition.inputSchema ?? Self.anyObject
+                        ),
+                        tool: tool
+                    )
+                )
             }
         }
         return offered
@@ -94,11 +130,19 @@ public final class AgentToolbox: Sendable {
     static let anyObject: JSONValue = ["type": "object", "additionalProperties": true]
 
     func agentDefinition(_ name: String, orgID: String) async throws(Failure) -> AgentDefinition {
-        guard let workflow = try? await engine.engine?.workflows.get(orgID: orgID, name: AgentStepKind.workflowName(forAgent: name)),
+        guard
+            let workflow = try? await engine.engine?.workflows.get(
+                orgID: orgID,
+                name: AgentStepKind.workflowName(forAgent: name)
+            ),
             workflow.archivedAt == nil, let config = workflow.definition.steps.first?.config,
             let definition = try? AgentDefinition.validate(config, nameFromPath: name)
         else {
-            throw Failure(code: "tool_not_found", message: "The agent '\(name)' named as a tool does not exist.", retryable: false)
+            throw Failure(
+                code: "tool_not_found",
+                message: "The agent '\(name)' named as a tool does not exist.",
+                retryable: false
+            )
         }
         return definition
     }
@@ -109,19 +153,32 @@ public final class AgentToolbox: Sendable {
         switch offered.tool.kind {
         case .http(let method, let url, let headers, let body, _):
             return await callHTTP(
-                method: method, url: url, headers: headers, body: body, arguments: arguments,
-                idempotencyKey: context.idempotencyKey + ":" + callID, context: context
+                method: method,
+                url: url,
+                headers: headers,
+                body: body,
+                arguments: arguments,
+                idempotencyKey: context.idempotencyKey + ":" + callID,
+                context: context
             )
         case .mcp(let server, _):
             do {
                 let connection = try await mcp.connection(orgID: context.orgID, config: server, logger: context.logger)
-                let output = try await connection.callTool(name: offered.remoteName ?? offered.spec.name, arguments: arguments)
+                let output = try await connection.callTool(
+                    name: offered.remoteName ?? offered.spec.name,
+                    arguments: arguments
+                )
                 return ToolResult(content: Self.clip(output.text), isError: output.isError)
             } catch {
                 return ToolResult(content: "The tool failed (\(error.code)): \(error.message)", isError: true)
             }
         case .agent(let name):
-            return await runChild(workflow: AgentStepKind.workflowName(forAgent: name), input: ["input": arguments], callID: callID, context: context)
+            return await runChild(
+                workflow: AgentStepKind.workflowName(forAgent: name),
+                input: ["input": arguments],
+                callID: callID,
+                context: context
+            )
         case .workflow(let name):
             return await runChild(workflow: name, input: arguments, callID: callID, context: context)
         }
@@ -129,10 +186,17 @@ public final class AgentToolbox: Sendable {
 
     /// An http tool's request; `idempotencyKey` is the same for every attempt of this call (and differs between calls).
     private func callHTTP(
-        method: String, url: String, headers: [String: String], body: JSONValue?, arguments: JSONValue, idempotencyKey: String,
+        method: String,
+        url: String,
+        headers: [String: String],
+        body: JSONValue?,
+        arguments: JSONValue,
+        idempotencyKey: String,
         context: StepContext
     ) async -> ToolResult {
-        let template: JSONValue = ["url": .string(url), "headers": .object(headers.mapValues(JSONValue.string)), "body": body ?? .null]
+        let template: JSONValue = [
+            "url": .string(url), "headers": .object(headers.mapValues(JSONValue.string)), "body": body ?? .null,
+        ]
         var secretValues: [String: String] = [:]
         var secretHosts: [String: [String]] = [:]
         do {
@@ -141,7 +205,10 @@ public final class AgentToolbox: Sendable {
                 secretValues = try await secrets?.resolve(names: names, for: context) ?? [:]
                 secretHosts = try await secrets?.allowedHosts(names: names, orgID: context.orgID) ?? [:]
                 if let missing = names.subtracting(secretValues.keys).sorted().first {
-                    return ToolResult(content: "The tool is misconfigured: the secret '\(missing)' does not exist.", isError: true)
+                    return ToolResult(
+                        content: "The tool is misconfigured: the secret '\(missing)' does not exist.",
+                        isError: true
+                    )
                 }
             }
         } catch {
@@ -150,20 +217,27 @@ public final class AgentToolbox: Sendable {
         let rendered: JSONValue
         do {
             rendered = try Template.render(
-                template, scope: ["args": arguments, "secrets": .object(secretValues.mapValues(JSONValue.string))], limit: context.maxOutputBytes,
+                template,
+                scope: ["args": arguments, "secrets": .object(secretValues.mapValues(JSONValue.string))],
+                limit: context.maxOutputBytes,
                 urlFields: ["url"]
             )
         } catch {
             return ToolResult(content: "The tool's request could not be built: \(error.detail)", isError: true)
         }
         if let name = SecretHostRule.violation(url: rendered["url"]?.stringValue ?? "", restrictions: secretHosts) {
-            return ToolResult(content: "The tool may not send the secret '\(name)' to this host (see its allowed_hosts).", isError: true)
+            return ToolResult(
+                content: "The tool may not send the secret '\(name)' to this host (see its allowed_hosts).",
+                isError: true
+            )
         }
         var request = HTTPClientRequest(url: rendered["url"]?.stringValue ?? "")
         request.method = HTTPMethod(rawValue: method)
         request.headers.add(name: "User-Agent", value: "Caravan")
         request.headers.add(name: "Idempotency-Key", value: idempotencyKey)
-        let headers = (rendered["headers"]?.objectValue ?? [:]).compactMap { name, value in value.stringValue.map { (name: name, value: $0) } }
+        let headers = (rendered["headers"]?.objectValue ?? [:]).compactMap { name, value in
+            value.stringValue.map { (name: name, value: $0) }
+        }
         if let problem = headerProblem(headers) {
             return ToolResult(content: "The tool's request could not be built: \(problem)", isError: true)
         }
@@ -180,7 +254,8 @@ public final class AgentToolbox: Sendable {
             .masking { redactor.redact($0) }
         let prepared = request
         let http = self.http
-        let outcome = await EgressAttribution.$current.withValue(attribution) { () async -> Result<(status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer), Failure> in
+        let outcome = await EgressAttribution.$current.withValue(attribution) {
+            () async -> Result<(status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer), Failure> in
             do throws(Failure) {
                 return .success(try await http.execute(prepared, timeout: .seconds(30), maxBodyBytes: 1 << 20))
             } catch {
@@ -193,23 +268,34 @@ public final class AgentToolbox: Sendable {
             let ok = (200..<300).contains(Int(response.status.code))
             return ToolResult(content: Self.clip(ok ? text : "HTTP \(response.status.code): \(text)"), isError: !ok)
         case .failure(let error):
-            return ToolResult(content: redactor.redact("The request failed (\(error.code)): \(error.message)"), isError: true)
+            return ToolResult(
+                content: redactor.redact("The request failed (\(error.code)): \(error.message)"),
+                isError: true
+            )
         }
     }
 
     /// Runs an agent or a workflow as its own run (the same one again after a crash: its idempotency key is the
     /// call's) and waits for its output.
-    private func runChild(workflow: String, input: JSONValue, callID: String, context: StepContext) async -> ToolResult {
-        guard let engine = engine.engine else { return ToolResult(content: "The engine is not running.", isError: true) }
+    private func runChild(workflow: String, input: JSONValue, callID: String, context: StepContext) async -> ToolResult
+    {
+        guard let engine = engine.engine else {
+            return ToolResult(content: "The engine is not running.", isError: true)
+        }
         do {
             let (run, _) = try await engine.startRun(
-                orgID: context.orgID, workflow: workflow, input: input, idempotencyKey: "tool:\(context.runID):\(callID)",
-                requestHash: stableDigest(input.canonicalText), parent: (context.runID, context.stepID)
+                orgID: context.orgID,
+                workflow: workflow,
+                input: input,
+                idempotencyKey: "tool:\(context.runID):\(callID)",
+                requestHash: stableDigest(input.canonicalText),
+                parent: (context.runID, context.stepID)
             )
             var current = run
             while !current.status.isTerminal {
                 try Task.checkCancellation()
-                guard let next = try await engine.waitForRun(orgID: context.orgID, id: run.id, timeout: .seconds(30)) else { break }
+                guard let next = try await engine.waitForRun(orgID: context.orgID, id: run.id, timeout: .seconds(30))
+                else { break }
                 current = next
             }
             switch current.status {
@@ -217,7 +303,10 @@ public final class AgentToolbox: Sendable {
                 let output = current.output ?? .null
                 return ToolResult(content: Self.clip(output.stringValue ?? output.canonicalText), isError: false)
             default:
-                return ToolResult(content: "The run \(run.id) \(current.status.rawValue): \(current.error?.message ?? "")", isError: true)
+                return ToolResult(
+                    content: "The run \(run.id) \(current.status.rawValue): \(current.error?.message ?? "")",
+                    isError: true
+                )
             }
         } catch let error as CaravanError {
             return ToolResult(content: "The tool could not start: \(error.detail)", isError: true)

@@ -44,7 +44,8 @@ public final class ModelGateway: Sendable {
     private let outputTokens = Counter(label: "caravan.llm.tokens", dimensions: [("direction", "output")])
     private let duration = Timer(label: "caravan.llm.duration")
 
-    public init(router: ProviderRouter, providers: ProviderStore, meter: UsageMeter, prices: PriceTable, logger: Logger) {
+    public init(router: ProviderRouter, providers: ProviderStore, meter: UsageMeter, prices: PriceTable, logger: Logger)
+    {
         self.router = router
         self.providers = providers
         self.meter = meter
@@ -63,7 +64,9 @@ public final class ModelGateway: Sendable {
         let names: [String]
         if let single = value?.stringValue {
             names = [single]
-        } else if let list = value?.arrayValue, !list.isEmpty, list.count <= 8, list.allSatisfy({ $0.stringValue != nil }) {
+        } else if let list = value?.arrayValue, !list.isEmpty, list.count <= 8,
+            list.allSatisfy({ $0.stringValue != nil })
+        {
             names = list.compactMap(\.stringValue)
         } else {
             throw CaravanError.validation(pointer, "must be a model as provider/model, or a list of up to 8 of them")
@@ -71,7 +74,10 @@ public final class ModelGateway: Sendable {
         var refs: [ModelRef] = []
         for (index, name) in names.enumerated() {
             guard let ref = ModelRef(parsing: name) else {
-                throw CaravanError.validation(value?.stringValue == nil ? "\(pointer)/\(index)" : pointer, "'\(name)' is not provider/model")
+                throw CaravanError.validation(
+                    value?.stringValue == nil ? "\(pointer)/\(index)" : pointer,
+                    "'\(name)' is not provider/model"
+                )
             }
             refs.append(ref)
         }
@@ -81,7 +87,10 @@ public final class ModelGateway: Sendable {
     /// Calls the first model of `route` that answers.
     /// - Throws: `Failure`: `budget_exceeded`, or the last provider error's code.
     public func complete(
-        _ request: ChatRequest, route: [ModelRef], context: ModelCallContext, onDelta: ChatDeltaHandler? = nil
+        _ request: ChatRequest,
+        route: [ModelRef],
+        context: ModelCallContext,
+        onDelta: ChatDeltaHandler? = nil
     ) async throws(Failure) -> ModelAnswer {
         let now = Clock.nowMilliseconds()
         do {
@@ -89,7 +98,11 @@ public final class ModelGateway: Sendable {
         } catch let error as BudgetExceeded {
             throw Failure(code: Failure.Code(rawValue: BudgetExceeded.code), message: error.message, retryable: false)
         } catch {
-            throw Failure(code: "usage_unavailable", message: "The organization's usage could not be read.", retryable: true)
+            throw Failure(
+                code: "usage_unavailable",
+                message: "The organization's usage could not be read.",
+                retryable: true
+            )
         }
         let orgID = context.orgID
         // Each model of the route must be one its provider lists; those that are not are left out (and reported if
@@ -114,12 +127,17 @@ public final class ModelGateway: Sendable {
             if let outer = EgressAttribution.current { attribution.redact = outer.redact }
             let router = self.router
             let resolve: @Sendable (String) throws(ProviderError) -> ProviderEndpoint = { name throws(ProviderError) in
-                guard let found = resolved[name] else { throw ProviderError(.unknownModel, "No provider named '\(name)'.") }
+                guard let found = resolved[name] else {
+                    throw ProviderError(.unknownModel, "No provider named '\(name)'.")
+                }
                 return found.endpoint
             }
-            let outcome = await EgressAttribution.$current.withValue(attribution) { () async -> Result<RoutedResponse, ProviderError> in
+            let outcome = await EgressAttribution.$current.withValue(attribution) {
+                () async -> Result<RoutedResponse, ProviderError> in
                 do throws(ProviderError) {
-                    return .success(try await router.complete(request, route: usable, resolve: resolve, onDelta: onDelta))
+                    return .success(
+                        try await router.complete(request, route: usable, resolve: resolve, onDelta: onDelta)
+                    )
                 } catch {
                     return .failure(error)
                 }
@@ -127,10 +145,18 @@ public final class ModelGateway: Sendable {
             routed = try outcome.get()
         } catch {
             Counter(label: "caravan.llm.requests", dimensions: [("outcome", error.code)]).increment()
-            logger.debug("Model call failed", metadata: [
-                "caravan.org_id": "\(orgID)", "caravan.run_id": "\(context.runID ?? "")", "error.type": "\(error.code)",
-            ])
-            throw Failure(code: Failure.Code(rawValue: error.code), message: error.message, retryable: error.isTransient)
+            logger.debug(
+                "Model call failed",
+                metadata: [
+                    "caravan.org_id": "\(orgID)", "caravan.run_id": "\(context.runID ?? "")",
+                    "error.type": "\(error.code)",
+                ]
+            )
+            throw Failure(
+                code: Failure.Code(rawValue: error.code),
+                message: error.message,
+                retryable: error.isTransient
+            )
         }
         if routed.response.usage.totalTokens == 0 {
             // Some servers (llama.cpp's among them) count nothing when they stream: budgets and reports then use
@@ -138,11 +164,19 @@ public final class ModelGateway: Sendable {
             routed.response.usage = Self.estimatedUsage(request, answer: routed.response.message)
         }
         let overrides = endpoints[routed.ref.provider]?.config.prices ?? [:]
-        let cost = (overrides[routed.ref.model].map { $0.cost(of: routed.response.usage) })
+        let cost =
+            (overrides[routed.ref.model].map { $0.cost(of: routed.response.usage) })
             ?? prices.cost(provider: routed.ref.provider, model: routed.ref.model, usage: routed.response.usage)
         let record = UsageRecord(
-            orgID: orgID, at: Clock.nowMilliseconds(), runID: context.runID, agent: context.agent, provider: routed.ref.provider,
-            model: routed.ref.model, usage: routed.response.usage, costUSD: cost, latencyMilliseconds: routed.latencyMilliseconds,
+            orgID: orgID,
+            at: Clock.nowMilliseconds(),
+            runID: context.runID,
+            agent: context.agent,
+            provider: routed.ref.provider,
+            model: routed.ref.model,
+            usage: routed.response.usage,
+            costUSD: cost,
+            latencyMilliseconds: routed.latencyMilliseconds,
             outcome: "success"
         )
         meter.record(record)
@@ -151,7 +185,10 @@ public final class ModelGateway: Sendable {
         outputTokens.increment(by: routed.response.usage.outputTokens)
         duration.recordMilliseconds(routed.latencyMilliseconds)
         return ModelAnswer(
-            response: routed.response, ref: routed.ref, costUSD: cost, latencyMilliseconds: routed.latencyMilliseconds,
+            response: routed.response,
+            ref: routed.ref,
+            costUSD: cost,
+            latencyMilliseconds: routed.latencyMilliseconds,
             attempts: routed.attempts
         )
     }
@@ -162,11 +199,17 @@ extension ModelGateway {
     static func estimatedUsage(_ request: ChatRequest, answer: ChatMessage) -> TokenUsage {
         func tokens(_ messages: [ChatMessage]) -> Int {
             let characters = messages.reduce(0) { sum, message in
-                sum + (message.content?.count ?? 0) + message.toolCalls.reduce(0) { $0 + $1.name.count + $1.arguments.count }
+                sum + (message.content?.count ?? 0)
+                    + message.toolCalls.reduce(0) { $0 + $1.name.count + $1.arguments.count }
             }
             return (characters + 3) / 4
         }
-        let toolCharacters = request.tools.reduce(0) { $0 + $1.name.count + $1.description.count + $1.parameters.canonicalText.count }
-        return TokenUsage(inputTokens: tokens(request.messages) + (toolCharacters + 3) / 4, outputTokens: tokens([answer]))
+        let toolCharacters = request.tools.reduce(0) {
+            $0 + $1.name.count + $1.description.count + $1.parameters.canonicalText.count
+        }
+        return TokenUsage(
+            inputTokens: tokens(request.messages) + (toolCharacters + 3) / 4,
+            outputTokens: tokens([answer])
+        )
     }
 }

@@ -24,8 +24,12 @@ public struct ProviderConfig: Sendable, Hashable {
     /// - Throws: `validation_failed` with every field at fault.
     public static func parse(_ body: JSONValue, name: String, now: Int64) throws(CaravanError) -> ProviderConfig {
         var errors: [CaravanError.FieldError] = []
-        guard let object = body.objectValue else { throw CaravanError.validation("", "The body must be a JSON object.") }
-        let allowed: Set<String> = ["kind", "base_url", "api_key_secret", "models", "timeout", "max_retries", "prices", "name"]
+        guard let object = body.objectValue else {
+            throw CaravanError.validation("", "The body must be a JSON object.")
+        }
+        let allowed: Set<String> = [
+            "kind", "base_url", "api_key_secret", "models", "timeout", "max_retries", "prices", "name",
+        ]
         for key in object.keys.sorted() where !allowed.contains(key) {
             errors.append(.init(pointer: "/" + key, detail: "is not a field of a provider"))
         }
@@ -36,7 +40,8 @@ public struct ProviderConfig: Sendable, Hashable {
         let kind = object["kind"]?.stringValue.flatMap(ProviderKind.init(rawValue:))
         if kind == nil { errors.append(.init(pointer: "/kind", detail: "must be one of openai, anthropic")) }
         let baseURL = object["base_url"]?.stringValue ?? ""
-        if let url = URL(string: baseURL), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme), url.host != nil,
+        if let url = URL(string: baseURL), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme),
+            url.host != nil,
             baseURL.utf8.count <= 2048
         {
         } else {
@@ -44,8 +49,12 @@ public struct ProviderConfig: Sendable, Hashable {
         }
         var apiKeySecret: String?
         if let value = object["api_key_secret"], !value.isNull {
-            if let text = value.stringValue, isValidSecretName(text) { apiKeySecret = text } else {
-                errors.append(.init(pointer: "/api_key_secret", detail: "must name a secret (letters, digits and _, at most 64)"))
+            if let text = value.stringValue, isValidSecretName(text) {
+                apiKeySecret = text
+            } else {
+                errors.append(
+                    .init(pointer: "/api_key_secret", detail: "must name a secret (letters, digits and _, at most 64)")
+                )
             }
         }
         var models: [String] = []
@@ -68,7 +77,9 @@ public struct ProviderConfig: Sendable, Hashable {
         }
         var maxRetries = 2
         if let value = object["max_retries"] {
-            if case .int(let number) = value, (0...10).contains(number) { maxRetries = Int(number) } else {
+            if case .int(let number) = value, (0...10).contains(number) {
+                maxRetries = Int(number)
+            } else {
                 errors.append(.init(pointer: "/max_retries", detail: "must be an integer from 0 to 10"))
             }
         }
@@ -76,12 +87,18 @@ public struct ProviderConfig: Sendable, Hashable {
         if let value = object["prices"] {
             if let table = value.objectValue {
                 for (model, price) in table {
-                    if let input = price["input_per_million"]?.numberValue, let output = price["output_per_million"]?.numberValue,
+                    if let input = price["input_per_million"]?.numberValue,
+                        let output = price["output_per_million"]?.numberValue,
                         input >= 0, output >= 0
                     {
                         prices[model] = ModelPrice(inputPerMillion: input, outputPerMillion: output)
                     } else {
-                        errors.append(.init(pointer: "/prices/" + model, detail: "must be {input_per_million, output_per_million} (USD, ≥ 0)"))
+                        errors.append(
+                            .init(
+                                pointer: "/prices/" + model,
+                                detail: "must be {input_per_million, output_per_million} (USD, ≥ 0)"
+                            )
+                        )
                     }
                 }
             } else {
@@ -90,28 +107,41 @@ public struct ProviderConfig: Sendable, Hashable {
         }
         if !errors.isEmpty { throw CaravanError(.validationFailed, "The provider is not valid.", fieldErrors: errors) }
         return ProviderConfig(
-            name: name, kind: kind ?? .openai, baseURL: baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL,
-            apiKeySecret: apiKeySecret, models: models, timeoutMilliseconds: timeout, maxRetries: maxRetries, prices: prices,
-            createdAt: now, updatedAt: now
+            name: name,
+            kind: kind ?? .openai,
+            baseURL: baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL,
+            apiKeySecret: apiKeySecret,
+            models: models,
+            timeoutMilliseconds: timeout,
+            maxRetries: maxRetries,
+            prices: prices,
+            createdAt: now,
+            updatedAt: now
         )
     }
 
     static func isValidName(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.count <= 64 && name.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 45 }
+        !name.isEmpty && name.utf8.count <= 64
+            && name.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 45 }
     }
 
     /// A secret's name as secrets are named: a letter or `_`, then letters, digits or `_`, at most 64.
     static func isValidSecretName(_ name: String) -> Bool {
         let bytes = Array(name.utf8)
-        return !bytes.isEmpty && bytes.count <= 64 && bytes.enumerated().allSatisfy { index, byte in
-            let letter = (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == 0x5F
-            return letter || (index > 0 && byte >= 0x30 && byte <= 0x39)
-        }
+        return !bytes.isEmpty && bytes.count <= 64
+            && bytes.enumerated().allSatisfy { index, byte in
+                let letter = (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == 0x5F
+                return letter || (index > 0 && byte >= 0x30 && byte <= 0x39)
+            }
     }
 
     /// The prices as stored and shown: model → `{input_per_million, output_per_million}`.
     var pricesJSON: JSONValue {
-        .object(prices.mapValues { ["input_per_million": .double($0.inputPerMillion), "output_per_million": .double($0.outputPerMillion)] })
+        .object(
+            prices.mapValues {
+                ["input_per_million": .double($0.inputPerMillion), "output_per_million": .double($0.outputPerMillion)]
+            }
+        )
     }
 
     /// The public form (never the key).
@@ -139,7 +169,10 @@ public final class ProviderStore: Sendable {
     /// Unseals a secret of an organization (`nil` when it does not exist).
     private let secret: @Sendable (_ orgID: String, _ name: String) async throws -> String?
 
-    public init(database: any Database, secret: @escaping @Sendable (_ orgID: String, _ name: String) async throws -> String?) {
+    public init(
+        database: any Database,
+        secret: @escaping @Sendable (_ orgID: String, _ name: String) async throws -> String?
+    ) {
         self.database = database
         self.secret = secret
     }
@@ -149,9 +182,11 @@ public final class ProviderStore: Sendable {
         defer { forget(orgID: orgID, name: config.name) }
         let prices = config.pricesJSON
         return try await database.withTransaction { executor in
-            let existed = try await executor.queryFirst(
-                "SELECT created_at FROM providers WHERE org_id = $1 AND name = $2", [.text(orgID), .text(config.name)]
-            ) != nil
+            let existed =
+                try await executor.queryFirst(
+                    "SELECT created_at FROM providers WHERE org_id = $1 AND name = $2",
+                    [.text(orgID), .text(config.name)]
+                ) != nil
             try await executor.execute(
                 """
                 INSERT INTO providers (org_id, name, kind, base_url, api_key_secret, models, timeout_ms, max_retries, prices,
@@ -161,8 +196,10 @@ public final class ProviderStore: Sendable {
                     timeout_ms = $7, max_retries = $8, prices = $9, updated_at = $10
                 """,
                 [
-                    .text(orgID), .text(config.name), .text(config.kind.rawValue), .text(config.baseURL), .text(config.apiKeySecret),
-                    .json(.array(config.models.map(JSONValue.string))), .int(config.timeoutMilliseconds), .int(Int64(config.maxRetries)),
+                    .text(orgID), .text(config.name), .text(config.kind.rawValue), .text(config.baseURL),
+                    .text(config.apiKeySecret),
+                    .json(.array(config.models.map(JSONValue.string))), .int(config.timeoutMilliseconds),
+                    .int(Int64(config.maxRetries)),
                     .json(prices), .int(config.updatedAt),
                 ]
             )
@@ -172,14 +209,20 @@ public final class ProviderStore: Sendable {
 
     public func get(orgID: String, name: String) async throws -> ProviderConfig? {
         try await database.read { executor in
-            try await executor.queryFirst("SELECT * FROM providers WHERE org_id = $1 AND name = $2", [.text(orgID), .text(name)])
+            try await executor.queryFirst(
+                "SELECT * FROM providers WHERE org_id = $1 AND name = $2",
+                [.text(orgID), .text(name)]
+            )
         }.map(Self.config)
     }
 
     /// Every provider of the organization, by name (an organization has few).
     public func list(orgID: String) async throws -> [ProviderConfig] {
         try await database.read { executor in
-            try await executor.query("SELECT * FROM providers WHERE org_id = $1 ORDER BY name LIMIT 1000", [.text(orgID)])
+            try await executor.query(
+                "SELECT * FROM providers WHERE org_id = $1 ORDER BY name LIMIT 1000",
+                [.text(orgID)]
+            )
         }.map(Self.config)
     }
 
@@ -187,19 +230,26 @@ public final class ProviderStore: Sendable {
         defer { forget(orgID: orgID, name: name) }
         return try await database.withTransaction { executor in
             !(try await executor.query(
-                "DELETE FROM providers WHERE org_id = $1 AND name = $2 RETURNING name", [.text(orgID), .text(name)]
+                "DELETE FROM providers WHERE org_id = $1 AND name = $2 RETURNING name",
+                [.text(orgID), .text(name)]
             )).isEmpty
         }
     }
 
     /// The endpoint to call for `ref`, with its key unsealed.
     /// - Throws: `ProviderError(.unknownModel)` when the provider or the model is not configured.
-    public func endpoint(orgID: String, for ref: ModelRef) async throws(ProviderError) -> (ProviderEndpoint, ProviderConfig) {
+    public func endpoint(
+        orgID: String,
+        for ref: ModelRef
+    ) async throws(ProviderError) -> (ProviderEndpoint, ProviderConfig) {
         let key = orgID + "/" + ref.provider
         let now = Clock.nowMilliseconds()
         if let cached = endpoints.withLock({ $0[key] }), now - cached.readAt < Self.cacheMilliseconds {
             guard cached.config.models.contains(ref.model) else {
-                throw ProviderError(.unknownModel, "The provider '\(ref.provider)' does not list the model '\(ref.model)'.")
+                throw ProviderError(
+                    .unknownModel,
+                    "The provider '\(ref.provider)' does not list the model '\(ref.model)'."
+                )
             }
             return (cached.endpoint, cached.config)
         }
@@ -215,7 +265,10 @@ public final class ProviderStore: Sendable {
         _ = endpoints.withLock { $0.removeValue(forKey: orgID + "/" + name) }
     }
 
-    private func readEndpoint(orgID: String, for ref: ModelRef) async throws(ProviderError) -> (ProviderEndpoint, ProviderConfig) {
+    private func readEndpoint(
+        orgID: String,
+        for ref: ModelRef
+    ) async throws(ProviderError) -> (ProviderEndpoint, ProviderConfig) {
         let found: ProviderConfig?
         do { found = try await get(orgID: orgID, name: ref.provider) } catch {
             throw ProviderError(.unavailable, "The provider configuration could not be read.")
@@ -232,13 +285,20 @@ public final class ProviderStore: Sendable {
                 throw ProviderError(.unavailable, "The provider's key could not be read.")
             }
             guard key != nil else {
-                throw ProviderError(.unauthorized, "The secret '\(name)' named by the provider '\(config.name)' does not exist.")
+                throw ProviderError(
+                    .unauthorized,
+                    "The secret '\(name)' named by the provider '\(config.name)' does not exist."
+                )
             }
         }
         return (
             ProviderEndpoint(
-                name: orgID + "/" + config.name, kind: config.kind, baseURL: config.baseURL, apiKey: key,
-                timeoutMilliseconds: config.timeoutMilliseconds, maxRetries: config.maxRetries
+                name: orgID + "/" + config.name,
+                kind: config.kind,
+                baseURL: config.baseURL,
+                apiKey: key,
+                timeoutMilliseconds: config.timeoutMilliseconds,
+                maxRetries: config.maxRetries
             ),
             config
         )
@@ -249,14 +309,21 @@ public final class ProviderStore: Sendable {
         var prices: [String: ModelPrice] = [:]
         for (model, price) in try row.json("prices")?.objectValue ?? [:] {
             prices[model] = ModelPrice(
-                inputPerMillion: price["input_per_million"]?.numberValue ?? 0, outputPerMillion: price["output_per_million"]?.numberValue ?? 0
+                inputPerMillion: price["input_per_million"]?.numberValue ?? 0,
+                outputPerMillion: price["output_per_million"]?.numberValue ?? 0
             )
         }
         return ProviderConfig(
-            name: try row.string("name"), kind: ProviderKind(rawValue: try row.string("kind")) ?? .openai,
-            baseURL: try row.string("base_url"), apiKeySecret: try row.optionalString("api_key_secret"), models: models,
-            timeoutMilliseconds: try row.int("timeout_ms"), maxRetries: Int(try row.int("max_retries")), prices: prices,
-            createdAt: try row.int("created_at"), updatedAt: try row.int("updated_at")
+            name: try row.string("name"),
+            kind: ProviderKind(rawValue: try row.string("kind")) ?? .openai,
+            baseURL: try row.string("base_url"),
+            apiKeySecret: try row.optionalString("api_key_secret"),
+            models: models,
+            timeoutMilliseconds: try row.int("timeout_ms"),
+            maxRetries: Int(try row.int("max_retries")),
+            prices: prices,
+            createdAt: try row.int("created_at"),
+            updatedAt: try row.int("updated_at")
         )
     }
 }

@@ -31,7 +31,11 @@ public final class ThreadStore: Sendable {
     public func create(orgID: String, metadata: JSONValue) async throws -> ConversationThread {
         let now = Clock.nowMilliseconds()
         let thread = ConversationThread(
-            id: Identifier.make("thr", milliseconds: now), metadata: metadata, activeRunID: nil, messageCount: 0, createdAt: now,
+            id: Identifier.make("thr", milliseconds: now),
+            metadata: metadata,
+            activeRunID: nil,
+            messageCount: 0,
+            createdAt: now,
             updatedAt: now
         )
         try await database.withTransaction { executor in
@@ -45,25 +49,38 @@ public final class ThreadStore: Sendable {
 
     public func get(orgID: String, id: String) async throws -> ConversationThread? {
         try await database.read { executor in
-            try await executor.queryFirst("SELECT * FROM threads WHERE org_id = $1 AND id = $2", [.text(orgID), .text(id)])
+            try await executor.queryFirst(
+                "SELECT * FROM threads WHERE org_id = $1 AND id = $2",
+                [.text(orgID), .text(id)]
+            )
         }.map(Self.thread)
     }
 
     public func delete(orgID: String, id: String) async throws -> Bool {
         try await database.withTransaction { executor in
-            !(try await executor.query("DELETE FROM threads WHERE org_id = $1 AND id = $2 RETURNING id", [.text(orgID), .text(id)])).isEmpty
+            !(try await executor.query(
+                "DELETE FROM threads WHERE org_id = $1 AND id = $2 RETURNING id",
+                [.text(orgID), .text(id)]
+            )).isEmpty
         }
     }
 
     /// A page of messages, oldest first, after position `after`.
-    public func messages(threadID: String, after: Int64, limit: Int) async throws -> [(seq: Int64, runID: String?, message: JSONValue, at: Int64)] {
+    public func messages(
+        threadID: String,
+        after: Int64,
+        limit: Int
+    ) async throws -> [(seq: Int64, runID: String?, message: JSONValue, at: Int64)] {
         try await database.read { executor in
             try await executor.query(
                 "SELECT seq, run_id, message, created_at FROM thread_messages WHERE thread_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
                 [.text(threadID), .int(after), .int(Int64(limit))]
             )
         }.map { row in
-            (try row.int("seq"), try row.optionalString("run_id"), try row.json("message") ?? .null, try row.int("created_at"))
+            (
+                try row.int("seq"), try row.optionalString("run_id"), try row.json("message") ?? .null,
+                try row.int("created_at")
+            )
         }
     }
 
@@ -84,15 +101,26 @@ public final class ThreadStore: Sendable {
 
     /// Marks the thread as held by `runID`.
     /// - Throws: `conflict` when another run that has not finished holds it; `not_found`.
-    public func claim(orgID: String, id: String, runID: String, isFinished: @Sendable (String) async throws -> Bool) async throws {
+    public func claim(
+        orgID: String,
+        id: String,
+        runID: String,
+        isFinished: @Sendable (String) async throws -> Bool
+    ) async throws {
         let now = Clock.nowMilliseconds()
         try await database.withTransaction { executor in
-            guard let row = try await executor.queryFirst(
-                "SELECT active_run_id FROM threads WHERE org_id = $1 AND id = $2" + (executor.dialect == .postgres ? " FOR UPDATE" : ""),
-                [.text(orgID), .text(id)]
-            ) else { throw CaravanError.notFound("The thread") }
+            guard
+                let row = try await executor.queryFirst(
+                    "SELECT active_run_id FROM threads WHERE org_id = $1 AND id = $2"
+                        + (executor.dialect == .postgres ? " FOR UPDATE" : ""),
+                    [.text(orgID), .text(id)]
+                )
+            else { throw CaravanError.notFound("The thread") }
             if let holder = try row.optionalString("active_run_id"), holder != runID, try await !isFinished(holder) {
-                throw CaravanError(.conflict, "The run \(holder) is still running on this thread; wait for it to finish.")
+                throw CaravanError(
+                    .conflict,
+                    "The run \(holder) is still running on this thread; wait for it to finish."
+                )
             }
             try await executor.execute(
                 "UPDATE threads SET active_run_id = $3, updated_at = $4 WHERE org_id = $1 AND id = $2",
@@ -107,16 +135,22 @@ public final class ThreadStore: Sendable {
         let now = Clock.nowMilliseconds()
         try await database.withTransaction { executor in
             let already = try await executor.queryFirst(
-                "SELECT seq FROM thread_messages WHERE thread_id = $1 AND run_id = $2 LIMIT 1", [.text(threadID), .text(runID)]
+                "SELECT seq FROM thread_messages WHERE thread_id = $1 AND run_id = $2 LIMIT 1",
+                [.text(threadID), .text(runID)]
             )
             if already == nil {
-                let last = try await executor.queryFirst(
-                    "SELECT COALESCE(MAX(seq), 0) AS last FROM thread_messages WHERE thread_id = $1", [.text(threadID)]
-                )?.int("last") ?? 0
+                let last =
+                    try await executor.queryFirst(
+                        "SELECT COALESCE(MAX(seq), 0) AS last FROM thread_messages WHERE thread_id = $1",
+                        [.text(threadID)]
+                    )?.int("last") ?? 0
                 for (offset, message) in messages.enumerated() {
                     try await executor.execute(
                         "INSERT INTO thread_messages (thread_id, seq, run_id, message, created_at) VALUES ($1, $2, $3, $4, $5)",
-                        [.text(threadID), .int(last + 1 + Int64(offset)), .text(runID), .json(MessageCoding.encode(message)), .int(now)]
+                        [
+                            .text(threadID), .int(last + 1 + Int64(offset)), .text(runID),
+                            .json(MessageCoding.encode(message)), .int(now),
+                        ]
                     )
                 }
                 try await executor.execute(
@@ -125,16 +159,20 @@ public final class ThreadStore: Sendable {
                 )
             }
             try await executor.execute(
-                "UPDATE threads SET active_run_id = NULL WHERE id = $1 AND active_run_id = $2", [.text(threadID), .text(runID)]
+                "UPDATE threads SET active_run_id = NULL WHERE id = $1 AND active_run_id = $2",
+                [.text(threadID), .text(runID)]
             )
         }
     }
 
     private static func thread(_ row: SQLRow) throws -> ConversationThread {
         ConversationThread(
-            id: try row.string("id"), metadata: try row.json("metadata") ?? .object([:]),
-            activeRunID: try row.optionalString("active_run_id"), messageCount: try row.int("message_count"),
-            createdAt: try row.int("created_at"), updatedAt: try row.int("updated_at")
+            id: try row.string("id"),
+            metadata: try row.json("metadata") ?? .object([:]),
+            activeRunID: try row.optionalString("active_run_id"),
+            messageCount: try row.int("message_count"),
+            createdAt: try row.int("created_at"),
+            updatedAt: try row.int("updated_at")
         )
     }
 }
@@ -142,11 +180,18 @@ public final class ThreadStore: Sendable {
 /// Messages as stored JSON (the OpenAI shape: role, content, tool_calls, tool_call_id, name).
 enum MessageCoding {
     static func encode(_ message: ChatMessage) -> JSONValue {
-        var object: [String: JSONValue] = ["role": .string(message.role.rawValue), "content": message.content.map(JSONValue.string) ?? .null]
+        var object: [String: JSONValue] = [
+            "role": .string(message.role.rawValue), "content": message.content.map(JSONValue.string) ?? .null,
+        ]
         if !message.toolCalls.isEmpty {
-            object["tool_calls"] = .array(message.toolCalls.map { call in
-                ["id": .string(call.id), "type": "function", "function": ["name": .string(call.name), "arguments": .string(call.arguments)]]
-            })
+            object["tool_calls"] = .array(
+                message.toolCalls.map { call in
+                    [
+                        "id": .string(call.id), "type": "function",
+                        "function": ["name": .string(call.name), "arguments": .string(call.arguments)],
+                    ]
+                }
+            )
         }
         if let id = message.toolCallID { object["tool_call_id"] = .string(id) }
         if let name = message.name { object["name"] = .string(name) }
@@ -156,11 +201,16 @@ enum MessageCoding {
     static func decode(_ json: JSONValue) -> ChatMessage? {
         guard let role = json["role"]?.stringValue.flatMap(ChatRole.init(rawValue:)) else { return nil }
         let calls = (json["tool_calls"]?.arrayValue ?? []).compactMap { call -> ToolCall? in
-            guard let id = call["id"]?.stringValue, let name = call["function"]?["name"]?.stringValue else { return nil }
+            guard let id = call["id"]?.stringValue, let name = call["function"]?["name"]?.stringValue else {
+                return nil
+            }
             return ToolCall(id: id, name: name, arguments: call["function"]?["arguments"]?.stringValue ?? "{}")
         }
         return ChatMessage(
-            role: role, content: json["content"]?.stringValue, toolCalls: calls, toolCallID: json["tool_call_id"]?.stringValue,
+            role: role,
+            content: json["content"]?.stringValue,
+            toolCalls: calls,
+            toolCallID: json["tool_call_id"]?.stringValue,
             name: json["name"]?.stringValue
         )
     }

@@ -21,8 +21,16 @@ public struct UsageRecord: Sendable, Hashable {
     public var outcome: String
 
     public init(
-        orgID: String, at: Int64, runID: String?, agent: String?, provider: String, model: String, usage: TokenUsage,
-        costUSD: Double, latencyMilliseconds: Int64, outcome: String
+        orgID: String,
+        at: Int64,
+        runID: String?,
+        agent: String?,
+        provider: String,
+        model: String,
+        usage: TokenUsage,
+        costUSD: Double,
+        latencyMilliseconds: Int64,
+        outcome: String
     ) {
         self.orgID = orgID
         self.at = at
@@ -115,7 +123,10 @@ public final class UsageMeter: Service, Sendable {
 
     private func flushLogged() async {
         do { try await flush() } catch {
-            logger.warning("Could not write model usage; retrying with the next batch", metadata: ["error.message": "\(error)"])
+            logger.warning(
+                "Could not write model usage; retrying with the next batch",
+                metadata: ["error.message": "\(error)"]
+            )
         }
     }
 
@@ -133,7 +144,9 @@ public final class UsageMeter: Service, Sendable {
         guard !batch.isEmpty else { return }
         do {
             try await database.withTransaction { executor in
-                for chunk in stride(from: 0, to: batch.count, by: 100).map({ Array(batch[$0..<min($0 + 100, batch.count)]) }) {
+                for chunk in stride(from: 0, to: batch.count, by: 100).map({
+                    Array(batch[$0..<min($0 + 100, batch.count)])
+                }) {
                     var sql = """
                         INSERT INTO model_usage (org_id, at, run_id, agent, provider, model, input_tokens, output_tokens, cost_usd,
                             latency_ms, outcome) VALUES
@@ -141,10 +154,13 @@ public final class UsageMeter: Service, Sendable {
                     var binds: [SQLValue] = []
                     for (index, record) in chunk.enumerated() {
                         let base = binds.count
-                        sql += (index == 0 ? " (" : ", (") + (1...11).map { "$\(base + $0)" }.joined(separator: ", ") + ")"
+                        sql +=
+                            (index == 0 ? " (" : ", (") + (1...11).map { "$\(base + $0)" }.joined(separator: ", ") + ")"
                         binds += [
-                            .text(record.orgID), .int(record.at), .text(record.runID), .text(record.agent), .text(record.provider),
-                            .text(record.model), .int(Int64(record.usage.inputTokens)), .int(Int64(record.usage.outputTokens)),
+                            .text(record.orgID), .int(record.at), .text(record.runID), .text(record.agent),
+                            .text(record.provider),
+                            .text(record.model), .int(Int64(record.usage.inputTokens)),
+                            .int(Int64(record.usage.outputTokens)),
                             .double(record.costUSD), .int(record.latencyMilliseconds), .text(record.outcome),
                         ]
                     }
@@ -205,8 +221,11 @@ public final class UsageMeter: Service, Sendable {
             case .day: key = String(Clock.rfc3339(try row.int("day") * 86_400_000).prefix(10))
             }
             return UsageTotals(
-                key: key, requests: try row.int("requests"), inputTokens: try row.int("input_tokens"),
-                outputTokens: try row.int("output_tokens"), costUSD: try row.double("cost")
+                key: key,
+                requests: try row.int("requests"),
+                inputTokens: try row.int("input_tokens"),
+                outputTokens: try row.int("output_tokens"),
+                costUSD: try row.double("cost")
             )
         }.sorted { ($0.costUSD, $1.key) > ($1.costUSD, $0.key) }
     }
@@ -216,7 +235,9 @@ public final class UsageMeter: Service, Sendable {
     public func monthToDate(orgID: String, now: Int64) async throws -> (tokens: Int64, costUSD: Double) {
         let start = Self.monthStart(now)
         var stored = state.withLock { state in
-            state.spend[orgID].flatMap { $0.monthStart == start && now - $0.readAt < Self.cacheMilliseconds ? ($0.tokens, $0.cost) : nil }
+            state.spend[orgID].flatMap {
+                $0.monthStart == start && now - $0.readAt < Self.cacheMilliseconds ? ($0.tokens, $0.cost) : nil
+            }
         }
         if stored == nil {
             // Write what waits, and read the sum before another batch can be written: nothing is counted twice.
@@ -261,7 +282,9 @@ public final class UsageMeter: Service, Sendable {
     /// The organization's monthly budget (read at most once a second).
     public func budget(orgID: String) async throws -> ModelBudget? {
         let now = Clock.nowMilliseconds()
-        if let cached = state.withLock({ $0.budgets[orgID] }), now - cached.readAt < Self.cacheMilliseconds { return cached.budget }
+        if let cached = state.withLock({ $0.budgets[orgID] }), now - cached.readAt < Self.cacheMilliseconds {
+            return cached.budget
+        }
         let budget = try await database.read { executor in
             try await executor.queryFirst("SELECT * FROM model_budgets WHERE org_id = $1", [.text(orgID)])
         }.map { row in
@@ -282,7 +305,10 @@ public final class UsageMeter: Service, Sendable {
                 INSERT INTO model_budgets (org_id, monthly_cost_usd, monthly_tokens, updated_at) VALUES ($1, $2, $3, $4)
                 ON CONFLICT (org_id) DO UPDATE SET monthly_cost_usd = $2, monthly_tokens = $3, updated_at = $4
                 """,
-                [.text(orgID), budget.monthlyCostUSD.map(SQLValue.double) ?? .null, .int(budget.monthlyTokens), .int(now)]
+                [
+                    .text(orgID), budget.monthlyCostUSD.map(SQLValue.double) ?? .null, .int(budget.monthlyTokens),
+                    .int(now),
+                ]
             )
         }
         state.withLock { $0.budgets[orgID] = (budget, now) }
@@ -291,7 +317,8 @@ public final class UsageMeter: Service, Sendable {
     /// Refuses a call when the organization has spent its monthly budget.
     /// - Throws: `BudgetExceeded`.
     public func checkMonthlyBudget(orgID: String, now: Int64) async throws {
-        guard let budget = try await budget(orgID: orgID), budget.monthlyCostUSD != nil || budget.monthlyTokens != nil else { return }
+        guard let budget = try await budget(orgID: orgID), budget.monthlyCostUSD != nil || budget.monthlyTokens != nil
+        else { return }
         let spent = try await monthToDate(orgID: orgID, now: now)
         if let limit = budget.monthlyTokens, spent.tokens >= limit {
             throw BudgetExceeded(message: "The organization has used its \(limit) model tokens for this month.")

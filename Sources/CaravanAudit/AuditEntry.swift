@@ -4,7 +4,9 @@ import Crypto
 /// Who did something: a user, an API key, the system itself, or someone not signed in.
 public struct AuditActor: Sendable, Hashable {
     public enum Kind: String, Sendable {
-        case user, apiKey = "api_key", system, anonymous
+        case user
+        case apiKey = "api_key"
+        case system, anonymous
     }
 
     public var kind: Kind
@@ -37,8 +39,14 @@ public struct AuditRecord: Sendable, Hashable {
     public var details: JSONValue?
 
     public init(
-        orgID: String?, actor: AuditActor, action: String, target: String, outcome: String = "success",
-        source: String? = nil, requestID: String? = nil, details: JSONValue? = nil
+        orgID: String?,
+        actor: AuditActor,
+        action: String,
+        target: String,
+        outcome: String = "success",
+        source: String? = nil,
+        requestID: String? = nil,
+        details: JSONValue? = nil
     ) {
         self.orgID = orgID
         self.actor = actor
@@ -90,7 +98,12 @@ public struct AuditEntry: Sendable, Hashable {
     /// The hash that links an entry: HMAC-SHA256 under the audit key of the link text, or, with no key (entries
     /// written before chains were keyed), its plain SHA-256.
     static func hash(
-        chain: String, seq: Int64, at: Int64, record: AuditRecord, previousHash: String, key: SymmetricKey?
+        chain: String,
+        seq: Int64,
+        at: Int64,
+        record: AuditRecord,
+        previousHash: String,
+        key: SymmetricKey?
     ) -> String {
         let text = linkText(chain: chain, seq: seq, at: at, record: record, previousHash: previousHash)
         guard let key else { return AuditDigest.sha256Hex(text) }

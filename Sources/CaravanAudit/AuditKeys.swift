@@ -103,11 +103,16 @@ public struct AuditHeadsExport: Sendable, Hashable {
             let mac = fields["mac"]?.stringValue
         else { throw CaravanError(.validationFailed, "The file is not a Caravan audit heads export.") }
         guard let key = keys.key(id: keyID) else {
-            throw CaravanError(.validationFailed, "The heads were signed with a master key this server does not hold (key \(keyID)).")
+            throw CaravanError(
+                .validationFailed,
+                "The heads were signed with a master key this server does not hold (key \(keyID))."
+            )
         }
         var heads: [String: AuditHead] = [:]
         for (chain, head) in rawHeads {
-            guard let seq = head["seq"]?.integer, let hash = head["hash"]?.stringValue, let entries = head["entries"]?.integer else {
+            guard let seq = head["seq"]?.integer, let hash = head["hash"]?.stringValue,
+                let entries = head["entries"]?.integer
+            else {
                 throw CaravanError(.validationFailed, "The heads export holds a malformed head.")
             }
             heads[chain] = AuditHead(chain: chain, seq: seq, hash: hash, entries: entries)

@@ -22,7 +22,8 @@ enum AuditDigest {
     }
 
     static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8), y = Array(b.utf8)
+        let x = Array(a.utf8)
+        let y = Array(b.utf8)
         guard x.count == y.count else { return false }
         return zip(x, y).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
     }
@@ -49,7 +50,11 @@ public final class AuditLog: Service, Sendable {
     ///   - headsFile: where to write the signed heads every `exportInterval` (e.g. `<data>/audit-heads.json`);
     ///     `nil` to only log them.
     public init(
-        database: any Database, logger: Logger, keys: AuditKeys, headsFile: String? = nil, exportInterval: Duration = .seconds(60)
+        database: any Database,
+        logger: Logger,
+        keys: AuditKeys,
+        headsFile: String? = nil,
+        exportInterval: Duration = .seconds(60)
     ) {
         self.database = database
         self.logger = logger
@@ -75,7 +80,10 @@ public final class AuditLog: Service, Sendable {
         do {
             try await queue.submit(record)
         } catch {
-            logger.error("Could not write an audit entry", metadata: ["caravan.audit_action": "\(record.action)", "error.message": "\(error)"])
+            logger.error(
+                "Could not write an audit entry",
+                metadata: ["caravan.audit_action": "\(record.action)", "error.message": "\(error)"]
+            )
         }
     }
 
@@ -125,7 +133,10 @@ public final class AuditLog: Service, Sendable {
             var heads: [String: AuditHead] = [:]
             for row in try await executor.query("SELECT chain, seq, hash, entries FROM audit_heads", []) {
                 let head = AuditHead(
-                    chain: try row.string("chain"), seq: try row.int("seq"), hash: try row.string("hash"), entries: try row.int("entries")
+                    chain: try row.string("chain"),
+                    seq: try row.int("seq"),
+                    hash: try row.string("hash"),
+                    entries: try row.int("entries")
                 )
                 heads[head.chain] = head
             }
@@ -185,14 +196,23 @@ public final class AuditLog: Service, Sendable {
                 if let row, let seq = try row.optionalInt("tail_seq"), let hash = try row.optionalString("tail_hash") {
                     tail = (seq, hash)
                 }
-                if let row, let seq = try row.optionalInt("head_seq"), seq > tail.seq, let hash = try row.optionalString("head_hash") {
+                if let row, let seq = try row.optionalInt("head_seq"), seq > tail.seq,
+                    let hash = try row.optionalString("head_hash")
+                {
                     tail = (seq, hash)
                 }
                 tails[chain] = tail
             }
             let tail = tails[chain]!  // set just above for every chain met
             let seq = tail.seq + 1
-            let hash = AuditEntry.hash(chain: chain, seq: seq, at: now, record: record, previousHash: tail.hash, key: keys.current)
+            let hash = AuditEntry.hash(
+                chain: chain,
+                seq: seq,
+                at: now,
+                record: record,
+                previousHash: tail.hash,
+                key: keys.current
+            )
             tails[chain] = (seq, hash)
             let base = binds.count
             values.append("(" + (1...15).map { "$\(base + $0)" }.joined(separator: ", ") + ")")
@@ -220,8 +240,10 @@ public final class AuditLog: Service, Sendable {
                 ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, entries = excluded.entries,
                     hash_key = excluded.hash_key, mac = excluded.mac, updated_at = excluded.updated_at
                 """,
-                [.text(chain), .int(head.seq), .text(head.hash), .int(head.entries), .text(keys.currentID),
-                 .text(head.mac(key: keys.current)), .int(now)]
+                [
+                    .text(chain), .int(head.seq), .text(head.hash), .int(head.entries), .text(keys.currentID),
+                    .text(head.mac(key: keys.current)), .int(now),
+                ]
             )
         }
     }
@@ -255,7 +277,10 @@ public final class AuditLog: Service, Sendable {
             at: try row.int("at"),
             record: AuditRecord(
                 orgID: try row.optionalString("org_id"),
-                actor: AuditActor(AuditActor.Kind(rawValue: try row.string("actor_type")) ?? .anonymous, try row.string("actor_id")),
+                actor: AuditActor(
+                    AuditActor.Kind(rawValue: try row.string("actor_type")) ?? .anonymous,
+                    try row.string("actor_id")
+                ),
                 action: try row.string("action"),
                 target: try row.string("target"),
                 outcome: try row.string("outcome"),

@@ -50,10 +50,15 @@ public struct AuditVerifier: Sendable {
         if let chain {
             chains = [chain]
         } else {
-            var names = Set(try await database.read { executor in
-                try await executor.query("SELECT DISTINCT chain FROM audit_log UNION SELECT chain FROM audit_heads", [])
+            var names = Set(
+                try await database.read { executor in
+                    try await executor.query(
+                        "SELECT DISTINCT chain FROM audit_log UNION SELECT chain FROM audit_heads",
+                        []
+                    )
                     .map { try $0.string("chain") }
-            })
+                }
+            )
             names.formUnion(saved?.heads.keys ?? [:].keys)
             chains = names.sorted()
         }
@@ -62,21 +67,34 @@ public struct AuditVerifier: Sendable {
         for chain in chains {
             // The head is read before the entries: appends that land meanwhile only add entries beyond it.
             let headRow = try await database.read { executor in
-                try await executor.queryFirst("SELECT seq, hash, entries, hash_key, mac FROM audit_heads WHERE chain = $1", [.text(chain)])
+                try await executor.queryFirst(
+                    "SELECT seq, hash, entries, hash_key, mac FROM audit_heads WHERE chain = $1",
+                    [.text(chain)]
+                )
             }
             var head: AuditHead?
             if let headRow {
                 let stored = AuditHead(
-                    chain: chain, seq: try headRow.int("seq"), hash: try headRow.string("hash"), entries: try headRow.int("entries")
+                    chain: chain,
+                    seq: try headRow.int("seq"),
+                    hash: try headRow.string("hash"),
+                    entries: try headRow.int("entries")
                 )
                 let keyID = try headRow.string("hash_key")
                 func broken(_ reason: String) -> AuditVerification {
-                    AuditVerification(checked: checked, firstBreak: .init(entryID: nil, chain: chain, seq: stored.seq, reason: reason))
+                    AuditVerification(
+                        checked: checked,
+                        firstBreak: .init(entryID: nil, chain: chain, seq: stored.seq, reason: reason)
+                    )
                 }
                 guard let key = keys.key(id: keyID) else {
-                    return broken("the chain's head is signed with a master key this server does not hold (key \(keyID))")
+                    return broken(
+                        "the chain's head is signed with a master key this server does not hold (key \(keyID))"
+                    )
                 }
-                guard AuditDigest.constantTimeEqual(stored.mac(key: key), try headRow.string("mac")), stored.entries == stored.seq else {
+                guard AuditDigest.constantTimeEqual(stored.mac(key: key), try headRow.string("mac")),
+                    stored.entries == stored.seq
+                else {
                     return broken("the chain's signed head was altered")
                 }
                 head = stored
@@ -96,7 +114,10 @@ public struct AuditVerifier: Sendable {
                     let id = (try? row.int("id")) ?? -1
                     let seq = (try? row.int("seq")) ?? -1
                     func broken(_ reason: String) -> AuditVerification {
-                        AuditVerification(checked: checked, firstBreak: .init(entryID: id, chain: chain, seq: seq, reason: reason))
+                        AuditVerification(
+                            checked: checked,
+                            firstBreak: .init(entryID: id, chain: chain, seq: seq, reason: reason)
+                        )
                     }
                     guard let entry = try? AuditLog.decode(row) else { return broken("the entry cannot be read") }
                     guard entry.seq == expectedSeq else {
@@ -108,17 +129,25 @@ public struct AuditVerifier: Sendable {
                     var key: SymmetricKey?
                     if let keyID = entry.hashKey {
                         guard let found = keys.key(id: keyID) else {
-                            return broken("the entry is linked with a master key this server does not hold (key \(keyID))")
+                            return broken(
+                                "the entry is linked with a master key this server does not hold (key \(keyID))"
+                            )
                         }
                         key = found
                         keyed = true
                     } else {
                         guard !keyed, head.map({ entry.seq <= $0.seq }) ?? true else {
-                            return broken("the entry is linked without the audit key after keyed entries: it was rewritten")
+                            return broken(
+                                "the entry is linked without the audit key after keyed entries: it was rewritten"
+                            )
                         }
                     }
                     let recomputed = AuditEntry.hash(
-                        chain: chain, seq: entry.seq, at: entry.at, record: entry.record, previousHash: entry.previousHash,
+                        chain: chain,
+                        seq: entry.seq,
+                        at: entry.at,
+                        record: entry.record,
+                        previousHash: entry.previousHash,
                         key: key
                     )
                     guard AuditDigest.constantTimeEqual(recomputed, entry.hash) else {
@@ -138,7 +167,10 @@ public struct AuditVerifier: Sendable {
             }
             let last = expectedSeq - 1
             func missing(_ reason: String) -> AuditVerification {
-                AuditVerification(checked: checked, firstBreak: .init(entryID: nil, chain: chain, seq: last + 1, reason: reason))
+                AuditVerification(
+                    checked: checked,
+                    firstBreak: .init(entryID: nil, chain: chain, seq: last + 1, reason: reason)
+                )
             }
             if let head, last < head.seq {
                 return missing(

@@ -4,11 +4,14 @@
 public struct Failure: Error, Sendable, Hashable, CustomStringConvertible {
     /// A stable code, as runs' events and errors report it. The common ones are statics; a code built from data
     /// (`http_404`) is written as a string.
-    public struct Code: Sendable, Hashable, RawRepresentable, ExpressibleByStringInterpolation, CustomStringConvertible {
+    public struct Code: Sendable, Hashable, RawRepresentable, ExpressibleByStringInterpolation, CustomStringConvertible
+    {
         public var rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }
         public init(stringLiteral value: String) { self.rawValue = value }
-        public init(stringInterpolation: DefaultStringInterpolation) { self.rawValue = String(stringInterpolation: stringInterpolation) }
+        public init(stringInterpolation: DefaultStringInterpolation) {
+            self.rawValue = String(stringInterpolation: stringInterpolation)
+        }
         public var description: String { rawValue }
 
         /// The egress policy refused the destination (or a redirect's); not retryable.

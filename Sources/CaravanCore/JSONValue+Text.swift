@@ -52,7 +52,10 @@ extension JSONValue {
                 }
             case UInt8(ascii: "]"), UInt8(ascii: "}"):
                 if previous == UInt8(ascii: ",") {
-                    throw CaravanError(.invalidJSON, "The body is not valid JSON: a trailing comma at byte offset \(offset).")
+                    throw CaravanError(
+                        .invalidJSON,
+                        "The body is not valid JSON: a trailing comma at byte offset \(offset)."
+                    )
                 }
                 depth -= 1
             default: break

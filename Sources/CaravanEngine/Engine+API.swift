@@ -25,7 +25,9 @@ extension Engine {
         audit: AuditRecord? = nil
     ) async throws -> (run: RunRecord, created: Bool) {
         if let idempotencyKey,
-            let existing = try await database.read({ try await self.store.get(orgID: orgID, idempotencyKey: idempotencyKey, in: $0) })
+            let existing = try await database.read({
+                try await self.store.get(orgID: orgID, idempotencyKey: idempotencyKey, in: $0)
+            })
         {
             return (try sameRequest(existing, requestHash: requestHash), false)
         }
@@ -34,16 +36,25 @@ extension Engine {
         }
         let size = input.canonicalText.utf8.count
         guard size <= configuration.maxPayloadBytes else {
-            throw CaravanError(.payloadTooLarge, "The run input is \(size) bytes; the limit is \(configuration.maxPayloadBytes).")
+            throw CaravanError(
+                .payloadTooLarge,
+                "The run input is \(size) bytes; the limit is \(configuration.maxPayloadBytes)."
+            )
         }
         if let schema = workflow.definition.inputSchema {
             let problems = JSONSchemaCheck.problems(of: input, against: schema, at: "/input")
             if !problems.isEmpty {
-                throw CaravanError(.validationFailed, "The input does not match the workflow's input schema.", fieldErrors: problems)
+                throw CaravanError(
+                    .validationFailed,
+                    "The input does not match the workflow's input schema.",
+                    fieldErrors: problems
+                )
             }
         }
         if let parent {
-            let depth = try await database.read { try await self.store.depth(of: parent.runID, limit: self.configuration.maxRunDepth, in: $0) }
+            let depth = try await database.read {
+                try await self.store.depth(of: parent.runID, limit: self.configuration.maxRunDepth, in: $0)
+            }
             if depth + 1 > configuration.maxRunDepth {
                 throw CaravanError(.conflict, Self.depthMessage(configuration.maxRunDepth))
             }
@@ -63,18 +74,24 @@ extension Engine {
             leaseUntil: now + configuration.leaseDuration.milliseconds,
             maxOutputBytes: configuration.maxPayloadBytes,
             runInstant: { [self] launch, run in
-                guard launch.items == nil, let executor = executors[launch.kind], type(of: executor).isInstant else { return nil }
+                guard launch.items == nil, let executor = executors[launch.kind], type(of: executor).isInstant else {
+                    return nil
+                }
                 return await runStep(launch, run: run, timeout: .seconds(30), logger: logger)
             }
         )
-        let outcome = try await commits.submit(.create(NewRun(run: run, wakeAt: nil), events: [queued], admission: admission, audit: audit))
+        let outcome = try await commits.submit(
+            .create(NewRun(run: run, wakeAt: nil), events: [queued], admission: admission, audit: audit)
+        )
         guard case .created(let inserted, let admitted) = outcome else {
             throw CaravanError(.internal, "The run could not be created.")
         }
         guard inserted else {
             // Another request with the same key won the race.
             guard let idempotencyKey,
-                let existing = try await database.read({ try await self.store.get(orgID: orgID, idempotencyKey: idempotencyKey, in: $0) })
+                let existing = try await database.read({
+                    try await self.store.get(orgID: orgID, idempotencyKey: idempotencyKey, in: $0)
+                })
             else { throw CaravanError(.conflict, "The run could not be created.") }
             return (try sameRequest(existing, requestHash: requestHash), false)
         }
@@ -109,9 +126,22 @@ extension Engine {
     }
 
     /// A page of runs, newest first; `cursor` is the last id of the previous page.
-    public func runs(orgID: String, workflow: String?, status: RunStatus?, cursor: String?, limit: Int) async throws -> [RunRecord] {
+    public func runs(
+        orgID: String,
+        workflow: String?,
+        status: RunStatus?,
+        cursor: String?,
+        limit: Int
+    ) async throws -> [RunRecord] {
         try await database.read {
-            try await self.store.list(orgID: orgID, workflow: workflow, status: status, before: cursor, limit: limit, in: $0)
+            try await self.store.list(
+                orgID: orgID,
+                workflow: workflow,
+                status: status,
+                before: cursor,
+                limit: limit,
+                in: $0
+            )
         }
     }
 
@@ -165,7 +195,8 @@ extension Engine {
                 [.text(id), .text(orgID), .int(now)]
             )
             // The runs it started (and theirs) are cancelled with it.
-            let descendants = updated.isEmpty ? [] : try await self.store.cancelDescendants(of: id, at: now, in: executor)
+            let descendants =
+                updated.isEmpty ? [] : try await self.store.cancelDescendants(of: id, at: now, in: executor)
             if !updated.isEmpty { try await self.announce([id] + descendants, in: executor) }
             return (updated, descendants)
         }
@@ -199,11 +230,14 @@ extension Engine {
     /// signal inside an attempt (an agent's tool that needs approval).
     /// - Returns: the signal's data and sender, or `nil` when none has arrived.
     public func takeSignal(
-        runID: String, name: String, where matches: @escaping @Sendable (JSONValue) -> Bool
+        runID: String,
+        name: String,
+        where matches: @escaping @Sendable (JSONValue) -> Bool
     ) async throws -> (data: JSONValue, sender: String?)? {
         let now = Clock.nowMilliseconds()
         return try await database.withTransaction { executor in
-            for signal in try await self.store.pendingSignals(runID: runID, in: executor) where signal.name == name && matches(signal.data) {
+            for signal in try await self.store.pendingSignals(runID: runID, in: executor)
+            where signal.name == name && matches(signal.data) {
                 try await self.store.consumeSignals([signal.id], at: now, in: executor)
                 return (signal.data, signal.sender)
             }
@@ -220,7 +254,10 @@ extension Engine {
                 throw CaravanError.notFound("The run")
             }
             guard run.status == .failed || run.status == .cancelled else {
-                throw CaravanError(.conflict, "Only a failed or cancelled run can be retried; this one is \(run.status.rawValue).")
+                throw CaravanError(
+                    .conflict,
+                    "Only a failed or cancelled run can be retried; this one is \(run.status.rawValue)."
+                )
             }
             for index in run.steps.indices where run.steps[index].status != .succeeded {
                 var step = StepState(id: run.steps[index].id)
@@ -298,7 +335,15 @@ extension Engine {
                     var run = Self.newRun(orgID: orgID, workflow: workflow, input: schedule.input, now: now)
                     run.idempotencyKey = "schedule:\(fireAt)"
                     created.append(NewRun(run: run, wakeAt: now))
-                    events.append(RunEvent(runID: run.id, seq: 1, type: "run.queued", at: now, data: ["scheduled_for": .string(Clock.rfc3339(fireAt))]))
+                    events.append(
+                        RunEvent(
+                            runID: run.id,
+                            seq: 1,
+                            type: "run.queued",
+                            at: now,
+                            data: ["scheduled_for": .string(Clock.rfc3339(fireAt))]
+                        )
+                    )
                 }
                 let next = Scheduler.nextFire(of: schedule, after: now)
                 try await executor.execute(

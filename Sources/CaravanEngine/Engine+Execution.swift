@@ -26,9 +26,17 @@ extension Engine {
             notifier.unregister(runID: run.id)
             _ = removeActive(run.id)
         }
-        guard let definition = try? await workflows.definition(orgID: run.orgID, name: run.workflow, version: run.workflowVersion)
+        guard
+            let definition = try? await workflows.definition(
+                orgID: run.orgID,
+                name: run.workflow,
+                version: run.workflowVersion
+            )
         else {
-            logger.error("The run's workflow version is missing; the run stays as it is", metadata: ["caravan.workflow": "\(run.workflow)"])
+            logger.error(
+                "The run's workflow version is missing; the run stays as it is",
+                metadata: ["caravan.workflow": "\(run.workflow)"]
+            )
             return
         }
         let sharedLogger = logger
@@ -49,7 +57,11 @@ extension Engine {
             while true {
                 if !planned {
                     let now = Clock.nowMilliseconds()
-                    var planner = RunPlanner(definition: definition, now: now, maxOutputBytes: configuration.maxPayloadBytes)
+                    var planner = RunPlanner(
+                        definition: definition,
+                        now: now,
+                        maxOutputBytes: configuration.maxPayloadBytes
+                    )
                     let before = run
                     for (stepID, attempt, outcome) in results {
                         planner.apply(outcome, step: stepID, attempt: attempt, to: &run)
@@ -107,9 +119,15 @@ extension Engine {
                     let releasing = newOwner == nil
                     if planner.hasChanges || releasing || admission != nil {
                         var advance = RunAdvance(
-                            update: RunUpdate(run: run, owner: configuration.nodeID, fence: fence, newOwner: newOwner,
-                                              leaseExpiresAt: newOwner == nil ? nil : leaseUntilNow, wakeAt: wakeAt,
-                                              seenWakeSeq: claimed.wakeSeq),
+                            update: RunUpdate(
+                                run: run,
+                                owner: configuration.nodeID,
+                                fence: fence,
+                                newOwner: newOwner,
+                                leaseExpiresAt: newOwner == nil ? nil : leaseUntilNow,
+                                wakeAt: wakeAt,
+                                seenWakeSeq: claimed.wakeSeq
+                            ),
                             events: planner.events
                         )
                         advance.consumedSignals = planner.consumedSignals
@@ -136,7 +154,10 @@ extension Engine {
                             outcome = try await commits.submit(.advance(advance))
                         } catch {
                             if !(error is CancellationError) {
-                                sharedLogger.warning("Committing the run's progress failed; its lease will lapse and it resumes", metadata: ["error.message": "\(error)"])
+                                sharedLogger.warning(
+                                    "Committing the run's progress failed; its lease will lapse and it resumes",
+                                    metadata: ["error.message": "\(error)"]
+                                )
                             }
                             group.cancelAll()
                             return
@@ -159,7 +180,10 @@ extension Engine {
                         if let parent = advance.wakeParent {
                             if !notifier.poke(runID: parent) { pokeClaims() }
                         }
-                        if let slot = advance.freedSlot { _ = slot; pokeClaims() }
+                        if let slot = advance.freedSlot {
+                            _ = slot
+                            pokeClaims()
+                        }
                     }
                     if run.status.isTerminal || releasing {
                         group.cancelAll()
@@ -177,7 +201,12 @@ extension Engine {
                 for launch in launches {
                     // Instant steps (templates) run right here: no task, no timer.
                     if launch.items == nil, let executor = executors[launch.kind], type(of: executor).isInstant {
-                        results.append((launch.stepID, launch.attempt, await runStep(launch, run: run, timeout: .seconds(30), logger: sharedLogger)))
+                        results.append(
+                            (
+                                launch.stepID, launch.attempt,
+                                await runStep(launch, run: run, timeout: .seconds(30), logger: sharedLogger)
+                            )
+                        )
                         ranInline = true
                         continue
                     }
@@ -185,7 +214,13 @@ extension Engine {
                     let stepDefinition = definition.step(launch.stepID)
                     let timeout = stepDefinition.map { definition.timeout(for: $0) } ?? .seconds(30)
                     group.addTask {
-                        let outcome = await self.runStep(launch, run: snapshot, timeout: timeout, logger: sharedLogger, journal: journalSink)
+                        let outcome = await self.runStep(
+                            launch,
+                            run: snapshot,
+                            timeout: timeout,
+                            logger: sharedLogger,
+                            journal: journalSink
+                        )
                         return .step(stepID: launch.stepID, attempt: launch.attempt, outcome: outcome)
                     }
                     inFlight += 1
@@ -202,7 +237,10 @@ extension Engine {
                 }
                 if !wakerInFlight {
                     let now = Clock.nowMilliseconds()
-                    wakerDeadline = min(Self.wakerDeadline(for: run, now: now), now + configuration.leaseRenewInterval.milliseconds)
+                    wakerDeadline = min(
+                        Self.wakerDeadline(for: run, now: now),
+                        now + configuration.leaseRenewInterval.milliseconds
+                    )
                     wakerInFlight = true
                     let timeout = Duration.milliseconds(max(0, wakerDeadline - now))
                     group.addTask {
@@ -218,7 +256,13 @@ extension Engine {
                 case .journal(let write):
                     journalReaderInFlight = false
                     guard let write else { continue }
-                    if await !commitJournal(write, run: &run, fence: fence, wakeSeq: claimed.wakeSeq, logger: sharedLogger) {
+                    if await !commitJournal(
+                        write,
+                        run: &run,
+                        fence: fence,
+                        wakeSeq: claimed.wakeSeq,
+                        logger: sharedLogger
+                    ) {
                         group.cancelAll()
                         return
                     }
@@ -238,18 +282,38 @@ extension Engine {
     /// Commits a journal entry of a running step with its events, under the lease; tells the step whether it
     /// landed. Returns `false` when the lease is lost (the execution must stop).
     private func commitJournal(
-        _ write: StepJournal.Write, run: inout RunRecord, fence: Int64, wakeSeq: Int64, logger: Logger
+        _ write: StepJournal.Write,
+        run: inout RunRecord,
+        fence: Int64,
+        wakeSeq: Int64,
+        logger: Logger
     ) async -> Bool {
         let now = Clock.nowMilliseconds()
         var events: [RunEvent] = []
         for event in write.events {
             run.lastSeq += 1
-            events.append(RunEvent(runID: run.id, seq: run.lastSeq, type: event.type, step: write.stepID, at: now, data: event.data))
+            events.append(
+                RunEvent(
+                    runID: run.id,
+                    seq: run.lastSeq,
+                    type: event.type,
+                    step: write.stepID,
+                    at: now,
+                    data: event.data
+                )
+            )
         }
         run.updatedAt = now
         var advance = RunAdvance(
-            update: RunUpdate(run: run, owner: configuration.nodeID, fence: fence, newOwner: configuration.nodeID,
-                              leaseExpiresAt: leaseUntilNow, wakeAt: leaseUntilNow, seenWakeSeq: wakeSeq),
+            update: RunUpdate(
+                run: run,
+                owner: configuration.nodeID,
+                fence: fence,
+                newOwner: configuration.nodeID,
+                leaseExpiresAt: leaseUntilNow,
+                wakeAt: leaseUntilNow,
+                seenWakeSeq: wakeSeq
+            ),
             events: events
         )
         advance.journal = [JournalEntry(runID: run.id, step: write.stepID, key: write.key, value: write.value, at: now)]
@@ -262,7 +326,10 @@ extension Engine {
             }
             logger.info("Lost the run's lease to another node; stopping here")
         } catch {
-            logger.warning("Committing a journal entry failed; the run resumes when its lease lapses", metadata: ["error.message": "\(error)"])
+            logger.warning(
+                "Committing a journal entry failed; the run resumes when its lease lapses",
+                metadata: ["error.message": "\(error)"]
+            )
         }
         write.done(false)
         return false
@@ -272,7 +339,9 @@ extension Engine {
     /// or children (which may arrive from another node).
     static func wakerDeadline(for run: RunRecord, now: Int64) -> Int64 {
         var deadline = RunPlanner.nextWake(of: run) ?? Int64.max
-        if run.steps.contains(where: { $0.status == .waiting && $0.wakeAt == nil }) { deadline = min(deadline, now + 1_000) }
+        if run.steps.contains(where: { $0.status == .waiting && $0.wakeAt == nil }) {
+            deadline = min(deadline, now + 1_000)
+        }
         return deadline
     }
 
@@ -280,7 +349,9 @@ extension Engine {
 
     private func isCancelRequested(_ runID: String) async throws -> Bool {
         try await database.read { executor in
-            try await executor.queryFirst("SELECT cancel_requested FROM runs WHERE id = $1", [.text(runID)])?.bool("cancel_requested") ?? false
+            try await executor.queryFirst("SELECT cancel_requested FROM runs WHERE id = $1", [.text(runID)])?.bool(
+                "cancel_requested"
+            ) ?? false
         }
     }
 
@@ -289,9 +360,10 @@ extension Engine {
             step.status == .waiting && definition.step(step.id)?.kind == ApprovalStepKind.name
         }
         guard waitsForSignal else { return [] }
-        return (try? await database.read { executor in
-            try await self.store.pendingSignals(runID: run.id, in: executor)
-        }.map { PendingSignal(id: $0.id, name: $0.name, data: $0.data, sender: $0.sender) }) ?? []
+        return
+            (try? await database.read { executor in
+                try await self.store.pendingSignals(runID: run.id, in: executor)
+            }.map { PendingSignal(id: $0.id, name: $0.name, data: $0.data, sender: $0.sender) }) ?? []
     }
 
     private func childOutcomes(for run: RunRecord) async -> [String: ChildOutcome] {
@@ -312,45 +384,81 @@ extension Engine {
         let depth: Int
         do {
             stored = try await workflows.get(orgID: parent.orgID, name: request.workflow)
-            depth = try await database.read { try await self.store.depth(of: parent.id, limit: self.configuration.maxRunDepth, in: $0) }
+            depth = try await database.read {
+                try await self.store.depth(of: parent.id, limit: self.configuration.maxRunDepth, in: $0)
+            }
         } catch {
-            return .failure(Failure(code: "unavailable", message: "The child run could not be prepared.", retryable: true))
+            return .failure(
+                Failure(code: "unavailable", message: "The child run could not be prepared.", retryable: true)
+            )
         }
         guard let workflow = stored, workflow.archivedAt == nil else {
             let agent = AgentStepKind.agentName(ofWorkflow: request.workflow)
-            return .failure(Failure(
-                code: agent == nil ? "workflow_not_found" : "agent_not_found",
-                message: agent.map { "The agent '\($0)' does not exist." } ?? "The workflow '\(request.workflow)' does not exist.",
-                retryable: false
-            ))
+            return .failure(
+                Failure(
+                    code: agent == nil ? "workflow_not_found" : "agent_not_found",
+                    message: agent.map { "The agent '\($0)' does not exist." }
+                        ?? "The workflow '\(request.workflow)' does not exist.",
+                    retryable: false
+                )
+            )
         }
         guard depth + 1 <= configuration.maxRunDepth else {
-            return .failure(Failure(code: "max_depth_exceeded", message: Self.depthMessage(configuration.maxRunDepth), retryable: false))
+            return .failure(
+                Failure(
+                    code: "max_depth_exceeded",
+                    message: Self.depthMessage(configuration.maxRunDepth),
+                    retryable: false
+                )
+            )
         }
         let now = Clock.nowMilliseconds()
         var child = Self.newRun(orgID: parent.orgID, workflow: workflow, input: request.input, now: now)
         child.parentRunID = parent.id
         child.parentStep = request.stepID
         child.idempotencyKey = "child:\(parent.id):\(request.stepID)"
-        let event = RunEvent(runID: child.id, seq: 1, type: "run.queued", at: now, data: ["parent_run_id": .string(parent.id)])
+        let event = RunEvent(
+            runID: child.id,
+            seq: 1,
+            type: "run.queued",
+            at: now,
+            data: ["parent_run_id": .string(parent.id)]
+        )
         return .success((NewRun(run: child, leaseOwner: nil, leaseExpiresAt: nil, wakeAt: now), event))
     }
 
     /// A new, queued run of `workflow`.
     static func newRun(orgID: String, workflow: StoredWorkflow, input: JSONValue, now: Int64) -> RunRecord {
         RunRecord(
-            id: Identifier.make("run", milliseconds: now), orgID: orgID,
-            kind: AgentStepKind.agentName(ofWorkflow: workflow.name) == nil ? "workflow" : "agent", workflow: workflow.name,
-            workflowVersion: workflow.version, status: .queued, input: input, output: nil, error: nil,
-            steps: workflow.definition.steps.map { StepState(id: $0.id) }, idempotencyKey: nil, requestHash: nil,
-            parentRunID: nil, parentStep: nil, createdAt: now, startedAt: nil, finishedAt: nil, updatedAt: now,
-            lastSeq: 1, cancelRequested: false
+            id: Identifier.make("run", milliseconds: now),
+            orgID: orgID,
+            kind: AgentStepKind.agentName(ofWorkflow: workflow.name) == nil ? "workflow" : "agent",
+            workflow: workflow.name,
+            workflowVersion: workflow.version,
+            status: .queued,
+            input: input,
+            output: nil,
+            error: nil,
+            steps: workflow.definition.steps.map { StepState(id: $0.id) },
+            idempotencyKey: nil,
+            requestHash: nil,
+            parentRunID: nil,
+            parentStep: nil,
+            createdAt: now,
+            startedAt: nil,
+            finishedAt: nil,
+            updatedAt: now,
+            lastSeq: 1,
+            cancelRequested: false
         )
     }
 
     /// Runs one step attempt with its timeout; for `for_each`, one attempt of the kind per item.
     func runStep(
-        _ launch: StepLaunch, run: RunRecord, timeout: CaravanDuration, logger: Logger,
+        _ launch: StepLaunch,
+        run: RunRecord,
+        timeout: CaravanDuration,
+        logger: Logger,
         journal: AsyncStream<StepJournal.Write>.Continuation? = nil
     ) async -> StepOutcome {
         guard let executor = executors[launch.kind] else {
@@ -359,8 +467,15 @@ extension Engine {
         var stepLogger = logger
         stepLogger[metadataKey: "caravan.step"] = .string(launch.stepID)
         var context = StepContext(
-            orgID: run.orgID, runID: run.id, workflow: run.workflow, input: run.input, stepID: launch.stepID, attempt: launch.attempt,
-            idempotencyKey: "\(run.id):\(launch.stepID)", timeout: timeout, maxOutputBytes: configuration.maxPayloadBytes,
+            orgID: run.orgID,
+            runID: run.id,
+            workflow: run.workflow,
+            input: run.input,
+            stepID: launch.stepID,
+            attempt: launch.attempt,
+            idempotencyKey: "\(run.id):\(launch.stepID)",
+            timeout: timeout,
+            maxOutputBytes: configuration.maxPayloadBytes,
             logger: stepLogger
         )
         if type(of: executor).keepsJournal, let journal {
@@ -370,12 +485,20 @@ extension Engine {
                     try await self.store.journal(runID: run.id, step: launch.stepID, in: executor)
                 }
             } catch {
-                return .failed(Failure(code: "journal_unavailable", message: "The step's journal could not be read.", retryable: true))
+                return .failed(
+                    Failure(
+                        code: "journal_unavailable",
+                        message: "The step's journal could not be read.",
+                        retryable: true
+                    )
+                )
             }
             let runID = run.id
             let stepID = launch.stepID
             context.journal = StepJournal(stepID: stepID, entries: entries, writes: journal) { [live] type, data in
-                live.publish(RunEvent(runID: runID, seq: 0, type: type, step: stepID, at: Clock.nowMilliseconds(), data: data))
+                live.publish(
+                    RunEvent(runID: runID, seq: 0, type: type, step: stepID, at: Clock.nowMilliseconds(), data: data)
+                )
                 self.notifier.changed(runID)
             }
         }
@@ -383,17 +506,29 @@ extension Engine {
         // Secrets join the scope only here, at execution; outputs and errors are scrubbed of their values.
         var secretValues: [String: String] = [:]
         var secretHosts: [String: [String]] = [:]
-        if type(of: executor).acceptsSecrets, let names = try? Template.referencedSecrets(in: launch.config), !names.isEmpty {
+        if type(of: executor).acceptsSecrets, let names = try? Template.referencedSecrets(in: launch.config),
+            !names.isEmpty
+        {
             do {
                 secretValues = try await secrets?.resolve(names: names, for: context) ?? [:]
                 secretHosts = try await secrets?.allowedHosts(names: names, orgID: run.orgID) ?? [:]
             } catch {
-                return .failed(Failure(code: "secret_unavailable", message: "The secrets of this step could not be read.", retryable: true))
+                return .failed(
+                    Failure(
+                        code: "secret_unavailable",
+                        message: "The secrets of this step could not be read.",
+                        retryable: true
+                    )
+                )
             }
             if let missing = names.subtracting(secretValues.keys).sorted().first {
-                return .failed(Failure(
-                    code: "secret_not_found", message: "The secret '\(missing)' does not exist in this organization.", retryable: false
-                ))
+                return .failed(
+                    Failure(
+                        code: "secret_not_found",
+                        message: "The secret '\(missing)' does not exist in this organization.",
+                        retryable: false
+                    )
+                )
             }
             context.redactor = SecretRedactor(values: Array(secretValues.values))
         }
@@ -401,8 +536,13 @@ extension Engine {
         /// A request may carry a secret only to the hosts the secret allows.
         func checkHosts(_ rendered: JSONValue) throws(CaravanError) -> JSONValue {
             for field in type(of: executor).urlFields {
-                if let url = rendered[field]?.stringValue, let name = SecretHostRule.violation(url: url, restrictions: secretHosts) {
-                    throw CaravanError(.secretHostNotAllowed, "The secret '\(name)' may not be sent to this host (see its allowed_hosts).")
+                if let url = rendered[field]?.stringValue,
+                    let name = SecretHostRule.violation(url: url, restrictions: secretHosts)
+                {
+                    throw CaravanError(
+                        .secretHostNotAllowed,
+                        "The secret '\(name)' may not be sent to this host (see its allowed_hosts)."
+                    )
                 }
             }
             return rendered
@@ -416,7 +556,10 @@ extension Engine {
                     scope = .object(object)
                 }
                 let rendered = try Template.render(
-                    launch.config, scope: scope, limit: configuration.maxPayloadBytes, urlFields: type(of: executor).urlFields
+                    launch.config,
+                    scope: scope,
+                    limit: configuration.maxPayloadBytes,
+                    urlFields: type(of: executor).urlFields
                 )
                 return try checkHosts(rendered)
             } catch {
@@ -440,7 +583,10 @@ extension Engine {
     }
 
     private func execute(
-        _ executor: any StepExecutor, launch: StepLaunch, context: StepContext, timeout: CaravanDuration,
+        _ executor: any StepExecutor,
+        launch: StepLaunch,
+        context: StepContext,
+        timeout: CaravanDuration,
         render: (JSONValue?) throws(Failure) -> JSONValue
     ) async -> StepOutcome {
         do throws(Failure) {
@@ -452,16 +598,20 @@ extension Engine {
                 outputs.reserveCapacity(items.count)
                 for item in items {
                     let config = try render(item)
-                    outputs.append(try await Self.withTimeout(timeout) { () async throws(Failure) -> JSONValue in
-                        try await executor.execute(config, context: context)
-                    })
+                    outputs.append(
+                        try await Self.withTimeout(timeout) { () async throws(Failure) -> JSONValue in
+                            try await executor.execute(config, context: context)
+                        }
+                    )
                 }
                 return .succeeded(.array(outputs))
             }
             let config = try render(nil)
-            return .succeeded(try await Self.withTimeout(timeout) { () async throws(Failure) -> JSONValue in
-                try await executor.execute(config, context: context)
-            })
+            return .succeeded(
+                try await Self.withTimeout(timeout) { () async throws(Failure) -> JSONValue in
+                    try await executor.execute(config, context: context)
+                }
+            )
         } catch {
             return .failed(error)
         }
@@ -478,7 +628,9 @@ extension Engine {
             }
             group.addTask {
                 do { try await Task.sleep(for: timeout.duration) } catch { return nil }
-                return .failure(Failure(code: "timeout", message: "The step took longer than \(timeout).", retryable: true))
+                return .failure(
+                    Failure(code: "timeout", message: "The step took longer than \(timeout).", retryable: true)
+                )
             }
             var outcome: Result<JSONValue, Failure>?
             while outcome == nil, let next = await group.next() { outcome = next }

@@ -18,7 +18,9 @@ public struct DefinitionReferences: Sendable {
             let pointer = "/steps/\(index)/\(step.kind)"
             switch step.kind {
             case WorkflowStepKind.name:
-                if let name = step.config["name"]?.stringValue, name != definition.name { workflows.append((name, pointer + "/name")) }
+                if let name = step.config["name"]?.stringValue, name != definition.name {
+                    workflows.append((name, pointer + "/name"))
+                }
             case AgentStepKind.name:
                 if let name = step.config["name"]?.stringValue { agents.append((name, pointer + "/name")) }
             default:
@@ -34,7 +36,11 @@ public struct DefinitionReferences: Sendable {
 extension Engine {
     /// The references of `references` that do not resolve in `orgID`, as field errors (empty when all do).
     /// - Parameter selfAgent: the agent being defined, which may name itself.
-    public func unresolved(_ references: DefinitionReferences, orgID: String, selfAgent: String? = nil) async throws
+    public func unresolved(
+        _ references: DefinitionReferences,
+        orgID: String,
+        selfAgent: String? = nil
+    ) async throws
         -> [CaravanError.FieldError]
     {
         var errors: [CaravanError.FieldError] = []
@@ -54,7 +60,12 @@ extension Engine {
         if !secretNames.isEmpty {
             let existing = try await secrets?.existing(names: secretNames, orgID: orgID) ?? []
             for (name, pointer) in references.secrets where !existing.contains(name) {
-                errors.append(.init(pointer: pointer, detail: "uses the secret '\(name)', which does not exist (PUT /v1/secrets/\(name) first)"))
+                errors.append(
+                    .init(
+                        pointer: pointer,
+                        detail: "uses the secret '\(name)', which does not exist (PUT /v1/secrets/\(name) first)"
+                    )
+                )
             }
         }
         return errors

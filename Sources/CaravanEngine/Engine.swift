@@ -73,7 +73,9 @@ public final class Engine: Service, Sendable {
         // One lane per organization (hashed): its admissions and event order take the organization's locks on
         // PostgreSQL, so its work commits one batch at a time while other organizations' commit beside it.
         self.commits = CommitQueue(
-            database: database, maxBatch: 512, lanes: database.dialect == .sqlite ? 1 : configuration.committers,
+            database: database,
+            maxBatch: 512,
+            lanes: database.dialect == .sqlite ? 1 : configuration.committers,
             lane: { $0.orgID.hashValue }
         ) { batch, executor in
             try await applier.apply(batch, in: executor)
@@ -82,7 +84,8 @@ public final class Engine: Service, Sendable {
         signals?.subscribe(Self.runsChanged) { [weak self] event in
             guard let self else { return }
             switch event {
-            case .signal(let payload): self.wake(payload.split(separator: ",", omittingEmptySubsequences: false).map(String.init))
+            case .signal(let payload):
+                self.wake(payload.split(separator: ",", omittingEmptySubsequences: false).map(String.init))
             case .resync: self.pokeClaims()  // wakes may have been missed: look for work now
             }
         }
@@ -110,9 +113,12 @@ public final class Engine: Service, Sendable {
     /// Tells the other nodes, when `executor`'s transaction commits, that `runIDs` changed (none: that runs
     /// became claimable).
     func announce(_ runIDs: [String], in executor: any SQLExecutor) async throws {
-        try await signals?.send(Self.runsChanged, payload: runIDs.isEmpty ? "" : runIDs.joined(separator: ","), in: executor)
+        try await signals?.send(
+            Self.runsChanged,
+            payload: runIDs.isEmpty ? "" : runIDs.joined(separator: ","),
+            in: executor
+        )
     }
-
 
     // MARK: Service
 
@@ -168,7 +174,10 @@ public final class Engine: Service, Sendable {
                 )
             }
         } catch {
-            logger.warning("Could not hand back leases on shutdown; they expire on their own", metadata: ["error.message": "\(error)"])
+            logger.warning(
+                "Could not hand back leases on shutdown; they expire on their own",
+                metadata: ["error.message": "\(error)"]
+            )
         }
     }
 
@@ -195,9 +204,17 @@ public final class Engine: Service, Sendable {
                     [.text(self.configuration.nodeID), .int(now)]
                 ).count
             }
-            if recovered > 0 { logger.info("Resuming runs left in flight by a previous process", metadata: ["caravan.runs": "\(recovered)"]) }
+            if recovered > 0 {
+                logger.info(
+                    "Resuming runs left in flight by a previous process",
+                    metadata: ["caravan.runs": "\(recovered)"]
+                )
+            }
         } catch {
-            logger.warning("Could not take back earlier leases; they resume when they lapse", metadata: ["error.message": "\(error)"])
+            logger.warning(
+                "Could not take back earlier leases; they resume when they lapse",
+                metadata: ["error.message": "\(error)"]
+            )
         }
     }
 
@@ -216,11 +233,19 @@ public final class Engine: Service, Sendable {
                     let until = leaseUntil
                     let owner = configuration.nodeID
                     let claimed = try await database.withTransaction { executor in
-                        try await self.store.claim(owner: owner, now: now, leaseUntil: until, limit: limit, in: executor)
+                        try await self.store.claim(
+                            owner: owner,
+                            now: now,
+                            leaseUntil: until,
+                            limit: limit,
+                            in: executor
+                        )
                     }
                     claimedCount = claimed.count
                     for claim in claimed {
-                        dispatchLocally(ClaimedExecution(run: claim.run, fence: claim.fence, launches: [], wakeSeq: claim.wakeSeq))
+                        dispatchLocally(
+                            ClaimedExecution(run: claim.run, fence: claim.fence, launches: [], wakeSeq: claim.wakeSeq)
+                        )
                     }
                 } catch is CancellationError {
                     return
@@ -282,7 +307,9 @@ public final class Engine: Service, Sendable {
                     deleted += count
                     if count < 500 || Task.isCancelled { break }
                 }
-                if deleted > 0 { logger.info("Deleted finished runs past retention", metadata: ["caravan.deleted": "\(deleted)"]) }
+                if deleted > 0 {
+                    logger.info("Deleted finished runs past retention", metadata: ["caravan.deleted": "\(deleted)"])
+                }
             } catch is CancellationError {
                 return  // shutting down
             } catch {

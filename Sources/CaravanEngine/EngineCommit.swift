@@ -101,7 +101,11 @@ struct CommitApplier: Sendable {
             guard case .create(var new, let events, let admission, _) = work else { continue }
             var allEvents = events
             if let admission, try await capacity.take(for: new.run, admission, store: store, in: executor) {
-                var planner = RunPlanner(definition: admission.definition, now: new.run.createdAt, maxOutputBytes: admission.maxOutputBytes)
+                var planner = RunPlanner(
+                    definition: admission.definition,
+                    now: new.run.createdAt,
+                    maxOutputBytes: admission.maxOutputBytes
+                )
                 planner.start(&new.run)
                 planner.advance(&new.run, signals: [], children: [:])
                 // Root steps that are instant (templates) run now: their results commit together with the run,
@@ -176,7 +180,12 @@ struct CommitApplier: Sendable {
                 try await store.wake(runID: parent, at: advance.update.run.updatedAt, in: executor)
             }
             if let slot = advance.freedSlot {
-                try await store.wakeQueued(orgID: slot.orgID, workflow: slot.workflow, now: advance.update.run.updatedAt, in: executor)
+                try await store.wakeQueued(
+                    orgID: slot.orgID,
+                    workflow: slot.workflow,
+                    now: advance.update.run.updatedAt,
+                    in: executor
+                )
             }
         }
 
@@ -184,12 +193,17 @@ struct CommitApplier: Sendable {
         var wakes: [String] = []
         var claimable = false
         for (index, work) in batch.enumerated() {
-            guard case .advance(let advance) = work, written.contains(advance.update.run.id), !parked.contains(index) else { continue }
+            guard case .advance(let advance) = work, written.contains(advance.update.run.id), !parked.contains(index)
+            else { continue }
             if let parent = advance.wakeParent { wakes.append(parent) }
             if !advance.children.isEmpty || advance.freedSlot != nil { claimable = true }
         }
         if let signals, !wakes.isEmpty || claimable {
-            try await signals.send(Engine.runsChanged, payload: (wakes + (claimable ? [""] : [])).joined(separator: ","), in: executor)
+            try await signals.send(
+                Engine.runsChanged,
+                payload: (wakes + (claimable ? [""] : [])).joined(separator: ","),
+                in: executor
+            )
         }
 
         let inserted = try await store.insert(newRuns, in: executor)
@@ -209,7 +223,9 @@ struct CommitApplier: Sendable {
         }
         // Last: on PostgreSQL the audit chains' locks are held from here to the commit.
         if !audit.isEmpty {
-            guard let auditKeys else { throw CaravanError(.internal, "Runs started with an audit entry need the audit keys.") }
+            guard let auditKeys else {
+                throw CaravanError(.internal, "Runs started with an audit entry need the audit keys.")
+            }
             try await AuditLog.append(audit, keys: auditKeys, in: executor)
         }
         return outcomes.map { $0 ?? .advanced(false) }
@@ -223,7 +239,12 @@ struct CapacityLedger {
     private var locked = Set<String>()
 
     /// Admits `run` if both limits allow, counting it.
-    mutating func take(for run: RunRecord, _ admission: Admission, store: RunStore, in executor: any SQLExecutor) async throws -> Bool {
+    mutating func take(
+        for run: RunRecord,
+        _ admission: Admission,
+        store: RunStore,
+        in executor: any SQLExecutor
+    ) async throws -> Bool {
         let workflowKey = run.orgID + "/" + run.workflow
         if organizations[run.orgID] == nil || (admission.workflowLimit != nil && workflows[workflowKey] == nil) {
             if executor.dialect == .postgres, locked.insert(run.orgID).inserted {

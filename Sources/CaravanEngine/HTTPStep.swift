@@ -64,7 +64,9 @@ public struct HTTPStep: StepExecutor {
         // Fails as egress_denied, dns_error, too_many_redirects, response_too_large, network_error or timeout (the
         // request's deadline is the step's timeout: the same failure as the engine's own timer).
         let response = try await client.execute(
-            request, timeout: .milliseconds(context.timeout.milliseconds), maxBodyBytes: context.maxOutputBytes
+            request,
+            timeout: .milliseconds(context.timeout.milliseconds),
+            maxBodyBytes: context.maxOutputBytes
         )
         let body = response.body
 
@@ -73,14 +75,24 @@ public struct HTTPStep: StepExecutor {
         let isJSON = response.headers.first(name: "Content-Type")?.lowercased().contains("json") ?? false
         var parsedBody: JSONValue = .string(String(buffer: body))
         if isJSON, let json = try? JSONValue(parsing: body.readableBytesView, maxDepth: 128) { parsedBody = json }
-        let output: JSONValue = ["status": .int(Int64(response.status.code)), "headers": .object(headers), "body": parsedBody]
+        let output: JSONValue = [
+            "status": .int(Int64(response.status.code)), "headers": .object(headers), "body": parsedBody,
+        ]
 
         switch response.status.code {
         case 200..<300: return output
         case 408, 429, 500..<600:
-            throw Failure(code: "http_\(response.status.code)", message: "The server answered \(response.status.code).", retryable: true)
+            throw Failure(
+                code: "http_\(response.status.code)",
+                message: "The server answered \(response.status.code).",
+                retryable: true
+            )
         default:
-            throw Failure(code: "http_\(response.status.code)", message: "The server answered \(response.status.code).", retryable: false)
+            throw Failure(
+                code: "http_\(response.status.code)",
+                message: "The server answered \(response.status.code).",
+                retryable: false
+            )
         }
     }
 }

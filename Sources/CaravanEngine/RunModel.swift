@@ -63,7 +63,9 @@ public struct StepState: Sendable, Hashable {
     }
 
     var json: JSONValue {
-        var object: [String: JSONValue] = ["id": .string(id), "status": .string(status.rawValue), "attempts": .int(Int64(attempts))]
+        var object: [String: JSONValue] = [
+            "id": .string(id), "status": .string(status.rawValue), "attempts": .int(Int64(attempts)),
+        ]
         if let output { object["output"] = output }
         if let error { object["error"] = error.json }
         if let startedAt { object["started_at"] = .int(startedAt) }

@@ -126,7 +126,9 @@ struct RunPlanner {
                         progressed = considerPending(&run, index, definitionStep) || progressed
                     }
                 case .waiting:
-                    progressed = resolveWaiting(&run, index, definitionStep, signals: &available, children: children) || progressed
+                    progressed =
+                        resolveWaiting(&run, index, definitionStep, signals: &available, children: children)
+                        || progressed
                 default:
                     continue
                 }
@@ -169,7 +171,11 @@ struct RunPlanner {
         var items: [JSONValue]?
         if let forEach = step.forEach {
             guard case .array(let values) = forEach.evaluate(in: scope) else {
-                fail(&run, index, Failure(code: "invalid_for_each", message: "for_each did not give an array", retryable: false))
+                fail(
+                    &run,
+                    index,
+                    Failure(code: "invalid_for_each", message: "for_each did not give an array", retryable: false)
+                )
                 return true
             }
             items = values
@@ -185,7 +191,12 @@ struct RunPlanner {
             let duration = step.config.stringValue.flatMap(CaravanDuration.init(parsing:)) ?? .seconds(0)
             run.steps[index].status = .waiting
             run.steps[index].wakeAt = now + duration.milliseconds
-            record(&run, "step.waiting", step: stepID, data: ["until": .string(Clock.rfc3339(now + duration.milliseconds))])
+            record(
+                &run,
+                "step.waiting",
+                step: stepID,
+                data: ["until": .string(Clock.rfc3339(now + duration.milliseconds))]
+            )
         case ApprovalStepKind.name:
             run.steps[index].status = .waiting
             var data: [String: JSONValue] = ["signal": "approve"]
@@ -208,7 +219,15 @@ struct RunPlanner {
         default:
             run.steps[index].status = .running
             do throws(CaravanError) {
-                launches.append(try Self.launch(step, attempt: run.steps[index].attempts, items: items, scope: scope, limit: maxOutputBytes))
+                launches.append(
+                    try Self.launch(
+                        step,
+                        attempt: run.steps[index].attempts,
+                        items: items,
+                        scope: scope,
+                        limit: maxOutputBytes
+                    )
+                )
             } catch {
                 fail(&run, index, Failure(code: Self.failureCode(error), message: error.detail, retryable: false))
                 return true
@@ -220,25 +239,41 @@ struct RunPlanner {
 
     /// The step failure code of a template that could not be rendered.
     static func failureCode(_ error: CaravanError) -> Failure.Code {
-        error.code == .outputTooLarge || error.code == .secretHostNotAllowed ? Failure.Code(rawValue: error.code.rawValue) : "template_error"
+        error.code == .outputTooLarge || error.code == .secretHostNotAllowed
+            ? Failure.Code(rawValue: error.code.rawValue) : "template_error"
     }
 
-    private static func launch(_ step: StepDefinition, attempt: Int, items: [JSONValue]?, scope: JSONValue, limit: Int) throws(CaravanError)
+    private static func launch(
+        _ step: StepDefinition,
+        attempt: Int,
+        items: [JSONValue]?,
+        scope: JSONValue,
+        limit: Int
+    ) throws(CaravanError)
         -> StepLaunch
     {
         // http configs are rendered at execution (secrets join the scope then), for_each configs once per item.
-        let config = step.kind == HTTPStepKind.name || items != nil || !step.interpolatesConfig
+        let config =
+            step.kind == HTTPStepKind.name || items != nil || !step.interpolatesConfig
             ? step.config : try Template.render(step.config, scope: scope, limit: limit)
         return StepLaunch(stepID: step.id, kind: step.kind, config: config, items: items, attempt: attempt)
     }
 
     /// The child run a `workflow` or `agent` step asks for.
-    static func childRequest(for step: StepDefinition, scope: JSONValue, limit: Int) throws(CaravanError) -> ChildRunRequest {
+    static func childRequest(
+        for step: StepDefinition,
+        scope: JSONValue,
+        limit: Int
+    ) throws(CaravanError) -> ChildRunRequest {
         let input = try Template.render(step.config["input"] ?? .object([:]), scope: scope, limit: limit)
         let name = step.config["name"]?.stringValue ?? ""
         if step.kind == AgentStepKind.name {
             // An agent's run takes `{input, thread?}`.
-            return ChildRunRequest(stepID: step.id, workflow: AgentStepKind.workflowName(forAgent: name), input: ["input": input])
+            return ChildRunRequest(
+                stepID: step.id,
+                workflow: AgentStepKind.workflowName(forAgent: name),
+                input: ["input": input]
+            )
         }
         return ChildRunRequest(stepID: step.id, workflow: name, input: input)
     }
@@ -251,7 +286,8 @@ struct RunPlanner {
         guard !run.status.isTerminal else { return }
         let scope = Self.scope(of: run)
         for index in run.steps.indices where run.steps[index].status == .waiting && run.steps[index].childRunID == nil {
-            guard let step = definition.step(run.steps[index].id), step.kind == WorkflowStepKind.name || step.kind == AgentStepKind.name
+            guard let step = definition.step(run.steps[index].id),
+                step.kind == WorkflowStepKind.name || step.kind == AgentStepKind.name
             else { continue }
             do throws(CaravanError) {
                 childRuns.append(try Self.childRequest(for: step, scope: scope, limit: maxOutputBytes))
@@ -264,7 +300,15 @@ struct RunPlanner {
             var items: [JSONValue]?
             if let forEach = step.forEach, case .array(let values) = forEach.evaluate(in: scope) { items = values }
             do throws(CaravanError) {
-                launches.append(try Self.launch(step, attempt: run.steps[index].attempts, items: items, scope: scope, limit: maxOutputBytes))
+                launches.append(
+                    try Self.launch(
+                        step,
+                        attempt: run.steps[index].attempts,
+                        items: items,
+                        scope: scope,
+                        limit: maxOutputBytes
+                    )
+                )
             } catch {
                 fail(&run, index, Failure(code: Self.failureCode(error), message: error.detail, retryable: false))
             }
@@ -289,9 +333,15 @@ struct RunPlanner {
             if let position = signals.firstIndex(where: { $0.name == "approve" }) {
                 let signal = signals.remove(at: position)
                 consumedSignals.append(signal.id)
-                record(&run, "signal.received", step: state.id, data: [
-                    "name": .string(signal.name), "data": signal.data, "by": signal.sender.map(JSONValue.string) ?? .null,
-                ])
+                record(
+                    &run,
+                    "signal.received",
+                    step: state.id,
+                    data: [
+                        "name": .string(signal.name), "data": signal.data,
+                        "by": signal.sender.map(JSONValue.string) ?? .null,
+                    ]
+                )
                 let approved = signal.data["approved"] == .bool(true)
                 let output: JSONValue = [
                     "approved": .bool(approved),
@@ -302,21 +352,32 @@ struct RunPlanner {
                     succeed(&run, index, output: output)
                 } else {
                     run.steps[index].output = output
-                    fail(&run, index, Failure(code: "rejected", message: "The approval was rejected.", retryable: false))
+                    fail(
+                        &run,
+                        index,
+                        Failure(code: "rejected", message: "The approval was rejected.", retryable: false)
+                    )
                 }
                 return true
             }
             if let wakeAt = state.wakeAt, wakeAt <= now {
-                fail(&run, index, Failure(code: "approval_timeout", message: "No approval arrived in time.", retryable: false))
+                fail(
+                    &run,
+                    index,
+                    Failure(code: "approval_timeout", message: "No approval arrived in time.", retryable: false)
+                )
                 return true
             }
             return false
         case WorkflowStepKind.name, AgentStepKind.name:
-            guard let childID = state.childRunID, let child = children[childID], child.status.isTerminal else { return false }
+            guard let childID = state.childRunID, let child = children[childID], child.status.isTerminal else {
+                return false
+            }
             switch child.status {
             case .succeeded: succeed(&run, index, output: child.output ?? .null)
             default:
-                let message = child.error.map { "The child run \(childID) \(child.status.rawValue): \($0.message)" }
+                let message =
+                    child.error.map { "The child run \(childID) \(child.status.rawValue): \($0.message)" }
                     ?? "The child run \(childID) \(child.status.rawValue)."
                 fail(&run, index, Failure(code: "child_\(child.status.rawValue)", message: message, retryable: false))
             }
@@ -338,11 +399,15 @@ struct RunPlanner {
         case .succeeded(let output):
             let size = output.canonicalText.utf8.count
             if size > maxOutputBytes {
-                fail(&run, index, Failure(
-                    code: "output_too_large",
-                    message: "The output is \(size) bytes; the limit is \(maxOutputBytes).",
-                    retryable: false
-                ))
+                fail(
+                    &run,
+                    index,
+                    Failure(
+                        code: "output_too_large",
+                        message: "The output is \(size) bytes; the limit is \(maxOutputBytes).",
+                        retryable: false
+                    )
+                )
             } else {
                 succeed(&run, index, output: output)
             }
@@ -353,11 +418,16 @@ struct RunPlanner {
                 run.steps[index].status = .pending
                 run.steps[index].wakeAt = now + delay.milliseconds
                 run.steps[index].error = RunFailure(code: failure.code.rawValue, message: failure.message, step: stepID)
-                record(&run, "step.retrying", step: stepID, data: [
-                    "attempt": .int(Int64(run.steps[index].attempts)),
-                    "error": ["code": .string(failure.code.rawValue), "message": .string(failure.message)],
-                    "retry_at": .string(Clock.rfc3339(now + delay.milliseconds)),
-                ])
+                record(
+                    &run,
+                    "step.retrying",
+                    step: stepID,
+                    data: [
+                        "attempt": .int(Int64(run.steps[index].attempts)),
+                        "error": ["code": .string(failure.code.rawValue), "message": .string(failure.message)],
+                        "retry_at": .string(Clock.rfc3339(now + delay.milliseconds)),
+                    ]
+                )
                 updateRunStatus(&run)
             } else {
                 fail(&run, index, failure)
@@ -377,7 +447,8 @@ struct RunPlanner {
 
     /// Fails a step that waits for a child run that cannot be started.
     mutating func failWaiting(_ run: inout RunRecord, step stepID: String, _ failure: Failure) {
-        guard !run.status.isTerminal, let index = run.steps.firstIndex(where: { $0.id == stepID }), run.steps[index].status == .waiting
+        guard !run.status.isTerminal, let index = run.steps.firstIndex(where: { $0.id == stepID }),
+            run.steps[index].status == .waiting
         else { return }
         childRuns.removeAll { $0.stepID == stepID }
         fail(&run, index, failure)
@@ -429,7 +500,9 @@ struct RunPlanner {
         }
         do throws(CaravanError) {
             var output: JSONValue = .null
-            if let template = definition.output { output = try Template.render(template, scope: Self.scope(of: run), limit: maxOutputBytes) }
+            if let template = definition.output {
+                output = try Template.render(template, scope: Self.scope(of: run), limit: maxOutputBytes)
+            }
             run.status = .succeeded
             run.output = output
             run.finishedAt = now
@@ -445,9 +518,12 @@ struct RunPlanner {
     /// `running` while a step runs; `waiting` while the run waits only on timers, signals or children.
     private func updateRunStatus(_ run: inout RunRecord) {
         guard !run.status.isTerminal, run.status != .queued else { return }
-        run.status = run.steps.contains { $0.status == .running } ? .running
-            : run.steps.contains { $0.status == .waiting || ($0.status == .pending && $0.wakeAt != nil) } ? .waiting
-            : .running
+        run.status =
+            run.steps.contains { $0.status == .running }
+            ? .running
+            : run.steps.contains { $0.status == .waiting || ($0.status == .pending && $0.wakeAt != nil) }
+                ? .waiting
+                : .running
     }
 
     /// The earliest time a step of the run needs attention (a timer, a retry), if any.

@@ -137,7 +137,8 @@ struct RunStore: Sendable {
     func journal(runID: String, step: String, in executor: any SQLExecutor) async throws -> [String: JSONValue] {
         var entries: [String: JSONValue] = [:]
         for row in try await executor.query(
-            "SELECT key, value FROM run_journal WHERE run_id = $1 AND step = $2", [.text(runID), .text(step)]
+            "SELECT key, value FROM run_journal WHERE run_id = $1 AND step = $2",
+            [.text(runID), .text(step)]
         ) {
             let text = try row.string("value")
             entries[try row.string("key")] = try JSONValue(parsing: Array(text.utf8), maxDepth: 512)
@@ -180,7 +181,13 @@ struct RunStore: Sendable {
 
     /// Claims up to `limit` runs that need a worker now: due timers, woken runs, and runs whose owner's lease ran
     /// out. Several nodes may claim at once; each run goes to one of them.
-    func claim(owner: String, now: Int64, leaseUntil: Int64, limit: Int, in executor: any SQLExecutor) async throws
+    func claim(
+        owner: String,
+        now: Int64,
+        leaseUntil: Int64,
+        limit: Int,
+        in executor: any SQLExecutor
+    ) async throws
         -> [ClaimedRun]
     {
         let lock = executor.dialect == .postgres ? "FOR UPDATE SKIP LOCKED" : ""
@@ -196,12 +203,19 @@ struct RunStore: Sendable {
             """,
             [.text(owner), .int(leaseUntil), .int(now), .int(Int64(limit))]
         )
-        return try rows.map { ClaimedRun(run: try Self.decode($0), fence: try $0.int("fence"), wakeSeq: try $0.int("wake_seq")) }
+        return try rows.map {
+            ClaimedRun(run: try Self.decode($0), fence: try $0.int("fence"), wakeSeq: try $0.int("wake_seq"))
+        }
     }
 
     /// Extends this node's leases on `ids`.
     /// - Returns: for each run still held, whether a cancel was requested.
-    func renew(owner: String, ids: [String], leaseUntil: Int64, in executor: any SQLExecutor) async throws
+    func renew(
+        owner: String,
+        ids: [String],
+        leaseUntil: Int64,
+        in executor: any SQLExecutor
+    ) async throws
         -> [String: Bool]
     {
         var result: [String: Bool] = [:]
@@ -263,7 +277,11 @@ struct RunStore: Sendable {
     }
 
     /// How many runs are executing (running or waiting), in the organization and for one workflow.
-    func activeCounts(orgID: String, workflow: String, in executor: any SQLExecutor) async throws -> (org: Int, workflow: Int) {
+    func activeCounts(
+        orgID: String,
+        workflow: String,
+        in executor: any SQLExecutor
+    ) async throws -> (org: Int, workflow: Int) {
         let row = try await executor.queryFirst(
             """
             SELECT COUNT(*) AS total, SUM(CASE WHEN workflow = $2 THEN 1 ELSE 0 END) AS of_workflow
@@ -395,7 +413,14 @@ struct RunStore: Sendable {
     // MARK: Signals
 
     /// Stores a signal for a run.
-    func addSignal(runID: String, name: String, data: JSONValue, sender: String?, at now: Int64, in executor: any SQLExecutor) async throws {
+    func addSignal(
+        runID: String,
+        name: String,
+        data: JSONValue,
+        sender: String?,
+        at now: Int64,
+        in executor: any SQLExecutor
+    ) async throws {
         try await executor.execute(
             "INSERT INTO run_signals (run_id, name, data, sender, created_at) VALUES ($1, $2, $3, $4, $5)",
             [.text(runID), .text(name), .json(data), .text(sender), .int(now)]
@@ -403,7 +428,10 @@ struct RunStore: Sendable {
     }
 
     /// Unconsumed signals of a run, oldest first.
-    func pendingSignals(runID: String, in executor: any SQLExecutor) async throws -> [(id: Int64, name: String, data: JSONValue, sender: String?)] {
+    func pendingSignals(
+        runID: String,
+        in executor: any SQLExecutor
+    ) async throws -> [(id: Int64, name: String, data: JSONValue, sender: String?)] {
         try await executor.query(
             "SELECT id, name, data, sender FROM run_signals WHERE run_id = $1 AND consumed_at IS NULL ORDER BY id",
             [.text(runID)]

@@ -16,7 +16,9 @@ public struct SecretRedactor: Sendable {
         var forms: Set<String> = []
         for value in values where !value.isEmpty {
             forms.insert(value)
-            for allowed in [CharacterSet.alphanumerics, .urlQueryAllowed, .urlPathAllowed, .urlHostAllowed, .urlUserAllowed] {
+            for allowed in [
+                CharacterSet.alphanumerics, .urlQueryAllowed, .urlPathAllowed, .urlHostAllowed, .urlUserAllowed,
+            ] {
                 if let encoded = value.addingPercentEncoding(withAllowedCharacters: allowed) {
                     forms.insert(encoded)
                     forms.insert(encoded.replacingOccurrences(of: "%20", with: "+"))
@@ -51,7 +53,9 @@ public struct SecretRedactor: Sendable {
         case .string(let text): .string(redact(text))
         case .array(let items): .array(items.map(redact))
         case .object(let fields):
-            .object(Dictionary(fields.map { (redact($0.key), redact($0.value)) }, uniquingKeysWith: { first, _ in first }))
+            .object(
+                Dictionary(fields.map { (redact($0.key), redact($0.value)) }, uniquingKeysWith: { first, _ in first })
+            )
         default: value
         }
     }

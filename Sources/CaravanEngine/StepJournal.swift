@@ -22,7 +22,9 @@ public final class StepJournal: Sendable {
     private let live: @Sendable (String, JSONValue) -> Void
 
     init(
-        stepID: String, entries: [String: JSONValue], writes: AsyncStream<Write>.Continuation,
+        stepID: String,
+        entries: [String: JSONValue],
+        writes: AsyncStream<Write>.Continuation,
         live: @escaping @Sendable (String, JSONValue) -> Void
     ) {
         self.stepID = stepID
@@ -33,7 +35,11 @@ public final class StepJournal: Sendable {
 
     /// Records `value` under `key`, with `events` appended to the run's history, and returns once committed.
     /// - Throws: `Failure` `lease_lost` when this node no longer holds the run (another node continues it).
-    public func record(_ key: String, value: JSONValue, events: [(type: String, data: JSONValue)] = []) async throws(Failure) {
+    public func record(
+        _ key: String,
+        value: JSONValue,
+        events: [(type: String, data: JSONValue)] = []
+    ) async throws(Failure) {
         // Resumed once: by the execution after the commit, or with `false` when the step is cancelled first (the
         // execution then stops and never answers).
         let answer = Answer()

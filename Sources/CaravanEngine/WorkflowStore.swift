@@ -35,7 +35,10 @@ public final class WorkflowStore: Sendable {
 
     /// Creates the workflow or a new version of it; an unchanged definition keeps its version.
     /// - Returns: the stored version and whether it is new.
-    public func put(orgID: String, definition: WorkflowDefinition) async throws -> (workflow: StoredWorkflow, created: Bool) {
+    public func put(
+        orgID: String,
+        definition: WorkflowDefinition
+    ) async throws -> (workflow: StoredWorkflow, created: Bool) {
         let text = definition.source.canonicalText
         let now = Clock.nowMilliseconds()
         let nextFire = definition.schedule.flatMap { Scheduler.nextFire(of: $0, after: now) }
@@ -52,8 +55,14 @@ public final class WorkflowStore: Sendable {
                 let version = Int(try existing.int("latest_version"))
                 return (
                     StoredWorkflow(
-                        orgID: orgID, name: definition.name, version: version, latestVersion: version,
-                        definition: definition, createdAt: try existing.int("created_at"), updatedAt: now, archivedAt: nil
+                        orgID: orgID,
+                        name: definition.name,
+                        version: version,
+                        latestVersion: version,
+                        definition: definition,
+                        createdAt: try existing.int("created_at"),
+                        updatedAt: now,
+                        archivedAt: nil
                     ),
                     false
                 )
@@ -85,8 +94,14 @@ public final class WorkflowStore: Sendable {
             )
             return (
                 StoredWorkflow(
-                    orgID: orgID, name: definition.name, version: version, latestVersion: version, definition: definition,
-                    createdAt: createdAt, updatedAt: now, archivedAt: nil
+                    orgID: orgID,
+                    name: definition.name,
+                    version: version,
+                    latestVersion: version,
+                    definition: definition,
+                    createdAt: createdAt,
+                    updatedAt: now,
+                    archivedAt: nil
                 ),
                 true
             )
@@ -96,7 +111,9 @@ public final class WorkflowStore: Sendable {
     /// The workflow `name` at `version` (default: the latest), or `nil`.
     public func get(orgID: String, name: String, version: Int? = nil) async throws -> StoredWorkflow? {
         guard version == nil else { return try await load(orgID: orgID, name: name, version: version) }
-        return try await latest.value(orgID + "/" + name) { try await self.load(orgID: orgID, name: name, version: nil) }
+        return try await latest.value(orgID + "/" + name) {
+            try await self.load(orgID: orgID, name: name, version: nil)
+        }
     }
 
     private func load(orgID: String, name: String, version: Int?) async throws -> StoredWorkflow? {
@@ -113,9 +130,18 @@ public final class WorkflowStore: Sendable {
         guard let row else { return nil }
         let storedVersion = Int(try row.int("version"))
         return StoredWorkflow(
-            orgID: orgID, name: name, version: storedVersion, latestVersion: Int(try row.int("latest_version")),
-            definition: try cachedDefinition(orgID: orgID, name: name, version: storedVersion, text: try row.string("definition")),
-            createdAt: try row.int("created_at"), updatedAt: try row.int("updated_at"),
+            orgID: orgID,
+            name: name,
+            version: storedVersion,
+            latestVersion: Int(try row.int("latest_version")),
+            definition: try cachedDefinition(
+                orgID: orgID,
+                name: name,
+                version: storedVersion,
+                text: try row.string("definition")
+            ),
+            createdAt: try row.int("created_at"),
+            updatedAt: try row.int("updated_at"),
             archivedAt: try row.optionalInt("archived_at")
         )
     }
@@ -128,7 +154,12 @@ public final class WorkflowStore: Sendable {
     }
 
     /// A page of workflows (latest versions), by name; with `agents`, the workflows that keep agents instead.
-    public func list(orgID: String, after cursor: String?, limit: Int, agents: Bool = false) async throws -> [StoredWorkflow] {
+    public func list(
+        orgID: String,
+        after cursor: String?,
+        limit: Int,
+        agents: Bool = false
+    ) async throws -> [StoredWorkflow] {
         let kind = agents ? "AND w.name LIKE 'agent:%'" : "AND w.name NOT LIKE 'agent:%'"
         let rows = try await database.read { executor in
             try await executor.query(
@@ -146,9 +177,18 @@ public final class WorkflowStore: Sendable {
             let name = try row.string("name")
             let version = Int(try row.int("latest_version"))
             return StoredWorkflow(
-                orgID: orgID, name: name, version: version, latestVersion: version,
-                definition: try cachedDefinition(orgID: orgID, name: name, version: version, text: try row.string("definition")),
-                createdAt: try row.int("created_at"), updatedAt: try row.int("updated_at"),
+                orgID: orgID,
+                name: name,
+                version: version,
+                latestVersion: version,
+                definition: try cachedDefinition(
+                    orgID: orgID,
+                    name: name,
+                    version: version,
+                    text: try row.string("definition")
+                ),
+                createdAt: try row.int("created_at"),
+                updatedAt: try row.int("updated_at"),
                 archivedAt: try row.optionalInt("archived_at")
             )
         }
@@ -169,7 +209,8 @@ public final class WorkflowStore: Sendable {
         }
     }
 
-    private func cachedDefinition(orgID: String, name: String, version: Int, text: String) throws -> WorkflowDefinition {
+    private func cachedDefinition(orgID: String, name: String, version: Int, text: String) throws -> WorkflowDefinition
+    {
         let key = "\(orgID)/\(name)/\(version)"
         if let cached = cache.withLock({ $0[key] }) { return cached }
         let definition = try DefinitionParser.validate(

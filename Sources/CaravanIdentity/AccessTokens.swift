@@ -14,7 +14,9 @@ struct AccessClaims: JWTPayload {
 
     func verify(using algorithm: some JWTAlgorithm) async throws {
         try exp.verifyNotExpired()
-        guard iss.value == AccessTokens.issuer else { throw JWTError.claimVerificationFailure(failedClaim: iss, reason: "wrong issuer") }
+        guard iss.value == AccessTokens.issuer else {
+            throw JWTError.claimVerificationFailure(failedClaim: iss, reason: "wrong issuer")
+        }
         try aud.verifyIntendedAudience(includes: AccessTokens.audience)
     }
 }
@@ -44,8 +46,11 @@ public struct AccessTokens: Sendable {
     /// A signed token for `userID` in session `sessionID`.
     public func issue(userID: String, sessionID: String, now: Date = Date()) async throws -> String {
         let claims = AccessClaims(
-            sub: SubjectClaim(value: userID), sid: sessionID, iss: IssuerClaim(value: Self.issuer),
-            aud: AudienceClaim(value: [Self.audience]), iat: IssuedAtClaim(value: now),
+            sub: SubjectClaim(value: userID),
+            sid: sessionID,
+            iss: IssuerClaim(value: Self.issuer),
+            aud: AudienceClaim(value: [Self.audience]),
+            iat: IssuedAtClaim(value: now),
             exp: ExpirationClaim(value: now.addingTimeInterval(Double(lifetime.components.seconds)))
         )
         return try await keys.sign(claims)

@@ -102,7 +102,8 @@ public struct AuthThrottle: Sendable {
     public func clearFailures(_ email: String, source: String) async throws {
         try await database.withTransaction { executor in
             try await executor.execute(
-                "DELETE FROM login_source_failures WHERE email = $1 AND source = $2", [.text(email), .text(source)]
+                "DELETE FROM login_source_failures WHERE email = $1 AND source = $2",
+                [.text(email), .text(source)]
             )
         }
     }

@@ -28,7 +28,12 @@ extension IdentityService {
         let codes = (0..<10).map { _ in OpaqueToken.recoveryCode() }
         let sealed = box.seal(Array(secret.utf8), context: Self.totpContext(userID: userID))
         let email = try await database.withTransaction { executor -> String in
-            guard let row = try await executor.queryFirst("SELECT email, totp_enabled FROM users WHERE id = $1", [.text(userID)]) else {
+            guard
+                let row = try await executor.queryFirst(
+                    "SELECT email, totp_enabled FROM users WHERE id = $1",
+                    [.text(userID)]
+                )
+            else {
                 throw CaravanError(.unauthenticated, "The account no longer exists.")
             }
             guard try !row.bool("totp_enabled") else {
@@ -41,7 +46,8 @@ extension IdentityService {
             try await executor.execute("DELETE FROM recovery_codes WHERE user_id = $1", [.text(userID)])
             for code in codes {
                 try await executor.execute(
-                    "INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)", [.text(userID), .text(OpaqueToken.digest(code))]
+                    "INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)",
+                    [.text(userID), .text(OpaqueToken.digest(code))]
                 )
             }
             return try row.string("email")
@@ -57,12 +63,22 @@ extension IdentityService {
             throw CaravanError.validation("/code", "code must be the 6 digits your authenticator shows")
         }
         let accepted = try await database.withTransaction { executor -> Bool in
-            guard let row = try await executor.queryFirst(
-                "SELECT totp_secret, totp_last_step FROM users WHERE id = $1", [.text(userID)]
-            ), let sealed = try row.optionalString("totp_secret") else {
+            guard
+                let row = try await executor.queryFirst(
+                    "SELECT totp_secret, totp_last_step FROM users WHERE id = $1",
+                    [.text(userID)]
+                ), let sealed = try row.optionalString("totp_secret")
+            else {
                 throw CaravanError(.conflict, "Start enrolment first: POST /v1/auth/mfa/totp.")
             }
-            guard let step = try matchingStep(code: code, sealed: sealed, userID: userID, after: try row.int("totp_last_step")) else {
+            guard
+                let step = try matchingStep(
+                    code: code,
+                    sealed: sealed,
+                    userID: userID,
+                    after: try row.int("totp_last_step")
+                )
+            else {
                 return false
             }
             try await executor.execute(
@@ -71,7 +87,9 @@ extension IdentityService {
             )
             return true
         }
-        guard accepted else { throw CaravanError.validation("/code", "The code is wrong or expired; try the next one.") }
+        guard accepted else {
+            throw CaravanError.validation("/code", "The code is wrong or expired; try the next one.")
+        }
     }
 
     /// The time step whose code is `code`, among the current step and one either side, later than `after`.
@@ -92,10 +110,17 @@ extension IdentityService {
         guard trimmed.utf8.count <= 64 else { return false }
         return try await database.withTransaction { executor in
             if trimmed.count == 6, trimmed.allSatisfy(\.isNumber) {
-                guard let row = try await executor.queryFirst(
-                    "SELECT totp_secret, totp_last_step FROM users WHERE id = $1", [.text(userID)]
-                ), let sealed = try row.optionalString("totp_secret"),
-                    let step = try matchingStep(code: trimmed, sealed: sealed, userID: userID, after: try row.int("totp_last_step"))
+                guard
+                    let row = try await executor.queryFirst(
+                        "SELECT totp_secret, totp_last_step FROM users WHERE id = $1",
+                        [.text(userID)]
+                    ), let sealed = try row.optionalString("totp_secret"),
+                    let step = try matchingStep(
+                        code: trimmed,
+                        sealed: sealed,
+                        userID: userID,
+                        after: try row.int("totp_last_step")
+                    )
                 else { return false }
                 let updated = try await executor.query(
                     "UPDATE users SET totp_last_step = $2 WHERE id = $1 AND totp_last_step < $2 RETURNING id",

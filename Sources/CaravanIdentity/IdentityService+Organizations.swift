@@ -19,7 +19,9 @@ extension IdentityService {
             } catch let error as StorageError where error.code == .conflict {
                 throw CaravanError(.conflict, "An organization with this name exists; choose another name.")
             }
-            let email = try await executor.queryFirst("SELECT email FROM users WHERE id = $1", [.text(userID)])?.string("email") ?? ""
+            let email =
+                try await executor.queryFirst("SELECT email FROM users WHERE id = $1", [.text(userID)])?.string("email")
+                ?? ""
             try await executor.execute(
                 "INSERT INTO memberships (org_id, user_id, role, created_at, updated_at) VALUES ($1, $2, 'owner', $3, $3)",
                 [.text(orgID), .text(userID), .int(now)]
@@ -32,12 +34,18 @@ extension IdentityService {
     public func organization(orgID: String) async throws -> (Organization, rateLimitPerMinute: Int?) {
         let row = try await database.read { executor in
             try await executor.queryFirst(
-                "SELECT id, name, created_at, updated_at, rate_limit_per_minute FROM organizations WHERE id = $1", [.text(orgID)]
+                "SELECT id, name, created_at, updated_at, rate_limit_per_minute FROM organizations WHERE id = $1",
+                [.text(orgID)]
             )
         }
         guard let row else { throw CaravanError.notFound("The organization '\(orgID)'") }
         return (
-            Organization(id: try row.string("id"), name: try row.string("name"), createdAt: try row.int("created_at"), updatedAt: try row.int("updated_at")),
+            Organization(
+                id: try row.string("id"),
+                name: try row.string("name"),
+                createdAt: try row.int("created_at"),
+                updatedAt: try row.int("updated_at")
+            ),
             (try row.optionalInt("rate_limit_per_minute")).map(Int.init)
         )
     }
@@ -46,10 +54,14 @@ extension IdentityService {
     /// `.some(nil)`: back to the server's default). When the operator set a limit (`Settings.rateLimitCeiling`),
     /// an organization may only lower it: a limit above it, or `0`, is refused.
     public func updateOrganization(orgID: String, name rawName: String?, rateLimit: Int??) async throws {
-        let name = try rawName.map { name throws(CaravanError) in try Self.checkOrganizationName(name, pointer: "/name") }
+        let name = try rawName.map { name throws(CaravanError) in try Self.checkOrganizationName(name, pointer: "/name")
+        }
         if case .some(.some(let limit)) = rateLimit {
             if limit < 0 || limit > 1_000_000 {
-                throw CaravanError.validation("/rate_limit_per_minute", "rate_limit_per_minute must be from 0 (no limit) to 1000000, or null")
+                throw CaravanError.validation(
+                    "/rate_limit_per_minute",
+                    "rate_limit_per_minute must be from 0 (no limit) to 1000000, or null"
+                )
             }
             let ceiling = settings.rateLimitCeiling
             if ceiling > 0, limit == 0 || limit > ceiling {
@@ -63,7 +75,10 @@ extension IdentityService {
         try await changeCredentials { executor in
             do {
                 if let name {
-                    try await executor.execute("UPDATE organizations SET name = $2, updated_at = $3 WHERE id = $1", [.text(orgID), .text(name), .int(now)])
+                    try await executor.execute(
+                        "UPDATE organizations SET name = $2, updated_at = $3 WHERE id = $1",
+                        [.text(orgID), .text(name), .int(now)]
+                    )
                 }
             } catch let error as StorageError where error.code == .conflict {
                 throw CaravanError(.conflict, "An organization with this name exists; choose another name.")
@@ -91,8 +106,12 @@ extension IdentityService {
 
     static func decodeMembership(_ row: SQLRow) throws -> Membership {
         Membership(
-            orgID: try row.string("org_id"), orgName: try row.string("org_name"), userID: try row.string("user_id"),
-            email: try row.string("email"), role: Role(rawValue: try row.string("role")) ?? .viewer, createdAt: try row.int("created_at")
+            orgID: try row.string("org_id"),
+            orgName: try row.string("org_name"),
+            userID: try row.string("user_id"),
+            email: try row.string("email"),
+            role: Role(rawValue: try row.string("role")) ?? .viewer,
+            createdAt: try row.int("created_at")
         )
     }
 
@@ -108,7 +127,8 @@ extension IdentityService {
     public func member(orgID: String, userID: String) async throws -> Membership {
         let row = try await database.read { executor in
             try await executor.queryFirst(
-                "SELECT \(Self.memberColumns) FROM \(Self.memberJoins) WHERE m.org_id = $1 AND m.user_id = $2", [.text(orgID), .text(userID)]
+                "SELECT \(Self.memberColumns) FROM \(Self.memberJoins) WHERE m.org_id = $1 AND m.user_id = $2",
+                [.text(orgID), .text(userID)]
             )
         }
         guard let row else { throw CaravanError.notFound("The member '\(userID)'") }
@@ -117,14 +137,24 @@ extension IdentityService {
 
     /// Invites `email` with `role`, which may not exceed the inviter's.
     /// - Returns: the invitation and its token (shown once; the invitee signs up or accepts with it).
-    public func invite(orgID: String, by inviter: Principal, email rawEmail: String?, role rawRole: String?) async throws -> (Invitation, token: String) {
+    public func invite(
+        orgID: String,
+        by inviter: Principal,
+        email rawEmail: String?,
+        role rawRole: String?
+    ) async throws -> (Invitation, token: String) {
         let email = try Self.normalize(email: rawEmail)
         let role = try Role.parse(rawRole, at: "/role")
         try Self.checkGrant(role, by: inviter, pointer: "/role")
         let token = OpaqueToken.make(prefix: "cvi_")
         let now = Clock.nowMilliseconds()
         let invitation = Invitation(
-            id: Identifier.make("inv"), orgID: orgID, email: email, role: role, invitedBy: inviter.userID, createdAt: now,
+            id: Identifier.make("inv"),
+            orgID: orgID,
+            email: email,
+            role: role,
+            invitedBy: inviter.userID,
+            createdAt: now,
             expiresAt: now + 7 * 86_400_000
         )
         try await database.withTransaction { executor in
@@ -139,8 +169,11 @@ extension IdentityService {
                 INSERT INTO invitations (id, org_id, email, role, token_hash, invited_by, created_at, expires_at)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                 """,
-                [.text(invitation.id), .text(orgID), .text(email), .text(role.rawValue), .text(OpaqueToken.digest(token)),
-                 .text(inviter.userID), .int(now), .int(invitation.expiresAt)]
+                [
+                    .text(invitation.id), .text(orgID), .text(email), .text(role.rawValue),
+                    .text(OpaqueToken.digest(token)),
+                    .text(inviter.userID), .int(now), .int(invitation.expiresAt),
+                ]
             )
         }
         return (invitation, token)
@@ -158,9 +191,17 @@ extension IdentityService {
                     """,
                     [.text(OpaqueToken.digest(token)), .text(userID), .int(now)]
                 )
-            else { throw CaravanError.validation("/token", "The invitation is not valid for this account, or it expired or was used.") }
+            else {
+                throw CaravanError.validation(
+                    "/token",
+                    "The invitation is not valid for this account, or it expired or was used."
+                )
+            }
             let orgID = try row.string("org_id")
-            try await executor.execute("UPDATE invitations SET accepted_at = $2 WHERE id = $1", [.text(try row.string("id")), .int(now)])
+            try await executor.execute(
+                "UPDATE invitations SET accepted_at = $2 WHERE id = $1",
+                [.text(try row.string("id")), .int(now)]
+            )
             do {
                 try await executor.execute(
                     "INSERT INTO memberships (org_id, user_id, role, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
@@ -169,22 +210,32 @@ extension IdentityService {
             } catch let error as StorageError where error.code == .conflict {
                 throw CaravanError(.conflict, "You are already a member of this organization.")
             }
-            guard let member = try await executor.queryFirst(
-                "SELECT \(Self.memberColumns) FROM \(Self.memberJoins) WHERE m.org_id = $1 AND m.user_id = $2", [.text(orgID), .text(userID)]
-            ) else { throw CaravanError(.internal, "The membership just written is missing.") }
+            guard
+                let member = try await executor.queryFirst(
+                    "SELECT \(Self.memberColumns) FROM \(Self.memberJoins) WHERE m.org_id = $1 AND m.user_id = $2",
+                    [.text(orgID), .text(userID)]
+                )
+            else { throw CaravanError(.internal, "The membership just written is missing.") }
             return try Self.decodeMembership(member)
         }
     }
 
     /// Changes a member's role. Neither the member's current role nor the new one may exceed the actor's; the
     /// last owner stays an owner.
-    public func changeRole(orgID: String, userID: String, to rawRole: String?, by actor: Principal) async throws -> Membership {
+    public func changeRole(
+        orgID: String,
+        userID: String,
+        to rawRole: String?,
+        by actor: Principal
+    ) async throws -> Membership {
         let role = try Role.parse(rawRole, at: "/role")
         try Self.checkGrant(role, by: actor, pointer: "/role")
         try await changeCredentials { executor in
             let current = try await Self.lockedRole(orgID: orgID, userID: userID, executor: executor)
             try Self.checkGrant(current, by: actor, pointer: "/role")
-            if current == .owner, role != .owner { try await Self.requireAnotherOwner(orgID: orgID, executor: executor) }
+            if current == .owner, role != .owner {
+                try await Self.requireAnotherOwner(orgID: orgID, executor: executor)
+            }
             try await executor.execute(
                 "UPDATE memberships SET role = $3, updated_at = $4 WHERE org_id = $1 AND user_id = $2",
                 [.text(orgID), .text(userID), .text(role.rawValue), .int(Clock.nowMilliseconds())]
@@ -201,9 +252,13 @@ extension IdentityService {
             try Self.checkGrant(current, by: actor, pointer: "/role")
             if current == .owner { try await Self.requireAnotherOwner(orgID: orgID, executor: executor) }
             let now = Clock.nowMilliseconds()
-            try await executor.execute("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2", [.text(orgID), .text(userID)])
             try await executor.execute(
-                "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL", [.text(userID), .int(now)]
+                "DELETE FROM memberships WHERE org_id = $1 AND user_id = $2",
+                [.text(orgID), .text(userID)]
+            )
+            try await executor.execute(
+                "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+                [.text(userID), .int(now)]
             )
             try await executor.execute(
                 "UPDATE api_keys SET revoked_at = $3 WHERE org_id = $1 AND created_by = $2 AND revoked_at IS NULL",
@@ -214,15 +269,21 @@ extension IdentityService {
 
     static func checkGrant(_ role: Role, by actor: Principal, pointer: String) throws(CaravanError) {
         guard let actorRole = actor.role, role <= actorRole else {
-            throw CaravanError(.forbidden, "You cannot grant or change a role above your own (\(actor.role?.rawValue ?? "none")).")
+            throw CaravanError(
+                .forbidden,
+                "You cannot grant or change a role above your own (\(actor.role?.rawValue ?? "none"))."
+            )
         }
     }
 
     static func lockedRole(orgID: String, userID: String, executor: any SQLExecutor) async throws -> Role {
         let lock = executor.dialect == .postgres ? " FOR UPDATE" : ""
-        guard let row = try await executor.queryFirst(
-            "SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2\(lock)", [.text(orgID), .text(userID)]
-        ) else { throw CaravanError.notFound("The member '\(userID)'") }
+        guard
+            let row = try await executor.queryFirst(
+                "SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2\(lock)",
+                [.text(orgID), .text(userID)]
+            )
+        else { throw CaravanError.notFound("The member '\(userID)'") }
         return Role(rawValue: try row.string("role")) ?? .viewer
     }
 
@@ -230,9 +291,11 @@ extension IdentityService {
         if executor.dialect == .postgres {
             try await executor.execute("SELECT pg_advisory_xact_lock(hashtext('owners:' || $1))", [.text(orgID)])
         }
-        let owners = try await executor.queryFirst(
-            "SELECT COUNT(*) AS n FROM memberships WHERE org_id = $1 AND role = 'owner'", [.text(orgID)]
-        )?.int("n") ?? 0
+        let owners =
+            try await executor.queryFirst(
+                "SELECT COUNT(*) AS n FROM memberships WHERE org_id = $1 AND role = 'owner'",
+                [.text(orgID)]
+            )?.int("n") ?? 0
         guard owners > 1 else {
             throw CaravanError(.conflict, "An organization keeps at least one owner: make someone else an owner first.")
         }
@@ -242,17 +305,34 @@ extension IdentityService {
 
     /// Creates an API key in the organization with a role no higher than the creator's.
     /// - Returns: the key's record and the key itself (shown once; only its hash is stored).
-    public func createAPIKey(orgID: String, by creator: Principal, name rawName: String?, role rawRole: String?, expiresAt: Int64?) async throws -> (APIKey, key: String) {
+    public func createAPIKey(
+        orgID: String,
+        by creator: Principal,
+        name rawName: String?,
+        role rawRole: String?,
+        expiresAt: Int64?
+    ) async throws -> (APIKey, key: String) {
         let name = (rawName ?? "").trimmingCharacters(in: .whitespaces)
-        guard !name.isEmpty, name.count <= 100 else { throw CaravanError.validation("/name", "name must be 1 to 100 characters") }
+        guard !name.isEmpty, name.count <= 100 else {
+            throw CaravanError.validation("/name", "name must be 1 to 100 characters")
+        }
         let role = try Role.parse(rawRole, at: "/role")
         try Self.checkGrant(role, by: creator, pointer: "/role")
         let now = Clock.nowMilliseconds()
-        if let expiresAt, expiresAt <= now { throw CaravanError.validation("/expires_at", "expires_at must be in the future") }
+        if let expiresAt, expiresAt <= now {
+            throw CaravanError.validation("/expires_at", "expires_at must be in the future")
+        }
         let key = OpaqueToken.make(prefix: "cvk_")
         let record = APIKey(
-            id: Identifier.make("key"), orgID: orgID, name: name, role: role, prefix: String(key.prefix(12)),
-            createdBy: creator.userID, createdAt: now, expiresAt: expiresAt, lastUsedAt: nil
+            id: Identifier.make("key"),
+            orgID: orgID,
+            name: name,
+            role: role,
+            prefix: String(key.prefix(12)),
+            createdBy: creator.userID,
+            createdAt: now,
+            expiresAt: expiresAt,
+            lastUsedAt: nil
         )
         try await database.withTransaction { executor in
             try await executor.execute(
@@ -260,8 +340,10 @@ extension IdentityService {
                 INSERT INTO api_keys (id, org_id, name, role, key_hash, prefix, created_by, created_at, expires_at)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                 """,
-                [.text(record.id), .text(orgID), .text(name), .text(role.rawValue), .text(OpaqueToken.digest(key)),
-                 .text(record.prefix), .text(creator.userID), .int(now), .int(expiresAt)]
+                [
+                    .text(record.id), .text(orgID), .text(name), .text(role.rawValue), .text(OpaqueToken.digest(key)),
+                    .text(record.prefix), .text(creator.userID), .int(now), .int(expiresAt),
+                ]
             )
         }
         return (record, key)
@@ -278,10 +360,15 @@ extension IdentityService {
                 [.text(orgID), .text(after ?? ""), .int(Int64(limit))]
             ).map { row in
                 APIKey(
-                    id: try row.string("id"), orgID: try row.string("org_id"), name: try row.string("name"),
-                    role: Role(rawValue: try row.string("role")) ?? .viewer, prefix: try row.string("prefix"),
-                    createdBy: try row.string("created_by"), createdAt: try row.int("created_at"),
-                    expiresAt: try row.optionalInt("expires_at"), lastUsedAt: try row.optionalInt("last_used_at")
+                    id: try row.string("id"),
+                    orgID: try row.string("org_id"),
+                    name: try row.string("name"),
+                    role: Role(rawValue: try row.string("role")) ?? .viewer,
+                    prefix: try row.string("prefix"),
+                    createdBy: try row.string("created_by"),
+                    createdAt: try row.int("created_at"),
+                    expiresAt: try row.optionalInt("expires_at"),
+                    lastUsedAt: try row.optionalInt("last_used_at")
                 )
             }
         }

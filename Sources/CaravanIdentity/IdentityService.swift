@@ -29,8 +29,13 @@ public struct IdentityService: Sendable {
     /// - Parameter signals: how credential changes reach the other nodes; credentials are kept in memory while
     ///   they are heard.
     public init(
-        database: any Database, hasher: PasswordHasher, tokens: AccessTokens, box: SecretBox,
-        throttle: AuthThrottle, signals: ClusterSignals, settings: Settings
+        database: any Database,
+        hasher: PasswordHasher,
+        tokens: AccessTokens,
+        box: SecretBox,
+        throttle: AuthThrottle,
+        signals: ClusterSignals,
+        settings: Settings
     ) {
         self.database = database
         self.credentials = ClusterCache(signals: signals, topic: Self.credentialsChanged)
@@ -55,7 +60,9 @@ public struct IdentityService: Sendable {
 
     static func checkOrganizationName(_ name: String?, pointer: String) throws(CaravanError) -> String {
         let name = (name ?? "").trimmingCharacters(in: .whitespaces)
-        guard !name.isEmpty, name.count <= 100, !name.contains(where: { $0.isNewline || $0.asciiValue.map { $0 < 32 } == true }) else {
+        guard !name.isEmpty, name.count <= 100,
+            !name.contains(where: { $0.isNewline || $0.asciiValue.map { $0 < 32 } == true })
+        else {
             throw CaravanError.validation(pointer, "The organization name must be 1 to 100 characters on one line.")
         }
         return name
@@ -65,13 +72,17 @@ public struct IdentityService: Sendable {
     /// holds data from before accounts existed); later users need an invitation unless signup is open.
     /// - Returns: the user, the organization they act in, their role there, and session tokens.
     public func signup(
-        email rawEmail: String?, password: String?, organization: String?, invitation: String?
+        email rawEmail: String?,
+        password: String?,
+        organization: String?,
+        invitation: String?
     ) async throws -> (user: User, membership: Membership, tokens: SessionTokens) {
         let email = try Self.normalize(email: rawEmail)
         guard let password else { throw CaravanError.validation("/password", "password is required") }
         try PasswordPolicy.check(password, email: email)
         let invitationHash = invitation.map(OpaqueToken.digest)
-        let orgName: String? = invitation == nil ? try Self.checkOrganizationName(organization, pointer: "/organization") : nil
+        let orgName: String? =
+            invitation == nil ? try Self.checkOrganizationName(organization, pointer: "/organization") : nil
         let passwordHash = try await hasher.hash(password)
         let now = Clock.nowMilliseconds()
         let userID = Identifier.make("usr")
@@ -94,25 +105,37 @@ public struct IdentityService: Sendable {
                         [.text(invitationHash), .int(now)]
                     ), try row.string("email") == email
                 else {
-                    throw CaravanError.validation("/invitation", "The invitation is not valid for this email, or it expired or was used.")
+                    throw CaravanError.validation(
+                        "/invitation",
+                        "The invitation is not valid for this email, or it expired or was used."
+                    )
                 }
                 orgID = try row.string("org_id")
                 role = try Role.parse(try row.string("role"), at: "/invitation")
                 name = try row.string("name")
-                try await executor.execute("UPDATE invitations SET accepted_at = $2 WHERE id = $1", [.text(try row.string("id")), .int(now)])
+                try await executor.execute(
+                    "UPDATE invitations SET accepted_at = $2 WHERE id = $1",
+                    [.text(try row.string("id")), .int(now)]
+                )
             } else {
                 guard !hasUsers || openSignup else {
-                    throw CaravanError(.forbidden, "Signup needs an invitation: ask an admin of your organization to invite you.")
+                    throw CaravanError(
+                        .forbidden,
+                        "Signup needs an invitation: ask an admin of your organization to invite you."
+                    )
                 }
                 orgID = Identifier.make("org")
                 // The first user adopts the organization that holds what was created before accounts existed.
-                if !hasUsers, try await executor.queryFirst(
-                    "SELECT id FROM organizations WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM memberships WHERE org_id = $1)",
-                    [.text(Organization.defaultID)]
-                ) != nil {
+                if !hasUsers,
+                    try await executor.queryFirst(
+                        "SELECT id FROM organizations WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM memberships WHERE org_id = $1)",
+                        [.text(Organization.defaultID)]
+                    ) != nil
+                {
                     orgID = Organization.defaultID
                     try await executor.execute(
-                        "UPDATE organizations SET name = $2, updated_at = $3 WHERE id = $1", [.text(orgID), .text(name), .int(now)]
+                        "UPDATE organizations SET name = $2, updated_at = $3 WHERE id = $1",
+                        [.text(orgID), .text(name), .int(now)]
                     )
                 } else {
                     try await executor.execute(
@@ -145,7 +168,10 @@ public struct IdentityService: Sendable {
     /// - Throws: `unauthenticated` for a wrong email or password (the same answer for both), `mfa_required`
     ///   when the code is missing, `rate_limited` during the backoff of this account from this address.
     public func login(
-        email rawEmail: String?, password: String?, code: String?, source: String
+        email rawEmail: String?,
+        password: String?,
+        code: String?,
+        source: String
     ) async throws -> (userID: String, tokens: SessionTokens) {
         let email = (rawEmail ?? "").trimmingCharacters(in: .whitespaces).lowercased()
         let password = password ?? ""
@@ -195,7 +221,8 @@ public struct IdentityService: Sendable {
             )
         }
         return SessionTokens(
-            accessToken: try await tokens.issue(userID: userID, sessionID: sessionID), refreshToken: refresh,
+            accessToken: try await tokens.issue(userID: userID, sessionID: sessionID),
+            refreshToken: refresh,
             expiresIn: Int(tokens.lifetime.components.seconds)
         )
     }
@@ -223,11 +250,20 @@ public struct IdentityService: Sendable {
                 return .failure(CaravanError(.unauthenticated, "The session has ended; sign in again."))
             }
             guard try row.optionalInt("used_at") == nil else {
-                try await executor.execute("UPDATE sessions SET revoked_at = $2 WHERE id = $1", [.text(sessionID), .int(now)])
-                return .failure(CaravanError(.unauthenticated, "The refresh token was already used; the session is revoked. Sign in again."))
+                try await executor.execute(
+                    "UPDATE sessions SET revoked_at = $2 WHERE id = $1",
+                    [.text(sessionID), .int(now)]
+                )
+                return .failure(
+                    CaravanError(
+                        .unauthenticated,
+                        "The refresh token was already used; the session is revoked. Sign in again."
+                    )
+                )
             }
             try await executor.execute(
-                "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1", [.text(OpaqueToken.digest(token)), .int(now)]
+                "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1",
+                [.text(OpaqueToken.digest(token)), .int(now)]
             )
             try await executor.execute(
                 "INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)",
@@ -239,7 +275,8 @@ public struct IdentityService: Sendable {
         return (
             userID,
             SessionTokens(
-                accessToken: try await tokens.issue(userID: userID, sessionID: sessionID), refreshToken: next,
+                accessToken: try await tokens.issue(userID: userID, sessionID: sessionID),
+                refreshToken: next,
                 expiresIn: Int(tokens.lifetime.components.seconds)
             )
         )
@@ -249,7 +286,8 @@ public struct IdentityService: Sendable {
     public func logout(sessionID: String) async throws {
         try await changeCredentials { executor in
             try await executor.execute(
-                "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL", [.text(sessionID), .int(Clock.nowMilliseconds())]
+                "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                [.text(sessionID), .int(Clock.nowMilliseconds())]
             )
         }
     }
@@ -268,10 +306,12 @@ public struct IdentityService: Sendable {
         let now = Clock.nowMilliseconds()
         try await changeCredentials { executor in
             try await executor.execute(
-                "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1", [.text(userID), .text(hash), .int(now)]
+                "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1",
+                [.text(userID), .text(hash), .int(now)]
             )
             try await executor.execute(
-                "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL", [.text(userID), .int(now)]
+                "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+                [.text(userID), .int(now)]
             )
         }
         return try await startSession(userID: userID)
@@ -290,7 +330,10 @@ public struct IdentityService: Sendable {
         if bearer.hasPrefix("cvk_") {
             let digest = OpaqueToken.digest(bearer)
             let key: StoredAPIKey?
-            if case .apiKey(let found) = try await credentials.value(digest, load: { try await loadAPIKey(digest: digest).map { .apiKey($0) } }) {
+            if case .apiKey(let found) = try await credentials.value(
+                digest,
+                load: { try await loadAPIKey(digest: digest).map { .apiKey($0) } }
+            ) {
                 key = found
             } else {
                 key = nil
@@ -305,13 +348,24 @@ public struct IdentityService: Sendable {
             }
             if now - (key.lastUsedAt ?? 0) > 60_000 {
                 try await database.withTransaction { executor in
-                    try await executor.execute("UPDATE api_keys SET last_used_at = $2 WHERE id = $1", [.text(key.id), .int(now)])
+                    try await executor.execute(
+                        "UPDATE api_keys SET last_used_at = $2 WHERE id = $1",
+                        [.text(key.id), .int(now)]
+                    )
                 }
-                credentials.update(digest) { if case .apiKey(var key) = $0 { key.lastUsedAt = now; $0 = .apiKey(key) } }
+                credentials.update(digest) {
+                    if case .apiKey(var key) = $0 {
+                        key.lastUsedAt = now
+                        $0 = .apiKey(key)
+                    }
+                }
             }
             return Principal(
-                credential: .apiKey(id: key.id), userID: key.createdBy, orgID: key.orgID,
-                role: Self.effectiveRole(key: keyRole, creator: creatorRole), rateLimitPerMinute: key.rateLimitPerMinute
+                credential: .apiKey(id: key.id),
+                userID: key.createdBy,
+                orgID: key.orgID,
+                role: Self.effectiveRole(key: keyRole, creator: creatorRole),
+                rateLimitPerMinute: key.rateLimitPerMinute
             )
         }
         guard let verified = await tokens.verify(bearer) else {
@@ -319,9 +373,12 @@ public struct IdentityService: Sendable {
         }
         let cacheID = "session:" + verified.sessionID
         let session: StoredSession?
-        if case .session(let found) = try await credentials.value(cacheID, load: {
-            try await loadSession(id: verified.sessionID, userID: verified.userID).map { .session($0) }
-        }), found.userID == verified.userID {
+        if case .session(let found) = try await credentials.value(
+            cacheID,
+            load: {
+                try await loadSession(id: verified.sessionID, userID: verified.userID).map { .session($0) }
+            }
+        ), found.userID == verified.userID {
             session = found
         } else {
             session = nil
@@ -330,8 +387,11 @@ public struct IdentityService: Sendable {
             throw CaravanError(.unauthenticated, "The session has ended; sign in again.")
         }
         var principal = Principal(
-            credential: .session(userID: verified.userID, sessionID: verified.sessionID), userID: verified.userID,
-            orgID: nil, role: nil, rateLimitPerMinute: nil
+            credential: .session(userID: verified.userID, sessionID: verified.sessionID),
+            userID: verified.userID,
+            orgID: nil,
+            role: nil,
+            rateLimitPerMinute: nil
         )
         let chosen: StoredSession.Membership?
         if let organization {
@@ -366,9 +426,13 @@ public struct IdentityService: Sendable {
         }
         guard let row else { return nil }
         let key = StoredAPIKey(
-            id: try row.string("id"), orgID: try row.string("org_id"), role: Role(rawValue: try row.string("role")),
-            createdBy: try row.string("created_by"), expiresAt: try row.optionalInt("expires_at"),
-            revokedAt: try row.optionalInt("revoked_at"), lastUsedAt: try row.optionalInt("last_used_at"),
+            id: try row.string("id"),
+            orgID: try row.string("org_id"),
+            role: Role(rawValue: try row.string("role")),
+            createdBy: try row.string("created_by"),
+            expiresAt: try row.optionalInt("expires_at"),
+            revokedAt: try row.optionalInt("revoked_at"),
+            lastUsedAt: try row.optionalInt("last_used_at"),
             rateLimitPerMinute: (try row.optionalInt("rate_limit_per_minute")).map(Int.init),
             creatorRole: (try row.optionalString("creator_role")).flatMap(Role.init(rawValue:))
         )
@@ -390,11 +454,22 @@ public struct IdentityService: Sendable {
         }
         guard let first = rows.first else { return nil }
         var session = StoredSession(
-            userID: userID, revokedAt: try first.optionalInt("revoked_at"), expiresAt: try first.int("expires_at"), memberships: []
+            userID: userID,
+            revokedAt: try first.optionalInt("revoked_at"),
+            expiresAt: try first.int("expires_at"),
+            memberships: []
         )
         for row in rows {
-            guard let orgID = try row.optionalString("org_id"), let role = Role(rawValue: try row.string("role")) else { continue }
-            session.memberships.append(.init(orgID: orgID, role: role, rateLimitPerMinute: (try row.optionalInt("rate_limit_per_minute")).map(Int.init)))
+            guard let orgID = try row.optionalString("org_id"), let role = Role(rawValue: try row.string("role")) else {
+                continue
+            }
+            session.memberships.append(
+                .init(
+                    orgID: orgID,
+                    role: role,
+                    rateLimitPerMinute: (try row.optionalInt("rate_limit_per_minute")).map(Int.init)
+                )
+            )
         }
         return session
     }
@@ -437,10 +512,20 @@ public struct IdentityService: Sendable {
     /// A user and their memberships.
     public func me(userID: String) async throws -> (User, [Membership]) {
         try await database.read { executor in
-            guard let row = try await executor.queryFirst("SELECT id, email, totp_enabled, created_at FROM users WHERE id = $1", [.text(userID)]) else {
+            guard
+                let row = try await executor.queryFirst(
+                    "SELECT id, email, totp_enabled, created_at FROM users WHERE id = $1",
+                    [.text(userID)]
+                )
+            else {
                 throw CaravanError(.unauthenticated, "The account no longer exists.")
             }
-            let user = User(id: try row.string("id"), email: try row.string("email"), totpEnabled: try row.bool("totp_enabled"), createdAt: try row.int("created_at"))
+            let user = User(
+                id: try row.string("id"),
+                email: try row.string("email"),
+                totpEnabled: try row.bool("totp_enabled"),
+                createdAt: try row.int("created_at")
+            )
             let rows = try await executor.query(
                 """
                 SELECT m.org_id, o.name, m.role, m.created_at FROM memberships m JOIN organizations o ON o.id = m.org_id
@@ -450,10 +535,16 @@ public struct IdentityService: Sendable {
             )
             var memberships: [Membership] = []
             for row in rows {
-                memberships.append(Membership(
-                    orgID: try row.string("org_id"), orgName: try row.string("name"), userID: user.id, email: user.email,
-                    role: Role(rawValue: try row.string("role")) ?? .viewer, createdAt: try row.int("created_at")
-                ))
+                memberships.append(
+                    Membership(
+                        orgID: try row.string("org_id"),
+                        orgName: try row.string("name"),
+                        userID: user.id,
+                        email: user.email,
+                        role: Role(rawValue: try row.string("role")) ?? .viewer,
+                        createdAt: try row.int("created_at")
+                    )
+                )
             }
             return (user, memberships)
         }

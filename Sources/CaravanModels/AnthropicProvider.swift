@@ -21,7 +21,11 @@ public struct AnthropicProvider: ChatProvider {
         transport = ProviderTransport(client: client, maxResponseBytes: maxResponseBytes)
     }
 
-    public func complete(_ request: ChatRequest, endpoint: ProviderEndpoint, onDelta: ChatDeltaHandler?) async throws(ProviderError) -> ChatResponse {
+    public func complete(
+        _ request: ChatRequest,
+        endpoint: ProviderEndpoint,
+        onDelta: ChatDeltaHandler?
+    ) async throws(ProviderError) -> ChatResponse {
         var headers = HTTPHeaders()
         if let key = endpoint.apiKey, !key.isEmpty { headers.add(name: "x-api-key", value: key) }
         headers.add(name: "anthropic-version", value: AnthropicWireFormat.version)
@@ -30,18 +34,28 @@ public struct AnthropicProvider: ChatProvider {
         let structuredTool = AnthropicWireFormat.structuredToolName(request.responseFormat)
         let provider = endpoint.name
         let model = request.model
-        return try await transport.post(body, path: "/messages", headers: headers, endpoint: endpoint, streaming: onDelta != nil) { body in
+        return try await transport.post(
+            body,
+            path: "/messages",
+            headers: headers,
+            endpoint: endpoint,
+            streaming: onDelta != nil
+        ) { body in
             switch body {
             case .complete(let bytes):
                 let json = try ProviderTransport.parseJSON(bytes, provider: provider)
-                let response = try AnthropicWireFormat.decodeResponse(json, structuredTool: structuredTool, requestedModel: model)
+                let response = try AnthropicWireFormat.decodeResponse(
+                    json,
+                    structuredTool: structuredTool,
+                    requestedModel: model
+                )
                 if let onDelta {
                     for delta in OpenAIStreamAssembler.deltas(of: response) { await onDelta(delta) }
                 }
                 return response
             case .events(let events):
                 var assembler = AnthropicStreamAssembler(structuredTool: structuredTool)
-                try await events.forEach { event in
+                try await events.read { event in
                     let data = try ProviderTransport.parseJSON(ByteBuffer(string: event.data), provider: provider)
                     for delta in try assembler.apply(data) { await onDelta?(delta) }
                     return !assembler.isFinished

@@ -108,9 +108,12 @@ struct AnthropicStreamAssembler {
 
     /// The assembled answer.
     func response(requestedModel: String) -> ChatResponse {
-        let toolCalls: [ToolCall] = sawStructured ? [] : calls.map { call in
-            ToolCall(id: call.id, name: call.name, arguments: call.arguments.isEmpty ? "{}" : call.arguments)
-        }
+        let toolCalls: [ToolCall] =
+            sawStructured
+            ? []
+            : calls.map { call in
+                ToolCall(id: call.id, name: call.name, arguments: call.arguments.isEmpty ? "{}" : call.arguments)
+            }
         return ChatResponse(
             message: .assistant(toolCalls.isEmpty || !text.isEmpty ? text : nil, toolCalls: toolCalls),
             finishReason: sawStructured ? .stop : AnthropicWireFormat.finishReason(stopReason),

@@ -16,7 +16,9 @@ enum AnthropicWireFormat {
         case .text: return nil
         case .jsonObject: return "json_object"
         case .jsonSchema(let name, _):
-            let cleaned = String(name.unicodeScalars.map { OpenAIWireFormat.isToolName(String($0)) ? Character($0) : "_" }.prefix(64))
+            let cleaned = String(
+                name.unicodeScalars.map { OpenAIWireFormat.isToolName(String($0)) ? Character($0) : "_" }.prefix(64)
+            )
             return cleaned.isEmpty ? "json_answer" : cleaned
         }
     }
@@ -39,8 +41,15 @@ enum AnthropicWireFormat {
         var toolChoice = request.toolChoice
         if let name = structuredToolName(request.responseFormat) {
             let schema: JSONValue
-            if case .jsonSchema(_, let given) = request.responseFormat { schema = given } else { schema = ["type": "object"] }
-            tools.append(["name": .string(name), "description": "Answer with JSON that matches this schema.", "input_schema": schema])
+            if case .jsonSchema(_, let given) = request.responseFormat {
+                schema = given
+            } else {
+                schema = ["type": "object"]
+            }
+            tools.append([
+                "name": .string(name), "description": "Answer with JSON that matches this schema.",
+                "input_schema": schema,
+            ])
             toolChoice = .tool(name)
         }
         if !tools.isEmpty {
@@ -78,12 +87,20 @@ enum AnthropicWireFormat {
                 role = "assistant"
                 if let text = message.content, !text.isEmpty { blocks.append(["type": "text", "text": .string(text)]) }
                 for call in message.toolCalls {
-                    blocks.append(["type": "tool_use", "id": .string(call.id), "name": .string(call.name), "input": toolInput(call.arguments)])
+                    blocks.append([
+                        "type": "tool_use", "id": .string(call.id), "name": .string(call.name),
+                        "input": toolInput(call.arguments),
+                    ])
                 }
                 if blocks.isEmpty { continue }  // the API refuses empty text
             case .tool:
                 role = "user"
-                blocks = [["type": "tool_result", "tool_use_id": .string(message.toolCallID ?? ""), "content": .string(message.content ?? "")]]
+                blocks = [
+                    [
+                        "type": "tool_result", "tool_use_id": .string(message.toolCallID ?? ""),
+                        "content": .string(message.content ?? ""),
+                    ]
+                ]
             }
             if let last = turns.last, last.role == role {
                 turns[turns.count - 1].blocks += blocks
@@ -108,7 +125,11 @@ enum AnthropicWireFormat {
     /// Reads a `message` object.
     /// - Parameter structuredTool: the forced tool of a structured-output request, whose input is the answer.
     /// - Throws: `malformedResponse` when `content` is missing or a block is not as the protocol says.
-    static func decodeResponse(_ json: JSONValue, structuredTool: String?, requestedModel: String) throws(ProviderError) -> ChatResponse {
+    static func decodeResponse(
+        _ json: JSONValue,
+        structuredTool: String?,
+        requestedModel: String
+    ) throws(ProviderError) -> ChatResponse {
         guard let blocks = json["content"]?.arrayValue else {
             let detail = json["error"]?["message"]?.stringValue.map { ": \($0)" } ?? "."
             throw ProviderError(.malformedResponse, "The answer has no content\(detail)")
@@ -125,7 +146,11 @@ enum AnthropicWireFormat {
                     throw ProviderError(.malformedResponse, "A tool_use block of the answer has no id or name.")
                 }
                 let input = (block["input"] ?? [:]).canonicalText
-                if name == structuredTool { structured = input } else { toolCalls.append(ToolCall(id: id, name: name, arguments: input)) }
+                if name == structuredTool {
+                    structured = input
+                } else {
+                    toolCalls.append(ToolCall(id: id, name: name, arguments: input))
+                }
             default:
                 continue  // thinking and other blocks carry nothing Caravan uses
             }
@@ -140,7 +165,10 @@ enum AnthropicWireFormat {
         return ChatResponse(
             message: .assistant(content, toolCalls: toolCalls),
             finishReason: reason,
-            usage: TokenUsage(inputTokens: inputTokens(json["usage"]), outputTokens: Int(json["usage"]?["output_tokens"]?.numberValue ?? 0)),
+            usage: TokenUsage(
+                inputTokens: inputTokens(json["usage"]),
+                outputTokens: Int(json["usage"]?["output_tokens"]?.numberValue ?? 0)
+            ),
             model: json["model"]?.stringValue ?? requestedModel,
             providerResponseID: json["id"]?.stringValue
         )
@@ -164,7 +192,9 @@ enum AnthropicWireFormat {
 
     /// Classifies an `error` object (in a streamed `error` event) by its `type`.
     static func streamError(_ json: JSONValue) -> ProviderError {
-        let message = "The stream failed: " + ProviderTransport.truncated(json["error"]?["message"]?.stringValue ?? json.canonicalText, to: 500)
+        let message =
+            "The stream failed: "
+            + ProviderTransport.truncated(json["error"]?["message"]?.stringValue ?? json.canonicalText, to: 500)
         switch json["error"]?["type"]?.stringValue {
         case "rate_limit_error": return ProviderError(.rateLimited, message)
         case "invalid_request_error": return ProviderError(.badRequest, message)

@@ -31,7 +31,13 @@ public struct ChatMessage: Sendable, Hashable {
     /// For tool messages: the tool's name (Anthropic does not need it; some OpenAI-compatible servers do).
     public var name: String?
 
-    public init(role: ChatRole, content: String?, toolCalls: [ToolCall] = [], toolCallID: String? = nil, name: String? = nil) {
+    public init(
+        role: ChatRole,
+        content: String?,
+        toolCalls: [ToolCall] = [],
+        toolCallID: String? = nil,
+        name: String? = nil
+    ) {
         self.role = role
         self.content = content
         self.toolCalls = toolCalls
@@ -94,8 +100,15 @@ public struct ChatRequest: Sendable, Hashable {
     public var user: String?
 
     public init(
-        model: String, messages: [ChatMessage], tools: [ToolSpec] = [], toolChoice: ToolChoice? = nil, maxTokens: Int? = nil,
-        temperature: Double? = nil, topP: Double? = nil, stop: [String] = [], responseFormat: ResponseFormat = .text,
+        model: String,
+        messages: [ChatMessage],
+        tools: [ToolSpec] = [],
+        toolChoice: ToolChoice? = nil,
+        maxTokens: Int? = nil,
+        temperature: Double? = nil,
+        topP: Double? = nil,
+        stop: [String] = [],
+        responseFormat: ResponseFormat = .text,
         user: String? = nil
     ) {
         self.model = model
@@ -148,7 +161,13 @@ public struct ChatResponse: Sendable, Hashable {
     /// The provider's id of the response, when it gave one.
     public var providerResponseID: String?
 
-    public init(message: ChatMessage, finishReason: FinishReason, usage: TokenUsage, model: String, providerResponseID: String? = nil) {
+    public init(
+        message: ChatMessage,
+        finishReason: FinishReason,
+        usage: TokenUsage,
+        model: String,
+        providerResponseID: String? = nil
+    ) {
         self.message = message
         self.finishReason = finishReason
         self.usage = usage
@@ -243,7 +262,14 @@ public struct ProviderEndpoint: Sendable {
     /// How many times a transient failure is retried on this provider before falling back.
     public var maxRetries: Int
 
-    public init(name: String, kind: ProviderKind, baseURL: String, apiKey: String?, timeoutMilliseconds: Int64, maxRetries: Int) {
+    public init(
+        name: String,
+        kind: ProviderKind,
+        baseURL: String,
+        apiKey: String?,
+        timeoutMilliseconds: Int64,
+        maxRetries: Int
+    ) {
         self.name = name
         self.kind = kind
         self.baseURL = baseURL
@@ -258,5 +284,9 @@ public protocol ChatProvider: Sendable {
     /// Sends one request and returns the whole answer. When `onDelta` is given the request is streamed and
     /// each piece is passed to it as it arrives.
     /// - Throws: `ProviderError`, classified.
-    func complete(_ request: ChatRequest, endpoint: ProviderEndpoint, onDelta: ChatDeltaHandler?) async throws(ProviderError) -> ChatResponse
+    func complete(
+        _ request: ChatRequest,
+        endpoint: ProviderEndpoint,
+        onDelta: ChatDeltaHandler?
+    ) async throws(ProviderError) -> ChatResponse
 }

@@ -119,7 +119,9 @@ public final class CircuitBreakers: Sendable {
 
     private func update<T>(_ provider: String, _ body: (inout CircuitBreaker) -> T) -> T {
         breakers.withLock { breakers in
-            var breaker = breakers[provider] ?? CircuitBreaker(failureThreshold: failureThreshold, openMilliseconds: openMilliseconds)
+            var breaker =
+                breakers[provider]
+                ?? CircuitBreaker(failureThreshold: failureThreshold, openMilliseconds: openMilliseconds)
             defer { breakers[provider] = breaker }
             return body(&breaker)
         }

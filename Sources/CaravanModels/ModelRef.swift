@@ -26,7 +26,10 @@ public struct ModelRef: Sendable, Hashable, Codable, CustomStringConvertible, Lo
     /// Whether `name` is a valid provider name: 1 to 64 of `a-z`, `0-9`, `-`.
     public static func isProviderName(_ name: String) -> Bool {
         (1...64).contains(name.utf8.count)
-            && name.utf8.allSatisfy { (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "-") }
+            && name.utf8.allSatisfy {
+                (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0)
+                    || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "-")
+            }
     }
 
     /// `provider/model`.
@@ -35,7 +38,9 @@ public struct ModelRef: Sendable, Hashable, Codable, CustomStringConvertible, Lo
     public init(from decoder: any Decoder) throws {
         let text = try decoder.singleValueContainer().decode(String.self)
         guard let ref = ModelRef(text) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "'\(text)' is not provider/model"))
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: decoder.codingPath, debugDescription: "'\(text)' is not provider/model")
+            )
         }
         self = ref
     }

@@ -20,17 +20,29 @@ public struct OpenAIProvider: ChatProvider {
         transport = ProviderTransport(client: client, maxResponseBytes: maxResponseBytes)
     }
 
-    public func complete(_ request: ChatRequest, endpoint: ProviderEndpoint, onDelta: ChatDeltaHandler?) async throws(ProviderError) -> ChatResponse {
+    public func complete(
+        _ request: ChatRequest,
+        endpoint: ProviderEndpoint,
+        onDelta: ChatDeltaHandler?
+    ) async throws(ProviderError) -> ChatResponse {
         var headers = HTTPHeaders()
         if let key = endpoint.apiKey, !key.isEmpty { headers.add(name: "Authorization", value: "Bearer \(key)") }
         if onDelta != nil { headers.add(name: "Accept", value: "text/event-stream") }
         let body = OpenAIWireFormat.encodeRequest(request, stream: onDelta != nil)
         let provider = endpoint.name
         let model = request.model
-        return try await transport.post(body, path: "/chat/completions", headers: headers, endpoint: endpoint, streaming: onDelta != nil) { body in
+        return try await transport.post(
+            body,
+            path: "/chat/completions",
+            headers: headers,
+            endpoint: endpoint,
+            streaming: onDelta != nil
+        ) { body in
             switch body {
             case .complete(let bytes):
-                var response = try OpenAIWireFormat.decodeResponse(ProviderTransport.parseJSON(bytes, provider: provider))
+                var response = try OpenAIWireFormat.decodeResponse(
+                    ProviderTransport.parseJSON(bytes, provider: provider)
+                )
                 if response.model.isEmpty { response.model = model }
                 // A server that ignored `stream: true` still gives the caller its deltas, all at once.
                 if let onDelta {
@@ -43,10 +55,15 @@ public struct OpenAIProvider: ChatProvider {
         }
     }
 
-    private static func readStream(_ events: EventReader, provider: String, model: String, onDelta: ChatDeltaHandler?) async throws -> ChatResponse {
+    private static func readStream(
+        _ events: EventReader,
+        provider: String,
+        model: String,
+        onDelta: ChatDeltaHandler?
+    ) async throws -> ChatResponse {
         var assembler = OpenAIStreamAssembler()
         var sawDone = false
-        try await events.forEach { event in
+        try await events.read { event in
             if event.data == "[DONE]" {
                 sawDone = true
                 return false

@@ -38,7 +38,10 @@ struct OpenAIStreamAssembler {
             let index = call["index"].flatMap { $0.numberValue.map { Int($0) } } ?? position
             let function = call["function"]
             if calls[index] == nil {
-                let started = PartialCall(id: call["id"]?.stringValue ?? "call_\(index)", name: function?["name"]?.stringValue ?? "")
+                let started = PartialCall(
+                    id: call["id"]?.stringValue ?? "call_\(index)",
+                    name: function?["name"]?.stringValue ?? ""
+                )
                 calls[index] = started
                 deltas.append(.toolCallStarted(index: index, id: started.id, name: started.name))
             } else if let name = function?["name"]?.stringValue, calls[index]?.name.isEmpty == true {
@@ -59,7 +62,9 @@ struct OpenAIStreamAssembler {
     /// The assembled answer.
     func response(requestedModel: String) -> ChatResponse {
         let toolCalls = calls.keys.sorted().compactMap { index in
-            calls[index].map { ToolCall(id: $0.id, name: $0.name, arguments: $0.arguments.isEmpty ? "{}" : $0.arguments) }
+            calls[index].map {
+                ToolCall(id: $0.id, name: $0.name, arguments: $0.arguments.isEmpty ? "{}" : $0.arguments)
+            }
         }
         return ChatResponse(
             message: .assistant(toolCalls.isEmpty || !text.isEmpty ? text : nil, toolCalls: toolCalls),

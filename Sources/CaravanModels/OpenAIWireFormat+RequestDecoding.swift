@@ -15,7 +15,11 @@ public struct ChatRequestDecodingError: Error, Sendable, Hashable, CustomStringC
 
     /// As a `validation_failed` error naming the field, for problem+json answers.
     public var caravanError: CaravanError {
-        CaravanError(.validationFailed, "The chat completion request is invalid: \(description)", fieldErrors: [.init(pointer: pointer, detail: detail)])
+        CaravanError(
+            .validationFailed,
+            "The chat completion request is invalid: \(description)",
+            fieldErrors: [.init(pointer: pointer, detail: detail)]
+        )
     }
 }
 
@@ -30,9 +34,13 @@ extension OpenAIWireFormat {
     /// `max_tokens`/`max_completion_tokens` (1…1,048,576), `temperature` (0…2), `top_p` (0…1), `stop`,
     /// `response_format`, `user`, `stream` and `n` (1 only). Other top-level fields are ignored.
     /// - Throws: the first fault found, with its JSON pointer.
-    public static func decodeRequest(_ json: JSONValue) throws(ChatRequestDecodingError) -> (request: ChatRequest, stream: Bool) {
+    public static func decodeRequest(
+        _ json: JSONValue
+    ) throws(ChatRequestDecodingError) -> (request: ChatRequest, stream: Bool) {
         guard let body = json.objectValue else { throw fault("", "must be a JSON object") }
-        guard let model = body["model"]?.stringValue, !model.isEmpty else { throw fault("/model", "is required and must be a non-empty string") }
+        guard let model = body["model"]?.stringValue, !model.isEmpty else {
+            throw fault("/model", "is required and must be a non-empty string")
+        }
         guard let rawMessages = body["messages"]?.arrayValue, !rawMessages.isEmpty else {
             throw fault("/messages", "is required and must be a non-empty array")
         }
@@ -67,9 +75,14 @@ extension OpenAIWireFormat {
         return (request, stream)
     }
 
-    private static func decodeMessage(_ json: JSONValue, at pointer: String) throws(ChatRequestDecodingError) -> ChatMessage {
+    private static func decodeMessage(
+        _ json: JSONValue,
+        at pointer: String
+    ) throws(ChatRequestDecodingError) -> ChatMessage {
         guard json.objectValue != nil else { throw fault(pointer, "must be an object") }
-        guard let roleText = json["role"]?.stringValue else { throw fault(pointer + "/role", "is required and must be a string") }
+        guard let roleText = json["role"]?.stringValue else {
+            throw fault(pointer + "/role", "is required and must be a string")
+        }
         let role: ChatRole
         switch roleText {
         case "system", "developer": role = .system
@@ -102,7 +115,10 @@ extension OpenAIWireFormat {
         return message
     }
 
-    private static func decodeContent(_ json: JSONValue?, at pointer: String) throws(ChatRequestDecodingError) -> String? {
+    private static func decodeContent(
+        _ json: JSONValue?,
+        at pointer: String
+    ) throws(ChatRequestDecodingError) -> String? {
         switch json {
         case nil, .null?: return nil
         case .string(let text)?: return text
@@ -112,7 +128,9 @@ extension OpenAIWireFormat {
                 guard part["type"]?.stringValue == "text" else {
                     throw fault("\(pointer)/\(index)/type", "only text parts are supported")
                 }
-                guard let partText = part["text"]?.stringValue else { throw fault("\(pointer)/\(index)/text", "must be a string") }
+                guard let partText = part["text"]?.stringValue else {
+                    throw fault("\(pointer)/\(index)/text", "must be a string")
+                }
                 text += partText
             }
             return text
@@ -120,16 +138,25 @@ extension OpenAIWireFormat {
         }
     }
 
-    private static func decodeToolCalls(_ json: JSONValue?, at pointer: String) throws(ChatRequestDecodingError) -> [ToolCall] {
+    private static func decodeToolCalls(
+        _ json: JSONValue?,
+        at pointer: String
+    ) throws(ChatRequestDecodingError) -> [ToolCall] {
         guard let json, !json.isNull else { return [] }
         guard let calls = json.arrayValue else { throw fault(pointer, "must be an array") }
         var result: [ToolCall] = []
         for (index, call) in calls.enumerated() {
             let here = "\(pointer)/\(index)"
             guard call.objectValue != nil else { throw fault(here, "must be an object") }
-            guard let id = call["id"]?.stringValue, !id.isEmpty else { throw fault(here + "/id", "is required and must be a non-empty string") }
-            if let type = call["type"], type.stringValue != "function" { throw fault(here + "/type", "must be \"function\"") }
-            guard let function = call["function"], function.objectValue != nil else { throw fault(here + "/function", "is required and must be an object") }
+            guard let id = call["id"]?.stringValue, !id.isEmpty else {
+                throw fault(here + "/id", "is required and must be a non-empty string")
+            }
+            if let type = call["type"], type.stringValue != "function" {
+                throw fault(here + "/type", "must be \"function\"")
+            }
+            guard let function = call["function"], function.objectValue != nil else {
+                throw fault(here + "/function", "is required and must be an object")
+            }
             guard let name = function["name"]?.stringValue, !name.isEmpty else {
                 throw fault(here + "/function/name", "is required and must be a non-empty string")
             }
@@ -152,7 +179,9 @@ extension OpenAIWireFormat {
         for (index, tool) in tools.enumerated() {
             let here = "/tools/\(index)"
             guard tool["type"]?.stringValue == "function" else { throw fault(here + "/type", "must be \"function\"") }
-            guard let function = tool["function"], function.objectValue != nil else { throw fault(here + "/function", "is required and must be an object") }
+            guard let function = tool["function"], function.objectValue != nil else {
+                throw fault(here + "/function", "is required and must be an object")
+            }
             guard let name = function["name"]?.stringValue, isToolName(name) else {
                 throw fault(here + "/function/name", "is required: 1 to 64 letters, digits, '_' or '-'")
             }
@@ -160,13 +189,20 @@ extension OpenAIWireFormat {
                 throw fault(here + "/function/description", "must be a string")
             }
             let parameters = function["parameters"] ?? ["type": "object", "properties": [:]]
-            guard parameters.objectValue != nil else { throw fault(here + "/function/parameters", "must be a JSON Schema object") }
-            result.append(ToolSpec(name: name, description: function["description"]?.stringValue ?? "", parameters: parameters))
+            guard parameters.objectValue != nil else {
+                throw fault(here + "/function/parameters", "must be a JSON Schema object")
+            }
+            result.append(
+                ToolSpec(name: name, description: function["description"]?.stringValue ?? "", parameters: parameters)
+            )
         }
         return result
     }
 
-    private static func decodeToolChoice(_ json: JSONValue?, tools: [ToolSpec]) throws(ChatRequestDecodingError) -> ToolChoice? {
+    private static func decodeToolChoice(
+        _ json: JSONValue?,
+        tools: [ToolSpec]
+    ) throws(ChatRequestDecodingError) -> ToolChoice? {
         switch json {
         case nil, .null?: return nil
         case .string("auto")?: return .auto
@@ -176,7 +212,9 @@ extension OpenAIWireFormat {
             guard json?["type"]?.stringValue == "function", let name = json?["function"]?["name"]?.stringValue else {
                 throw fault("/tool_choice", "must be auto, none, required or {type: function, function: {name}}")
             }
-            guard tools.contains(where: { $0.name == name }) else { throw fault("/tool_choice/function/name", "names no tool in tools") }
+            guard tools.contains(where: { $0.name == name }) else {
+                throw fault("/tool_choice/function/name", "names no tool in tools")
+            }
             return .tool(name)
         default: throw fault("/tool_choice", "must be auto, none, required or {type: function, function: {name}}")
         }
@@ -215,7 +253,11 @@ extension OpenAIWireFormat {
         }
     }
 
-    private static func number(_ json: JSONValue?, at pointer: String, in range: ClosedRange<Double>) throws(ChatRequestDecodingError) -> Double? {
+    private static func number(
+        _ json: JSONValue?,
+        at pointer: String,
+        in range: ClosedRange<Double>
+    ) throws(ChatRequestDecodingError) -> Double? {
         guard let json, !json.isNull else { return nil }
         guard let value = json.numberValue, range.contains(value) else {
             throw fault(pointer, "must be a number from \(Int(range.lowerBound)) to \(Int(range.upperBound))")
@@ -232,9 +274,11 @@ extension OpenAIWireFormat {
     }
 
     static func isToolName(_ name: String) -> Bool {
-        (1...64).contains(name.count) && name.unicodeScalars.allSatisfy {
-            ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "_" || $0 == "-"
-        }
+        (1...64).contains(name.count)
+            && name.unicodeScalars.allSatisfy {
+                ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "_"
+                    || $0 == "-"
+            }
     }
 
     private static func fault(_ pointer: String, _ detail: String) -> ChatRequestDecodingError {

@@ -16,9 +16,17 @@ public enum OpenAIWireFormat {
             "messages": .array(request.messages.map(encodeMessage)),
         ]
         if !request.tools.isEmpty {
-            body["tools"] = .array(request.tools.map { tool in
-                ["type": "function", "function": ["name": .string(tool.name), "description": .string(tool.description), "parameters": tool.parameters]]
-            })
+            body["tools"] = .array(
+                request.tools.map { tool in
+                    [
+                        "type": "function",
+                        "function": [
+                            "name": .string(tool.name), "description": .string(tool.description),
+                            "parameters": tool.parameters,
+                        ],
+                    ]
+                }
+            )
         }
         if let choice = request.toolChoice { body["tool_choice"] = encodeToolChoice(choice) }
         if let maxTokens = request.maxTokens {
@@ -31,7 +39,9 @@ public enum OpenAIWireFormat {
         case .text: break
         case .jsonObject: body["response_format"] = ["type": "json_object"]
         case .jsonSchema(let name, let schema):
-            body["response_format"] = ["type": "json_schema", "json_schema": ["name": .string(name), "schema": schema, "strict": true]]
+            body["response_format"] = [
+                "type": "json_schema", "json_schema": ["name": .string(name), "schema": schema, "strict": true],
+            ]
         }
         if let user = request.user { body["user"] = .string(user) }
         if stream {
@@ -60,7 +70,10 @@ public enum OpenAIWireFormat {
     }
 
     static func encodeToolCall(_ call: ToolCall) -> JSONValue {
-        ["id": .string(call.id), "type": "function", "function": ["name": .string(call.name), "arguments": .string(call.arguments)]]
+        [
+            "id": .string(call.id), "type": "function",
+            "function": ["name": .string(call.name), "arguments": .string(call.arguments)],
+        ]
     }
 
     static func encodeToolChoice(_ choice: ToolChoice) -> JSONValue {
@@ -74,7 +87,9 @@ public enum OpenAIWireFormat {
 
     static func usesCompletionTokens(_ model: String) -> Bool {
         let model = model.lowercased()
-        return ["o1", "o3", "o4", "gpt-5"].contains { model == $0 || model.hasPrefix($0 + "-") || model.hasPrefix($0 + ".") }
+        return ["o1", "o3", "o4", "gpt-5"].contains {
+            model == $0 || model.hasPrefix($0 + "-") || model.hasPrefix($0 + ".")
+        }
     }
 
     // MARK: Responses
@@ -83,7 +98,9 @@ public enum OpenAIWireFormat {
     /// model and id.
     /// - Throws: `malformedResponse` when there is no choice or the message is not as the protocol says.
     public static func decodeResponse(_ json: JSONValue) throws(ProviderError) -> ChatResponse {
-        guard let choice = json["choices"]?.arrayValue?.first, let message = choice["message"], message.objectValue != nil else {
+        guard let choice = json["choices"]?.arrayValue?.first, let message = choice["message"],
+            message.objectValue != nil
+        else {
             let detail = json["error"]?["message"]?.stringValue.map { ": \($0)" } ?? "."
             throw ProviderError(.malformedResponse, "The answer has no choices\(detail)")
         }
@@ -135,8 +152,11 @@ public enum OpenAIWireFormat {
     }
 
     /// The `chat.completion` object for `response`, with `usage`.
-    public static func encodeResponse(_ response: ChatResponse, id: String, model: String, created: Int64) -> JSONValue {
-        var message: [String: JSONValue] = ["role": "assistant", "content": response.message.content.map(JSONValue.string) ?? .null]
+    public static func encodeResponse(_ response: ChatResponse, id: String, model: String, created: Int64) -> JSONValue
+    {
+        var message: [String: JSONValue] = [
+            "role": "assistant", "content": response.message.content.map(JSONValue.string) ?? .null,
+        ]
         if !response.message.toolCalls.isEmpty {
             message["tool_calls"] = .array(response.message.toolCalls.map(encodeToolCall))
         }
@@ -145,7 +165,12 @@ public enum OpenAIWireFormat {
             "object": "chat.completion",
             "created": .int(created),
             "model": .string(model),
-            "choices": [["index": 0, "message": .object(message), "finish_reason": .string(response.finishReason.rawValue), "logprobs": nil]],
+            "choices": [
+                [
+                    "index": 0, "message": .object(message), "finish_reason": .string(response.finishReason.rawValue),
+                    "logprobs": nil,
+                ]
+            ],
             "usage": encodeUsage(response.usage),
         ]
     }
@@ -172,7 +197,14 @@ public enum OpenAIWireFormat {
         case .text(let text):
             body = ["content": .string(text)]
         case .toolCallStarted(let index, let callID, let name):
-            body = ["tool_calls": [["index": .int(Int64(index)), "id": .string(callID), "type": "function", "function": ["name": .string(name), "arguments": ""]]]]
+            body = [
+                "tool_calls": [
+                    [
+                        "index": .int(Int64(index)), "id": .string(callID), "type": "function",
+                        "function": ["name": .string(name), "arguments": ""],
+                    ]
+                ]
+            ]
         case .toolCallArguments(let index, let fragment):
             body = ["tool_calls": [["index": .int(Int64(index)), "function": ["arguments": .string(fragment)]]]]
         }
@@ -181,8 +213,15 @@ public enum OpenAIWireFormat {
 
     /// The last chunk: an empty delta with `finish_reason`, and `usage` when given (OpenAI clients read usage
     /// from whichever chunk carries it). Follow it with `data: [DONE]\n\n`.
-    public static func finalChunk(finishReason: FinishReason, usage: TokenUsage?, id: String, model: String, created: Int64) -> JSONValue {
-        var object = chunk(delta: [:], finishReason: finishReason, id: id, model: model, created: created).objectValue ?? [:]
+    public static func finalChunk(
+        finishReason: FinishReason,
+        usage: TokenUsage?,
+        id: String,
+        model: String,
+        created: Int64
+    ) -> JSONValue {
+        var object =
+            chunk(delta: [:], finishReason: finishReason, id: id, model: model, created: created).objectValue ?? [:]
         if let usage { object["usage"] = encodeUsage(usage) }
         return .object(object)
     }
@@ -190,16 +229,27 @@ public enum OpenAIWireFormat {
     /// A chunk with no choices and only `usage`, as OpenAI sends after the finish chunk when the request asked
     /// for `stream_options.include_usage`.
     public static func usageChunk(_ usage: TokenUsage, id: String, model: String, created: Int64) -> JSONValue {
-        ["id": .string(id), "object": "chat.completion.chunk", "created": .int(created), "model": .string(model), "choices": [], "usage": encodeUsage(usage)]
+        [
+            "id": .string(id), "object": "chat.completion.chunk", "created": .int(created), "model": .string(model),
+            "choices": [], "usage": encodeUsage(usage),
+        ]
     }
 
-    static func chunk(delta: JSONValue, finishReason: FinishReason?, id: String, model: String, created: Int64) -> JSONValue {
+    static func chunk(
+        delta: JSONValue,
+        finishReason: FinishReason?,
+        id: String,
+        model: String,
+        created: Int64
+    ) -> JSONValue {
         [
             "id": .string(id),
             "object": "chat.completion.chunk",
             "created": .int(created),
             "model": .string(model),
-            "choices": [["index": 0, "delta": delta, "finish_reason": finishReason.map { .string($0.rawValue) } ?? .null]],
+            "choices": [
+                ["index": 0, "delta": delta, "finish_reason": finishReason.map { .string($0.rawValue) } ?? .null]
+            ],
         ]
     }
 }

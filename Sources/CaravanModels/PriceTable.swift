@@ -49,7 +49,10 @@ public struct PriceTable: Sendable {
 
     /// - Parameter overrides: prices keyed by `provider/model` or by `model`; they win over the built-in table.
     public init(overrides: [String: ModelPrice] = [:]) {
-        self.overrides = Dictionary(overrides.map { ($0.key.lowercased(), $0.value) }, uniquingKeysWith: { _, last in last })
+        self.overrides = Dictionary(
+            overrides.map { ($0.key.lowercased(), $0.value) },
+            uniquingKeysWith: { _, last in last }
+        )
     }
 
     /// The price of `model` at `provider`, or `nil` when neither table knows it.
@@ -68,7 +71,8 @@ public struct PriceTable: Sendable {
 
     private static func longestPrefix(of names: [String], in table: [String: ModelPrice]) -> ModelPrice? {
         var best: (length: Int, price: ModelPrice)?
-        for (key, price) in table where names.contains(where: { $0.hasPrefix(key) }) && key.count > (best?.length ?? 0) {
+        for (key, price) in table where names.contains(where: { $0.hasPrefix(key) }) && key.count > (best?.length ?? 0)
+        {
             best = (key.count, price)
         }
         return best?.price

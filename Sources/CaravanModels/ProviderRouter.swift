@@ -14,7 +14,13 @@ public struct RouterAttempt: Sendable {
     public var usage: TokenUsage?
     public var latencyMilliseconds: Int64
 
-    public init(ref: ModelRef, attempt: Int, error: ProviderError?, usage: TokenUsage? = nil, latencyMilliseconds: Int64) {
+    public init(
+        ref: ModelRef,
+        attempt: Int,
+        error: ProviderError?,
+        usage: TokenUsage? = nil,
+        latencyMilliseconds: Int64
+    ) {
         self.ref = ref
         self.attempt = attempt
         self.error = error
@@ -42,7 +48,11 @@ public struct RetryBackoff: Sendable, Hashable {
     public var capMilliseconds: Int64
     public var maxRetryAfterMilliseconds: Int64
 
-    public init(baseMilliseconds: Int64 = 250, capMilliseconds: Int64 = 10_000, maxRetryAfterMilliseconds: Int64 = 30_000) {
+    public init(
+        baseMilliseconds: Int64 = 250,
+        capMilliseconds: Int64 = 10_000,
+        maxRetryAfterMilliseconds: Int64 = 30_000
+    ) {
         self.baseMilliseconds = baseMilliseconds
         self.capMilliseconds = capMilliseconds
         self.maxRetryAfterMilliseconds = maxRetryAfterMilliseconds
@@ -152,7 +162,10 @@ public final class ProviderRouter: Sendable {
                 guard breakers.allow(endpoint.name, now: now()) else {
                     // A retry refused because this very call opened the breaker: its own error stands.
                     if attempt > 1 { break retrying }
-                    let error = ProviderError(.circuitOpen, "The circuit breaker of provider '\(endpoint.name)' is open.")
+                    let error = ProviderError(
+                        .circuitOpen,
+                        "The circuit breaker of provider '\(endpoint.name)' is open."
+                    )
                     await onAttempt?(RouterAttempt(ref: ref, attempt: attempt, error: error, latencyMilliseconds: 0))
                     logger.debug("Skipped a model: its provider's circuit is open", metadata: ["model": "\(ref)"])
                     lastError = error
@@ -172,8 +185,21 @@ public final class ProviderRouter: Sendable {
                     let response = try await provider.complete(request, endpoint: endpoint, onDelta: relay)
                     let finished = now()
                     breakers.record(endpoint.name, success: true, now: finished)
-                    await onAttempt?(RouterAttempt(ref: ref, attempt: attempt, error: nil, usage: response.usage, latencyMilliseconds: finished - callStart))
-                    return RoutedResponse(response: response, ref: ref, attempts: attempts, latencyMilliseconds: finished - start)
+                    await onAttempt?(
+                        RouterAttempt(
+                            ref: ref,
+                            attempt: attempt,
+                            error: nil,
+                            usage: response.usage,
+                            latencyMilliseconds: finished - callStart
+                        )
+                    )
+                    return RoutedResponse(
+                        response: response,
+                        ref: ref,
+                        attempts: attempts,
+                        latencyMilliseconds: finished - start
+                    )
                 } catch {
                     let finished = now()
                     let cancelled = Task.isCancelled
@@ -183,10 +209,20 @@ public final class ProviderRouter: Sendable {
                         // Only failures that say the provider is unwell count against it.
                         breakers.record(endpoint.name, success: !error.isTransient, now: finished)
                     }
-                    await onAttempt?(RouterAttempt(ref: ref, attempt: attempt, error: error, latencyMilliseconds: finished - callStart))
+                    await onAttempt?(
+                        RouterAttempt(
+                            ref: ref,
+                            attempt: attempt,
+                            error: error,
+                            latencyMilliseconds: finished - callStart
+                        )
+                    )
                     logger.debug(
                         "A model call failed",
-                        metadata: ["model": "\(ref)", "attempt": "\(attempt)", "error": "\(error.code)", "message": "\(error.message)"]
+                        metadata: [
+                            "model": "\(ref)", "attempt": "\(attempt)", "error": "\(error.code)",
+                            "message": "\(error.message)",
+                        ]
                     )
                     lastError = error
                     if cancelled || delivered.value { throw error }

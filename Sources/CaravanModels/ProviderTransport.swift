@@ -81,7 +81,10 @@ struct ProviderTransport: Sendable {
         do {
             return try JSONValue(parsing: bytes.readableBytesView, maxDepth: 256)
         } catch {
-            throw ProviderError(.malformedResponse, "\(provider) answered with a body that is not JSON: \(error.detail)")
+            throw ProviderError(
+                .malformedResponse,
+                "\(provider) answered with a body that is not JSON: \(error.detail)"
+            )
         }
     }
 
@@ -122,7 +125,10 @@ struct ProviderTransport: Sendable {
             case "egress_denied": return ProviderError(.egressDenied, failure.message)
             case "timeout": return ProviderError(.timeout, "\(provider) did not answer in time.")
             case "response_too_large":
-                return ProviderError(.malformedResponse, "\(provider) answered with more than \(maxResponseBytes) bytes.")
+                return ProviderError(
+                    .malformedResponse,
+                    "\(provider) answered with more than \(maxResponseBytes) bytes."
+                )
             // A host that does not resolve, a refused or reset connection, a redirect loop: may pass.
             default: return ProviderError(.network, "Could not reach \(provider): \(failure.message)")
             }
@@ -143,13 +149,20 @@ struct ProviderTransport: Sendable {
     /// `Retry-After`; 401, 403 → `unauthorized`; 404 → `unknownModel` (an unknown model, or a wrong base URL:
     /// either way another route may work); other statuses → `badRequest`. The provider's own error message,
     /// truncated to 500 characters, is kept.
-    static func classify(status: Int, headers: HTTPHeaders, body: ByteBuffer, provider: String, now: Date = Date()) -> ProviderError {
+    static func classify(
+        status: Int,
+        headers: HTTPHeaders,
+        body: ByteBuffer,
+        provider: String,
+        now: Date = Date()
+    ) -> ProviderError {
         let detail = errorMessage(body)
         let message = "\(provider) answered \(status)" + (detail.isEmpty ? "." : ": \(detail)")
         let retryAfter = retryAfterMilliseconds(headers, now: now)
         switch status {
         case 429: return ProviderError(.rateLimited, message, status: status, retryAfterMilliseconds: retryAfter)
-        case 408, 500..<600: return ProviderError(.unavailable, message, status: status, retryAfterMilliseconds: retryAfter)
+        case 408, 500..<600:
+            return ProviderError(.unavailable, message, status: status, retryAfterMilliseconds: retryAfter)
         case 401, 403: return ProviderError(.unauthorized, message, status: status)
         case 404: return ProviderError(.unknownModel, message, status: status)
         default: return ProviderError(.badRequest, message, status: status)
@@ -161,7 +174,8 @@ struct ProviderTransport: Sendable {
     static func errorMessage(_ body: ByteBuffer) -> String {
         let text: String
         if let json = try? JSONValue(parsing: body.readableBytesView, maxDepth: 32) {
-            text = json["error"]?["message"]?.stringValue ?? json["error"]?.stringValue ?? json["message"]?.stringValue
+            text =
+                json["error"]?["message"]?.stringValue ?? json["error"]?.stringValue ?? json["message"]?.stringValue
                 ?? json["detail"]?.stringValue ?? json.canonicalText
         } else {
             text = String(buffer: body)
@@ -175,7 +189,8 @@ struct ProviderTransport: Sendable {
 
     /// `Retry-After` in milliseconds: `retry-after-ms` (OpenAI), else `Retry-After` as seconds or an HTTP date.
     static func retryAfterMilliseconds(_ headers: HTTPHeaders, now: Date) -> Int64? {
-        if let text = headers.first(name: "retry-after-ms"), let milliseconds = Double(text.trimmingCharacters(in: .whitespaces)),
+        if let text = headers.first(name: "retry-after-ms"),
+            let milliseconds = Double(text.trimmingCharacters(in: .whitespaces)),
             milliseconds.isFinite, milliseconds >= 0
         {
             return Int64(milliseconds.rounded(.up))
@@ -204,7 +219,7 @@ struct EventReader {
 
     /// Calls `handle` with each event in order until the body ends or `handle` returns `false`.
     /// - Throws: what `handle` throws; `NIOTooManyBytesError` past the limit; network errors.
-    func forEach(_ handle: (ServerSentEvent) async throws -> Bool) async throws {
+    func read(_ handle: (ServerSentEvent) async throws -> Bool) async throws {
         var parser = ServerSentEventParser()
         var received = 0
         for try await buffer in body {

@@ -115,11 +115,18 @@ public final class EgressHTTPClient: Sendable {
 
     // MARK: - Sending
 
-    private func send(_ original: HTTPClientRequest, deadline: NIODeadline) async throws(Failure) -> (
+    private func send(
+        _ original: HTTPClientRequest,
+        deadline: NIODeadline
+    ) async throws(Failure) -> (
         response: HTTPClientResponse, url: URL
     ) {
         guard let first = URL(string: original.url) else {
-            let denial = Failure(code: "egress_denied", message: "'\(original.url)' is not a valid URL.", retryable: false)
+            let denial = Failure(
+                code: "egress_denied",
+                message: "'\(original.url)' is not a valid URL.",
+                retryable: false
+            )
             throw denial
         }
         var request = original
@@ -136,7 +143,8 @@ public final class EgressHTTPClient: Sendable {
             guard redirects < Self.maxRedirects else {
                 throw Failure(
                     code: "too_many_redirects",
-                    message: "More than \(Self.maxRedirects) redirects, starting at \(first.host ?? first.absoluteString).",
+                    message:
+                        "More than \(Self.maxRedirects) redirects, starting at \(first.host ?? first.absoluteString).",
                     retryable: false
                 )
             }
@@ -168,7 +176,11 @@ public final class EgressHTTPClient: Sendable {
     }
 
     /// Checks `url` and sends `request` to it once (no redirects).
-    private func sendOnce(_ request: HTTPClientRequest, url: URL, deadline: NIODeadline) async throws(Failure)
+    private func sendOnce(
+        _ request: HTTPClientRequest,
+        url: URL,
+        deadline: NIODeadline
+    ) async throws(Failure)
         -> HTTPClientResponse
     {
         let destination: EgressPolicy.Destination
@@ -212,7 +224,11 @@ public final class EgressHTTPClient: Sendable {
         case connectFailed(Failure)
     }
 
-    private func perform(_ request: HTTPClientRequest, url: URL, deadline: NIODeadline) async throws(Failure)
+    private func perform(
+        _ request: HTTPClientRequest,
+        url: URL,
+        deadline: NIODeadline
+    ) async throws(Failure)
         -> Attempt
     {
         do {
@@ -250,13 +266,26 @@ public final class EgressHTTPClient: Sendable {
             return Failure(code: "network_error", message: "The request to \(host) was cancelled.", retryable: true)
         }
         if isConnectFailure(error) {
-            return Failure(code: "network_error", message: "Could not connect to \(host): \(transportErrorKind(error)).", retryable: true)
+            return Failure(
+                code: "network_error",
+                message: "Could not connect to \(host): \(transportErrorKind(error)).",
+                retryable: true
+            )
         }
-        return Failure(code: "network_error", message: "The request to \(host) failed: \(transportErrorKind(error)).", retryable: true)
+        return Failure(
+            code: "network_error",
+            message: "The request to \(host) failed: \(transportErrorKind(error)).",
+            retryable: true
+        )
     }
 
     /// Reads a body up to `maxBytes`, before `deadline`.
-    static func collect(_ body: HTTPClientResponse.Body, upTo maxBytes: Int, deadline: NIODeadline, url: URL)
+    static func collect(
+        _ body: HTTPClientResponse.Body,
+        upTo maxBytes: Int,
+        deadline: NIODeadline,
+        url: URL
+    )
         async throws(Failure) -> ByteBuffer
     {
         do {
@@ -321,7 +350,9 @@ extension EgressPolicy {
         try vet(addresses, of: target)
         if literal != nil || target.scheme == "https" { return .asGiven }
         var unique: [[UInt8]] = []
-        for address in addresses.sorted(by: { $0.count < $1.count }) where !unique.contains(address) { unique.append(address) }
+        for address in addresses.sorted(by: { $0.count < $1.count }) where !unique.contains(address) {
+            unique.append(address)
+        }
         return .pinned(unique, host: target.host, port: target.port)
     }
 
@@ -337,7 +368,9 @@ extension EgressPolicy {
         var buffer = [CChar](repeating: 0, count: 64)
         let family = address.count == 4 ? AF_INET : AF_INET6
         guard address.count == 4 || address.count == 16 else { return nil }
-        let ok = address.withUnsafeBytes { bytes in inet_ntop(family, bytes.baseAddress, &buffer, socklen_t(buffer.count)) != nil }
+        let ok = address.withUnsafeBytes { bytes in
+            inet_ntop(family, bytes.baseAddress, &buffer, socklen_t(buffer.count)) != nil
+        }
         guard ok else { return nil }
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
@@ -362,9 +395,12 @@ public func transportErrorKind(_ error: any Error) -> String {
 /// every header is fine. The reason names the header, never its value.
 public func headerProblem(_ headers: [(name: String, value: String)]) -> String? {
     for (name, value) in headers {
-        let validName = !name.isEmpty && name.utf8.allSatisfy { byte in
-            (byte >= 0x30 && byte <= 0x39) || (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x7A) || "!#$%&'*+-.^_`|~".utf8.contains(byte)
-        }
+        let validName =
+            !name.isEmpty
+            && name.utf8.allSatisfy { byte in
+                (byte >= 0x30 && byte <= 0x39) || (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x7A)
+                    || "!#$%&'*+-.^_`|~".utf8.contains(byte)
+            }
         if !validName { return "A header name is not valid." }
         if value.utf8.contains(where: { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }) {
             return "The header '\(name)' holds a line break or a control character."

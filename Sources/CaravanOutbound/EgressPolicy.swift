@@ -30,7 +30,8 @@ public struct EgressPolicy: Sendable {
             let item = raw.trimmingCharacters(in: .whitespaces).lowercased()
             guard !item.isEmpty else { continue }
             if let slash = item.firstIndex(of: "/") {
-                guard let bytes = Self.parseAddress(String(item[..<slash])), let prefix = Int(item[item.index(after: slash)...]),
+                guard let bytes = Self.parseAddress(String(item[..<slash])),
+                    let prefix = Int(item[item.index(after: slash)...]),
                     prefix >= 0, prefix <= bytes.count * 8
                 else { throw CaravanError(.validationFailed, "'\(item)' is not a valid CIDR entry.") }
                 entries.append(.network(bytes, prefix: prefix))
@@ -81,7 +82,8 @@ public struct EgressPolicy: Sendable {
         guard let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https" else {
             throw Failure(code: "egress_denied", message: "Only http and https URLs may be called.", retryable: false)
         }
-        guard let host = url.host?.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]")), !host.isEmpty else {
+        guard let host = url.host?.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]")), !host.isEmpty
+        else {
             throw Failure(code: "egress_denied", message: "The URL has no host.", retryable: false)
         }
         return Target(scheme: scheme, host: host, port: url.port ?? (scheme == "https" ? 443 : 80))
@@ -95,7 +97,8 @@ public struct EgressPolicy: Sendable {
         for address in addresses where Self.isInternal(address) && !allowsAddress(address, port: target.port) {
             throw Failure(
                 code: "egress_denied",
-                message: "\(target.host) resolves to an internal address; the operator has not allowed it (--egress-allow).",
+                message:
+                    "\(target.host) resolves to an internal address; the operator has not allowed it (--egress-allow).",
                 retryable: false
             )
         }
@@ -104,7 +107,9 @@ public struct EgressPolicy: Sendable {
     /// Whether the operator allowed this host name (and port) as such.
     func allowsHost(_ host: String, port: Int) -> Bool {
         entries.contains { entry in
-            if case .host(let allowed, let allowedPort) = entry { return allowed == host && (allowedPort == nil || allowedPort == port) }
+            if case .host(let allowed, let allowedPort) = entry {
+                return allowed == host && (allowedPort == nil || allowedPort == port)
+            }
             return false
         }
     }

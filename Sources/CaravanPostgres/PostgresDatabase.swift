@@ -118,7 +118,9 @@ public final class PostgresDatabase: Database, Service, Sendable {
         let answered = WakeFlag()
         let query = Task {
             do {
-                try await self.withOpenConnection { try await PostgresExecutor(connection: $0, logger: logger).execute("SELECT 1", []) }
+                try await self.withOpenConnection {
+                    try await PostgresExecutor(connection: $0, logger: logger).execute("SELECT 1", [])
+                }
                 outcome.set(nil)
             } catch {
                 outcome.set(error)
@@ -148,7 +150,9 @@ public final class PostgresDatabase: Database, Service, Sendable {
     /// (a restarted server, a network fault) it reports `listening(false)`, waits (up to 2 s, growing) and
     /// listens again.
     public func listen(
-        channel: String, listening: @escaping @Sendable (Bool) -> Void, received: @escaping @Sendable (String) -> Void
+        channel: String,
+        listening: @escaping @Sendable (Bool) -> Void,
+        received: @escaping @Sendable (String) -> Void
     ) async {
         var delay = 100
         while !Task.isCancelled {
@@ -162,7 +166,10 @@ public final class PostgresDatabase: Database, Service, Sendable {
                 }
             } catch {
                 if !Task.isCancelled {
-                    logger.debug("Listening for notifications failed", metadata: ["error.message": "\(error)", "caravan.channel": "\(channel)"])
+                    logger.debug(
+                        "Listening for notifications failed",
+                        metadata: ["error.message": "\(error)", "caravan.channel": "\(channel)"]
+                    )
                 }
             }
             listening(false)

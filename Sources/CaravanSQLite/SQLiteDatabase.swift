@@ -69,7 +69,8 @@ public final class SQLiteDatabase: CaravanStorage.Database, Sendable {
         _ = chmod(directory, 0o700)
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         if descriptor >= 0 { close(descriptor) }
-        for file in [path, path + "-wal", path + "-shm", path + "-journal"] where FileManager.default.fileExists(atPath: file) {
+        for file in [path, path + "-wal", path + "-shm", path + "-journal"]
+        where FileManager.default.fileExists(atPath: file) {
             _ = chmod(file, 0o600)
         }
     }
@@ -147,7 +148,12 @@ struct SQLiteExecutor: SQLExecutor {
         let arguments = StatementArguments(binds.map(\.databaseValue))
         let transaction = self.transaction
         let fetch: (GRDB.Database) throws -> [SQLRow] = { db in
-            if let transaction, transaction.begun.withLock({ begun in defer { begun = true }; return !begun }) {
+            if let transaction,
+                transaction.begun.withLock({ begun in
+                    defer { begun = true }
+                    return !begun
+                })
+            {
                 try db.execute(sql: "BEGIN IMMEDIATE")
             }
             let statement = try db.cachedStatement(sql: text)

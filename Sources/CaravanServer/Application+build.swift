@@ -2,17 +2,17 @@ import CaravanAgents
 import CaravanAudit
 import CaravanCore
 import CaravanEngine
-import CaravanOutbound
 import CaravanIdentity
 import CaravanModels
-import CaravanTools
-import CaravanVault
+import CaravanOutbound
 import CaravanPostgres
 import CaravanSQLite
 import CaravanStorage
+import CaravanTools
+import CaravanVault
+import Foundation
 import Hummingbird
 import HummingbirdCore
-import Foundation
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -44,7 +44,11 @@ public func openDatabase(
     logger: Logger
 ) throws(StorageError) -> (database: any Database, service: (any Service)?) {
     if let url = configuration.databaseURL, !url.isEmpty {
-        let postgres = try PostgresDatabase(url: url, maximumConnections: configuration.databasePoolSize, logger: logger)
+        let postgres = try PostgresDatabase(
+            url: url,
+            maximumConnections: configuration.databasePoolSize,
+            logger: logger
+        )
         return (postgres, postgres)
     }
     return (try SQLiteDatabase(directory: configuration.dataDirectory, logger: logger), nil)
@@ -69,15 +73,18 @@ public func buildApplication(
     )
 
     let keyring = try MasterKeyring.load(
-        configured: configuration.masterKey, previous: configuration.previousMasterKeys,
-        dataDirectory: configuration.dataDirectory, logger: logger
+        configured: configuration.masterKey,
+        previous: configuration.previousMasterKeys,
+        dataDirectory: configuration.dataDirectory,
+        logger: logger
     )
     let box = SecretBox(keyring: keyring)
     let secrets = SecretStore(database: database, box: box)
     // Audit chains are linked with a key derived from the master key; their signed heads are exported to the log
     // and, with SQLite, to <data>/audit-heads.json.
     let audit = AuditLog(
-        database: database, logger: logger,
+        database: database,
+        logger: logger,
         keys: AuditKeys(current: keyring.current, previous: Array(keyring.previous.values)),
         headsFile: opened.database.dialect == .sqlite
             ? URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("audit-heads.json").path : nil
@@ -109,11 +116,19 @@ public func buildApplication(
     let egressClient = EgressHTTPClient(client: httpClient.client, policy: egress) { url, denial in
         let attribution = EgressAttribution.current
         let redact = attribution?.redact ?? { $0 }
-        _ = try? await audit.record(AuditRecord(
-            orgID: attribution?.orgID, actor: AuditActor(.system, "egress"), action: "egress.denied",
-            target: attribution?.runID.map { "run:\($0)" } ?? "gateway", outcome: "failure",
-            details: ["url": .string(String(redact(url.absoluteString).prefix(2048))), "reason": .string(redact(denial.message))]
-        ))
+        _ = try? await audit.record(
+            AuditRecord(
+                orgID: attribution?.orgID,
+                actor: AuditActor(.system, "egress"),
+                action: "egress.denied",
+                target: attribution?.runID.map { "run:\($0)" } ?? "gateway",
+                outcome: "failure",
+                details: [
+                    "url": .string(String(redact(url.absoluteString).prefix(2048))),
+                    "reason": .string(redact(denial.message)),
+                ]
+            )
+        )
     }
 
     // The LLM gateway and agents.
@@ -122,12 +137,18 @@ public func buildApplication(
         router: ProviderRouter(
             openAI: OpenAIProvider(client: egressClient),
             anthropic: AnthropicProvider(client: egressClient),
-            breakers: CircuitBreakers(), logger: logger
+            breakers: CircuitBreakers(),
+            logger: logger
         ),
-        providers: ProviderStore(database: database, secret: { orgID, name in
-            try await secrets.resolve(orgID: orgID, names: [name])[name]
-        }),
-        meter: meter, prices: PriceTable(), logger: logger
+        providers: ProviderStore(
+            database: database,
+            secret: { orgID, name in
+                try await secrets.resolve(orgID: orgID, names: [name])[name]
+            }
+        ),
+        meter: meter,
+        prices: PriceTable(),
+        logger: logger
     )
     let threads = ThreadStore(database: database)
     let mcpCommands: MCPCommandPolicy
@@ -137,7 +158,10 @@ public func buildApplication(
     let mcpConnections = MCPConnectionCache(http: egressClient, logger: logger, commands: mcpCommands)
     let engineReference = EngineReference()
     let toolbox = AgentToolbox(
-        http: egressClient, mcp: mcpConnections, secrets: secretResolver, engine: engineReference
+        http: egressClient,
+        mcp: mcpConnections,
+        secrets: secretResolver,
+        engine: engineReference
     )
 
     let engine = Engine(
@@ -155,7 +179,9 @@ public func buildApplication(
     engineReference.set(engine)
     let bodies = RequestBodyReader(maxBytes: configuration.maxBodyBytes)
     let access = AccessControl(
-        identity: identity, limiter: RequestRateLimiter(defaultPerMinute: configuration.rateLimitPerMinute), audit: audit
+        identity: identity,
+        limiter: RequestRateLimiter(defaultPerMinute: configuration.rateLimitPerMinute),
+        audit: audit
     )
 
     let router = Router(context: CaravanRequestContext.self, options: .autoGenerateHeadEndpoints)
@@ -173,16 +199,24 @@ public func buildApplication(
     RunRoutes(engine: engine, bodies: bodies).register(in: routes)
     ModelRoutes(gateway: gateway, bodies: bodies).register(in: routes)
     AgentRoutes(
-        agents: AgentStore(engine: engine, threads: threads), threads: threads, engine: engine, bodies: bodies, mcpCommands: mcpCommands
+        agents: AgentStore(engine: engine, threads: threads),
+        threads: threads,
+        engine: engine,
+        bodies: bodies,
+        mcpCommands: mcpCommands
     ).register(in: routes)
 
     let rotation = KeyRotation(
-        database: database, box: box, columns: [.secrets, IdentityService.sealedTOTPColumn], logger: logger,
+        database: database,
+        box: box,
+        columns: [.secrets, IdentityService.sealedTOTPColumn],
+        logger: logger,
         ready: { await schemaReady.wait(timeout: nil) }
     )
     // Started in this order, stopped in reverse: the database outlives the audit log, the audit log the engine
     // (which records secret use), the engine the HTTP client.
-    let services: [any Service] = [opened.service].compactMap { $0 } + [signals, audit, meter, httpClient, mcpConnections, engine, rotation]
+    let services: [any Service] =
+        [opened.service].compactMap { $0 } + [signals, audit, meter, httpClient, mcpConnections, engine, rotation]
     let readTimeout = TimeAmount.milliseconds(configuration.requestReadTimeout.milliseconds)
     let idleTimeout = TimeAmount.milliseconds(configuration.idleTimeout.milliseconds)
     var application = Application(
@@ -221,6 +255,13 @@ public func buildApplication(
     }
     return (
         application,
-        CaravanApplication(database: database, engine: engine, catalog: catalog, identity: identity, audit: audit, secrets: secrets)
+        CaravanApplication(
+            database: database,
+            engine: engine,
+            catalog: catalog,
+            identity: identity,
+            audit: audit,
+            secrets: secrets
+        )
     )
 }

@@ -11,12 +11,19 @@ struct VaultSecretResolver: SecretResolver {
 
     func resolve(names: Set<String>, for context: StepContext) async throws -> [String: String] {
         let values = try await secrets.resolve(orgID: context.orgID, names: names)
-        try await audit.record(AuditRecord(
-            orgID: context.orgID, actor: AuditActor(.system, "engine"), action: "secret.use",
-            target: "run:\(context.runID)",
-            outcome: values.count == names.count ? "success" : "failure",
-            details: ["step": .string(context.stepID), "attempt": .int(Int64(context.attempt)), "secrets": .array(names.sorted().map(JSONValue.string))]
-        ))
+        try await audit.record(
+            AuditRecord(
+                orgID: context.orgID,
+                actor: AuditActor(.system, "engine"),
+                action: "secret.use",
+                target: "run:\(context.runID)",
+                outcome: values.count == names.count ? "success" : "failure",
+                details: [
+                    "step": .string(context.stepID), "attempt": .int(Int64(context.attempt)),
+                    "secrets": .array(names.sorted().map(JSONValue.string)),
+                ]
+            )
+        )
         return values
     }
 

@@ -118,7 +118,10 @@ public final class ClusterCache<Value: Sendable>: Sendable {
 
     /// Runs a change in one transaction of `database` with this cache's signal; once committed, empties this
     /// node's cache and waits until the other nodes were told to empty theirs.
-    public func change<T: Sendable>(in database: any Database, _ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
+    public func change<T: Sendable>(
+        in database: any Database,
+        _ body: @Sendable (any SQLExecutor) async throws -> T
+    ) async throws -> T {
         let signals = self.signals
         let topic = self.topic
         let (result, token) = try await database.withTransaction { executor -> (T, String?) in

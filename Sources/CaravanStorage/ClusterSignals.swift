@@ -62,7 +62,11 @@ public final class ClusterSignals: Service, Sendable {
     /// Sends a signal on `topic`, to be delivered when the transaction of `executor` commits.
     /// - Returns: a token to pass to `awaitDelivery` (on SQLite, `nil`: there is no other node).
     @discardableResult
-    public func send(_ topic: String, payload: String = "", in executor: any SQLExecutor) async throws(StorageError) -> String? {
+    public func send(
+        _ topic: String,
+        payload: String = "",
+        in executor: any SQLExecutor
+    ) async throws(StorageError) -> String? {
         guard executor.dialect == .postgres else { return nil }
         let token = UUID().uuidString
         let now = ContinuousClock.now
@@ -95,7 +99,11 @@ public final class ClusterSignals: Service, Sendable {
 
     public func run() async throws {
         await cancelWhenGracefulShutdown {
-            await self.database.listen(channel: Self.channel, listening: { self.setListening($0) }, received: { self.deliver($0) })
+            await self.database.listen(
+                channel: Self.channel,
+                listening: { self.setListening($0) },
+                received: { self.deliver($0) }
+            )
         }
         setListening(false)
     }
@@ -107,7 +115,10 @@ public final class ClusterSignals: Service, Sendable {
             return state.handlers.values.flatMap { $0 }
         }
         if !handlers.isEmpty, isShared {
-            logger.info(listening ? "Listening for other nodes' changes" : "Not listening for other nodes' changes; caches are off")
+            logger.info(
+                listening
+                    ? "Listening for other nodes' changes" : "Not listening for other nodes' changes; caches are off"
+            )
         }
         for handler in handlers { handler(.resync) }
     }

@@ -35,7 +35,10 @@ public final class CommitQueue<Work: Sendable, Outcome: Sendable>: Sendable {
     ///   - lane: a unit's lane key (hashed into `lanes`); work of one key commits one batch at a time, in order.
     ///   - apply: writes a batch inside a transaction and returns one outcome per unit, in order.
     public init(
-        database: any Database, maxBatch: Int, lanes: Int = 1, lane: @escaping @Sendable (Work) -> Int = { _ in 0 },
+        database: any Database,
+        maxBatch: Int,
+        lanes: Int = 1,
+        lane: @escaping @Sendable (Work) -> Int = { _ in 0 },
         apply: @escaping Apply
     ) {
         self.database = database

@@ -59,13 +59,17 @@ public protocol Database: Sendable {
     /// them must not trust what it learned before. `received` gets each payload once its transaction committed,
     /// this node's own included. SQLite has one node: it reports listening and waits.
     func listen(
-        channel: String, listening: @escaping @Sendable (Bool) -> Void, received: @escaping @Sendable (String) -> Void
+        channel: String,
+        listening: @escaping @Sendable (Bool) -> Void,
+        received: @escaping @Sendable (String) -> Void
     ) async
 }
 
 extension Database {
     public func listen(
-        channel: String, listening: @escaping @Sendable (Bool) -> Void, received: @escaping @Sendable (String) -> Void
+        channel: String,
+        listening: @escaping @Sendable (Bool) -> Void,
+        received: @escaping @Sendable (String) -> Void
     ) async {
         listening(true)
         while !Task.isCancelled {

@@ -35,7 +35,10 @@ extension Migration {
     /// Creates the bookkeeping table and applies `migrations` not yet recorded, inside `executor`'s transaction.
     /// Shared by both implementations; each calls it while holding its own lock.
     /// - Returns: the versions applied.
-    public static func apply(_ migrations: [Migration], using executor: any SQLExecutor) async throws(StorageError)
+    public static func apply(
+        _ migrations: [Migration],
+        using executor: any SQLExecutor
+    ) async throws(StorageError)
         -> [Int]
     {
         try await executor.execute(
@@ -73,5 +76,3 @@ extension Migration {
         return done
     }
 }
-
-

@@ -36,7 +36,10 @@ public enum Schema {
             version: 4,
             name: "models and agents",
             sqlite: modelTables(autoincrement: "INTEGER PRIMARY KEY AUTOINCREMENT", real: "REAL"),
-            postgres: modelTables(autoincrement: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", real: "DOUBLE PRECISION")
+            postgres: modelTables(
+                autoincrement: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+                real: "DOUBLE PRECISION"
+            )
         ),
         Migration(
             version: 5,
@@ -71,7 +74,7 @@ public enum Schema {
             name: "hosts each secret may be sent to",
             statements: [
                 // A JSON array of host patterns; NULL: any host the egress policy allows.
-                "ALTER TABLE secrets ADD COLUMN allowed_hosts TEXT",
+                "ALTER TABLE secrets ADD COLUMN allowed_hosts TEXT"
             ]
         ),
     ]

@@ -11,7 +11,8 @@ public final class CaravanProcess: Sendable {
     /// The path of the `caravan` binary built beside the test bundle (or `CARAVAN_BINARY`).
     public static var binaryPath: String {
         if let path = ProcessInfo.processInfo.environment["CARAVAN_BINARY"] { return path }
-        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+        let executable =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
             ?? CommandLine.arguments[0]
         var directory = URL(fileURLWithPath: executable).deletingLastPathComponent()
         // On Linux the test runner is `<bin>/caravanPackageTests.xctest`; on macOS it sits inside a bundle.

@@ -52,7 +52,10 @@ public final class FakeMCPHTTPServer: Sendable {
     }
 
     /// Starts the server, runs `body`, and stops it.
-    public static func with<T: Sendable>(mode: Mode = .sessions, _ body: @Sendable (FakeMCPHTTPServer) async throws -> T) async throws -> T {
+    public static func with<T: Sendable>(
+        mode: Mode = .sessions,
+        _ body: @Sendable (FakeMCPHTTPServer) async throws -> T
+    ) async throws -> T {
         let server = FakeMCPHTTPServer(mode: mode)
         await server.router.attach(server)
         let router = Router()
@@ -93,7 +96,8 @@ public final class FakeMCPHTTPServer: Sendable {
         switch answer {
         case .stream(let stream, _):
             return Response(
-                status: .ok, headers: fields,
+                status: .ok,
+                headers: fields,
                 body: ResponseBody { writer in
                     for try await chunk in stream { try await writer.write(ByteBuffer(bytes: chunk)) }
                     try await writer.finish(nil)
@@ -101,7 +105,11 @@ public final class FakeMCPHTTPServer: Sendable {
             )
         default:
             let data = answer.bodyData ?? Data()
-            return Response(status: .init(code: answer.statusCode), headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+            return Response(
+                status: .init(code: answer.statusCode),
+                headers: fields,
+                body: .init(byteBuffer: ByteBuffer(bytes: data))
+            )
         }
     }
 
@@ -114,7 +122,11 @@ public final class FakeMCPHTTPServer: Sendable {
     }
 
     fileprivate static func makeServer(for fake: FakeMCPHTTPServer) async -> MCP.Server {
-        let server = MCP.Server(name: "caravan-fake-mcp", version: "1.0.0", capabilities: .init(tools: .init(listChanged: false)))
+        let server = MCP.Server(
+            name: "caravan-fake-mcp",
+            version: "1.0.0",
+            capabilities: .init(tools: .init(listChanged: false))
+        )
         await server.withMethodHandler(ListTools.self) { _ in ListTools.Result(tools: FixtureTools.tools) }
         await server.withMethodHandler(CallTool.self) { parameters in
             fake.recordCall(parameters.name)
@@ -195,7 +207,9 @@ private actor SessionRouter {
             fake.recordSession()
             return await transport.handleRequest(request)
         }
-        if sessionID != nil { return .error(statusCode: 404, .invalidRequest("Not Found: Session not found or expired")) }
+        if sessionID != nil {
+            return .error(statusCode: 404, .invalidRequest("Not Found: Session not found or expired"))
+        }
         return .error(statusCode: 400, .invalidRequest("Bad Request: Missing \(HTTPHeaderName.sessionID) header"))
     }
 

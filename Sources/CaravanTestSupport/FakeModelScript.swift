@@ -79,7 +79,9 @@ public struct FakeModelRequest: Sendable {
     public var systemPrompt: String? {
         switch format {
         case .openAI:
-            let parts = messages.filter { $0["role"]?.stringValue == "system" }.compactMap { Self.text(of: $0["content"]) }
+            let parts = messages.filter { $0["role"]?.stringValue == "system" }.compactMap {
+                Self.text(of: $0["content"])
+            }
             return parts.isEmpty ? nil : parts.joined(separator: "\n\n")
         case .anthropic:
             return Self.text(of: body["system"])
@@ -104,16 +106,22 @@ public struct FakeModelRequest: Sendable {
     public var toolResults: [String] {
         switch format {
         case .openAI:
-            return Array(messages.reversed().prefix { $0["role"]?.stringValue == "tool" }.reversed()).map { Self.text(of: $0["content"]) ?? "" }
+            return Array(messages.reversed().prefix { $0["role"]?.stringValue == "tool" }.reversed()).map {
+                Self.text(of: $0["content"]) ?? ""
+            }
         case .anthropic:
-            guard let last = messages.last, last["role"]?.stringValue == "user", let blocks = last["content"]?.arrayValue else { return [] }
+            guard let last = messages.last, last["role"]?.stringValue == "user",
+                let blocks = last["content"]?.arrayValue
+            else { return [] }
             return blocks.filter { $0["type"]?.stringValue == "tool_result" }.map { Self.text(of: $0["content"]) ?? "" }
         }
     }
 
     /// The names of the tools offered.
     public var toolNames: [String] {
-        (body["tools"]?.arrayValue ?? []).compactMap { format == .openAI ? $0["function"]?["name"]?.stringValue : $0["name"]?.stringValue }
+        (body["tools"]?.arrayValue ?? []).compactMap {
+            format == .openAI ? $0["function"]?["name"]?.stringValue : $0["name"]?.stringValue
+        }
     }
 
     /// The tool the request forces, if any.
@@ -128,7 +136,8 @@ public struct FakeModelRequest: Sendable {
     static func text(of content: JSONValue?) -> String? {
         switch content {
         case .string(let text)?: return text
-        case .array(let parts)?: return parts.compactMap { $0["type"] == "text" ? $0["text"]?.stringValue : nil }.joined()
+        case .array(let parts)?:
+            return parts.compactMap { $0["type"] == "text" ? $0["text"]?.stringValue : nil }.joined()
         default: return nil
         }
     }
@@ -275,7 +284,11 @@ enum FakeWire {
     }
 
     static func raw(status: Int, contentType: String, body: String) -> Response {
-        Response(status: .init(code: status), headers: [.contentType: contentType], body: .init(byteBuffer: ByteBuffer(string: body)))
+        Response(
+            status: .init(code: status),
+            headers: [.contentType: contentType],
+            body: .init(byteBuffer: ByteBuffer(string: body))
+        )
     }
 
     /// A `text/event-stream` answer writing each frame in two writes, split mid-frame, so that clients must

@@ -52,7 +52,10 @@ public final class FakeModelServer<Wire: FakeModelProtocol>: Sendable {
     }
 
     /// Starts a server, runs `body`, and stops the server.
-    public static func with<T: Sendable>(requiredAPIKey: String? = nil, _ body: (FakeModelServer) async throws -> T) async throws -> T {
+    public static func with<T: Sendable>(
+        requiredAPIKey: String? = nil,
+        _ body: (FakeModelServer) async throws -> T
+    ) async throws -> T {
         let server = try await start(requiredAPIKey: requiredAPIKey)
         do {
             let result = try await body(server)

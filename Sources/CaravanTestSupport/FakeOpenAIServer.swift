@@ -19,13 +19,27 @@ import NIOCore
 public enum OpenAIFakeWire: FakeModelProtocol {
     public static let path = "/v1/chat/completions"
 
-    public static func handle(_ request: Request, script: FakeModelScript, requiredAPIKey: String?) async throws -> Response {
+    public static func handle(
+        _ request: Request,
+        script: FakeModelScript,
+        requiredAPIKey: String?
+    ) async throws -> Response {
         let bytes = try await request.body.collect(upTo: 16 << 20)
         let body = (try? JSONValue(parsing: bytes.readableBytesView)) ?? .null
-        let received = FakeModelRequest(format: .openAI, path: request.uri.path, headers: FakeWire.headers(request), body: body)
+        let received = FakeModelRequest(
+            format: .openAI,
+            path: request.uri.path,
+            headers: FakeWire.headers(request),
+            body: body
+        )
         script.record(received)
         if let key = requiredAPIKey, received.headers["authorization"] != "Bearer \(key)" {
-            return errorResponse(401, "Incorrect API key provided.", type: "invalid_request_error", code: "invalid_api_key")
+            return errorResponse(
+                401,
+                "Incorrect API key provided.",
+                type: "invalid_request_error",
+                code: "invalid_api_key"
+            )
         }
         if let problem = validate(body) { return errorResponse(400, problem, type: "invalid_request_error") }
         let (reply, serial) = script.reply(to: received)
@@ -37,15 +51,25 @@ public enum OpenAIFakeWire: FakeModelProtocol {
             await script.hang(milliseconds: milliseconds)
             return errorResponse(504, "The fake model hung.", type: "server_error")
         case .error(let status, let message, let retryAfter):
-            var response = errorResponse(status, message, type: status == 429 ? "rate_limit_exceeded" : status >= 500 ? "server_error" : "invalid_request_error")
+            var response = errorResponse(
+                status,
+                message,
+                type: status == 429 ? "rate_limit_exceeded" : status >= 500 ? "server_error" : "invalid_request_error"
+            )
             if let retryAfter { response.headers[.retryAfter] = retryAfter }
             return response
         case .malformed:
-            return FakeWire.raw(status: 200, contentType: "application/json", body: #"{"id":"chatcmpl-broken","choices":[{"index":0,"message":"#)
+            return FakeWire.raw(
+                status: 200,
+                contentType: "application/json",
+                body: #"{"id":"chatcmpl-broken","choices":[{"index":0,"message":"#
+            )
         case .raw(let status, let contentType, let text):
             return FakeWire.raw(status: status, contentType: contentType, body: text)
         case .failMidStream(let text):
-            guard received.isStreaming else { return errorResponse(500, "The fake model failed.", type: "server_error") }
+            guard received.isStreaming else {
+                return errorResponse(500, "The fake model failed.", type: "server_error")
+            }
             return FakeWire.eventStream([
                 frame(chunk(id, model, delta: ["role": "assistant", "content": ""])),
                 frame(chunk(id, model, delta: ["content": .string(text)])),
@@ -83,23 +107,33 @@ public enum OpenAIFakeWire: FakeModelProtocol {
         func callID(_ index: Int, serial: String) -> String { calls[index].id ?? "call_\(serial)_\(index)" }
         var finishReason: JSONValue { calls.isEmpty ? "stop" : "tool_calls" }
         var usageJSON: JSONValue {
-            ["prompt_tokens": .int(Int64(usage.input)), "completion_tokens": .int(Int64(usage.output)), "total_tokens": .int(Int64(usage.input + usage.output))]
+            [
+                "prompt_tokens": .int(Int64(usage.input)), "completion_tokens": .int(Int64(usage.output)),
+                "total_tokens": .int(Int64(usage.input + usage.output)),
+            ]
         }
     }
 
     private static func completion(_ answer: Answer, id: String, model: String) -> JSONValue {
         var message: [String: JSONValue] = ["role": "assistant", "content": answer.text.map(JSONValue.string) ?? .null]
         if !answer.calls.isEmpty {
-            message["tool_calls"] = .array(answer.calls.indices.map { index in
-                [
-                    "id": .string(answer.callID(index, serial: id)), "type": "function",
-                    "function": ["name": .string(answer.calls[index].name), "arguments": .string(answer.calls[index].arguments)],
-                ]
-            })
+            message["tool_calls"] = .array(
+                answer.calls.indices.map { index in
+                    [
+                        "id": .string(answer.callID(index, serial: id)), "type": "function",
+                        "function": [
+                            "name": .string(answer.calls[index].name),
+                            "arguments": .string(answer.calls[index].arguments),
+                        ],
+                    ]
+                }
+            )
         }
         return [
             "id": .string(id), "object": "chat.completion", "created": 1_700_000_000, "model": .string(model),
-            "choices": [["index": 0, "message": .object(message), "finish_reason": answer.finishReason, "logprobs": nil]],
+            "choices": [
+                ["index": 0, "message": .object(message), "finish_reason": answer.finishReason, "logprobs": nil]
+            ],
             "usage": answer.usageJSON,
         ]
     }
@@ -116,18 +150,40 @@ public enum OpenAIFakeWire: FakeModelProtocol {
             ]
             frames.append(frame(chunk(id, model, delta: ["tool_calls": [start]])))
             for piece in FakeWire.pieces(call.arguments) {
-                frames.append(frame(chunk(id, model, delta: ["tool_calls": [["index": .int(Int64(index)), "function": ["arguments": .string(piece)]]]])))
+                frames.append(
+                    frame(
+                        chunk(
+                            id,
+                            model,
+                            delta: [
+                                "tool_calls": [
+                                    ["index": .int(Int64(index)), "function": ["arguments": .string(piece)]]
+                                ]
+                            ]
+                        )
+                    )
+                )
             }
         }
         frames.append(frame(chunk(id, model, delta: [:], finishReason: answer.finishReason)))
         if includeUsage {
-            frames.append(frame(["id": .string(id), "object": "chat.completion.chunk", "created": 1_700_000_000, "model": .string(model), "choices": [], "usage": answer.usageJSON]))
+            frames.append(
+                frame([
+                    "id": .string(id), "object": "chat.completion.chunk", "created": 1_700_000_000,
+                    "model": .string(model), "choices": [], "usage": answer.usageJSON,
+                ])
+            )
         }
         frames.append("data: [DONE]\n\n")
         return frames
     }
 
-    private static func chunk(_ id: String, _ model: String, delta: JSONValue, finishReason: JSONValue = nil) -> JSONValue {
+    private static func chunk(
+        _ id: String,
+        _ model: String,
+        delta: JSONValue,
+        finishReason: JSONValue = nil
+    ) -> JSONValue {
         [
             "id": .string(id), "object": "chat.completion.chunk", "created": 1_700_000_000, "model": .string(model),
             "choices": [["index": 0, "delta": delta, "finish_reason": finishReason]],
@@ -137,13 +193,23 @@ public enum OpenAIFakeWire: FakeModelProtocol {
     private static func frame(_ json: JSONValue) -> String { "data: \(json.canonicalText)\n\n" }
 
     private static func errorResponse(_ status: Int, _ message: String, type: String, code: String? = nil) -> Response {
-        FakeWire.json(["error": ["message": .string(message), "type": .string(type), "param": nil, "code": code.map(JSONValue.string) ?? .null]], status: status)
+        FakeWire.json(
+            [
+                "error": [
+                    "message": .string(message), "type": .string(type), "param": nil,
+                    "code": code.map(JSONValue.string) ?? .null,
+                ]
+            ],
+            status: status
+        )
     }
 
     /// What the real servers refuse that a client under test could get wrong; `nil` when the body is fine.
     private static func validate(_ body: JSONValue) -> String? {
         guard body["model"]?.stringValue?.isEmpty == false else { return "you must provide a model parameter" }
-        guard let messages = body["messages"]?.arrayValue, !messages.isEmpty else { return "'messages' must be a non-empty array" }
+        guard let messages = body["messages"]?.arrayValue, !messages.isEmpty else {
+            return "'messages' must be a non-empty array"
+        }
         var callIDs: Set<String> = []
         for (index, message) in messages.enumerated() {
             switch message["role"]?.stringValue {
@@ -162,13 +228,15 @@ public enum OpenAIFakeWire: FakeModelProtocol {
                 }
             case "tool":
                 guard let id = message["tool_call_id"]?.stringValue, callIDs.contains(id) else {
-                    return "messages[\(index)] with role 'tool' must be a response to a preceding message with 'tool_calls'"
+                    return
+                        "messages[\(index)] with role 'tool' must be a response to a preceding message with 'tool_calls'"
                 }
             default:
                 return "messages[\(index)].role is invalid"
             }
         }
-        for (index, tool) in (body["tools"]?.arrayValue ?? []).enumerated() where tool["function"]?["name"]?.stringValue == nil {
+        for (index, tool) in (body["tools"]?.arrayValue ?? []).enumerated()
+        where tool["function"]?["name"]?.stringValue == nil {
             return "tools[\(index)].function.name is required"
         }
         return nil

@@ -27,7 +27,10 @@ public func fetch(
     request.method = HTTPMethod(rawValue: method)
     for (name, value) in headers { request.headers.add(name: name, value: value) }
     if let body { request.body = .bytes(ByteBuffer(string: body)) }
-    let response = try await HTTPClient.shared.execute(request, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000))
+    let response = try await HTTPClient.shared.execute(
+        request,
+        timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000)
+    )
     let buffer = try await response.body.collect(upTo: 64 << 20)
     return FetchedResponse(
         status: Int(response.status.code),

@@ -65,7 +65,10 @@ public final class RawHTTPConnection: @unchecked Sendable {  // one test task us
         while ContinuousClock.now < deadline && received.count < limit {
             var descriptorSet = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
             let remaining = deadline - ContinuousClock.now
-            let milliseconds = max(1, Int32(remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000))
+            let milliseconds = max(
+                1,
+                Int32(remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000)
+            )
             let ready = poll(&descriptorSet, 1, milliseconds)
             if ready <= 0 { continue }
             let count = recv(descriptor, &buffer, buffer.count, 0)

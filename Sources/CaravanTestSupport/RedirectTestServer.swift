@@ -77,7 +77,8 @@ public final class RedirectTestServer: Sendable {
                 server.record(request, body: try await request.collectBody(upTo: 1 << 20))
                 let bytes = Int(context.parameters.get("bytes") ?? "0") ?? 0
                 return Response(
-                    status: .ok, headers: [.contentType: "application/octet-stream"],
+                    status: .ok,
+                    headers: [.contentType: "application/octet-stream"],
                     body: .init(byteBuffer: ByteBuffer(repeating: UInt8(ascii: "x"), count: bytes))
                 )
             }
@@ -87,10 +88,15 @@ public final class RedirectTestServer: Sendable {
                 server.record(request, body: body)
                 let seen = server.lastRequest("/echo")
                 let object: [String: String?] = [
-                    "method": seen?.method, "host": seen?.host, "body": seen?.body, "authorization": seen?.authorization,
+                    "method": seen?.method, "host": seen?.host, "body": seen?.body,
+                    "authorization": seen?.authorization,
                 ]
                 let data = try JSONEncoder().encode(object)
-                return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+                return Response(
+                    status: .ok,
+                    headers: [.contentType: "application/json"],
+                    body: .init(byteBuffer: ByteBuffer(bytes: data))
+                )
             }
         }
         return try await withLoopbackServer(router) { port in

@@ -1,12 +1,12 @@
 import CaravanCore
 import CaravanServer
-import HTTPTypes
-import NIOCore
 import CaravanStorage
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import NIOCore
 
 /// Builds the real application on a fresh database of `backend` and runs `body` against it, in-process
 /// (`.router`) or over a real socket on loopback (`.live`).
@@ -104,10 +104,16 @@ extension TestClientProtocol {
         var allHeaders = headers
         if body != nil { allHeaders[.contentType] = contentType }
         let response = try await execute(
-            uri: uri, method: method, headers: allHeaders, body: body.map { ByteBuffer(string: $0) }
+            uri: uri,
+            method: method,
+            headers: allHeaders,
+            body: body.map { ByteBuffer(string: $0) }
         )
         let bytes = Array(response.body.readableBytesView)
-        let parsed = bytes.isEmpty ? JSONValue.null : ((try? JSONValue(parsing: bytes, maxDepth: 512)) ?? .string(String(decoding: bytes, as: UTF8.self)))
+        let parsed =
+            bytes.isEmpty
+            ? JSONValue.null
+            : ((try? JSONValue(parsing: bytes, maxDepth: 512)) ?? .string(String(decoding: bytes, as: UTF8.self)))
         return (response.status, parsed, response.headers)
     }
 }
@@ -125,7 +131,12 @@ public struct AuthenticatedClient: TestClientProtocol {
 
     public var port: Int? { anonymous.port }
 
-    public func executeRequest(uri: String, method: HTTPRequest.Method, headers: HTTPFields, body: ByteBuffer?) async throws -> TestResponse {
+    public func executeRequest(
+        uri: String,
+        method: HTTPRequest.Method,
+        headers: HTTPFields,
+        body: ByteBuffer?
+    ) async throws -> TestResponse {
         var headers = headers
         if headers[.authorization] == nil { headers[.authorization] = "Bearer \(apiKey)" }
         return try await anonymous.executeRequest(uri: uri, method: method, headers: headers, body: body)
@@ -137,14 +148,17 @@ public struct AuthenticatedClient: TestClientProtocol {
     /// Signs up the first user (who owns the default organization) through the API and creates an owner API key.
     public static func bootstrap(_ client: any TestClientProtocol) async throws -> AuthenticatedClient {
         let signup = try await client.send(
-            .post, "/v1/auth/signup",
+            .post,
+            "/v1/auth/signup",
             json: #"{"email": "owner@example.com", "password": "\#(ownerPassword)", "organization": "Acme"}"#
         )
         guard signup.status == .created, let token = signup.json["access_token"]?.stringValue,
             let orgID = signup.json["organization"]?["id"]?.stringValue
         else { throw TestSetupError.failed("signup answered \(signup.status): \(signup.json)") }
         let key = try await client.send(
-            .post, "/v1/api-keys", json: #"{"name": "tests", "role": "owner"}"#,
+            .post,
+            "/v1/api-keys",
+            json: #"{"name": "tests", "role": "owner"}"#,
             headers: [.authorization: "Bearer \(token)"]
         )
         guard key.status == .created, let apiKey = key.json["key"]?.stringValue else {
@@ -168,15 +182,19 @@ public enum TestSetupError: Error {
 /// Signs up the first user of a running `caravan` process and returns an owner API key, as headers to send.
 public func bootstrapCredentials(port: Int) async throws -> [(String, String)] {
     let signup = try await fetch(
-        "http://127.0.0.1:\(port)/v1/auth/signup", method: "POST", headers: [("Content-Type", "application/json")],
-        body: #"{"email": "owner@example.com", "password": "\#(AuthenticatedClient.ownerPassword)", "organization": "Acme"}"#
+        "http://127.0.0.1:\(port)/v1/auth/signup",
+        method: "POST",
+        headers: [("Content-Type", "application/json")],
+        body:
+            #"{"email": "owner@example.com", "password": "\#(AuthenticatedClient.ownerPassword)", "organization": "Acme"}"#
     )
     let signupJSON = try JSONValue(parsing: Array(signup.body.utf8))
     guard signup.status == 201, let token = signupJSON["access_token"]?.stringValue else {
         throw TestSetupError.failed("signup answered \(signup.status): \(signup.body)")
     }
     let key = try await fetch(
-        "http://127.0.0.1:\(port)/v1/api-keys", method: "POST",
+        "http://127.0.0.1:\(port)/v1/api-keys",
+        method: "POST",
         headers: [("Content-Type", "application/json"), ("Authorization", "Bearer \(token)")],
         body: #"{"name": "tests", "role": "owner"}"#
     )

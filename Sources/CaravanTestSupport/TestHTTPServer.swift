@@ -88,7 +88,8 @@ public final class TestHTTPServer: Sendable {
         }
         router.post("/switch") { request, _ in
             _ = server.record(request)
-            return server.state.withLock { $0.switchedOn } ? Self.json(#"{"switched":true}"#) : Response(status: .internalServerError)
+            return server.state.withLock { $0.switchedOn }
+                ? Self.json(#"{"switched":true}"#) : Response(status: .internalServerError)
         }
         return try await withLoopbackServer(router) { port in
             server.portBox.withLock { $0 = port }
@@ -102,7 +103,11 @@ public final class TestHTTPServer: Sendable {
     }
 
     static func json(_ text: String) -> Response {
-        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
+        Response(
+            status: .ok,
+            headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(string: text))
+        )
     }
 }
 

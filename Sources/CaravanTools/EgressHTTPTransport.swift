@@ -1,5 +1,5 @@
-import CaravanCore
 import AsyncHTTPClient
+import CaravanCore
 import CaravanOutbound
 import Foundation
 import Logging
@@ -36,7 +36,14 @@ actor EgressHTTPTransport: Transport {
     static let maxMessageBytes = 16 * 1024 * 1024
 
     /// - Parameter requestTimeout: the longest one exchange may take, from the POST to the end of its answer.
-    init(name: String, endpoint: String, headers: [String: String], http: EgressHTTPClient, requestTimeout: Duration, logger: Logger) {
+    init(
+        name: String,
+        endpoint: String,
+        headers: [String: String],
+        http: EgressHTTPClient,
+        requestTimeout: Duration,
+        logger: Logger
+    ) {
         var logger = logger
         logger[metadataKey: "mcp.server"] = .string(name)
         self.logger = logger
@@ -117,7 +124,12 @@ actor EgressHTTPTransport: Transport {
         }
         let status = Int(response.status.code)
         guard (200..<300).contains(status) else {
-            let body = try? await EgressHTTPTransport.read(response.body, upTo: 64 * 1024, until: .now + .seconds(2), server: name)
+            let body = try? await EgressHTTPTransport.read(
+                response.body,
+                upTo: 64 * 1024,
+                until: .now + .seconds(2),
+                server: name
+            )
             throw failure(status: status, body: body, hadSession: request.headers.contains(name: "mcp-session-id"))
         }
         let contentType = response.headers.first(name: "content-type")?.lowercased() ?? ""
@@ -140,7 +152,11 @@ actor EgressHTTPTransport: Transport {
         }
     }
 
-    private func readEvents(_ body: HTTPClientResponse.Body, until deadline: ContinuousClock.Instant, isInitialize: Bool) async throws {
+    private func readEvents(
+        _ body: HTTPClientResponse.Body,
+        until deadline: ContinuousClock.Instant,
+        isInitialize: Bool
+    ) async throws {
         let name = self.name
         try await Self.withDeadline(deadline, server: name) {
             var parser = ServerSentEventParser(maxEventBytes: Self.maxMessageBytes)
@@ -184,7 +200,8 @@ actor EgressHTTPTransport: Transport {
     }
 
     private func failure(status: Int, body: ByteBuffer?, hadSession: Bool) -> Failure {
-        let detail = body.flatMap { try? JSONDecoder().decode(ErrorBody.self, from: Data($0.readableBytesView)) }?.error?.message
+        let detail = body.flatMap { try? JSONDecoder().decode(ErrorBody.self, from: Data($0.readableBytesView)) }?
+            .error?.message
         let suffix = detail.map { ": \($0)" } ?? "."
         if status == 404 && hadSession {
             sessionID = nil
@@ -193,7 +210,10 @@ actor EgressHTTPTransport: Transport {
             return reason
         }
         if status == 401 || status == 403 {
-            return .unavailable("The MCP server '\(name)' refused the request (HTTP \(status))\(suffix)", retryable: false)
+            return .unavailable(
+                "The MCP server '\(name)' refused the request (HTTP \(status))\(suffix)",
+                retryable: false
+            )
         }
         return .unavailable(
             "The MCP server '\(name)' answered HTTP \(status)\(suffix)",
@@ -208,26 +228,42 @@ actor EgressHTTPTransport: Transport {
         case "egress_denied", "dns_error", "too_many_redirects", "response_too_large":
             return error
         case "timeout":
-            return Failure(code: "tool_timeout", message: "The MCP server '\(server)' did not answer in time.", retryable: true)
+            return Failure(
+                code: "tool_timeout",
+                message: "The MCP server '\(server)' did not answer in time.",
+                retryable: true
+            )
         default:
-            return .unavailable("The MCP server '\(server)' cannot be reached: \(error.message)", retryable: error.retryable)
+            return .unavailable(
+                "The MCP server '\(server)' cannot be reached: \(error.message)",
+                retryable: error.retryable
+            )
         }
     }
 
-    static func read(_ body: HTTPClientResponse.Body, upTo maxBytes: Int, until deadline: ContinuousClock.Instant, server: String)
+    static func read(
+        _ body: HTTPClientResponse.Body,
+        upTo maxBytes: Int,
+        until deadline: ContinuousClock.Instant,
+        server: String
+    )
         async throws -> ByteBuffer
     {
         do {
             return try await withDeadline(deadline, server: server) { try await body.collect(upTo: maxBytes) }
         } catch is NIOTooManyBytesError {
             throw Failure(
-                code: "response_too_large", message: "The MCP server '\(server)' answered more than \(maxBytes) bytes.", retryable: false
+                code: "response_too_large",
+                message: "The MCP server '\(server)' answered more than \(maxBytes) bytes.",
+                retryable: false
             )
         }
     }
 
     static func withDeadline<T: Sendable>(
-        _ deadline: ContinuousClock.Instant, server: String, _ body: @escaping @Sendable () async throws -> T
+        _ deadline: ContinuousClock.Instant,
+        server: String,
+        _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask { try await body() }
@@ -237,7 +273,11 @@ actor EgressHTTPTransport: Transport {
             }
             defer { group.cancelAll() }
             guard let first = try await group.next(), let value = first else {
-                throw Failure(code: "tool_timeout", message: "The MCP server '\(server)' did not answer in time.", retryable: true)
+                throw Failure(
+                    code: "tool_timeout",
+                    message: "The MCP server '\(server)' did not answer in time.",
+                    retryable: true
+                )
             }
             return value
         }
@@ -250,7 +290,8 @@ extension Duration {
         let (seconds, attoseconds) = components
         let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         if overflow { return seconds < 0 ? .min : .max }
-        return product.addingReportingOverflow(attoseconds / 1_000_000_000).overflow ? .max : product + attoseconds / 1_000_000_000
+        return product.addingReportingOverflow(attoseconds / 1_000_000_000).overflow
+            ? .max : product + attoseconds / 1_000_000_000
     }
 }
 

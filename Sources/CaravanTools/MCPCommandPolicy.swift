@@ -52,5 +52,7 @@ public struct MCPCommandPolicy: Sendable, Hashable {
 /// An entry of `--mcp-command-allow` that names no program.
 public struct MCPCommandPolicyError: Error, Sendable, CustomStringConvertible {
     public var entry: String
-    public var description: String { "'\(entry)' is not a command: give a program and its arguments separated by spaces" }
+    public var description: String {
+        "'\(entry)' is not a command: give a program and its arguments separated by spaces"
+    }
 }

@@ -54,7 +54,12 @@ public final class MCPConnection: Sendable {
     static let maxHTTPExchange: Duration = .seconds(600)
 
     private init(
-        config: MCPServerConfig, client: Client, channel: Channel, logger: Logger, timeout: Duration, initialize: Initialize.Result
+        config: MCPServerConfig,
+        client: Client,
+        channel: Channel,
+        logger: Logger,
+        timeout: Duration,
+        initialize: Initialize.Result
     ) {
         self.config = config
         self.client = client
@@ -79,27 +84,57 @@ public final class MCPConnection: Sendable {
     ///   - timeout: for the handshake, and the default for each later request.
     /// - Throws: `invalid_config`, `mcp_unavailable` (the program is missing, the server exits, does not answer the
     ///   handshake in time, or answers HTTP errors), `mcp_protocol_error`, and for HTTP `egress_denied`/`dns_error`.
-    public static func connect(_ config: MCPServerConfig, http: EgressHTTPClient, logger: Logger, timeout: Duration)
+    public static func connect(
+        _ config: MCPServerConfig,
+        http: EgressHTTPClient,
+        logger: Logger,
+        timeout: Duration
+    )
         async throws(Failure) -> MCPConnection
     {
         if let problem = config.problems.first {
-            throw Failure(code: "invalid_config", message: "The MCP server '\(config.name)' is misconfigured: \(problem).", retryable: false)
+            throw Failure(
+                code: "invalid_config",
+                message: "The MCP server '\(config.name)' is misconfigured: \(problem).",
+                retryable: false
+            )
         }
         let channel: Channel
         if let command = config.command {
-            channel = .stdio(try await StdioProcessTransport.launch(name: config.name, command: command, environment: config.env, logger: logger))
+            channel = .stdio(
+                try await StdioProcessTransport.launch(
+                    name: config.name,
+                    command: command,
+                    environment: config.env,
+                    logger: logger
+                )
+            )
         } else if let url = config.url {
-            guard let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(), ["http", "https"].contains(scheme) else {
-                throw Failure(code: "invalid_config", message: "The MCP server '\(config.name)' has an invalid URL.", retryable: false)
+            guard let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(),
+                ["http", "https"].contains(scheme)
+            else {
+                throw Failure(
+                    code: "invalid_config",
+                    message: "The MCP server '\(config.name)' has an invalid URL.",
+                    retryable: false
+                )
             }
             channel = .http(
                 EgressHTTPTransport(
-                    name: config.name, endpoint: url, headers: config.headers, http: http,
-                    requestTimeout: max(timeout, maxHTTPExchange), logger: logger
+                    name: config.name,
+                    endpoint: url,
+                    headers: config.headers,
+                    http: http,
+                    requestTimeout: max(timeout, maxHTTPExchange),
+                    logger: logger
                 )
             )
         } else {
-            throw Failure(code: "invalid_config", message: "The MCP server '\(config.name)' has no command and no URL.", retryable: false)
+            throw Failure(
+                code: "invalid_config",
+                message: "The MCP server '\(config.name)' has no command and no URL.",
+                retryable: false
+            )
         }
 
         let client = Client(name: "caravan", version: "1.0")
@@ -107,7 +142,10 @@ public final class MCPConnection: Sendable {
         // When the server goes away, fail what is pending now rather than at its timeout.
         Task {
             let reason = await ended.wait()
-            logger.debug("MCP connection ended", metadata: ["mcp.server": .string(config.name), "reason": .string(reason.message)])
+            logger.debug(
+                "MCP connection ended",
+                metadata: ["mcp.server": .string(config.name), "reason": .string(reason.message)]
+            )
             await client.disconnect()
         }
 
@@ -123,7 +161,9 @@ public final class MCPConnection: Sendable {
             // A child that is dying (a write failed, its output ended) says best why: give its reader a moment.
             if case .stdio = channel {
                 let deadline = ContinuousClock.now + .milliseconds(500)
-                while ended.reason == nil && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+                while ended.reason == nil && ContinuousClock.now < deadline {
+                    try? await Task.sleep(for: .milliseconds(10))
+                }
             }
             var mapped = map(error, server: config.name, ended: ended, during: "the MCP handshake")
             if case .stdio = channel, let reason = ended.reason, mapped.code == "mcp_unavailable" { mapped = reason }
@@ -134,7 +174,9 @@ public final class MCPConnection: Sendable {
             throw mapped
         }
         guard let result = outcome else {
-            let error = Failure.unavailable("The MCP server '\(config.name)' did not complete the MCP handshake within \(timeout).")
+            let error = Failure.unavailable(
+                "The MCP server '\(config.name)' did not complete the MCP handshake within \(timeout)."
+            )
             await shutdown(channel, client: client, reason: error)
             throw error
         }
@@ -145,7 +187,14 @@ public final class MCPConnection: Sendable {
                 "mcp.protocol": .string(result.protocolVersion),
             ]
         )
-        return MCPConnection(config: config, client: client, channel: channel, logger: logger, timeout: timeout, initialize: result)
+        return MCPConnection(
+            config: config,
+            client: client,
+            channel: channel,
+            logger: logger,
+            timeout: timeout,
+            initialize: result
+        )
     }
 
     /// Whether the server is still there: not closed, its process running and its output open, its session alive.
@@ -176,15 +225,27 @@ public final class MCPConnection: Sendable {
     /// could not be made or answered.
     /// - Parameter timeout: defaults to the connection's; on expiry the server is told to cancel the call.
     /// - Throws: `invalid_arguments`, `tool_timeout`, `mcp_unavailable`, `mcp_error`, `mcp_protocol_error`.
-    public func callTool(name: String, arguments: JSONValue, timeout: Duration? = nil) async throws(Failure) -> ToolOutput {
+    public func callTool(
+        name: String,
+        arguments: JSONValue,
+        timeout: Duration? = nil
+    ) async throws(Failure) -> ToolOutput {
         let parameters: [String: MCP.Value]?
         switch arguments {
         case .null: parameters = nil
         case .object(let object): parameters = object.mapValues(\.mcpValue)
         default:
-            throw Failure(code: "invalid_arguments", message: "The arguments of the tool '\(name)' must be a JSON object.", retryable: false)
+            throw Failure(
+                code: "invalid_arguments",
+                message: "The arguments of the tool '\(name)' must be a JSON object.",
+                retryable: false
+            )
         }
-        let result = try await perform(CallTool.request(.init(name: name, arguments: parameters)), timeout: timeout ?? self.timeout, what: name)
+        let result = try await perform(
+            CallTool.request(.init(name: name, arguments: parameters)),
+            timeout: timeout ?? self.timeout,
+            what: name
+        )
         return ToolOutput(mcp: result)
     }
 
@@ -196,7 +257,11 @@ public final class MCPConnection: Sendable {
             return !closed
         }
         guard first else { return }
-        await Self.shutdown(channel, client: client, reason: .unavailable("The connection to the MCP server '\(config.name)' was closed."))
+        await Self.shutdown(
+            channel,
+            client: client,
+            reason: .unavailable("The connection to the MCP server '\(config.name)' was closed.")
+        )
     }
 
     private static func shutdown(_ channel: Channel, client: Client, reason: Failure) async {
@@ -214,8 +279,14 @@ public final class MCPConnection: Sendable {
 
     // MARK: - Requests
 
-    private func perform<M: MCP.Method>(_ request: Request<M>, timeout: Duration, what: String) async throws(Failure) -> M.Result {
-        if closed.withLock({ $0 }) { throw .unavailable("The connection to the MCP server '\(config.name)' is closed.") }
+    private func perform<M: MCP.Method>(
+        _ request: Request<M>,
+        timeout: Duration,
+        what: String
+    ) async throws(Failure) -> M.Result {
+        if closed.withLock({ $0 }) {
+            throw .unavailable("The connection to the MCP server '\(config.name)' is closed.")
+        }
         if let reason = channel.ended.reason { throw reason }
         let client = self.client
         let name = config.name
@@ -225,15 +296,29 @@ public final class MCPConnection: Sendable {
                 try await context.value
             } abort: {
                 // Fails the pending request at once, then tells the server (which may take a while over HTTP).
-                Task { try? await client.cancelRequest(context.requestID, reason: "Caravan stopped waiting after \(timeout).") }
+                Task {
+                    try? await client.cancelRequest(
+                        context.requestID,
+                        reason: "Caravan stopped waiting after \(timeout)."
+                    )
+                }
             }
             guard let outcome else {
-                throw Failure(code: "tool_timeout", message: "The MCP server '\(name)' did not answer \(what) within \(timeout).", retryable: true)
+                throw Failure(
+                    code: "tool_timeout",
+                    message: "The MCP server '\(name)' did not answer \(what) within \(timeout).",
+                    retryable: true
+                )
             }
             return outcome
         } catch {
             let mapped = Self.map(error, server: name, ended: channel.ended, during: what)
-            logger.debug("MCP request failed", metadata: ["mcp.server": .string(name), "mcp.request": .string(what), "error": .string(mapped.description)])
+            logger.debug(
+                "MCP request failed",
+                metadata: [
+                    "mcp.server": .string(name), "mcp.request": .string(what), "error": .string(mapped.description),
+                ]
+            )
             throw mapped
         }
     }
@@ -269,24 +354,33 @@ public final class MCPConnection: Sendable {
         // The server went away: say why rather than how the SDK noticed.
         if let reason = ended.reason { return reason }
         if error is CancellationError || Task.isCancelled {
-            return Failure(code: "tool_cancelled", message: "The call to the MCP server '\(server)' was cancelled.", retryable: false)
+            return Failure(
+                code: "tool_cancelled",
+                message: "The call to the MCP server '\(server)' was cancelled.",
+                retryable: false
+            )
         }
         if let error = error as? MCPError {
             switch error {
             case .connectionClosed, .transportError:
-                return .unavailable("The connection to the MCP server '\(server)' failed: \(error.errorDescription ?? "\(error)").")
+                return .unavailable(
+                    "The connection to the MCP server '\(server)' failed: \(error.errorDescription ?? "\(error)")."
+                )
             case .parseError:
                 return .protocolError("The MCP server '\(server)' answered \(what) with something that is not MCP.")
             default:
                 return Failure(
                     code: "mcp_error",
-                    message: "The MCP server '\(server)' refused \(what): \(error.errorDescription ?? "\(error)") (code \(error.code)).",
+                    message:
+                        "The MCP server '\(server)' refused \(what): \(error.errorDescription ?? "\(error)") (code \(error.code)).",
                     retryable: false
                 )
             }
         }
         if error is DecodingError {
-            return .protocolError("The MCP server '\(server)' answered \(what) with something that is not MCP: \(error).")
+            return .protocolError(
+                "The MCP server '\(server)' answered \(what) with something that is not MCP: \(error)."
+            )
         }
         return .unavailable("The MCP server '\(server)' failed during \(what): \(error).")
     }

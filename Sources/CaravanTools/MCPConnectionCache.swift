@@ -49,7 +49,10 @@ public final class MCPConnectionCache: Service, Sendable {
     ///   - timeout: for each handshake, and the default for each request.
     ///   - idleTimeout: `run()` closes connections unused for this long (`nil`: never).
     public init(
-        http: EgressHTTPClient, logger: Logger, commands: MCPCommandPolicy = .none, timeout: Duration = .seconds(30),
+        http: EgressHTTPClient,
+        logger: Logger,
+        commands: MCPCommandPolicy = .none,
+        timeout: Duration = .seconds(30),
         idleTimeout: Duration? = .seconds(900)
     ) {
         self.http = http
@@ -79,10 +82,15 @@ public final class MCPConnectionCache: Service, Sendable {
     /// - Parameter logger: for this use (the connection itself logs with the cache's logger, as it outlives the use).
     /// - Throws: what `MCPConnection.connect` throws; `mcp_command_not_allowed` for a command the operator did not
     ///   allow; `mcp_unavailable` after `shutdown()`.
-    public func connection(orgID: String, config: MCPServerConfig, logger: Logger? = nil) async throws(Failure) -> MCPConnection {
+    public func connection(
+        orgID: String,
+        config: MCPServerConfig,
+        logger: Logger? = nil
+    ) async throws(Failure) -> MCPConnection {
         if let command = config.command, !commands.permits(command) {
             (logger ?? self.logger).warning(
-                "Refused an MCP server command that is not allowed", metadata: ["mcp.server": .string(config.name), "caravan.org_id": .string(orgID)]
+                "Refused an MCP server command that is not allowed",
+                metadata: ["mcp.server": .string(config.name), "caravan.org_id": .string(orgID)]
             )
             throw MCPCommandPolicy.refusal(server: config.name)
         }
@@ -113,7 +121,9 @@ public final class MCPConnectionCache: Service, Sendable {
             useLogger.debug("Connecting to MCP server", metadata: ["mcp.server": .string(server.name)])
             let task = Task { () -> Result<MCPConnection, Failure> in
                 do throws(Failure) {
-                    return .success(try await MCPConnection.connect(server, http: http, logger: logger, timeout: timeout))
+                    return .success(
+                        try await MCPConnection.connect(server, http: http, logger: logger, timeout: timeout)
+                    )
                 } catch {
                     return .failure(error)
                 }
@@ -154,20 +164,33 @@ public final class MCPConnectionCache: Service, Sendable {
     }
 
     /// The tools of `config`. A connection found dead is replaced and the listing tried once more.
-    public func listTools(orgID: String, config: MCPServerConfig, logger: Logger? = nil) async throws(Failure) -> [ToolSpec] {
+    public func listTools(
+        orgID: String,
+        config: MCPServerConfig,
+        logger: Logger? = nil
+    ) async throws(Failure) -> [ToolSpec] {
         let connection = try await connection(orgID: orgID, config: config, logger: logger)
         do {
             return try await connection.listTools()
-        } catch where error.code == "mcp_unavailable" && !connection.isAlive {
+        } catch  where error.code == "mcp_unavailable" && !connection.isAlive {
             return try await self.connection(orgID: orgID, config: config, logger: logger).listTools()
         }
     }
 
     /// Calls a tool of `config`. Not retried on another connection: a call may have had effects before it failed.
     public func callTool(
-        orgID: String, config: MCPServerConfig, name: String, arguments: JSONValue, timeout: Duration? = nil, logger: Logger? = nil
+        orgID: String,
+        config: MCPServerConfig,
+        name: String,
+        arguments: JSONValue,
+        timeout: Duration? = nil,
+        logger: Logger? = nil
     ) async throws(Failure) -> ToolOutput {
-        try await connection(orgID: orgID, config: config, logger: logger).callTool(name: name, arguments: arguments, timeout: timeout)
+        try await connection(orgID: orgID, config: config, logger: logger).callTool(
+            name: name,
+            arguments: arguments,
+            timeout: timeout
+        )
     }
 
     /// Closes and forgets the connection to `config` for `orgID` (after its configuration changed, say).
@@ -190,7 +213,9 @@ public final class MCPConnectionCache: Service, Sendable {
         let now = ContinuousClock.now
         let stale = state.withLock { state -> [Slot] in
             let keys = state.slots.compactMap { key, slot -> Key? in
-                if case .ready(let connection, let lastUsed) = slot, now - lastUsed > idle || !connection.isAlive { return key }
+                if case .ready(let connection, let lastUsed) = slot, now - lastUsed > idle || !connection.isAlive {
+                    return key
+                }
                 return nil
             }
             return keys.compactMap { state.slots.removeValue(forKey: $0) }

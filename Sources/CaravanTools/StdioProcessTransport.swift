@@ -35,12 +35,21 @@ actor StdioProcessTransport: Transport {
 
     /// Starts `command` (no shell) with a minimal environment (`PATH`, `HOME`) plus `environment`.
     /// - Throws: `mcp_unavailable` when the program is not found or cannot be started.
-    static func launch(name: String, command: [String], environment: [String: String], logger: Logger) async throws(Failure)
+    static func launch(
+        name: String,
+        command: [String],
+        environment: [String: String],
+        logger: Logger
+    ) async throws(Failure)
         -> StdioProcessTransport
     {
         ignoreSIGPIPE
         guard let program = command.first, !program.isEmpty else {
-            throw Failure(code: "invalid_config", message: "The MCP server '\(name)' has an empty command.", retryable: false)
+            throw Failure(
+                code: "invalid_config",
+                message: "The MCP server '\(name)' has an empty command.",
+                retryable: false
+            )
         }
         let parent = ProcessInfo.processInfo.environment
         var env = [
@@ -69,7 +78,14 @@ actor StdioProcessTransport: Transport {
         if let error = await spawn(process) {
             throw .unavailable("The MCP server '\(name)' cannot start: \(error.localizedDescription)", retryable: false)
         }
-        return StdioProcessTransport(name: name, process: process, stdin: stdin, stdout: stdout, stderr: stderr, logger: logger)
+        return StdioProcessTransport(
+            name: name,
+            process: process,
+            stdin: stdin,
+            stdout: stdout,
+            stderr: stderr,
+            logger: logger
+        )
     }
 
     private init(name: String, process: Process, stdin: Pipe, stdout: Pipe, stderr: Pipe, logger: Logger) {
@@ -87,7 +103,11 @@ actor StdioProcessTransport: Transport {
         self.messages = messages
         let ended = self.ended
         let reader = ProcessOutputReader(
-            name: name, stdout: stdout, stderr: stderr, messages: continuation, logger: logger,
+            name: name,
+            stdout: stdout,
+            stderr: stderr,
+            messages: continuation,
+            logger: logger,
             maxMessageBytes: Self.maxMessageBytes
         ) { reason in ended.fire(reason) }
         self.reader = reader
@@ -134,7 +154,8 @@ actor StdioProcessTransport: Transport {
                 guard stdinOpen else { throw Failure.unavailable("The MCP server '\(name)' is closed.") }
                 continue
             }
-            throw ended.reason ?? .unavailable("Could not write to the MCP server '\(name)': \(String(cString: strerror(error))).")
+            throw ended.reason
+                ?? .unavailable("Could not write to the MCP server '\(name)': \(String(cString: strerror(error))).")
         }
     }
 
@@ -160,7 +181,8 @@ actor StdioProcessTransport: Transport {
 
     static func describeExit(_ process: Process) -> String {
         let status = process.terminationStatus
-        return process.terminationReason == .uncaughtSignal ? "was killed by signal \(status)" : "exited with status \(status)"
+        return process.terminationReason == .uncaughtSignal
+            ? "was killed by signal \(status)" : "exited with status \(status)"
     }
 
     /// Whether the child is still running.
@@ -264,8 +286,13 @@ final class ProcessOutputReader: Sendable {
     static let maxLineLength = 2000
 
     init(
-        name: String, stdout: Pipe, stderr: Pipe, messages: AsyncThrowingStream<Data, any Error>.Continuation, logger: Logger,
-        maxMessageBytes: Int, onEnd: @escaping @Sendable (Failure) -> Void
+        name: String,
+        stdout: Pipe,
+        stderr: Pipe,
+        messages: AsyncThrowingStream<Data, any Error>.Continuation,
+        logger: Logger,
+        maxMessageBytes: Int,
+        onEnd: @escaping @Sendable (Failure) -> Void
     ) {
         self.name = name
         self.stdout = stdout
@@ -312,7 +339,10 @@ final class ProcessOutputReader: Sendable {
         let exit = state.withLock { $0.exit?.description }
         let tail = stderrTail
         if !tail.isEmpty {
-            logger.warning("MCP server ended", metadata: ["mcp.exit": .string(exit ?? "closed its output"), "mcp.stderr": .string(tail)])
+            logger.warning(
+                "MCP server ended",
+                metadata: ["mcp.exit": .string(exit ?? "closed its output"), "mcp.stderr": .string(tail)]
+            )
         }
         return .unavailable("The MCP server '\(name)' \(exit ?? "closed its output"); its log has the details.")
     }
@@ -325,7 +355,9 @@ final class ProcessOutputReader: Sendable {
     private func run() {
         let outFD = stdout.fileHandleForReading.fileDescriptor
         let errFD = stderr.fileHandleForReading.fileDescriptor
-        var fds = [pollfd(fd: outFD, events: Int16(POLLIN), revents: 0), pollfd(fd: errFD, events: Int16(POLLIN), revents: 0)]
+        var fds = [
+            pollfd(fd: outFD, events: Int16(POLLIN), revents: 0), pollfd(fd: errFD, events: Int16(POLLIN), revents: 0),
+        ]
         var pending: [UInt8] = []
         var errPending: [UInt8] = []
         var loggedLines = 0
@@ -356,7 +388,9 @@ final class ProcessOutputReader: Sendable {
             let ready = poll(&fds, nfds_t(fds.count), 250)
             if ready < 0 {
                 if errno == EINTR { continue }
-                finish(.unavailable("Reading from the MCP server '\(name)' failed: \(String(cString: strerror(errno)))."))
+                finish(
+                    .unavailable("Reading from the MCP server '\(name)' failed: \(String(cString: strerror(errno))).")
+                )
                 break
             }
             if ready == 0 { continue }
@@ -372,7 +406,9 @@ final class ProcessOutputReader: Sendable {
                         if fds[1].fd >= 0 {
                             var errOnly = [fds[1]]
                             while poll(&errOnly, 1, 100) > 0 {
-                                let more = chunk.withUnsafeMutableBytes { read(errOnly[0].fd, $0.baseAddress, $0.count) }
+                                let more = chunk.withUnsafeMutableBytes {
+                                    read(errOnly[0].fd, $0.baseAddress, $0.count)
+                                }
                                 if more <= 0 { break }
                                 errPending.append(contentsOf: chunk[0..<more])
                                 while let newline = errPending.firstIndex(of: UInt8(ascii: "\n")) {
@@ -398,7 +434,11 @@ final class ProcessOutputReader: Sendable {
                     }
                     pending.removeSubrange(..<start)
                     if pending.count > maxMessageBytes {
-                        finish(.protocolError("The MCP server '\(name)' sent a message longer than \(maxMessageBytes) bytes."))
+                        finish(
+                            .protocolError(
+                                "The MCP server '\(name)' sent a message longer than \(maxMessageBytes) bytes."
+                            )
+                        )
                         pending = []
                     }
                 } else {

@@ -54,7 +54,13 @@ public struct MCPServerConfig: Sendable, Hashable, Codable {
     /// Added to the child process's environment, which otherwise holds only `PATH` and `HOME`.
     public var env: [String: String]
 
-    public init(name: String, command: [String]? = nil, url: String? = nil, headers: [String: String] = [:], env: [String: String] = [:]) {
+    public init(
+        name: String,
+        command: [String]? = nil,
+        url: String? = nil,
+        headers: [String: String] = [:],
+        env: [String: String] = [:]
+    ) {
         self.name = name
         self.command = command
         self.url = url
@@ -81,7 +87,8 @@ public struct MCPServerConfig: Sendable, Hashable, Codable {
         switch (command, url) {
         case (nil, nil): problems.append("one of 'command' and 'url' is required")
         case (.some, .some): problems.append("'command' and 'url' exclude each other")
-        case (.some(let command), nil) where command.first?.isEmpty ?? true: problems.append("'command' must name a program")
+        case (.some(let command), nil) where command.first?.isEmpty ?? true:
+            problems.append("'command' must name a program")
         default: break
         }
         for name in env.keys.sorted() where !Self.mayPassToChild(name) {
@@ -93,12 +100,15 @@ public struct MCPServerConfig: Sendable, Hashable, Codable {
     /// Names of environment variables that change what a program loads or runs: the dynamic loader's, the shells'
     /// and the usual interpreters'. An agent may set other variables of its MCP server (API keys, options).
     static let forbiddenEnvironmentNames: Set<String> = [
-        "PATH", "HOME", "SHELL", "IFS", "ENV", "BASH_ENV", "PS4", "PROMPT_COMMAND", "CDPATH", "GCONV_PATH", "GLIBC_TUNABLES",
+        "PATH", "HOME", "SHELL", "IFS", "ENV", "BASH_ENV", "PS4", "PROMPT_COMMAND", "CDPATH", "GCONV_PATH",
+        "GLIBC_TUNABLES",
         "LOCPATH", "NLSPATH", "HOSTALIASES", "RESOLV_HOST_CONF", "TMPDIR", "NODE_OPTIONS", "NODE_PATH", "PYTHONPATH",
         "PYTHONHOME", "PYTHONSTARTUP", "PYTHONINSPECT", "PERL5LIB", "PERL5OPT", "PERLLIB", "RUBYLIB", "RUBYOPT",
         "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "CLASSPATH", "GIT_SSH_COMMAND", "SSLKEYLOGFILE",
     ]
-    static let forbiddenEnvironmentPrefixes = ["LD_", "DYLD_", "MALLOC_", "BASH_FUNC_", "GIT_CONFIG", "NPM_CONFIG_", "PIP_"]
+    static let forbiddenEnvironmentPrefixes = [
+        "LD_", "DYLD_", "MALLOC_", "BASH_FUNC_", "GIT_CONFIG", "NPM_CONFIG_", "PIP_",
+    ]
 
     /// Whether an agent may set `name` in its MCP server's environment: a plain name (`[A-Za-z_][A-Za-z0-9_]*`)
     /// that is not one of the forbidden ones.
@@ -107,6 +117,7 @@ public struct MCPServerConfig: Sendable, Hashable, Codable {
             name.utf8.allSatisfy({ $0 == 95 || ($0 >= 48 && $0 <= 57) || ($0 | 0x20 >= 97 && $0 | 0x20 <= 122) })
         else { return false }
         let upper = name.uppercased()
-        return !forbiddenEnvironmentNames.contains(upper) && !forbiddenEnvironmentPrefixes.contains { upper.hasPrefix($0) }
+        return !forbiddenEnvironmentNames.contains(upper)
+            && !forbiddenEnvironmentPrefixes.contains { upper.hasPrefix($0) }
     }
 }

@@ -12,7 +12,8 @@ public struct SealedColumn: Sendable {
     /// The sealing context of a row, from its key columns' values.
     public var context: @Sendable ([String]) -> String
 
-    public init(table: String, keyColumns: [String], column: String, context: @escaping @Sendable ([String]) -> String) {
+    public init(table: String, keyColumns: [String], column: String, context: @escaping @Sendable ([String]) -> String)
+    {
         self.table = table
         self.keyColumns = keyColumns
         self.column = column
@@ -36,7 +37,13 @@ public struct KeyRotation: Service {
     /// Called once the database schema exists; rotation starts after it.
     let ready: @Sendable () async -> Void
 
-    public init(database: any Database, box: SecretBox, columns: [SealedColumn], logger: Logger, ready: @escaping @Sendable () async -> Void) {
+    public init(
+        database: any Database,
+        box: SecretBox,
+        columns: [SealedColumn],
+        logger: Logger,
+        ready: @escaping @Sendable () async -> Void
+    ) {
         self.database = database
         self.box = box
         self.columns = columns
@@ -51,7 +58,10 @@ public struct KeyRotation: Service {
                 let count = try await resealAll()
                 logger.info("Master key rotation finished", metadata: ["caravan.resealed": "\(count)"])
             } catch {
-                logger.error("Master key rotation failed; it resumes at the next start", metadata: ["error.message": "\(error)"])
+                logger.error(
+                    "Master key rotation failed; it resumes at the next start",
+                    metadata: ["error.message": "\(error)"]
+                )
             }
         }
         try? await gracefulShutdown()
@@ -75,7 +85,8 @@ public struct KeyRotation: Service {
                         for key in column.keyColumns { values.append(try row.string(key)) }
                         let context = column.context(values)
                         let plaintext = try box.open(try row.string(column.column), context: context)
-                        let conditions = column.keyColumns.enumerated().map { "\($0.element) = $\($0.offset + 2)" }.joined(separator: " AND ")
+                        let conditions = column.keyColumns.enumerated().map { "\($0.element) = $\($0.offset + 2)" }
+                            .joined(separator: " AND ")
                         try await executor.execute(
                             "UPDATE \(column.table) SET \(column.column) = $1 WHERE \(conditions)",
                             [.text(box.seal(plaintext, context: context))] + values.map { .text($0) }

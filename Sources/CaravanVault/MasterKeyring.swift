@@ -35,7 +35,9 @@ public struct MasterKeyring: Sendable {
     /// that the master key itself is only ever used to seal.
     public func derivedKey(purpose: String) -> SymmetricKey {
         HKDF<SHA256>.deriveKey(
-            inputKeyMaterial: current, info: Array("caravan \(purpose)".utf8), outputByteCount: 32
+            inputKeyMaterial: current,
+            info: Array("caravan \(purpose)".utf8),
+            outputByteCount: 32
         )
     }
 
@@ -47,8 +49,12 @@ public struct MasterKeyring: Sendable {
 
     /// Decodes a key given as base64 (32 bytes).
     public static func decode(_ text: String, name: String) throws(CaravanError) -> SymmetricKey {
-        guard let data = Data(base64Encoded: text.trimmingCharacters(in: .whitespacesAndNewlines)), data.count == 32 else {
-            throw CaravanError(.validationFailed, "\(name) must be 32 bytes in base64 (e.g. `openssl rand -base64 32`).")
+        guard let data = Data(base64Encoded: text.trimmingCharacters(in: .whitespacesAndNewlines)), data.count == 32
+        else {
+            throw CaravanError(
+                .validationFailed,
+                "\(name) must be 32 bytes in base64 (e.g. `openssl rand -base64 32`)."
+            )
         }
         return SymmetricKey(data: data)
     }
@@ -79,7 +85,9 @@ public struct MasterKeyring: Sendable {
         }
         do {
             try FileManager.default.createDirectory(
-                atPath: dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700]
+                atPath: dataDirectory,
+                withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700]
             )
         } catch {
             throw CaravanError(.internal, "Cannot create the data directory \(dataDirectory): \(error)")
@@ -97,7 +105,9 @@ public struct MasterKeyring: Sendable {
         guard descriptor >= 0 else {
             throw CaravanError(.internal, "Cannot create the master key file \(path) (errno \(errno)).")
         }
-        let written = text.utf8CString.withUnsafeBufferPointer { buffer in write(descriptor, buffer.baseAddress, buffer.count - 1) }
+        let written = text.utf8CString.withUnsafeBufferPointer { buffer in
+            write(descriptor, buffer.baseAddress, buffer.count - 1)
+        }
         let synced = fsync(descriptor)
         close(descriptor)
         guard written == text.utf8.count, synced == 0 else {

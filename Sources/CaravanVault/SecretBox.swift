@@ -27,7 +27,10 @@ public struct SecretBox: Sendable {
             throw CaravanError(.internal, "A sealed value is malformed.")
         }
         guard let key = keyring.key(id: String(parts[1])) else {
-            throw CaravanError(.internal, "A value is sealed under master key \(parts[1]), which this server was not given.")
+            throw CaravanError(
+                .internal,
+                "A value is sealed under master key \(parts[1]), which this server was not given."
+            )
         }
         do {
             let box = try AES.GCM.SealedBox(combined: data)

@@ -28,13 +28,16 @@ public struct SecretStore: Sendable {
     /// be written `{{ secrets.NAME }}`.
     public static func validate(name: String) throws(CaravanError) {
         let bytes = Array(name.utf8)
-        let valid = !bytes.isEmpty && bytes.count <= 64 && bytes.enumerated().allSatisfy { index, byte in
-            let letter = (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == 0x5F
-            return letter || (index > 0 && byte >= 0x30 && byte <= 0x39)
-        }
+        let valid =
+            !bytes.isEmpty && bytes.count <= 64
+            && bytes.enumerated().allSatisfy { index, byte in
+                let letter = (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == 0x5F
+                return letter || (index > 0 && byte >= 0x30 && byte <= 0x39)
+            }
         guard valid else {
             throw CaravanError.validation(
-                "/name", "A secret name is 1 to 64 letters, digits or '_', not starting with a digit."
+                "/name",
+                "A secret name is 1 to 64 letters, digits or '_', not starting with a digit."
             )
         }
     }
@@ -47,10 +50,13 @@ public struct SecretStore: Sendable {
         guard allowedHosts.count <= 32 else { throw CaravanError.validation("/allowed_hosts", "at most 32 hosts") }
         for (index, pattern) in allowedHosts.enumerated() {
             let host = pattern.hasPrefix("*.") ? String(pattern.dropFirst(2)) : pattern
-            let valid = !host.isEmpty && host.utf8.count <= 253 && host.utf8.allSatisfy { byte in
-                (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x30 && byte <= 0x39) || byte == 0x2D
-                    || byte == 0x2E || byte == 0x3A
-            }
+            let valid =
+                !host.isEmpty && host.utf8.count <= 253
+                && host.utf8.allSatisfy { byte in
+                    (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x30 && byte <= 0x39)
+                        || byte == 0x2D
+                        || byte == 0x2E || byte == 0x3A
+                }
             if !valid {
                 throw CaravanError.validation("/allowed_hosts/\(index)", "must be a host name, or *. and a domain")
             }
@@ -63,7 +69,8 @@ public struct SecretStore: Sendable {
     public func put(orgID: String, name: String, value: String, allowedHosts: [String]? = nil) async throws -> Bool {
         try Self.validate(name: name)
         if let allowedHosts { try Self.validate(allowedHosts: allowedHosts) }
-        let hosts: SQLValue = allowedHosts.map { .text(JSONValue.array($0.map { .string($0.lowercased()) }).canonicalText) } ?? .null
+        let hosts: SQLValue =
+            allowedHosts.map { .text(JSONValue.array($0.map { .string($0.lowercased()) }).canonicalText) } ?? .null
         guard value.utf8.count <= Self.maxValueBytes else {
             throw CaravanError.validation("/value", "A secret value is at most \(Self.maxValueBytes) bytes.")
         }
@@ -92,10 +99,14 @@ public struct SecretStore: Sendable {
             )
             var result: [SecretSummary] = []
             for row in rows {
-                result.append(SecretSummary(
-                    name: try row.string("name"), allowedHosts: Self.hosts(try row.optionalString("allowed_hosts")),
-                    createdAt: try row.int("created_at"), updatedAt: try row.int("updated_at")
-                ))
+                result.append(
+                    SecretSummary(
+                        name: try row.string("name"),
+                        allowedHosts: Self.hosts(try row.optionalString("allowed_hosts")),
+                        createdAt: try row.int("created_at"),
+                        updatedAt: try row.int("updated_at")
+                    )
+                )
             }
             return result
         }
@@ -106,7 +117,8 @@ public struct SecretStore: Sendable {
     public func delete(orgID: String, name: String) async throws -> Bool {
         try await database.withTransaction { executor in
             !(try await executor.query(
-                "DELETE FROM secrets WHERE org_id = $1 AND name = $2 RETURNING name", [.text(orgID), .text(name)]
+                "DELETE FROM secrets WHERE org_id = $1 AND name = $2 RETURNING name",
+                [.text(orgID), .text(name)]
             )).isEmpty
         }
     }
@@ -119,7 +131,12 @@ public struct SecretStore: Sendable {
     /// The host lists of those of `names` that have one.
     public func allowedHosts(orgID: String, names: Set<String>) async throws -> [String: [String]] {
         var hosts: [String: [String]] = [:]
-        for row in try await rows(orgID: orgID, names: names, columns: "name, allowed_hosts", where: "allowed_hosts IS NOT NULL") {
+        for row in try await rows(
+            orgID: orgID,
+            names: names,
+            columns: "name, allowed_hosts",
+            where: "allowed_hosts IS NOT NULL"
+        ) {
             hosts[try row.string("name")] = Self.hosts(try row.optionalString("allowed_hosts")) ?? []
         }
         return hosts
@@ -137,7 +154,12 @@ public struct SecretStore: Sendable {
     }
 
     /// `columns` of the organization's secrets named in `names` (and matching `condition`).
-    private func rows(orgID: String, names: Set<String>, columns: String, where condition: String = "TRUE") async throws -> [SQLRow] {
+    private func rows(
+        orgID: String,
+        names: Set<String>,
+        columns: String,
+        where condition: String = "TRUE"
+    ) async throws -> [SQLRow] {
         guard !names.isEmpty else { return [] }
         let sorted = names.sorted()
         let placeholders = sorted.indices.map { "$\($0 + 2)" }.joined(separator: ", ")

@@ -51,7 +51,10 @@ public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
         func value(_ token: Substring) throws(CaravanError) -> Int {
             if let number = Int(token), range.contains(number) { return number }
             if let index = names.firstIndex(of: token.lowercased()) { return index + nameBase }
-            throw CaravanError(.validationFailed, "'\(token)' is not a valid \(name) (\(range.lowerBound)-\(range.upperBound)).")
+            throw CaravanError(
+                .validationFailed,
+                "'\(token)' is not a valid \(name) (\(range.lowerBound)-\(range.upperBound))."
+            )
         }
         var result = Set<Int>()
         for item in text.split(separator: ",", omittingEmptySubsequences: false) {

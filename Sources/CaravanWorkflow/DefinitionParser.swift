@@ -126,7 +126,11 @@ public enum DefinitionParser {
 
         guard errors.isEmpty else {
             let summary = errors.count == 1 ? "\(errors[0].pointer): \(errors[0].detail)" : "\(errors.count) problems"
-            throw CaravanError(.validationFailed, "The workflow definition is invalid (\(summary)).", fieldErrors: errors)
+            throw CaravanError(
+                .validationFailed,
+                "The workflow definition is invalid (\(summary)).",
+                fieldErrors: errors
+            )
         }
         return WorkflowDefinition(
             name: name,
@@ -157,14 +161,21 @@ public enum DefinitionParser {
         let kindKeys = object.keys.filter { !stepKeys.contains($0) }.sorted()
         var kind = ""
         if kindKeys.isEmpty {
-            errors.append(.init(pointer: pointer, detail: "names no kind (one of \(kinds.kinds.keys.sorted().joined(separator: ", ")))"))
+            errors.append(
+                .init(
+                    pointer: pointer,
+                    detail: "names no kind (one of \(kinds.kinds.keys.sorted().joined(separator: ", ")))"
+                )
+            )
         } else {
             for key in kindKeys where kinds.kinds[key] == nil {
                 errors.append(.init(pointer: pointer + "/" + key, detail: "is not a known step kind or field"))
             }
             let known = kindKeys.filter { kinds.kinds[$0] != nil }
             if known.count > 1 {
-                errors.append(.init(pointer: pointer, detail: "names more than one kind (\(known.joined(separator: ", ")))"))
+                errors.append(
+                    .init(pointer: pointer, detail: "names more than one kind (\(known.joined(separator: ", ")))")
+                )
             }
             if let first = known.first, let type = kinds.kinds[first] {
                 kind = first
@@ -200,12 +211,23 @@ public enum DefinitionParser {
         let timeout = duration(object["timeout"], at: pointer + "/timeout", errors: &errors)
         let retry = retry(object["retry"], at: pointer + "/retry", errors: &errors)
         return StepDefinition(
-            id: id, needs: needs, when: when, forEach: forEach, timeout: timeout, retry: retry, kind: kind,
-            config: object[kind] ?? .null, interpolatesConfig: kinds.kinds[kind]?.interpolatesConfig ?? true
+            id: id,
+            needs: needs,
+            when: when,
+            forEach: forEach,
+            timeout: timeout,
+            retry: retry,
+            kind: kind,
+            config: object[kind] ?? .null,
+            interpolatesConfig: kinds.kinds[kind]?.interpolatesConfig ?? true
         )
     }
 
-    private static func duration(_ value: JSONValue?, at pointer: String, errors: inout [CaravanError.FieldError])
+    private static func duration(
+        _ value: JSONValue?,
+        at pointer: String,
+        errors: inout [CaravanError.FieldError]
+    )
         -> CaravanDuration?
     {
         guard let value else { return nil }
@@ -216,7 +238,11 @@ public enum DefinitionParser {
         return parsed
     }
 
-    private static func retry(_ value: JSONValue?, at pointer: String, errors: inout [CaravanError.FieldError])
+    private static func retry(
+        _ value: JSONValue?,
+        at pointer: String,
+        errors: inout [CaravanError.FieldError]
+    )
         -> RetryPolicy?
     {
         guard let value else { return nil }
@@ -225,7 +251,8 @@ public enum DefinitionParser {
             return nil
         }
         var policy = RetryPolicy.default
-        for key in object.keys.sorted() where !["max_attempts", "initial_interval", "backoff", "max_interval"].contains(key) {
+        for key in object.keys.sorted()
+        where !["max_attempts", "initial_interval", "backoff", "max_interval"].contains(key) {
             errors.append(.init(pointer: pointer + "/" + key, detail: "is not a field of a retry policy"))
         }
         if let attempts = object["max_attempts"] {
@@ -251,7 +278,10 @@ public enum DefinitionParser {
         return policy
     }
 
-    private static func parseSchedule(_ value: JSONValue?, errors: inout [CaravanError.FieldError])
+    private static func parseSchedule(
+        _ value: JSONValue?,
+        errors: inout [CaravanError.FieldError]
+    )
         -> WorkflowDefinition.Schedule?
     {
         guard let value else { return nil }
@@ -277,7 +307,9 @@ public enum DefinitionParser {
         }
         var catchUp = true
         if let value = object["catch_up"] {
-            if case .bool(let flag) = value { catchUp = flag } else {
+            if case .bool(let flag) = value {
+                catchUp = flag
+            } else {
                 errors.append(.init(pointer: "/schedule/catch_up", detail: "must be true or false"))
             }
         }
@@ -290,16 +322,21 @@ public enum DefinitionParser {
         var seen: [String: Int] = [:]
         for (index, step) in steps.enumerated() {
             if seen[step.id] != nil {
-                errors.append(.init(pointer: "/steps/\(index)/id", detail: "'\(step.id)' is already the id of another step"))
+                errors.append(
+                    .init(pointer: "/steps/\(index)/id", detail: "'\(step.id)' is already the id of another step")
+                )
             }
             seen[step.id] = index
         }
         for (index, step) in steps.enumerated() {
             for (position, need) in step.needs.enumerated() where seen[need] == nil || need == step.id {
-                errors.append(.init(
-                    pointer: "/steps/\(index)/needs/\(position)",
-                    detail: need == step.id ? "a step cannot need itself" : "'\(need)' is not a step of this workflow"
-                ))
+                errors.append(
+                    .init(
+                        pointer: "/steps/\(index)/needs/\(position)",
+                        detail: need == step.id
+                            ? "a step cannot need itself" : "'\(need)' is not a step of this workflow"
+                    )
+                )
             }
         }
         // Depth-first search for a cycle; report one step on it with the cycle spelled out.
@@ -323,7 +360,9 @@ public enum DefinitionParser {
         }
         for step in steps {
             if let cycle = visit(step.id), let index = seen[cycle[0]] {
-                errors.append(.init(pointer: "/steps/\(index)/needs", detail: "forms a cycle: \(cycle.joined(separator: " → "))"))
+                errors.append(
+                    .init(pointer: "/steps/\(index)/needs", detail: "forms a cycle: \(cycle.joined(separator: " → "))")
+                )
                 return
             }
         }
@@ -332,7 +371,10 @@ public enum DefinitionParser {
     /// Interpolations and expressions may read `input`, `run`, `secrets`, `item` (in `for_each` steps) and the
     /// outputs of steps the step (transitively) needs; `output` may read any step.
     private static func checkReferences(
-        _ steps: [StepDefinition], output: JSONValue?, kinds: StepKindRegistry, errors: inout [CaravanError.FieldError]
+        _ steps: [StepDefinition],
+        output: JSONValue?,
+        kinds: StepKindRegistry,
+        errors: inout [CaravanError.FieldError]
     ) {
         let byID = Dictionary(steps.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         func ancestors(of id: String) -> Set<String> {
@@ -343,19 +385,33 @@ public enum DefinitionParser {
             }
             return result
         }
-        func check(_ paths: [[String]], at pointer: String, allowed: Set<String>?, allowsItem: Bool, allowsSecrets: Bool = false) {
+        func check(
+            _ paths: [[String]],
+            at pointer: String,
+            allowed: Set<String>?,
+            allowsItem: Bool,
+            allowsSecrets: Bool = false
+        ) {
             for path in paths {
                 guard let root = path.first else { continue }
                 switch root {
                 case "input", "run": continue
                 case "secrets":
                     if !allowsSecrets {
-                        errors.append(.init(pointer: pointer, detail: "secrets may be used only in the fields of steps that send them out (http), never in outputs, conditions or stored values"))
+                        errors.append(
+                            .init(
+                                pointer: pointer,
+                                detail:
+                                    "secrets may be used only in the fields of steps that send them out (http), never in outputs, conditions or stored values"
+                            )
+                        )
                     } else if path.count != 2 {
                         errors.append(.init(pointer: pointer, detail: "write a secret as secrets.NAME"))
                     }
                 case "item":
-                    if !allowsItem { errors.append(.init(pointer: pointer, detail: "'item' exists only in for_each steps")) }
+                    if !allowsItem {
+                        errors.append(.init(pointer: pointer, detail: "'item' exists only in for_each steps"))
+                    }
                 case "steps":
                     guard path.count >= 2 else {
                         errors.append(.init(pointer: pointer, detail: "'steps' must be followed by a step id"))
@@ -364,10 +420,17 @@ public enum DefinitionParser {
                     if byID[path[1]] == nil {
                         errors.append(.init(pointer: pointer, detail: "'\(path[1])' is not a step of this workflow"))
                     } else if let allowed, !allowed.contains(path[1]) {
-                        errors.append(.init(pointer: pointer, detail: "reads step '\(path[1])', which is not among this step's needs"))
+                        errors.append(
+                            .init(
+                                pointer: pointer,
+                                detail: "reads step '\(path[1])', which is not among this step's needs"
+                            )
+                        )
                     }
                 default:
-                    errors.append(.init(pointer: pointer, detail: "'\(root)' is unknown; use input, steps, item, run or secrets"))
+                    errors.append(
+                        .init(pointer: pointer, detail: "'\(root)' is unknown; use input, steps, item, run or secrets")
+                    )
                 }
             }
         }
@@ -377,8 +440,11 @@ public enum DefinitionParser {
             if kinds.kinds[step.kind]?.interpolatesConfig ?? true {
                 do throws(CaravanError) {
                     check(
-                        try Template.referencedPaths(in: step.config), at: pointer + "/" + step.kind, allowed: allowed,
-                        allowsItem: step.forEach != nil, allowsSecrets: kinds.kinds[step.kind]?.acceptsSecrets ?? false
+                        try Template.referencedPaths(in: step.config),
+                        at: pointer + "/" + step.kind,
+                        allowed: allowed,
+                        allowsItem: step.forEach != nil,
+                        allowsSecrets: kinds.kinds[step.kind]?.acceptsSecrets ?? false
                     )
                 } catch {
                     errors.append(.init(pointer: pointer + "/" + step.kind, detail: error.detail))

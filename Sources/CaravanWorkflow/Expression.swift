@@ -16,8 +16,14 @@ public indirect enum Expression: Sendable, Hashable {
     }
 
     public enum BinaryOperator: String, Sendable, Hashable {
-        case equal = "==", notEqual = "!=", less = "<", lessOrEqual = "<=", greater = ">", greaterOrEqual = ">="
-        case and = "&&", or = "||"
+        case equal = "=="
+        case notEqual = "!="
+        case less = "<"
+        case lessOrEqual = "<="
+        case greater = ">"
+        case greaterOrEqual = ">="
+        case and = "&&"
+        case or = "||"
     }
 
     /// The longest expression accepted, in characters.

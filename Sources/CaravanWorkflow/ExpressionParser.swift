@@ -35,7 +35,9 @@ struct ExpressionParser {
         return true
     }
 
-    private mutating func nested<T>(_ body: (inout ExpressionParser) throws(CaravanError) -> T) throws(CaravanError) -> T {
+    private mutating func nested<T>(
+        _ body: (inout ExpressionParser) throws(CaravanError) -> T
+    ) throws(CaravanError) -> T {
         depth += 1
         defer { depth -= 1 }
         guard depth <= Expression.maxDepth else { throw error("nested deeper than \(Expression.maxDepth) levels") }
@@ -93,7 +95,9 @@ struct ExpressionParser {
             var items: [JSONValue] = []
             if !take("]") {
                 repeat {
-                    guard case .literal(let value) = try parsePrimary() else { throw error("array literals hold literals only") }
+                    guard case .literal(let value) = try parsePrimary() else {
+                        throw error("array literals hold literals only")
+                    }
                     items.append(value)
                 } while take(",")
                 guard take("]") else { throw error("expected ']'") }
@@ -101,7 +105,9 @@ struct ExpressionParser {
             return .literal(.array(items))
         }
         if character == "'" || character == "\"" { return .literal(.string(try parseString())) }
-        if character.isNumber || (character == "-" && position + 1 < characters.count && characters[position + 1].isNumber) {
+        if character.isNumber
+            || (character == "-" && position + 1 < characters.count && characters[position + 1].isNumber)
+        {
             return .literal(try parseNumber())
         }
         if character.isLetter || character == "_" {

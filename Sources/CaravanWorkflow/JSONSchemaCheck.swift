@@ -5,13 +5,23 @@ import CaravanCore
 /// `minItems`/`maxItems`. Keywords outside this core are ignored.
 public enum JSONSchemaCheck {
     /// Every problem found, with JSON pointers under `pointer`.
-    public static func problems(of value: JSONValue, against schema: JSONValue, at pointer: String) -> [CaravanError.FieldError] {
+    public static func problems(
+        of value: JSONValue,
+        against schema: JSONValue,
+        at pointer: String
+    ) -> [CaravanError.FieldError] {
         var problems: [CaravanError.FieldError] = []
         check(value, schema, pointer, depth: 0, into: &problems)
         return problems
     }
 
-    private static func check(_ value: JSONValue, _ schema: JSONValue, _ pointer: String, depth: Int, into problems: inout [CaravanError.FieldError]) {
+    private static func check(
+        _ value: JSONValue,
+        _ schema: JSONValue,
+        _ pointer: String,
+        depth: Int,
+        into problems: inout [CaravanError.FieldError]
+    ) {
         guard depth < 64, let schema = schema.objectValue else { return }
         func fail(_ detail: String) { problems.append(.init(pointer: pointer, detail: detail)) }
         if let type = schema["type"] {
@@ -21,12 +31,18 @@ public enum JSONSchemaCheck {
                 return
             }
         }
-        if let options = schema["enum"]?.arrayValue, !options.contains(value) { fail("must be one of the allowed values") }
+        if let options = schema["enum"]?.arrayValue, !options.contains(value) {
+            fail("must be one of the allowed values")
+        }
         if let constant = schema["const"], constant != value { fail("must equal \(constant.canonicalText)") }
         switch value {
         case .string(let text):
-            if case .int(let min)? = schema["minLength"], text.count < min { fail("must be at least \(min) characters long") }
-            if case .int(let max)? = schema["maxLength"], text.count > max { fail("must be at most \(max) characters long") }
+            if case .int(let min)? = schema["minLength"], text.count < min {
+                fail("must be at least \(min) characters long")
+            }
+            if case .int(let max)? = schema["maxLength"], text.count > max {
+                fail("must be at most \(max) characters long")
+            }
         case .int, .double:
             let number = value.numberValue ?? 0
             if let min = schema["minimum"]?.numberValue, number < min { fail("must be at least \(min)") }

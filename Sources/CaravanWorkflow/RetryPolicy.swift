@@ -1,4 +1,5 @@
 import CaravanCore
+import Foundation
 
 /// How a failed step is retried: exponential backoff with jitter, capped.
 public struct RetryPolicy: Sendable, Hashable {
@@ -33,5 +34,3 @@ public struct RetryPolicy: Sendable, Hashable {
         return CaravanDuration(milliseconds: Int64(half + jitter))
     }
 }
-
-import Foundation

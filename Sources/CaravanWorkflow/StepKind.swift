@@ -62,7 +62,12 @@ public enum HTTPStepKind: StepKind {
         }
         if let method = object["method"] {
             if !(method.stringValue.map { methods.contains($0.uppercased()) } ?? false) {
-                errors.append(.init(pointer: pointer + "/method", detail: "must be one of \(methods.sorted().joined(separator: ", "))"))
+                errors.append(
+                    .init(
+                        pointer: pointer + "/method",
+                        detail: "must be one of \(methods.sorted().joined(separator: ", "))"
+                    )
+                )
             }
         }
         guard let url = object["url"]?.stringValue, !url.isEmpty else {

@@ -37,12 +37,18 @@ public enum Template {
             let raw = rest[open.upperBound...].hasPrefix("{")
             if raw { open = open.lowerBound..<rest.index(after: open.upperBound) }
             guard let close = rest[open.upperBound...].range(of: raw ? "}}}" : "}}") else {
-                throw CaravanError(.validationFailed, raw ? "A '{{{' is not closed by '}}}'." : "A '{{' is not closed by '}}'.")
+                throw CaravanError(
+                    .validationFailed,
+                    raw ? "A '{{{' is not closed by '}}}'." : "A '{{' is not closed by '}}'."
+                )
             }
             let inside = rest[open.upperBound..<close.lowerBound].trimmingCharacters(in: .whitespaces)
             let expression = try Expression(parsing: inside)
             guard case .path(let components) = expression else {
-                throw CaravanError(.validationFailed, "'{{ \(inside) }}' is not a path; only paths can be interpolated.")
+                throw CaravanError(
+                    .validationFailed,
+                    "'{{ \(inside) }}' is not a path; only paths can be interpolated."
+                )
             }
             parts.append(.path(components, source: inside, raw: raw))
             rest = rest[close.upperBound...]
@@ -59,7 +65,10 @@ public enum Template {
     /// - Parameter urlFields: keys of a top-level object whose strings are URLs: values interpolated into them are
     ///   percent-encoded for where they land (see `renderURL`).
     public static func render(
-        _ value: JSONValue, scope: JSONValue, limit: Int = .max, urlFields: Set<String> = []
+        _ value: JSONValue,
+        scope: JSONValue,
+        limit: Int = .max,
+        urlFields: Set<String> = []
     ) throws(CaravanError) -> JSONValue {
         var budget = limit
         guard !urlFields.isEmpty, case .object(let object) = value else {
@@ -100,7 +109,8 @@ public enum Template {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(text.utf8.count)
         for byte in text.utf8 {
-            let alphanumeric = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+            let alphanumeric =
+                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
             if alphanumeric || allowed.contains(byte) {
                 bytes.append(byte)
             } else {
@@ -132,11 +142,18 @@ public enum Template {
                     switch position(after: text) {
                     case .base: break
                     case .authority:
-                        if value.unicodeScalars.contains(where: { "/?#@\\".unicodeScalars.contains($0) || $0.value <= 0x20 || $0.value == 0x7F }) {
-                            throw CaravanError(.validationFailed, "The value of '\(source)' cannot stand in a URL's host.")
+                        if value.unicodeScalars.contains(where: {
+                            "/?#@\\".unicodeScalars.contains($0) || $0.value <= 0x20 || $0.value == 0x7F
+                        }) {
+                            throw CaravanError(
+                                .validationFailed,
+                                "The value of '\(source)' cannot stand in a URL's host."
+                            )
                         }
                     case .path:
-                        value = value == "." || value == ".." ? String(repeating: "%2E", count: value.count)
+                        value =
+                            value == "." || value == ".."
+                            ? String(repeating: "%2E", count: value.count)
                             : percentEncode(value, allowed: pathSegmentAllowed)
                     case .query, .fragment:
                         value = percentEncode(value, allowed: queryValueAllowed)
@@ -157,7 +174,12 @@ public enum Template {
         return rest.contains("/") ? .path : .authority
     }
 
-    private static func render(_ value: JSONValue, scope: JSONValue, budget: inout Int, limit: Int) throws(CaravanError) -> JSONValue {
+    private static func render(
+        _ value: JSONValue,
+        scope: JSONValue,
+        budget: inout Int,
+        limit: Int
+    ) throws(CaravanError) -> JSONValue {
         switch value {
         case .string(let string): return try renderString(string, scope: scope, budget: &budget, limit: limit)
         case .array(let items):
@@ -178,7 +200,12 @@ public enum Template {
         }
     }
 
-    static func renderString(_ string: String, scope: JSONValue, budget: inout Int, limit: Int) throws(CaravanError) -> JSONValue {
+    static func renderString(
+        _ string: String,
+        scope: JSONValue,
+        budget: inout Int,
+        limit: Int
+    ) throws(CaravanError) -> JSONValue {
         let parts = try parse(string)
         if parts.count == 1, case .path(let components, _, _) = parts[0] {
             let value = Expression.resolve(components, in: scope)
@@ -196,7 +223,8 @@ public enum Template {
                 if limit != .max {
                     switch value {
                     case .string(let piece): try charge(piece.utf8.count, to: &budget, limit: limit, dry: true)
-                    case .array, .object: try charge(approximateSize(of: value, atMost: budget) - 2, to: &budget, limit: limit, dry: true)
+                    case .array, .object:
+                        try charge(approximateSize(of: value, atMost: budget) - 2, to: &budget, limit: limit, dry: true)
                     default: break
                     }
                 }

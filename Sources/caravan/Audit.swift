@@ -29,7 +29,10 @@ struct Audit: AsyncParsableCommand {
         @Option(help: "The master key (base64), when not in <data>/master.key. [env: CARAVAN_MASTER_KEY]")
         var masterKey: String?
 
-        @Option(help: "Earlier master keys (comma-separated base64), for entries linked before a rotation. [env: CARAVAN_PREVIOUS_MASTER_KEYS]")
+        @Option(
+            help:
+                "Earlier master keys (comma-separated base64), for entries linked before a rotation. [env: CARAVAN_PREVIOUS_MASTER_KEYS]"
+        )
         var previousMasterKeys: String?
 
         @Option(help: "A saved heads export (audit-heads.json, or a file holding the logged line) to compare with.")
@@ -71,7 +74,9 @@ struct Audit: AsyncParsableCommand {
             }
             print("OK: \(result.checked) audit entries verified; every chain is intact.")
             if !result.unsignedChains.isEmpty {
-                print("Note: \(result.unsignedChains.count) chain(s) written before chains were keyed have no signed head yet; their tail is checked once they are appended to.")
+                print(
+                    "Note: \(result.unsignedChains.count) chain(s) written before chains were keyed have no signed head yet; their tail is checked once they are appended to."
+                )
             }
         }
 
@@ -82,11 +87,16 @@ struct Audit: AsyncParsableCommand {
                     try MasterKeyring.decode(text, name: "previous master key \(index + 1)")
                 }
             if let configured, !configured.isEmpty {
-                return AuditKeys(current: try MasterKeyring.decode(configured, name: "The master key"), previous: earlier)
+                return AuditKeys(
+                    current: try MasterKeyring.decode(configured, name: "The master key"),
+                    previous: earlier
+                )
             }
             let path = URL(fileURLWithPath: dataDirectory).appendingPathComponent("master.key").path
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                throw ValidationError("Verifying the audit log needs the master key: pass --master-key, set CARAVAN_MASTER_KEY, or use --data with the directory holding master.key.")
+                throw ValidationError(
+                    "Verifying the audit log needs the master key: pass --master-key, set CARAVAN_MASTER_KEY, or use --data with the directory holding master.key."
+                )
             }
             return AuditKeys(current: try MasterKeyring.decode(text, name: "The key in \(path)"), previous: earlier)
         }

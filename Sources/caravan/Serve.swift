@@ -65,11 +65,15 @@ struct Serve: AsyncParsableCommand {
     var maxPayloadBytes: Int?
 
     @Option(
-        help: "How long a graceful shutdown may take before what is left is cancelled. [env: CARAVAN_SHUTDOWN_TIMEOUT] (default: 10s)"
+        help:
+            "How long a graceful shutdown may take before what is left is cancelled. [env: CARAVAN_SHUTDOWN_TIMEOUT] (default: 10s)"
     )
     var shutdownTimeout: String?
 
-    @Option(help: "How deep runs may start runs (workflow and agent steps and tools). [env: CARAVAN_MAX_RUN_DEPTH] (default: 16)")
+    @Option(
+        help:
+            "How deep runs may start runs (workflow and agent steps and tools). [env: CARAVAN_MAX_RUN_DEPTH] (default: 16)"
+    )
     var maxRunDepth: Int?
 
     @Option(help: "How long finished runs are kept, e.g. 30d. [env: CARAVAN_RUN_RETENTION] (default: 30d)")
@@ -79,7 +83,8 @@ struct Serve: AsyncParsableCommand {
     var maxActiveRuns: Int?
 
     @Option(
-        help: "Most runs one organization may have executing at once. [env: CARAVAN_ORG_MAX_ACTIVE_RUNS] (default: 10000)"
+        help:
+            "Most runs one organization may have executing at once. [env: CARAVAN_ORG_MAX_ACTIVE_RUNS] (default: 10000)"
     )
     var orgMaxActiveRuns: Int?
 
@@ -91,7 +96,9 @@ struct Serve: AsyncParsableCommand {
     )
     var nodeID: String?
 
-    @Option(help: "How long a node holds a run without renewing, e.g. 30s. [env: CARAVAN_LEASE_DURATION] (default: 30s)")
+    @Option(
+        help: "How long a node holds a run without renewing, e.g. 30s. [env: CARAVAN_LEASE_DURATION] (default: 30s)"
+    )
     var leaseDuration: String?
 
     @Option(
@@ -149,39 +156,54 @@ struct Serve: AsyncParsableCommand {
         ) {
             configuration.requestReadTimeout = timeout
         }
-        if let timeout = try parseDuration(idleTimeout ?? reader.string(forKey: "idle_timeout"), flag: "--idle-timeout") {
+        if let timeout = try parseDuration(idleTimeout ?? reader.string(forKey: "idle_timeout"), flag: "--idle-timeout")
+        {
             configuration.idleTimeout = timeout
         }
         configuration.egressAllow = egressAllow ?? reader.string(forKey: "egress_allow") ?? ""
         configuration.mcpCommandAllow = mcpCommandAllow ?? reader.string(forKey: "mcp_command_allow") ?? ""
         configuration.engine.maxPayloadBytes =
             maxPayloadBytes ?? reader.int(forKey: "max_payload_bytes") ?? configuration.engine.maxPayloadBytes
-        configuration.engine.maxRunDepth = maxRunDepth ?? reader.int(forKey: "max_run_depth") ?? configuration.engine.maxRunDepth
+        configuration.engine.maxRunDepth =
+            maxRunDepth ?? reader.int(forKey: "max_run_depth") ?? configuration.engine.maxRunDepth
         configuration.engine.maxActiveRuns =
             maxActiveRuns ?? reader.int(forKey: "max_active_runs") ?? configuration.engine.maxActiveRuns
         configuration.engine.maxActiveRunsPerOrganization =
             orgMaxActiveRuns ?? reader.int(forKey: "org_max_active_runs")
             ?? configuration.engine.maxActiveRunsPerOrganization
         if let node = nodeID ?? reader.string(forKey: "node_id"), !node.isEmpty { configuration.engine.nodeID = node }
-        if let lease = try parseDuration(leaseDuration ?? reader.string(forKey: "lease_duration"), flag: "--lease-duration") {
+        if let lease = try parseDuration(
+            leaseDuration ?? reader.string(forKey: "lease_duration"),
+            flag: "--lease-duration"
+        ) {
             guard lease.milliseconds >= 1_000 else { throw ValidationError("--lease-duration must be at least 1s.") }
             configuration.engine.leaseDuration = lease
             configuration.engine.leaseRenewInterval = .init(milliseconds: lease.milliseconds / 3)
         }
-        if let timeout = try parseDuration(shutdownTimeout ?? reader.string(forKey: "shutdown_timeout"), flag: "--shutdown-timeout") {
+        if let timeout = try parseDuration(
+            shutdownTimeout ?? reader.string(forKey: "shutdown_timeout"),
+            flag: "--shutdown-timeout"
+        ) {
             configuration.shutdownTimeout = timeout
         }
-        if let retention = try parseDuration(runRetention ?? reader.string(forKey: "run_retention"), flag: "--run-retention") {
+        if let retention = try parseDuration(
+            runRetention ?? reader.string(forKey: "run_retention"),
+            flag: "--run-retention"
+        ) {
             configuration.engine.retention = retention
         }
         configuration.masterKey = masterKey ?? reader.string(forKey: "master_key", isSecret: true)
         if let previous = previousMasterKeys ?? reader.string(forKey: "previous_master_keys", isSecret: true) {
-            configuration.previousMasterKeys = previous.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            configuration.previousMasterKeys = previous.split(separator: ",").map {
+                $0.trimmingCharacters(in: .whitespaces)
+            }
         }
         configuration.openSignup = openSignup || (reader.bool(forKey: "open_signup") ?? false)
-        configuration.rateLimitPerMinute = rateLimit ?? reader.int(forKey: "rate_limit") ?? configuration.rateLimitPerMinute
+        configuration.rateLimitPerMinute =
+            rateLimit ?? reader.int(forKey: "rate_limit") ?? configuration.rateLimitPerMinute
         configuration.authAttemptsPerMinute =
-            authAttemptsPerMinute ?? reader.int(forKey: "auth_attempts_per_minute") ?? configuration.authAttemptsPerMinute
+            authAttemptsPerMinute ?? reader.int(forKey: "auth_attempts_per_minute")
+            ?? configuration.authAttemptsPerMinute
         let cost = passwordHashCost ?? reader.int(forKey: "password_hash_cost") ?? Int(configuration.passwordHashCost)
         guard (4...16).contains(cost) else { throw ValidationError("--password-hash-cost must be 4...16.") }
         configuration.passwordHashCost = UInt8(cost)
@@ -190,11 +212,15 @@ struct Serve: AsyncParsableCommand {
         }
         guard configuration.engine.maxPayloadBytes > 0, configuration.engine.maxActiveRuns > 0,
             configuration.engine.maxActiveRunsPerOrganization > 0
-        else { throw ValidationError("--max-payload-bytes, --max-active-runs and --org-max-active-runs must be positive.") }
+        else {
+            throw ValidationError("--max-payload-bytes, --max-active-runs and --org-max-active-runs must be positive.")
+        }
         guard (0...65535).contains(configuration.port) else { throw ValidationError("--port must be 0...65535.") }
         guard configuration.maxBodyBytes > 0 else { throw ValidationError("--max-body-bytes must be positive.") }
 
-        guard configuration.engine.maxRunDepth >= 1 else { throw ValidationError("--max-run-depth must be at least 1.") }
+        guard configuration.engine.maxRunDepth >= 1 else {
+            throw ValidationError("--max-run-depth must be at least 1.")
+        }
         // Whatever Caravan writes (database, keys, exports) is for its own user only.
         umask(0o077)
         let logger = try options.bootstrapLogging(level: configuration.logLevel, reader: reader)
@@ -213,8 +239,11 @@ struct Serve: AsyncParsableCommand {
             group.maximumCancellationDuration = .seconds(5)
             do {
                 try await ServiceGroup(configuration: group).run()
-            } catch where announcer.isShuttingDown {
-                logger.warning("Shutdown reached its time limit; what was still running was cancelled", metadata: ["error.message": "\(error)"])
+            } catch  where announcer.isShuttingDown {
+                logger.warning(
+                    "Shutdown reached its time limit; what was still running was cancelled",
+                    metadata: ["error.message": "\(error)"]
+                )
             }
             logger.info("Caravan stopped")
         } catch let error as StorageError {

@@ -20,10 +20,14 @@ struct DatabaseOptions: ParsableArguments {
     )
     var database: String?
 
-    @Option(help: "Configuration file (.json, .yaml or .yml), keys as in the table of the README. [env: CARAVAN_CONFIG]")
+    @Option(
+        help: "Configuration file (.json, .yaml or .yml), keys as in the table of the README. [env: CARAVAN_CONFIG]"
+    )
     var config: String?
 
-    @Option(help: "Least important log level written: trace, debug, info, notice, warning, error. [env: CARAVAN_LOG_LEVEL]")
+    @Option(
+        help: "Least important log level written: trace, debug, info, notice, warning, error. [env: CARAVAN_LOG_LEVEL]"
+    )
     var logLevel: String?
 
     @Option(help: "Log format: json, or text. Default: json when stdout is not a terminal. [env: CARAVAN_LOG_FORMAT]")

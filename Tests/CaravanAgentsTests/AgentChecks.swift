@@ -10,7 +10,9 @@ enum AgentChecks {
     /// An agent with an http tool and an MCP tool answers a question: each turn and tool call is an event, the
     /// model sees every tool's result, the key reaches the provider, and usage is metered.
     static func answersWithHTTPAndMCPTools(_ world: AgentWorld) async throws {
-        try await world.putAgent("helper", """
+        try await world.putAgent(
+            "helper",
+            """
             name: helper
             model: local/m1
             instructions: "You help with {{ input.topic }}. <Be brief>."
@@ -19,7 +21,8 @@ enum AgentChecks {
                        parameters: {type: object, required: [city], properties: {city: {type: string}}}}
               - mcp: {name: calc, url: "\(world.mcp.url)"}
             max_turns: 5
-            """)
+            """
+        )
         world.openAI.respond { request in
             switch request.messages.filter({ $0["role"] == "tool" }).count {
             case 0: .toolCall("lookup", arguments: #"{"city": "Paris"}"#, id: "call_1")
@@ -27,7 +30,10 @@ enum AgentChecks {
             default: .text("Paris, and 2 + 3 = \(request.lastToolResult ?? "?")")
             }
         }
-        let run = try await world.runAgent("helper", input: ["topic": "cities", "question": "Where, and how much is 2+3?"])
+        let run = try await world.runAgent(
+            "helper",
+            input: ["topic": "cities", "question": "Where, and how much is 2+3?"]
+        )
         #expect(run["status"] == "succeeded", "\(run)")
         #expect(run["kind"] == "agent")
         #expect(run["agent"] == "helper")
@@ -65,14 +71,19 @@ enum AgentChecks {
 
     /// An MCP server started as a child process (stdio) serves an agent's tools.
     static func usesStdioMCPServer(_ world: AgentWorld) async throws {
-        try await world.putAgent("stdio", """
+        try await world.putAgent(
+            "stdio",
+            """
             name: stdio
             model: local/m1
             tools:
               - mcp: {name: local, command: ["\(mcpFixturePath)"]}
-            """)
+            """
+        )
         world.openAI.respond { request in
-            request.toolResults.isEmpty ? .toolCall("local_add", arguments: #"{"a": 20, "b": 22}"#) : .text("sum \(request.lastToolResult ?? "")")
+            request.toolResults.isEmpty
+                ? .toolCall("local_add", arguments: #"{"a": 20, "b": 22}"#)
+                : .text("sum \(request.lastToolResult ?? "")")
         }
         let run = try await world.runAgent("stdio", input: "add")
         #expect(run["status"] == "succeeded", "\(run)")
@@ -81,12 +92,15 @@ enum AgentChecks {
 
     /// Token deltas reach a run's live event stream (not stored); the stored events follow.
     static func streamsDeltas(_ world: AgentWorld) async throws {
-        try await world.putAgent("talker", """
+        try await world.putAgent(
+            "talker",
+            """
             name: talker
             model: local/m1
             tools:
               - http: {name: wait, method: POST, url: "\(world.http.baseURL)/slow/2000"}
-            """)
+            """
+        )
         world.openAI.respond { request in
             request.toolResults.isEmpty ? .toolCall("wait") : .text("a streamed answer in several words")
         }
@@ -94,12 +108,15 @@ enum AgentChecks {
         let runID = try #require(started.json["id"]?.stringValue)
         let port = try #require(world.client.port)
         let stream = try await fetch(
-            "http://127.0.0.1:\(port)/v1/runs/\(runID)/events", headers: [("Accept", "text/event-stream")] + world.client.authorization,
+            "http://127.0.0.1:\(port)/v1/runs/\(runID)/events",
+            headers: [("Accept", "text/event-stream")] + world.client.authorization,
             timeout: .seconds(20)
         )
         let frames = stream.body.components(separatedBy: "\n\n")
         let deltas = frames.filter { $0.hasPrefix("event: llm.delta") }.compactMap { frame in
-            frame.split(separator: "\n").first { $0.hasPrefix("data: ") }.flatMap { try? JSONValue(parsing: Array($0.dropFirst(6).utf8)) }
+            frame.split(separator: "\n").first { $0.hasPrefix("data: ") }.flatMap {
+                try? JSONValue(parsing: Array($0.dropFirst(6).utf8))
+            }
         }
         #expect(deltas.compactMap { $0["data"]?["text"]?.stringValue }.joined() == "a streamed answer in several words")
         #expect(frames.contains { $0.contains("event: run.succeeded") })
@@ -109,11 +126,14 @@ enum AgentChecks {
 
     /// A route falls back from a failing OpenAI-compatible provider to Anthropic after its retries.
     static func fallsBackAcrossProviders(_ world: AgentWorld) async throws {
-        try await world.putAgent("fallback", """
+        try await world.putAgent(
+            "fallback",
+            """
             name: fallback
             model: [local/m1, claude/haiku]
             instructions: Answer.
-            """)
+            """
+        )
         world.openAI.respond { _ in .error(status: 500) }
         world.anthropic.respond { _ in .text("from claude") }
         let run = try await world.runAgent("fallback", input: "hello")
@@ -144,13 +164,16 @@ enum AgentChecks {
 
     /// A model that keeps calling tools stops at `max_turns`.
     static func stopsAtMaxTurns(_ world: AgentWorld) async throws {
-        try await world.putAgent("looper", """
+        try await world.putAgent(
+            "looper",
+            """
             name: looper
             model: local/m1
             tools:
               - mcp: {name: calc, url: "\(world.mcp.url)", tools: [echo]}
             max_turns: 3
-            """)
+            """
+        )
         world.openAI.respond { _ in .toolCall("calc_echo", arguments: #"{"text": "again"}"#) }
         let run = try await world.runAgent("looper", input: "loop")
         #expect(run["status"] == "failed")
@@ -161,13 +184,16 @@ enum AgentChecks {
 
     /// A run's token budget and the organization's monthly budget stop model calls.
     static func budgetsStopCalls(_ world: AgentWorld) async throws {
-        try await world.putAgent("thrifty", """
+        try await world.putAgent(
+            "thrifty",
+            """
             name: thrifty
             model: local/m1
             tools:
               - mcp: {name: calc, url: "\(world.mcp.url)", tools: [echo]}
             budget: {tokens: 20}
-            """)
+            """
+        )
         world.openAI.respond { _ in .toolCall("calc_echo", arguments: #"{"text": "x"}"#) }
         let run = try await world.runAgent("thrifty", input: "spend")
         #expect(run["status"] == "failed")
@@ -188,11 +214,14 @@ enum AgentChecks {
 
     /// `output_schema`: a bad answer is sent back once with the problem, then the run fails.
     static func validatesOutput(_ world: AgentWorld) async throws {
-        try await world.putAgent("structured", """
+        try await world.putAgent(
+            "structured",
+            """
             name: structured
             model: local/m1
             output_schema: {type: object, required: [answer], properties: {answer: {type: string}}}
-            """)
+            """
+        )
         world.openAI.enqueue(.text("not json"), .json(#"{"answer": "42"}"#))
         let run = try await world.runAgent("structured", input: "?")
         #expect(run["status"] == "succeeded", "\(run)")
@@ -208,14 +237,18 @@ enum AgentChecks {
 
     /// Arguments that do not match a tool's schema go back to the model as an error result; nothing runs.
     static func validatesToolArguments(_ world: AgentWorld) async throws {
-        try await world.putAgent("strict", """
+        try await world.putAgent(
+            "strict",
+            """
             name: strict
             model: local/m1
             tools:
               - http: {name: lookup, url: "\(world.http.baseURL)/count/strict", parameters: {type: object, required: [city], properties: {city: {type: string}}}}
-            """)
+            """
+        )
         world.openAI.respond { request in
-            request.toolResults.isEmpty ? .toolCall("lookup", arguments: #"{"city": 7}"#) : .text("gave up: \(request.lastToolResult ?? "")")
+            request.toolResults.isEmpty
+                ? .toolCall("lookup", arguments: #"{"city": 7}"#) : .text("gave up: \(request.lastToolResult ?? "")")
         }
         let run = try await world.runAgent("strict", input: "?")
         #expect(run["status"] == "succeeded")
@@ -226,11 +259,17 @@ enum AgentChecks {
     /// The OpenAI-compatible front door: models, completions streamed and not, and clear errors.
     static func chatCompletions(_ world: AgentWorld) async throws {
         let models = try await world.client.send(.get, "/v1/models").json
-        #expect(Set(models["data"]?.arrayValue?.compactMap { $0["id"]?.stringValue } ?? []) == ["local/m1", "local/m2", "claude/haiku"])
+        #expect(
+            Set(models["data"]?.arrayValue?.compactMap { $0["id"]?.stringValue } ?? []) == [
+                "local/m1", "local/m2", "claude/haiku",
+            ]
+        )
 
         world.openAI.enqueue(.text("hello there", usage: FakeUsage(input: 7, output: 2)))
         let answer = try await world.client.send(
-            .post, "/v1/chat/completions", json: #"{"model": "local/m2", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}"#
+            .post,
+            "/v1/chat/completions",
+            json: #"{"model": "local/m2", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}"#
         )
         expectStatus(.ok, answer)
         #expect(answer.json["object"] == "chat.completion")
@@ -240,8 +279,10 @@ enum AgentChecks {
 
         world.anthropic.enqueue(.text("streamed answer"))
         let stream = try await world.client.send(
-            .post, "/v1/chat/completions",
-            json: #"{"model": "claude/haiku", "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "hi"}]}"#
+            .post,
+            "/v1/chat/completions",
+            json:
+                #"{"model": "claude/haiku", "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "hi"}]}"#
         )
         expectStatus(.ok, stream)
         #expect(stream.headers[.contentType] == "text/event-stream")
@@ -254,63 +295,111 @@ enum AgentChecks {
         #expect(chunks.contains { $0["usage"]?["completion_tokens"] != nil })
         #expect(text.hasSuffix("data: [DONE]\n\n"))
 
-        let unknown = try await world.client.send(.post, "/v1/chat/completions", json: #"{"model": "nope/x", "messages": [{"role": "user", "content": "hi"}]}"#)
+        let unknown = try await world.client.send(
+            .post,
+            "/v1/chat/completions",
+            json: #"{"model": "nope/x", "messages": [{"role": "user", "content": "hi"}]}"#
+        )
         #expect(unknown.status == .notFound)
         #expect(unknown.json["code"] == "unknown_model")
-        let invalid = try await world.client.send(.post, "/v1/chat/completions", json: #"{"model": "local/m1", "messages": [{"role": "wizard", "content": "hi"}]}"#)
+        let invalid = try await world.client.send(
+            .post,
+            "/v1/chat/completions",
+            json: #"{"model": "local/m1", "messages": [{"role": "wizard", "content": "hi"}]}"#
+        )
         #expect(invalid.status == .unprocessableContent)
         #expect(invalid.json["errors"]?.arrayValue?.first?["pointer"] == "/messages/0/role")
         // A server that counts nothing (llama.cpp when streaming) is metered by an estimate, not as free.
         world.openAI.enqueue(.text("abcdefgh", usage: FakeUsage(input: 0, output: 0)))
-        expectStatus(.ok, try await world.client.send(.post, "/v1/chat/completions", json: #"{"model": "local/m1", "messages": [{"role": "user", "content": "hi"}]}"#))
+        expectStatus(
+            .ok,
+            try await world.client.send(
+                .post,
+                "/v1/chat/completions",
+                json: #"{"model": "local/m1", "messages": [{"role": "user", "content": "hi"}]}"#
+            )
+        )
         let usage = try await world.client.send(.get, "/v1/usage?group_by=model").json["items"]?.arrayValue ?? []
         let estimated = try #require(usage.first { $0["key"] == "local/m1" })
         #expect(estimated["input_tokens"] == 1)
         #expect(estimated["output_tokens"] == 2)
 
         world.openAI.respond { _ in .hang(milliseconds: 5_000) }
-        let slow = try await world.client.send(.post, "/v1/chat/completions", json: #"{"model": "local/m1", "messages": [{"role": "user", "content": "hi"}]}"#)
+        let slow = try await world.client.send(
+            .post,
+            "/v1/chat/completions",
+            json: #"{"model": "local/m1", "messages": [{"role": "user", "content": "hi"}]}"#
+        )
         #expect(slow.status == .gatewayTimeout, "\(slow.json)")
         world.openAI.respond(with: nil)
     }
 
     /// Workflows mix `llm` and `agent` steps with the others.
     static func llmAndAgentSteps(_ world: AgentWorld) async throws {
-        try await world.putAgent("namer", """
+        try await world.putAgent(
+            "namer",
+            """
             name: namer
             model: claude/haiku
             instructions: "Name a {{ input.thing }}."
-            """)
-        world.anthropic.respond { request in .text("Rex the \(request.systemPrompt?.contains("dog") == true ? "dog" : "?")") }
+            """
+        )
+        world.anthropic.respond { request in
+            .text("Rex the \(request.systemPrompt?.contains("dog") == true ? "dog" : "?")")
+        }
         world.openAI.respond { _ in .json(#"{"kind": "dog"}"#) }
-        let put = try await world.client.send(.put, "/v1/workflows/pets", json: """
-            name: pets
-            steps:
-              - id: classify
-                llm: {model: local/m1, prompt: "Classify {{ input.text }}", output_schema: {type: object, required: [kind], properties: {kind: {type: string}}}}
-              - id: name
-                needs: [classify]
-                agent: {name: namer, input: {thing: "{{ steps.classify.output.json.kind }}"}}
-            output: "{{ steps.name.output }}"
-            """, contentType: "application/yaml")
+        let put = try await world.client.send(
+            .put,
+            "/v1/workflows/pets",
+            json: """
+                name: pets
+                steps:
+                  - id: classify
+                    llm: {model: local/m1, prompt: "Classify {{ input.text }}", output_schema: {type: object, required: [kind], properties: {kind: {type: string}}}}
+                  - id: name
+                    needs: [classify]
+                    agent: {name: namer, input: {thing: "{{ steps.classify.output.json.kind }}"}}
+                output: "{{ steps.name.output }}"
+                """,
+            contentType: "application/yaml"
+        )
         expectStatus(.created, put)
-        let run = try await world.client.send(.post, "/v1/workflows/pets/runs?wait=20s", json: #"{"input": {"text": "woof"}}"#).json
+        let run = try await world.client.send(
+            .post,
+            "/v1/workflows/pets/runs?wait=20s",
+            json: #"{"input": {"text": "woof"}}"#
+        ).json
         #expect(run["status"] == "succeeded", "\(run)")
         #expect(run["output"] == "Rex the dog")
         #expect(world.openAI.lastBody?["messages"]?.arrayValue?.first?["content"] == "Classify woof")
 
         // A workflow's agent step must give the agent the input its schema asks for.
-        try await world.putAgent("strict-namer", """
+        try await world.putAgent(
+            "strict-namer",
+            """
             name: strict-namer
             model: claude/haiku
             input: {type: object, required: [thing], properties: {thing: {type: string}}}
-            """)
-        expectStatus(.created, try await world.client.send(.put, "/v1/workflows/bad-pets", json: """
-            steps:
-              - {id: name, agent: {name: strict-namer, input: {animal: cat}}}
-            """, contentType: "application/yaml"))
+            """
+        )
+        expectStatus(
+            .created,
+            try await world.client.send(
+                .put,
+                "/v1/workflows/bad-pets",
+                json: """
+                    steps:
+                      - {id: name, agent: {name: strict-namer, input: {animal: cat}}}
+                    """,
+                contentType: "application/yaml"
+            )
+        )
         let calls = world.anthropic.callCount
-        let refused = try await world.client.send(.post, "/v1/workflows/bad-pets/runs?wait=20s", json: #"{"input": {}}"#).json
+        let refused = try await world.client.send(
+            .post,
+            "/v1/workflows/bad-pets/runs?wait=20s",
+            json: #"{"input": {}}"#
+        ).json
         let children = try await world.client.send(.get, "/v1/runs?agent=strict-namer").json
         #expect(refused["status"] == "failed", "\(refused) \(children)")
         #expect(refused["error"]?["code"] == "child_failed", "\(refused["error"] ?? .null)")
@@ -320,11 +409,14 @@ enum AgentChecks {
 
     /// Threads keep a conversation across runs; a second run at once on one thread is refused.
     static func threadsRemember(_ world: AgentWorld) async throws {
-        try await world.putAgent("chat", """
+        try await world.putAgent(
+            "chat",
+            """
             name: chat
             model: local/m1
             instructions: Chat.
-            """)
+            """
+        )
         let thread = try await world.client.send(.post, "/v1/threads", json: #"{"metadata": {"user": "u1"}}"#)
         expectStatus(.created, thread)
         let threadID = try #require(thread.json["id"]?.stringValue)
@@ -336,33 +428,57 @@ enum AgentChecks {
         #expect(second["status"] == "succeeded")
         let seen = world.openAI.requests.last?.messages.compactMap { $0["content"]?.stringValue } ?? []
         #expect(seen == ["Chat.", "my name is Ann", "you said 2 things", "what is my name?"])
-        let messages = try await world.client.send(.get, "/v1/threads/\(threadID)/messages").json["items"]?.arrayValue ?? []
+        let messages =
+            try await world.client.send(.get, "/v1/threads/\(threadID)/messages").json["items"]?.arrayValue ?? []
         #expect(messages.count == 4)
         #expect(messages.first?["role"] == "user")
 
         // A run that stays busy (its model takes 10 s) holds the thread.
-        try await world.putProvider("patient", kind: "openai", baseURL: world.openAI.baseURL, secret: "openai_key", models: ["m1"], timeout: "30s")
+        try await world.putProvider(
+            "patient",
+            kind: "openai",
+            baseURL: world.openAI.baseURL,
+            secret: "openai_key",
+            models: ["m1"],
+            timeout: "30s"
+        )
         try await world.putAgent("slowchat", "{\"model\": \"patient/m1\"}")
         world.openAI.respond { _ in .hang(milliseconds: 10_000) }
-        let slow = try await world.client.send(.post, "/v1/agents/slowchat/runs", json: #"{"input": "slow", "thread": "\#(threadID)"}"#)
+        let slow = try await world.client.send(
+            .post,
+            "/v1/agents/slowchat/runs",
+            json: #"{"input": "slow", "thread": "\#(threadID)"}"#
+        )
         expectStatus(.created, slow)
-        let busy = try await world.client.send(.post, "/v1/agents/chat/runs", json: #"{"input": "again", "thread": "\#(threadID)"}"#)
+        let busy = try await world.client.send(
+            .post,
+            "/v1/agents/chat/runs",
+            json: #"{"input": "again", "thread": "\#(threadID)"}"#
+        )
         #expect(busy.status == .conflict)
-        let missing = try await world.client.send(.post, "/v1/agents/chat/runs", json: #"{"input": "x", "thread": "thr_missing"}"#)
+        let missing = try await world.client.send(
+            .post,
+            "/v1/agents/chat/runs",
+            json: #"{"input": "x", "thread": "thr_missing"}"#
+        )
         #expect(missing.status == .notFound)
     }
 
     /// A tool that needs approval waits for the `approve` signal naming the call and its exact arguments.
     static func approvalBindsArguments(_ world: AgentWorld) async throws {
-        try await world.putAgent("careful", """
+        try await world.putAgent(
+            "careful",
+            """
             name: careful
             model: local/m1
             tools:
               - http: {name: pay, method: POST, url: "\(world.http.baseURL)/count/pay", body: {amount: "{{ args.amount }}"}, approval: true,
                        parameters: {type: object, required: [amount], properties: {amount: {type: integer}}}}
-            """)
+            """
+        )
         world.openAI.respond { request in
-            request.toolResults.isEmpty ? .toolCall("pay", arguments: #"{"amount": 10}"#) : .text("result: \(request.lastToolResult ?? "")")
+            request.toolResults.isEmpty
+                ? .toolCall("pay", arguments: #"{"amount": 10}"#) : .text("result: \(request.lastToolResult ?? "")")
         }
         let started = try await world.client.send(.post, "/v1/agents/careful/runs", json: #"{"input": "pay"}"#)
         let runID = try #require(started.json["id"]?.stringValue)
@@ -379,7 +495,8 @@ enum AgentChecks {
         expectStatus(.accepted, try await world.client.send(.post, "/v1/runs/\(runID)/signals/approve", json: wrong))
         try await Task.sleep(for: .milliseconds(400))
         #expect(world.http.calls("/count/pay") == 0)
-        let right = #"{"approved": true, "data": {"call_id": "\#(callID)", "arguments_digest": "\#(data["arguments_digest"]?.stringValue ?? "")"}}"#
+        let right =
+            #"{"approved": true, "data": {"call_id": "\#(callID)", "arguments_digest": "\#(data["arguments_digest"]?.stringValue ?? "")"}}"#
         expectStatus(.accepted, try await world.client.send(.post, "/v1/runs/\(runID)/signals/approve", json: right))
         let run = try await world.client.send(.get, "/v1/runs/\(runID)").json
         var finished = run
@@ -393,19 +510,34 @@ enum AgentChecks {
 
     /// A provider whose address the egress policy refuses is never called.
     static func egressRefusesProviders(_ world: AgentWorld) async throws {
-        try await world.putProvider("metadata", kind: "openai", baseURL: "http://169.254.169.254/v1", secret: nil, models: ["m"])
-        let answer = try await world.client.send(.post, "/v1/chat/completions", json: #"{"model": "metadata/m", "messages": [{"role": "user", "content": "hi"}]}"#)
+        try await world.putProvider(
+            "metadata",
+            kind: "openai",
+            baseURL: "http://169.254.169.254/v1",
+            secret: nil,
+            models: ["m"]
+        )
+        let answer = try await world.client.send(
+            .post,
+            "/v1/chat/completions",
+            json: #"{"model": "metadata/m", "messages": [{"role": "user", "content": "hi"}]}"#
+        )
         #expect(answer.status == .badGateway)
         #expect(answer.json["detail"]?.stringValue?.contains("egress_denied") == true, "\(answer.json)")
 
         // An http tool aimed at a private address is refused too, its refusal is audited, and the model is told.
-        try await world.putAgent("prober", """
+        try await world.putAgent(
+            "prober",
+            """
             name: prober
             model: local/m1
             tools:
               - http: {name: probe, url: "http://10.0.0.1/admin"}
-            """)
-        world.openAI.respond { request in request.toolResults.isEmpty ? .toolCall("probe") : .text(request.lastToolResult ?? "") }
+            """
+        )
+        world.openAI.respond { request in
+            request.toolResults.isEmpty ? .toolCall("probe") : .text(request.lastToolResult ?? "")
+        }
         let run = try await world.runAgent("prober", input: "probe")
         #expect(run["status"] == "succeeded")
         #expect(run["output"]?.stringValue?.contains("egress_denied") == true, "\(run["output"] ?? .null)")
@@ -416,35 +548,64 @@ enum AgentChecks {
 
     /// Definitions are validated with pointers; agents are versioned; other organizations' resources are unseen.
     static func definitionsAndProvidersAreValidated(_ world: AgentWorld) async throws {
-        let bad = try await world.client.send(.put, "/v1/agents/bad", json: """
-            name: bad
-            model: gpt
-            tools: [{shell: {}}]
-            max_turns: 0
-            """, contentType: "application/yaml")
+        let bad = try await world.client.send(
+            .put,
+            "/v1/agents/bad",
+            json: """
+                name: bad
+                model: gpt
+                tools: [{shell: {}}]
+                max_turns: 0
+                """,
+            contentType: "application/yaml"
+        )
         #expect(bad.status == .unprocessableContent)
         let pointers = Set(bad.json["errors"]?.arrayValue?.compactMap { $0["pointer"]?.stringValue } ?? [])
         #expect(pointers.isSuperset(of: ["/model", "/tools/0/shell", "/max_turns"]), "\(pointers)")
-        let provider = try await world.client.send(.put, "/v1/providers/x", json: #"{"kind": "gemini", "base_url": "ftp://x", "models": []}"#)
+        let provider = try await world.client.send(
+            .put,
+            "/v1/providers/x",
+            json: #"{"kind": "gemini", "base_url": "ftp://x", "models": []}"#
+        )
         #expect(provider.status == .unprocessableContent)
-        #expect(Set(provider.json["errors"]?.arrayValue?.compactMap { $0["pointer"]?.stringValue } ?? []) == ["/kind", "/base_url", "/models"])
+        #expect(
+            Set(provider.json["errors"]?.arrayValue?.compactMap { $0["pointer"]?.stringValue } ?? []) == [
+                "/kind", "/base_url", "/models",
+            ]
+        )
         let listed = try await world.client.send(.get, "/v1/providers").json
         #expect(listed.canonicalText.contains("sk-openai-test") == false, "keys never leave")
 
         let v1 = try await world.putAgent("versioned", "{\"model\": \"local/m1\", \"instructions\": \"one\"}")
-        let same = try await world.client.send(.put, "/v1/agents/versioned", json: "{\"model\": \"local/m1\", \"instructions\": \"one\"}")
+        let same = try await world.client.send(
+            .put,
+            "/v1/agents/versioned",
+            json: "{\"model\": \"local/m1\", \"instructions\": \"one\"}"
+        )
         #expect(same.status == .ok)
         let v2 = try await world.putAgent("versioned", "{\"model\": \"local/m1\", \"instructions\": \"two\"}")
         #expect(v1["version"] == 1)
         #expect(v2["version"] == 2)
         let old = try await world.client.send(.get, "/v1/agents/versioned?version=1").json
         #expect(old["definition"]?["instructions"] == "one")
-        let agents = try await world.client.send(.get, "/v1/agents").json["items"]?.arrayValue?.compactMap { $0["name"]?.stringValue } ?? []
+        let agents =
+            try await world.client.send(.get, "/v1/agents").json["items"]?.arrayValue?.compactMap {
+                $0["name"]?.stringValue
+            } ?? []
         #expect(agents.contains("versioned"))
         let workflows = try await world.client.send(.get, "/v1/workflows").json["items"]?.arrayValue ?? []
-        #expect(workflows.allSatisfy { $0["name"]?.stringValue?.hasPrefix("agent:") == false }, "agents are not listed as workflows")
-        #expect(try await world.client.send(.post, "/v1/workflows/agent:versioned/runs", json: "{}").status == .notFound)
-        let inline = try await world.client.send(.put, "/v1/workflows/inline", json: #"{"steps": [{"id": "a", "agent_loop": {"name": "inline", "model": "local/m1"}}]}"#)
+        #expect(
+            workflows.allSatisfy { $0["name"]?.stringValue?.hasPrefix("agent:") == false },
+            "agents are not listed as workflows"
+        )
+        #expect(
+            try await world.client.send(.post, "/v1/workflows/agent:versioned/runs", json: "{}").status == .notFound
+        )
+        let inline = try await world.client.send(
+            .put,
+            "/v1/workflows/inline",
+            json: #"{"steps": [{"id": "a", "agent_loop": {"name": "inline", "model": "local/m1"}}]}"#
+        )
         #expect(inline.status == .unprocessableContent)
         #expect(inline.json["errors"]?.arrayValue?.first?["pointer"] == "/steps/0/agent_loop")
     }

@@ -32,23 +32,37 @@ struct AgentCrashTests {
                     let auth = try await bootstrapCredentials(port: first.port)
                     let base = "http://127.0.0.1:\(first.port)"
                     let json = [("Content-Type", "application/json")] + auth
-                    let provider = #"{"kind": "openai", "base_url": "\#(model.baseURL)", "models": ["m1"], "timeout": "10s"}"#
-                    #expect(try await fetch(base + "/v1/providers/local", method: "PUT", headers: json, body: provider).status == 201)
+                    let provider =
+                        #"{"kind": "openai", "base_url": "\#(model.baseURL)", "models": ["m1"], "timeout": "10s"}"#
+                    #expect(
+                        try await fetch(base + "/v1/providers/local", method: "PUT", headers: json, body: provider)
+                            .status == 201
+                    )
                     let agent = """
                         {"model": "local/m1", "instructions": "Work.", "tools": [
                           {"http": {"name": "slow", "method": "POST", "url": "\(tools.baseURL)/slow/3000"}},
                           {"http": {"name": "after", "method": "POST", "url": "\(tools.baseURL)/count/after"}}
                         ]}
                         """
-                    #expect(try await fetch(base + "/v1/agents/worker", method: "PUT", headers: json, body: agent).status == 201)
+                    #expect(
+                        try await fetch(base + "/v1/agents/worker", method: "PUT", headers: json, body: agent).status
+                            == 201
+                    )
                     var ids: [String: String] = [:]  // run id → its question
                     for index in 0..<4 {
-                        let started = try await fetch(base + "/v1/agents/worker/runs", method: "POST", headers: json, body: #"{"input": "question \#(index)"}"#)
+                        let started = try await fetch(
+                            base + "/v1/agents/worker/runs",
+                            method: "POST",
+                            headers: json,
+                            body: #"{"input": "question \#(index)"}"#
+                        )
                         let id = try #require(try JSONValue(parsing: Array(started.body.utf8))["id"]?.stringValue)
                         ids[id] = "question \(index)"
                     }
                     // Every run has had its first turn answered and is inside the slow tool.
-                    for _ in 0..<200 where tools.calls("/slow/3000") < ids.count { try await Task.sleep(for: .milliseconds(25)) }
+                    for _ in 0..<200 where tools.calls("/slow/3000") < ids.count {
+                        try await Task.sleep(for: .milliseconds(25))
+                    }
                     try await Task.sleep(for: .milliseconds(300))
                     first.send(signal: SIGKILL)
                     _ = try await first.waitForExit()
@@ -60,13 +74,18 @@ struct AgentCrashTests {
                     let deadline = ContinuousClock.now + .seconds(30)
                     while finished.count < ids.count, ContinuousClock.now < deadline {
                         for id in ids.keys where finished[id] == nil {
-                            let run = try JSONValue(parsing: Array(try await fetch(secondBase + "/v1/runs/\(id)", headers: auth).body.utf8))
+                            let run = try JSONValue(
+                                parsing: Array(try await fetch(secondBase + "/v1/runs/\(id)", headers: auth).body.utf8)
+                            )
                             if run["status"] == "succeeded" || run["status"] == "failed" { finished[id] = run }
                         }
                         try await Task.sleep(for: .milliseconds(100))
                     }
                     for (id, question) in ids {
-                        #expect(finished[id]?["status"] == "succeeded", "\(finished[id] ?? .null)\n\(second.log.suffix(2000))")
+                        #expect(
+                            finished[id]?["status"] == "succeeded",
+                            "\(finished[id] ?? .null)\n\(second.log.suffix(2000))"
+                        )
                         #expect(finished[id]?["output"] == .string("done: \(question)"))
                         #expect(committed.contains("\(id):turn:1"), "the crash came after the first turn was answered")
                         #expect(!committed.contains("\(id):turn:3"), "the crash came before the run ended")
@@ -80,7 +99,10 @@ struct AgentCrashTests {
                     }
                     for question in ids.values {
                         for turn in 1...3 {
-                            #expect(asked["\(question):\(turn)"] == 1, "turn \(turn) of '\(question)' was asked \(asked["\(question):\(turn)"] ?? 0) times")
+                            #expect(
+                                asked["\(question):\(turn)"] == 1,
+                                "turn \(turn) of '\(question)' was asked \(asked["\(question):\(turn)"] ?? 0) times"
+                            )
                         }
                     }
                     #expect(model.callCount == ids.count * 3)

@@ -20,13 +20,18 @@ struct AgentDefinitionFuzzTests {
         #"{"model":"x/y","instructions":"{{{input.raw}}} {{&input.raw}} {{! comment }} {{=<% %>=}} <% input.a %>"}"#,
     ]
     static let tokens: [String] = [
-        "{{", "}}", "{{{", "}}}", "{{#", "{{/", "{{^", "{{>", "{{!", "{{&", "{{=", "=}}", "<%", "%>", "input", ".", "items",
-        "topic", "raw", " ", "\n", "x", "{", "}", "\"", ",", ":", "[", "]", "\"tools\":", "\"http\":", "\"model\":", "null",
+        "{{", "}}", "{{{", "}}}", "{{#", "{{/", "{{^", "{{>", "{{!", "{{&", "{{=", "=}}", "<%", "%>", "input", ".",
+        "items",
+        "topic", "raw", " ", "\n", "x", "{", "}", "\"", ",", ":", "[", "]", "\"tools\":", "\"http\":", "\"model\":",
+        "null",
         "{{% CONTENT_TYPE: TEXT}}", "{{%", "é", "\u{0}",
     ]
     static let inputs: [JSONValue] = [
         ["topic": "cities", "items": [1, 2, 3], "raw": "<b>"],
-        ["items": .array(Array(repeating: .string(String(repeating: "x", count: 50)), count: 200)), "raw": ["a": ["b": "c"]]],
+        [
+            "items": .array(Array(repeating: .string(String(repeating: "x", count: 50)), count: 200)),
+            "raw": ["a": ["b": "c"]],
+        ],
         .null, "just text", ["items": true, "topic": ["nested": [[]]]],
     ]
 
@@ -46,7 +51,9 @@ struct AgentDefinitionFuzzTests {
         var failures = 0
         func fail(_ message: String, _ input: [UInt8]) {
             failures += 1
-            Issue.record("agents: \(message)\ninput: \(String(decoding: input, as: UTF8.self).debugDescription)\nCARAVAN_FUZZ_SEED=\(seed)")
+            Issue.record(
+                "agents: \(message)\ninput: \(String(decoding: input, as: UTF8.self).debugDescription)\nCARAVAN_FUZZ_SEED=\(seed)"
+            )
         }
         while cases < maxCases && clock.now < deadline && failures < 5 {
             var bytes = seedBytes[cases % seedBytes.count]
@@ -54,13 +61,22 @@ struct AgentDefinitionFuzzTests {
                 for _ in 0..<Int.random(in: 1...4, using: &rng) {
                     let position = Int.random(in: 0...bytes.count, using: &rng)
                     switch Int.random(in: 0..<5, using: &rng) {
-                    case 0 where !bytes.isEmpty: bytes[min(position, bytes.count - 1)] ^= 1 << UInt8.random(in: 0...7, using: &rng)
-                    case 1, 2: bytes.insert(contentsOf: tokenBytes.randomElement(using: &rng)!, at: position)  // tokens is not empty
+                    case 0 where !bytes.isEmpty:
+                        bytes[min(position, bytes.count - 1)] ^= 1 << UInt8.random(in: 0...7, using: &rng)
+                    // tokens is not empty
+                    case 1, 2: bytes.insert(contentsOf: tokenBytes.randomElement(using: &rng)!, at: position)
                     case 3 where !bytes.isEmpty:
-                        bytes.removeSubrange(min(position, bytes.count - 1)..<min(bytes.count, position + Int.random(in: 1...8, using: &rng)))
+                        bytes.removeSubrange(
+                            min(
+                                position,
+                                bytes.count - 1
+                            )..<min(bytes.count, position + Int.random(in: 1...8, using: &rng))
+                        )
                     default:
                         let token = tokenBytes.randomElement(using: &rng)!  // tokens is not empty
-                        let times = Bool.random(using: &rng) ? Int.random(in: 5...100, using: &rng) : Int.random(in: 100...3_000, using: &rng)
+                        let times =
+                            Bool.random(using: &rng)
+                            ? Int.random(in: 5...100, using: &rng) : Int.random(in: 100...3_000, using: &rng)
                         bytes.insert(contentsOf: Array(repeating: token, count: times).joined(), at: position)
                     }
                 }
@@ -68,8 +84,12 @@ struct AgentDefinitionFuzzTests {
             // Every other case puts the mutation into the instructions alone, where Mustache parses it.
             let input: [UInt8]
             if cases >= seedBytes.count, cases % 2 == 1 {
-                let instructions = (0..<Int.random(in: 1...30, using: &rng)).flatMap { _ in tokenBytes.randomElement(using: &rng)! }
-                let document: JSONValue = ["model": "local/m1", "instructions": .string(String(decoding: instructions, as: UTF8.self))]
+                let instructions = (0..<Int.random(in: 1...30, using: &rng)).flatMap { _ in
+                    tokenBytes.randomElement(using: &rng)!
+                }
+                let document: JSONValue = [
+                    "model": "local/m1", "instructions": .string(String(decoding: instructions, as: UTF8.self)),
+                ]
                 input = document.canonicalBytes
             } else {
                 input = bytes
@@ -81,18 +101,25 @@ struct AgentDefinitionFuzzTests {
                 let definition = try AgentDefinition.validate(document, nameFromPath: "helper")
                 let limit = [0, 64, 1_000, 100_000][cases % 4]
                 do throws(Failure) {
-                    let text = try definition.renderInstructions(input: Self.inputs[cases % Self.inputs.count], limit: limit)
+                    let text = try definition.renderInstructions(
+                        input: Self.inputs[cases % Self.inputs.count],
+                        limit: limit
+                    )
                     if text.utf8.count > max(limit, definition.instructions.utf8.count) {
                         fail("instructions rendered to \(text.utf8.count) bytes over a limit of \(limit)", input)
                     }
                 } catch {
-                    if error.code.rawValue != CaravanError.Code.outputTooLarge.rawValue { fail("rendering failed with \(error.code)", input) }
+                    if error.code.rawValue != CaravanError.Code.outputTooLarge.rawValue {
+                        fail("rendering failed with \(error.code)", input)
+                    }
                 }
                 // The stored source validates again to the same source.
                 let again = try AgentDefinition.validate(definition.source, nameFromPath: "helper")
                 if again.source != definition.source { fail("the stored source validates to another source", input) }
             } catch {
-                if error.code != .invalidJSON && error.code != .validationFailed { fail("refused with \(error.code)", input) }
+                if error.code != .invalidJSON && error.code != .validationFailed {
+                    fail("refused with \(error.code)", input)
+                }
                 for field in error.fieldErrors where !(field.pointer.isEmpty || field.pointer.hasPrefix("/")) {
                     fail("a field error's pointer '\(field.pointer)' is not a JSON pointer", input)
                 }
@@ -106,11 +133,14 @@ struct AgentDefinitionFuzzTests {
 
     /// Found by fuzzing: 1,000 nested sections (6 KB of instructions, far below the 100,000-byte limit) overflowed
     /// the stack in swift-mustache's recursive parser and crashed the process from `PUT /v1/agents/{name}`.
-    @Test("Deeply nested Mustache sections within the instructions' limit are refused or rendered, not a crash", arguments: [
-        ("{{#a}}", "{{/a}}", 64), ("{{#a}}", "{{/a}}", 1_000), ("{{#a}}", "{{/a}}", 8_000), ("{{#a}}", "", 16_000),
-        ("{{^a}}", "{{/a}}", 8_000), ("{{$a}}", "{{/a}}", 8_000), ("{{#input}}", "{{/input}}", 5_000),
-        ("{{=<% %>=}}<%#a%>", "<%/a%>", 1), ("<%#a%>", "<%/a%>", 5_000), ("{{ #a }}", "{{ /a }}", 5_000),
-    ])
+    @Test(
+        "Deeply nested Mustache sections within the instructions' limit are refused or rendered, not a crash",
+        arguments: [
+            ("{{#a}}", "{{/a}}", 64), ("{{#a}}", "{{/a}}", 1_000), ("{{#a}}", "{{/a}}", 8_000), ("{{#a}}", "", 16_000),
+            ("{{^a}}", "{{/a}}", 8_000), ("{{$a}}", "{{/a}}", 8_000), ("{{#input}}", "{{/input}}", 5_000),
+            ("{{=<% %>=}}<%#a%>", "<%/a%>", 1), ("<%#a%>", "<%/a%>", 5_000), ("{{ #a }}", "{{ /a }}", 5_000),
+        ]
+    )
     func deepSections(open: String, close: String, depth: Int) {
         let prefix = open.hasPrefix("<%") ? "{{=<% %>=}}" : ""
         let instructions = prefix + String(repeating: open, count: depth) + "x" + String(repeating: close, count: depth)
@@ -137,5 +167,3 @@ struct AgentDefinitionFuzzTests {
         #expect(AgentDefinition.mustacheSectionDepth("{{#a}}{{/a}}{{#b}}{{#c}}{{/c}}{{/b}}{{{ raw }}}{{! #x }}") == 2)
     }
 }
-
-

@@ -18,7 +18,8 @@ struct AgentWorld: Sendable {
 
 /// Runs an agent check on `backend`.
 func withAgentWorld(
-    _ backend: TestBackend, mode: TestingSetup = .router,
+    _ backend: TestBackend,
+    mode: TestingSetup = .router,
     configure: @escaping @Sendable (inout ServerConfiguration) -> Void = { _ in },
     _ body: @escaping @Sendable (AgentWorld) async throws -> Void
 ) async throws {
@@ -26,13 +27,23 @@ func withAgentWorld(
         try await FakeAnthropicServer.with(requiredAPIKey: "sk-anthropic-test") { anthropic in
             try await TestHTTPServer.with { http in
                 try await FakeMCPHTTPServer.with { mcp in
-                    try await withTestApplication(backend, mode: mode, configure: { configuration in
-                        configuration.egressAllow = "127.0.0.1"
-                        configuration.mcpCommandAllow = mcpFixturePath
-                        configuration.engine.pollInterval = .init(milliseconds: 50)
-                        configure(&configuration)
-                    }) { client, _ in
-                        let world = AgentWorld(client: client, openAI: openAI, anthropic: anthropic, http: http, mcp: mcp)
+                    try await withTestApplication(
+                        backend,
+                        mode: mode,
+                        configure: { configuration in
+                            configuration.egressAllow = "127.0.0.1"
+                            configuration.mcpCommandAllow = mcpFixturePath
+                            configuration.engine.pollInterval = .init(milliseconds: 50)
+                            configure(&configuration)
+                        }
+                    ) { client, _ in
+                        let world = AgentWorld(
+                            client: client,
+                            openAI: openAI,
+                            anthropic: anthropic,
+                            http: http,
+                            mcp: mcp
+                        )
                         try await world.configureProviders()
                         try await body(world)
                     }
@@ -46,16 +57,46 @@ extension AgentWorld {
     /// Providers `local` (the fake OpenAI server: models `m1`, `m2`) and `claude` (the fake Anthropic server:
     /// `haiku`), with their keys in secrets.
     func configureProviders(maxRetries: Int = 1) async throws {
-        try await expectStatus(.created, client.send(.put, "/v1/secrets/openai_key", json: #"{"value": "sk-openai-test"}"#))
-        try await expectStatus(.created, client.send(.put, "/v1/secrets/anthropic_key", json: #"{"value": "sk-anthropic-test"}"#))
-        try await putProvider("local", kind: "openai", baseURL: openAI.baseURL, secret: "openai_key", models: ["m1", "m2"], maxRetries: maxRetries)
-        try await putProvider("claude", kind: "anthropic", baseURL: anthropic.baseURL, secret: "anthropic_key", models: ["haiku"], maxRetries: maxRetries)
+        try await expectStatus(
+            .created,
+            client.send(.put, "/v1/secrets/openai_key", json: #"{"value": "sk-openai-test"}"#)
+        )
+        try await expectStatus(
+            .created,
+            client.send(.put, "/v1/secrets/anthropic_key", json: #"{"value": "sk-anthropic-test"}"#)
+        )
+        try await putProvider(
+            "local",
+            kind: "openai",
+            baseURL: openAI.baseURL,
+            secret: "openai_key",
+            models: ["m1", "m2"],
+            maxRetries: maxRetries
+        )
+        try await putProvider(
+            "claude",
+            kind: "anthropic",
+            baseURL: anthropic.baseURL,
+            secret: "anthropic_key",
+            models: ["haiku"],
+            maxRetries: maxRetries
+        )
     }
 
-    func putProvider(_ name: String, kind: String, baseURL: String, secret: String?, models: [String], maxRetries: Int = 1, timeout: String = "2s") async throws {
+    func putProvider(
+        _ name: String,
+        kind: String,
+        baseURL: String,
+        secret: String?,
+        models: [String],
+        maxRetries: Int = 1,
+        timeout: String = "2s"
+    ) async throws {
         let body: JSONValue = [
-            "kind": .string(kind), "base_url": .string(baseURL), "api_key_secret": secret.map(JSONValue.string) ?? .null,
-            "models": .array(models.map(JSONValue.string)), "max_retries": .int(Int64(maxRetries)), "timeout": .string(timeout),
+            "kind": .string(kind), "base_url": .string(baseURL),
+            "api_key_secret": secret.map(JSONValue.string) ?? .null,
+            "models": .array(models.map(JSONValue.string)), "max_retries": .int(Int64(maxRetries)),
+            "timeout": .string(timeout),
         ]
         let answer = try await client.send(.put, "/v1/providers/\(name)", json: body.canonicalText)
         #expect(answer.status == .created || answer.status == .ok, "\(answer.json)")
@@ -72,7 +113,11 @@ extension AgentWorld {
     func runAgent(_ name: String, input: JSONValue, thread: String? = nil) async throws -> JSONValue {
         var body: [String: JSONValue] = ["input": input]
         if let thread { body["thread"] = .string(thread) }
-        let started = try await client.send(.post, "/v1/agents/\(name)/runs?wait=20s", json: JSONValue.object(body).canonicalText)
+        let started = try await client.send(
+            .post,
+            "/v1/agents/\(name)/runs?wait=20s",
+            json: JSONValue.object(body).canonicalText
+        )
         #expect(started.status == .created || started.status == .ok, "\(started.json)")
         return started.json
     }
@@ -83,7 +128,8 @@ extension AgentWorld {
 }
 
 func expectStatus(
-    _ status: HTTPResponse.Status, _ answer: (status: HTTPResponse.Status, json: JSONValue, headers: HTTPFields),
+    _ status: HTTPResponse.Status,
+    _ answer: (status: HTTPResponse.Status, json: JSONValue, headers: HTTPFields),
     sourceLocation: SourceLocation = #_sourceLocation
 ) {
     #expect(answer.status == status, "\(answer.json)", sourceLocation: sourceLocation)
@@ -95,5 +141,7 @@ func eventTypes(_ events: [JSONValue]) -> [String] {
 
 /// The `caravan-mcp-fixture` binary built beside `caravan` (an MCP server over stdio with add, echo, fail, slow).
 var mcpFixturePath: String {
-    URL(fileURLWithPath: CaravanProcess.binaryPath).deletingLastPathComponent().appendingPathComponent("caravan-mcp-fixture").path
+    URL(fileURLWithPath: CaravanProcess.binaryPath).deletingLastPathComponent().appendingPathComponent(
+        "caravan-mcp-fixture"
+    ).path
 }

@@ -12,14 +12,25 @@ enum SecurityChecks {
     /// Starts a workflow run and waits up to 20 s for it to end.
     static func run(_ world: AgentWorld, _ workflow: String, input: JSONValue) async throws -> JSONValue {
         let started = try await world.client.send(
-            .post, "/v1/workflows/\(workflow)/runs?wait=20s", json: JSONValue.object(["input": input]).canonicalText
+            .post,
+            "/v1/workflows/\(workflow)/runs?wait=20s",
+            json: JSONValue.object(["input": input]).canonicalText
         )
         #expect(started.status == .created || started.status == .ok, "\(started.json)")
         return started.json
     }
 
-    static func putWorkflow(_ world: AgentWorld, _ name: String, _ yaml: String) async throws -> (status: HTTPResponse.Status, json: JSONValue) {
-        let answer = try await world.client.send(.put, "/v1/workflows/\(name)", json: yaml, contentType: "application/yaml")
+    static func putWorkflow(
+        _ world: AgentWorld,
+        _ name: String,
+        _ yaml: String
+    ) async throws -> (status: HTTPResponse.Status, json: JSONValue) {
+        let answer = try await world.client.send(
+            .put,
+            "/v1/workflows/\(name)",
+            json: yaml,
+            contentType: "application/yaml"
+        )
         return (answer.status, answer.json)
     }
 
@@ -30,16 +41,26 @@ enum SecurityChecks {
     /// An API user may not choose what runs on the host: only the operator's exact commands, with no variable that
     /// changes what the program loads.
     static func mcpCommandsAreTheOperators(_ world: AgentWorld) async throws {
-        let marker = FileManager.default.temporaryDirectory.appendingPathComponent("caravan-pwned-\(UInt64.random(in: 0...UInt64.max))").path
-        let shell = try await world.client.send(.put, "/v1/agents/pw", json: """
-            {"model": "local/m1", "tools": [{"mcp": {"name": "pw", "command": ["/bin/sh", "-c", "id > \(marker)"]}}]}
-            """)
+        let marker = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "caravan-pwned-\(UInt64.random(in: 0...UInt64.max))"
+        ).path
+        let shell = try await world.client.send(
+            .put,
+            "/v1/agents/pw",
+            json: """
+                {"model": "local/m1", "tools": [{"mcp": {"name": "pw", "command": ["/bin/sh", "-c", "id > \(marker)"]}}]}
+                """
+        )
         #expect(shell.status == .unprocessableContent, "\(shell.json)")
         #expect(shell.json["code"] == "validation_failed")
         #expect(pointers(shell.json) == ["/tools/0/mcp/command"])
-        let preload = try await world.client.send(.put, "/v1/agents/pw", json: """
-            {"model": "local/m1", "tools": [{"mcp": {"name": "pw", "command": ["\(mcpFixturePath)"], "env": {"LD_PRELOAD": "/tmp/x.so"}}}]}
-            """)
+        let preload = try await world.client.send(
+            .put,
+            "/v1/agents/pw",
+            json: """
+                {"model": "local/m1", "tools": [{"mcp": {"name": "pw", "command": ["\(mcpFixturePath)"], "env": {"LD_PRELOAD": "/tmp/x.so"}}}]}
+                """
+        )
         #expect(preload.status == .unprocessableContent, "\(preload.json)")
         #expect(pointers(preload.json) == ["/tools/0/mcp/env/LD_PRELOAD"])
         let agents = try await world.client.send(.get, "/v1/agents").json["items"]?.arrayValue ?? []
@@ -51,33 +72,46 @@ enum SecurityChecks {
     /// instructions alike, instead of filling memory.
     static func templatesStopAtThePayloadLimit(_ world: AgentWorld) async throws {
         let repeated = String(repeating: "{{ input.x }}", count: 3_000)
-        let put = try await putWorkflow(world, "amplify", """
+        let put = try await putWorkflow(
+            world,
+            "amplify",
+            """
             name: amplify
             steps:
               - {id: big, template: "\(repeated)"}
-            """)
+            """
+        )
         #expect(put.status == .created, "\(put.json)")
         let big = String(repeating: "a", count: 900_000)
         let run = try await run(world, "amplify", input: ["x": .string(big)])
         #expect(run["status"] == "failed", "\(run["status"] ?? .null)")
         #expect(run["error"]?["code"] == "output_too_large", "\(run["error"] ?? .null)")
 
-        try await world.putAgent("amplifier", """
+        try await world.putAgent(
+            "amplifier",
+            """
             name: amplifier
             model: local/m1
             instructions: "\(repeated)"
-            """)
+            """
+        )
         let agentRun = try await world.runAgent("amplifier", input: ["x": .string(big)])
         #expect(agentRun["status"] == "failed", "\(agentRun["status"] ?? .null)")
         #expect(agentRun["error"]?["code"] == "output_too_large", "\(agentRun["error"] ?? .null)")
         // Sections over a long array are bounded the same way.
-        try await world.putAgent("looper", """
+        try await world.putAgent(
+            "looper",
+            """
             name: looper
             model: local/m1
             instructions: "{{#input.items}}{{#input.items}}{{ input.x }}{{/input.items}}{{/input.items}}"
-            """)
+            """
+        )
         let items = JSONValue.array(Array(repeating: .int(1), count: 5_000))
-        let looped = try await world.runAgent("looper", input: ["x": .string(String(repeating: "b", count: 1_000)), "items": items])
+        let looped = try await world.runAgent(
+            "looper",
+            input: ["x": .string(String(repeating: "b", count: 1_000)), "items": items]
+        )
         #expect(looped["error"]?["code"] == "output_too_large", "\(looped["error"] ?? .null)")
     }
 
@@ -89,14 +123,18 @@ enum SecurityChecks {
             let body = JSONValue.object(["value": .string(value)]).canonicalText
             try await expectStatus(.created, world.client.send(.put, "/v1/secrets/\(name)", json: body))
         }
-        let put = try await putWorkflow(world, "leaky", """
+        let put = try await putWorkflow(
+            world,
+            "leaky",
+            """
             name: leaky
             input: {type: object, properties: {which: {type: string}}}
             steps:
               - {id: refused, when: "input.which == 'refused'", http: {url: "http://10.0.0.1/x/{{ secrets.a }}?k={{ secrets.a }}"}}
               - {id: host, when: "input.which == 'host'", http: {url: "http://{{ secrets.h }}.invalid/"}}
               - {id: header, when: "input.which == 'header'", http: {url: "\(world.http.baseURL)/ok", headers: {X-Token: "{{ secrets.crlf }}"}}}
-            """)
+            """
+        )
         #expect(put.status == .created, "\(put.json)")
         var texts: [String] = []
         for which in ["refused", "host", "header"] {
@@ -111,40 +149,64 @@ enum SecurityChecks {
         let denied = audit["items"]?.arrayValue?.filter { $0["action"] == "egress.denied" } ?? []
         #expect(!denied.isEmpty, "the refusal is audited")
         texts.append(audit.canonicalText)
-        let forms = ["Zq9 Secret/Value", "Zq9%20Secret%2FValue", "Zq9%20Secret/Value", "Zq9+Secret", "uppercasehostsecret", "abcdef\\r\\n", "X-Injected"]
+        let forms = [
+            "Zq9 Secret/Value", "Zq9%20Secret%2FValue", "Zq9%20Secret/Value", "Zq9+Secret", "uppercasehostsecret",
+            "abcdef\\r\\n", "X-Injected",
+        ]
         for text in texts {
             for form in forms {
-                #expect(text.range(of: form, options: .caseInsensitive) == nil, "'\(form)' leaked: \(text.prefix(2_000))")
+                #expect(
+                    text.range(of: form, options: .caseInsensitive) == nil,
+                    "'\(form)' leaked: \(text.prefix(2_000))"
+                )
             }
         }
     }
 
     /// A secret restricted to some hosts is sent to no other, by an http step or an http tool.
     static func secretsGoOnlyToTheirHosts(_ world: AgentWorld) async throws {
-        try await expectStatus(.created, world.client.send(
-            .put, "/v1/secrets/tok", json: #"{"value": "tok-value-123", "allowed_hosts": ["api.example.com", "*.example.org"]}"#
-        ))
-        let bad = try await world.client.send(.put, "/v1/secrets/bad", json: #"{"value": "x", "allowed_hosts": ["a/b"]}"#)
+        try await expectStatus(
+            .created,
+            world.client.send(
+                .put,
+                "/v1/secrets/tok",
+                json: #"{"value": "tok-value-123", "allowed_hosts": ["api.example.com", "*.example.org"]}"#
+            )
+        )
+        let bad = try await world.client.send(
+            .put,
+            "/v1/secrets/bad",
+            json: #"{"value": "x", "allowed_hosts": ["a/b"]}"#
+        )
         #expect(bad.status == .unprocessableContent, "\(bad.json)")
         #expect(pointers(bad.json) == ["/allowed_hosts/0"])
         let listed = try await world.client.send(.get, "/v1/secrets").json["items"]?.arrayValue ?? []
         #expect(listed.first { $0["name"] == "tok" }?["allowed_hosts"] == ["api.example.com", "*.example.org"])
-        #expect(try await putWorkflow(world, "send", """
-            name: send
-            steps:
-              - {id: call, http: {method: POST, url: "\(world.http.baseURL)/ok", headers: {X-Token: "{{ secrets.tok }}"}}}
-            """).status == .created)
+        #expect(
+            try await putWorkflow(
+                world,
+                "send",
+                """
+                name: send
+                steps:
+                  - {id: call, http: {method: POST, url: "\(world.http.baseURL)/ok", headers: {X-Token: "{{ secrets.tok }}"}}}
+                """
+            ).status == .created
+        )
         let refused = try await run(world, "send", input: [:])
         #expect(refused["status"] == "failed", "\(refused)")
         #expect(refused["error"]?["code"] == "secret_host_not_allowed", "\(refused["error"] ?? .null)")
         #expect(world.http.calls("/ok") == 0)
 
-        try await world.putAgent("sender", """
+        try await world.putAgent(
+            "sender",
+            """
             name: sender
             model: local/m1
             tools:
               - http: {name: send, method: POST, url: "\(world.http.baseURL)/ok", headers: {X-Token: "{{ secrets.tok }}"}}
-            """)
+            """
+        )
         world.openAI.respond { request in
             request.toolResults.isEmpty ? .toolCall("send", arguments: "{}") : .text(request.lastToolResult ?? "")
         }
@@ -152,7 +214,14 @@ enum SecurityChecks {
         #expect(agentRun["output"]?.stringValue?.contains("allowed_hosts") == true, "\(agentRun)")
         #expect(world.http.calls("/ok") == 0)
 
-        try await expectStatus(.ok, world.client.send(.put, "/v1/secrets/tok", json: #"{"value": "tok-value-123", "allowed_hosts": ["127.0.0.1"]}"#))
+        try await expectStatus(
+            .ok,
+            world.client.send(
+                .put,
+                "/v1/secrets/tok",
+                json: #"{"value": "tok-value-123", "allowed_hosts": ["127.0.0.1"]}"#
+            )
+        )
         let sent = try await run(world, "send", input: [:])
         #expect(sent["status"] == "succeeded", "\(sent)")
         #expect(world.http.calls("/ok") == 1)
@@ -160,11 +229,15 @@ enum SecurityChecks {
 
     /// A workflow that starts itself stops at the depth limit; cancelling a run cancels the runs it started.
     static func runsStartRunsWithinLimits(_ world: AgentWorld) async throws {
-        let loop = try await putWorkflow(world, "loop", """
+        let loop = try await putWorkflow(
+            world,
+            "loop",
+            """
             name: loop
             steps:
               - {id: again, workflow: {name: loop}}
-            """)
+            """
+        )
         #expect(loop.status == .created, "\(loop.json)")
         let root = try await run(world, "loop", input: [:])
         #expect(root["status"] == "failed", "\(root)")
@@ -175,16 +248,28 @@ enum SecurityChecks {
         let deepest = runs.compactMap { $0["error"]?["code"]?.stringValue }
         #expect(deepest.contains("max_depth_exceeded"), "\(deepest)")
 
-        #expect(try await putWorkflow(world, "waiter", """
-            name: waiter
-            steps:
-              - {id: hold, approval: {message: "never"}}
-            """).status == .created)
-        #expect(try await putWorkflow(world, "holder", """
-            name: holder
-            steps:
-              - {id: child, workflow: {name: waiter}}
-            """).status == .created)
+        #expect(
+            try await putWorkflow(
+                world,
+                "waiter",
+                """
+                name: waiter
+                steps:
+                  - {id: hold, approval: {message: "never"}}
+                """
+            ).status == .created
+        )
+        #expect(
+            try await putWorkflow(
+                world,
+                "holder",
+                """
+                name: holder
+                steps:
+                  - {id: child, workflow: {name: waiter}}
+                """
+            ).status == .created
+        )
         let holder = try await world.client.send(.post, "/v1/workflows/holder/runs", json: #"{"input": {}}"#).json
         let holderID = try #require(holder["id"]?.stringValue)
         var childID: String?
@@ -206,14 +291,22 @@ enum SecurityChecks {
 
     /// Values interpolated into a URL are encoded for where they land; `{{{ }}}` asks for the value as it is.
     static func urlValuesAreEncoded(_ world: AgentWorld) async throws {
-        let put = try await putWorkflow(world, "fetch", """
+        let put = try await putWorkflow(
+            world,
+            "fetch",
+            """
             name: fetch
             steps:
               - {id: get, http: {url: "\(world.http.baseURL)/reflect/{{ input.path }}/x?q={{ input.q }}&raw={{{ input.raw }}}"}}
             output: "{{ steps.get.output.body }}"
-            """)
+            """
+        )
         #expect(put.status == .created, "\(put.json)")
-        let run = try await run(world, "fetch", input: ["path": "../../admin", "q": "a&admin=true#frag", "raw": "x%2By"])
+        let run = try await run(
+            world,
+            "fetch",
+            input: ["path": "../../admin", "q": "a&admin=true#frag", "raw": "x%2By"]
+        )
         #expect(run["status"] == "succeeded", "\(run)")
         #expect(run["output"]?["path"] == "/reflect/..%2F..%2Fadmin/x", "\(run["output"] ?? .null)")
         #expect(run["output"]?["query"] == "q=a%26admin%3Dtrue%23frag&raw=x%2By", "\(run["output"] ?? .null)")
@@ -221,21 +314,27 @@ enum SecurityChecks {
         #expect(dots["output"]?["path"] == "/reflect/%2E%2E/x", "\(dots["output"] ?? .null)")
 
         // A path that a model chooses for an http tool stays one segment.
-        try await world.putAgent("reader", """
+        try await world.putAgent(
+            "reader",
+            """
             name: reader
             model: local/m1
             tools:
               - http: {name: read, url: "\(world.http.baseURL)/reflect/tool/{{ args.path }}", method: GET,
                        parameters: {type: object, required: [path], properties: {path: {type: string}}}}
-            """)
+            """
+        )
         world.openAI.respond { request in
-            request.toolResults.isEmpty ? .toolCall("read", arguments: #"{"path": "../../etc/passwd"}"#) : .text(request.lastToolResult ?? "")
+            request.toolResults.isEmpty
+                ? .toolCall("read", arguments: #"{"path": "../../etc/passwd"}"#) : .text(request.lastToolResult ?? "")
         }
         let agentRun = try await world.runAgent("reader", input: "read")
         #expect(agentRun["status"] == "succeeded", "\(agentRun)")
-        #expect(agentRun["output"]?.stringValue?.contains(#""path":"\/reflect\/tool\/..%2F..%2Fetc%2Fpasswd""#) == true
-            || agentRun["output"]?.stringValue?.contains(#""path":"/reflect/tool/..%2F..%2Fetc%2Fpasswd""#) == true,
-            "\(agentRun["output"] ?? .null)")
+        #expect(
+            agentRun["output"]?.stringValue?.contains(#""path":"\/reflect\/tool\/..%2F..%2Fetc%2Fpasswd""#) == true
+                || agentRun["output"]?.stringValue?.contains(#""path":"/reflect/tool/..%2F..%2Fetc%2Fpasswd""#) == true,
+            "\(agentRun["output"] ?? .null)"
+        )
     }
 
     /// A definition naming a workflow, an agent or a secret that does not exist is refused with a pointer; one
@@ -252,15 +351,27 @@ enum SecurityChecks {
             #expect(answer.json["code"] == "validation_failed")
             #expect(pointers(answer.json) == [pointer], "\(answer.json)")
         }
-        let agent = try await world.client.send(.put, "/v1/agents/caller", json: """
-            {"model": "local/m1", "tools": [{"agent": {"name": "ghost-agent"}}, {"workflow": {"name": "ghost-flow"}},
-             {"http": {"name": "h", "url": "https://example.com/", "headers": {"A": "{{ secrets.missing }}"}}}]}
-            """)
+        let agent = try await world.client.send(
+            .put,
+            "/v1/agents/caller",
+            json: """
+                {"model": "local/m1", "tools": [{"agent": {"name": "ghost-agent"}}, {"workflow": {"name": "ghost-flow"}},
+                 {"http": {"name": "h", "url": "https://example.com/", "headers": {"A": "{{ secrets.missing }}"}}}]}
+                """
+        )
         #expect(agent.status == .unprocessableContent, "\(agent.json)")
-        #expect(Set(pointers(agent.json)) == ["/tools/0/agent/name", "/tools/1/workflow/name", "/tools/2/http"], "\(agent.json)")
+        #expect(
+            Set(pointers(agent.json)) == ["/tools/0/agent/name", "/tools/1/workflow/name", "/tools/2/http"],
+            "\(agent.json)"
+        )
 
-        #expect(try await putWorkflow(world, "leaf", "name: leaf\nsteps:\n  - {id: a, template: leaf}").status == .created)
-        #expect(try await putWorkflow(world, "branch", "name: branch\nsteps:\n  - {id: a, workflow: {name: leaf}}").status == .created)
+        #expect(
+            try await putWorkflow(world, "leaf", "name: leaf\nsteps:\n  - {id: a, template: leaf}").status == .created
+        )
+        #expect(
+            try await putWorkflow(world, "branch", "name: branch\nsteps:\n  - {id: a, workflow: {name: leaf}}").status
+                == .created
+        )
         try await expectStatus(.noContent, world.client.send(.delete, "/v1/workflows/leaf"))
         let run = try await run(world, "branch", input: [:])
         #expect(run["status"] == "failed", "\(run)")
@@ -270,12 +381,24 @@ enum SecurityChecks {
 
 @Suite("Security on SQLite")
 struct SQLiteSecurityTests {
-    @Test func mcpCommands() async throws { try await withAgentWorld(.sqlite, SecurityChecks.mcpCommandsAreTheOperators) }
-    @Test func templateLimits() async throws { try await withAgentWorld(.sqlite, SecurityChecks.templatesStopAtThePayloadLimit) }
-    @Test func secretsInRecords() async throws { try await withAgentWorld(.sqlite, SecurityChecks.secretsStayOutOfRecords) }
-    @Test func secretHosts() async throws { try await withAgentWorld(.sqlite, SecurityChecks.secretsGoOnlyToTheirHosts) }
+    @Test func mcpCommands() async throws {
+        try await withAgentWorld(.sqlite, SecurityChecks.mcpCommandsAreTheOperators)
+    }
+    @Test func templateLimits() async throws {
+        try await withAgentWorld(.sqlite, SecurityChecks.templatesStopAtThePayloadLimit)
+    }
+    @Test func secretsInRecords() async throws {
+        try await withAgentWorld(.sqlite, SecurityChecks.secretsStayOutOfRecords)
+    }
+    @Test func secretHosts() async throws {
+        try await withAgentWorld(.sqlite, SecurityChecks.secretsGoOnlyToTheirHosts)
+    }
     @Test func runDepth() async throws {
-        try await withAgentWorld(.sqlite, configure: { $0.engine.maxRunDepth = 4 }, SecurityChecks.runsStartRunsWithinLimits)
+        try await withAgentWorld(
+            .sqlite,
+            configure: { $0.engine.maxRunDepth = 4 },
+            SecurityChecks.runsStartRunsWithinLimits
+        )
     }
     @Test func urlEncoding() async throws { try await withAgentWorld(.sqlite, SecurityChecks.urlValuesAreEncoded) }
     @Test func references() async throws { try await withAgentWorld(.sqlite, SecurityChecks.referencesMustResolve) }
@@ -284,15 +407,24 @@ struct SQLiteSecurityTests {
     func fileModes() async throws {
         try await withTemporaryDirectory { parent in
             let directory = parent + "/data"
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+            try FileManager.default.createDirectory(
+                atPath: directory,
+                withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o755]
+            )
             try await withTestApplication(.sqlite, configure: { $0.dataDirectory = directory }) { client, _ in
                 try await expectStatus(.created, client.send(.put, "/v1/secrets/s", json: #"{"value": "v"}"#))
                 let mode = { (path: String) throws -> Int in
-                    ((try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions]) as? NSNumber)?.intValue ?? -1
+                    ((try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions]) as? NSNumber)?.intValue
+                        ?? -1
                 }
                 #expect(try mode(directory) == 0o700)
                 let files = try FileManager.default.contentsOfDirectory(atPath: directory)
-                #expect(files.contains("caravan.sqlite") && files.contains("caravan.sqlite-wal") && files.contains("master.key"), "\(files)")
+                #expect(
+                    files.contains("caravan.sqlite") && files.contains("caravan.sqlite-wal")
+                        && files.contains("master.key"),
+                    "\(files)"
+                )
                 for file in files {
                     let fileMode = try mode(directory + "/" + file)
                     #expect(fileMode == 0o600, "\(file) is \(String(fileMode, radix: 8))")
@@ -302,14 +434,29 @@ struct SQLiteSecurityTests {
     }
 }
 
-@Suite("Security on PostgreSQL", .enabled(if: PostgresTestServer.isConfigured, "needs CARAVAN_TEST_POSTGRES_URL (scripts/test sets it)"))
+@Suite(
+    "Security on PostgreSQL",
+    .enabled(if: PostgresTestServer.isConfigured, "needs CARAVAN_TEST_POSTGRES_URL (scripts/test sets it)")
+)
 struct PostgresSecurityTests {
-    @Test func mcpCommands() async throws { try await withAgentWorld(.postgres, SecurityChecks.mcpCommandsAreTheOperators) }
-    @Test func templateLimits() async throws { try await withAgentWorld(.postgres, SecurityChecks.templatesStopAtThePayloadLimit) }
-    @Test func secretsInRecords() async throws { try await withAgentWorld(.postgres, SecurityChecks.secretsStayOutOfRecords) }
-    @Test func secretHosts() async throws { try await withAgentWorld(.postgres, SecurityChecks.secretsGoOnlyToTheirHosts) }
+    @Test func mcpCommands() async throws {
+        try await withAgentWorld(.postgres, SecurityChecks.mcpCommandsAreTheOperators)
+    }
+    @Test func templateLimits() async throws {
+        try await withAgentWorld(.postgres, SecurityChecks.templatesStopAtThePayloadLimit)
+    }
+    @Test func secretsInRecords() async throws {
+        try await withAgentWorld(.postgres, SecurityChecks.secretsStayOutOfRecords)
+    }
+    @Test func secretHosts() async throws {
+        try await withAgentWorld(.postgres, SecurityChecks.secretsGoOnlyToTheirHosts)
+    }
     @Test func runDepth() async throws {
-        try await withAgentWorld(.postgres, configure: { $0.engine.maxRunDepth = 4 }, SecurityChecks.runsStartRunsWithinLimits)
+        try await withAgentWorld(
+            .postgres,
+            configure: { $0.engine.maxRunDepth = 4 },
+            SecurityChecks.runsStartRunsWithinLimits
+        )
     }
     @Test func urlEncoding() async throws { try await withAgentWorld(.postgres, SecurityChecks.urlValuesAreEncoded) }
     @Test func references() async throws { try await withAgentWorld(.postgres, SecurityChecks.referencesMustResolve) }
@@ -321,7 +468,8 @@ struct SecretRedactorTests {
     func forms() {
         let redactor = SecretRedactor(values: ["Zq9 Secret/Value\n"])
         let samples = [
-            "plain Zq9 Secret/Value\n here", "lower zq9 secret/value\n", "path Zq9%20Secret%2FValue%0A", "form Zq9+Secret%2FValue%0A",
+            "plain Zq9 Secret/Value\n here", "lower zq9 secret/value\n", "path Zq9%20Secret%2FValue%0A",
+            "form Zq9+Secret%2FValue%0A",
             #"json "Zq9 Secret/Value\n""#, "b64 " + Data("Zq9 Secret/Value\n".utf8).base64EncodedString(),
         ]
         for sample in samples {

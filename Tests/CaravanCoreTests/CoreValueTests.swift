@@ -3,12 +3,19 @@ import Testing
 
 @Suite("Core values")
 struct CoreValueTests {
-    @Test("Durations parse the contract's forms", arguments: [
-        ("500ms", Int64(500)), ("30s", 30_000), ("5m", 300_000), ("2h", 7_200_000), ("1d", 86_400_000), ("1h30m", 5_400_000),
-    ])
+    @Test(
+        "Durations parse the contract's forms",
+        arguments: [
+            ("500ms", Int64(500)), ("30s", 30_000), ("5m", 300_000), ("2h", 7_200_000), ("1d", 86_400_000),
+            ("1h30m", 5_400_000),
+        ]
+    )
     func durations(text: String, milliseconds: Int64) {
         #expect(CaravanDuration(parsing: text)?.milliseconds == milliseconds)
-        #expect(CaravanDuration(parsing: CaravanDuration(milliseconds: milliseconds).description)?.milliseconds == milliseconds)
+        #expect(
+            CaravanDuration(parsing: CaravanDuration(milliseconds: milliseconds).description)?.milliseconds
+                == milliseconds
+        )
     }
 
     @Test("Bad durations are refused", arguments: ["", "5", "m", "-5s", "5 s", "5y", "1.5s", "99999999999999999999d"])
@@ -26,7 +33,10 @@ struct CoreValueTests {
 
     @Test("Malformed and deeply nested JSON is refused with invalid_json")
     func badJSON() {
-        for text in ["{", #"{"a":}"#, "[1,]", "nul", String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)] {
+        for text in [
+            "{", #"{"a":}"#, "[1,]", "nul",
+            String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000),
+        ] {
             do {
                 _ = try JSONValue(parsing: Array(text.utf8))
                 Issue.record("accepted \(text.prefix(20))")

@@ -20,7 +20,8 @@ struct JSONFuzzTests {
         #"{"dup":1,"dup":2}"#, "[", "{\"a\":}", "[1,]", "nul", "\"\\ud800\"", "1e15", "-0", "1.0", "123456789012345678",
     ]
     static let tokens: [String] = [
-        "{", "}", "[", "]", ",", ":", "\"", "\\", "\\u", "00e9", "\\ud800", "\\udc00", "null", "true", "false", "0", "-",
+        "{", "}", "[", "]", ",", ":", "\"", "\\", "\\u", "00e9", "\\ud800", "\\udc00", "null", "true", "false", "0",
+        "-",
         "1e", "+", ".", "E308", "9999999999999999999999", " ", "\n", "\u{0}", "é", "💥", "\"k\":", "NaN", "Infinity",
         "\u{FEFF}", "/*", "*/",
     ]
@@ -39,7 +40,10 @@ struct JSONFuzzTests {
                 return
             }
             if JSONFuzzer.depth(of: value) > maxDepth {
-                fuzzer.fail("a value \(JSONFuzzer.depth(of: value)) deep parsed under maxDepth \(maxDepth)", input: bytes)
+                fuzzer.fail(
+                    "a value \(JSONFuzzer.depth(of: value)) deep parsed under maxDepth \(maxDepth)",
+                    input: bytes
+                )
             }
             fuzzer.checkRoundTrip(value, input: bytes)
         }
@@ -55,8 +59,12 @@ struct JSONFuzzTests {
             // Nesting is refused past maxDepth and accepted up to it.
             let depth = JSONFuzzer.depth(of: value)
             if depth > 0 {
-                if (try? JSONValue(parsing: text, maxDepth: depth)) == nil { fuzzer.fail("refused at its own depth \(depth)", input: text) }
-                if (try? JSONValue(parsing: text, maxDepth: depth - 1)) != nil { fuzzer.fail("accepted under depth \(depth - 1)", input: text) }
+                if (try? JSONValue(parsing: text, maxDepth: depth)) == nil {
+                    fuzzer.fail("refused at its own depth \(depth)", input: text)
+                }
+                if (try? JSONValue(parsing: text, maxDepth: depth - 1)) != nil {
+                    fuzzer.fail("accepted under depth \(depth - 1)", input: text)
+                }
             }
         }
     }
@@ -66,7 +74,7 @@ struct JSONFuzzTests {
     /// written in YAML with such a float re-parses from its stored source to another source text.
     @Test("Canonical text is a fixed point for whole-number doubles too")
     func wholeDoubles() {
-        for value: Double in [1e15, 1e16, 123456789012345678, -1e15, 4e18, 1e19, -3e20] {
+        for value: Double in [1e15, 1e16, 123_456_789_012_345_678, -1e15, 4e18, 1e19, -3e20] {
             let text = JSONValue.double(value).canonicalText
             let again = try? JSONValue(parsing: Array(text.utf8))
             #expect(again?.canonicalText == text, "\(value): \(text) → \(String(describing: again?.canonicalText))")
@@ -116,7 +124,8 @@ struct JSONFuzzer {
 
     mutating func next() -> [UInt8] {
         if Int.random(in: 0..<5, using: &rng) == 0 {
-            return (0..<Int.random(in: 1...40, using: &rng)).flatMap { _ in tokens.randomElement(using: &rng)! }  // tokens is not empty
+            // tokens is not empty
+            return (0..<Int.random(in: 1...40, using: &rng)).flatMap { _ in tokens.randomElement(using: &rng)! }
         }
         var bytes = seeds.randomElement(using: &rng)!  // seeds is not empty
         for _ in 0..<Int.random(in: 1...4, using: &rng) {
@@ -127,13 +136,18 @@ struct JSONFuzzer {
             case 1:
                 bytes.insert(contentsOf: tokens.randomElement(using: &rng)!, at: position)
             case 2 where !bytes.isEmpty:
-                bytes.removeSubrange(min(position, bytes.count - 1)..<min(bytes.count, position + Int.random(in: 1...8, using: &rng)))
+                bytes.removeSubrange(
+                    min(position, bytes.count - 1)..<min(bytes.count, position + Int.random(in: 1...8, using: &rng))
+                )
             case 3:
                 let other = seeds.randomElement(using: &rng)!
                 bytes = Array(bytes[..<position]) + other[Int.random(in: 0...other.count, using: &rng)...]
             case 4:
                 let token = tokens.randomElement(using: &rng)!
-                bytes.insert(contentsOf: Array(repeating: token, count: Int.random(in: 10...300, using: &rng)).joined(), at: position)
+                bytes.insert(
+                    contentsOf: Array(repeating: token, count: Int.random(in: 10...300, using: &rng)).joined(),
+                    at: position
+                )
             case 5:
                 bytes = Array(bytes[..<position])
             default:
@@ -149,13 +163,20 @@ struct JSONFuzzer {
         case 0: return .null
         case 1: return .bool(Bool.random(using: &rng))
         case 2:
-            return .int(Bool.random(using: &rng) ? Int64.random(in: .min ... .max, using: &rng) : Int64.random(in: -1_000...1_000, using: &rng))
+            return .int(
+                Bool.random(using: &rng)
+                    ? Int64.random(in: .min ... .max, using: &rng) : Int64.random(in: -1_000...1_000, using: &rng)
+            )
         case 3:
             let double = Double(bitPattern: UInt64.random(in: 0...UInt64.max, using: &rng))
             return double.isFinite && double != double.rounded() ? .double(double) : .double(0.5)
         case 4:
-            let alphabet: [Character] = ["a", "\"", "\\", "/", "\n", "\t", "\u{0}", "\u{1F}", "\u{7F}", "é", "💥", "\u{FEFF}", "\u{2028}", " "]
-            return .string(String((0..<Int.random(in: 0...12, using: &rng)).map { _ in alphabet.randomElement(using: &rng)! }))
+            let alphabet: [Character] = [
+                "a", "\"", "\\", "/", "\n", "\t", "\u{0}", "\u{1F}", "\u{7F}", "é", "💥", "\u{FEFF}", "\u{2028}", " ",
+            ]
+            return .string(
+                String((0..<Int.random(in: 0...12, using: &rng)).map { _ in alphabet.randomElement(using: &rng)! })
+            )
         case 5:
             return .array((0..<Int.random(in: 0...4, using: &rng)).map { _ in randomValue(depth: depth + 1) })
         default:
@@ -195,7 +216,8 @@ struct JSONFuzzer {
     /// Whether two values differ only where a whole-number double became an integer (`1.0` is written `1`).
     static func sameUpToWholeDoubles(_ left: JSONValue, _ right: JSONValue) -> Bool {
         switch (left, right) {
-        case (.int(let integer), .double(let double)), (.double(let double), .int(let integer)): Double(integer) == double
+        case (.int(let integer), .double(let double)), (.double(let double), .int(let integer)):
+            Double(integer) == double
         case (.array(let a), .array(let b)): a.count == b.count && zip(a, b).allSatisfy { sameUpToWholeDoubles($0, $1) }
         case (.object(let a), .object(let b)):
             a.keys == b.keys && a.allSatisfy { key, value in b[key].map { sameUpToWholeDoubles(value, $0) } ?? false }
@@ -205,7 +227,8 @@ struct JSONFuzzer {
 
     mutating func fail(_ message: String, input: [UInt8]) {
         failures += 1
-        Issue.record("json: \(message)\ninput (\(input.count) bytes): \(String(decoding: input, as: UTF8.self).debugDescription)\nCARAVAN_FUZZ_SEED=\(seed)")
+        Issue.record(
+            "json: \(message)\ninput (\(input.count) bytes): \(String(decoding: input, as: UTF8.self).debugDescription)\nCARAVAN_FUZZ_SEED=\(seed)"
+        )
     }
 }
-

@@ -7,7 +7,12 @@ import Foundation
 import Testing
 
 /// Starts `count` runs of a three-step workflow whose middle step is slow, through the server at `port`.
-private func startSlowRuns(port: Int, server: TestHTTPServer, count: Int, auth: [(String, String)]) async throws -> [String] {
+private func startSlowRuns(
+    port: Int,
+    server: TestHTTPServer,
+    count: Int,
+    auth: [(String, String)]
+) async throws -> [String] {
     let definition = """
         {"steps": [
           {"id": "a", "http": {"method": "POST", "url": "\(server.baseURL)/count/a"}},
@@ -15,11 +20,21 @@ private func startSlowRuns(port: Int, server: TestHTTPServer, count: Int, auth: 
           {"id": "c", "needs": ["b"], "http": {"method": "POST", "url": "\(server.baseURL)/count/c"}}
         ], "output": "{{ steps.c.output.body.ok }}"}
         """
-    let put = try await fetch("http://127.0.0.1:\(port)/v1/workflows/crash", method: "PUT", headers: [("Content-Type", "application/json")] + auth, body: definition)
+    let put = try await fetch(
+        "http://127.0.0.1:\(port)/v1/workflows/crash",
+        method: "PUT",
+        headers: [("Content-Type", "application/json")] + auth,
+        body: definition
+    )
     #expect(put.status == 201, "\(put.body)")
     var ids: [String] = []
     for _ in 0..<count {
-        let started = try await fetch("http://127.0.0.1:\(port)/v1/workflows/crash/runs", method: "POST", headers: [("Content-Type", "application/json")] + auth, body: #"{"input": {}}"#)
+        let started = try await fetch(
+            "http://127.0.0.1:\(port)/v1/workflows/crash/runs",
+            method: "POST",
+            headers: [("Content-Type", "application/json")] + auth,
+            body: #"{"input": {}}"#
+        )
         let run = try JSONValue(parsing: Array(started.body.utf8))
         ids.append(try #require(run["id"]?.stringValue))
     }
@@ -27,11 +42,22 @@ private func startSlowRuns(port: Int, server: TestHTTPServer, count: Int, auth: 
 }
 
 /// Waits until every run has succeeded, through the server at `port`.
-private func waitUntilSucceeded(_ ids: [String], port: Int, timeout: Duration, auth: [(String, String)]) async throws -> Bool {
+private func waitUntilSucceeded(
+    _ ids: [String],
+    port: Int,
+    timeout: Duration,
+    auth: [(String, String)]
+) async throws -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
-        let page = try await fetch("http://127.0.0.1:\(port)/v1/runs?workflow=crash&status=succeeded&limit=500", headers: auth)
-        let succeeded = Set((try JSONValue(parsing: Array(page.body.utf8)))["items"]?.arrayValue?.compactMap { $0["id"]?.stringValue } ?? [])
+        let page = try await fetch(
+            "http://127.0.0.1:\(port)/v1/runs?workflow=crash&status=succeeded&limit=500",
+            headers: auth
+        )
+        let succeeded = Set(
+            (try JSONValue(parsing: Array(page.body.utf8)))["items"]?.arrayValue?.compactMap { $0["id"]?.stringValue }
+                ?? []
+        )
         if Set(ids).isSubset(of: succeeded) { return true }
         try await Task.sleep(for: .milliseconds(100))
     }
@@ -115,7 +141,8 @@ struct CrashRecoveryTests {
                 func node(_ name: String) async throws -> CaravanProcess {
                     try await CaravanProcess(arguments: [
                         "serve", "--port", "0", "--database", url, "--egress-allow", "127.0.0.1",
-                        "--node-id", name, "--lease-duration", "2s", "--database-pool-size", "4", "--master-key", masterKey,
+                        "--node-id", name, "--lease-duration", "2s", "--database-pool-size", "4", "--master-key",
+                        masterKey,
                     ])
                 }
                 // Started together against an empty database: both come up, the schema is applied once.

@@ -62,7 +62,9 @@ enum EventOrderChecks {
                 while ContinuousClock.now < deadline {
                     let finished = seen.state.withLock { $0.done }
                     let after = cursor
-                    let events = try await database.read { try await store.events(orgID: "org_default", after: after, limit: 100, in: $0) }
+                    let events = try await database.read {
+                        try await store.events(orgID: "org_default", after: after, limit: 100, in: $0)
+                    }
                     for event in events {
                         cursor = event.globalID
                         seen.state.withLock { $0.runs.append(event.runID) }

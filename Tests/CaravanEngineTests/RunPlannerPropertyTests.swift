@@ -24,11 +24,14 @@ struct RunPlannerPropertyTests {
         var handled: [String: Int] = [:]
         var recorded: [String: Int] = [:]
         defer {
-            print("run planner properties: \(cases) cases, \(passes) planning passes; events \(handled.sorted { $0.key < $1.key }); ends \(ends.sorted { $0.key < $1.key }); recorded \(recorded.sorted { $0.key < $1.key })")
+            print(
+                "run planner properties: \(cases) cases, \(passes) planning passes; events \(handled.sorted { $0.key < $1.key }); ends \(ends.sorted { $0.key < $1.key }); recorded \(recorded.sorted { $0.key < $1.key })"
+            )
         }
         await propertyCheck(
             count: Self.count,
-            input: Gen.int(in: 0...Int.max), Gen.int(in: 0...999).array(of: 0...60)
+            input: Gen.int(in: 0...Int.max),
+            Gen.int(in: 0...999).array(of: 0...60)
         ) { seed, events in
             await Task.yield()  // between cases, let the tests beside this one run (two cooperative threads here)
             var harness = PlannerHarness(seed: UInt64(seed))
@@ -40,10 +43,16 @@ struct RunPlannerPropertyTests {
             if harness.violations.isEmpty { harness.driveToEnd() }
             cases += 1
             passes += harness.passes
-            ends["\(statusAfterEvents.isTerminal ? "ended in events" : "ended in drive"): \(harness.run.status)", default: 0] += 1
+            ends[
+                "\(statusAfterEvents.isTerminal ? "ended in events" : "ended in drive"): \(harness.run.status)",
+                default: 0
+            ] += 1
             for (kind, count) in harness.handled { handled[kind, default: 0] += count }
             for (type, count) in harness.recorded { recorded[type, default: 0] += count }
-            #expect(harness.violations.isEmpty, "\(harness.violations.prefix(3).joined(separator: "\n"))\nworkflow: \(harness.source)")
+            #expect(
+                harness.violations.isEmpty,
+                "\(harness.violations.prefix(3).joined(separator: "\n"))\nworkflow: \(harness.source)"
+            )
         }
     }
 
@@ -53,10 +62,16 @@ struct RunPlannerPropertyTests {
             await Task.yield()
             var harness = PlannerHarness(seed: UInt64(seed), itemsAlwaysArray: true, failChildCreation: false)
             harness.driveToEnd()
-            #expect(harness.violations.isEmpty, "\(harness.violations.prefix(3).joined(separator: "\n"))\nworkflow: \(harness.source)")
+            #expect(
+                harness.violations.isEmpty,
+                "\(harness.violations.prefix(3).joined(separator: "\n"))\nworkflow: \(harness.source)"
+            )
             // Every condition is true or false, every result a success: the run succeeds unless an output is over
             // the limit (never, here) or a for_each or template fails (never, here).
-            #expect(harness.run.status == .succeeded, "status \(harness.run.status), error \(String(describing: harness.run.error))\nworkflow: \(harness.source)")
+            #expect(
+                harness.run.status == .succeeded,
+                "status \(harness.run.status), error \(String(describing: harness.run.error))\nworkflow: \(harness.source)"
+            )
         }
     }
 
@@ -64,14 +79,34 @@ struct RunPlannerPropertyTests {
     func launchesOfAFailedPass() throws {
         // `a` starts, then `b`'s for_each is not an array: the run fails and `a` is cancelled in the same pass.
         let workflow = try DefinitionParser.parse(
-            Array(#"{"steps":[{"id":"a","template":"x"},{"id":"b","for_each":"input.items","template":"{{ item }}"}]}"#.utf8),
-            format: .json, nameFromPath: "w"
+            Array(
+                #"{"steps":[{"id":"a","template":"x"},{"id":"b","for_each":"input.items","template":"{{ item }}"}]}"#
+                    .utf8
+            ),
+            format: .json,
+            nameFromPath: "w"
         )
         var run = RunRecord(
-            id: "run_1", orgID: "org_1", kind: "workflow", workflow: "w", workflowVersion: 1, status: .queued,
-            input: ["items": "not an array"], output: nil, error: nil, steps: workflow.steps.map { StepState(id: $0.id) },
-            idempotencyKey: nil, requestHash: nil, parentRunID: nil, parentStep: nil, createdAt: 0, startedAt: nil,
-            finishedAt: nil, updatedAt: 0, lastSeq: 1, cancelRequested: false
+            id: "run_1",
+            orgID: "org_1",
+            kind: "workflow",
+            workflow: "w",
+            workflowVersion: 1,
+            status: .queued,
+            input: ["items": "not an array"],
+            output: nil,
+            error: nil,
+            steps: workflow.steps.map { StepState(id: $0.id) },
+            idempotencyKey: nil,
+            requestHash: nil,
+            parentRunID: nil,
+            parentStep: nil,
+            createdAt: 0,
+            startedAt: nil,
+            finishedAt: nil,
+            updatedAt: 0,
+            lastSeq: 1,
+            cancelRequested: false
         )
         var planner = RunPlanner(definition: workflow, now: 0, maxOutputBytes: 1_000)
         planner.start(&run)
@@ -85,7 +120,9 @@ struct RunPlannerPropertyTests {
 /// How many cases a property runs: `CARAVAN_PROPERTY_COUNT` when set, else `default`.
 enum PropertyTestBudget {
     static func count(default value: Int) -> Int {
-        guard let text = ProcessEnvironment.value("CARAVAN_PROPERTY_COUNT"), let number = Int(text), number > 0 else { return value }
+        guard let text = ProcessEnvironment.value("CARAVAN_PROPERTY_COUNT"), let number = Int(text), number > 0 else {
+            return value
+        }
         return number
     }
 }
@@ -121,7 +158,8 @@ enum RandomWorkflow {
             if !needs.isEmpty { step["needs"] = .array(needs.map { .string("s\($0)") }) }
             switch Int.random(in: 0..<10, using: &rng) {
             case 0..<4:
-                step["template"] = needs.first.map { .string("v\(index)-{{ steps.s\($0).output }}") } ?? .string("v\(index)")
+                step["template"] =
+                    needs.first.map { .string("v\(index)-{{ steps.s\($0).output }}") } ?? .string("v\(index)")
             case 4:
                 step["template"] = .string("{{ item }}")
                 step["for_each"] = .string(rng.pick(["input.items", "[1, 2, 3]", "[]"]))
@@ -129,7 +167,8 @@ enum RandomWorkflow {
                 step["sleep"] = .string(rng.pick(["0s", "500ms", "2s", "1m"]))
             case 6:
                 step["approval"] = rng.pick([
-                    .object([:]), ["timeout": "5s"], ["message": "ok {{ input.x }}"], ["timeout": "1h", "message": "m"],
+                    .object([:]), ["timeout": "5s"], ["message": "ok {{ input.x }}"],
+                    ["timeout": "1h", "message": "m"],
                 ])
             case 7:
                 step["workflow"] = ["name": "child-wf", "input": ["from": .string("s\(index)")]]
@@ -140,7 +179,9 @@ enum RandomWorkflow {
             }
             if rng.chance(30) {
                 var conditions = ["input.flag", "!input.flag", "input.n > 2", "input.n <= 2", "len(input.items) == 2"]
-                if let need = needs.last { conditions += ["steps.s\(need).output != null", "steps.s\(need).status == 'succeeded'"] }
+                if let need = needs.last {
+                    conditions += ["steps.s\(need).output != null", "steps.s\(need).status == 'succeeded'"]
+                }
                 step["when"] = .string(rng.pick(conditions))
             }
             if rng.chance(50) {
@@ -154,14 +195,22 @@ enum RandomWorkflow {
         }
         var document: [String: JSONValue] = ["name": "w", "steps": .array(steps)]
         if rng.chance(40) { document["defaults"] = ["retry": ["max_attempts": 2, "initial_interval": "200ms"]] }
-        if rng.chance(50) { document["output"] = ["first": "{{ steps.s0.output }}", "last": .string("{{ steps.s\(count - 1).status }}")] }
+        if rng.chance(50) {
+            document["output"] = [
+                "first": "{{ steps.s0.output }}", "last": .string("{{ steps.s\(count - 1).status }}"),
+            ]
+        }
         let source = JSONValue.object(document)
         do {
             let definition = try DefinitionParser.parse(source.canonicalBytes, format: .json, nameFromPath: "w")
             return (source, definition)
         } catch {
             Issue.record("The generated workflow does not validate: \(error)\n\(source.canonicalText)")
-            let fallback = try! DefinitionParser.parse(Array(#"{"steps":[{"id":"a","template":"x"}]}"#.utf8), format: .json, nameFromPath: "w")  // a constant that validates
+            let fallback = try! DefinitionParser.parse(
+                Array(#"{"steps":[{"id":"a","template":"x"}]}"#.utf8),
+                format: .json,
+                nameFromPath: "w"
+            )  // a constant that validates
             return (source, fallback)
         }
     }
@@ -207,10 +256,26 @@ struct PlannerHarness {
             "items": itemsArray ? [1, 2] : "not an array",
         ]
         run = RunRecord(
-            id: "run_p", orgID: "org_1", kind: "workflow", workflow: "w", workflowVersion: 1, status: .queued, input: input,
-            output: nil, error: nil, steps: definition.steps.map { StepState(id: $0.id) }, idempotencyKey: nil,
-            requestHash: nil, parentRunID: nil, parentStep: nil, createdAt: now, startedAt: nil, finishedAt: nil,
-            updatedAt: now, lastSeq: 1, cancelRequested: false
+            id: "run_p",
+            orgID: "org_1",
+            kind: "workflow",
+            workflow: "w",
+            workflowVersion: 1,
+            status: .queued,
+            input: input,
+            output: nil,
+            error: nil,
+            steps: definition.steps.map { StepState(id: $0.id) },
+            idempotencyKey: nil,
+            requestHash: nil,
+            parentRunID: nil,
+            parentStep: nil,
+            createdAt: now,
+            startedAt: nil,
+            finishedAt: nil,
+            updatedAt: now,
+            lastSeq: 1,
+            cancelRequested: false
         )
         pass(results: [], resumed: false)  // admission: the run starts and its root steps with it
     }
@@ -225,19 +290,26 @@ struct PlannerHarness {
             guard let (step, attempt) = pickInFlight(parameter) else { return nudge(parameter) }
             inFlight[step] = nil
             handled["success", default: 0] += 1
-            let output: JSONValue = parameter % 23 == 0 ? .string(String(repeating: "o", count: 1_500)) : .string("out-\(step)")
+            let output: JSONValue =
+                parameter % 23 == 0 ? .string(String(repeating: "o", count: 1_500)) : .string("out-\(step)")
             pass(results: [(step, attempt, .succeeded(output))], resumed: false)
         case 3, 4:  // a launched attempt fails, retryably or not
             guard let (step, attempt) = pickInFlight(parameter) else { return nudge(parameter) }
             inFlight[step] = nil
             let retryable = code % 12 == 3 || parameter % 3 != 0
             handled[retryable ? "retryable failure" : "failure", default: 0] += 1
-            pass(results: [(step, attempt, .failed(Failure(code: "boom", message: "failed", retryable: retryable)))], resumed: false)
+            pass(
+                results: [(step, attempt, .failed(Failure(code: "boom", message: "failed", retryable: retryable)))],
+                resumed: false
+            )
         case 5:  // a stale result: an attempt no longer current, or one that never was
-            let (step, attempt) = stale.isEmpty || parameter % 2 == 0
+            let (step, attempt) =
+                stale.isEmpty || parameter % 2 == 0
                 ? (definition.steps[parameter % definition.steps.count].id, parameter % 5)
                 : stale[parameter % stale.count]
-            let outcome: StepOutcome = parameter % 3 == 0 ? .failed(Failure(code: "late", message: "late", retryable: true)) : .succeeded("late")
+            let outcome: StepOutcome =
+                parameter % 3 == 0
+                ? .failed(Failure(code: "late", message: "late", retryable: true)) : .succeeded("late")
             let state = run.step(step)
             handled["stale result", default: 0] += 1
             if state?.status != .running || state?.attempts != attempt {
@@ -245,7 +317,8 @@ struct PlannerHarness {
                 let snapshot = run
                 var planner = RunPlanner(definition: definition, now: now, maxOutputBytes: Self.maxOutputBytes)
                 planner.apply(outcome, step: step, attempt: attempt, to: &run)
-                if planner.hasChanges || !planner.launches.isEmpty || run.steps != snapshot.steps || run.status != snapshot.status
+                if planner.hasChanges || !planner.launches.isEmpty || run.steps != snapshot.steps
+                    || run.status != snapshot.status
                     || run.lastSeq != snapshot.lastSeq
                 {
                     violation("the stale result \(step)#\(attempt) changed the run")
@@ -257,7 +330,13 @@ struct PlannerHarness {
         case 6:  // a signal arrives
             let signal: PendingSignal
             switch parameter % 4 {
-            case 0, 1: signal = PendingSignal(id: nextSignalID, name: "approve", data: ["approved": true, "data": "ok"], sender: "usr_1")
+            case 0, 1:
+                signal = PendingSignal(
+                    id: nextSignalID,
+                    name: "approve",
+                    data: ["approved": true, "data": "ok"],
+                    sender: "usr_1"
+                )
             case 2: signal = PendingSignal(id: nextSignalID, name: "approve", data: ["approved": false], sender: nil)
             default: signal = PendingSignal(id: nextSignalID, name: "other", data: .null, sender: nil)
             }
@@ -276,7 +355,12 @@ struct PlannerHarness {
             let id = open[parameter % open.count]
             handled["child ends", default: 0] += 1
             switch parameter % 5 {
-            case 0: children[id] = ChildOutcome(status: .failed, output: nil, error: RunFailure(code: "x", message: "child failed"))
+            case 0:
+                children[id] = ChildOutcome(
+                    status: .failed,
+                    output: nil,
+                    error: RunFailure(code: "x", message: "child failed")
+                )
             case 1: children[id] = ChildOutcome(status: .cancelled, output: nil, error: nil)
             default: children[id] = ChildOutcome(status: .succeeded, output: ["child": .string(id)], error: nil)
             }
@@ -299,7 +383,9 @@ struct PlannerHarness {
     mutating func nudge(_ parameter: Int) {
         if children.contains(where: { !$0.value.status.isTerminal }) {
             handle(8 + 12 * parameter)
-        } else if run.steps.contains(where: { $0.status == .waiting && definition.step($0.id)?.kind == ApprovalStepKind.name }) {
+        } else if run.steps.contains(where: {
+            $0.status == .waiting && definition.step($0.id)?.kind == ApprovalStepKind.name
+        }) {
             handle(6 + 12 * parameter)
         } else {
             advanceClock(parameter)
@@ -341,17 +427,23 @@ struct PlannerHarness {
             } else if let id = children.first(where: { !$0.value.status.isTerminal })?.key {
                 children[id] = ChildOutcome(status: .succeeded, output: "child-done", error: nil)
                 pass(results: [], resumed: false)
-            } else if run.steps.contains(where: { $0.status == .waiting && definition.step($0.id)?.kind == ApprovalStepKind.name }),
+            } else if run.steps.contains(where: {
+                $0.status == .waiting && definition.step($0.id)?.kind == ApprovalStepKind.name
+            }),
                 !signals.contains(where: { $0.name == "approve" })
             {
-                signals.append(PendingSignal(id: nextSignalID, name: "approve", data: ["approved": true], sender: "usr_2"))
+                signals.append(
+                    PendingSignal(id: nextSignalID, name: "approve", data: ["approved": true], sender: "usr_2")
+                )
                 nextSignalID += 1
                 pass(results: [], resumed: false)
             } else if let wake = RunPlanner.nextWake(of: run) {
                 now = max(now, wake)
                 pass(results: [], resumed: false)
             } else {
-                violations.append("the run is stuck in \(run.status): \(run.steps.map { "\($0.id)=\($0.status.rawValue)" })")
+                violations.append(
+                    "the run is stuck in \(run.status): \(run.steps.map { "\($0.id)=\($0.status.rawValue)" })"
+                )
                 return
             }
         }
@@ -374,7 +466,11 @@ struct PlannerHarness {
                     setChild(existing, of: request.stepID)
                 }
             } else if failChildCreation && rng.chance(5) {
-                planner.failWaiting(&run, step: request.stepID, Failure(code: "not_found", message: "no such workflow", retryable: false))
+                planner.failWaiting(
+                    &run,
+                    step: request.stepID,
+                    Failure(code: "not_found", message: "no such workflow", retryable: false)
+                )
             } else if !run.status.isTerminal {
                 let id = "child_\(childOfStep.count + 1)"
                 childOfStep[request.stepID] = id
@@ -389,7 +485,9 @@ struct PlannerHarness {
             if let attempt = inFlight.removeValue(forKey: step) { stale.append((step, attempt)) }
         }
         for launch in planner.launches where !run.status.isTerminal {
-            if let previous = inFlight[launch.stepID], previous != launch.attempt { stale.append((launch.stepID, previous)) }
+            if let previous = inFlight[launch.stepID], previous != launch.attempt {
+                stale.append((launch.stepID, previous))
+            }
             inFlight[launch.stepID] = launch.attempt
         }
         checkAfterLaunches()
@@ -411,13 +509,19 @@ struct PlannerHarness {
         if seqs != Array((before.lastSeq + 1)..<(before.lastSeq + 1 + Int64(seqs.count))) {
             violation("event seqs \(seqs) do not follow \(before.lastSeq)")
         }
-        if run.lastSeq != before.lastSeq + Int64(seqs.count) { violation("lastSeq \(run.lastSeq) after \(seqs.count) events from \(before.lastSeq)") }
+        if run.lastSeq != before.lastSeq + Int64(seqs.count) {
+            violation("lastSeq \(run.lastSeq) after \(seqs.count) events from \(before.lastSeq)")
+        }
         if planner.events.contains(where: { $0.runID != run.id }) { violation("an event names another run") }
 
         // A terminal run stays as it is.
         if before.status.isTerminal {
-            if run.status != before.status || run.output != before.output || run.error != before.error || run.finishedAt != before.finishedAt {
-                violation("terminal run changed: \(before.status) → \(run.status), \(String(describing: before.output)) → \(String(describing: run.output))")
+            if run.status != before.status || run.output != before.output || run.error != before.error
+                || run.finishedAt != before.finishedAt
+            {
+                violation(
+                    "terminal run changed: \(before.status) → \(run.status), \(String(describing: before.output)) → \(String(describing: run.output))"
+                )
             }
             if !planner.events.isEmpty { violation("a terminal run recorded \(planner.events.map(\.type))") }
             if !planner.launches.isEmpty { violation("a terminal run launched \(planner.launches.map(\.stepID))") }
@@ -426,44 +530,66 @@ struct PlannerHarness {
         }
         if run.status.isTerminal {
             if run.finishedAt == nil { violation("a terminal run has no finishedAt") }
-            for step in run.steps where !step.status.isTerminal { violation("step \(step.id) is \(step.status) in a \(run.status) run") }
-            if run.status == .succeeded, run.steps.contains(where: { $0.status != .succeeded && $0.status != .skipped }) {
+            for step in run.steps where !step.status.isTerminal {
+                violation("step \(step.id) is \(step.status) in a \(run.status) run")
+            }
+            if run.status == .succeeded, run.steps.contains(where: { $0.status != .succeeded && $0.status != .skipped })
+            {
                 violation("a succeeded run has steps that neither succeeded nor were skipped")
             }
             if run.status != .succeeded, run.error == nil { violation("a \(run.status) run has no error") }
         }
-        let terminalEvents = planner.events.filter { ["run.succeeded", "run.failed", "run.cancelled"].contains($0.type) }
-        if terminalEvents.count > 1 || (terminalEvents.count == 1) != (!before.status.isTerminal && run.status.isTerminal) {
+        let terminalEvents = planner.events.filter {
+            ["run.succeeded", "run.failed", "run.cancelled"].contains($0.type)
+        }
+        if terminalEvents.count > 1
+            || (terminalEvents.count == 1) != (!before.status.isTerminal && run.status.isTerminal)
+        {
             violation("run end events \(terminalEvents.map(\.type)) for \(before.status) → \(run.status)")
         }
 
         for (index, step) in run.steps.enumerated() {
             let old = before.steps[index]
-            guard let definitionStep = definition.step(step.id) else { violation("unknown step \(step.id)"); continue }
+            guard let definitionStep = definition.step(step.id) else {
+                violation("unknown step \(step.id)")
+                continue
+            }
             // A step that succeeded never runs again and keeps its output.
             if old.status == .succeeded {
                 if step.status != .succeeded || step.attempts != old.attempts || step.output != old.output {
-                    violation("succeeded step \(step.id) changed: \(step.status), attempts \(old.attempts) → \(step.attempts)")
+                    violation(
+                        "succeeded step \(step.id) changed: \(step.status), attempts \(old.attempts) → \(step.attempts)"
+                    )
                 }
-                if planner.launches.contains(where: { $0.stepID == step.id }) { violation("succeeded step \(step.id) launched again") }
+                if planner.launches.contains(where: { $0.stepID == step.id }) {
+                    violation("succeeded step \(step.id) launched again")
+                }
                 if planner.events.contains(where: { $0.type == "step.started" && $0.step == step.id }) {
                     violation("succeeded step \(step.id) started again")
                 }
             }
             // Other terminal step states are final too.
-            if old.status.isTerminal, step.status != old.status { violation("step \(step.id) left \(old.status) for \(step.status)") }
+            if old.status.isTerminal, step.status != old.status {
+                violation("step \(step.id) left \(old.status) for \(step.status)")
+            }
             if step.attempts < old.attempts { violation("step \(step.id) lost attempts") }
             // Attempts: never more than the policy allows, each recorded by one step.started event.
             let started = planner.events.filter { $0.type == "step.started" && $0.step == step.id }.count
             startedEvents[step.id, default: 0] += started
-            if step.attempts - old.attempts != started { violation("step \(step.id) attempts \(old.attempts) → \(step.attempts) with \(started) starts") }
+            if step.attempts - old.attempts != started {
+                violation("step \(step.id) attempts \(old.attempts) → \(step.attempts) with \(started) starts")
+            }
             if step.attempts > definition.retry(for: definitionStep).maxAttempts {
-                violation("step \(step.id) made \(step.attempts) attempts, more than \(definition.retry(for: definitionStep).maxAttempts)")
+                violation(
+                    "step \(step.id) made \(step.attempts) attempts, more than \(definition.retry(for: definitionStep).maxAttempts)"
+                )
             }
             // A step never starts before all its needs succeeded.
             if step.attempts > 0 {
                 for need in definitionStep.needs where run.step(need)?.status != .succeeded {
-                    violation("step \(step.id) started while its need \(need) is \(String(describing: run.step(need)?.status))")
+                    violation(
+                        "step \(step.id) started while its need \(need) is \(String(describing: run.step(need)?.status))"
+                    )
                 }
             }
             if step.status == .skipped, step.attempts != 0 { violation("skipped step \(step.id) has attempts") }
@@ -472,12 +598,19 @@ struct PlannerHarness {
         // Launches name running steps at their current attempt. A pass that ends the run may still hand back
         // launches of steps it cancelled (see `launchesOfAFailedPass`); the engine starts none of them then.
         for launch in planner.launches where !run.status.isTerminal {
-            guard let state = run.step(launch.stepID) else { violation("launch of unknown step \(launch.stepID)"); continue }
+            guard let state = run.step(launch.stepID) else {
+                violation("launch of unknown step \(launch.stepID)")
+                continue
+            }
             if run.status.isTerminal { violation("launch \(launch.stepID) in a terminal run") }
             if state.status != .running || state.attempts != launch.attempt {
-                violation("launch \(launch.stepID)#\(launch.attempt) of a step \(state.status) at attempt \(state.attempts)")
+                violation(
+                    "launch \(launch.stepID)#\(launch.attempt) of a step \(state.status) at attempt \(state.attempts)"
+                )
             }
-            if !resumed, inFlight[launch.stepID] == launch.attempt { violation("launch \(launch.stepID)#\(launch.attempt) while that attempt is in flight") }
+            if !resumed, inFlight[launch.stepID] == launch.attempt {
+                violation("launch \(launch.stepID)#\(launch.attempt) while that attempt is in flight")
+            }
         }
         // The run's status follows its steps.
         if !run.status.isTerminal {
@@ -496,13 +629,17 @@ struct PlannerHarness {
             guard let kind = definition.step(step.id)?.kind else { continue }
             switch step.status {
             case .running:
-                if inFlight[step.id] != step.attempts { violation("step \(step.id) runs attempt \(step.attempts) but none is in flight") }
+                if inFlight[step.id] != step.attempts {
+                    violation("step \(step.id) runs attempt \(step.attempts) but none is in flight")
+                }
             case .waiting:
                 switch kind {
                 case SleepStepKind.name:
                     if step.wakeAt == nil { violation("sleep \(step.id) waits with no timer") }
                 case WorkflowStepKind.name, AgentStepKind.name:
-                    if step.childRunID == nil { violation("step \(step.id) waits for a child run that was never asked for") }
+                    if step.childRunID == nil {
+                        violation("step \(step.id) waits for a child run that was never asked for")
+                    }
                 case ApprovalStepKind.name:
                     break  // a signal will come
                 default:
@@ -514,7 +651,13 @@ struct PlannerHarness {
                 break
             }
         }
-        let moving = run.steps.contains { $0.status == .running || $0.status == .waiting || ($0.status == .pending && $0.wakeAt != nil) }
-        if !moving { violation("the run is \(run.status) with nothing running, waiting or due: \(run.steps.map { "\($0.id)=\($0.status.rawValue)" })") }
+        let moving = run.steps.contains {
+            $0.status == .running || $0.status == .waiting || ($0.status == .pending && $0.wakeAt != nil)
+        }
+        if !moving {
+            violation(
+                "the run is \(run.status) with nothing running, waiting or due: \(run.steps.map { "\($0.id)=\($0.status.rawValue)" })"
+            )
+        }
     }
 }

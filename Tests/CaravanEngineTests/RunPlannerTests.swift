@@ -10,10 +10,26 @@ private func definition(_ yaml: String) throws -> WorkflowDefinition {
 
 private func newRun(_ definition: WorkflowDefinition, input: JSONValue = [:]) -> RunRecord {
     RunRecord(
-        id: "run_1", orgID: "org_1", kind: "workflow", workflow: "w", workflowVersion: 1, status: .queued, input: input,
-        output: nil, error: nil, steps: definition.steps.map { StepState(id: $0.id) }, idempotencyKey: nil,
-        requestHash: nil, parentRunID: nil, parentStep: nil, createdAt: 0, startedAt: nil, finishedAt: nil,
-        updatedAt: 0, lastSeq: 1, cancelRequested: false
+        id: "run_1",
+        orgID: "org_1",
+        kind: "workflow",
+        workflow: "w",
+        workflowVersion: 1,
+        status: .queued,
+        input: input,
+        output: nil,
+        error: nil,
+        steps: definition.steps.map { StepState(id: $0.id) },
+        idempotencyKey: nil,
+        requestHash: nil,
+        parentRunID: nil,
+        parentStep: nil,
+        createdAt: 0,
+        startedAt: nil,
+        finishedAt: nil,
+        updatedAt: 0,
+        lastSeq: 1,
+        cancelRequested: false
     )
 }
 
@@ -21,7 +37,9 @@ private func newRun(_ definition: WorkflowDefinition, input: JSONValue = [:]) ->
 struct RunPlannerTests {
     @Test("Steps start when their needs succeeded, and the run ends with its output")
     func sequence() throws {
-        let workflow = try definition("steps:\n  - {id: a, template: A}\n  - {id: b, needs: [a], template: \"{{ steps.a.output }}B\"}\noutput: \"{{ steps.b.output }}\"")
+        let workflow = try definition(
+            "steps:\n  - {id: a, template: A}\n  - {id: b, needs: [a], template: \"{{ steps.a.output }}B\"}\noutput: \"{{ steps.b.output }}\""
+        )
         var run = newRun(workflow)
         var planner = RunPlanner(definition: workflow, now: 10, maxOutputBytes: 1000)
         planner.start(&run)
@@ -46,13 +64,20 @@ struct RunPlannerTests {
 
     @Test("A retryable failure waits for its backoff, then starts a new attempt; the last one fails the run")
     func retries() throws {
-        let workflow = try definition("steps:\n  - {id: a, template: x, retry: {max_attempts: 2, initial_interval: 1s}}\n  - {id: b, needs: [a], template: y}")
+        let workflow = try definition(
+            "steps:\n  - {id: a, template: x, retry: {max_attempts: 2, initial_interval: 1s}}\n  - {id: b, needs: [a], template: y}"
+        )
         var run = newRun(workflow)
         var planner = RunPlanner(definition: workflow, now: 0, maxOutputBytes: 1000)
         planner.start(&run)
         planner.advance(&run, signals: [], children: [:])
         var failing = RunPlanner(definition: workflow, now: 100, maxOutputBytes: 1000)
-        failing.apply(.failed(Failure(code: "http_503", message: "busy", retryable: true)), step: "a", attempt: 1, to: &run)
+        failing.apply(
+            .failed(Failure(code: "http_503", message: "busy", retryable: true)),
+            step: "a",
+            attempt: 1,
+            to: &run
+        )
         #expect(run.steps[0].status == .pending)
         #expect(run.status == .waiting)
         let wake = try #require(RunPlanner.nextWake(of: run))
@@ -65,7 +90,12 @@ struct RunPlannerTests {
         due.advance(&run, signals: [], children: [:])
         #expect(due.launches.map(\.attempt) == [2])
         var last = RunPlanner(definition: workflow, now: wake + 10, maxOutputBytes: 1000)
-        last.apply(.failed(Failure(code: "http_503", message: "busy", retryable: true)), step: "a", attempt: 2, to: &run)
+        last.apply(
+            .failed(Failure(code: "http_503", message: "busy", retryable: true)),
+            step: "a",
+            attempt: 2,
+            to: &run
+        )
         #expect(run.status == .failed)
         #expect(run.error?.code == "http_503")
         #expect(run.steps[1].status == .cancelled)
@@ -107,7 +137,11 @@ struct RunPlannerTests {
         #expect(planner.consumedSignals.isEmpty)
         var approved = run
         var approving = RunPlanner(definition: workflow, now: 5, maxOutputBytes: 1000)
-        approving.advance(&approved, signals: [PendingSignal(id: 2, name: "approve", data: ["approved": true], sender: "usr_1")], children: [:])
+        approving.advance(
+            &approved,
+            signals: [PendingSignal(id: 2, name: "approve", data: ["approved": true], sender: "usr_1")],
+            children: [:]
+        )
         #expect(approving.consumedSignals == [2])
         #expect(approved.steps[0].output?["by"] == "usr_1")
         #expect(approving.launches.map(\.stepID) == ["after"])

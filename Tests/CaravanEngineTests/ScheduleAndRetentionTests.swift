@@ -16,7 +16,12 @@ private func withEngine(
     _ body: @escaping @Sendable (Engine, any Database) async throws -> Void
 ) async throws {
     try await withTestDatabase(backend) { database in
-        let engine = Engine(database: database, executors: [TemplateStep()], configuration: EngineConfiguration(), logger: TestLogging.quiet)
+        let engine = Engine(
+            database: database,
+            executors: [TemplateStep()],
+            configuration: EngineConfiguration(),
+            logger: TestLogging.quiet
+        )
         guard running else { return try await body(engine, database) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await engine.run() }
@@ -35,7 +40,10 @@ private let scheduled = """
 
 @Suite("Schedules and retention")
 struct ScheduleAndRetentionTests {
-    @Test("A due tick starts exactly one run, however often it is handled; the next tick is set", arguments: [TestBackend.sqlite, .postgres])
+    @Test(
+        "A due tick starts exactly one run, however often it is handled; the next tick is set",
+        arguments: [TestBackend.sqlite, .postgres]
+    )
     func scheduleFiresOnce(backend: TestBackend) async throws {
         guard backend == .sqlite || PostgresTestServer.isConfigured else { return }
         try await withEngine(backend) { engine, database in
@@ -45,17 +53,28 @@ struct ScheduleAndRetentionTests {
             let intoPeriod = Clock.nowMilliseconds() % 300_000
             if intoPeriod > 285_000 { try await Task.sleep(for: .milliseconds(300_000 - intoPeriod + 100)) }
             let tick = Clock.nowMilliseconds() - 1_000
-            try await database.withTransaction { try await $0.execute("UPDATE workflows SET next_fire_at = $1", [.int(tick)]) }
+            try await database.withTransaction {
+                try await $0.execute("UPDATE workflows SET next_fire_at = $1", [.int(tick)])
+            }
             // Two nodes handling the same tick: the second finds nothing due.
             async let first: Void = engine.fireDueSchedules()
             async let second: Void = engine.fireDueSchedules()
             _ = try await (first, second)
             try await engine.fireDueSchedules()
-            let runs = try await engine.runs(orgID: Organization.defaultID, workflow: "tick", status: nil, cursor: nil, limit: 10)
+            let runs = try await engine.runs(
+                orgID: Organization.defaultID,
+                workflow: "tick",
+                status: nil,
+                cursor: nil,
+                limit: 10
+            )
             #expect(runs.count == 1)
             #expect(runs.first?.input == ["from": "cron"])
             #expect(runs.first?.idempotencyKey == "schedule:\(tick)")
-            let next = try await database.read { try await $0.queryFirst("SELECT next_fire_at FROM workflows", [])?.int("next_fire_at") } ?? 0
+            let next =
+                try await database.read {
+                    try await $0.queryFirst("SELECT next_fire_at FROM workflows", [])?.int("next_fire_at")
+                } ?? 0
             #expect(next > Clock.nowMilliseconds())
             #expect(next - Clock.nowMilliseconds() <= 5 * 60_000)
         }
@@ -67,31 +86,82 @@ struct ScheduleAndRetentionTests {
             for (name, catchUp) in [("catches-up", true), ("skips", false)] {
                 let yaml = scheduled.replacingOccurrences(of: "name: tick", with: "name: \(name)")
                     .replacingOccurrences(of: "input: {from: cron}", with: "input: {from: cron}, catch_up: \(catchUp)")
-                _ = try await engine.workflows.put(orgID: Organization.defaultID, definition: try DefinitionParser.parse(Array(yaml.utf8), format: .yaml, nameFromPath: name))
+                _ = try await engine.workflows.put(
+                    orgID: Organization.defaultID,
+                    definition: try DefinitionParser.parse(Array(yaml.utf8), format: .yaml, nameFromPath: name)
+                )
             }
-            try await database.withTransaction { try await $0.execute("UPDATE workflows SET next_fire_at = $1", [.int(Clock.nowMilliseconds() - 3_600_000)]) }
+            try await database.withTransaction {
+                try await $0.execute(
+                    "UPDATE workflows SET next_fire_at = $1",
+                    [.int(Clock.nowMilliseconds() - 3_600_000)]
+                )
+            }
             try await engine.fireDueSchedules()
             try await engine.fireDueSchedules()
-            #expect(try await engine.runs(orgID: Organization.defaultID, workflow: "catches-up", status: nil, cursor: nil, limit: 10).count == 1)
-            #expect(try await engine.runs(orgID: Organization.defaultID, workflow: "skips", status: nil, cursor: nil, limit: 10).isEmpty)
+            #expect(
+                try await engine.runs(
+                    orgID: Organization.defaultID,
+                    workflow: "catches-up",
+                    status: nil,
+                    cursor: nil,
+                    limit: 10
+                ).count == 1
+            )
+            #expect(
+                try await engine.runs(
+                    orgID: Organization.defaultID,
+                    workflow: "skips",
+                    status: nil,
+                    cursor: nil,
+                    limit: 10
+                ).isEmpty
+            )
         }
     }
 
     @Test("Finished runs past retention are deleted with their events; others stay")
     func retention() async throws {
         try await withEngine(.sqlite, running: true) { engine, database in
-            let definition = try DefinitionParser.parse(Array("steps: [{id: a, template: x}]".utf8), format: .yaml, nameFromPath: "short")
+            let definition = try DefinitionParser.parse(
+                Array("steps: [{id: a, template: x}]".utf8),
+                format: .yaml,
+                nameFromPath: "short"
+            )
             _ = try await engine.workflows.put(orgID: Organization.defaultID, definition: definition)
-            let old = try await engine.startRun(orgID: Organization.defaultID, workflow: "short", input: [:], idempotencyKey: nil, requestHash: nil).run
-            let recent = try await engine.startRun(orgID: Organization.defaultID, workflow: "short", input: [:], idempotencyKey: nil, requestHash: nil).run
+            let old = try await engine.startRun(
+                orgID: Organization.defaultID,
+                workflow: "short",
+                input: [:],
+                idempotencyKey: nil,
+                requestHash: nil
+            ).run
+            let recent = try await engine.startRun(
+                orgID: Organization.defaultID,
+                workflow: "short",
+                input: [:],
+                idempotencyKey: nil,
+                requestHash: nil
+            ).run
             for run in [old, recent] {
-                #expect(try await engine.waitForRun(orgID: Organization.defaultID, id: run.id, timeout: .seconds(10))?.status == .succeeded)
+                #expect(
+                    try await engine.waitForRun(orgID: Organization.defaultID, id: run.id, timeout: .seconds(10))?
+                        .status == .succeeded
+                )
             }
             try await database.withTransaction { executor in
-                try await executor.execute("UPDATE runs SET status = 'succeeded', finished_at = $2 WHERE id = $1", [.text(old.id), .int(Clock.nowMilliseconds() - 86_400_000)])
-                try await executor.execute("UPDATE runs SET status = 'succeeded', finished_at = $2 WHERE id = $1", [.text(recent.id), .int(Clock.nowMilliseconds())])
+                try await executor.execute(
+                    "UPDATE runs SET status = 'succeeded', finished_at = $2 WHERE id = $1",
+                    [.text(old.id), .int(Clock.nowMilliseconds() - 86_400_000)]
+                )
+                try await executor.execute(
+                    "UPDATE runs SET status = 'succeeded', finished_at = $2 WHERE id = $1",
+                    [.text(recent.id), .int(Clock.nowMilliseconds())]
+                )
             }
-            let deleted = try await database.withTransaction { try await RunStore().deleteFinished(before: Clock.nowMilliseconds() - 60_000, limit: 10, in: $0) }
+            let deleted = try await database.withTransaction {
+                try await RunStore().deleteFinished(before: Clock.nowMilliseconds() - 60_000, limit: 10, in: $0)
+            }
             #expect(deleted == 1)
             #expect(try await engine.run(orgID: Organization.defaultID, id: old.id) == nil)
             #expect(try await engine.events(runID: old.id, after: 0, limit: 10).isEmpty)

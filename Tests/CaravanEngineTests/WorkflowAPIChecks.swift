@@ -16,14 +16,27 @@ let benchW1 = """
     """
 
 extension TestClientProtocol {
-    func putYAML(_ name: String, _ yaml: String) async throws -> (status: HTTPResponse.Status, json: JSONValue, headers: HTTPFields) {
+    func putYAML(
+        _ name: String,
+        _ yaml: String
+    ) async throws -> (status: HTTPResponse.Status, json: JSONValue, headers: HTTPFields) {
         try await send(.put, "/v1/workflows/\(name)", json: yaml, contentType: "application/yaml")
     }
 
-    func start(_ name: String, input: String = "{}", wait: String? = "10s", headers: HTTPFields = [:]) async throws
+    func start(
+        _ name: String,
+        input: String = "{}",
+        wait: String? = "10s",
+        headers: HTTPFields = [:]
+    ) async throws
         -> (status: HTTPResponse.Status, json: JSONValue, headers: HTTPFields)
     {
-        try await send(.post, "/v1/workflows/\(name)/runs" + (wait.map { "?wait=\($0)" } ?? ""), json: #"{"input":\#(input)}"#, headers: headers)
+        try await send(
+            .post,
+            "/v1/workflows/\(name)/runs" + (wait.map { "?wait=\($0)" } ?? ""),
+            json: #"{"input":\#(input)}"#,
+            headers: headers
+        )
     }
 
     func run(_ id: String) async throws -> JSONValue {
@@ -59,7 +72,8 @@ enum EngineChecks {
         #expect(same.status == .ok)
         #expect(same.json["version"] == 1)
         // The same definition as JSON, keys reordered: still unchanged.
-        let json = #"{"output":"{{ steps.c.output }}","steps":[{"template":"a","id":"a"},{"id":"b","needs":["a"],"template":"{{ steps.a.output }}b"},{"id":"c","needs":["b"],"template":"{{ steps.b.output }}c"}]}"#
+        let json =
+            #"{"output":"{{ steps.c.output }}","steps":[{"template":"a","id":"a"},{"id":"b","needs":["a"],"template":"{{ steps.a.output }}b"},{"id":"c","needs":["b"],"template":"{{ steps.b.output }}c"}]}"#
         let asJSON = try await client.send(.put, "/v1/workflows/bench-w1", json: json)
         #expect(asJSON.json["version"] == 1)
         let changed = try await client.putYAML("bench-w1", benchW1.replacingOccurrences(of: "\"a\"}", with: "\"A\"}"))
@@ -93,10 +107,12 @@ enum EngineChecks {
         let id = try #require(run["id"]?.stringValue)
         let events = try await client.send(.get, "/v1/runs/\(id)/events").json["items"]?.arrayValue ?? []
         let types = events.compactMap { $0["type"]?.stringValue }
-        #expect(types == [
-            "run.queued", "run.started", "step.started", "step.succeeded", "step.started", "step.succeeded",
-            "step.started", "step.succeeded", "run.succeeded",
-        ])
+        #expect(
+            types == [
+                "run.queued", "run.started", "step.started", "step.succeeded", "step.started", "step.succeeded",
+                "step.started", "step.succeeded", "run.succeeded",
+            ]
+        )
         #expect(events.compactMap { $0["seq"] } == (1...9).map { JSONValue.int(Int64($0)) })
         // Steps started only after what they need had succeeded.
         let order = events.map { "\($0["type"]?.stringValue ?? "")/\($0["step"]?.stringValue ?? "")" }
@@ -129,7 +145,10 @@ enum EngineChecks {
         #expect(bad.json["errors"]?.arrayValue?.first?["pointer"] == "/input/tags")
     }
 
-    static func httpStepsRetryWithOneIdempotencyKey(_ client: any TestClientProtocol, _ server: TestHTTPServer) async throws {
+    static func httpStepsRetryWithOneIdempotencyKey(
+        _ client: any TestClientProtocol,
+        _ server: TestHTTPServer
+    ) async throws {
         let yaml = """
             name: calls
             defaults: {retry: {max_attempts: 4, initial_interval: 10ms, max_interval: 50ms}}
@@ -148,7 +167,9 @@ enum EngineChecks {
         #expect(keys.count == 3)
         #expect(Set(keys).count == 1, "every attempt carries the same Idempotency-Key")
         #expect(keys.first == "\(run["id"]?.stringValue ?? ""):flaky")
-        let events = try await client.send(.get, "/v1/runs/\(run["id"]?.stringValue ?? "")/events").json["items"]?.arrayValue ?? []
+        let events =
+            try await client.send(.get, "/v1/runs/\(run["id"]?.stringValue ?? "")/events").json["items"]?.arrayValue
+            ?? []
         #expect(events.filter { $0["type"] == "step.retrying" }.count == 2)
     }
 
@@ -209,7 +230,11 @@ enum EngineChecks {
         #expect(waiting.json["status"] == "waiting")
         let id = try #require(waiting.json["id"]?.stringValue)
         #expect(step(waiting.json, "ask")?["status"] == "waiting")
-        let signal = try await client.send(.post, "/v1/runs/\(id)/signals/approve", json: #"{"approved": true, "data": {"note": "ok"}}"#)
+        let signal = try await client.send(
+            .post,
+            "/v1/runs/\(id)/signals/approve",
+            json: #"{"approved": true, "data": {"note": "ok"}}"#
+        )
         #expect(signal.status == .accepted)
         let run = try await client.waitFor(id, ["succeeded", "failed"])
         #expect(run["status"] == "succeeded")
@@ -231,26 +256,38 @@ enum EngineChecks {
     /// A child workflow as the very first step (its parent is admitted, and its first steps started, in the
     /// creation commit, which creates no children): the child still runs and the parent finishes.
     static func rootChildWorkflow(_ client: any TestClientProtocol) async throws {
-        _ = try await client.putYAML("leaf", "steps:\n  - {id: a, template: \"leaf {{ input.n }}\"}\noutput: \"{{ steps.a.output }}\"\n")
-        _ = try await client.putYAML("trunk", "steps:\n  - {id: c, workflow: {name: leaf, input: {n: 7}}}\noutput: \"{{ steps.c.output }}\"\n")
+        _ = try await client.putYAML(
+            "leaf",
+            "steps:\n  - {id: a, template: \"leaf {{ input.n }}\"}\noutput: \"{{ steps.a.output }}\"\n"
+        )
+        _ = try await client.putYAML(
+            "trunk",
+            "steps:\n  - {id: c, workflow: {name: leaf, input: {n: 7}}}\noutput: \"{{ steps.c.output }}\"\n"
+        )
         let run = try await client.start("trunk").json
         #expect(run["status"] == "succeeded", "\(run)")
         #expect(run["output"] == "leaf 7")
     }
 
     static func sleepsAndChildren(_ client: any TestClientProtocol) async throws {
-        _ = try await client.putYAML("child", """
+        _ = try await client.putYAML(
+            "child",
+            """
             name: child
             steps: [{id: echo, template: "child got {{ input.text }}"}]
             output: "{{ steps.echo.output }}"
-            """)
-        _ = try await client.putYAML("parent", """
+            """
+        )
+        _ = try await client.putYAML(
+            "parent",
+            """
             name: parent
             steps:
               - {id: nap, sleep: 300ms}
               - {id: call, needs: [nap], workflow: {name: child, input: {text: "{{ input.text }}"}}}
             output: "{{ steps.call.output }}"
-            """)
+            """
+        )
         let started = ContinuousClock.now
         let run = try await client.start("parent", input: #"{"text": "hi"}"#, wait: "15s").json
         #expect(run["status"] == "succeeded", "\(run)")
@@ -263,12 +300,15 @@ enum EngineChecks {
     }
 
     static func cancelStopsEverything(_ client: any TestClientProtocol) async throws {
-        _ = try await client.putYAML("cancel-me", """
+        _ = try await client.putYAML(
+            "cancel-me",
+            """
             name: cancel-me
             steps:
               - {id: wait, approval: {}}
               - {id: never, needs: [wait], template: "x"}
-            """)
+            """
+        )
         let run = try await client.start("cancel-me", wait: nil).json
         let id = try #require(run["id"]?.stringValue)
         _ = try await client.waitFor(id, ["waiting"])
@@ -282,13 +322,16 @@ enum EngineChecks {
     }
 
     static func retryKeepsWhatSucceeded(_ client: any TestClientProtocol, _ server: TestHTTPServer) async throws {
-        _ = try await client.putYAML("retry-me", """
+        _ = try await client.putYAML(
+            "retry-me",
+            """
             name: retry-me
             steps:
               - {id: first, http: {method: POST, url: "\(server.baseURL)/ok"}}
               - {id: second, needs: [first], http: {method: POST, url: "\(server.baseURL)/switch"}, retry: {max_attempts: 1}}
             output: "{{ steps.second.output.body.switched }}"
-            """)
+            """
+        )
         let failed = try await client.start("retry-me").json
         #expect(failed["status"] == "failed")
         let id = try #require(failed["id"]?.stringValue)
@@ -323,7 +366,10 @@ enum EngineChecks {
         var seen: [String] = []
         var cursor: String?
         repeat {
-            let page = try await client.send(.get, "/v1/runs?workflow=bench-w1&limit=3" + (cursor.map { "&cursor=\($0)" } ?? ""))
+            let page = try await client.send(
+                .get,
+                "/v1/runs?workflow=bench-w1&limit=3" + (cursor.map { "&cursor=\($0)" } ?? "")
+            )
             #expect(page.status == .ok)
             seen += page.json["items"]?.arrayValue?.compactMap { $0["id"]?.stringValue } ?? []
             cursor = page.json["next_cursor"]?.stringValue
@@ -338,11 +384,14 @@ enum EngineChecks {
     }
 
     static func concurrencyQueuesRuns(_ client: any TestClientProtocol) async throws {
-        _ = try await client.putYAML("one-at-a-time", """
+        _ = try await client.putYAML(
+            "one-at-a-time",
+            """
             name: one-at-a-time
             concurrency: 1
             steps: [{id: hold, approval: {}}]
-            """)
+            """
+        )
         let first = try await client.start("one-at-a-time", wait: nil).json
         let second = try await client.start("one-at-a-time", wait: nil).json
         let firstID = try #require(first["id"]?.stringValue)

@@ -13,10 +13,17 @@ enum IdentityChecks {
     /// Every endpoint but the open ones answers 401 unauthenticated without credentials, or with bad ones.
     static func credentialsAreRequired(_ client: AuthenticatedClient, _ app: CaravanApplication) async throws {
         let open = app.catalog.endpoints.filter { !$0.authenticated }.map(\.path)
-        #expect(Set(open) == ["/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/auth/signup", "/v1/auth/login", "/v1/auth/refresh"])
+        #expect(
+            Set(open) == [
+                "/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/auth/signup", "/v1/auth/login",
+                "/v1/auth/refresh",
+            ]
+        )
         for endpoint in app.catalog.endpoints where endpoint.authenticated {
             let path = fill(endpoint.path, ["org": client.orgID])
-            for headers: HTTPFields in [[:], .bearer("cvk_not-a-key"), .bearer("not.a.jwt"), [.authorization: "Basic b3duZXI6eA=="]] {
+            for headers: HTTPFields in [
+                [:], .bearer("cvk_not-a-key"), .bearer("not.a.jwt"), [.authorization: "Basic b3duZXI6eA=="],
+            ] {
                 let response = try await client.anonymous.send(endpoint.method, path, json: "{}", headers: headers)
                 #expect(response.status == .unauthorized, "\(endpoint.method) \(path) answered \(response.status)")
                 #expect(response.json["code"] == "unauthenticated")
@@ -38,12 +45,23 @@ enum IdentityChecks {
                 let allowed = AccessPolicy.allows(role, permission)
                 // Deleting the organization is checked once, last.
                 if allowed && endpoint.operationID == "deleteOrganization" { continue }
-                let response = try await client.anonymous.send(endpoint.method, path, json: "{}", headers: .bearer(tokens[role]!))
+                let response = try await client.anonymous.send(
+                    endpoint.method,
+                    path,
+                    json: "{}",
+                    headers: .bearer(tokens[role]!)
+                )
                 if allowed {
                     #expect(response.status != .forbidden, "\(role) may \(endpoint.method) \(endpoint.path)")
-                    #expect(response.status != .unauthorized, "\(role) on \(endpoint.method) \(endpoint.path): \(response.json)")
+                    #expect(
+                        response.status != .unauthorized,
+                        "\(role) on \(endpoint.method) \(endpoint.path): \(response.json)"
+                    )
                 } else {
-                    #expect(response.status == .forbidden, "\(role) may not \(endpoint.method) \(endpoint.path): \(response.status)")
+                    #expect(
+                        response.status == .forbidden,
+                        "\(role) may not \(endpoint.method) \(endpoint.path): \(response.status)"
+                    )
                     #expect(response.json["code"] == "forbidden")
                 }
                 checked += 1
@@ -54,40 +72,68 @@ enum IdentityChecks {
         #expect((denials.json["items"]?.arrayValue?.count ?? 0) > 10, "denials are audited")
         // An admin cannot make themselves owner, nor grant a key above their role.
         let adminToken = tokens[.admin]!
-        let keyAbove = try await client.anonymous.send(.post, "/v1/api-keys", json: #"{"name": "k", "role": "owner"}"#, headers: .bearer(adminToken))
+        let keyAbove = try await client.anonymous.send(
+            .post,
+            "/v1/api-keys",
+            json: #"{"name": "k", "role": "owner"}"#,
+            headers: .bearer(adminToken)
+        )
         #expect(keyAbove.status == .forbidden)
         let deleted = try await client.send(.delete, "/v1/organizations/\(client.orgID)")
         #expect(deleted.status == .noContent)
-        #expect(try await client.send(.get, "/v1/workflows").status == .unauthorized, "the key went with its organization")
+        #expect(
+            try await client.send(.get, "/v1/workflows").status == .unauthorized,
+            "the key went with its organization"
+        )
     }
 
     /// Organization B's credentials on organization A's ids: every endpoint answers as if they did not exist.
     static func organizationsAreIsolated(_ client: AuthenticatedClient, _ app: CaravanApplication) async throws {
         // Organization A: a workflow, a finished run, a waiting run, a secret, a key, the owner.
-        _ = try await client.send(.put, "/v1/workflows/shared-name", json: "steps:\n  - {id: a, approval: {}}\n", contentType: "application/yaml")
+        _ = try await client.send(
+            .put,
+            "/v1/workflows/shared-name",
+            json: "steps:\n  - {id: a, approval: {}}\n",
+            contentType: "application/yaml"
+        )
         let run = try await client.send(.post, "/v1/workflows/shared-name/runs", json: #"{"input": {}}"#)
         let runID = try #require(run.json["id"]?.stringValue)
         _ = try await client.send(.put, "/v1/secrets/shared_name", json: #"{"value": "a-secret"}"#)
         let keyA = try await client.send(.post, "/v1/api-keys", json: #"{"name": "a", "role": "viewer"}"#)
         let keyAID = try #require(keyA.json["id"]?.stringValue)
-        let ownerA = try #require(try await client.send(.get, "/v1/me", headers: .bearer(client.accessToken)).json["user"]?["id"]?.stringValue)
+        let ownerA = try #require(
+            try await client.send(.get, "/v1/me", headers: .bearer(client.accessToken)).json["user"]?["id"]?.stringValue
+        )
         // A provider, an agent and a thread of A's.
         let provider = #"{"kind": "openai", "base_url": "https://models.example.com/v1", "models": ["m"]}"#
         #expect(try await client.send(.put, "/v1/providers/shared-name", json: provider).status == .created)
-        #expect(try await client.send(.put, "/v1/agents/shared-name", json: #"{"model": "shared-name/m"}"#).status == .created)
+        #expect(
+            try await client.send(.put, "/v1/agents/shared-name", json: #"{"model": "shared-name/m"}"#).status
+                == .created
+        )
         let threadA = try #require(try await client.send(.post, "/v1/threads", json: "{}").json["id"]?.stringValue)
 
         // Organization B: another user, signing up on their own.
         let signupB = try await client.anonymous.send(
-            .post, "/v1/auth/signup", json: #"{"email": "b@example.org", "password": "another long passphrase", "organization": "Beta"}"#
+            .post,
+            "/v1/auth/signup",
+            json: #"{"email": "b@example.org", "password": "another long passphrase", "organization": "Beta"}"#
         )
         #expect(signupB.status == .created, "\(signupB.json)")
         let tokenB = try #require(signupB.json["access_token"]?.stringValue)
-        let keyB = try #require(try await client.anonymous.send(.post, "/v1/api-keys", json: #"{"name": "b", "role": "owner"}"#, headers: .bearer(tokenB)).json["key"]?.stringValue)
+        let keyB = try #require(
+            try await client.anonymous.send(
+                .post,
+                "/v1/api-keys",
+                json: #"{"name": "b", "role": "owner"}"#,
+                headers: .bearer(tokenB)
+            ).json["key"]?.stringValue
+        )
 
         let ids = ["org": client.orgID, "name": "shared-name", "id": runID, "user": ownerA]
         var checked = 0
-        for endpoint in app.catalog.endpoints where endpoint.authenticated && endpoint.path.contains("{") && endpoint.method != .put {
+        for endpoint in app.catalog.endpoints
+        where endpoint.authenticated && endpoint.path.contains("{") && endpoint.method != .put {
             var values = ids
             if endpoint.path.hasPrefix("/v1/api-keys") { values["id"] = keyAID }
             if endpoint.path.hasPrefix("/v1/secrets") { values["name"] = "shared_name" }
@@ -95,19 +141,32 @@ enum IdentityChecks {
             let path = fill(endpoint.path, values)
             for credential in [keyB, tokenB] {
                 let body = path.contains("/signals/") ? #"{"approved": true}"# : #"{"input": {}}"#
-                let response = try await client.anonymous.send(endpoint.method, path, json: body, headers: .bearer(credential))
-                #expect(response.status == .notFound, "B on A's \(endpoint.method) \(path): \(response.status) \(response.json)")
+                let response = try await client.anonymous.send(
+                    endpoint.method,
+                    path,
+                    json: body,
+                    headers: .bearer(credential)
+                )
+                #expect(
+                    response.status == .notFound,
+                    "B on A's \(endpoint.method) \(path): \(response.status) \(response.json)"
+                )
                 #expect(response.json["code"] == "not_found")
                 checked += 1
             }
         }
         #expect(checked >= 20)
         // B acting in A by header is refused like a missing organization.
-        let byHeader = try await client.anonymous.send(.get, "/v1/runs", headers: [.authorization: "Bearer \(tokenB)", HTTPField.Name("Caravan-Organization")!: client.orgID])
+        let byHeader = try await client.anonymous.send(
+            .get,
+            "/v1/runs",
+            headers: [.authorization: "Bearer \(tokenB)", HTTPField.Name("Caravan-Organization")!: client.orgID]
+        )
         #expect(byHeader.status == .notFound)
         // Lists and streams show B nothing of A.
         for list in [
-            "/v1/runs", "/v1/workflows", "/v1/secrets", "/v1/api-keys", "/v1/audit", "/v1/events?after=0", "/v1/organizations",
+            "/v1/runs", "/v1/workflows", "/v1/secrets", "/v1/api-keys", "/v1/audit", "/v1/events?after=0",
+            "/v1/organizations",
             "/v1/agents", "/v1/providers", "/v1/models", "/v1/usage",
         ] {
             let response = try await client.anonymous.send(.get, list, headers: .bearer(keyB))
@@ -125,16 +184,31 @@ enum IdentityChecks {
     /// Login, refresh rotation with reuse detection, logout, password change, hostile tokens.
     static func sessions(_ client: AuthenticatedClient, _ app: CaravanApplication) async throws {
         let anonymous = client.anonymous
-        let wrong = try await anonymous.send(.post, "/v1/auth/login", json: #"{"email": "owner@example.com", "password": "wrong password here"}"#)
+        let wrong = try await anonymous.send(
+            .post,
+            "/v1/auth/login",
+            json: #"{"email": "owner@example.com", "password": "wrong password here"}"#
+        )
         #expect(wrong.status == .unauthorized)
-        let unknown = try await anonymous.send(.post, "/v1/auth/login", json: #"{"email": "nobody@example.com", "password": "wrong password here"}"#)
+        let unknown = try await anonymous.send(
+            .post,
+            "/v1/auth/login",
+            json: #"{"email": "nobody@example.com", "password": "wrong password here"}"#
+        )
         #expect(unknown.status == .unauthorized)
         #expect(unknown.json["detail"] == wrong.json["detail"], "an unknown email answers like a wrong password")
-        let login = try await anonymous.send(.post, "/v1/auth/login", json: #"{"email": "OWNER@example.com", "password": "\#(AuthenticatedClient.ownerPassword)"}"#)
+        let login = try await anonymous.send(
+            .post,
+            "/v1/auth/login",
+            json: #"{"email": "OWNER@example.com", "password": "\#(AuthenticatedClient.ownerPassword)"}"#
+        )
         #expect(login.status == .ok)
         let access = try #require(login.json["access_token"]?.stringValue)
         let refresh = try #require(login.json["refresh_token"]?.stringValue)
-        #expect(try await anonymous.send(.get, "/v1/me", headers: .bearer(access)).json["user"]?["email"] == "owner@example.com")
+        #expect(
+            try await anonymous.send(.get, "/v1/me", headers: .bearer(access)).json["user"]?["email"]
+                == "owner@example.com"
+        )
 
         let rotated = try await anonymous.send(.post, "/v1/auth/refresh", json: #"{"refresh_token": "\#(refresh)"}"#)
         #expect(rotated.status == .ok)
@@ -146,18 +220,35 @@ enum IdentityChecks {
         #expect(try await anonymous.send(.get, "/v1/me", headers: .bearer(access2)).status == .unauthorized)
 
         // Logout ends a session at once.
-        let second = try #require(try await anonymous.send(.post, "/v1/auth/login", json: #"{"email": "owner@example.com", "password": "\#(AuthenticatedClient.ownerPassword)"}"#).json["access_token"]?.stringValue)
+        let second = try #require(
+            try await anonymous.send(
+                .post,
+                "/v1/auth/login",
+                json: #"{"email": "owner@example.com", "password": "\#(AuthenticatedClient.ownerPassword)"}"#
+            ).json["access_token"]?.stringValue
+        )
         #expect(try await anonymous.send(.post, "/v1/auth/logout", headers: .bearer(second)).status == .noContent)
         #expect(try await anonymous.send(.get, "/v1/me", headers: .bearer(second)).status == .unauthorized)
 
         // Hostile tokens: alg none, another algorithm, an altered payload.
         let parts = client.accessToken.split(separator: ".").map(String.init)
         func encode(_ text: String) -> String {
-            Data(text.utf8).base64EncodedString().replacingOccurrences(of: "=", with: "").replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            Data(text.utf8).base64EncodedString().replacingOccurrences(of: "=", with: "").replacingOccurrences(
+                of: "+",
+                with: "-"
+            ).replacingOccurrences(of: "/", with: "_")
         }
         let none = encode(#"{"alg":"none","typ":"JWT"}"#) + "." + parts[1] + "."
         let hs512 = encode(#"{"alg":"HS512","typ":"JWT"}"#) + "." + parts[1] + "." + parts[2]
-        let payload = String(decoding: Data(base64Encoded: parts[1].replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/").padding(toLength: (parts[1].count + 3) / 4 * 4, withPad: "=", startingAt: 0)) ?? Data(), as: UTF8.self)
+        let payload = String(
+            decoding: Data(
+                base64Encoded: parts[1].replacingOccurrences(of: "-", with: "+").replacingOccurrences(
+                    of: "_",
+                    with: "/"
+                ).padding(toLength: (parts[1].count + 3) / 4 * 4, withPad: "=", startingAt: 0)
+            ) ?? Data(),
+            as: UTF8.self
+        )
         let altered = parts[0] + "." + encode(payload.replacingOccurrences(of: "usr_", with: "usr_X")) + "." + parts[2]
         for token in [none, hs512, altered, parts[0] + "." + parts[1], client.accessToken + "x"] {
             let response = try await anonymous.send(.get, "/v1/workflows", headers: .bearer(token))
@@ -167,8 +258,10 @@ enum IdentityChecks {
 
         // A password change ends every session and starts a new one.
         let changed = try await anonymous.send(
-            .post, "/v1/auth/password",
-            json: #"{"current_password": "\#(AuthenticatedClient.ownerPassword)", "new_password": "\#(String(repeating: "long-", count: 20))A"}"#,
+            .post,
+            "/v1/auth/password",
+            json:
+                #"{"current_password": "\#(AuthenticatedClient.ownerPassword)", "new_password": "\#(String(repeating: "long-", count: 20))A"}"#,
             headers: .bearer(client.accessToken)
         )
         #expect(changed.status == .ok, "\(changed.json)")
@@ -177,7 +270,9 @@ enum IdentityChecks {
         #expect(try await anonymous.send(.get, "/v1/me", headers: .bearer(fresh)).status == .ok)
         // Every character counts: the same first 72 bytes with another ending is a wrong password.
         let truncated = try await anonymous.send(
-            .post, "/v1/auth/login", json: #"{"email": "owner@example.com", "password": "\#(String(repeating: "long-", count: 20))B"}"#
+            .post,
+            "/v1/auth/login",
+            json: #"{"email": "owner@example.com", "password": "\#(String(repeating: "long-", count: 20))B"}"#
         )
         #expect(truncated.status == .unauthorized)
     }
@@ -191,28 +286,57 @@ enum IdentityChecks {
         let recovery = (enrolled.json["recovery_codes"]?.arrayValue ?? []).compactMap { $0.stringValue }
         #expect(recovery.count == 10 && Set(recovery).count == 10)
         #expect(enrolled.json["otpauth_url"]?.stringValue?.hasPrefix("otpauth://totp/") == true)
-        let bad = try await anonymous.send(.post, "/v1/auth/mfa/totp/verify", json: #"{"code": "000000x"}"#, headers: .bearer(client.accessToken))
+        let bad = try await anonymous.send(
+            .post,
+            "/v1/auth/mfa/totp/verify",
+            json: #"{"code": "000000x"}"#,
+            headers: .bearer(client.accessToken)
+        )
         #expect(bad.status == .unprocessableContent)
         // Verify with the previous step's code (drift of one step), keeping the current one for login. Codes are
         // taken at least 10 s before a step ends, so that on a slow machine no code ages a second step meanwhile.
         let intoStep = Date().timeIntervalSince1970.truncatingRemainder(dividingBy: 30)
         if intoStep > 20 { try await Task.sleep(for: .milliseconds(Int((30 - intoStep) * 1000) + 100)) }
         let previous = totpCode(base32: secret, at: Date().addingTimeInterval(-30))
-        let verified = try await anonymous.send(.post, "/v1/auth/mfa/totp/verify", json: #"{"code": "\#(previous)"}"#, headers: .bearer(client.accessToken))
+        let verified = try await anonymous.send(
+            .post,
+            "/v1/auth/mfa/totp/verify",
+            json: #"{"code": "\#(previous)"}"#,
+            headers: .bearer(client.accessToken)
+        )
         #expect(verified.status == .ok, "\(verified.json)")
 
         let credentials = #""email": "owner@example.com", "password": "\#(AuthenticatedClient.ownerPassword)""#
         let withoutCode = try await anonymous.send(.post, "/v1/auth/login", json: "{\(credentials)}")
         #expect(withoutCode.status == .unauthorized)
         #expect(withoutCode.json["code"] == "mfa_required")
-        let replayed = try await anonymous.send(.post, "/v1/auth/login", json: #"{\#(credentials), "totp": "\#(previous)"}"#)
+        let replayed = try await anonymous.send(
+            .post,
+            "/v1/auth/login",
+            json: #"{\#(credentials), "totp": "\#(previous)"}"#
+        )
         #expect(replayed.status == .unauthorized, "a code is usable once")
         let current = totpCode(base32: secret)
-        #expect(try await anonymous.send(.post, "/v1/auth/login", json: #"{\#(credentials), "totp": "\#(current)"}"#).status == .ok)
-        #expect(try await anonymous.send(.post, "/v1/auth/login", json: #"{\#(credentials), "totp": "\#(current)"}"#).status == .unauthorized)
-        #expect(try await anonymous.send(.post, "/v1/auth/login", json: #"{\#(credentials), "totp": "\#(recovery[0])"}"#).status == .ok)
-        #expect(try await anonymous.send(.post, "/v1/auth/login", json: #"{\#(credentials), "totp": "\#(recovery[0])"}"#).status == .unauthorized)
-        #expect(try await anonymous.send(.get, "/v1/me", headers: .bearer(client.accessToken)).json["user"]?["mfa_enabled"] == true)
+        #expect(
+            try await anonymous.send(.post, "/v1/auth/login", json: #"{\#(credentials), "totp": "\#(current)"}"#).status
+                == .ok
+        )
+        #expect(
+            try await anonymous.send(.post, "/v1/auth/login", json: #"{\#(credentials), "totp": "\#(current)"}"#).status
+                == .unauthorized
+        )
+        #expect(
+            try await anonymous.send(.post, "/v1/auth/login", json: #"{\#(credentials), "totp": "\#(recovery[0])"}"#)
+                .status == .ok
+        )
+        #expect(
+            try await anonymous.send(.post, "/v1/auth/login", json: #"{\#(credentials), "totp": "\#(recovery[0])"}"#)
+                .status == .unauthorized
+        )
+        #expect(
+            try await anonymous.send(.get, "/v1/me", headers: .bearer(client.accessToken)).json["user"]?["mfa_enabled"]
+                == true
+        )
     }
 
     /// API keys: shown once, stored hashed, scoped, revocable at once, expiring, never in a URL.
@@ -226,21 +350,36 @@ enum IdentityChecks {
         let stored = try await app.database.read { try await $0.query("SELECT key_hash FROM api_keys", []) }
         #expect(try stored.allSatisfy { try !$0.string("key_hash").contains(key) })
         #expect(try await client.anonymous.send(.get, "/v1/workflows", headers: .bearer(key)).status == .ok)
-        #expect(try await client.anonymous.send(.put, "/v1/secrets/x", json: #"{"value": "v"}"#, headers: .bearer(key)).status == .forbidden)
+        #expect(
+            try await client.anonymous.send(.put, "/v1/secrets/x", json: #"{"value": "v"}"#, headers: .bearer(key))
+                .status == .forbidden
+        )
         let inURL = try await client.anonymous.send(.get, "/v1/workflows?api_key=\(key)")
         #expect(inURL.status == .badRequest)
         #expect(try await client.send(.get, "/v1/runs?cursor=\(key)").status == .badRequest)
         #expect(try await client.send(.delete, "/v1/api-keys/\(id)").status == .noContent)
         #expect(try await client.anonymous.send(.get, "/v1/workflows", headers: .bearer(key)).status == .unauthorized)
         #expect(try await client.send(.delete, "/v1/api-keys/\(id)").status == .notFound)
-        let past = try await client.send(.post, "/v1/api-keys", json: #"{"name": "old", "role": "viewer", "expires_at": "2000-01-01T00:00:00Z"}"#)
+        let past = try await client.send(
+            .post,
+            "/v1/api-keys",
+            json: #"{"name": "old", "role": "viewer", "expires_at": "2000-01-01T00:00:00Z"}"#
+        )
         #expect(past.status == .unprocessableContent)
         #expect(past.json["errors"]?.arrayValue?.first?["pointer"] == "/expires_at")
         let soon = Clock.rfc3339(Clock.nowMilliseconds() + 1500)
-        let expiring = try #require(try await client.send(.post, "/v1/api-keys", json: #"{"name": "soon", "role": "viewer", "expires_at": "\#(soon)"}"#).json["key"]?.stringValue)
+        let expiring = try #require(
+            try await client.send(
+                .post,
+                "/v1/api-keys",
+                json: #"{"name": "soon", "role": "viewer", "expires_at": "\#(soon)"}"#
+            ).json["key"]?.stringValue
+        )
         #expect(try await client.anonymous.send(.get, "/v1/workflows", headers: .bearer(expiring)).status == .ok)
         try await Task.sleep(for: .milliseconds(1700))
-        #expect(try await client.anonymous.send(.get, "/v1/workflows", headers: .bearer(expiring)).status == .unauthorized)
+        #expect(
+            try await client.anonymous.send(.get, "/v1/workflows", headers: .bearer(expiring)).status == .unauthorized
+        )
     }
 
     /// Members: roles change within limits; the last owner stays; a removed member loses access at once.
@@ -249,29 +388,63 @@ enum IdentityChecks {
         let (adminToken, _) = try await client.member("admin@example.com", role: "admin")
         let me = try await client.anonymous.send(.get, "/v1/me", headers: .bearer(client.accessToken))
         let ownerID = try #require(me.json["user"]?["id"]?.stringValue)
-        #expect(try await client.send(.get, "/v1/organizations/\(client.orgID)/members").json["items"]?.arrayValue?.count == 3)
-        let demoteOwner = try await client.anonymous.send(.patch, "/v1/organizations/\(client.orgID)/members/\(ownerID)", json: #"{"role": "viewer"}"#, headers: .bearer(adminToken))
+        #expect(
+            try await client.send(.get, "/v1/organizations/\(client.orgID)/members").json["items"]?.arrayValue?.count
+                == 3
+        )
+        let demoteOwner = try await client.anonymous.send(
+            .patch,
+            "/v1/organizations/\(client.orgID)/members/\(ownerID)",
+            json: #"{"role": "viewer"}"#,
+            headers: .bearer(adminToken)
+        )
         #expect(demoteOwner.status == .forbidden, "an admin cannot change an owner")
-        let lastOwner = try await client.send(.patch, "/v1/organizations/\(client.orgID)/members/\(ownerID)", json: #"{"role": "admin"}"#)
+        let lastOwner = try await client.send(
+            .patch,
+            "/v1/organizations/\(client.orgID)/members/\(ownerID)",
+            json: #"{"role": "admin"}"#
+        )
         #expect(lastOwner.status == .conflict)
-        let promote = try await client.anonymous.send(.patch, "/v1/organizations/\(client.orgID)/members/\(devID)", json: #"{"role": "owner"}"#, headers: .bearer(adminToken))
+        let promote = try await client.anonymous.send(
+            .patch,
+            "/v1/organizations/\(client.orgID)/members/\(devID)",
+            json: #"{"role": "owner"}"#,
+            headers: .bearer(adminToken)
+        )
         #expect(promote.status == .forbidden, "no one grants above their role")
-        let invalid = try await client.send(.patch, "/v1/organizations/\(client.orgID)/members/\(devID)", json: #"{"role": "emperor"}"#)
+        let invalid = try await client.send(
+            .patch,
+            "/v1/organizations/\(client.orgID)/members/\(devID)",
+            json: #"{"role": "emperor"}"#
+        )
         #expect(invalid.status == .unprocessableContent)
         #expect(invalid.json["errors"]?.arrayValue?.first?["pointer"] == "/role")
         #expect(try await client.anonymous.send(.get, "/v1/workflows", headers: .bearer(devToken)).status == .ok)
-        #expect(try await client.send(.delete, "/v1/organizations/\(client.orgID)/members/\(devID)").status == .noContent)
-        #expect(try await client.anonymous.send(.get, "/v1/workflows", headers: .bearer(devToken)).status == .unauthorized)
+        #expect(
+            try await client.send(.delete, "/v1/organizations/\(client.orgID)/members/\(devID)").status == .noContent
+        )
+        #expect(
+            try await client.anonymous.send(.get, "/v1/workflows", headers: .bearer(devToken)).status == .unauthorized
+        )
         // Signup is closed now that users exist, unless invited.
-        let closed = try await client.anonymous.send(.post, "/v1/auth/signup", json: #"{"email": "x@example.com", "password": "a long enough passphrase", "organization": "X"}"#)
+        let closed = try await client.anonymous.send(
+            .post,
+            "/v1/auth/signup",
+            json: #"{"email": "x@example.com", "password": "a long enough passphrase", "organization": "X"}"#
+        )
         #expect(closed.status == .forbidden)
     }
 
     /// Bad passwords are refused with the field named.
     static func passwordPolicy(_ client: AuthenticatedClient, _ app: CaravanApplication) async throws {
-        for password in ["short", "password1234", "Password123456!", "aaaaaaaaaaaaaaaa", String(repeating: "x", count: 1025) + "y", "owner@example.com"] {
+        for password in [
+            "short", "password1234", "Password123456!", "aaaaaaaaaaaaaaaa", String(repeating: "x", count: 1025) + "y",
+            "owner@example.com",
+        ] {
             let response = try await client.anonymous.send(
-                .post, "/v1/auth/password", json: #"{"current_password": "\#(AuthenticatedClient.ownerPassword)", "new_password": "\#(password)"}"#,
+                .post,
+                "/v1/auth/password",
+                json: #"{"current_password": "\#(AuthenticatedClient.ownerPassword)", "new_password": "\#(password)"}"#,
                 headers: .bearer(client.accessToken)
             )
             #expect(response.status == .unprocessableContent, "\(password.prefix(20))")
@@ -283,10 +456,20 @@ enum IdentityChecks {
     static func rateLimits(_ client: AuthenticatedClient, _ app: CaravanApplication) async throws {
         let anonymous = client.anonymous
         for _ in 0..<5 {
-            #expect(try await anonymous.send(.post, "/v1/auth/login", json: #"{"email": "owner@example.com", "password": "not the password!"}"#).status == .unauthorized)
+            #expect(
+                try await anonymous.send(
+                    .post,
+                    "/v1/auth/login",
+                    json: #"{"email": "owner@example.com", "password": "not the password!"}"#
+                ).status == .unauthorized
+            )
         }
         let fifthFailure = ContinuousClock.now
-        let blocked = try await anonymous.send(.post, "/v1/auth/login", json: #"{"email": "owner@example.com", "password": "\#(AuthenticatedClient.ownerPassword)"}"#)
+        let blocked = try await anonymous.send(
+            .post,
+            "/v1/auth/login",
+            json: #"{"email": "owner@example.com", "password": "\#(AuthenticatedClient.ownerPassword)"}"#
+        )
         // The first backoff lasts a second: a machine stalled longer than that between the two requests (a loaded
         // CI runner) has let it pass, and only then may the attempt succeed.
         if ContinuousClock.now - fifthFailure < .milliseconds(950) {
@@ -295,9 +478,20 @@ enum IdentityChecks {
             #expect(Int(blocked.headers[.init("Retry-After")!] ?? "") ?? 0 >= 1)
         }
         try await Task.sleep(for: .milliseconds(1100))
-        #expect(try await anonymous.send(.post, "/v1/auth/login", json: #"{"email": "owner@example.com", "password": "\#(AuthenticatedClient.ownerPassword)"}"#).status == .ok, "the real user is back after a moment")
+        #expect(
+            try await anonymous.send(
+                .post,
+                "/v1/auth/login",
+                json: #"{"email": "owner@example.com", "password": "\#(AuthenticatedClient.ownerPassword)"}"#
+            ).status == .ok,
+            "the real user is back after a moment"
+        )
 
-        let limited = try await client.send(.patch, "/v1/organizations/\(client.orgID)", json: #"{"rate_limit_per_minute": 3}"#)
+        let limited = try await client.send(
+            .patch,
+            "/v1/organizations/\(client.orgID)",
+            json: #"{"rate_limit_per_minute": 3}"#
+        )
         #expect(limited.status == .ok)
         var statuses: [HTTPResponse.Status] = []
         for _ in 0..<4 { statuses.append(try await client.send(.get, "/v1/workflows").status) }
@@ -307,11 +501,18 @@ enum IdentityChecks {
 
     /// The audit log records changes with who and from where, and verification names a tampered entry.
     static func auditChain(_ client: AuthenticatedClient, _ app: CaravanApplication) async throws {
-        _ = try await client.send(.put, "/v1/workflows/audited", json: "steps:\n  - {id: a, template: x}\n", contentType: "application/yaml")
+        _ = try await client.send(
+            .put,
+            "/v1/workflows/audited",
+            json: "steps:\n  - {id: a, template: x}\n",
+            contentType: "application/yaml"
+        )
         _ = try await client.send(.post, "/v1/workflows/audited/runs", json: #"{"input": {}}"#)
         let page = try await client.send(.get, "/v1/audit?limit=500")
         let actions = page.json["items"]?.arrayValue?.compactMap { $0["action"]?.stringValue } ?? []
-        for action in ["signup", "createAPIKey", "putWorkflow", "startRun"] { #expect(actions.contains(action), "\(actions)") }
+        for action in ["signup", "createAPIKey", "putWorkflow", "startRun"] {
+            #expect(actions.contains(action), "\(actions)")
+        }
         let put = try #require(page.json["items"]?.arrayValue?.first { $0["action"] == "putWorkflow" })
         #expect(put["actor"]?["type"] == "api_key")
         #expect(put["request_id"]?.stringValue?.hasPrefix("req_") == true)
@@ -320,7 +521,8 @@ enum IdentityChecks {
         let target = try #require(put["id"]?.stringValue)
         try await app.database.withTransaction { executor in
             try await executor.execute(
-                "UPDATE audit_log SET target = 'workflow:something-else' WHERE chain = $1 AND seq = $2", [.text(client.orgID), .int(Int64(target)!)]
+                "UPDATE audit_log SET target = 'workflow:something-else' WHERE chain = $1 AND seq = $2",
+                [.text(client.orgID), .int(Int64(target)!)]
             )
         }
         let verdict = try await client.send(.get, "/v1/audit/verify")
@@ -332,12 +534,22 @@ enum IdentityChecks {
     /// run, present as soon as the start is answered; a start answered from its Idempotency-Key writes its own
     /// entry. With runs started concurrently, verification still names a changed entry.
     static func runStartsAreAuditedWithTheRun(_ client: AuthenticatedClient, _ app: CaravanApplication) async throws {
-        _ = try await client.send(.put, "/v1/workflows/audited", json: "steps:\n  - {id: a, template: x}\n", contentType: "application/yaml")
+        _ = try await client.send(
+            .put,
+            "/v1/workflows/audited",
+            json: "steps:\n  - {id: a, template: x}\n",
+            contentType: "application/yaml"
+        )
         let ids = try await withThrowingTaskGroup(of: String.self) { group in
             for index in 0..<40 {
                 group.addTask {
                     let headers: HTTPFields = index == 0 ? [HTTPField.Name("Idempotency-Key")!: "once"] : [:]
-                    let started = try await client.send(.post, "/v1/workflows/audited/runs", json: #"{"input": {}}"#, headers: headers)
+                    let started = try await client.send(
+                        .post,
+                        "/v1/workflows/audited/runs",
+                        json: #"{"input": {}}"#,
+                        headers: headers
+                    )
                     #expect(started.status == .created, "\(started.json)")
                     return try #require(started.json["id"]?.stringValue)
                 }
@@ -345,7 +557,10 @@ enum IdentityChecks {
             return try await group.reduce(into: [String]()) { $0.append($1) }
         }
         let repeated = try await client.send(
-            .post, "/v1/workflows/audited/runs", json: #"{"input": {}}"#, headers: [HTTPField.Name("Idempotency-Key")!: "once"]
+            .post,
+            "/v1/workflows/audited/runs",
+            json: #"{"input": {}}"#,
+            headers: [HTTPField.Name("Idempotency-Key")!: "once"]
         )
         #expect(repeated.status == .ok)
         let entries = try await app.database.read { executor in
@@ -357,17 +572,25 @@ enum IdentityChecks {
         let targets = try entries.map { try $0.string("target") }
         #expect(targets.count == 41, "\(targets)")
         #expect(Set(targets) == Set(ids.map { "run:\($0)" }), "one entry per run, naming it")
-        #expect(try entries.allSatisfy { try $0.string("outcome") == "success" && $0.string("actor_type") == "api_key" })
+        #expect(
+            try entries.allSatisfy { try $0.string("outcome") == "success" && $0.string("actor_type") == "api_key" }
+        )
         #expect(try entries.allSatisfy { try $0.optionalString("request_id")?.hasPrefix("req_") == true })
         #expect(try await client.send(.get, "/v1/audit/verify").json["intact"] == true)
 
-        let changed = try #require(try await app.database.read { executor in
-            try await executor.queryFirst(
-                "SELECT seq FROM audit_log WHERE chain = $1 AND action = 'startRun' ORDER BY seq LIMIT 1 OFFSET 20", [.text(client.orgID)]
-            )?.int("seq")
-        })
+        let changed = try #require(
+            try await app.database.read { executor in
+                try await executor.queryFirst(
+                    "SELECT seq FROM audit_log WHERE chain = $1 AND action = 'startRun' ORDER BY seq LIMIT 1 OFFSET 20",
+                    [.text(client.orgID)]
+                )?.int("seq")
+            }
+        )
         try await app.database.withTransaction { executor in
-            try await executor.execute("UPDATE audit_log SET target = 'run:other' WHERE chain = $1 AND seq = $2", [.text(client.orgID), .int(changed)])
+            try await executor.execute(
+                "UPDATE audit_log SET target = 'run:other' WHERE chain = $1 AND seq = $2",
+                [.text(client.orgID), .int(changed)]
+            )
         }
         let verdict = try await client.send(.get, "/v1/audit/verify")
         #expect(verdict.json["intact"] == false)
@@ -376,25 +599,52 @@ enum IdentityChecks {
 
     /// A secret's value is sent where a step puts it and found nowhere else: not in run output, events, answers,
     /// logs, nor the database files.
-    static func secretsStaySecret(_ client: AuthenticatedClient, _ app: CaravanApplication, _ upstream: TestHTTPServer, _ logs: JSONLogOutput) async throws {
+    static func secretsStaySecret(
+        _ client: AuthenticatedClient,
+        _ app: CaravanApplication,
+        _ upstream: TestHTTPServer,
+        _ logs: JSONLogOutput
+    ) async throws {
         let value = "sv-" + UUID().uuidString
-        #expect(try await client.send(.put, "/v1/secrets/crm_token", json: #"{"value": "\#(value)"}"#).status == .created)
-        let misuse = try await client.send(.put, "/v1/workflows/leaky", json: "steps:\n  - {id: a, template: '{{ secrets.crm_token }}'}\n", contentType: "application/yaml")
+        #expect(
+            try await client.send(.put, "/v1/secrets/crm_token", json: #"{"value": "\#(value)"}"#).status == .created
+        )
+        let misuse = try await client.send(
+            .put,
+            "/v1/workflows/leaky",
+            json: "steps:\n  - {id: a, template: '{{ secrets.crm_token }}'}\n",
+            contentType: "application/yaml"
+        )
         #expect(misuse.status == .unprocessableContent, "a template step would store the value")
         let yaml = """
             steps:
               - {id: call, http: {method: POST, url: "\(upstream.baseURL)/echo", headers: {Authorization: "Bearer {{ secrets.crm_token }}"}}}
             """
-        #expect(try await client.send(.put, "/v1/workflows/crm", json: yaml, contentType: "application/yaml").status == .created)
+        #expect(
+            try await client.send(.put, "/v1/workflows/crm", json: yaml, contentType: "application/yaml").status
+                == .created
+        )
         let run = try await client.send(.post, "/v1/workflows/crm/runs?wait=10s", json: #"{"input": {}}"#)
         #expect(run.json["status"] == "succeeded", "\(run.json)")
         #expect(upstream.lastAuthorization == "Bearer \(value)", "the step sent the value")
         #expect(run.json.canonicalText.contains("[redacted]"), "the echoed value is masked in the output")
         // A secret that does not exist is refused when the workflow is put; one deleted later fails the step.
-        let missing = try await client.send(.put, "/v1/workflows/missing", json: yaml.replacingOccurrences(of: "crm_token", with: "nope"), contentType: "application/yaml")
+        let missing = try await client.send(
+            .put,
+            "/v1/workflows/missing",
+            json: yaml.replacingOccurrences(of: "crm_token", with: "nope"),
+            contentType: "application/yaml"
+        )
         #expect(missing.status == .unprocessableContent, "\(missing.json)")
         #expect(try await client.send(.put, "/v1/secrets/nope", json: #"{"value": "soon gone"}"#).status == .created)
-        #expect(try await client.send(.put, "/v1/workflows/missing", json: yaml.replacingOccurrences(of: "crm_token", with: "nope"), contentType: "application/yaml").status == .created)
+        #expect(
+            try await client.send(
+                .put,
+                "/v1/workflows/missing",
+                json: yaml.replacingOccurrences(of: "crm_token", with: "nope"),
+                contentType: "application/yaml"
+            ).status == .created
+        )
         #expect(try await client.send(.delete, "/v1/secrets/nope").status == .noContent)
         let failed = try await client.send(.post, "/v1/workflows/missing/runs?wait=10s", json: #"{"input": {}}"#)
         #expect(failed.json["status"] == "failed")
@@ -402,7 +652,10 @@ enum IdentityChecks {
 
         let id = try #require(run.json["id"]?.stringValue)
         var answers: [String] = [run.json.canonicalText]
-        for path in ["/v1/runs/\(id)", "/v1/runs/\(id)/events", "/v1/secrets", "/v1/audit?limit=500", "/v1/events?after=0", "/v1/runs"] {
+        for path in [
+            "/v1/runs/\(id)", "/v1/runs/\(id)/events", "/v1/secrets", "/v1/audit?limit=500", "/v1/events?after=0",
+            "/v1/runs",
+        ] {
             answers.append(try await client.send(.get, path).json.canonicalText)
         }
         #expect(answers.allSatisfy { !$0.contains(value) }, "an answer holds the secret")

@@ -12,11 +12,20 @@ func secretsCheck(_ backend: TestBackend) async throws {
     try await TestHTTPServer.with { upstream in
         try await withTemporaryDirectory { directory in
             let logs = JSONLogOutput.memory()
-            let value = try await withTestApplication(backend, logOutput: logs, configure: { configuration in
-                configuration.egressAllow = "127.0.0.1"
-                configuration.dataDirectory = directory
-            }) { client, app in
-                try await IdentityChecks.secretsStaySecret(try #require(client as? AuthenticatedClient), app, upstream, logs)
+            let value = try await withTestApplication(
+                backend,
+                logOutput: logs,
+                configure: { configuration in
+                    configuration.egressAllow = "127.0.0.1"
+                    configuration.dataDirectory = directory
+                }
+            ) { client, app in
+                try await IdentityChecks.secretsStaySecret(
+                    try #require(client as? AuthenticatedClient),
+                    app,
+                    upstream,
+                    logs
+                )
                 return try #require(upstream.lastAuthorization?.replacingOccurrences(of: "Bearer ", with: ""))
             }
             if backend == .sqlite {
@@ -34,9 +43,13 @@ func secretsCheck(_ backend: TestBackend) async throws {
 @Suite("Identity and tenancy on SQLite")
 struct SQLiteIdentityTests {
     let backend = TestBackend.sqlite
-    @Test func credentialsAreRequired() async throws { try await identityCheck(backend, IdentityChecks.credentialsAreRequired) }
+    @Test func credentialsAreRequired() async throws {
+        try await identityCheck(backend, IdentityChecks.credentialsAreRequired)
+    }
     @Test func roleMatrix() async throws { try await identityCheck(backend, IdentityChecks.roleMatrix) }
-    @Test func isolation() async throws { try await identityCheck(backend, configure: { $0.openSignup = true }, IdentityChecks.organizationsAreIsolated) }
+    @Test func isolation() async throws {
+        try await identityCheck(backend, configure: { $0.openSignup = true }, IdentityChecks.organizationsAreIsolated)
+    }
     @Test func sessions() async throws { try await identityCheck(backend, IdentityChecks.sessions) }
     @Test func totp() async throws { try await identityCheck(backend, IdentityChecks.totp) }
     @Test func apiKeys() async throws { try await identityCheck(backend, IdentityChecks.apiKeys) }
@@ -44,50 +57,105 @@ struct SQLiteIdentityTests {
     @Test func passwordPolicy() async throws { try await identityCheck(backend, IdentityChecks.passwordPolicy) }
     @Test func rateLimits() async throws { try await identityCheck(backend, IdentityChecks.rateLimits) }
     @Test func auditChain() async throws { try await identityCheck(backend, IdentityChecks.auditChain) }
-    @Test func runStartsAreAuditedWithTheRun() async throws { try await identityCheck(backend, IdentityChecks.runStartsAreAuditedWithTheRun) }
+    @Test func runStartsAreAuditedWithTheRun() async throws {
+        try await identityCheck(backend, IdentityChecks.runStartsAreAuditedWithTheRun)
+    }
     @Test func secrets() async throws { try await secretsCheck(backend) }
-    @Test func keysFollowTheirCreator() async throws { try await identityCheck(backend, SecurityFindingChecks.keysFollowTheirCreator) }
+    @Test func keysFollowTheirCreator() async throws {
+        try await identityCheck(backend, SecurityFindingChecks.keysFollowTheirCreator)
+    }
     @Test func rateLimitCeiling() async throws {
-        try await identityCheck(backend, configure: { $0.rateLimitPerMinute = 20 }, SecurityFindingChecks.rateLimitCeiling)
+        try await identityCheck(
+            backend,
+            configure: { $0.rateLimitPerMinute = 20 },
+            SecurityFindingChecks.rateLimitCeiling
+        )
     }
-    @Test func failedSignInsAreAudited() async throws { try await identityCheck(backend, SecurityFindingChecks.failedSignInsAreAudited) }
+    @Test func failedSignInsAreAudited() async throws {
+        try await identityCheck(backend, SecurityFindingChecks.failedSignInsAreAudited)
+    }
     @Test func auditIDsArePerOrganization() async throws {
-        try await identityCheck(backend, configure: { $0.openSignup = true }, SecurityFindingChecks.auditIDsArePerOrganization)
+        try await identityCheck(
+            backend,
+            configure: { $0.openSignup = true },
+            SecurityFindingChecks.auditIDsArePerOrganization
+        )
     }
-    @Test func auditDeletionsAreDetected() async throws { try await identityCheck(backend, SecurityFindingChecks.auditDeletionsAreDetected) }
-    @Test func auditTailDeletionIsDetected() async throws { try await identityCheck(backend, SecurityFindingChecks.auditTailDeletionIsDetected) }
-    @Test func savedHeadsRevealDeletions() async throws { try await identityCheck(backend, SecurityFindingChecks.savedHeadsRevealDeletions) }
-    @Test func legacyChainsStillVerify() async throws { try await identityCheck(backend, SecurityFindingChecks.legacyChainsStillVerify) }
-    @Test func backoffIsPerAddress() async throws { try await identityCheck(backend, SecurityFindingChecks.backoffIsPerAddress) }
+    @Test func auditDeletionsAreDetected() async throws {
+        try await identityCheck(backend, SecurityFindingChecks.auditDeletionsAreDetected)
+    }
+    @Test func auditTailDeletionIsDetected() async throws {
+        try await identityCheck(backend, SecurityFindingChecks.auditTailDeletionIsDetected)
+    }
+    @Test func savedHeadsRevealDeletions() async throws {
+        try await identityCheck(backend, SecurityFindingChecks.savedHeadsRevealDeletions)
+    }
+    @Test func legacyChainsStillVerify() async throws {
+        try await identityCheck(backend, SecurityFindingChecks.legacyChainsStillVerify)
+    }
+    @Test func backoffIsPerAddress() async throws {
+        try await identityCheck(backend, SecurityFindingChecks.backoffIsPerAddress)
+    }
 }
 
-@Suite("Identity and tenancy on PostgreSQL", .enabled(if: PostgresTestServer.isConfigured, "needs CARAVAN_TEST_POSTGRES_URL (scripts/test sets it)"))
+@Suite(
+    "Identity and tenancy on PostgreSQL",
+    .enabled(if: PostgresTestServer.isConfigured, "needs CARAVAN_TEST_POSTGRES_URL (scripts/test sets it)")
+)
 struct PostgresIdentityTests {
     let backend = TestBackend.postgres
-    @Test func credentialsAreRequired() async throws { try await identityCheck(backend, IdentityChecks.credentialsAreRequired) }
+    @Test func credentialsAreRequired() async throws {
+        try await identityCheck(backend, IdentityChecks.credentialsAreRequired)
+    }
     @Test func roleMatrix() async throws { try await identityCheck(backend, IdentityChecks.roleMatrix) }
-    @Test func isolation() async throws { try await identityCheck(backend, configure: { $0.openSignup = true }, IdentityChecks.organizationsAreIsolated) }
+    @Test func isolation() async throws {
+        try await identityCheck(backend, configure: { $0.openSignup = true }, IdentityChecks.organizationsAreIsolated)
+    }
     @Test func sessions() async throws { try await identityCheck(backend, IdentityChecks.sessions) }
     @Test func totp() async throws { try await identityCheck(backend, IdentityChecks.totp) }
     @Test func apiKeys() async throws { try await identityCheck(backend, IdentityChecks.apiKeys) }
     @Test func members() async throws { try await identityCheck(backend, IdentityChecks.members) }
     @Test func rateLimits() async throws { try await identityCheck(backend, IdentityChecks.rateLimits) }
     @Test func auditChain() async throws { try await identityCheck(backend, IdentityChecks.auditChain) }
-    @Test func runStartsAreAuditedWithTheRun() async throws { try await identityCheck(backend, IdentityChecks.runStartsAreAuditedWithTheRun) }
+    @Test func runStartsAreAuditedWithTheRun() async throws {
+        try await identityCheck(backend, IdentityChecks.runStartsAreAuditedWithTheRun)
+    }
     @Test func secrets() async throws { try await secretsCheck(backend) }
-    @Test func keysFollowTheirCreator() async throws { try await identityCheck(backend, SecurityFindingChecks.keysFollowTheirCreator) }
+    @Test func keysFollowTheirCreator() async throws {
+        try await identityCheck(backend, SecurityFindingChecks.keysFollowTheirCreator)
+    }
     @Test func rateLimitCeiling() async throws {
-        try await identityCheck(backend, configure: { $0.rateLimitPerMinute = 20 }, SecurityFindingChecks.rateLimitCeiling)
+        try await identityCheck(
+            backend,
+            configure: { $0.rateLimitPerMinute = 20 },
+            SecurityFindingChecks.rateLimitCeiling
+        )
     }
-    @Test func failedSignInsAreAudited() async throws { try await identityCheck(backend, SecurityFindingChecks.failedSignInsAreAudited) }
+    @Test func failedSignInsAreAudited() async throws {
+        try await identityCheck(backend, SecurityFindingChecks.failedSignInsAreAudited)
+    }
     @Test func auditIDsArePerOrganization() async throws {
-        try await identityCheck(backend, configure: { $0.openSignup = true }, SecurityFindingChecks.auditIDsArePerOrganization)
+        try await identityCheck(
+            backend,
+            configure: { $0.openSignup = true },
+            SecurityFindingChecks.auditIDsArePerOrganization
+        )
     }
-    @Test func auditDeletionsAreDetected() async throws { try await identityCheck(backend, SecurityFindingChecks.auditDeletionsAreDetected) }
-    @Test func auditTailDeletionIsDetected() async throws { try await identityCheck(backend, SecurityFindingChecks.auditTailDeletionIsDetected) }
-    @Test func savedHeadsRevealDeletions() async throws { try await identityCheck(backend, SecurityFindingChecks.savedHeadsRevealDeletions) }
-    @Test func legacyChainsStillVerify() async throws { try await identityCheck(backend, SecurityFindingChecks.legacyChainsStillVerify) }
-    @Test func backoffIsPerAddress() async throws { try await identityCheck(backend, SecurityFindingChecks.backoffIsPerAddress) }
+    @Test func auditDeletionsAreDetected() async throws {
+        try await identityCheck(backend, SecurityFindingChecks.auditDeletionsAreDetected)
+    }
+    @Test func auditTailDeletionIsDetected() async throws {
+        try await identityCheck(backend, SecurityFindingChecks.auditTailDeletionIsDetected)
+    }
+    @Test func savedHeadsRevealDeletions() async throws {
+        try await identityCheck(backend, SecurityFindingChecks.savedHeadsRevealDeletions)
+    }
+    @Test func legacyChainsStillVerify() async throws {
+        try await identityCheck(backend, SecurityFindingChecks.legacyChainsStillVerify)
+    }
+    @Test func backoffIsPerAddress() async throws {
+        try await identityCheck(backend, SecurityFindingChecks.backoffIsPerAddress)
+    }
 }
 
 @Suite("Identity from outside")
@@ -97,7 +165,13 @@ struct IdentityProcessTests {
         try await identityCheck(.sqlite, configure: { $0.authAttemptsPerMinute = 3 }) { client, _ in
             var answers: [(status: HTTPResponse.Status, json: JSONValue, headers: HTTPFields)] = []
             for index in 0..<8 {
-                answers.append(try await client.anonymous.send(.post, "/v1/auth/login", json: #"{"email": "u\#(index)@example.com", "password": "whatever it is"}"#))
+                answers.append(
+                    try await client.anonymous.send(
+                        .post,
+                        "/v1/auth/login",
+                        json: #"{"email": "u\#(index)@example.com", "password": "whatever it is"}"#
+                    )
+                )
             }
             // The signup that set up the test was the first attempt from this address. Windows are calendar
             // minutes: eight attempts meet the limit within one window even if a minute boundary falls among them.
@@ -115,8 +189,10 @@ struct IdentityProcessTests {
             let server = try await CaravanProcess(arguments: ["serve", "--port", "0", "--data", directory])
             let auth = try await bootstrapCredentials(port: server.port)
             let put = try await fetch(
-                "http://127.0.0.1:\(server.port)/v1/workflows/w", method: "PUT",
-                headers: [("Content-Type", "application/yaml")] + auth, body: "steps:\n  - {id: a, template: x}\n"
+                "http://127.0.0.1:\(server.port)/v1/workflows/w",
+                method: "PUT",
+                headers: [("Content-Type", "application/yaml")] + auth,
+                body: "steps:\n  - {id: a, template: x}\n"
             )
             #expect(put.status == 201)
             server.send(signal: SIGTERM)
@@ -143,8 +219,10 @@ struct AuditHeadsProcessTests {
             let server = try await CaravanProcess(arguments: ["serve", "--port", "0", "--data", directory])
             let auth = try await bootstrapCredentials(port: server.port)
             let put = try await fetch(
-                "http://127.0.0.1:\(server.port)/v1/workflows/w", method: "PUT",
-                headers: [("Content-Type", "application/yaml")] + auth, body: "steps:\n  - {id: a, template: x}\n"
+                "http://127.0.0.1:\(server.port)/v1/workflows/w",
+                method: "PUT",
+                headers: [("Content-Type", "application/yaml")] + auth,
+                body: "steps:\n  - {id: a, template: x}\n"
             )
             #expect(put.status == 201)
             server.send(signal: SIGTERM)
@@ -167,7 +245,10 @@ struct AuditHeadsProcessTests {
             #expect(broken.output.contains("BROKEN: organization "), "\(broken.output)")
             #expect(broken.output.contains("deleted"), "\(broken.output)")
             // An altered heads file is refused.
-            let altered = try String(contentsOfFile: saved, encoding: .utf8).replacingOccurrences(of: "\"seq\":", with: "\"seq\":9")
+            let altered = try String(contentsOfFile: saved, encoding: .utf8).replacingOccurrences(
+                of: "\"seq\":",
+                with: "\"seq\":9"
+            )
             try altered.write(toFile: saved, atomically: true, encoding: .utf8)
             let refused = try runCaravan(["audit", "verify", "--data", directory, "--heads", saved])
             #expect(refused.status == 1, "\(refused.output)")
@@ -193,7 +274,8 @@ func runCaravan(_ arguments: [String]) throws -> (status: Int32, output: String)
 func tamperWithSecondEntry(_ directory: String) async throws -> Int64 {
     let database = try SQLiteDatabase(directory: directory, logger: TestLogging.quiet)
     return try await database.withTransaction { executor in
-        guard let row = try await executor.queryFirst("SELECT id FROM audit_log ORDER BY id LIMIT 1 OFFSET 1", []) else {
+        guard let row = try await executor.queryFirst("SELECT id FROM audit_log ORDER BY id LIMIT 1 OFFSET 1", [])
+        else {
             throw TestSetupError.failed("no second audit entry")
         }
         let id = try row.int("id")

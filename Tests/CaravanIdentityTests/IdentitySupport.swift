@@ -27,16 +27,23 @@ extension AuthenticatedClient {
     /// - Returns: their access token and user id.
     func member(_ email: String, role: String) async throws -> (token: String, userID: String) {
         let invitation = try await send(
-            .post, "/v1/organizations/\(orgID)/invitations", json: #"{"email": "\#(email)", "role": "\#(role)"}"#
+            .post,
+            "/v1/organizations/\(orgID)/invitations",
+            json: #"{"email": "\#(email)", "role": "\#(role)"}"#
         )
         #expect(invitation.status == .created, "\(invitation.json)")
         let token = try #require(invitation.json["token"]?.stringValue)
         let signup = try await anonymous.send(
-            .post, "/v1/auth/signup", json: #"{"email": "\#(email)", "password": "a long enough passphrase", "invitation": "\#(token)"}"#
+            .post,
+            "/v1/auth/signup",
+            json: #"{"email": "\#(email)", "password": "a long enough passphrase", "invitation": "\#(token)"}"#
         )
         #expect(signup.status == .created, "\(signup.json)")
         #expect(signup.json["organization"]?["role"]?.stringValue == role)
-        return (try #require(signup.json["access_token"]?.stringValue), try #require(signup.json["user"]?["id"]?.stringValue))
+        return (
+            try #require(signup.json["access_token"]?.stringValue),
+            try #require(signup.json["user"]?["id"]?.stringValue)
+        )
     }
 }
 

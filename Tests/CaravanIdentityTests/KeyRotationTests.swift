@@ -17,10 +17,18 @@ struct KeyRotationTests {
             let oldKey = SymmetricKey(size: .bits256)
             let newKey = SymmetricKey(size: .bits256)
             let before = SecretStore(database: database, box: SecretBox(keyring: try MasterKeyring(current: oldKey)))
-            for index in 0..<250 { _ = try await before.put(orgID: Organization.defaultID, name: "s\(index)", value: "value \(index)") }
+            for index in 0..<250 {
+                _ = try await before.put(orgID: Organization.defaultID, name: "s\(index)", value: "value \(index)")
+            }
 
             let rotatedBox = SecretBox(keyring: try MasterKeyring(current: newKey, previous: [oldKey]))
-            let rotation = KeyRotation(database: database, box: rotatedBox, columns: [.secrets], logger: TestLogging.quiet, ready: {})
+            let rotation = KeyRotation(
+                database: database,
+                box: rotatedBox,
+                columns: [.secrets],
+                logger: TestLogging.quiet,
+                ready: {}
+            )
             #expect(try await rotation.resealAll(batchSize: 100) == 250)
             #expect(try await rotation.resealAll() == 0, "nothing is left under the old key")
 
@@ -30,9 +38,14 @@ struct KeyRotationTests {
             #expect(values == ["s0": "value 0", "s249": "value 249"])
             // A sealed value moved to another row does not open.
             try await database.withTransaction { executor in
-                try await executor.execute("UPDATE secrets SET sealed = (SELECT sealed FROM secrets WHERE name = 's1') WHERE name = 's2'", [])
+                try await executor.execute(
+                    "UPDATE secrets SET sealed = (SELECT sealed FROM secrets WHERE name = 's1') WHERE name = 's2'",
+                    []
+                )
             }
-            await #expect(throws: CaravanError.self) { _ = try await after.resolve(orgID: Organization.defaultID, names: ["s2"]) }
+            await #expect(throws: CaravanError.self) {
+                _ = try await after.resolve(orgID: Organization.defaultID, names: ["s2"])
+            }
         }
     }
 }

@@ -7,18 +7,34 @@ import Testing
 @Suite("Anthropic provider over HTTP")
 struct AnthropicProviderTests {
     let weatherTool = ToolSpec(
-        name: "get_weather", description: "The weather in a city.",
+        name: "get_weather",
+        description: "The weather in a city.",
         parameters: ["type": "object", "properties": ["city": ["type": "string"]], "required": ["city"]]
     )
 
-    func call(_ server: FakeAnthropicServer, _ request: ChatRequest, onDelta: ChatDeltaHandler? = nil, timeout: Int64 = 5_000) async throws(ProviderError) -> ChatResponse {
-        try await anthropicProvider.complete(request, endpoint: endpoint(server.baseURL, kind: .anthropic, timeoutMilliseconds: timeout), onDelta: onDelta)
+    func call(
+        _ server: FakeAnthropicServer,
+        _ request: ChatRequest,
+        onDelta: ChatDeltaHandler? = nil,
+        timeout: Int64 = 5_000
+    ) async throws(ProviderError) -> ChatResponse {
+        try await anthropicProvider.complete(
+            request,
+            endpoint: endpoint(server.baseURL, kind: .anthropic, timeoutMilliseconds: timeout),
+            onDelta: onDelta
+        )
     }
 
     @Test func textRoundTrip() async throws {
         try await FakeAnthropicServer.with { server in
             server.enqueue(.text("Bonjour", usage: FakeUsage(input: 30, output: 4)))
-            let request = ChatRequest(model: "claude-sonnet-4", messages: [.system("Be brief."), .system("Speak French."), .user("Hi")], temperature: 1.5, stop: ["END"], user: "u1")
+            let request = ChatRequest(
+                model: "claude-sonnet-4",
+                messages: [.system("Be brief."), .system("Speak French."), .user("Hi")],
+                temperature: 1.5,
+                stop: ["END"],
+                user: "u1"
+            )
             let response = try await call(server, request)
             #expect(response.message == .assistant("Bonjour"))
             #expect(response.finishReason == .stop)
@@ -43,50 +59,86 @@ struct AnthropicProviderTests {
     @Test func toolCallsAndResultsRoundTrip() async throws {
         try await FakeAnthropicServer.with { server in
             server.enqueue(
-                .toolCalls([FakeToolCall(name: "get_weather", arguments: #"{"city":"Paris"}"#, id: "toolu_1"), FakeToolCall(name: "get_weather", arguments: #"{"city":"Rome"}"#, id: "toolu_2")], text: "Checking."),
+                .toolCalls(
+                    [
+                        FakeToolCall(name: "get_weather", arguments: #"{"city":"Paris"}"#, id: "toolu_1"),
+                        FakeToolCall(name: "get_weather", arguments: #"{"city":"Rome"}"#, id: "toolu_2"),
+                    ],
+                    text: "Checking."
+                ),
                 .text("Both sunny.")
             )
-            var request = ChatRequest(model: "claude-sonnet-4", messages: [.system("Sys"), .user("Paris and Rome?")], tools: [weatherTool], toolChoice: .auto, maxTokens: 100)
+            var request = ChatRequest(
+                model: "claude-sonnet-4",
+                messages: [.system("Sys"), .user("Paris and Rome?")],
+                tools: [weatherTool],
+                toolChoice: .auto,
+                maxTokens: 100
+            )
             let first = try await call(server, request)
             #expect(first.finishReason == .toolCalls)
             #expect(first.message.content == "Checking.")
-            #expect(first.message.toolCalls == [
-                ToolCall(id: "toolu_1", name: "get_weather", arguments: #"{"city":"Paris"}"#),
-                ToolCall(id: "toolu_2", name: "get_weather", arguments: #"{"city":"Rome"}"#),
-            ])
+            #expect(
+                first.message.toolCalls == [
+                    ToolCall(id: "toolu_1", name: "get_weather", arguments: #"{"city":"Paris"}"#),
+                    ToolCall(id: "toolu_2", name: "get_weather", arguments: #"{"city":"Rome"}"#),
+                ]
+            )
 
             request.messages += [
-                first.message, .tool(callID: "toolu_1", name: "get_weather", content: "sunny"), .tool(callID: "toolu_2", name: "get_weather", content: "sunny too"),
+                first.message, .tool(callID: "toolu_1", name: "get_weather", content: "sunny"),
+                .tool(callID: "toolu_2", name: "get_weather", content: "sunny too"),
             ]
             let second = try await call(server, request)
             #expect(second.message.content == "Both sunny.")
 
             let body = try #require(server.lastBody)
-            #expect(body["tools"] == [["name": "get_weather", "description": "The weather in a city.", "input_schema": weatherTool.parameters]])
+            #expect(
+                body["tools"] == [
+                    [
+                        "name": "get_weather", "description": "The weather in a city.",
+                        "input_schema": weatherTool.parameters,
+                    ]
+                ]
+            )
             #expect(body["tool_choice"] == ["type": "auto"])
             #expect(body["max_tokens"] == 100)
-            #expect(body["messages"] == [
-                ["role": "user", "content": "Paris and Rome?"],
-                ["role": "assistant", "content": [
-                    ["type": "text", "text": "Checking."],
-                    ["type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": ["city": "Paris"]],
-                    ["type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": ["city": "Rome"]],
-                ]],
-                // Consecutive tool results are one user message.
-                ["role": "user", "content": [
-                    ["type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"],
-                    ["type": "tool_result", "tool_use_id": "toolu_2", "content": "sunny too"],
-                ]],
-            ])
+            #expect(
+                body["messages"] == [
+                    ["role": "user", "content": "Paris and Rome?"],
+                    [
+                        "role": "assistant",
+                        "content": [
+                            ["type": "text", "text": "Checking."],
+                            ["type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": ["city": "Paris"]],
+                            ["type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": ["city": "Rome"]],
+                        ],
+                    ],
+                    // Consecutive tool results are one user message.
+                    [
+                        "role": "user",
+                        "content": [
+                            ["type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"],
+                            ["type": "tool_result", "tool_use_id": "toolu_2", "content": "sunny too"],
+                        ],
+                    ],
+                ]
+            )
             #expect(server.requests.last?.toolResults == ["sunny", "sunny too"])
         }
     }
 
     @Test func toolChoiceMapping() async throws {
         try await FakeAnthropicServer.with { server in
-            let cases: [(ToolChoice, JSONValue)] = [(.none, ["type": "none"]), (.required, ["type": "any"]), (.tool("get_weather"), ["type": "tool", "name": "get_weather"])]
+            let cases: [(ToolChoice, JSONValue)] = [
+                (.none, ["type": "none"]), (.required, ["type": "any"]),
+                (.tool("get_weather"), ["type": "tool", "name": "get_weather"]),
+            ]
             for (choice, expected) in cases {
-                _ = try await call(server, ChatRequest(model: "m", messages: [.user("x")], tools: [weatherTool], toolChoice: choice))
+                _ = try await call(
+                    server,
+                    ChatRequest(model: "m", messages: [.user("x")], tools: [weatherTool], toolChoice: choice)
+                )
                 #expect(server.lastBody?["tool_choice"] == expected)
             }
             // No tools: no tool_choice (the API refuses one).
@@ -96,9 +148,15 @@ struct AnthropicProviderTests {
     }
 
     @Test(arguments: [
-        FakeModelReply.text("Streaming is a way of sending an answer in pieces.", usage: FakeUsage(input: 40, output: 12)),
+        FakeModelReply.text(
+            "Streaming is a way of sending an answer in pieces.",
+            usage: FakeUsage(input: 40, output: 12)
+        ),
         .toolCalls(
-            [FakeToolCall(name: "get_weather", arguments: #"{"city":"Paris"}"#, id: "toolu_a"), FakeToolCall(name: "get_time", arguments: "{}", id: "toolu_b")],
+            [
+                FakeToolCall(name: "get_weather", arguments: #"{"city":"Paris"}"#, id: "toolu_a"),
+                FakeToolCall(name: "get_time", arguments: "{}", id: "toolu_b"),
+            ],
             text: "Let me look."
         ),
     ])
@@ -125,9 +183,15 @@ struct AnthropicProviderTests {
     @Test(arguments: [false, true])
     func structuredOutputUsesAForcedTool(streaming: Bool) async throws {
         try await FakeAnthropicServer.with { server in
-            let schema: JSONValue = ["type": "object", "properties": ["name": ["type": "string"]], "required": ["name"]]
+            let schema: JSONValue = [
+                "type": "object", "properties": ["name": ["type": "string"]], "required": ["name"],
+            ]
             server.enqueue(.json(#"{"name":"Ada"}"#))
-            let request = ChatRequest(model: "claude-sonnet-4", messages: [.user("Who?")], responseFormat: .jsonSchema(name: "person", schema: schema))
+            let request = ChatRequest(
+                model: "claude-sonnet-4",
+                messages: [.user("Who?")],
+                responseFormat: .jsonSchema(name: "person", schema: schema)
+            )
             let collector = DeltaCollector()
             let response = try await call(server, request, onDelta: streaming ? collector.handler : nil)
             #expect(response.message.content == #"{"name":"Ada"}"#)
@@ -136,7 +200,14 @@ struct AnthropicProviderTests {
             if streaming { #expect(collector.text == #"{"name":"Ada"}"#) }
 
             let body = try #require(server.lastBody)
-            #expect(body["tools"] == [["name": "person", "description": "Answer with JSON that matches this schema.", "input_schema": schema]])
+            #expect(
+                body["tools"] == [
+                    [
+                        "name": "person", "description": "Answer with JSON that matches this schema.",
+                        "input_schema": schema,
+                    ]
+                ]
+            )
             #expect(body["tool_choice"] == ["type": "tool", "name": "person"])
         }
     }
@@ -144,7 +215,10 @@ struct AnthropicProviderTests {
     @Test func jsonObjectUsesAnOpenSchema() async throws {
         try await FakeAnthropicServer.with { server in
             server.enqueue(.json(#"{"ok":true}"#))
-            let response = try await call(server, ChatRequest(model: "m", messages: [.user("x")], responseFormat: .jsonObject))
+            let response = try await call(
+                server,
+                ChatRequest(model: "m", messages: [.user("x")], responseFormat: .jsonObject)
+            )
             #expect(response.message.content == #"{"ok":true}"#)
             #expect(server.lastBody?["tool_choice"] == ["type": "tool", "name": "json_object"])
         }
@@ -169,7 +243,11 @@ struct AnthropicProviderTests {
                 if case .error(400, let message, _) = reply { #expect(error?.message.contains(message) == true) }
             }
             let wrongKey = await providerError { () async throws(ProviderError) in
-                try await anthropicProvider.complete(request, endpoint: endpoint(server.baseURL, kind: .anthropic, apiKey: "sk-wrong"), onDelta: nil)
+                try await anthropicProvider.complete(
+                    request,
+                    endpoint: endpoint(server.baseURL, kind: .anthropic, apiKey: "sk-wrong"),
+                    onDelta: nil
+                )
             }
             #expect(wrongKey?.kind == .unauthorized)
         }
@@ -179,7 +257,9 @@ struct AnthropicProviderTests {
         try await FakeAnthropicServer.with { server in
             server.enqueue(.failMidStream(text: "Hal"))
             let collector = DeltaCollector()
-            let error = await providerError { () async throws(ProviderError) in try await call(server, ChatRequest(model: "m", messages: [.user("x")]), onDelta: collector.handler) }
+            let error = await providerError { () async throws(ProviderError) in
+                try await call(server, ChatRequest(model: "m", messages: [.user("x")]), onDelta: collector.handler)
+            }
             #expect(error?.kind == .unavailable)
             #expect(collector.text == "Hal")
         }
@@ -190,7 +270,12 @@ struct AnthropicProviderTests {
             server.enqueue(.hang(), .hang())
             for streaming in [false, true] {
                 let error = await providerError { () async throws(ProviderError) in
-                    try await call(server, ChatRequest(model: "m", messages: [.user("x")]), onDelta: streaming ? DeltaCollector().handler : nil, timeout: 300)
+                    try await call(
+                        server,
+                        ChatRequest(model: "m", messages: [.user("x")]),
+                        onDelta: streaming ? DeltaCollector().handler : nil,
+                        timeout: 300
+                    )
                 }
                 #expect(error?.kind == .timeout)
             }
@@ -201,7 +286,11 @@ struct AnthropicProviderTests {
         try await FakeAnthropicServer.with { server in
             let strict = AnthropicProvider(client: EgressHTTPClient(client: loopbackHTTPClient, policy: .strict))
             let error = await providerError { () async throws(ProviderError) in
-                try await strict.complete(ChatRequest(model: "m", messages: [.user("x")]), endpoint: endpoint(server.baseURL, kind: .anthropic), onDelta: nil)
+                try await strict.complete(
+                    ChatRequest(model: "m", messages: [.user("x")]),
+                    endpoint: endpoint(server.baseURL, kind: .anthropic),
+                    onDelta: nil
+                )
             }
             #expect(error?.kind == .egressDenied)
             #expect(server.callCount == 0)

@@ -24,7 +24,11 @@ func endpoint(
     maxRetries: Int = 0
 ) -> ProviderEndpoint {
     ProviderEndpoint(
-        name: name ?? kind.rawValue, kind: kind, baseURL: baseURL, apiKey: apiKey, timeoutMilliseconds: timeoutMilliseconds,
+        name: name ?? kind.rawValue,
+        kind: kind,
+        baseURL: baseURL,
+        apiKey: apiKey,
+        timeoutMilliseconds: timeoutMilliseconds,
         maxRetries: maxRetries
     )
 }

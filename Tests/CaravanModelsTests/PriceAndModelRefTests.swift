@@ -5,7 +5,9 @@ import Testing
 struct PriceAndModelRefTests {
     @Test func builtInPricesMatchExactlyThenByLongestPrefix() {
         let table = PriceTable()
-        #expect(table.price(provider: "openai", model: "gpt-4o") == ModelPrice(inputPerMillion: 2.5, outputPerMillion: 10))
+        #expect(
+            table.price(provider: "openai", model: "gpt-4o") == ModelPrice(inputPerMillion: 2.5, outputPerMillion: 10)
+        )
         #expect(table.price(provider: "openai", model: "gpt-4o-2024-08-06")?.inputPerMillion == 2.5)
         #expect(table.price(provider: "openai", model: "gpt-4o-mini-2024-07-18")?.inputPerMillion == 0.15)
         #expect(table.price(provider: "openai", model: "gpt-4.1-mini")?.outputPerMillion == 1.6)
@@ -33,7 +35,8 @@ struct PriceAndModelRefTests {
         #expect(table.price(provider: "azure", model: "gpt-4o")?.inputPerMillion == 3)
         #expect(table.price(provider: "azure", model: "gpt-4o-2024-08-06")?.inputPerMillion == 3)
         #expect(table.price(provider: "local", model: "llama-3.1-8b")?.outputPerMillion == 0.02)
-        #expect(table.price(provider: "openai", model: "gpt-4o-mini")?.inputPerMillion == 0.15)  // the exact built-in entry
+        // the exact built-in entry
+        #expect(table.price(provider: "openai", model: "gpt-4o-mini")?.inputPerMillion == 0.15)
     }
 
     @Test func modelRefs() throws {
@@ -42,7 +45,9 @@ struct PriceAndModelRefTests {
         #expect(nested.provider == "local")
         #expect(nested.model == "meta/llama-3")
         #expect(nested.description == "local/meta/llama-3")
-        for bad in ["gpt-4o", "/gpt-4o", "openai/", "OpenAI/gpt-4o", "open_ai/x", String(repeating: "a", count: 65) + "/m", ""] {
+        for bad in [
+            "gpt-4o", "/gpt-4o", "openai/", "OpenAI/gpt-4o", "open_ai/x", String(repeating: "a", count: 65) + "/m", "",
+        ] {
             #expect(ModelRef(bad) == nil, "\(bad)")
         }
         #expect(ModelRef(String(repeating: "a", count: 64) + "/m") != nil)

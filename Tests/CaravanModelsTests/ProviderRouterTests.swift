@@ -23,12 +23,22 @@ struct ProviderRouterTests {
         try await FakeOpenAIServer.with { openAIServer in
             try await FakeAnthropicServer.with { anthropicServer in
                 let endpoints = [
-                    "primary": endpoint(openAIServer.baseURL, kind: .openai, name: "primary", timeoutMilliseconds: primaryTimeout, maxRetries: primaryRetries),
+                    "primary": endpoint(
+                        openAIServer.baseURL,
+                        kind: .openai,
+                        name: "primary",
+                        timeoutMilliseconds: primaryTimeout,
+                        maxRetries: primaryRetries
+                    ),
                     "secondary": endpoint(anthropicServer.baseURL, kind: .anthropic, name: "secondary"),
                 ]
                 let router = ProviderRouter(
-                    openAI: openAIProvider, anthropic: anthropicProvider, breakers: breakers, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
-                    sleep: { try await time.sleep($0) }, now: { time.now }
+                    openAI: openAIProvider,
+                    anthropic: anthropicProvider,
+                    breakers: breakers,
+                    logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
+                    sleep: { try await time.sleep($0) },
+                    now: { time.now }
                 )
                 try await body(router, openAIServer, anthropicServer, Resolver(endpoints: endpoints))
             }
@@ -47,7 +57,9 @@ struct ProviderRouterTests {
 
     final class AttemptLog: Sendable {
         let attempts = Mutex<[RouterAttempt]>([])
-        var handler: @Sendable (RouterAttempt) async -> Void { { attempt in self.attempts.withLock { $0.append(attempt) } } }
+        var handler: @Sendable (RouterAttempt) async -> Void {
+            { attempt in self.attempts.withLock { $0.append(attempt) } }
+        }
         var all: [RouterAttempt] { attempts.withLock { $0 } }
     }
 
@@ -55,7 +67,13 @@ struct ProviderRouterTests {
         try await withProviders { router, openAI, anthropic, resolver in
             openAI.enqueue(.text("from primary", usage: FakeUsage(input: 7, output: 2)))
             let log = AttemptLog()
-            let routed = try await router.complete(request, route: [primary, secondary], resolve: resolver.resolve, onDelta: nil, onAttempt: log.handler)
+            let routed = try await router.complete(
+                request,
+                route: [primary, secondary],
+                resolve: resolver.resolve,
+                onDelta: nil,
+                onAttempt: log.handler
+            )
             #expect(routed.ref == primary)
             #expect(routed.attempts == 1)
             #expect(routed.response.message.content == "from primary")
@@ -67,12 +85,20 @@ struct ProviderRouterTests {
         }
     }
 
-    @Test(arguments: [FakeModelReply.error(status: 429), .error(status: 500), .error(status: 529), .hang(), .error(status: 404)])
+    @Test(arguments: [
+        FakeModelReply.error(status: 429), .error(status: 500), .error(status: 529), .hang(), .error(status: 404),
+    ])
     func fallsBackAfterATransientFailure(failure: FakeModelReply) async throws {
         try await withProviders(primaryTimeout: 300) { router, openAI, anthropic, resolver in
             openAI.enqueue(failure)
             let log = AttemptLog()
-            let routed = try await router.complete(request, route: [primary, secondary], resolve: resolver.resolve, onDelta: nil, onAttempt: log.handler)
+            let routed = try await router.complete(
+                request,
+                route: [primary, secondary],
+                resolve: resolver.resolve,
+                onDelta: nil,
+                onAttempt: log.handler
+            )
             #expect(routed.ref == secondary)
             #expect(routed.attempts == 2)
             #expect(routed.response.message.content == "ok: hello")
@@ -86,7 +112,12 @@ struct ProviderRouterTests {
         let time = TestTime()
         try await withProviders(primaryRetries: 2, time: time) { router, openAI, anthropic, resolver in
             openAI.enqueue(.error(status: 500), .error(status: 503), .error(status: 502))
-            let routed = try await router.complete(request, route: [primary, secondary], resolve: resolver.resolve, onDelta: nil)
+            let routed = try await router.complete(
+                request,
+                route: [primary, secondary],
+                resolve: resolver.resolve,
+                onDelta: nil
+            )
             #expect(openAI.callCount == 3)  // one call and two retries
             #expect(routed.ref == secondary)
             #expect(routed.attempts == 4)
@@ -101,7 +132,12 @@ struct ProviderRouterTests {
         let time = TestTime()
         try await withProviders(primaryRetries: 3, time: time) { router, openAI, anthropic, resolver in
             openAI.enqueue(.error(status: 429, retryAfter: "1"), .text("second time lucky"))
-            let routed = try await router.complete(request, route: [primary, secondary], resolve: resolver.resolve, onDelta: nil)
+            let routed = try await router.complete(
+                request,
+                route: [primary, secondary],
+                resolve: resolver.resolve,
+                onDelta: nil
+            )
             #expect(routed.ref == primary)
             #expect(routed.attempts == 2)
             #expect(time.sleeps == [1_000])  // Retry-After honoured
@@ -113,7 +149,12 @@ struct ProviderRouterTests {
         let time = TestTime()
         try await withProviders(primaryRetries: 3, time: time) { router, openAI, anthropic, resolver in
             openAI.enqueue(.error(status: 429, retryAfter: "120"))
-            let routed = try await router.complete(request, route: [primary, secondary], resolve: resolver.resolve, onDelta: nil)
+            let routed = try await router.complete(
+                request,
+                route: [primary, secondary],
+                resolve: resolver.resolve,
+                onDelta: nil
+            )
             #expect(routed.ref == secondary)
             #expect(openAI.callCount == 1)
             #expect(time.sleeps.isEmpty)
@@ -124,7 +165,12 @@ struct ProviderRouterTests {
         try await withProviders(primaryRetries: 3) { router, openAI, anthropic, resolver in
             openAI.enqueue(.error(status: 400, message: "context too long"))
             let error = await providerError { () async throws(ProviderError) in
-                try await router.complete(request, route: [primary, secondary], resolve: resolver.resolve, onDelta: nil)
+                try await router.complete(
+                    request,
+                    route: [primary, secondary],
+                    resolve: resolver.resolve,
+                    onDelta: nil
+                )
             }
             #expect(error?.kind == .badRequest)
             #expect(openAI.callCount == 1)
@@ -135,7 +181,10 @@ struct ProviderRouterTests {
     @Test func unknownProviderMovesOn() async throws {
         try await withProviders { router, openAI, anthropic, resolver in
             let routed = try await router.complete(
-                request, route: [ModelRef(provider: "nowhere", model: "x"), secondary], resolve: resolver.resolve, onDelta: nil
+                request,
+                route: [ModelRef(provider: "nowhere", model: "x"), secondary],
+                resolve: resolver.resolve,
+                onDelta: nil
             )
             #expect(routed.ref == secondary)
             #expect(routed.attempts == 1)
@@ -147,7 +196,12 @@ struct ProviderRouterTests {
             openAI.enqueue(.error(status: 500))
             anthropic.enqueue(.error(status: 529, message: "Overloaded"))
             let error = await providerError { () async throws(ProviderError) in
-                try await router.complete(request, route: [primary, secondary], resolve: resolver.resolve, onDelta: nil)
+                try await router.complete(
+                    request,
+                    route: [primary, secondary],
+                    resolve: resolver.resolve,
+                    onDelta: nil
+                )
             }
             #expect(error?.kind == .unavailable)
             #expect(error?.status == 529)
@@ -160,14 +214,25 @@ struct ProviderRouterTests {
         try await withProviders(breakers: breakers, time: time) { router, openAI, anthropic, resolver in
             openAI.respond { _ in .error(status: 500) }
             for _ in 0..<2 {
-                let routed = try await router.complete(request, route: [primary, secondary], resolve: resolver.resolve, onDelta: nil)
+                let routed = try await router.complete(
+                    request,
+                    route: [primary, secondary],
+                    resolve: resolver.resolve,
+                    onDelta: nil
+                )
                 #expect(routed.ref == secondary)
             }
             #expect(breakers.state("primary") == .open)
             #expect(openAI.callCount == 2)
 
             let log = AttemptLog()
-            let routed = try await router.complete(request, route: [primary, secondary], resolve: resolver.resolve, onDelta: nil, onAttempt: log.handler)
+            let routed = try await router.complete(
+                request,
+                route: [primary, secondary],
+                resolve: resolver.resolve,
+                onDelta: nil,
+                onAttempt: log.handler
+            )
             #expect(routed.ref == secondary)
             #expect(routed.attempts == 1)
             #expect(openAI.callCount == 2)  // skipped
@@ -175,16 +240,31 @@ struct ProviderRouterTests {
 
             // After the open period one probe goes through; it fails and the circuit opens again.
             time.advance(10_000)
-            _ = try await router.complete(request, route: [primary, secondary], resolve: resolver.resolve, onDelta: nil)
+            _ = try await router.complete(
+                request,
+                route: [primary, secondary],
+                resolve: resolver.resolve,
+                onDelta: nil
+            )
             #expect(openAI.callCount == 3)
             #expect(breakers.state("primary") == .open)
-            _ = try await router.complete(request, route: [primary, secondary], resolve: resolver.resolve, onDelta: nil)
+            _ = try await router.complete(
+                request,
+                route: [primary, secondary],
+                resolve: resolver.resolve,
+                onDelta: nil
+            )
             #expect(openAI.callCount == 3)
 
             // The next probe succeeds and closes it.
             time.advance(10_000)
             openAI.respond(with: nil)
-            let recovered = try await router.complete(request, route: [primary, secondary], resolve: resolver.resolve, onDelta: nil)
+            let recovered = try await router.complete(
+                request,
+                route: [primary, secondary],
+                resolve: resolver.resolve,
+                onDelta: nil
+            )
             #expect(recovered.ref == primary)
             #expect(breakers.state("primary") == .closed)
         }
@@ -195,7 +275,12 @@ struct ProviderRouterTests {
             openAI.enqueue(.failMidStream(text: "partial answer"))
             let collector = DeltaCollector()
             let error = await providerError { () async throws(ProviderError) in
-                try await router.complete(request, route: [primary, secondary], resolve: resolver.resolve, onDelta: collector.handler)
+                try await router.complete(
+                    request,
+                    route: [primary, secondary],
+                    resolve: resolver.resolve,
+                    onDelta: collector.handler
+                )
             }
             #expect(error?.kind == .unavailable)
             #expect(collector.text == "partial answer")
@@ -209,7 +294,12 @@ struct ProviderRouterTests {
             openAI.enqueue(.error(status: 503))
             anthropic.enqueue(.text("streamed from secondary"))
             let collector = DeltaCollector()
-            let routed = try await router.complete(request, route: [primary, secondary], resolve: resolver.resolve, onDelta: collector.handler)
+            let routed = try await router.complete(
+                request,
+                route: [primary, secondary],
+                resolve: resolver.resolve,
+                onDelta: collector.handler
+            )
             #expect(routed.ref == secondary)
             #expect(collector.text == "streamed from secondary")
             #expect(routed.response.message.content == "streamed from secondary")
@@ -220,14 +310,22 @@ struct ProviderRouterTests {
         let breakers = CircuitBreakers(failureThreshold: 1)
         try await FakeAnthropicServer.with { anthropicServer in
             let router = ProviderRouter(
-                openAI: OpenAIProvider(client: EgressHTTPClient(client: loopbackHTTPClient, policy: .strict)), anthropic: anthropicProvider, breakers: breakers,
-                logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }), sleep: { _ in }
+                openAI: OpenAIProvider(client: EgressHTTPClient(client: loopbackHTTPClient, policy: .strict)),
+                anthropic: anthropicProvider,
+                breakers: breakers,
+                logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
+                sleep: { _ in }
             )
             let resolver = Resolver(endpoints: [
                 "primary": endpoint("http://127.0.0.1:9/v1", kind: .openai, name: "primary"),
                 "secondary": endpoint(anthropicServer.baseURL, kind: .anthropic, name: "secondary"),
             ])
-            let routed = try await router.complete(request, route: [primary, secondary], resolve: resolver.resolve, onDelta: nil)
+            let routed = try await router.complete(
+                request,
+                route: [primary, secondary],
+                resolve: resolver.resolve,
+                onDelta: nil
+            )
             #expect(routed.ref == secondary)
             #expect(breakers.state("primary") == .closed)
         }
@@ -240,13 +338,20 @@ struct ProviderRouterTests {
             let (primary, secondary) = (primary, secondary)
             let task = Task {
                 await providerError { () async throws(ProviderError) in
-                    try await router.complete(request, route: [primary, secondary], resolve: resolver.resolve, onDelta: nil)
+                    try await router.complete(
+                        request,
+                        route: [primary, secondary],
+                        resolve: resolver.resolve,
+                        onDelta: nil
+                    )
                 }
             }
             // Cancelled once the call hangs at the provider (not after a fixed delay: a loaded machine may not have
             // sent it yet).
             let deadline = ContinuousClock.now + .seconds(10)
-            while openAI.callCount == 0 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+            while openAI.callCount == 0 && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(10))
+            }
             let cancelled = ContinuousClock.now
             task.cancel()
             let error = await task.value

@@ -1,6 +1,7 @@
 import CaravanCore
-@testable import CaravanModels
 import Testing
+
+@testable import CaravanModels
 
 @Suite("OpenAI wire format")
 struct OpenAIWireFormatTests {
@@ -14,25 +15,32 @@ struct OpenAIWireFormatTests {
     }
 
     @Test func decodesAFullRequest() throws {
-        let (request, stream) = try OpenAIWireFormat.decodeRequest(json("""
-            {"model": "openai/gpt-4o", "stream": true, "temperature": 0.5, "top_p": 1, "max_tokens": 100, "stop": "END",
-             "user": "u1", "unknown_field": {"ignored": true}, "n": 1,
-             "messages": [
-               {"role": "developer", "content": "Be brief."},
-               {"role": "user", "content": [{"type": "text", "text": "Hello, "}, {"type": "text", "text": "world"}]},
-               {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{\\"a\\":1}"}}]},
-               {"role": "tool", "tool_call_id": "call_1", "content": "42"}
-             ],
-             "tools": [{"type": "function", "function": {"name": "f", "description": "F.", "parameters": {"type": "object"}}}],
-             "tool_choice": {"type": "function", "function": {"name": "f"}},
-             "response_format": {"type": "json_schema", "json_schema": {"name": "out", "schema": {"type": "object"}}}}
-            """))
+        let (request, stream) = try OpenAIWireFormat.decodeRequest(
+            json(
+                """
+                {"model": "openai/gpt-4o", "stream": true, "temperature": 0.5, "top_p": 1, "max_tokens": 100, "stop": "END",
+                 "user": "u1", "unknown_field": {"ignored": true}, "n": 1,
+                 "messages": [
+                   {"role": "developer", "content": "Be brief."},
+                   {"role": "user", "content": [{"type": "text", "text": "Hello, "}, {"type": "text", "text": "world"}]},
+                   {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{\\"a\\":1}"}}]},
+                   {"role": "tool", "tool_call_id": "call_1", "content": "42"}
+                 ],
+                 "tools": [{"type": "function", "function": {"name": "f", "description": "F.", "parameters": {"type": "object"}}}],
+                 "tool_choice": {"type": "function", "function": {"name": "f"}},
+                 "response_format": {"type": "json_schema", "json_schema": {"name": "out", "schema": {"type": "object"}}}}
+                """
+            )
+        )
         #expect(stream)
         #expect(request.model == "openai/gpt-4o")
-        #expect(request.messages == [
-            .system("Be brief."), .user("Hello, world"), .assistant(nil, toolCalls: [ToolCall(id: "call_1", name: "f", arguments: #"{"a":1}"#)]),
-            ChatMessage(role: .tool, content: "42", toolCallID: "call_1"),
-        ])
+        #expect(
+            request.messages == [
+                .system("Be brief."), .user("Hello, world"),
+                .assistant(nil, toolCalls: [ToolCall(id: "call_1", name: "f", arguments: #"{"a":1}"#)]),
+                ChatMessage(role: .tool, content: "42", toolCallID: "call_1"),
+            ]
+        )
         #expect(request.tools == [ToolSpec(name: "f", description: "F.", parameters: ["type": "object"])])
         #expect(request.toolChoice == .tool("f"))
         #expect(request.maxTokens == 100)
@@ -44,7 +52,9 @@ struct OpenAIWireFormatTests {
     }
 
     @Test func minimalRequestIsNotStreamed() throws {
-        let (request, stream) = try OpenAIWireFormat.decodeRequest(json(#"{"model": "m", "messages": [{"role": "user", "content": "hi"}]}"#))
+        let (request, stream) = try OpenAIWireFormat.decodeRequest(
+            json(#"{"model": "m", "messages": [{"role": "user", "content": "hi"}]}"#)
+        )
         #expect(!stream)
         #expect(request == ChatRequest(model: "m", messages: [.user("hi")]))
     }
@@ -56,27 +66,57 @@ struct OpenAIWireFormatTests {
         (#"{"model": "m"}"#, "/messages"),
         (#"{"model": "m", "messages": []}"#, "/messages"),
         (#"{"model": "m", "messages": ["hi"]}"#, "/messages/0"),
-        (#"{"model": "m", "messages": [{"role": "user", "content": "x"}, {"role": "robot", "content": "x"}]}"#, "/messages/1/role"),
+        (
+            #"{"model": "m", "messages": [{"role": "user", "content": "x"}, {"role": "robot", "content": "x"}]}"#,
+            "/messages/1/role"
+        ),
         (#"{"model": "m", "messages": [{"role": "user"}]}"#, "/messages/0/content"),
         (#"{"model": "m", "messages": [{"role": "user", "content": 5}]}"#, "/messages/0/content"),
-        (#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {}}]}]}"#, "/messages/0/content/1/type"),
+        (
+            #"{"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {}}]}]}"#,
+            "/messages/0/content/1/type"
+        ),
         (#"{"model": "m", "messages": [{"role": "assistant"}]}"#, "/messages/0/content"),
-        (#"{"model": "m", "messages": [{"role": "assistant", "tool_calls": [{"id": "c", "function": {"arguments": "{}"}}]}]}"#, "/messages/0/tool_calls/0/function/name"),
-        (#"{"model": "m", "messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f"}}]}]}"#, "/messages/0/tool_calls/0/id"),
+        (
+            #"{"model": "m", "messages": [{"role": "assistant", "tool_calls": [{"id": "c", "function": {"arguments": "{}"}}]}]}"#,
+            "/messages/0/tool_calls/0/function/name"
+        ),
+        (
+            #"{"model": "m", "messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f"}}]}]}"#,
+            "/messages/0/tool_calls/0/id"
+        ),
         (#"{"model": "m", "messages": [{"role": "assistant", "tool_calls": {}}]}"#, "/messages/0/tool_calls"),
         (#"{"model": "m", "messages": [{"role": "tool", "content": "x"}]}"#, "/messages/0/tool_call_id"),
         (#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 3}"#, "/temperature"),
         (#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "top_p": -1}"#, "/top_p"),
         (#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}"#, "/max_tokens"),
-        (#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 1.5}"#, "/max_completion_tokens"),
+        (
+            #"{"model": "m", "messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 1.5}"#,
+            "/max_completion_tokens"
+        ),
         (#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": [1]}"#, "/stop/0"),
         (#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}"#, "/stream"),
         (#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2}"#, "/n"),
-        (#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "bad name"}}]}"#, "/tools/0/function/name"),
-        (#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": "sometimes"}"#, "/tool_choice"),
-        (#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": {"type": "function", "function": {"name": "g"}}}"#, "/tool_choice/function/name"),
-        (#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "xml"}}"#, "/response_format/type"),
-        (#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema", "json_schema": {"name": "n"}}}"#, "/response_format/json_schema/schema"),
+        (
+            #"{"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "bad name"}}]}"#,
+            "/tools/0/function/name"
+        ),
+        (
+            #"{"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": "sometimes"}"#,
+            "/tool_choice"
+        ),
+        (
+            #"{"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": {"type": "function", "function": {"name": "g"}}}"#,
+            "/tool_choice/function/name"
+        ),
+        (
+            #"{"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "xml"}}"#,
+            "/response_format/type"
+        ),
+        (
+            #"{"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema", "json_schema": {"name": "n"}}}"#,
+            "/response_format/json_schema/schema"
+        ),
     ])
     func refusesWithAPointer(body: String, pointer: String) {
         let error = decodingError(body)
@@ -87,18 +127,34 @@ struct OpenAIWireFormatTests {
 
     @Test func encodesACompletion() {
         let response = ChatResponse(
-            message: .assistant(nil, toolCalls: [ToolCall(id: "c1", name: "f", arguments: "{}")]), finishReason: .toolCalls,
-            usage: TokenUsage(inputTokens: 5, outputTokens: 2), model: "gpt-4o"
+            message: .assistant(nil, toolCalls: [ToolCall(id: "c1", name: "f", arguments: "{}")]),
+            finishReason: .toolCalls,
+            usage: TokenUsage(inputTokens: 5, outputTokens: 2),
+            model: "gpt-4o"
         )
-        let encoded = OpenAIWireFormat.encodeResponse(response, id: "chatcmpl-1", model: "openai/gpt-4o", created: 1_700_000_000)
-        #expect(encoded == [
-            "id": "chatcmpl-1", "object": "chat.completion", "created": 1_700_000_000, "model": "openai/gpt-4o",
-            "choices": [[
-                "index": 0, "finish_reason": "tool_calls", "logprobs": nil,
-                "message": ["role": "assistant", "content": nil, "tool_calls": [["id": "c1", "type": "function", "function": ["name": "f", "arguments": "{}"]]]],
-            ]],
-            "usage": ["prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7],
-        ])
+        let encoded = OpenAIWireFormat.encodeResponse(
+            response,
+            id: "chatcmpl-1",
+            model: "openai/gpt-4o",
+            created: 1_700_000_000
+        )
+        #expect(
+            encoded == [
+                "id": "chatcmpl-1", "object": "chat.completion", "created": 1_700_000_000, "model": "openai/gpt-4o",
+                "choices": [
+                    [
+                        "index": 0, "finish_reason": "tool_calls", "logprobs": nil,
+                        "message": [
+                            "role": "assistant", "content": nil,
+                            "tool_calls": [
+                                ["id": "c1", "type": "function", "function": ["name": "f", "arguments": "{}"]]
+                            ],
+                        ],
+                    ]
+                ],
+                "usage": ["prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7],
+            ]
+        )
         // What Caravan answers, OpenAIProvider reads back the same.
         var decoded = try? OpenAIWireFormat.decodeResponse(encoded)
         decoded?.providerResponseID = nil
@@ -110,29 +166,72 @@ struct OpenAIWireFormatTests {
         let text = OpenAIWireFormat.encodeChunk(.text("Hel"), id: "c", model: "m", created: 1)
         #expect(text["object"] == "chat.completion.chunk")
         #expect(text["choices"] == [["index": 0, "delta": ["content": "Hel"], "finish_reason": nil]])
-        let start = OpenAIWireFormat.encodeChunk(.toolCallStarted(index: 1, id: "call_9", name: "f"), id: "c", model: "m", created: 1)
-        #expect(start["choices"]?.arrayValue?.first?["delta"] == ["tool_calls": [["index": 1, "id": "call_9", "type": "function", "function": ["name": "f", "arguments": ""]]]])
-        let fragment = OpenAIWireFormat.encodeChunk(.toolCallArguments(index: 1, fragment: "{\"a"), id: "c", model: "m", created: 1)
-        #expect(fragment["choices"]?.arrayValue?.first?["delta"] == ["tool_calls": [["index": 1, "function": ["arguments": "{\"a"]]]])
-        let final = OpenAIWireFormat.finalChunk(finishReason: .stop, usage: TokenUsage(inputTokens: 1, outputTokens: 2), id: "c", model: "m", created: 1)
+        let start = OpenAIWireFormat.encodeChunk(
+            .toolCallStarted(index: 1, id: "call_9", name: "f"),
+            id: "c",
+            model: "m",
+            created: 1
+        )
+        #expect(
+            start["choices"]?.arrayValue?.first?["delta"] == [
+                "tool_calls": [
+                    ["index": 1, "id": "call_9", "type": "function", "function": ["name": "f", "arguments": ""]]
+                ]
+            ]
+        )
+        let fragment = OpenAIWireFormat.encodeChunk(
+            .toolCallArguments(index: 1, fragment: "{\"a"),
+            id: "c",
+            model: "m",
+            created: 1
+        )
+        #expect(
+            fragment["choices"]?.arrayValue?.first?["delta"] == [
+                "tool_calls": [["index": 1, "function": ["arguments": "{\"a"]]]
+            ]
+        )
+        let final = OpenAIWireFormat.finalChunk(
+            finishReason: .stop,
+            usage: TokenUsage(inputTokens: 1, outputTokens: 2),
+            id: "c",
+            model: "m",
+            created: 1
+        )
         #expect(final["choices"] == [["index": 0, "delta": [:], "finish_reason": "stop"]])
         #expect(final["usage"]?["total_tokens"] == 3)
-        #expect(OpenAIWireFormat.roleChunk(id: "c", model: "m", created: 1)["choices"]?.arrayValue?.first?["delta"]?["role"] == "assistant")
+        #expect(
+            OpenAIWireFormat.roleChunk(id: "c", model: "m", created: 1)["choices"]?.arrayValue?.first?["delta"]?["role"]
+                == "assistant"
+        )
         #expect(OpenAIWireFormat.usageChunk(.zero, id: "c", model: "m", created: 1)["choices"] == [])
     }
 
     @Test func chunksReassembleIntoTheResponse() throws {
         var assembler = OpenAIStreamAssembler()
-        let deltas: [ChatDelta] = [.text("Hi "), .text("there"), .toolCallStarted(index: 0, id: "c1", name: "f"), .toolCallArguments(index: 0, fragment: "{\"a\""), .toolCallArguments(index: 0, fragment: ":1}")]
+        let deltas: [ChatDelta] = [
+            .text("Hi "), .text("there"), .toolCallStarted(index: 0, id: "c1", name: "f"),
+            .toolCallArguments(index: 0, fragment: "{\"a\""), .toolCallArguments(index: 0, fragment: ":1}"),
+        ]
         var seen: [ChatDelta] = []
         for delta in deltas {
             seen += try assembler.apply(OpenAIWireFormat.encodeChunk(delta, id: "c", model: "m", created: 1))
         }
-        _ = try assembler.apply(OpenAIWireFormat.finalChunk(finishReason: .toolCalls, usage: TokenUsage(inputTokens: 3, outputTokens: 4), id: "c", model: "m", created: 1))
+        _ = try assembler.apply(
+            OpenAIWireFormat.finalChunk(
+                finishReason: .toolCalls,
+                usage: TokenUsage(inputTokens: 3, outputTokens: 4),
+                id: "c",
+                model: "m",
+                created: 1
+            )
+        )
         #expect(seen == deltas)
         #expect(assembler.isFinished)
         let response = assembler.response(requestedModel: "m")
-        #expect(response.message == .assistant("Hi there", toolCalls: [ToolCall(id: "c1", name: "f", arguments: #"{"a":1}"#)]))
+        #expect(
+            response.message
+                == .assistant("Hi there", toolCalls: [ToolCall(id: "c1", name: "f", arguments: #"{"a":1}"#)])
+        )
         #expect(response.finishReason == .toolCalls)
         #expect(response.usage == TokenUsage(inputTokens: 3, outputTokens: 4))
     }
@@ -147,23 +246,36 @@ struct OpenAIWireFormatTests {
 struct AnthropicWireFormatTests {
     @Test func messagesAreMergedAndAlternate() {
         let body = AnthropicWireFormat.encodeRequest(
-            ChatRequest(model: "claude", messages: [
-                .system("S"), .user("Q"),
-                .assistant(nil, toolCalls: [ToolCall(id: "t1", name: "f", arguments: "not json")]),
-                .tool(callID: "t1", name: "f", content: "R"), .user("And then?"),
-            ]),
+            ChatRequest(
+                model: "claude",
+                messages: [
+                    .system("S"), .user("Q"),
+                    .assistant(nil, toolCalls: [ToolCall(id: "t1", name: "f", arguments: "not json")]),
+                    .tool(callID: "t1", name: "f", content: "R"), .user("And then?"),
+                ]
+            ),
             stream: true
         )
         #expect(body["stream"] == true)
-        #expect(body["messages"] == [
-            ["role": "user", "content": "Q"],
-            ["role": "assistant", "content": [["type": "tool_use", "id": "t1", "name": "f", "input": [:]]]],
-            ["role": "user", "content": [["type": "tool_result", "tool_use_id": "t1", "content": "R"], ["type": "text", "text": "And then?"]]],
-        ])
+        #expect(
+            body["messages"] == [
+                ["role": "user", "content": "Q"],
+                ["role": "assistant", "content": [["type": "tool_use", "id": "t1", "name": "f", "input": [:]]]],
+                [
+                    "role": "user",
+                    "content": [
+                        ["type": "tool_result", "tool_use_id": "t1", "content": "R"],
+                        ["type": "text", "text": "And then?"],
+                    ],
+                ],
+            ]
+        )
     }
 
     @Test func schemaNamesBecomeToolNames() {
-        #expect(AnthropicWireFormat.structuredToolName(.jsonSchema(name: "my schema.v2", schema: [:])) == "my_schema_v2")
+        #expect(
+            AnthropicWireFormat.structuredToolName(.jsonSchema(name: "my schema.v2", schema: [:])) == "my_schema_v2"
+        )
         #expect(AnthropicWireFormat.structuredToolName(.text) == nil)
     }
 
@@ -176,9 +288,12 @@ struct AnthropicWireFormatTests {
 
     @Test func cachedInputTokensCount() throws {
         let response = try AnthropicWireFormat.decodeResponse(
-            ["content": [["type": "text", "text": "x"]], "stop_reason": "max_tokens",
-             "usage": ["input_tokens": 10, "cache_read_input_tokens": 90, "output_tokens": 5]],
-            structuredTool: nil, requestedModel: "claude"
+            [
+                "content": [["type": "text", "text": "x"]], "stop_reason": "max_tokens",
+                "usage": ["input_tokens": 10, "cache_read_input_tokens": 90, "output_tokens": 5],
+            ],
+            structuredTool: nil,
+            requestedModel: "claude"
         )
         #expect(response.usage == TokenUsage(inputTokens: 100, outputTokens: 5))
         #expect(response.finishReason == .length)
@@ -190,18 +305,25 @@ struct AnthropicWireFormatTests {
 struct ServerSentEventParserTests {
     @Test func parsesAcrossChunksAndLineEndings() {
         var parser = ServerSentEventParser()
-        let text = ": keep-alive\r\nevent: ping\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\ndata: second\n\ndata: third\rid: 3\rretry: 10\r\rdata: last"
+        let text =
+            ": keep-alive\r\nevent: ping\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\ndata: second\n\ndata: third\rid: 3\rretry: 10\r\rdata: last"
         var events: [ServerSentEvent] = []
         for byte in text.utf8 { events += parser.consume([byte]) }  // one byte at a time
         events += parser.finish()
-        #expect(events == [
-            ServerSentEvent(event: "ping", data: "{\"a\":\n1}"), ServerSentEvent(event: nil, data: "second"),
-            ServerSentEvent(event: nil, data: "third"), ServerSentEvent(event: nil, data: "last"),
-        ])
+        #expect(
+            events == [
+                ServerSentEvent(event: "ping", data: "{\"a\":\n1}"), ServerSentEvent(event: nil, data: "second"),
+                ServerSentEvent(event: nil, data: "third"), ServerSentEvent(event: nil, data: "last"),
+            ]
+        )
     }
 
     @Test func eventsWithoutDataAreDropped() {
         var parser = ServerSentEventParser()
-        #expect(parser.consume(Array("event: x\n\ndata:no-space\n\n".utf8)) == [ServerSentEvent(event: nil, data: "no-space")])
+        #expect(
+            parser.consume(Array("event: x\n\ndata:no-space\n\n".utf8)) == [
+                ServerSentEvent(event: nil, data: "no-space")
+            ]
+        )
     }
 }

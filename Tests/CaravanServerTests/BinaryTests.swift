@@ -21,28 +21,49 @@ struct BinaryTests {
         }
     }
 
-    @Test("SIGTERM with 100 open event streams: each gets a shutdown event and closes, and the process exits 0 within 10 s")
+    @Test(
+        "SIGTERM with 100 open event streams: each gets a shutdown event and closes, and the process exits 0 within 10 s"
+    )
     func shutdownEndsStreams() async throws {
         try await withTemporaryDirectory { directory in
             let server = try await CaravanProcess(arguments: ["serve", "--port", "0", "--data", directory])
             let base = "http://127.0.0.1:\(server.port)"
-            let signup = try await fetch(base + "/v1/auth/signup", method: "POST", headers: [("Content-Type", "application/json")],
-                                         body: #"{"email": "ops@example.com", "password": "a long and unusual passphrase", "organization": "Ops"}"#)
+            let signup = try await fetch(
+                base + "/v1/auth/signup",
+                method: "POST",
+                headers: [("Content-Type", "application/json")],
+                body:
+                    #"{"email": "ops@example.com", "password": "a long and unusual passphrase", "organization": "Ops"}"#
+            )
             #expect(signup.status == 201, "\(signup.body)")
-            let token = try #require((try? JSONSerialization.jsonObject(with: Data(signup.body.utf8)) as? [String: Any])?["access_token"] as? String)
-            let put = try await fetch(base + "/v1/workflows/gate", method: "PUT",
-                                      headers: [("Content-Type", "application/yaml"), ("Authorization", "Bearer \(token)")],
-                                      body: "steps:\n  - {id: wait, approval: {}}\n")
+            let token = try #require(
+                (try? JSONSerialization.jsonObject(with: Data(signup.body.utf8)) as? [String: Any])?["access_token"]
+                    as? String
+            )
+            let put = try await fetch(
+                base + "/v1/workflows/gate",
+                method: "PUT",
+                headers: [("Content-Type", "application/yaml"), ("Authorization", "Bearer \(token)")],
+                body: "steps:\n  - {id: wait, approval: {}}\n"
+            )
             #expect(put.status == 201, "\(put.body)")
-            let run = try await fetch(base + "/v1/workflows/gate/runs", method: "POST",
-                                      headers: [("Content-Type", "application/json"), ("Authorization", "Bearer \(token)")], body: #"{"input": {}}"#)
-            let runID = try #require((try? JSONSerialization.jsonObject(with: Data(run.body.utf8)) as? [String: Any])?["id"] as? String)
+            let run = try await fetch(
+                base + "/v1/workflows/gate/runs",
+                method: "POST",
+                headers: [("Content-Type", "application/json"), ("Authorization", "Bearer \(token)")],
+                body: #"{"input": {}}"#
+            )
+            let runID = try #require(
+                (try? JSONSerialization.jsonObject(with: Data(run.body.utf8)) as? [String: Any])?["id"] as? String
+            )
             // 99 organization streams and one run stream (a run that waits, so its stream stays open).
             var streams: [RawHTTPConnection] = []
             for index in 0..<100 {
                 let connection = try RawHTTPConnection(port: server.port)
                 let path = index == 0 ? "/v1/runs/\(runID)/events" : "/v1/events"
-                connection.send("GET \(path) HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\nAuthorization: Bearer \(token)\r\n\r\n")
+                connection.send(
+                    "GET \(path) HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\nAuthorization: Bearer \(token)\r\n\r\n"
+                )
                 streams.append(connection)
             }
             for connection in streams {
@@ -86,7 +107,11 @@ struct BinaryTests {
     func configurationPrecedence() async throws {
         try await withTemporaryDirectory { directory in
             let file = directory + "/caravan.yaml"
-            try "port: 1\ndata: \(directory)/from-file\nlog_level: debug\n".write(toFile: file, atomically: true, encoding: .utf8)
+            try "port: 1\ndata: \(directory)/from-file\nlog_level: debug\n".write(
+                toFile: file,
+                atomically: true,
+                encoding: .utf8
+            )
             // The file's port (1) is overridden by the environment (0 = any free port); the data directory comes
             // from the file; the flag's log level wins over the file's.
             let server = try await CaravanProcess(
@@ -119,9 +144,10 @@ struct BinaryTests {
     @Test("serve --help documents every option with its environment variable")
     func help() throws {
         let help = try run(["serve", "--help"])
-        for variable in ["CARAVAN_HOST", "CARAVAN_PORT", "CARAVAN_DATA", "CARAVAN_DATABASE_URL", "CARAVAN_CONFIG",
-            "CARAVAN_MAX_BODY_BYTES", "CARAVAN_REQUEST_READ_TIMEOUT", "CARAVAN_IDLE_TIMEOUT", "CARAVAN_LOG_LEVEL"]
-        {
+        for variable in [
+            "CARAVAN_HOST", "CARAVAN_PORT", "CARAVAN_DATA", "CARAVAN_DATABASE_URL", "CARAVAN_CONFIG",
+            "CARAVAN_MAX_BODY_BYTES", "CARAVAN_REQUEST_READ_TIMEOUT", "CARAVAN_IDLE_TIMEOUT", "CARAVAN_LOG_LEVEL",
+        ] {
             #expect(help.output.contains(variable), "missing \(variable)")
         }
     }

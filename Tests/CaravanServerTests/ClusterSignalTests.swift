@@ -9,7 +9,8 @@ import Testing
 /// Nodes sharing a PostgreSQL database wake each other through signals sent with the change (LISTEN/NOTIFY),
 /// not at their next poll.
 @Suite(
-    "Signals between nodes", .enabled(if: PostgresTestServer.isConfigured, "needs CARAVAN_TEST_POSTGRES_URL (scripts/test sets it)"),
+    "Signals between nodes",
+    .enabled(if: PostgresTestServer.isConfigured, "needs CARAVAN_TEST_POSTGRES_URL (scripts/test sets it)"),
     .timeLimit(.minutes(2))
 )
 struct ClusterSignalTests {
@@ -24,7 +25,10 @@ struct ClusterSignalTests {
             configuration.engine.holdWindow = .seconds(120)
         }) { owner, other, _ in
             let put = try await owner.send(
-                .put, "/v1/workflows/napper", json: "steps:\n  - {id: nap, sleep: 60s}\n", contentType: "application/yaml"
+                .put,
+                "/v1/workflows/napper",
+                json: "steps:\n  - {id: nap, sleep: 60s}\n",
+                contentType: "application/yaml"
             )
             #expect(put.status == .created, "\(put.json)")
             let started = try await owner.send(.post, "/v1/workflows/napper/runs", json: #"{"input": {}}"#)
@@ -36,7 +40,8 @@ struct ClusterSignalTests {
             let deadline = clock.now + .seconds(10)
             var status = ""
             while clock.now < deadline {
-                status = try await other.send(.get, "/v1/runs/\(id)", headers: headers).json["status"]?.stringValue ?? ""
+                status =
+                    try await other.send(.get, "/v1/runs/\(id)", headers: headers).json["status"]?.stringValue ?? ""
                 if status == "cancelled" { break }
                 try await Task.sleep(for: .milliseconds(50))
             }
@@ -49,15 +54,37 @@ struct ClusterSignalTests {
     @Test func aNewVersionOnOneNodeIsWhatTheOtherStarts() async throws {
         try await withTwoPostgresNodes { owner, other, _ in
             let headers = HTTPFields.bearer(owner.apiKey)
-            let yaml = { (text: String) in "steps:\n  - {id: a, template: \(text)}\noutput: \"{{ steps.a.output }}\"\n" }
-            #expect(try await owner.send(.put, "/v1/workflows/greeting", json: yaml("one"), contentType: "application/yaml").status == .created)
-            let first = try await other.send(.post, "/v1/workflows/greeting/runs?wait=10s", json: #"{"input": {}}"#, headers: headers)
+            let yaml = { (text: String) in "steps:\n  - {id: a, template: \(text)}\noutput: \"{{ steps.a.output }}\"\n"
+            }
+            #expect(
+                try await owner.send(.put, "/v1/workflows/greeting", json: yaml("one"), contentType: "application/yaml")
+                    .status == .created
+            )
+            let first = try await other.send(
+                .post,
+                "/v1/workflows/greeting/runs?wait=10s",
+                json: #"{"input": {}}"#,
+                headers: headers
+            )
             #expect(first.json["output"] == "one", "\(first.json)")
-            #expect(try await owner.send(.put, "/v1/workflows/greeting", json: yaml("two"), contentType: "application/yaml").status == .created)
-            let second = try await other.send(.post, "/v1/workflows/greeting/runs?wait=10s", json: #"{"input": {}}"#, headers: headers)
+            #expect(
+                try await owner.send(.put, "/v1/workflows/greeting", json: yaml("two"), contentType: "application/yaml")
+                    .status == .created
+            )
+            let second = try await other.send(
+                .post,
+                "/v1/workflows/greeting/runs?wait=10s",
+                json: #"{"input": {}}"#,
+                headers: headers
+            )
             #expect(second.json["output"] == "two", "the other node started the old version: \(second.json)")
             #expect(try await owner.send(.delete, "/v1/workflows/greeting").status == .noContent)
-            let archived = try await other.send(.post, "/v1/workflows/greeting/runs", json: #"{"input": {}}"#, headers: headers)
+            let archived = try await other.send(
+                .post,
+                "/v1/workflows/greeting/runs",
+                json: #"{"input": {}}"#,
+                headers: headers
+            )
             #expect(archived.status == .notFound, "the other node started an archived workflow: \(archived.json)")
         }
     }

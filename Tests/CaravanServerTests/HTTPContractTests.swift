@@ -19,14 +19,18 @@ struct HTTPContractTests {
             let health = try await client.send(.get, "/healthz")
             #expect(health.headers[.xContentTypeOptions] == "nosniff")
             let login = try await client.send(
-                .post, "/v1/auth/login", json: #"{"email": "owner@example.com", "password": "\#(AuthenticatedClient.ownerPassword)"}"#
+                .post,
+                "/v1/auth/login",
+                json: #"{"email": "owner@example.com", "password": "\#(AuthenticatedClient.ownerPassword)"}"#
             )
             #expect(login.status == .ok)
             #expect(login.json["refresh_token"]?.stringValue != nil)
             #expect(login.headers[.cacheControl] == "no-store")
             #expect(login.headers[.xContentTypeOptions] == "nosniff")
             let refresh = try await client.send(
-                .post, "/v1/auth/refresh", json: #"{"refresh_token": "\#(login.json["refresh_token"]?.stringValue ?? "")"}"#
+                .post,
+                "/v1/auth/refresh",
+                json: #"{"refresh_token": "\#(login.json["refresh_token"]?.stringValue ?? "")"}"#
             )
             #expect(refresh.status == .ok)
             #expect(refresh.headers[.cacheControl] == "no-store")
@@ -58,7 +62,11 @@ struct HTTPContractTests {
     func methodNotAllowed(method: String, path: String, allow: String) async throws {
         try await withTestApplication(.sqlite, mode: .live) { client, _ in
             let port = try #require(client.port)
-            let answer = try await fetch("http://127.0.0.1:\(port)\(path)", method: method, headers: client.authorization)
+            let answer = try await fetch(
+                "http://127.0.0.1:\(port)\(path)",
+                method: method,
+                headers: client.authorization
+            )
             #expect(answer.status == 405, "\(answer.body)")
             #expect(answer.header("Allow") == allow)
             #expect(answer.header("Content-Type") == "application/problem+json")
@@ -73,7 +81,11 @@ struct HTTPContractTests {
     func head() async throws {
         try await withTestApplication(.sqlite, mode: .live) { client, _ in
             let port = try #require(client.port)
-            let answer = try await fetch("http://127.0.0.1:\(port)/v1/runs", method: "HEAD", headers: client.authorization)
+            let answer = try await fetch(
+                "http://127.0.0.1:\(port)/v1/runs",
+                method: "HEAD",
+                headers: client.authorization
+            )
             #expect(answer.status == 200)
             #expect(answer.body.isEmpty)
         }
@@ -85,7 +97,11 @@ struct HTTPContractTests {
             let port = try #require(client.port)
             for method in ["GET", "TRACE", "DELETE"] {
                 for path in ["/v1/nothing", "/v1/runs/a/b/c/d", "/"] {
-                    let answer = try await fetch("http://127.0.0.1:\(port)\(path)", method: method, headers: client.authorization)
+                    let answer = try await fetch(
+                        "http://127.0.0.1:\(port)\(path)",
+                        method: method,
+                        headers: client.authorization
+                    )
                     #expect(answer.status == 404, "\(method) \(path): \(answer.body)")
                     #expect(answer.header("Allow") == nil)
                 }
@@ -104,21 +120,27 @@ struct HTTPContractTests {
     }
 
     static func queryParameters(_ document: JSONValue, _ operationID: String) -> Set<String> {
-        Set((operation(document, operationID)?["parameters"]?.arrayValue ?? []).compactMap { parameter in
-            parameter["in"] == "query" ? parameter["name"]?.stringValue : nil
-        })
+        Set(
+            (operation(document, operationID)?["parameters"]?.arrayValue ?? []).compactMap { parameter in
+                parameter["in"] == "query" ? parameter["name"]?.stringValue : nil
+            }
+        )
     }
 
-    @Test("The OpenAPI document lists each list's query parameters", arguments: [
-        ("listRuns", ["limit", "cursor", "workflow", "status", "agent"]),
-        ("getUsage", ["from", "to", "group_by"]),
-        ("getWorkflow", ["version"]), ("getAgent", ["version"]),
-        ("listWorkflows", ["limit", "cursor"]), ("listAgents", ["limit", "cursor"]),
-        ("listRunEvents", ["after", "limit"]), ("streamEvents", ["after", "limit"]),
-        ("listThreadMessages", ["limit", "cursor"]), ("listAudit", ["limit", "cursor", "action"]),
-        ("listSecrets", ["limit", "cursor"]), ("listAPIKeys", ["limit", "cursor"]), ("listMembers", ["limit", "cursor"]),
-        ("startRun", ["wait"]), ("startAgentRun", ["wait"]),
-    ])
+    @Test(
+        "The OpenAPI document lists each list's query parameters",
+        arguments: [
+            ("listRuns", ["limit", "cursor", "workflow", "status", "agent"]),
+            ("getUsage", ["from", "to", "group_by"]),
+            ("getWorkflow", ["version"]), ("getAgent", ["version"]),
+            ("listWorkflows", ["limit", "cursor"]), ("listAgents", ["limit", "cursor"]),
+            ("listRunEvents", ["after", "limit"]), ("streamEvents", ["after", "limit"]),
+            ("listThreadMessages", ["limit", "cursor"]), ("listAudit", ["limit", "cursor", "action"]),
+            ("listSecrets", ["limit", "cursor"]), ("listAPIKeys", ["limit", "cursor"]),
+            ("listMembers", ["limit", "cursor"]),
+            ("startRun", ["wait"]), ("startAgentRun", ["wait"]),
+        ]
+    )
     func queryParameters(operationID: String, expected: [String]) async throws {
         try await withTestApplication(.sqlite, signUp: false) { client, _ in
             let document = try await client.send(.get, "/openapi.json").json
@@ -134,8 +156,10 @@ struct HTTPContractTests {
                 Self.operation(document, operationID)?["requestBody"]?["content"]?["application/json"]?["schema"]
             }
             for operationID in [
-                "signup", "login", "refreshSession", "changePassword", "verifyTOTP", "acceptInvitation", "createOrganization",
-                "updateOrganization", "inviteMember", "updateMember", "createAPIKey", "putSecret", "startRun", "startAgentRun",
+                "signup", "login", "refreshSession", "changePassword", "verifyTOTP", "acceptInvitation",
+                "createOrganization",
+                "updateOrganization", "inviteMember", "updateMember", "createAPIKey", "putSecret", "startRun",
+                "startAgentRun",
                 "createThread", "putBudget", "putProvider", "putWorkflow",
             ] {
                 #expect(schema(operationID)?["additionalProperties"] == false, "\(operationID)")
@@ -146,7 +170,9 @@ struct HTTPContractTests {
             #expect(schema("startAgentRun")?["properties"]?["thread"]?["maxLength"] == 100)
             #expect(schema("createOrganization")?["properties"]?["name"]?["maxLength"] == 100)
             // Path names carry the server's pattern, so that generated names are ones the server takes.
-            let workflowName = Self.operation(document, "putWorkflow")?["parameters"]?.arrayValue?.first { $0["name"] == "name" }
+            let workflowName = Self.operation(document, "putWorkflow")?["parameters"]?.arrayValue?.first {
+                $0["name"] == "name"
+            }
             #expect(workflowName?["schema"]?["pattern"] == "^[a-z0-9-]{1,64}$")
             // The body of POST /v1/threads is optional, and the server takes a request without one.
             #expect(Self.operation(document, "createThread")?["requestBody"]?["required"] == false)
@@ -164,11 +190,17 @@ struct HTTPContractTests {
             #expect(usage.json["items"]?.arrayValue != nil)
             // No body and no Content-Length at all (chunked with no chunk), as well as Content-Length: 0.
             let port = try #require(client.port)
-            let empty = try await fetch("http://127.0.0.1:\(port)/v1/threads", method: "POST", headers: client.authorization)
+            let empty = try await fetch(
+                "http://127.0.0.1:\(port)/v1/threads",
+                method: "POST",
+                headers: client.authorization
+            )
             #expect(empty.status == 201, "\(empty.body)")
             let connection = try RawHTTPConnection(port: port)
             let key = try #require(client as? AuthenticatedClient).apiKey
-            connection.send("POST /v1/threads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(key)\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+            connection.send(
+                "POST /v1/threads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(key)\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            )
             let chunked = try await connection.receive(timeout: .seconds(5), limit: 12)
             #expect(chunked.text.hasPrefix("HTTP/1.1 201"), "\(chunked.text)")
             let withMetadata = try await client.send(.post, "/v1/threads", json: #"{"metadata": {"user": "ada"}}"#)
@@ -202,12 +234,15 @@ struct HTTPContractTests {
         try await withTestApplication(.sqlite) { client, _ in
             _ = try await client.send(.put, "/v1/workflows/w", json: Self.definition, contentType: "application/yaml")
             let fine = try await client.send(
-                .post, "/v1/workflows/w/runs",
+                .post,
+                "/v1/workflows/w/runs",
                 json: #"{"input": {"a": {"a": 1}, "b": [{"a": 1}, {"a": "a"}], "c": "a", "d\"": 1, "d": ":"}}"#
             )
             #expect(fine.status == .created, "\(fine.json)")
             let definition = try await client.send(
-                .put, "/v1/workflows/w2", json: #"{"steps": [{"id": "a", "template": "x"}], "steps": []}"#
+                .put,
+                "/v1/workflows/w2",
+                json: #"{"steps": [{"id": "a", "template": "x"}], "steps": []}"#
             )
             #expect(definition.status == .badRequest)
             #expect(definition.json["code"] == "invalid_json")

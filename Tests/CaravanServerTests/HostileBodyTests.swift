@@ -31,7 +31,8 @@ struct HostileBodyTests {
             let port = try #require(client.port)
             let connection = try RawHTTPConnection(port: port)
             let key = try #require(client as? AuthenticatedClient).apiKey
-            var request = "PUT /v1/workflows/w HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(key)\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            var request =
+                "PUT /v1/workflows/w HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(key)\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
             for _ in 0..<10 { request += "200\r\n" + String(repeating: " ", count: 512) + "\r\n" }
             request += "0\r\n\r\n"
             connection.send(request)
@@ -68,10 +69,20 @@ struct HostileBodyTests {
             #expect(array.status == .unprocessableContent)
             let extra = try await client.send(.post, "/v1/workflows/w/runs", json: #"{"input": {}, "inptu": 1}"#)
             #expect(extra.json["errors"]?.arrayValue?.first?["pointer"] == "/inptu")
-            let xml = try await client.send(.post, "/v1/workflows/w/runs", json: "<run/>", contentType: "application/xml")
+            let xml = try await client.send(
+                .post,
+                "/v1/workflows/w/runs",
+                json: "<run/>",
+                contentType: "application/xml"
+            )
             #expect(xml.status == .unsupportedMediaType)
             #expect(xml.json["code"] == "unsupported_media_type")
-            let badDefinition = try await client.send(.put, "/v1/workflows/w2", json: "steps: [{id: a, sleep: never}]", contentType: "application/yaml")
+            let badDefinition = try await client.send(
+                .put,
+                "/v1/workflows/w2",
+                json: "steps: [{id: a, sleep: never}]",
+                contentType: "application/yaml"
+            )
             #expect(badDefinition.status == .unprocessableContent)
             #expect(badDefinition.json["code"] == "validation_failed")
             #expect(badDefinition.json["errors"]?.arrayValue?.first?["pointer"] == "/steps/0/sleep")

@@ -26,8 +26,14 @@ struct HostileConnectionTests {
 
     @Test("Headers dripped a byte at a time are cut off by the idle timeout")
     func slowHeaders() async throws {
-        try await withTestApplication(.sqlite, mode: .live, signUp: false, configure: { $0.idleTimeout = .init(milliseconds: 500) }) {
-            client, _ in
+        try await withTestApplication(
+            .sqlite,
+            mode: .live,
+            signUp: false,
+            configure: { $0.idleTimeout = .init(milliseconds: 500) }
+        ) {
+            client,
+            _ in
             let port = try #require(client.port)
             let connection = try RawHTTPConnection(port: port)
             connection.send("GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
@@ -62,8 +68,14 @@ struct HostileConnectionTests {
 
     @Test("An idle keep-alive connection is closed after the idle timeout")
     func idleConnection() async throws {
-        try await withTestApplication(.sqlite, mode: .live, signUp: false, configure: { $0.idleTimeout = .init(milliseconds: 300) }) {
-            client, _ in
+        try await withTestApplication(
+            .sqlite,
+            mode: .live,
+            signUp: false,
+            configure: { $0.idleTimeout = .init(milliseconds: 300) }
+        ) {
+            client,
+            _ in
             let port = try #require(client.port)
             let connection = try RawHTTPConnection(port: port)
             connection.send("GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")

@@ -14,7 +14,9 @@ struct ObservabilityTests {
             let response = try await client.send(.get, "/v1/runs/run_missing", headers: [.requestID: "trace-7"])
             #expect(response.status == .notFound)
             let lines = try output.captured.map { try JSONValue(parsing: Array($0.utf8)) }
-            let handled = try #require(lines.first { $0["msg"] == "Request handled" && $0["caravan.request_id"] == "trace-7" })
+            let handled = try #require(
+                lines.first { $0["msg"] == "Request handled" && $0["caravan.request_id"] == "trace-7" }
+            )
             #expect(handled["http.route"] == "/v1/runs/{id}")
             #expect(handled["http.response.status_code"] == "404")
             #expect(handled["level"] == "debug")

@@ -37,7 +37,10 @@ struct SQLiteDirectoryTests {
     }
 }
 
-@Suite("PostgreSQL migrations", .enabled(if: PostgresTestServer.isConfigured, "needs CARAVAN_TEST_POSTGRES_URL (scripts/test sets it)"))
+@Suite(
+    "PostgreSQL migrations",
+    .enabled(if: PostgresTestServer.isConfigured, "needs CARAVAN_TEST_POSTGRES_URL (scripts/test sets it)")
+)
 struct PostgresMigrationTests {
     @Test("Several nodes migrating one fresh database at once apply the schema exactly once")
     func concurrentMigrations() async throws {
@@ -67,24 +70,39 @@ struct PostgresURLTests {
     }
 }
 
-@Suite("PostgreSQL connections", .enabled(if: PostgresTestServer.isConfigured, "needs CARAVAN_TEST_POSTGRES_URL (scripts/test sets it)"))
+@Suite(
+    "PostgreSQL connections",
+    .enabled(if: PostgresTestServer.isConfigured, "needs CARAVAN_TEST_POSTGRES_URL (scripts/test sets it)")
+)
 struct PostgresConnectionTests {
     @Test("Right after the server ends every connection, each statement answers or fails at once; none waits forever")
     func terminatedConnections() async throws {
         try await withTestDatabase(.postgres) { database in
-            let name = try await database.read { try await $0.queryFirst("SELECT current_database() AS name", [])?.string("name") } ?? ""
-            let admin = try PostgresDatabase(url: PostgresTestServer.url ?? "", maximumConnections: 1, logger: TestLogging.quiet)
+            let name =
+                try await database.read {
+                    try await $0.queryFirst("SELECT current_database() AS name", [])?.string("name")
+                } ?? ""
+            let admin = try PostgresDatabase(
+                url: PostgresTestServer.url ?? "",
+                maximumConnections: 1,
+                logger: TestLogging.quiet
+            )
             try await admin.withRunningPool { admin in
                 for _ in 0..<5 {
                     // Several idle connections in the pool (some may still be failing from the round before); then
                     // the server ends them all.
                     await withTaskGroup(of: Void.self) { group in
                         for _ in 0..<6 {
-                            group.addTask { _ = try? await database.read { try await $0.execute("SELECT pg_sleep(0.02)", []) } }
+                            group.addTask {
+                                _ = try? await database.read { try await $0.execute("SELECT pg_sleep(0.02)", []) }
+                            }
                         }
                     }
                     try await admin.read {
-                        try await $0.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", [.text(name)])
+                        try await $0.execute(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                            [.text(name)]
+                        )
                     }
                     let answered = AnswerCount()
                     let statements = (0..<6).map { _ in
@@ -103,8 +121,11 @@ struct PostgresConnectionTests {
                     while answered.count.load(ordering: .relaxed) < 6 && ContinuousClock.now < deadline {
                         try await Task.sleep(for: .milliseconds(10))
                     }
-                    #expect(answered.count.load(ordering: .relaxed) == 6, "statements waited forever on closed connections")
-                    statements.forEach { $0.cancel() }
+                    #expect(
+                        answered.count.load(ordering: .relaxed) == 6,
+                        "statements waited forever on closed connections"
+                    )
+                    for statement in statements { statement.cancel() }
                     guard answered.count.load(ordering: .relaxed) == 6 else { return }
                 }
             }

@@ -30,14 +30,19 @@ final class LaneObserver: Sendable {
     var batches: [[Int]] { state.withLock { $0.batches } }
 }
 
-@Suite("Group commit lanes", .enabled(if: PostgresTestServer.isConfigured, "needs CARAVAN_TEST_POSTGRES_URL (scripts/test sets it)"))
+@Suite(
+    "Group commit lanes",
+    .enabled(if: PostgresTestServer.isConfigured, "needs CARAVAN_TEST_POSTGRES_URL (scripts/test sets it)")
+)
 struct CommitQueueLaneTests {
     /// Work of one lane (the last digit, here) never has two transactions in flight, and keeps its order; lanes
     /// commit side by side; work that waited joins one batch.
     @Test func oneTransactionPerLaneLanesInParallel() async throws {
         try await withTestDatabase(.postgres) { database in
             let observer = LaneObserver()
-            let queue = CommitQueue<Int, Int>(database: database, maxBatch: 64, lanes: 4, lane: { $0 % 4 }) { works, executor in
+            let queue = CommitQueue<Int, Int>(database: database, maxBatch: 64, lanes: 4, lane: { $0 % 4 }) {
+                works,
+                executor in
                 let lane = works[0] % 4
                 #expect(works.allSatisfy { $0 % 4 == lane }, "a batch mixes lanes: \(works)")
                 observer.begin(lane, works)
@@ -57,7 +62,10 @@ struct CommitQueueLaneTests {
             }
             #expect(observer.mostPerLane == 1, "a lane had two transactions in flight")
             #expect(observer.mostAtOnce > 1, "lanes did not commit side by side")
-            #expect(observer.batches.count < 60, "200 units waiting 50 ms a batch should take a few batches a lane: \(observer.batches.count)")
+            #expect(
+                observer.batches.count < 60,
+                "200 units waiting 50 ms a batch should take a few batches a lane: \(observer.batches.count)"
+            )
         }
     }
 }

@@ -7,7 +7,12 @@ import Testing
 /// How many times the apply closure ran.
 final class AttemptCount: Sendable {
     let value = Mutex(0)
-    func next() -> Int { value.withLock { $0 += 1; return $0 } }
+    func next() -> Int {
+        value.withLock {
+            $0 += 1
+            return $0
+        }
+    }
 }
 
 @Suite("Group commits the database rolled back")
@@ -18,7 +23,9 @@ struct RolledBackTests {
             try await database.withTransaction { try await $0.execute("CREATE TABLE marks (n BIGINT NOT NULL)", []) }
             let attempts = AttemptCount()
             let queue = CommitQueue<Int, Int>(database: database, maxBatch: 8) { works, executor in
-                for work in works { try await executor.execute("INSERT INTO marks (n) VALUES ($1)", [.int(Int64(work))]) }
+                for work in works {
+                    try await executor.execute("INSERT INTO marks (n) VALUES ($1)", [.int(Int64(work))])
+                }
                 let attempt = attempts.next()
                 // The first attempt of every batch is rolled back after it wrote, as a deadlock victim would be.
                 if attempt == 1 || works.contains(99) { throw StorageError(.rolledBack, "deadlock detected") }
@@ -33,7 +40,10 @@ struct RolledBackTests {
                 try await group.waitForAll()
             }
             let rows = try await database.read { try await $0.query("SELECT n FROM marks ORDER BY n", []) }
-            #expect(try rows.map { try $0.int("n") } == [7], "a rolled-back attempt left rows, or the committed one is missing")
+            #expect(
+                try rows.map { try $0.int("n") } == [7],
+                "a rolled-back attempt left rows, or the committed one is missing"
+            )
         }
     }
 
@@ -50,9 +60,15 @@ struct RolledBackTests {
                     group.addTask {
                         do {
                             try await database.withTransaction { executor in
-                                try await executor.execute("UPDATE pair SET n = n + 1 WHERE id = $1", [.int(Int64(first))])
+                                try await executor.execute(
+                                    "UPDATE pair SET n = n + 1 WHERE id = $1",
+                                    [.int(Int64(first))]
+                                )
                                 try await Task.sleep(for: .milliseconds(300))
-                                try await executor.execute("UPDATE pair SET n = n + 1 WHERE id = $1", [.int(Int64(second))])
+                                try await executor.execute(
+                                    "UPDATE pair SET n = n + 1 WHERE id = $1",
+                                    [.int(Int64(second))]
+                                )
                             }
                             return nil
                         } catch let error as StorageError {

@@ -11,7 +11,9 @@ enum StorageConformance {
         #expect(again.isEmpty)
         let rows = try await database.read { try await $0.query("SELECT version FROM caravan_migrations", []) }
         #expect(try rows.map { try $0.int("version") } == Schema.migrations.map { Int64($0.version) })
-        let organization = try await database.read { try await OrganizationStore().get(id: Organization.defaultID, in: $0) }
+        let organization = try await database.read {
+            try await OrganizationStore().get(id: Organization.defaultID, in: $0)
+        }
         #expect(organization?.name == "default")
     }
 
@@ -21,7 +23,9 @@ enum StorageConformance {
         #expect(created.id.hasPrefix("org_"))
         let read = try await database.read { try await store.get(id: created.id, in: $0) }
         #expect(read == created)
-        let renamed = try await database.withTransaction { try await store.rename(id: created.id, to: "acme-2", in: $0) }
+        let renamed = try await database.withTransaction {
+            try await store.rename(id: created.id, to: "acme-2", in: $0)
+        }
         #expect(renamed)
         let missing = try await database.withTransaction { try await store.rename(id: "org_missing", to: "x", in: $0) }
         #expect(!missing)
@@ -77,7 +81,9 @@ enum StorageConformance {
             }
             try await group.waitForAll()
         }
-        let organization = try await database.read { try await OrganizationStore().get(id: Organization.defaultID, in: $0) }
+        let organization = try await database.read {
+            try await OrganizationStore().get(id: Organization.defaultID, in: $0)
+        }
         #expect(organization?.updatedAt == Int64(writers))
         let all = try await database.read { try await OrganizationStore().list(in: $0) }
         #expect(all.count == writers + 1)
@@ -115,7 +121,10 @@ enum StorageConformance {
         }
         // Placeholders may repeat and come out of order.
         let reordered = try await database.read {
-            try await $0.query("SELECT id FROM conformance_values WHERE i = $2 OR id = $1 OR id = $1", [.int(3), .int(Int64.max)])
+            try await $0.query(
+                "SELECT id FROM conformance_values WHERE i = $2 OR id = $1 OR id = $1",
+                [.int(3), .int(Int64.max)]
+            )
         }
         #expect(try reordered.map { try $0.int("id") }.sorted() == [1, 3])
     }
@@ -142,22 +151,53 @@ enum StorageConformance {
 
 @Suite("Storage conformance on SQLite")
 struct SQLiteStorageConformanceTests {
-    @Test func migrationsApplyOnce() async throws { try await withTestDatabase(.sqlite, StorageConformance.migrationsApplyOnce) }
-    @Test func createReadUpdate() async throws { try await withTestDatabase(.sqlite, StorageConformance.createReadUpdate) }
-    @Test func rollback() async throws { try await withTestDatabase(.sqlite, StorageConformance.rollbackDiscardsEverything) }
-    @Test func uniqueViolation() async throws { try await withTestDatabase(.sqlite, StorageConformance.uniqueViolationIsConflict) }
-    @Test func concurrentWriters() async throws { try await withTestDatabase(.sqlite, StorageConformance.concurrentWritersLoseNothing) }
-    @Test func valuesRoundTrip() async throws { try await withTestDatabase(.sqlite, StorageConformance.valuesRoundTrip) }
-    @Test func readsSeeOnlyCommitted() async throws { try await withTestDatabase(.sqlite, StorageConformance.readsSeeOnlyCommittedWrites) }
+    @Test func migrationsApplyOnce() async throws {
+        try await withTestDatabase(.sqlite, StorageConformance.migrationsApplyOnce)
+    }
+    @Test func createReadUpdate() async throws {
+        try await withTestDatabase(.sqlite, StorageConformance.createReadUpdate)
+    }
+    @Test func rollback() async throws {
+        try await withTestDatabase(.sqlite, StorageConformance.rollbackDiscardsEverything)
+    }
+    @Test func uniqueViolation() async throws {
+        try await withTestDatabase(.sqlite, StorageConformance.uniqueViolationIsConflict)
+    }
+    @Test func concurrentWriters() async throws {
+        try await withTestDatabase(.sqlite, StorageConformance.concurrentWritersLoseNothing)
+    }
+    @Test func valuesRoundTrip() async throws {
+        try await withTestDatabase(.sqlite, StorageConformance.valuesRoundTrip)
+    }
+    @Test func readsSeeOnlyCommitted() async throws {
+        try await withTestDatabase(.sqlite, StorageConformance.readsSeeOnlyCommittedWrites)
+    }
 }
 
-@Suite("Storage conformance on PostgreSQL", .enabled(if: PostgresTestServer.isConfigured, "needs CARAVAN_TEST_POSTGRES_URL (scripts/test sets it)"))
+@Suite(
+    "Storage conformance on PostgreSQL",
+    .enabled(if: PostgresTestServer.isConfigured, "needs CARAVAN_TEST_POSTGRES_URL (scripts/test sets it)")
+)
 struct PostgresStorageConformanceTests {
-    @Test func migrationsApplyOnce() async throws { try await withTestDatabase(.postgres, StorageConformance.migrationsApplyOnce) }
-    @Test func createReadUpdate() async throws { try await withTestDatabase(.postgres, StorageConformance.createReadUpdate) }
-    @Test func rollback() async throws { try await withTestDatabase(.postgres, StorageConformance.rollbackDiscardsEverything) }
-    @Test func uniqueViolation() async throws { try await withTestDatabase(.postgres, StorageConformance.uniqueViolationIsConflict) }
-    @Test func concurrentWriters() async throws { try await withTestDatabase(.postgres, StorageConformance.concurrentWritersLoseNothing) }
-    @Test func valuesRoundTrip() async throws { try await withTestDatabase(.postgres, StorageConformance.valuesRoundTrip) }
-    @Test func readsSeeOnlyCommitted() async throws { try await withTestDatabase(.postgres, StorageConformance.readsSeeOnlyCommittedWrites) }
+    @Test func migrationsApplyOnce() async throws {
+        try await withTestDatabase(.postgres, StorageConformance.migrationsApplyOnce)
+    }
+    @Test func createReadUpdate() async throws {
+        try await withTestDatabase(.postgres, StorageConformance.createReadUpdate)
+    }
+    @Test func rollback() async throws {
+        try await withTestDatabase(.postgres, StorageConformance.rollbackDiscardsEverything)
+    }
+    @Test func uniqueViolation() async throws {
+        try await withTestDatabase(.postgres, StorageConformance.uniqueViolationIsConflict)
+    }
+    @Test func concurrentWriters() async throws {
+        try await withTestDatabase(.postgres, StorageConformance.concurrentWritersLoseNothing)
+    }
+    @Test func valuesRoundTrip() async throws {
+        try await withTestDatabase(.postgres, StorageConformance.valuesRoundTrip)
+    }
+    @Test func readsSeeOnlyCommitted() async throws {
+        try await withTestDatabase(.postgres, StorageConformance.readsSeeOnlyCommittedWrites)
+    }
 }

@@ -1,5 +1,5 @@
-import CaravanCore
 import AsyncHTTPClient
+import CaravanCore
 import CaravanTestSupport
 import Foundation
 import NIOCore
@@ -18,14 +18,20 @@ struct EgressPolicyTests {
         "http://LOCALHOST:8080/", "https://127.0.0.1/",
     ]
 
-    @Test("refuses loopback, private, link-local, metadata, CGNAT, ULA, unspecified and mapped addresses", arguments: internalURLs)
+    @Test(
+        "refuses loopback, private, link-local, metadata, CGNAT, ULA, unspecified and mapped addresses",
+        arguments: internalURLs
+    )
     func refusesInternal(_ text: String) throws {
         let error = #expect(throws: Failure.self) { try EgressPolicy.strict.check(URL(string: text)!) }
         #expect(error?.code == "egress_denied")
         #expect(error?.retryable == false)
     }
 
-    @Test("refuses schemes other than http and https", arguments: ["file:///etc/passwd", "ftp://example.com/x", "gopher://1.2.3.4/"])
+    @Test(
+        "refuses schemes other than http and https",
+        arguments: ["file:///etc/passwd", "ftp://example.com/x", "gopher://1.2.3.4/"]
+    )
     func refusesSchemes(_ text: String) throws {
         let error = #expect(throws: Failure.self) { try EgressPolicy.strict.check(URL(string: text)!) }
         #expect(error?.code == "egress_denied")
@@ -86,7 +92,11 @@ struct EgressPolicyTests {
     @Test("plain http is pinned to the checked addresses; https, literals and allowed names are not")
     func destinations() async throws {
         let policy = try EgressPolicy(allowList: "127.0.0.0/8,::1")
-        guard case .pinned(let addresses, let host, let port) = try await policy.destination(for: URL(string: "http://localhost:8080/x")!) else {
+        guard
+            case .pinned(let addresses, let host, let port) = try await policy.destination(
+                for: URL(string: "http://localhost:8080/x")!
+            )
+        else {
             Issue.record("plain http to a name should be pinned")
             return
         }
@@ -97,7 +107,9 @@ struct EgressPolicyTests {
         #expect(try await policy.destination(for: URL(string: "http://127.0.0.1:8080/")!) == .asGiven)
         let byName = try EgressPolicy(allowList: "localhost")
         #expect(try await byName.destination(for: URL(string: "http://localhost:8080/")!) == .asGiven)
-        await #expect(throws: Failure.self) { try await EgressPolicy.strict.destination(for: URL(string: "http://localhost/")!) }
+        await #expect(throws: Failure.self) {
+            try await EgressPolicy.strict.destination(for: URL(string: "http://localhost/")!)
+        }
     }
 }
 
@@ -112,7 +124,11 @@ struct EgressHTTPClientTests {
         }
     }
 
-    func withClient<T>(allow: String, denials: Denials? = nil, _ body: (EgressHTTPClient) async throws -> T) async throws -> T {
+    func withClient<T>(
+        allow: String,
+        denials: Denials? = nil,
+        _ body: (EgressHTTPClient) async throws -> T
+    ) async throws -> T {
         let client = EgressHTTPClient(policy: try EgressPolicy(allowList: allow), onDenied: denials?.hook())
         do {
             let result = try await body(client)
@@ -124,7 +140,12 @@ struct EgressHTTPClientTests {
         }
     }
 
-    func get(_ url: String, method: String = "GET", body: String? = nil, headers: [(String, String)] = []) -> HTTPClientRequest {
+    func get(
+        _ url: String,
+        method: String = "GET",
+        body: String? = nil,
+        headers: [(String, String)] = []
+    ) -> HTTPClientRequest {
         var request = HTTPClientRequest(url: url)
         request.method = .init(rawValue: method)
         if let body { request.body = .bytes(ByteBuffer(string: body)) }
@@ -133,7 +154,8 @@ struct EgressHTTPClientTests {
     }
 
     func json(_ buffer: ByteBuffer) throws -> [String: String] {
-        (try JSONSerialization.jsonObject(with: Data(buffer.readableBytesView)) as? [String: Any] ?? [:]).compactMapValues { $0 as? String }
+        (try JSONSerialization.jsonObject(with: Data(buffer.readableBytesView)) as? [String: Any] ?? [:])
+            .compactMapValues { $0 as? String }
     }
 
     @Test("refuses an internal address before sending, and reports the refusal")
@@ -141,7 +163,11 @@ struct EgressHTTPClientTests {
         let denials = Denials()
         try await withClient(allow: "", denials: denials) { client in
             let error = await #expect(throws: Failure.self) {
-                try await client.execute(get("http://169.254.169.254/latest/meta-data/"), timeout: .seconds(5), maxBodyBytes: 1000)
+                try await client.execute(
+                    get("http://169.254.169.254/latest/meta-data/"),
+                    timeout: .seconds(5),
+                    maxBodyBytes: 1000
+                )
             }
             #expect(error?.code == "egress_denied")
             #expect(error?.retryable == false)
@@ -159,7 +185,9 @@ struct EgressHTTPClientTests {
         try await RedirectTestServer.with { server in
             try await withClient(allow: "127.0.0.0/8,::1") { client in
                 let response = try await client.execute(
-                    get("http://localhost:\(server.port)/echo"), timeout: .seconds(10), maxBodyBytes: 10_000
+                    get("http://localhost:\(server.port)/echo"),
+                    timeout: .seconds(10),
+                    maxBodyBytes: 10_000
                 )
                 #expect(response.status == .ok)
                 #expect(try json(response.body)["host"] == "localhost:\(server.port)")
@@ -167,7 +195,9 @@ struct EgressHTTPClientTests {
         }
     }
 
-    @Test("a name whose next lookup turns private (DNS rebinding) is still refused: the checked address is the one used")
+    @Test(
+        "a name whose next lookup turns private (DNS rebinding) is still refused: the checked address is the one used"
+    )
     func rebindingIsRefused() async throws {
         try await RedirectTestServer.with { server in
             // The name resolves to the allowed 127.0.0.1 once, then to addresses the policy refuses.
@@ -181,14 +211,23 @@ struct EgressHTTPClientTests {
             let client = EgressHTTPClient(policy: policy)
             do {
                 let response = try await client.execute(
-                    get("http://rebind.test:\(server.port)/echo"), timeout: .seconds(10), maxBodyBytes: 10_000
+                    get("http://rebind.test:\(server.port)/echo"),
+                    timeout: .seconds(10),
+                    maxBodyBytes: 10_000
                 )
                 #expect(response.status == .ok, "the request went to the address that was checked")
                 #expect(try json(response.body)["host"] == "rebind.test:\(server.port)")
-                #expect(lookups.withLock { $0 } == 1, "the name was resolved again between the check and the connection")
+                #expect(
+                    lookups.withLock { $0 } == 1,
+                    "the name was resolved again between the check and the connection"
+                )
                 // The next request resolves again and meets the private answer: refused, never sent.
                 let error = await #expect(throws: Failure.self) {
-                    try await client.execute(get("http://rebind.test:\(server.port)/echo"), timeout: .seconds(10), maxBodyBytes: 10_000)
+                    try await client.execute(
+                        get("http://rebind.test:\(server.port)/echo"),
+                        timeout: .seconds(10),
+                        maxBodyBytes: 10_000
+                    )
                 }
                 #expect(error?.code == "egress_denied")
             } catch {
@@ -208,7 +247,9 @@ struct EgressHTTPClientTests {
                     let target = "http://127.0.0.1:\(other.port)/echo"
                     let error = await #expect(throws: Failure.self) {
                         try await client.execute(
-                            get("\(allowed.baseURL)/redirect?to=\(target)"), timeout: .seconds(10), maxBodyBytes: 10_000
+                            get("\(allowed.baseURL)/redirect?to=\(target)"),
+                            timeout: .seconds(10),
+                            maxBodyBytes: 10_000
                         )
                     }
                     #expect(error?.code == "egress_denied")
@@ -216,7 +257,11 @@ struct EgressHTTPClientTests {
                     #expect(other.calls("/echo") == 0)
                     #expect(denials.all.map(\.0.port) == [other.port])
                     // The allowed port itself works.
-                    let direct = try await client.execute(get("\(allowed.baseURL)/echo"), timeout: .seconds(10), maxBodyBytes: 10_000)
+                    let direct = try await client.execute(
+                        get("\(allowed.baseURL)/echo"),
+                        timeout: .seconds(10),
+                        maxBodyBytes: 10_000
+                    )
                     #expect(direct.status == .ok)
                 }
             }
@@ -229,7 +274,9 @@ struct EgressHTTPClientTests {
             try await withClient(allow: "127.0.0.1:\(server.port)") { client in
                 let error = await #expect(throws: Failure.self) {
                     try await client.execute(
-                        get("\(server.baseURL)/redirect?to=file:///etc/passwd"), timeout: .seconds(10), maxBodyBytes: 10_000
+                        get("\(server.baseURL)/redirect?to=file:///etc/passwd"),
+                        timeout: .seconds(10),
+                        maxBodyBytes: 10_000
                     )
                 }
                 #expect(error?.code == "egress_denied")
@@ -241,11 +288,19 @@ struct EgressHTTPClientTests {
     func redirectLimit() async throws {
         try await RedirectTestServer.with { server in
             try await withClient(allow: "127.0.0.1:\(server.port)") { client in
-                let five = try await client.execute(get("\(server.baseURL)/chain/5"), timeout: .seconds(10), maxBodyBytes: 10_000)
+                let five = try await client.execute(
+                    get("\(server.baseURL)/chain/5"),
+                    timeout: .seconds(10),
+                    maxBodyBytes: 10_000
+                )
                 #expect(five.status == .ok)
                 #expect(server.calls("/chain/0") == 1)
                 let error = await #expect(throws: Failure.self) {
-                    try await client.execute(get("\(server.baseURL)/chain/6"), timeout: .seconds(10), maxBodyBytes: 10_000)
+                    try await client.execute(
+                        get("\(server.baseURL)/chain/6"),
+                        timeout: .seconds(10),
+                        maxBodyBytes: 10_000
+                    )
                 }
                 #expect(error?.code == "too_many_redirects")
                 // The sixth redirect (from /chain/1) was refused: /chain/0 saw only the first chain.
@@ -260,14 +315,21 @@ struct EgressHTTPClientTests {
         try await RedirectTestServer.with { server in
             try await withClient(allow: "127.0.0.1:\(server.port)") { client in
                 let seeOther = try await client.execute(
-                    get("\(server.baseURL)/redirect?status=303&to=/echo", method: "POST", body: "hello", headers: [("Content-Type", "text/plain")]),
-                    timeout: .seconds(10), maxBodyBytes: 10_000
+                    get(
+                        "\(server.baseURL)/redirect?status=303&to=/echo",
+                        method: "POST",
+                        body: "hello",
+                        headers: [("Content-Type", "text/plain")]
+                    ),
+                    timeout: .seconds(10),
+                    maxBodyBytes: 10_000
                 )
                 #expect(try json(seeOther.body)["method"] == "GET")
                 #expect(try json(seeOther.body)["body"] == "")
                 let temporary = try await client.execute(
                     get("\(server.baseURL)/redirect?status=307&to=/echo", method: "POST", body: "hello"),
-                    timeout: .seconds(10), maxBodyBytes: 10_000
+                    timeout: .seconds(10),
+                    maxBodyBytes: 10_000
                 )
                 #expect(try json(temporary.body)["method"] == "POST")
                 #expect(try json(temporary.body)["body"] == "hello")
@@ -282,11 +344,15 @@ struct EgressHTTPClientTests {
                 try await withClient(allow: "127.0.0.1") { client in
                     let auth = [("Authorization", "Bearer secret")]
                     let same = try await client.execute(
-                        get("\(first.baseURL)/redirect?to=/echo", headers: auth), timeout: .seconds(10), maxBodyBytes: 10_000
+                        get("\(first.baseURL)/redirect?to=/echo", headers: auth),
+                        timeout: .seconds(10),
+                        maxBodyBytes: 10_000
                     )
                     #expect(try json(same.body)["authorization"] == "Bearer secret")
                     let other = try await client.execute(
-                        get("\(first.baseURL)/redirect?to=\(second.baseURL)/echo", headers: auth), timeout: .seconds(10), maxBodyBytes: 10_000
+                        get("\(first.baseURL)/redirect?to=\(second.baseURL)/echo", headers: auth),
+                        timeout: .seconds(10),
+                        maxBodyBytes: 10_000
                     )
                     #expect(other.status == .ok)
                     #expect(try json(other.body)["authorization"] == nil)
@@ -300,10 +366,18 @@ struct EgressHTTPClientTests {
     func bodyCap() async throws {
         try await RedirectTestServer.with { server in
             try await withClient(allow: "127.0.0.1:\(server.port)") { client in
-                let fits = try await client.execute(get("\(server.baseURL)/big/1000"), timeout: .seconds(10), maxBodyBytes: 1000)
+                let fits = try await client.execute(
+                    get("\(server.baseURL)/big/1000"),
+                    timeout: .seconds(10),
+                    maxBodyBytes: 1000
+                )
                 #expect(fits.body.readableBytes == 1000)
                 let error = await #expect(throws: Failure.self) {
-                    try await client.execute(get("\(server.baseURL)/big/200000"), timeout: .seconds(10), maxBodyBytes: 1000)
+                    try await client.execute(
+                        get("\(server.baseURL)/big/200000"),
+                        timeout: .seconds(10),
+                        maxBodyBytes: 1000
+                    )
                 }
                 #expect(error?.code == "response_too_large")
                 #expect(error?.retryable == false)
@@ -315,13 +389,19 @@ struct EgressHTTPClientTests {
     func streams() async throws {
         try await RedirectTestServer.with { server in
             try await withClient(allow: "127.0.0.1:\(server.port)") { client in
-                let response = try await client.stream(get("\(server.baseURL)/redirect?to=/big/300"), timeout: .seconds(10))
+                let response = try await client.stream(
+                    get("\(server.baseURL)/redirect?to=/big/300"),
+                    timeout: .seconds(10)
+                )
                 #expect(response.status == .ok)
                 var total = 0
                 for try await chunk in response.body { total += chunk.readableBytes }
                 #expect(total == 300)
                 let error = await #expect(throws: Failure.self) {
-                    try await client.stream(get("\(server.baseURL)/redirect?to=http://10.0.0.1/"), timeout: .seconds(10))
+                    try await client.stream(
+                        get("\(server.baseURL)/redirect?to=http://10.0.0.1/"),
+                        timeout: .seconds(10)
+                    )
                 }
                 #expect(error?.code == "egress_denied")
             }
@@ -333,7 +413,11 @@ struct EgressHTTPClientTests {
         try await TestHTTPServer.with { server in
             try await withClient(allow: "127.0.0.1") { client in
                 let slow = await #expect(throws: Failure.self) {
-                    try await client.execute(get("\(server.baseURL)/slow/3000", method: "POST"), timeout: .milliseconds(300), maxBodyBytes: 1000)
+                    try await client.execute(
+                        get("\(server.baseURL)/slow/3000", method: "POST"),
+                        timeout: .milliseconds(300),
+                        maxBodyBytes: 1000
+                    )
                 }
                 #expect(slow?.code == "timeout")
                 #expect(slow?.retryable == true)

@@ -95,7 +95,9 @@ func checkFixtureTools(_ connection: MCPConnection) async throws {
 
     let unknown = await #expect(throws: Failure.self) { try await connection.callTool(name: "nope", arguments: nil) }
     #expect(unknown?.code == "mcp_error")
-    let badArguments = await #expect(throws: Failure.self) { try await connection.callTool(name: "echo", arguments: [1, 2]) }
+    let badArguments = await #expect(throws: Failure.self) {
+        try await connection.callTool(name: "echo", arguments: [1, 2])
+    }
     #expect(badArguments?.code == "invalid_arguments")
 }
 
@@ -104,14 +106,21 @@ struct MCPStdioTests {
     @Test("lists and calls the fixture's tools, and close() ends the child")
     func basics() async throws {
         try await withEgress(allow: "") { http in
-            let connection = try await MCPConnection.connect(try MCPFixture.config(), http: http, logger: quietLogger, timeout: .seconds(20))
+            let connection = try await MCPConnection.connect(
+                try MCPFixture.config(),
+                http: http,
+                logger: quietLogger,
+                timeout: .seconds(20)
+            )
             #expect(connection.serverName == "caravan-mcp-fixture")
             let pid = try #require(connection.processIdentifier)
             #expect(processExists(pid))
             #if os(Linux)
             // The child must not inherit the blocked signals of the thread that started it, or SIGTERM would not stop it.
             let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
-            let blocked = status.split(separator: "\n").first { $0.hasPrefix("SigBlk:") }.flatMap { UInt64($0.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16) }
+            let blocked = status.split(separator: "\n").first { $0.hasPrefix("SigBlk:") }.flatMap {
+                UInt64($0.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16)
+            }
             #expect(blocked.map { $0 & (1 << (UInt64(SIGTERM) - 1)) } == 0)
             #endif
             try await checkFixtureTools(connection)
@@ -120,7 +129,9 @@ struct MCPStdioTests {
             await connection.close()
             #expect(await waitUntil { !processExists(pid) }, "the fixture should have exited")
             #expect(!connection.isAlive)
-            let after = await #expect(throws: Failure.self) { try await connection.callTool(name: "echo", arguments: ["text": "x"]) }
+            let after = await #expect(throws: Failure.self) {
+                try await connection.callTool(name: "echo", arguments: ["text": "x"])
+            }
             #expect(after?.code == "mcp_unavailable")
         }
     }
@@ -130,7 +141,9 @@ struct MCPStdioTests {
         try await withEgress(allow: "") { http in
             let missing = await #expect(throws: Failure.self) {
                 try await MCPConnection.connect(
-                    MCPServerConfig(name: "ghost", command: ["caravan-no-such-mcp-server", "--flag"]), http: http, logger: quietLogger,
+                    MCPServerConfig(name: "ghost", command: ["caravan-no-such-mcp-server", "--flag"]),
+                    http: http,
+                    logger: quietLogger,
                     timeout: .seconds(5)
                 )
             }
@@ -140,13 +153,21 @@ struct MCPStdioTests {
 
             let absolute = await #expect(throws: Failure.self) {
                 try await MCPConnection.connect(
-                    MCPServerConfig(name: "ghost", command: ["/nonexistent/bin/server"]), http: http, logger: quietLogger, timeout: .seconds(5)
+                    MCPServerConfig(name: "ghost", command: ["/nonexistent/bin/server"]),
+                    http: http,
+                    logger: quietLogger,
+                    timeout: .seconds(5)
                 )
             }
             #expect(absolute?.code == "mcp_unavailable")
 
             let invalid = await #expect(throws: Failure.self) {
-                try await MCPConnection.connect(MCPServerConfig(name: "none"), http: http, logger: quietLogger, timeout: .seconds(5))
+                try await MCPConnection.connect(
+                    MCPServerConfig(name: "none"),
+                    http: http,
+                    logger: quietLogger,
+                    timeout: .seconds(5)
+                )
             }
             #expect(invalid?.code == "invalid_config")
         }
@@ -158,7 +179,9 @@ struct MCPStdioTests {
             let start = ContinuousClock.now
             let exits = await #expect(throws: Failure.self) {
                 try await MCPConnection.connect(
-                    MCPServerConfig(name: "false", command: ["sh", "-c", "echo oops >&2; exit 7"]), http: http, logger: quietLogger,
+                    MCPServerConfig(name: "false", command: ["sh", "-c", "echo oops >&2; exit 7"]),
+                    http: http,
+                    logger: quietLogger,
                     timeout: .seconds(20)
                 )
             }
@@ -169,7 +192,10 @@ struct MCPStdioTests {
 
             let silent = await #expect(throws: Failure.self) {
                 try await MCPConnection.connect(
-                    MCPServerConfig(name: "silent", command: ["sleep", "30"]), http: http, logger: quietLogger, timeout: .milliseconds(500)
+                    MCPServerConfig(name: "silent", command: ["sleep", "30"]),
+                    http: http,
+                    logger: quietLogger,
+                    timeout: .milliseconds(500)
                 )
             }
             #expect(silent?.code == "mcp_unavailable")
@@ -181,11 +207,17 @@ struct MCPStdioTests {
         setenv("CARAVAN_MCP_TEST_PARENT_ONLY", "leaked", 1)
         try await withEgress(allow: "") { http in
             let connection = try await MCPConnection.connect(
-                try MCPFixture.config(env: ["FIXTURE_GREETING": "hi"]), http: http, logger: quietLogger, timeout: .seconds(20)
+                try MCPFixture.config(env: ["FIXTURE_GREETING": "hi"]),
+                http: http,
+                logger: quietLogger,
+                timeout: .seconds(20)
             )
             defer { Task { await connection.close() } }
             #expect(try await connection.callTool(name: "env", arguments: ["name": "FIXTURE_GREETING"]).text == "hi")
-            #expect(try await connection.callTool(name: "env", arguments: ["name": "CARAVAN_MCP_TEST_PARENT_ONLY"]).text == "")
+            #expect(
+                try await connection.callTool(name: "env", arguments: ["name": "CARAVAN_MCP_TEST_PARENT_ONLY"]).text
+                    == ""
+            )
             #expect(try await connection.callTool(name: "env", arguments: ["name": "PATH"]).text.isEmpty == false)
             await connection.close()
         }
@@ -194,7 +226,12 @@ struct MCPStdioTests {
     @Test("a slow call times out, the server is told, and the connection stays usable")
     func timeout() async throws {
         try await withEgress(allow: "") { http in
-            let connection = try await MCPConnection.connect(try MCPFixture.config(), http: http, logger: quietLogger, timeout: .seconds(20))
+            let connection = try await MCPConnection.connect(
+                try MCPFixture.config(),
+                http: http,
+                logger: quietLogger,
+                timeout: .seconds(20)
+            )
             let start = ContinuousClock.now
             let slow = await #expect(throws: Failure.self) {
                 try await connection.callTool(name: "slow", arguments: ["ms": 10_000], timeout: .milliseconds(300))
@@ -211,9 +248,16 @@ struct MCPStdioTests {
     @Test("a server that dies fails the pending call at once")
     func crash() async throws {
         try await withEgress(allow: "") { http in
-            let connection = try await MCPConnection.connect(try MCPFixture.config(), http: http, logger: quietLogger, timeout: .seconds(30))
+            let connection = try await MCPConnection.connect(
+                try MCPFixture.config(),
+                http: http,
+                logger: quietLogger,
+                timeout: .seconds(30)
+            )
             let start = ContinuousClock.now
-            let crashed = await #expect(throws: Failure.self) { try await connection.callTool(name: "crash", arguments: [:]) }
+            let crashed = await #expect(throws: Failure.self) {
+                try await connection.callTool(name: "crash", arguments: [:])
+            }
             #expect(crashed?.code == "mcp_unavailable")
             #expect(ContinuousClock.now - start < .seconds(10))
             #expect(await waitUntil { !connection.isAlive })
@@ -227,11 +271,20 @@ struct MCPStdioTests {
             let log = directory + "/calls.jsonl"
             try await withEgress(allow: "") { http in
                 let connection = try await MCPConnection.connect(
-                    try MCPFixture.config(env: ["CARAVAN_MCP_FIXTURE_LOG": log]), http: http, logger: quietLogger, timeout: .seconds(20)
+                    try MCPFixture.config(env: ["CARAVAN_MCP_FIXTURE_LOG": log]),
+                    http: http,
+                    logger: quietLogger,
+                    timeout: .seconds(20)
                 )
                 let answers = try await withThrowingTaskGroup(of: (Int, String).self) { group in
                     for index in 0..<20 {
-                        group.addTask { (index, try await connection.callTool(name: "echo", arguments: ["text": .string("n\(index)")]).text) }
+                        group.addTask {
+                            (
+                                index,
+                                try await connection.callTool(name: "echo", arguments: ["text": .string("n\(index)")])
+                                    .text
+                            )
+                        }
                     }
                     return try await group.reduce(into: [Int: String]()) { $0[$1.0] = $1.1 }
                 }
@@ -247,12 +300,20 @@ struct MCPStdioTests {
 
 @Suite("MCP over HTTP")
 struct MCPHTTPTests {
-    @Test("lists and calls tools with sessions and event-stream answers; close() deletes the session", arguments: [true, false])
+    @Test(
+        "lists and calls tools with sessions and event-stream answers; close() deletes the session",
+        arguments: [true, false]
+    )
     func basics(sessions: Bool) async throws {
         try await FakeMCPHTTPServer.with(mode: sessions ? .sessions : .stateless) { server in
             try await withEgress(allow: "127.0.0.1:\(server.port)") { http in
                 let config = MCPServerConfig(name: "fake", url: server.url, headers: ["X-Api-Key": "k-123"])
-                let connection = try await MCPConnection.connect(config, http: http, logger: quietLogger, timeout: .seconds(20))
+                let connection = try await MCPConnection.connect(
+                    config,
+                    http: http,
+                    logger: quietLogger,
+                    timeout: .seconds(20)
+                )
                 #expect(connection.serverName == "caravan-fake-mcp")
                 #expect(connection.processIdentifier == nil)
                 try await checkFixtureTools(connection)
@@ -277,7 +338,10 @@ struct MCPHTTPTests {
             try await withEgress(allow: "") { http in
                 let denied = await #expect(throws: Failure.self) {
                     try await MCPConnection.connect(
-                        MCPServerConfig(name: "fake", url: server.url), http: http, logger: quietLogger, timeout: .seconds(5)
+                        MCPServerConfig(name: "fake", url: server.url),
+                        http: http,
+                        logger: quietLogger,
+                        timeout: .seconds(5)
                     )
                 }
                 #expect(denied?.code == "egress_denied")
@@ -286,7 +350,10 @@ struct MCPHTTPTests {
             try await withEgress(allow: "127.0.0.1:1") { http in
                 let otherPort = await #expect(throws: Failure.self) {
                     try await MCPConnection.connect(
-                        MCPServerConfig(name: "fake", url: server.url), http: http, logger: quietLogger, timeout: .seconds(5)
+                        MCPServerConfig(name: "fake", url: server.url),
+                        http: http,
+                        logger: quietLogger,
+                        timeout: .seconds(5)
                     )
                 }
                 #expect(otherPort?.code == "egress_denied")
@@ -294,7 +361,9 @@ struct MCPHTTPTests {
             try await withEgress(allow: "") { http in
                 let metadata = await #expect(throws: Failure.self) {
                     try await MCPConnection.connect(
-                        MCPServerConfig(name: "metadata", url: "http://169.254.169.254/mcp"), http: http, logger: quietLogger,
+                        MCPServerConfig(name: "metadata", url: "http://169.254.169.254/mcp"),
+                        http: http,
+                        logger: quietLogger,
                         timeout: .seconds(5)
                     )
                 }
@@ -308,7 +377,10 @@ struct MCPHTTPTests {
         try await FakeMCPHTTPServer.with { server in
             try await withEgress(allow: "127.0.0.1:\(server.port)") { http in
                 let connection = try await MCPConnection.connect(
-                    MCPServerConfig(name: "fake", url: server.url), http: http, logger: quietLogger, timeout: .seconds(20)
+                    MCPServerConfig(name: "fake", url: server.url),
+                    http: http,
+                    logger: quietLogger,
+                    timeout: .seconds(20)
                 )
                 let slow = await #expect(throws: Failure.self) {
                     try await connection.callTool(name: "slow", arguments: ["ms": 10_000], timeout: .milliseconds(300))
@@ -333,7 +405,12 @@ struct MCPConnectionCacheTests {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     for index in 0..<5 {
                         group.addTask {
-                            let output = try await cache.callTool(orgID: "org_a", config: config, name: "echo", arguments: ["text": .string("\(index)")])
+                            let output = try await cache.callTool(
+                                orgID: "org_a",
+                                config: config,
+                                name: "echo",
+                                arguments: ["text": .string("\(index)")]
+                            )
                             #expect(output.text == "\(index)")
                         }
                     }
@@ -352,7 +429,10 @@ struct MCPConnectionCacheTests {
                     try await cache.callTool(orgID: "org_a", config: config, name: "echo", arguments: ["text": "x"])
                 }
                 #expect(lost?.code == "mcp_unavailable")
-                #expect(try await cache.callTool(orgID: "org_a", config: config, name: "echo", arguments: ["text": "again"]).text == "again")
+                #expect(
+                    try await cache.callTool(orgID: "org_a", config: config, name: "echo", arguments: ["text": "again"])
+                        .text == "again"
+                )
                 #expect(server.sessionsOpened == 3)
 
                 await cache.shutdown()
@@ -368,7 +448,9 @@ struct MCPConnectionCacheTests {
 
     @Test("runs only the commands the operator allowed, exactly, and never an API user's")
     func commandPolicy() async throws {
-        let marker = FileManager.default.temporaryDirectory.appendingPathComponent("caravan-mcp-\(UInt64.random(in: 0...UInt64.max))").path
+        let marker = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "caravan-mcp-\(UInt64.random(in: 0...UInt64.max))"
+        ).path
         let policy = try MCPCommandPolicy(parsing: "mcp-server-files /srv/docs, /opt/weather --units metric ,")
         #expect(policy.permits(["mcp-server-files", "/srv/docs"]))
         #expect(policy.permits(["/opt/weather", "--units", "metric"]))
@@ -380,13 +462,19 @@ struct MCPConnectionCacheTests {
             for policy in [MCPCommandPolicy.none, MCPCommandPolicy(allowed: [fixture.command ?? []])] {
                 let cache = MCPConnectionCache(http: http, logger: quietLogger, commands: policy, timeout: .seconds(20))
                 let refused = await #expect(throws: Failure.self) {
-                    try await cache.connection(orgID: "org_a", config: MCPServerConfig(name: "pw", command: ["/bin/sh", "-c", "touch \(marker)"]))
+                    try await cache.connection(
+                        orgID: "org_a",
+                        config: MCPServerConfig(name: "pw", command: ["/bin/sh", "-c", "touch \(marker)"])
+                    )
                 }
                 #expect(refused?.code == "mcp_command_not_allowed")
                 #expect(refused?.message.contains(marker) == false)
                 // The fixture with an extra argument is another command.
                 let extended = await #expect(throws: Failure.self) {
-                    try await cache.connection(orgID: "org_a", config: MCPServerConfig(name: "fx", command: (fixture.command ?? []) + ["--x"]))
+                    try await cache.connection(
+                        orgID: "org_a",
+                        config: MCPServerConfig(name: "fx", command: (fixture.command ?? []) + ["--x"])
+                    )
                 }
                 #expect(extended?.code == "mcp_command_not_allowed")
                 await cache.shutdown()
@@ -395,12 +483,17 @@ struct MCPConnectionCacheTests {
             // A variable that changes what the program loads is refused before anything starts.
             let preload = await #expect(throws: Failure.self) {
                 try await MCPConnection.connect(
-                    try MCPFixture.config(env: ["LD_PRELOAD": "/tmp/evil.so"]), http: http, logger: quietLogger, timeout: .seconds(5)
+                    try MCPFixture.config(env: ["LD_PRELOAD": "/tmp/evil.so"]),
+                    http: http,
+                    logger: quietLogger,
+                    timeout: .seconds(5)
                 )
             }
             #expect(preload?.code == "invalid_config")
             #expect(MCPServerConfig.mayPassToChild("GITHUB_TOKEN"))
-            for name in ["LD_PRELOAD", "ld_library_path", "PATH", "NODE_OPTIONS", "PYTHONPATH", "BASH_FUNC_x%%", "A=B", ""] {
+            for name in [
+                "LD_PRELOAD", "ld_library_path", "PATH", "NODE_OPTIONS", "PYTHONPATH", "BASH_FUNC_x%%", "A=B", "",
+            ] {
                 #expect(!MCPServerConfig.mayPassToChild(name), "\(name)")
             }
         }
@@ -411,7 +504,10 @@ struct MCPConnectionCacheTests {
         try await withEgress(allow: "") { http in
             let config = try MCPFixture.config()
             let cache = MCPConnectionCache(
-                http: http, logger: quietLogger, commands: MCPCommandPolicy(allowed: [config.command ?? []]), timeout: .seconds(20)
+                http: http,
+                logger: quietLogger,
+                commands: MCPCommandPolicy(allowed: [config.command ?? []]),
+                timeout: .seconds(20)
             )
             let first = try await cache.connection(orgID: "org_a", config: config)
             let again = try await cache.connection(orgID: "org_a", config: config)
@@ -419,7 +515,10 @@ struct MCPConnectionCacheTests {
             let firstPID = try #require(first.processIdentifier)
             _ = try? await cache.callTool(orgID: "org_a", config: config, name: "crash", arguments: [:])
             #expect(await waitUntil { !first.isAlive })
-            #expect(try await cache.callTool(orgID: "org_a", config: config, name: "add", arguments: ["a": 1, "b": 1]).text == "2")
+            #expect(
+                try await cache.callTool(orgID: "org_a", config: config, name: "add", arguments: ["a": 1, "b": 1]).text
+                    == "2"
+            )
             let second = try await cache.connection(orgID: "org_a", config: config)
             let secondPID = try #require(second.processIdentifier)
             #expect(secondPID != firstPID)

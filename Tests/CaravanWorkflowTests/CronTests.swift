@@ -36,17 +36,29 @@ struct CronTests {
     @Test("Time zones and daylight saving")
     func timeZones() throws {
         // 09:00 in Berlin is 08:00 UTC in winter and 07:00 UTC in summer.
-        #expect(try next("0 9 * * *", after: "2026-01-10T00:00:00Z", zone: "Europe/Berlin") == "2026-01-10T08:00:00.000Z")
-        #expect(try next("0 9 * * *", after: "2026-07-10T00:00:00Z", zone: "Europe/Berlin") == "2026-07-10T07:00:00.000Z")
+        #expect(
+            try next("0 9 * * *", after: "2026-01-10T00:00:00Z", zone: "Europe/Berlin") == "2026-01-10T08:00:00.000Z"
+        )
+        #expect(
+            try next("0 9 * * *", after: "2026-07-10T00:00:00Z", zone: "Europe/Berlin") == "2026-07-10T07:00:00.000Z"
+        )
         // 02:30 does not exist on 2026-03-08 in New York (spring forward): that day is skipped.
-        #expect(try next("30 2 * * *", after: "2026-03-08T00:00:00Z", zone: "America/New_York") == "2026-03-09T06:30:00.000Z")
+        #expect(
+            try next("30 2 * * *", after: "2026-03-08T00:00:00Z", zone: "America/New_York")
+                == "2026-03-09T06:30:00.000Z"
+        )
         // 01:30 happens twice on 2026-11-01 in New York (fall back): it fires once, at the first.
         let first = try next("30 1 * * *", after: "2026-11-01T04:00:00Z", zone: "America/New_York")
         #expect(first == "2026-11-01T05:30:00.000Z")
         #expect(try next("30 1 * * *", after: first!, zone: "America/New_York") == "2026-11-02T06:30:00.000Z")
     }
 
-    @Test("Malformed expressions are refused", arguments: ["* * * *", "60 * * * *", "* 24 * * *", "* * 0 * *", "* * * 13 *", "*/0 * * * *", "5-1 * * * *", "x * * * *"])
+    @Test(
+        "Malformed expressions are refused",
+        arguments: [
+            "* * * *", "60 * * * *", "* 24 * * *", "* * 0 * *", "* * * 13 *", "*/0 * * * *", "5-1 * * * *", "x * * * *",
+        ]
+    )
     func refused(cron: String) {
         #expect(throws: CaravanError.self) { try CronExpression(parsing: cron) }
     }

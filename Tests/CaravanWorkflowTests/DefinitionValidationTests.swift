@@ -21,7 +21,8 @@ private func pointers(_ yaml: String) -> [String] {
 struct DefinitionValidationTests {
     @Test("The contract's example validates")
     func contractExample() throws {
-        let definition = try parse("""
+        let definition = try parse(
+            """
             name: welcome
             description: Greets a new customer
             input: {type: object, required: [email], properties: {email: {type: string}}}
@@ -51,7 +52,8 @@ struct DefinitionValidationTests {
                 needs: [pause]
                 workflow: {name: notify, input: {text: "{{ steps.greet.output }}"}}
             output: "{{ steps.greet.output }}"
-            """)
+            """
+        )
         #expect(definition.name == "welcome")
         #expect(definition.steps.map(\.kind) == ["http", "template", "approval", "sleep", "template", "workflow"])
         #expect(definition.concurrency == 10)
@@ -63,7 +65,11 @@ struct DefinitionValidationTests {
     @Test("YAML and JSON give the same normalised source, whatever the key order")
     func canonicalSource() throws {
         let yaml = try parse("name: w\nsteps:\n  - {id: a, template: x}\n")
-        let json = try DefinitionParser.parse(Array(#"{"steps":[{"template":"x","id":"a"}],"name":"w"}"#.utf8), format: .json, nameFromPath: "w")
+        let json = try DefinitionParser.parse(
+            Array(#"{"steps":[{"template":"x","id":"a"}],"name":"w"}"#.utf8),
+            format: .json,
+            nameFromPath: "w"
+        )
         #expect(yaml.source.canonicalText == json.source.canonicalText)
     }
 
@@ -82,7 +88,10 @@ struct DefinitionValidationTests {
             ("steps:\n  - {id: a, template: x, timeout: 5 minutes}", "/steps/0/timeout"),
             ("steps:\n  - {id: a, template: x, retry: {max_attempts: 0}}", "/steps/0/retry/max_attempts"),
             ("schedule: {cron: \"61 * * * *\"}\nsteps:\n  - {id: a, template: x}", "/schedule/cron"),
-            ("schedule: {cron: \"* * * * *\", timezone: Mars/Olympus}\nsteps:\n  - {id: a, template: x}", "/schedule/timezone"),
+            (
+                "schedule: {cron: \"* * * * *\", timezone: Mars/Olympus}\nsteps:\n  - {id: a, template: x}",
+                "/schedule/timezone"
+            ),
             ("steps:\n  - {id: a, template: x, when: \"steps.a.output ==\"}", "/steps/0/when"),
             ("steps:\n  - {id: a, template: \"{{ steps.b.output }}\"}\n  - {id: b, template: y}", "/steps/0/template"),
             ("steps:\n  - {id: a, template: \"{{ item }}\"}", "/steps/0/template"),
@@ -112,7 +121,10 @@ struct DefinitionValidationTests {
     func hostileYAML() {
         #expect(throws: CaravanError.self) { try parse("steps: [unclosed", name: "w") }
         var bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
-        for level in 1...8 { bomb += "\(Character(UnicodeScalar(97 + level)!)): &\(Character(UnicodeScalar(97 + level)!)) [*\(Character(UnicodeScalar(96 + level)!)), *\(Character(UnicodeScalar(96 + level)!)), *\(Character(UnicodeScalar(96 + level)!)), *\(Character(UnicodeScalar(96 + level)!)), *\(Character(UnicodeScalar(96 + level)!)), *\(Character(UnicodeScalar(96 + level)!)), *\(Character(UnicodeScalar(96 + level)!)), *\(Character(UnicodeScalar(96 + level)!)), *\(Character(UnicodeScalar(96 + level)!)), *\(Character(UnicodeScalar(96 + level)!))]\n" }
+        for level in 1...8 {
+            bomb +=
+                "\(Character(UnicodeScalar(97 + level)!)): &\(Character(UnicodeScalar(97 + level)!)) [*\(Character(UnicodeScalar(96 + level)!)), *\(Character(UnicodeScalar(96 + level)!)), *\(Character(UnicodeScalar(96 + level)!)), *\(Character(UnicodeScalar(96 + level)!)), *\(Character(UnicodeScalar(96 + level)!)), *\(Character(UnicodeScalar(96 + level)!)), *\(Character(UnicodeScalar(96 + level)!)), *\(Character(UnicodeScalar(96 + level)!)), *\(Character(UnicodeScalar(96 + level)!)), *\(Character(UnicodeScalar(96 + level)!))]\n"
+        }
         #expect(throws: CaravanError.self) { try parse(bomb + "steps: [{id: a, template: x}]", name: "w") }
     }
 }

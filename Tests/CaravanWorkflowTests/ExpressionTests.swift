@@ -10,28 +10,28 @@ private let scope: JSONValue = [
 @Suite("The expression language")
 struct ExpressionTests {
     static let cases: [(String, JSONValue)] = [
-            ("steps.lookup.output.status == 200", JSONValue.bool(true)),
-            ("steps.lookup.output.status != 200", false),
-            ("input.n > 2 && input.n <= 3", true),
-            ("input.n < 2 || input.name == 'ada'", true),
-            ("!(input.n == 3)", false),
-            ("!input.empty", true),
-            ("len(input.tags) == 2", true),
-            ("len(input.name)", 3),
-            ("contains(input.tags, \"y\")", true),
-            ("contains(input.name, 'd')", true),
-            ("contains(input.nested, 'k')", true),
-            ("input.tags[1]", "y"),
-            ("input.tags[-1]", "y"),
-            ("input[\"name\"]", "ada"),
-            ("input.nested.k.deep", true),
-            ("input.missing.deeper", JSONValue.null),
-            ("input.missing == null", true),
-            ("'b' > 'a'", true),
-            ("input.n > 'a'", false),
-            ("1.5 < 2", true),
-            ("[1, 2]", [1, 2]),
-            ("input.n == 3.0", true),
+        ("steps.lookup.output.status == 200", JSONValue.bool(true)),
+        ("steps.lookup.output.status != 200", false),
+        ("input.n > 2 && input.n <= 3", true),
+        ("input.n < 2 || input.name == 'ada'", true),
+        ("!(input.n == 3)", false),
+        ("!input.empty", true),
+        ("len(input.tags) == 2", true),
+        ("len(input.name)", 3),
+        ("contains(input.tags, \"y\")", true),
+        ("contains(input.name, 'd')", true),
+        ("contains(input.nested, 'k')", true),
+        ("input.tags[1]", "y"),
+        ("input.tags[-1]", "y"),
+        ("input[\"name\"]", "ada"),
+        ("input.nested.k.deep", true),
+        ("input.missing.deeper", JSONValue.null),
+        ("input.missing == null", true),
+        ("'b' > 'a'", true),
+        ("input.n > 'a'", false),
+        ("1.5 < 2", true),
+        ("[1, 2]", [1, 2]),
+        ("input.n == 3.0", true),
     ]
 
     @Test("Evaluates", arguments: cases)
@@ -39,21 +39,29 @@ struct ExpressionTests {
         #expect(try Expression(parsing: text).evaluate(in: scope) == expected)
     }
 
-    @Test("Truthiness", arguments: [
-        (JSONValue.null, false), (JSONValue.int(0), false), (JSONValue.string(""), false), (JSONValue.array([]), false),
-        (JSONValue.object([:]), false), (JSONValue.bool(false), false), (JSONValue.int(1), true), (JSONValue.string("x"), true),
-        (JSONValue.array([0]), true),
-    ])
+    @Test(
+        "Truthiness",
+        arguments: [
+            (JSONValue.null, false), (JSONValue.int(0), false), (JSONValue.string(""), false),
+            (JSONValue.array([]), false),
+            (JSONValue.object([:]), false), (JSONValue.bool(false), false), (JSONValue.int(1), true),
+            (JSONValue.string("x"), true),
+            (JSONValue.array([0]), true),
+        ]
+    )
     func truthiness(value: JSONValue, truthy: Bool) {
         #expect(value.isTruthy == truthy)
     }
 
-    @Test("Malformed and hostile expressions are refused", arguments: [
-        "input.n ==", "(input.n", "len()", "exec('rm -rf /')", "input.n === 3", "'unterminated",
-        String(repeating: "(", count: 200) + "1" + String(repeating: ")", count: 200),
-        String(repeating: "!", count: 500) + "true",
-        String(repeating: "a", count: 2_000),
-    ])
+    @Test(
+        "Malformed and hostile expressions are refused",
+        arguments: [
+            "input.n ==", "(input.n", "len()", "exec('rm -rf /')", "input.n === 3", "'unterminated",
+            String(repeating: "(", count: 200) + "1" + String(repeating: ")", count: 200),
+            String(repeating: "!", count: 500) + "true",
+            String(repeating: "a", count: 2_000),
+        ]
+    )
     func refused(text: String) {
         #expect(throws: CaravanError.self) { try Expression(parsing: text) }
     }
@@ -71,13 +79,24 @@ struct TemplateTests {
     func rendering() throws {
         #expect(try Template.render("{{ input.n }}", scope: scope) == 3)
         #expect(try Template.render("{{input.tags}}", scope: scope) == ["x", "y"])
-        #expect(try Template.render("n={{ input.n }} tags={{ input.tags }} none={{ input.missing }}", scope: scope) == #"n=3 tags=["x","y"] none="#)
-        #expect(try Template.render(["a": ["{{ input.name }}", 1], "b": "plain"], scope: scope) == ["a": ["ada", 1], "b": "plain"])
+        #expect(
+            try Template.render("n={{ input.n }} tags={{ input.tags }} none={{ input.missing }}", scope: scope)
+                == #"n=3 tags=["x","y"] none="#
+        )
+        #expect(
+            try Template.render(["a": ["{{ input.name }}", 1], "b": "plain"], scope: scope) == [
+                "a": ["ada", 1], "b": "plain",
+            ]
+        )
     }
 
     @Test("Secrets referenced are listed")
     func secrets() throws {
-        #expect(try Template.referencedSecrets(in: ["h": "Bearer {{ secrets.crm }}", "x": "{{ secrets.other }}"]) == ["crm", "other"])
+        #expect(
+            try Template.referencedSecrets(in: ["h": "Bearer {{ secrets.crm }}", "x": "{{ secrets.other }}"]) == [
+                "crm", "other",
+            ]
+        )
     }
 }
 

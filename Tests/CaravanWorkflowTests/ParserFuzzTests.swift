@@ -75,7 +75,8 @@ struct ParserFuzzTests {
     ]
 
     static let cronTokens: [String] = [
-        "*", "/", ",", "-", " ", "0", "1", "5", "7", "12", "23", "31", "59", "60", "99", "-1", "jan", "DEC", "mon", "sun",
+        "*", "/", ",", "-", " ", "0", "1", "5", "7", "12", "23", "31", "59", "60", "99", "-1", "jan", "DEC", "mon",
+        "sun",
         "sat", "foo", "@daily", "@hourly", "@yearly", "@weekly", "@reboot", "\t", "9223372036854775807", "+3", "?", "L",
     ]
 
@@ -91,11 +92,17 @@ struct ParserFuzzTests {
 
     @Test("Workflow definitions in JSON: parsed or refused, and a parsed one re-parses from its stored source")
     func definitionsJSON() async {
-        var fuzzer = Fuzzer(name: "definitions-json", seeds: Self.definitionSeeds, tokens: [
-            "{", "}", "[", "]", ",", ":", "\"", "\"id\"", "\"needs\"", "\"steps\"", "\"when\"", "\"template\"", "\"sleep\"",
-            "\"approval\"", "\"workflow\"", "\"http\"", "\"retry\"", "\"max_attempts\"", "{{", "}}", "null", "1e999", "-0",
-            "\"\\ud800\"", "\"\\u0000\"", "true",
-        ])
+        var fuzzer = Fuzzer(
+            name: "definitions-json",
+            seeds: Self.definitionSeeds,
+            tokens: [
+                "{", "}", "[", "]", ",", ":", "\"", "\"id\"", "\"needs\"", "\"steps\"", "\"when\"", "\"template\"",
+                "\"sleep\"",
+                "\"approval\"", "\"workflow\"", "\"http\"", "\"retry\"", "\"max_attempts\"", "{{", "}}", "null",
+                "1e999", "-0",
+                "\"\\ud800\"", "\"\\u0000\"", "true",
+            ]
+        )
         await fuzzer.run { fuzzer, bytes in
             do throws(CaravanError) {
                 let definition = try DefinitionParser.parse(bytes, format: .json, nameFromPath: "w")
@@ -108,11 +115,17 @@ struct ParserFuzzTests {
 
     @Test("Workflow definitions in YAML: parsed or refused, and a parsed one re-parses from its stored source")
     func definitionsYAML() async {
-        var fuzzer = Fuzzer(name: "definitions-yaml", seeds: Self.yamlSeeds + Self.definitionSeeds, tokens: [
-            "\n", "  ", "- ", ": ", "{", "}", "[", "]", ",", "&a ", "*a", "!!binary ", "!!int ", "!!float ", "? ", "|", ">",
-            "---\n", "...\n", "%TAG ! tag:x:\n", "#", "'", "\"", "~", ".inf", "-.nan", "0x1F", "0o17", "1_000", "<<: ",
-            "id: a", "steps:", "needs: [", "template: ", "\t", "\u{FEFF}", "\\x00",
-        ])
+        var fuzzer = Fuzzer(
+            name: "definitions-yaml",
+            seeds: Self.yamlSeeds + Self.definitionSeeds,
+            tokens: [
+                "\n", "  ", "- ", ": ", "{", "}", "[", "]", ",", "&a ", "*a", "!!binary ", "!!int ", "!!float ", "? ",
+                "|", ">",
+                "---\n", "...\n", "%TAG ! tag:x:\n", "#", "'", "\"", "~", ".inf", "-.nan", "0x1F", "0o17", "1_000",
+                "<<: ",
+                "id: a", "steps:", "needs: [", "template: ", "\t", "\u{FEFF}", "\\x00",
+            ]
+        )
         await fuzzer.run { fuzzer, bytes in
             do throws(CaravanError) {
                 let definition = try DefinitionParser.parse(bytes, format: .yaml, nameFromPath: "w")
@@ -130,7 +143,9 @@ struct ParserFuzzTests {
             let text = String(decoding: bytes, as: UTF8.self)
             do throws(CaravanError) {
                 let expression = try Expression(parsing: text)
-                if text.count > Expression.maxLength { fuzzer.fail("an expression over the length limit parsed", input: bytes) }
+                if text.count > Expression.maxLength {
+                    fuzzer.fail("an expression over the length limit parsed", input: bytes)
+                }
                 _ = expression.evaluate(in: Self.scope)
                 _ = expression.evaluate(in: .null)
                 _ = expression.referencedPaths
@@ -142,10 +157,16 @@ struct ParserFuzzTests {
 
     @Test("Templates: parsed or refused; a parsed one renders within its limit, and URLs keep their structure")
     func templates() async {
-        var fuzzer = Fuzzer(name: "templates", seeds: [
-            "https://example.com/a/{{ input.x }}?q={{ input.x }}#{{ input.n }}", "{{ input.obj }}", "x{{{ input.x }}}y",
-            "{{ input.list[1] }} and {{ steps.a.output.big }}", "{{ item }}", "{{ input.host }}", "{{input.x}}{{input.x}}",
-        ], tokens: Self.templateTokens)
+        var fuzzer = Fuzzer(
+            name: "templates",
+            seeds: [
+                "https://example.com/a/{{ input.x }}?q={{ input.x }}#{{ input.n }}", "{{ input.obj }}",
+                "x{{{ input.x }}}y",
+                "{{ input.list[1] }} and {{ steps.a.output.big }}", "{{ item }}", "{{ input.host }}",
+                "{{input.x}}{{input.x}}",
+            ],
+            tokens: Self.templateTokens
+        )
         await fuzzer.run { fuzzer, bytes in
             let text = String(decoding: bytes, as: UTF8.self)
             do throws(CaravanError) {
@@ -156,9 +177,17 @@ struct ParserFuzzTests {
             }
             let limit = Int(bytes.count % 7) * 100
             do throws(CaravanError) {
-                let rendered = try Template.render(.object(["t": .string(text), "u": .string(text)]), scope: Self.scope, limit: limit, urlFields: ["u"])
+                let rendered = try Template.render(
+                    .object(["t": .string(text), "u": .string(text)]),
+                    scope: Self.scope,
+                    limit: limit,
+                    urlFields: ["u"]
+                )
                 if rendered.canonicalText.utf8.count > 2 * limit + 64 {
-                    fuzzer.fail("a render passed its limit of \(limit): \(rendered.canonicalText.utf8.count) bytes", input: bytes)
+                    fuzzer.fail(
+                        "a render passed its limit of \(limit): \(rendered.canonicalText.utf8.count) bytes",
+                        input: bytes
+                    )
                 }
             } catch {
                 fuzzer.expectCode(error, in: [.validationFailed, .outputTooLarge], input: bytes)
@@ -174,7 +203,11 @@ struct ParserFuzzTests {
 
     @Test("URL templates: no interpolated value changes the URL's structure")
     func urlStructure() async {
-        var fuzzer = Fuzzer(name: "url-values", seeds: ["a", "../", "x?y=1&z#f", "%2F", "é /", ".", ".."], tokens: Self.templateTokens)
+        var fuzzer = Fuzzer(
+            name: "url-values",
+            seeds: ["a", "../", "x?y=1&z#f", "%2F", "é /", ".", ".."],
+            tokens: Self.templateTokens
+        )
         await fuzzer.run { fuzzer, bytes in
             let value = String(decoding: bytes, as: UTF8.self)
             let scope: JSONValue = ["input": ["v": .string(value)]]
@@ -183,14 +216,18 @@ struct ParserFuzzTests {
                 return fuzzer.fail("a URL template with a path, query and fragment value was refused", input: bytes)
             }
             let prefix = "https://example.com/a/"
-            guard url.hasPrefix(prefix) else { return fuzzer.fail("the value changed the URL's base: \(url)", input: bytes) }
+            guard url.hasPrefix(prefix) else {
+                return fuzzer.fail("the value changed the URL's base: \(url)", input: bytes)
+            }
             let rest = url.dropFirst(prefix.count)
             let beforeQuery = rest.prefix { $0 != "?" }
             let segments = beforeQuery.split(separator: "/", omittingEmptySubsequences: false)
             if segments.count != 2 || segments[1] != "b" || segments[0] == "." || segments[0] == ".." {
                 fuzzer.fail("the value changed the URL's path: \(url)", input: bytes)
             }
-            if url.filter({ $0 == "#" }).count != 1 { fuzzer.fail("the value changed the URL's fragment: \(url)", input: bytes) }
+            if url.filter({ $0 == "#" }).count != 1 {
+                fuzzer.fail("the value changed the URL's fragment: \(url)", input: bytes)
+            }
             let query = url.split(separator: "?", maxSplits: 1).last?.prefix { $0 != "#" } ?? ""
             if query.split(separator: "&").count != 2 || !query.hasSuffix("&r=1") {
                 fuzzer.fail("the value changed the URL's query: \(url)", input: bytes)
@@ -206,12 +243,21 @@ struct ParserFuzzTests {
 
     @Test("Cron expressions: parsed or refused; a parsed one gives a later time, or none")
     func cron() async {
-        var fuzzer = Fuzzer(name: "cron", seeds: [
-            "*/5 * * * *", "0 0 31 2 *", "0 9-17 * * mon-fri", "@daily", "15,45 */2 1-15/3 jan-jun 0,7", "59 23 29 2 *",
-            "0 0 * * 7/2",
-        ], tokens: Self.cronTokens, maxCases: 3_000)
-        let zones = [TimeZone(identifier: "UTC"), TimeZone(identifier: "Europe/Paris"), TimeZone(identifier: "Australia/Lord_Howe")]
-            .compactMap { $0 }
+        var fuzzer = Fuzzer(
+            name: "cron",
+            seeds: [
+                "*/5 * * * *", "0 0 31 2 *", "0 9-17 * * mon-fri", "@daily", "15,45 */2 1-15/3 jan-jun 0,7",
+                "59 23 29 2 *",
+                "0 0 * * 7/2",
+            ],
+            tokens: Self.cronTokens,
+            maxCases: 3_000
+        )
+        let zones = [
+            TimeZone(identifier: "UTC"), TimeZone(identifier: "Europe/Paris"),
+            TimeZone(identifier: "Australia/Lord_Howe"),
+        ]
+        .compactMap { $0 }
         await fuzzer.run { fuzzer, bytes in
             let text = String(decoding: bytes, as: UTF8.self)
             do throws(CaravanError) {
@@ -219,7 +265,9 @@ struct ParserFuzzTests {
                 let after = Date(timeIntervalSince1970: TimeInterval(1_700_000_000 + Int(bytes.count) * 86_311))
                 if let next = cron.next(after: after, in: zones[bytes.count % zones.count]) {
                     if next <= after { fuzzer.fail("next(after:) went back: \(next) after \(after)", input: bytes) }
-                    if Int(next.timeIntervalSince1970) % 60 != 0 { fuzzer.fail("next(after:) is not on a minute: \(next)", input: bytes) }
+                    if Int(next.timeIntervalSince1970) % 60 != 0 {
+                        fuzzer.fail("next(after:) is not on a minute: \(next)", input: bytes)
+                    }
                 }
             } catch {
                 fuzzer.expectCode(error, in: [.validationFailed], input: bytes)
@@ -229,9 +277,12 @@ struct ParserFuzzTests {
 
     // MARK: Regressions found by fuzzing
 
-    @Test("Expressions nested up to the length limit are refused or parsed, not a crash", arguments: [
-        ("[", "]"), ("(", ")"), ("!", ""), ("len(", ")"), ("[[1,", "]]"), ("!(", ")"), ("contains(1,", ")"),
-    ])
+    @Test(
+        "Expressions nested up to the length limit are refused or parsed, not a crash",
+        arguments: [
+            ("[", "]"), ("(", ")"), ("!", ""), ("len(", ")"), ("[[1,", "]]"), ("!(", ")"), ("contains(1,", ")"),
+        ]
+    )
     func deepExpressions(open: String, close: String) {
         for count in [10, 100, (Expression.maxLength - 1) / (open.count + close.count)] {
             let text = String(repeating: open, count: count) + "1" + String(repeating: close, count: count)
@@ -243,10 +294,13 @@ struct ParserFuzzTests {
         }
     }
 
-    @Test("Deeply nested YAML within the body limit is refused, not a crash", arguments: [
-        ("[", "]", 200), ("[", "", 20_000), ("[", "]", 20_000), ("[", "]", 400_000), ("{a: ", "}", 20_000),
-        ("{a: ", "}", 150_000), ("- ", "", 20_000), ("- ", "", 300_000), ("? ", "", 20_000), ("&a [", "]", 20_000),
-    ])
+    @Test(
+        "Deeply nested YAML within the body limit is refused, not a crash",
+        arguments: [
+            ("[", "]", 200), ("[", "", 20_000), ("[", "]", 20_000), ("[", "]", 400_000), ("{a: ", "}", 20_000),
+            ("{a: ", "}", 150_000), ("- ", "", 20_000), ("- ", "", 300_000), ("? ", "", 20_000), ("&a [", "]", 20_000),
+        ]
+    )
     func deepYAML(open: String, close: String, depth: Int) {
         let text = "steps: " + String(repeating: open, count: depth) + String(repeating: close, count: depth)
         do throws(CaravanError) {
@@ -263,15 +317,32 @@ extension Fuzzer {
     mutating func checkDefinitionRoundTrip(_ definition: WorkflowDefinition, input: [UInt8]) {
         do throws(CaravanError) {
             // A whole-number double (YAML `2.0`) is written `2` and comes back an integer: compare from the first trip on.
-            let again = try DefinitionParser.parse(definition.source.canonicalBytes, format: .json, nameFromPath: definition.name)
-            let third = try DefinitionParser.parse(again.source.canonicalBytes, format: .json, nameFromPath: definition.name)
+            let again = try DefinitionParser.parse(
+                definition.source.canonicalBytes,
+                format: .json,
+                nameFromPath: definition.name
+            )
+            let third = try DefinitionParser.parse(
+                again.source.canonicalBytes,
+                format: .json,
+                nameFromPath: definition.name
+            )
             if again.source.canonicalText != definition.source.canonicalText {
-                fail("the stored source re-parses to another source: \(definition.source.canonicalText) → \(again.source.canonicalText)", input: input)
+                fail(
+                    "the stored source re-parses to another source: \(definition.source.canonicalText) → \(again.source.canonicalText)",
+                    input: input
+                )
             } else if third != again {
-                fail("the stored source re-parses to another definition: \(definition.source.canonicalText)", input: input)
+                fail(
+                    "the stored source re-parses to another definition: \(definition.source.canonicalText)",
+                    input: input
+                )
             }
         } catch {
-            fail("the stored source of a valid definition is refused: \(error)\n\(definition.source.canonicalText)", input: input)
+            fail(
+                "the stored source of a valid definition is refused: \(error)\n\(definition.source.canonicalText)",
+                input: input
+            )
         }
     }
 }
@@ -328,7 +399,8 @@ struct Fuzzer {
     mutating func next() -> [UInt8] {
         switch Int.random(in: 0..<10, using: &rng) {
         case 0, 1:
-            return (0..<Int.random(in: 1...40, using: &rng)).flatMap { _ in tokens.randomElement(using: &rng)! }  // tokens is not empty
+            // tokens is not empty
+            return (0..<Int.random(in: 1...40, using: &rng)).flatMap { _ in tokens.randomElement(using: &rng)! }
         default:
             var bytes = seeds.randomElement(using: &rng)!  // seeds is not empty
             for _ in 0..<Int.random(in: 1...4, using: &rng) { bytes = mutate(bytes) }
@@ -345,7 +417,9 @@ struct Fuzzer {
             bytes[index] ^= 1 << UInt8.random(in: 0...7, using: &rng)
         case 1 where !bytes.isEmpty:  // an interesting byte
             let index = min(position, bytes.count - 1)
-            bytes[index] = Array("{}[]\"\\:,0-e.\n #&*|>'!%?/\u{7F}".utf8).randomElement(using: &rng)! ^ (Bool.random(using: &rng) ? 0 : 0x80)
+            bytes[index] =
+                Array("{}[]\"\\:,0-e.\n #&*|>'!%?/\u{7F}".utf8).randomElement(using: &rng)!
+                ^ (Bool.random(using: &rng) ? 0 : 0x80)
         case 2:  // insert a token
             bytes.insert(contentsOf: tokens.randomElement(using: &rng)!, at: position)
         case 3 where !bytes.isEmpty:  // delete a range
@@ -361,7 +435,9 @@ struct Fuzzer {
             bytes = Array(bytes[..<position]) + other[Int.random(in: 0...other.count, using: &rng)...]
         case 6:  // a token repeated: deep nesting, long runs
             let token = tokens.randomElement(using: &rng)!
-            let times = Bool.random(using: &rng) ? Int.random(in: 10...300, using: &rng) : Int.random(in: 300...3_000, using: &rng)
+            let times =
+                Bool.random(using: &rng)
+                ? Int.random(in: 10...300, using: &rng) : Int.random(in: 300...3_000, using: &rng)
             bytes.insert(contentsOf: Array(repeating: token, count: times).joined(), at: position)
         case 7:  // truncate
             bytes = Array(bytes[..<position])
@@ -374,15 +450,18 @@ struct Fuzzer {
     mutating func fail(_ message: String, input: [UInt8]) {
         failures += 1
         let text = String(decoding: input, as: UTF8.self)
-        Issue.record("\(name): \(message)\ninput (\(input.count) bytes): \(text.debugDescription)\nbytes: \(input)\nCARAVAN_FUZZ_SEED=\(seed)")
+        Issue.record(
+            "\(name): \(message)\ninput (\(input.count) bytes): \(text.debugDescription)\nbytes: \(input)\nCARAVAN_FUZZ_SEED=\(seed)"
+        )
     }
 
     mutating func expectCode(_ error: CaravanError, in codes: Set<CaravanError.Code>, input: [UInt8]) {
-        if !codes.contains(error.code) { fail("refused with code \(error.code), expected one of \(codes.map(\.rawValue).sorted())", input: input) }
+        if !codes.contains(error.code) {
+            fail("refused with code \(error.code), expected one of \(codes.map(\.rawValue).sorted())", input: input)
+        }
         if error.detail.isEmpty { fail("refused with no detail", input: input) }
         for field in error.fieldErrors where !(field.pointer.isEmpty || field.pointer.hasPrefix("/")) {
             fail("a field error's pointer '\(field.pointer)' is not a JSON pointer", input: input)
         }
     }
 }
-

@@ -82,7 +82,9 @@ struct AccessControl: Sendable {
                 if endpoint.access != .open {
                     try await authorize(endpoint, request: request, context: &context)
                 }
-                if audited { context.audit.prepare(entry(endpoint, request: request, context: context, outcome: "success")) }
+                if audited {
+                    context.audit.prepare(entry(endpoint, request: request, context: context, outcome: "success"))
+                }
                 let response = try await handler(request, context)
                 if audited, response.status.code < 400, !context.audit.snapshot.committed {
                     await record(endpoint, request: request, context: context, outcome: "success")
@@ -91,14 +93,23 @@ struct AccessControl: Sendable {
             } catch {
                 let status = Self.status(of: error)
                 if status == 403 || (status == 401 && endpoint.access == .open && audited) {
-                    await record(endpoint, request: request, context: context, outcome: status == 403 ? "denied" : "failure")
+                    await record(
+                        endpoint,
+                        request: request,
+                        context: context,
+                        outcome: status == 403 ? "denied" : "failure"
+                    )
                 }
                 throw error
             }
         }
     }
 
-    private func authorize(_ endpoint: EndpointDescription, request: Request, context: inout CaravanRequestContext) async throws {
+    private func authorize(
+        _ endpoint: EndpointDescription,
+        request: Request,
+        context: inout CaravanRequestContext
+    ) async throws {
         guard let header = request.headers[.authorization], header.count > 7,
             header.prefix(7).lowercased() == "bearer "
         else {
@@ -130,16 +141,29 @@ struct AccessControl: Sendable {
             names.contains(name.lowercased()) || value.hasPrefix("cvk_") || value.hasPrefix("Bearer")
         }
         if suspicious {
-            throw CaravanError(.invalidRequest, "Credentials are never accepted in the URL; send them in the Authorization header (and revoke a key that was sent in a URL).")
+            throw CaravanError(
+                .invalidRequest,
+                "Credentials are never accepted in the URL; send them in the Authorization header (and revoke a key that was sent in a URL)."
+            )
         }
     }
 
-    private func record(_ endpoint: EndpointDescription, request: Request, context: CaravanRequestContext, outcome: String) async {
+    private func record(
+        _ endpoint: EndpointDescription,
+        request: Request,
+        context: CaravanRequestContext,
+        outcome: String
+    ) async {
         await audit.recordLogged(entry(endpoint, request: request, context: context, outcome: outcome))
     }
 
     /// The audit entry of a request, with what its handler noted so far.
-    private func entry(_ endpoint: EndpointDescription, request: Request, context: CaravanRequestContext, outcome: String) -> AuditRecord {
+    private func entry(
+        _ endpoint: EndpointDescription,
+        request: Request,
+        context: CaravanRequestContext,
+        outcome: String
+    ) -> AuditRecord {
         let note = context.audit.snapshot
         let actor: AuditActor
         switch context.principal?.credential {

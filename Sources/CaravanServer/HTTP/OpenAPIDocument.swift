@@ -31,7 +31,8 @@ struct OpenAPIDocument {
             if !parameters.isEmpty { operation["parameters"] = .array(parameters) }
             if let schema = endpoint.requestSchema {
                 operation["requestBody"] = [
-                    "required": .bool(endpoint.requestBodyRequired), "content": ["application/json": ["schema": schema]],
+                    "required": .bool(endpoint.requestBodyRequired),
+                    "content": ["application/json": ["schema": schema]],
                 ]
             }
             var responses: [String: JSONValue] = [:]

@@ -1,7 +1,7 @@
 import CaravanCore
 import CaravanIdentity
-import HTTPTypes
 import CaravanStorage
+import HTTPTypes
 import Hummingbird
 import NIOCore
 
@@ -21,9 +21,12 @@ struct ProblemDetails: Sendable {
 
     private static let standardStatuses: [Int: HTTPResponse.Status] = Dictionary(
         uniqueKeysWithValues: [
-            HTTPResponse.Status.badRequest, .unauthorized, HTTPResponse.Status(code: 402, reasonPhrase: "Payment Required"),
-            .forbidden, .notFound, .methodNotAllowed, .requestTimeout, .conflict, .contentTooLarge, .unsupportedMediaType,
-            .unprocessableContent, .tooManyRequests, .internalServerError, .badGateway, .serviceUnavailable, .gatewayTimeout,
+            HTTPResponse.Status.badRequest, .unauthorized,
+            HTTPResponse.Status(code: 402, reasonPhrase: "Payment Required"),
+            .forbidden, .notFound, .methodNotAllowed, .requestTimeout, .conflict, .contentTooLarge,
+            .unsupportedMediaType,
+            .unprocessableContent, .tooManyRequests, .internalServerError, .badGateway, .serviceUnavailable,
+            .gatewayTimeout,
         ].map { ($0.code, $0) }
     )
 
@@ -86,4 +89,3 @@ struct ProblemDetails: Sendable {
         )
     }
 }
-

@@ -51,7 +51,11 @@ struct ProblemMiddleware: RouterMiddleware {
             problem.headers = error.headers
             return problem
         case let error as any HTTPResponseError:
-            return ProblemDetails(status: error.status, code: ProblemDetails.code(of: error.status), detail: error.status.reasonPhrase)
+            return ProblemDetails(
+                status: error.status,
+                code: ProblemDetails.code(of: error.status),
+                detail: error.status.reasonPhrase
+            )
         default:
             context.logger.error(
                 "Request failed with an unexpected error",

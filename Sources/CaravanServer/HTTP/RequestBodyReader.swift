@@ -89,7 +89,9 @@ public struct RequestBodyReader: Sendable {
                 }
                 // A string followed by a colon is a key of the innermost object.
                 var next = index + 1
-                while next < bytes.count, bytes[next] == 0x20 || bytes[next] == 0x0A || bytes[next] == 0x0D || bytes[next] == 0x09 {
+                while next < bytes.count,
+                    bytes[next] == 0x20 || bytes[next] == 0x0A || bytes[next] == 0x0D || bytes[next] == 0x09
+                {
                     next += 1
                 }
                 guard next < bytes.count, bytes[next] == UInt8(ascii: ":"), isObject.last == true else { break }

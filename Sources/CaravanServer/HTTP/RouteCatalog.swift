@@ -130,7 +130,8 @@ struct MethodNotAllowedMiddleware: RouterMiddleware {
             let allowed = declared.contains(.get) ? declared + [.head] : declared
             let list = allowed.map(\.rawValue).sorted().joined(separator: ", ")
             throw HTTPError(
-                .methodNotAllowed, headers: [.allow: list],
+                .methodNotAllowed,
+                headers: [.allow: list],
                 message: "\(request.method.rawValue) is not allowed on this path; it allows \(list)."
             )
         }

@@ -5,9 +5,12 @@ import CaravanIdentity
 
 /// JSON Schemas of the API's resources, for the OpenAPI document.
 enum APISchemas {
-    static let error: JSONValue = ["type": ["object", "null"], "properties": [
-        "code": ["type": "string"], "message": ["type": "string"], "step": ["type": ["string", "null"]],
-    ]]
+    static let error: JSONValue = [
+        "type": ["object", "null"],
+        "properties": [
+            "code": ["type": "string"], "message": ["type": "string"], "step": ["type": ["string", "null"]],
+        ],
+    ]
     static let time: JSONValue = ["type": ["string", "null"], "format": "date-time"]
 
     static let step: JSONValue = [
@@ -15,8 +18,12 @@ enum APISchemas {
         "required": ["id", "status", "attempts"],
         "properties": [
             "id": ["type": "string"],
-            "status": ["type": "string", "enum": ["pending", "running", "waiting", "succeeded", "failed", "skipped", "cancelled"]],
-            "attempts": ["type": "integer"], "output": [:], "error": error, "child_run_id": ["type": ["string", "null"]],
+            "status": [
+                "type": "string",
+                "enum": ["pending", "running", "waiting", "succeeded", "failed", "skipped", "cancelled"],
+            ],
+            "attempts": ["type": "integer"], "output": [:], "error": error,
+            "child_run_id": ["type": ["string", "null"]],
             "started_at": time, "finished_at": time,
         ],
     ]
@@ -26,7 +33,9 @@ enum APISchemas {
         "required": ["id", "workflow", "workflow_version", "status", "input", "created_at", "steps"],
         "properties": [
             "id": ["type": "string"], "workflow": ["type": "string"], "workflow_version": ["type": "integer"],
-            "status": ["type": "string", "enum": ["queued", "running", "waiting", "succeeded", "failed", "cancelled"]],
+            "status": [
+                "type": "string", "enum": ["queued", "running", "waiting", "succeeded", "failed", "cancelled"],
+            ],
             "input": [:], "output": [:], "error": error, "parent_run_id": ["type": ["string", "null"]],
             "created_at": time, "started_at": time, "finished_at": time,
             "steps": ["type": "array", "items": step],
@@ -47,7 +56,8 @@ enum APISchemas {
         "required": ["name", "version", "latest_version", "definition"],
         "properties": [
             "name": ["type": "string"], "version": ["type": "integer"], "latest_version": ["type": "integer"],
-            "description": ["type": ["string", "null"]], "definition": ["type": "object"], "archived": ["type": "boolean"],
+            "description": ["type": ["string", "null"]], "definition": ["type": "object"],
+            "archived": ["type": "boolean"],
             "created_at": time, "updated_at": time,
         ],
     ]
@@ -108,7 +118,8 @@ enum APISchemas {
     static let chatCompletion: JSONValue = [
         "type": "object", "required": ["model", "messages"],
         "properties": [
-            "model": ["type": "string", "pattern": "^[a-z0-9-]{1,64}/.+$", "description": "provider/model"], "messages": ["type": "array", "items": ["type": "object"]],
+            "model": ["type": "string", "pattern": "^[a-z0-9-]{1,64}/.+$", "description": "provider/model"],
+            "messages": ["type": "array", "items": ["type": "object"]],
             "stream": ["type": "boolean"],
         ],
     ]
@@ -118,7 +129,9 @@ enum APISchemas {
     static let email: JSONValue = ["type": "string", "maxLength": 320]
     static let password: JSONValue = ["type": "string", "maxLength": 8192]
     /// 1 to 100 characters on one line, not all blank (`IdentityService`).
-    static let organizationName: JSONValue = ["type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\r\\n]*\\S[^\\r\\n]*$"]
+    static let organizationName: JSONValue = [
+        "type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\r\\n]*\\S[^\\r\\n]*$",
+    ]
     static let signup: JSONValue = [
         "type": "object", "required": ["email", "password"], "additionalProperties": false,
         "properties": [
@@ -168,7 +181,8 @@ enum APISchemas {
     static let createAPIKey: JSONValue = [
         "type": "object", "required": ["name", "role"], "additionalProperties": false,
         "properties": [
-            "name": ["type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S"], "role": ["type": "string", "enum": roles],
+            "name": ["type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S"],
+            "role": ["type": "string", "enum": roles],
             "expires_at": ["type": ["string", "null"], "format": "date-time", "maxLength": 64],
         ],
     ]
@@ -181,40 +195,73 @@ enum APISchemas {
             return ["type": "string", "pattern": "^[a-z0-9-]{1,64}$"]
         }
         if path.hasPrefix("/v1/secrets/") { return ["type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"] }
-        if path.hasPrefix("/v1/runs/") { return ["type": "string", "minLength": 1, "maxLength": 64] }  // a signal's name
+        // a signal's name
+        if path.hasPrefix("/v1/runs/") { return ["type": "string", "minLength": 1, "maxLength": 64] }
         return ["type": "string", "minLength": 1]
     }
 
     // Query parameters.
     static let limit = QueryParameter(
-        "limit", "Items per page, 1 to 500 (default 50).", schema: ["type": "integer", "minimum": 1, "maximum": 500]
+        "limit",
+        "Items per page, 1 to 500 (default 50).",
+        schema: ["type": "integer", "minimum": 1, "maximum": 500]
     )
     static let cursor = QueryParameter(
-        "cursor", "The `next_cursor` of the previous page.",
+        "cursor",
+        "The `next_cursor` of the previous page.",
         schema: ["type": "string", "maxLength": 300, "pattern": "^[A-Za-z0-9+/]*={0,2}$"]
     )
     /// `limit` and `cursor`, for the lists that page with `next_cursor`.
     static let page = [limit, cursor]
     static let after = QueryParameter(
-        "after", "Events after this position (a previous `next_cursor`, or `Last-Event-ID`).",
+        "after",
+        "Events after this position (a previous `next_cursor`, or `Last-Event-ID`).",
         schema: ["type": "integer", "minimum": 0, "maximum": .int(Int64.max)]
     )
-    static let version = QueryParameter("version", "A version number; default the latest.", schema: ["type": "integer", "minimum": 1])
+    static let version = QueryParameter(
+        "version",
+        "A version number; default the latest.",
+        schema: ["type": "integer", "minimum": 1]
+    )
     static let wait = QueryParameter(
-        "wait", "Answer when the run has finished, or after this long (at most 60s), e.g. 500ms or 30s.",
+        "wait",
+        "Answer when the run has finished, or after this long (at most 60s), e.g. 500ms or 30s.",
         schema: ["type": "string", "pattern": "^[0-9]{1,5}(ms|s)$"]
     )
     static let runFilters = [
         QueryParameter("workflow", "Only runs of this workflow.", schema: ["type": "string", "maxLength": 200]),
         QueryParameter("agent", "Only runs of this agent.", schema: ["type": "string", "maxLength": 200]),
-        QueryParameter("status", "Only runs in this state.", schema: ["type": "string", "enum": .array(RunStatus.allCases.map { .string($0.rawValue) })]),
+        QueryParameter(
+            "status",
+            "Only runs in this state.",
+            schema: ["type": "string", "enum": .array(RunStatus.allCases.map { .string($0.rawValue) })]
+        ),
     ]
     static let usageQuery = [
-        QueryParameter("from", "Start (RFC 3339, inclusive); default the start of this month.", schema: ["type": "string", "format": "date-time"]),
-        QueryParameter("to", "End (RFC 3339, exclusive); default now.", schema: ["type": "string", "format": "date-time"]),
-        QueryParameter("group_by", "What each total is of; default model.", schema: ["type": "string", "enum": .array(UsageGrouping.allCases.map { .string($0.rawValue) })]),
+        QueryParameter(
+            "from",
+            "Start (RFC 3339, inclusive); default the start of this month.",
+            schema: ["type": "string", "format": "date-time"]
+        ),
+        QueryParameter(
+            "to",
+            "End (RFC 3339, exclusive); default now.",
+            schema: ["type": "string", "format": "date-time"]
+        ),
+        QueryParameter(
+            "group_by",
+            "What each total is of; default model.",
+            schema: ["type": "string", "enum": .array(UsageGrouping.allCases.map { .string($0.rawValue) })]
+        ),
     ]
-    static let auditQuery = page + [QueryParameter("action", "Only entries of this action, e.g. createAPIKey.", schema: ["type": "string", "maxLength": 200])]
+    static let auditQuery =
+        page + [
+            QueryParameter(
+                "action",
+                "Only entries of this action, e.g. createAPIKey.",
+                schema: ["type": "string", "maxLength": 200]
+            )
+        ]
 
     static let usage: JSONValue = [
         "type": "object",

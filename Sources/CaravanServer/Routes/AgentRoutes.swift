@@ -18,8 +18,10 @@ struct AgentRoutes {
 
     static func json(_ agent: StoredAgent) -> JSONValue {
         [
-            "name": .string(agent.name), "version": .int(Int64(agent.version)), "latest_version": .int(Int64(agent.latestVersion)),
-            "description": agent.definition.description.map(JSONValue.string) ?? .null, "definition": agent.definition.source,
+            "name": .string(agent.name), "version": .int(Int64(agent.version)),
+            "latest_version": .int(Int64(agent.latestVersion)),
+            "description": agent.definition.description.map(JSONValue.string) ?? .null,
+            "definition": agent.definition.source,
             "archived": .bool(agent.archived), "created_at": .string(Clock.rfc3339(agent.createdAt)),
             "updated_at": .string(Clock.rfc3339(agent.updatedAt)),
         ]
@@ -30,10 +32,18 @@ struct AgentRoutes {
         let agentSchema: JSONValue = ["type": "object", "required": ["name", "version", "definition"]]
         routes.add(
             EndpointDescription(
-                .put, "/v1/agents/{name}", operationID: "putAgent",
-                summary: "Create an agent, or a new version of it (an unchanged definition keeps its version). JSON or YAML.",
-                tag: "agents", access: .organization(.write), requestSchema: object,
-                responses: [201: ("A new version", agentSchema, "application/json"), 200: ("Unchanged", agentSchema, "application/json")]
+                .put,
+                "/v1/agents/{name}",
+                operationID: "putAgent",
+                summary:
+                    "Create an agent, or a new version of it (an unchanged definition keeps its version). JSON or YAML.",
+                tag: "agents",
+                access: .organization(.write),
+                requestSchema: object,
+                responses: [
+                    201: ("A new version", agentSchema, "application/json"),
+                    200: ("Unchanged", agentSchema, "application/json"),
+                ]
             )
         ) { request, context in
             let orgID = try context.organizationID()
@@ -53,25 +63,45 @@ struct AgentRoutes {
         }
         routes.add(
             EndpointDescription(
-                .get, "/v1/agents", operationID: "listAgents", summary: "List agents (latest versions).", tag: "agents",
-                access: .organization(.read), query: APISchemas.page, responses: [200: ("A page of agents", APISchemas.list(of: agentSchema), "application/json")]
+                .get,
+                "/v1/agents",
+                operationID: "listAgents",
+                summary: "List agents (latest versions).",
+                tag: "agents",
+                access: .organization(.read),
+                query: APISchemas.page,
+                responses: [200: ("A page of agents", APISchemas.list(of: agentSchema), "application/json")]
             )
         ) { request, context in
             let limit = try APIRequest.limit(request)
-            let page = try await agents.list(orgID: try context.organizationID(), after: try APIRequest.cursor(request), limit: limit)
-            return .json(["items": .array(page.map(Self.json)), "next_cursor": APIRequest.encodeCursor(page.count == limit ? page.last?.name : nil)])
+            let page = try await agents.list(
+                orgID: try context.organizationID(),
+                after: try APIRequest.cursor(request),
+                limit: limit
+            )
+            return .json([
+                "items": .array(page.map(Self.json)),
+                "next_cursor": APIRequest.encodeCursor(page.count == limit ? page.last?.name : nil),
+            ])
         }
         routes.add(
             EndpointDescription(
-                .get, "/v1/agents/{name}", operationID: "getAgent", summary: "An agent: its latest version, or `?version=N`.",
-                tag: "agents", access: .organization(.read), query: [APISchemas.version],
+                .get,
+                "/v1/agents/{name}",
+                operationID: "getAgent",
+                summary: "An agent: its latest version, or `?version=N`.",
+                tag: "agents",
+                access: .organization(.read),
+                query: [APISchemas.version],
                 responses: [200: ("The agent", agentSchema, "application/json")]
             )
         ) { request, context in
             let name = try context.parameters.require("name")
             var version: Int?
             if let text = request.uri.queryParameters.get("version") {
-                guard let number = Int(text), number >= 1 else { throw CaravanError.validation("/version", "version must be a positive integer") }
+                guard let number = Int(text), number >= 1 else {
+                    throw CaravanError.validation("/version", "version must be a positive integer")
+                }
                 version = number
             }
             guard DefinitionParser.isValidWorkflowName(name),
@@ -81,23 +111,39 @@ struct AgentRoutes {
         }
         routes.add(
             EndpointDescription(
-                .delete, "/v1/agents/{name}", operationID: "archiveAgent", summary: "Archive an agent: no new runs; runs already started go on.",
-                tag: "agents", access: .organization(.write), responses: [204: ("Archived", nil, "application/json")]
+                .delete,
+                "/v1/agents/{name}",
+                operationID: "archiveAgent",
+                summary: "Archive an agent: no new runs; runs already started go on.",
+                tag: "agents",
+                access: .organization(.write),
+                responses: [204: ("Archived", nil, "application/json")]
             )
         ) { _, context in
             let name = try context.parameters.require("name")
-            guard DefinitionParser.isValidWorkflowName(name), try await agents.archive(orgID: try context.organizationID(), name: name) else {
+            guard DefinitionParser.isValidWorkflowName(name),
+                try await agents.archive(orgID: try context.organizationID(), name: name)
+            else {
                 throw CaravanError.notFound("The agent '\(name)'")
             }
             return Response(status: .noContent)
         }
         routes.add(
             EndpointDescription(
-                .post, "/v1/agents/{name}/runs", operationID: "startAgentRun",
-                summary: "Run an agent: `{input, thread?}`. A run like any other; `Idempotency-Key` and `?wait=` work as for workflows.",
-                tag: "agents", access: .organization(.write), requestSchema: APISchemas.startAgentRun, query: [APISchemas.wait],
-                responses: [201: ("The run", APISchemas.run, "application/json"), 200: ("The run this Idempotency-Key started", APISchemas.run, "application/json"),
-                            202: ("Still running when the wait ended", APISchemas.run, "application/json")]
+                .post,
+                "/v1/agents/{name}/runs",
+                operationID: "startAgentRun",
+                summary:
+                    "Run an agent: `{input, thread?}`. A run like any other; `Idempotency-Key` and `?wait=` work as for workflows.",
+                tag: "agents",
+                access: .organization(.write),
+                requestSchema: APISchemas.startAgentRun,
+                query: [APISchemas.wait],
+                responses: [
+                    201: ("The run", APISchemas.run, "application/json"),
+                    200: ("The run this Idempotency-Key started", APISchemas.run, "application/json"),
+                    202: ("Still running when the wait ended", APISchemas.run, "application/json"),
+                ]
             )
         ) { request, context in
             let orgID = try context.organizationID()
@@ -109,16 +155,27 @@ struct AgentRoutes {
             let fields = try BodyFields(body, allowed: ["input", "thread"])
             let thread = try fields.string("thread", maxLength: 100)
             let (run, created) = try await agents.startRun(
-                orgID: orgID, name: name, input: fields.object["input"] ?? .object([:]), thread: thread, idempotencyKey: key,
-                requestHash: key == nil ? nil : stableDigest(body.canonicalText), audit: context.audit.entryForWrite
+                orgID: orgID,
+                name: name,
+                input: fields.object["input"] ?? .object([:]),
+                thread: thread,
+                idempotencyKey: key,
+                requestHash: key == nil ? nil : stableDigest(body.canonicalText),
+                audit: context.audit.entryForWrite
             )
             if created { context.audit.committedWithWrite() } else { context.audit.target("run:\(run.id)") }
             return try await RunRoutes.answer(run, created: created, wait: wait, engine: engine)
         }
         routes.add(
             EndpointDescription(
-                .post, "/v1/threads", operationID: "createThread", summary: "Start a conversation thread: `{metadata?}`.", tag: "agents",
-                access: .organization(.write), requestSchema: APISchemas.createThread, requestBodyRequired: false,
+                .post,
+                "/v1/threads",
+                operationID: "createThread",
+                summary: "Start a conversation thread: `{metadata?}`.",
+                tag: "agents",
+                access: .organization(.write),
+                requestSchema: APISchemas.createThread,
+                requestBodyRequired: false,
                 responses: [201: ("The thread", object, "application/json")]
             )
         ) { request, context in
@@ -134,49 +191,73 @@ struct AgentRoutes {
         }
         routes.add(
             EndpointDescription(
-                .get, "/v1/threads/{id}", operationID: "getThread", summary: "A thread.", tag: "agents", access: .organization(.read),
+                .get,
+                "/v1/threads/{id}",
+                operationID: "getThread",
+                summary: "A thread.",
+                tag: "agents",
+                access: .organization(.read),
                 responses: [200: ("The thread", object, "application/json")]
             )
         ) { _, context in
             let id = try context.parameters.require("id")
-            guard let thread = try await threads.get(orgID: try context.organizationID(), id: id) else { throw CaravanError.notFound("The thread") }
+            guard let thread = try await threads.get(orgID: try context.organizationID(), id: id) else {
+                throw CaravanError.notFound("The thread")
+            }
             return .json(thread.json)
         }
         routes.add(
             EndpointDescription(
-                .delete, "/v1/threads/{id}", operationID: "deleteThread", summary: "Delete a thread and its messages.", tag: "agents",
-                access: .organization(.write), responses: [204: ("Deleted", nil, "application/json")]
+                .delete,
+                "/v1/threads/{id}",
+                operationID: "deleteThread",
+                summary: "Delete a thread and its messages.",
+                tag: "agents",
+                access: .organization(.write),
+                responses: [204: ("Deleted", nil, "application/json")]
             )
         ) { _, context in
             let id = try context.parameters.require("id")
-            guard try await threads.delete(orgID: try context.organizationID(), id: id) else { throw CaravanError.notFound("The thread") }
+            guard try await threads.delete(orgID: try context.organizationID(), id: id) else {
+                throw CaravanError.notFound("The thread")
+            }
             return Response(status: .noContent)
         }
         routes.add(
             EndpointDescription(
-                .get, "/v1/threads/{id}/messages", operationID: "listThreadMessages",
-                summary: "A thread's messages, oldest first; `?cursor=` continues.", tag: "agents", access: .organization(.read),
+                .get,
+                "/v1/threads/{id}/messages",
+                operationID: "listThreadMessages",
+                summary: "A thread's messages, oldest first; `?cursor=` continues.",
+                tag: "agents",
+                access: .organization(.read),
                 query: APISchemas.page,
                 responses: [200: ("Messages", APISchemas.list(of: object), "application/json")]
             )
         ) { request, context in
             let id = try context.parameters.require("id")
-            guard try await threads.get(orgID: try context.organizationID(), id: id) != nil else { throw CaravanError.notFound("The thread") }
+            guard try await threads.get(orgID: try context.organizationID(), id: id) != nil else {
+                throw CaravanError.notFound("The thread")
+            }
             let limit = try APIRequest.limit(request)
             var after: Int64 = 0
             if let cursor = try APIRequest.cursor(request) {
-                guard let value = Int64(cursor) else { throw CaravanError.validation("/cursor", "cursor is not one this server gave out") }
+                guard let value = Int64(cursor) else {
+                    throw CaravanError.validation("/cursor", "cursor is not one this server gave out")
+                }
                 after = value
             }
             let page = try await threads.messages(threadID: id, after: after, limit: limit)
             return .json([
-                "items": .array(page.map { item in
-                    var message = item.message.objectValue ?? [:]
-                    message["seq"] = .int(item.seq)
-                    message["run_id"] = item.runID.map(JSONValue.string) ?? .null
-                    message["created_at"] = .string(Clock.rfc3339(item.at))
-                    return .object(message)
-                }),
+                "items": .array(
+                    page.map { item in
+                        var message = item.message.objectValue ?? [:]
+                        message["seq"] = .int(item.seq)
+                        message["run_id"] = item.runID.map(JSONValue.string) ?? .null
+                        message["created_at"] = .string(Clock.rfc3339(item.at))
+                        return .object(message)
+                    }
+                ),
                 "next_cursor": APIRequest.encodeCursor(page.count == limit ? page.last.map { String($0.seq) } : nil),
             ])
         }

@@ -7,7 +7,9 @@ struct BodyFields {
 
     /// - Parameter allowed: the fields the endpoint knows; any other is refused.
     init(_ body: JSONValue, allowed: Set<String>) throws(CaravanError) {
-        guard let object = body.objectValue else { throw CaravanError.validation("", "The body must be a JSON object.") }
+        guard let object = body.objectValue else {
+            throw CaravanError.validation("", "The body must be a JSON object.")
+        }
         for field in object.keys.sorted() where !allowed.contains(field) {
             throw CaravanError.validation("/" + field, "\(field) is not a field of this request")
         }
@@ -30,7 +32,9 @@ struct BodyFields {
     /// A string of at most `maxBytes` bytes of UTF-8, for values whose storage is bounded in bytes.
     func string(_ name: String, maxBytes: Int) throws(CaravanError) -> String? {
         guard let text = try anyString(name) else { return nil }
-        guard text.utf8.count <= maxBytes else { throw CaravanError.validation("/" + name, "\(name) is longer than \(maxBytes) bytes") }
+        guard text.utf8.count <= maxBytes else {
+            throw CaravanError.validation("/" + name, "\(name) is longer than \(maxBytes) bytes")
+        }
         return text
     }
 

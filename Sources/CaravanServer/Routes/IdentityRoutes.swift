@@ -19,7 +19,10 @@ struct IdentityRoutes {
     }
 
     static func json(_ membership: Membership) -> JSONValue {
-        ["id": .string(membership.orgID), "name": .string(membership.orgName), "role": .string(membership.role.rawValue)]
+        [
+            "id": .string(membership.orgID), "name": .string(membership.orgName),
+            "role": .string(membership.role.rawValue),
+        ]
     }
 
     /// The user of a session; API keys act for an organization, not a person, and may not use these endpoints.
@@ -34,13 +37,22 @@ struct IdentityRoutes {
     /// admins see it (`auth.login_failed`): who was tried, from where, and why it failed; never the password.
     func recordFailedLogin(email: String?, error: CaravanError, context: CaravanRequestContext) async {
         guard let account = try? await identity.accountOrganizations(email: email) else { return }
-        let reason = error.code == .rateLimited ? "backoff" : (error.detail.contains("two-factor") ? "wrong_code" : "wrong_password")
+        let reason =
+            error.code == .rateLimited
+            ? "backoff" : (error.detail.contains("two-factor") ? "wrong_code" : "wrong_password")
         for orgID in account.orgIDs {
-            await audit.recordLogged(AuditRecord(
-                orgID: orgID, actor: AuditActor(.anonymous, String((email ?? "").prefix(320))), action: "auth.login_failed",
-                target: "user:\(account.userID)", outcome: error.code == .rateLimited ? "denied" : "failure",
-                source: context.sourceAddress, requestID: context.requestID, details: ["reason": .string(reason)]
-            ))
+            await audit.recordLogged(
+                AuditRecord(
+                    orgID: orgID,
+                    actor: AuditActor(.anonymous, String((email ?? "").prefix(320))),
+                    action: "auth.login_failed",
+                    target: "user:\(account.userID)",
+                    outcome: error.code == .rateLimited ? "denied" : "failure",
+                    source: context.sourceAddress,
+                    requestID: context.requestID,
+                    details: ["reason": .string(reason)]
+                )
+            )
         }
     }
 
@@ -48,20 +60,29 @@ struct IdentityRoutes {
         let tokensSchema: JSONValue = ["type": "object", "required": ["access_token", "refresh_token", "expires_in"]]
         routes.add(
             EndpointDescription(
-                .post, "/v1/auth/signup", operationID: "signup",
-                summary: "Create an account and its organization (open while there are no users; then with an invitation).",
-                tag: "auth", access: .open,
+                .post,
+                "/v1/auth/signup",
+                operationID: "signup",
+                summary:
+                    "Create an account and its organization (open while there are no users; then with an invitation).",
+                tag: "auth",
+                access: .open,
                 requestSchema: APISchemas.signup,
                 responses: [201: ("The account, its organization and session tokens", tokensSchema, "application/json")]
             )
         ) { request, context in
             try await identity.throttle.admit(source: context.sourceAddress)
-            let fields = try BodyFields(try await bodies.json(of: request), allowed: ["email", "password", "organization", "invitation"])
+            let fields = try BodyFields(
+                try await bodies.json(of: request),
+                allowed: ["email", "password", "organization", "invitation"]
+            )
             let email = try fields.string("email", maxLength: 320)
             context.audit.actor(AuditActor(.anonymous, email ?? "unknown"))
             let (user, membership, tokens) = try await identity.signup(
-                email: email, password: try fields.string("password", maxLength: 8192),
-                organization: try fields.string("organization", maxLength: 400), invitation: try fields.string("invitation", maxLength: 256)
+                email: email,
+                password: try fields.string("password", maxLength: 8192),
+                organization: try fields.string("organization", maxLength: 400),
+                invitation: try fields.string("invitation", maxLength: 256)
             )
             context.audit.actor(AuditActor(.user, user.id), orgID: membership.orgID)
             context.audit.target("user:\(user.id)")
@@ -72,9 +93,12 @@ struct IdentityRoutes {
         }
         routes.add(
             EndpointDescription(
-                .post, "/v1/auth/login", operationID: "login",
+                .post,
+                "/v1/auth/login",
+                operationID: "login",
                 summary: "Sign in with email and password (and `totp`, a TOTP or recovery code, when MFA is on).",
-                tag: "auth", access: .open,
+                tag: "auth",
+                access: .open,
                 requestSchema: APISchemas.login,
                 responses: [200: ("Session tokens", tokensSchema, "application/json")]
             )
@@ -87,7 +111,9 @@ struct IdentityRoutes {
             let tokens: SessionTokens
             do {
                 (userID, tokens) = try await identity.login(
-                    email: email, password: try fields.string("password", maxLength: 8192), code: try fields.string("totp", maxLength: 64),
+                    email: email,
+                    password: try fields.string("password", maxLength: 8192),
+                    code: try fields.string("totp", maxLength: 64),
                     source: context.sourceAddress
                 )
             } catch let error as CaravanError where error.code == .unauthenticated || error.code == .rateLimited {
@@ -100,8 +126,12 @@ struct IdentityRoutes {
         }
         routes.add(
             EndpointDescription(
-                .post, "/v1/auth/refresh", operationID: "refreshSession",
-                summary: "Exchange a refresh token (usable once) for new tokens.", tag: "auth", access: .open,
+                .post,
+                "/v1/auth/refresh",
+                operationID: "refreshSession",
+                summary: "Exchange a refresh token (usable once) for new tokens.",
+                tag: "auth",
+                access: .open,
                 requestSchema: APISchemas.refresh,
                 responses: [200: ("Session tokens", tokensSchema, "application/json")]
             )
@@ -115,8 +145,13 @@ struct IdentityRoutes {
         }
         routes.add(
             EndpointDescription(
-                .post, "/v1/auth/logout", operationID: "logout", summary: "End this session: its tokens stop working at once.",
-                tag: "auth", access: .signedIn, responses: [204: ("Signed out", nil, "application/json")]
+                .post,
+                "/v1/auth/logout",
+                operationID: "logout",
+                summary: "End this session: its tokens stop working at once.",
+                tag: "auth",
+                access: .signedIn,
+                responses: [204: ("Signed out", nil, "application/json")]
             )
         ) { _, context in
             try await identity.logout(sessionID: try Self.sessionUser(context).sessionID)
@@ -124,77 +159,112 @@ struct IdentityRoutes {
         }
         routes.add(
             EndpointDescription(
-                .post, "/v1/auth/password", operationID: "changePassword",
-                summary: "Change the password; every session ends and a new one starts.", tag: "auth", access: .signedIn,
+                .post,
+                "/v1/auth/password",
+                operationID: "changePassword",
+                summary: "Change the password; every session ends and a new one starts.",
+                tag: "auth",
+                access: .signedIn,
                 requestSchema: APISchemas.changePassword,
                 responses: [200: ("New session tokens", tokensSchema, "application/json")]
             )
         ) { request, context in
-            let fields = try BodyFields(try await bodies.json(of: request), allowed: ["current_password", "new_password"])
+            let fields = try BodyFields(
+                try await bodies.json(of: request),
+                allowed: ["current_password", "new_password"]
+            )
             let tokens = try await identity.changePassword(
-                userID: try Self.sessionUser(context).userID, current: try fields.string("current_password", maxLength: 8192),
+                userID: try Self.sessionUser(context).userID,
+                current: try fields.string("current_password", maxLength: 8192),
                 new: try fields.string("new_password", maxLength: 8192)
             )
             return .json(.object(Self.json(tokens)))
         }
         routes.add(
             EndpointDescription(
-                .get, "/v1/me", operationID: "getMe", summary: "The signed-in user and their organizations, or the API key.",
-                tag: "auth", access: .signedIn, responses: [200: ("The caller", ["type": "object"], "application/json")]
+                .get,
+                "/v1/me",
+                operationID: "getMe",
+                summary: "The signed-in user and their organizations, or the API key.",
+                tag: "auth",
+                access: .signedIn,
+                responses: [200: ("The caller", ["type": "object"], "application/json")]
             )
         ) { _, context in
             guard let principal = context.principal else { throw CaravanError(.unauthenticated, "No credentials.") }
             if case .apiKey(let id) = principal.credential {
                 return .json([
-                    "api_key": ["id": .string(id), "organization_id": .string(principal.orgID ?? ""), "role": .string(principal.role?.rawValue ?? "")],
+                    "api_key": [
+                        "id": .string(id), "organization_id": .string(principal.orgID ?? ""),
+                        "role": .string(principal.role?.rawValue ?? ""),
+                    ]
                 ])
             }
             let (user, memberships) = try await identity.me(userID: principal.userID)
             return .json([
-                "user": ["id": .string(user.id), "email": .string(user.email), "mfa_enabled": .bool(user.totpEnabled),
-                         "created_at": .string(Clock.rfc3339(user.createdAt))],
+                "user": [
+                    "id": .string(user.id), "email": .string(user.email), "mfa_enabled": .bool(user.totpEnabled),
+                    "created_at": .string(Clock.rfc3339(user.createdAt)),
+                ],
                 "organizations": .array(memberships.map(Self.json)),
             ])
         }
         routes.add(
             EndpointDescription(
-                .post, "/v1/auth/mfa/totp", operationID: "enrollTOTP",
+                .post,
+                "/v1/auth/mfa/totp",
+                operationID: "enrollTOTP",
                 summary: "Start TOTP enrolment: a secret for the authenticator and ten recovery codes, shown once.",
-                tag: "auth", access: .signedIn,
+                tag: "auth",
+                access: .signedIn,
                 responses: [201: ("The secret and recovery codes", ["type": "object"], "application/json")]
             )
         ) { _, context in
             let enrollment = try await identity.enrollTOTP(userID: try Self.sessionUser(context).userID)
-            return .json([
-                "secret": .string(enrollment.secret), "otpauth_url": .string(enrollment.url),
-                "recovery_codes": .array(enrollment.recoveryCodes.map(JSONValue.string)),
-            ], status: .created)
+            return .json(
+                [
+                    "secret": .string(enrollment.secret), "otpauth_url": .string(enrollment.url),
+                    "recovery_codes": .array(enrollment.recoveryCodes.map(JSONValue.string)),
+                ],
+                status: .created
+            )
         }
         routes.add(
             EndpointDescription(
-                .post, "/v1/auth/mfa/totp/verify", operationID: "verifyTOTP",
+                .post,
+                "/v1/auth/mfa/totp/verify",
+                operationID: "verifyTOTP",
                 summary: "Finish TOTP enrolment with a code from the authenticator; from then on login needs a code.",
-                tag: "auth", access: .signedIn,
+                tag: "auth",
+                access: .signedIn,
                 requestSchema: APISchemas.verifyTOTP,
                 responses: [200: ("MFA is on", ["type": "object"], "application/json")]
             )
         ) { request, context in
             try await identity.throttle.admit(source: context.sourceAddress)
             let fields = try BodyFields(try await bodies.json(of: request), allowed: ["code"])
-            try await identity.verifyTOTP(userID: try Self.sessionUser(context).userID, code: try fields.string("code", maxLength: 16))
+            try await identity.verifyTOTP(
+                userID: try Self.sessionUser(context).userID,
+                code: try fields.string("code", maxLength: 16)
+            )
             return .json(["mfa_enabled": true])
         }
         routes.add(
             EndpointDescription(
-                .post, "/v1/invitations/accept", operationID: "acceptInvitation",
-                summary: "Join the organization that invited the signed-in user's email.", tag: "organizations", access: .signedIn,
+                .post,
+                "/v1/invitations/accept",
+                operationID: "acceptInvitation",
+                summary: "Join the organization that invited the signed-in user's email.",
+                tag: "organizations",
+                access: .signedIn,
                 requestSchema: APISchemas.acceptInvitation,
                 responses: [200: ("The organization joined", ["type": "object"], "application/json")]
             )
         ) { request, context in
             let fields = try BodyFields(try await bodies.json(of: request), allowed: ["token"])
             let membership = try await identity.acceptInvitation(
-                userID: try Self.sessionUser(context).userID, token: try fields.string("token", maxLength: 256)
+                userID: try Self.sessionUser(context).userID,
+                token: try fields.string("token", maxLength: 256)
             )
             context.audit.actor(AuditActor(.user, membership.userID), orgID: membership.orgID)
             return .json(Self.json(membership))

@@ -14,23 +14,39 @@ struct ModelRoutes {
         let object: JSONValue = ["type": "object"]
         routes.add(
             EndpointDescription(
-                .put, "/v1/providers/{name}", operationID: "putProvider",
-                summary: "Create or replace a model provider: `{kind: openai|anthropic, base_url, api_key_secret, models, timeout, max_retries, prices}`.",
-                tag: "models", access: .organization(.manageOrganization), requestSchema: APISchemas.provider,
-                responses: [201: ("Created", object, "application/json"), 200: ("Replaced", object, "application/json")]
+                .put,
+                "/v1/providers/{name}",
+                operationID: "putProvider",
+                summary:
+                    "Create or replace a model provider: `{kind: openai|anthropic, base_url, api_key_secret, models, timeout, max_retries, prices}`.",
+                tag: "models",
+                access: .organization(.manageOrganization),
+                requestSchema: APISchemas.provider,
+                responses: [
+                    201: ("Created", object, "application/json"), 200: ("Replaced", object, "application/json"),
+                ]
             )
         ) { request, context in
             let orgID = try context.organizationID()
             let name = try context.parameters.require("name")
-            let config = try ProviderConfig.parse(try await bodies.json(of: request), name: name, now: Clock.nowMilliseconds())
+            let config = try ProviderConfig.parse(
+                try await bodies.json(of: request),
+                name: name,
+                now: Clock.nowMilliseconds()
+            )
             let created = try await gateway.providers.put(orgID: orgID, config)
             context.audit.target("provider:\(name)")
             return .json(config.json, status: created ? .created : .ok)
         }
         routes.add(
             EndpointDescription(
-                .get, "/v1/providers", operationID: "listProviders", summary: "The organization's model providers.",
-                tag: "models", access: .organization(.read), responses: [200: ("Providers", APISchemas.list(of: object), "application/json")]
+                .get,
+                "/v1/providers",
+                operationID: "listProviders",
+                summary: "The organization's model providers.",
+                tag: "models",
+                access: .organization(.read),
+                responses: [200: ("Providers", APISchemas.list(of: object), "application/json")]
             )
         ) { _, context in
             let orgID = try context.organizationID()
@@ -39,8 +55,13 @@ struct ModelRoutes {
         }
         routes.add(
             EndpointDescription(
-                .get, "/v1/providers/{name}", operationID: "getProvider", summary: "A model provider.", tag: "models",
-                access: .organization(.read), responses: [200: ("The provider", object, "application/json")]
+                .get,
+                "/v1/providers/{name}",
+                operationID: "getProvider",
+                summary: "A model provider.",
+                tag: "models",
+                access: .organization(.read),
+                responses: [200: ("The provider", object, "application/json")]
             )
         ) { _, context in
             let name = try context.parameters.require("name")
@@ -52,8 +73,13 @@ struct ModelRoutes {
         }
         routes.add(
             EndpointDescription(
-                .delete, "/v1/providers/{name}", operationID: "deleteProvider", summary: "Delete a model provider.", tag: "models",
-                access: .organization(.manageOrganization), responses: [204: ("Deleted", nil, "application/json")]
+                .delete,
+                "/v1/providers/{name}",
+                operationID: "deleteProvider",
+                summary: "Delete a model provider.",
+                tag: "models",
+                access: .organization(.manageOrganization),
+                responses: [204: ("Deleted", nil, "application/json")]
             )
         ) { _, context in
             let name = try context.parameters.require("name")
@@ -65,25 +91,37 @@ struct ModelRoutes {
         }
         routes.add(
             EndpointDescription(
-                .get, "/v1/models", operationID: "listModels",
-                summary: "Every model of the organization's providers, as `provider/model`, in the OpenAI list format.", tag: "models",
-                access: .organization(.read), responses: [200: ("Models", object, "application/json")]
+                .get,
+                "/v1/models",
+                operationID: "listModels",
+                summary: "Every model of the organization's providers, as `provider/model`, in the OpenAI list format.",
+                tag: "models",
+                access: .organization(.read),
+                responses: [200: ("Models", object, "application/json")]
             )
         ) { _, context in
             let providers = try await gateway.providers.list(orgID: try context.organizationID())
             let models: [JSONValue] = providers.flatMap { provider in
                 provider.models.map { model -> JSONValue in
-                    ["id": .string(provider.name + "/" + model), "object": "model", "created": .int(provider.createdAt / 1000),
-                     "owned_by": .string(provider.name)]
+                    [
+                        "id": .string(provider.name + "/" + model), "object": "model",
+                        "created": .int(provider.createdAt / 1000),
+                        "owned_by": .string(provider.name),
+                    ]
                 }
             }
             return .json(["object": "list", "data": .array(models)])
         }
         routes.add(
             EndpointDescription(
-                .post, "/v1/chat/completions", operationID: "createChatCompletion",
-                summary: "OpenAI-compatible chat completions (streaming with `stream: true`), routed to `provider/model` and metered.",
-                tag: "models", access: .organization(.write), requestSchema: APISchemas.chatCompletion,
+                .post,
+                "/v1/chat/completions",
+                operationID: "createChatCompletion",
+                summary:
+                    "OpenAI-compatible chat completions (streaming with `stream: true`), routed to `provider/model` and metered.",
+                tag: "models",
+                access: .organization(.write),
+                requestSchema: APISchemas.chatCompletion,
                 responses: [200: ("A chat.completion, or a text/event-stream of chunks", object, "application/json")],
                 audited: false
             )
@@ -92,9 +130,14 @@ struct ModelRoutes {
         }
         routes.add(
             EndpointDescription(
-                .get, "/v1/usage", operationID: "getUsage",
-                summary: "Model usage totals: `?from=&to=` (RFC 3339; default this month) `&group_by=model|agent|day|provider`.",
-                tag: "models", access: .organization(.read), query: APISchemas.usageQuery,
+                .get,
+                "/v1/usage",
+                operationID: "getUsage",
+                summary:
+                    "Model usage totals: `?from=&to=` (RFC 3339; default this month) `&group_by=model|agent|day|provider`.",
+                tag: "models",
+                access: .organization(.read),
+                query: APISchemas.usageQuery,
                 responses: [200: ("Totals", APISchemas.usage, "application/json")]
             )
         ) { request, context in
@@ -103,7 +146,10 @@ struct ModelRoutes {
             func time(_ name: String) throws -> Int64? {
                 guard let text = request.uri.queryParameters.get(name) else { return nil }
                 guard let value = Clock.parseRFC3339(String(text)) else {
-                    throw CaravanError.validation("/" + name, "\(name) must be an RFC 3339 time such as 2030-01-01T00:00:00Z")
+                    throw CaravanError.validation(
+                        "/" + name,
+                        "\(name) must be an RFC 3339 time such as 2030-01-01T00:00:00Z"
+                    )
                 }
                 return value
             }
@@ -115,18 +161,29 @@ struct ModelRoutes {
             }
             let totals = try await gateway.meter.totals(orgID: orgID, from: from, to: to, groupBy: grouping)
             return .json([
-                "from": .string(Clock.rfc3339(from)), "to": .string(Clock.rfc3339(to)), "group_by": .string(grouping.rawValue),
-                "items": .array(totals.map { total in
-                    ["key": .string(total.key), "requests": .int(total.requests), "input_tokens": .int(total.inputTokens),
-                     "output_tokens": .int(total.outputTokens), "cost_usd": .double(total.costUSD)]
-                }),
+                "from": .string(Clock.rfc3339(from)), "to": .string(Clock.rfc3339(to)),
+                "group_by": .string(grouping.rawValue),
+                "items": .array(
+                    totals.map { total in
+                        [
+                            "key": .string(total.key), "requests": .int(total.requests),
+                            "input_tokens": .int(total.inputTokens),
+                            "output_tokens": .int(total.outputTokens), "cost_usd": .double(total.costUSD),
+                        ]
+                    }
+                ),
                 "next_cursor": .null,  // every total in one page, as lists answer {items, next_cursor}
             ])
         }
         routes.add(
             EndpointDescription(
-                .get, "/v1/budget", operationID: "getBudget", summary: "The organization's monthly model budget and what is spent.",
-                tag: "models", access: .organization(.read), responses: [200: ("The budget", object, "application/json")]
+                .get,
+                "/v1/budget",
+                operationID: "getBudget",
+                summary: "The organization's monthly model budget and what is spent.",
+                tag: "models",
+                access: .organization(.read),
+                responses: [200: ("The budget", object, "application/json")]
             )
         ) { _, context in
             let orgID = try context.organizationID()
@@ -134,9 +191,14 @@ struct ModelRoutes {
         }
         routes.add(
             EndpointDescription(
-                .put, "/v1/budget", operationID: "putBudget",
-                summary: "Set the monthly model budget: `{cost_usd?, tokens?}` (null: no limit). Calls past it fail with `budget_exceeded`.",
-                tag: "models", access: .organization(.manageOrganization), requestSchema: APISchemas.budget,
+                .put,
+                "/v1/budget",
+                operationID: "putBudget",
+                summary:
+                    "Set the monthly model budget: `{cost_usd?, tokens?}` (null: no limit). Calls past it fail with `budget_exceeded`.",
+                tag: "models",
+                access: .organization(.manageOrganization),
+                requestSchema: APISchemas.budget,
                 responses: [200: ("The budget", object, "application/json")]
             )
         ) { request, context in
@@ -144,12 +206,17 @@ struct ModelRoutes {
             let fields = try BodyFields(try await bodies.json(of: request), allowed: ["cost_usd", "tokens"])
             var cost: Double?
             if let value = fields.object["cost_usd"], !value.isNull {
-                guard let number = value.numberValue, number >= 0 else { throw CaravanError.validation("/cost_usd", "cost_usd must be a number ≥ 0") }
+                guard let number = value.numberValue, number >= 0 else {
+                    throw CaravanError.validation("/cost_usd", "cost_usd must be a number ≥ 0")
+                }
                 cost = number
             }
             let tokens = try fields.integer("tokens")
             if let tokens, tokens < 0 { throw CaravanError.validation("/tokens", "tokens must be ≥ 0") }
-            try await gateway.meter.setBudget(orgID: orgID, ModelBudget(monthlyCostUSD: cost, monthlyTokens: tokens.map(Int64.init)))
+            try await gateway.meter.setBudget(
+                orgID: orgID,
+                ModelBudget(monthlyCostUSD: cost, monthlyTokens: tokens.map(Int64.init))
+            )
             context.audit.target("budget")
             return .json(try await budgetJSON(orgID: orgID))
         }
@@ -166,7 +233,8 @@ struct ModelRoutes {
         let budget = try await gateway.meter.budget(orgID: orgID)
         let spent = try await gateway.meter.monthToDate(orgID: orgID, now: Clock.nowMilliseconds())
         return [
-            "cost_usd": budget?.monthlyCostUSD.map(JSONValue.double) ?? .null, "tokens": budget?.monthlyTokens.map(JSONValue.int) ?? .null,
+            "cost_usd": budget?.monthlyCostUSD.map(JSONValue.double) ?? .null,
+            "tokens": budget?.monthlyTokens.map(JSONValue.int) ?? .null,
             "spent_cost_usd": .double(spent.costUSD), "spent_tokens": .int(spent.tokens),
         ]
     }
@@ -177,7 +245,8 @@ struct ModelRoutes {
         case BudgetExceeded.code: CaravanError(.budgetExceeded, error.message)
         case ProviderError.Kind.unknownModel.rawValue: CaravanError(.unknownModel, error.message)
         case ProviderError.Kind.timeout.rawValue: CaravanError(.providerTimeout, error.message)
-        case ProviderError.Kind.badRequest.rawValue: CaravanError(.invalidRequest, "The provider refused the request: \(error.message)")
+        case ProviderError.Kind.badRequest.rawValue:
+            CaravanError(.invalidRequest, "The provider refused the request: \(error.message)")
         default: CaravanError(.providerError, "\(error.code): \(error.message)")
         }
     }
@@ -189,10 +258,17 @@ struct ModelRoutes {
         do {
             decoded = try OpenAIWireFormat.decodeRequest(body)
         } catch {
-            throw CaravanError(.validationFailed, "The request is not a valid chat completion request.", fieldErrors: [.init(pointer: error.pointer, detail: error.detail)])
+            throw CaravanError(
+                .validationFailed,
+                "The request is not a valid chat completion request.",
+                fieldErrors: [.init(pointer: error.pointer, detail: error.detail)]
+            )
         }
         guard let ref = ModelRef(parsing: decoded.request.model) else {
-            throw CaravanError.validation("/model", "model must be provider/model, e.g. openai/gpt-4o-mini (see GET /v1/models)")
+            throw CaravanError.validation(
+                "/model",
+                "model must be provider/model, e.g. openai/gpt-4o-mini (see GET /v1/models)"
+            )
         }
         let callContext = ModelCallContext(orgID: orgID)
         let id = "chatcmpl-" + Identifier.make("c", milliseconds: Clock.nowMilliseconds()).dropFirst(2)
@@ -200,7 +276,9 @@ struct ModelRoutes {
         if !decoded.stream {
             do {
                 let answer = try await gateway.complete(decoded.request, route: [ref], context: callContext)
-                return .json(OpenAIWireFormat.encodeResponse(answer.response, id: id, model: ref.description, created: created))
+                return .json(
+                    OpenAIWireFormat.encodeResponse(answer.response, id: id, model: ref.description, created: created)
+                )
             } catch {
                 throw Self.apiError(error)
             }
@@ -209,21 +287,33 @@ struct ModelRoutes {
         do {
             _ = try await gateway.providers.endpoint(orgID: orgID, for: ref)
         } catch {
-            throw Self.apiError(Failure(code: Failure.Code(rawValue: error.code), message: error.message, retryable: false))
+            throw Self.apiError(
+                Failure(code: Failure.Code(rawValue: error.code), message: error.message, retryable: false)
+            )
         }
         let gateway = self.gateway
         let request = decoded.request
         let includeUsage = body["stream_options"]?["include_usage"] == .bool(true)
         return Response(
-            status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+            status: .ok,
+            headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
             body: ResponseBody { writer in
-                try await writer.write(Self.frame(OpenAIWireFormat.roleChunk(id: id, model: ref.description, created: created)))
+                try await writer.write(
+                    Self.frame(OpenAIWireFormat.roleChunk(id: id, model: ref.description, created: created))
+                )
                 let (deltas, sink) = AsyncStream.makeStream(of: ChatDelta.self, bufferingPolicy: .unbounded)
                 let outcome = await withTaskGroup(of: Result<ModelAnswer, Failure>.self) { group in
                     group.addTask {
                         defer { sink.finish() }
                         do throws(Failure) {
-                            return .success(try await gateway.complete(request, route: [ref], context: callContext, onDelta: { sink.yield($0) }))
+                            return .success(
+                                try await gateway.complete(
+                                    request,
+                                    route: [ref],
+                                    context: callContext,
+                                    onDelta: { sink.yield($0) }
+                                )
+                            )
                         } catch {
                             return .failure(error)
                         }
@@ -231,27 +321,50 @@ struct ModelRoutes {
                     var written: Result<Void, any Error> = .success(())
                     for await delta in deltas where (try? written.get()) != nil {
                         do {
-                            try await writer.write(Self.frame(OpenAIWireFormat.encodeChunk(delta, id: id, model: ref.description, created: created)))
+                            try await writer.write(
+                                Self.frame(
+                                    OpenAIWireFormat.encodeChunk(
+                                        delta,
+                                        id: id,
+                                        model: ref.description,
+                                        created: created
+                                    )
+                                )
+                            )
                         } catch {
                             written = .failure(error)
                             group.cancelAll()  // the client left
                         }
                     }
-                    let result = await group.next() ?? .failure(Failure(code: "cancelled", message: "The call was cancelled.", retryable: false))
+                    let result =
+                        await group.next()
+                        ?? .failure(Failure(code: "cancelled", message: "The call was cancelled.", retryable: false))
                     return (written, result)
                 }
                 try outcome.0.get()
                 switch outcome.1 {
                 case .success(let answer):
-                    try await writer.write(Self.frame(OpenAIWireFormat.finalChunk(
-                        finishReason: answer.response.finishReason, usage: includeUsage ? answer.response.usage : nil, id: id,
-                        model: ref.description, created: created
-                    )))
+                    try await writer.write(
+                        Self.frame(
+                            OpenAIWireFormat.finalChunk(
+                                finishReason: answer.response.finishReason,
+                                usage: includeUsage ? answer.response.usage : nil,
+                                id: id,
+                                model: ref.description,
+                                created: created
+                            )
+                        )
+                    )
                 case .failure(let error):
                     let problem = Self.apiError(error)
-                    try await writer.write(Self.frame([
-                        "error": ["message": .string(problem.detail), "type": .string(problem.code.rawValue), "code": .string(error.code.rawValue)]
-                    ]))
+                    try await writer.write(
+                        Self.frame([
+                            "error": [
+                                "message": .string(problem.detail), "type": .string(problem.code.rawValue),
+                                "code": .string(error.code.rawValue),
+                            ]
+                        ])
+                    )
                 }
                 try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
                 try await writer.finish(nil)

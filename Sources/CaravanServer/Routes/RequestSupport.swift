@@ -45,7 +45,10 @@ enum APIRequest {
 
     static func json(_ failure: RunFailure?) -> JSONValue {
         guard let failure else { return .null }
-        return ["code": .string(failure.code), "message": .string(failure.message), "step": failure.step.map(JSONValue.string) ?? .null]
+        return [
+            "code": .string(failure.code), "message": .string(failure.message),
+            "step": failure.step.map(JSONValue.string) ?? .null,
+        ]
     }
 
     /// The public form of a run.
@@ -64,18 +67,20 @@ enum APIRequest {
             "created_at": time(run.createdAt),
             "started_at": time(run.startedAt),
             "finished_at": time(run.finishedAt),
-            "steps": .array(run.steps.map { step in
-                [
-                    "id": .string(step.id),
-                    "status": .string(step.status.rawValue),
-                    "attempts": .int(Int64(step.attempts)),
-                    "output": step.output ?? .null,
-                    "error": json(step.error),
-                    "child_run_id": step.childRunID.map(JSONValue.string) ?? .null,
-                    "started_at": time(step.startedAt),
-                    "finished_at": time(step.finishedAt),
-                ]
-            }),
+            "steps": .array(
+                run.steps.map { step in
+                    [
+                        "id": .string(step.id),
+                        "status": .string(step.status.rawValue),
+                        "attempts": .int(Int64(step.attempts)),
+                        "output": step.output ?? .null,
+                        "error": json(step.error),
+                        "child_run_id": step.childRunID.map(JSONValue.string) ?? .null,
+                        "started_at": time(step.startedAt),
+                        "finished_at": time(step.finishedAt),
+                    ]
+                }
+            ),
         ]
         if let agent, case .object(var fields) = result {
             // An agent's run: its agent and version, and the thread it ran on.

@@ -13,38 +13,60 @@ struct RunRoutes {
     let bodies: RequestBodyReader
 
     func register(in routes: RouteRegistrar) {
-        let runResponse: (description: String, schema: JSONValue?, mediaType: String) = ("The run", APISchemas.run, "application/json")
+        let runResponse: (description: String, schema: JSONValue?, mediaType: String) = (
+            "The run", APISchemas.run, "application/json"
+        )
         routes.add(
             EndpointDescription(
-                .post, "/v1/workflows/{name}/runs", operationID: "startRun",
+                .post,
+                "/v1/workflows/{name}/runs",
+                operationID: "startRun",
                 summary: "Start a run. `Idempotency-Key` makes retries safe; `?wait=30s` answers when it has finished.",
-                tag: "runs", access: .organization(.write), requestSchema: APISchemas.startRun, query: [APISchemas.wait],
-                responses: [201: runResponse, 200: ("The run this Idempotency-Key started", APISchemas.run, "application/json"),
-                            202: ("Still running when the wait ended", APISchemas.run, "application/json")]
+                tag: "runs",
+                access: .organization(.write),
+                requestSchema: APISchemas.startRun,
+                query: [APISchemas.wait],
+                responses: [
+                    201: runResponse, 200: ("The run this Idempotency-Key started", APISchemas.run, "application/json"),
+                    202: ("Still running when the wait ended", APISchemas.run, "application/json"),
+                ]
             )
         ) { request, context in
             let orgID = try context.organizationID()
             let name = try context.parameters.require("name")
-            guard DefinitionParser.isValidWorkflowName(name) else { throw CaravanError.notFound("The workflow '\(name)'") }
+            guard DefinitionParser.isValidWorkflowName(name) else {
+                throw CaravanError.notFound("The workflow '\(name)'")
+            }
             let wait = try APIRequest.wait(request)
             let key = try Self.idempotencyKey(request)
             let body = try await bodies.json(of: request)
-            guard let object = body.objectValue else { throw CaravanError.validation("", "The body must be a JSON object.") }
+            guard let object = body.objectValue else {
+                throw CaravanError.validation("", "The body must be a JSON object.")
+            }
             for field in object.keys where field != "input" {
                 throw CaravanError.validation("/" + field, "is not a field of a run request")
             }
             let input = object["input"] ?? .object([:])
             let (run, created) = try await engine.startRun(
-                orgID: orgID, workflow: name, input: input, idempotencyKey: key,
-                requestHash: key == nil ? nil : stableDigest(body.canonicalText), audit: context.audit.entryForWrite
+                orgID: orgID,
+                workflow: name,
+                input: input,
+                idempotencyKey: key,
+                requestHash: key == nil ? nil : stableDigest(body.canonicalText),
+                audit: context.audit.entryForWrite
             )
             if created { context.audit.committedWithWrite() } else { context.audit.target("run:\(run.id)") }
             return try await Self.answer(run, created: created, wait: wait, engine: engine)
         }
         routes.add(
             EndpointDescription(
-                .get, "/v1/runs", operationID: "listRuns", summary: "List runs, newest first; filter by `workflow`, `agent` and `status`.",
-                tag: "runs", access: .organization(.read), query: APISchemas.page + APISchemas.runFilters,
+                .get,
+                "/v1/runs",
+                operationID: "listRuns",
+                summary: "List runs, newest first; filter by `workflow`, `agent` and `status`.",
+                tag: "runs",
+                access: .organization(.read),
+                query: APISchemas.page + APISchemas.runFilters,
                 responses: [200: ("A page of runs", APISchemas.list(of: APISchemas.run), "application/json")]
             )
         ) { request, context in
@@ -53,7 +75,10 @@ struct RunRoutes {
             var status: RunStatus?
             if let text = request.uri.queryParameters.get("status") {
                 guard let parsed = RunStatus(rawValue: text) else {
-                    throw CaravanError.validation("/status", "status must be one of \(RunStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+                    throw CaravanError.validation(
+                        "/status",
+                        "status must be one of \(RunStatus.allCases.map(\.rawValue).joined(separator: ", "))"
+                    )
                 }
                 status = parsed
             }
@@ -61,24 +86,48 @@ struct RunRoutes {
             if let agent = request.uri.queryParameters.get("agent") {
                 workflow = AgentStepKind.workflowName(forAgent: String(agent))
             }
-            let page = try await engine.runs(orgID: orgID, workflow: workflow, status: status, cursor: try APIRequest.cursor(request), limit: limit)
+            let page = try await engine.runs(
+                orgID: orgID,
+                workflow: workflow,
+                status: status,
+                cursor: try APIRequest.cursor(request),
+                limit: limit
+            )
             return .json([
                 "items": .array(page.map(APIRequest.json)),
                 "next_cursor": APIRequest.encodeCursor(page.count == limit ? page.last?.id : nil),
             ])
         }
         routes.add(
-            EndpointDescription(.get, "/v1/runs/{id}", operationID: "getRun", summary: "A run with its steps.", tag: "runs", access: .organization(.read), responses: [200: runResponse])
+            EndpointDescription(
+                .get,
+                "/v1/runs/{id}",
+                operationID: "getRun",
+                summary: "A run with its steps.",
+                tag: "runs",
+                access: .organization(.read),
+                responses: [200: runResponse]
+            )
         ) { request, context in
             let run = try await self.run(request, context)
             return .json(APIRequest.json(run))
         }
         routes.add(
             EndpointDescription(
-                .get, "/v1/runs/{id}/events", operationID: "listRunEvents",
-                summary: "A run's events; with `Accept: text/event-stream`, a live stream that ends after the run's last event.",
-                tag: "runs", access: .organization(.read), query: [APISchemas.after, APISchemas.limit],
-                responses: [200: ("Events (JSON), or a text/event-stream", APISchemas.list(of: APISchemas.event), "application/json")]
+                .get,
+                "/v1/runs/{id}/events",
+                operationID: "listRunEvents",
+                summary:
+                    "A run's events; with `Accept: text/event-stream`, a live stream that ends after the run's last event.",
+                tag: "runs",
+                access: .organization(.read),
+                query: [APISchemas.after, APISchemas.limit],
+                responses: [
+                    200: (
+                        "Events (JSON), or a text/event-stream", APISchemas.list(of: APISchemas.event),
+                        "application/json"
+                    )
+                ]
             )
         ) { request, context in
             let run = try await self.run(request, context)
@@ -93,9 +142,13 @@ struct RunRoutes {
         }
         routes.add(
             EndpointDescription(
-                .get, "/v1/events", operationID: "streamEvents",
+                .get,
+                "/v1/events",
+                operationID: "streamEvents",
                 summary: "Every run event of the organization: JSON after `?after=`, or a live text/event-stream.",
-                tag: "runs", access: .organization(.read), query: [APISchemas.after, APISchemas.limit],
+                tag: "runs",
+                access: .organization(.read),
+                query: [APISchemas.after, APISchemas.limit],
                 responses: [200: ("Events", APISchemas.list(of: APISchemas.event), "application/json")]
             )
         ) { request, context in
@@ -109,21 +162,29 @@ struct RunRoutes {
             let limit = try APIRequest.limit(request)
             let events = try await engine.events(orgID: orgID, after: explicit ?? 0, limit: limit)
             return .json([
-                "items": .array(events.map { event in
-                    var json = APIRequest.json(event)
-                    if case .object(var object) = json {
-                        object["id"] = .int(event.globalID)
-                        json = .object(object)
+                "items": .array(
+                    events.map { event in
+                        var json = APIRequest.json(event)
+                        if case .object(var object) = json {
+                            object["id"] = .int(event.globalID)
+                            json = .object(object)
+                        }
+                        return json
                     }
-                    return json
-                }),
+                ),
                 "next_cursor": events.count == limit ? .string(String(events.last?.globalID ?? 0)) : .null,
             ])
         }
         routes.add(
-            EndpointDescription(.post, "/v1/runs/{id}/cancel", operationID: "cancelRun",
-                                summary: "Cancel a run: running steps are told and stop; nothing new starts.", tag: "runs", access: .organization(.write),
-                                responses: [202: ("Cancellation requested", APISchemas.run, "application/json")])
+            EndpointDescription(
+                .post,
+                "/v1/runs/{id}/cancel",
+                operationID: "cancelRun",
+                summary: "Cancel a run: running steps are told and stop; nothing new starts.",
+                tag: "runs",
+                access: .organization(.write),
+                responses: [202: ("Cancellation requested", APISchemas.run, "application/json")]
+            )
         ) { request, context in
             let orgID = try context.organizationID()
             let id = try context.parameters.require("id")
@@ -131,27 +192,43 @@ struct RunRoutes {
             return .json(APIRequest.json(run), status: .accepted)
         }
         routes.add(
-            EndpointDescription(.post, "/v1/runs/{id}/signals/{name}", operationID: "signalRun",
-                                summary: "Send a signal to a run; `approve` answers an approval step: `{approved, data}`.",
-                                tag: "runs", access: .organization(.write), requestSchema: APISchemas.signal,
-                                responses: [202: ("Signal stored", ["type": "object"], "application/json")])
+            EndpointDescription(
+                .post,
+                "/v1/runs/{id}/signals/{name}",
+                operationID: "signalRun",
+                summary: "Send a signal to a run; `approve` answers an approval step: `{approved, data}`.",
+                tag: "runs",
+                access: .organization(.write),
+                requestSchema: APISchemas.signal,
+                responses: [202: ("Signal stored", ["type": "object"], "application/json")]
+            )
         ) { request, context in
             let orgID = try context.organizationID()
             let id = try context.parameters.require("id")
             let name = try context.parameters.require("name")
-            guard !name.isEmpty, name.utf8.count <= 64 else { throw CaravanError.validation("/name", "signal names are 1 to 64 characters") }
+            guard !name.isEmpty, name.utf8.count <= 64 else {
+                throw CaravanError.validation("/name", "signal names are 1 to 64 characters")
+            }
             let body = try await bodies.json(of: request)
             guard body.objectValue != nil else { throw CaravanError.validation("", "The body must be a JSON object.") }
-            if name == "approve", let approved = body["approved"], !(approved == .bool(true) || approved == .bool(false)) {
+            if name == "approve", let approved = body["approved"],
+                !(approved == .bool(true) || approved == .bool(false))
+            {
                 throw CaravanError.validation("/approved", "approved must be true or false")
             }
             try await engine.signal(orgID: orgID, id: id, name: name, data: body, sender: nil)
             return .json(["run_id": .string(id), "signal": .string(name), "status": "accepted"], status: .accepted)
         }
         routes.add(
-            EndpointDescription(.post, "/v1/runs/{id}/retry", operationID: "retryRun",
-                                summary: "Re-run a failed run from its failed steps, keeping what succeeded.", tag: "runs", access: .organization(.write),
-                                responses: [202: ("Queued again", APISchemas.run, "application/json")])
+            EndpointDescription(
+                .post,
+                "/v1/runs/{id}/retry",
+                operationID: "retryRun",
+                summary: "Re-run a failed run from its failed steps, keeping what succeeded.",
+                tag: "runs",
+                access: .organization(.write),
+                responses: [202: ("Queued again", APISchemas.run, "application/json")]
+            )
         ) { request, context in
             let orgID = try context.organizationID()
             let id = try context.parameters.require("id")
@@ -212,7 +289,10 @@ struct RunRoutes {
     ]
 
     /// The last frame of a stream cut short by the node's shutdown: reconnect (with `Last-Event-ID`) in a second.
-    static let shutdownFrame = ByteBuffer(string: "retry: 1000\nevent: shutdown\ndata: {\"reason\":\"the server is shutting down; reconnect with Last-Event-ID\"}\n\n")
+    static let shutdownFrame = ByteBuffer(
+        string:
+            "retry: 1000\nevent: shutdown\ndata: {\"reason\":\"the server is shutting down; reconnect with Last-Event-ID\"}\n\n"
+    )
 
     static func frame(_ event: RunEvent, id: Int64) -> ByteBuffer {
         var text = "id: \(id)\nevent: \(event.type)\ndata: "
@@ -247,44 +327,48 @@ struct RunRoutes {
         position: @escaping @Sendable (RunEvent) -> Int64,
         next: @escaping @Sendable (Int64) async throws -> (events: [RunEvent], finished: Bool)
     ) -> Response {
-        Response(status: .ok, headers: Self.streamHeaders, body: ResponseBody { [engine] writer in
-            var current = after
-            var quiet = ContinuousClock.now
-            let subscription = engine.subscribe(to: key)
-            let live = liveRunID.map { ($0, engine.live.subscribe(runID: $0)) }
-            defer {
-                subscription.cancel()
-                if let (runID, id) = live { engine.live.unsubscribe(runID: runID, subscription: id) }
-            }
-            try await writer.write(ByteBuffer(string: ": caravan events\n\n"))
-            while !Task.isCancelled {
-                if Task.isShuttingDownGracefully {
-                    // This node is stopping: say so, and let the client resume (Last-Event-ID) on another node.
-                    try await writer.write(Self.shutdownFrame)
-                    break
+        Response(
+            status: .ok,
+            headers: Self.streamHeaders,
+            body: ResponseBody { [engine] writer in
+                var current = after
+                var quiet = ContinuousClock.now
+                let subscription = engine.subscribe(to: key)
+                let live = liveRunID.map { ($0, engine.live.subscribe(runID: $0)) }
+                defer {
+                    subscription.cancel()
+                    if let (runID, id) = live { engine.live.unsubscribe(runID: runID, subscription: id) }
                 }
-                if let (runID, id) = live {
-                    for event in engine.live.drain(runID: runID, subscription: id) {
-                        var text = "event: \(event.type)\ndata: "
-                        APIRequest.json(event).write(to: &text)
-                        try await writer.write(ByteBuffer(string: text + "\n\n"))
+                try await writer.write(ByteBuffer(string: ": caravan events\n\n"))
+                while !Task.isCancelled {
+                    if Task.isShuttingDownGracefully {
+                        // This node is stopping: say so, and let the client resume (Last-Event-ID) on another node.
+                        try await writer.write(Self.shutdownFrame)
+                        break
                     }
+                    if let (runID, id) = live {
+                        for event in engine.live.drain(runID: runID, subscription: id) {
+                            var text = "event: \(event.type)\ndata: "
+                            APIRequest.json(event).write(to: &text)
+                            try await writer.write(ByteBuffer(string: text + "\n\n"))
+                        }
+                    }
+                    let (events, finished) = try await next(current)
+                    for event in events {
+                        current = position(event)
+                        try await writer.write(Self.frame(event, id: current))
+                    }
+                    if events.count == 500 { continue }
+                    if finished { break }
+                    if !events.isEmpty { quiet = ContinuousClock.now }
+                    if ContinuousClock.now - quiet > .seconds(15) {
+                        try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                        quiet = ContinuousClock.now
+                    }
+                    await subscription.wait(timeout: .seconds(1))
                 }
-                let (events, finished) = try await next(current)
-                for event in events {
-                    current = position(event)
-                    try await writer.write(Self.frame(event, id: current))
-                }
-                if events.count == 500 { continue }
-                if finished { break }
-                if !events.isEmpty { quiet = ContinuousClock.now }
-                if ContinuousClock.now - quiet > .seconds(15) {
-                    try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
-                    quiet = ContinuousClock.now
-                }
-                await subscription.wait(timeout: .seconds(1))
+                try await writer.finish(nil)
             }
-            try await writer.finish(nil)
-        })
+        )
     }
 }

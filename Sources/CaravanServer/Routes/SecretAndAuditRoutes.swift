@@ -11,8 +11,10 @@ struct SecretRoutes {
 
     static func json(_ secret: SecretSummary) -> JSONValue {
         [
-            "name": .string(secret.name), "allowed_hosts": secret.allowedHosts.map { .array($0.map(JSONValue.string)) } ?? .null,
-            "created_at": .string(Clock.rfc3339(secret.createdAt)), "updated_at": .string(Clock.rfc3339(secret.updatedAt)),
+            "name": .string(secret.name),
+            "allowed_hosts": secret.allowedHosts.map { .array($0.map(JSONValue.string)) } ?? .null,
+            "created_at": .string(Clock.rfc3339(secret.createdAt)),
+            "updated_at": .string(Clock.rfc3339(secret.updatedAt)),
         ]
     }
 
@@ -20,21 +22,28 @@ struct SecretRoutes {
         let object: JSONValue = ["type": "object"]
         routes.add(
             EndpointDescription(
-                .put, "/v1/secrets/{name}", operationID: "putSecret",
-                summary: "Create or replace a secret (sealed at rest; never returned). Workflows use it as `{{ secrets.NAME }}`.",
-                tag: "secrets", access: .organization(.manageSecrets),
+                .put,
+                "/v1/secrets/{name}",
+                operationID: "putSecret",
+                summary:
+                    "Create or replace a secret (sealed at rest; never returned). Workflows use it as `{{ secrets.NAME }}`.",
+                tag: "secrets",
+                access: .organization(.manageSecrets),
                 requestSchema: [
                     "type": "object", "required": ["value"], "additionalProperties": false,
                     "properties": [
                         "value": ["type": "string"],
                         "allowed_hosts": [
                             "type": ["array", "null"], "maxItems": 32,
-                            "description": "Hosts the secret may be sent to (`api.example.com`, `*.example.com`); null or absent: any.",
+                            "description":
+                                "Hosts the secret may be sent to (`api.example.com`, `*.example.com`); null or absent: any.",
                             "items": ["type": "string", "minLength": 1, "maxLength": 255],
                         ],
                     ],
                 ],
-                responses: [201: ("Created", object, "application/json"), 200: ("Replaced", object, "application/json")]
+                responses: [
+                    201: ("Created", object, "application/json"), 200: ("Replaced", object, "application/json"),
+                ]
             )
         ) { request, context in
             let orgID = try context.organizationID()
@@ -58,19 +67,36 @@ struct SecretRoutes {
         }
         routes.add(
             EndpointDescription(
-                .get, "/v1/secrets", operationID: "listSecrets", summary: "The organization's secret names (never values).",
-                tag: "secrets", access: .organization(.listSecrets), query: APISchemas.page,
+                .get,
+                "/v1/secrets",
+                operationID: "listSecrets",
+                summary: "The organization's secret names (never values).",
+                tag: "secrets",
+                access: .organization(.listSecrets),
+                query: APISchemas.page,
                 responses: [200: ("Secret names", APISchemas.list(of: object), "application/json")]
             )
         ) { request, context in
             let limit = try APIRequest.limit(request)
-            let page = try await secrets.list(orgID: try context.organizationID(), after: try APIRequest.cursor(request), limit: limit)
-            return .json(["items": .array(page.map(Self.json)), "next_cursor": APIRequest.encodeCursor(page.count == limit ? page.last?.name : nil)])
+            let page = try await secrets.list(
+                orgID: try context.organizationID(),
+                after: try APIRequest.cursor(request),
+                limit: limit
+            )
+            return .json([
+                "items": .array(page.map(Self.json)),
+                "next_cursor": APIRequest.encodeCursor(page.count == limit ? page.last?.name : nil),
+            ])
         }
         routes.add(
             EndpointDescription(
-                .delete, "/v1/secrets/{name}", operationID: "deleteSecret", summary: "Delete a secret.", tag: "secrets",
-                access: .organization(.manageSecrets), responses: [204: ("Deleted", nil, "application/json")]
+                .delete,
+                "/v1/secrets/{name}",
+                operationID: "deleteSecret",
+                summary: "Delete a secret.",
+                tag: "secrets",
+                access: .organization(.manageSecrets),
+                responses: [204: ("Deleted", nil, "application/json")]
             )
         ) { _, context in
             let name = try context.parameters.require("name")
@@ -94,10 +120,12 @@ struct AuditRoutes {
         [
             "id": .string(String(entry.seq)), "seq": .int(entry.seq), "at": .string(Clock.rfc3339(entry.at)),
             "actor": ["type": .string(entry.record.actor.kind.rawValue), "id": .string(entry.record.actor.id)],
-            "action": .string(entry.record.action), "target": .string(entry.record.target), "outcome": .string(entry.record.outcome),
+            "action": .string(entry.record.action), "target": .string(entry.record.target),
+            "outcome": .string(entry.record.outcome),
             "source": entry.record.source.map(JSONValue.string) ?? .null,
             "request_id": entry.record.requestID.map(JSONValue.string) ?? .null,
-            "details": entry.record.details ?? .null, "previous_hash": .string(entry.previousHash), "hash": .string(entry.hash),
+            "details": entry.record.details ?? .null, "previous_hash": .string(entry.previousHash),
+            "hash": .string(entry.hash),
         ]
     }
 
@@ -105,19 +133,31 @@ struct AuditRoutes {
         let object: JSONValue = ["type": "object"]
         routes.add(
             EndpointDescription(
-                .get, "/v1/audit", operationID: "listAudit",
-                summary: "The organization's audit log, newest first; `?action=` filters.", tag: "audit",
-                access: .organization(.readAudit), query: APISchemas.auditQuery, responses: [200: ("Entries", APISchemas.list(of: object), "application/json")]
+                .get,
+                "/v1/audit",
+                operationID: "listAudit",
+                summary: "The organization's audit log, newest first; `?action=` filters.",
+                tag: "audit",
+                access: .organization(.readAudit),
+                query: APISchemas.auditQuery,
+                responses: [200: ("Entries", APISchemas.list(of: object), "application/json")]
             )
         ) { request, context in
             let limit = try APIRequest.limit(request)
             var before: Int64?
             if let cursor = try APIRequest.cursor(request) {
-                guard let id = Int64(cursor) else { throw CaravanError.validation("/cursor", "cursor is not one this server gave out") }
+                guard let id = Int64(cursor) else {
+                    throw CaravanError.validation("/cursor", "cursor is not one this server gave out")
+                }
                 before = id
             }
             let action: String? = request.uri.queryParameters.get("action").map { String($0) }
-            let page = try await audit.list(orgID: try context.organizationID(), before: before, limit: limit, action: action)
+            let page = try await audit.list(
+                orgID: try context.organizationID(),
+                before: before,
+                limit: limit,
+                action: action
+            )
             return .json([
                 "items": .array(page.map(Self.json)),
                 "next_cursor": APIRequest.encodeCursor(page.count == limit ? page.last.map { String($0.seq) } : nil),
@@ -125,16 +165,22 @@ struct AuditRoutes {
         }
         routes.add(
             EndpointDescription(
-                .get, "/v1/audit/verify", operationID: "verifyAudit",
-                summary: "Recompute the organization's keyed hash chain, check it against its signed head, and name the first entry where it breaks.",
+                .get,
+                "/v1/audit/verify",
+                operationID: "verifyAudit",
+                summary:
+                    "Recompute the organization's keyed hash chain, check it against its signed head, and name the first entry where it breaks.",
                 tag: "audit",
-                access: .organization(.readAudit), responses: [200: ("The result", object, "application/json")]
+                access: .organization(.readAudit),
+                responses: [200: ("The result", object, "application/json")]
             )
         ) { _, context in
             let result = try await verifier.verify(chain: try context.organizationID())
             var body: [String: JSONValue] = ["intact": .bool(result.isIntact), "checked": .int(Int64(result.checked))]
             if let broken = result.firstBreak {
-                body["first_break"] = ["id": .string(String(broken.seq)), "seq": .int(broken.seq), "reason": .string(broken.reason)]
+                body["first_break"] = [
+                    "id": .string(String(broken.seq)), "seq": .int(broken.seq), "reason": .string(broken.reason),
+                ]
             }
             return .json(.object(body))
         }

@@ -15,11 +15,17 @@ struct WorkflowRoutes {
     func register(in routes: RouteRegistrar) {
         routes.add(
             EndpointDescription(
-                .put, "/v1/workflows/{name}", operationID: "putWorkflow",
+                .put,
+                "/v1/workflows/{name}",
+                operationID: "putWorkflow",
                 summary: "Create a workflow, or a new version of it (an unchanged definition keeps its version).",
-                tag: "workflows", access: .organization(.write), requestSchema: APISchemas.definition,
-                responses: [201: ("A new version", APISchemas.workflow, "application/json"),
-                            200: ("Unchanged", APISchemas.workflow, "application/json")]
+                tag: "workflows",
+                access: .organization(.write),
+                requestSchema: APISchemas.definition,
+                responses: [
+                    201: ("A new version", APISchemas.workflow, "application/json"),
+                    200: ("Unchanged", APISchemas.workflow, "application/json"),
+                ]
             )
         ) { request, context in
             let orgID = try context.organizationID()
@@ -29,29 +35,50 @@ struct WorkflowRoutes {
             }
             let format = try Self.format(of: request)
             let body = try await bodies.bytes(of: request)
-            let definition = try DefinitionParser.parse(Array(body.readableBytesView), format: format, nameFromPath: name, kinds: engine.kinds)
+            let definition = try DefinitionParser.parse(
+                Array(body.readableBytesView),
+                format: format,
+                nameFromPath: name,
+                kinds: engine.kinds
+            )
             if format == .json { try RequestBodyReader.refuseDuplicateKeys(body.readableBytesView) }
             // The agent loop is the one step of an agent's own workflow; workflows run agents with `agent` steps.
             if let index = definition.steps.firstIndex(where: { $0.kind == AgentLoopStep.name }) {
-                throw CaravanError.validation("/steps/\(index)/\(AgentLoopStep.name)", "is not a known step kind; run an agent with an agent step")
+                throw CaravanError.validation(
+                    "/steps/\(index)/\(AgentLoopStep.name)",
+                    "is not a known step kind; run an agent with an agent step"
+                )
             }
             let unresolved = try await engine.unresolved(DefinitionReferences(workflow: definition), orgID: orgID)
             if !unresolved.isEmpty {
-                throw CaravanError(.validationFailed, "The workflow names what does not exist.", fieldErrors: unresolved)
+                throw CaravanError(
+                    .validationFailed,
+                    "The workflow names what does not exist.",
+                    fieldErrors: unresolved
+                )
             }
             let (workflow, created) = try await engine.workflows.put(orgID: orgID, definition: definition)
             return .json(APIRequest.json(workflow), status: created ? .created : .ok)
         }
         routes.add(
             EndpointDescription(
-                .get, "/v1/workflows", operationID: "listWorkflows", summary: "List workflows (latest versions).",
-                tag: "workflows", access: .organization(.read), query: APISchemas.page,
+                .get,
+                "/v1/workflows",
+                operationID: "listWorkflows",
+                summary: "List workflows (latest versions).",
+                tag: "workflows",
+                access: .organization(.read),
+                query: APISchemas.page,
                 responses: [200: ("A page of workflows", APISchemas.list(of: APISchemas.workflow), "application/json")]
             )
         ) { request, context in
             let orgID = try context.organizationID()
             let limit = try APIRequest.limit(request)
-            let page = try await engine.workflows.list(orgID: orgID, after: try APIRequest.cursor(request), limit: limit)
+            let page = try await engine.workflows.list(
+                orgID: orgID,
+                after: try APIRequest.cursor(request),
+                limit: limit
+            )
             return .json([
                 "items": .array(page.map(APIRequest.json)),
                 "next_cursor": APIRequest.encodeCursor(page.count == limit ? page.last?.name : nil),
@@ -59,8 +86,12 @@ struct WorkflowRoutes {
         }
         routes.add(
             EndpointDescription(
-                .get, "/v1/workflows/{name}", operationID: "getWorkflow",
-                summary: "A workflow: its latest version, or `?version=N`.", tag: "workflows", access: .organization(.read),
+                .get,
+                "/v1/workflows/{name}",
+                operationID: "getWorkflow",
+                summary: "A workflow: its latest version, or `?version=N`.",
+                tag: "workflows",
+                access: .organization(.read),
                 query: [APISchemas.version],
                 responses: [200: ("The workflow", APISchemas.workflow, "application/json")]
             )
@@ -81,8 +112,12 @@ struct WorkflowRoutes {
         }
         routes.add(
             EndpointDescription(
-                .delete, "/v1/workflows/{name}", operationID: "archiveWorkflow",
-                summary: "Archive a workflow: no new runs, no schedule; runs already started go on.", tag: "workflows", access: .organization(.write),
+                .delete,
+                "/v1/workflows/{name}",
+                operationID: "archiveWorkflow",
+                summary: "Archive a workflow: no new runs, no schedule; runs already started go on.",
+                tag: "workflows",
+                access: .organization(.write),
                 responses: [204: ("Archived", nil, "application/json")]
             )
         ) { request, context in

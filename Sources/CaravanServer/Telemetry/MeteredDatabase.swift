@@ -34,7 +34,9 @@ struct MeteredDatabase: Database {
     var dialect: SQLDialect { base.dialect }
 
     func listen(
-        channel: String, listening: @escaping @Sendable (Bool) -> Void, received: @escaping @Sendable (String) -> Void
+        channel: String,
+        listening: @escaping @Sendable (Bool) -> Void,
+        received: @escaping @Sendable (String) -> Void
     ) async {
         await base.listen(channel: channel, listening: listening, received: received)
     }

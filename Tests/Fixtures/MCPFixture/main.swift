@@ -1,3 +1,4 @@
+import CaravanMCPFixtureTools
 // An MCP server over stdio for the tests of MCP tools.
 //
 // Tools: `add {a, b}` → the sum as text; `echo {text}` → the text; `fail {}` → a tool error; `slow {ms}` → "slept"
@@ -7,7 +8,6 @@
 // With `CARAVAN_MCP_FIXTURE_LOG` set, every call is appended to that file as one JSON line
 // `{"tool": …, "arguments": …, "pid": …}`.
 import Foundation
-import CaravanMCPFixtureTools
 import MCP
 
 #if canImport(Glibc)
@@ -18,18 +18,25 @@ import Darwin
 
 enum Fixture {
     /// The shared tools, and `env {name}` → the value of an environment variable; `crash {}` → exit 3.
-    static let tools: [Tool] = FixtureTools.tools + [
-        Tool(
-            name: "env", description: "Answers an environment variable.",
-            inputSchema: ["type": "object", "properties": ["name": ["type": "string"]], "required": ["name"]]
-        ),
-        Tool(name: "crash", description: "Exits without answering.", inputSchema: ["type": "object", "properties": [:]]),
-    ]
+    static let tools: [Tool] =
+        FixtureTools.tools + [
+            Tool(
+                name: "env",
+                description: "Answers an environment variable.",
+                inputSchema: ["type": "object", "properties": ["name": ["type": "string"]], "required": ["name"]]
+            ),
+            Tool(
+                name: "crash",
+                description: "Exits without answering.",
+                inputSchema: ["type": "object", "properties": [:]]
+            ),
+        ]
 
     static func record(_ parameters: CallTool.Parameters) {
         guard let path = ProcessInfo.processInfo.environment["CARAVAN_MCP_FIXTURE_LOG"] else { return }
         let entry: [String: Value] = [
-            "tool": .string(parameters.name), "arguments": .object(parameters.arguments ?? [:]), "pid": .int(Int(getpid())),
+            "tool": .string(parameters.name), "arguments": .object(parameters.arguments ?? [:]),
+            "pid": .int(Int(getpid())),
         ]
         guard var line = try? JSONEncoder().encode(entry) else { return }
         line.append(UInt8(ascii: "\n"))
@@ -55,7 +62,11 @@ enum Fixture {
 }
 
 FileHandle.standardError.write(Data("caravan-mcp-fixture: started\n".utf8))
-let server = Server(name: "caravan-mcp-fixture", version: "1.0.0", capabilities: .init(tools: .init(listChanged: false)))
+let server = Server(
+    name: "caravan-mcp-fixture",
+    version: "1.0.0",
+    capabilities: .init(tools: .init(listChanged: false))
+)
 await server.withMethodHandler(ListTools.self) { _ in ListTools.Result(tools: Fixture.tools) }
 await server.withMethodHandler(CallTool.self) { parameters in try await Fixture.call(parameters) }
 try await server.start(transport: StdioTransport())

@@ -5,18 +5,22 @@ import MCP
 public enum FixtureTools {
     public static let tools: [Tool] = [
         Tool(
-            name: "add", description: "Adds two numbers.",
+            name: "add",
+            description: "Adds two numbers.",
             inputSchema: [
-                "type": "object", "properties": ["a": ["type": "number"], "b": ["type": "number"]], "required": ["a", "b"],
+                "type": "object", "properties": ["a": ["type": "number"], "b": ["type": "number"]],
+                "required": ["a", "b"],
             ]
         ),
         Tool(
-            name: "echo", description: "Answers its text.",
+            name: "echo",
+            description: "Answers its text.",
             inputSchema: ["type": "object", "properties": ["text": ["type": "string"]], "required": ["text"]]
         ),
         Tool(name: "fail", description: "Always fails.", inputSchema: ["type": "object", "properties": [:]]),
         Tool(
-            name: "slow", description: "Answers after a delay.",
+            name: "slow",
+            description: "Answers after a delay.",
             inputSchema: ["type": "object", "properties": ["ms": ["type": "integer"]], "required": ["ms"]]
         ),
     ]
