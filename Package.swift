@@ -247,9 +247,15 @@ let package = Package(
             name: "caravan-bench",
             dependencies: [
                 "CaravanCore",
-                "CaravanTestSupport",
+                "CaravanHarness",
+                "CaravanEngine",
+                "CaravanStorage",
+                "CaravanSQLite",
+                "CaravanPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -272,11 +278,31 @@ let package = Package(
             path: "Tests/Fixtures/MCPFixture",
             swiftSettings: swiftSettings
         ),
-        // Test support: a running-server helper, database fixtures, fake upstream servers.
+        // What drives a real `caravan` from outside, for tests and benchmarks alike: the process, throwaway databases
+        // and directories, a loopback HTTP endpoint, fake model providers. No test framework.
+        .target(
+            name: "CaravanHarness",
+            dependencies: [
+                "CaravanCore",
+                "CaravanStorage",
+                "CaravanSQLite",
+                "CaravanPostgres",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Test support: the application built in-process, fake MCP servers, raw HTTP, and the harness re-exported.
         .target(
             name: "CaravanTestSupport",
             dependencies: [
                 "CaravanCore",
+                "CaravanHarness",
                 "CaravanServer",
                 "CaravanStorage",
                 "CaravanSQLite",

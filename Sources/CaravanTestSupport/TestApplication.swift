@@ -143,7 +143,7 @@ public struct AuthenticatedClient: TestClientProtocol {
     }
 
     /// The password of the test organization's first user (`owner@example.com`).
-    public static let ownerPassword = "correct horse battery staple"
+    public static let ownerPassword = ownerAccountPassword
 
     /// Signs up the first user (who owns the default organization) through the API and creates an owner API key.
     public static func bootstrap(_ client: any TestClientProtocol) async throws -> AuthenticatedClient {
@@ -173,35 +173,6 @@ extension TestClientProtocol {
     public var authorization: [(String, String)] {
         (self as? AuthenticatedClient).map { [("Authorization", "Bearer \($0.apiKey)")] } ?? []
     }
-}
-
-public enum TestSetupError: Error {
-    case failed(String)
-}
-
-/// Signs up the first user of a running `caravan` process and returns an owner API key, as headers to send.
-public func bootstrapCredentials(port: Int) async throws -> [(String, String)] {
-    let signup = try await fetch(
-        "http://127.0.0.1:\(port)/v1/auth/signup",
-        method: "POST",
-        headers: [("Content-Type", "application/json")],
-        body:
-            #"{"email": "owner@example.com", "password": "\#(AuthenticatedClient.ownerPassword)", "organization": "Acme"}"#
-    )
-    let signupJSON = try JSONValue(parsing: Array(signup.body.utf8))
-    guard signup.status == 201, let token = signupJSON["access_token"]?.stringValue else {
-        throw TestSetupError.failed("signup answered \(signup.status): \(signup.body)")
-    }
-    let key = try await fetch(
-        "http://127.0.0.1:\(port)/v1/api-keys",
-        method: "POST",
-        headers: [("Content-Type", "application/json"), ("Authorization", "Bearer \(token)")],
-        body: #"{"name": "tests", "role": "owner"}"#
-    )
-    guard key.status == 201, let apiKey = try JSONValue(parsing: Array(key.body.utf8))["key"]?.stringValue else {
-        throw TestSetupError.failed("creating an API key answered \(key.status): \(key.body)")
-    }
-    return [("Authorization", "Bearer \(apiKey)")]
 }
 
 extension ServerConfiguration {

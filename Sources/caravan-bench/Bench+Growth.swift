@@ -1,6 +1,6 @@
 import ArgumentParser
 import CaravanCore
-import CaravanTestSupport
+import CaravanHarness
 import Foundation
 
 /// How cost grows: W1 at growing run counts (scale), one run of a wide `for_each` (fanout, W5), W1 over several

@@ -1,10 +1,10 @@
 import ArgumentParser
 import CaravanCore
 import CaravanEngine
+import CaravanHarness
 import CaravanPostgres
 import CaravanSQLite
 import CaravanStorage
-import CaravanTestSupport
 import Foundation
 
 /// W4: a database that has grown. `--seed-runs` finished runs of `bench-w1` (one in ten failed) are stored

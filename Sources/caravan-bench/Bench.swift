@@ -1,7 +1,7 @@
 import ArgumentParser
 import AsyncHTTPClient
 import CaravanCore
-import CaravanTestSupport
+import CaravanHarness
 import Foundation
 import NIOCore
 import NIOHTTP1

@@ -102,7 +102,7 @@ public final class TestHTTPServer: Sendable {
         return Self.json(#"{"ok":true,"path":"\#(request.uri.path)"}"#)
     }
 
-    static func json(_ text: String) -> Response {
+    public static func json(_ text: String) -> Response {
         Response(
             status: .ok,
             headers: [.contentType: "application/json"],

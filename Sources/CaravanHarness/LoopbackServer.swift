@@ -4,7 +4,7 @@ import ServiceLifecycle
 import Synchronization
 
 /// Serves `router` on a free loopback port for the duration of `body`, which is given the port.
-func withLoopbackServer<T: Sendable>(
+public func withLoopbackServer<T: Sendable>(
     _ router: Router<BasicRequestContext>,
     _ body: @Sendable (Int) async throws -> T
 ) async throws -> T {
