@@ -3,7 +3,9 @@ import PackageDescription
 
 /// One set of settings for every target: Swift 6 language mode with strict concurrency.
 let swiftSettings: [SwiftSetting] = [
-    .enableUpcomingFeature("ExistentialAny")
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
 ]
 
 let package = Package(
@@ -33,6 +35,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
         .package(url: "https://github.com/modelcontextprotocol/swift-sdk.git", from: "0.12.1"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.5.0"),
     ],
     targets: [
         // Domain types: ids, durations, JSON values, errors. No I/O, no HTTP, no SQL.
@@ -54,6 +57,8 @@ let package = Package(
         .target(
             name: "CaravanEngine",
             dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 "CaravanCore",
                 "CaravanWorkflow",
                 "CaravanStorage",
@@ -120,6 +125,7 @@ let package = Package(
         .target(
             name: "CaravanOutbound",
             dependencies: [
+                .product(name: "NIOHTTPCompression", package: "swift-nio-extras"),
                 "CaravanCore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -146,6 +152,7 @@ let package = Package(
         .target(
             name: "CaravanTools",
             dependencies: [
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 "CaravanCore",
                 "CaravanModels",
                 "CaravanOutbound",
@@ -161,6 +168,8 @@ let package = Package(
         .target(
             name: "CaravanAgents",
             dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 "CaravanCore",
                 "CaravanWorkflow",
                 "CaravanEngine",
@@ -182,6 +191,7 @@ let package = Package(
         .target(
             name: "CaravanSQLite",
             dependencies: [
+                "CaravanCore",
                 "CaravanStorage",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -192,6 +202,8 @@ let package = Package(
         .target(
             name: "CaravanPostgres",
             dependencies: [
+                "CaravanCore",
+                .product(name: "NIOCore", package: "swift-nio"),
                 "CaravanStorage",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -233,6 +245,12 @@ let package = Package(
         .executableTarget(
             name: "caravan",
             dependencies: [
+                "CaravanCore",
+                "CaravanEngine",
+                "CaravanStorage",
+                "CaravanVault",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 "CaravanServer",
                 "CaravanAudit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -301,6 +319,8 @@ let package = Package(
         .target(
             name: "CaravanTestSupport",
             dependencies: [
+                "CaravanEngine",
+                .product(name: "NIOCore", package: "swift-nio"),
                 "CaravanCore",
                 "CaravanHarness",
                 "CaravanServer",
@@ -333,12 +353,15 @@ let package = Package(
         ),
         .testTarget(
             name: "CaravanStorageTests",
-            dependencies: ["CaravanStorage", "CaravanSQLite", "CaravanPostgres", "CaravanTestSupport"],
+            dependencies: ["CaravanCore", "CaravanStorage", "CaravanSQLite", "CaravanPostgres", "CaravanTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "CaravanEngineTests",
             dependencies: [
+                "CaravanCore",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
                 "CaravanEngine", "CaravanWorkflow", "CaravanServer", "CaravanTestSupport", "CaravanStorage",
                 "CaravanSQLite", "CaravanPostgres",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
@@ -362,6 +385,7 @@ let package = Package(
         .testTarget(
             name: "CaravanModelsTests",
             dependencies: [
+                .product(name: "Logging", package: "swift-log"),
                 "CaravanCore", "CaravanModels", "CaravanOutbound", "CaravanTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
@@ -371,6 +395,9 @@ let package = Package(
         .testTarget(
             name: "CaravanToolsTests",
             dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 "CaravanCore", "CaravanTools", "CaravanModels", "CaravanOutbound", "CaravanTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
@@ -379,6 +406,7 @@ let package = Package(
         .testTarget(
             name: "CaravanAgentsTests",
             dependencies: [
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 "CaravanCore", "CaravanAgents", "CaravanModels", "CaravanEngine", "CaravanServer", "CaravanTestSupport",
                 "CaravanStorage", "CaravanSQLite", "CaravanPostgres",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -389,6 +417,12 @@ let package = Package(
         .testTarget(
             name: "CaravanServerTests",
             dependencies: [
+                "CaravanCore",
+                "CaravanEngine",
+                "CaravanPostgres",
+                "CaravanStorage",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 "CaravanServer", "CaravanTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -1,7 +1,7 @@
-import CaravanCore
-import CaravanEngine
-import CaravanModels
-import CaravanTools
+public import CaravanCore
+public import CaravanEngine
+public import CaravanModels
+public import CaravanTools
 import CaravanWorkflow
 import Mustache
 

@@ -1,5 +1,5 @@
-import CaravanCore
-import CaravanEngine
+public import CaravanCore
+public import CaravanEngine
 import CaravanModels
 import CaravanWorkflow
 import Foundation

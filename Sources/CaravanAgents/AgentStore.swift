@@ -1,6 +1,6 @@
-import CaravanAudit
-import CaravanCore
-import CaravanEngine
+public import CaravanAudit
+public import CaravanCore
+public import CaravanEngine
 import CaravanWorkflow
 
 /// A stored version of an agent.

@@ -1,9 +1,9 @@
 import AsyncHTTPClient
 import CaravanCore
-import CaravanEngine
+public import CaravanEngine
 import CaravanModels
-import CaravanOutbound
-import CaravanTools
+public import CaravanOutbound
+public import CaravanTools
 import CaravanWorkflow
 import Foundation
 import Logging

@@ -1,7 +1,7 @@
-import CaravanCore
-import CaravanModels
+public import CaravanCore
+public import CaravanModels
 import CaravanOutbound
-import Logging
+public import Logging
 import Metrics
 
 /// Who a model call is for, for metering and budgets.

@@ -1,6 +1,6 @@
-import CaravanCore
-import CaravanModels
-import CaravanStorage
+public import CaravanCore
+public import CaravanModels
+public import CaravanStorage
 import Foundation
 import Synchronization
 

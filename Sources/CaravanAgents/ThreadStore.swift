@@ -1,6 +1,6 @@
-import CaravanCore
+public import CaravanCore
 import CaravanModels
-import CaravanStorage
+public import CaravanStorage
 
 /// A conversation that agent runs append to.
 public struct ConversationThread: Sendable {

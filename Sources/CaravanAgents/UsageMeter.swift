@@ -1,9 +1,9 @@
 import CaravanCore
-import CaravanModels
-import CaravanStorage
+public import CaravanModels
+public import CaravanStorage
 import Foundation
-import Logging
-import ServiceLifecycle
+public import Logging
+public import ServiceLifecycle
 import Synchronization
 
 /// One model call, as metered.

@@ -1,4 +1,4 @@
-import CaravanCore
+public import CaravanCore
 import Crypto
 
 /// Who did something: a user, an API key, the system itself, or someone not signed in.

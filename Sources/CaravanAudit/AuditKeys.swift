@@ -1,5 +1,5 @@
 import CaravanCore
-import Crypto
+public import Crypto
 import Foundation
 
 /// The keys that link audit chains: HMAC-SHA256 keys derived with HKDF (info `caravan audit chain`) from the

@@ -1,9 +1,9 @@
 import CaravanCore
-import CaravanStorage
+public import CaravanStorage
 import Crypto
 import Foundation
-import Logging
-import ServiceLifecycle
+public import Logging
+public import ServiceLifecycle
 
 enum AuditDigest {
     static func hex(_ bytes: some Sequence<UInt8>) -> String {

@@ -1,5 +1,5 @@
 import CaravanCore
-import CaravanStorage
+public import CaravanStorage
 import Crypto
 
 /// The result of checking audit chains.

@@ -1,5 +1,5 @@
-import CaravanAudit
-import CaravanCore
+public import CaravanAudit
+public import CaravanCore
 import CaravanStorage
 import CaravanWorkflow
 import Logging

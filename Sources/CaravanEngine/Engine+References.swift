@@ -1,5 +1,5 @@
-import CaravanCore
-import CaravanWorkflow
+public import CaravanCore
+public import CaravanWorkflow
 
 /// What a definition names outside itself, and whether it is there.
 public struct DefinitionReferences: Sendable {

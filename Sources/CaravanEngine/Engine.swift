@@ -1,10 +1,10 @@
 import AsyncHTTPClient
-import CaravanAudit
+public import CaravanAudit
 import CaravanCore
-import CaravanStorage
-import CaravanWorkflow
-import Logging
-import ServiceLifecycle
+public import CaravanStorage
+public import CaravanWorkflow
+public import Logging
+public import ServiceLifecycle
 import Synchronization
 
 /// The durable execution engine of one node: starts runs, executes their steps, commits every result before

@@ -1,4 +1,4 @@
-import CaravanCore
+public import CaravanCore
 
 /// How the engine of one node behaves.
 public struct EngineConfiguration: Sendable {

@@ -1,6 +1,6 @@
 import AsyncHTTPClient
-import CaravanCore
-import CaravanOutbound
+public import CaravanCore
+public import CaravanOutbound
 import CaravanWorkflow
 import Foundation
 import NIOCore

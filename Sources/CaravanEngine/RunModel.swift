@@ -1,4 +1,4 @@
-import CaravanCore
+public import CaravanCore
 
 /// A run's status, as the API reports it.
 public enum RunStatus: String, Sendable, Codable, CaseIterable {

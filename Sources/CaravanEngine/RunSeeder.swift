@@ -1,5 +1,5 @@
-import CaravanCore
-import CaravanStorage
+public import CaravanCore
+public import CaravanStorage
 
 /// Stores finished runs straight through the run store, in batches, without executing them: for benchmarks of a
 /// database that has grown (`caravan-bench --workload seeded`). The rows and events are those the engine writes

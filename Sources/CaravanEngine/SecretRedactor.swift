@@ -1,4 +1,4 @@
-import CaravanCore
+public import CaravanCore
 import Foundation
 
 /// Replaces secret values wherever they appear in what a step produced (an upstream that echoes a header back,

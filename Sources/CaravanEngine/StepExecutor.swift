@@ -1,6 +1,6 @@
-import CaravanCore
-import CaravanWorkflow
-import Logging
+public import CaravanCore
+public import CaravanWorkflow
+public import Logging
 
 /// What a step executor knows about the attempt it runs.
 public struct StepContext: Sendable {

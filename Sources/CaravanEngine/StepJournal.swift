@@ -1,4 +1,4 @@
-import CaravanCore
+public import CaravanCore
 import Synchronization
 
 /// Durable progress inside one step attempt, for kinds that make several calls in one step (an agent's model

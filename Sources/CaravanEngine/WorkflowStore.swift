@@ -1,6 +1,6 @@
 import CaravanCore
-import CaravanStorage
-import CaravanWorkflow
+public import CaravanStorage
+public import CaravanWorkflow
 import Synchronization
 
 /// A stored version of a workflow.

@@ -1,6 +1,6 @@
 import CaravanCore
 import HTTPTypes
-import Hummingbird
+public import Hummingbird
 import NIOCore
 
 /// A fake Anthropic Messages server on a free loopback port: `POST /v1/messages`, streamed (`event: …` /

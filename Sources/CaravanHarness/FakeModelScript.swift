@@ -1,4 +1,4 @@
-import CaravanCore
+public import CaravanCore
 import HTTPTypes
 import Hummingbird
 import Logging

@@ -1,5 +1,5 @@
-import CaravanCore
-import Hummingbird
+public import CaravanCore
+public import Hummingbird
 
 /// How a fake model server speaks: the path it serves and how it answers one request from its script.
 public protocol FakeModelProtocol: Sendable {

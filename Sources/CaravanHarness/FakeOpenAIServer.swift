@@ -1,6 +1,6 @@
 import CaravanCore
 import HTTPTypes
-import Hummingbird
+public import Hummingbird
 import NIOCore
 
 /// A fake OpenAI Chat Completions server on a free loopback port: `POST /v1/chat/completions`, streamed

@@ -1,9 +1,9 @@
 import CaravanCore
 import CaravanPostgres
 import CaravanSQLite
-import CaravanStorage
+public import CaravanStorage
 import Foundation
-import Logging
+public import Logging
 
 /// The storage backends a test can run against.
 public enum TestBackend: String, Sendable, CustomStringConvertible {

@@ -1,7 +1,7 @@
 import CaravanCore
 import Foundation
 import HTTPTypes
-import Hummingbird
+public import Hummingbird
 import Logging
 import NIOCore
 import ServiceLifecycle

@@ -1,4 +1,4 @@
-import CaravanCore
+public import CaravanCore
 
 /// A member's role in an organization, from least to most trusted.
 public enum Role: String, Sendable, CaseIterable, Comparable, Codable {

@@ -1,6 +1,6 @@
 import CaravanCore
-import Crypto
-import Foundation
+public import Crypto
+public import Foundation
 import JWTKit
 
 /// The claims of a session access token.

@@ -1,5 +1,5 @@
-import CaravanCore
-import CaravanStorage
+public import CaravanCore
+public import CaravanStorage
 
 /// Brute-force protection for the endpoints that take passwords and codes, kept in the database so that it holds
 /// across nodes:

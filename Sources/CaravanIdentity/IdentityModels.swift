@@ -1,4 +1,4 @@
-import CaravanCore
+public import CaravanCore
 
 /// A person who signs in.
 public struct User: Sendable, Hashable {

@@ -1,6 +1,6 @@
 import CaravanCore
 import CaravanStorage
-import CaravanVault
+public import CaravanVault
 import Foundation
 import HummingbirdOTP
 

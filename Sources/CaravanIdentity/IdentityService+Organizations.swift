@@ -1,5 +1,6 @@
 import CaravanCore
-import CaravanStorage
+public import CaravanStorage
+import Foundation
 
 /// Organizations, members, invitations and API keys. Every call names the organization it acts in; the caller
 /// (the HTTP layer) has already checked the permission in `AccessPolicy`, and the rules here are those that

@@ -1,6 +1,6 @@
-import CaravanCore
-import CaravanStorage
-import CaravanVault
+public import CaravanCore
+public import CaravanStorage
+public import CaravanVault
 import Foundation
 
 /// Accounts and sessions: signup, login with optional TOTP, refresh-token rotation, logout, password change,

@@ -1,4 +1,4 @@
-import CaravanCore
+public import CaravanCore
 
 /// What a password must be: 12 to 1,024 characters, not one of the most common passwords nor a light variation
 /// of one (case, a few digits or symbols around it), not the email address.

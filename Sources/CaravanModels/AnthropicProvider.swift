@@ -1,6 +1,6 @@
 import AsyncHTTPClient
 import CaravanCore
-import CaravanOutbound
+public import CaravanOutbound
 import NIOCore
 import NIOHTTP1
 

@@ -1,4 +1,4 @@
-import CaravanCore
+public import CaravanCore
 
 /// Who said a message in a conversation with a model.
 public enum ChatRole: String, Sendable, Hashable, Codable {

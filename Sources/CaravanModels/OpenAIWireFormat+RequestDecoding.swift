@@ -1,4 +1,4 @@
-import CaravanCore
+public import CaravanCore
 
 /// Why a Chat Completions request body was refused: the JSON pointer of the field at fault and what is wrong.
 public struct ChatRequestDecodingError: Error, Sendable, Hashable, CustomStringConvertible {

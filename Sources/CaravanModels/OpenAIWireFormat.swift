@@ -1,4 +1,4 @@
-import CaravanCore
+public import CaravanCore
 
 /// The OpenAI Chat Completions wire format, both ways: what `OpenAIProvider` sends and reads, and what
 /// Caravan's own OpenAI-compatible endpoint (`POST /v1/chat/completions`) reads and answers.

@@ -1,4 +1,4 @@
-import Logging
+public import Logging
 import Synchronization
 
 /// One call to a provider made (or skipped) by `ProviderRouter`, reported for metering and logs.

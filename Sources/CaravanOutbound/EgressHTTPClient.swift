@@ -1,9 +1,10 @@
-import AsyncHTTPClient
-import CaravanCore
+public import AsyncHTTPClient
+public import CaravanCore
 import Dispatch
-import Foundation
-import NIOCore
-import NIOHTTP1
+public import Foundation
+public import NIOCore
+public import NIOHTTP1
+import NIOHTTPCompression
 import NIOPosix
 
 #if canImport(Glibc)

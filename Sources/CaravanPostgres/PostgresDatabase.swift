@@ -1,10 +1,10 @@
 import CaravanCore
-import CaravanStorage
+public import CaravanStorage
 import Foundation
-import Logging
+public import Logging
 import NIOCore
-import PostgresNIO
-import ServiceLifecycle
+public import PostgresNIO
+public import ServiceLifecycle
 import Synchronization
 
 /// The PostgreSQL implementation of the storage contract, through a PostgresNIO connection pool.

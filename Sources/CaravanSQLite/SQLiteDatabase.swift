@@ -1,8 +1,8 @@
 import CaravanCore
-import CaravanStorage
+public import CaravanStorage
 import Foundation
 import GRDB
-import Logging
+public import Logging
 import Synchronization
 
 #if canImport(Glibc)

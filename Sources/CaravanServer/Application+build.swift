@@ -1,21 +1,21 @@
 import CaravanAgents
-import CaravanAudit
+public import CaravanAudit
 import CaravanCore
-import CaravanEngine
-import CaravanIdentity
+public import CaravanEngine
+public import CaravanIdentity
 import CaravanModels
 import CaravanOutbound
 import CaravanPostgres
 import CaravanSQLite
-import CaravanStorage
+public import CaravanStorage
 import CaravanTools
-import CaravanVault
+public import CaravanVault
 import Foundation
-import Hummingbird
+public import Hummingbird
 import HummingbirdCore
-import Logging
+public import Logging
 import NIOCore
-import ServiceLifecycle
+public import ServiceLifecycle
 
 /// The version of this build, as `caravan version` and `/healthz` report it.
 public let caravanVersion = "0.1.0"

@@ -1,5 +1,5 @@
-import CaravanStorage
-import Logging
+public import CaravanStorage
+public import Logging
 import ServiceLifecycle
 
 /// Opens the configured database, runs its service (the PostgreSQL pool) for the duration of `body`, and closes

@@ -1,6 +1,6 @@
-import CaravanCore
-import CaravanEngine
-import Logging
+public import CaravanCore
+public import CaravanEngine
+public import Logging
 
 /// Everything `caravan serve` can be told, with the defaults of the public contract.
 public struct ServerConfiguration: Sendable {

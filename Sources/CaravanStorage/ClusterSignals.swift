@@ -1,7 +1,7 @@
 import CaravanCore
 import Foundation
-import Logging
-import ServiceLifecycle
+public import Logging
+public import ServiceLifecycle
 import Synchronization
 
 /// Tells the other nodes sharing the database that something they may hold in memory changed: an API key

@@ -1,4 +1,4 @@
-import CaravanCore
+public import CaravanCore
 
 /// A value bound to, or read from, a SQL statement. The storage layer keeps to these five types so that one
 /// statement text serves SQLite and PostgreSQL alike: ids and JSON are `text`, times are Unix milliseconds in `int`.

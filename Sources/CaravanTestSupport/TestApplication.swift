@@ -1,12 +1,13 @@
-import CaravanCore
-import CaravanServer
+public import CaravanCore
+import CaravanEngine
+public import CaravanServer
 import CaravanStorage
 import Foundation
-import HTTPTypes
+public import HTTPTypes
 import Hummingbird
-import HummingbirdTesting
+public import HummingbirdTesting
 import Logging
-import NIOCore
+public import NIOCore
 
 /// Builds the real application on a fresh database of `backend` and runs `body` against it, in-process
 /// (`.router`) or over a real socket on loopback (`.live`).

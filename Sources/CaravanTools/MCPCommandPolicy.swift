@@ -1,4 +1,4 @@
-import CaravanCore
+public import CaravanCore
 
 /// Which programs MCP servers over stdio may run: an operator's decision, never an API user's.
 ///

@@ -1,8 +1,8 @@
-import CaravanCore
-import CaravanModels
-import CaravanOutbound
+public import CaravanCore
+public import CaravanModels
+public import CaravanOutbound
 import Foundation
-import Logging
+public import Logging
 import MCP
 import Synchronization
 

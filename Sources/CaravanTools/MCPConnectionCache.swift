@@ -1,9 +1,9 @@
-import CaravanCore
-import CaravanModels
-import CaravanOutbound
+public import CaravanCore
+public import CaravanModels
+public import CaravanOutbound
 import Foundation
-import Logging
-import ServiceLifecycle
+public import Logging
+public import ServiceLifecycle
 import Synchronization
 
 /// Live MCP connections, one per (organization, server configuration), reused across tool calls.

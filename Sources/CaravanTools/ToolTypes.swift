@@ -1,4 +1,4 @@
-import CaravanCore
+public import CaravanCore
 
 // A tool that could not be listed or called throws a `Failure`: a stable code, a message for people (and models), and whether trying
 // again later may succeed.

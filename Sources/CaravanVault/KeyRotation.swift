@@ -1,7 +1,7 @@
 import CaravanCore
-import CaravanStorage
-import Logging
-import ServiceLifecycle
+public import CaravanStorage
+public import Logging
+public import ServiceLifecycle
 
 /// A column of sealed values, and how to name the context each was sealed with.
 public struct SealedColumn: Sendable {

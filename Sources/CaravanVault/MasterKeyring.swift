@@ -1,7 +1,7 @@
-import CaravanCore
-import Crypto
+public import CaravanCore
+public import Crypto
 import Foundation
-import Logging
+public import Logging
 
 /// The keys that seal secrets at rest: the current master key (new seals) and earlier ones (still opened, and
 /// re-sealed under the current key in the background).

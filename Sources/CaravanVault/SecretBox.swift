@@ -1,6 +1,6 @@
-import CaravanCore
+public import CaravanCore
 import Crypto
-import Foundation
+public import Foundation
 
 /// Seals values with AES-256-GCM under the keyring's current key. A sealed value is text:
 /// `v1.<key id>.<base64 of nonce | ciphertext | tag>`. The `context` (e.g. the organization and secret name) is

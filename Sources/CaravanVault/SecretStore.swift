@@ -1,5 +1,5 @@
-import CaravanCore
-import CaravanStorage
+public import CaravanCore
+public import CaravanStorage
 
 /// A secret's name and times: everything about a secret that is ever shown.
 public struct SecretSummary: Sendable, Hashable {

@@ -1,5 +1,5 @@
-import CaravanCore
-import Foundation
+public import CaravanCore
+public import Foundation
 
 /// A five-field cron expression (minute hour day-of-month month day-of-week) with `*`, lists, ranges, steps,
 /// month and day names, and the macros `@hourly @daily @weekly @monthly @yearly`. When both day fields are

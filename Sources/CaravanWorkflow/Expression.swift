@@ -1,4 +1,4 @@
-import CaravanCore
+public import CaravanCore
 
 /// The small, safe expression language of `when` and `for_each`: paths, literals, comparisons, `&& || !`,
 /// `len()` and `contains()`. Nothing else runs.

@@ -1,4 +1,4 @@
-import CaravanCore
+public import CaravanCore
 
 /// Checks a value against the commonly used core of JSON Schema: `type`, `required`, `properties`,
 /// `additionalProperties: false`, `items`, `enum`, `const`, `minLength`/`maxLength`, `minimum`/`maximum`,

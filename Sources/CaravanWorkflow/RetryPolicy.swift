@@ -1,4 +1,4 @@
-import CaravanCore
+public import CaravanCore
 import Foundation
 
 /// How a failed step is retried: exponential backoff with jitter, capped.

@@ -1,4 +1,4 @@
-import CaravanCore
+public import CaravanCore
 
 /// A kind of step, as far as definitions are concerned: its key and how its configuration is validated. The
 /// engine adds how it runs.

@@ -1,4 +1,5 @@
-import CaravanCore
+public import CaravanCore
+import Foundation
 import Synchronization
 
 /// Interpolation of `{{ path }}` inside strings. A string that is exactly one `{{ path }}` keeps the JSON type of

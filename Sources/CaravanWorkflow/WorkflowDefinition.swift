@@ -1,4 +1,4 @@
-import CaravanCore
+public import CaravanCore
 
 /// A workflow: a named graph of steps, validated. `source` is the normalised definition, stored as the
 /// version's text and compared to tell whether a `PUT` changed anything.

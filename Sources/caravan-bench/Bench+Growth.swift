@@ -2,6 +2,7 @@ import ArgumentParser
 import CaravanCore
 import CaravanHarness
 import Foundation
+import NIOHTTP1
 
 /// How cost grows: W1 at growing run counts (scale), one run of a wide `for_each` (fanout, W5), W1 over several
 /// nodes of one PostgreSQL database (nodes, W6).

@@ -6,6 +6,7 @@ import CaravanPostgres
 import CaravanSQLite
 import CaravanStorage
 import Foundation
+import NIOHTTP1
 
 /// W4: a database that has grown. `--seed-runs` finished runs of `bench-w1` (one in ten failed) are stored
 /// through the engine's run store while the server is stopped, then the server is started again on that

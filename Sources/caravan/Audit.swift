@@ -2,7 +2,9 @@ import ArgumentParser
 import CaravanAudit
 import CaravanServer
 import CaravanVault
+import Configuration
 import Foundation
+import Logging
 
 /// `caravan audit …`: the audit log from the command line.
 struct Audit: AsyncParsableCommand {

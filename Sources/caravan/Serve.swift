@@ -1,5 +1,6 @@
 import ArgumentParser
 import CaravanCore
+import CaravanEngine
 import CaravanServer
 import CaravanStorage
 import Configuration
@@ -7,6 +8,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
+import UnixSignals
 
 /// `caravan serve`: the API, console, engine workers and scheduler in one process.
 struct Serve: AsyncParsableCommand {

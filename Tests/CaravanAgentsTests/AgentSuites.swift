@@ -1,4 +1,5 @@
 import CaravanTestSupport
+import HummingbirdTesting
 import Testing
 
 @Suite("Agents and the gateway on SQLite")

@@ -1,3 +1,5 @@
+import CaravanCore
+import CaravanEngine
 import CaravanServer
 import CaravanTestSupport
 import HummingbirdTesting

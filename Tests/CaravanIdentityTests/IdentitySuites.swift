@@ -1,6 +1,7 @@
 import CaravanCore
 import CaravanSQLite
 import CaravanServer
+import CaravanStorage
 import CaravanTestSupport
 import Foundation
 import HTTPTypes

@@ -1,4 +1,5 @@
 import CaravanCore
+import CaravanEngine
 import CaravanServer
 import CaravanTestSupport
 import Foundation

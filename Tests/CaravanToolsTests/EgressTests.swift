@@ -3,6 +3,7 @@ import CaravanCore
 import CaravanTestSupport
 import Foundation
 import NIOCore
+import NIOHTTP1
 import Synchronization
 import Testing
 

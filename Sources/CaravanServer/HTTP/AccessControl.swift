@@ -1,6 +1,7 @@
-import CaravanAudit
-import CaravanCore
+public import CaravanAudit
+public import CaravanCore
 import CaravanIdentity
+import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging

@@ -1,8 +1,8 @@
-import CaravanCore
-import CaravanIdentity
-import Hummingbird
+public import CaravanCore
+public import CaravanIdentity
+public import Hummingbird
 import Logging
-import NIOCore
+public import NIOCore
 
 /// The request context of every Caravan route: Hummingbird's core context plus the request id, the client's
 /// address and, once credentials are checked, the caller.

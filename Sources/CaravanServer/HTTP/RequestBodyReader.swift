@@ -1,6 +1,6 @@
-import CaravanCore
+public import CaravanCore
 import Foundation
-import Hummingbird
+public import Hummingbird
 import NIOCore
 
 /// Reads request bodies under the configured size limit and parses JSON with a clear `invalid_json` error.

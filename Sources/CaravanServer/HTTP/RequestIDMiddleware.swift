@@ -1,5 +1,5 @@
 import CaravanCore
-import HTTPTypes
+public import HTTPTypes
 import Hummingbird
 import Logging
 

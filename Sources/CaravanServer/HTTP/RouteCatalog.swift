@@ -1,6 +1,6 @@
-import CaravanCore
-import CaravanIdentity
-import HTTPTypes
+public import CaravanCore
+public import CaravanIdentity
+public import HTTPTypes
 import Hummingbird
 import Synchronization
 

@@ -1,6 +1,7 @@
 import CaravanAgents
 import CaravanCore
 import CaravanEngine
+import CaravanIdentity
 import CaravanTools
 import CaravanWorkflow
 import HTTPTypes

@@ -1,5 +1,6 @@
 import CaravanAgents
 import CaravanCore
+import CaravanIdentity
 import CaravanModels
 import HTTPTypes
 import Hummingbird

@@ -1,6 +1,7 @@
 import CaravanAudit
 import CaravanCore
 import CaravanIdentity
+import CaravanStorage
 import HTTPTypes
 import Hummingbird
 

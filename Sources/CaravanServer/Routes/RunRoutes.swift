@@ -1,5 +1,6 @@
 import CaravanCore
 import CaravanEngine
+import CaravanIdentity
 import CaravanStorage
 import CaravanWorkflow
 import HTTPTypes

@@ -1,5 +1,6 @@
 import CaravanAudit
 import CaravanCore
+import CaravanIdentity
 import CaravanVault
 import HTTPTypes
 import Hummingbird

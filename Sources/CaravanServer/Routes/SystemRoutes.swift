@@ -1,6 +1,7 @@
 import CaravanCore
 import CaravanStorage
 import Hummingbird
+import Logging
 
 /// The unauthenticated endpoints an operator and a load balancer use: liveness, readiness, metrics, the OpenAPI
 /// document.

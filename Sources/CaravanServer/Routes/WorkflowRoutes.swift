@@ -1,6 +1,7 @@
 import CaravanAgents
 import CaravanCore
 import CaravanEngine
+import CaravanIdentity
 import CaravanStorage
 import CaravanWorkflow
 import HTTPTypes

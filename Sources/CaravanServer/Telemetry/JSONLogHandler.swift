@@ -1,6 +1,6 @@
 import CaravanCore
 import Foundation
-import Logging
+public import Logging
 import Synchronization
 
 /// Writes one JSON object a line: `{"ts","level","msg","logger", ...metadata}`. Used when stdout is not a

@@ -1,6 +1,6 @@
 import Foundation
 import Metrics
-import Prometheus
+public import Prometheus
 import Synchronization
 
 /// The process's metrics: one Prometheus registry behind swift-metrics, bootstrapped once per process.

@@ -1,4 +1,4 @@
-import MCP
+public import MCP
 
 /// The tools every fake MCP server of the tests serves: `add {a, b}` → the sum as text; `echo {text}` → the text;
 /// `fail {}` → a tool error; `slow {ms}` → "slept" after `ms` milliseconds.
