@@ -187,21 +187,14 @@ extension Engine {
     public func cancel(orgID: String, id: String) async throws -> RunRecord {
         let now = Clock.nowMilliseconds()
         let (updated, descendants) = try await database.withTransaction { executor in
-            let updated = try await executor.query(
-                """
-                UPDATE runs SET cancel_requested = 1, wake_at = $3, wake_seq = wake_seq + 1
-                WHERE id = $1 AND org_id = $2 AND finished_at IS NULL RETURNING id
-                """,
-                [.text(id), .text(orgID), .int(now)]
-            )
+            let updated = try await self.store.requestCancel(id: id, orgID: orgID, now: now, in: executor)
             // The runs it started (and theirs) are cancelled with it.
-            let descendants =
-                updated.isEmpty ? [] : try await self.store.cancelDescendants(of: id, at: now, in: executor)
-            if !updated.isEmpty { try await self.announce([id] + descendants, in: executor) }
+            let descendants = updated ? try await self.store.cancelDescendants(of: id, at: now, in: executor) : []
+            if updated { try await self.announce([id] + descendants, in: executor) }
             return (updated, descendants)
         }
         guard let run = try await run(orgID: orgID, id: id) else { throw CaravanError.notFound("The run") }
-        if updated.isEmpty { throw CaravanError(.conflict, "The run has already finished (\(run.status.rawValue)).") }
+        if !updated { throw CaravanError(.conflict, "The run has already finished (\(run.status.rawValue)).") }
         var pokedAll = true
         for runID in [id] + descendants { pokedAll = notifier.poke(runID: runID) && pokedAll }
         if !pokedAll { pokeClaims() }
@@ -271,15 +264,9 @@ extension Engine {
             run.cancelRequested = false
             run.lastSeq += 1
             run.updatedAt = now
-            let rows = try await executor.query(
-                """
-                UPDATE runs SET status = 'queued', error = NULL, output = NULL, finished_at = NULL, cancel_requested = 0,
-                    steps = $2, last_seq = $3, updated_at = $4, wake_at = $4, lease_owner = NULL, lease_expires_at = NULL
-                WHERE id = $1 AND finished_at IS NOT NULL RETURNING id
-                """,
-                [.text(id), .json(StepList.encode(run.steps)), .int(run.lastSeq), .int(now)]
-            )
-            guard !rows.isEmpty else { throw CaravanError(.conflict, "The run changed meanwhile; try again.") }
+            guard try await self.store.requeue(run, now: now, in: executor) else {
+                throw CaravanError(.conflict, "The run changed meanwhile; try again.")
+            }
             try await self.announce([id], in: executor)
             try await self.store.append(
                 [RunEvent(runID: id, seq: run.lastSeq, type: "run.queued", at: now, data: ["retry": true])],
@@ -292,83 +279,11 @@ extension Engine {
         pokeClaims()
         return run
     }
-
-    // MARK: Schedules
-
-    /// Starts scheduled runs when their tick comes, exactly once per tick across nodes: the tick is the run's
-    /// idempotency key, and the workflow row is locked while it is handled.
-    func scheduleLoop() async {
-        while !Task.isCancelled {
-            do {
-                try await fireDueSchedules()
-            } catch {
-                logger.warning("Starting scheduled runs failed", metadata: ["error.message": "\(error)"])
-            }
-            try? await Task.sleep(for: .seconds(1))
-        }
-    }
-
-    func fireDueSchedules() async throws {
-        let now = Clock.nowMilliseconds()
-        let lock = database.dialect == .postgres ? "FOR UPDATE SKIP LOCKED" : ""
-        let due = try await database.withTransaction { executor -> Int in
-            let rows = try await executor.query(
-                """
-                SELECT org_id, name, latest_version, next_fire_at FROM workflows
-                WHERE next_fire_at IS NOT NULL AND next_fire_at <= $1 AND archived_at IS NULL
-                ORDER BY next_fire_at LIMIT 100 \(lock)
-                """,
-                [.int(now)]
-            )
-            var created: [NewRun] = []
-            var events: [RunEvent] = []
-            for row in rows {
-                let orgID = try row.string("org_id")
-                let name = try row.string("name")
-                let fireAt = try row.int("next_fire_at")
-                guard let workflow = try await self.workflows.get(orgID: orgID, name: name),
-                    let schedule = workflow.definition.schedule
-                else { continue }
-                // A tick missed while every node was down starts one run on recovery, unless told to skip.
-                let missed = now - fireAt > 60_000
-                if !missed || schedule.catchUp {
-                    var run = Self.newRun(orgID: orgID, workflow: workflow, input: schedule.input, now: now)
-                    run.idempotencyKey = "schedule:\(fireAt)"
-                    created.append(NewRun(run: run, wakeAt: now))
-                    events.append(
-                        RunEvent(
-                            runID: run.id,
-                            seq: 1,
-                            type: "run.queued",
-                            at: now,
-                            data: ["scheduled_for": .string(Clock.rfc3339(fireAt))]
-                        )
-                    )
-                }
-                let next = Scheduler.nextFire(of: schedule, after: now)
-                try await executor.execute(
-                    "UPDATE workflows SET next_fire_at = $3 WHERE org_id = $1 AND name = $2",
-                    [.text(orgID), .text(name), .int(next)]
-                )
-            }
-            let inserted = try await self.store.insert(created, in: executor)
-            if !inserted.isEmpty { try await self.announce([], in: executor) }
-            try await self.store.append(
-                events.filter { inserted.contains($0.runID) },
-                orgs: Dictionary(created.map { ($0.run.id, $0.run.orgID) }, uniquingKeysWith: { first, _ in first }),
-                in: executor
-            )
-            return inserted.count
-        }
-        if due > 0 { pokeClaims() }
-    }
 }
 
 extension Engine {
     /// A run's status, whatever its organization (for streams that already checked access).
     public func runStatus(id: String) async throws -> RunStatus? {
-        try await database.read { executor in
-            try await executor.queryFirst("SELECT status FROM runs WHERE id = $1", [.text(id)])?.string("status")
-        }.flatMap(RunStatus.init(rawValue:))
+        try await database.read { try await self.store.status(id: id, in: $0) }
     }
 }

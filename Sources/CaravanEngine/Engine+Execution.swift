@@ -348,11 +348,7 @@ extension Engine {
     private var leaseUntilNow: Int64 { Clock.nowMilliseconds() + configuration.leaseDuration.milliseconds }
 
     private func isCancelRequested(_ runID: String) async throws -> Bool {
-        try await database.read { executor in
-            try await executor.queryFirst("SELECT cancel_requested FROM runs WHERE id = $1", [.text(runID)])?.bool(
-                "cancel_requested"
-            ) ?? false
-        }
+        try await database.read { try await self.store.isCancelRequested(id: runID, in: $0) }
     }
 
     private func pendingSignals(for run: RunRecord, definition: WorkflowDefinition) async -> [PendingSignal] {

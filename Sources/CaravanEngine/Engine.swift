@@ -165,12 +165,10 @@ public final class Engine: Service, Sendable {
         do {
             try await database.withTransaction { executor in
                 try await self.announce([], in: executor)
-                try await executor.execute(
-                    """
-                    UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, wake_at = $2
-                    WHERE lease_owner = $1 AND finished_at IS NULL
-                    """,
-                    [.text(self.configuration.nodeID), .int(Clock.nowMilliseconds())]
+                try await self.store.releaseLeases(
+                    owner: self.configuration.nodeID,
+                    now: Clock.nowMilliseconds(),
+                    in: executor
                 )
             }
         } catch {
@@ -186,23 +184,10 @@ public final class Engine: Service, Sendable {
     private func recoverOwnLeases() async {
         let now = Clock.nowMilliseconds()
         do {
+            // SQLite: every lease (the data directory's lock proves no other process runs); PostgreSQL: this node's.
+            let owner = database.dialect == .sqlite ? nil : configuration.nodeID
             let recovered = try await database.withTransaction { executor in
-                if self.database.dialect == .sqlite {
-                    return try await executor.query(
-                        """
-                        UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, wake_at = $1
-                        WHERE lease_owner IS NOT NULL AND finished_at IS NULL RETURNING id
-                        """,
-                        [.int(now)]
-                    ).count
-                }
-                return try await executor.query(
-                    """
-                    UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, wake_at = $2
-                    WHERE lease_owner = $1 AND finished_at IS NULL RETURNING id
-                    """,
-                    [.text(self.configuration.nodeID), .int(now)]
-                ).count
+                try await self.store.releaseLeases(owner: owner, now: now, in: executor)
             }
             if recovered > 0 {
                 logger.info(

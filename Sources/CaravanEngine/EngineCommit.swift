@@ -247,9 +247,8 @@ struct CapacityLedger {
     ) async throws -> Bool {
         let workflowKey = run.orgID + "/" + run.workflow
         if organizations[run.orgID] == nil || (admission.workflowLimit != nil && workflows[workflowKey] == nil) {
-            if executor.dialect == .postgres, locked.insert(run.orgID).inserted {
-                // Serializes admissions of one organization across nodes for the rest of this transaction.
-                try await executor.execute("SELECT pg_advisory_xact_lock(hashtext($1))", [.text(run.orgID)])
+            if locked.insert(run.orgID).inserted {
+                try await store.lockAdmissions(orgID: run.orgID, in: executor)
             }
             let counts = try await store.activeCounts(orgID: run.orgID, workflow: run.workflow, in: executor)
             if organizations[run.orgID] == nil { organizations[run.orgID] = counts.org }

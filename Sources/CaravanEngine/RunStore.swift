@@ -179,6 +179,74 @@ struct RunStore: Sendable {
 
     // MARK: Leases
 
+    /// Makes every unfinished run leased by `owner` (by anyone, when `nil`) claimable now.
+    /// - Returns: how many runs were handed back.
+    @discardableResult
+    func releaseLeases(owner: String?, now: Int64, in executor: any SQLExecutor) async throws -> Int {
+        if let owner {
+            return try await executor.query(
+                """
+                UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, wake_at = $2
+                WHERE lease_owner = $1 AND finished_at IS NULL RETURNING id
+                """,
+                [.text(owner), .int(now)]
+            ).count
+        }
+        return try await executor.query(
+            """
+            UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, wake_at = $1
+            WHERE lease_owner IS NOT NULL AND finished_at IS NULL RETURNING id
+            """,
+            [.int(now)]
+        ).count
+    }
+
+    /// Marks an unfinished run of `orgID` as to be cancelled, and wakes it.
+    /// - Returns: whether the run exists unfinished.
+    func requestCancel(id: String, orgID: String, now: Int64, in executor: any SQLExecutor) async throws -> Bool {
+        !(try await executor.query(
+            """
+            UPDATE runs SET cancel_requested = 1, wake_at = $3, wake_seq = wake_seq + 1
+            WHERE id = $1 AND org_id = $2 AND finished_at IS NULL RETURNING id
+            """,
+            [.text(id), .text(orgID), .int(now)]
+        )).isEmpty
+    }
+
+    /// Queues a finished run again with `run`'s steps and sequence (a retry), claimable now.
+    /// - Returns: whether the run was still finished (and so was queued).
+    func requeue(_ run: RunRecord, now: Int64, in executor: any SQLExecutor) async throws -> Bool {
+        !(try await executor.query(
+            """
+            UPDATE runs SET status = 'queued', error = NULL, output = NULL, finished_at = NULL, cancel_requested = 0,
+                steps = $2, last_seq = $3, updated_at = $4, wake_at = $4, lease_owner = NULL, lease_expires_at = NULL
+            WHERE id = $1 AND finished_at IS NOT NULL RETURNING id
+            """,
+            [.text(run.id), .json(StepList.encode(run.steps)), .int(run.lastSeq), .int(now)]
+        )).isEmpty
+    }
+
+    /// Whether a cancel was asked for the run.
+    func isCancelRequested(id: String, in executor: any SQLExecutor) async throws -> Bool {
+        try await executor.queryFirst("SELECT cancel_requested FROM runs WHERE id = $1", [.text(id)])?
+            .bool("cancel_requested") ?? false
+    }
+
+    /// A run's status, whatever its organization.
+    func status(id: String, in executor: any SQLExecutor) async throws -> RunStatus? {
+        guard let row = try await executor.queryFirst("SELECT status FROM runs WHERE id = $1", [.text(id)]) else {
+            return nil
+        }
+        return RunStatus(rawValue: try row.string("status"))
+    }
+
+    /// Serializes the admissions of one organization across nodes until the transaction ends (PostgreSQL; SQLite's
+    /// writer is serial already).
+    func lockAdmissions(orgID: String, in executor: any SQLExecutor) async throws {
+        guard executor.dialect == .postgres else { return }
+        try await executor.execute("SELECT pg_advisory_xact_lock(hashtext($1))", [.text(orgID)])
+    }
+
     /// Claims up to `limit` runs that need a worker now: due timers, woken runs, and runs whose owner's lease ran
     /// out. Several nodes may claim at once; each run goes to one of them.
     func claim(

@@ -117,16 +117,20 @@ public final class WorkflowStore: Sendable {
     }
 
     private func load(orgID: String, name: String, version: Int?) async throws -> StoredWorkflow? {
-        let row = try await database.read { executor in
-            try await executor.queryFirst(
-                """
-                SELECT w.latest_version, w.created_at, w.updated_at, w.archived_at, v.version, v.definition
-                FROM workflows w JOIN workflow_versions v ON v.org_id = w.org_id AND v.name = w.name
-                WHERE w.org_id = $1 AND w.name = $2 AND v.version = COALESCE($3, w.latest_version)
-                """,
-                [.text(orgID), .text(name), .int(version.map(Int64.init))]
-            )
-        }
+        try await database.read { try await self.load(orgID: orgID, name: name, version: version, in: $0) }
+    }
+
+    /// The workflow `name` at `version` (default: the latest), read in `executor`'s transaction.
+    func load(orgID: String, name: String, version: Int?, in executor: any SQLExecutor) async throws -> StoredWorkflow?
+    {
+        let row = try await executor.queryFirst(
+            """
+            SELECT w.latest_version, w.created_at, w.updated_at, w.archived_at, v.version, v.definition
+            FROM workflows w JOIN workflow_versions v ON v.org_id = w.org_id AND v.name = w.name
+            WHERE w.org_id = $1 AND w.name = $2 AND v.version = COALESCE($3, w.latest_version)
+            """,
+            [.text(orgID), .text(name), .int(version.map(Int64.init))]
+        )
         guard let row else { return nil }
         let storedVersion = Int(try row.int("version"))
         return StoredWorkflow(
@@ -143,6 +147,37 @@ public final class WorkflowStore: Sendable {
             createdAt: try row.int("created_at"),
             updatedAt: try row.int("updated_at"),
             archivedAt: try row.optionalInt("archived_at")
+        )
+    }
+
+    /// A schedule tick that is due: the workflow and when it was due.
+    struct DueTick: Sendable {
+        var orgID: String
+        var name: String
+        var fireAt: Int64
+    }
+
+    /// The schedule ticks due at `now`, oldest first, their workflows' rows locked until the transaction ends (on
+    /// PostgreSQL `SKIP LOCKED`: another node handling them passes them by).
+    func dueTicks(now: Int64, limit: Int, in executor: any SQLExecutor) async throws -> [DueTick] {
+        let lock = executor.dialect == .postgres ? "FOR UPDATE SKIP LOCKED" : ""
+        return try await executor.query(
+            """
+            SELECT org_id, name, next_fire_at FROM workflows
+            WHERE next_fire_at IS NOT NULL AND next_fire_at <= $1 AND archived_at IS NULL
+            ORDER BY next_fire_at LIMIT \(limit) \(lock)
+            """,
+            [.int(now)]
+        ).map { row in
+            DueTick(orgID: try row.string("org_id"), name: try row.string("name"), fireAt: try row.int("next_fire_at"))
+        }
+    }
+
+    /// Sets a workflow's next schedule tick (`nil`: none).
+    func setNextFire(orgID: String, name: String, at next: Int64?, in executor: any SQLExecutor) async throws {
+        try await executor.execute(
+            "UPDATE workflows SET next_fire_at = $3 WHERE org_id = $1 AND name = $2",
+            [.text(orgID), .text(name), .int(next)]
         )
     }
 
