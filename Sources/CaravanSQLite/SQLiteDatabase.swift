@@ -22,6 +22,7 @@ public final class SQLiteDatabase: CaravanStorage.Database, Sendable {
     public var dialect: SQLDialect { .sqlite }
 
     private let pool: DatabasePool
+    private let checkpointer: WALCheckpointer
     private let writeLock = AsyncSerialLock()
     private let directoryLock: DirectoryLock
     private let logger: Logger
@@ -53,9 +54,16 @@ public final class SQLiteDatabase: CaravanStorage.Database, Sendable {
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA foreign_keys = ON")
             try db.execute(sql: "PRAGMA synchronous = FULL")
+            // Checkpoints run beside the writer (WALCheckpointer); the writer's own is a backstop.
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = \(WALCheckpointer.writerBackstopPages)")
         }
         do {
             self.pool = try DatabasePool(path: path, configuration: configuration)
+        } catch {
+            throw StorageError(.unavailable, "Cannot open the SQLite database at \(path): \(error)", underlying: error)
+        }
+        do {
+            self.checkpointer = try WALCheckpointer(path: path, logger: logger)
         } catch {
             throw StorageError(.unavailable, "Cannot open the SQLite database at \(path): \(error)", underlying: error)
         }
@@ -82,7 +90,10 @@ public final class SQLiteDatabase: CaravanStorage.Database, Sendable {
             let executor = SQLiteExecutor(access: .write(pool), transaction: TransactionState())
             do {
                 let result = try await body(executor)
-                if executor.transaction?.begun.withLock({ $0 }) == true { try await run(sql: "COMMIT") }
+                if executor.transaction?.begun.withLock({ $0 }) == true {
+                    try await run(sql: "COMMIT")
+                    checkpointer.committed()
+                }
                 return result
             } catch {
                 rollback()
