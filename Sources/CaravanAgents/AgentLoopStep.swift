@@ -380,7 +380,7 @@ public struct AgentLoopStep: StepExecutor {
                 } else {
                     do { try await Task.sleep(for: .milliseconds(250)) } catch {
                         throw Failure(
-                            code: "cancelled",
+                            code: .cancelled,
                             message: "The run was cancelled while a tool waited for approval.",
                             retryable: false
                         )

@@ -625,13 +625,13 @@ extension Engine {
             group.addTask {
                 do { try await Task.sleep(for: timeout.duration) } catch { return nil }
                 return .failure(
-                    Failure(code: "timeout", message: "The step took longer than \(timeout).", retryable: true)
+                    Failure(code: .timeout, message: "The step took longer than \(timeout).", retryable: true)
                 )
             }
             var outcome: Result<JSONValue, Failure>?
             while outcome == nil, let next = await group.next() { outcome = next }
             group.cancelAll()
-            return outcome ?? .failure(Failure(code: "cancelled", message: "The step was cancelled.", retryable: false))
+            return outcome ?? .failure(Failure(code: .cancelled, message: "The step was cancelled.", retryable: false))
         }
         return try result.get()
     }

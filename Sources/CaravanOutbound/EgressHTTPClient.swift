@@ -22,7 +22,7 @@ import Darwin
 
 extension Failure {
     static func timeout(_ url: URL) -> Failure {
-        Failure(code: "timeout", message: "The request to \(url.host ?? "the server") timed out.", retryable: true)
+        Failure(code: .timeout, message: "The request to \(url.host ?? "the server") timed out.", retryable: true)
     }
 }
 
@@ -124,7 +124,7 @@ public final class EgressHTTPClient: Sendable {
     ) {
         guard let first = URL(string: original.url) else {
             let denial = Failure(
-                code: "egress_denied",
+                code: .egressDenied,
                 message: "'\(original.url)' is not a valid URL.",
                 retryable: false
             )
@@ -143,7 +143,7 @@ public final class EgressHTTPClient: Sendable {
             _ = try? await Self.collect(response.body, upTo: 64 * 1024, deadline: deadline, url: url)
             guard redirects < Self.maxRedirects else {
                 throw Failure(
-                    code: "too_many_redirects",
+                    code: .tooManyRedirects,
                     message:
                         "More than \(Self.maxRedirects) redirects, starting at \(first.host ?? first.absoluteString).",
                     retryable: false
@@ -188,7 +188,7 @@ public final class EgressHTTPClient: Sendable {
         do {
             destination = try await policy.destination(for: url)
         } catch {
-            if error.code == "egress_denied", let onDenied { await onDenied(url, error) }
+            if error.code == .egressDenied, let onDenied { await onDenied(url, error) }
             throw error
         }
         switch destination {
@@ -200,7 +200,7 @@ public final class EgressHTTPClient: Sendable {
             case .connectFailed(let error): throw error
             }
         case .pinned(let addresses, let host, let port):
-            var lastError = Failure(code: "dns_error", message: "The host \(host) does not resolve.", retryable: true)
+            var lastError = Failure(code: .dnsError, message: "The host \(host) does not resolve.", retryable: true)
             for address in addresses {
                 guard let literal = Self.literalURL(url, address: address, port: port) else { continue }
                 var pinned = request
@@ -258,23 +258,23 @@ public final class EgressHTTPClient: Sendable {
                 .getConnectionFromPoolTimeout:
                 return .timeout(url)
             case .cancelled:
-                return Failure(code: "network_error", message: "The request to \(host) was cancelled.", retryable: true)
+                return Failure(code: .networkError, message: "The request to \(host) was cancelled.", retryable: true)
             default:
                 break
             }
         }
         if error is CancellationError {
-            return Failure(code: "network_error", message: "The request to \(host) was cancelled.", retryable: true)
+            return Failure(code: .networkError, message: "The request to \(host) was cancelled.", retryable: true)
         }
         if isConnectFailure(error) {
             return Failure(
-                code: "network_error",
+                code: .networkError,
                 message: "Could not connect to \(host): \(transportErrorKind(error)).",
                 retryable: true
             )
         }
         return Failure(
-            code: "network_error",
+            code: .networkError,
             message: "The request to \(host) failed: \(transportErrorKind(error)).",
             retryable: true
         )
@@ -303,7 +303,7 @@ public final class EgressHTTPClient: Sendable {
             }
         } catch is NIOTooManyBytesError {
             throw Failure(
-                code: "response_too_large",
+                code: .responseTooLarge,
                 message: "The response from \(url.host ?? "the server") is larger than \(maxBytes) bytes.",
                 retryable: false
             )

@@ -80,11 +80,11 @@ public struct EgressPolicy: Sendable {
     /// The URL's target, if its scheme is http or https and it has a host.
     func target(of url: URL) throws(Failure) -> Target {
         guard let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https" else {
-            throw Failure(code: "egress_denied", message: "Only http and https URLs may be called.", retryable: false)
+            throw Failure(code: .egressDenied, message: "Only http and https URLs may be called.", retryable: false)
         }
         guard let host = url.host?.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]")), !host.isEmpty
         else {
-            throw Failure(code: "egress_denied", message: "The URL has no host.", retryable: false)
+            throw Failure(code: .egressDenied, message: "The URL has no host.", retryable: false)
         }
         return Target(scheme: scheme, host: host, port: url.port ?? (scheme == "https" ? 443 : 80))
     }
@@ -92,11 +92,11 @@ public struct EgressPolicy: Sendable {
     /// Refuses the target unless every address it resolved to is public or allowed.
     func vet(_ addresses: [[UInt8]], of target: Target) throws(Failure) {
         guard !addresses.isEmpty else {
-            throw Failure(code: "dns_error", message: "The host \(target.host) does not resolve.", retryable: true)
+            throw Failure(code: .dnsError, message: "The host \(target.host) does not resolve.", retryable: true)
         }
         for address in addresses where Self.isInternal(address) && !allowsAddress(address, port: target.port) {
             throw Failure(
-                code: "egress_denied",
+                code: .egressDenied,
                 message:
                     "\(target.host) resolves to an internal address; the operator has not allowed it (--egress-allow).",
                 retryable: false

@@ -166,7 +166,7 @@ actor EgressHTTPTransport: Transport {
                     events = try parser.feed(chunk.readableBytesView)
                 } catch {
                     throw Failure(
-                        code: "response_too_large",
+                        code: .responseTooLarge,
                         message: "The MCP server '\(name)' sent an event longer than \(Self.maxMessageBytes) bytes.",
                         retryable: false
                     )
@@ -253,7 +253,7 @@ actor EgressHTTPTransport: Transport {
             return try await withDeadline(deadline, server: server) { try await body.collect(upTo: maxBytes) }
         } catch is NIOTooManyBytesError {
             throw Failure(
-                code: "response_too_large",
+                code: .responseTooLarge,
                 message: "The MCP server '\(server)' answered more than \(maxBytes) bytes.",
                 retryable: false
             )

@@ -339,7 +339,7 @@ struct ModelRoutes {
                     }
                     let result =
                         await group.next()
-                        ?? .failure(Failure(code: "cancelled", message: "The call was cancelled.", retryable: false))
+                        ?? .failure(Failure(code: .cancelled, message: "The call was cancelled.", retryable: false))
                     return (written, result)
                 }
                 try outcome.0.get()
