@@ -126,7 +126,7 @@ public final class ClusterCache<Value: Sendable>: Sendable {
         let topic = self.topic
         let (result, token) = try await database.withTransaction { executor -> (T, String?) in
             let result = try await body(executor)
-            return (result, try await signals?.send(topic, in: executor))
+            return (result, try await signals?.send(topic, awaited: true, in: executor))
         }
         invalidateAll()
         await signals?.awaitDelivery(token)

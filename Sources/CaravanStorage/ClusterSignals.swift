@@ -60,14 +60,21 @@ public final class ClusterSignals: Service, Sendable {
     }
 
     /// Sends a signal on `topic`, to be delivered when the transaction of `executor` commits.
-    /// - Returns: a token to pass to `awaitDelivery` (on SQLite, `nil`: there is no other node).
+    /// - Parameter awaited: whether the caller will `awaitDelivery` (only then is its echo watched for).
+    /// - Returns: a token to pass to `awaitDelivery` (`nil` on SQLite, where there is no other node, or when not
+    ///   `awaited`).
     @discardableResult
     public func send(
         _ topic: String,
         payload: String = "",
+        awaited: Bool = false,
         in executor: any SQLExecutor
     ) async throws(StorageError) -> String? {
         guard executor.dialect == .postgres else { return nil }
+        guard awaited else {
+            try await executor.notify(channel: Self.channel, payload: "\(topic):\(payload)")
+            return nil
+        }
         let token = UUID().uuidString
         let now = ContinuousClock.now
         state.withLock { state in
@@ -124,7 +131,7 @@ public final class ClusterSignals: Service, Sendable {
     }
 
     private func deliver(_ notification: String) {
-        // `topic:payload|token`
+        // `topic:payload`, or `topic:payload|token` for a signal its sender awaits
         guard let colon = notification.firstIndex(of: ":") else { return }
         let topic = String(notification[..<colon])
         var payload = notification[notification.index(after: colon)...]
