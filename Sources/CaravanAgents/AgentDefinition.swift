@@ -12,7 +12,7 @@ public struct AgentDefinition: Sendable {
     public var description: String?
     public var route: [ModelRef]
     /// A Mustache template over `{input}`; rendered as text (no HTML escaping).
-    public var instructions: String
+    public let instructions: String
     public var tools: [AgentTool]
     public var maxTurns: Int
     /// The most output tokens one model call may produce.
@@ -25,6 +25,8 @@ public struct AgentDefinition: Sendable {
     /// The longest one run of the agent may take.
     public var timeout: CaravanDuration
     public var source: JSONValue
+    /// `instructions`, parsed by `validate`.
+    let instructionsTemplate: MustacheTemplate?
 
     static let topLevelKeys: Set<String> = [
         "name", "description", "model", "instructions", "tools", "max_turns", "max_tokens", "temperature", "budget",
@@ -35,34 +37,49 @@ public struct AgentDefinition: Sendable {
     /// recursively: a thousand nested sections (6 KB) overflow the stack and crash the process.
     static let maxSectionDepth = 64
 
-    /// The deepest nesting of sections (`#`, `^`, `$`, `<`) in a Mustache template, following delimiter changes;
-    /// never less than the parser's own.
-    static func mustacheSectionDepth(_ template: String) -> Int {
-        var open: Substring = "{{"
-        var close: Substring = "}}"
-        var rest = Substring(template)
-        var depth = 0
-        var deepest = 0
-        while let start = rest.firstRange(of: open) {
-            rest = rest[start.upperBound...]
-            guard let end = rest.firstRange(of: close) else { break }
-            var tag = rest[..<end.lowerBound].drop(while: \.isWhitespace)
-            while tag.last?.isWhitespace == true { tag = tag.dropLast() }
-            rest = rest[end.upperBound...]
-            if tag.first == "=" {
-                // `{{=<% %>=}}`; a change of delimiters this cannot follow is refused rather than counted wrong.
-                let parts = tag.dropFirst().dropLast().split(whereSeparator: \.isWhitespace)
-                guard tag.count >= 2, tag.last == "=", parts.count == 2 else { return .max }
-                open = parts[0]
-                close = parts[1]
-            } else if let first = tag.first, "#^$<".contains(first) {
-                depth += 1
-                deepest = max(deepest, depth)
-            } else if tag.first == "/" {
-                depth = max(0, depth - 1)
+    /// The most Mustache tags accepted in instructions. swift-mustache measures the rest of the template at every
+    /// tag, so parsing costs tags × length: 4,000 tags in 100 KB took 0.7 s of CPU to parse, on every `PUT` and
+    /// every run. Real instructions hold tens of tags.
+    static let maxTags = 256
+
+    /// What bounds the cost of parsing a Mustache template: its deepest nesting of sections and its count of tags.
+    struct MustacheShape: Equatable {
+        var depth: Int
+        var tags: Int
+
+        /// A change of delimiters that `of(_:)` cannot follow: refused rather than counted wrong.
+        static let unfollowed = MustacheShape(depth: .max, tags: .max)
+
+        /// The shape of `template`, following delimiter changes: the deepest nesting of sections (`#`, `^`, `$`,
+        /// `<`), never less than the parser's own, and the count of tags.
+        static func of(_ template: String) -> MustacheShape {
+            var open: Substring = "{{"
+            var close: Substring = "}}"
+            var rest = Substring(template)
+            var shape = MustacheShape(depth: 0, tags: 0)
+            var depth = 0
+            while let start = rest.firstRange(of: open) {
+                rest = rest[start.upperBound...]
+                guard let end = rest.firstRange(of: close) else { break }
+                var tag = rest[..<end.lowerBound].drop(while: \.isWhitespace)
+                while tag.last?.isWhitespace == true { tag = tag.dropLast() }
+                rest = rest[end.upperBound...]
+                shape.tags += 1
+                if tag.first == "=" {
+                    // `{{=<% %>=}}`
+                    let parts = tag.dropFirst().dropLast().split(whereSeparator: \.isWhitespace)
+                    guard tag.count >= 2, tag.last == "=", parts.count == 2 else { return .unfollowed }
+                    open = parts[0]
+                    close = parts[1]
+                } else if let first = tag.first, "#^$<".contains(first) {
+                    depth += 1
+                    shape.depth = max(shape.depth, depth)
+                } else if tag.first == "/" {
+                    depth = max(0, depth - 1)
+                }
             }
+            return shape
         }
-        return deepest
     }
 
     /// Validates a definition already parsed into JSON.
@@ -94,10 +111,15 @@ public struct AgentDefinition: Sendable {
         let instructions = object["instructions"]?.stringValue ?? ""
         if let value = object["instructions"], value.stringValue == nil { fail("/instructions", "must be a string") }
         if instructions.utf8.count > 100_000 { fail("/instructions", "must be at most 100,000 bytes") }
-        if Self.mustacheSectionDepth(instructions) > Self.maxSectionDepth {
+        let shape = MustacheShape.of(instructions)
+        var template: MustacheTemplate?
+        if shape.depth > Self.maxSectionDepth {
             fail("/instructions", "nests Mustache sections deeper than \(Self.maxSectionDepth) levels")
-        } else {
-            do { _ = try MustacheTemplate(string: instructions) } catch {
+        } else if shape.tags > Self.maxTags {
+            fail("/instructions", "holds \(shape.tags) Mustache tags; at most \(Self.maxTags)")
+        } else if !instructions.isEmpty {
+            // Parsed once, here, as text (no HTML escaping); every run renders this template.
+            do { template = try MustacheTemplate(string: "{{% CONTENT_TYPE: TEXT}}" + instructions) } catch {
                 fail("/instructions", "is not a valid Mustache template: \(error)")
             }
         }
@@ -200,7 +222,8 @@ public struct AgentDefinition: Sendable {
             outputSchema: outputSchema,
             inputSchema: inputSchema,
             timeout: timeout,
-            source: .object(object)
+            source: .object(object),
+            instructionsTemplate: template
         )
     }
 
@@ -276,11 +299,7 @@ public struct AgentDefinition: Sendable {
     /// that a template repeating a large input, or looping over a long array, cannot grow past the limit in memory.
     /// - Throws: `output_too_large` when the rendering would pass `limit`.
     func renderInstructions(input: JSONValue, limit: Int) throws(Failure) -> String {
-        guard !instructions.isEmpty,
-            let template = try? MustacheTemplate(string: "{{% CONTENT_TYPE: TEXT}}" + instructions)
-        else {
-            return instructions
-        }
+        guard let template = instructionsTemplate else { return instructions }
         let budget = MustacheBudget(limit: limit, passCost: instructions.utf8.count)
         let rendered = template.render(["input": budget.wrap(input)] as [String: Any])
         if budget.exhausted || rendered.utf8.count > limit {

@@ -145,7 +145,9 @@ struct AgentDefinitionFuzzTests {
         let prefix = open.hasPrefix("<%") ? "{{=<% %>=}}" : ""
         let instructions = prefix + String(repeating: open, count: depth) + "x" + String(repeating: close, count: depth)
         let document: JSONValue = ["model": "local/m1", "instructions": .string(instructions)]
-        #expect((AgentDefinition.mustacheSectionDepth(instructions) > AgentDefinition.maxSectionDepth) == (depth > 64))
+        #expect(
+            (AgentDefinition.MustacheShape.of(instructions).depth > AgentDefinition.maxSectionDepth) == (depth > 64)
+        )
         do throws(CaravanError) {
             let definition = try AgentDefinition.validate(document, nameFromPath: "helper")
             #expect(depth <= AgentDefinition.maxSectionDepth)
@@ -162,8 +164,33 @@ struct AgentDefinitionFuzzTests {
 
     @Test("A change of delimiters that the depth count cannot follow is refused")
     func unfollowedDelimiters() {
-        #expect(AgentDefinition.mustacheSectionDepth("{{=<% }}=}}<%#a%>x<%/a%>") == .max)
-        #expect(AgentDefinition.mustacheSectionDepth("{{=<= =>=}}<=#a=><=#b=>x<=/b=><=/a=>") == 2)
-        #expect(AgentDefinition.mustacheSectionDepth("{{#a}}{{/a}}{{#b}}{{#c}}{{/c}}{{/b}}{{{ raw }}}{{! #x }}") == 2)
+        typealias Shape = AgentDefinition.MustacheShape
+        #expect(Shape.of("{{=<% }}=}}<%#a%>x<%/a%>") == .unfollowed)
+        #expect(Shape.of("{{=<= =>=}}<=#a=><=#b=>x<=/b=><=/a=>") == Shape(depth: 2, tags: 5))
+        #expect(Shape.of("{{#a}}{{/a}}{{#b}}{{#c}}{{/c}}{{/b}}{{{ raw }}}{{! #x }}") == Shape(depth: 2, tags: 8))
+    }
+
+    /// Found by fuzzing: swift-mustache measures the rest of the template at every tag, so 3,000 pragmas in 72 KB
+    /// of instructions took over a second to parse, on every `PUT` and again on every run. The count of tags is
+    /// bounded before the parser sees them, and a valid template is parsed once, when it is validated.
+    @Test(
+        "Instructions with more tags than the parser handles cheaply are refused by count",
+        arguments: [1, 256, 257, 3_000]
+    )
+    func manyTags(count: Int) {
+        let instructions =
+            "You help with" + String(repeating: " {{% CONTENT_TYPE: TEXT}}{{ input.topic }}", count: count / 2)
+            + String(repeating: " {{ input.topic }}", count: count % 2)
+        let document: JSONValue = ["model": "local/m1", "instructions": .string(instructions)]
+        do throws(CaravanError) {
+            let definition = try AgentDefinition.validate(document, nameFromPath: "helper")
+            #expect(count <= AgentDefinition.maxTags)
+            let text = try? definition.renderInstructions(input: ["topic": "maps"], limit: 100_000)
+            #expect(text == "You help with" + String(repeating: " maps", count: count / 2 + count % 2))
+        } catch {
+            #expect(count > AgentDefinition.maxTags)
+            #expect(error.fieldErrors.map(\.pointer) == ["/instructions"])
+            #expect(error.fieldErrors.first?.detail.contains("\(count) Mustache tags") == true)
+        }
     }
 }

@@ -87,12 +87,13 @@ enum SecurityChecks {
         #expect(run["status"] == "failed", "\(run["status"] ?? .null)")
         #expect(run["error"]?["code"] == "output_too_large", "\(run["error"] ?? .null)")
 
+        // Instructions hold at most 256 tags: 256 copies of 900 KB still pass the limit.
         try await world.putAgent(
             "amplifier",
             """
             name: amplifier
             model: local/m1
-            instructions: "\(repeated)"
+            instructions: "\(String(repeating: "{{ input.x }}", count: 256))"
             """
         )
         let agentRun = try await world.runAgent("amplifier", input: ["x": .string(big)])
