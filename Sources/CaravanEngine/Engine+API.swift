@@ -59,7 +59,7 @@ extension Engine {
                 throw CaravanError(.conflict, Self.depthMessage(configuration.maxRunDepth))
             }
         }
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         var run = Self.newRun(orgID: orgID, workflow: workflow, input: input, now: now)
         run.idempotencyKey = idempotencyKey
         run.requestHash = requestHash
@@ -185,7 +185,7 @@ extension Engine {
     /// Asks a run to stop: running steps are told, nothing new starts.
     /// - Throws: `not_found`; `conflict` when the run has already finished.
     public func cancel(orgID: String, id: String) async throws -> RunRecord {
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         let (updated, descendants) = try await database.withTransaction { executor in
             let updated = try await self.store.requestCancel(id: id, orgID: orgID, now: now, in: executor)
             // The runs it started (and theirs) are cancelled with it.
@@ -204,7 +204,7 @@ extension Engine {
     /// Sends a signal (e.g. `approve`) to a run.
     /// - Throws: `not_found`; `conflict` when the run has finished.
     public func signal(orgID: String, id: String, name: String, data: JSONValue, sender: String?) async throws {
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         try await database.withTransaction { executor in
             guard let run = try await self.store.get(orgID: orgID, id: id, in: executor) else {
                 throw CaravanError.notFound("The run")
@@ -227,7 +227,7 @@ extension Engine {
         name: String,
         where matches: @escaping @Sendable (JSONValue) -> Bool
     ) async throws -> (data: JSONValue, sender: String?)? {
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         return try await database.withTransaction { executor in
             for signal in try await self.store.pendingSignals(runID: runID, in: executor)
             where signal.name == name && matches(signal.data) {
@@ -241,7 +241,7 @@ extension Engine {
     /// Re-runs a failed or cancelled run from the steps that did not succeed, keeping what succeeded.
     /// - Throws: `not_found`; `conflict` unless the run failed or was cancelled.
     public func retry(orgID: String, id: String) async throws -> RunRecord {
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         let run = try await database.withTransaction { executor -> RunRecord in
             guard var run = try await self.store.get(orgID: orgID, id: id, in: executor) else {
                 throw CaravanError.notFound("The run")

@@ -56,7 +56,7 @@ extension Engine {
 
             while true {
                 if !planned {
-                    let now = Clock.nowMilliseconds()
+                    let now = clock.nowMilliseconds()
                     var planner = RunPlanner(
                         definition: definition,
                         now: now,
@@ -236,7 +236,7 @@ extension Engine {
                     }
                 }
                 if !wakerInFlight {
-                    let now = Clock.nowMilliseconds()
+                    let now = clock.nowMilliseconds()
                     wakerDeadline = min(
                         Self.wakerDeadline(for: run, now: now),
                         now + configuration.leaseRenewInterval.milliseconds
@@ -288,7 +288,7 @@ extension Engine {
         wakeSeq: Int64,
         logger: Logger
     ) async -> Bool {
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         var events: [RunEvent] = []
         for event in write.events {
             run.lastSeq += 1
@@ -345,7 +345,7 @@ extension Engine {
         return deadline
     }
 
-    private var leaseUntilNow: Int64 { Clock.nowMilliseconds() + configuration.leaseDuration.milliseconds }
+    private var leaseUntilNow: Int64 { clock.nowMilliseconds() + configuration.leaseDuration.milliseconds }
 
     private func isCancelRequested(_ runID: String) async throws -> Bool {
         try await database.read { try await self.store.isCancelRequested(id: runID, in: $0) }
@@ -408,7 +408,7 @@ extension Engine {
                 )
             )
         }
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         var child = Self.newRun(orgID: parent.orgID, workflow: workflow, input: request.input, now: now)
         child.parentRunID = parent.id
         child.parentStep = request.stepID
@@ -493,7 +493,14 @@ extension Engine {
             let stepID = launch.stepID
             context.journal = StepJournal(stepID: stepID, entries: entries, writes: journal) { [live] type, data in
                 live.publish(
-                    RunEvent(runID: runID, seq: 0, type: type, step: stepID, at: Clock.nowMilliseconds(), data: data)
+                    RunEvent(
+                        runID: runID,
+                        seq: 0,
+                        type: type,
+                        step: stepID,
+                        at: self.clock.nowMilliseconds(),
+                        data: data
+                    )
                 )
                 self.notifier.changed(runID)
             }

@@ -1,6 +1,6 @@
 import AsyncHTTPClient
 public import CaravanAudit
-import CaravanCore
+public import CaravanCore
 public import CaravanStorage
 public import CaravanWorkflow
 public import Logging
@@ -16,6 +16,8 @@ import Synchronization
 /// queue slot) are released and picked up again by whichever node claims them when they are due.
 public final class Engine: Service, Sendable {
     public let configuration: EngineConfiguration
+    /// The wall clock of every stamp and due time.
+    public let clock: WallClock
     let database: any Database
     public let workflows: WorkflowStore
     /// The step kinds definitions may use: the built-in ones and every registered executor's.
@@ -50,6 +52,7 @@ public final class Engine: Service, Sendable {
     ///   - auditKeys: the audit log's keys, to commit a run start's audit entry with the run.
     ///   - signals: how nodes sharing the database wake each other (a run signalled, cancelled, released or made
     ///     claimable elsewhere), instead of waiting for the next poll.
+    ///   - clock: the wall clock of stamps, leases and due times.
     public init(
         database: any Database,
         executors: [any StepExecutor],
@@ -57,16 +60,18 @@ public final class Engine: Service, Sendable {
         secrets: (any SecretResolver)? = nil,
         auditKeys: AuditKeys? = nil,
         signals: ClusterSignals? = nil,
+        clock: WallClock = .system,
         logger: Logger
     ) {
         self.database = database
+        self.clock = clock
         self.secrets = secrets
         self.configuration = configuration
         self.logger = logger
         var kinds = StepKindRegistry.builtIn
         for executor in executors { kinds = kinds.registering(type(of: executor)) }
         self.kinds = kinds
-        self.workflows = WorkflowStore(database: database, kinds: kinds, signals: signals)
+        self.workflows = WorkflowStore(database: database, kinds: kinds, signals: signals, clock: clock)
         self.executors = Dictionary(executors.map { (type(of: $0).name, $0) }, uniquingKeysWith: { _, last in last })
         self.signals = signals
         let applier = CommitApplier(auditKeys: auditKeys, signals: signals)
@@ -167,7 +172,7 @@ public final class Engine: Service, Sendable {
                 try await self.announce([], in: executor)
                 try await self.store.releaseLeases(
                     owner: self.configuration.nodeID,
-                    now: Clock.nowMilliseconds(),
+                    now: clock.nowMilliseconds(),
                     in: executor
                 )
             }
@@ -182,7 +187,7 @@ public final class Engine: Service, Sendable {
     /// Takes back, at once, the runs a previous life of this node held when it died: on SQLite every lease
     /// (the data directory's lock proves no other process runs), on PostgreSQL the leases under this node's id.
     private func recoverOwnLeases() async {
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         do {
             // SQLite: every lease (the data directory's lock proves no other process runs); PostgreSQL: this node's.
             let owner = database.dialect == .sqlite ? nil : configuration.nodeID
@@ -205,7 +210,7 @@ public final class Engine: Service, Sendable {
 
     // MARK: Claiming
 
-    private var leaseUntil: Int64 { Clock.nowMilliseconds() + configuration.leaseDuration.milliseconds }
+    private var leaseUntil: Int64 { clock.nowMilliseconds() + configuration.leaseDuration.milliseconds }
 
     private func claimLoop() async {
         while !Task.isCancelled {
@@ -214,7 +219,7 @@ public final class Engine: Service, Sendable {
             let limit = min(capacity, 256)
             if limit > 0 {
                 do {
-                    let now = Clock.nowMilliseconds()
+                    let now = clock.nowMilliseconds()
                     let until = leaseUntil
                     let owner = configuration.nodeID
                     let claimed = try await database.withTransaction { executor in
@@ -282,7 +287,7 @@ public final class Engine: Service, Sendable {
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(600))
             if Task.isCancelled { return }
-            let cutoff = Clock.nowMilliseconds() - configuration.retention.milliseconds
+            let cutoff = clock.nowMilliseconds() - configuration.retention.milliseconds
             do {
                 var deleted = 0
                 while true {

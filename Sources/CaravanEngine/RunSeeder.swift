@@ -21,7 +21,7 @@ public enum RunSeeder {
         version: Int,
         stepIDs: [String],
         failedEvery: Int = 10,
-        finishedBefore: Int64 = Clock.nowMilliseconds(),
+        finishedBefore: Int64 = WallClock.system.nowMilliseconds(),
         batchSize: Int = 2_000,
         sampleSize: Int = 1_000,
         in database: any Database,

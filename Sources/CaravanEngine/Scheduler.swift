@@ -31,7 +31,7 @@ extension Engine {
     /// Starts the runs of every due tick (at most 100 a pass) and moves each workflow's schedule to its next tick,
     /// all in one transaction.
     func fireDueSchedules() async throws {
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         let due = try await database.withTransaction { executor -> Int in
             var created: [NewRun] = []
             var events: [RunEvent] = []

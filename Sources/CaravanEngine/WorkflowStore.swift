@@ -1,4 +1,4 @@
-import CaravanCore
+public import CaravanCore
 public import CaravanStorage
 public import CaravanWorkflow
 import Synchronization
@@ -23,12 +23,19 @@ public final class WorkflowStore: Sendable {
     private let kinds: StepKindRegistry
     private let cache = Mutex<[String: WorkflowDefinition]>([:])
     private let latest: ClusterCache<StoredWorkflow>
+    private let clock: WallClock
 
     /// The topic of the signal that empties every node's cache of latest versions.
     static let workflowsChanged = "workflows"
 
-    public init(database: any Database, kinds: StepKindRegistry, signals: ClusterSignals? = nil) {
+    public init(
+        database: any Database,
+        kinds: StepKindRegistry,
+        signals: ClusterSignals? = nil,
+        clock: WallClock = .system
+    ) {
         self.database = database
+        self.clock = clock
         self.kinds = kinds
         self.latest = ClusterCache(signals: signals, topic: Self.workflowsChanged)
     }
@@ -40,7 +47,7 @@ public final class WorkflowStore: Sendable {
         definition: WorkflowDefinition
     ) async throws -> (workflow: StoredWorkflow, created: Bool) {
         let text = definition.source.canonicalText
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         let nextFire = definition.schedule.flatMap { Scheduler.nextFire(of: $0, after: now) }
         return try await latest.change(in: database) { executor in
             let existing = try await executor.queryFirst(
@@ -232,7 +239,7 @@ public final class WorkflowStore: Sendable {
     /// Archives a workflow: no new runs, no schedule; runs already started go on.
     /// - Returns: whether it existed.
     public func archive(orgID: String, name: String) async throws -> Bool {
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         return try await latest.change(in: database) { executor in
             !(try await executor.query(
                 """

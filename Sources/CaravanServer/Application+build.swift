@@ -1,6 +1,6 @@
 import CaravanAgents
 public import CaravanAudit
-import CaravanCore
+public import CaravanCore
 public import CaravanEngine
 public import CaravanIdentity
 import CaravanModels
@@ -59,10 +59,12 @@ public func openDatabase(
 /// - Parameters:
 ///   - configuration: what to listen on and where to store data.
 ///   - logger: the root logger; every request adds its request id.
+///   - clock: the wall clock of every stored time and every decision taken from it.
 /// - Returns: the Hummingbird application (run it with `runService()`) and its parts.
 /// - Throws: `StorageError` when the database cannot be opened.
 public func buildApplication(
     _ configuration: ServerConfiguration,
+    clock: WallClock = .system,
     logger: Logger
 ) async throws -> (application: some ApplicationProtocol, parts: CaravanApplication) {
     Telemetry.bootstrapMetrics()
@@ -174,6 +176,7 @@ public func buildApplication(
         secrets: secretResolver,
         auditKeys: audit.keys,
         signals: signals,
+        clock: clock,
         logger: logger
     )
     engineReference.set(engine)

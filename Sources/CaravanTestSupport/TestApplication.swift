@@ -16,6 +16,7 @@ public import NIOCore
 ///   - mode: `.router` (no socket) or `.live` (a real server on a free loopback port).
 ///   - logOutput: where the application's JSON log lines go; pass `.memory()` to assert on them.
 ///   - configure: changes to the test configuration.
+///   - clock: the application's wall clock (a `ManualTime`'s, to set the time).
 ///   - signUp: whether to sign up the first user and hand `body` a client that sends their owner API key (an
 ///     `AuthenticatedClient`); otherwise `body` gets a client without credentials on an empty database.
 ///   - body: the test, given a client and the application's parts.
@@ -25,6 +26,7 @@ public func withTestApplication<T: Sendable>(
     logOutput: JSONLogOutput? = nil,
     signUp: Bool = true,
     configure: @Sendable (inout ServerConfiguration) -> Void = { _ in },
+    clock: WallClock = .system,
     _ body: @escaping @Sendable (any TestClientProtocol, CaravanApplication) async throws -> T
 ) async throws -> T {
     let run: @Sendable (ServerConfiguration) async throws -> T = { configuration in
@@ -33,7 +35,7 @@ public func withTestApplication<T: Sendable>(
             return SwiftLogNoOpLogHandler()
         }
         logger.logLevel = logOutput == nil ? .critical : .debug
-        let (application, parts) = try await buildApplication(configuration, logger: logger)
+        let (application, parts) = try await buildApplication(configuration, clock: clock, logger: logger)
         return try await application.test(mode) { client in
             try await body(signUp ? try await AuthenticatedClient.bootstrap(client) : client, parts)
         }

@@ -13,6 +13,7 @@ import Testing
 private func withEngine(
     _ backend: TestBackend,
     running: Bool = false,
+    clock: WallClock = .system,
     _ body: @escaping @Sendable (Engine, any Database) async throws -> Void
 ) async throws {
     try await withTestDatabase(backend) { database in
@@ -20,6 +21,7 @@ private func withEngine(
             database: database,
             executors: [TemplateStep()],
             configuration: EngineConfiguration(),
+            clock: clock,
             logger: TestLogging.quiet
         )
         guard running else { return try await body(engine, database) }
@@ -46,13 +48,12 @@ struct ScheduleAndRetentionTests {
     )
     func scheduleFiresOnce(backend: TestBackend) async throws {
         guard backend == .sqlite || PostgresTestServer.isConfigured else { return }
-        try await withEngine(backend) { engine, database in
+        // The middle of a five-minute period, where the time stays: no boundary passes during the test.
+        let time = ManualTime(WallClock.system.nowMilliseconds() / 300_000 * 300_000 + 150_000)
+        try await withEngine(backend, clock: time.clock) { engine, database in
             let definition = try DefinitionParser.parse(Array(scheduled.utf8), format: .yaml, nameFromPath: "tick")
             _ = try await engine.workflows.put(orgID: Organization.defaultID, definition: definition)
-            // Kept clear of a real five-minute boundary: one passing during the test would make the next tick due.
-            let intoPeriod = Clock.nowMilliseconds() % 300_000
-            if intoPeriod > 285_000 { try await Task.sleep(for: .milliseconds(300_000 - intoPeriod + 100)) }
-            let tick = Clock.nowMilliseconds() - 1_000
+            let tick = time.milliseconds - 1_000
             try await database.withTransaction {
                 try await $0.execute("UPDATE workflows SET next_fire_at = $1", [.int(tick)])
             }
@@ -75,8 +76,7 @@ struct ScheduleAndRetentionTests {
                 try await database.read {
                     try await $0.queryFirst("SELECT next_fire_at FROM workflows", [])?.int("next_fire_at")
                 } ?? 0
-            #expect(next > Clock.nowMilliseconds())
-            #expect(next - Clock.nowMilliseconds() <= 5 * 60_000)
+            #expect(next == time.milliseconds + 150_000, "the next five-minute boundary")
         }
     }
 
