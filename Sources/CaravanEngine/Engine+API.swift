@@ -66,22 +66,9 @@ extension Engine {
         run.parentRunID = parent?.runID
         run.parentStep = parent?.step
         let queued = RunEvent(runID: run.id, seq: 1, type: "run.queued", at: now)
-        let admission = Admission(
-            workflowLimit: workflow.definition.concurrency,
-            organizationLimit: configuration.maxActiveRunsPerOrganization,
-            definition: workflow.definition,
-            owner: configuration.nodeID,
-            leaseUntil: now + configuration.leaseDuration.milliseconds,
-            maxOutputBytes: configuration.maxPayloadBytes,
-            runInstant: { [self] launch, run in
-                guard launch.items == nil, let executor = executors[launch.kind], type(of: executor).isInstant else {
-                    return nil
-                }
-                return await runStep(launch, run: run, timeout: .seconds(30), logger: logger)
-            }
-        )
+        let start = await plannedStart(of: run, definition: workflow.definition, now: now)
         let outcome = try await commits.submit(
-            .create(NewRun(run: run, wakeAt: nil), events: [queued], admission: admission, audit: audit)
+            .create(NewRun(run: run, wakeAt: nil), events: [queued], start: start, audit: audit)
         )
         guard case .created(let inserted, let admitted) = outcome else {
             throw CaravanError(.internal, "The run could not be created.")
@@ -105,6 +92,45 @@ extension Engine {
             return (admitted.run, true)
         }
         return (run, true)
+    }
+
+    /// Plans the start of a new run, for the commit to apply if the limits admit it: starts it, plans its root
+    /// steps and runs the instant ones (templates) here, outside any transaction.
+    private func plannedStart(of queued: RunRecord, definition: WorkflowDefinition, now: Int64) async -> PlannedStart {
+        var run = queued
+        var planner = RunPlanner(definition: definition, now: now, maxOutputBytes: configuration.maxPayloadBytes)
+        planner.start(&run)
+        planner.advance(&run, signals: [], children: [:])
+        var launches: [StepLaunch] = []
+        var ranInstant = false
+        for launch in planner.takeLaunches() {
+            guard isInstant(launch) else {
+                launches.append(launch)
+                continue
+            }
+            let outcome = await runStep(launch, run: run, timeout: .seconds(30), logger: logger)
+            planner.apply(outcome, step: launch.stepID, attempt: launch.attempt, to: &run)
+            ranInstant = true
+        }
+        if ranInstant { planner.advance(&run, signals: [], children: [:]) }
+        launches += planner.takeLaunches()
+        return PlannedStart(
+            admission: Admission(
+                workflowLimit: definition.concurrency,
+                organizationLimit: configuration.maxActiveRunsPerOrganization
+            ),
+            run: run,
+            events: planner.events,
+            launches: launches,
+            owner: configuration.nodeID,
+            leaseUntil: now + configuration.leaseDuration.milliseconds
+        )
+    }
+
+    /// Whether `launch` runs at once, without a task or a timer: a single call of an instant kind (templates).
+    func isInstant(_ launch: StepLaunch) -> Bool {
+        guard launch.items == nil, let executor = executors[launch.kind] else { return false }
+        return type(of: executor).isInstant
     }
 
     static func depthMessage(_ limit: Int) -> String {

@@ -76,11 +76,7 @@ extension Engine {
                         planner.start(&run)
                         admission = Admission(
                             workflowLimit: definition.concurrency,
-                            organizationLimit: configuration.maxActiveRunsPerOrganization,
-                            definition: definition,
-                            owner: configuration.nodeID,
-                            leaseUntil: leaseUntilNow,
-                            maxOutputBytes: configuration.maxPayloadBytes
+                            organizationLimit: configuration.maxActiveRunsPerOrganization
                         )
                     }
                     if resumed {
@@ -200,7 +196,7 @@ extension Engine {
                 var ranInline = false
                 for launch in launches {
                     // Instant steps (templates) run right here: no task, no timer.
-                    if launch.items == nil, let executor = executors[launch.kind], type(of: executor).isInstant {
+                    if isInstant(launch) {
                         results.append(
                             (
                                 launch.stepID, launch.attempt,

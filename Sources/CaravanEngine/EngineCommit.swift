@@ -5,10 +5,11 @@ import CaravanWorkflow
 
 /// One unit of work for the group committer.
 enum CommitWork: Sendable {
-    /// Insert a new run (queued) with its first events; when `admission` is given, admit it at once if the
-    /// workflow's and the organization's limits allow, leasing it to this node. `audit` is the entry of the
-    /// request that started it, committed with it (and not at all if the run was not inserted).
-    case create(NewRun, events: [RunEvent], admission: Admission?, audit: AuditRecord?)
+    /// Insert a new run (queued) with its first events; when `start` is given, admit it at once if the
+    /// workflow's and the organization's limits allow: then it is inserted as `start` planned it, leased to this
+    /// node. `audit` is the entry of the request that started it, committed with it (and not at all if the run
+    /// was not inserted).
+    case create(NewRun, events: [RunEvent], start: PlannedStart?, audit: AuditRecord?)
     /// Write a run's progress under its lease, with side effects that must commit with it.
     case advance(RunAdvance)
 }
@@ -36,12 +37,19 @@ struct JournalEntry: Sendable {
 struct Admission: Sendable {
     var workflowLimit: Int?
     var organizationLimit: Int
-    var definition: WorkflowDefinition
+}
+
+/// A new run as it stands if admitted at creation, planned before the commit (no step runs inside a
+/// transaction): started, its root steps planned, and its instant root steps (templates) already run, so that
+/// their results commit with the run and the steps that need them start only after that commit.
+struct PlannedStart: Sendable {
+    var admission: Admission
+    var run: RunRecord
+    var events: [RunEvent]
+    /// The steps to launch once committed.
+    var launches: [StepLaunch]
     var owner: String
     var leaseUntil: Int64
-    var maxOutputBytes: Int
-    /// Runs a launch at once when its kind is instant, else answers `nil`.
-    var runInstant: @Sendable (StepLaunch, RunRecord) async -> StepOutcome? = { _, _ in nil }
 }
 
 /// A run's progress under its lease.
@@ -98,37 +106,17 @@ struct CommitApplier: Sendable {
         var newEvents: [RunEvent] = []
         var admitted: [Int: AdmittedRun] = [:]
         for (index, work) in batch.enumerated() {
-            guard case .create(var new, let events, let admission, _) = work else { continue }
+            guard case .create(var new, let events, let start, _) = work else { continue }
             var allEvents = events
-            if let admission, try await capacity.take(for: new.run, admission, store: store, in: executor) {
-                var planner = RunPlanner(
-                    definition: admission.definition,
-                    now: new.run.createdAt,
-                    maxOutputBytes: admission.maxOutputBytes
-                )
-                planner.start(&new.run)
-                planner.advance(&new.run, signals: [], children: [:])
-                // Root steps that are instant (templates) run now: their results commit together with the run,
-                // and the steps that need them start only after this commit.
-                var later: [StepLaunch] = []
-                var ranInstant = false
-                for launch in planner.takeLaunches() {
-                    if let outcome = await admission.runInstant(launch, new.run) {
-                        planner.apply(outcome, step: launch.stepID, attempt: launch.attempt, to: &new.run)
-                        ranInstant = true
-                    } else {
-                        later.append(launch)
-                    }
-                }
-                if ranInstant { planner.advance(&new.run, signals: [], children: [:]) }
-                later += planner.takeLaunches()
-                allEvents += planner.events
+            if let start, try await capacity.take(for: new.run, start.admission, store: store, in: executor) {
+                new.run = start.run
+                allEvents += start.events
                 if !new.run.status.isTerminal {  // a run of instant steps only may already be done
-                    new.leaseOwner = admission.owner
-                    new.leaseExpiresAt = admission.leaseUntil
-                    new.wakeAt = admission.leaseUntil
+                    new.leaseOwner = start.owner
+                    new.leaseExpiresAt = start.leaseUntil
+                    new.wakeAt = start.leaseUntil
                 }
-                admitted[index] = AdmittedRun(run: new.run, fence: 1, launches: later)
+                admitted[index] = AdmittedRun(run: new.run, fence: 1, launches: start.launches)
             }
             newRuns.append(new)
             newEvents += allEvents
