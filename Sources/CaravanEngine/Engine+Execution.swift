@@ -7,7 +7,7 @@ import Logging
 extension Engine {
     /// How a child task of an execution ended.
     enum ExecutionEvent: Sendable {
-        case step(stepID: String, attempt: Int, outcome: StepOutcome)
+        case step(StepLaunch, outcome: StepOutcome)
         case wake
         /// A journal write from a running step (`nil`: no more will come).
         case journal(StepJournal.Write?)
@@ -16,8 +16,7 @@ extension Engine {
     /// Drives one run while this node holds its lease: plan, commit, launch, wait; until the run ends, waits for
     /// long, or the lease is lost.
     func execute(_ claimed: ClaimedExecution) async {
-        var run = claimed.run
-        let fence = claimed.fence
+        let run = claimed.run
         let flag = notifier.register(runID: run.id)
         var logger = self.logger
         logger[metadataKey: "caravan.run_id"] = .string(run.id)
@@ -42,277 +41,134 @@ extension Engine {
         let sharedLogger = logger
         let (journalWrites, journalSink) = AsyncStream.makeStream(of: StepJournal.Write.self)
         defer { journalSink.finish() }
+        var execution = RunExecution(
+            run: run,
+            fence: claimed.fence,
+            launches: claimed.launches,
+            wakeSeq: claimed.wakeSeq,
+            definition: definition,
+            configuration: configuration,
+            instantKinds: Set(executors.compactMap { type(of: $0.value).isInstant ? $0.key : nil })
+        )
         await withTaskGroup(of: ExecutionEvent.self) { group in
-            var journalReaderInFlight = false
-            var launches = claimed.launches
-            var inFlight = 0
-            var wakerInFlight = false
-            var wakerDeadline = Int64.max  // when the waker in flight returns by itself
-            var restartingWaker = false  // its next return is our own doing, not a poke
-            var results: [(String, Int, StepOutcome)] = []
-            var checkCancel = run.cancelRequested == false && claimed.launches.isEmpty
-            var planned = !claimed.launches.isEmpty
-            var resumed = claimed.launches.isEmpty  // claimed from the database: relaunch what was in flight
-
+            defer { group.cancelAll() }
             while true {
-                if !planned {
-                    let now = clock.nowMilliseconds()
-                    var planner = RunPlanner(
-                        definition: definition,
-                        now: now,
-                        maxOutputBytes: configuration.maxPayloadBytes
-                    )
-                    let before = run
-                    for (stepID, attempt, outcome) in results {
-                        planner.apply(outcome, step: stepID, attempt: attempt, to: &run)
+                if execution.needsPlanning {
+                    var next = await plan(&execution)
+                    if case .commit(let advance) = next {
+                        guard let outcome = await commitProgress(advance, logger: sharedLogger) else { return }
+                        next = execution.committed(outcome)
                     }
-                    results = []
-                    if checkCancel, !run.cancelRequested {
-                        run.cancelRequested = (try? await isCancelRequested(run.id)) ?? false
-                    }
-                    checkCancel = false
-                    var admission: Admission?
-                    if run.status == .queued {
-                        planner.start(&run)
-                        admission = Admission(
-                            workflowLimit: definition.concurrency,
-                            organizationLimit: configuration.maxActiveRunsPerOrganization
-                        )
-                    }
-                    if resumed {
-                        planner.resumeInFlight(&run)
-                        resumed = false
-                    }
-                    let signals = await pendingSignals(for: run, definition: definition)
-                    let children = await childOutcomes(for: run)
-                    planner.advance(&run, signals: signals, children: children)
-                    // Child runs asked for: a workflow or agent that does not exist (any more), or a chain of runs
-                    // too deep, fails its step now instead of leaving it waiting for a run that never comes.
-                    var newChildren: [(stepID: String, child: NewRun, event: RunEvent)] = []
-                    for request in planner.childRuns {
-                        switch await makeChild(request, parent: run) {
-                        case .success(let (child, event)): newChildren.append((request.stepID, child, event))
-                        case .failure(let failure): planner.failWaiting(&run, step: request.stepID, failure)
-                        }
-                    }
-                    if run.status.isTerminal { newChildren = [] }
-
-                    let stillRunning = inFlight + planner.launches.count > 0 && !run.status.isTerminal
-                    var newOwner: String? = configuration.nodeID
-                    var wakeAt: Int64? = leaseUntilNow
-                    let nextWake = RunPlanner.nextWake(of: run)
-                    if run.status.isTerminal {
-                        newOwner = nil
-                        wakeAt = nil
-                    } else if !stillRunning {
-                        if let nextWake, nextWake - now <= configuration.holdWindow.milliseconds {
-                            // Keep it: the timer is near.
-                        } else {
-                            newOwner = nil
-                            wakeAt = nextWake
-                        }
-                    }
-                    let releasing = newOwner == nil
-                    if planner.hasChanges || releasing || admission != nil {
-                        var advance = RunAdvance(
-                            update: RunUpdate(
-                                run: run,
-                                owner: configuration.nodeID,
-                                fence: fence,
-                                newOwner: newOwner,
-                                leaseExpiresAt: newOwner == nil ? nil : leaseUntilNow,
-                                wakeAt: wakeAt,
-                                seenWakeSeq: claimed.wakeSeq
-                            ),
-                            events: planner.events
-                        )
-                        advance.consumedSignals = planner.consumedSignals
-                        advance.admission = admission
-                        advance.parkedState = admission == nil ? nil : before
-                        if run.status.isTerminal {
-                            advance.wakeParent = run.parentRunID
-                            if definition.concurrency != nil { advance.freedSlot = (run.orgID, run.workflow) }
-                        }
-                        var childIDs: [String: String] = [:]
-                        for (stepID, child, childEvent) in newChildren {
-                            childIDs[stepID] = child.run.id
-                            advance.children.append(child)
-                            advance.childEvents.append(childEvent)
-                        }
-                        if !childIDs.isEmpty {
-                            for index in run.steps.indices {
-                                if let id = childIDs[run.steps[index].id] { run.steps[index].childRunID = id }
-                            }
-                            advance.update.run = run
-                        }
-                        let outcome: CommitOutcome
-                        do {
-                            outcome = try await commits.submit(.advance(advance))
-                        } catch {
-                            if !(error is CancellationError) {
-                                sharedLogger.warning(
-                                    "Committing the run's progress failed; its lease will lapse and it resumes",
-                                    metadata: ["error.message": "\(error)"]
-                                )
-                            }
-                            group.cancelAll()
-                            return
-                        }
-                        switch outcome {
-                        case .advanced(true):
-                            break
-                        case .parked:
-                            notifier.changed(run.id)
-                            group.cancelAll()
-                            return
-                        default:
-                            sharedLogger.info("Lost the run's lease to another node; stopping here")
-                            group.cancelAll()
-                            return
-                        }
-                        notifier.changed(run.id)
-                        notifier.changed("org:" + run.orgID)
-                        if !advance.children.isEmpty { pokeClaims() }
-                        if let parent = advance.wakeParent {
-                            if !notifier.poke(runID: parent) { pokeClaims() }
-                        }
-                        if let slot = advance.freedSlot {
-                            _ = slot
-                            pokeClaims()
-                        }
-                    }
-                    if run.status.isTerminal || releasing {
-                        group.cancelAll()
-                        return
-                    }
-                    launches += planner.launches
-                    if wakerInFlight, !restartingWaker, Self.wakerDeadline(for: run, now: now) < wakerDeadline {
-                        restartingWaker = true
-                        flag.signal()  // a timer came closer than the waker's: restart it
+                    switch next {
+                    case .stop: return
+                    case .proceed(let restartWaker): if restartWaker { flag.signal() }
+                    case .commit: break  // `committed` never asks for another
                     }
                 }
-                planned = false
-
                 var ranInline = false
-                for launch in launches {
-                    // Instant steps (templates) run right here: no task, no timer.
-                    if isInstant(launch) {
-                        results.append(
-                            (
-                                launch.stepID, launch.attempt,
-                                await runStep(launch, run: run, timeout: .seconds(30), logger: sharedLogger)
-                            )
-                        )
-                        ranInline = true
-                        continue
-                    }
-                    let snapshot = run
-                    let stepDefinition = definition.step(launch.stepID)
-                    let timeout = stepDefinition.map { definition.timeout(for: $0) } ?? .seconds(30)
-                    group.addTask {
-                        let outcome = await self.runStep(
+                for work in execution.takeWork(now: clock.nowMilliseconds()) {
+                    switch work {
+                    case .runInline(let launch):
+                        let outcome = await runStep(
                             launch,
-                            run: snapshot,
-                            timeout: timeout,
-                            logger: sharedLogger,
-                            journal: journalSink
+                            run: execution.run,
+                            timeout: .seconds(30),
+                            logger: sharedLogger
                         )
-                        return .step(stepID: launch.stepID, attempt: launch.attempt, outcome: outcome)
+                        execution.stepFinished(launch, outcome: outcome, inline: true)
+                        ranInline = true
+                    case .launch(let launch, let timeout):
+                        let snapshot = execution.run
+                        group.addTask {
+                            let outcome = await self.runStep(
+                                launch,
+                                run: snapshot,
+                                timeout: timeout,
+                                logger: sharedLogger,
+                                journal: journalSink
+                            )
+                            return .step(launch, outcome: outcome)
+                        }
+                    case .readJournal:
+                        group.addTask {
+                            for await write in journalWrites { return .journal(write) }
+                            return .journal(nil)
+                        }
+                    case .armWaker(let timeout):
+                        group.addTask {
+                            await flag.wait(timeout: timeout)
+                            return .wake
+                        }
                     }
-                    inFlight += 1
                 }
-                launches = []
                 if ranInline { continue }
-
-                if !journalReaderInFlight, inFlight > 0 {
-                    journalReaderInFlight = true
-                    group.addTask {
-                        for await write in journalWrites { return .journal(write) }
-                        return .journal(nil)
-                    }
-                }
-                if !wakerInFlight {
-                    let now = clock.nowMilliseconds()
-                    wakerDeadline = min(
-                        Self.wakerDeadline(for: run, now: now),
-                        now + configuration.leaseRenewInterval.milliseconds
-                    )
-                    wakerInFlight = true
-                    let timeout = Duration.milliseconds(max(0, wakerDeadline - now))
-                    group.addTask {
-                        await flag.wait(timeout: timeout)
-                        return .wake
-                    }
-                }
                 guard let event = await group.next() else { return }
                 switch event {
-                case .step(let stepID, let attempt, let outcome):
-                    inFlight -= 1
-                    results.append((stepID, attempt, outcome))
+                case .step(let launch, let outcome):
+                    execution.stepFinished(launch, outcome: outcome, inline: false)
                 case .journal(let write):
-                    journalReaderInFlight = false
-                    guard let write else { continue }
-                    if await !commitJournal(
-                        write,
-                        run: &run,
-                        fence: fence,
-                        wakeSeq: claimed.wakeSeq,
-                        logger: sharedLogger
-                    ) {
-                        group.cancelAll()
-                        return
+                    guard let advance = execution.journalRead(write, now: clock.nowMilliseconds()), let write else {
+                        continue
                     }
-                    planned = true  // nothing to plan: the steps are as they were
+                    guard await commitJournal(write, advance, logger: sharedLogger) else { return }
                 case .wake:
-                    wakerInFlight = false
-                    if restartingWaker {
-                        restartingWaker = false
-                    } else {
-                        checkCancel = true  // a poke: a cancel, a signal, a lost lease, or a timer
-                    }
+                    execution.woke()
                 }
             }
         }
     }
 
+    /// A planning pass of `execution`, with the reads it needs between its phases.
+    private func plan(_ execution: inout RunExecution) async -> RunExecution.Next {
+        let readCancel = execution.beginPlanning(now: clock.nowMilliseconds())
+        let run = execution.run
+        let cancelRequested = readCancel ? ((try? await isCancelRequested(run.id)) ?? false) : nil
+        let requests = execution.advance(
+            cancelRequested: cancelRequested,
+            signals: await pendingSignals(for: run, definition: execution.definition),
+            children: await childOutcomes(for: run)
+        )
+        var children: [(stepID: String, made: Result<(NewRun, RunEvent), Failure>)] = []
+        for request in requests {
+            children.append((request.stepID, await makeChild(request, parent: execution.run)))
+        }
+        return execution.finishPlanning(children: children)
+    }
+
+    /// Commits a planning pass's progress and tells who waits for it.
+    /// - Returns: the outcome, or `nil` when the commit failed (the lease lapses and the run resumes elsewhere).
+    private func commitProgress(_ advance: RunAdvance, logger: Logger) async -> CommitOutcome? {
+        let run = advance.update.run
+        let outcome: CommitOutcome
+        do {
+            outcome = try await commits.submit(.advance(advance))
+        } catch {
+            if !(error is CancellationError) {
+                logger.warning(
+                    "Committing the run's progress failed; its lease will lapse and it resumes",
+                    metadata: ["error.message": "\(error)"]
+                )
+            }
+            return nil
+        }
+        switch outcome {
+        case .advanced(true):
+            notifier.changed(run.id)
+            notifier.changed("org:" + run.orgID)
+            if !advance.children.isEmpty || advance.freedSlot != nil { pokeClaims() }
+            if let parent = advance.wakeParent, !notifier.poke(runID: parent) { pokeClaims() }
+        case .parked:
+            notifier.changed(run.id)
+        default:
+            logger.info("Lost the run's lease to another node; stopping here")
+        }
+        return outcome
+    }
+
     /// Commits a journal entry of a running step with its events, under the lease; tells the step whether it
     /// landed. Returns `false` when the lease is lost (the execution must stop).
-    private func commitJournal(
-        _ write: StepJournal.Write,
-        run: inout RunRecord,
-        fence: Int64,
-        wakeSeq: Int64,
-        logger: Logger
-    ) async -> Bool {
-        let now = clock.nowMilliseconds()
-        var events: [RunEvent] = []
-        for event in write.events {
-            run.lastSeq += 1
-            events.append(
-                RunEvent(
-                    runID: run.id,
-                    seq: run.lastSeq,
-                    type: event.type,
-                    step: write.stepID,
-                    at: now,
-                    data: event.data
-                )
-            )
-        }
-        run.updatedAt = now
-        var advance = RunAdvance(
-            update: RunUpdate(
-                run: run,
-                owner: configuration.nodeID,
-                fence: fence,
-                newOwner: configuration.nodeID,
-                leaseExpiresAt: leaseUntilNow,
-                wakeAt: leaseUntilNow,
-                seenWakeSeq: wakeSeq
-            ),
-            events: events
-        )
-        advance.journal = [JournalEntry(runID: run.id, step: write.stepID, key: write.key, value: write.value, at: now)]
+    private func commitJournal(_ write: StepJournal.Write, _ advance: RunAdvance, logger: Logger) async -> Bool {
+        let run = advance.update.run
         do {
             if case .advanced(true) = try await commits.submit(.advance(advance)) {
                 write.done(true)
@@ -330,18 +186,6 @@ extension Engine {
         write.done(false)
         return false
     }
-
-    /// When a run's waker should return by itself: its next timer, or in a second while it waits for signals
-    /// or children (which may arrive from another node).
-    static func wakerDeadline(for run: RunRecord, now: Int64) -> Int64 {
-        var deadline = RunPlanner.nextWake(of: run) ?? Int64.max
-        if run.steps.contains(where: { $0.status == .waiting && $0.wakeAt == nil }) {
-            deadline = min(deadline, now + 1_000)
-        }
-        return deadline
-    }
-
-    private var leaseUntilNow: Int64 { clock.nowMilliseconds() + configuration.leaseDuration.milliseconds }
 
     private func isCancelRequested(_ runID: String) async throws -> Bool {
         try await database.read { try await self.store.isCancelRequested(id: runID, in: $0) }
