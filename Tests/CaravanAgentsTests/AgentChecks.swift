@@ -480,31 +480,39 @@ enum AgentChecks {
             request.toolResults.isEmpty
                 ? .toolCall("pay", arguments: #"{"amount": 10}"#) : .text("result: \(request.lastToolResult ?? "")")
         }
-        let started = try await world.client.send(.post, "/v1/agents/careful/runs", json: #"{"input": "pay"}"#)
-        let runID = try #require(started.json["id"]?.stringValue)
-        var request: JSONValue?
-        for _ in 0..<800 where request == nil {
-            request = try await world.events(runID).first { $0["type"] == "tool.approval_requested" }
-            if request == nil { try await Task.sleep(for: .milliseconds(25)) }
+        /// Starts a run and sends an approval for other arguments, then `approved` for the right ones.
+        func run(approving approved: Bool) async throws -> JSONValue {
+            let started = try await world.client.send(.post, "/v1/agents/careful/runs", json: #"{"input": "pay"}"#)
+            let runID = try #require(started.json["id"]?.stringValue)
+            var request: JSONValue?
+            for _ in 0..<800 where request == nil {
+                request = try await world.events(runID).first { $0["type"] == "tool.approval_requested" }
+                if request == nil { try await Task.sleep(for: .milliseconds(25)) }
+            }
+            let data = try #require(request?["data"])
+            #expect(data["arguments"] == ["amount": 10])
+            let callID = try #require(data["call_id"]?.stringValue)
+            let digest = data["arguments_digest"]?.stringValue ?? ""
+            let signals = "/v1/runs/\(runID)/signals/approve"
+            let wrong = #"{"approved": true, "data": {"call_id": "\#(callID)", "arguments_digest": "0000"}}"#
+            expectStatus(.accepted, try await world.client.send(.post, signals, json: wrong))
+            let right =
+                #"{"approved": \#(approved), "data": {"call_id": "\#(callID)", "arguments_digest": "\#(digest)"}}"#
+            expectStatus(.accepted, try await world.client.send(.post, signals, json: right))
+            var finished = try await world.client.send(.get, "/v1/runs/\(runID)").json
+            for _ in 0..<400 where finished["status"] != "succeeded" && finished["status"] != "failed" {
+                try await Task.sleep(for: .milliseconds(25))
+                finished = try await world.client.send(.get, "/v1/runs/\(runID)").json
+            }
+            #expect(finished["status"] == "succeeded", "\(finished)")
+            return finished
         }
-        let data = try #require(request?["data"])
-        #expect(data["arguments"] == ["amount": 10])
-        let callID = try #require(data["call_id"]?.stringValue)
-        // Approving other arguments approves nothing.
-        let wrong = #"{"approved": true, "data": {"call_id": "\#(callID)", "arguments_digest": "0000"}}"#
-        expectStatus(.accepted, try await world.client.send(.post, "/v1/runs/\(runID)/signals/approve", json: wrong))
-        try await Task.sleep(for: .milliseconds(400))
+        // Approving other arguments approves nothing: the refusal that follows it is the decision taken.
+        let refused = try await run(approving: false)
         #expect(world.http.calls("/count/pay") == 0)
-        let right =
-            #"{"approved": true, "data": {"call_id": "\#(callID)", "arguments_digest": "\#(data["arguments_digest"]?.stringValue ?? "")"}}"#
-        expectStatus(.accepted, try await world.client.send(.post, "/v1/runs/\(runID)/signals/approve", json: right))
-        let run = try await world.client.send(.get, "/v1/runs/\(runID)").json
-        var finished = run
-        for _ in 0..<400 where finished["status"] != "succeeded" && finished["status"] != "failed" {
-            try await Task.sleep(for: .milliseconds(25))
-            finished = try await world.client.send(.get, "/v1/runs/\(runID)").json
-        }
-        #expect(finished["status"] == "succeeded", "\(finished)")
+        #expect(refused["output"]?.stringValue?.contains("A person refused this call.") == true, "\(refused)")
+        // The right arguments approved: the call is made once.
+        _ = try await run(approving: true)
         #expect(world.http.calls("/count/pay") == 1)
     }
 

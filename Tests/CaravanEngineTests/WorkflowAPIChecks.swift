@@ -397,12 +397,19 @@ enum EngineChecks {
         let firstID = try #require(first["id"]?.stringValue)
         let secondID = try #require(second["id"]?.stringValue)
         _ = try await client.waitFor(firstID, ["waiting"])
-        try await Task.sleep(for: .milliseconds(300))
         #expect(try await client.run(secondID)["status"] == "queued")
         _ = try await client.send(.post, "/v1/runs/\(firstID)/signals/approve", json: #"{"approved": true}"#)
         _ = try await client.waitFor(firstID, ["succeeded"])
         _ = try await client.waitFor(secondID, ["waiting"])
         _ = try await client.send(.post, "/v1/runs/\(secondID)/signals/approve", json: #"{"approved": true}"#)
         #expect(try await client.waitFor(secondID, ["succeeded"])["status"] == "succeeded")
+        // The second run started only once the first had finished and freed the one slot.
+        func time(of type: String, in runID: String) async throws -> Int64? {
+            let events = try await client.send(.get, "/v1/runs/\(runID)/events").json["items"]?.arrayValue ?? []
+            return events.first { $0["type"]?.stringValue == type }?["at"]?.stringValue.flatMap(Clock.parseRFC3339)
+        }
+        let firstFinished = try #require(try await time(of: "run.succeeded", in: firstID))
+        let secondStarted = try #require(try await time(of: "run.started", in: secondID))
+        #expect(secondStarted >= firstFinished)
     }
 }
