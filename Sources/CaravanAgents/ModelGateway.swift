@@ -44,8 +44,17 @@ public final class ModelGateway: Sendable {
     private let outputTokens = Counter(label: "caravan.llm.tokens", dimensions: [("direction", "output")])
     private let duration = Timer(label: "caravan.llm.duration")
 
-    public init(router: ProviderRouter, providers: ProviderStore, meter: UsageMeter, prices: PriceTable, logger: Logger)
-    {
+    public let clock: WallClock
+
+    public init(
+        router: ProviderRouter,
+        providers: ProviderStore,
+        meter: UsageMeter,
+        prices: PriceTable,
+        clock: WallClock = .system,
+        logger: Logger
+    ) {
+        self.clock = clock
         self.router = router
         self.providers = providers
         self.meter = meter
@@ -92,7 +101,7 @@ public final class ModelGateway: Sendable {
         context: ModelCallContext,
         onDelta: ChatDeltaHandler? = nil
     ) async throws(Failure) -> ModelAnswer {
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         do {
             try await meter.checkMonthlyBudget(orgID: context.orgID, now: now)
         } catch let error as BudgetExceeded {
@@ -169,7 +178,7 @@ public final class ModelGateway: Sendable {
             ?? prices.cost(provider: routed.ref.provider, model: routed.ref.model, usage: routed.response.usage)
         let record = UsageRecord(
             orgID: orgID,
-            at: Clock.nowMilliseconds(),
+            at: clock.nowMilliseconds(),
             runID: context.runID,
             agent: context.agent,
             provider: routed.ref.provider,

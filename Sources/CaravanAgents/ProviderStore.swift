@@ -169,10 +169,14 @@ public final class ProviderStore: Sendable {
     /// Unseals a secret of an organization (`nil` when it does not exist).
     private let secret: @Sendable (_ orgID: String, _ name: String) async throws -> String?
 
+    private let clock: WallClock
+
     public init(
         database: any Database,
+        clock: WallClock = .system,
         secret: @escaping @Sendable (_ orgID: String, _ name: String) async throws -> String?
     ) {
+        self.clock = clock
         self.database = database
         self.secret = secret
     }
@@ -243,7 +247,7 @@ public final class ProviderStore: Sendable {
         for ref: ModelRef
     ) async throws(ProviderError) -> (ProviderEndpoint, ProviderConfig) {
         let key = orgID + "/" + ref.provider
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         if let cached = endpoints.withLock({ $0[key] }), now - cached.readAt < Self.cacheMilliseconds {
             guard cached.config.models.contains(ref.model) else {
                 throw ProviderError(

@@ -24,12 +24,15 @@ public struct ConversationThread: Sendable {
 public final class ThreadStore: Sendable {
     private let database: any Database
 
-    public init(database: any Database) {
+    private let clock: WallClock
+
+    public init(database: any Database, clock: WallClock = .system) {
+        self.clock = clock
         self.database = database
     }
 
     public func create(orgID: String, metadata: JSONValue) async throws -> ConversationThread {
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         let thread = ConversationThread(
             id: Identifier.make("thr", milliseconds: now),
             metadata: metadata,
@@ -107,7 +110,7 @@ public final class ThreadStore: Sendable {
         runID: String,
         isFinished: @Sendable (String) async throws -> Bool
     ) async throws {
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         try await database.withTransaction { executor in
             guard
                 let row = try await executor.queryFirst(
@@ -132,7 +135,7 @@ public final class ThreadStore: Sendable {
     /// Appends a run's messages to the thread once (a repeated call for the same run adds nothing) and releases
     /// the thread.
     func append(threadID: String, runID: String, messages: [ChatMessage]) async throws {
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         try await database.withTransaction { executor in
             let already = try await executor.queryFirst(
                 "SELECT seq FROM thread_messages WHERE thread_id = $1 AND run_id = $2 LIMIT 1",

@@ -1,4 +1,4 @@
-import CaravanCore
+public import CaravanCore
 public import CaravanModels
 public import CaravanStorage
 import Foundation
@@ -97,7 +97,10 @@ public final class UsageMeter: Service, Sendable {
     static let batchSize = 500
     static let cacheMilliseconds: Int64 = 1_000
 
-    public init(database: any Database, logger: Logger) {
+    private let clock: WallClock
+
+    public init(database: any Database, clock: WallClock = .system, logger: Logger) {
+        self.clock = clock
         self.database = database
         self.logger = logger
     }
@@ -281,7 +284,7 @@ public final class UsageMeter: Service, Sendable {
 
     /// The organization's monthly budget (read at most once a second).
     public func budget(orgID: String) async throws -> ModelBudget? {
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         if let cached = state.withLock({ $0.budgets[orgID] }), now - cached.readAt < Self.cacheMilliseconds {
             return cached.budget
         }
@@ -298,7 +301,7 @@ public final class UsageMeter: Service, Sendable {
     }
 
     public func setBudget(orgID: String, _ budget: ModelBudget) async throws {
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         try await database.withTransaction { executor in
             try await executor.execute(
                 """

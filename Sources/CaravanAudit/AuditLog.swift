@@ -1,4 +1,4 @@
-import CaravanCore
+public import CaravanCore
 public import CaravanStorage
 import Crypto
 import Foundation
@@ -44,6 +44,7 @@ public final class AuditLog: Service, Sendable {
     /// Where the signed heads are written periodically (mode 0600), when the server has a data directory.
     public let headsFile: String?
     private let exportInterval: Duration
+    private let clock: WallClock
 
     /// - Parameters:
     ///   - keys: the audit keys, from the master keys.
@@ -54,15 +55,17 @@ public final class AuditLog: Service, Sendable {
         logger: Logger,
         keys: AuditKeys,
         headsFile: String? = nil,
-        exportInterval: Duration = .seconds(60)
+        exportInterval: Duration = .seconds(60),
+        clock: WallClock = .system
     ) {
+        self.clock = clock
         self.database = database
         self.logger = logger
         self.keys = keys
         self.headsFile = headsFile
         self.exportInterval = exportInterval
         self.queue = CommitQueue(database: database, maxBatch: 256) { records, executor in
-            try await Self.append(records, keys: keys, in: executor)
+            try await Self.append(records, keys: keys, at: clock.nowMilliseconds(), in: executor)
             return records.map { _ in () }
         }
     }
@@ -121,7 +124,7 @@ public final class AuditLog: Service, Sendable {
     public func exportHeads(previous: [String: AuditHead]?) async throws -> [String: AuditHead] {
         let heads = try await self.heads()
         guard heads != previous else { return heads }
-        let line = AuditHeadsExport(at: Clock.nowMilliseconds(), heads: heads).signed(with: keys)
+        let line = AuditHeadsExport(at: clock.nowMilliseconds(), heads: heads).signed(with: keys)
         logger.info("Audit chain heads", metadata: ["caravan.audit_heads": "\(line)"])
         if let headsFile { try Self.writePrivately(line + "\n", to: headsFile) }
         return heads
@@ -166,11 +169,15 @@ public final class AuditLog: Service, Sendable {
     /// PostgreSQL it holds each chain's lock (taken in chain order, so that two transactions never wait on each
     /// other) until the commit. A chain continues from its head when the head is ahead of the last stored entry, so
     /// that entries deleted from the end of a chain leave a gap the verifier names rather than being written over.
-    public static func append(_ records: [AuditRecord], keys: AuditKeys, in executor: any SQLExecutor) async throws {
+    public static func append(
+        _ records: [AuditRecord],
+        keys: AuditKeys,
+        at now: Int64,
+        in executor: any SQLExecutor
+    ) async throws {
         guard !records.isEmpty else { return }
         var tails: [String: (seq: Int64, hash: String)] = [:]
         let order = Set(records.map { $0.orgID ?? "" }).sorted()
-        let now = Clock.nowMilliseconds()
         var values: [String] = []
         var binds: [SQLValue] = []
         for chain in order {

@@ -10,7 +10,7 @@ public enum Identifier {
     ///   - prefix: the type prefix without the underscore, e.g. `run`.
     ///   - milliseconds: the creation time, in Unix milliseconds.
     /// - Returns: e.g. `run_01jd3k…`.
-    public static func make(_ prefix: String, milliseconds: Int64 = Clock.nowMilliseconds()) -> String {
+    public static func make(_ prefix: String, milliseconds: Int64 = WallClock.system.nowMilliseconds()) -> String {
         var bytes = [UInt8](repeating: 0, count: 26)
         var time = UInt64(max(0, milliseconds))
         for index in stride(from: 9, through: 0, by: -1) {

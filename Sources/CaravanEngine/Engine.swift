@@ -74,7 +74,7 @@ public final class Engine: Service, Sendable {
         self.workflows = WorkflowStore(database: database, kinds: kinds, signals: signals, clock: clock)
         self.executors = Dictionary(executors.map { (type(of: $0).name, $0) }, uniquingKeysWith: { _, last in last })
         self.signals = signals
-        let applier = CommitApplier(auditKeys: auditKeys, signals: signals)
+        let applier = CommitApplier(auditKeys: auditKeys, signals: signals, clock: clock)
         // One lane per organization (hashed): its admissions and event order take the organization's locks on
         // PostgreSQL, so its work commits one batch at a time while other organizations' commit beside it.
         self.commits = CommitQueue(

@@ -96,6 +96,8 @@ struct CommitApplier: Sendable {
     let auditKeys: AuditKeys?
     /// How other nodes learn of runs this batch made claimable (children, woken parents, freed slots).
     let signals: ClusterSignals?
+    /// The clock that stamps the audit entries.
+    let clock: WallClock
 
     func apply(_ batch: [CommitWork], in executor: any SQLExecutor) async throws -> [CommitOutcome] {
         var outcomes = [CommitOutcome?](repeating: nil, count: batch.count)
@@ -214,7 +216,7 @@ struct CommitApplier: Sendable {
             guard let auditKeys else {
                 throw CaravanError(.internal, "Runs started with an audit entry need the audit keys.")
             }
-            try await AuditLog.append(audit, keys: auditKeys, in: executor)
+            try await AuditLog.append(audit, keys: auditKeys, at: clock.nowMilliseconds(), in: executor)
         }
         return outcomes.map { $0 ?? .advanced(false) }
     }

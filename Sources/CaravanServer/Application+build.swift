@@ -81,7 +81,7 @@ public func buildApplication(
         logger: logger
     )
     let box = SecretBox(keyring: keyring)
-    let secrets = SecretStore(database: database, box: box)
+    let secrets = SecretStore(database: database, box: box, clock: clock)
     // Audit chains are linked with a key derived from the master key; their signed heads are exported to the log
     // and, with SQLite, to <data>/audit-heads.json.
     let audit = AuditLog(
@@ -89,7 +89,8 @@ public func buildApplication(
         logger: logger,
         keys: AuditKeys(current: keyring.current, previous: Array(keyring.previous.values)),
         headsFile: opened.database.dialect == .sqlite
-            ? URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("audit-heads.json").path : nil
+            ? URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("audit-heads.json").path : nil,
+        clock: clock
     )
     let schemaReady = WakeFlag()
     // Changes other nodes must hear of at once (credentials revoked, roles changed) travel as signals.
@@ -134,7 +135,7 @@ public func buildApplication(
     }
 
     // The LLM gateway and agents.
-    let meter = UsageMeter(database: database, logger: logger)
+    let meter = UsageMeter(database: database, clock: clock, logger: logger)
     let gateway = ModelGateway(
         router: ProviderRouter(
             openAI: OpenAIProvider(client: egressClient),
@@ -144,15 +145,17 @@ public func buildApplication(
         ),
         providers: ProviderStore(
             database: database,
+            clock: clock,
             secret: { orgID, name in
                 try await secrets.resolve(orgID: orgID, names: [name])[name]
             }
         ),
         meter: meter,
         prices: PriceTable(),
+        clock: clock,
         logger: logger
     )
-    let threads = ThreadStore(database: database)
+    let threads = ThreadStore(database: database, clock: clock)
     let mcpCommands: MCPCommandPolicy
     do { mcpCommands = try MCPCommandPolicy(parsing: configuration.mcpCommandAllow) } catch {
         throw CaravanError(.validationFailed, "--mcp-command-allow: \(error)")

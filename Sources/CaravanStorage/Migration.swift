@@ -69,7 +69,7 @@ extension Migration {
             }
             try await executor.execute(
                 "INSERT INTO caravan_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-                [.int(Int64(migration.version)), .text(migration.name), .int(Clock.nowMilliseconds())]
+                [.int(Int64(migration.version)), .text(migration.name), .int(WallClock.system.nowMilliseconds())]
             )
             done.append(migration.version)
         }

@@ -1,4 +1,4 @@
-import CaravanCore
+public import CaravanCore
 
 /// An organization: the tenant that owns every other row.
 public struct Organization: Sendable, Hashable, Codable {
@@ -20,12 +20,16 @@ public struct Organization: Sendable, Hashable, Codable {
 
 /// Reads and writes organizations.
 public struct OrganizationStore: Sendable {
-    public init() {}
+    private let clock: WallClock
+
+    public init(clock: WallClock = .system) {
+        self.clock = clock
+    }
 
     /// Creates an organization.
     /// - Throws: `StorageError` `.conflict` when the name is taken.
     public func create(name: String, in executor: any SQLExecutor) async throws(StorageError) -> Organization {
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         let organization = Organization(id: Identifier.make("org"), name: name, createdAt: now, updatedAt: now)
         try await executor.execute(
             "INSERT INTO organizations (id, name, created_at, updated_at) VALUES ($1, $2, $3, $4)",
@@ -51,7 +55,7 @@ public struct OrganizationStore: Sendable {
     public func rename(id: String, to name: String, in executor: any SQLExecutor) async throws(StorageError) -> Bool {
         let rows = try await executor.query(
             "UPDATE organizations SET name = $2, updated_at = $3 WHERE id = $1 RETURNING id",
-            [.text(id), .text(name), .int(Clock.nowMilliseconds())]
+            [.text(id), .text(name), .int(clock.nowMilliseconds())]
         )
         return !rows.isEmpty
     }

@@ -19,7 +19,10 @@ public struct SecretStore: Sendable {
     let database: any Database
     let box: SecretBox
 
-    public init(database: any Database, box: SecretBox) {
+    let clock: WallClock
+
+    public init(database: any Database, box: SecretBox, clock: WallClock = .system) {
+        self.clock = clock
         self.database = database
         self.box = box
     }
@@ -75,7 +78,7 @@ public struct SecretStore: Sendable {
             throw CaravanError.validation("/value", "A secret value is at most \(Self.maxValueBytes) bytes.")
         }
         let sealed = box.seal(Array(value.utf8), context: Self.context(orgID: orgID, name: name))
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         return try await database.withTransaction { executor in
             let rows = try await executor.query(
                 """

@@ -51,7 +51,7 @@ extension Bench {
             let input = "{\"input\":{\"items\":[" + (0..<items).map(String.init).joined(separator: ",") + "]}}"
             let idleRSS = Self.residentMemory(pid: server.pid)
             let cpuBefore = Self.cpuSeconds(pid: server.pid)
-            let sent = Clock.nowMilliseconds()
+            let sent = WallClock.system.nowMilliseconds()
             let started = ContinuousClock.now
             let response = try await Self.call(.POST, base + "/v1/workflows/bench-w5/runs", body: input)
             guard response.status == 201, let id = response.json["id"]?.stringValue else {

@@ -55,7 +55,7 @@ struct Bench: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let started = Clock.rfc3339(Clock.nowMilliseconds())
+        let started = Clock.rfc3339(WallClock.system.nowMilliseconds())
         let recorder = record.map {
             BenchRecord(path: $0, date: started, commit: commit ?? BenchRecord.currentCommit(), backend: backend)
         }
@@ -254,7 +254,7 @@ struct Bench: AsyncParsableCommand {
         )
         guard put.status == 201 || put.status == 200 else { throw ValidationError("PUT failed: \(put)") }
         let connections = self.connections
-        let startWall = Clock.nowMilliseconds()
+        let startWall = WallClock.system.nowMilliseconds()
         let started = ContinuousClock.now
         let serversCPU = { servers.reduce(0) { $0 + Self.cpuSeconds(pid: $1.pid) } }
         let cpuBefore = serversCPU()
@@ -265,7 +265,7 @@ struct Bench: AsyncParsableCommand {
                     var sent: [(String, Int64)] = []
                     sent.reserveCapacity(total / connections + 1)
                     for index in stride(from: connection, to: total, by: connections) {
-                        let at = Clock.nowMilliseconds()
+                        let at = WallClock.system.nowMilliseconds()
                         let url = bases[index % bases.count] + "/v1/workflows/bench-w1/runs"
                         let response = try await Self.call(.POST, url, body: #"{"input":{}}"#)
                         guard response.status == 201, let id = response.json["id"]?.stringValue else {
@@ -281,7 +281,7 @@ struct Bench: AsyncParsableCommand {
             for try await part in group { for (id, at) in part { all[id] = at } }
             return all
         }
-        let sendWall = Double(Clock.nowMilliseconds() - startWall) / 1000
+        let sendWall = Double(WallClock.system.nowMilliseconds() - startWall) / 1000
         // Wait until nothing is queued or running. By status alone (the database holds only this benchmark's
         // runs, or finished ones), so that each check is one step into the (org, status, id) index however many
         // runs there are.
@@ -454,7 +454,7 @@ struct Bench: AsyncParsableCommand {
                 let ready = ContinuousClock.now
                 let secondBase = "http://127.0.0.1:\(second.port)"
                 var lastFinish: Int64 = 0
-                let readyWall = Clock.nowMilliseconds()
+                let readyWall = WallClock.system.nowMilliseconds()
                 while true {
                     var done = 0
                     var cursor: String?

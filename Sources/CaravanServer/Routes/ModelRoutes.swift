@@ -33,7 +33,7 @@ struct ModelRoutes {
             let config = try ProviderConfig.parse(
                 try await bodies.json(of: request),
                 name: name,
-                now: Clock.nowMilliseconds()
+                now: gateway.clock.nowMilliseconds()
             )
             let created = try await gateway.providers.put(orgID: orgID, config)
             context.audit.target("provider:\(name)")
@@ -143,7 +143,7 @@ struct ModelRoutes {
             )
         ) { request, context in
             let orgID = try context.organizationID()
-            let now = Clock.nowMilliseconds()
+            let now = gateway.clock.nowMilliseconds()
             func time(_ name: String) throws -> Int64? {
                 guard let text = request.uri.queryParameters.get(name) else { return nil }
                 guard let value = Clock.parseRFC3339(String(text)) else {
@@ -232,7 +232,7 @@ struct ModelRoutes {
 
     private func budgetJSON(orgID: String) async throws -> JSONValue {
         let budget = try await gateway.meter.budget(orgID: orgID)
-        let spent = try await gateway.meter.monthToDate(orgID: orgID, now: Clock.nowMilliseconds())
+        let spent = try await gateway.meter.monthToDate(orgID: orgID, now: gateway.clock.nowMilliseconds())
         return [
             "cost_usd": budget?.monthlyCostUSD.map(JSONValue.double) ?? .null,
             "tokens": budget?.monthlyTokens.map(JSONValue.int) ?? .null,
@@ -272,8 +272,8 @@ struct ModelRoutes {
             )
         }
         let callContext = ModelCallContext(orgID: orgID)
-        let id = "chatcmpl-" + Identifier.make("c", milliseconds: Clock.nowMilliseconds()).dropFirst(2)
-        let created = Clock.nowMilliseconds() / 1000
+        let id = "chatcmpl-" + Identifier.make("c", milliseconds: gateway.clock.nowMilliseconds()).dropFirst(2)
+        let created = gateway.clock.nowMilliseconds() / 1000
         if !decoded.stream {
             do {
                 let answer = try await gateway.complete(decoded.request, route: [ref], context: callContext)

@@ -26,7 +26,7 @@ public struct JSONLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         var object: [String: JSONValue] = [
-            "ts": .string(Clock.rfc3339(Clock.nowMilliseconds())),
+            "ts": .string(Clock.rfc3339(WallClock.system.nowMilliseconds())),
             "level": .string(event.level.rawValue),
             "msg": .string(event.message.description),
             "logger": .string(label),
