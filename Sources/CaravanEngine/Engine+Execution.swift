@@ -465,21 +465,17 @@ extension Engine {
         _ timeout: CaravanDuration,
         _ body: @escaping @Sendable () async throws(Failure) -> JSONValue
     ) async throws(Failure) -> JSONValue {
-        let result: Result<JSONValue, Failure> = await withTaskGroup(of: Result<JSONValue, Failure>?.self) { group in
-            group.addTask {
-                do throws(Failure) { return .success(try await body()) } catch { return .failure(error) }
-            }
-            group.addTask {
-                do { try await Task.sleep(for: timeout.duration) } catch { return nil }
-                return .failure(
-                    Failure(code: .timeout, message: "The step took longer than \(timeout).", retryable: true)
-                )
-            }
-            var outcome: Result<JSONValue, Failure>?
-            while outcome == nil, let next = await group.next() { outcome = next }
-            group.cancelAll()
-            return outcome ?? .failure(Failure(code: .cancelled, message: "The step was cancelled.", retryable: false))
+        let value: JSONValue?
+        do {
+            value = try await CaravanCore.withTimeout(timeout.duration) { try await body() }
+        } catch let failure as Failure {
+            throw failure
+        } catch {
+            throw Failure(code: .cancelled, message: "The step was cancelled.", retryable: false)
         }
-        return try result.get()
+        guard let value else {
+            throw Failure(code: .timeout, message: "The step took longer than \(timeout).", retryable: true)
+        }
+        return value
     }
 }

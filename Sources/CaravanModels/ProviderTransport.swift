@@ -104,16 +104,10 @@ struct ProviderTransport: Sendable {
         provider: String,
         _ operation: @escaping @Sendable () async throws -> T
     ) async throws -> T {
-        try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await operation() }
-            group.addTask {
-                try await Task.sleep(for: .milliseconds(milliseconds))
-                return nil
-            }
-            defer { group.cancelAll() }
-            if let first = try await group.next(), let value = first { return value }
+        guard let value = try await CaravanCore.withTimeout(.milliseconds(milliseconds), operation) else {
             throw ProviderError(.timeout, "\(provider) did not answer within \(milliseconds) ms.")
         }
+        return value
     }
 
     /// Classifies anything a call threw.

@@ -265,22 +265,14 @@ actor EgressHTTPTransport: Transport {
         server: String,
         _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
-        try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await body() }
-            group.addTask {
-                try await Task.sleep(until: deadline, clock: .continuous)
-                return nil
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let value = first else {
-                throw Failure(
-                    code: "tool_timeout",
-                    message: "The MCP server '\(server)' did not answer in time.",
-                    retryable: true
-                )
-            }
-            return value
+        guard let value = try await CaravanCore.withDeadline(deadline, body) else {
+            throw Failure(
+                code: "tool_timeout",
+                message: "The MCP server '\(server)' did not answer in time.",
+                retryable: true
+            )
         }
+        return value
     }
 }
 

@@ -292,7 +292,7 @@ public final class MCPConnection: Sendable {
         let name = config.name
         do {
             let context = try await client.send(request)
-            let outcome = try await Self.withTimeout(timeout) {
+            let outcome = try await withTimeout(timeout) {
                 try await context.value
             } abort: {
                 // Fails the pending request at once, then tells the server (which may take a while over HTTP).
@@ -320,32 +320,6 @@ public final class MCPConnection: Sendable {
                 ]
             )
             throw mapped
-        }
-    }
-
-    /// Runs `operation` for at most `timeout`; on expiry (or when the caller is cancelled) runs `abort`, which must
-    /// make `operation` return, and answers `nil`.
-    static func withTimeout<T: Sendable>(
-        _ timeout: Duration,
-        _ operation: @escaping @Sendable () async throws -> T,
-        abort: @escaping @Sendable () async -> Void
-    ) async throws -> T? {
-        try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await operation() }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                return nil
-            }
-            do {
-                let first = try await group.next() ?? nil
-                if first == nil { await abort() }
-                group.cancelAll()
-                return first
-            } catch {
-                if error is CancellationError || Task.isCancelled { await abort() }
-                group.cancelAll()
-                throw error
-            }
         }
     }
 
