@@ -29,13 +29,11 @@ public struct AgentLoopStep: StepExecutor {
     let gateway: ModelGateway
     let toolbox: AgentToolbox
     let threads: ThreadStore
-    let engine: EngineReference
 
-    public init(gateway: ModelGateway, toolbox: AgentToolbox, threads: ThreadStore, engine: EngineReference) {
+    public init(gateway: ModelGateway, toolbox: AgentToolbox, threads: ThreadStore) {
         self.gateway = gateway
         self.toolbox = toolbox
         self.threads = threads
-        self.engine = engine
     }
 
     public func execute(_ config: JSONValue, context: StepContext) async throws(Failure) -> JSONValue {
@@ -344,13 +342,13 @@ public struct AgentLoopStep: StepExecutor {
                     ]
                 )
             }
-            guard let engine = engine.engine else {
+            guard let runs = context.runs else {
                 throw Failure(code: "engine_unavailable", message: "No engine.", retryable: true)
             }
             while decision == nil {
                 let signal: (data: JSONValue, sender: String?)?
                 do {
-                    signal = try await engine.takeSignal(runID: context.runID, name: "approve") { data in
+                    signal = try await runs.takeSignal(name: "approve") { data in
                         data["data"]?["call_id"]?.stringValue == key
                             && data["data"]?["arguments_digest"]?.stringValue == digest
                     }

@@ -9,7 +9,6 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
-import Synchronization
 
 /// A tool as offered to the model in one run: its spec and how to call it.
 struct OfferedTool: Sendable {
@@ -25,34 +24,23 @@ struct ToolResult: Sendable, Hashable {
     var isError: Bool
 }
 
-/// The engine, once built: agent and workflow tools start runs through it.
-public final class EngineReference: Sendable {
-    private let box = Mutex<Engine?>(nil)
-    public init() {}
-    public func set(_ engine: Engine) { box.withLock { $0 = engine } }
-    var engine: Engine? { box.withLock { $0 } }
-}
-
 /// Lists and calls an agent's tools: http requests (through the egress policy), MCP servers, other agents and
 /// workflows (as runs of their own).
 public final class AgentToolbox: Sendable {
     let http: EgressHTTPClient
     let mcp: MCPConnectionCache
     let secrets: (any SecretResolver)?
-    let engine: EngineReference
     /// The largest tool result handed to the model, in bytes.
     static let maxResultBytes = 64 * 1024
 
     public init(
         http: EgressHTTPClient,
         mcp: MCPConnectionCache,
-        secrets: (any SecretResolver)?,
-        engine: EngineReference
+        secrets: (any SecretResolver)?
     ) {
         self.http = http
         self.mcp = mcp
         self.secrets = secrets
-        self.engine = engine
     }
 
     /// The tools to offer the model.
@@ -86,7 +74,7 @@ public final class AgentToolbox: Sendable {
                     offered.append(OfferedTool(spec: spec, tool: tool, remoteName: remote.name))
                 }
             case .agent(let name):
-                let definition = try await agentDefinition(name, orgID: context.orgID)
+                let definition = try await agentDefinition(name, context: context)
                 let description =
                     tool.description.isEmpty ? (definition.description ?? "Ask the agent \(name).") : tool.description
                 offered.append(
@@ -100,9 +88,7 @@ public final class AgentToolbox: Sendable {
                     )
                 )
             case .workflow(let name):
-                guard let workflow = try? await engine.engine?.workflows.get(orgID: context.orgID, name: name),
-                    workflow.archivedAt == nil
-                else {
+                guard let workflow = try? await context.runs?.workflow(named: name) else {
                     throw Failure(
                         code: "tool_not_found",
                         message: "The workflow '\(name)' named as a tool does not exist.",
@@ -129,13 +115,10 @@ public final class AgentToolbox: Sendable {
 
     static let anyObject: JSONValue = ["type": "object", "additionalProperties": true]
 
-    func agentDefinition(_ name: String, orgID: String) async throws(Failure) -> AgentDefinition {
+    func agentDefinition(_ name: String, context: StepContext) async throws(Failure) -> AgentDefinition {
         guard
-            let workflow = try? await engine.engine?.workflows.get(
-                orgID: orgID,
-                name: AgentStepKind.workflowName(forAgent: name)
-            ),
-            workflow.archivedAt == nil, let config = workflow.definition.steps.first?.config,
+            let workflow = try? await context.runs?.workflow(named: AgentStepKind.workflowName(forAgent: name)),
+            let config = workflow.definition.steps.first?.config,
             let definition = try? AgentDefinition.validate(config, nameFromPath: name)
         else {
             throw Failure(
@@ -279,23 +262,20 @@ public final class AgentToolbox: Sendable {
     /// call's) and waits for its output.
     private func runChild(workflow: String, input: JSONValue, callID: String, context: StepContext) async -> ToolResult
     {
-        guard let engine = engine.engine else {
+        guard let runs = context.runs else {
             return ToolResult(content: "The engine is not running.", isError: true)
         }
         do {
-            let (run, _) = try await engine.startRun(
-                orgID: context.orgID,
+            let run = try await runs.startChild(
                 workflow: workflow,
                 input: input,
                 idempotencyKey: "tool:\(context.runID):\(callID)",
-                requestHash: stableDigest(input.canonicalText),
-                parent: (context.runID, context.stepID)
+                requestHash: stableDigest(input.canonicalText)
             )
             var current = run
             while !current.status.isTerminal {
                 try Task.checkCancellation()
-                guard let next = try await engine.waitForRun(orgID: context.orgID, id: run.id, timeout: .seconds(30))
-                else { break }
+                guard let next = try await runs.waitForRun(id: run.id, timeout: .seconds(30)) else { break }
                 current = next
             }
             switch current.status {

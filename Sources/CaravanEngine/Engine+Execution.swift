@@ -314,6 +314,7 @@ extension Engine {
             maxOutputBytes: configuration.maxPayloadBytes,
             logger: stepLogger
         )
+        context.runs = RunControl(engine: self, orgID: run.orgID, runID: run.id, stepID: launch.stepID)
         if type(of: executor).keepsJournal, let journal {
             let entries: [String: JSONValue]
             do {

@@ -23,6 +23,8 @@ public struct StepContext: Sendable {
     /// Masks the values of the secrets this attempt was given, in every form they may come back in: apply it to
     /// anything the step records or reports (an audit entry, an error message) that may quote the request.
     public var redactor = SecretRedactor(values: [])
+    /// What the step may ask of the engine for its run; `nil` outside an engine.
+    public var runs: RunControl?
 }
 
 /// Where a run's steps find the secrets they send out (`{{ secrets.NAME }}`), and how each use is recorded.

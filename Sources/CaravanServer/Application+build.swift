@@ -161,19 +161,17 @@ public func buildApplication(
         throw CaravanError(.validationFailed, "--mcp-command-allow: \(error)")
     }
     let mcpConnections = MCPConnectionCache(http: egressClient, logger: logger, commands: mcpCommands)
-    let engineReference = EngineReference()
     let toolbox = AgentToolbox(
         http: egressClient,
         mcp: mcpConnections,
-        secrets: secretResolver,
-        engine: engineReference
+        secrets: secretResolver
     )
 
     let engine = Engine(
         database: database,
         executors: [
             TemplateStep(), HTTPStep(client: egressClient), LLMStep(gateway: gateway),
-            AgentLoopStep(gateway: gateway, toolbox: toolbox, threads: threads, engine: engineReference),
+            AgentLoopStep(gateway: gateway, toolbox: toolbox, threads: threads),
         ],
         configuration: configuration.engine,
         secrets: secretResolver,
@@ -182,7 +180,6 @@ public func buildApplication(
         clock: clock,
         logger: logger
     )
-    engineReference.set(engine)
     let bodies = RequestBodyReader(maxBytes: configuration.maxBodyBytes)
     let access = AccessControl(
         identity: identity,
