@@ -53,7 +53,7 @@ public final class AgentStore: Sendable {
             orgID: orgID,
             after: cursor.map(AgentStepKind.workflowName(forAgent:)) ?? "agent:",
             limit: limit,
-            agents: true
+            reservedPrefix: AgentStepKind.workflowPrefix
         ).map(Self.agent)
     }
 

@@ -229,15 +229,7 @@ extension Engine {
             )
         }
         guard let workflow = stored, workflow.archivedAt == nil else {
-            let agent = AgentStepKind.agentName(ofWorkflow: request.workflow)
-            return .failure(
-                Failure(
-                    code: agent == nil ? "workflow_not_found" : "agent_not_found",
-                    message: agent.map { "The agent '\($0)' does not exist." }
-                        ?? "The workflow '\(request.workflow)' does not exist.",
-                    retryable: false
-                )
-            )
+            return .failure(request.kind.missing(request.name))
         }
         guard depth + 1 <= configuration.maxRunDepth else {
             return .failure(

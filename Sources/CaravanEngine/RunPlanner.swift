@@ -12,9 +12,12 @@ struct StepLaunch: Sendable {
     var attempt: Int
 }
 
-/// A child run to create in the next commit, for a `workflow` step.
+/// A child run to create in the next commit, for a step of a child-run kind (`workflow`, `agent`).
 struct ChildRunRequest: Sendable {
     var stepID: String
+    /// What the step named, and why it fails when that does not exist.
+    var name: String
+    var kind: any ChildRunStepKind.Type
     var workflow: String
     var input: JSONValue
 }
@@ -207,7 +210,7 @@ struct RunPlanner {
                 run.steps[index].wakeAt = now + timeout.milliseconds
             }
             record(&run, "step.waiting", step: stepID, data: .object(data))
-        case WorkflowStepKind.name, AgentStepKind.name:
+        case _ where StepKindRegistry.childRunKind(step.kind) != nil:
             run.steps[index].status = .waiting
             do throws(CaravanError) {
                 childRuns.append(try Self.childRequest(for: step, scope: scope, limit: maxOutputBytes))
@@ -267,15 +270,9 @@ struct RunPlanner {
     ) throws(CaravanError) -> ChildRunRequest {
         let input = try Template.render(step.config["input"] ?? .object([:]), scope: scope, limit: limit)
         let name = step.config["name"]?.stringValue ?? ""
-        if step.kind == AgentStepKind.name {
-            // An agent's run takes `{input, thread?}`.
-            return ChildRunRequest(
-                stepID: step.id,
-                workflow: AgentStepKind.workflowName(forAgent: name),
-                input: ["input": input]
-            )
-        }
-        return ChildRunRequest(stepID: step.id, workflow: name, input: input)
+        let kind = StepKindRegistry.childRunKind(step.kind) ?? WorkflowStepKind.self
+        let child = kind.childRun(name: name, input: input)
+        return ChildRunRequest(stepID: step.id, name: name, kind: kind, workflow: child.workflow, input: child.input)
     }
 
     /// After a crash or a lost lease, the steps that were in flight run again: same attempt, same
@@ -286,8 +283,7 @@ struct RunPlanner {
         guard !run.status.isTerminal else { return }
         let scope = Self.scope(of: run)
         for index in run.steps.indices where run.steps[index].status == .waiting && run.steps[index].childRunID == nil {
-            guard let step = definition.step(run.steps[index].id),
-                step.kind == WorkflowStepKind.name || step.kind == AgentStepKind.name
+            guard let step = definition.step(run.steps[index].id), StepKindRegistry.childRunKind(step.kind) != nil
             else { continue }
             do throws(CaravanError) {
                 childRuns.append(try Self.childRequest(for: step, scope: scope, limit: maxOutputBytes))
@@ -369,7 +365,7 @@ struct RunPlanner {
                 return true
             }
             return false
-        case WorkflowStepKind.name, AgentStepKind.name:
+        case _ where StepKindRegistry.childRunKind(step.kind) != nil:
             guard let childID = state.childRunID, let child = children[childID], child.status.isTerminal else {
                 return false
             }

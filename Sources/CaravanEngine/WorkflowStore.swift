@@ -195,14 +195,20 @@ public final class WorkflowStore: Sendable {
         return try await get(orgID: orgID, name: name, version: version)?.definition
     }
 
-    /// A page of workflows (latest versions), by name; with `agents`, the workflows that keep agents instead.
+    /// A page of workflows (latest versions), by name. Without `reservedPrefix`, the organization's own
+    /// workflows; with it, the workflows kept under reserved names that begin with it (e.g. agents', `agent:`).
+    /// - Parameter reservedPrefix: letters, digits, `-` and `:` only.
     public func list(
         orgID: String,
         after cursor: String?,
         limit: Int,
-        agents: Bool = false
+        reservedPrefix: String? = nil
     ) async throws -> [StoredWorkflow] {
-        let kind = agents ? "AND w.name LIKE 'agent:%'" : "AND w.name NOT LIKE 'agent:%'"
+        // Workflow names cannot contain `:`; reserved names can.
+        let kind =
+            reservedPrefix.map { prefix in
+                "AND w.name LIKE '\(prefix.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == ":" })%'"
+            } ?? "AND w.name NOT LIKE '%:%'"
         let rows = try await database.read { executor in
             try await executor.query(
                 """

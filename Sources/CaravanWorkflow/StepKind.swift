@@ -25,6 +25,15 @@ extension StepKind {
     public static var urlFields: Set<String> { [] }
 }
 
+/// A kind whose step runs as a child run and waits for it: `workflow` and `agent`. The engine knows children only
+/// through this protocol.
+public protocol ChildRunStepKind: StepKind {
+    /// The workflow a step naming `name` runs, and the input its run takes from the step's rendered `input`.
+    static func childRun(name: String, input: JSONValue) -> (workflow: String, input: JSONValue)
+    /// Why a step naming `name` cannot run: nothing of that name exists (any more).
+    static func missing(_ name: String) -> Failure
+}
+
 /// The step kinds a definition may use.
 public struct StepKindRegistry: Sendable {
     public private(set) var kinds: [String: any StepKind.Type]
@@ -38,6 +47,11 @@ public struct StepKindRegistry: Sendable {
         var copy = self
         copy.kinds[kind.name] = kind
         return copy
+    }
+
+    /// The kind named `name` when its steps run as child runs.
+    public static func childRunKind(_ name: String) -> (any ChildRunStepKind.Type)? {
+        builtIn.kinds[name] as? any ChildRunStepKind.Type
     }
 
     /// The kinds of the public contract.
@@ -126,8 +140,16 @@ public enum SleepStepKind: StepKind {
 }
 
 /// `workflow: {name, input?}`: a child run.
-public enum WorkflowStepKind: StepKind {
+public enum WorkflowStepKind: ChildRunStepKind {
     public static let name = "workflow"
+
+    public static func childRun(name: String, input: JSONValue) -> (workflow: String, input: JSONValue) {
+        (name, input)
+    }
+
+    public static func missing(_ name: String) -> Failure {
+        Failure(code: "workflow_not_found", message: "The workflow '\(name)' does not exist.", retryable: false)
+    }
     public static func validate(_ config: JSONValue, at pointer: String) -> [CaravanError.FieldError] {
         guard let object = config.objectValue else { return [.init(pointer: pointer, detail: "must be an object")] }
         var errors: [CaravanError.FieldError] = []
@@ -142,16 +164,28 @@ public enum WorkflowStepKind: StepKind {
 }
 
 /// `agent: {name, input?}`: runs an agent as a child run; the step's output is the agent's final output.
-public enum AgentStepKind: StepKind {
+public enum AgentStepKind: ChildRunStepKind {
     public static let name = "agent"
 
-    /// The reserved workflow name under which an agent's versions are kept and its runs are run. Workflow names
-    /// cannot contain `:`, so no workflow can take it.
-    public static func workflowName(forAgent agent: String) -> String { "agent:" + agent }
+    /// The prefix of the reserved workflow names under which agents' versions are kept and their runs are run.
+    /// Workflow names cannot contain `:`, so no workflow can take one.
+    public static let workflowPrefix = "agent:"
+
+    /// The reserved workflow name of `agent`.
+    public static func workflowName(forAgent agent: String) -> String { workflowPrefix + agent }
 
     /// The agent's name when `workflow` is an agent's reserved workflow name.
     public static func agentName(ofWorkflow workflow: String) -> String? {
-        workflow.hasPrefix("agent:") ? String(workflow.dropFirst(6)) : nil
+        workflow.hasPrefix(workflowPrefix) ? String(workflow.dropFirst(workflowPrefix.count)) : nil
+    }
+
+    /// An agent's run takes `{input, thread?}`.
+    public static func childRun(name: String, input: JSONValue) -> (workflow: String, input: JSONValue) {
+        (workflowName(forAgent: name), ["input": input])
+    }
+
+    public static func missing(_ name: String) -> Failure {
+        Failure(code: "agent_not_found", message: "The agent '\(name)' does not exist.", retryable: false)
     }
 
     public static func validate(_ config: JSONValue, at pointer: String) -> [CaravanError.FieldError] {
