@@ -11,6 +11,11 @@ public enum TestBackend: String, Sendable, CustomStringConvertible {
     case postgres
 
     public var description: String { rawValue }
+
+    /// The backends this run can test: SQLite always, PostgreSQL when a test server is configured
+    /// (`CARAVAN_TEST_POSTGRES_URL`, which `scripts/test` sets). A check that must hold on every backend is one test
+    /// with `@Test(arguments: TestBackend.available)`: one test case per backend.
+    public static var available: [TestBackend] { PostgresTestServer.isConfigured ? [.sqlite, .postgres] : [.sqlite] }
 }
 
 /// The throwaway PostgreSQL server that `scripts/test` starts: its URL is in `CARAVAN_TEST_POSTGRES_URL`.

@@ -2,51 +2,49 @@ import CaravanTestSupport
 import HummingbirdTesting
 import Testing
 
-@Suite("Agents and the gateway on SQLite")
-struct SQLiteAgentTests {
-    let backend = TestBackend.sqlite
-    @Test func answersWithTools() async throws {
+/// Every check runs on each available backend (`TestBackend.available`), as one test case per backend.
+@Suite("Agents and the gateway", .tags(.agents), .timeLimit(.minutes(3)))
+struct AgentTests {
+    @Test(arguments: TestBackend.available) func answersWithTools(backend: TestBackend) async throws {
         try await withAgentWorld(backend, AgentChecks.answersWithHTTPAndMCPTools)
     }
-    @Test func fallsBack() async throws { try await withAgentWorld(backend, AgentChecks.fallsBackAcrossProviders) }
-    @Test func maxTurns() async throws { try await withAgentWorld(backend, AgentChecks.stopsAtMaxTurns) }
-    @Test func budgets() async throws { try await withAgentWorld(backend, AgentChecks.budgetsStopCalls) }
-    @Test func outputSchema() async throws { try await withAgentWorld(backend, AgentChecks.validatesOutput) }
-    @Test func toolArguments() async throws { try await withAgentWorld(backend, AgentChecks.validatesToolArguments) }
-    @Test func chatCompletions() async throws { try await withAgentWorld(backend, AgentChecks.chatCompletions) }
-    @Test func workflowSteps() async throws { try await withAgentWorld(backend, AgentChecks.llmAndAgentSteps) }
-    @Test func threads() async throws { try await withAgentWorld(backend, AgentChecks.threadsRemember) }
-    @Test func approvals() async throws { try await withAgentWorld(backend, AgentChecks.approvalBindsArguments) }
-    @Test func egress() async throws { try await withAgentWorld(backend, AgentChecks.egressRefusesProviders) }
-    @Test func validation() async throws {
+    @Test(arguments: TestBackend.available) func fallsBack(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, AgentChecks.fallsBackAcrossProviders)
+    }
+    @Test(arguments: TestBackend.available) func maxTurns(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, AgentChecks.stopsAtMaxTurns)
+    }
+    @Test(arguments: TestBackend.available) func budgets(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, AgentChecks.budgetsStopCalls)
+    }
+    @Test(arguments: TestBackend.available) func outputSchema(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, AgentChecks.validatesOutput)
+    }
+    @Test(arguments: TestBackend.available) func toolArguments(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, AgentChecks.validatesToolArguments)
+    }
+    @Test(arguments: TestBackend.available) func chatCompletions(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, AgentChecks.chatCompletions)
+    }
+    @Test(arguments: TestBackend.available) func workflowSteps(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, AgentChecks.llmAndAgentSteps)
+    }
+    @Test(arguments: TestBackend.available) func threads(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, AgentChecks.threadsRemember)
+    }
+    @Test(arguments: TestBackend.available) func approvals(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, AgentChecks.approvalBindsArguments)
+    }
+    @Test(arguments: TestBackend.available) func egress(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, AgentChecks.egressRefusesProviders)
+    }
+    @Test(arguments: TestBackend.available) func validation(backend: TestBackend) async throws {
         try await withAgentWorld(backend, AgentChecks.definitionsAndProvidersAreValidated)
     }
-    @Test func stdioMCP() async throws { try await withAgentWorld(backend, AgentChecks.usesStdioMCPServer) }
-    @Test func deltas() async throws { try await withAgentWorld(backend, mode: .live, AgentChecks.streamsDeltas) }
-}
-
-@Suite(
-    "Agents and the gateway on PostgreSQL",
-    .enabled(if: PostgresTestServer.isConfigured, "needs CARAVAN_TEST_POSTGRES_URL (scripts/test sets it)")
-)
-struct PostgresAgentTests {
-    let backend = TestBackend.postgres
-    @Test func answersWithTools() async throws {
-        try await withAgentWorld(backend, AgentChecks.answersWithHTTPAndMCPTools)
+    @Test(arguments: TestBackend.available) func stdioMCP(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, AgentChecks.usesStdioMCPServer)
     }
-    @Test func fallsBack() async throws { try await withAgentWorld(backend, AgentChecks.fallsBackAcrossProviders) }
-    @Test func maxTurns() async throws { try await withAgentWorld(backend, AgentChecks.stopsAtMaxTurns) }
-    @Test func budgets() async throws { try await withAgentWorld(backend, AgentChecks.budgetsStopCalls) }
-    @Test func outputSchema() async throws { try await withAgentWorld(backend, AgentChecks.validatesOutput) }
-    @Test func toolArguments() async throws { try await withAgentWorld(backend, AgentChecks.validatesToolArguments) }
-    @Test func chatCompletions() async throws { try await withAgentWorld(backend, AgentChecks.chatCompletions) }
-    @Test func workflowSteps() async throws { try await withAgentWorld(backend, AgentChecks.llmAndAgentSteps) }
-    @Test func threads() async throws { try await withAgentWorld(backend, AgentChecks.threadsRemember) }
-    @Test func approvals() async throws { try await withAgentWorld(backend, AgentChecks.approvalBindsArguments) }
-    @Test func egress() async throws { try await withAgentWorld(backend, AgentChecks.egressRefusesProviders) }
-    @Test func validation() async throws {
-        try await withAgentWorld(backend, AgentChecks.definitionsAndProvidersAreValidated)
+    @Test(arguments: TestBackend.available) func deltas(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, mode: .live, AgentChecks.streamsDeltas)
     }
-    @Test func stdioMCP() async throws { try await withAgentWorld(backend, AgentChecks.usesStdioMCPServer) }
-    @Test func deltas() async throws { try await withAgentWorld(backend, mode: .live, AgentChecks.streamsDeltas) }
 }

@@ -380,29 +380,35 @@ enum SecurityChecks {
     }
 }
 
-@Suite("Security on SQLite")
-struct SQLiteSecurityTests {
-    @Test func mcpCommands() async throws {
-        try await withAgentWorld(.sqlite, SecurityChecks.mcpCommandsAreTheOperators)
+/// Every check runs on each available backend (`TestBackend.available`), as one test case per backend; the
+/// modes of the data directory are SQLite's alone.
+@Suite("Security", .tags(.agents, .security), .timeLimit(.minutes(3)))
+struct SecurityTests {
+    @Test(arguments: TestBackend.available) func mcpCommands(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, SecurityChecks.mcpCommandsAreTheOperators)
     }
-    @Test func templateLimits() async throws {
-        try await withAgentWorld(.sqlite, SecurityChecks.templatesStopAtThePayloadLimit)
+    @Test(arguments: TestBackend.available) func templateLimits(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, SecurityChecks.templatesStopAtThePayloadLimit)
     }
-    @Test func secretsInRecords() async throws {
-        try await withAgentWorld(.sqlite, SecurityChecks.secretsStayOutOfRecords)
+    @Test(arguments: TestBackend.available) func secretsInRecords(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, SecurityChecks.secretsStayOutOfRecords)
     }
-    @Test func secretHosts() async throws {
-        try await withAgentWorld(.sqlite, SecurityChecks.secretsGoOnlyToTheirHosts)
+    @Test(arguments: TestBackend.available) func secretHosts(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, SecurityChecks.secretsGoOnlyToTheirHosts)
     }
-    @Test func runDepth() async throws {
+    @Test(arguments: TestBackend.available) func runDepth(backend: TestBackend) async throws {
         try await withAgentWorld(
-            .sqlite,
+            backend,
             configure: { $0.engine.maxRunDepth = 4 },
             SecurityChecks.runsStartRunsWithinLimits
         )
     }
-    @Test func urlEncoding() async throws { try await withAgentWorld(.sqlite, SecurityChecks.urlValuesAreEncoded) }
-    @Test func references() async throws { try await withAgentWorld(.sqlite, SecurityChecks.referencesMustResolve) }
+    @Test(arguments: TestBackend.available) func urlEncoding(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, SecurityChecks.urlValuesAreEncoded)
+    }
+    @Test(arguments: TestBackend.available) func references(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, SecurityChecks.referencesMustResolve)
+    }
 
     @Test("The data directory is 0700 and every file in it 0600")
     func fileModes() async throws {
@@ -433,34 +439,6 @@ struct SQLiteSecurityTests {
             }
         }
     }
-}
-
-@Suite(
-    "Security on PostgreSQL",
-    .enabled(if: PostgresTestServer.isConfigured, "needs CARAVAN_TEST_POSTGRES_URL (scripts/test sets it)")
-)
-struct PostgresSecurityTests {
-    @Test func mcpCommands() async throws {
-        try await withAgentWorld(.postgres, SecurityChecks.mcpCommandsAreTheOperators)
-    }
-    @Test func templateLimits() async throws {
-        try await withAgentWorld(.postgres, SecurityChecks.templatesStopAtThePayloadLimit)
-    }
-    @Test func secretsInRecords() async throws {
-        try await withAgentWorld(.postgres, SecurityChecks.secretsStayOutOfRecords)
-    }
-    @Test func secretHosts() async throws {
-        try await withAgentWorld(.postgres, SecurityChecks.secretsGoOnlyToTheirHosts)
-    }
-    @Test func runDepth() async throws {
-        try await withAgentWorld(
-            .postgres,
-            configure: { $0.engine.maxRunDepth = 4 },
-            SecurityChecks.runsStartRunsWithinLimits
-        )
-    }
-    @Test func urlEncoding() async throws { try await withAgentWorld(.postgres, SecurityChecks.urlValuesAreEncoded) }
-    @Test func references() async throws { try await withAgentWorld(.postgres, SecurityChecks.referencesMustResolve) }
 }
 
 @Suite("Secret redaction")

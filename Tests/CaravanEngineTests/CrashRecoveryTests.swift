@@ -98,7 +98,7 @@ private func checkExactlyOnce(_ ids: [String], _ server: TestHTTPServer, committ
     }
 }
 
-@Suite("Crash recovery", .serialized)
+@Suite("Crash recovery", .serialized, .tags(.engine, .integration), .timeLimit(.minutes(5)))
 struct CrashRecoveryTests {
     /// Reads the committed steps of a SQLite data directory; the database (and its lock) is closed on return.
     static func committedSteps(inDirectory directory: String) async throws -> Set<String> {

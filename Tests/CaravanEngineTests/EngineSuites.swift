@@ -23,89 +23,52 @@ func check(
     }
 }
 
-@Suite("Workflow engine on SQLite")
-struct SQLiteEngineTests {
-    let backend = TestBackend.sqlite
-    @Test func definitionsAreVersioned() async throws {
+/// Every check runs on each available backend (`TestBackend.available`), as one test case per backend.
+@Suite("Workflow engine", .tags(.engine), .timeLimit(.minutes(3)))
+struct EngineTests {
+    @Test(arguments: TestBackend.available) func definitionsAreVersioned(backend: TestBackend) async throws {
         try await check(backend) { client, _ in try await EngineChecks.definitionsAreVersioned(client) }
     }
-    @Test func runsToTheEnd() async throws {
+    @Test(arguments: TestBackend.available) func runsToTheEnd(backend: TestBackend) async throws {
         try await check(backend) { client, _ in try await EngineChecks.runsToTheEnd(client) }
     }
-    @Test func branchesSkipsAndForEach() async throws {
+    @Test(arguments: TestBackend.available) func branchesSkipsAndForEach(backend: TestBackend) async throws {
         try await check(backend) { client, _ in try await EngineChecks.branchesSkipsAndForEach(client) }
     }
-    @Test func httpRetries() async throws { try await check(backend, EngineChecks.httpStepsRetryWithOneIdempotencyKey) }
-    @Test func clientErrors() async throws { try await check(backend, EngineChecks.clientErrorsFailAtOnce) }
-    @Test func timeouts() async throws { try await check(backend, EngineChecks.timeoutsAreRetried) }
-    @Test func egress() async throws {
+    @Test(arguments: TestBackend.available) func httpRetries(backend: TestBackend) async throws {
+        try await check(backend, EngineChecks.httpStepsRetryWithOneIdempotencyKey)
+    }
+    @Test(arguments: TestBackend.available) func clientErrors(backend: TestBackend) async throws {
+        try await check(backend, EngineChecks.clientErrorsFailAtOnce)
+    }
+    @Test(arguments: TestBackend.available) func timeouts(backend: TestBackend) async throws {
+        try await check(backend, EngineChecks.timeoutsAreRetried)
+    }
+    @Test(arguments: TestBackend.available) func egress(backend: TestBackend) async throws {
         try await check(backend) { client, _ in try await EngineChecks.egressIsRefusedUnlessAllowed(client) }
     }
-    @Test func approvals() async throws {
+    @Test(arguments: TestBackend.available) func approvals(backend: TestBackend) async throws {
         try await check(backend) { client, _ in try await EngineChecks.approvals(client) }
     }
-    @Test func sleepsAndChildren() async throws {
+    @Test(arguments: TestBackend.available) func sleepsAndChildren(backend: TestBackend) async throws {
         try await check(backend) { client, _ in try await EngineChecks.sleepsAndChildren(client) }
     }
-    @Test func rootChildWorkflow() async throws {
+    @Test(arguments: TestBackend.available) func rootChildWorkflow(backend: TestBackend) async throws {
         try await check(backend) { client, _ in try await EngineChecks.rootChildWorkflow(client) }
     }
-    @Test func cancel() async throws {
+    @Test(arguments: TestBackend.available) func cancel(backend: TestBackend) async throws {
         try await check(backend) { client, _ in try await EngineChecks.cancelStopsEverything(client) }
     }
-    @Test func retry() async throws { try await check(backend, EngineChecks.retryKeepsWhatSucceeded) }
-    @Test func idempotency() async throws {
+    @Test(arguments: TestBackend.available) func retry(backend: TestBackend) async throws {
+        try await check(backend, EngineChecks.retryKeepsWhatSucceeded)
+    }
+    @Test(arguments: TestBackend.available) func idempotency(backend: TestBackend) async throws {
         try await check(backend) { client, _ in try await EngineChecks.idempotentStarts(client) }
     }
-    @Test func pagination() async throws {
+    @Test(arguments: TestBackend.available) func pagination(backend: TestBackend) async throws {
         try await check(backend) { client, _ in try await EngineChecks.listsPageWithCursors(client) }
     }
-    @Test func concurrency() async throws {
-        try await check(backend) { client, _ in try await EngineChecks.concurrencyQueuesRuns(client) }
-    }
-}
-
-@Suite(
-    "Workflow engine on PostgreSQL",
-    .enabled(if: PostgresTestServer.isConfigured, "needs CARAVAN_TEST_POSTGRES_URL (scripts/test sets it)")
-)
-struct PostgresEngineTests {
-    let backend = TestBackend.postgres
-    @Test func definitionsAreVersioned() async throws {
-        try await check(backend) { client, _ in try await EngineChecks.definitionsAreVersioned(client) }
-    }
-    @Test func runsToTheEnd() async throws {
-        try await check(backend) { client, _ in try await EngineChecks.runsToTheEnd(client) }
-    }
-    @Test func branchesSkipsAndForEach() async throws {
-        try await check(backend) { client, _ in try await EngineChecks.branchesSkipsAndForEach(client) }
-    }
-    @Test func httpRetries() async throws { try await check(backend, EngineChecks.httpStepsRetryWithOneIdempotencyKey) }
-    @Test func clientErrors() async throws { try await check(backend, EngineChecks.clientErrorsFailAtOnce) }
-    @Test func timeouts() async throws { try await check(backend, EngineChecks.timeoutsAreRetried) }
-    @Test func egress() async throws {
-        try await check(backend) { client, _ in try await EngineChecks.egressIsRefusedUnlessAllowed(client) }
-    }
-    @Test func approvals() async throws {
-        try await check(backend) { client, _ in try await EngineChecks.approvals(client) }
-    }
-    @Test func sleepsAndChildren() async throws {
-        try await check(backend) { client, _ in try await EngineChecks.sleepsAndChildren(client) }
-    }
-    @Test func rootChildWorkflow() async throws {
-        try await check(backend) { client, _ in try await EngineChecks.rootChildWorkflow(client) }
-    }
-    @Test func cancel() async throws {
-        try await check(backend) { client, _ in try await EngineChecks.cancelStopsEverything(client) }
-    }
-    @Test func retry() async throws { try await check(backend, EngineChecks.retryKeepsWhatSucceeded) }
-    @Test func idempotency() async throws {
-        try await check(backend) { client, _ in try await EngineChecks.idempotentStarts(client) }
-    }
-    @Test func pagination() async throws {
-        try await check(backend) { client, _ in try await EngineChecks.listsPageWithCursors(client) }
-    }
-    @Test func concurrency() async throws {
+    @Test(arguments: TestBackend.available) func concurrency(backend: TestBackend) async throws {
         try await check(backend) { client, _ in try await EngineChecks.concurrencyQueuesRuns(client) }
     }
 }

@@ -86,15 +86,10 @@ enum EventOrderChecks {
     }
 }
 
-@Suite("Event order")
+@Suite("Event order", .tags(.engine), .timeLimit(.minutes(2)))
 struct EventOrderTests {
-    @Test("SQLite: a follower of positions misses nothing")
-    func sqlite() async throws {
-        try await withTestDatabase(.sqlite, EventOrderChecks.positionsBecomeVisibleInOrder)
-    }
-
-    @Test("PostgreSQL: a follower of positions misses nothing", .enabled(if: PostgresTestServer.isConfigured))
-    func postgres() async throws {
-        try await withTestDatabase(.postgres, EventOrderChecks.positionsBecomeVisibleInOrder)
+    @Test("A follower of positions misses nothing", arguments: TestBackend.available)
+    func followerMissesNothing(backend: TestBackend) async throws {
+        try await withTestDatabase(backend, EventOrderChecks.positionsBecomeVisibleInOrder)
     }
 }

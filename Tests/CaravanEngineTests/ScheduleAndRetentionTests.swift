@@ -40,14 +40,13 @@ private let scheduled = """
     steps: [{id: a, template: "{{ input.from }}"}]
     """
 
-@Suite("Schedules and retention")
+@Suite("Schedules and retention", .tags(.engine), .timeLimit(.minutes(2)))
 struct ScheduleAndRetentionTests {
     @Test(
         "A due tick starts exactly one run, however often it is handled; the next tick is set",
-        arguments: [TestBackend.sqlite, .postgres]
+        arguments: TestBackend.available
     )
     func scheduleFiresOnce(backend: TestBackend) async throws {
-        guard backend == .sqlite || PostgresTestServer.isConfigured else { return }
         // The middle of a five-minute period, where the time stays: no boundary passes during the test.
         let time = ManualTime(WallClock.system.nowMilliseconds() / 300_000 * 300_000 + 150_000)
         try await withEngine(backend, clock: time.clock) { engine, database in

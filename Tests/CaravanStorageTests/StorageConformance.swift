@@ -149,55 +149,28 @@ enum StorageConformance {
     }
 }
 
-@Suite("Storage conformance on SQLite")
-struct SQLiteStorageConformanceTests {
-    @Test func migrationsApplyOnce() async throws {
-        try await withTestDatabase(.sqlite, StorageConformance.migrationsApplyOnce)
+/// Every check runs on each available backend (`TestBackend.available`), as one test case per backend.
+@Suite("Storage conformance", .tags(.storage), .timeLimit(.minutes(2)))
+struct StorageConformanceTests {
+    @Test(arguments: TestBackend.available) func migrationsApplyOnce(backend: TestBackend) async throws {
+        try await withTestDatabase(backend, StorageConformance.migrationsApplyOnce)
     }
-    @Test func createReadUpdate() async throws {
-        try await withTestDatabase(.sqlite, StorageConformance.createReadUpdate)
+    @Test(arguments: TestBackend.available) func createReadUpdate(backend: TestBackend) async throws {
+        try await withTestDatabase(backend, StorageConformance.createReadUpdate)
     }
-    @Test func rollback() async throws {
-        try await withTestDatabase(.sqlite, StorageConformance.rollbackDiscardsEverything)
+    @Test(arguments: TestBackend.available) func rollback(backend: TestBackend) async throws {
+        try await withTestDatabase(backend, StorageConformance.rollbackDiscardsEverything)
     }
-    @Test func uniqueViolation() async throws {
-        try await withTestDatabase(.sqlite, StorageConformance.uniqueViolationIsConflict)
+    @Test(arguments: TestBackend.available) func uniqueViolation(backend: TestBackend) async throws {
+        try await withTestDatabase(backend, StorageConformance.uniqueViolationIsConflict)
     }
-    @Test func concurrentWriters() async throws {
-        try await withTestDatabase(.sqlite, StorageConformance.concurrentWritersLoseNothing)
+    @Test(arguments: TestBackend.available) func concurrentWriters(backend: TestBackend) async throws {
+        try await withTestDatabase(backend, StorageConformance.concurrentWritersLoseNothing)
     }
-    @Test func valuesRoundTrip() async throws {
-        try await withTestDatabase(.sqlite, StorageConformance.valuesRoundTrip)
+    @Test(arguments: TestBackend.available) func valuesRoundTrip(backend: TestBackend) async throws {
+        try await withTestDatabase(backend, StorageConformance.valuesRoundTrip)
     }
-    @Test func readsSeeOnlyCommitted() async throws {
-        try await withTestDatabase(.sqlite, StorageConformance.readsSeeOnlyCommittedWrites)
-    }
-}
-
-@Suite(
-    "Storage conformance on PostgreSQL",
-    .enabled(if: PostgresTestServer.isConfigured, "needs CARAVAN_TEST_POSTGRES_URL (scripts/test sets it)")
-)
-struct PostgresStorageConformanceTests {
-    @Test func migrationsApplyOnce() async throws {
-        try await withTestDatabase(.postgres, StorageConformance.migrationsApplyOnce)
-    }
-    @Test func createReadUpdate() async throws {
-        try await withTestDatabase(.postgres, StorageConformance.createReadUpdate)
-    }
-    @Test func rollback() async throws {
-        try await withTestDatabase(.postgres, StorageConformance.rollbackDiscardsEverything)
-    }
-    @Test func uniqueViolation() async throws {
-        try await withTestDatabase(.postgres, StorageConformance.uniqueViolationIsConflict)
-    }
-    @Test func concurrentWriters() async throws {
-        try await withTestDatabase(.postgres, StorageConformance.concurrentWritersLoseNothing)
-    }
-    @Test func valuesRoundTrip() async throws {
-        try await withTestDatabase(.postgres, StorageConformance.valuesRoundTrip)
-    }
-    @Test func readsSeeOnlyCommitted() async throws {
-        try await withTestDatabase(.postgres, StorageConformance.readsSeeOnlyCommittedWrites)
+    @Test(arguments: TestBackend.available) func readsSeeOnlyCommitted(backend: TestBackend) async throws {
+        try await withTestDatabase(backend, StorageConformance.readsSeeOnlyCommittedWrites)
     }
 }
