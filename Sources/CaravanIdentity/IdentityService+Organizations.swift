@@ -1,4 +1,4 @@
-import CaravanCore
+public import CaravanCore
 public import CaravanStorage
 import Foundation
 

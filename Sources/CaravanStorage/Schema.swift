@@ -1,3 +1,5 @@
+import CaravanCore
+
 /// Caravan's schema, as numbered migrations. Append new ones; never edit one that has shipped.
 public enum Schema {
     /// Every migration, in order.
