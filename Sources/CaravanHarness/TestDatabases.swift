@@ -78,24 +78,24 @@ public func withTemporaryDirectory<T>(_ body: (String) async throws -> T) async 
     return try await body(path)
 }
 
-/// Opens a fresh, migrated database of `backend`, passes it to `body`, and removes it afterwards.
+/// Opens a fresh database of `backend` with `migrations` applied, passes it to `body`, and removes it afterwards.
 public func withTestDatabase<T: Sendable>(
     _ backend: TestBackend,
-    migrate: Bool = true,
+    migrations: [Migration],
     _ body: @Sendable (any Database) async throws -> T
 ) async throws -> T {
     switch backend {
     case .sqlite:
         return try await withTemporaryDirectory { directory in
             let database = try SQLiteDatabase(directory: directory, logger: TestLogging.quiet)
-            if migrate { _ = try await database.migrate(Schema.migrations) }
+            _ = try await database.migrate(migrations)
             return try await body(database)
         }
     case .postgres:
         return try await PostgresTestServer.withFreshDatabase { url in
             let database = try PostgresDatabase(url: url, maximumConnections: 10, logger: TestLogging.quiet)
             return try await database.withRunningPool { database in
-                if migrate { _ = try await database.migrate(Schema.migrations) }
+                _ = try await database.migrate(migrations)
                 return try await body(database)
             }
         }

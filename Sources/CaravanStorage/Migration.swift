@@ -32,6 +32,25 @@ public struct Migration: Sendable {
 }
 
 extension Migration {
+    /// One numbered sequence from the migrations each part (a target's tables) owns: the parts of one version are
+    /// applied as one migration, their statements in the order of `parts`, their names joined.
+    public static func compose(_ parts: [[Migration]]) -> [Migration] {
+        var byVersion: [Int: Migration] = [:]
+        for part in parts {
+            for migration in part {
+                guard var merged = byVersion[migration.version] else {
+                    byVersion[migration.version] = migration
+                    continue
+                }
+                merged.name += "; " + migration.name
+                merged.sqlite += migration.sqlite
+                merged.postgres += migration.postgres
+                byVersion[migration.version] = merged
+            }
+        }
+        return byVersion.values.sorted { $0.version < $1.version }
+    }
+
     /// Creates the bookkeeping table and applies `migrations` not yet recorded, inside `executor`'s transaction.
     /// Shared by both implementations; each calls it while holding its own lock.
     /// - Returns: the versions applied.

@@ -1,4 +1,5 @@
 import CaravanCore
+import CaravanServer
 import CaravanStorage
 import CaravanTestSupport
 import Foundation
@@ -90,6 +91,10 @@ enum EventOrderChecks {
 struct EventOrderTests {
     @Test("A follower of positions misses nothing", arguments: TestBackend.available)
     func followerMissesNothing(backend: TestBackend) async throws {
-        try await withTestDatabase(backend, EventOrderChecks.positionsBecomeVisibleInOrder)
+        try await withTestDatabase(
+            backend,
+            migrations: Schema.migrations,
+            EventOrderChecks.positionsBecomeVisibleInOrder
+        )
     }
 }

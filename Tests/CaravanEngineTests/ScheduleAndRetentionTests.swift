@@ -1,4 +1,5 @@
 import CaravanCore
+import CaravanServer
 import CaravanStorage
 import CaravanTestSupport
 import CaravanWorkflow
@@ -16,7 +17,7 @@ private func withEngine(
     clock: WallClock = .system,
     _ body: @escaping @Sendable (Engine, any Database) async throws -> Void
 ) async throws {
-    try await withTestDatabase(backend) { database in
+    try await withTestDatabase(backend, migrations: Schema.migrations) { database in
         let engine = Engine(
             database: database,
             executors: [TemplateStep()],

@@ -1,5 +1,6 @@
 import CaravanCore
 import CaravanSQLite
+import CaravanServer
 import CaravanStorage
 import CaravanTestSupport
 import CaravanVault

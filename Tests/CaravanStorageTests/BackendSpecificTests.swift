@@ -12,7 +12,7 @@ struct SQLiteDirectoryTests {
     func secondOpenerRefused() async throws {
         try await withTemporaryDirectory { directory in
             let first = try SQLiteDatabase(directory: directory, logger: TestLogging.quiet)
-            _ = try await first.migrate(Schema.migrations)
+            _ = try await first.migrate(StorageTestSchema.migrations)
             do {
                 _ = try SQLiteDatabase(directory: directory, logger: TestLogging.quiet)
                 Issue.record("a second database opened the locked directory")
@@ -29,10 +29,10 @@ struct SQLiteDirectoryTests {
         try await withTemporaryDirectory { directory in
             do {
                 let first = try SQLiteDatabase(directory: directory, logger: TestLogging.quiet)
-                _ = try await first.migrate(Schema.migrations)
+                _ = try await first.migrate(StorageTestSchema.migrations)
             }
             let second = try SQLiteDatabase(directory: directory, logger: TestLogging.quiet)
-            #expect(try await second.migrate(Schema.migrations).isEmpty)
+            #expect(try await second.migrate(StorageTestSchema.migrations).isEmpty)
         }
     }
 }
@@ -49,14 +49,14 @@ struct PostgresMigrationTests {
                 for _ in 0..<4 {
                     group.addTask {
                         let node = try PostgresDatabase(url: url, maximumConnections: 2, logger: TestLogging.quiet)
-                        return try await node.withRunningPool { try await $0.migrate(Schema.migrations) }
+                        return try await node.withRunningPool { try await $0.migrate(StorageTestSchema.migrations) }
                     }
                 }
                 var all: [[Int]] = []
                 for try await result in group { all.append(result) }
                 return all
             }
-            #expect(applied.flatMap { $0 }.sorted() == Schema.migrations.map(\.version))
+            #expect(applied.flatMap { $0 }.sorted() == StorageTestSchema.migrations.map(\.version))
             #expect(applied.filter { !$0.isEmpty }.count == 1)
         }
     }
@@ -77,7 +77,7 @@ struct PostgresURLTests {
 struct PostgresConnectionTests {
     @Test("Right after the server ends every connection, each statement answers or fails at once; none waits forever")
     func terminatedConnections() async throws {
-        try await withTestDatabase(.postgres) { database in
+        try await withTestDatabase(.postgres, migrations: StorageTestSchema.migrations) { database in
             let name =
                 try await database.read {
                     try await $0.queryFirst("SELECT current_database() AS name", [])?.string("name")

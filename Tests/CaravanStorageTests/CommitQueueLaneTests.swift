@@ -38,7 +38,7 @@ struct CommitQueueLaneTests {
     /// Work of one lane (the last digit, here) never has two transactions in flight, and keeps its order; lanes
     /// commit side by side; work that waited joins one batch.
     @Test func oneTransactionPerLaneLanesInParallel() async throws {
-        try await withTestDatabase(.postgres) { database in
+        try await withTestDatabase(.postgres, migrations: StorageTestSchema.migrations) { database in
             let observer = LaneObserver()
             let queue = CommitQueue<Int, Int>(database: database, maxBatch: 64, lanes: 4, lane: { $0 % 4 }) {
                 works,

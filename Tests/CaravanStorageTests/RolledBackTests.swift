@@ -19,7 +19,7 @@ final class AttemptCount: Sendable {
 struct RolledBackTests {
     @Test("A batch the database rolled back is committed on a later attempt, once; one that keeps failing fails")
     func retried() async throws {
-        try await withTestDatabase(.sqlite) { database in
+        try await withTestDatabase(.sqlite, migrations: StorageTestSchema.migrations) { database in
             try await database.withTransaction { try await $0.execute("CREATE TABLE marks (n BIGINT NOT NULL)", []) }
             let attempts = AttemptCount()
             let queue = CommitQueue<Int, Int>(database: database, maxBatch: 8) { works, executor in
@@ -49,7 +49,7 @@ struct RolledBackTests {
 
     @Test("PostgreSQL: the victim of a deadlock fails as rolledBack", .enabled(if: PostgresTestServer.isConfigured))
     func deadlockIsRolledBack() async throws {
-        try await withTestDatabase(.postgres) { database in
+        try await withTestDatabase(.postgres, migrations: StorageTestSchema.migrations) { database in
             try await database.withTransaction { executor in
                 try await executor.execute("CREATE TABLE pair (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)", [])
                 try await executor.execute("INSERT INTO pair (id, n) VALUES (1, 0), (2, 0)", [])

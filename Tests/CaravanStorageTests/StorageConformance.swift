@@ -7,10 +7,10 @@ import Testing
 /// below only say which backend.
 enum StorageConformance {
     static func migrationsApplyOnce(_ database: any Database) async throws {
-        let again = try await database.migrate(Schema.migrations)
+        let again = try await database.migrate(StorageTestSchema.migrations)
         #expect(again.isEmpty)
         let rows = try await database.read { try await $0.query("SELECT version FROM caravan_migrations", []) }
-        #expect(try rows.map { try $0.int("version") } == Schema.migrations.map { Int64($0.version) })
+        #expect(try rows.map { try $0.int("version") } == StorageTestSchema.migrations.map { Int64($0.version) })
         let organization = try await database.read {
             try await OrganizationStore().get(id: Organization.defaultID, in: $0)
         }
@@ -153,24 +153,52 @@ enum StorageConformance {
 @Suite("Storage conformance", .tags(.storage), .timeLimit(.minutes(2)))
 struct StorageConformanceTests {
     @Test(arguments: TestBackend.available) func migrationsApplyOnce(backend: TestBackend) async throws {
-        try await withTestDatabase(backend, StorageConformance.migrationsApplyOnce)
+        try await withTestDatabase(
+            backend,
+            migrations: StorageTestSchema.migrations,
+            StorageConformance.migrationsApplyOnce
+        )
     }
     @Test(arguments: TestBackend.available) func createReadUpdate(backend: TestBackend) async throws {
-        try await withTestDatabase(backend, StorageConformance.createReadUpdate)
+        try await withTestDatabase(
+            backend,
+            migrations: StorageTestSchema.migrations,
+            StorageConformance.createReadUpdate
+        )
     }
     @Test(arguments: TestBackend.available) func rollback(backend: TestBackend) async throws {
-        try await withTestDatabase(backend, StorageConformance.rollbackDiscardsEverything)
+        try await withTestDatabase(
+            backend,
+            migrations: StorageTestSchema.migrations,
+            StorageConformance.rollbackDiscardsEverything
+        )
     }
     @Test(arguments: TestBackend.available) func uniqueViolation(backend: TestBackend) async throws {
-        try await withTestDatabase(backend, StorageConformance.uniqueViolationIsConflict)
+        try await withTestDatabase(
+            backend,
+            migrations: StorageTestSchema.migrations,
+            StorageConformance.uniqueViolationIsConflict
+        )
     }
     @Test(arguments: TestBackend.available) func concurrentWriters(backend: TestBackend) async throws {
-        try await withTestDatabase(backend, StorageConformance.concurrentWritersLoseNothing)
+        try await withTestDatabase(
+            backend,
+            migrations: StorageTestSchema.migrations,
+            StorageConformance.concurrentWritersLoseNothing
+        )
     }
     @Test(arguments: TestBackend.available) func valuesRoundTrip(backend: TestBackend) async throws {
-        try await withTestDatabase(backend, StorageConformance.valuesRoundTrip)
+        try await withTestDatabase(
+            backend,
+            migrations: StorageTestSchema.migrations,
+            StorageConformance.valuesRoundTrip
+        )
     }
     @Test(arguments: TestBackend.available) func readsSeeOnlyCommitted(backend: TestBackend) async throws {
-        try await withTestDatabase(backend, StorageConformance.readsSeeOnlyCommittedWrites)
+        try await withTestDatabase(
+            backend,
+            migrations: StorageTestSchema.migrations,
+            StorageConformance.readsSeeOnlyCommittedWrites
+        )
     }
 }

@@ -1,0 +1,84 @@
+public import CaravanStorage
+
+/// The tables of the gateway and agents, as numbered migrations (composed with the other targets' in the server's
+/// `Schema`): model providers; conversation threads and their messages; the usage of every model call; monthly
+/// model budgets. Append new ones; never edit one that has shipped.
+public enum AgentsSchema {
+    public static let migrations: [Migration] = [
+        Migration(
+            version: 4,
+            name: "models and agents",
+            sqlite: tables(autoincrement: "INTEGER PRIMARY KEY AUTOINCREMENT", real: "REAL"),
+            postgres: tables(autoincrement: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", real: "DOUBLE PRECISION")
+        )
+    ]
+
+    private static func tables(autoincrement: String, real: String) -> [String] {
+        [
+            """
+            CREATE TABLE providers (
+                org_id TEXT NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+                name TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                base_url TEXT NOT NULL,
+                api_key_secret TEXT,
+                models TEXT NOT NULL,
+                timeout_ms BIGINT NOT NULL,
+                max_retries BIGINT NOT NULL,
+                prices TEXT,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                PRIMARY KEY (org_id, name)
+            )
+            """,
+            """
+            CREATE TABLE threads (
+                id TEXT PRIMARY KEY,
+                org_id TEXT NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+                metadata TEXT NOT NULL,
+                active_run_id TEXT,
+                message_count BIGINT NOT NULL DEFAULT 0,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL
+            )
+            """,
+            "CREATE INDEX threads_org ON threads (org_id, id)",
+            """
+            CREATE TABLE thread_messages (
+                thread_id TEXT NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
+                seq BIGINT NOT NULL,
+                run_id TEXT,
+                message TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (thread_id, seq)
+            )
+            """,
+            """
+            CREATE TABLE model_usage (
+                id \(autoincrement),
+                org_id TEXT NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+                at BIGINT NOT NULL,
+                run_id TEXT,
+                agent TEXT,
+                provider TEXT NOT NULL,
+                model TEXT NOT NULL,
+                input_tokens BIGINT NOT NULL,
+                output_tokens BIGINT NOT NULL,
+                cost_usd \(real) NOT NULL,
+                latency_ms BIGINT NOT NULL,
+                outcome TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX model_usage_org_at ON model_usage (org_id, at)",
+            "CREATE INDEX model_usage_run ON model_usage (run_id) WHERE run_id IS NOT NULL",
+            """
+            CREATE TABLE model_budgets (
+                org_id TEXT PRIMARY KEY REFERENCES organizations (id) ON DELETE CASCADE,
+                monthly_cost_usd \(real),
+                monthly_tokens BIGINT,
+                updated_at BIGINT NOT NULL
+            )
+            """,
+        ]
+    }
+}
