@@ -13,6 +13,12 @@ public struct CircuitBreaker: Sendable, Hashable {
         case halfOpen = "half_open"
     }
 
+    /// A call let through by `admit`: give it back with `release` when it tells nothing of the provider.
+    public struct Permit: Sendable, Hashable {
+        /// The number of the probe this call is, or `nil` for a call let through while closed.
+        let probe: UInt64?
+    }
+
     public let failureThreshold: Int
     public let openMilliseconds: Int64
     /// The state as of the last call to `allow` or `record`.
@@ -21,6 +27,8 @@ public struct CircuitBreaker: Sendable, Hashable {
     public private(set) var consecutiveFailures = 0
     private var openedAt: Int64 = 0
     private var probeInFlight = false
+    /// Probes let through so far: the last one's number.
+    private var probes: UInt64 = 0
 
     /// - Parameters:
     ///   - failureThreshold: consecutive failures that open the breaker (at least 1; 5 by default).
@@ -30,22 +38,32 @@ public struct CircuitBreaker: Sendable, Hashable {
         self.openMilliseconds = max(0, openMilliseconds)
     }
 
-    /// Whether a call may go out now. When the open period is over this turns the breaker half-open and lets
-    /// this one call through as the probe; further calls are refused until the probe's result is recorded.
-    public mutating func allow(now: Int64) -> Bool {
+    /// Lets a call go out now, or refuses it (`nil`). When the open period is over this turns the breaker
+    /// half-open and lets this one call through as the probe; further calls are refused until the probe's result
+    /// is recorded or the probe is given back.
+    public mutating func admit(now: Int64) -> Permit? {
         switch state {
         case .closed:
-            return true
+            return Permit(probe: nil)
         case .open:
-            guard now - openedAt >= openMilliseconds else { return false }
+            guard now - openedAt >= openMilliseconds else { return nil }
             state = .halfOpen
-            probeInFlight = true
-            return true
+            return nextProbe()
         case .halfOpen:
-            guard !probeInFlight else { return false }
-            probeInFlight = true
-            return true
+            guard !probeInFlight else { return nil }
+            return nextProbe()
         }
+    }
+
+    /// Whether a call may go out now, for callers that never give one back (see `admit`).
+    public mutating func allow(now: Int64) -> Bool {
+        admit(now: now) != nil
+    }
+
+    private mutating func nextProbe() -> Permit {
+        probes += 1
+        probeInFlight = true
+        return Permit(probe: probes)
     }
 
     /// Records the result of a call that `allow` let through.
@@ -67,10 +85,11 @@ public struct CircuitBreaker: Sendable, Hashable {
         }
     }
 
-    /// Gives back a call that `allow` let through but that told nothing about the provider (it never left, or
-    /// was cancelled): a half-open breaker lets the next call probe instead.
-    public mutating func release() {
-        if state == .halfOpen { probeInFlight = false }
+    /// Gives back a call that `admit` let through but that told nothing about the provider (it never left, or
+    /// was cancelled): when it is the probe in flight, the next call probes instead. Any other call given back
+    /// (one let through before the breaker opened) changes nothing.
+    public mutating func release(_ permit: Permit) {
+        if state == .halfOpen, let probe = permit.probe, probe == probes { probeInFlight = false }
     }
 
     private mutating func open(now: Int64) {
@@ -92,6 +111,11 @@ public final class CircuitBreakers: Sendable {
         self.openMilliseconds = openMilliseconds
     }
 
+    /// Lets a call to `provider` go out now, or refuses it (see `CircuitBreaker.admit`).
+    public func admit(_ provider: String, now: Int64) -> CircuitBreaker.Permit? {
+        update(provider) { $0.admit(now: now) }
+    }
+
     /// Whether a call to `provider` may go out now (see `CircuitBreaker.allow`).
     public func allow(_ provider: String, now: Int64) -> Bool {
         update(provider) { $0.allow(now: now) }
@@ -103,8 +127,8 @@ public final class CircuitBreakers: Sendable {
     }
 
     /// Gives back a call that told nothing (see `CircuitBreaker.release`).
-    public func release(_ provider: String) {
-        update(provider) { $0.release() }
+    public func release(_ provider: String, _ permit: CircuitBreaker.Permit) {
+        update(provider) { $0.release(permit) }
     }
 
     /// The state of `provider`'s breaker (`closed` when it was never used).

@@ -159,7 +159,7 @@ public final class ProviderRouter: Sendable {
             retrying: while true {
                 if Task.isCancelled { throw lastError ?? ProviderError(.timeout, "The call was cancelled.") }
                 attempt += 1
-                guard breakers.allow(endpoint.name, now: now()) else {
+                guard let permit = breakers.admit(endpoint.name, now: now()) else {
                     // A retry refused because this very call opened the breaker: its own error stands.
                     if attempt > 1 { break retrying }
                     let error = ProviderError(
@@ -204,7 +204,7 @@ public final class ProviderRouter: Sendable {
                     let finished = now()
                     let cancelled = Task.isCancelled
                     if cancelled || error.kind == .egressDenied {
-                        breakers.release(endpoint.name)  // the provider was not heard from
+                        breakers.release(endpoint.name, permit)  // the provider was not heard from
                     } else {
                         // Only failures that say the provider is unwell count against it.
                         breakers.record(endpoint.name, success: !error.isTransient, now: finished)

@@ -75,20 +75,19 @@ struct CircuitBreakerPropertyTests {
     }
 
     @Test("A call let through while closed and given back while half-open does not free a second probe")
-    func staleReleaseDuringProbe() {
+    func staleReleaseDuringProbe() throws {
         var breaker = CircuitBreaker(failureThreshold: 1, openMilliseconds: 1_000)
-        let slow = breaker.allow(now: 0)  // a long call (a streamed answer) goes out while closed
-        #expect(slow)
+        let slowCall = breaker.admit(now: 0)  // a long call (a streamed answer) goes out while closed
+        let slow = try #require(slowCall)
         breaker.record(success: false, now: 10)  // another call fails: the breaker opens
-        let probe = breaker.allow(now: 1_010)  // the probe goes out
-        #expect(probe)
-        breaker.release()  // the slow call is cancelled by its client: it told nothing
-        withKnownIssue(
-            "release() cannot tell the probe from an older call, so a second probe goes out while the first is in flight"
-        ) {
-            let second = breaker.allow(now: 1_011)
-            #expect(!second)
-        }
+        let probeCall = breaker.admit(now: 1_010)  // the probe goes out
+        let probe = try #require(probeCall)
+        breaker.release(slow)  // the slow call is cancelled by its client: it told nothing
+        let second = breaker.admit(now: 1_011)
+        #expect(second == nil, "the probe is still in flight")
+        breaker.release(probe)  // the probe is cancelled too
+        let next = breaker.admit(now: 1_012)
+        #expect(next != nil, "the next call probes instead")
     }
 }
 
@@ -98,15 +97,15 @@ struct BreakerModel {
     let threshold = 5
     let period: Int64 = 30_000
     var now: Int64 = 0
-    /// Calls let through and not yet recorded: whether each was let through as the half-open probe.
-    var calls: [Bool] = []
+    /// Calls let through and not yet recorded: whether each was let through as the half-open probe, and its permit.
+    var calls: [(probe: Bool, permit: CircuitBreaker.Permit)] = []
     /// Transient failures recorded in a row while closed.
     var streak = 0
     var openedAt: Int64?
     var violations: [String] = []
     var log: [String] = []
 
-    var probesInFlight: Int { calls.filter { $0 }.count }
+    var probesInFlight: Int { calls.filter(\.probe).count }
 
     mutating func violation(_ text: String) { violations.append("\(text) (state \(breaker.state), now \(now))") }
 
@@ -124,12 +123,9 @@ struct BreakerModel {
             guard !calls.isEmpty else { return allow() }
             success(calls.remove(at: parameter % calls.count), permanentFailure: true)
         case 6:
-            // Gives back a call that told nothing. Only the probe, or any call while not half-open: an older call
-            // given back during a probe frees a second probe (see `staleReleaseDuringProbe`).
-            guard let index = calls.indices.first(where: { calls[$0] || breaker.state != .halfOpen }) else {
-                return allow()
-            }
-            release(calls.remove(at: index))
+            // Gives back a call that told nothing: the probe, or an older call (see `staleReleaseDuringProbe`).
+            guard !calls.isEmpty else { return allow() }
+            release(calls.remove(at: parameter % calls.count))
         default:
             now += [1, 100, 5_000, 29_999, 30_000, 31_000][parameter % 6]
             log.append("+\(now)")
@@ -139,7 +135,8 @@ struct BreakerModel {
 
     mutating func allow() {
         let before = breaker.state
-        let allowed = breaker.allow(now: now)
+        let permit = breaker.admit(now: now)
+        let allowed = permit != nil
         log.append("allow→\(allowed)")
         switch before {
         case .closed:
@@ -159,10 +156,11 @@ struct BreakerModel {
             if !allowed && probesInFlight == 0 { violation("no probe passed while none is in flight") }
             if breaker.state != .halfOpen { violation("allow changed a half-open breaker") }
         }
-        if allowed { calls.append(breaker.state == .halfOpen) }
+        if let permit { calls.append((breaker.state == .halfOpen, permit)) }
     }
 
-    mutating func transientFailure(_ probe: Bool) {
+    mutating func transientFailure(_ call: (probe: Bool, permit: CircuitBreaker.Permit)) {
+        let probe = call.probe
         let before = breaker.state
         breaker.record(success: false, now: now)
         log.append("fail(probe: \(probe))")
@@ -185,10 +183,11 @@ struct BreakerModel {
             if breaker.state != .open { violation("a late failure changed an open breaker") }
         }
         // calls still out are no probes of the next period
-        if breaker.state == .open { calls = calls.map { _ in false } }
+        if breaker.state == .open { calls = calls.map { (false, $0.permit) } }
     }
 
-    mutating func success(_ probe: Bool, permanentFailure: Bool) {
+    mutating func success(_ call: (probe: Bool, permit: CircuitBreaker.Permit), permanentFailure: Bool) {
+        let probe = call.probe
         breaker.record(success: true, now: now)
         log.append(permanentFailure ? "permanent(probe: \(probe))" : "ok(probe: \(probe))")
         // The provider answered: it closes, and the count starts again. A permanent failure never opens it.
@@ -196,13 +195,13 @@ struct BreakerModel {
         if breaker.consecutiveFailures != 0 { violation("a success kept \(breaker.consecutiveFailures) failures") }
         streak = 0
         openedAt = nil
-        calls = calls.map { _ in false }  // calls still out are no probes of a closed breaker
+        calls = calls.map { (false, $0.permit) }  // calls still out are no probes of a closed breaker
     }
 
-    mutating func release(_ probe: Bool) {
+    mutating func release(_ call: (probe: Bool, permit: CircuitBreaker.Permit)) {
         let before = breaker.state
-        breaker.release()
-        log.append("release(probe: \(probe))")
+        breaker.release(call.permit)
+        log.append("release(probe: \(call.probe))")
         if breaker.state != before { violation("release changed the state from \(before)") }
     }
 

@@ -79,15 +79,13 @@ struct CircuitBreakerTests {
     @Test func aReleasedProbeLetsAnotherOneThrough() {
         var breaker = CircuitBreaker(failureThreshold: 1, openMilliseconds: 0)
         breaker.record(success: false, now: 0)
-        do {
-            let allowed = breaker.allow(now: 0)
-            #expect(allowed)
-        }
+        let probe = breaker.admit(now: 0)
+        #expect(probe != nil)
         do {
             let allowed = breaker.allow(now: 0)
             #expect(!allowed)
         }
-        breaker.release()
+        if let probe { breaker.release(probe) }
         do {
             let allowed = breaker.allow(now: 0)
             #expect(allowed)
