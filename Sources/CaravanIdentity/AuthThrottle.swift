@@ -13,6 +13,7 @@ public struct AuthThrottle: Sendable {
     public var freeFailures = 5
     public var maxBackoffSeconds: Int64 = 300
     let database: any Database
+    let store = IdentityStore()
 
     public init(database: any Database, attemptsPerMinute: Int) {
         self.database = database
@@ -25,16 +26,7 @@ public struct AuthThrottle: Sendable {
         guard attemptsPerMinute > 0 else { return }
         let window = now / 60_000 * 60_000
         let count = try await database.withTransaction { executor in
-            try await executor.queryFirst(
-                """
-                INSERT INTO rate_windows (bucket, window_start, count) VALUES ($1, $2, 1)
-                ON CONFLICT (bucket) DO UPDATE SET
-                    count = CASE WHEN rate_windows.window_start = excluded.window_start THEN rate_windows.count + 1 ELSE 1 END,
-                    window_start = excluded.window_start
-                RETURNING count
-                """,
-                [.text("auth:\(source)"), .int(window)]
-            )?.int("count") ?? 1
+            try await store.countAttempt(bucket: "auth:\(source)", window: window, in: executor)
         }
         if count > attemptsPerMinute {
             throw CaravanError.rateLimited(
@@ -48,16 +40,12 @@ public struct AuthThrottle: Sendable {
     /// account and source address, so that failures from one address (someone guessing, or locking a known account
     /// out on purpose) never hold back the account's owner signing in from another.
     public func checkAccount(_ email: String, source: String, now: Int64 = Clock.nowMilliseconds()) async throws {
-        let row = try await database.read { executor in
-            try await executor.queryFirst(
-                "SELECT failures, last_failure_at FROM login_source_failures WHERE email = $1 AND source = $2",
-                [.text(email), .text(source)]
-            )
+        let failed = try await database.read { executor in
+            try await store.loginFailures(email: email, source: source, in: executor)
         }
-        guard let row else { return }
-        let failures = try row.int("failures")
-        let last = try row.int("last_failure_at")
-        let wait = backoff(failures: failures)
+        guard let failed else { return }
+        let last = failed.lastFailureAt
+        let wait = backoff(failures: failed.failures)
         let until = last + wait * 1000
         if wait > 0, now < until, now - last < 3_600_000 {
             throw CaravanError.rateLimited(
@@ -77,34 +65,16 @@ public struct AuthThrottle: Sendable {
     /// Counts a failed password or code for `email` from `source`.
     public func recordFailure(_ email: String, source: String, now: Int64 = Clock.nowMilliseconds()) async throws {
         try await database.withTransaction { executor in
-            try await executor.execute(
-                """
-                INSERT INTO login_source_failures (email, source, failures, last_failure_at) VALUES ($1, $2, 1, $3)
-                ON CONFLICT (email, source) DO UPDATE SET
-                    failures = CASE WHEN $3 - login_source_failures.last_failure_at > 3600000 THEN 1
-                        ELSE login_source_failures.failures + 1 END,
-                    last_failure_at = $3
-                """,
-                [.text(email), .text(source), .int(now)]
-            )
+            try await store.recordLoginFailure(email: email, source: source, at: now, in: executor)
             // Forget pairs idle for more than an hour, a few at a time, so that the table stays small.
-            try await executor.execute(
-                """
-                DELETE FROM login_source_failures WHERE (email, source) IN (
-                    SELECT email, source FROM login_source_failures WHERE last_failure_at < $1 LIMIT 100)
-                """,
-                [.int(now - 3_600_000)]
-            )
+            try await store.forgetLoginFailures(before: now - 3_600_000, in: executor)
         }
     }
 
     /// Clears the count of `email` from `source` after a success there (other addresses keep theirs).
     public func clearFailures(_ email: String, source: String) async throws {
         try await database.withTransaction { executor in
-            try await executor.execute(
-                "DELETE FROM login_source_failures WHERE email = $1 AND source = $2",
-                [.text(email), .text(source)]
-            )
+            try await store.clearLoginFailures(email: email, source: source, in: executor)
         }
     }
 }

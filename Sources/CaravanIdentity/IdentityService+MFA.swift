@@ -28,29 +28,15 @@ extension IdentityService {
         let codes = (0..<10).map { _ in OpaqueToken.recoveryCode() }
         let sealed = box.seal(Array(secret.utf8), context: Self.totpContext(userID: userID))
         let email = try await database.withTransaction { executor -> String in
-            guard
-                let row = try await executor.queryFirst(
-                    "SELECT email, totp_enabled FROM users WHERE id = $1",
-                    [.text(userID)]
-                )
-            else {
+            guard let state = try await store.totpState(userID: userID, in: executor) else {
                 throw CaravanError(.unauthenticated, "The account no longer exists.")
             }
-            guard try !row.bool("totp_enabled") else {
+            guard !state.enabled else {
                 throw CaravanError(.conflict, "Two-factor authentication is already on for this account.")
             }
-            try await executor.execute(
-                "UPDATE users SET totp_secret = $2, totp_last_step = 0, updated_at = $3 WHERE id = $1",
-                [.text(userID), .text(sealed), .int(Clock.nowMilliseconds())]
-            )
-            try await executor.execute("DELETE FROM recovery_codes WHERE user_id = $1", [.text(userID)])
-            for code in codes {
-                try await executor.execute(
-                    "INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)",
-                    [.text(userID), .text(OpaqueToken.digest(code))]
-                )
-            }
-            return try row.string("email")
+            try await store.setTOTPSecret(userID: userID, sealed: sealed, at: Clock.nowMilliseconds(), in: executor)
+            try await store.replaceRecoveryCodes(userID: userID, digests: codes.map(OpaqueToken.digest), in: executor)
+            return state.email
         }
         let url = TOTP(secret: secret).createAuthenticatorURL(label: email, issuer: "Caravan")
         let base32 = URLComponents(string: url)?.queryItems?.first { $0.name == "secret" }?.value ?? ""
@@ -63,28 +49,15 @@ extension IdentityService {
             throw CaravanError.validation("/code", "code must be the 6 digits your authenticator shows")
         }
         let accepted = try await database.withTransaction { executor -> Bool in
-            guard
-                let row = try await executor.queryFirst(
-                    "SELECT totp_secret, totp_last_step FROM users WHERE id = $1",
-                    [.text(userID)]
-                ), let sealed = try row.optionalString("totp_secret")
-            else {
+            guard let secret = try await store.totpSecret(userID: userID, in: executor) else {
                 throw CaravanError(.conflict, "Start enrolment first: POST /v1/auth/mfa/totp.")
             }
             guard
-                let step = try matchingStep(
-                    code: code,
-                    sealed: sealed,
-                    userID: userID,
-                    after: try row.int("totp_last_step")
-                )
+                let step = try matchingStep(code: code, sealed: secret.sealed, userID: userID, after: secret.lastStep)
             else {
                 return false
             }
-            try await executor.execute(
-                "UPDATE users SET totp_enabled = 1, totp_last_step = $2, updated_at = $3 WHERE id = $1",
-                [.text(userID), .int(step), .int(Clock.nowMilliseconds())]
-            )
+            try await store.enableTOTP(userID: userID, step: step, at: Clock.nowMilliseconds(), in: executor)
             return true
         }
         guard accepted else {
@@ -110,29 +83,22 @@ extension IdentityService {
         guard trimmed.utf8.count <= 64 else { return false }
         return try await database.withTransaction { executor in
             if trimmed.count == 6, trimmed.allSatisfy(\.isNumber) {
-                guard
-                    let row = try await executor.queryFirst(
-                        "SELECT totp_secret, totp_last_step FROM users WHERE id = $1",
-                        [.text(userID)]
-                    ), let sealed = try row.optionalString("totp_secret"),
+                guard let secret = try await store.totpSecret(userID: userID, in: executor),
                     let step = try matchingStep(
                         code: trimmed,
-                        sealed: sealed,
+                        sealed: secret.sealed,
                         userID: userID,
-                        after: try row.int("totp_last_step")
+                        after: secret.lastStep
                     )
                 else { return false }
-                let updated = try await executor.query(
-                    "UPDATE users SET totp_last_step = $2 WHERE id = $1 AND totp_last_step < $2 RETURNING id",
-                    [.text(userID), .int(step)]
-                )
-                return !updated.isEmpty
+                return try await store.useTOTPStep(userID: userID, step: step, in: executor)
             }
-            let used = try await executor.query(
-                "UPDATE recovery_codes SET used_at = $3 WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL RETURNING user_id",
-                [.text(userID), .text(OpaqueToken.digest(trimmed)), .int(Clock.nowMilliseconds())]
+            return try await store.useRecoveryCode(
+                userID: userID,
+                digest: OpaqueToken.digest(trimmed),
+                at: Clock.nowMilliseconds(),
+                in: executor
             )
-            return !used.isEmpty
         }
     }
 }

@@ -13,19 +13,17 @@ extension IdentityService {
         let orgID = Identifier.make("org")
         return try await changeCredentials { executor in
             do {
-                try await executor.execute(
-                    "INSERT INTO organizations (id, name, created_at, updated_at) VALUES ($1, $2, $3, $3)",
-                    [.text(orgID), .text(name), .int(now)]
-                )
+                try await store.insertOrganization(id: orgID, name: name, at: now, in: executor)
             } catch let error as StorageError where error.code == .conflict {
                 throw CaravanError(.conflict, "An organization with this name exists; choose another name.")
             }
-            let email =
-                try await executor.queryFirst("SELECT email FROM users WHERE id = $1", [.text(userID)])?.string("email")
-                ?? ""
-            try await executor.execute(
-                "INSERT INTO memberships (org_id, user_id, role, created_at, updated_at) VALUES ($1, $2, 'owner', $3, $3)",
-                [.text(orgID), .text(userID), .int(now)]
+            let email = try await store.email(userID: userID, in: executor) ?? ""
+            try await store.insertMembership(
+                orgID: orgID,
+                userID: userID,
+                role: Role.owner.rawValue,
+                at: now,
+                in: executor
             )
             return Membership(orgID: orgID, orgName: name, userID: userID, email: email, role: .owner, createdAt: now)
         }
@@ -33,22 +31,9 @@ extension IdentityService {
 
     /// The organization's name and settings.
     public func organization(orgID: String) async throws -> (Organization, rateLimitPerMinute: Int?) {
-        let row = try await database.read { executor in
-            try await executor.queryFirst(
-                "SELECT id, name, created_at, updated_at, rate_limit_per_minute FROM organizations WHERE id = $1",
-                [.text(orgID)]
-            )
-        }
-        guard let row else { throw CaravanError.notFound("The organization '\(orgID)'") }
-        return (
-            Organization(
-                id: try row.string("id"),
-                name: try row.string("name"),
-                createdAt: try row.int("created_at"),
-                updatedAt: try row.int("updated_at")
-            ),
-            (try row.optionalInt("rate_limit_per_minute")).map(Int.init)
-        )
+        let found = try await database.read { executor in try await store.organization(id: orgID, in: executor) }
+        guard let found else { throw CaravanError.notFound("The organization '\(orgID)'") }
+        return found
     }
 
     /// Renames an organization or sets its request limit (`0`: unlimited; `nil` in `rateLimit`: unchanged;
@@ -75,20 +60,12 @@ extension IdentityService {
         let now = Clock.nowMilliseconds()
         try await changeCredentials { executor in
             do {
-                if let name {
-                    try await executor.execute(
-                        "UPDATE organizations SET name = $2, updated_at = $3 WHERE id = $1",
-                        [.text(orgID), .text(name), .int(now)]
-                    )
-                }
+                if let name { try await store.renameOrganization(id: orgID, to: name, at: now, in: executor) }
             } catch let error as StorageError where error.code == .conflict {
                 throw CaravanError(.conflict, "An organization with this name exists; choose another name.")
             }
             if case .some(let limit) = rateLimit {
-                try await executor.execute(
-                    "UPDATE organizations SET rate_limit_per_minute = $2, updated_at = $3 WHERE id = $1",
-                    [.text(orgID), .int(limit.map(Int64.init)), .int(now)]
-                )
+                try await store.setRateLimit(orgID: orgID, perMinute: limit, at: now, in: executor)
             }
         }
     }
@@ -96,44 +73,24 @@ extension IdentityService {
     /// Deletes an organization and everything it owns.
     public func deleteOrganization(orgID: String) async throws {
         try await changeCredentials { executor in
-            try await executor.execute("DELETE FROM organizations WHERE id = $1", [.text(orgID)])
+            try await store.deleteOrganization(id: orgID, in: executor)
         }
     }
 
     // MARK: Members
 
-    static let memberColumns = "m.org_id, o.name AS org_name, m.user_id, u.email, m.role, m.created_at"
-    static let memberJoins = "memberships m JOIN organizations o ON o.id = m.org_id JOIN users u ON u.id = m.user_id"
-
-    static func decodeMembership(_ row: SQLRow) throws -> Membership {
-        Membership(
-            orgID: try row.string("org_id"),
-            orgName: try row.string("org_name"),
-            userID: try row.string("user_id"),
-            email: try row.string("email"),
-            role: Role(rawValue: try row.string("role")) ?? .viewer,
-            createdAt: try row.int("created_at")
-        )
-    }
-
     public func members(orgID: String, after: String?, limit: Int) async throws -> [Membership] {
         try await database.read { executor in
-            try await executor.query(
-                "SELECT \(Self.memberColumns) FROM \(Self.memberJoins) WHERE m.org_id = $1 AND m.user_id > $2 ORDER BY m.user_id LIMIT $3",
-                [.text(orgID), .text(after ?? ""), .int(Int64(limit))]
-            ).map(Self.decodeMembership)
+            try await store.members(orgID: orgID, after: after, limit: limit, in: executor)
         }
     }
 
     public func member(orgID: String, userID: String) async throws -> Membership {
-        let row = try await database.read { executor in
-            try await executor.queryFirst(
-                "SELECT \(Self.memberColumns) FROM \(Self.memberJoins) WHERE m.org_id = $1 AND m.user_id = $2",
-                [.text(orgID), .text(userID)]
-            )
+        let member = try await database.read { executor in
+            try await store.member(orgID: orgID, userID: userID, in: executor)
         }
-        guard let row else { throw CaravanError.notFound("The member '\(userID)'") }
-        return try Self.decodeMembership(row)
+        guard let member else { throw CaravanError.notFound("The member '\(userID)'") }
+        return member
     }
 
     /// Invites `email` with `role`, which may not exceed the inviter's.
@@ -159,23 +116,10 @@ extension IdentityService {
             expiresAt: now + 7 * 86_400_000
         )
         try await database.withTransaction { executor in
-            if try await executor.queryFirst(
-                "SELECT 1 AS one FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 AND u.email = $2",
-                [.text(orgID), .text(email)]
-            ) != nil {
+            if try await store.isMember(orgID: orgID, email: email, in: executor) {
                 throw CaravanError(.conflict, "\(email) is already a member.")
             }
-            try await executor.execute(
-                """
-                INSERT INTO invitations (id, org_id, email, role, token_hash, invited_by, created_at, expires_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                """,
-                [
-                    .text(invitation.id), .text(orgID), .text(email), .text(role.rawValue),
-                    .text(OpaqueToken.digest(token)),
-                    .text(inviter.userID), .int(now), .int(invitation.expiresAt),
-                ]
-            )
+            try await store.insertInvitation(invitation, tokenHash: OpaqueToken.digest(token), in: executor)
         }
         return (invitation, token)
     }
@@ -185,12 +129,11 @@ extension IdentityService {
         let now = Clock.nowMilliseconds()
         return try await changeCredentials { executor in
             guard let token,
-                let row = try await executor.queryFirst(
-                    """
-                    SELECT i.id, i.org_id, i.role FROM invitations i JOIN users u ON u.email = i.email
-                    WHERE i.token_hash = $1 AND u.id = $2 AND i.accepted_at IS NULL AND i.expires_at > $3
-                    """,
-                    [.text(OpaqueToken.digest(token)), .text(userID), .int(now)]
+                let invitation = try await store.openInvitation(
+                    tokenHash: OpaqueToken.digest(token),
+                    userID: userID,
+                    at: now,
+                    in: executor
                 )
             else {
                 throw CaravanError.validation(
@@ -198,26 +141,23 @@ extension IdentityService {
                     "The invitation is not valid for this account, or it expired or was used."
                 )
             }
-            let orgID = try row.string("org_id")
-            try await executor.execute(
-                "UPDATE invitations SET accepted_at = $2 WHERE id = $1",
-                [.text(try row.string("id")), .int(now)]
-            )
+            let orgID = invitation.orgID
+            try await store.markInvitationAccepted(id: invitation.id, at: now, in: executor)
             do {
-                try await executor.execute(
-                    "INSERT INTO memberships (org_id, user_id, role, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
-                    [.text(orgID), .text(userID), .text(try row.string("role")), .int(now)]
+                try await store.insertMembership(
+                    orgID: orgID,
+                    userID: userID,
+                    role: invitation.role,
+                    at: now,
+                    in: executor
                 )
             } catch let error as StorageError where error.code == .conflict {
                 throw CaravanError(.conflict, "You are already a member of this organization.")
             }
-            guard
-                let member = try await executor.queryFirst(
-                    "SELECT \(Self.memberColumns) FROM \(Self.memberJoins) WHERE m.org_id = $1 AND m.user_id = $2",
-                    [.text(orgID), .text(userID)]
-                )
-            else { throw CaravanError(.internal, "The membership just written is missing.") }
-            return try Self.decodeMembership(member)
+            guard let member = try await store.member(orgID: orgID, userID: userID, in: executor) else {
+                throw CaravanError(.internal, "The membership just written is missing.")
+            }
+            return member
         }
     }
 
@@ -232,15 +172,12 @@ extension IdentityService {
         let role = try Role.parse(rawRole, at: "/role")
         try Self.checkGrant(role, by: actor, pointer: "/role")
         try await changeCredentials { executor in
-            let current = try await Self.lockedRole(orgID: orgID, userID: userID, executor: executor)
+            let current = try await lockedRole(orgID: orgID, userID: userID, executor: executor)
             try Self.checkGrant(current, by: actor, pointer: "/role")
             if current == .owner, role != .owner {
-                try await Self.requireAnotherOwner(orgID: orgID, executor: executor)
+                try await requireAnotherOwner(orgID: orgID, executor: executor)
             }
-            try await executor.execute(
-                "UPDATE memberships SET role = $3, updated_at = $4 WHERE org_id = $1 AND user_id = $2",
-                [.text(orgID), .text(userID), .text(role.rawValue), .int(Clock.nowMilliseconds())]
-            )
+            try await store.setRole(orgID: orgID, userID: userID, to: role, at: Clock.nowMilliseconds(), in: executor)
         }
         return try await member(orgID: orgID, userID: userID)
     }
@@ -249,22 +186,13 @@ extension IdentityService {
     /// revokes the API keys they created in the organization.
     public func removeMember(orgID: String, userID: String, by actor: Principal) async throws {
         try await changeCredentials { executor in
-            let current = try await Self.lockedRole(orgID: orgID, userID: userID, executor: executor)
+            let current = try await lockedRole(orgID: orgID, userID: userID, executor: executor)
             try Self.checkGrant(current, by: actor, pointer: "/role")
-            if current == .owner { try await Self.requireAnotherOwner(orgID: orgID, executor: executor) }
+            if current == .owner { try await requireAnotherOwner(orgID: orgID, executor: executor) }
             let now = Clock.nowMilliseconds()
-            try await executor.execute(
-                "DELETE FROM memberships WHERE org_id = $1 AND user_id = $2",
-                [.text(orgID), .text(userID)]
-            )
-            try await executor.execute(
-                "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
-                [.text(userID), .int(now)]
-            )
-            try await executor.execute(
-                "UPDATE api_keys SET revoked_at = $3 WHERE org_id = $1 AND created_by = $2 AND revoked_at IS NULL",
-                [.text(orgID), .text(userID), .int(now)]
-            )
+            try await store.deleteMembership(orgID: orgID, userID: userID, in: executor)
+            try await store.revokeSessions(userID: userID, at: now, in: executor)
+            try await store.revokeAPIKeys(orgID: orgID, createdBy: userID, at: now, in: executor)
         }
     }
 
@@ -277,27 +205,16 @@ extension IdentityService {
         }
     }
 
-    static func lockedRole(orgID: String, userID: String, executor: any SQLExecutor) async throws -> Role {
-        let lock = executor.dialect == .postgres ? " FOR UPDATE" : ""
-        guard
-            let row = try await executor.queryFirst(
-                "SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2\(lock)",
-                [.text(orgID), .text(userID)]
-            )
-        else { throw CaravanError.notFound("The member '\(userID)'") }
-        return Role(rawValue: try row.string("role")) ?? .viewer
+    func lockedRole(orgID: String, userID: String, executor: any SQLExecutor) async throws -> Role {
+        guard let role = try await store.lockedRole(orgID: orgID, userID: userID, in: executor) else {
+            throw CaravanError.notFound("The member '\(userID)'")
+        }
+        return role
     }
 
-    static func requireAnotherOwner(orgID: String, executor: any SQLExecutor) async throws {
-        if executor.dialect == .postgres {
-            try await executor.execute("SELECT pg_advisory_xact_lock(hashtext('owners:' || $1))", [.text(orgID)])
-        }
-        let owners =
-            try await executor.queryFirst(
-                "SELECT COUNT(*) AS n FROM memberships WHERE org_id = $1 AND role = 'owner'",
-                [.text(orgID)]
-            )?.int("n") ?? 0
-        guard owners > 1 else {
+    func requireAnotherOwner(orgID: String, executor: any SQLExecutor) async throws {
+        try await store.lockOwners(orgID: orgID, in: executor)
+        guard try await store.ownerCount(orgID: orgID, in: executor) > 1 else {
             throw CaravanError(.conflict, "An organization keeps at least one owner: make someone else an owner first.")
         }
     }
@@ -336,16 +253,7 @@ extension IdentityService {
             lastUsedAt: nil
         )
         try await database.withTransaction { executor in
-            try await executor.execute(
-                """
-                INSERT INTO api_keys (id, org_id, name, role, key_hash, prefix, created_by, created_at, expires_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                """,
-                [
-                    .text(record.id), .text(orgID), .text(name), .text(role.rawValue), .text(OpaqueToken.digest(key)),
-                    .text(record.prefix), .text(creator.userID), .int(now), .int(expiresAt),
-                ]
-            )
+            try await store.insertAPIKey(record, digest: OpaqueToken.digest(key), in: executor)
         }
         return (record, key)
     }
@@ -353,25 +261,7 @@ extension IdentityService {
     /// The organization's live keys.
     public func apiKeys(orgID: String, after: String?, limit: Int) async throws -> [APIKey] {
         try await database.read { executor in
-            try await executor.query(
-                """
-                SELECT id, org_id, name, role, prefix, created_by, created_at, expires_at, last_used_at FROM api_keys
-                WHERE org_id = $1 AND revoked_at IS NULL AND id > $2 ORDER BY id LIMIT $3
-                """,
-                [.text(orgID), .text(after ?? ""), .int(Int64(limit))]
-            ).map { row in
-                APIKey(
-                    id: try row.string("id"),
-                    orgID: try row.string("org_id"),
-                    name: try row.string("name"),
-                    role: Role(rawValue: try row.string("role")) ?? .viewer,
-                    prefix: try row.string("prefix"),
-                    createdBy: try row.string("created_by"),
-                    createdAt: try row.int("created_at"),
-                    expiresAt: try row.optionalInt("expires_at"),
-                    lastUsedAt: try row.optionalInt("last_used_at")
-                )
-            }
+            try await store.apiKeys(orgID: orgID, after: after, limit: limit, in: executor)
         }
     }
 
@@ -379,10 +269,7 @@ extension IdentityService {
     /// - Returns: whether a live key with this id existed in the organization.
     public func revokeAPIKey(orgID: String, id: String) async throws -> Bool {
         try await changeCredentials { executor in
-            !(try await executor.query(
-                "UPDATE api_keys SET revoked_at = $3 WHERE org_id = $1 AND id = $2 AND revoked_at IS NULL RETURNING id",
-                [.text(orgID), .text(id), .int(Clock.nowMilliseconds())]
-            )).isEmpty
+            try await store.revokeAPIKey(orgID: orgID, id: id, at: Clock.nowMilliseconds(), in: executor)
         }
     }
 }

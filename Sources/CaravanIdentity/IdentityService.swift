@@ -22,7 +22,7 @@ public struct IdentityService: Sendable {
     let box: SecretBox
     let settings: Settings
     public let throttle: AuthThrottle
-    let organizations = OrganizationStore()
+    let store = IdentityStore()
     /// Authenticated credentials, by key digest or `session:<id>`, so that a request need not read them.
     let credentials: ClusterCache<StoredCredential>
 
@@ -88,35 +88,24 @@ public struct IdentityService: Sendable {
         let userID = Identifier.make("usr")
         let openSignup = settings.openSignup
         let membership = try await changeCredentials { executor -> Membership in
-            if executor.dialect == .postgres {
-                try await executor.execute("SELECT pg_advisory_xact_lock(hashtext('caravan:signup'))", [])
-            }
-            let hasUsers = try await executor.queryFirst("SELECT id FROM users LIMIT 1", []) != nil
+            try await store.lockSignups(in: executor)
+            let hasUsers = try await store.hasUsers(in: executor)
             var orgID: String
             var role = Role.owner
             var name = orgName ?? ""
             if let invitationHash {
-                guard
-                    let row = try await executor.queryFirst(
-                        """
-                        SELECT i.id, i.org_id, i.email, i.role, o.name FROM invitations i JOIN organizations o ON o.id = i.org_id
-                        WHERE i.token_hash = $1 AND i.accepted_at IS NULL AND i.expires_at > $2
-                        """,
-                        [.text(invitationHash), .int(now)]
-                    ), try row.string("email") == email
+                guard let found = try await store.openInvitation(tokenHash: invitationHash, at: now, in: executor),
+                    found.email == email
                 else {
                     throw CaravanError.validation(
                         "/invitation",
                         "The invitation is not valid for this email, or it expired or was used."
                     )
                 }
-                orgID = try row.string("org_id")
-                role = try Role.parse(try row.string("role"), at: "/invitation")
-                name = try row.string("name")
-                try await executor.execute(
-                    "UPDATE invitations SET accepted_at = $2 WHERE id = $1",
-                    [.text(try row.string("id")), .int(now)]
-                )
+                orgID = found.invitation.orgID
+                role = try Role.parse(found.invitation.role, at: "/invitation")
+                name = found.orgName
+                try await store.markInvitationAccepted(id: found.invitation.id, at: now, in: executor)
             } else {
                 guard !hasUsers || openSignup else {
                     throw CaravanError(
@@ -126,36 +115,19 @@ public struct IdentityService: Sendable {
                 }
                 orgID = Identifier.make("org")
                 // The first user adopts the organization that holds what was created before accounts existed.
-                if !hasUsers,
-                    try await executor.queryFirst(
-                        "SELECT id FROM organizations WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM memberships WHERE org_id = $1)",
-                        [.text(Organization.defaultID)]
-                    ) != nil
-                {
+                if !hasUsers, try await store.isUnclaimedOrganization(id: Organization.defaultID, in: executor) {
                     orgID = Organization.defaultID
-                    try await executor.execute(
-                        "UPDATE organizations SET name = $2, updated_at = $3 WHERE id = $1",
-                        [.text(orgID), .text(name), .int(now)]
-                    )
+                    try await store.renameOrganization(id: orgID, to: name, at: now, in: executor)
                 } else {
-                    try await executor.execute(
-                        "INSERT INTO organizations (id, name, created_at, updated_at) VALUES ($1, $2, $3, $3)",
-                        [.text(orgID), .text(name), .int(now)]
-                    )
+                    try await store.insertOrganization(id: orgID, name: name, at: now, in: executor)
                 }
             }
             do {
-                try await executor.execute(
-                    "INSERT INTO users (id, email, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
-                    [.text(userID), .text(email), .text(passwordHash), .int(now)]
-                )
+                try await store.insertUser(id: userID, email: email, passwordHash: passwordHash, at: now, in: executor)
             } catch let error as StorageError where error.code == .conflict {
                 throw CaravanError(.conflict, "An account with this email exists; sign in instead.")
             }
-            try await executor.execute(
-                "INSERT INTO memberships (org_id, user_id, role, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
-                [.text(orgID), .text(userID), .text(role.rawValue), .int(now)]
-            )
+            try await store.insertMembership(orgID: orgID, userID: userID, role: role.rawValue, at: now, in: executor)
             return Membership(orgID: orgID, orgName: name, userID: userID, email: email, role: role, createdAt: now)
         }
         let session = try await startSession(userID: userID)
@@ -176,23 +148,20 @@ public struct IdentityService: Sendable {
         let email = (rawEmail ?? "").trimmingCharacters(in: .whitespaces).lowercased()
         let password = password ?? ""
         try await throttle.checkAccount(email, source: source)
-        let row = try await database.read { executor in
-            try await executor.queryFirst(
-                "SELECT id, password_hash, totp_secret, totp_enabled, totp_last_step FROM users WHERE email = $1",
-                [.text(email)]
-            )
+        let account = try await database.read { executor in
+            try await store.signInAccount(email: email, in: executor)
         }
-        guard let row, password.utf8.count <= 4 * PasswordPolicy.maximumLength else {
+        guard let account, password.utf8.count <= 4 * PasswordPolicy.maximumLength else {
             try await hasher.verifyNothing(password)
             try await throttle.recordFailure(email, source: source)
             throw CaravanError(.unauthenticated, "The email or password is wrong.")
         }
-        guard try await hasher.verify(password, hash: try row.string("password_hash")) else {
+        guard try await hasher.verify(password, hash: account.passwordHash) else {
             try await throttle.recordFailure(email, source: source)
             throw CaravanError(.unauthenticated, "The email or password is wrong.")
         }
-        let userID = try row.string("id")
-        if try row.bool("totp_enabled") {
+        let userID = account.userID
+        if account.totpEnabled {
             guard let code, !code.isEmpty else {
                 throw CaravanError(.mfaRequired, "This account uses two-factor authentication: send the code as totp.")
             }
@@ -211,13 +180,13 @@ public struct IdentityService: Sendable {
         let now = Clock.nowMilliseconds()
         let expires = now + settings.sessionLifetime.components.seconds * 1000
         try await database.withTransaction { executor in
-            try await executor.execute(
-                "INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
-                [.text(sessionID), .text(userID), .int(now), .int(expires)]
-            )
-            try await executor.execute(
-                "INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)",
-                [.text(OpaqueToken.digest(refresh)), .text(sessionID), .int(now)]
+            try await store.insertSession(
+                id: sessionID,
+                userID: userID,
+                refreshTokenHash: OpaqueToken.digest(refresh),
+                at: now,
+                expiresAt: expires,
+                in: executor
             )
         }
         return SessionTokens(
@@ -236,24 +205,16 @@ public struct IdentityService: Sendable {
         let now = Clock.nowMilliseconds()
         let next = OpaqueToken.make(prefix: "cvr_")
         let outcome = try await changeCredentials { executor -> Result<(String, String), CaravanError> in
-            guard
-                let row = try await executor.queryFirst(
-                    """
-                    SELECT r.session_id, r.used_at, s.user_id, s.revoked_at, s.expires_at FROM refresh_tokens r
-                    JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = $1
-                    """,
-                    [.text(OpaqueToken.digest(token))]
-                )
-            else { return .failure(CaravanError(.unauthenticated, "The refresh token is not valid.")) }
-            let sessionID = try row.string("session_id")
-            guard try row.optionalInt("revoked_at") == nil, try row.int("expires_at") > now else {
+            let hash = OpaqueToken.digest(token)
+            guard let stored = try await store.refreshToken(hash: hash, in: executor) else {
+                return .failure(CaravanError(.unauthenticated, "The refresh token is not valid."))
+            }
+            let sessionID = stored.sessionID
+            guard stored.revokedAt == nil, stored.expiresAt > now else {
                 return .failure(CaravanError(.unauthenticated, "The session has ended; sign in again."))
             }
-            guard try row.optionalInt("used_at") == nil else {
-                try await executor.execute(
-                    "UPDATE sessions SET revoked_at = $2 WHERE id = $1",
-                    [.text(sessionID), .int(now)]
-                )
+            guard stored.usedAt == nil else {
+                try await store.revokeSession(id: sessionID, at: now, in: executor)
                 return .failure(
                     CaravanError(
                         .unauthenticated,
@@ -261,15 +222,14 @@ public struct IdentityService: Sendable {
                     )
                 )
             }
-            try await executor.execute(
-                "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1",
-                [.text(OpaqueToken.digest(token)), .int(now)]
+            try await store.markRefreshTokenUsed(hash: hash, at: now, in: executor)
+            try await store.insertRefreshToken(
+                hash: OpaqueToken.digest(next),
+                sessionID: sessionID,
+                at: now,
+                in: executor
             )
-            try await executor.execute(
-                "INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)",
-                [.text(OpaqueToken.digest(next)), .text(sessionID), .int(now)]
-            )
-            return .success((try row.string("user_id"), sessionID))
+            return .success((stored.userID, sessionID))
         }
         let (userID, sessionID) = try outcome.get()
         return (
@@ -285,34 +245,23 @@ public struct IdentityService: Sendable {
     /// Ends a session: its access and refresh tokens stop working at once.
     public func logout(sessionID: String) async throws {
         try await changeCredentials { executor in
-            try await executor.execute(
-                "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
-                [.text(sessionID), .int(Clock.nowMilliseconds())]
-            )
+            try await store.revokeSession(id: sessionID, at: Clock.nowMilliseconds(), in: executor)
         }
     }
 
     /// Changes a password after checking the current one; every session of the user ends, and a new one starts.
     public func changePassword(userID: String, current: String?, new: String?) async throws -> SessionTokens {
-        let row = try await database.read { executor in
-            try await executor.queryFirst("SELECT email, password_hash FROM users WHERE id = $1", [.text(userID)])
-        }
-        guard let row, try await hasher.verify(current ?? "", hash: try row.string("password_hash")) else {
+        let stored = try await database.read { executor in try await store.password(userID: userID, in: executor) }
+        guard let stored, try await hasher.verify(current ?? "", hash: stored.hash) else {
             throw CaravanError.validation("/current_password", "The current password is wrong.")
         }
         guard let new else { throw CaravanError.validation("/new_password", "new_password is required") }
-        try PasswordPolicy.check(new, email: try row.string("email"), pointer: "/new_password")
+        try PasswordPolicy.check(new, email: stored.email, pointer: "/new_password")
         let hash = try await hasher.hash(new)
         let now = Clock.nowMilliseconds()
         try await changeCredentials { executor in
-            try await executor.execute(
-                "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1",
-                [.text(userID), .text(hash), .int(now)]
-            )
-            try await executor.execute(
-                "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
-                [.text(userID), .int(now)]
-            )
+            try await store.updatePassword(userID: userID, hash: hash, at: now, in: executor)
+            try await store.revokeSessions(userID: userID, at: now, in: executor)
         }
         return try await startSession(userID: userID)
     }
@@ -348,10 +297,7 @@ public struct IdentityService: Sendable {
             }
             if now - (key.lastUsedAt ?? 0) > 60_000 {
                 try await database.withTransaction { executor in
-                    try await executor.execute(
-                        "UPDATE api_keys SET last_used_at = $2 WHERE id = $1",
-                        [.text(key.id), .int(now)]
-                    )
+                    try await store.touchAPIKey(id: key.id, at: now, in: executor)
                 }
                 credentials.update(digest) {
                     if case .apiKey(var key) = $0 {
@@ -412,66 +358,12 @@ public struct IdentityService: Sendable {
 
     /// Reads an API key by its digest.
     private func loadAPIKey(digest: String) async throws -> StoredAPIKey? {
-        let row = try await database.read { executor in
-            try await executor.queryFirst(
-                """
-                SELECT k.id, k.org_id, k.role, k.created_by, k.expires_at, k.revoked_at, k.last_used_at, o.rate_limit_per_minute,
-                    m.role AS creator_role
-                FROM api_keys k JOIN organizations o ON o.id = k.org_id
-                LEFT JOIN memberships m ON m.org_id = k.org_id AND m.user_id = k.created_by
-                WHERE k.key_hash = $1
-                """,
-                [.text(digest)]
-            )
-        }
-        guard let row else { return nil }
-        let key = StoredAPIKey(
-            id: try row.string("id"),
-            orgID: try row.string("org_id"),
-            role: Role(rawValue: try row.string("role")),
-            createdBy: try row.string("created_by"),
-            expiresAt: try row.optionalInt("expires_at"),
-            revokedAt: try row.optionalInt("revoked_at"),
-            lastUsedAt: try row.optionalInt("last_used_at"),
-            rateLimitPerMinute: (try row.optionalInt("rate_limit_per_minute")).map(Int.init),
-            creatorRole: (try row.optionalString("creator_role")).flatMap(Role.init(rawValue:))
-        )
-        return key
+        try await database.read { executor in try await store.apiKey(digest: digest, in: executor) }
     }
 
     /// Reads a session and its user's memberships.
     private func loadSession(id: String, userID: String) async throws -> StoredSession? {
-        let rows = try await database.read { executor in
-            try await executor.query(
-                """
-                SELECT m.org_id, m.role, o.rate_limit_per_minute, s.revoked_at, s.expires_at
-                FROM sessions s LEFT JOIN memberships m ON m.user_id = s.user_id
-                LEFT JOIN organizations o ON o.id = m.org_id
-                WHERE s.id = $1 AND s.user_id = $2
-                """,
-                [.text(id), .text(userID)]
-            )
-        }
-        guard let first = rows.first else { return nil }
-        var session = StoredSession(
-            userID: userID,
-            revokedAt: try first.optionalInt("revoked_at"),
-            expiresAt: try first.int("expires_at"),
-            memberships: []
-        )
-        for row in rows {
-            guard let orgID = try row.optionalString("org_id"), let role = Role(rawValue: try row.string("role")) else {
-                continue
-            }
-            session.memberships.append(
-                .init(
-                    orgID: orgID,
-                    role: role,
-                    rateLimitPerMinute: (try row.optionalInt("rate_limit_per_minute")).map(Int.init)
-                )
-            )
-        }
-        return session
+        try await database.read { executor in try await store.session(id: id, userID: userID, in: executor) }
     }
 
     /// Drops the credentials this node keeps in memory, after a change written to the database directly rather
@@ -494,14 +386,7 @@ public struct IdentityService: Sendable {
     /// - Returns: `nil` for an email of no account.
     public func accountOrganizations(email rawEmail: String?) async throws -> (userID: String, orgIDs: [String])? {
         let email = (rawEmail ?? "").trimmingCharacters(in: .whitespaces).lowercased()
-        let rows = try await database.read { executor in
-            try await executor.query(
-                "SELECT u.id, m.org_id FROM users u LEFT JOIN memberships m ON m.user_id = u.id WHERE u.email = $1 ORDER BY m.org_id",
-                [.text(email)]
-            )
-        }
-        guard let first = rows.first else { return nil }
-        return (try first.string("id"), try rows.compactMap { try $0.optionalString("org_id") })
+        return try await database.read { executor in try await store.account(email: email, in: executor) }
     }
 
     /// The role an API key acts with: its own, capped by its creator's current role in the organization.
@@ -512,41 +397,10 @@ public struct IdentityService: Sendable {
     /// A user and their memberships.
     public func me(userID: String) async throws -> (User, [Membership]) {
         try await database.read { executor in
-            guard
-                let row = try await executor.queryFirst(
-                    "SELECT id, email, totp_enabled, created_at FROM users WHERE id = $1",
-                    [.text(userID)]
-                )
-            else {
+            guard let user = try await store.user(id: userID, in: executor) else {
                 throw CaravanError(.unauthenticated, "The account no longer exists.")
             }
-            let user = User(
-                id: try row.string("id"),
-                email: try row.string("email"),
-                totpEnabled: try row.bool("totp_enabled"),
-                createdAt: try row.int("created_at")
-            )
-            let rows = try await executor.query(
-                """
-                SELECT m.org_id, o.name, m.role, m.created_at FROM memberships m JOIN organizations o ON o.id = m.org_id
-                WHERE m.user_id = $1 ORDER BY m.org_id
-                """,
-                [.text(userID)]
-            )
-            var memberships: [Membership] = []
-            for row in rows {
-                memberships.append(
-                    Membership(
-                        orgID: try row.string("org_id"),
-                        orgName: try row.string("name"),
-                        userID: user.id,
-                        email: user.email,
-                        role: Role(rawValue: try row.string("role")) ?? .viewer,
-                        createdAt: try row.int("created_at")
-                    )
-                )
-            }
-            return (user, memberships)
+            return (user, try await store.memberships(of: user, in: executor))
         }
     }
 }
