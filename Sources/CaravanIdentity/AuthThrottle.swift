@@ -14,16 +14,20 @@ public struct AuthThrottle: Sendable {
     public var maxBackoffSeconds: Int64 = 300
     let database: any Database
     let store = IdentityStore()
+    /// The wall clock that windows and backoffs are counted on.
+    let clock: WallClock
 
-    public init(database: any Database, attemptsPerMinute: Int) {
+    public init(database: any Database, attemptsPerMinute: Int, clock: WallClock = .system) {
         self.database = database
         self.attemptsPerMinute = attemptsPerMinute
+        self.clock = clock
     }
 
     /// Counts an attempt from `source`.
     /// - Throws: `rate_limited` (with the seconds until the next minute) when over the limit.
-    public func admit(source: String, now: Int64 = Clock.nowMilliseconds()) async throws {
+    public func admit(source: String) async throws {
         guard attemptsPerMinute > 0 else { return }
+        let now = clock.nowMilliseconds()
         let window = now / 60_000 * 60_000
         let count = try await database.withTransaction { executor in
             try await store.countAttempt(bucket: "auth:\(source)", window: window, in: executor)
@@ -39,7 +43,8 @@ public struct AuthThrottle: Sendable {
     /// Refuses an attempt on `email` from `source` while that pair's backoff lasts. The backoff is kept per
     /// account and source address, so that failures from one address (someone guessing, or locking a known account
     /// out on purpose) never hold back the account's owner signing in from another.
-    public func checkAccount(_ email: String, source: String, now: Int64 = Clock.nowMilliseconds()) async throws {
+    public func checkAccount(_ email: String, source: String) async throws {
+        let now = clock.nowMilliseconds()
         let failed = try await database.read { executor in
             try await store.loginFailures(email: email, source: source, in: executor)
         }
@@ -63,7 +68,8 @@ public struct AuthThrottle: Sendable {
     }
 
     /// Counts a failed password or code for `email` from `source`.
-    public func recordFailure(_ email: String, source: String, now: Int64 = Clock.nowMilliseconds()) async throws {
+    public func recordFailure(_ email: String, source: String) async throws {
+        let now = clock.nowMilliseconds()
         try await database.withTransaction { executor in
             try await store.recordLoginFailure(email: email, source: source, at: now, in: executor)
             // Forget pairs idle for more than an hour, a few at a time, so that the table stays small.

@@ -34,7 +34,7 @@ extension IdentityService {
             guard !state.enabled else {
                 throw CaravanError(.conflict, "Two-factor authentication is already on for this account.")
             }
-            try await store.setTOTPSecret(userID: userID, sealed: sealed, at: Clock.nowMilliseconds(), in: executor)
+            try await store.setTOTPSecret(userID: userID, sealed: sealed, at: clock.nowMilliseconds(), in: executor)
             try await store.replaceRecoveryCodes(userID: userID, digests: codes.map(OpaqueToken.digest), in: executor)
             return state.email
         }
@@ -57,7 +57,7 @@ extension IdentityService {
             else {
                 return false
             }
-            try await store.enableTOTP(userID: userID, step: step, at: Clock.nowMilliseconds(), in: executor)
+            try await store.enableTOTP(userID: userID, step: step, at: clock.nowMilliseconds(), in: executor)
             return true
         }
         guard accepted else {
@@ -65,11 +65,12 @@ extension IdentityService {
         }
     }
 
-    /// The time step whose code is `code`, among the current step and one either side, later than `after`.
+    /// The time step whose code is `code`, among the current step (on the injected clock) and one either side,
+    /// later than `after`.
     func matchingStep(code: String, sealed: String, userID: String, after: Int64) throws -> Int64? {
         let secret = String(decoding: try box.open(sealed, context: Self.totpContext(userID: userID)), as: UTF8.self)
         let totp = TOTP(secret: secret)
-        let now = Int64(Date().timeIntervalSince1970) / Self.totpStep
+        let now = clock.nowMilliseconds() / 1000 / Self.totpStep
         for step in [now - 1, now, now + 1] where step > after {
             let expected = totp.compute(date: Date(timeIntervalSince1970: Double(step * Self.totpStep)))
             if String(format: "%06d", expected) == code { return step }
@@ -96,7 +97,7 @@ extension IdentityService {
             return try await store.useRecoveryCode(
                 userID: userID,
                 digest: OpaqueToken.digest(trimmed),
-                at: Clock.nowMilliseconds(),
+                at: clock.nowMilliseconds(),
                 in: executor
             )
         }

@@ -9,7 +9,7 @@ extension IdentityService {
     /// Creates an organization owned by `userID`.
     public func createOrganization(userID: String, name rawName: String?) async throws -> Membership {
         let name = try Self.checkOrganizationName(rawName, pointer: "/name")
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         let orgID = Identifier.make("org")
         return try await changeCredentials { executor in
             do {
@@ -57,7 +57,7 @@ extension IdentityService {
                 )
             }
         }
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         try await changeCredentials { executor in
             do {
                 if let name { try await store.renameOrganization(id: orgID, to: name, at: now, in: executor) }
@@ -105,7 +105,7 @@ extension IdentityService {
         let role = try Role.parse(rawRole, at: "/role")
         try Self.checkGrant(role, by: inviter, pointer: "/role")
         let token = OpaqueToken.make(prefix: "cvi_")
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         let invitation = Invitation(
             id: Identifier.make("inv"),
             orgID: orgID,
@@ -126,7 +126,7 @@ extension IdentityService {
 
     /// A signed-in user joins the organization that invited their email.
     public func acceptInvitation(userID: String, token: String?) async throws -> Membership {
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         return try await changeCredentials { executor in
             guard let token,
                 let invitation = try await store.openInvitation(
@@ -177,7 +177,7 @@ extension IdentityService {
             if current == .owner, role != .owner {
                 try await requireAnotherOwner(orgID: orgID, executor: executor)
             }
-            try await store.setRole(orgID: orgID, userID: userID, to: role, at: Clock.nowMilliseconds(), in: executor)
+            try await store.setRole(orgID: orgID, userID: userID, to: role, at: clock.nowMilliseconds(), in: executor)
         }
         return try await member(orgID: orgID, userID: userID)
     }
@@ -189,7 +189,7 @@ extension IdentityService {
             let current = try await lockedRole(orgID: orgID, userID: userID, executor: executor)
             try Self.checkGrant(current, by: actor, pointer: "/role")
             if current == .owner { try await requireAnotherOwner(orgID: orgID, executor: executor) }
-            let now = Clock.nowMilliseconds()
+            let now = clock.nowMilliseconds()
             try await store.deleteMembership(orgID: orgID, userID: userID, in: executor)
             try await store.revokeSessions(userID: userID, at: now, in: executor)
             try await store.revokeAPIKeys(orgID: orgID, createdBy: userID, at: now, in: executor)
@@ -236,7 +236,7 @@ extension IdentityService {
         }
         let role = try Role.parse(rawRole, at: "/role")
         try Self.checkGrant(role, by: creator, pointer: "/role")
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         if let expiresAt, expiresAt <= now {
             throw CaravanError.validation("/expires_at", "expires_at must be in the future")
         }
@@ -269,7 +269,7 @@ extension IdentityService {
     /// - Returns: whether a live key with this id existed in the organization.
     public func revokeAPIKey(orgID: String, id: String) async throws -> Bool {
         try await changeCredentials { executor in
-            try await store.revokeAPIKey(orgID: orgID, id: id, at: Clock.nowMilliseconds(), in: executor)
+            try await store.revokeAPIKey(orgID: orgID, id: id, at: clock.nowMilliseconds(), in: executor)
         }
     }
 }

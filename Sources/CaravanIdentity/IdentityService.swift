@@ -22,12 +22,16 @@ public struct IdentityService: Sendable {
     let box: SecretBox
     let settings: Settings
     public let throttle: AuthThrottle
+    /// The wall clock of every stored time and of every expiry decided here.
+    let clock: WallClock
     let store = IdentityStore()
     /// Authenticated credentials, by key digest or `session:<id>`, so that a request need not read them.
     let credentials: ClusterCache<StoredCredential>
 
-    /// - Parameter signals: how credential changes reach the other nodes; credentials are kept in memory while
-    ///   they are heard.
+    /// - Parameters:
+    ///   - signals: how credential changes reach the other nodes; credentials are kept in memory while they are
+    ///     heard.
+    ///   - clock: the wall clock of stored times, expiries and TOTP steps.
     public init(
         database: any Database,
         hasher: PasswordHasher,
@@ -35,7 +39,8 @@ public struct IdentityService: Sendable {
         box: SecretBox,
         throttle: AuthThrottle,
         signals: ClusterSignals,
-        settings: Settings
+        settings: Settings,
+        clock: WallClock = .system
     ) {
         self.database = database
         self.credentials = ClusterCache(signals: signals, topic: Self.credentialsChanged)
@@ -44,6 +49,7 @@ public struct IdentityService: Sendable {
         self.box = box
         self.throttle = throttle
         self.settings = settings
+        self.clock = clock
     }
 
     // MARK: Signup and sessions
@@ -84,7 +90,7 @@ public struct IdentityService: Sendable {
         let orgName: String? =
             invitation == nil ? try Self.checkOrganizationName(organization, pointer: "/organization") : nil
         let passwordHash = try await hasher.hash(password)
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         let userID = Identifier.make("usr")
         let openSignup = settings.openSignup
         let membership = try await changeCredentials { executor -> Membership in
@@ -177,7 +183,7 @@ public struct IdentityService: Sendable {
     func startSession(userID: String) async throws -> SessionTokens {
         let sessionID = Identifier.make("ses")
         let refresh = OpaqueToken.make(prefix: "cvr_")
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         let expires = now + settings.sessionLifetime.components.seconds * 1000
         try await database.withTransaction { executor in
             try await store.insertSession(
@@ -202,7 +208,7 @@ public struct IdentityService: Sendable {
         guard let token, !token.isEmpty, token.utf8.count <= 256 else {
             throw CaravanError(.unauthenticated, "The refresh token is not valid.")
         }
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         let next = OpaqueToken.make(prefix: "cvr_")
         let outcome = try await changeCredentials { executor -> Result<(String, String), CaravanError> in
             let hash = OpaqueToken.digest(token)
@@ -245,7 +251,7 @@ public struct IdentityService: Sendable {
     /// Ends a session: its access and refresh tokens stop working at once.
     public func logout(sessionID: String) async throws {
         try await changeCredentials { executor in
-            try await store.revokeSession(id: sessionID, at: Clock.nowMilliseconds(), in: executor)
+            try await store.revokeSession(id: sessionID, at: clock.nowMilliseconds(), in: executor)
         }
     }
 
@@ -258,7 +264,7 @@ public struct IdentityService: Sendable {
         guard let new else { throw CaravanError.validation("/new_password", "new_password is required") }
         try PasswordPolicy.check(new, email: stored.email, pointer: "/new_password")
         let hash = try await hasher.hash(new)
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         try await changeCredentials { executor in
             try await store.updatePassword(userID: userID, hash: hash, at: now, in: executor)
             try await store.revokeSessions(userID: userID, at: now, in: executor)
@@ -275,7 +281,7 @@ public struct IdentityService: Sendable {
     ///     `Caravan-Organization` header); a user not a member of it is answered `not_found`.
     /// - Throws: `unauthenticated` for anything but a live credential.
     public func authenticate(bearer: String, organization: String?) async throws -> Principal {
-        let now = Clock.nowMilliseconds()
+        let now = clock.nowMilliseconds()
         if bearer.hasPrefix("cvk_") {
             let digest = OpaqueToken.digest(bearer)
             let key: StoredAPIKey?

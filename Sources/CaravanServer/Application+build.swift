@@ -106,9 +106,14 @@ public func buildApplication(
             lifetime: .milliseconds(configuration.accessTokenLifetime.milliseconds)
         ),
         box: box,
-        throttle: AuthThrottle(database: database, attemptsPerMinute: configuration.authAttemptsPerMinute),
+        throttle: AuthThrottle(
+            database: database,
+            attemptsPerMinute: configuration.authAttemptsPerMinute,
+            clock: clock
+        ),
         signals: signals,
-        settings: identitySettings
+        settings: identitySettings,
+        clock: clock
     )
 
     let egress = try EgressPolicy(allowList: configuration.egressAllow)
