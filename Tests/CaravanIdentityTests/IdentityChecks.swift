@@ -1,5 +1,4 @@
 import CaravanCore
-import CaravanIdentity
 import CaravanServer
 import CaravanStorage
 import CaravanTestSupport
@@ -7,6 +6,8 @@ import Foundation
 import HTTPTypes
 import HummingbirdTesting
 import Testing
+
+@testable import CaravanIdentity
 
 /// The identity checks, run unchanged on SQLite and PostgreSQL.
 enum IdentityChecks {
@@ -278,7 +279,7 @@ enum IdentityChecks {
     }
 
     /// TOTP: enrolment, a code required at login, each code and recovery code usable once.
-    static func totp(_ client: AuthenticatedClient, _ app: CaravanApplication) async throws {
+    static func totp(_ client: AuthenticatedClient, _ app: CaravanApplication, _ time: ManualTime) async throws {
         let anonymous = client.anonymous
         let enrolled = try await anonymous.send(.post, "/v1/auth/mfa/totp", headers: .bearer(client.accessToken))
         #expect(enrolled.status == .created)
@@ -293,11 +294,14 @@ enum IdentityChecks {
             headers: .bearer(client.accessToken)
         )
         #expect(bad.status == .unprocessableContent)
-        // Verify with the previous step's code (drift of one step), keeping the current one for login. Codes are
-        // taken at least 10 s before a step ends, so that on a slow machine no code ages a second step meanwhile.
-        let intoStep = Date().timeIntervalSince1970.truncatingRemainder(dividingBy: 30)
-        if intoStep > 20 { try await Task.sleep(for: .milliseconds(Int((30 - intoStep) * 1000) + 100)) }
-        let previous = totpCode(base32: secret, at: Date().addingTimeInterval(-30))
+        // Verify with the previous step's code (drift of one step), keeping the current one for login. The clock
+        // stands in the middle of a 30-second step (moved on to the next middle), so no code ages a step meanwhile.
+        let step: Int64 = 30_000
+        var middle = time.milliseconds / step * step + step / 2
+        if middle < time.milliseconds { middle += step }
+        time.set(middle)
+        let now = Date(timeIntervalSince1970: Double(middle) / 1000)
+        let previous = totpCode(base32: secret, at: now.addingTimeInterval(-30))
         let verified = try await anonymous.send(
             .post,
             "/v1/auth/mfa/totp/verify",
@@ -316,7 +320,7 @@ enum IdentityChecks {
             json: #"{\#(credentials), "totp": "\#(previous)"}"#
         )
         #expect(replayed.status == .unauthorized, "a code is usable once")
-        let current = totpCode(base32: secret)
+        let current = totpCode(base32: secret, at: now)
         #expect(
             try await anonymous.send(.post, "/v1/auth/login", json: #"{\#(credentials), "totp": "\#(current)"}"#).status
                 == .ok
@@ -340,7 +344,7 @@ enum IdentityChecks {
     }
 
     /// API keys: shown once, stored hashed, scoped, revocable at once, expiring, never in a URL.
-    static func apiKeys(_ client: AuthenticatedClient, _ app: CaravanApplication) async throws {
+    static func apiKeys(_ client: AuthenticatedClient, _ app: CaravanApplication, _ time: ManualTime) async throws {
         let created = try await client.send(.post, "/v1/api-keys", json: #"{"name": "ci", "role": "developer"}"#)
         #expect(created.status == .created)
         let key = try #require(created.json["key"]?.stringValue)
@@ -367,7 +371,7 @@ enum IdentityChecks {
         )
         #expect(past.status == .unprocessableContent)
         #expect(past.json["errors"]?.arrayValue?.first?["pointer"] == "/expires_at")
-        let soon = Clock.rfc3339(Clock.nowMilliseconds() + 1500)
+        let soon = Clock.rfc3339(time.milliseconds + 1500)
         let expiring = try #require(
             try await client.send(
                 .post,
@@ -376,7 +380,11 @@ enum IdentityChecks {
             ).json["key"]?.stringValue
         )
         #expect(try await client.anonymous.send(.get, "/v1/workflows", headers: .bearer(expiring)).status == .ok)
-        try await Task.sleep(for: .milliseconds(1700))
+        time.advance(by: .milliseconds(1499))
+        #expect(try await client.anonymous.send(.get, "/v1/workflows", headers: .bearer(expiring)).status == .ok)
+        // The key is served from memory now; past its expiry (on the injected clock) it is refused all the same.
+        #expect(app.identity.credentials.value(OpaqueToken.digest(expiring)) != nil, "the key is kept in memory")
+        time.advance(by: .milliseconds(501))
         #expect(
             try await client.anonymous.send(.get, "/v1/workflows", headers: .bearer(expiring)).status == .unauthorized
         )
@@ -453,7 +461,7 @@ enum IdentityChecks {
     }
 
     /// Too many sign-in attempts: per address, then per account with a short backoff; per credential on the API.
-    static func rateLimits(_ client: AuthenticatedClient, _ app: CaravanApplication) async throws {
+    static func rateLimits(_ client: AuthenticatedClient, _ app: CaravanApplication, _ time: ManualTime) async throws {
         let anonymous = client.anonymous
         for _ in 0..<5 {
             #expect(
@@ -464,26 +472,21 @@ enum IdentityChecks {
                 ).status == .unauthorized
             )
         }
-        let fifthFailure = ContinuousClock.now
-        let blocked = try await anonymous.send(
-            .post,
-            "/v1/auth/login",
-            json: #"{"email": "owner@example.com", "password": "\#(AuthenticatedClient.ownerPassword)"}"#
-        )
-        // The first backoff lasts a second: a machine stalled longer than that between the two requests (a loaded
-        // CI runner) has let it pass, and only then may the attempt succeed.
-        if ContinuousClock.now - fifthFailure < .milliseconds(950) {
-            #expect(blocked.status == .tooManyRequests)
-            #expect(blocked.json["code"] == "rate_limited")
-            #expect(Int(blocked.headers[.init("Retry-After")!] ?? "") ?? 0 >= 1)
-        }
-        try await Task.sleep(for: .milliseconds(1100))
+        // The first backoff lasts a second of the injected clock, which stands still until moved on: even the right
+        // password waits it out.
+        let rightPassword = #"{"email": "owner@example.com", "password": "\#(AuthenticatedClient.ownerPassword)"}"#
+        let blocked = try await anonymous.send(.post, "/v1/auth/login", json: rightPassword)
+        #expect(blocked.status == .tooManyRequests)
+        #expect(blocked.json["code"] == "rate_limited")
+        #expect(Int(blocked.headers[.init("Retry-After")!] ?? "") == 1)
+        time.advance(by: .milliseconds(999))
         #expect(
-            try await anonymous.send(
-                .post,
-                "/v1/auth/login",
-                json: #"{"email": "owner@example.com", "password": "\#(AuthenticatedClient.ownerPassword)"}"#
-            ).status == .ok,
+            try await anonymous.send(.post, "/v1/auth/login", json: rightPassword).status == .tooManyRequests,
+            "the backoff lasts its whole second"
+        )
+        time.advance(by: .milliseconds(1))
+        #expect(
+            try await anonymous.send(.post, "/v1/auth/login", json: rightPassword).status == .ok,
             "the real user is back after a moment"
         )
 

@@ -52,11 +52,17 @@ struct SQLiteIdentityTests {
         try await identityCheck(backend, configure: { $0.openSignup = true }, IdentityChecks.organizationsAreIsolated)
     }
     @Test func sessions() async throws { try await identityCheck(backend, IdentityChecks.sessions) }
-    @Test func totp() async throws { try await identityCheck(backend, IdentityChecks.totp) }
-    @Test func apiKeys() async throws { try await identityCheck(backend, IdentityChecks.apiKeys) }
+    @Test func totp() async throws {
+        try await identityCheck(backend, time: ManualTime(), IdentityChecks.totp)
+    }
+    @Test func apiKeys() async throws {
+        try await identityCheck(backend, time: ManualTime(), IdentityChecks.apiKeys)
+    }
     @Test func members() async throws { try await identityCheck(backend, IdentityChecks.members) }
     @Test func passwordPolicy() async throws { try await identityCheck(backend, IdentityChecks.passwordPolicy) }
-    @Test func rateLimits() async throws { try await identityCheck(backend, IdentityChecks.rateLimits) }
+    @Test func rateLimits() async throws {
+        try await identityCheck(backend, time: ManualTime(), IdentityChecks.rateLimits)
+    }
     @Test func auditChain() async throws { try await identityCheck(backend, IdentityChecks.auditChain) }
     @Test func runStartsAreAuditedWithTheRun() async throws {
         try await identityCheck(backend, IdentityChecks.runStartsAreAuditedWithTheRun)
@@ -95,7 +101,7 @@ struct SQLiteIdentityTests {
         try await identityCheck(backend, SecurityFindingChecks.legacyChainsStillVerify)
     }
     @Test func backoffIsPerAddress() async throws {
-        try await identityCheck(backend, SecurityFindingChecks.backoffIsPerAddress)
+        try await identityCheck(backend, time: ManualTime(), SecurityFindingChecks.backoffIsPerAddress)
     }
 }
 
@@ -113,10 +119,16 @@ struct PostgresIdentityTests {
         try await identityCheck(backend, configure: { $0.openSignup = true }, IdentityChecks.organizationsAreIsolated)
     }
     @Test func sessions() async throws { try await identityCheck(backend, IdentityChecks.sessions) }
-    @Test func totp() async throws { try await identityCheck(backend, IdentityChecks.totp) }
-    @Test func apiKeys() async throws { try await identityCheck(backend, IdentityChecks.apiKeys) }
+    @Test func totp() async throws {
+        try await identityCheck(backend, time: ManualTime(), IdentityChecks.totp)
+    }
+    @Test func apiKeys() async throws {
+        try await identityCheck(backend, time: ManualTime(), IdentityChecks.apiKeys)
+    }
     @Test func members() async throws { try await identityCheck(backend, IdentityChecks.members) }
-    @Test func rateLimits() async throws { try await identityCheck(backend, IdentityChecks.rateLimits) }
+    @Test func rateLimits() async throws {
+        try await identityCheck(backend, time: ManualTime(), IdentityChecks.rateLimits)
+    }
     @Test func auditChain() async throws { try await identityCheck(backend, IdentityChecks.auditChain) }
     @Test func runStartsAreAuditedWithTheRun() async throws {
         try await identityCheck(backend, IdentityChecks.runStartsAreAuditedWithTheRun)
@@ -155,7 +167,7 @@ struct PostgresIdentityTests {
         try await identityCheck(backend, SecurityFindingChecks.legacyChainsStillVerify)
     }
     @Test func backoffIsPerAddress() async throws {
-        try await identityCheck(backend, SecurityFindingChecks.backoffIsPerAddress)
+        try await identityCheck(backend, time: ManualTime(), SecurityFindingChecks.backoffIsPerAddress)
     }
 }
 

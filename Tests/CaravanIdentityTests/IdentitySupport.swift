@@ -18,6 +18,19 @@ func identityCheck(
     }
 }
 
+/// Runs an identity check on `backend` with the first user signed up, on a wall clock that the check sets: what
+/// identity decides from the time (expiries, backoffs, TOTP steps) follows `time`, which moves only when told.
+func identityCheck(
+    _ backend: TestBackend,
+    configure: @escaping @Sendable (inout ServerConfiguration) -> Void = { _ in },
+    time: ManualTime,
+    _ body: @escaping @Sendable (AuthenticatedClient, CaravanApplication, ManualTime) async throws -> Void
+) async throws {
+    try await withTestApplication(backend, configure: configure, clock: time.clock) { client, app in
+        try await body(try #require(client as? AuthenticatedClient), app, time)
+    }
+}
+
 extension HTTPFields {
     static func bearer(_ token: String) -> HTTPFields { [.authorization: "Bearer \(token)"] }
 }
@@ -47,8 +60,8 @@ extension AuthenticatedClient {
     }
 }
 
-/// A TOTP code for the base32 secret an enrolment answered, at time step `step` (or now).
-func totpCode(base32 secret: String, at date: Date = Date()) -> String {
+/// A TOTP code for the base32 secret an enrolment answered, for the time step that holds `date`.
+func totpCode(base32 secret: String, at date: Date) -> String {
     let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
     var bits = 0
     var value = 0
