@@ -1,12 +1,7 @@
 import Foundation
 
-/// Wall-clock helpers: stored times are Unix milliseconds; the API writes RFC 3339 UTC.
+/// Stored times are Unix milliseconds (read from an injected `WallClock`); the API writes RFC 3339 UTC.
 public enum Clock {
-    /// Now, in Unix milliseconds.
-    public static func nowMilliseconds() -> Int64 {
-        Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
-    }
-
     /// `milliseconds` as an RFC 3339 UTC string with millisecond precision, e.g. `2026-11-23T01:02:03.456Z`.
     public static func rfc3339(_ milliseconds: Int64) -> String {
         let date = Date(timeIntervalSince1970: Double(milliseconds) / 1000)

@@ -6,6 +6,8 @@ extension Tag {
     @Tag public static var engine: Self
     /// Agents, the model gateway and the tools they call.
     @Tag public static var agents: Self
+    /// Identity and tenancy: accounts, credentials, roles, the audit log.
+    @Tag public static var identity: Self
     /// What an attacker with an ordinary account tried.
     @Tag public static var security: Self
     /// The storage backends and what every one of them must do alike.

@@ -65,7 +65,7 @@ enum AgentChecks {
         #expect(byModel["items"]?.arrayValue?.first?["key"] == "local/m1")
         let byDay = try await world.client.send(.get, "/v1/usage?group_by=day").json["items"]?.arrayValue ?? []
         #expect(byDay.count == 1)
-        #expect(byDay.first?["key"] == .string(String(Clock.rfc3339(Clock.nowMilliseconds()).prefix(10))))
+        #expect(byDay.first?["key"] == .string(String(Clock.rfc3339(WallClock.system.nowMilliseconds()).prefix(10))))
         #expect(byDay.first?["requests"] == 3)
     }
 

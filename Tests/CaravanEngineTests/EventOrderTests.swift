@@ -30,7 +30,7 @@ enum EventOrderChecks {
     }
 
     static func event(_ runID: String, _ seq: Int64) -> RunEvent {
-        RunEvent(runID: runID, seq: seq, type: "step.succeeded", at: Clock.nowMilliseconds())
+        RunEvent(runID: runID, seq: seq, type: "step.succeeded", at: WallClock.system.nowMilliseconds())
     }
 
     /// A slow transaction takes its position first and commits last; a fast one appends meanwhile. A reader that

@@ -94,7 +94,7 @@ struct ScheduleAndRetentionTests {
             try await database.withTransaction {
                 try await $0.execute(
                     "UPDATE workflows SET next_fire_at = $1",
-                    [.int(Clock.nowMilliseconds() - 3_600_000)]
+                    [.int(WallClock.system.nowMilliseconds() - 3_600_000)]
                 )
             }
             try await engine.fireDueSchedules()
@@ -152,15 +152,15 @@ struct ScheduleAndRetentionTests {
             try await database.withTransaction { executor in
                 try await executor.execute(
                     "UPDATE runs SET status = 'succeeded', finished_at = $2 WHERE id = $1",
-                    [.text(old.id), .int(Clock.nowMilliseconds() - 86_400_000)]
+                    [.text(old.id), .int(WallClock.system.nowMilliseconds() - 86_400_000)]
                 )
                 try await executor.execute(
                     "UPDATE runs SET status = 'succeeded', finished_at = $2 WHERE id = $1",
-                    [.text(recent.id), .int(Clock.nowMilliseconds())]
+                    [.text(recent.id), .int(WallClock.system.nowMilliseconds())]
                 )
             }
             let deleted = try await database.withTransaction {
-                try await RunStore().deleteFinished(before: Clock.nowMilliseconds() - 60_000, limit: 10, in: $0)
+                try await RunStore().deleteFinished(before: WallClock.system.nowMilliseconds() - 60_000, limit: 10, in: $0)
             }
             #expect(deleted == 1)
             #expect(try await engine.run(orgID: Organization.defaultID, id: old.id) == nil)

@@ -41,132 +41,77 @@ func secretsCheck(_ backend: TestBackend) async throws {
     }
 }
 
-@Suite("Identity and tenancy on SQLite")
-struct SQLiteIdentityTests {
-    let backend = TestBackend.sqlite
-    @Test func credentialsAreRequired() async throws {
+/// Every check runs on each available backend (`TestBackend.available`), as one test case per backend.
+@Suite("Identity and tenancy", .tags(.identity), .timeLimit(.minutes(3)))
+struct IdentityTests {
+    @Test(arguments: TestBackend.available) func credentialsAreRequired(backend: TestBackend) async throws {
         try await identityCheck(backend, IdentityChecks.credentialsAreRequired)
     }
-    @Test func roleMatrix() async throws { try await identityCheck(backend, IdentityChecks.roleMatrix) }
-    @Test func isolation() async throws {
+    @Test(arguments: TestBackend.available) func roleMatrix(backend: TestBackend) async throws {
+        try await identityCheck(backend, IdentityChecks.roleMatrix)
+    }
+    @Test(arguments: TestBackend.available) func isolation(backend: TestBackend) async throws {
         try await identityCheck(backend, configure: { $0.openSignup = true }, IdentityChecks.organizationsAreIsolated)
     }
-    @Test func sessions() async throws { try await identityCheck(backend, IdentityChecks.sessions) }
-    @Test func totp() async throws {
+    @Test(arguments: TestBackend.available) func sessions(backend: TestBackend) async throws {
+        try await identityCheck(backend, IdentityChecks.sessions)
+    }
+    @Test(arguments: TestBackend.available) func totp(backend: TestBackend) async throws {
         try await identityCheck(backend, time: ManualTime(), IdentityChecks.totp)
     }
-    @Test func apiKeys() async throws {
+    @Test(arguments: TestBackend.available) func apiKeys(backend: TestBackend) async throws {
         try await identityCheck(backend, time: ManualTime(), IdentityChecks.apiKeys)
     }
-    @Test func members() async throws { try await identityCheck(backend, IdentityChecks.members) }
-    @Test func passwordPolicy() async throws { try await identityCheck(backend, IdentityChecks.passwordPolicy) }
-    @Test func rateLimits() async throws {
+    @Test(arguments: TestBackend.available) func members(backend: TestBackend) async throws {
+        try await identityCheck(backend, IdentityChecks.members)
+    }
+    /// The rules are the service's own, not the database's: one backend suffices.
+    @Test func passwordPolicy() async throws { try await identityCheck(.sqlite, IdentityChecks.passwordPolicy) }
+    @Test(arguments: TestBackend.available) func rateLimits(backend: TestBackend) async throws {
         try await identityCheck(backend, time: ManualTime(), IdentityChecks.rateLimits)
     }
-    @Test func auditChain() async throws { try await identityCheck(backend, IdentityChecks.auditChain) }
-    @Test func runStartsAreAuditedWithTheRun() async throws {
+    @Test(arguments: TestBackend.available) func auditChain(backend: TestBackend) async throws {
+        try await identityCheck(backend, IdentityChecks.auditChain)
+    }
+    @Test(arguments: TestBackend.available) func runStartsAreAuditedWithTheRun(backend: TestBackend) async throws {
         try await identityCheck(backend, IdentityChecks.runStartsAreAuditedWithTheRun)
     }
-    @Test func secrets() async throws { try await secretsCheck(backend) }
-    @Test func keysFollowTheirCreator() async throws {
+    @Test(arguments: TestBackend.available) func secrets(backend: TestBackend) async throws {
+        try await secretsCheck(backend)
+    }
+    @Test(arguments: TestBackend.available) func keysFollowTheirCreator(backend: TestBackend) async throws {
         try await identityCheck(backend, SecurityFindingChecks.keysFollowTheirCreator)
     }
-    @Test func rateLimitCeiling() async throws {
+    @Test(arguments: TestBackend.available) func rateLimitCeiling(backend: TestBackend) async throws {
         try await identityCheck(
             backend,
             configure: { $0.rateLimitPerMinute = 20 },
             SecurityFindingChecks.rateLimitCeiling
         )
     }
-    @Test func failedSignInsAreAudited() async throws {
+    @Test(arguments: TestBackend.available) func failedSignInsAreAudited(backend: TestBackend) async throws {
         try await identityCheck(backend, SecurityFindingChecks.failedSignInsAreAudited)
     }
-    @Test func auditIDsArePerOrganization() async throws {
+    @Test(arguments: TestBackend.available) func auditIDsArePerOrganization(backend: TestBackend) async throws {
         try await identityCheck(
             backend,
             configure: { $0.openSignup = true },
             SecurityFindingChecks.auditIDsArePerOrganization
         )
     }
-    @Test func auditDeletionsAreDetected() async throws {
+    @Test(arguments: TestBackend.available) func auditDeletionsAreDetected(backend: TestBackend) async throws {
         try await identityCheck(backend, SecurityFindingChecks.auditDeletionsAreDetected)
     }
-    @Test func auditTailDeletionIsDetected() async throws {
+    @Test(arguments: TestBackend.available) func auditTailDeletionIsDetected(backend: TestBackend) async throws {
         try await identityCheck(backend, SecurityFindingChecks.auditTailDeletionIsDetected)
     }
-    @Test func savedHeadsRevealDeletions() async throws {
+    @Test(arguments: TestBackend.available) func savedHeadsRevealDeletions(backend: TestBackend) async throws {
         try await identityCheck(backend, SecurityFindingChecks.savedHeadsRevealDeletions)
     }
-    @Test func legacyChainsStillVerify() async throws {
+    @Test(arguments: TestBackend.available) func legacyChainsStillVerify(backend: TestBackend) async throws {
         try await identityCheck(backend, SecurityFindingChecks.legacyChainsStillVerify)
     }
-    @Test func backoffIsPerAddress() async throws {
-        try await identityCheck(backend, time: ManualTime(), SecurityFindingChecks.backoffIsPerAddress)
-    }
-}
-
-@Suite(
-    "Identity and tenancy on PostgreSQL",
-    .enabled(if: PostgresTestServer.isConfigured, "needs CARAVAN_TEST_POSTGRES_URL (scripts/test sets it)")
-)
-struct PostgresIdentityTests {
-    let backend = TestBackend.postgres
-    @Test func credentialsAreRequired() async throws {
-        try await identityCheck(backend, IdentityChecks.credentialsAreRequired)
-    }
-    @Test func roleMatrix() async throws { try await identityCheck(backend, IdentityChecks.roleMatrix) }
-    @Test func isolation() async throws {
-        try await identityCheck(backend, configure: { $0.openSignup = true }, IdentityChecks.organizationsAreIsolated)
-    }
-    @Test func sessions() async throws { try await identityCheck(backend, IdentityChecks.sessions) }
-    @Test func totp() async throws {
-        try await identityCheck(backend, time: ManualTime(), IdentityChecks.totp)
-    }
-    @Test func apiKeys() async throws {
-        try await identityCheck(backend, time: ManualTime(), IdentityChecks.apiKeys)
-    }
-    @Test func members() async throws { try await identityCheck(backend, IdentityChecks.members) }
-    @Test func rateLimits() async throws {
-        try await identityCheck(backend, time: ManualTime(), IdentityChecks.rateLimits)
-    }
-    @Test func auditChain() async throws { try await identityCheck(backend, IdentityChecks.auditChain) }
-    @Test func runStartsAreAuditedWithTheRun() async throws {
-        try await identityCheck(backend, IdentityChecks.runStartsAreAuditedWithTheRun)
-    }
-    @Test func secrets() async throws { try await secretsCheck(backend) }
-    @Test func keysFollowTheirCreator() async throws {
-        try await identityCheck(backend, SecurityFindingChecks.keysFollowTheirCreator)
-    }
-    @Test func rateLimitCeiling() async throws {
-        try await identityCheck(
-            backend,
-            configure: { $0.rateLimitPerMinute = 20 },
-            SecurityFindingChecks.rateLimitCeiling
-        )
-    }
-    @Test func failedSignInsAreAudited() async throws {
-        try await identityCheck(backend, SecurityFindingChecks.failedSignInsAreAudited)
-    }
-    @Test func auditIDsArePerOrganization() async throws {
-        try await identityCheck(
-            backend,
-            configure: { $0.openSignup = true },
-            SecurityFindingChecks.auditIDsArePerOrganization
-        )
-    }
-    @Test func auditDeletionsAreDetected() async throws {
-        try await identityCheck(backend, SecurityFindingChecks.auditDeletionsAreDetected)
-    }
-    @Test func auditTailDeletionIsDetected() async throws {
-        try await identityCheck(backend, SecurityFindingChecks.auditTailDeletionIsDetected)
-    }
-    @Test func savedHeadsRevealDeletions() async throws {
-        try await identityCheck(backend, SecurityFindingChecks.savedHeadsRevealDeletions)
-    }
-    @Test func legacyChainsStillVerify() async throws {
-        try await identityCheck(backend, SecurityFindingChecks.legacyChainsStillVerify)
-    }
-    @Test func backoffIsPerAddress() async throws {
+    @Test(arguments: TestBackend.available) func backoffIsPerAddress(backend: TestBackend) async throws {
         try await identityCheck(backend, time: ManualTime(), SecurityFindingChecks.backoffIsPerAddress)
     }
 }

@@ -390,7 +390,7 @@ enum SecurityFindingChecks {
         )
         let heads = try await app.audit.exportHeads(previous: nil)
         #expect(heads[org] != nil)
-        let line = AuditHeadsExport(at: Clock.nowMilliseconds(), heads: heads).signed(with: app.audit.keys)
+        let line = AuditHeadsExport(at: WallClock.system.nowMilliseconds(), heads: heads).signed(with: app.audit.keys)
         let saved = try AuditHeadsExport.parse(line, keys: app.audit.keys)
         #expect(saved.heads == heads)
         #expect(throws: CaravanError.self) {
