@@ -160,7 +160,11 @@ struct ScheduleAndRetentionTests {
                 )
             }
             let deleted = try await database.withTransaction {
-                try await RunStore().deleteFinished(before: WallClock.system.nowMilliseconds() - 60_000, limit: 10, in: $0)
+                try await RunStore().deleteFinished(
+                    before: WallClock.system.nowMilliseconds() - 60_000,
+                    limit: 10,
+                    in: $0
+                )
             }
             #expect(deleted == 1)
             #expect(try await engine.run(orgID: Organization.defaultID, id: old.id) == nil)
