@@ -1,16 +1,17 @@
-public import CaravanCore
+import CaravanCore
+import CaravanStorage
 
-/// Reads and writes organizations.
-public struct OrganizationStore: Sendable {
+/// Reads and writes the organizations of the storage tests' schema: a small store the conformance checks exercise.
+struct OrganizationStore: Sendable {
     private let clock: WallClock
 
-    public init(clock: WallClock = .system) {
+    init(clock: WallClock = .system) {
         self.clock = clock
     }
 
     /// Creates an organization.
     /// - Throws: `StorageError` `.conflict` when the name is taken.
-    public func create(name: String, in executor: any SQLExecutor) async throws(StorageError) -> Organization {
+    func create(name: String, in executor: any SQLExecutor) async throws(StorageError) -> Organization {
         let now = clock.nowMilliseconds()
         let organization = Organization(id: Identifier.make("org"), name: name, createdAt: now, updatedAt: now)
         try await executor.execute(
@@ -21,7 +22,7 @@ public struct OrganizationStore: Sendable {
     }
 
     /// The organization with `id`, or `nil`.
-    public func get(id: String, in executor: any SQLExecutor) async throws(StorageError) -> Organization? {
+    func get(id: String, in executor: any SQLExecutor) async throws(StorageError) -> Organization? {
         guard
             let row = try await executor.queryFirst(
                 "SELECT id, name, created_at, updated_at FROM organizations WHERE id = $1",
@@ -34,7 +35,7 @@ public struct OrganizationStore: Sendable {
     /// Renames an organization.
     /// - Returns: whether an organization with `id` existed.
     /// - Throws: `StorageError` `.conflict` when the new name is taken.
-    public func rename(id: String, to name: String, in executor: any SQLExecutor) async throws(StorageError) -> Bool {
+    func rename(id: String, to name: String, in executor: any SQLExecutor) async throws(StorageError) -> Bool {
         let rows = try await executor.query(
             "UPDATE organizations SET name = $2, updated_at = $3 WHERE id = $1 RETURNING id",
             [.text(id), .text(name), .int(clock.nowMilliseconds())]
@@ -43,7 +44,7 @@ public struct OrganizationStore: Sendable {
     }
 
     /// Every organization, ordered by id.
-    public func list(in executor: any SQLExecutor) async throws(StorageError) -> [Organization] {
+    func list(in executor: any SQLExecutor) async throws(StorageError) -> [Organization] {
         let rows = try await executor.query(
             "SELECT id, name, created_at, updated_at FROM organizations ORDER BY id",
             []
