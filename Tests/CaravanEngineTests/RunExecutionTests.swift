@@ -4,35 +4,6 @@ import Testing
 
 @testable import CaravanEngine
 
-private func definition(_ yaml: String) throws -> WorkflowDefinition {
-    try DefinitionParser.parse(Array(yaml.utf8), format: .yaml, nameFromPath: "w")
-}
-
-private func queuedRun(_ definition: WorkflowDefinition) -> RunRecord {
-    RunRecord(
-        id: "run_1",
-        orgID: "org_1",
-        kind: "workflow",
-        workflow: "w",
-        workflowVersion: 1,
-        status: .queued,
-        input: [:],
-        output: nil,
-        error: nil,
-        steps: definition.steps.map { StepState(id: $0.id) },
-        idempotencyKey: nil,
-        requestHash: nil,
-        parentRunID: nil,
-        parentStep: nil,
-        createdAt: 0,
-        startedAt: nil,
-        finishedAt: nil,
-        updatedAt: 0,
-        lastSeq: 1,
-        cancelRequested: false
-    )
-}
-
 private let configuration: EngineConfiguration = {
     var configuration = EngineConfiguration()
     configuration.nodeID = "node_a"
@@ -45,7 +16,7 @@ private let configuration: EngineConfiguration = {
 /// A run claimed from the database (no launches committed yet), as the engine's driver would make it.
 private func claimed(_ workflow: WorkflowDefinition, instant: Set<String> = []) -> RunExecution {
     RunExecution(
-        run: queuedRun(workflow),
+        run: newRun(workflow),
         fence: 7,
         launches: [],
         wakeSeq: 3,

@@ -86,28 +86,7 @@ struct RunPlannerPropertyTests {
             format: .json,
             nameFromPath: "w"
         )
-        var run = RunRecord(
-            id: "run_1",
-            orgID: "org_1",
-            kind: "workflow",
-            workflow: "w",
-            workflowVersion: 1,
-            status: .queued,
-            input: ["items": "not an array"],
-            output: nil,
-            error: nil,
-            steps: workflow.steps.map { StepState(id: $0.id) },
-            idempotencyKey: nil,
-            requestHash: nil,
-            parentRunID: nil,
-            parentStep: nil,
-            createdAt: 0,
-            startedAt: nil,
-            finishedAt: nil,
-            updatedAt: 0,
-            lastSeq: 1,
-            cancelRequested: false
-        )
+        var run = newRun(workflow, input: ["items": "not an array"])
         var planner = RunPlanner(definition: workflow, now: 0, maxOutputBytes: 1_000)
         planner.start(&run)
         planner.advance(&run, signals: [], children: [:])
