@@ -252,8 +252,9 @@ public struct AgentDefinition: Sendable {
         for (index, tool) in tools.enumerated() {
             let pointer = "/tools/\(index)"
             switch tool.kind {
-            case .agent(let name): references.agents.append((name, pointer + "/agent/name"))
-            case .workflow(let name): references.workflows.append((name, pointer + "/workflow/name"))
+            case .agent(let name): references.children.append((AgentStepKind.self, name, pointer + "/agent/name"))
+            case .workflow(let name):
+                references.children.append((WorkflowStepKind.self, name, pointer + "/workflow/name"))
             case .http(_, let url, let headers, _, _):
                 let template: JSONValue = [
                     "url": .string(url), "headers": .object(headers.mapValues(JSONValue.string)),

@@ -3,10 +3,9 @@ public import CaravanWorkflow
 
 /// What a definition names outside itself, and whether it is there.
 public struct DefinitionReferences: Sendable {
-    /// Workflows named by steps or tools, with the pointer of the field that names each.
-    public var workflows: [(name: String, pointer: String)] = []
-    /// Agents named by steps or tools.
-    public var agents: [(name: String, pointer: String)] = []
+    /// Workflows and agents named by steps or tools: the child-run kind that names each, the name, and the pointer
+    /// of the field that names it.
+    public var children: [(kind: any ChildRunStepKind.Type, name: String, pointer: String)] = []
     /// Secrets interpolated as `{{ secrets.NAME }}`.
     public var secrets: [(name: String, pointer: String)] = []
 
@@ -16,15 +15,11 @@ public struct DefinitionReferences: Sendable {
     public init(workflow definition: WorkflowDefinition) {
         for (index, step) in definition.steps.enumerated() {
             let pointer = "/steps/\(index)/\(step.kind)"
-            switch step.kind {
-            case WorkflowStepKind.name:
-                if let name = step.config["name"]?.stringValue, name != definition.name {
-                    workflows.append((name, pointer + "/name"))
-                }
-            case AgentStepKind.name:
-                if let name = step.config["name"]?.stringValue { agents.append((name, pointer + "/name")) }
-            default:
-                break
+            // A workflow may name itself (recursion is bounded by the run depth).
+            if let kind = StepKindRegistry.childRunKind(step.kind), let name = step.config["name"]?.stringValue,
+                kind.childRun(name: name, input: .null).workflow != definition.name
+            {
+                children.append((kind, name, pointer + "/name"))
             }
             if step.interpolatesConfig, let names = try? Template.referencedSecrets(in: step.config) {
                 for name in names.sorted() { secrets.append((name, pointer)) }
@@ -35,25 +30,22 @@ public struct DefinitionReferences: Sendable {
 
 extension Engine {
     /// The references of `references` that do not resolve in `orgID`, as field errors (empty when all do).
-    /// - Parameter selfAgent: the agent being defined, which may name itself.
+    /// - Parameter itself: the workflow that keeps the definition being stored (an agent's reserved one), which
+    ///   may name itself.
     public func unresolved(
         _ references: DefinitionReferences,
         orgID: String,
-        selfAgent: String? = nil
+        itself: String? = nil
     ) async throws
         -> [CaravanError.FieldError]
     {
         var errors: [CaravanError.FieldError] = []
-        for (name, pointer) in references.workflows {
-            let stored = try await workflows.get(orgID: orgID, name: name)
+        for (kind, name, pointer) in references.children {
+            let workflow = kind.childRun(name: name, input: .null).workflow
+            guard workflow != itself else { continue }
+            let stored = try await workflows.get(orgID: orgID, name: workflow)
             if stored == nil || stored?.archivedAt != nil {
-                errors.append(.init(pointer: pointer, detail: "names the workflow '\(name)', which does not exist"))
-            }
-        }
-        for (name, pointer) in references.agents where name != selfAgent {
-            let stored = try await workflows.get(orgID: orgID, name: AgentStepKind.workflowName(forAgent: name))
-            if stored == nil || stored?.archivedAt != nil {
-                errors.append(.init(pointer: pointer, detail: "names the agent '\(name)', which does not exist"))
+                errors.append(.init(pointer: pointer, detail: "names the \(kind.name) '\(name)', which does not exist"))
             }
         }
         let secretNames = Set(references.secrets.map(\.name))

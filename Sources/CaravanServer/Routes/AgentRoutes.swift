@@ -55,7 +55,11 @@ struct AgentRoutes {
             if format == .json { try RequestBodyReader.refuseDuplicateKeys(body.readableBytesView) }
             let definition = try AgentDefinition.validate(document, nameFromPath: name)
             try definition.checkCommands(mcpCommands)
-            let unresolved = try await engine.unresolved(definition.references, orgID: orgID, selfAgent: name)
+            let unresolved = try await engine.unresolved(
+                definition.references,
+                orgID: orgID,
+                itself: AgentStepKind.workflowName(forAgent: name)
+            )
             if !unresolved.isEmpty {
                 throw CaravanError(.validationFailed, "The agent names what does not exist.", fieldErrors: unresolved)
             }
