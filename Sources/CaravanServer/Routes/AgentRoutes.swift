@@ -84,10 +84,7 @@ struct AgentRoutes {
                 after: try APIRequest.cursor(request),
                 limit: limit
             )
-            return .json([
-                "items": .array(page.map(Self.json)),
-                "next_cursor": APIRequest.encodeCursor(page.count == limit ? page.last?.name : nil),
-            ])
+            return .json(APIRequest.page(page, limit: limit, cursor: \.name, json: Self.json))
         }
         routes.add(
             EndpointDescription(
@@ -253,18 +250,15 @@ struct AgentRoutes {
                 after = value
             }
             let page = try await threads.messages(threadID: id, after: after, limit: limit)
-            return .json([
-                "items": .array(
-                    page.map { item in
-                        var message = item.message.objectValue ?? [:]
-                        message["seq"] = .int(item.seq)
-                        message["run_id"] = item.runID.map(JSONValue.string) ?? .null
-                        message["created_at"] = .string(Clock.rfc3339(item.at))
-                        return .object(message)
-                    }
-                ),
-                "next_cursor": APIRequest.encodeCursor(page.count == limit ? page.last.map { String($0.seq) } : nil),
-            ])
+            return .json(
+                APIRequest.page(page, limit: limit, cursor: { String($0.seq) }) { item in
+                    var message = item.message.objectValue ?? [:]
+                    message["seq"] = .int(item.seq)
+                    message["run_id"] = item.runID.map(JSONValue.string) ?? .null
+                    message["created_at"] = .string(Clock.rfc3339(item.at))
+                    return .object(message)
+                }
+            )
         }
     }
 }

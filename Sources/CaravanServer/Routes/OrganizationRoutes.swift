@@ -190,10 +190,7 @@ struct OrganizationRoutes {
                 after: try APIRequest.cursor(request),
                 limit: limit
             )
-            return .json([
-                "items": .array(page.map(Self.json)),
-                "next_cursor": APIRequest.encodeCursor(page.count == limit ? page.last?.userID : nil),
-            ])
+            return .json(APIRequest.page(page, limit: limit, cursor: \.userID, json: Self.json))
         }
         routes.add(
             EndpointDescription(
@@ -303,10 +300,7 @@ struct OrganizationRoutes {
                 after: try APIRequest.cursor(request),
                 limit: limit
             )
-            return .json([
-                "items": .array(page.map { .object(Self.json($0)) }),
-                "next_cursor": APIRequest.encodeCursor(page.count == limit ? page.last?.id : nil),
-            ])
+            return .json(APIRequest.page(page, limit: limit, cursor: \.id) { .object(Self.json($0)) })
         }
         routes.add(
             EndpointDescription(

@@ -30,6 +30,20 @@ enum APIRequest {
         value.map { .string(Data($0.utf8).base64EncodedString()) } ?? .null
     }
 
+    /// The answer of a list endpoint: `{items, next_cursor}`, where a full page's cursor names its last item (the
+    /// next page starts after it) and a shorter page, the last, has none.
+    static func page<Item>(
+        _ items: [Item],
+        limit: Int,
+        cursor: (Item) -> String,
+        json: (Item) -> JSONValue
+    ) -> JSONValue {
+        [
+            "items": .array(items.map(json)),
+            "next_cursor": encodeCursor(items.count == limit ? items.last.map(cursor) : nil),
+        ]
+    }
+
     /// `?wait=30s`: at most 60 s.
     static func wait(_ request: Request) throws -> Duration? {
         guard let text = request.uri.queryParameters.get("wait") else { return nil }

@@ -94,10 +94,7 @@ struct RunRoutes {
                 cursor: try APIRequest.cursor(request),
                 limit: limit
             )
-            return .json([
-                "items": .array(page.map(APIRequest.json)),
-                "next_cursor": APIRequest.encodeCursor(page.count == limit ? page.last?.id : nil),
-            ])
+            return .json(APIRequest.page(page, limit: limit, cursor: \.id, json: APIRequest.json))
         }
         routes.add(
             EndpointDescription(

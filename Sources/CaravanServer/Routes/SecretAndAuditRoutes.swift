@@ -84,10 +84,7 @@ struct SecretRoutes {
                 after: try APIRequest.cursor(request),
                 limit: limit
             )
-            return .json([
-                "items": .array(page.map(Self.json)),
-                "next_cursor": APIRequest.encodeCursor(page.count == limit ? page.last?.name : nil),
-            ])
+            return .json(APIRequest.page(page, limit: limit, cursor: \.name, json: Self.json))
         }
         routes.add(
             EndpointDescription(
@@ -159,10 +156,7 @@ struct AuditRoutes {
                 limit: limit,
                 action: action
             )
-            return .json([
-                "items": .array(page.map(Self.json)),
-                "next_cursor": APIRequest.encodeCursor(page.count == limit ? page.last.map { String($0.seq) } : nil),
-            ])
+            return .json(APIRequest.page(page, limit: limit, cursor: { String($0.seq) }, json: Self.json))
         }
         routes.add(
             EndpointDescription(

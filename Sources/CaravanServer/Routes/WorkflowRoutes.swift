@@ -80,10 +80,7 @@ struct WorkflowRoutes {
                 after: try APIRequest.cursor(request),
                 limit: limit
             )
-            return .json([
-                "items": .array(page.map(APIRequest.json)),
-                "next_cursor": APIRequest.encodeCursor(page.count == limit ? page.last?.name : nil),
-            ])
+            return .json(APIRequest.page(page, limit: limit, cursor: \.name, json: APIRequest.json))
         }
         routes.add(
             EndpointDescription(
