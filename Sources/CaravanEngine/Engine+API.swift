@@ -129,8 +129,7 @@ extension Engine {
 
     /// Whether `launch` runs at once, without a task or a timer: a single call of an instant kind (templates).
     func isInstant(_ launch: StepLaunch) -> Bool {
-        guard launch.items == nil, let executor = executors[launch.kind] else { return false }
-        return type(of: executor).isInstant
+        launch.items == nil && instantKinds.contains(launch.kind)
     }
 
     static func depthMessage(_ limit: Int) -> String {

@@ -48,7 +48,7 @@ extension Engine {
             wakeSeq: claimed.wakeSeq,
             definition: definition,
             configuration: configuration,
-            instantKinds: Set(executors.compactMap { type(of: $0.value).isInstant ? $0.key : nil })
+            instantKinds: instantKinds
         )
         await withTaskGroup(of: ExecutionEvent.self) { group in
             defer { group.cancelAll() }

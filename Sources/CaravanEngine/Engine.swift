@@ -27,6 +27,8 @@ public final class Engine: Service, Sendable {
     /// Live events (token deltas) of runs executing on this node, not stored.
     public let live = LiveEventFeed()
     let executors: [String: any StepExecutor]
+    /// The kinds whose steps run in line (`StepExecutor.isInstant`).
+    let instantKinds: Set<String>
     let secrets: (any SecretResolver)?
     let logger: Logger
     let commits: CommitQueue<CommitWork, CommitOutcome>
@@ -73,6 +75,7 @@ public final class Engine: Service, Sendable {
         self.kinds = kinds
         self.workflows = WorkflowStore(database: database, kinds: kinds, signals: signals, clock: clock)
         self.executors = Dictionary(executors.map { (type(of: $0).name, $0) }, uniquingKeysWith: { _, last in last })
+        self.instantKinds = Set(self.executors.compactMap { type(of: $0.value).isInstant ? $0.key : nil })
         self.signals = signals
         let applier = CommitApplier(auditKeys: auditKeys, signals: signals, clock: clock)
         // One lane per organization (hashed): its admissions and event order take the organization's locks on

@@ -51,8 +51,10 @@ public struct StepKindRegistry: Sendable {
 
     /// The kind named `name` when its steps run as child runs.
     public static func childRunKind(_ name: String) -> (any ChildRunStepKind.Type)? {
-        builtIn.kinds[name] as? any ChildRunStepKind.Type
+        childRunKinds[name]
     }
+
+    private static let childRunKinds = builtIn.kinds.compactMapValues { $0 as? any ChildRunStepKind.Type }
 
     /// The kinds of the public contract.
     public static let builtIn = StepKindRegistry([

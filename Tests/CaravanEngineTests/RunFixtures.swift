@@ -8,10 +8,11 @@ func definition(_ yaml: String) throws -> WorkflowDefinition {
     try DefinitionParser.parse(Array(yaml.utf8), format: .yaml, nameFromPath: "w")
 }
 
-/// A new, queued run `run_1` of `definition` in `org_1`, created at time 0.
-func newRun(_ definition: WorkflowDefinition, input: JSONValue = [:]) -> RunRecord {
+/// A new, queued run of `definition` in `org_1`, created at `now`.
+func newRun(_ definition: WorkflowDefinition, input: JSONValue = [:], id: String = "run_1", now: Int64 = 0) -> RunRecord
+{
     RunRecord(
-        id: "run_1",
+        id: id,
         orgID: "org_1",
         kind: "workflow",
         workflow: "w",
@@ -25,10 +26,10 @@ func newRun(_ definition: WorkflowDefinition, input: JSONValue = [:]) -> RunReco
         requestHash: nil,
         parentRunID: nil,
         parentStep: nil,
-        createdAt: 0,
+        createdAt: now,
         startedAt: nil,
         finishedAt: nil,
-        updatedAt: 0,
+        updatedAt: now,
         lastSeq: 1,
         cancelRequested: false
     )

@@ -234,28 +234,7 @@ struct PlannerHarness {
             "flag": .bool(rng.chance(50)), "n": .int(Int64.random(in: 0...5, using: &rng)), "x": "hi",
             "items": itemsArray ? [1, 2] : "not an array",
         ]
-        run = RunRecord(
-            id: "run_p",
-            orgID: "org_1",
-            kind: "workflow",
-            workflow: "w",
-            workflowVersion: 1,
-            status: .queued,
-            input: input,
-            output: nil,
-            error: nil,
-            steps: definition.steps.map { StepState(id: $0.id) },
-            idempotencyKey: nil,
-            requestHash: nil,
-            parentRunID: nil,
-            parentStep: nil,
-            createdAt: now,
-            startedAt: nil,
-            finishedAt: nil,
-            updatedAt: now,
-            lastSeq: 1,
-            cancelRequested: false
-        )
+        run = newRun(definition, input: input, id: "run_p", now: now)
         pass(results: [], resumed: false)  // admission: the run starts and its root steps with it
     }
 
