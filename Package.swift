@@ -211,6 +211,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The web console: server-rendered pages over the public API, called in process with the user's session.
+        .target(
+            name: "CaravanConsole",
+            dependencies: [
+                "CaravanCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The HTTP application: middleware, routes, problem+json errors, OpenAPI document.
         .target(
             name: "CaravanServer",
@@ -228,6 +242,7 @@ let package = Package(
                 "CaravanModels",
                 "CaravanTools",
                 "CaravanAgents",
+                "CaravanConsole",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),

@@ -1,4 +1,5 @@
 import CaravanAgents
+import CaravanConsole
 public import CaravanAudit
 public import CaravanCore
 public import CaravanEngine
@@ -214,6 +215,25 @@ public func buildApplication(
         mcpCommands: mcpCommands
     ).register(in: routes)
 
+    // The console calls the API in process, through the same router, with the signed-in user's session.
+    let api = router.buildResponder()
+    let console = try Console(
+        api: ConsoleAPI { request, remoteAddress in
+            let address = remoteAddress == "local" ? nil : try? SocketAddress(ipAddress: remoteAddress, port: 0)
+            return try await api.respond(to: request, context: CaravanRequestContext(inProcess: logger, remoteAddress: address))
+        }
+    ).router().buildResponder()
+    // `/v1`, `/healthz`, `/readyz`, `/metrics` and `/openapi.json` are the API's; every other path is the console's.
+    let responder = CallbackResponder<CaravanRequestContext> { request, context in
+        guard Console.serves(path: request.uri.path) else { return try await api.respond(to: request, context: context) }
+        return try await console.respond(
+            to: request,
+            context: ConsoleRequestContext(
+                source: ConsoleContextSource(logger: context.logger, remoteAddress: context.remoteAddress)
+            )
+        )
+    }
+
     let rotation = KeyRotation(
         database: database,
         box: box,
@@ -228,7 +248,7 @@ public func buildApplication(
     let readTimeout = TimeAmount.milliseconds(configuration.requestReadTimeout.milliseconds)
     let idleTimeout = TimeAmount.milliseconds(configuration.idleTimeout.milliseconds)
     var application = Application(
-        router: router,
+        responder: responder,
         server: .http1(
             configuration: HTTP1Channel.Configuration(
                 additionalChannelHandlers: [

@@ -24,6 +24,18 @@ public struct CaravanRequestContext: RequestContext, RemoteAddressRequestContext
         self.audit = AuditNote()
     }
 
+    /// The context of a request the console makes in process on behalf of a browser at `remoteAddress`.
+    init(inProcess logger: Logger, remoteAddress: SocketAddress?) {
+        self.coreContext = .init(source: InProcessSource(logger: logger))
+        self.requestID = ""
+        self.remoteAddress = remoteAddress
+        self.audit = AuditNote()
+    }
+
+    private struct InProcessSource: RequestContextSource {
+        var logger: Logger
+    }
+
     /// Bodies are read with `APIBody`, which applies the configured limit; this is a backstop.
     public var maxUploadSize: Int { 1 << 20 }
 

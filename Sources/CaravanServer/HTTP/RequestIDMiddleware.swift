@@ -15,7 +15,7 @@ struct RequestIDMiddleware: RouterMiddleware {
         next: (Request, Context) async throws -> Response
     ) async throws -> Response {
         var context = context
-        let requestID = Self.accept(request.headers[.requestID]) ?? Identifier.make("req")
+        let requestID = Identifier.acceptedRequestID(request.headers[.requestID]) ?? Identifier.make("req")
         context.requestID = requestID
         context.logger[metadataKey: "hb.request.id"] = nil
         context.logger[metadataKey: "caravan.request_id"] = .string(requestID)
@@ -42,16 +42,6 @@ struct RequestIDMiddleware: RouterMiddleware {
         if path == "/v1" || path.hasPrefix("/v1/") {
             response.headers[.cacheControl] = "no-store"
         }
-    }
-
-    /// A client-chosen id is kept when it is short and made of safe characters.
-    static func accept(_ value: String?) -> String? {
-        guard let value, !value.isEmpty, value.utf8.count <= 128 else { return nil }
-        let safe = value.utf8.allSatisfy { byte in
-            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
-                || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".")
-        }
-        return safe ? value : nil
     }
 }
 

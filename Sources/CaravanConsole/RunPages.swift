@@ -1,0 +1,645 @@
+import CaravanCore
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// Runs: the live list, a run's page (graph, timeline, steps, an agent's trace, actions), the approvals inbox,
+/// and the live streams the pages follow.
+struct RunPages: Sendable {
+    let console: Console
+
+    static let statuses = ["queued", "running", "waiting", "succeeded", "failed", "cancelled"]
+
+    func register(in router: Router<ConsoleRequestContext>) {
+        router.get("/runs") { request, context in
+            await console.page(request, context) { visit in try await list(request, visit) }
+        }
+        router.get("/runs/{id}") { request, context in
+            let id = try context.parameters.require("id")
+            return await console.page(request, context) { visit in try await runPage(id: id, visit) }
+        }
+        router.get("/runs/{id}/row") { request, context in
+            let id = try context.parameters.require("id")
+            return await console.page(request, context) { visit in
+                let run = try await read("/v1/runs/\(ConsoleMarkup.segment(id))", visit)
+                return .html(console.views.render("run-row", Self.row(run)))
+            }
+        }
+        router.get("/runs/{id}/steps/{step}/output") { request, context in
+            let id = try context.parameters.require("id")
+            let stepID = try context.parameters.require("step")
+            return await console.page(request, context) { visit in
+                let run = try await read("/v1/runs/\(ConsoleMarkup.segment(id))", visit)
+                guard let step = run["steps"]?.arrayValue?.first(where: { $0["id"]?.stringValue == stepID }) else {
+                    throw ConsoleProblem(status: 404, code: "not_found", detail: "The run has no step \(stepID).")
+                }
+                var text = ""
+                (step["output"] ?? .null).write(to: &text)
+                return .response(
+                    Response(
+                        status: .ok,
+                        headers: [.contentType: "application/json; charset=utf-8"],
+                        body: ResponseBody(byteBuffer: ByteBuffer(string: text))
+                    )
+                )
+            }
+        }
+        router.get("/approvals") { request, context in
+            await console.page(request, context) { visit in try await approvals(visit) }
+        }
+        router.get("/live/events") { request, context in
+            await console.page(request, context) { visit in
+                .response(try await stream("/v1/events", request, visit))
+            }
+        }
+        router.get("/live/runs/{id}") { request, context in
+            let id = try context.parameters.require("id")
+            return await console.page(request, context) { visit in
+                .response(try await stream("/v1/runs/\(ConsoleMarkup.segment(id))/events", request, visit))
+            }
+        }
+        router.post("/runs/{id}/cancel") { request, context in
+            let id = try context.parameters.require("id")
+            return await console.action(request, context) { visit, _ in
+                try await act(.post, "/v1/runs/\(ConsoleMarkup.segment(id))/cancel", body: [:], visit)
+                return .redirect("/runs/\(ConsoleMarkup.segment(id))")
+            }
+        }
+        router.post("/runs/{id}/retry") { request, context in
+            let id = try context.parameters.require("id")
+            return await console.action(request, context) { visit, _ in
+                try await act(.post, "/v1/runs/\(ConsoleMarkup.segment(id))/retry", body: [:], visit)
+                return .redirect("/runs/\(ConsoleMarkup.segment(id))")
+            }
+        }
+        router.post("/runs/{id}/signal") { request, context in
+            let id = try context.parameters.require("id")
+            return await console.action(request, context) { visit, form in
+                guard let name = form.trimmed("name") else {
+                    throw ConsoleProblem(status: 422, code: "validation_failed", detail: "Name the signal to send.")
+                }
+                var data: JSONValue = .null
+                if let text = form.trimmed("data") {
+                    do throws(CaravanError) { data = try JSONValue(parsing: Array(text.utf8)) } catch {
+                        throw ConsoleProblem(
+                            status: 422,
+                            code: "validation_failed",
+                            detail: "The signal's data is not valid JSON: \(error.detail)"
+                        )
+                    }
+                }
+                try await act(
+                    .post,
+                    "/v1/runs/\(ConsoleMarkup.segment(id))/signals/\(ConsoleMarkup.segment(name))",
+                    body: ["data": data],
+                    visit
+                )
+                return .redirect("/runs/\(ConsoleMarkup.segment(id))")
+            }
+        }
+        router.post("/runs/{id}/approve") { request, context in
+            let id = try context.parameters.require("id")
+            return await console.action(request, context) { visit, form in
+                let approved = form["decision"] == "approve"
+                var body: [String: JSONValue] = ["approved": .bool(approved)]
+                if let callID = form["call_id"], let digest = form["arguments_digest"] {
+                    body["data"] = ["call_id": .string(callID), "arguments_digest": .string(digest)]
+                }
+                try await act(
+                    .post,
+                    "/v1/runs/\(ConsoleMarkup.segment(id))/signals/approve",
+                    body: .object(body),
+                    visit
+                )
+                return .redirect(Console.localPath(form["back"]) ?? "/runs/\(ConsoleMarkup.segment(id))")
+            }
+        }
+    }
+
+    // MARK: Reading
+
+    /// Reads a JSON resource of the API. - Throws: the API's problem (a 404 for another organization's run).
+    private func read(_ path: String, _ visit: ConsoleVisit) async throws -> JSONValue {
+        let answer = try await console.api.call(.get, path, as: visit.credentials)
+        if let problem = answer.problem { throw problem }
+        return answer.json
+    }
+
+    private func act(_ method: HTTPRequest.Method, _ path: String, body: JSONValue, _ visit: ConsoleVisit) async throws {
+        let answer = try await console.api.call(method, path, as: visit.credentials, body: body)
+        if let problem = answer.problem { throw problem }
+    }
+
+    /// The API's event stream, handed to the browser as it comes.
+    private func stream(_ path: String, _ request: Request, _ visit: ConsoleVisit) async throws -> Response {
+        var headers: HTTPFields = [.accept: "text/event-stream"]
+        if let last = request.headers[.lastEventID] { headers[.lastEventID] = last }
+        let response = try await console.api.send(.get, path, as: visit.credentials, headers: headers)
+        guard response.status == .ok else {
+            throw ConsoleProblem(status: Int(response.status.code), code: "stream_failed", detail: "The stream is not available.")
+        }
+        return response
+    }
+
+    // MARK: The list
+
+    private func list(_ request: Request, _ visit: ConsoleVisit) async throws -> ConsoleAnswer {
+        let parameters = request.uri.queryParameters
+        if let search = parameters.get("q").map { String($0) }?.trimmingCharacters(in: .whitespaces), !search.isEmpty {
+            return .redirect("/runs/\(ConsoleMarkup.segment(search))")
+        }
+        var query: [String] = ["limit=50"]
+        var filters: [String: Any] = [:]
+        for name in ["workflow", "agent", "status", "cursor"] {
+            if let value = parameters.get(name).map { String($0) }, !value.isEmpty {
+                query.append("\(name)=\(ConsoleMarkup.query(value))")
+                filters[name] = value
+            }
+        }
+        let from = parameters.get("from").flatMap { Clock.parseRFC3339(String($0) + ":00Z") }
+        let to = parameters.get("to").flatMap { Clock.parseRFC3339(String($0) + ":00Z") }
+        let answer = try await console.api.call(.get, "/v1/runs?" + query.joined(separator: "&"), as: visit.credentials)
+        if let problem = answer.problem, problem.status != 422 { throw problem }
+        var runs = answer.json["items"]?.arrayValue ?? []
+        if from != nil || to != nil {
+            runs = runs.filter { run in
+                guard let created = ConsoleTime.milliseconds(run["created_at"]) else { return false }
+                return created >= (from ?? .min) && created < (to ?? .max)
+            }
+        }
+        let next = answer.json["next_cursor"]?.stringValue
+        var nextQuery = query.filter { !$0.hasPrefix("cursor=") && !$0.hasPrefix("limit=") }
+        if let next { nextQuery.append("cursor=\(ConsoleMarkup.query(next))") }
+        var data: [String: Any] = [
+            "runs": runs.map(Self.row),
+            "empty": runs.isEmpty,
+            "filtered": !filters.isEmpty || from != nil || to != nil,
+            "firstPage": filters["cursor"] == nil,
+            "next": next.map { _ in "/runs?" + nextQuery.joined(separator: "&") } ?? false,
+            "statuses": Self.statuses.map { ["value": $0, "selected": filters["status"] as? String == $0] },
+            "workflow": filters["workflow"] ?? "",
+            "agent": filters["agent"] ?? "",
+            "status": filters["status"] ?? "",
+            "from": parameters.get("from").map { String($0) } ?? "",
+            "to": parameters.get("to").map { String($0) } ?? "",
+            "canWrite": visit.can("developer"),
+        ]
+        data["problem"] = ConsoleViews.problem(answer.problem)
+        return console.views.page("runs", title: "Runs", visit: visit, data, live: "runs")
+    }
+
+    /// A run as one row of the list.
+    static func row(_ run: JSONValue) -> [String: Any] {
+        let id = run["id"]?.stringValue ?? ""
+        let agent = run["agent"]?.stringValue
+        let created = ConsoleTime.milliseconds(run["created_at"])
+        let finished = ConsoleTime.milliseconds(run["finished_at"])
+        let started = ConsoleTime.milliseconds(run["started_at"])
+        return [
+            "id": id,
+            "href": "/runs/\(ConsoleMarkup.segment(id))",
+            "name": agent ?? run["workflow"]?.stringValue ?? "",
+            "kind": agent == nil ? "workflow" : "agent",
+            "status": run["status"]?.stringValue ?? "",
+            "created": ConsoleTime.element(run["created_at"]),
+            "duration": finished.map { ConsoleTime.duration(milliseconds: $0 - (started ?? created ?? $0)) } ?? "",
+            "error": run["error"]?["message"]?.stringValue ?? "",
+        ]
+    }
+
+    // MARK: A run
+
+    private func runPage(id: String, _ visit: ConsoleVisit) async throws -> ConsoleAnswer {
+        let path = "/v1/runs/\(ConsoleMarkup.segment(id))"
+        let run = try await read(path, visit)
+        let events = try await read(path + "/events?limit=1000", visit)["items"]?.arrayValue ?? []
+        let isAgent = run["kind"]?.stringValue == "agent"
+        var definition: JSONValue?
+        if !isAgent, let workflow = run["workflow"]?.stringValue {
+            let version = run["workflow_version"]?.numberValue.map { Int($0) } ?? 1
+            definition = try? await read(
+                "/v1/workflows/\(ConsoleMarkup.segment(workflow))?version=\(version)",
+                visit
+            )["definition"]
+        }
+        let status = run["status"]?.stringValue ?? ""
+        let graph = RunGraph(run: run, definition: definition, events: events)
+        let now = ConsoleTime.milliseconds(.string(Clock.rfc3339(WallClock.system.nowMilliseconds()))) ?? 0
+        let runStart = ConsoleTime.milliseconds(run["started_at"])
+        let runEnd = ConsoleTime.milliseconds(run["finished_at"])
+        let trace = isAgent || events.contains { $0["type"]?.stringValue?.hasPrefix("llm.") == true }
+            ? AgentTrace(events: events) : nil
+        let pending = Self.pendingApprovals(run: run, events: events)
+        let terminal = ["succeeded", "failed", "cancelled"].contains(status)
+        let name = run["agent"]?.stringValue ?? run["workflow"]?.stringValue ?? ""
+        var data: [String: Any] = [
+            "id": id,
+            "href": "/runs/\(ConsoleMarkup.segment(id))",
+            "name": name,
+            "nameHref": isAgent
+                ? "/agents/\(ConsoleMarkup.segment(name))" : "/workflows/\(ConsoleMarkup.segment(name))",
+            "kind": isAgent ? "agent" : "workflow",
+            "version": run["workflow_version"]?.numberValue.map { Int($0) } ?? 0,
+            "status": status,
+            "created": ConsoleTime.element(run["created_at"]),
+            "started": ConsoleTime.element(run["started_at"]),
+            "finished": ConsoleTime.element(run["finished_at"]),
+            "duration": runEnd.map { ConsoleTime.duration(milliseconds: $0 - (runStart ?? $0)) } ?? "",
+            "parent": run["parent_run_id"]?.stringValue.map { ["id": $0, "href": "/runs/\(ConsoleMarkup.segment($0))"] }
+                ?? false,
+            "error": run["error"].flatMap { $0.isNull ? nil : $0 }.map { error -> [String: Any] in
+                [
+                    "code": error["code"]?.stringValue ?? "", "message": error["message"]?.stringValue ?? "",
+                    "step": error["step"]?.stringValue ?? "",
+                ]
+            } ?? false,
+            "graph": graph.svg(),
+            "timeline": graph.timelineSVG(runStart: runStart, runEnd: runEnd, now: now),
+            "input": Self.json(run["input"]),
+            "output": Self.json(run["output"]),
+            "hasOutput": !(run["output"]?.isNull ?? true),
+            "steps": (run["steps"]?.arrayValue ?? []).map { Self.step($0, runID: id) },
+            "events": events.suffix(200).map { event -> [String: Any] in
+                [
+                    "seq": event["seq"]?.numberValue.map { Int($0) } ?? 0,
+                    "type": event["type"]?.stringValue ?? "",
+                    "step": event["step"]?.stringValue ?? "",
+                    "at": ConsoleTime.element(event["at"]),
+                    "data": ConsoleJSON.summary(event["data"], length: 160),
+                ]
+            },
+            "eventCount": events.count,
+            "pending": pending,
+            "hasPending": !pending.isEmpty,
+            "live": !terminal,
+            "canWrite": visit.can("developer"),
+            "canCancel": !terminal && visit.can("developer"),
+            "canRetry": status == "failed" && visit.can("developer"),
+        ]
+        if let trace {
+            data["trace"] = trace.view(runID: id)
+        }
+        return console.views.page(
+            "run",
+            title: "Run \(id)",
+            visit: visit,
+            data,
+            live: terminal ? nil : "run:\(id)"
+        )
+    }
+
+    /// A JSON value folded when it is large: its pretty text, and whether it was cut.
+    static func json(_ value: JSONValue?) -> [String: Any] {
+        let value = value ?? .null
+        let pretty = ConsoleJSON.pretty(value)
+        return ["text": pretty.text, "cut": pretty.cut, "large": pretty.text.utf8.count > 2048]
+    }
+
+    static func step(_ step: JSONValue, runID: String) -> [String: Any] {
+        let id = step["id"]?.stringValue ?? ""
+        let started = ConsoleTime.milliseconds(step["started_at"])
+        let finished = ConsoleTime.milliseconds(step["finished_at"])
+        var data: [String: Any] = [
+            "id": id,
+            "status": step["status"]?.stringValue ?? "",
+            "attempts": step["attempts"]?.numberValue.map { Int($0) } ?? 0,
+            "started": ConsoleTime.element(step["started_at"]),
+            "duration": finished.map { ConsoleTime.duration(milliseconds: $0 - (started ?? $0)) } ?? "",
+            "output": json(step["output"]),
+            "hasOutput": !(step["output"]?.isNull ?? true),
+            "outputHref": "/runs/\(ConsoleMarkup.segment(runID))/steps/\(ConsoleMarkup.segment(id))/output",
+            // Set even when absent, so that a section does not find the run's value of the same name.
+            "error": false, "child": false,
+        ]
+        if let error = step["error"], !error.isNull {
+            data["error"] = [
+                "code": error["code"]?.stringValue ?? "", "message": error["message"]?.stringValue ?? "",
+            ]
+        }
+        if let child = step["child_run_id"]?.stringValue {
+            data["child"] = ["id": child, "href": "/runs/\(ConsoleMarkup.segment(child))"]
+        }
+        return data
+    }
+
+    /// What in a run waits for a person: approval steps (`step.waiting` with a signal) and an agent's tool calls
+    /// (`tool.approval_requested`) that no decision has answered yet.
+    static func pendingApprovals(run: JSONValue, events: [JSONValue]) -> [[String: Any]] {
+        guard run["status"]?.stringValue == "waiting" || run["status"]?.stringValue == "running" else { return [] }
+        var decided = Set<String>()
+        for event in events where event["type"]?.stringValue == "signal.received" {
+            if let call = event["data"]?["call_id"]?.stringValue { decided.insert(call) }
+        }
+        var pending: [[String: Any]] = []
+        let waitingSteps = Set(
+            (run["steps"]?.arrayValue ?? []).filter { $0["status"]?.stringValue == "waiting" }.compactMap {
+                $0["id"]?.stringValue
+            }
+        )
+        var seenSteps = Set<String>()
+        for event in events.reversed() {
+            let type = event["type"]?.stringValue
+            let data = event["data"] ?? .null
+            if type == "step.waiting", data["signal"]?.stringValue == "approve", let step = event["step"]?.stringValue,
+                waitingSteps.contains(step), !seenSteps.contains(step)
+            {
+                seenSteps.insert(step)
+                pending.append([
+                    "kind": "step", "step": step, "message": data["message"].map { ConsoleJSON.summary($0, length: 2000) } ?? "",
+                    "at": ConsoleTime.element(event["at"]),
+                ])
+            }
+            if type == "tool.approval_requested", let call = data["call_id"]?.stringValue, !decided.contains(call) {
+                decided.insert(call)
+                pending.append([
+                    "kind": "tool", "step": event["step"]?.stringValue ?? "", "tool": data["name"]?.stringValue ?? "",
+                    "callID": call, "digest": data["arguments_digest"]?.stringValue ?? "",
+                    "arguments": json(data["arguments"]), "at": ConsoleTime.element(event["at"]),
+                ])
+            }
+        }
+        return pending.reversed()
+    }
+
+    // MARK: Approvals
+
+    /// Every run of the organization that waits for a person, oldest first (up to 500 waiting runs are read).
+    private func approvals(_ visit: ConsoleVisit) async throws -> ConsoleAnswer {
+        var waiting: [JSONValue] = []
+        var cursor: String?
+        repeat {
+            let page = try await read(
+                "/v1/runs?status=waiting&limit=100" + (cursor.map { "&cursor=\(ConsoleMarkup.query($0))" } ?? ""),
+                visit
+            )
+            waiting += page["items"]?.arrayValue ?? []
+            cursor = page["next_cursor"]?.stringValue
+        } while cursor != nil && waiting.count < 500
+        var items: [[String: Any]] = []
+        for run in waiting.reversed() {
+            guard let id = run["id"]?.stringValue else { continue }
+            let events = try await read("/v1/runs/\(ConsoleMarkup.segment(id))/events?limit=1000", visit)["items"]?
+                .arrayValue ?? []
+            for var pending in Self.pendingApprovals(run: run, events: events) {
+                pending["runID"] = id
+                pending["runHref"] = "/runs/\(ConsoleMarkup.segment(id))"
+                pending["name"] = run["agent"]?.stringValue ?? run["workflow"]?.stringValue ?? ""
+                items.append(pending)
+            }
+        }
+        return console.views.page(
+            "approvals",
+            title: "Approvals",
+            visit: visit,
+            ["items": items, "empty": items.isEmpty, "canWrite": visit.can("developer")],
+            live: "runs"
+        )
+    }
+}
+
+/// An agent run's conversation as a trace: each model turn with its model, tokens, cost and latency, and each
+/// tool call with its arguments and result.
+struct AgentTrace {
+    var turns: [[String: Any]] = []
+    var totalTokens = 0
+    var totalCost = 0.0
+
+    init(events: [JSONValue]) {
+        var requestAt: [Int: Int64] = [:]
+        var current: [String: Any]?
+        var calls: [[String: Any]] = []
+        func close() {
+            if var turn = current {
+                turn["calls"] = calls
+                turn["hasCalls"] = !calls.isEmpty
+                turns.append(turn)
+            }
+            current = nil
+            calls = []
+        }
+        for event in events {
+            let data = event["data"] ?? .null
+            let at = ConsoleTime.milliseconds(event["at"])
+            switch event["type"]?.stringValue {
+            case "llm.request":
+                close()
+                let turn = data["turn"]?.numberValue.map { Int($0) } ?? turns.count + 1
+                requestAt[turn] = at
+                current = ["turn": turn, "model": data["model"]?.stringValue ?? "", "pending": true]
+            case "llm.response":
+                let turn = data["turn"]?.numberValue.map { Int($0) } ?? turns.count + 1
+                if current == nil { current = ["turn": turn] }
+                let input = Int(data["usage"]?["input_tokens"]?.numberValue ?? 0)
+                let output = Int(data["usage"]?["output_tokens"]?.numberValue ?? 0)
+                let cost = data["cost_usd"]?.numberValue ?? 0
+                totalTokens += input + output
+                totalCost += cost
+                current?["pending"] = false
+                if let model = data["model"]?.stringValue { current?["model"] = model }
+                current?["inputTokens"] = input
+                current?["outputTokens"] = output
+                current?["cost"] = String(format: "%.6f", cost)
+                current?["finish"] = data["finish_reason"]?.stringValue ?? ""
+                current?["text"] = data["text"]?.stringValue ?? ""
+                if let start = requestAt[turn], let at { current?["latency"] = ConsoleTime.duration(milliseconds: at - start) }
+            case "tool.call":
+                calls.append([
+                    "id": data["id"]?.stringValue ?? "", "name": data["name"]?.stringValue ?? "",
+                    "arguments": RunPages.json(data["arguments"]), "result": "", "hasResult": false,
+                ])
+            case "tool.approval_requested":
+                if let index = calls.lastIndex(where: { $0["name"] as? String == data["name"]?.stringValue }) {
+                    calls[index]["approval"] = "requested"
+                }
+            case "signal.received" where data["call_id"] != nil:
+                if let index = calls.indices.last {
+                    calls[index]["approval"] = data["approved"] == .bool(true) ? "approved" : "refused"
+                }
+            case "tool.result":
+                if let index = calls.lastIndex(where: { $0["id"] as? String == data["id"]?.stringValue }) {
+                    calls[index]["result"] = data["content"]?.stringValue ?? ConsoleJSON.summary(data["content"], length: 4000)
+                    calls[index]["hasResult"] = true
+                    calls[index]["isError"] = data["is_error"] == .bool(true)
+                }
+            default:
+                break
+            }
+        }
+        close()
+    }
+
+    func view(runID: String) -> [String: Any] {
+        [
+            "turns": turns, "totalTokens": totalTokens, "totalCost": String(format: "%.6f", totalCost),
+            "count": turns.count,
+        ]
+    }
+}
+
+extension HTTPField.Name {
+    static let lastEventID = HTTPField.Name("Last-Event-ID")!  // a valid token, cannot fail
+}
+
+extension RunPages {
+    static let templates: [String: String] = [
+        "run-row": """
+        <tr data-run-id="{{id}}" data-name="{{name}}" data-status="{{status}}">
+        <td><a href="{{href}}"><code>{{id}}</code></a></td>
+        <td>{{name}} <span class="muted">{{kind}}</span></td>
+        <td><span class="badge status-{{status}}" data-field="status">{{status}}</span></td>
+        <td>{{{created}}}</td>
+        <td data-field="duration">{{duration}}</td>
+        <td class="clip" title="{{error}}">{{error}}</td>
+        </tr>
+        """,
+        "runs": """
+        <h1>Runs</h1>
+        {{> problem}}
+        <form method="get" action="/runs" class="filters" role="search">
+        <label for="q">Run id</label><input id="q" name="q" placeholder="run_…" size="30">
+        <label for="workflow">Workflow</label><input id="workflow" name="workflow" value="{{workflow}}" size="14">
+        <label for="agent">Agent</label><input id="agent" name="agent" value="{{agent}}" size="14">
+        <label for="status">Status</label>
+        <select id="status" name="status"><option value="">any</option>{{#statuses}}<option{{#selected}} selected{{/selected}}>{{value}}</option>{{/statuses}}</select>
+        <label for="from">From</label><input id="from" name="from" type="datetime-local" value="{{from}}">
+        <label for="to">To</label><input id="to" name="to" type="datetime-local" value="{{to}}">
+        <button type="submit">Filter</button>
+        {{#filtered}}<a href="/runs">Clear</a>{{/filtered}}
+        </form>
+        {{#empty}}
+        {{#filtered}}<p class="empty">No run matches these filters.</p>{{/filtered}}
+        {{^filtered}}
+        <div class="empty">
+        <p><strong>No runs yet.</strong> A run starts when a workflow or an agent is started.</p>
+        <p>Create a first workflow on the <a href="/workflows">Workflows</a> page (there is an example to start from), then start it there; it appears here as it runs.</p>
+        </div>
+        {{/filtered}}
+        {{/empty}}
+        <table class="runs" data-live-list="{{#firstPage}}{{^filtered}}all{{/filtered}}{{/firstPage}}"{{#empty}} hidden{{/empty}}>
+        <caption class="visually-hidden">Runs, newest first</caption>
+        <thead><tr><th scope="col">Run</th><th scope="col">Workflow or agent</th><th scope="col">Status</th><th scope="col">Created</th><th scope="col">Duration</th><th scope="col">Error</th></tr></thead>
+        <tbody>
+        {{#runs}}{{> run-row}}{{/runs}}
+        </tbody>
+        </table>
+        {{#next}}<p><a href="{{next}}" rel="next">Older runs</a></p>{{/next}}
+        """,
+        "json": """
+        {{#large}}<details><summary>Show ({{#cut}}first 64 KiB{{/cut}}{{^cut}}large{{/cut}})</summary>{{/large}}<pre class="json">{{text}}</pre>{{#large}}</details>{{/large}}
+        """,
+        "run": """
+        <p class="crumbs"><a href="/runs">Runs</a> / <code>{{id}}</code></p>
+        <h1>{{name}} <span class="badge status-{{status}}" id="run-status">{{status}}</span></h1>
+        <dl class="facts">
+        <dt>Run</dt><dd><code>{{id}}</code></dd>
+        <dt>{{kind}}</dt><dd><a href="{{nameHref}}">{{name}}</a> · version {{version}}</dd>
+        {{#parent}}<dt>Started by</dt><dd><a href="{{href}}"><code>{{id}}</code></a></dd>{{/parent}}
+        <dt>Created</dt><dd>{{{created}}}</dd>
+        <dt>Started</dt><dd>{{{started}}}</dd>
+        <dt>Finished</dt><dd>{{{finished}}}{{#duration}} · {{duration}}{{/duration}}</dd>
+        </dl>
+        {{#live}}<p class="muted" data-live-note>This page follows the run as it changes.</p>{{/live}}
+        {{#error}}<div class="problem" role="alert"><strong>{{code}}</strong>{{#step}} in step <a href="#step-{{step}}">{{step}}</a>{{/step}}: {{message}}</div>{{/error}}
+        {{#canWrite}}
+        <div class="actions">
+        {{#canCancel}}<form method="post" action="{{href}}/cancel" class="inline"><input type="hidden" name="_csrf" value="{{csrf}}"><button type="submit" class="danger">Cancel run</button></form>{{/canCancel}}
+        {{#canRetry}}<form method="post" action="{{href}}/retry" class="inline"><input type="hidden" name="_csrf" value="{{csrf}}"><button type="submit" class="primary">Retry from the failed steps</button></form>{{/canRetry}}
+        </div>
+        {{/canWrite}}
+        {{#hasPending}}
+        <section aria-labelledby="pending-title" class="pending">
+        <h2 id="pending-title">Waiting for a person</h2>
+        {{#pending}}{{> approval}}{{/pending}}
+        </section>
+        {{/hasPending}}
+        <section aria-labelledby="graph-heading"><h2 id="graph-heading">Steps</h2>
+        <div class="scroll">{{{graph}}}</div>
+        <h3>Timeline</h3>
+        <div class="scroll">{{{timeline}}}</div>
+        </section>
+        {{#trace}}
+        <section aria-labelledby="trace-title" class="trace">
+        <h2 id="trace-title">Agent trace</h2>
+        <p class="muted">{{count}} model turns · {{totalTokens}} tokens · ${{totalCost}}</p>
+        <ol class="turns">
+        {{#turns}}
+        <li class="turn">
+        <h3>Turn {{turn}} <span class="muted">{{model}}</span></h3>
+        {{#pending}}<p class="muted">Waiting for the model…</p>{{/pending}}
+        {{^pending}}<p class="muted">{{inputTokens}} in · {{outputTokens}} out · ${{cost}}{{#latency}} · {{latency}}{{/latency}} · {{finish}}</p>{{/pending}}
+        {{#text}}<div class="answer">{{text}}</div>{{/text}}
+        {{#hasCalls}}
+        <ul class="calls">
+        {{#calls}}
+        <li class="call">
+        <p><strong>Tool call</strong> <code>{{name}}</code>{{#approval}} <span class="badge approval-{{approval}}">{{approval}}</span>{{/approval}}</p>
+        {{#arguments}}{{> json}}{{/arguments}}
+        {{#hasResult}}<p><strong>Result</strong>{{#isError}} <span class="badge status-failed">error</span>{{/isError}}</p><pre class="json">{{result}}</pre>{{/hasResult}}
+        </li>
+        {{/calls}}
+        </ul>
+        {{/hasCalls}}
+        </li>
+        {{/turns}}
+        </ol>
+        {{#live}}<div class="delta" id="live-delta" aria-live="polite"></div>{{/live}}
+        </section>
+        {{/trace}}
+        <section aria-labelledby="details-title">
+        <h2 id="details-title">Step details</h2>
+        {{#steps}}
+        <article class="step" id="step-{{id}}">
+        <h3><code>{{id}}</code> <span class="badge status-{{status}}">{{status}}</span></h3>
+        <p class="muted">{{attempts}} attempt(s){{#duration}} · {{duration}}{{/duration}} · started {{{started}}}</p>
+        {{#child}}<p>Child run <a href="{{href}}"><code>{{id}}</code></a></p>{{/child}}
+        {{#error}}<div class="problem"><strong>{{code}}</strong>: {{message}}</div>{{/error}}
+        {{#hasOutput}}<h4>Output</h4>{{#output}}{{> json}}{{#cut}}<p><a href="{{outputHref}}">The whole output</a></p>{{/cut}}{{/output}}{{/hasOutput}}
+        </article>
+        {{/steps}}
+        </section>
+        <section aria-labelledby="io-title">
+        <h2 id="io-title">Input and output</h2>
+        <h3>Input</h3>{{#input}}{{> json}}{{/input}}
+        {{#hasOutput}}<h3>Output</h3>{{#output}}{{> json}}{{/output}}{{/hasOutput}}
+        </section>
+        {{#canWrite}}
+        <section aria-labelledby="signal-title">
+        <h2 id="signal-title">Send a signal</h2>
+        <form method="post" action="{{href}}/signal" class="stack">
+        <input type="hidden" name="_csrf" value="{{csrf}}">
+        <label for="signal-name">Signal name</label><input id="signal-name" name="name" required pattern="[A-Za-z0-9_.\\-]{1,64}">
+        <label for="signal-data">Data (JSON, optional)</label><textarea id="signal-data" name="data" rows="3"></textarea>
+        <button type="submit">Send signal</button>
+        </form>
+        </section>
+        {{/canWrite}}
+        <details class="events"><summary>Events ({{eventCount}})</summary>
+        <table><thead><tr><th scope="col">#</th><th scope="col">Type</th><th scope="col">Step</th><th scope="col">At</th><th scope="col">Data</th></tr></thead>
+        <tbody>{{#events}}<tr><td>{{seq}}</td><td>{{type}}</td><td>{{step}}</td><td>{{{at}}}</td><td class="clip">{{data}}</td></tr>{{/events}}</tbody></table>
+        </details>
+        """,
+        "approval": """
+        <div class="approval">
+        {{#runHref}}<p><a href="{{runHref}}"><code>{{runID}}</code></a> · {{name}}</p>{{/runHref}}
+        <p class="muted">Asked {{{at}}} · step <code>{{step}}</code></p>
+        {{#tool}}<p>The agent wants to call <code>{{tool}}</code> with exactly these arguments:</p>{{#arguments}}{{> json}}{{/arguments}}{{/tool}}
+        {{#message}}<p class="message">{{message}}</p>{{/message}}
+        {{#canWrite}}
+        <form method="post" action="{{#runHref}}{{runHref}}{{/runHref}}{{^runHref}}{{href}}{{/runHref}}/approve" class="inline">
+        <input type="hidden" name="_csrf" value="{{csrf}}">
+        {{#callID}}<input type="hidden" name="call_id" value="{{callID}}"><input type="hidden" name="arguments_digest" value="{{digest}}">{{/callID}}
+        {{#runHref}}<input type="hidden" name="back" value="/approvals">{{/runHref}}
+        <button type="submit" name="decision" value="approve" class="primary">Approve</button>
+        <button type="submit" name="decision" value="reject" class="danger">Reject</button>
+        </form>
+        {{/canWrite}}
+        </div>
+        """,
+        "approvals": """
+        <h1>Approvals</h1>
+        <p class="muted">Every run of this organization waiting for a person, oldest first.</p>
+        {{#empty}}<div class="empty"><p><strong>Nothing waits for you.</strong> Runs of workflows with an <code>approval</code> step, and agents whose tools need approval, appear here when they ask.</p></div>{{/empty}}
+        {{#items}}{{> approval}}{{/items}}
+        """,
+    ]
+}
