@@ -26,6 +26,9 @@ public struct Console: Sendable {
         ConsoleAssets.register(in: router)
         AuthPages(console: self).register(in: router)
         RunPages(console: self).register(in: router)
+        WorkflowPages(console: self).register(in: router)
+        SettingsPages(console: self).register(in: router)
+        UsagePages(console: self).register(in: router)
         return router
     }
 

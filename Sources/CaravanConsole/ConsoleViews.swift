@@ -13,6 +13,9 @@ struct ConsoleViews: Sendable {
     static let templates: [String: String] = layoutTemplates
         .merging(AuthPages.templates) { first, _ in first }
         .merging(RunPages.templates) { first, _ in first }
+        .merging(WorkflowPages.templates) { first, _ in first }
+        .merging(SettingsPages.templates) { first, _ in first }
+        .merging(UsagePages.templates) { first, _ in first }
 
     init() throws {
         var library = MustacheLibrary()
