@@ -125,6 +125,25 @@ struct RunPages: Sendable {
         return answer.json
     }
 
+    /// The most events of one run a page reads (an agent with many turns has a few per turn).
+    static let maxEvents = 5000
+
+    /// A run's stored events in order, read page by page.
+    private func events(runID: String, _ visit: ConsoleVisit) async throws -> [JSONValue] {
+        var events: [JSONValue] = []
+        var after: String?
+        repeat {
+            let page = try await read(
+                "/v1/runs/\(ConsoleMarkup.segment(runID))/events?limit=500"
+                    + (after.map { "&after=\(ConsoleMarkup.query($0))" } ?? ""),
+                visit
+            )
+            events += page["items"]?.arrayValue ?? []
+            after = page["next_cursor"]?.stringValue
+        } while after != nil && events.count < Self.maxEvents
+        return events
+    }
+
     private func act(_ method: HTTPRequest.Method, _ path: String, body: JSONValue, _ visit: ConsoleVisit) async throws {
         let answer = try await console.api.call(method, path, as: visit.credentials, body: body)
         if let problem = answer.problem { throw problem }
@@ -203,6 +222,7 @@ struct RunPages: Sendable {
             "status": run["status"]?.stringValue ?? "",
             "created": ConsoleTime.element(run["created_at"]),
             "duration": finished.map { ConsoleTime.duration(milliseconds: $0 - (started ?? created ?? $0)) } ?? "",
+            "child": false,
             "error": run["error"]?["message"]?.stringValue ?? "",
         ]
     }
@@ -212,7 +232,7 @@ struct RunPages: Sendable {
     private func runPage(id: String, _ visit: ConsoleVisit) async throws -> ConsoleAnswer {
         let path = "/v1/runs/\(ConsoleMarkup.segment(id))"
         let run = try await read(path, visit)
-        let events = try await read(path + "/events?limit=1000", visit)["items"]?.arrayValue ?? []
+        let events = try await events(runID: id, visit)
         let isAgent = run["kind"]?.stringValue == "agent"
         var definition: JSONValue?
         if !isAgent, let workflow = run["workflow"]?.stringValue {
@@ -244,15 +264,10 @@ struct RunPages: Sendable {
             "created": ConsoleTime.element(run["created_at"]),
             "started": ConsoleTime.element(run["started_at"]),
             "finished": ConsoleTime.element(run["finished_at"]),
-            "duration": runEnd.map { ConsoleTime.duration(milliseconds: $0 - (runStart ?? $0)) } ?? "",
+            "duration": runEnd.map { ConsoleTime.duration(milliseconds: $0 - (runStart ?? $0)) } ?? false,
             "parent": run["parent_run_id"]?.stringValue.map { ["id": $0, "href": "/runs/\(ConsoleMarkup.segment($0))"] }
                 ?? false,
-            "error": run["error"].flatMap { $0.isNull ? nil : $0 }.map { error -> [String: Any] in
-                [
-                    "code": error["code"]?.stringValue ?? "", "message": error["message"]?.stringValue ?? "",
-                    "step": error["step"]?.stringValue ?? "",
-                ]
-            } ?? false,
+            "error": Self.failure(run["error"]),
             "graph": graph.svg(),
             "timeline": graph.timelineSVG(runStart: runStart, runEnd: runEnd, now: now),
             "input": Self.json(run["input"]),
@@ -288,6 +303,21 @@ struct RunPages: Sendable {
         )
     }
 
+    /// Text for a template section: `false` when there is none, so that `{{#name}}` leaves it out.
+    static func text(_ text: String?) -> Any {
+        guard let text, !text.isEmpty else { return false }
+        return text
+    }
+
+    /// A run's or step's error as the templates show it, or `false` when there is none.
+    static func failure(_ error: JSONValue?) -> Any {
+        guard let error, case .object = error else { return false }
+        return [
+            "code": error["code"]?.stringValue ?? "", "message": error["message"]?.stringValue ?? "",
+            "step": error["step"]?.stringValue ?? false,
+        ] as [String: Any]
+    }
+
     /// A JSON value folded when it is large: its pretty text, and whether it was cut.
     static func json(_ value: JSONValue?) -> [String: Any] {
         let value = value ?? .null
@@ -304,18 +334,14 @@ struct RunPages: Sendable {
             "status": step["status"]?.stringValue ?? "",
             "attempts": step["attempts"]?.numberValue.map { Int($0) } ?? 0,
             "started": ConsoleTime.element(step["started_at"]),
-            "duration": finished.map { ConsoleTime.duration(milliseconds: $0 - (started ?? $0)) } ?? "",
+            "duration": finished.map { ConsoleTime.duration(milliseconds: $0 - (started ?? $0)) } ?? false,
             "output": json(step["output"]),
             "hasOutput": !(step["output"]?.isNull ?? true),
             "outputHref": "/runs/\(ConsoleMarkup.segment(runID))/steps/\(ConsoleMarkup.segment(id))/output",
             // Set even when absent, so that a section does not find the run's value of the same name.
             "error": false, "child": false,
         ]
-        if let error = step["error"], !error.isNull {
-            data["error"] = [
-                "code": error["code"]?.stringValue ?? "", "message": error["message"]?.stringValue ?? "",
-            ]
-        }
+        data["error"] = failure(step["error"])
         if let child = step["child_run_id"]?.stringValue {
             data["child"] = ["id": child, "href": "/runs/\(ConsoleMarkup.segment(child))"]
         }
@@ -345,7 +371,8 @@ struct RunPages: Sendable {
             {
                 seenSteps.insert(step)
                 pending.append([
-                    "kind": "step", "step": step, "message": data["message"].map { ConsoleJSON.summary($0, length: 2000) } ?? "",
+                    "kind": "step", "step": step, "message": text(ConsoleJSON.summary(data["message"], length: 2000)),
+                    "tool": false, "callID": false,
                     "at": ConsoleTime.element(event["at"]),
                 ])
             }
@@ -353,7 +380,7 @@ struct RunPages: Sendable {
                 decided.insert(call)
                 pending.append([
                     "kind": "tool", "step": event["step"]?.stringValue ?? "", "tool": data["name"]?.stringValue ?? "",
-                    "callID": call, "digest": data["arguments_digest"]?.stringValue ?? "",
+                    "callID": call, "digest": data["arguments_digest"]?.stringValue ?? "", "message": false,
                     "arguments": json(data["arguments"]), "at": ConsoleTime.element(event["at"]),
                 ])
             }
@@ -378,8 +405,7 @@ struct RunPages: Sendable {
         var items: [[String: Any]] = []
         for run in waiting.reversed() {
             guard let id = run["id"]?.stringValue else { continue }
-            let events = try await read("/v1/runs/\(ConsoleMarkup.segment(id))/events?limit=1000", visit)["items"]?
-                .arrayValue ?? []
+            let events = try await events(runID: id, visit)
             for var pending in Self.pendingApprovals(run: run, events: events) {
                 pending["runID"] = id
                 pending["runHref"] = "/runs/\(ConsoleMarkup.segment(id))"
@@ -425,10 +451,13 @@ struct AgentTrace {
                 close()
                 let turn = data["turn"]?.numberValue.map { Int($0) } ?? turns.count + 1
                 requestAt[turn] = at
-                current = ["turn": turn, "model": data["model"]?.stringValue ?? "", "pending": true]
+                current = [
+                    "turn": turn, "model": data["model"]?.stringValue ?? "", "pending": true, "text": false,
+                    "latency": false,
+                ]
             case "llm.response":
                 let turn = data["turn"]?.numberValue.map { Int($0) } ?? turns.count + 1
-                if current == nil { current = ["turn": turn] }
+                if current == nil { current = ["turn": turn, "model": "", "text": false, "latency": false] }
                 let input = Int(data["usage"]?["input_tokens"]?.numberValue ?? 0)
                 let output = Int(data["usage"]?["output_tokens"]?.numberValue ?? 0)
                 let cost = data["cost_usd"]?.numberValue ?? 0
@@ -440,12 +469,13 @@ struct AgentTrace {
                 current?["outputTokens"] = output
                 current?["cost"] = String(format: "%.6f", cost)
                 current?["finish"] = data["finish_reason"]?.stringValue ?? ""
-                current?["text"] = data["text"]?.stringValue ?? ""
+                current?["text"] = RunPages.text(data["text"]?.stringValue)
                 if let start = requestAt[turn], let at { current?["latency"] = ConsoleTime.duration(milliseconds: at - start) }
             case "tool.call":
                 calls.append([
                     "id": data["id"]?.stringValue ?? "", "name": data["name"]?.stringValue ?? "",
                     "arguments": RunPages.json(data["arguments"]), "result": "", "hasResult": false,
+                    "approval": false, "isError": false,
                 ])
             case "tool.approval_requested":
                 if let index = calls.lastIndex(where: { $0["name"] as? String == data["name"]?.stringValue }) {
