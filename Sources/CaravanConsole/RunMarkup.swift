@@ -69,7 +69,9 @@ enum ConsoleJSON {
         guard let value, !value.isNull else { return "" }
         var text = ""
         if case .string(let string) = value { text = string } else { value.write(to: &text) }
-        return text.count > length ? String(text.prefix(length)) + "…" : text
+        // Cut by bytes first, so that a large value costs no more than a small one to count.
+        let head = text.utf8.count > length * 4 ? String(decoding: text.utf8.prefix(length * 4), as: UTF8.self) : text
+        return head.count > length || head.utf8.count < text.utf8.count ? String(head.prefix(length)) + "…" : head
     }
 }
 
@@ -121,7 +123,9 @@ struct RunGraph {
             guard let id = step["id"]?.stringValue else { continue }
             let needs = step["needs"]?.arrayValue?.compactMap(\.stringValue) ?? []
             let kind =
-                step.objectValue?.keys.first { !["id", "needs", "when", "timeout", "retry", "for_each", "name"].contains($0) }
+                step.objectValue?.keys.first {
+                    !["id", "needs", "when", "timeout", "retry", "for_each", "name"].contains($0)
+                }
                 ?? "step"
             declared[id] = (kind, needs)
         }
@@ -218,7 +222,10 @@ struct RunGraph {
     func timelineSVG(runStart: Int64?, runEnd: Int64?, now: Int64) -> String {
         let started = steps.compactMap(\.startedAt)
         guard let origin = runStart ?? started.min() else { return "" }
-        let end = max(runEnd ?? now, (steps.compactMap { $0.finishedAt ?? ($0.startedAt != nil ? now : nil) }).max() ?? origin)
+        let end = max(
+            runEnd ?? now,
+            (steps.compactMap { $0.finishedAt ?? ($0.startedAt != nil ? now : nil) }).max() ?? origin
+        )
         let span = max(1, end - origin)
         let labelWidth = 160
         let barWidth = 560
@@ -233,7 +240,8 @@ struct RunGraph {
             let label = step.id.count > 22 ? String(step.id.prefix(21)) + "…" : step.id
             out += "<text x=\"0\" y=\"\(y + 15)\" class=\"label\">\(ConsoleMarkup.escape(label))</text>"
             guard let start = step.startedAt else {
-                out += "<text x=\"\(labelWidth)\" y=\"\(y + 15)\" class=\"sub\">\(ConsoleMarkup.escape(step.status))</text>"
+                out +=
+                    "<text x=\"\(labelWidth)\" y=\"\(y + 15)\" class=\"sub\">\(ConsoleMarkup.escape(step.status))</text>"
                 continue
             }
             let finish = step.finishedAt ?? now

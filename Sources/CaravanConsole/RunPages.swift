@@ -144,7 +144,8 @@ struct RunPages: Sendable {
         return events
     }
 
-    private func act(_ method: HTTPRequest.Method, _ path: String, body: JSONValue, _ visit: ConsoleVisit) async throws {
+    private func act(_ method: HTTPRequest.Method, _ path: String, body: JSONValue, _ visit: ConsoleVisit) async throws
+    {
         let answer = try await console.api.call(method, path, as: visit.credentials, body: body)
         if let problem = answer.problem { throw problem }
     }
@@ -155,7 +156,11 @@ struct RunPages: Sendable {
         if let last = request.headers[.lastEventID] { headers[.lastEventID] = last }
         let response = try await console.api.send(.get, path, as: visit.credentials, headers: headers)
         guard response.status == .ok else {
-            throw ConsoleProblem(status: Int(response.status.code), code: "stream_failed", detail: "The stream is not available.")
+            throw ConsoleProblem(
+                status: Int(response.status.code),
+                code: "stream_failed",
+                detail: "The stream is not available."
+            )
         }
         return response
     }
@@ -247,7 +252,8 @@ struct RunPages: Sendable {
         let now = ConsoleTime.milliseconds(.string(Clock.rfc3339(WallClock.system.nowMilliseconds()))) ?? 0
         let runStart = ConsoleTime.milliseconds(run["started_at"])
         let runEnd = ConsoleTime.milliseconds(run["finished_at"])
-        let trace = isAgent || events.contains { $0["type"]?.stringValue?.hasPrefix("llm.") == true }
+        let trace =
+            isAgent || events.contains { $0["type"]?.stringValue?.hasPrefix("llm.") == true }
             ? AgentTrace(events: events) : nil
         let pending = Self.pendingApprovals(run: run, events: events)
         let terminal = ["succeeded", "failed", "cancelled"].contains(status)
@@ -265,7 +271,9 @@ struct RunPages: Sendable {
             "started": ConsoleTime.element(run["started_at"]),
             "finished": ConsoleTime.element(run["finished_at"]),
             "duration": runEnd.map { ConsoleTime.duration(milliseconds: $0 - (runStart ?? $0)) } ?? false,
-            "parent": run["parent_run_id"]?.stringValue.map { ["id": $0, "href": "/runs/\(ConsoleMarkup.segment($0))"] }
+            "parent": run["parent_run_id"]?.stringValue.map {
+                ["id": $0, "href": "/runs/\(ConsoleMarkup.segment($0))"]
+            }
                 ?? false,
             "error": Self.failure(run["error"]),
             "graph": graph.svg(),
@@ -470,7 +478,9 @@ struct AgentTrace {
                 current?["cost"] = String(format: "%.6f", cost)
                 current?["finish"] = data["finish_reason"]?.stringValue ?? ""
                 current?["text"] = RunPages.text(data["text"]?.stringValue)
-                if let start = requestAt[turn], let at { current?["latency"] = ConsoleTime.duration(milliseconds: at - start) }
+                if let start = requestAt[turn], let at {
+                    current?["latency"] = ConsoleTime.duration(milliseconds: at - start)
+                }
             case "tool.call":
                 calls.append([
                     "id": data["id"]?.stringValue ?? "", "name": data["name"]?.stringValue ?? "",
@@ -487,7 +497,8 @@ struct AgentTrace {
                 }
             case "tool.result":
                 if let index = calls.lastIndex(where: { $0["id"] as? String == data["id"]?.stringValue }) {
-                    calls[index]["result"] = data["content"]?.stringValue ?? ConsoleJSON.summary(data["content"], length: 4000)
+                    calls[index]["result"] =
+                        data["content"]?.stringValue ?? ConsoleJSON.summary(data["content"], length: 4000)
                     calls[index]["hasResult"] = true
                     calls[index]["isError"] = data["is_error"] == .bool(true)
                 }
