@@ -46,10 +46,16 @@ struct AuthPages: Sendable {
         router.post("/organization") { request, context in
             await console.action(request, context) { visit, form in
                 guard let orgID = form["org"], visit.memberships.contains(where: { $0.id == orgID }) else {
-                    throw ConsoleProblem(status: 404, code: "not_found", detail: "You are not a member of that organization.")
+                    throw ConsoleProblem(
+                        status: 404,
+                        code: "not_found",
+                        detail: "You are not a member of that organization."
+                    )
                 }
                 var response = Console.redirect(to: "/runs")
-                response.setCookie(ConsoleCookie.make(ConsoleCookie.organization, orgID, maxAge: nil, secure: visit.secure))
+                response.setCookie(
+                    ConsoleCookie.make(ConsoleCookie.organization, orgID, maxAge: nil, secure: visit.secure)
+                )
                 return .response(response)
             }
         }

@@ -34,8 +34,9 @@ public struct Console: Sendable {
 
     /// Whether a path belongs to the console rather than the API.
     public static func serves(path: String) -> Bool {
-        !(path == "/v1" || path.hasPrefix("/v1/") || ["/healthz", "/readyz", "/metrics", "/openapi.json"]
-            .contains(path))
+        !(path == "/v1" || path.hasPrefix("/v1/")
+            || ["/healthz", "/readyz", "/metrics", "/openapi.json"]
+                .contains(path))
     }
 
     // MARK: Signed-in pages
@@ -57,7 +58,11 @@ public struct Console: Sendable {
         } catch {
             context.logger.error("A console page failed", metadata: ["error.type": "\(type(of: error))"])
             return errorPage(
-                ConsoleProblem(status: 500, code: "internal", detail: "Something went wrong; the server log says more."),
+                ConsoleProblem(
+                    status: 500,
+                    code: "internal",
+                    detail: "Something went wrong; the server log says more."
+                ),
                 request: request,
                 context: context
             )
@@ -146,14 +151,20 @@ public struct Console: Sendable {
         guard let token = ConsoleCookie.value(request, ConsoleCookie.refresh) else { return nil }
         var anonymous = credentials
         anonymous.accessToken = nil
-        let answer = try await api.call(.post, "/v1/auth/refresh", as: anonymous, body: ["refresh_token": .string(token)])
+        let answer = try await api.call(
+            .post,
+            "/v1/auth/refresh",
+            as: anonymous,
+            body: ["refresh_token": .string(token)]
+        )
         guard answer.succeeded else { return nil }
         return sessionCookies(answer.json, secure: secure).map { ($0.access, $0.cookies) }
     }
 
     /// The cookies of a new session from a token answer (`access_token`, `refresh_token`, `expires_in`).
     func sessionCookies(_ tokens: JSONValue, secure: Bool) -> (access: String, cookies: [Cookie])? {
-        guard let access = tokens["access_token"]?.stringValue, let refresh = tokens["refresh_token"]?.stringValue else {
+        guard let access = tokens["access_token"]?.stringValue, let refresh = tokens["refresh_token"]?.stringValue
+        else {
             return nil
         }
         let lifetime = tokens["expires_in"]?.numberValue.map { Int($0) } ?? 900
@@ -212,7 +223,8 @@ public struct Console: Sendable {
     private func signInRedirect(_ request: Request) -> Response {
         let here = request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")
         var response = Self.redirect(
-            to: here == "/" ? "/login" : "/login?next=" + (here.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "/")
+            to: here == "/"
+                ? "/login" : "/login?next=" + (here.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "/")
         )
         let secure = ConsoleCookie.isSecure(request)
         if request.cookies[ConsoleCookie.access] != nil {
@@ -222,7 +234,8 @@ public struct Console: Sendable {
     }
 
     func errorPage(_ problem: ConsoleProblem, request: Request, context: ConsoleRequestContext) -> Response {
-        let title = problem.status == 404 ? "Not found" : (problem.status == 403 ? "Not allowed" : "Something went wrong")
+        let title =
+            problem.status == 404 ? "Not found" : (problem.status == 403 ? "Not allowed" : "Something went wrong")
         let html = views.document(
             title: title,
             visit: nil,

@@ -158,7 +158,11 @@ struct BodyCollector: ResponseBodyWriter {
             return true
         }
         guard fits else {
-            throw ConsoleProblem(status: 502, code: "answer_too_large", detail: "The API's answer was too large to show.")
+            throw ConsoleProblem(
+                status: 502,
+                code: "answer_too_large",
+                detail: "The API's answer was too large to show."
+            )
         }
     }
 

@@ -10,7 +10,8 @@ struct ConsoleViews: Sendable {
     private let library: MustacheLibrary
 
     /// Every template, by name: the layout here, each page's beside its routes.
-    static let templates: [String: String] = layoutTemplates
+    static let templates: [String: String] =
+        layoutTemplates
         .merging(AuthPages.templates) { first, _ in first }
         .merging(RunPages.templates) { first, _ in first }
         .merging(WorkflowPages.templates) { first, _ in first }
@@ -53,7 +54,13 @@ struct ConsoleViews: Sendable {
     }
 
     /// A signed-in page: the layout with `template` rendered from `data` inside.
-    func page(_ template: String, title: String, visit: ConsoleVisit, _ data: [String: Any], live: String? = nil)
+    func page(
+        _ template: String,
+        title: String,
+        visit: ConsoleVisit,
+        _ data: [String: Any],
+        live: String? = nil
+    )
         -> ConsoleAnswer
     {
         var data = data

@@ -1,6 +1,6 @@
 import CaravanAgents
-import CaravanConsole
 public import CaravanAudit
+import CaravanConsole
 public import CaravanCore
 public import CaravanEngine
 public import CaravanIdentity
@@ -220,12 +220,17 @@ public func buildApplication(
     let console = try Console(
         api: ConsoleAPI { request, remoteAddress in
             let address = remoteAddress == "local" ? nil : try? SocketAddress(ipAddress: remoteAddress, port: 0)
-            return try await api.respond(to: request, context: CaravanRequestContext(inProcess: logger, remoteAddress: address))
+            return try await api.respond(
+                to: request,
+                context: CaravanRequestContext(inProcess: logger, remoteAddress: address)
+            )
         }
     ).router().buildResponder()
     // `/v1`, `/healthz`, `/readyz`, `/metrics` and `/openapi.json` are the API's; every other path is the console's.
     let responder = CallbackResponder<CaravanRequestContext> { request, context in
-        guard Console.serves(path: request.uri.path) else { return try await api.respond(to: request, context: context) }
+        guard Console.serves(path: request.uri.path) else {
+            return try await api.respond(to: request, context: context)
+        }
         return try await console.respond(
             to: request,
             context: ConsoleRequestContext(
