@@ -180,32 +180,31 @@ struct RunPages: Sendable {
                 filters[name] = value
             }
         }
-        let from = parameters.get("from").flatMap { Clock.parseRFC3339(String($0) + ":00Z") }
-        let to = parameters.get("to").flatMap { Clock.parseRFC3339(String($0) + ":00Z") }
-        let answer = try await console.api.call(.get, "/v1/runs?" + query.joined(separator: "&"), as: visit.credentials)
-        if let problem = answer.problem, problem.status != 422 { throw problem }
-        var runs = answer.json["items"]?.arrayValue ?? []
-        if from != nil || to != nil {
-            runs = runs.filter { run in
-                guard let created = ConsoleTime.milliseconds(run["created_at"]) else { return false }
-                return created >= (from ?? .min) && created < (to ?? .max)
+        // The time fields are `datetime-local` values, read as UTC (the page says so).
+        for name in ["from", "to"] {
+            if let value = parameters.get(name).map({ String($0) }), !value.isEmpty {
+                query.append("\(name)=\(ConsoleMarkup.query(value.count == 16 ? value + ":00Z" : value))")
+                filters[name] = value
             }
         }
+        let answer = try await console.api.call(.get, "/v1/runs?" + query.joined(separator: "&"), as: visit.credentials)
+        if let problem = answer.problem, problem.status != 422 { throw problem }
+        let runs = answer.json["items"]?.arrayValue ?? []
         let next = answer.json["next_cursor"]?.stringValue
         var nextQuery = query.filter { !$0.hasPrefix("cursor=") && !$0.hasPrefix("limit=") }
         if let next { nextQuery.append("cursor=\(ConsoleMarkup.query(next))") }
         var data: [String: Any] = [
             "runs": runs.map(Self.row),
             "empty": runs.isEmpty,
-            "filtered": !filters.isEmpty || from != nil || to != nil,
+            "filtered": !filters.isEmpty,
             "firstPage": filters["cursor"] == nil,
             "next": next.map { _ in "/runs?" + nextQuery.joined(separator: "&") } ?? false,
             "statuses": Self.statuses.map { ["value": $0, "selected": filters["status"] as? String == $0] },
             "workflow": filters["workflow"] ?? "",
             "agent": filters["agent"] ?? "",
             "status": filters["status"] ?? "",
-            "from": parameters.get("from").map { String($0) } ?? "",
-            "to": parameters.get("to").map { String($0) } ?? "",
+            "from": filters["from"] ?? "",
+            "to": filters["to"] ?? "",
             "canWrite": visit.can("developer"),
         ]
         data["problem"] = ConsoleViews.problem(answer.problem)
@@ -542,8 +541,8 @@ extension RunPages {
         <label for="agent">Agent</label><input id="agent" name="agent" value="{{agent}}" size="14">
         <label for="status">Status</label>
         <select id="status" name="status"><option value="">any</option>{{#statuses}}<option{{#selected}} selected{{/selected}}>{{value}}</option>{{/statuses}}</select>
-        <label for="from">From</label><input id="from" name="from" type="datetime-local" value="{{from}}">
-        <label for="to">To</label><input id="to" name="to" type="datetime-local" value="{{to}}">
+        <label for="from">From (UTC)</label><input id="from" name="from" type="datetime-local" value="{{from}}">
+        <label for="to">To (UTC)</label><input id="to" name="to" type="datetime-local" value="{{to}}">
         <button type="submit">Filter</button>
         {{#filtered}}<a href="/runs">Clear</a>{{/filtered}}
         </form>

@@ -3,7 +3,7 @@
 /// The body is a time-ordered, random 26-character base32 string (ULID layout), so ids sort by creation time —
 /// which keeps index inserts local and makes cursors over ids stable.
 public enum Identifier {
-    private static let alphabet = Array("0123456789abcdefghjkmnpqrstvwxyz".utf8)
+    fileprivate static let alphabet = Array("0123456789abcdefghjkmnpqrstvwxyz".utf8)
 
     /// A new identifier.
     /// - Parameters:
@@ -45,6 +45,18 @@ public func stableDigest(_ text: String) -> String {
 }
 
 extension Identifier {
+    /// The least identifier of `prefix` made at `milliseconds` or later: identifiers sort by their creation time, so
+    /// `id >= bound(at: t)` holds for exactly those made at `t` or later.
+    public static func bound(_ prefix: String, milliseconds: Int64) -> String {
+        var bytes = [UInt8](repeating: 0, count: 10)
+        var time = UInt64(max(0, milliseconds))
+        for index in stride(from: 9, through: 0, by: -1) {
+            bytes[index] = alphabet[Int(time & 31)]
+            time >>= 5
+        }
+        return prefix + "_" + String(decoding: bytes, as: UTF8.self)
+    }
+
     /// A client-chosen request id, kept when it is short and made of safe characters (letters, digits, `-_.`).
     public static func acceptedRequestID(_ value: String?) -> String? {
         guard let value, !value.isEmpty, value.utf8.count <= 128 else { return nil }

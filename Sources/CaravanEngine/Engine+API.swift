@@ -155,6 +155,7 @@ extension Engine {
         orgID: String,
         workflow: String?,
         status: RunStatus?,
+        created: CreatedRange = CreatedRange(),
         cursor: String?,
         limit: Int
     ) async throws -> [RunRecord] {
@@ -163,6 +164,7 @@ extension Engine {
                 orgID: orgID,
                 workflow: workflow,
                 status: status,
+                created: created,
                 before: cursor,
                 limit: limit,
                 in: $0

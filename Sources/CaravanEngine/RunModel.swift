@@ -147,3 +147,14 @@ public struct RunEvent: Sendable, Hashable {
         self.data = data
     }
 }
+
+/// When listed runs were created: from `from` (inclusive) to `to` (exclusive), Unix milliseconds; either open.
+public struct CreatedRange: Sendable, Hashable {
+    public var from: Int64?
+    public var to: Int64?
+
+    public init(from: Int64? = nil, to: Int64? = nil) {
+        self.from = from
+        self.to = to
+    }
+}

@@ -433,6 +433,7 @@ struct RunStore: Sendable {
         orgID: String,
         workflow: String?,
         status: RunStatus?,
+        created: CreatedRange = CreatedRange(),
         before cursor: String?,
         limit: Int,
         in executor: any SQLExecutor
@@ -449,6 +450,15 @@ struct RunStore: Sendable {
         }
         if let cursor {
             binds.append(.text(cursor))
+            sql += " AND id < $\(binds.count)"
+        }
+        // A run's id begins with its creation time, so a time range is a range of the index it is listed by.
+        if let from = created.from {
+            binds.append(.text(Identifier.bound("run", milliseconds: from)))
+            sql += " AND id >= $\(binds.count)"
+        }
+        if let to = created.to {
+            binds.append(.text(Identifier.bound("run", milliseconds: to)))
             sql += " AND id < $\(binds.count)"
         }
         binds.append(.int(Int64(limit)))

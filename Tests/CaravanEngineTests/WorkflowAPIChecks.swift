@@ -375,6 +375,18 @@ enum EngineChecks {
             cursor = page.json["next_cursor"]?.stringValue
         } while cursor != nil
         #expect(seen == ids.reversed())
+
+        // A creation-time range: from the fourth run's time (inclusive) to the sixth's (exclusive).
+        var created: [(id: String, at: String)] = []
+        for id in ids { created.append((id, try await client.run(id)["created_at"]?.stringValue ?? "")) }
+        let from = created[3].at
+        let to = created[5].at
+        let ranged = try await client.send(.get, "/v1/runs?workflow=bench-w1&from=\(from)&to=\(to)")
+        #expect(ranged.status == .ok)
+        let expected = created.filter { $0.at >= from && $0.at < to }.map(\.id).reversed()
+        #expect(ranged.json["items"]?.arrayValue?.compactMap { $0["id"]?.stringValue } == Array(expected))
+        #expect(try await client.send(.get, "/v1/runs?from=yesterday").status == .unprocessableContent)
+
         let filtered = try await client.send(.get, "/v1/runs?status=failed")
         #expect(filtered.json["items"]?.arrayValue?.isEmpty == true)
         #expect(try await client.send(.get, "/v1/runs?limit=0").status == .unprocessableContent)

@@ -236,6 +236,16 @@ enum APISchemas {
             "Only runs in this state.",
             schema: ["type": "string", "enum": .array(RunStatus.allCases.map { .string($0.rawValue) })]
         ),
+        QueryParameter(
+            "from",
+            "Only runs created at or after this time (RFC 3339).",
+            schema: ["type": "string", "format": "date-time"]
+        ),
+        QueryParameter(
+            "to",
+            "Only runs created before this time (RFC 3339).",
+            schema: ["type": "string", "format": "date-time"]
+        ),
     ]
     static let usageQuery = [
         QueryParameter(

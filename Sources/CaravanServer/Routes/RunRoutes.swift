@@ -64,7 +64,8 @@ struct RunRoutes {
                 .get,
                 "/v1/runs",
                 operationID: "listRuns",
-                summary: "List runs, newest first; filter by `workflow`, `agent` and `status`.",
+                summary:
+                    "List runs, newest first; filter by `workflow`, `agent`, `status` and creation time (`from`, `to`).",
                 tag: "runs",
                 access: .organization(.read),
                 query: APISchemas.page + APISchemas.runFilters,
@@ -87,10 +88,22 @@ struct RunRoutes {
             if let agent = request.uri.queryParameters.get("agent") {
                 workflow = AgentStepKind.workflowName(forAgent: String(agent))
             }
+            var created = CreatedRange()
+            for (name, bound) in [("from", \CreatedRange.from), ("to", \CreatedRange.to)] {
+                guard let text = request.uri.queryParameters.get(name) else { continue }
+                guard let milliseconds = Clock.parseRFC3339(String(text)) else {
+                    throw CaravanError.validation(
+                        "/\(name)",
+                        "\(name) must be an RFC 3339 time, e.g. 2026-12-04T10:00:00Z"
+                    )
+                }
+                created[keyPath: bound] = milliseconds
+            }
             let page = try await engine.runs(
                 orgID: orgID,
                 workflow: workflow,
                 status: status,
+                created: created,
                 cursor: try APIRequest.cursor(request),
                 limit: limit
             )
