@@ -397,18 +397,25 @@ struct RunPages: Sendable {
 
     // MARK: Approvals
 
-    /// Every run of the organization that waits for a person, oldest first (up to 500 waiting runs are read).
+    /// Every run of the organization that waits for a person, oldest first: runs waiting at an approval step, and
+    /// agent runs whose tool call waits for approval inside a running step (up to 500 runs of each are read).
     private func approvals(_ visit: ConsoleVisit) async throws -> ConsoleAnswer {
         var waiting: [JSONValue] = []
-        var cursor: String?
-        repeat {
-            let page = try await read(
-                "/v1/runs?status=waiting&limit=100" + (cursor.map { "&cursor=\(ConsoleMarkup.query($0))" } ?? ""),
-                visit
-            )
-            waiting += page["items"]?.arrayValue ?? []
-            cursor = page["next_cursor"]?.stringValue
-        } while cursor != nil && waiting.count < 500
+        for status in ["waiting", "running"] {
+            var cursor: String?
+            var read = 0
+            repeat {
+                let page = try await self.read(
+                    "/v1/runs?status=\(status)&limit=100" + (cursor.map { "&cursor=\(ConsoleMarkup.query($0))" } ?? ""),
+                    visit
+                )
+                let items = page["items"]?.arrayValue ?? []
+                read += items.count
+                waiting += status == "waiting" ? items : items.filter { $0["kind"] == "agent" }
+                cursor = page["next_cursor"]?.stringValue
+            } while cursor != nil && read < 500
+        }
+        waiting.sort { ($0["id"]?.stringValue ?? "") > ($1["id"]?.stringValue ?? "") }
         var items: [[String: Any]] = []
         for run in waiting.reversed() {
             guard let id = run["id"]?.stringValue else { continue }

@@ -35,6 +35,9 @@ struct AgentTests {
     @Test(arguments: TestBackend.available) func approvals(backend: TestBackend) async throws {
         try await withAgentWorld(backend, AgentChecks.approvalBindsArguments)
     }
+    @Test(arguments: TestBackend.available) func consoleTraceAndApproval(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, AgentConsoleChecks.traceAndApproval)
+    }
     @Test(arguments: TestBackend.available) func egress(backend: TestBackend) async throws {
         try await withAgentWorld(backend, AgentChecks.egressRefusesProviders)
     }
