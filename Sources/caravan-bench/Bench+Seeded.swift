@@ -1,4 +1,5 @@
 import ArgumentParser
+import AsyncHTTPClient
 import CaravanCore
 import CaravanEngine
 import CaravanHarness
@@ -6,6 +7,7 @@ import CaravanPostgres
 import CaravanSQLite
 import CaravanStorage
 import Foundation
+import NIOCore
 import NIOHTTP1
 
 /// W4: a database that has grown. `--seed-runs` finished runs of `bench-w1` (one in ten failed) are stored
@@ -70,6 +72,7 @@ extension Bench {
                     throw ValidationError("reading a seeded run's events answered \(page.status): \(page.json)")
                 }
             }
+            let console = try await consolePages(base: base, sample: sample)
             let w1 = try await w1([server], runs: runs ?? 1_000)
             let w2 = try await w2(port: second.port)
             second.send(signal: SIGTERM)
@@ -84,8 +87,41 @@ extension Bench {
                 "w1_workflows_per_s": w1["workflows_per_s"] ?? 0, "w1_latency_p99_ms": w1["latency_p99_ms"] ?? 0,
                 "w1_peak_rss_mb": w1["peak_rss_mb"] ?? 0,
                 "w2_rtt_p50_ms": w2["rtt_p50_ms"] ?? 0, "w2_rtt_p99_ms": w2["rtt_p99_ms"] ?? 0,
-            ]
+            ].merging(console) { first, _ in first }
         }
+    }
+
+    /// The console's pages on the grown database, as a signed-in browser asks for them: the runs list, the failed
+    /// runs, and a seeded run's page, 100 times each; p50 and p99 of the whole answer in milliseconds.
+    func consolePages(base: String, sample: [String]) async throws -> [String: Double] {
+        let login = try await Self.call(
+            .POST,
+            base + "/v1/auth/login",
+            body: #"{"email": "owner@example.com", "password": "\#(ownerAccountPassword)"}"#
+        )
+        guard let token = login.json["access_token"]?.stringValue else {
+            throw ValidationError("signing in for the console answered \(login.status)")
+        }
+        var figures: [String: Double] = [:]
+        let pages: [(name: String, path: () -> String)] = [
+            ("console_runs", { "/runs" }),
+            ("console_failed_runs", { "/runs?status=failed" }),
+            ("console_run", { "/runs/\(sample.randomElement() ?? "")" }),
+        ]
+        for page in pages {
+            let times = try await Self.latencies(100) {
+                var request = HTTPClientRequest(url: base + page.path())
+                request.headers.add(name: "Cookie", value: "caravan_access=\(token)")
+                let response = try await Self.client.execute(request, timeout: .seconds(30))
+                let body = try await response.body.collect(upTo: 16 << 20)
+                guard response.status == .ok, body.readableBytes > 1000 else {
+                    throw ValidationError("the console's \(page.name) answered \(response.status)")
+                }
+            }
+            figures[page.name + "_p50_ms"] = Self.percentile(times, 0.5)
+            figures[page.name + "_p99_ms"] = Self.percentile(times, 0.99)
+        }
+        return figures
     }
 
     /// The sorted round trips of `count` sequential calls of `body`, in milliseconds.
