@@ -136,27 +136,27 @@ enum ConsoleAssets {
           }
 
           function runsList() {
-            var table = document.querySelector("table.runs");
+            var table = document.querySelector("table.runs[data-live-list]");
             if (!table) { return; }
             var body = table.querySelector("tbody");
-            follow("/live/events", function (type, event) {
-              var id = event.run_id;
-              if (!id || type.indexOf("run.") !== 0 && type !== "step.waiting") { return; }
-              var row = body.querySelector("tr[data-run-id='" + CSS.escape(id) + "']");
-              if (!row && table.getAttribute("data-live-list") !== "all") { return; }
-              fetch("/runs/" + encodeURIComponent(id) + "/row", { credentials: "same-origin" })
+            var waiting = false;
+            var last = 0;
+            function refresh() {
+              waiting = false;
+              last = Date.now();
+              fetch("/runs/rows" + location.search, { credentials: "same-origin" })
                 .then(function (r) { return r.ok ? r.text() : null; })
                 .then(function (html) {
-                  if (!html) { return; }
-                  var holder = document.createElement("tbody");
-                  holder.innerHTML = html.trim();
-                  var fresh = holder.firstElementChild;
-                  if (!fresh) { return; }
-                  localTimes(fresh);
-                  var existing = body.querySelector("tr[data-run-id='" + CSS.escape(id) + "']");
-                  if (existing) { existing.replaceWith(fresh); } else { body.insertBefore(fresh, body.firstChild); }
-                  table.hidden = false;
+                  if (html === null) { return; }
+                  body.innerHTML = html;
+                  localTimes(body);
+                  table.hidden = body.children.length === 0;
                 });
+            }
+            follow("/live/events", function (type) {
+              if ((type.indexOf("run.") !== 0 && type !== "step.waiting") || waiting) { return; }
+              waiting = true;
+              setTimeout(refresh, Math.max(100, 1000 - (Date.now() - last)));
             });
           }
 

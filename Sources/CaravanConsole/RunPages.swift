@@ -18,12 +18,10 @@ struct RunPages: Sendable {
             let id = try context.parameters.require("id")
             return await console.page(request, context) { visit in try await runPage(id: id, visit) }
         }
-        router.get("/runs/{id}/row") { request, context in
-            let id = try context.parameters.require("id")
-            return await console.page(request, context) { visit in
-                let run = try await read("/v1/runs/\(ConsoleMarkup.segment(id))", visit)
-                return .html(console.views.render("run-row", Self.row(run)))
-            }
+        // The rows of the list's first page alone: what the page's script fetches, at most once a second, when runs
+        // change, so that a busy organization costs the server one list read per open page and second.
+        router.get("/runs/rows") { request, context in
+            await console.page(request, context) { visit in try await list(request, visit, rowsOnly: true) }
         }
         router.get("/runs/{id}/steps/{step}/output") { request, context in
             let id = try context.parameters.require("id")
@@ -167,7 +165,7 @@ struct RunPages: Sendable {
 
     // MARK: The list
 
-    private func list(_ request: Request, _ visit: ConsoleVisit) async throws -> ConsoleAnswer {
+    private func list(_ request: Request, _ visit: ConsoleVisit, rowsOnly: Bool = false) async throws -> ConsoleAnswer {
         let parameters = request.uri.queryParameters
         if let search = parameters.get("q").map { String($0) }?.trimmingCharacters(in: .whitespaces), !search.isEmpty {
             return .redirect("/runs/\(ConsoleMarkup.segment(search))")
@@ -208,6 +206,7 @@ struct RunPages: Sendable {
             "canWrite": visit.can("developer"),
         ]
         data["problem"] = ConsoleViews.problem(answer.problem)
+        if rowsOnly { return .html(console.views.render("runs-rows", data)) }
         return console.views.page("runs", title: "Runs", visit: visit, data, live: "runs")
     }
 
@@ -539,6 +538,9 @@ extension RunPages {
         <td class="clip" title="{{error}}">{{error}}</td>
         </tr>
         """,
+        "runs-rows": """
+        {{#runs}}{{> run-row}}{{/runs}}
+        """,
         "runs": """
         <h1>Runs</h1>
         {{> problem}}
@@ -562,7 +564,7 @@ extension RunPages {
         </div>
         {{/filtered}}
         {{/empty}}
-        <table class="runs" data-live-list="{{#firstPage}}{{^filtered}}all{{/filtered}}{{/firstPage}}"{{#empty}} hidden{{/empty}}>
+        <table class="runs"{{#firstPage}} data-live-list{{/firstPage}}{{#empty}} hidden{{/empty}}>
         <caption class="visually-hidden">Runs, newest first</caption>
         <thead><tr><th scope="col">Run</th><th scope="col">Workflow or agent</th><th scope="col">Status</th><th scope="col">Created</th><th scope="col">Duration</th><th scope="col">Error</th></tr></thead>
         <tbody>

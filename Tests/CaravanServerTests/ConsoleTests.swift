@@ -233,7 +233,7 @@ struct ConsoleTests {
                 workflow: "hostile",
                 input: #"{"text": "\"><script>alert('input')</script> javascript:alert(1)"}"#
             )
-            for path in ["/runs", "/runs/\(runID)", "/runs/\(runID)/row"] {
+            for path in ["/runs", "/runs/\(runID)", "/runs/rows"] {
                 let page = try await browser.get(path)
                 #expect(page.status == .ok, "\(path)")
                 #expect(!page.html.contains("<script>alert"), "\(path)")
