@@ -216,6 +216,7 @@ let package = Package(
             name: "CaravanConsole",
             dependencies: [
                 "CaravanCore",
+                "CaravanWorkflow",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
