@@ -223,7 +223,8 @@ struct UsageChart {
             out +=
                 "<rect class=\"series2\" x=\"\(x)\" y=\"\(base - inputHeight - outputHeight)\" width=\"\(barWidth)\" height=\"\(outputHeight)\"/>"
             out += "</g>"
-            if index % labelEvery == 0 || index == rows.count - 1 {
+            let lastApart = index == rows.count - 1 && index % labelEvery >= max(2, labelEvery / 2)
+            if index % labelEvery == 0 || lastApart {
                 // Days as MM-DD; the table has the whole dates.
                 let text = row.label.count == 10 ? String(row.label.suffix(5)) : row.label
                 out += "<text x=\"\(x + barWidth / 2)\" y=\"\(base + 16)\" class=\"sub\" text-anchor=\"middle\">"

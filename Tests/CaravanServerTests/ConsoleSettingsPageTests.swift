@@ -242,4 +242,102 @@ struct ConsoleSettingsPageTests {
             #expect(filtered.html.contains("No entries of this action"))
         }
     }
+
+    @Test(arguments: TestBackend.available)
+    func settingsFormsSaveThroughTheAPIAndKeepWhatWasTypedWhenRefused(_ backend: TestBackend) async throws {
+        try await withTestApplication(backend, signUp: false) { client, _ in
+            let browser = try await Self.owner(client)
+
+            // A secret's value is sealed and never shown, not even when the form is refused.
+            let refusedSecret = try await browser.post(
+                "/settings/secrets",
+                [("name", "bad name!"), ("value", "hunter2-value"), ("allowed_hosts", "")]
+            )
+            #expect(refusedSecret.status == .unprocessableContent)
+            #expect(refusedSecret.html.contains("class=\"problem\""))
+            #expect(refusedSecret.html.contains("value=\"bad name!\""))
+            #expect(!refusedSecret.html.contains("hunter2-value"))
+            let savedSecret = try await browser.post(
+                "/settings/secrets",
+                [("name", "OPENAI_KEY"), ("value", "sk-very-secret"), ("allowed_hosts", "api.openai.com")]
+            )
+            #expect(savedSecret.path == "/settings/secrets?done=secret-saved")
+            #expect(savedSecret.html.contains("OPENAI_KEY"))
+            #expect(!savedSecret.html.contains("sk-very-secret"))
+
+            // A provider the API refuses comes back with its fields as typed and the API's field errors.
+            let refusedProvider = try await browser.post(
+                "/settings/providers",
+                [
+                    ("name", "openai"), ("kind", "openai"), ("base_url", "javascript:alert(1)"),
+                    ("api_key_secret", "OPENAI_KEY"), ("models", "gpt-4o-mini"), ("timeout", "60s"),
+                    ("max_retries", "2"),
+                ]
+            )
+            #expect(refusedProvider.status == .unprocessableContent)
+            #expect(refusedProvider.html.contains("<code>/base_url</code>"))
+            #expect(refusedProvider.html.contains("value=\"javascript:alert(1)\""))
+            #expect(!refusedProvider.html.contains("href=\"javascript:"))
+            let savedProvider = try await browser.post(
+                "/settings/providers",
+                [
+                    ("name", "openai"), ("kind", "openai"), ("base_url", "https://api.openai.com/v1"),
+                    ("api_key_secret", "OPENAI_KEY"), ("models", "gpt-4o-mini\ngpt-4o"), ("timeout", "30s"),
+                    ("max_retries", "1"),
+                ]
+            )
+            #expect(savedProvider.path == "/settings/providers?done=provider-saved")
+            #expect(savedProvider.html.contains("gpt-4o-mini, gpt-4o"))
+            #expect(savedProvider.html.contains(">closed</span>"))
+            let editing = try await browser.get("/settings/providers?edit=openai")
+            #expect(editing.html.contains("Replace a provider"))
+            #expect(editing.html.contains("value=\"https://api.openai.com/v1\""))
+            let deleted = try await browser.post("/settings/providers/openai/delete", [])
+            #expect(deleted.path == "/settings/providers?done=provider-deleted")
+            #expect(deleted.html.contains("No providers yet"))
+
+            // The budget: empty is no limit; what is not a number is refused beside the form.
+            let refusedBudget = try await browser.post("/settings/budget", [("cost_usd", "lots"), ("tokens", "")])
+            #expect(refusedBudget.status == .unprocessableContent)
+            #expect(refusedBudget.html.contains("value=\"lots\""))
+            let budget = try await browser.post("/settings/budget", [("cost_usd", "25"), ("tokens", "1,000,000")])
+            #expect(budget.path == "/settings/budget?done=budget-saved")
+            #expect(budget.html.contains("$0.0000 of $25.00"))
+            #expect(budget.html.contains("of 1\u{202F}000\u{202F}000"))
+
+            // An invitation's token is shown once; a hostile email is refused and shown as text.
+            let refusedInvite = try await browser.post(
+                "/settings/members/invite",
+                [("email", Self.hostile), ("role", "viewer")]
+            )
+            #expect(refusedInvite.status == .unprocessableContent)
+            #expect(!refusedInvite.html.contains("<script>alert(2)"))
+            let invited = try await browser.post(
+                "/settings/members/invite",
+                [("email", "dev@example.com"), ("role", "developer")]
+            )
+            let token = try #require(Self.secret(in: invited.html, id: "new-invitation"))
+            #expect(Self.occurrences(of: token, in: invited.html) == 1)
+            #expect(invited.html.contains("will not be shown again"))
+
+            // Two-factor authentication: enrol, see the secret and recovery codes once, confirm with a code.
+            let account = try await browser.get("/settings/account")
+            #expect(account.html.contains("Set up two-factor authentication"))
+            let enrolment = try await browser.post("/settings/account/mfa", [])
+            #expect(enrolment.status == .ok)
+            let secret = try #require(Self.secret(in: enrolment.html, id: "totp-secret"))
+            #expect(Self.secret(in: enrolment.html, id: "totp-url")?.hasPrefix("otpauth://totp/") == true)
+            #expect(Self.occurrences(of: "<li>", in: enrolment.html) >= 10)
+            let wrong = try await browser.post("/settings/account/mfa/verify", [("code", "12")])
+            #expect(wrong.status == .unprocessableContent)
+            #expect(wrong.html.contains("class=\"problem\""))
+            let verified = try await browser.post(
+                "/settings/account/mfa/verify",
+                [("code", totpCode(base32: secret, at: Date()))]
+            )
+            #expect(verified.path == "/settings/account?done=mfa-on")
+            #expect(verified.html.contains("Two-factor authentication is on"))
+            #expect(!verified.html.contains(secret))
+        }
+    }
 }
