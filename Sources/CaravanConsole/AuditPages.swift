@@ -47,8 +47,8 @@ struct AuditPages: Sendable {
             "problem": false,
         ]
         data["problem"] = ConsoleViews.problem(answer.problem)
-        // The chain is checked whole; once, on the first page.
-        if cursor.isEmpty {
+        // The chain is checked whole, which reads every entry: only when asked, never on every visit.
+        if parameters.get("verify") == "1" {
             let verify = try await kit.read("/v1/audit/verify", visit)
             let checked = Int64(verify["checked"]?.numberValue ?? 0)
             let broken = verify["first_break"]
@@ -88,6 +88,7 @@ struct AuditPages: Sendable {
         {{#intact}}<p class="flash" role="status"><strong>Verified</strong>: the chain of {{checked}} entr{{#plural}}ies{{/plural}}{{^plural}}y{{/plural}} is intact and matches its signed head.</p>{{/intact}}
         {{^intact}}<div class="problem" role="alert"><strong>The chain does not verify.</strong> {{#brokenSeq}}The first altered entry is #{{brokenSeq}}: {{reason}}.{{/brokenSeq}}{{^brokenSeq}}{{reason}}{{/brokenSeq}} Entries from there on cannot be trusted.</div>{{/intact}}
         {{/verification}}
+        {{^verification}}<form method="get" action="/audit" class="inline"><input type="hidden" name="verify" value="1"><button type="submit">Verify the chain</button> <span class="muted">reads every entry of the organization's log</span></form>{{/verification}}
         <form method="get" action="/audit" class="filters" aria-label="Filter">
         <label for="audit-action">Action</label>
         <input id="audit-action" name="action" value="{{action}}" placeholder="e.g. createAPIKey" maxlength="200">

@@ -236,7 +236,10 @@ struct ConsoleSettingsPageTests {
 
             let audit = try await browser.get("/audit")
             #expect(audit.status == .ok)
-            #expect(audit.html.contains("<strong>Verified</strong>"))
+            #expect(audit.html.contains("Verify the chain"))
+            #expect(!audit.html.contains("<strong>Verified</strong>"))
+            let verified = try await browser.get("/audit?verify=1")
+            #expect(verified.html.contains("<strong>Verified</strong>"))
             #expect(audit.html.contains("putWorkflow") || audit.html.contains("workflow"))
             let filtered = try await browser.get("/audit?action=nothing-like-this")
             #expect(filtered.html.contains("No entries of this action"))
