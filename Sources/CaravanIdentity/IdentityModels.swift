@@ -68,6 +68,14 @@ public struct Principal: Sendable, Hashable {
     /// The requests per minute this credential may make, from its organization's settings (`nil`: the default).
     public var rateLimitPerMinute: Int?
 
+    /// Who acted, as approvals and signals record it: `user:<id>` or `api_key:<id>`.
+    public var actorName: String {
+        switch credential {
+        case .session(let userID, _): "user:\(userID)"
+        case .apiKey(let id): "api_key:\(id)"
+        }
+    }
+
     /// The id requests are counted under for rate limiting.
     public var rateLimitKey: String {
         switch credential {

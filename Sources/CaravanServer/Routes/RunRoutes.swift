@@ -227,7 +227,8 @@ struct RunRoutes {
             {
                 throw CaravanError.validation("/approved", "approved must be true or false")
             }
-            try await engine.signal(orgID: orgID, id: id, name: name, data: body, sender: nil)
+            // Who sent it is recorded with it: an approval step's output names who approved (`by`).
+            try await engine.signal(orgID: orgID, id: id, name: name, data: body, sender: context.principal?.actorName)
             return .json(["run_id": .string(id), "signal": .string(name), "status": "accepted"], status: .accepted)
         }
         routes.add(
