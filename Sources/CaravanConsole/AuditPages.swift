@@ -8,8 +8,6 @@ import Hummingbird
 struct AuditPages: Sendable {
     let console: Console
 
-    var kit: SettingsKit { SettingsKit(console: console) }
-
     static let pageSize = 50
 
     func register(in router: Router<ConsoleRequestContext>) {
@@ -49,7 +47,7 @@ struct AuditPages: Sendable {
         data["problem"] = ConsoleViews.problem(answer.problem)
         // The chain is checked whole, which reads every entry: only when asked, never on every visit.
         if parameters.get("verify") == "1" {
-            let verify = try await kit.read("/v1/audit/verify", visit)
+            let verify = try await console.read("/v1/audit/verify", visit)
             let checked = Int64(verify["checked"]?.numberValue ?? 0)
             let broken = verify["first_break"]
             data["verification"] =
@@ -61,7 +59,13 @@ struct AuditPages: Sendable {
                     "reason": broken?["reason"]?.stringValue ?? "",
                 ] as [String: Any]
         }
-        return kit.page("audit", title: "Audit log", visit: visit, data, status: answer.problem?.status ?? 200)
+        return console.views.page(
+            "audit",
+            title: "Audit log",
+            visit: visit,
+            data,
+            status: answer.problem?.status ?? 200
+        )
     }
 
     /// An entry as one row of the table.

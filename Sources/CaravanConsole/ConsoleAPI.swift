@@ -173,3 +173,47 @@ extension HTTPField.Name {
     static let caravanOrganization = HTTPField.Name("Caravan-Organization")!  // a valid token, cannot fail
     static let requestID = HTTPField.Name("Request-Id")!  // a valid token, cannot fail
 }
+
+extension Console {
+    /// The most items a page reads of one list by following its cursors.
+    static let maxListItems = 1000
+
+    /// Reads a JSON resource of the API. - Throws: the API's problem.
+    func read(_ path: String, _ visit: ConsoleVisit) async throws -> JSONValue {
+        let answer = try await api.call(.get, path, as: visit.credentials)
+        if let problem = answer.problem { throw problem }
+        return answer.json
+    }
+
+    /// Every item of a paged list (`{items, next_cursor}`), page by page, up to `maxListItems`.
+    func readAll(_ path: String, _ visit: ConsoleVisit) async throws -> [JSONValue] {
+        var items: [JSONValue] = []
+        var cursor: String?
+        let separator = path.contains("?") ? "&" : "?"
+        repeat {
+            let page = try await read(
+                path + separator + "limit=100" + (cursor.map { "&cursor=\(ConsoleMarkup.query($0))" } ?? ""),
+                visit
+            )
+            items += page["items"]?.arrayValue ?? []
+            cursor = page["next_cursor"]?.stringValue
+        } while cursor != nil && items.count < Self.maxListItems
+        return items
+    }
+
+    /// Calls the API to change something.
+    /// - Returns: the answer when it succeeded, or the problem to show beside the form that was sent.
+    /// - Throws: a problem that is not about what the form said (not signed in, not allowed, not found), which
+    ///   ends the page with the error page.
+    func change(
+        _ method: HTTPRequest.Method,
+        _ path: String,
+        body: JSONValue?,
+        _ visit: ConsoleVisit
+    ) async throws -> Result<JSONValue, ConsoleProblem> {
+        let answer = try await api.call(method, path, as: visit.credentials, body: body)
+        guard let problem = answer.problem else { return .success(answer.json) }
+        if [401, 403, 404].contains(problem.status) { throw problem }
+        return .failure(problem)
+    }
+}

@@ -1,5 +1,6 @@
 import CaravanCore
 import Foundation
+import HTTPTypes
 import Mustache
 
 /// The console's Mustache templates, parsed once at start, and the page layout around them.
@@ -53,19 +54,22 @@ struct ConsoleViews: Sendable {
         return render("layout", data)
     }
 
-    /// A signed-in page: the layout with `template` rendered from `data` inside.
+    /// A signed-in page: the layout with `template` rendered from `data` inside, answered with `status` (the
+    /// API's, when a refused form is shown again).
     func page(
         _ template: String,
         title: String,
         visit: ConsoleVisit,
         _ data: [String: Any],
-        live: String? = nil
-    )
-        -> ConsoleAnswer
-    {
+        live: String? = nil,
+        status: Int = 200
+    ) -> ConsoleAnswer {
         var data = data
         data["csrf"] = visit.csrf
-        return .html(document(title: title, visit: visit, body: render(template, data), live: live))
+        return .html(
+            document(title: title, visit: visit, body: render(template, data), live: live),
+            status: HTTPResponse.Status(code: status)
+        )
     }
 
     /// A problem as the `problem` template shows it.

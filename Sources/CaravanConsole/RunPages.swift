@@ -27,7 +27,7 @@ struct RunPages: Sendable {
             let id = try context.parameters.require("id")
             let stepID = try context.parameters.require("step")
             return await console.page(request, context) { visit in
-                let run = try await read("/v1/runs/\(ConsoleMarkup.segment(id))", visit)
+                let run = try await console.read("/v1/runs/\(ConsoleMarkup.segment(id))", visit)
                 guard let step = run["steps"]?.arrayValue?.first(where: { $0["id"]?.stringValue == stepID }) else {
                     throw ConsoleProblem(status: 404, code: "not_found", detail: "The run has no step \(stepID).")
                 }
@@ -116,13 +116,6 @@ struct RunPages: Sendable {
 
     // MARK: Reading
 
-    /// Reads a JSON resource of the API. - Throws: the API's problem (a 404 for another organization's run).
-    private func read(_ path: String, _ visit: ConsoleVisit) async throws -> JSONValue {
-        let answer = try await console.api.call(.get, path, as: visit.credentials)
-        if let problem = answer.problem { throw problem }
-        return answer.json
-    }
-
     /// The most events of one run a page reads (an agent with many turns has a few per turn).
     static let maxEvents = 5000
 
@@ -131,7 +124,7 @@ struct RunPages: Sendable {
         var events: [JSONValue] = []
         var after: String?
         repeat {
-            let page = try await read(
+            let page = try await console.read(
                 "/v1/runs/\(ConsoleMarkup.segment(runID))/events?limit=500"
                     + (after.map { "&after=\(ConsoleMarkup.query($0))" } ?? ""),
                 visit
@@ -234,13 +227,13 @@ struct RunPages: Sendable {
 
     private func runPage(id: String, _ visit: ConsoleVisit) async throws -> ConsoleAnswer {
         let path = "/v1/runs/\(ConsoleMarkup.segment(id))"
-        let run = try await read(path, visit)
+        let run = try await console.read(path, visit)
         let events = try await events(runID: id, visit)
         let isAgent = run["kind"]?.stringValue == "agent"
         var definition: JSONValue?
         if !isAgent, let workflow = run["workflow"]?.stringValue {
             let version = run["workflow_version"]?.numberValue.map { Int($0) } ?? 1
-            definition = try? await read(
+            definition = try? await console.read(
                 "/v1/workflows/\(ConsoleMarkup.segment(workflow))?version=\(version)",
                 visit
             )["definition"]
@@ -404,7 +397,7 @@ struct RunPages: Sendable {
             var cursor: String?
             var read = 0
             repeat {
-                let page = try await self.read(
+                let page = try await console.read(
                     "/v1/runs?status=\(status)&limit=100" + (cursor.map { "&cursor=\(ConsoleMarkup.query($0))" } ?? ""),
                     visit
                 )

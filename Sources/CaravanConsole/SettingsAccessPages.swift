@@ -17,7 +17,8 @@ extension SettingsPages {
         router.post("/settings/api-keys/{id}/revoke") { request, context in
             let id = try context.parameters.require("id")
             return await console.action(request, context) { visit, _ in
-                _ = try await kit.change(.delete, "/v1/api-keys/\(ConsoleMarkup.segment(id))", body: nil, visit).get()
+                _ = try await console.change(.delete, "/v1/api-keys/\(ConsoleMarkup.segment(id))", body: nil, visit)
+                    .get()
                 return .redirect("/settings/api-keys?done=key-revoked")
             }
         }
@@ -32,7 +33,7 @@ extension SettingsPages {
             return await console.action(request, context) { visit, form in
                 let path = try Self.membersPath(visit) + "/\(ConsoleMarkup.segment(userID))"
                 let body: JSONValue = ["role": .string(form["role"] ?? "")]
-                switch try await kit.change(.patch, path, body: body, visit) {
+                switch try await console.change(.patch, path, body: body, visit) {
                 case .success: return .redirect("/settings/members?done=member-role")
                 case .failure(let problem): return try await membersPage(visit, request: request, problem: problem)
                 }
@@ -42,7 +43,7 @@ extension SettingsPages {
             let userID = try context.parameters.require("user")
             return await console.action(request, context) { visit, _ in
                 let path = try Self.membersPath(visit) + "/\(ConsoleMarkup.segment(userID))"
-                switch try await kit.change(.delete, path, body: nil, visit) {
+                switch try await console.change(.delete, path, body: nil, visit) {
                 case .success:
                     return .redirect(userID == visit.userID ? "/runs" : "/settings/members?done=member-removed")
                 case .failure(let problem): return try await membersPage(visit, request: request, problem: problem)
@@ -58,12 +59,12 @@ extension SettingsPages {
         router.post("/settings/account/mfa/verify") { request, context in
             await console.action(request, context) { visit, form in
                 let body: JSONValue = ["code": .string(form.trimmed("code") ?? "")]
-                switch try await kit.change(.post, "/v1/auth/mfa/totp/verify", body: body, visit) {
+                switch try await console.change(.post, "/v1/auth/mfa/totp/verify", body: body, visit) {
                 case .success: return .redirect("/settings/account?done=mfa-on")
                 case .failure(let problem):
                     var data = frame(visit, current: "/settings/account")
                     data["problem"] = ConsoleViews.problem(problem)
-                    return kit.page(
+                    return console.views.page(
                         "settings-mfa-verify",
                         title: "Two-factor authentication",
                         visit: visit,
@@ -84,7 +85,7 @@ extension SettingsPages {
         problem: ConsoleProblem? = nil
     ) async throws -> ConsoleAnswer {
         let cursor = request.uri.queryParameters.get("cursor").map { String($0) }
-        let page = try await kit.read(
+        let page = try await console.read(
             "/v1/api-keys?limit=100" + (cursor.map { "&cursor=\(ConsoleMarkup.query($0))" } ?? ""),
             visit
         )
@@ -111,7 +112,13 @@ extension SettingsPages {
         formData["roles"] = SettingsKit.roles(upTo: visit, selected: values["role"] as? String ?? "developer")
         data["form"] = formData
         if let problem { data["problem"] = ConsoleViews.problem(problem) }
-        return kit.page("settings-api-keys", title: "API keys", visit: visit, data, status: problem?.status ?? 200)
+        return console.views.page(
+            "settings-api-keys",
+            title: "API keys",
+            visit: visit,
+            data,
+            status: problem?.status ?? 200
+        )
     }
 
     /// `POST /v1/api-keys`, answered by a page that shows the new key this once.
@@ -129,7 +136,7 @@ extension SettingsPages {
             "name": .string(form.trimmed("name") ?? ""), "role": .string(form["role"] ?? ""),
         ]
         if let expires = SettingsKit.time(form["expires_at"], endOfDay: true) { body["expires_at"] = .string(expires) }
-        switch try await kit.change(.post, "/v1/api-keys", body: .object(body), visit) {
+        switch try await console.change(.post, "/v1/api-keys", body: .object(body), visit) {
         case .success(let created):
             var data = frame(visit, current: "/settings/api-keys")
             data["key"] = created["key"]?.stringValue ?? ""
@@ -137,7 +144,7 @@ extension SettingsPages {
             data["role"] = created["role"]?.stringValue ?? ""
             data["expires"] =
                 created["expires_at"]?.isNull == false ? ConsoleTime.element(created["expires_at"]) : false
-            return kit.page("settings-api-key-created", title: "API key created", visit: visit, data)
+            return console.views.page("settings-api-key-created", title: "API key created", visit: visit, data)
         case .failure(let problem):
             return try await apiKeysPage(visit, request: request, form: values, problem: problem)
         }
@@ -166,7 +173,7 @@ extension SettingsPages {
         inviteProblem: ConsoleProblem? = nil
     ) async throws -> ConsoleAnswer {
         let cursor = request.uri.queryParameters.get("cursor").map { String($0) }
-        let page = try await kit.read(
+        let page = try await console.read(
             try Self.membersPath(visit) + "?limit=100" + (cursor.map { "&cursor=\(ConsoleMarkup.query($0))" } ?? ""),
             visit
         )
@@ -198,7 +205,7 @@ extension SettingsPages {
         data["inviteProblem"] =
             inviteProblem.map { console.views.render("problem", ["problem": ConsoleViews.problem($0) ?? false]) } ?? ""
         let status = (problem ?? inviteProblem)?.status ?? 200
-        return kit.page("settings-members", title: "Members", visit: visit, data, status: status)
+        return console.views.page("settings-members", title: "Members", visit: visit, data, status: status)
     }
 
     /// `POST …/invitations`, answered by a page that shows the invitation's token this once.
@@ -206,14 +213,14 @@ extension SettingsPages {
         let values: [String: Any] = ["email": form["email"] ?? "", "role": form["role"] ?? "developer"]
         let path = "/v1/organizations/\(ConsoleMarkup.segment(try Self.organizationID(visit)))/invitations"
         let body: JSONValue = ["email": .string(form.trimmed("email") ?? ""), "role": .string(form["role"] ?? "")]
-        switch try await kit.change(.post, path, body: body, visit) {
+        switch try await console.change(.post, path, body: body, visit) {
         case .success(let invitation):
             var data = frame(visit, current: "/settings/members")
             data["token"] = invitation["token"]?.stringValue ?? ""
             data["email"] = invitation["email"]?.stringValue ?? ""
             data["role"] = invitation["role"]?.stringValue ?? ""
             data["expires"] = ConsoleTime.element(invitation["expires_at"])
-            return kit.page("settings-invitation-created", title: "Invitation created", visit: visit, data)
+            return console.views.page("settings-invitation-created", title: "Invitation created", visit: visit, data)
         case .failure(let problem):
             return try await membersPage(visit, request: request, form: values, inviteProblem: problem)
         }
@@ -231,13 +238,19 @@ extension SettingsPages {
         data["mfaEnabled"] = visit.mfaEnabled
         data["organizations"] = visit.memberships.map { ["name": $0.name, "role": $0.role] }
         if let problem { data["problem"] = ConsoleViews.problem(problem) }
-        return kit.page("settings-account", title: "Your account", visit: visit, data, status: problem?.status ?? 200)
+        return console.views.page(
+            "settings-account",
+            title: "Your account",
+            visit: visit,
+            data,
+            status: problem?.status ?? 200
+        )
     }
 
     /// `POST /v1/auth/mfa/totp`: the secret, its `otpauth:` address and the recovery codes, shown this once, with
     /// the form that turns two-factor authentication on with a code.
     private func enrollMFA(_ visit: ConsoleVisit) async throws -> ConsoleAnswer {
-        switch try await kit.change(.post, "/v1/auth/mfa/totp", body: [:], visit) {
+        switch try await console.change(.post, "/v1/auth/mfa/totp", body: [:], visit) {
         case .success(let enrollment):
             var data = frame(visit, current: "/settings/account")
             data["secret"] = enrollment["secret"]?.stringValue ?? ""
@@ -245,7 +258,7 @@ extension SettingsPages {
             let codes = (enrollment["recovery_codes"]?.arrayValue ?? []).compactMap(\.stringValue)
             data["codes"] = codes.map { ["code": $0] }
             data["hasCodes"] = !codes.isEmpty
-            return kit.page("settings-mfa-enroll", title: "Two-factor authentication", visit: visit, data)
+            return console.views.page("settings-mfa-enroll", title: "Two-factor authentication", visit: visit, data)
         case .failure(let problem):
             return try await accountPage(visit, request: nil, problem: problem)
         }

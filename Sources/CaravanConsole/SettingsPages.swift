@@ -9,8 +9,6 @@ import Hummingbird
 struct SettingsPages: Sendable {
     let console: Console
 
-    var kit: SettingsKit { SettingsKit(console: console) }
-
     /// The sections of the settings, and the least role that sees each (the API's `AccessPolicy`: reading
     /// providers, members, the budget and workflows is for every member; secret names are for developers; API keys
     /// are for admins).
@@ -54,7 +52,7 @@ struct SettingsPages: Sendable {
         router.post("/settings/providers/{name}/delete") { request, context in
             let name = try context.parameters.require("name")
             return await console.action(request, context) { visit, _ in
-                _ = try await kit.change(.delete, "/v1/providers/\(ConsoleMarkup.segment(name))", body: nil, visit)
+                _ = try await console.change(.delete, "/v1/providers/\(ConsoleMarkup.segment(name))", body: nil, visit)
                     .get()
                 return .redirect("/settings/providers?done=provider-deleted")
             }
@@ -68,7 +66,7 @@ struct SettingsPages: Sendable {
         router.post("/settings/secrets/{name}/delete") { request, context in
             let name = try context.parameters.require("name")
             return await console.action(request, context) { visit, _ in
-                _ = try await kit.change(.delete, "/v1/secrets/\(ConsoleMarkup.segment(name))", body: nil, visit)
+                _ = try await console.change(.delete, "/v1/secrets/\(ConsoleMarkup.segment(name))", body: nil, visit)
                     .get()
                 return .redirect("/settings/secrets?done=secret-deleted")
             }
@@ -99,11 +97,13 @@ struct SettingsPages: Sendable {
         form: [String: Any]? = nil,
         problem: ConsoleProblem? = nil
     ) async throws -> ConsoleAnswer {
-        let providers = try await kit.readAll("/v1/providers", visit)
+        let providers = try await console.readAll("/v1/providers", visit)
         let canManage = visit.can("admin")
         var secretNames: [String] = []
         if canManage {
-            secretNames = ((try? await kit.readAll("/v1/secrets", visit)) ?? []).compactMap { $0["name"]?.stringValue }
+            secretNames = ((try? await console.readAll("/v1/secrets", visit)) ?? []).compactMap {
+                $0["name"]?.stringValue
+            }
         }
         let edit = request?.uri.queryParameters.get("edit").map { String($0) }
         let editing = edit.flatMap { name in providers.first { $0["name"]?.stringValue == name } }
@@ -115,7 +115,13 @@ struct SettingsPages: Sendable {
         data["editing"] = editing != nil || (form?["existing"] as? Bool ?? false)
         data["secretNames"] = secretNames.map { ["name": $0] }
         if let problem { data["problem"] = ConsoleViews.problem(problem) }
-        return kit.page("settings-providers", title: "Providers", visit: visit, data, status: problem?.status ?? 200)
+        return console.views.page(
+            "settings-providers",
+            title: "Providers",
+            visit: visit,
+            data,
+            status: problem?.status ?? 200
+        )
     }
 
     static func providerRow(_ provider: JSONValue) -> [String: Any] {
@@ -181,7 +187,7 @@ struct SettingsPages: Sendable {
         let path = "/v1/providers/\(ConsoleMarkup.segment(name))"
         let existing = try await console.api.call(.get, path, as: visit.credentials)
         if existing.succeeded, let prices = existing.json["prices"], !prices.isNull { body["prices"] = prices }
-        switch try await kit.change(.put, path, body: .object(body), visit) {
+        switch try await console.change(.put, path, body: .object(body), visit) {
         case .success: return .redirect("/settings/providers?done=provider-saved")
         case .failure(let problem): return try await providersPage(visit, request: nil, form: values, problem: problem)
         }
@@ -196,7 +202,7 @@ struct SettingsPages: Sendable {
         problem: ConsoleProblem? = nil
     ) async throws -> ConsoleAnswer {
         let cursor = request.uri.queryParameters.get("cursor").map { String($0) }
-        let page = try await kit.read(
+        let page = try await console.read(
             "/v1/secrets?limit=100" + (cursor.map { "&cursor=\(ConsoleMarkup.query($0))" } ?? ""),
             visit
         )
@@ -223,7 +229,13 @@ struct SettingsPages: Sendable {
                 "name": request.uri.queryParameters.get("name").map { String($0) } ?? "", "hosts": "",
             ]
         if let problem { data["problem"] = ConsoleViews.problem(problem) }
-        return kit.page("settings-secrets", title: "Secrets", visit: visit, data, status: problem?.status ?? 200)
+        return console.views.page(
+            "settings-secrets",
+            title: "Secrets",
+            visit: visit,
+            data,
+            status: problem?.status ?? 200
+        )
     }
 
     /// `PUT /v1/secrets/{name}`. The value is never put back into the page, not even when the API refuses it.
@@ -248,7 +260,8 @@ struct SettingsPages: Sendable {
         let hosts = (form["allowed_hosts"] ?? "").split(whereSeparator: { $0 == "," || $0.isWhitespace })
             .map(String.init)
         if !hosts.isEmpty { body["allowed_hosts"] = .array(hosts.map(JSONValue.string)) }
-        switch try await kit.change(.put, "/v1/secrets/\(ConsoleMarkup.segment(name))", body: .object(body), visit) {
+        switch try await console.change(.put, "/v1/secrets/\(ConsoleMarkup.segment(name))", body: .object(body), visit)
+        {
         case .success: return .redirect("/settings/secrets?done=secret-saved")
         case .failure(let problem):
             return try await secretsPage(visit, request: request, form: values, problem: problem)

@@ -27,7 +27,7 @@ extension SettingsPages {
         form: [String: Any]? = nil,
         problem: ConsoleProblem? = nil
     ) async throws -> ConsoleAnswer {
-        let budget = try await kit.read("/v1/budget", visit)
+        let budget = try await console.read("/v1/budget", visit)
         let cost = budget["cost_usd"]?.numberValue
         let tokens = budget["tokens"]?.numberValue.map { Int64($0) }
         let spentCost = budget["spent_cost_usd"]?.numberValue ?? 0
@@ -47,7 +47,13 @@ extension SettingsPages {
                 "cost": cost.map { String(format: "%.2f", $0) } ?? "", "tokens": tokens.map { String($0) } ?? "",
             ]
         if let problem { data["problem"] = ConsoleViews.problem(problem) }
-        return kit.page("settings-budget", title: "Budget", visit: visit, data, status: problem?.status ?? 200)
+        return console.views.page(
+            "settings-budget",
+            title: "Budget",
+            visit: visit,
+            data,
+            status: problem?.status ?? 200
+        )
     }
 
     static func percent(_ share: Double) -> String { String(format: "%.0f%%", share * 100) }
@@ -78,7 +84,7 @@ extension SettingsPages {
             }
             body["tokens"] = .int(number)
         }
-        switch try await kit.change(.put, "/v1/budget", body: .object(body), visit) {
+        switch try await console.change(.put, "/v1/budget", body: .object(body), visit) {
         case .success: return .redirect("/settings/budget?done=budget-saved")
         case .failure(let problem): return try await budgetPage(visit, request: nil, form: values, problem: problem)
         }
@@ -90,7 +96,7 @@ extension SettingsPages {
     static let shownTicks = 3
 
     private func schedulesPage(_ visit: ConsoleVisit) async throws -> ConsoleAnswer {
-        let workflows = try await kit.readAll("/v1/workflows", visit)
+        let workflows = try await console.readAll("/v1/workflows", visit)
         let now = Date(timeIntervalSince1970: Double(WallClock.system.nowMilliseconds()) / 1000)
         let schedules = workflows.compactMap { workflow -> [String: Any]? in
             guard workflow["archived"] != .bool(true), let schedule = workflow["definition"]?["schedule"],
@@ -110,7 +116,7 @@ extension SettingsPages {
         var data = frame(visit, current: "/settings/schedules")
         data["schedules"] = schedules
         data["empty"] = schedules.isEmpty
-        return kit.page("settings-schedules", title: "Schedules", visit: visit, data)
+        return console.views.page("settings-schedules", title: "Schedules", visit: visit, data)
     }
 
     /// The next `count` times `cron` fires after `date` in the time zone `zone`: each as a `<time>` (UTC, or the

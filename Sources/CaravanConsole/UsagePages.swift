@@ -8,8 +8,6 @@ import Hummingbird
 struct UsagePages: Sendable {
     let console: Console
 
-    var kit: SettingsKit { SettingsKit(console: console) }
-
     /// The default range, in days up to and including today.
     static let defaultDays = 30
     /// The longest range the day chart draws.
@@ -57,7 +55,7 @@ struct UsagePages: Sendable {
         let window = "from=\(ConsoleMarkup.query(Clock.rfc3339(from)))&to=\(ConsoleMarkup.query(Clock.rfc3339(to)))"
         var groups: [String: [UsageChart.Row]] = [:]
         for grouping in ["day", "model", "agent"] {
-            let answer = try await kit.read("/v1/usage?group_by=\(grouping)&\(window)", visit)
+            let answer = try await console.read("/v1/usage?group_by=\(grouping)&\(window)", visit)
             groups[grouping] = (answer["items"]?.arrayValue ?? []).map(UsageChart.Row.init)
         }
         // Every day of the range, so that a day without calls shows as one.
@@ -84,7 +82,7 @@ struct UsagePages: Sendable {
             "problem": false,
         ]
         if let problem { data["problem"] = ConsoleViews.problem(problem) }
-        return kit.page("usage", title: "Usage", visit: visit, data, status: problem?.status ?? 200)
+        return console.views.page("usage", title: "Usage", visit: visit, data, status: problem?.status ?? 200)
     }
 
     static let templates: [String: String] =
