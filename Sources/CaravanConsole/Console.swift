@@ -13,6 +13,7 @@ import Logging
 public struct Console: Sendable {
     let api: ConsoleAPI
     let views: ConsoleViews
+    let refreshes = RefreshCoalescer()
 
     public init(api: ConsoleAPI) throws {
         self.api = api
@@ -151,14 +152,19 @@ public struct Console: Sendable {
         guard let token = ConsoleCookie.value(request, ConsoleCookie.refresh) else { return nil }
         var anonymous = credentials
         anonymous.accessToken = nil
-        let answer = try await api.call(
-            .post,
-            "/v1/auth/refresh",
-            as: anonymous,
-            body: ["refresh_token": .string(token)]
-        )
-        guard answer.succeeded else { return nil }
-        return sessionCookies(answer.json, secure: secure).map { ($0.access, $0.cookies) }
+        let api = self.api
+        let caller = anonymous
+        let tokens = await refreshes.refresh(token) {
+            let answer = try? await api.call(
+                .post,
+                "/v1/auth/refresh",
+                as: caller,
+                body: ["refresh_token": .string(token)]
+            )
+            return answer?.succeeded == true ? answer?.json : nil
+        }
+        guard let tokens else { return nil }
+        return sessionCookies(tokens, secure: secure).map { ($0.access, $0.cookies) }
     }
 
     /// The cookies of a new session from a token answer (`access_token`, `refresh_token`, `expires_in`).

@@ -272,7 +272,13 @@ struct RunPages: Sendable {
             "input": Self.json(run["input"]),
             "output": Self.json(run["output"]),
             "hasOutput": !(run["output"]?.isNull ?? true),
-            "steps": (run["steps"]?.arrayValue ?? []).map { Self.step($0, runID: id) },
+            "steps": (run["steps"]?.arrayValue ?? []).map { step in
+                Self.step(
+                    step,
+                    runID: id,
+                    definition: definition?["steps"]?.arrayValue?.first { $0["id"] == step["id"] }
+                )
+            },
             "events": events.suffix(200).map { event -> [String: Any] in
                 [
                     "seq": event["seq"]?.numberValue.map { Int($0) } ?? 0,
@@ -324,7 +330,9 @@ struct RunPages: Sendable {
         return ["text": pretty.text, "cut": pretty.cut, "large": pretty.text.utf8.count > 2048]
     }
 
-    static func step(_ step: JSONValue, runID: String) -> [String: Any] {
+    /// A step as its details show it, with what its definition told it to do (templates as written: the values
+    /// they were rendered with, secrets above all, are not kept).
+    static func step(_ step: JSONValue, runID: String, definition: JSONValue? = nil) -> [String: Any] {
         let id = step["id"]?.stringValue ?? ""
         let started = ConsoleTime.milliseconds(step["started_at"])
         let finished = ConsoleTime.milliseconds(step["finished_at"])
@@ -339,6 +347,7 @@ struct RunPages: Sendable {
             "outputHref": "/runs/\(ConsoleMarkup.segment(runID))/steps/\(ConsoleMarkup.segment(id))/output",
             // Set even when absent, so that a section does not find the run's value of the same name.
             "error": false, "child": false,
+            "definition": definition.map { json($0) } ?? false,
         ]
         data["error"] = failure(step["error"])
         if let child = step["child_run_id"]?.stringValue {
@@ -635,6 +644,7 @@ extension RunPages {
         <p class="muted">{{attempts}} attempt(s){{#duration}} · {{duration}}{{/duration}} · started {{{started}}}</p>
         {{#child}}<p>Child run <a href="{{href}}"><code>{{id}}</code></a></p>{{/child}}
         {{#error}}<div class="problem"><strong>{{code}}</strong>: {{message}}</div>{{/error}}
+        {{#definition}}<details><summary>Definition</summary><pre class="json">{{text}}</pre></details>{{/definition}}
         {{#hasOutput}}<h4>Output</h4>{{#output}}{{> json}}{{#cut}}<p><a href="{{outputHref}}">The whole output</a></p>{{/cut}}{{/output}}{{/hasOutput}}
         </article>
         {{/steps}}

@@ -356,4 +356,28 @@ struct ConsoleTests {
             #expect(stream.html.contains("event: run.succeeded"))
         }
     }
+
+    @Test(arguments: TestBackend.available)
+    func aLapsedSessionIsRenewedOnceForRequestsThatComeTogether(_ backend: TestBackend) async throws {
+        try await withTestApplication(backend, signUp: false) { client, _ in
+            let browser = try await Self.signedIn(client)
+            let firstRefresh = try #require(browser.cookie("caravan_refresh"))
+            // The access cookie lapses; five requests then come at once with the same refresh cookie. Refreshing
+            // with it five times would end the session (a used refresh token presented again revokes it).
+            browser.forget("caravan_access")
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for path in ["/runs", "/runs/rows", "/approvals", "/runs", "/runs/rows"] {
+                    group.addTask { Int(try await browser.get(path).status.code) }
+                }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            #expect(statuses == [200, 200, 200, 200, 200])
+            #expect(browser.cookie("caravan_refresh") != firstRefresh)
+            // The session lives on: once the new access cookie lapses too, the new refresh cookie renews it.
+            browser.forget("caravan_access")
+            let later = try await browser.get("/runs")
+            #expect(later.status == .ok)
+            #expect(later.path == "/runs")
+        }
+    }
 }
