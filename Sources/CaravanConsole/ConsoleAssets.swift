@@ -103,6 +103,10 @@ enum ConsoleAssets {
         .delta:empty { display: none; } .delta { border-left: 3px solid var(--run); padding-left: .6rem; }
         .editor-error { color: var(--bad); }
         .crumbs { margin: 0; color: var(--muted); }
+        ol.listing { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: .85rem; background: var(--panel);
+          border: 1px solid var(--line); padding: .4rem .4rem .4rem 3.5rem; max-height: 28rem; overflow: auto; }
+        ol.listing code { white-space: pre-wrap; } ol.listing li.has-error { background: color-mix(in srgb, var(--bad) 12%, transparent); }
+        ol.listing li.has-error::marker { color: var(--bad); font-weight: 700; } ol.listing ul.editor-error { margin: .1rem 0 .3rem; }
         """
 
     /// Live updates over the API's streams, and times in the browser's time zone. Pages work without it.
