@@ -150,7 +150,7 @@ enum DefinitionYAML {
         switch error {
         case .scanner(let context, let problem, _, _), .parser(let context, let problem, _, _),
             .composer(let context, let problem, _, _):
-            let before = context.map { "\($0.text) " } ?? ""
+            let before = context.map { "\($0.text) (from line \($0.mark.line)), " } ?? ""
             return "The YAML does not parse: \(before)\(problem)"
         default:
             return "The YAML does not parse."

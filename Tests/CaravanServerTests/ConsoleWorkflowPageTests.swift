@@ -295,4 +295,48 @@ struct ConsoleWorkflowPageTests {
             _ = try await Self.finished(client, token: token, runID: secondID)
         }
     }
+
+    @Test(arguments: TestBackend.available)
+    func aViewerReadsWorkflowsButHasNoFormToChangeOrStartThem(_ backend: TestBackend) async throws {
+        try await withTestApplication(backend, mode: .live, signUp: false) { client, _ in
+            let (owner, token) = try await Self.signedIn(client)
+            let saved = try await owner.post("/workflows/new", [("name", ""), ("yaml", Self.fixed)])
+            #expect(saved.path == "/workflows/greeter")
+            let orgID = try #require(owner.cookie("caravan_org"))
+            let invitation = try await client.send(
+                .post,
+                "/v1/organizations/\(orgID)/invitations",
+                json: #"{"email": "viewer@example.com", "role": "viewer"}"#,
+                headers: [.authorization: "Bearer \(token)"]
+            )
+            let invitationToken = try #require(invitation.json["token"]?.stringValue)
+            let joined = try await client.send(
+                .post,
+                "/v1/auth/signup",
+                json:
+                    #"{"email": "viewer@example.com", "password": "\#(Self.password)", "invitation": "\#(invitationToken)"}"#
+            )
+            #expect(joined.status == .created)
+            let viewer = ConsoleTestBrowser(client)
+            try await viewer.signIn(email: "viewer@example.com", password: Self.password)
+
+            let page = try await viewer.get("/workflows/greeter")
+            #expect(page.status == .ok)
+            #expect(page.html.contains("name: greeter"))
+            #expect(!page.html.contains("id=\"start-form\""))
+            #expect(!page.html.contains("/workflows/greeter/edit"))
+            #expect(!page.html.contains("Archive workflow"))
+            #expect(!(try await viewer.get("/workflows")).html.contains("New workflow"))
+            #expect(try await viewer.get("/workflows/new").status == .forbidden)
+            let started = try await viewer.post(
+                "/workflows/greeter/runs",
+                [("input.name", "Ada"), ("input.count", "1")]
+            )
+            #expect(started.status == .forbidden)
+            let edited = try await viewer.post("/workflows/greeter/edit", [("yaml", Self.fixed)])
+            #expect(edited.status == .forbidden)
+            let runs = try await client.send(.get, "/v1/runs", headers: [.authorization: "Bearer \(token)"])
+            #expect(runs.json["items"]?.arrayValue?.isEmpty == true)
+        }
+    }
 }
