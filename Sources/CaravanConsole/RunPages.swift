@@ -266,6 +266,9 @@ struct RunPages: Sendable {
                 ["id": $0, "href": "/runs/\(ConsoleMarkup.segment($0))"]
             }
                 ?? false,
+            "thread": run["thread"]?.stringValue.map { thread in
+                ["href": "/agents/\(ConsoleMarkup.segment(name))?thread=\(ConsoleMarkup.query(thread))"]
+            } ?? false,
             "error": Self.failure(run["error"]),
             "graph": graph.svg(),
             "timeline": graph.timelineSVG(runStart: runStart, runEnd: runEnd, now: now),
@@ -585,6 +588,7 @@ extension RunPages {
         <dt>Run</dt><dd><code>{{id}}</code></dd>
         <dt>{{kind}}</dt><dd><a href="{{nameHref}}">{{name}}</a> · version {{version}}</dd>
         {{#parent}}<dt>Started by</dt><dd><a href="{{href}}"><code>{{id}}</code></a></dd>{{/parent}}
+        {{#thread}}<dt>Conversation</dt><dd><a href="{{href}}">Continue this thread</a></dd>{{/thread}}
         <dt>Created</dt><dd>{{{created}}}</dd>
         <dt>Started</dt><dd>{{{started}}}</dd>
         <dt>Finished</dt><dd>{{{finished}}}{{#duration}} · {{duration}}{{/duration}}</dd>

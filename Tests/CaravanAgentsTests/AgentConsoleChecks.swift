@@ -28,7 +28,13 @@ enum AgentConsoleChecks {
         let signedIn = try await browser.signIn(email: "owner@example.com", password: AuthenticatedClient.ownerPassword)
         #expect(signedIn.path == "/runs")
 
-        let started = try await world.client.send(.post, "/v1/agents/careful/runs", json: #"{"input": "pay"}"#)
+        let thread = try await world.client.send(.post, "/v1/threads", json: "{}")
+        let threadID = try #require(thread.json["id"]?.stringValue)
+        let started = try await world.client.send(
+            .post,
+            "/v1/agents/careful/runs",
+            json: #"{"input": "pay", "thread": "\#(threadID)"}"#
+        )
         let runID = try #require(started.json["id"]?.stringValue)
         for _ in 0..<400 {
             if try await world.events(runID).contains(where: { $0["type"] == "tool.approval_requested" }) { break }
@@ -65,6 +71,7 @@ enum AgentConsoleChecks {
         #expect(page.html.contains("&lt;script&gt;alert(&#39;paid&#39;)&lt;/script&gt; done"))
         #expect(!page.html.contains("<script>alert"))
         #expect(!page.html.contains("Waiting for a person"))
+        #expect(page.html.contains("href=\"/agents/careful?thread=\(threadID)\""))
     }
 
     /// The value of the first hidden field `name` in a page.
