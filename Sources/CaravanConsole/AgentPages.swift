@@ -22,11 +22,6 @@ struct AgentPages: Sendable {
                 return editor.new(name: "", yaml: Self.blank, visit)
             }
         }
-        router.post("/agents/new") { request, context in
-            await console.action(request, context) { visit, form in
-                try await editor.save(name: nil, form: form, visit)
-            }
-        }
         router.get("/agents/{name}") { request, context in
             let name = try context.parameters.require("name")
             return await console.page(request, context) { visit in
@@ -41,56 +36,25 @@ struct AgentPages: Sendable {
                 )
             }
         }
-        router.get("/agents/{name}/edit") { request, context in
-            let name = try context.parameters.require("name")
-            return await console.page(request, context) { visit in
-                try WorkflowPages.requireWriter(visit, "edit agents")
-                return try await editor.existing(name: name, visit)
-            }
-        }
-        router.post("/agents/{name}/edit") { request, context in
-            let name = try context.parameters.require("name")
-            return await console.action(request, context) { visit, form in
-                try await editor.save(name: name, form: form, visit)
-            }
-        }
         router.post("/agents/{name}/runs") { request, context in
             let name = try context.parameters.require("name")
             return await console.action(request, context) { visit, form in
                 try await talk(name: name, form: form, visit)
             }
         }
-        router.post("/agents/{name}/archive") { request, context in
-            let name = try context.parameters.require("name")
-            return await console.action(request, context) { visit, _ in
-                let answer = try await console.api.call(
-                    .delete,
-                    "/v1/agents/\(ConsoleMarkup.segment(name))",
-                    as: visit.credentials
-                )
-                if let problem = answer.problem { throw problem }
-                return .redirect("/agents/\(ConsoleMarkup.segment(name))")
-            }
-        }
+        editor.register(in: router)
     }
 
     // MARK: The list
 
     private func list(_ request: Request, _ visit: ConsoleVisit) async throws -> ConsoleAnswer {
-        let cursor = request.uri.queryParameters.get("cursor").map { String($0) } ?? ""
-        let page = try await console.read(
-            "/v1/agents?limit=50" + (cursor.isEmpty ? "" : "&cursor=\(ConsoleMarkup.query(cursor))"),
-            visit
+        let data = try await WorkflowPages.listData(
+            request,
+            visit,
+            console: console,
+            pages: "/agents",
+            api: "/v1/agents"
         )
-        let items = page["items"]?.arrayValue ?? []
-        let data: [String: Any] = [
-            "agents": items.map(WorkflowPages.listRow(base: "/agents")),
-            "empty": items.isEmpty && cursor.isEmpty,
-            "firstPage": cursor.isEmpty,
-            "next": page["next_cursor"]?.stringValue.map { "/agents?cursor=\(ConsoleMarkup.query($0))" } ?? false,
-            "canWrite": visit.can("developer"),
-            "canAdmin": visit.can("admin"),
-        ]
         return console.views.page("agents", title: "Agents", visit: visit, data)
     }
 
@@ -277,7 +241,7 @@ struct AgentPages: Sendable {
         <table>
         <caption class="visually-hidden">Agents by name</caption>
         <thead><tr><th scope="col">Name</th><th scope="col">Latest version</th><th scope="col">Description</th><th scope="col">Updated</th></tr></thead>
-        <tbody>{{#agents}}{{> definition-row}}{{/agents}}</tbody>
+        <tbody>{{#items}}{{> definition-row}}{{/items}}</tbody>
         </table>
         {{/empty}}
         <p class="actions">{{^firstPage}}<a href="/agents">First page</a>{{/firstPage}}{{#next}}<a href="{{next}}" rel="next">More agents</a>{{/next}}</p>

@@ -15,6 +15,41 @@ struct DefinitionEditor: Sendable {
     let api: String
     let console: Console
 
+    /// The routes workflows and agents share: saving a new definition, editing one, archiving one.
+    func register(in router: Router<ConsoleRequestContext>) {
+        let editor = self
+        router.post("\(pages)/new") { request, context in
+            await console.action(request, context) { visit, form in
+                try await editor.save(name: nil, form: form, visit)
+            }
+        }
+        router.get("\(pages)/{name}/edit") { request, context in
+            let name = try context.parameters.require("name")
+            return await console.page(request, context) { visit in
+                try WorkflowPages.requireWriter(visit, "edit \(editor.kind)s")
+                return try await editor.existing(name: name, visit)
+            }
+        }
+        router.post("\(pages)/{name}/edit") { request, context in
+            let name = try context.parameters.require("name")
+            return await console.action(request, context) { visit, form in
+                try await editor.save(name: name, form: form, visit)
+            }
+        }
+        router.post("\(pages)/{name}/archive") { request, context in
+            let name = try context.parameters.require("name")
+            return await console.action(request, context) { visit, _ in
+                let answer = try await console.api.call(
+                    .delete,
+                    "\(editor.api)/\(ConsoleMarkup.segment(name))",
+                    as: visit.credentials
+                )
+                if let problem = answer.problem { throw problem }
+                return .redirect("\(editor.pages)/\(ConsoleMarkup.segment(name))")
+            }
+        }
+    }
+
     /// The editor of a new definition, starting from `yaml`.
     func new(name: String, yaml: String, _ visit: ConsoleVisit) -> ConsoleAnswer {
         page(name: name, isNew: true, yaml: yaml, problem: nil, visit)

@@ -28,29 +28,11 @@ struct WorkflowPages: Sendable {
                 )
             }
         }
-        router.post("/workflows/new") { request, context in
-            await console.action(request, context) { visit, form in
-                try await editor.save(name: nil, form: form, visit)
-            }
-        }
         router.get("/workflows/{name}") { request, context in
             let name = try context.parameters.require("name")
             return await console.page(request, context) { visit in
                 let version = request.uri.queryParameters.get("version").flatMap { Int(String($0)) }
                 return try await workflowPage(name: name, version: version, typed: nil, problem: nil, visit)
-            }
-        }
-        router.get("/workflows/{name}/edit") { request, context in
-            let name = try context.parameters.require("name")
-            return await console.page(request, context) { visit in
-                try Self.requireWriter(visit, "edit workflows")
-                return try await editor.existing(name: name, visit)
-            }
-        }
-        router.post("/workflows/{name}/edit") { request, context in
-            let name = try context.parameters.require("name")
-            return await console.action(request, context) { visit, form in
-                try await editor.save(name: name, form: form, visit)
             }
         }
         router.post("/workflows/{name}/runs") { request, context in
@@ -59,18 +41,7 @@ struct WorkflowPages: Sendable {
                 try await startRun(name: name, form: form, visit)
             }
         }
-        router.post("/workflows/{name}/archive") { request, context in
-            let name = try context.parameters.require("name")
-            return await console.action(request, context) { visit, _ in
-                let answer = try await console.api.call(
-                    .delete,
-                    "/v1/workflows/\(ConsoleMarkup.segment(name))",
-                    as: visit.credentials
-                )
-                if let problem = answer.problem { throw problem }
-                return .redirect("/workflows/\(ConsoleMarkup.segment(name))")
-            }
-        }
+        editor.register(in: router)
         AgentPages(console: console).register(in: router)
     }
 
@@ -84,20 +55,32 @@ struct WorkflowPages: Sendable {
     // MARK: The list
 
     private func list(_ request: Request, _ visit: ConsoleVisit) async throws -> ConsoleAnswer {
+        let data = try await Self.listData(request, visit, console: console, pages: "/workflows", api: "/v1/workflows")
+        return console.views.page("workflows", title: "Workflows", visit: visit, data)
+    }
+
+    /// A page of the workflows' or agents' list, as their list templates read it (`items`, `empty`, `next`, …).
+    static func listData(
+        _ request: Request,
+        _ visit: ConsoleVisit,
+        console: Console,
+        pages: String,
+        api: String
+    ) async throws -> [String: Any] {
         let cursor = request.uri.queryParameters.get("cursor").map { String($0) } ?? ""
         let page = try await console.read(
-            "/v1/workflows?limit=50" + (cursor.isEmpty ? "" : "&cursor=\(ConsoleMarkup.query(cursor))"),
+            api + "?limit=50" + (cursor.isEmpty ? "" : "&cursor=\(ConsoleMarkup.query(cursor))"),
             visit
         )
         let items = page["items"]?.arrayValue ?? []
-        let data: [String: Any] = [
-            "workflows": items.map(Self.listRow(base: "/workflows")),
+        return [
+            "items": items.map(Self.listRow(base: pages)),
             "empty": items.isEmpty && cursor.isEmpty,
             "firstPage": cursor.isEmpty,
-            "next": page["next_cursor"]?.stringValue.map { "/workflows?cursor=\(ConsoleMarkup.query($0))" } ?? false,
+            "next": page["next_cursor"]?.stringValue.map { "\(pages)?cursor=\(ConsoleMarkup.query($0))" } ?? false,
             "canWrite": visit.can("developer"),
+            "canAdmin": visit.can("admin"),
         ]
-        return console.views.page("workflows", title: "Workflows", visit: visit, data)
     }
 
     /// A workflow or an agent as one row of its list.
@@ -317,7 +300,7 @@ struct WorkflowPages: Sendable {
         <table>
         <caption class="visually-hidden">Workflows by name</caption>
         <thead><tr><th scope="col">Name</th><th scope="col">Latest version</th><th scope="col">Description</th><th scope="col">Updated</th></tr></thead>
-        <tbody>{{#workflows}}{{> definition-row}}{{/workflows}}</tbody>
+        <tbody>{{#items}}{{> definition-row}}{{/items}}</tbody>
         </table>
         {{/empty}}
         <p class="actions">{{^firstPage}}<a href="/workflows">First page</a>{{/firstPage}}{{#next}}<a href="{{next}}" rel="next">More workflows</a>{{/next}}</p>
