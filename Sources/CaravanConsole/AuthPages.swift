@@ -97,17 +97,9 @@ struct AuthPages: Sendable {
         call: (ConsoleForm) -> (path: String, body: JSONValue)
     ) async -> Response {
         let form: ConsoleForm
-        do {
-            form = try await ConsoleForm.read(request)
-            try CSRFGuard.check(request, form: form)
-        } catch let problem as ConsoleProblem {
-            return console.errorPage(problem, request: request, context: context)
-        } catch {
-            return console.errorPage(
-                ConsoleProblem(status: 400, code: "invalid_request", detail: "The form could not be read."),
-                request: request,
-                context: context
-            )
+        switch await console.checkedForm(request, context) {
+        case .success(let checked): form = checked
+        case .failure(let refusal): return refusal.response
         }
         let (path, body) = call(form)
         let secure = ConsoleCookie.isSecure(request)

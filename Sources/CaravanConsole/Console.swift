@@ -77,19 +77,30 @@ public struct Console: Sendable {
         _ body: @Sendable (ConsoleVisit, ConsoleForm) async throws -> ConsoleAnswer
     ) async -> Response {
         let form: ConsoleForm
-        do {
-            form = try await ConsoleForm.read(request)
-            try CSRFGuard.check(request, form: form)
-        } catch let problem as ConsoleProblem {
-            return errorPage(problem, request: request, context: context)
-        } catch {
-            return errorPage(
-                ConsoleProblem(status: 400, code: "invalid_request", detail: "The form could not be read."),
-                request: request,
-                context: context
-            )
+        switch await checkedForm(request, context) {
+        case .success(let checked): form = checked
+        case .failure(let refusal): return refusal.response
         }
         return await page(request, context) { visit in try await body(visit, form) }
+    }
+
+    /// A refused form, answered with the error page.
+    struct FormRefusal: Error {
+        var response: Response
+    }
+
+    /// The submitted form once it passed the CSRF check, or the error page to answer instead.
+    func checkedForm(_ request: Request, _ context: ConsoleRequestContext) async -> Result<ConsoleForm, FormRefusal> {
+        do {
+            let form = try await ConsoleForm.read(request)
+            try CSRFGuard.check(request, form: form)
+            return .success(form)
+        } catch let problem as ConsoleProblem {
+            return .failure(FormRefusal(response: errorPage(problem, request: request, context: context)))
+        } catch {
+            let problem = ConsoleProblem(status: 400, code: "invalid_request", detail: "The form could not be read.")
+            return .failure(FormRefusal(response: errorPage(problem, request: request, context: context)))
+        }
     }
 
     /// The session of a request, or `nil` when nobody is signed in.
