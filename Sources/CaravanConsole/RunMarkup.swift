@@ -217,11 +217,13 @@ struct RunGraph {
         return out + "</svg>"
     }
 
-    /// When each step ran, as bars on one time axis (from the run's start to its end, or to `now`), with a mark
-    /// at each retry.
+    /// When each step ran, as bars on one time axis (from the run's start, or its first step's when that came first,
+    /// to its end, or to `now`), with a mark at each retry.
     func timelineSVG(runStart: Int64?, runEnd: Int64?, now: Int64) -> String {
+        // From the earliest start: after a retry the run's start is the retry's, and the steps kept from before
+        // it would otherwise fall left of the axis.
         let started = steps.compactMap(\.startedAt)
-        guard let origin = runStart ?? started.min() else { return "" }
+        guard let origin = (started + [runStart].compactMap { $0 }).min() else { return "" }
         let end = max(
             runEnd ?? now,
             (steps.compactMap { $0.finishedAt ?? ($0.startedAt != nil ? now : nil) }).max() ?? origin
