@@ -122,6 +122,20 @@ extension ConsoleBrowser {
             try await text("#step-notify").contains("Order A-1042 ships today"),
             "\(flow): the last step's output shows"
         )
+        // Every bar starts right of the axis's origin, the steps kept from before the retry too.
+        let outside = try await session.executeScript(
+            """
+            var svg = document.querySelector("svg.timeline");
+            var zero = Array.from(svg.querySelectorAll("text.sub")).find(function (t) { return t.textContent === "0"; });
+            var origin = Number(zero.getAttribute("x"));
+            return Array.from(svg.querySelectorAll("g.bar rect"))
+              .filter(function (r) { return Number(r.getAttribute("x")) < origin; }).length;
+            """
+        )
+        #expect(
+            try await session.findAll(css: "svg.timeline g.bar").count == 5 && outside == .int(0),
+            "\(flow): the timeline draws all five steps on its axis (\(outside) left of it)"
+        )
         #expect(http.calls("/fail/1/409") == 2, "\(flow): the carrier was called once more, not the others")
         #expect(http.calls("/count/reserve") == 1, "\(flow): the step that succeeded was not repeated")
         try await screenshot("run")

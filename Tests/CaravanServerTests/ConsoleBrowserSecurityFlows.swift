@@ -35,7 +35,7 @@ extension ConsoleBrowser {
         }
         _ = try await policyViolations()
         let pages: [(path: String, showsPayload: Bool)] = [
-            ("/runs", false), ("/runs/\(runID)", true), ("/runs/\(agentRunID)", true),
+            ("/runs", false), ("/runs/\(runID)", true), ("/workflows/hostile", true), ("/runs/\(agentRunID)", true),
         ]
         for page in pages {
             try await open(page.path)

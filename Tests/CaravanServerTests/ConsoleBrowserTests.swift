@@ -53,11 +53,19 @@ struct ConsoleBrowser: Sendable {
     /// The fake model: the refund agent (it has the `issue_refund` tool) first asks for the refund, then, with the
     /// tool's result, answers; any other agent answers with the hostile payload.
     static let modelAnswers: FakeModelResponder = { request in
-        guard request.toolNames.contains("issue_refund") else { return .text("Summary: \(payload)") }
-        if request.toolResults.isEmpty {
-            return .toolCall("issue_refund", arguments: #"{"order": "A-1042", "amount": 25.5}"#)
+        guard request.toolNames.contains("issue_refund") else {
+            return .text("Summary: \(payload)", usage: FakeUsage(input: 2_140, output: 96))
         }
-        return .text("Refunded $25.50 for order A-1042; the customer sees it within 5 working days.")
+        if request.toolResults.isEmpty {
+            return .toolCalls(
+                [FakeToolCall(name: "issue_refund", arguments: #"{"order": "A-1042", "amount": 25.5}"#)],
+                usage: FakeUsage(input: 1_312, output: 41)
+            )
+        }
+        return .text(
+            "Refunded $25.50 for order A-1042; the customer sees it within 5 working days.",
+            usage: FakeUsage(input: 1_398, output: 27)
+        )
     }
 
     var base: String { "http://127.0.0.1:\(server.port)" }
@@ -104,6 +112,7 @@ struct ConsoleBrowser: Sendable {
         let waiting = try await approveFromTheInbox(api)
         try await failedRunIsRetried(api)
         try await agentToolCallIsApprovedAndTraced(api)
+        try await editorShowsTheErrorBesideItsLine(api)
         try await revokeAnAPIKey()
         try await usageRenders()
         try await screenshotRunsList(api)
