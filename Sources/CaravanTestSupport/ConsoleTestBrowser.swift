@@ -66,6 +66,38 @@ public final class ConsoleTestBrowser: Sendable {
         return try await post("/login", fields)
     }
 
+    /// Invites `email` into `orgID` with `role` through the API (as the user of `inviterToken`), signs them up with
+    /// the invitation, and hands back their browser, signed in to the console.
+    public static func invited(
+        _ client: any TestClientProtocol,
+        email: String,
+        password: String,
+        role: String,
+        orgID: String,
+        inviterToken: String
+    ) async throws -> ConsoleTestBrowser {
+        let invitation = try await client.send(
+            .post,
+            "/v1/organizations/\(orgID)/invitations",
+            json: #"{"email": "\#(email)", "role": "\#(role)"}"#,
+            headers: [.authorization: "Bearer \(inviterToken)"]
+        )
+        guard let token = invitation.json["token"]?.stringValue else {
+            throw TestSetupError.failed("inviting \(email) answered \(invitation.status): \(invitation.json)")
+        }
+        let joined = try await client.send(
+            .post,
+            "/v1/auth/signup",
+            json: #"{"email": "\#(email)", "password": "\#(password)", "invitation": "\#(token)"}"#
+        )
+        guard joined.status == .created else {
+            throw TestSetupError.failed("signing up \(email) answered \(joined.status): \(joined.json)")
+        }
+        let browser = ConsoleTestBrowser(client)
+        try await browser.signIn(email: email, password: password)
+        return browser
+    }
+
     private func request(
         _ method: HTTPRequest.Method,
         _ path: String,

@@ -119,23 +119,14 @@ struct ConsoleSettingsPageTests {
             let owner = try await Self.owner(client)
             let orgID = try #require(owner.cookie("caravan_org"))
             let ownerToken = try await Self.token(client, email: "owner@example.com")
-            let invitation = try await client.send(
-                .post,
-                "/v1/organizations/\(orgID)/invitations",
-                json: #"{"email": "viewer@example.com", "role": "viewer"}"#,
-                headers: [.authorization: "Bearer \(ownerToken)"]
+            let viewer = try await ConsoleTestBrowser.invited(
+                client,
+                email: "viewer@example.com",
+                password: Self.password,
+                role: "viewer",
+                orgID: orgID,
+                inviterToken: ownerToken
             )
-            let invitationToken = try #require(invitation.json["token"]?.stringValue)
-            let joined = try await client.send(
-                .post,
-                "/v1/auth/signup",
-                json:
-                    #"{"email": "viewer@example.com", "password": "\#(Self.password)", "invitation": "\#(invitationToken)"}"#
-            )
-            #expect(joined.status == .created)
-
-            let viewer = ConsoleTestBrowser(client)
-            try await viewer.signIn(email: "viewer@example.com", password: Self.password)
             let settings = try await viewer.get("/settings")
             #expect(settings.status == .ok)
             #expect(settings.path == "/settings/providers")

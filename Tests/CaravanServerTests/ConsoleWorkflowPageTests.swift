@@ -303,22 +303,14 @@ struct ConsoleWorkflowPageTests {
             let saved = try await owner.post("/workflows/new", [("name", ""), ("yaml", Self.fixed)])
             #expect(saved.path == "/workflows/greeter")
             let orgID = try #require(owner.cookie("caravan_org"))
-            let invitation = try await client.send(
-                .post,
-                "/v1/organizations/\(orgID)/invitations",
-                json: #"{"email": "viewer@example.com", "role": "viewer"}"#,
-                headers: [.authorization: "Bearer \(token)"]
+            let viewer = try await ConsoleTestBrowser.invited(
+                client,
+                email: "viewer@example.com",
+                password: Self.password,
+                role: "viewer",
+                orgID: orgID,
+                inviterToken: token
             )
-            let invitationToken = try #require(invitation.json["token"]?.stringValue)
-            let joined = try await client.send(
-                .post,
-                "/v1/auth/signup",
-                json:
-                    #"{"email": "viewer@example.com", "password": "\#(Self.password)", "invitation": "\#(invitationToken)"}"#
-            )
-            #expect(joined.status == .created)
-            let viewer = ConsoleTestBrowser(client)
-            try await viewer.signIn(email: "viewer@example.com", password: Self.password)
 
             let page = try await viewer.get("/workflows/greeter")
             #expect(page.status == .ok)
