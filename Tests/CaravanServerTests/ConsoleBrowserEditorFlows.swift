@@ -77,7 +77,7 @@ extension ConsoleBrowser {
             try await text("#step-send").contains("Dear Fabrikam, 1250.5 EUR is still due."),
             "\(flow): the run page shows the step's output"
         )
-        #expect(try await policyViolations().isEmpty, "\(flow): no content security policy violation")
+        #expect(try await pageProblems() == [], "\(flow): no script error nor content security policy violation")
 
         try await open("/workflows/order-fulfilment")
         #expect(

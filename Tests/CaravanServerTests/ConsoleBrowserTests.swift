@@ -141,21 +141,40 @@ struct ConsoleBrowser: Sendable {
         }
     }
 
+    /// Runs `body` again (up to five times) when the element it found was replaced before it could use it: a live
+    /// page redraws its content when its run changes, which may come between finding an element and using it.
+    func onFreshElement<T>(_ body: () async throws -> T) async throws -> T {
+        var attempt = 1
+        while true {
+            do {
+                return try await body()
+            } catch let error as WebDriverError
+                where attempt < 5
+                && (error.error == "stale element reference"
+                    || error.message.contains("does not belong to the document"))
+            {
+                attempt += 1
+            }
+        }
+    }
+
     /// Empties the field `selector` and types `text` into it.
     func type(_ text: String, into selector: String) async throws {
-        let field = try await session.find(css: selector)
-        try await field.clear()
-        try await field.sendKeys(text)
+        try await onFreshElement {
+            let field = try await session.find(css: selector)
+            try await field.clear()
+            try await field.sendKeys(text)
+        }
     }
 
     /// Clicks the element `selector`.
     func click(_ selector: String) async throws {
-        try await session.find(css: selector).click()
+        try await onFreshElement { try await session.find(css: selector).click() }
     }
 
     /// The rendered text of the first element `selector`.
     func text(_ selector: String, timeout: Duration = .seconds(5)) async throws -> String {
-        try await session.find(css: selector, timeout: timeout).text()
+        try await onFreshElement { try await session.find(css: selector, timeout: timeout).text() }
     }
 
     /// The page's text as it is rendered (`innerText`: what a person reads, markup escaped or not).
@@ -175,14 +194,19 @@ struct ConsoleBrowser: Sendable {
     /// Waits for the run page's status badge to read `status`; the page updates itself while the run is live.
     func waitForRunStatus(_ status: String, _ flow: String, timeout: Duration = .seconds(15)) async throws {
         try await session.waitUntil("\(flow): the run page shows \(status)", timeout: timeout) {
-            try await session.find(css: "#run-status", timeout: .milliseconds(200)).text() == status
+            try await onFreshElement { try await session.find(css: "#run-status", timeout: .milliseconds(200)).text() }
+                == status
         }
     }
 
-    /// The browser's messages about the Content Security Policy since the last call: a page of ours that broke
-    /// its own policy, or markup that got in and tried to run.
-    func policyViolations() async throws -> [String] {
-        try await session.browserLogs().map(\.message).filter { $0.contains("Content Security Policy") }
+    /// What went wrong in the browser since the last call: a script error (an uncaught exception, a rejected
+    /// promise), or a Content Security Policy violation, by a page of ours or by markup that got in and tried to
+    /// run. Failed loads are left out: the refusals the flows provoke (403, 404, 422) are answered as pages.
+    func pageProblems() async throws -> [String] {
+        try await session.browserLogs().filter { entry in
+            entry.message.contains("Content Security Policy")
+                || (entry.level == "SEVERE" && entry.source == "javascript")
+        }.map(\.message)
     }
 
     /// Saves a screenshot of the window as `<CARAVAN_CONSOLE_SCREENSHOTS>/<name>.png`, when that is set: from the
@@ -202,7 +226,7 @@ struct ConsoleBrowser: Sendable {
 
     /// The value of the attribute `name` of the first element `selector`.
     func attribute(_ name: String, of selector: String) async throws -> String? {
-        try await session.find(css: selector).attribute(name)
+        try await onFreshElement { try await session.find(css: selector).attribute(name) }
     }
 }
 
