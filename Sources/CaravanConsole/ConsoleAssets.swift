@@ -164,38 +164,57 @@ enum ConsoleAssets {
             });
           }
 
+          // Fetches this page again and swaps its <main> in, keeping open <details> open. Calls done(stillLive).
+          function reloadMain(done) {
+            fetch(location.pathname + location.search, { credentials: "same-origin" })
+              .then(function (r) { return r.ok ? r.text() : null; })
+              .then(function (html) {
+                if (!html) { return; }
+                var doc = new DOMParser().parseFromString(html, "text/html");
+                var fresh = doc.querySelector("main");
+                var main = document.querySelector("main");
+                if (!fresh || !main) { return; }
+                var open = [];
+                main.querySelectorAll("details[open]").forEach(function (d, i) { open.push(i); });
+                main.innerHTML = fresh.innerHTML;
+                var details = main.querySelectorAll("details");
+                open.forEach(function (i) { if (details[i]) { details[i].open = true; } });
+                localTimes(main);
+                done(doc.body.hasAttribute("data-live"));
+              });
+          }
+
           function runPage(id) {
             var pending = null;
-            function refresh() {
-              pending = null;
-              fetch(location.pathname, { credentials: "same-origin" })
-                .then(function (r) { return r.ok ? r.text() : null; })
-                .then(function (html) {
-                  if (!html) { return; }
-                  var doc = new DOMParser().parseFromString(html, "text/html");
-                  var fresh = doc.querySelector("main");
-                  var main = document.querySelector("main");
-                  if (!fresh || !main) { return; }
-                  var open = [];
-                  main.querySelectorAll("details[open]").forEach(function (d, i) { open.push(i); });
-                  var delta = document.getElementById("live-delta");
-                  var streamed = delta ? delta.textContent : "";
-                  main.innerHTML = fresh.innerHTML;
-                  var details = main.querySelectorAll("details");
-                  open.forEach(function (i) { if (details[i]) { details[i].open = true; } });
-                  var newDelta = document.getElementById("live-delta");
-                  if (newDelta && pending === null) { newDelta.textContent = ""; }
-                  localTimes(main);
-                  if (!doc.body.hasAttribute("data-live")) { document.body.removeAttribute("data-live"); }
-                });
-            }
-            follow("/live/runs/" + encodeURIComponent(id), function (type, event) {
+            var source = follow("/live/runs/" + encodeURIComponent(id), function (type, event) {
               if (type === "llm.delta") {
                 var delta = document.getElementById("live-delta");
                 if (delta && event.data && typeof event.data.text === "string") { delta.textContent += event.data.text; }
                 return;
               }
-              if (pending === null) { pending = setTimeout(refresh, 250); }
+              if (pending !== null) { return; }
+              pending = setTimeout(function () {
+                pending = null;
+                reloadMain(function (live) {
+                  if (!live) { document.body.removeAttribute("data-live"); if (source) { source.close(); } }
+                });
+              }, 250);
+            });
+          }
+
+          // The approvals inbox: drawn again when runs change, at most once a second.
+          function inboxPage() {
+            var waiting = false;
+            var last = 0;
+            follow("/live/events", function (type) {
+              if (waiting || (type.indexOf("run.") !== 0 && type.indexOf("step.") !== 0
+                  && type !== "tool.approval_requested" && type !== "signal.received")) { return; }
+              waiting = true;
+              setTimeout(function () {
+                waiting = false;
+                last = Date.now();
+                reloadMain(function () {});
+              }, Math.max(100, 1000 - (Date.now() - last)));
             });
           }
 
@@ -204,6 +223,7 @@ enum ConsoleAssets {
             var live = document.body.getAttribute("data-live") || "";
             if (live === "runs") { runsList(); }
             if (live.indexOf("run:") === 0) { runPage(live.slice(4)); }
+            if (live === "approvals") { inboxPage(); }
           });
         })();
         """

@@ -436,7 +436,7 @@ struct RunPages: Sendable {
             title: "Approvals",
             visit: visit,
             ["items": items, "empty": items.isEmpty, "canWrite": visit.can("developer")],
-            live: "runs"
+            live: "approvals"
         )
     }
 }

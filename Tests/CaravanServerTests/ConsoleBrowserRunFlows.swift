@@ -65,10 +65,16 @@ extension ConsoleBrowser {
         try await session.waitUntil("\(flow): the approved run succeeds", timeout: .seconds(10)) {
             try await api.status(approved) == "succeeded"
         }
-        // The inbox does not follow runs live: the page the approval returns to may have been drawn before the
-        // engine took the signal, so it is read again once the run went on.
-        try await open("/approvals")
-        #expect(try await session.findAll(css: approval).isEmpty, "\(flow): the approved run left the inbox")
+        // The inbox follows runs live: the page the approval returned to may have been drawn before the engine took
+        // the signal, and the approved run leaves it without a reload.
+        try await session.executeScript("window.__inboxNotReloaded = true")
+        try await session.waitUntil("\(flow): the approved run leaves the inbox", timeout: .seconds(10)) {
+            try await session.findAll(css: approval).isEmpty
+        }
+        #expect(
+            try await session.executeScript("return window.__inboxNotReloaded === true") == .bool(true),
+            "\(flow): the inbox changed without a reload"
+        )
         #expect(
             try await session.findAll(css: ".approval:has(a[href='/runs/\(waiting)'])").count == 1,
             "\(flow): the other run still waits in the inbox"
