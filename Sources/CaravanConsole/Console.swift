@@ -23,7 +23,7 @@ public struct Console: Sendable {
     /// The console's router: every page, form and asset.
     public func router() -> Router<ConsoleRequestContext> {
         let router = Router(context: ConsoleRequestContext.self, options: .autoGenerateHeadEndpoints)
-        router.add(middleware: ConsoleHeadersMiddleware())
+        router.add(middleware: ConsoleHeadersMiddleware(console: self))
         ConsoleAssets.register(in: router)
         AuthPages(console: self).register(in: router)
         RunPages(console: self).register(in: router)

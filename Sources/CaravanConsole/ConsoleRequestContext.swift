@@ -42,6 +42,8 @@ public struct ConsoleRequestContext: RequestContext, RemoteAddressRequestContext
 struct ConsoleHeadersMiddleware: RouterMiddleware {
     typealias Context = ConsoleRequestContext
 
+    let console: Console
+
     /// Script and style only from the console's own files, never inline; nothing from another origin; never in a
     /// frame; forms post only back to the console.
     static let contentSecurityPolicy =
@@ -57,7 +59,22 @@ struct ConsoleHeadersMiddleware: RouterMiddleware {
         context.requestID = Identifier.acceptedRequestID(request.headers[.requestID]) ?? Identifier.make("req")
         context.logger[metadataKey: "hb.request.id"] = nil
         context.logger[metadataKey: "caravan.request_id"] = .string(context.requestID)
-        var response = try await next(request, context)
+        var response: Response
+        do { response = try await next(request, context) } catch let error as any HTTPResponseError {
+            // No page here (404), or a method a page does not take (405): the console's error page, not an empty
+            // answer without the headers below.
+            let status = Int(error.status.code)
+            response = console.errorPage(
+                ConsoleProblem(
+                    status: status,
+                    code: status == 404 ? "not_found" : "invalid_request",
+                    detail: status == 404
+                        ? "There is no page at this address." : "This page does not take that request."
+                ),
+                request: request,
+                context: context
+            )
+        }
         response.headers[.requestID] = context.requestID
         response.headers[.contentSecurityPolicy] = Self.contentSecurityPolicy
         response.headers[.frameOptions] = "DENY"
