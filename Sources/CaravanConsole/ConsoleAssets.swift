@@ -136,6 +136,9 @@ enum ConsoleAssets {
               });
             });
             source.addEventListener("shutdown", function () { source.close(); setTimeout(function () { follow(url, handle); }, 1500); });
+            // The organization's stream starts at its newest event: what changed between drawing the page and
+            // opening the stream (or while it reconnected) is caught by drawing again once it is open.
+            source.addEventListener("open", function () { handle("stream.open", {}); });
             return source;
           }
 
@@ -158,7 +161,7 @@ enum ConsoleAssets {
                 });
             }
             follow("/live/events", function (type) {
-              if ((type.indexOf("run.") !== 0 && type !== "step.waiting") || waiting) { return; }
+              if ((type.indexOf("run.") !== 0 && type !== "step.waiting" && type !== "stream.open") || waiting) { return; }
               waiting = true;
               setTimeout(refresh, Math.max(100, 1000 - (Date.now() - last)));
             });
@@ -187,6 +190,7 @@ enum ConsoleAssets {
           function runPage(id) {
             var pending = null;
             var source = follow("/live/runs/" + encodeURIComponent(id), function (type, event) {
+              if (type === "stream.open") { return; }
               if (type === "llm.delta") {
                 var delta = document.getElementById("live-delta");
                 if (delta && event.data && typeof event.data.text === "string") { delta.textContent += event.data.text; }
@@ -208,7 +212,7 @@ enum ConsoleAssets {
             var last = 0;
             follow("/live/events", function (type) {
               if (waiting || (type.indexOf("run.") !== 0 && type.indexOf("step.") !== 0
-                  && type !== "tool.approval_requested" && type !== "signal.received")) { return; }
+                  && type !== "tool.approval_requested" && type !== "signal.received" && type !== "stream.open")) { return; }
               waiting = true;
               setTimeout(function () {
                 waiting = false;
