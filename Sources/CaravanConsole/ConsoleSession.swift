@@ -144,14 +144,6 @@ struct ConsoleForm: Sendable {
         return value
     }
 
-    /// Every value of `name`, in order.
-    func all(_ name: String) -> [String] {
-        fields.filter { $0.name == name }.map(\.value)
-    }
-
-    /// Every field, in order.
-    var all: [(name: String, value: String)] { fields }
-
     private static func decode(_ text: Substring) -> String {
         let spaced = text.replacingOccurrences(of: "+", with: " ")
         return spaced.removingPercentEncoding ?? spaced
