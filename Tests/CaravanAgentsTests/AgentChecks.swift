@@ -466,20 +466,7 @@ enum AgentChecks {
 
     /// A tool that needs approval waits for the `approve` signal naming the call and its exact arguments.
     static func approvalBindsArguments(_ world: AgentWorld) async throws {
-        try await world.putAgent(
-            "careful",
-            """
-            name: careful
-            model: local/m1
-            tools:
-              - http: {name: pay, method: POST, url: "\(world.http.baseURL)/count/pay", body: {amount: "{{ args.amount }}"}, approval: true,
-                       parameters: {type: object, required: [amount], properties: {amount: {type: integer}}}}
-            """
-        )
-        world.openAI.respond { request in
-            request.toolResults.isEmpty
-                ? .toolCall("pay", arguments: #"{"amount": 10}"#) : .text("result: \(request.lastToolResult ?? "")")
-        }
+        try await world.putCarefulAgent { request in "result: \(request.lastToolResult ?? "")" }
         /// Starts a run and sends an approval for other arguments, then `approved` for the right ones.
         func run(approving approved: Bool) async throws -> JSONValue {
             let started = try await world.client.send(.post, "/v1/agents/careful/runs", json: #"{"input": "pay"}"#)

@@ -9,20 +9,7 @@ import Testing
 /// arguments, approved from the inbox's form, then the trace of both model turns with the call and its result.
 enum AgentConsoleChecks {
     static func traceAndApproval(_ world: AgentWorld) async throws {
-        try await world.putAgent(
-            "careful",
-            """
-            name: careful
-            model: local/m1
-            tools:
-              - http: {name: pay, method: POST, url: "\(world.http.baseURL)/count/pay", body: {amount: "{{ args.amount }}"}, approval: true,
-                       parameters: {type: object, required: [amount], properties: {amount: {type: integer}}}}
-            """
-        )
-        world.openAI.respond { request in
-            request.toolResults.isEmpty
-                ? .toolCall("pay", arguments: #"{"amount": 10}"#) : .text("<script>alert('paid')</script> done")
-        }
+        try await world.putCarefulAgent { _ in "<script>alert('paid')</script> done" }
         let anonymous = try #require((world.client as? AuthenticatedClient)?.anonymous)
         let browser = ConsoleTestBrowser(anonymous)
         let signedIn = try await browser.signIn(email: "owner@example.com", password: AuthenticatedClient.ownerPassword)

@@ -146,3 +146,23 @@ var mcpFixturePath: String {
         "caravan-mcp-fixture"
     ).path
 }
+
+extension AgentWorld {
+    /// The agent `careful`, whose one tool `pay` (an http call to `/count/pay`) needs a person's approval; the model
+    /// first calls it with `{"amount": 10}`, then answers `answer(request)` once it has the tool's result.
+    func putCarefulAgent(answer: @escaping @Sendable (FakeModelRequest) -> String) async throws {
+        try await putAgent(
+            "careful",
+            """
+            name: careful
+            model: local/m1
+            tools:
+              - http: {name: pay, method: POST, url: "\(http.baseURL)/count/pay", body: {amount: "{{ args.amount }}"}, approval: true,
+                       parameters: {type: object, required: [amount], properties: {amount: {type: integer}}}}
+            """
+        )
+        openAI.respond { request in
+            request.toolResults.isEmpty ? .toolCall("pay", arguments: #"{"amount": 10}"#) : .text(answer(request))
+        }
+    }
+}

@@ -46,6 +46,24 @@ struct ConsoleTests {
         return try #require(login.json["access_token"]?.stringValue)
     }
 
+    /// Puts a YAML workflow definition through the API as `token`'s user.
+    static func putWorkflow(
+        _ client: any TestClientProtocol,
+        token: String,
+        name: String,
+        yaml: String
+    ) async throws
+        -> (status: HTTPResponse.Status, json: JSONValue, headers: HTTPFields)
+    {
+        try await client.send(
+            .put,
+            "/v1/workflows/\(name)",
+            json: yaml,
+            contentType: "application/yaml",
+            headers: [.authorization: "Bearer \(token)"]
+        )
+    }
+
     static func startRun(
         _ client: any TestClientProtocol,
         token: String,
@@ -219,13 +237,7 @@ struct ConsoleTests {
         try await withTestApplication(backend, signUp: false) { client, _ in
             let browser = try await Self.signedIn(client)
             let token = try await Self.accessToken(client)
-            let put = try await client.send(
-                .put,
-                "/v1/workflows/hostile",
-                json: Self.hostileWorkflow,
-                contentType: "application/yaml",
-                headers: [.authorization: "Bearer \(token)"]
-            )
+            let put = try await Self.putWorkflow(client, token: token, name: "hostile", yaml: Self.hostileWorkflow)
             #expect(put.status == .created)
             let runID = try await Self.startRun(
                 client,
@@ -256,13 +268,7 @@ struct ConsoleTests {
         try await withTestApplication(backend, signUp: false) { client, _ in
             _ = try await Self.signedIn(client)
             let token = try await Self.accessToken(client)
-            let put = try await client.send(
-                .put,
-                "/v1/workflows/hostile",
-                json: Self.hostileWorkflow,
-                contentType: "application/yaml",
-                headers: [.authorization: "Bearer \(token)"]
-            )
+            let put = try await Self.putWorkflow(client, token: token, name: "hostile", yaml: Self.hostileWorkflow)
             #expect(put.status == .created)
             let runID = try await Self.startRun(
                 client,
@@ -324,13 +330,7 @@ struct ConsoleTests {
                     needs: [big]
                     template: "done"
                 """
-            let put = try await client.send(
-                .put,
-                "/v1/workflows/large",
-                json: definition,
-                contentType: "application/yaml",
-                headers: [.authorization: "Bearer \(token)"]
-            )
+            let put = try await Self.putWorkflow(client, token: token, name: "large", yaml: definition)
             #expect(put.status == .created)
             let text = String(repeating: "0123456789abcdef", count: 12_000)  // 192 KB, three times what a page shows
             let runID = try await Self.startRun(
