@@ -14,14 +14,12 @@ extension SettingsPages {
         router.post("/settings/api-keys") { request, context in
             await console.action(request, context) { visit, form in try await createAPIKey(visit, form, request) }
         }
-        router.post("/settings/api-keys/{id}/revoke") { request, context in
-            let id = try context.parameters.require("id")
-            return await console.action(request, context) { visit, _ in
-                _ = try await console.change(.delete, "/v1/api-keys/\(ConsoleMarkup.segment(id))", body: nil, visit)
-                    .get()
-                return .redirect("/settings/api-keys?done=key-revoked")
-            }
-        }
+        registerDeletion(
+            in: router,
+            "/settings/api-keys/{id}/revoke",
+            api: "/v1/api-keys",
+            back: "/settings/api-keys?done=key-revoked"
+        )
         router.get("/settings/members") { request, context in
             await console.page(request, context) { visit in try await membersPage(visit, request: request) }
         }

@@ -49,28 +49,24 @@ struct SettingsPages: Sendable {
         router.post("/settings/providers") { request, context in
             await console.action(request, context) { visit, form in try await saveProvider(visit, form) }
         }
-        router.post("/settings/providers/{name}/delete") { request, context in
-            let name = try context.parameters.require("name")
-            return await console.action(request, context) { visit, _ in
-                _ = try await console.change(.delete, "/v1/providers/\(ConsoleMarkup.segment(name))", body: nil, visit)
-                    .get()
-                return .redirect("/settings/providers?done=provider-deleted")
-            }
-        }
+        registerDeletion(
+            in: router,
+            "/settings/providers/{name}/delete",
+            api: "/v1/providers",
+            back: "/settings/providers?done=provider-deleted"
+        )
         router.get("/settings/secrets") { request, context in
             await console.page(request, context) { visit in try await secretsPage(visit, request: request) }
         }
         router.post("/settings/secrets") { request, context in
             await console.action(request, context) { visit, form in try await saveSecret(visit, form, request) }
         }
-        router.post("/settings/secrets/{name}/delete") { request, context in
-            let name = try context.parameters.require("name")
-            return await console.action(request, context) { visit, _ in
-                _ = try await console.change(.delete, "/v1/secrets/\(ConsoleMarkup.segment(name))", body: nil, visit)
-                    .get()
-                return .redirect("/settings/secrets?done=secret-deleted")
-            }
-        }
+        registerDeletion(
+            in: router,
+            "/settings/secrets/{name}/delete",
+            api: "/v1/secrets",
+            back: "/settings/secrets?done=secret-deleted"
+        )
         registerPlans(in: router)
         registerAccess(in: router)
     }
@@ -269,6 +265,21 @@ struct SettingsPages: Sendable {
     }
 
     // MARK: Templates
+
+    /// A form that deletes (or revokes) the item its route's one parameter names, through `api`/{item}, then goes
+    /// back to `back`.
+    func registerDeletion(in router: Router<ConsoleRequestContext>, _ route: String, api: String, back: String) {
+        let parameter = route.split(separator: "/").first { $0.hasPrefix("{") }.map {
+            String($0.dropFirst().dropLast())
+        }
+        router.post(RouterPath(route)) { request, context in
+            let item = try context.parameters.require(parameter ?? "")
+            return await console.action(request, context) { visit, _ in
+                _ = try await console.change(.delete, "\(api)/\(ConsoleMarkup.segment(item))", body: nil, visit).get()
+                return .redirect(back)
+            }
+        }
+    }
 
     static let templates: [String: String] =
         [
