@@ -36,6 +36,8 @@ let package = Package(
         .package(url: "https://github.com/modelcontextprotocol/swift-sdk.git", from: "0.12.1"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
     ],
     targets: [
         // Domain types: ids, durations, JSON values, errors. No I/O, no HTTP, no SQL.
@@ -211,6 +213,56 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Notifications: Slack-compatible and generic JSON webhooks, email over SMTP, and the `notify` step kind.
+        .target(
+            name: "CaravanNotify",
+            dependencies: [
+                "CaravanCore",
+                "CaravanWorkflow",
+                "CaravanEngine",
+                "CaravanStorage",
+                "CaravanOutbound",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Inbound triggers: public hook URLs that verify, filter, batch or route deliveries into runs.
+        .target(
+            name: "CaravanTriggers",
+            dependencies: [
+                "CaravanCore",
+                "CaravanWorkflow",
+                "CaravanEngine",
+                "CaravanStorage",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Outbound webhooks: subscriptions to run events, delivered signed, in order per run, from a durable outbox.
+        .target(
+            name: "CaravanWebhooks",
+            dependencies: [
+                "CaravanCore",
+                "CaravanEngine",
+                "CaravanStorage",
+                "CaravanAudit",
+                "CaravanNotify",
+                "CaravanOutbound",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The web console: server-rendered pages over the public API, called in process with the user's session.
         .target(
             name: "CaravanConsole",
@@ -245,9 +297,13 @@ let package = Package(
                 "CaravanTools",
                 "CaravanAgents",
                 "CaravanConsole",
+                "CaravanNotify",
+                "CaravanTriggers",
+                "CaravanWebhooks",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
@@ -443,6 +499,20 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 "CaravanServer", "CaravanTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+            .testTarget(
+            name: "CaravanEventsTests",
+            dependencies: [
+                "CaravanCore", "CaravanEngine", "CaravanStorage", "CaravanServer", "CaravanTestSupport",
+                "CaravanNotify", "CaravanTriggers", "CaravanWebhooks",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: swiftSettings
