@@ -249,7 +249,9 @@ let package = Package(
             name: "CaravanWebhooks",
             dependencies: [
                 "CaravanCore",
+                "CaravanWorkflow",
                 "CaravanEngine",
+                "CaravanVault",
                 "CaravanStorage",
                 "CaravanAudit",
                 "CaravanNotify",

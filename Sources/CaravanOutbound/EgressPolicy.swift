@@ -70,6 +70,25 @@ public struct EgressPolicy: Sendable {
         try vet(Self.resolve(target.host), of: target)
     }
 
+    /// Checks what can be checked of `url` without resolving its host: the scheme, and the address when the host is
+    /// an IP literal or `localhost`. For refusing a URL when it is configured (a webhook's), before any request;
+    /// a name that resolves to an internal address is refused when the request is sent.
+    /// - Returns: the refusal, or `nil` when nothing is known against the URL yet.
+    public func refusalWithoutLookup(_ url: URL) -> Failure? {
+        do throws(Failure) {
+            let target = try target(of: url)
+            if allowsHost(target.host, port: target.port) { return nil }
+            if target.host == "localhost" || target.host.hasSuffix(".localhost") {
+                try vet([[127, 0, 0, 1]], of: target)
+            } else if let address = Self.parseAddress(target.host) {
+                try vet([address], of: target)
+            }
+            return nil
+        } catch {
+            return error
+        }
+    }
+
     /// Where a URL points: its scheme, lowercased host (brackets removed) and port.
     struct Target: Sendable {
         var scheme: String
