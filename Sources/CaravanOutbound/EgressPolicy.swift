@@ -1,5 +1,5 @@
 public import CaravanCore
-import Foundation
+public import Foundation
 
 #if canImport(Glibc)
 import Glibc
