@@ -245,6 +245,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Outbound webhooks: subscriptions to run events, delivered signed, in order per run, from a durable outbox.
+        // Slack and email deliveries go through a messenger the server hands in (notifications' formats and SMTP).
         .target(
             name: "CaravanWebhooks",
             dependencies: [
@@ -254,7 +255,6 @@ let package = Package(
                 "CaravanVault",
                 "CaravanStorage",
                 "CaravanAudit",
-                "CaravanNotify",
                 "CaravanOutbound",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -308,6 +308,7 @@ let package = Package(
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -411,6 +412,7 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

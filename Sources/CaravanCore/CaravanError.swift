@@ -33,6 +33,8 @@ public struct CaravanError: Error, Sendable, CustomStringConvertible {
         public static let outputTooLarge = Code("output_too_large", status: 422)
         /// A request would carry a secret to a host outside the secret's `allowed_hosts`.
         public static let secretHostNotAllowed = Code("secret_host_not_allowed", status: 422)
+        /// A URL the egress policy refuses (an internal address the operator has not allowed).
+        public static let egressDenied = Code("egress_denied", status: 422)
         public static let unsupportedMediaType = Code("unsupported_media_type", status: 415)
         public static let idempotencyConflict = Code("idempotency_conflict", status: 409)
         public static let unavailable = Code("unavailable", status: 503)

@@ -1,5 +1,6 @@
 public import CaravanCore
 public import CaravanEngine
+public import CaravanWebhooks
 public import Logging
 
 /// Everything `caravan serve` can be told, with the defaults of the public contract.
@@ -45,6 +46,8 @@ public struct ServerConfiguration: Sendable {
     public var shutdownTimeout: CaravanDuration = .seconds(10)
     /// The engine's settings (node id, limits, leases, retention).
     public var engine = EngineConfiguration()
+    /// How webhooks are delivered (retry schedule, attempt timeout).
+    public var webhooks = WebhookSettings()
 
     public init() {}
 }
