@@ -5,7 +5,8 @@ Load (for --duration): bench-w1 runs at a bounded rate over a few keep-alive con
 (http step to the driver's counting endpoint, http step to its slow endpoint, a sleep of N = 1..3 s, an approval the
 driver grants with POST /v1/runs/{id}/signals/approve, a last http step); agent runs against a fake
 OpenAI-compatible provider served by the driver. A consumer follows GET /v1/events (SSE, Last-Event-ID, any live
-node) throughout.
+node) throughout, and an outbound webhook subscribed to every event posts to the driver's /hook, which checks each
+delivery's Standard Webhooks signature (its own HMAC, written from the specification).
 
 Faults (--scenario):
   sqlite   one node on SQLite, SIGKILLed and restarted every 2-8 s
@@ -17,12 +18,16 @@ Faults (--scenario):
 Verdict, after the load stops and every run has ended (bounded): runs acknowledged vs succeeded (0 lost, 0 stuck,
 0 failed); steps whose completion was committed and whose endpoint was called again afterwards (0 allowed);
 interrupted steps repeated with the same key (counted); per-run histories (seq 1..n, one terminal event, each
-step succeeded at most once); events on the stream vs in the database (each exactly once); node recovery times.
+step succeeded at most once); events on the stream vs in the database (each exactly once); webhook deliveries vs the
+database (each event at least once, a repeat under the same webhook-id, each run's events first accepted in order,
+every signature valid); node recovery times.
 Prints one summary line; exits 1 on any violation, 2 when the scenario could not be run. Python 3 standard
 library only; all traffic on 127.0.0.1; every loop and wait bounded. Normally started by scripts/chaos.
 """
 import argparse
 import base64
+import hashlib
+import hmac
 import http.client
 import http.server
 import json
@@ -103,6 +108,42 @@ class Calls:
             return {k: list(v) for k, v in self.calls.items()}
 
 
+class Hooks:
+    """Webhook deliveries the driver received: event id -> [webhook-id], first-accepted order per run, bad ones."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.secret = None
+        self.by_event = defaultdict(list)
+        self.first_seqs = defaultdict(list)  # run id -> seqs in the order first received
+        self.bad_signatures = []
+        self.count = 0
+
+    def verify(self, headers, body):
+        msg_id, stamp, signature = (headers.get(h) or "" for h in ("webhook-id", "webhook-timestamp", "webhook-signature"))
+        if not self.secret or not self.secret.startswith("whsec_"):
+            return False
+        key = base64.b64decode(self.secret[len("whsec_"):])
+        expected = base64.b64encode(hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest()).decode()
+        return any(hmac.compare_digest(part, "v1," + expected) for part in signature.split(" "))
+
+    def add(self, headers, body):
+        ok = self.verify(headers, body)
+        try:
+            data = json.loads(body)["data"]
+            event_id, run, seq = int(data["event"]["id"]), data["run_id"], data["event"]["seq"]
+        except (ValueError, KeyError, TypeError):
+            ok, event_id, run, seq = False, None, None, None
+        with self.lock:
+            self.count += 1
+            if not ok:
+                self.bad_signatures.append(headers.get("webhook-id"))
+                return
+            if not self.by_event[event_id]:
+                self.first_seqs[run].append(seq)
+            self.by_event[event_id].append(headers.get("webhook-id"))
+
+
 MODEL_ANSWER = json.dumps({
     "id": "chatcmpl-chaos", "object": "chat.completion", "created": 0, "model": "m",
     "choices": [{"index": 0, "message": {"role": "assistant", "content": "done"}, "finish_reason": "stop"}],
@@ -110,7 +151,7 @@ MODEL_ANSWER = json.dumps({
 }).encode()
 
 
-def start_endpoint(calls, slow_seconds):
+def start_endpoint(calls, slow_seconds, hooks):
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -118,6 +159,12 @@ def start_endpoint(calls, slow_seconds):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             path = self.path.split("?")[0]
+            if path == "/hook":
+                hooks.add(self.headers, body)
+                payload = b""
+                self.send_response(204)
+                self.end_headers()
+                return
             if path == "/v1/chat/completions":
                 m = re.search(rb"tag ([0-9a-f]{32})", body)
                 calls.add("model", m.group(1).decode() if m else "?")
@@ -261,7 +308,8 @@ class Suite:
         self.args = args
         self.rng = random.Random(args.seed)
         self.calls = Calls()
-        self.endpoint = start_endpoint(self.calls, args.slow)
+        self.hooks = Hooks()
+        self.endpoint = start_endpoint(self.calls, args.slow, self.hooks)
         self.target = self.endpoint.server_address[1]
         count = {"sqlite": 1, "pg2": 2, "pg3": 3, "pg-stop": 2, "sigstop": 2}[args.scenario]
         self.nodes = [Node(args, i + 1) for i in range(count)]
@@ -355,10 +403,14 @@ class Suite:
             puts.append((f"/v1/workflows/chaos-mix-{n}", mix, self.auth, {"Content-Type": "application/yaml"}))
         agent = "model: local/m\ninstructions: \"You answer tag {{ input.tag }} with one word.\"\nmax_turns: 2\n"
         puts.append(("/v1/agents/a", agent, self.auth, {"Content-Type": "application/yaml"}))
+        puts.append(("/v1/webhooks/chaos", json.dumps({"url": f"http://127.0.0.1:{t}/hook", "events": ["*"]}),
+                     self.auth, js))
         for path, body, auth, headers in puts:
             status, payload = request(port, "PUT", path, body, dict(auth, **headers))
             if status not in (200, 201):
                 raise RuntimeError(f"PUT {path} answered {status}: {payload[:300]!r}")
+            if path == "/v1/webhooks/chaos":
+                self.hooks.secret = json.loads(payload)["secret"]
 
     # -- load -----------------------------------------------------------------------------------------------------
 
@@ -644,6 +696,9 @@ class Suite:
             time.sleep(0.2)
         time.sleep(1)
         self.stop_stream.set()
+        catch = time.monotonic()
+        while not {e["id"] for e in db_events} <= set(self.hooks.by_event) and time.monotonic() - catch < 60:
+            time.sleep(0.2)
         histories = {}
         for run in runs:
             histories[run] = self.pages(f"/v1/runs/{run}/events", "seq")
@@ -722,6 +777,18 @@ class Suite:
         dup_content = sorted(k for k, n in self.stream_keys.items() if n > 1)
         phantom = sorted(set(self.stream_ids) - db_ids)
         db_vs_runs = len(set(db_keys) ^ hist_keys) + sum(1 for n in db_keys.values() if n > 1)
+        # Webhook deliveries vs the database: every event at least once, repeats under the same webhook-id, each
+        # run's events first accepted in order.
+        with self.hooks.lock:
+            hooked = {event: list(ids) for event, ids in self.hooks.by_event.items()}
+            first_seqs = {run: list(seqs) for run, seqs in self.hooks.first_seqs.items()}
+            bad_signatures = list(self.hooks.bad_signatures)
+            hook_count = self.hooks.count
+        hook_missing = sorted(db_ids - set(hooked))
+        hook_phantom = sorted(set(hooked) - db_ids)
+        hook_split = sorted(event for event, ids in hooked.items() if len(set(ids)) > 1)
+        hook_repeats = sum(len(ids) - 1 for ids in hooked.values())
+        hook_disorder = sorted(run for run, seqs in first_seqs.items() if seqs != sorted(seqs))
         rec = sorted(self.recovery)
         p50 = statistics.median(rec) if rec else 0.0
         violations = {
@@ -730,6 +797,8 @@ class Suite:
             "bad_keys": bad_keys, "missing_calls": missing_calls, "events_missing": missing,
             "events_duplicated": duplicated + dup_content, "events_phantom": phantom,
             "db_vs_run_histories": [db_vs_runs] if db_vs_runs else [], "not_recovered": self.not_recovered,
+            "webhook_missing": hook_missing, "webhook_phantom": hook_phantom, "webhook_id_changed": hook_split,
+            "webhook_out_of_order": hook_disorder, "webhook_bad_signature": bad_signatures,
         }
         bad = sum(len(x) for x in violations.values())
         summary = {
@@ -744,6 +813,8 @@ class Suite:
             "stream_connects": self.stream_connects, "history_errors": len(history_errors),
             "restarts": len(rec), "recovery_p50_s": round(p50, 2), "recovery_max_s": round(rec[-1], 2) if rec else 0.0,
             "drain_s": round(self.drain_seconds, 1), "violations": bad, "data": a.data,
+            "webhook_received": hook_count, "webhook_missing": len(hook_missing), "webhook_repeats": hook_repeats,
+            "webhook_out_of_order": len(hook_disorder), "webhook_bad_signature": len(bad_signatures),
         }
         faults = ",".join(f"{k}={n}" for k, n in sorted(self.faults.items()))
         print(
@@ -752,6 +823,8 @@ class Suite:
             f"completed_repeated={len(completed_repeats)} interrupted_repeated={interrupted_repeats} "
             f"events db={len(db_ids)} stream={summary['events_stream']} missing={len(missing)} "
             f"duplicated={summary['events_duplicated']} phantom={len(phantom)} history_errors={len(history_errors)} "
+            f"webhooks received={hook_count} missing={len(hook_missing)} repeats={hook_repeats} "
+            f"id_changed={len(hook_split)} out_of_order={len(hook_disorder)} bad_signature={len(bad_signatures)} "
             f"recovery p50={p50:.2f}s max={summary['recovery_max_s']:.2f}s (n={len(rec)}) drain={self.drain_seconds:.0f}s "
             f"-> {'FAIL' if bad else 'ok'}",
             flush=True,

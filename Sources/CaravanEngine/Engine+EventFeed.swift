@@ -14,7 +14,8 @@ extension Engine {
     /// the feed that outbound deliveries follow. An event is in the feed once its transaction has committed, and
     /// on PostgreSQL the organization's event lock makes positions commit in order, so a reader that remembers the
     /// last position it saw misses nothing.
-    public func feed(orgID: String, after: Int64, limit: Int, in executor: any SQLExecutor) async throws -> [FeedEvent] {
+    public func feed(orgID: String, after: Int64, limit: Int, in executor: any SQLExecutor) async throws -> [FeedEvent]
+    {
         try await executor.query(
             """
             SELECT e.id, e.run_id, e.seq, e.type, e.step, e.at, e.data, r.workflow, r.parent_run_id

@@ -10,7 +10,9 @@ extension WebhookDefinition {
     /// Reads a `PUT /v1/webhooks/{name}` body. Every refusal names the field.
     /// - Parameter egress: URLs it refuses outright (an internal address written as such) are refused here.
     public init(parsing body: JSONValue, egress: EgressPolicy) throws(CaravanError) {
-        guard let object = body.objectValue else { throw CaravanError.validation("", "The body must be a JSON object.") }
+        guard let object = body.objectValue else {
+            throw CaravanError.validation("", "The body must be a JSON object.")
+        }
         for field in object.keys.sorted() where !Self.fields.contains(field) {
             throw CaravanError.validation("/" + field, "\(field) is not a field of a webhook")
         }
@@ -44,7 +46,10 @@ extension WebhookDefinition {
             throw CaravanError.validation("/format", "format must be one of standard, slack, email")
         }
         guard let types = object["events"]?.arrayValue, !types.isEmpty, types.count <= 32 else {
-            throw CaravanError.validation("/events", "events must be an array of 1 to 32 event types, such as run.failed or run.*")
+            throw CaravanError.validation(
+                "/events",
+                "events must be an array of 1 to 32 event types, such as run.failed or run.*"
+            )
         }
         var patterns: [EventPattern] = []
         for (index, type) in types.enumerated() {
@@ -57,7 +62,10 @@ extension WebhookDefinition {
         filter = try Self.string(object, "filter")
         if let filter {
             guard filter.utf8.count <= CaravanWorkflow.Expression.maxLength else {
-                throw CaravanError.validation("/filter", "filter is longer than \(CaravanWorkflow.Expression.maxLength) bytes")
+                throw CaravanError.validation(
+                    "/filter",
+                    "filter is longer than \(CaravanWorkflow.Expression.maxLength) bytes"
+                )
             }
             do throws(CaravanError) { _ = try CaravanWorkflow.Expression(parsing: filter) } catch {
                 throw CaravanError.validation("/filter", error.detail)
@@ -72,7 +80,10 @@ extension WebhookDefinition {
             guard let duration = CaravanDuration(parsing: text), duration.milliseconds >= 1_000,
                 duration.milliseconds <= 90 * 24 * 3_600_000
             else {
-                throw CaravanError.validation("/disable_after", "disable_after must be a duration from 1s to 90d, such as 5d")
+                throw CaravanError.validation(
+                    "/disable_after",
+                    "disable_after must be a duration from 1s to 90d, such as 5d"
+                )
             }
             disableAfter = duration.milliseconds
         } else {

@@ -27,10 +27,12 @@ public struct WebhookSettings: Sendable {
 }
 
 /// Sends the messages of `slack` and `email` webhooks (the organization's SMTP settings and the message formats
-/// live with notifications).
+/// live with notifications); `messageID` is the same for every attempt of one delivery.
 public typealias WebhookMessenger =
-    @Sendable (_ orgID: String, _ target: WebhookTarget, _ title: String, _ text: String, _ data: JSONValue)
-    async throws -> Void
+    @Sendable (
+        _ orgID: String, _ target: WebhookTarget, _ messageID: String, _ title: String, _ text: String,
+        _ data: JSONValue
+    ) async throws -> Void
 
 /// Delivers every enabled webhook's events, on every node: each webhook is leased to one node at a time, which
 /// follows the organization's event feed from the webhook's position, queues the matching events as deliveries
@@ -79,6 +81,9 @@ public final class WebhookDispatcher: Service, Sendable {
 
     public func run() async throws {
         await ready()
+        do { try await store.recoverLeases(owner: owner) } catch {
+            logger.warning("Could not take back this node's webhooks", metadata: ["error.message": "\(error)"])
+        }
         let (claimed, continuation) = AsyncStream.makeStream(of: Webhook.self)
         await withDiscardingTaskGroup { group in
             group.addTask {
@@ -292,7 +297,14 @@ public final class WebhookDispatcher: Service, Sendable {
             case .slack, .email:
                 let body = try JSONValue(parsing: Array(delivery.payload.utf8))
                 let message = WebhookPayload.message(from: body)
-                try await messenger(webhook.orgID, webhook.target, message.title, message.text, body)
+                try await messenger(
+                    webhook.orgID,
+                    webhook.target,
+                    delivery.messageID,
+                    message.title,
+                    message.text,
+                    body
+                )
                 outcome.succeeded = true
             }
         } catch let failure as Failure {

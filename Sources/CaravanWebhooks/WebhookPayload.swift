@@ -72,7 +72,9 @@ public enum WebhookPayload {
             lines.append("Step \(step ?? "?") of run \(runID) failed\(error.map { ": \($0)" } ?? ".")")
         case "budget.exceeded":
             title = "Budget exceeded: \(subject)"
-            lines.append("Run \(runID) stopped: the organization's model budget is spent\(error.map { " (\($0))" } ?? ".")")
+            lines.append(
+                "Run \(runID) stopped: the organization's model budget is spent\(error.map { " (\($0))" } ?? ".")"
+            )
         default:
             title = "\(type): \(subject)"
             lines.append("Run \(runID)\(step.map { ", step \($0)" } ?? ""): \(type).")

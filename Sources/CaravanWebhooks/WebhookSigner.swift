@@ -24,7 +24,12 @@ public enum WebhookSigner {
     }
 
     /// The `webhook-signature` header's value for a delivery, one `v1,` signature per secret.
-    public static func signature(id: String, timestamp: Int64, body: [UInt8], secrets: [String]) throws(CaravanError)
+    public static func signature(
+        id: String,
+        timestamp: Int64,
+        body: [UInt8],
+        secrets: [String]
+    ) throws(CaravanError)
         -> String
     {
         var signed = Array("\(id).\(timestamp).".utf8)

@@ -295,6 +295,18 @@ public final class WebhookStore: Sendable {
         }
     }
 
+    /// Takes back, at start, the webhooks a previous life of this node held: on SQLite every lease (one process
+    /// holds the data directory), on PostgreSQL those under this node's id.
+    func recoverLeases(owner: String) async throws {
+        try await database.withTransaction { executor in
+            let mine = executor.dialect == .sqlite ? "" : "WHERE lease_owner = $1"
+            try await executor.execute(
+                "UPDATE webhooks SET lease_owner = NULL, lease_expires_at = NULL \(mine)",
+                executor.dialect == .sqlite ? [] : [.text(owner)]
+            )
+        }
+    }
+
     /// Lets go of every lease `owner` holds, so another node takes over at once (at shutdown).
     func release(owner: String) async throws {
         try await database.withTransaction { executor in

@@ -249,7 +249,12 @@ struct WebhookRoutes {
                 }
                 before = value
             }
-            let page = try await webhooks.deliveries(webhookID: webhook.id, before: before, status: status, limit: limit)
+            let page = try await webhooks.deliveries(
+                webhookID: webhook.id,
+                before: before,
+                status: status,
+                limit: limit
+            )
             return .json(
                 APIRequest.page(page, limit: limit, cursor: { String($0.id) }, json: { Self.json($0) })
             )
