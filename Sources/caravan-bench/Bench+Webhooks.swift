@@ -1,0 +1,60 @@
+import ArgumentParser
+import CaravanCore
+import CaravanHarness
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOHTTP1
+import Synchronization
+
+extension Bench {
+    /// Outbound webhooks: W1's runs with a webhook subscribed to every event, posting to a receiver in this
+    /// process. Deliveries per second (first to last arrival), and the time from each event to its arrival
+    /// (the event's own time is taken when its pass was planned, a little before its commit, so this slightly
+    /// overstates the time from commit to delivery).
+    func webhooks() async throws -> [String: Double] {
+        let arrivals = Mutex<[(arrived: Int64, at: Int64)]>([])
+        let router = Router()
+        router.post("/hook") { request, _ -> Response in
+            let body = try await request.body.collect(upTo: 1 << 20)
+            let arrived = WallClock.system.nowMilliseconds()
+            let json = try JSONValue(parsing: body.readableBytesView)
+            let at = json["data"]?["event"]?["at"]?.stringValue.flatMap(Clock.parseRFC3339) ?? arrived
+            arrivals.withLock { $0.append((arrived, at)) }
+            return Response(status: .noContent)
+        }
+        return try await withLoopbackServer(router) { receiverPort in
+            try await withServer(extraArguments: ["--egress-allow", "127.0.0.1"]) { server in
+                let base = "http://127.0.0.1:\(server.port)"
+                let hook = try await Self.call(
+                    .PUT,
+                    base + "/v1/webhooks/bench",
+                    body: #"{"url": "http://127.0.0.1:\#(receiverPort)/hook", "events": ["*"]}"#
+                )
+                guard hook.status == 201 else { throw ValidationError("PUT webhook failed: \(hook)") }
+                let total = runs ?? 2_000
+                let w1 = try await w1([server], runs: total)
+                // Each W1 run: run.queued, run.started, three step.succeeded, run.succeeded.
+                let expected = 6 * total
+                let deadline = ContinuousClock.now + .seconds(120)
+                while arrivals.withLock({ $0.count }) < expected {
+                    guard ContinuousClock.now < deadline else {
+                        throw ValidationError("\(arrivals.withLock { $0.count }) of \(expected) deliveries arrived")
+                    }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                let all = arrivals.withLock { $0 }
+                let first = all.map(\.arrived).min() ?? 0
+                let last = all.map(\.arrived).max() ?? 0
+                let latencies = all.map { Double($0.arrived - $0.at) }.sorted()
+                return [
+                    "deliveries": Double(all.count),
+                    "deliveries_per_s": Double(all.count) / max(0.001, Double(last - first) / 1000),
+                    "event_to_delivery_p50_ms": Self.percentile(latencies, 0.5),
+                    "event_to_delivery_p99_ms": Self.percentile(latencies, 0.99),
+                    "w1_workflows_per_s": w1["workflows_per_s"] ?? 0,
+                ]
+            }
+        }
+    }
+}
