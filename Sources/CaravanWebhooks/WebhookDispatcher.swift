@@ -239,8 +239,13 @@ public final class WebhookDispatcher: Service, Sendable {
         ) {
             return .disabled(reason)
         }
-        // A failed chain's retry is due later; a chain sent whole may have more behind it: look again at once.
-        return .at(outcomes.contains(where: \.succeeded) ? clock.nowMilliseconds() : (nextDue ?? now + 1_000))
+        // A chain sent whole may have more behind it: look again at once. Else wake for the earliest retry.
+        if outcomes.contains(where: \.succeeded) { return .at(clock.nowMilliseconds()) }
+        for outcome in outcomes where outcome.attemptsBefore < Int64(settings.retryDelays.count) {
+            let retry = outcome.at + settings.retryDelays[Int(outcome.attemptsBefore)]
+            nextDue = min(nextDue ?? retry, retry)
+        }
+        return nextDue.map(NextDue.at) ?? .none
     }
 
     /// Sends one run's deliveries one after another, stopping at the first that fails.
@@ -259,7 +264,13 @@ public final class WebhookDispatcher: Service, Sendable {
     private func attempt(_ delivery: WebhookDelivery, of webhook: Webhook, secrets: [String]) async -> AttemptOutcome {
         let started = ContinuousClock.now
         let at = clock.nowMilliseconds()
-        var outcome = AttemptOutcome(deliveryID: delivery.id, succeeded: false, latencyMilliseconds: 0, at: at)
+        var outcome = AttemptOutcome(
+            deliveryID: delivery.id,
+            attemptsBefore: delivery.attempts,
+            succeeded: false,
+            latencyMilliseconds: 0,
+            at: at
+        )
         do {
             switch webhook.target {
             case .standard(let url):

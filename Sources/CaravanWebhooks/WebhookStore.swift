@@ -58,6 +58,8 @@ public struct WebhookDelivery: Sendable, Hashable {
 /// How one attempt went.
 struct AttemptOutcome: Sendable {
     var deliveryID: Int64
+    /// The delivery's attempts before this one.
+    var attemptsBefore: Int64
     var succeeded: Bool
     var responseStatus: Int64?
     var latencyMilliseconds: Int64
@@ -397,42 +399,37 @@ public final class WebhookStore: Sendable {
     ) async throws -> String? {
         guard !outcomes.isEmpty else { return nil }
         return try await database.withTransaction { executor in
-            for outcome in outcomes {
-                if outcome.succeeded {
-                    try await executor.execute(
-                        """
-                        UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1,
-                            next_attempt_at = NULL, response_status = $2, latency_ms = $3, response_excerpt = $4,
-                            error = NULL, last_attempt_at = $5, delivered_at = $5
-                        WHERE id = $1
-                        """,
-                        [
-                            .int(outcome.deliveryID), .int(outcome.responseStatus), .int(outcome.latencyMilliseconds),
-                            .text(outcome.responseExcerpt), .int(outcome.at),
-                        ]
-                    )
-                } else {
-                    let attempts =
-                        try await executor.queryFirst(
-                            "SELECT attempts FROM webhook_deliveries WHERE id = $1",
-                            [.int(outcome.deliveryID)]
-                        )?.int("attempts") ?? 0
-                    let delay = attempts < retryDelays.count ? retryDelays[Int(attempts)] : nil
-                    try await executor.execute(
-                        """
-                        UPDATE webhook_deliveries SET status = $2, attempts = attempts + 1, next_attempt_at = $3,
-                            response_status = $4, latency_ms = $5, response_excerpt = $6, error = $7,
-                            last_attempt_at = $8
-                        WHERE id = $1
-                        """,
-                        [
-                            .int(outcome.deliveryID), .text(delay == nil ? "failed" : "pending"),
-                            .int(delay.map { outcome.at + Self.jittered($0) }), .int(outcome.responseStatus),
-                            .int(outcome.latencyMilliseconds), .text(outcome.responseExcerpt), .text(outcome.error),
-                            .int(outcome.at),
-                        ]
-                    )
+            // One multi-row UPDATE per 500 attempts (VALUES columns are column1…column10 in both dialects; the
+            // casts give PostgreSQL the types of NULLs).
+            for chunk in stride(from: 0, to: outcomes.count, by: 500) {
+                var values: [String] = []
+                var binds: [SQLValue] = []
+                for outcome in outcomes[chunk..<min(chunk + 500, outcomes.count)] {
+                    let base = binds.count
+                    values.append("(" + (1...10).map { "$\(base + $0)" }.joined(separator: ", ") + ")")
+                    let retry = outcome.attemptsBefore < Int64(retryDelays.count)
+                    let status = outcome.succeeded ? "delivered" : retry ? "pending" : "failed"
+                    let next =
+                        outcome.succeeded || !retry
+                        ? nil : outcome.at + Self.jittered(retryDelays[Int(outcome.attemptsBefore)])
+                    binds += [
+                        .int(outcome.deliveryID), .text(status), .int(outcome.attemptsBefore + 1), .int(next),
+                        .int(outcome.responseStatus), .int(outcome.latencyMilliseconds), .text(outcome.responseExcerpt),
+                        .text(outcome.error), .int(outcome.at), .int(outcome.succeeded ? outcome.at : nil),
+                    ]
                 }
+                try await executor.execute(
+                    """
+                    UPDATE webhook_deliveries SET status = v.column2, attempts = CAST(v.column3 AS BIGINT),
+                        next_attempt_at = CAST(v.column4 AS BIGINT), response_status = CAST(v.column5 AS BIGINT),
+                        latency_ms = CAST(v.column6 AS BIGINT), response_excerpt = CAST(v.column7 AS TEXT),
+                        error = CAST(v.column8 AS TEXT), last_attempt_at = CAST(v.column9 AS BIGINT),
+                        delivered_at = CAST(v.column10 AS BIGINT)
+                    FROM (VALUES \(values.joined(separator: ", "))) AS v
+                    WHERE webhook_deliveries.id = CAST(v.column1 AS BIGINT)
+                    """,
+                    binds
+                )
             }
             let lastSuccess = outcomes.lastIndex(where: \.succeeded)
             let failuresAfter = outcomes[(lastSuccess.map { $0 + 1 } ?? 0)...]
