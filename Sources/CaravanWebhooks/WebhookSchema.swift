@@ -60,7 +60,9 @@ public enum WebhookSchema {
                 UNIQUE (webhook_id, event_id)
             )
             """,
-            "CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (webhook_id, id) WHERE status = 'pending'",
+            // A webhook's pending deliveries in queue order (and its list filtered by status): one index range,
+            // however many delivered ones it has.
+            "CREATE INDEX webhook_deliveries_status ON webhook_deliveries (webhook_id, status, id)",
             "CREATE INDEX webhook_deliveries_list ON webhook_deliveries (webhook_id, id)",
         ]
     }
