@@ -30,6 +30,7 @@ public struct Console: Sendable {
         WorkflowPages(console: self).register(in: router)
         SettingsPages(console: self).register(in: router)
         UsagePages(console: self).register(in: router)
+        EventsPages(console: self).register(in: router)
         return router
     }
 

@@ -18,6 +18,7 @@ struct ConsoleViews: Sendable {
         .merging(WorkflowPages.templates) { first, _ in first }
         .merging(SettingsPages.templates) { first, _ in first }
         .merging(UsagePages.templates) { first, _ in first }
+        .merging(EventsPages.templates) { first, _ in first }
 
     init() throws {
         var library = MustacheLibrary()
@@ -47,7 +48,9 @@ struct ConsoleViews: Sendable {
             }
             data["severalOrgs"] = visit.memberships.count > 1
             data["nav"] = Self.sections.filter { visit.can($0.role) }.map { section -> [String: Any] in
-                let current = visit.path == section.href || visit.path.hasPrefix(section.href + "/")
+                let current = ([section.href] + (Self.sectionPaths[section.href] ?? [])).contains { href in
+                    visit.path == href || visit.path.hasPrefix(href + "/")
+                }
                 return ["href": section.href, "label": section.label, "current": current]
             }
         }
@@ -87,10 +90,14 @@ struct ConsoleViews: Sendable {
         ("/approvals", "Approvals", "viewer"),
         ("/workflows", "Workflows", "viewer"),
         ("/agents", "Agents", "viewer"),
+        ("/events", "Events", "viewer"),
         ("/usage", "Usage", "viewer"),
         ("/audit", "Audit log", "admin"),
         ("/settings", "Settings", "viewer"),
     ]
+
+    /// The paths of a section besides its own: Events' pages are the webhooks' and the triggers'.
+    static let sectionPaths: [String: [String]] = ["/events": ["/webhooks", "/triggers"]]
 
     static let layoutTemplates: [String: String] = [
         "layout": """

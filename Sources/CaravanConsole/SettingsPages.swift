@@ -19,6 +19,7 @@ struct SettingsPages: Sendable {
         ("/settings/members", "Members", "viewer"),
         ("/settings/budget", "Budget", "viewer"),
         ("/settings/schedules", "Schedules", "viewer"),
+        ("/settings/notifications", "Notifications", "admin"),
         ("/settings/account", "Your account", "viewer"),
     ]
 
