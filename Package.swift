@@ -509,7 +509,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-            .testTarget(
+        .testTarget(
             name: "CaravanEventsTests",
             dependencies: [
                 "CaravanCore", "CaravanEngine", "CaravanStorage", "CaravanServer", "CaravanTestSupport",
