@@ -193,7 +193,8 @@ extension Engine {
 
     private func pendingSignals(for run: RunRecord, definition: WorkflowDefinition) async -> [PendingSignal] {
         let waitsForSignal = run.steps.contains { step in
-            step.status == .waiting && definition.step(step.id)?.kind == ApprovalStepKind.name
+            guard step.status == .waiting, let kind = definition.step(step.id)?.kind else { return false }
+            return kind == ApprovalStepKind.name || kind == ReceiveStepKind.name
         }
         guard waitsForSignal else { return [] }
         return

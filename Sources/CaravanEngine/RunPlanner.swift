@@ -210,6 +210,21 @@ struct RunPlanner {
                 run.steps[index].wakeAt = now + timeout.milliseconds
             }
             record(&run, "step.waiting", step: stepID, data: .object(data))
+        case ReceiveStepKind.name:
+            // Waits like an approval (released, woken by a signal) until enough signals came or the timeout passed.
+            run.steps[index].status = .waiting
+            if let timeout = step.config["timeout"]?.stringValue.flatMap(CaravanDuration.init(parsing:)) {
+                run.steps[index].wakeAt = now + timeout.milliseconds
+            }
+            record(
+                &run,
+                "step.waiting",
+                step: stepID,
+                data: [
+                    "signal": step.config["signal"] ?? .null,
+                    "max": .int(Int64(ReceiveStepKind.count(step.config))),
+                ]
+            )
         case _ where StepKindRegistry.childRunKind(step.kind) != nil:
             run.steps[index].status = .waiting
             do throws(CaravanError) {
@@ -365,6 +380,8 @@ struct RunPlanner {
                 return true
             }
             return false
+        case ReceiveStepKind.name:
+            return receive(&run, index, step, signals: &signals)
         case _ where StepKindRegistry.childRunKind(step.kind) != nil:
             guard let childID = state.childRunID, let child = children[childID], child.status.isTerminal else {
                 return false
@@ -381,6 +398,53 @@ struct RunPlanner {
         default:
             return false
         }
+    }
+
+    /// A `receive` step: done once `max` signals of its name are pending (it takes the oldest `max`), or at its
+    /// timeout with those that came. Until then the signals stay pending, so nothing is consumed by a step that
+    /// goes on waiting.
+    private mutating func receive(
+        _ run: inout RunRecord,
+        _ index: Int,
+        _ step: StepDefinition,
+        signals: inout [PendingSignal]
+    ) -> Bool {
+        let state = run.steps[index]
+        let name = step.config["signal"]?.stringValue ?? ""
+        let wanted = ReceiveStepKind.count(step.config)
+        let positions = Array(signals.indices.filter { signals[$0].name == name }.prefix(wanted))
+        let timedOut = state.wakeAt.map { $0 <= now } ?? false
+        guard positions.count >= wanted || timedOut else { return false }
+        let taken = positions.map { signals[$0] }
+        for position in positions.reversed() { signals.remove(at: position) }
+        for signal in taken {
+            consumedSignals.append(signal.id)
+            record(
+                &run,
+                "signal.received",
+                step: state.id,
+                data: [
+                    "name": .string(signal.name), "data": signal.data,
+                    "by": signal.sender.map(JSONValue.string) ?? .null,
+                ]
+            )
+        }
+        let output = JSONValue.array(taken.map(\.data))
+        let size = output.canonicalText.utf8.count
+        guard size <= maxOutputBytes else {
+            fail(
+                &run,
+                index,
+                Failure(
+                    code: "output_too_large",
+                    message: "The signals received are \(size) bytes; the limit is \(maxOutputBytes).",
+                    retryable: false
+                )
+            )
+            return true
+        }
+        succeed(&run, index, output: output)
+        return true
     }
 
     // MARK: Results

@@ -59,7 +59,7 @@ public struct StepKindRegistry: Sendable {
     /// The kinds of the public contract.
     public static let builtIn = StepKindRegistry([
         HTTPStepKind.self, TemplateStepKind.self, ApprovalStepKind.self, SleepStepKind.self, WorkflowStepKind.self,
-        AgentStepKind.self,
+        AgentStepKind.self, ReceiveStepKind.self,
     ])
 }
 
@@ -129,6 +129,40 @@ public enum ApprovalStepKind: StepKind {
             errors.append(.init(pointer: pointer + "/timeout", detail: "must be a duration such as 30s, 5m or 1d"))
         }
         return errors
+    }
+}
+
+/// `receive: {signal, max?, timeout?}`: waits until `max` signals named `signal` have arrived (default 1), or until
+/// the timeout has passed (then it succeeds with those that came, possibly none; without a timeout it waits
+/// indefinitely). It consumes them; its output is the array of their data, in the order they arrived.
+public enum ReceiveStepKind: StepKind {
+    public static let name = "receive"
+    /// The most signals one step takes at once, so that its output stays within the payload limit's reach.
+    public static let maxSignals = 1_000
+
+    public static func validate(_ config: JSONValue, at pointer: String) -> [CaravanError.FieldError] {
+        guard let object = config.objectValue else { return [.init(pointer: pointer, detail: "must be an object")] }
+        var errors: [CaravanError.FieldError] = []
+        for key in object.keys where !["signal", "max", "timeout"].contains(key) {
+            errors.append(.init(pointer: pointer + "/" + key, detail: "is not a field of a receive step"))
+        }
+        if !(object["signal"]?.stringValue.map { !$0.isEmpty && $0.utf8.count <= 64 } ?? false) {
+            errors.append(.init(pointer: pointer + "/signal", detail: "must name a signal (1 to 64 characters)"))
+        }
+        if let max = object["max"],
+            !(max.numberValue.map { $0 == $0.rounded() && $0 >= 1 && $0 <= Double(maxSignals) } ?? false)
+        {
+            errors.append(.init(pointer: pointer + "/max", detail: "must be an integer from 1 to \(maxSignals)"))
+        }
+        if let timeout = object["timeout"], timeout.stringValue.flatMap(CaravanDuration.init(parsing:)) == nil {
+            errors.append(.init(pointer: pointer + "/timeout", detail: "must be a duration such as 30s, 5m or 1d"))
+        }
+        return errors
+    }
+
+    /// How many signals a step configured with `config` waits for.
+    public static func count(_ config: JSONValue) -> Int {
+        config["max"]?.numberValue.map { Swift.max(1, Swift.min(maxSignals, Int($0))) } ?? 1
     }
 }
 

@@ -1,0 +1,124 @@
+import CaravanCore
+import CaravanTestSupport
+import HTTPTypes
+import HummingbirdTesting
+import Testing
+
+/// Batch and route modes: many deliveries, few runs.
+@Suite("Inbound trigger modes", .timeLimit(.minutes(3)))
+struct TriggerModeTests {
+    @Test(arguments: TestBackend.available) func batchesStartOneRunPerWindowOrMaxEvents(
+        backend: TestBackend
+    ) async throws {
+        try await withTriggerServer(backend) { client in
+            let sink = """
+                steps:
+                  - {id: a, template: "{{ input }}"}
+                output: "{{ steps.a.output }}"
+                """
+            _ = try await client.send(.put, "/v1/workflows/sink", json: sink, contentType: "application/yaml")
+            let hook = try await client.putTrigger(
+                "telemetry",
+                #"{"workflow": "sink", "input": "{{ body.n }}", "verify": {"scheme": "none"}, "mode": {"batch": {"max_events": 10, "window": "1500ms"}}}"#
+            )
+            for index in 0..<25 {
+                let sent = try await client.deliver(
+                    hook,
+                    #"{"n": \#(index)}"#,
+                    headers: [HTTPField.Name("Idempotency-Key")!: "event-\(index)"]
+                )
+                #expect(sent.status == .accepted, "\(sent.json)")
+                #expect(sent.json["status"] == "buffered")
+            }
+            // A replay of a buffered delivery is not buffered again.
+            let replay = try await client.deliver(
+                hook,
+                #"{"n": 3}"#,
+                headers: [HTTPField.Name("Idempotency-Key")!: "event-3"]
+            )
+            #expect(replay.status == .ok)
+            #expect(replay.json["status"] == "duplicate")
+
+            var runs: [JSONValue] = []
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline {
+                runs = try await client.runs(of: "sink")
+                if runs.count >= 3, runs.allSatisfy({ $0["status"] == "succeeded" }) { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(runs.count == 3, "\(runs.count) runs")
+            // Oldest first: every event once, in arrival order; 10, 10, 5.
+            let batches = runs.reversed().map { $0["output"]?["events"]?.arrayValue ?? [] }
+            #expect(batches.map(\.count) == [10, 10, 5])
+            #expect(batches.flatMap { $0 } == (0..<25).map { JSONValue.int(Int64($0)) })
+            let first = try #require(runs.last)
+            #expect(first["output"]?["trigger"]?["name"] == "telemetry")
+            #expect(first["output"]?["window"]?["start"]?.stringValue != nil)
+            // A little later, still three: nothing is started twice.
+            try await Task.sleep(for: .milliseconds(2_000))
+            #expect(try await client.runs(of: "sink").count == 3)
+        }
+    }
+
+    @Test(arguments: TestBackend.available) func routesStartOneRunPerKey(backend: TestBackend) async throws {
+        try await withTriggerServer(backend) { client in
+            let session = """
+                steps:
+                  - {id: more, receive: {signal: event, max: 1, timeout: 20s}}
+                output: {key: "{{ input.key }}", first: "{{ input.event }}", more: "{{ steps.more.output }}"}
+                """
+            _ = try await client.send(.put, "/v1/workflows/session", json: session, contentType: "application/yaml")
+            let hook = try await client.putTrigger(
+                "sessions",
+                #"{"workflow": "session", "input": "{{ body.n }}", "verify": {"scheme": "none"}, "mode": {"route": {"key": "{{ body.user }}", "signal": "event"}}}"#
+            )
+            let a1 = try await client.deliver(hook, #"{"user": "a", "n": 1}"#)
+            let b1 = try await client.deliver(hook, #"{"user": "b", "n": 2}"#)
+            let a2 = try await client.deliver(hook, #"{"user": "a", "n": 3}"#)
+            #expect(a1.status == .accepted && b1.status == .accepted && a2.status == .accepted)
+            #expect(a1.json["status"] == "started" && b1.json["status"] == "started")
+            #expect(a2.json["status"] == "signalled", "\(a2.json)")
+            let runA = try #require(a1.json["run_id"]?.stringValue)
+            #expect(a2.json["run_id"]?.stringValue == runA)
+            #expect(b1.json["run_id"]?.stringValue != runA)
+            #expect(try await client.runOutput(runA) == ["key": "a", "first": 1, "more": [3]])
+            #expect(try await client.runs(of: "session").count == 2)
+
+            // Once a's run has finished, a's next event starts a new run.
+            let a3 = try await client.deliver(hook, #"{"user": "a", "n": 4}"#)
+            #expect(a3.json["status"] == "started")
+            #expect(a3.json["run_id"]?.stringValue != runA)
+            #expect(try await client.runs(of: "session").count == 3)
+            // A body without a key is refused, clearly.
+            let keyless = try await client.deliver(hook, #"{"n": 5}"#)
+            #expect(keyless.status == .unprocessableContent)
+        }
+    }
+
+    @Test(arguments: TestBackend.available) func concurrentFirstEventsStartOneRun(backend: TestBackend) async throws {
+        try await withTriggerServer(backend) { client in
+            let session = """
+                steps:
+                  - {id: more, receive: {signal: event, max: 7, timeout: 3s}}
+                output: "{{ steps.more.output }}"
+                """
+            _ = try await client.send(.put, "/v1/workflows/race", json: session, contentType: "application/yaml")
+            let hook = try await client.putTrigger(
+                "race",
+                #"{"workflow": "race", "input": "{{ body.n }}", "verify": {"scheme": "none"}, "mode": {"route": {"key": "{{ body.user }}", "signal": "event"}}}"#
+            )
+            let answers = try await withThrowingTaskGroup(of: JSONValue.self) { group in
+                for index in 0..<8 {
+                    group.addTask { try await client.deliver(hook, #"{"user": "z", "n": \#(index)}"#).json }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let runIDs = Set(answers.compactMap { $0["run_id"]?.stringValue })
+            #expect(runIDs.count == 1, "\(answers)")
+            #expect(answers.filter { $0["status"] == "started" }.count == 1)
+            // The run took the seven other events as signals.
+            let output = try await client.runOutput(try #require(runIDs.first))
+            #expect(output.arrayValue?.count == 7, "\(output)")
+        }
+    }
+}
