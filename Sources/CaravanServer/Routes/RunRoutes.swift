@@ -143,7 +143,9 @@ struct RunRoutes {
         ) { request, context in
             let run = try await self.run(request, context)
             let after = try Self.position(request)
-            if Self.wantsStream(request) { return stream(runID: run.id, after: after) }
+            if Self.wantsStream(request) {
+                return stream(EventFollower.run(engine: engine, runID: run.id, after: after))
+            }
             let limit = try APIRequest.limit(request)
             let events = try await engine.events(runID: run.id, after: after, limit: limit)
             return .json([
@@ -156,34 +158,27 @@ struct RunRoutes {
                 .get,
                 "/v1/events",
                 operationID: "streamEvents",
-                summary: "Every run event of the organization: JSON after `?after=`, or a live text/event-stream.",
+                summary:
+                    "Every run event of the organization, filtered by `types` (`run.*`, `step.failed`), `workflow`, `agent` or `run`: JSON after `?after=` (a page may hold fewer events than `limit`, or none, and still have a `next_cursor`: it looked at up to ten times `limit` events), or a live text/event-stream (also as a WebSocket at `/v1/events/ws`).",
                 tag: "runs",
                 access: .organization(.read),
-                query: [APISchemas.after, APISchemas.limit],
+                query: [APISchemas.after, APISchemas.limit] + EventQuery.parameters,
                 responses: [200: ("Events", APISchemas.list(of: APISchemas.event), "application/json")]
             )
         ) { request, context in
             let orgID = try context.organizationID()
             let explicit = try Self.optionalPosition(request)
+            let filter = try EventQuery.filter(request)
             if Self.wantsStream(request) {
                 var start = explicit ?? 0
                 if explicit == nil { start = try await engine.latestEventID(orgID: orgID) }
-                return streamOrganization(orgID: orgID, after: start)
+                return stream(EventFollower.organization(engine: engine, orgID: orgID, filter: filter, after: start))
             }
             let limit = try APIRequest.limit(request)
-            let events = try await engine.events(orgID: orgID, after: explicit ?? 0, limit: limit)
+            let page = try await engine.events(orgID: orgID, after: explicit ?? 0, filter: filter, limit: limit)
             return .json([
-                "items": .array(
-                    events.map { event in
-                        var json = APIRequest.json(event)
-                        if case .object(var object) = json {
-                            object["id"] = .int(event.globalID)
-                            json = .object(object)
-                        }
-                        return json
-                    }
-                ),
-                "next_cursor": events.count == limit ? .string(String(events.last?.globalID ?? 0)) : .null,
+                "items": .array(page.events.map(Self.organizationJSON)),
+                "next_cursor": page.hasMore ? .string(String(page.position)) : .null,
             ])
         }
         routes.add(
@@ -313,71 +308,40 @@ struct RunRoutes {
         return ByteBuffer(string: text)
     }
 
-    /// A run's events as server-sent events, ending after its last event.
-    private func stream(runID: String, after: Int64) -> Response {
-        eventStream(key: runID, after: after, liveRunID: runID, position: \.seq) { [engine] position in
-            // The status is read before the events, so a run that has ended has all its events in this batch.
-            let finished = try await engine.runStatus(id: runID)?.isTerminal ?? true
-            return (try await engine.events(runID: runID, after: position, limit: 500), finished)
+    /// An event of the organization's stream as JSON: the event with its global position as `id`.
+    static func organizationJSON(_ event: RunEvent) -> JSONValue {
+        var json = APIRequest.json(event)
+        if case .object(var object) = json {
+            object["id"] = .int(event.globalID)
+            json = .object(object)
         }
+        return json
     }
 
-    /// Every event of the organization as server-sent events, until the client leaves.
-    private func streamOrganization(orgID: String, after: Int64) -> Response {
-        eventStream(key: "org:" + orgID, after: after, position: \.globalID) { [engine] position in
-            (try await engine.events(orgID: orgID, after: position, limit: 500), false)
-        }
-    }
-
-    /// Server-sent events from `next`, which gives the events after a position and whether the stream is over;
-    /// between batches it waits for a change of `key` (or a second), and sends a comment every 15 s of silence.
-    /// With `liveRunID`, the run's live events (token deltas, never stored) are sent too, without an `id:`.
-    private func eventStream(
-        key: String,
-        after: Int64,
-        liveRunID: String? = nil,
-        position: @escaping @Sendable (RunEvent) -> Int64,
-        next: @escaping @Sendable (Int64) async throws -> (events: [RunEvent], finished: Bool)
-    ) -> Response {
+    /// Server-sent events from `follower`: each stored event with its position as `id:`, live events without,
+    /// a comment every 15 s of silence, and a last frame when the node stops.
+    private func stream(_ follower: EventFollower) -> Response {
         Response(
             status: .ok,
             headers: Self.streamHeaders,
-            body: ResponseBody { [engine] writer in
-                var current = after
-                var quiet = ContinuousClock.now
-                let subscription = engine.subscribe(to: key)
-                let live = liveRunID.map { ($0, engine.live.subscribe(runID: $0)) }
-                defer {
-                    subscription.cancel()
-                    if let (runID, id) = live { engine.live.unsubscribe(runID: runID, subscription: id) }
-                }
+            body: ResponseBody { writer in
                 try await writer.write(ByteBuffer(string: ": caravan events\n\n"))
-                while !Task.isCancelled {
-                    if Task.isShuttingDownGracefully {
-                        // This node is stopping: say so, and let the client resume (Last-Event-ID) on another node.
-                        try await writer.write(Self.shutdownFrame)
-                        break
-                    }
-                    if let (runID, id) = live {
-                        for event in engine.live.drain(runID: runID, subscription: id) {
+                try await follower.run { item in
+                    switch item {
+                    case .events(let events):
+                        for (position, event) in events { try await writer.write(Self.frame(event, id: position)) }
+                    case .live(let events):
+                        for event in events {
                             var text = "event: \(event.type)\ndata: "
                             APIRequest.json(event).write(to: &text)
                             try await writer.write(ByteBuffer(string: text + "\n\n"))
                         }
-                    }
-                    let (events, finished) = try await next(current)
-                    for event in events {
-                        current = position(event)
-                        try await writer.write(Self.frame(event, id: current))
-                    }
-                    if events.count == 500 { continue }
-                    if finished { break }
-                    if !events.isEmpty { quiet = ContinuousClock.now }
-                    if ContinuousClock.now - quiet > .seconds(15) {
+                    case .quiet:
                         try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
-                        quiet = ContinuousClock.now
+                    case .shutdown:
+                        // This node is stopping: say so, and let the client resume (Last-Event-ID) on another node.
+                        try await writer.write(Self.shutdownFrame)
                     }
-                    await subscription.wait(timeout: .seconds(1))
                 }
                 try await writer.finish(nil)
             }
