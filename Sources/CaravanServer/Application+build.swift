@@ -5,12 +5,15 @@ public import CaravanCore
 public import CaravanEngine
 public import CaravanIdentity
 import CaravanModels
+import CaravanNotify
 import CaravanOutbound
 import CaravanPostgres
 import CaravanSQLite
 public import CaravanStorage
 import CaravanTools
+import CaravanTriggers
 public import CaravanVault
+import CaravanWebhooks
 import Foundation
 public import Hummingbird
 import HummingbirdCore
@@ -173,17 +176,98 @@ public func buildApplication(
         secrets: secretResolver
     )
 
+    // Notifications to people (Slack-compatible and JSON webhooks, email through the organization's SMTP server).
+    let smtpSettings = SMTPSettingsStore(database: database, clock: clock)
+    let notifier = NotificationRoutes.notifier(
+        http: egressClient,
+        settings: smtpSettings,
+        secrets: secrets,
+        audit: audit,
+        clock: clock
+    )
     let engine = Engine(
         database: database,
         executors: [
             TemplateStep(), HTTPStep(client: egressClient), LLMStep(gateway: gateway),
-            AgentLoopStep(gateway: gateway, toolbox: toolbox, threads: threads),
+            AgentLoopStep(gateway: gateway, toolbox: toolbox, threads: threads), NotifyStep(notifier: notifier),
         ],
         configuration: configuration.engine,
         secrets: secretResolver,
         auditKeys: audit.keys,
         signals: signals,
         clock: clock,
+        logger: logger
+    )
+    // Outbound webhooks: every node delivers the webhooks it holds, from the organizations' event feeds.
+    let webhooks = WebhookStore(database: database, box: box, engine: engine, clock: clock)
+    let webhookDispatcher = WebhookDispatcher(
+        store: webhooks,
+        engine: engine,
+        http: egressClient,
+        messenger: { orgID, target, messageID, title, text, data in
+            let destination: NotificationTarget
+            switch target {
+            case .slack(let url): destination = .slack(url: url.absoluteString)
+            case .email(let to): destination = .email(to: to, subject: nil)
+            case .standard(let url): destination = .json(url: url.absoluteString)
+            }
+            do {
+                try await notifier.send(
+                    CaravanNotify.Notification(title: title, text: text, data: data),
+                    to: destination,
+                    orgID: orgID,
+                    timeout: .milliseconds(configuration.webhooks.attemptTimeout),
+                    idempotencyKey: messageID
+                )
+            } catch let error as NotifyError {
+                throw Failure(code: error.code, message: error.message, retryable: error.retryable)
+            }
+        },
+        settings: configuration.webhooks,
+        clock: clock,
+        logger: logger,
+        ready: { await schemaReady.wait(timeout: nil) },
+        onDisabled: { webhook, reason in
+            // The organization's owners and admins hear of it by email, when it has SMTP settings.
+            let admins =
+                (try? await identity.members(orgID: webhook.orgID, after: nil, limit: 500))?
+                .filter { $0.role >= .admin }.map(\.email) ?? []
+            var notified: JSONValue = .array(admins.map(JSONValue.string))
+            do {
+                try await notifier.send(
+                    CaravanNotify.Notification(
+                        title: "Webhook \(webhook.name) was disabled",
+                        text:
+                            "Caravan stopped delivering the webhook \(webhook.name): \(reason)\nIts pending deliveries wait; enable it again once the receiver is mended.",
+                        data: ["webhook": .string(webhook.name)]
+                    ),
+                    to: .email(to: admins, subject: nil),
+                    orgID: webhook.orgID
+                )
+            } catch let error as NotifyError {
+                notified = .string(error.code.rawValue)
+            } catch {
+                notified = .string("\(error)")
+            }
+            await audit.recordLogged(
+                AuditRecord(
+                    orgID: webhook.orgID,
+                    actor: AuditActor(.system, "webhooks"),
+                    action: "webhook.disabled",
+                    target: "webhook:\(webhook.name)",
+                    outcome: "success",
+                    details: ["reason": .string(reason), "notified": notified]
+                )
+            )
+        }
+    )
+    // Inbound triggers: public hooks whose verified deliveries start runs; every node flushes buffered batches.
+    let triggers = TriggerRoutes.service(
+        database: database,
+        engine: engine,
+        agents: AgentStore(engine: engine, threads: threads),
+        secrets: secrets,
+        signals: signals,
         logger: logger
     )
     let bodies = RequestBodyReader(maxBytes: configuration.maxBodyBytes)
@@ -206,6 +290,10 @@ public func buildApplication(
     AuditRoutes(audit: audit, verifier: audit.verifier).register(in: routes)
     WorkflowRoutes(engine: engine, bodies: bodies).register(in: routes)
     RunRoutes(engine: engine, bodies: bodies).register(in: routes)
+    TriggerRoutes(triggers: triggers, secrets: secrets, bodies: bodies).register(in: routes)
+    EventSocketRoutes(engine: engine).register(in: routes)
+    NotificationRoutes(settings: smtpSettings, notifier: notifier, bodies: bodies).register(in: routes)
+    WebhookRoutes(webhooks: webhooks, egress: egress, bodies: bodies).register(in: routes)
     ModelRoutes(gateway: gateway, bodies: bodies).register(in: routes)
     AgentRoutes(
         agents: AgentStore(engine: engine, threads: threads),
@@ -242,24 +330,29 @@ public func buildApplication(
     let rotation = KeyRotation(
         database: database,
         box: box,
-        columns: [.secrets, IdentityService.sealedTOTPColumn],
+        columns: [.secrets, IdentityService.sealedTOTPColumn, WebhookStore.sealedColumn],
         logger: logger,
         ready: { await schemaReady.wait(timeout: nil) }
     )
     // Started in this order, stopped in reverse: the database outlives the audit log, the audit log the engine
     // (which records secret use), the engine the HTTP client.
     let services: [any Service] =
-        [opened.service].compactMap { $0 } + [signals, audit, meter, httpClient, mcpConnections, engine, rotation]
+        [opened.service].compactMap { $0 } + [
+            signals, audit, meter, httpClient, mcpConnections, engine, triggers, webhookDispatcher, rotation,
+        ]
     let readTimeout = TimeAmount.milliseconds(configuration.requestReadTimeout.milliseconds)
     let idleTimeout = TimeAmount.milliseconds(configuration.idleTimeout.milliseconds)
     var application = Application(
         responder: responder,
-        server: .http1(
-            configuration: HTTP1Channel.Configuration(
+        // HTTP/1 with the event WebSocket (`/v1/events/ws`), whose upgrade requests pass the API's guard first.
+        server: EventSocketServer.builder(
+            http1: HTTP1Channel.Configuration(
                 additionalChannelHandlers: [
                     RequestReadTimeoutHandler(readTimeout: readTimeout, idleTimeout: idleTimeout)
                 ]
-            )
+            ),
+            idleTimeout: idleTimeout,
+            api: { request, context in try await api.respond(to: request, context: context) }
         ),
         configuration: ApplicationConfiguration(
             address: .hostname(configuration.host, port: configuration.port),
@@ -284,6 +377,7 @@ public func buildApplication(
             logger.info("Applied database migrations", metadata: ["caravan.migrations": "\(applied)"])
         }
         engine.schemaIsReady()
+        triggers.schemaIsReady()
         schemaReady.signal()
     }
     return (
