@@ -46,6 +46,8 @@ public final class WakeFlag: Sendable {
                                 state.pending = false
                                 return true
                             }
+                            // A second waiter would drop the first one's continuation, leaving it asleep for ever.
+                            precondition(state.waiter == nil, "A WakeFlag has one waiter at a time.")
                             state.waiter = continuation
                             return false
                         }

@@ -96,7 +96,9 @@ public func buildApplication(
             ? URL(fileURLWithPath: configuration.dataDirectory).appendingPathComponent("audit-heads.json").path : nil,
         clock: clock
     )
+    // A `WakeFlag` wakes one waiter: one flag for each service that waits for the schema.
     let schemaReady = WakeFlag()
+    let webhooksReady = WakeFlag()
     // Changes other nodes must hear of at once (credentials revoked, roles changed) travel as signals.
     let signals = ClusterSignals(database: database, logger: logger)
     var identitySettings = IdentityService.Settings()
@@ -226,7 +228,7 @@ public func buildApplication(
         settings: configuration.webhooks,
         clock: clock,
         logger: logger,
-        ready: { await schemaReady.wait(timeout: nil) },
+        ready: { await webhooksReady.wait(timeout: nil) },
         onDisabled: { webhook, reason in
             // The organization's owners and admins hear of it by email, when it has SMTP settings.
             let admins =
@@ -379,6 +381,7 @@ public func buildApplication(
         engine.schemaIsReady()
         triggers.schemaIsReady()
         schemaReady.signal()
+        webhooksReady.signal()
     }
     return (
         application,
