@@ -17,7 +17,7 @@ enum IdentityChecks {
         #expect(
             Set(open) == [
                 "/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/auth/signup", "/v1/auth/login",
-                "/v1/auth/refresh",
+                "/v1/auth/refresh", "/v1/hooks/{id}",
             ]
         )
         for endpoint in app.catalog.endpoints where endpoint.authenticated {

@@ -195,7 +195,7 @@ struct WebhookRoutes {
             )
         ) { request, context in
             let orgID = try context.organizationID()
-            let name = try context.parameters.require("name")
+            let name = try await webhook(context).name  // another organization's: 404 before the body is read
             let body = try await bodies.optionalJSON(of: request) ?? [:]
             let fields = try BodyFields(body, allowed: ["grace"])
             var grace = WebhookStore.defaultRotationGrace
