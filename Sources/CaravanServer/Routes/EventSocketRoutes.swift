@@ -240,6 +240,7 @@ struct EventSocketChannel: ServerChildChannel {
 final class FirstRequestDeadline: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
 
     private let timeout: TimeAmount
     private var timer: Scheduled<Void>?
@@ -275,6 +276,26 @@ final class FirstRequestDeadline: ChannelInboundHandler, RemovableChannelHandler
         timer = nil
         context.fireChannelRead(data)
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+
+    /// A first request the decoder refuses (a head over the size limits, not HTTP) is answered here: before the
+    /// upgrade decision no other handler answers it. `431` for oversized headers, else `400`; then the connection
+    /// closes.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        timer?.cancel()
+        timer = nil
+        let status: HTTPResponseStatus =
+            (error as? HTTPParserError) == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
+        let head = HTTPResponseHead(
+            version: .http1_1,
+            status: status,
+            headers: ["Content-Length": "0", "Connection": "close"]
+        )
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete {
+            [context = NIOLoopBound(context, eventLoop: context.eventLoop)] _ in
+            context.value.close(promise: nil)
+        }
     }
 
     private func arm(context: ChannelHandlerContext) {
