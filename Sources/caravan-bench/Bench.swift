@@ -20,9 +20,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "The caravan binary (a release build).") var binary: String = ".build-release/release/caravan"
     @Option(help: "sqlite, or postgres (uses CARAVAN_TEST_POSTGRES_URL to make a fresh database per repetition).")
     var backend: String = "sqlite"
-    @Option(help: "w1, w2, w3, gateway, scale, fanout, nodes, seeded, webhooks, or all (w1, w2, w3).") var workload:
-        String =
-            "all"
+    @Option(help: "w1, w2, w3, gateway, scale, fanout, nodes, seeded, webhooks, triggers, or all (w1, w2, w3).")
+    var workload: String =
+        "all"
     @Option(help: "Repetitions of each workload.") var repetitions: Int = 3
     @Option(help: "Runs in W1 (default 1,000) and in each W1 of nodes (default 2,000).") var runs: Int?
     @Option(help: "Connections the W1 client uses.") var connections: Int = 8
@@ -82,6 +82,7 @@ struct Bench: AsyncParsableCommand {
                 case "nodes": result = try await nodeSeries()
                 case "seeded": result = try await seeded()
                 case "webhooks": result = try await webhooks()
+                case "triggers": result = try await triggers()
                 default: throw ValidationError("unknown workload \(name)")
                 }
                 print(
