@@ -1,66 +1,22 @@
 import Foundation
 
 extension JSONValue {
-    /// Parses JSON text.
+    /// Parses JSON text (RFC 8259, strictly; see `JSONParser`).
     /// - Parameters:
     ///   - bytes: UTF-8 JSON text.
-    ///   - maxDepth: the deepest nesting accepted; deeper input is refused before it is decoded.
-    /// - Throws: `CaravanError` with code `invalid_json`, saying where the text broke.
+    ///   - maxDepth: the deepest nesting accepted; deeper input is refused when the parser reaches it.
+    /// - Throws: `CaravanError` with code `invalid_json`, saying what broke at which byte offset.
     public init(parsing bytes: some Collection<UInt8>, maxDepth: Int = 128) throws(CaravanError) {
-        try JSONValue.checkDepth(bytes, maxDepth: maxDepth)
-        do {
-            self = try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
-        } catch let DecodingError.dataCorrupted(context) {
-            let underlying = (context.underlyingError as? NSError)?.userInfo[NSDebugDescriptionErrorKey] as? String
-            throw CaravanError(.invalidJSON, "The body is not valid JSON: \(underlying ?? context.debugDescription)")
-        } catch {
-            throw CaravanError(.invalidJSON, "The body is not valid JSON.")
-        }
-    }
-
-    /// Refuses nesting deeper than `maxDepth` with a position, without recursion.
-    static func checkDepth(_ bytes: some Collection<UInt8>, maxDepth: Int) throws(CaravanError) {
-        var depth = 0
-        var inString = false
-        var escaped = false
-        var offset = 0
-        var previous: UInt8 = 0  // the last significant byte outside strings
-        for byte in bytes {
-            defer {
-                offset += 1
-                if !inString && byte != 0x20 && byte != 0x0A && byte != 0x0D && byte != 0x09 { previous = byte }
-            }
-            if inString {
-                if escaped {
-                    escaped = false
-                } else if byte == UInt8(ascii: "\\") {
-                    escaped = true
-                } else if byte == UInt8(ascii: "\"") {
-                    inString = false
-                }
-                continue
-            }
-            switch byte {
-            case UInt8(ascii: "\""): inString = true
-            case UInt8(ascii: "["), UInt8(ascii: "{"):
-                depth += 1
-                if depth > maxDepth {
-                    throw CaravanError(
-                        .invalidJSON,
-                        "The body nests deeper than \(maxDepth) levels (at byte offset \(offset))."
-                    )
-                }
-            case UInt8(ascii: "]"), UInt8(ascii: "}"):
-                if previous == UInt8(ascii: ",") {
-                    throw CaravanError(
-                        .invalidJSON,
-                        "The body is not valid JSON: a trailing comma at byte offset \(offset)."
-                    )
-                }
-                depth -= 1
-            default: break
+        func parse(_ buffer: UnsafeBufferPointer<UInt8>) -> Result<JSONValue, CaravanError> {
+            var parser = JSONParser(bytes: buffer, maxDepth: maxDepth)
+            do throws(CaravanError) {
+                return .success(try parser.parseDocument())
+            } catch {
+                return .failure(error)
             }
         }
+        let result = bytes.withContiguousStorageIfAvailable(parse) ?? Array(bytes).withUnsafeBufferPointer(parse)
+        self = try result.get()
     }
 
     /// Compact JSON text with keys sorted, so that equal values give equal text.

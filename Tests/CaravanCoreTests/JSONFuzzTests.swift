@@ -69,6 +69,32 @@ struct JSONFuzzTests {
         }
     }
 
+    /// The parser against an independent one (Foundation's `JSONDecoder`, which parsed every body before it):
+    /// on mutated texts both accept the same texts, with the same values. Foundation accepts more in two places,
+    /// which the parser refuses on purpose (see `foundationIsLenient`).
+    @Test("Mutated JSON: the parser agrees with Foundation's JSONDecoder")
+    func agreesWithFoundation() async {
+        var fuzzer = JSONFuzzer(seeds: Self.seeds, tokens: Self.tokens)
+        await fuzzer.run { fuzzer, bytes in
+            let ours = try? JSONValue(parsing: bytes, maxDepth: 512)
+            let theirs = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+            switch (ours, theirs) {
+            case (let ours?, let theirs?):
+                if ours != theirs, !JSONFuzzer.sameBeyondDoublePrecision(ours, theirs) {
+                    fuzzer.fail("parsed as \(ours.canonicalText), Foundation: \(theirs.canonicalText)", input: bytes)
+                }
+            case (nil, _?):
+                if !JSONFuzzer.foundationIsLenient(bytes) {
+                    fuzzer.fail("refused, but Foundation parsed it", input: bytes)
+                }
+            case (_?, nil):
+                fuzzer.fail("parsed, but Foundation refused it", input: bytes)
+            case (nil, nil):
+                break
+            }
+        }
+    }
+
     /// Found by this fuzzer's generated values when whole doubles were allowed: `.double(1e15)` is written
     /// `1000000000000000.0` (and `1e16` as `1e+16`), which parses as `.int`, written `1000000000000000`. A definition
     /// written in YAML with such a float re-parses from its stored source to another source text.
@@ -210,6 +236,43 @@ struct JSONFuzzer {
             }
         } catch {
             fail("the canonical text does not parse: \(error)\n\(text)", input: input)
+        }
+    }
+
+    /// Whether two values are equal but for numbers that a double cannot hold exactly (past 2^53, or with a
+    /// fraction), which the two parsers round differently: `999999999999999991.0` is `1e18` as a double, and
+    /// Foundation's `999999999999999991`.
+    static func sameBeyondDoublePrecision(_ left: JSONValue, _ right: JSONValue) -> Bool {
+        func number(_ value: JSONValue) -> Double? {
+            switch value {
+            case .int(let integer): Double(integer)
+            case .double(let double): double
+            default: nil
+            }
+        }
+        switch (left, right) {
+        case (.array(let a), .array(let b)):
+            return a.count == b.count && zip(a, b).allSatisfy { sameBeyondDoublePrecision($0, $1) }
+        case (.object(let a), .object(let b)):
+            return a.keys == b.keys
+                && a.allSatisfy { key, value in b[key].map { sameBeyondDoublePrecision(value, $0) } ?? false }
+        default:
+            guard let a = number(left), let b = number(right) else { return left == right }
+            return a == b || abs(a - b) <= max(abs(a), abs(b)) * 1e-15
+        }
+    }
+
+    /// Whether the text holds what Foundation's decoder accepts and the parser refuses on purpose: a byte-order
+    /// mark, a `\\u` escape (of a lone surrogate), a NUL byte (where Foundation stops reading), a repeated key's
+    /// broken value, or a comma before a closing bracket.
+    static func foundationIsLenient(_ bytes: [UInt8]) -> Bool {
+        let text = String(decoding: bytes, as: UTF8.self)
+        if text.contains("\u{FEFF}") || text.contains("\\u") || bytes.contains(0) { return true }
+        // The seeds' repeated key: Foundation does not read a repeated key's later values, however broken.
+        if text.components(separatedBy: #""dup""#).count > 2 { return true }
+        let significant = bytes.filter { ![0x20, 0x0A, 0x0D, 0x09].contains($0) }
+        return zip(significant, significant.dropFirst()).contains {
+            $0 == UInt8(ascii: ",") && ($1 == UInt8(ascii: "]") || $1 == UInt8(ascii: "}"))
         }
     }
 
