@@ -52,7 +52,7 @@ struct BatchFlusher: Sendable {
                 // A trigger no longer batching still flushes what it buffered, at once.
                 var maxEvents = TriggerDefinition.maxBatchEvents
                 var due = true
-                if case .batch(let max, let window) = trigger.definition.mode {
+                if case .batch(let max, let window, _) = trigger.definition.mode {
                     maxEvents = max
                     due = try row.int("waiting") >= Int64(max) || now >= (try row.int("first_at")) + window.milliseconds
                 }
@@ -66,7 +66,7 @@ struct BatchFlusher: Sendable {
                         [.text(triggerID), .int(Int64(maxEvents))]
                     )
                     guard let first = events.first else { break }
-                    if case .batch(let max, let window) = trigger.definition.mode, events.count < max,
+                    if case .batch(let max, let window, _) = trigger.definition.mode, events.count < max,
                         now < (try first.int("received_at")) + window.milliseconds
                     {
                         break  // what is left is a window still open

@@ -15,8 +15,9 @@ final class DeliveryLog: Sendable {
     struct Entry: Sendable {
         var triggerID: String
         var record: DeliveryRecord
-        /// The rendered event and its size, for a batching trigger's accepted delivery.
-        var buffered: (event: String, bytes: Int)?
+        /// The rendered events and their sizes, for a batching trigger's accepted delivery (one, or one per item
+        /// of a split delivery).
+        var buffered: [(event: String, bytes: Int)]?
     }
 
     private struct Counted: Hashable {
@@ -161,19 +162,19 @@ final class DeliveryLog: Sendable {
             outcomes[index] = inserted
             if inserted, entries[index].buffered != nil { buffered.append(index) }
         }
-        for chunk in stride(from: 0, to: buffered.count, by: 100).map({
-            Array(buffered[$0..<min($0 + 100, buffered.count)])
-        }) {
+        var rows: [(triggerID: String, at: Int64, event: String, bytes: Int)] = []
+        for index in buffered {
+            for event in entries[index].buffered ?? [] {
+                rows.append((entries[index].triggerID, entries[index].record.receivedAt, event.event, event.bytes))
+            }
+        }
+        for start in stride(from: 0, to: rows.count, by: 500) {
             var values: [String] = []
             var binds: [SQLValue] = []
-            for index in chunk {
-                guard let event = entries[index].buffered else { continue }
+            for row in rows[start..<min(start + 500, rows.count)] {
                 let base = binds.count
                 values.append("($\(base + 1), $\(base + 2), $\(base + 3), $\(base + 4))")
-                binds += [
-                    .text(entries[index].triggerID), .int(entries[index].record.receivedAt), .text(event.event),
-                    .int(Int64(event.bytes)),
-                ]
+                binds += [.text(row.triggerID), .int(row.at), .text(row.event), .int(Int64(row.bytes))]
             }
             try await executor.execute(
                 "INSERT INTO trigger_batch_events (trigger_id, received_at, event, bytes) VALUES "

@@ -196,9 +196,8 @@ public final class HookReceiver: Sendable {
             switch definition.mode {
             case .direct:
                 return try await startOne(trigger, id: id, scope: scope, bytes: request.body.count, now: now)
-            case .batch:
-                let event = try Template.render(definition.input, scope: scope, limit: limit - 1_024)
-                let text = event.canonicalText
+            case .batch(_, _, let split):
+                let events = try Self.batchEvents(definition.input, split: split, scope: scope, limit: limit - 1_024)
                 let inserted = try await log.write(
                     DeliveryLog.Entry(
                         triggerID: trigger.id,
@@ -211,7 +210,7 @@ public final class HookReceiver: Sendable {
                             status: 202,
                             bodyBytes: request.body.count
                         ),
-                        buffered: (text, text.utf8.count)
+                        buffered: events
                     )
                 )
                 if inserted {
@@ -251,6 +250,39 @@ public final class HookReceiver: Sendable {
             try? await log.refuse(triggerID: trigger.id, record: record)
             throw error
         }
+    }
+
+    /// The events a batching trigger's delivery adds: its input rendered over the scope, or, with `split`, one
+    /// per item of the array at that path, rendered with `item` in the scope.
+    /// - Throws: `validation_failed` when the split path holds no array, or more than `maxBatchEvents` items.
+    static func batchEvents(
+        _ input: JSONValue,
+        split: CaravanWorkflow.Expression?,
+        scope: JSONValue,
+        limit: Int
+    ) throws(CaravanError) -> [(event: String, bytes: Int)] {
+        guard let split else {
+            let text = try Template.render(input, scope: scope, limit: limit).canonicalText
+            return [(text, text.utf8.count)]
+        }
+        guard let items = split.evaluate(in: scope).arrayValue else {
+            throw CaravanError.validation("/mode/batch/split", "The delivery holds no array at the split path.")
+        }
+        guard items.count <= TriggerDefinition.maxBatchEvents else {
+            throw CaravanError.validation(
+                "/mode/batch/split",
+                "A delivery splits into at most \(TriggerDefinition.maxBatchEvents) events."
+            )
+        }
+        guard case .object(var itemScope) = scope else { return [] }
+        var events: [(event: String, bytes: Int)] = []
+        events.reserveCapacity(items.count)
+        for item in items {
+            itemScope["item"] = item
+            let text = try Template.render(input, scope: .object(itemScope), limit: limit).canonicalText
+            events.append((text, text.utf8.count))
+        }
+        return events
     }
 
     /// One run per delivery, keyed by the delivery: a replay answers the run the first delivery started.

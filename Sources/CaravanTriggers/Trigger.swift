@@ -51,8 +51,10 @@ public struct TriggerVerification: Sendable, Hashable {
 public enum TriggerMode: Sendable, Hashable {
     /// One run per delivery.
     case direct
-    /// Deliveries are buffered; one run per window (and per `maxEvents` within it) with all of them.
-    case batch(maxEvents: Int, window: CaravanDuration)
+    /// Deliveries are buffered; one run per window (and per `maxEvents` within it) with all of them. With `split`
+    /// (a path to an array in the delivery's scope), each item of a delivery's array is an event of its own, its
+    /// input rendered with `item` in the scope.
+    case batch(maxEvents: Int, window: CaravanDuration, split: Expression?)
     /// One run per key at a time; later deliveries for a key whose run is still going are sent to it as signals.
     case route(key: JSONValue, signal: String)
 }
@@ -115,8 +117,10 @@ public struct TriggerDefinition: Sendable {
         default: fail("/agent", "give workflow or agent, not both")
         }
 
-        let input = object["input"] ?? .string("{{ body }}")
-        checkTemplate(input, at: "/input", errors: &errors)
+        // With a batch's split, each item is an event, and `{{ item }}` is the default input.
+        let splits = object["mode"]?["batch"]?["split"] != nil
+        let input = object["input"] ?? .string(splits ? "{{ item }}" : "{{ body }}")
+        checkTemplate(input, at: "/input", item: splits, errors: &errors)
 
         var verification: TriggerVerification?
         if let verify = object["verify"]?.objectValue {
@@ -174,8 +178,20 @@ public struct TriggerDefinition: Sendable {
             if let batch = value["batch"], value.objectValue?.count == 1 {
                 let maxEvents = batch["max_events"]?.numberValue
                 let window = batch["window"]?.stringValue.flatMap(CaravanDuration.init(parsing:))
-                for key in (batch.objectValue ?? [:]).keys.sorted() where !["max_events", "window"].contains(key) {
+                for key in (batch.objectValue ?? [:]).keys.sorted()
+                where !["max_events", "window", "split"].contains(key) {
                     fail("/mode/batch/" + key, "is not a field of batch")
+                }
+                var split: Expression?
+                if let value = batch["split"] {
+                    if let text = value.stringValue, let path = try? Expression(parsing: text),
+                        case .path = path
+                    {
+                        split = path
+                        checkScopePaths(path.referencedPaths, at: "/mode/batch/split", errors: &errors)
+                    } else {
+                        fail("/mode/batch/split", "must be a path to an array in the delivery, such as body.readings")
+                    }
                 }
                 if !(maxEvents.map { $0 == $0.rounded() && $0 >= 1 && $0 <= Double(maxBatchEvents) } ?? false) {
                     fail("/mode/batch/max_events", "must be an integer from 1 to \(maxBatchEvents)")
@@ -183,7 +199,7 @@ public struct TriggerDefinition: Sendable {
                 if !(window.map { $0.milliseconds >= 100 && $0.milliseconds <= 86_400_000 } ?? false) {
                     fail("/mode/batch/window", "must be a duration from 100ms to 24h, such as 10s")
                 }
-                if let maxEvents, let window { mode = .batch(maxEvents: Int(maxEvents), window: window) }
+                if let maxEvents, let window { mode = .batch(maxEvents: Int(maxEvents), window: window, split: split) }
             } else if let route = value["route"], value.objectValue?.count == 1 {
                 for key in (route.objectValue ?? [:]).keys.sorted() where !["key", "signal"].contains(key) {
                     fail("/mode/route/" + key, "is not a field of route")
@@ -252,9 +268,14 @@ public struct TriggerDefinition: Sendable {
     /// The roots a delivery's scope offers to templates and filters.
     public static let scopeRoots: Set<String> = ["body", "headers", "query", "trigger", "delivery"]
 
-    private static func checkTemplate(_ value: JSONValue, at pointer: String, errors: inout [CaravanError.FieldError]) {
+    private static func checkTemplate(
+        _ value: JSONValue,
+        at pointer: String,
+        item: Bool = false,
+        errors: inout [CaravanError.FieldError]
+    ) {
         do throws(CaravanError) {
-            checkScopePaths(try Template.referencedPaths(in: value), at: pointer, errors: &errors)
+            checkScopePaths(try Template.referencedPaths(in: value), at: pointer, item: item, errors: &errors)
         } catch {
             errors.append(.init(pointer: pointer, detail: error.detail))
         }
@@ -263,16 +284,17 @@ public struct TriggerDefinition: Sendable {
     private static func checkScopePaths(
         _ paths: [[String]],
         at pointer: String,
+        item: Bool = false,
         errors: inout [CaravanError.FieldError]
     ) {
         for path in paths {
             guard let root = path.first else { continue }
-            if !scopeRoots.contains(root) {
+            if !scopeRoots.contains(root) && !(item && root == "item") {
                 errors.append(
                     .init(
                         pointer: pointer,
-                        detail:
-                            "'\(root)' is not in a delivery's scope (body, headers, query, trigger, delivery)"
+                        detail: "'\(root)' is not in a delivery's scope (body, headers, query, trigger, delivery"
+                            + (item ? ", item)" : "; item only with a batch's split)")
                     )
                 )
                 return

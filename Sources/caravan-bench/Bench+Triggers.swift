@@ -10,6 +10,7 @@ extension Bench {
     /// any Swift client, so the server keeps most of the machine) over 32 connections until each is sent once.
     /// - direct: each delivery starts a run of a one-step workflow; deliveries/s over wrk's run, then every run
     ///   is checked to have succeeded (one per delivery).
+    /// - split: the same with 100 events a delivery (`split: body.readings`), as devices send their readings.
     /// - batch: `max_events: 1000, window: 1s`; events/s over wrk's run, then the batches' runs are checked to
     ///   hold every event exactly once.
     func triggers() async throws -> [String: Double] {
@@ -19,7 +20,7 @@ extension Bench {
             let base = "http://127.0.0.1:\(server.port)"
             let secret = "whsec_" + Data((0..<24).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
             try await Self.expect(.PUT, base + "/v1/secrets/bench_hook", body: #"{"value": "\#(secret)"}"#)
-            for name in ["bench-direct", "bench-batch"] {
+            for name in ["bench-direct", "bench-batch", "bench-split"] {
                 try await Self.expect(
                     .PUT,
                     base + "/v1/workflows/\(name)",
@@ -41,7 +42,17 @@ extension Bench {
                      "mode": {"batch": {"max_events": 1000, "window": "1s"}}}
                     """#
             )
-            guard let directPath = directHook["url"]?.stringValue, let batchPath = batchHook["url"]?.stringValue else {
+            let splitHook = try await Self.expect(
+                .PUT,
+                base + "/v1/triggers/bench-split",
+                body: #"""
+                    {"workflow": "bench-split", \#(verify),
+                     "mode": {"batch": {"max_events": 1000, "window": "1s", "split": "body.readings"}}}
+                    """#
+            )
+            guard let directPath = directHook["url"]?.stringValue, let batchPath = batchHook["url"]?.stringValue,
+                let splitPath = splitHook["url"]?.stringValue
+            else {
                 throw ValidationError("a trigger has no url: \(directHook)")
             }
             let key = SymmetricKey(data: Data(base64Encoded: String(secret.dropFirst(6)))!)
@@ -96,43 +107,63 @@ extension Bench {
                 path: batchPath,
                 key: key,
                 tag: "b"
-            )
-            // Every event in exactly one batch: the windows close within a second, then the runs finish.
-            var seen = Set<Int>()
-            var batches = 0
-            let deadline = ContinuousClock.now + .seconds(120)
-            while seen.count < batched {
-                guard ContinuousClock.now < deadline else {
-                    throw ValidationError("\(seen.count) of \(batched) batched events reached a run")
-                }
-                try await Task.sleep(for: .milliseconds(500))
-                try await Self.waitUntilIdle(base: base)
-                seen = []
-                batches = 0
-                cursor = nil
-                repeat {
-                    let page = try await Self.call(
-                        .GET,
-                        base + "/v1/runs?workflow=bench-batch&limit=100" + (cursor.map { "&cursor=\($0)" } ?? "")
-                    )
-                    for run in page.json["items"]?.arrayValue ?? [] {
-                        guard let id = run["id"]?.stringValue else { continue }
-                        let full = try await Self.call(.GET, base + "/v1/runs/\(id)")
-                        batches += 1
-                        for event in full.json["input"]?["events"]?.arrayValue ?? [] {
-                            guard let n = event["n"]?.numberValue, seen.insert(Int(n)).inserted else {
-                                throw ValidationError("an event reached two runs, or none: \(event)")
-                            }
-                        }
-                    }
-                    cursor = page.json["next_cursor"]?.stringValue
-                } while cursor != nil
+            ) { #"{"n":\#($0)}"# }
+            let batches = try await Self.checkBatches(base: base, workflow: "bench-batch", events: batched)
+            // Telemetry as devices send it: 100 readings a request, each an event of its own (`split`).
+            let perDelivery = 100
+            let splitRate = try await Self.sendSigned(
+                count: batched / perDelivery,
+                port: server.port,
+                path: splitPath,
+                key: key,
+                tag: "s"
+            ) { index in
+                let readings = (index * perDelivery..<(index + 1) * perDelivery).map { #"{"n":\#($0),"t":21.5}"# }
+                return #"{"device":"d\#(index % 50)","readings":[\#(readings.joined(separator: ","))]}"#
             }
+            let splitBatches = try await Self.checkBatches(base: base, workflow: "bench-split", events: batched)
             return [
                 "direct_deliveries_per_s": directRate, "batch_events_per_s": batchRate,
-                "batch_runs": Double(batches),
+                "batch_runs": Double(batches), "split_events_per_s": splitRate * Double(perDelivery),
+                "split_runs": Double(splitBatches),
             ]
         }
+    }
+
+    /// Waits until the runs of `workflow` hold events `{"n": 0}` to `{"n": events - 1}`, each in exactly one run
+    /// (the windows close within a second, then the runs finish); returns how many runs.
+    static func checkBatches(base: String, workflow: String, events: Int) async throws -> Int {
+        var seen = Set<Int>()
+        var batches = 0
+        let deadline = ContinuousClock.now + .seconds(120)
+        while seen.count < events {
+            guard ContinuousClock.now < deadline else {
+                throw ValidationError("\(seen.count) of \(events) batched events reached a run")
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            try await waitUntilIdle(base: base)
+            seen = []
+            batches = 0
+            var cursor: String?
+            repeat {
+                let page = try await call(
+                    .GET,
+                    base + "/v1/runs?workflow=\(workflow)&limit=100" + (cursor.map { "&cursor=\($0)" } ?? "")
+                )
+                for run in page.json["items"]?.arrayValue ?? [] {
+                    guard let id = run["id"]?.stringValue else { continue }
+                    let full = try await call(.GET, base + "/v1/runs/\(id)")
+                    batches += 1
+                    for event in full.json["input"]?["events"]?.arrayValue ?? [] {
+                        guard let n = event["n"]?.numberValue, seen.insert(Int(n)).inserted else {
+                            throw ValidationError("an event reached two runs, or none: \(event)")
+                        }
+                    }
+                }
+                cursor = page.json["next_cursor"]?.stringValue
+            } while cursor != nil
+        }
+        return batches
     }
 
     /// Calls and throws unless the answer is 200 or 201; returns its body.
@@ -164,11 +195,18 @@ extension Bench {
         }
     }
 
-    /// Sends `count` deliveries `{"n": i}` to the hook at `path`, each signed the Standard Webhooks way with the id
+    /// Sends `count` deliveries, `body(i)` each (`{"n": i}` by default), to the hook at `path`, each signed the Standard Webhooks way with the id
     /// `<tag>-<i>`, through wrk; every answer must be 2xx.
     /// - Returns: deliveries per second, from both wrk threads having read their requests to both having every
     ///   answer (wrk's own summary is not used: it runs for its whole `-d`, and is then killed).
-    static func sendSigned(count: Int, port: Int, path: String, key: SymmetricKey, tag: String) async throws -> Double {
+    static func sendSigned(
+        count: Int,
+        port: Int,
+        path: String,
+        key: SymmetricKey,
+        tag: String,
+        body: (Int) -> String = { #"{"n":\#($0)}"# }
+    ) async throws -> Double {
         try await withTemporaryDirectory { directory in
             let threads = 2
             // One file per wrk thread: a line per request, "id timestamp signature body".
@@ -178,7 +216,7 @@ extension Bench {
                 lines.reserveCapacity(count / threads * 120)
                 for index in stride(from: thread, to: count, by: threads) {
                     let id = "\(tag)-\(index)"
-                    let body = #"{"n":\#(index)}"#
+                    let body = body(index)
                     let mac = HMAC<SHA256>.authenticationCode(for: Data("\(id).\(timestamp).\(body)".utf8), using: key)
                     lines += "\(id) \(timestamp) v1,\(Data(mac).base64EncodedString()) \(body)\n"
                 }

@@ -60,6 +60,56 @@ struct TriggerModeTests {
         }
     }
 
+    /// A device sends its readings in one request: with `split`, each item of the array is an event of its own.
+    @Test(arguments: TestBackend.available) func splitDeliveriesBufferEachItem(backend: TestBackend) async throws {
+        try await withTriggerServer(backend) { client in
+            let sink = """
+                steps:
+                  - {id: a, template: "{{ input }}"}
+                output: "{{ steps.a.output }}"
+                """
+            _ = try await client.send(.put, "/v1/workflows/sink", json: sink, contentType: "application/yaml")
+            // `item` belongs to a split's scope only.
+            let unsplit = try await client.send(
+                .put,
+                "/v1/triggers/wrong",
+                json: #"{"workflow": "sink", "input": "{{ item }}", "verify": {"scheme": "none"}}"#
+            )
+            #expect(unsplit.status == .unprocessableContent)
+            #expect(unsplit.json["errors"]?.arrayValue?.first?["pointer"] == "/input")
+            let badPath = try await client.send(
+                .put,
+                "/v1/triggers/wrong",
+                json:
+                    #"{"workflow": "sink", "verify": {"scheme": "none"}, "mode": {"batch": {"max_events": 5, "window": "1s", "split": "len(body)"}}}"#
+            )
+            #expect(badPath.json["errors"]?.arrayValue?.first?["pointer"] == "/mode/batch/split")
+            let hook = try await client.putTrigger(
+                "readings",
+                #"{"workflow": "sink", "verify": {"scheme": "none"}, "mode": {"batch": {"max_events": 5, "window": "1s", "split": "body.readings"}}}"#
+            )
+            let first = try await client.deliver(hook, #"{"device": "d1", "readings": [1, 2, 3, 4]}"#)
+            #expect(first.status == .accepted && first.json["status"] == "buffered", "\(first.json)")
+            let second = try await client.deliver(hook, #"{"device": "d1", "readings": [5, 6, 7]}"#)
+            #expect(second.status == .accepted)
+            // No array where the split points: refused, and nothing buffered.
+            let none = try await client.deliver(hook, #"{"device": "d1", "readings": 8}"#)
+            #expect(none.status == .unprocessableContent)
+            #expect(none.json["errors"]?.arrayValue?.first?["pointer"] == "/mode/batch/split")
+
+            var runs: [JSONValue] = []
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline {
+                runs = try await client.runs(of: "sink")
+                if runs.count >= 2, runs.allSatisfy({ $0["status"] == "succeeded" }) { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let batches = runs.reversed().map { $0["output"]?["events"]?.arrayValue ?? [] }
+            #expect(batches.map(\.count) == [5, 2])
+            #expect(batches.flatMap { $0 } == (1...7).map { JSONValue.int(Int64($0)) })
+        }
+    }
+
     @Test(arguments: TestBackend.available) func routesStartOneRunPerKey(backend: TestBackend) async throws {
         try await withTriggerServer(backend) { client in
             let session = """
