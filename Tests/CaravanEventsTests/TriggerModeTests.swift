@@ -7,16 +7,21 @@ import Testing
 /// Batch and route modes: many deliveries, few runs.
 @Suite("Inbound trigger modes", .timeLimit(.minutes(3)))
 struct TriggerModeTests {
+    /// The workflow `sink`, whose output is its input.
+    static func putSink(_ client: AuthenticatedClient) async throws {
+        let sink = """
+            steps:
+              - {id: a, template: "{{ input }}"}
+            output: "{{ steps.a.output }}"
+            """
+        _ = try await client.send(.put, "/v1/workflows/sink", json: sink, contentType: "application/yaml")
+    }
+
     @Test(arguments: TestBackend.available) func batchesStartOneRunPerWindowOrMaxEvents(
         backend: TestBackend
     ) async throws {
         try await withTriggerServer(backend) { client in
-            let sink = """
-                steps:
-                  - {id: a, template: "{{ input }}"}
-                output: "{{ steps.a.output }}"
-                """
-            _ = try await client.send(.put, "/v1/workflows/sink", json: sink, contentType: "application/yaml")
+            try await Self.putSink(client)
             let hook = try await client.putTrigger(
                 "telemetry",
                 #"{"workflow": "sink", "input": "{{ body.n }}", "verify": {"scheme": "none"}, "mode": {"batch": {"max_events": 10, "window": "1500ms"}}}"#
@@ -63,12 +68,7 @@ struct TriggerModeTests {
     /// A device sends its readings in one request: with `split`, each item of the array is an event of its own.
     @Test(arguments: TestBackend.available) func splitDeliveriesBufferEachItem(backend: TestBackend) async throws {
         try await withTriggerServer(backend) { client in
-            let sink = """
-                steps:
-                  - {id: a, template: "{{ input }}"}
-                output: "{{ steps.a.output }}"
-                """
-            _ = try await client.send(.put, "/v1/workflows/sink", json: sink, contentType: "application/yaml")
+            try await Self.putSink(client)
             // `item` belongs to a split's scope only.
             let unsplit = try await client.send(
                 .put,
