@@ -13,6 +13,7 @@ extension Engine {
     ///     is an `idempotency_conflict`.
     ///   - audit: the audit entry of the request, committed in the run's own transaction (its target becomes
     ///     `run:<id>`) when the run is created; not written when the key answers an existing run.
+    ///   - companion: rows of another module written in the run's own transaction, likewise only when it is created.
     /// - Returns: the run and whether it was created now (and so its audit entry written).
     /// - Throws: `not_found`, `payload_too_large`, `validation_failed`, `idempotency_conflict`.
     public func startRun(
@@ -22,7 +23,8 @@ extension Engine {
         idempotencyKey: String?,
         requestHash: String?,
         parent: (runID: String, step: String)? = nil,
-        audit: AuditRecord? = nil
+        audit: AuditRecord? = nil,
+        companion: RunCompanion? = nil
     ) async throws -> (run: RunRecord, created: Bool) {
         if let idempotencyKey,
             let existing = try await database.read({
@@ -68,7 +70,7 @@ extension Engine {
         let queued = RunEvent(runID: run.id, seq: 1, type: "run.queued", at: now)
         let start = await plannedStart(of: run, definition: workflow.definition, now: now)
         let outcome = try await commits.submit(
-            .create(NewRun(run: run, wakeAt: nil), events: [queued], start: start, audit: audit)
+            .create(NewRun(run: run, wakeAt: nil), events: [queued], start: start, audit: audit, companion: companion)
         )
         guard case .created(let inserted, let admitted) = outcome else {
             throw CaravanError(.internal, "The run could not be created.")

@@ -1,15 +1,15 @@
 import CaravanAudit
 import CaravanCore
-import CaravanStorage
+public import CaravanStorage
 import CaravanWorkflow
 
 /// One unit of work for the group committer.
 enum CommitWork: Sendable {
     /// Insert a new run (queued) with its first events; when `start` is given, admit it at once if the
     /// workflow's and the organization's limits allow: then it is inserted as `start` planned it, leased to this
-    /// node. `audit` is the entry of the request that started it, committed with it (and not at all if the run
-    /// was not inserted).
-    case create(NewRun, events: [RunEvent], start: PlannedStart?, audit: AuditRecord?)
+    /// node. `audit` is the entry of the request that started it and `companion` what another module writes
+    /// with it, both committed with it (and not at all if the run was not inserted).
+    case create(NewRun, events: [RunEvent], start: PlannedStart?, audit: AuditRecord?, companion: RunCompanion?)
     /// Write a run's progress under its lease, with side effects that must commit with it.
     case advance(RunAdvance)
 }
@@ -18,9 +18,21 @@ extension CommitWork {
     /// The organization whose run this is: the group committer's lane.
     var orgID: String {
         switch self {
-        case .create(let new, _, _, _): new.run.orgID
+        case .create(let new, _, _, _, _): new.run.orgID
         case .advance(let advance): advance.update.run.orgID
         }
+    }
+}
+
+/// Rows another module commits in the transaction that inserts a new run, and only if it is inserted: a trigger's
+/// delivery record, so that a delivery and the run it started commit together, in one transaction.
+public struct RunCompanion: Sendable {
+    /// Writes the rows, given the new run's id. It must not fail for a reason of its own (a conflict is to be
+    /// ignored, `ON CONFLICT DO NOTHING`): a failure fails every run of its commit batch.
+    public var write: @Sendable (_ runID: String, _ executor: any SQLExecutor) async throws -> Void
+
+    public init(write: @escaping @Sendable (_ runID: String, _ executor: any SQLExecutor) async throws -> Void) {
+        self.write = write
     }
 }
 
@@ -108,7 +120,7 @@ struct CommitApplier: Sendable {
         var newEvents: [RunEvent] = []
         var admitted: [Int: AdmittedRun] = [:]
         for (index, work) in batch.enumerated() {
-            guard case .create(var new, let events, let start, _) = work else { continue }
+            guard case .create(var new, let events, let start, _, _) = work else { continue }
             var allEvents = events
             if let start, try await capacity.take(for: new.run, start.admission, store: store, in: executor) {
                 new.run = start.run
@@ -203,9 +215,10 @@ struct CommitApplier: Sendable {
 
         var audit: [AuditRecord] = []
         for (index, work) in batch.enumerated() {
-            guard case .create(let new, _, _, let entry) = work else { continue }
+            guard case .create(let new, _, _, let entry, let companion) = work else { continue }
             let isInserted = inserted.contains(new.run.id)
             outcomes[index] = .created(inserted: isInserted, admitted: isInserted ? admitted[index] : nil)
+            if isInserted, let companion { try await companion.write(new.run.id, executor) }
             if isInserted, var entry {
                 entry.target = "run:\(new.run.id)"
                 audit.append(entry)

@@ -136,7 +136,7 @@ struct BatchFlusher: Sendable {
             ],
         ]
         do {
-            _ = try await receiver.targets.start(trigger.orgID, trigger.definition.target, input, claim.key)
+            _ = try await receiver.targets.start(trigger.orgID, trigger.definition.target, input, claim.key, nil)
         } catch let error as CaravanError
             where [.notFound, .validationFailed, .payloadTooLarge].contains(error.code)
         {

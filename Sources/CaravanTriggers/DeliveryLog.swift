@@ -111,33 +111,22 @@ final class DeliveryLog: Sendable {
         }
     }
 
-    /// The rows of one batch: accepted records first (a delivery id seen earlier in the batch is not inserted
-    /// again), then the buffered events of those inserted, each as multi-row statements.
-    private static func apply(_ entries: [Entry], in executor: any SQLExecutor) async throws -> [Bool] {
-        var outcomes = [Bool](repeating: true, count: entries.count)
-        var seen = Set<String>()
-        var candidates: [Int] = []
-        for (index, entry) in entries.enumerated() {
-            if entry.record.outcome == .accepted {
-                guard seen.insert(entry.triggerID + "\u{0}" + entry.record.deliveryID).inserted else {
-                    outcomes[index] = false
-                    continue
-                }
-            }
-            candidates.append(index)
-        }
+    /// Inserts delivery records, 100 a statement; an accepted delivery id already recorded for its trigger is
+    /// left as it is.
+    /// - Returns: `trigger id + NUL + delivery id` of the accepted records inserted.
+    static func insert(
+        _ records: [(triggerID: String, record: DeliveryRecord)],
+        in executor: any SQLExecutor
+    ) async throws -> Set<String> {
         var insertedKeys = Set<String>()
-        for chunk in stride(from: 0, to: candidates.count, by: 100).map({
-            Array(candidates[$0..<min($0 + 100, candidates.count)])
-        }) {
+        for start in stride(from: 0, to: records.count, by: 100) {
             var values: [String] = []
             var binds: [SQLValue] = []
-            for index in chunk {
-                let record = entries[index].record
+            for (triggerID, record) in records[start..<min(start + 100, records.count)] {
                 let base = binds.count
                 values.append("(" + (1...8).map { "$\(base + $0)" }.joined(separator: ", ") + ")")
                 binds += [
-                    .text(entries[index].triggerID), .text(record.deliveryID), .int(record.receivedAt),
+                    .text(triggerID), .text(record.deliveryID), .int(record.receivedAt),
                     .text(record.outcome.rawValue), .text(record.reason), .text(record.runID),
                     .int(Int64(record.status)), .int(Int64(record.bodyBytes)),
                 ]
@@ -156,6 +145,28 @@ final class DeliveryLog: Sendable {
                 insertedKeys.insert((try row.string("trigger_id")) + "\u{0}" + (try row.string("delivery_id")))
             }
         }
+        return insertedKeys
+    }
+
+    /// The rows of one batch: accepted records first (a delivery id seen earlier in the batch is not inserted
+    /// again), then the buffered events of those inserted, each as multi-row statements.
+    private static func apply(_ entries: [Entry], in executor: any SQLExecutor) async throws -> [Bool] {
+        var outcomes = [Bool](repeating: true, count: entries.count)
+        var seen = Set<String>()
+        var candidates: [Int] = []
+        for (index, entry) in entries.enumerated() {
+            if entry.record.outcome == .accepted {
+                guard seen.insert(entry.triggerID + "\u{0}" + entry.record.deliveryID).inserted else {
+                    outcomes[index] = false
+                    continue
+                }
+            }
+            candidates.append(index)
+        }
+        let insertedKeys = try await insert(
+            candidates.map { (entries[$0].triggerID, entries[$0].record) },
+            in: executor
+        )
         var buffered: [Int] = []
         for index in candidates where entries[index].record.outcome == .accepted {
             let inserted = insertedKeys.contains(entries[index].triggerID + "\u{0}" + entries[index].record.deliveryID)

@@ -1,5 +1,5 @@
 public import CaravanCore
-import CaravanEngine
+public import CaravanEngine
 import CaravanStorage
 import CaravanWorkflow
 import Foundation
@@ -44,16 +44,18 @@ public struct TriggerTargets: Sendable {
     /// Whether the workflow or agent exists (and is not archived).
     public var exists: @Sendable (_ orgID: String, _ target: TriggerTarget) async throws -> Bool
     /// Starts a run with `input` under the idempotency key; answers the existing run for a key used before.
+    /// `companion`, when given, is written in the new run's own transaction if the target can (`written`), and
+    /// not at all when the key answers an existing run.
     public var start:
-        @Sendable (_ orgID: String, _ target: TriggerTarget, _ input: JSONValue, _ key: String) async throws -> (
-            runID: String, created: Bool
-        )
+        @Sendable (
+            _ orgID: String, _ target: TriggerTarget, _ input: JSONValue, _ key: String, _ companion: RunCompanion?
+        ) async throws -> (runID: String, created: Bool, written: Bool)
 
     public init(
         exists: @escaping @Sendable (String, TriggerTarget) async throws -> Bool,
         start:
-            @escaping @Sendable (String, TriggerTarget, JSONValue, String) async throws -> (
-                runID: String, created: Bool
+            @escaping @Sendable (String, TriggerTarget, JSONValue, String, RunCompanion?) async throws -> (
+                runID: String, created: Bool, written: Bool
             )
     ) {
         self.exists = exists
@@ -298,15 +300,32 @@ public final class HookReceiver: Sendable {
             scope: scope,
             limit: engine.configuration.maxPayloadBytes
         )
-        let (runID, created) = try await targets.start(
+        // The delivery's record commits with its run, in the run's own transaction (where the target allows).
+        let triggerID = trigger.id
+        let record = DeliveryRecord(
+            deliveryID: id,
+            receivedAt: now,
+            outcome: .accepted,
+            reason: "started",
+            runID: nil,
+            status: 202,
+            bodyBytes: bytes
+        )
+        let companion = RunCompanion { runID, executor in
+            var record = record
+            record.runID = runID
+            _ = try await DeliveryLog.insert([(triggerID, record)], in: executor)
+        }
+        let (runID, created, written) = try await targets.start(
             trigger.orgID,
             trigger.definition.target,
             input,
-            "trigger:\(trigger.id):\(id)"
+            "trigger:\(trigger.id):\(id)",
+            companion
         )
         guard created else { return try await duplicate(trigger, id: id, runID: runID, bytes: bytes, now: now) }
         let answer = HookAnswer(outcome: .accepted, action: "started", deliveryID: id, runID: runID, status: 202)
-        if try await !record(trigger, answer, reason: "started", bytes: bytes, at: now) {
+        if !written, try await !self.record(trigger, answer, reason: "started", bytes: bytes, at: now) {
             return try await duplicate(trigger, id: id, runID: runID, bytes: bytes, now: now)
         }
         return answer
@@ -339,11 +358,12 @@ public final class HookReceiver: Sendable {
                 }
             }
             let generation = (known?.generation ?? 0) + 1
-            let (runID, created) = try await targets.start(
+            let (runID, created, _) = try await targets.start(
                 trigger.orgID,
                 trigger.definition.target,
                 ["key": .string(key), "event": event],
-                "route:\(trigger.id):\(key):\(generation)"
+                "route:\(trigger.id):\(key):\(generation)",
+                nil
             )
             try await store.setRoute(triggerID: trigger.id, key: key, generation: generation, runID: runID, now: now)
             if created { return (runID, "started") }

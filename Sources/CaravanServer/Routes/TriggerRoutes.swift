@@ -44,7 +44,7 @@ struct TriggerRoutes {
                         return !agent.archived
                     }
                 },
-                start: { orgID, target, input, key in
+                start: { orgID, target, input, key, companion in
                     switch target {
                     case .workflow(let name):
                         let (run, created) = try await engine.startRun(
@@ -52,9 +52,10 @@ struct TriggerRoutes {
                             workflow: name,
                             input: input,
                             idempotencyKey: key,
-                            requestHash: nil
+                            requestHash: nil,
+                            companion: companion
                         )
-                        return (run.id, created)
+                        return (run.id, created, companion != nil && created)
                     case .agent(let name):
                         let (run, created) = try await agents.startRun(
                             orgID: orgID,
@@ -64,7 +65,7 @@ struct TriggerRoutes {
                             idempotencyKey: key,
                             requestHash: nil
                         )
-                        return (run.id, created)
+                        return (run.id, created, false)
                     }
                 }
             ),
