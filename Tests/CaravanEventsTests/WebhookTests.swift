@@ -77,6 +77,19 @@ private enum Hooks {
     static func deliveries(_ client: any TestClientProtocol, _ name: String) async throws -> [JSONValue] {
         try await client.send(.get, "/v1/webhooks/\(name)/deliveries?limit=500").json["items"]?.arrayValue ?? []
     }
+
+    /// The deliveries once all are recorded as delivered (a receiver answers before the dispatcher records the
+    /// outcome), or as they are after 10 s.
+    static func delivered(_ client: any TestClientProtocol, _ name: String) async throws -> [JSONValue] {
+        var deliveries: [JSONValue] = []
+        let deadline = ContinuousClock.now + .seconds(10)
+        repeat {
+            deliveries = try await Self.deliveries(client, name)
+            if !deliveries.isEmpty, deliveries.allSatisfy({ $0["status"] == "delivered" }) { break }
+            try await Task.sleep(for: .milliseconds(50))
+        } while ContinuousClock.now < deadline
+        return deliveries
+    }
 }
 
 @Suite("Outbound webhooks", .timeLimit(.minutes(3)))
@@ -153,7 +166,7 @@ struct WebhookTests {
                 #expect(mine.last?.json["type"]?.stringValue == "run.succeeded")
                 #expect(mine.allSatisfy { $0.json["data"]?["workflow"]?.stringValue == "greet" })
             }
-            let deliveries = try await Hooks.deliveries(client, "all")
+            let deliveries = try await Hooks.delivered(client, "all")
             #expect(deliveries.count == 30)
             #expect(deliveries.allSatisfy { $0["status"] == "delivered" && $0["response_status"] == 200 })
             #expect(deliveries.allSatisfy { $0["latency_ms"]?.numberValue != nil && $0["attempts"] == 1 })
@@ -191,7 +204,7 @@ struct WebhookTests {
             }
             let byMessage = Dictionary(grouping: received, by: \.messageID)
             #expect(byMessage.values.allSatisfy { $0.count == 3 && $0.map(\.answered) == [503, 503, 204] })
-            let deliveries = try await Hooks.deliveries(client, "flaky")
+            let deliveries = try await Hooks.delivered(client, "flaky")
             #expect(deliveries.allSatisfy { $0["status"] == "delivered" && $0["attempts"] == 3 }, "\(deliveries)")
         }
     }
@@ -240,7 +253,7 @@ struct WebhookTests {
             #expect(enabled.json["enabled"] == true && enabled.json["failing_since"] == .null, "\(enabled.json)")
             try await receiver.wait("the pending delivery after enabling") { $0.contains { $0.answered == 200 } }
             // Re-sent by hand: the same message again, under the same webhook-id.
-            let delivery = try #require(try await Hooks.deliveries(client, "broken").first)
+            let delivery = try #require(try await Hooks.delivered(client, "broken").first)
             #expect(delivery["status"] == "delivered", "\(delivery)")
             let id = try #require(delivery["id"]?.stringValue)
             let resent = try await client.send(.post, "/v1/webhooks/broken/deliveries/\(id)/resend")
