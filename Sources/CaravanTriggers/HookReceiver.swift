@@ -302,7 +302,7 @@ public final class HookReceiver: Sendable {
         )
         // The delivery's record commits with its run, in the run's own transaction (where the target allows).
         let triggerID = trigger.id
-        let record = DeliveryRecord(
+        let accepted = DeliveryRecord(
             deliveryID: id,
             receivedAt: now,
             outcome: .accepted,
@@ -312,9 +312,9 @@ public final class HookReceiver: Sendable {
             bodyBytes: bytes
         )
         let companion = RunCompanion { runID, executor in
-            var record = record
-            record.runID = runID
-            _ = try await DeliveryLog.insert([(triggerID, record)], in: executor)
+            var accepted = accepted
+            accepted.runID = runID
+            _ = try await DeliveryLog.insert([(triggerID, accepted)], in: executor)
         }
         let (runID, created, written) = try await targets.start(
             trigger.orgID,
@@ -325,7 +325,7 @@ public final class HookReceiver: Sendable {
         )
         guard created else { return try await duplicate(trigger, id: id, runID: runID, bytes: bytes, now: now) }
         let answer = HookAnswer(outcome: .accepted, action: "started", deliveryID: id, runID: runID, status: 202)
-        if !written, try await !self.record(trigger, answer, reason: "started", bytes: bytes, at: now) {
+        if !written, try await !record(trigger, answer, reason: "started", bytes: bytes, at: now) {
             return try await duplicate(trigger, id: id, runID: runID, bytes: bytes, now: now)
         }
         return answer
