@@ -29,7 +29,7 @@ private func withWebhooks(
     }
 }
 
-private enum Hooks {
+enum Hooks {
     static func putWorkflow(_ client: any TestClientProtocol, _ name: String, _ yaml: String) async throws {
         let answer = try await client.send(.put, "/v1/workflows/\(name)", json: yaml, contentType: "application/yaml")
         #expect(answer.status == .created || answer.status == .ok, "\(answer.json)")
