@@ -25,14 +25,47 @@ extension CommitWork {
 }
 
 /// Rows another module commits in the transaction that inserts a new run, and only if it is inserted: a trigger's
-/// delivery record, so that a delivery and the run it started commit together, in one transaction.
+/// delivery record, so that a delivery and the run it started commit together, in one transaction. The companions
+/// of one commit batch that carry the same `Row` type are written together, in one call of their writer.
 public struct RunCompanion: Sendable {
-    /// Writes the rows, given the new run's id. It must not fail for a reason of its own (a conflict is to be
-    /// ignored, `ON CONFLICT DO NOTHING`): a failure fails every run of its commit batch.
-    public var write: @Sendable (_ runID: String, _ executor: any SQLExecutor) async throws -> Void
+    /// The writer's key: the type of its rows.
+    let kind: ObjectIdentifier
+    let row: any Sendable
+    let writeAll: @Sendable (_ rows: [(runID: String, row: any Sendable)], _ executor: any SQLExecutor) async throws -> Void
 
-    public init(write: @escaping @Sendable (_ runID: String, _ executor: any SQLExecutor) async throws -> Void) {
-        self.write = write
+    /// - Parameters:
+    ///   - row: what to write for this run.
+    ///   - writer: writes the rows of every companion of a batch with this `Row` type (one writer a type), each
+    ///     with its new run's id. It must not fail for a reason of its own (a conflict is to be ignored,
+    ///     `ON CONFLICT DO NOTHING`): a failure fails every run of its commit batch.
+    public init<Row: Sendable>(
+        _ row: Row,
+        writer: @escaping @Sendable (_ rows: [(runID: String, row: Row)], _ executor: any SQLExecutor) async throws
+            -> Void
+    ) {
+        self.kind = ObjectIdentifier(Row.self)
+        self.row = row
+        self.writeAll = { rows, executor in
+            try await writer(rows.compactMap { entry in (entry.row as? Row).map { (entry.runID, $0) } }, executor)
+        }
+    }
+
+    /// Writes the companions of the runs inserted, one call a kind, in the order first seen.
+    static func write(_ companions: [(runID: String, companion: RunCompanion)], in executor: any SQLExecutor)
+        async throws
+    {
+        var kinds: [ObjectIdentifier] = []
+        var groups: [ObjectIdentifier: [(runID: String, row: any Sendable)]] = [:]
+        for (runID, companion) in companions {
+            if groups[companion.kind] == nil { kinds.append(companion.kind) }
+            groups[companion.kind, default: []].append((runID, companion.row))
+        }
+        for kind in kinds {
+            guard let rows = groups[kind], let first = companions.first(where: { $0.companion.kind == kind }) else {
+                continue
+            }
+            try await first.companion.writeAll(rows, executor)
+        }
     }
 }
 
@@ -214,16 +247,18 @@ struct CommitApplier: Sendable {
         try await store.append(events, orgs: orgs, in: executor)
 
         var audit: [AuditRecord] = []
+        var companions: [(runID: String, companion: RunCompanion)] = []
         for (index, work) in batch.enumerated() {
             guard case .create(let new, _, _, let entry, let companion) = work else { continue }
             let isInserted = inserted.contains(new.run.id)
             outcomes[index] = .created(inserted: isInserted, admitted: isInserted ? admitted[index] : nil)
-            if isInserted, let companion { try await companion.write(new.run.id, executor) }
+            if isInserted, let companion { companions.append((new.run.id, companion)) }
             if isInserted, var entry {
                 entry.target = "run:\(new.run.id)"
                 audit.append(entry)
             }
         }
+        try await RunCompanion.write(companions, in: executor)
         // Last: on PostgreSQL the audit chains' locks are held from here to the commit.
         if !audit.isEmpty {
             guard let auditKeys else {

@@ -301,7 +301,6 @@ public final class HookReceiver: Sendable {
             limit: engine.configuration.maxPayloadBytes
         )
         // The delivery's record commits with its run, in the run's own transaction (where the target allows).
-        let triggerID = trigger.id
         let accepted = DeliveryRecord(
             deliveryID: id,
             receivedAt: now,
@@ -311,10 +310,13 @@ public final class HookReceiver: Sendable {
             status: 202,
             bodyBytes: bytes
         )
-        let companion = RunCompanion { runID, executor in
-            var accepted = accepted
-            accepted.runID = runID
-            _ = try await DeliveryLog.insert([(triggerID, accepted)], in: executor)
+        let companion = RunCompanion(AcceptedDelivery(triggerID: trigger.id, record: accepted)) { rows, executor in
+            let records = rows.map { runID, delivery in
+                var record = delivery.record
+                record.runID = runID
+                return (delivery.triggerID, record)
+            }
+            _ = try await DeliveryLog.insert(records, in: executor)
         }
         let (runID, created, written) = try await targets.start(
             trigger.orgID,
@@ -477,4 +479,10 @@ public final class HookReceiver: Sendable {
         }
         return key
     }
+}
+
+/// A direct delivery's record, written with the run it starts.
+private struct AcceptedDelivery: Sendable {
+    var triggerID: String
+    var record: DeliveryRecord
 }

@@ -356,6 +356,49 @@ struct TriggerTests {
         }
     }
 
+    /// Deliveries that arrive together commit in one batch, their records written together: each record names its
+    /// own run, and a delivery sent twice at once starts one run.
+    @Test(arguments: TestBackend.available) func simultaneousDeliveriesEachRecordTheirRun(backend: TestBackend)
+        async throws
+    {
+        try await withTriggerServer(backend) { client in
+            let hook = try await client.putTrigger("burst", #"{"workflow": "echo", "verify": {"scheme": "none"}}"#)
+            let keys = (0..<40).map { "burst-\($0 % 30)" }  // ten keys sent twice
+            let answers = try await withThrowingTaskGroup(of: (String, HTTPResponse.Status, JSONValue).self) { group in
+                for (index, key) in keys.enumerated() {
+                    group.addTask {
+                        let body = JSONValue.object(["key": .string(key), "copy": .int(Int64(index / 30))])
+                        let answer = try await client.deliver(
+                            hook,
+                            body.canonicalText,
+                            headers: [header("Idempotency-Key"): key]
+                        )
+                        return (key, answer.status, answer.json)
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let byKey = Dictionary(grouping: answers, by: \.0)
+            #expect(byKey.count == 30)
+            for (key, copies) in byKey {
+                let runs = Set(copies.compactMap { $0.2["run_id"]?.stringValue })
+                #expect(runs.count == 1, "\(key): one run for every copy, \(copies)")
+                #expect(copies.filter { $0.1 == .accepted }.count == 1, "\(key): \(copies.map(\.1))")
+            }
+            let records = try await client.send(.get, "/v1/triggers/burst/deliveries?limit=100").json["items"]?
+                .arrayValue ?? []
+            let accepted = records.filter { $0["outcome"] == "accepted" }
+            #expect(accepted.count == 30, "\(records)")
+            for record in accepted {
+                let key = try #require(record["delivery_id"]?.stringValue)
+                let run = try #require(record["run_id"]?.stringValue)
+                #expect(byKey[key]?.first?.2["run_id"]?.stringValue == run, "\(record)")
+                #expect(try await client.runOutput(run)["key"]?.stringValue == key)
+            }
+            #expect(try await client.runs(of: "echo").count == 30)
+        }
+    }
+
     @Test(arguments: TestBackend.available) func definitionsAreValidated(backend: TestBackend) async throws {
         try await withTriggerServer(backend) { client in
             let bad = try await client.send(
