@@ -31,7 +31,8 @@ public struct RunCompanion: Sendable {
     /// The writer's key: the type of its rows.
     let kind: ObjectIdentifier
     let row: any Sendable
-    let writeAll: @Sendable (_ rows: [(runID: String, row: any Sendable)], _ executor: any SQLExecutor) async throws -> Void
+    let writeAll:
+        @Sendable (_ rows: [(runID: String, row: any Sendable)], _ executor: any SQLExecutor) async throws -> Void
 
     /// - Parameters:
     ///   - row: what to write for this run.
@@ -40,7 +41,8 @@ public struct RunCompanion: Sendable {
     ///     `ON CONFLICT DO NOTHING`): a failure fails every run of its commit batch.
     public init<Row: Sendable>(
         _ row: Row,
-        writer: @escaping @Sendable (_ rows: [(runID: String, row: Row)], _ executor: any SQLExecutor) async throws
+        writer:
+            @escaping @Sendable (_ rows: [(runID: String, row: Row)], _ executor: any SQLExecutor) async throws
             -> Void
     ) {
         self.kind = ObjectIdentifier(Row.self)
@@ -51,7 +53,10 @@ public struct RunCompanion: Sendable {
     }
 
     /// Writes the companions of the runs inserted, one call a kind, in the order first seen.
-    static func write(_ companions: [(runID: String, companion: RunCompanion)], in executor: any SQLExecutor)
+    static func write(
+        _ companions: [(runID: String, companion: RunCompanion)],
+        in executor: any SQLExecutor
+    )
         async throws
     {
         var kinds: [ObjectIdentifier] = []
