@@ -127,41 +127,68 @@ public final class WebhookDispatcher: Service, Sendable {
         var logger = logger
         logger[metadataKey: "caravan.webhook_id"] = "\(claimed.id)"
         logger[metadataKey: "caravan.org_id"] = "\(claimed.orgID)"
+        /// Whether the last pass left nothing pending: then what this pass queues is all there is to send. The
+        /// pending deliveries are still read at least once a second, for those queued again by hand.
+        var nothingLeft = false
+        var pendingReadAt = ContinuousClock.now
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
-                guard let webhook = try await store.leased(id: claimed.id, owner: owner) else { return }
+                guard
+                    let (webhook, secrets, feed) = try await store.passStart(
+                        id: claimed.id,
+                        owner: owner,
+                        limit: Self.feedBatch
+                    )
+                else { return }
                 if let text = webhook.filter, filter?.text != text {
                     filter = (text, try? CaravanWorkflow.Expression(parsing: text))
                 } else if webhook.filter == nil {
                     filter = nil
                 }
-                let moreEvents = try await queue(webhook, filter: filter?.parsed)
-                guard let moreEvents else { return }  // the lease went to another node
-                let nextDue = try await send(webhook)
-                if case .disabled(let reason) = nextDue {
+                guard let queued = try await queue(feed, of: webhook, filter: filter?.parsed) else {
+                    return  // the lease went to another node
+                }
+                let pending: [WebhookDelivery]
+                if nothingLeft && ContinuousClock.now - pendingReadAt < .seconds(1) {
+                    pending = queued
+                } else {
+                    pendingReadAt = .now
+                    pending = try await store.pending(webhookID: webhook.id, limit: Self.pendingLimit)
+                }
+                let pass = try await send(webhook, pending: pending, secrets: secrets)
+                nothingLeft = pass.leftNothing && pending.count < Self.pendingLimit
+                if case .disabled(let reason) = pass.nextDue {
                     logger.warning("Webhook disabled after a failure streak", metadata: ["error.message": "\(reason)"])
                     await onDisabled(webhook, reason)
                     return
                 }
-                if moreEvents { continue }
+                if feed.count == Self.feedBatch { continue }
                 var wait = Duration.seconds(1)
-                if case .at(let due) = nextDue {
+                if case .at(let due) = pass.nextDue {
                     wait = min(wait, .milliseconds(max(0, due - clock.nowMilliseconds())))
                 }
                 if wait > .zero { await subscription.wait(timeout: wait) }
             } catch {
                 logger.warning("Webhook delivery pass failed", metadata: ["error.message": "\(error)"])
+                nothingLeft = false
                 try? await Task.sleep(for: .seconds(1))
             }
         }
     }
 
-    /// Queues the webhook's matching events after its feed position.
-    /// - Returns: whether more events wait in the feed, or `nil` if the lease was lost.
-    private func queue(_ webhook: Webhook, filter: CaravanWorkflow.Expression?) async throws -> Bool? {
-        let batch = 1_000
-        let feed = try await store.feed(orgID: webhook.orgID, after: webhook.feedPosition, limit: batch)
-        guard let last = feed.last else { return false }
+    /// The most events one pass reads from the feed.
+    static var feedBatch: Int { 1_000 }
+    /// The most pending deliveries one pass takes.
+    static var pendingLimit: Int { 2_000 }
+
+    /// Queues the webhook's matching events of `feed` (read after its feed position).
+    /// - Returns: the deliveries queued; `nil` if the lease was lost.
+    private func queue(
+        _ feed: [FeedEvent],
+        of webhook: Webhook,
+        filter: CaravanWorkflow.Expression?
+    ) async throws -> [WebhookDelivery]? {
+        guard let last = feed.last else { return [] }
         var deliveries: [(event: FeedEvent, type: String, payload: String)] = []
         for item in feed {
             let types = DerivedEventType.types(of: item.event.type, data: item.event.data)
@@ -171,14 +198,13 @@ public final class WebhookDispatcher: Service, Sendable {
             }
             deliveries.append((item, type, WebhookPayload.body(for: item, type: type).canonicalText))
         }
-        let held = try await store.enqueue(
+        return try await store.enqueue(
             webhookID: webhook.id,
             owner: owner,
             deliveries: deliveries,
             position: last.event.globalID,
             now: clock.nowMilliseconds()
         )
-        return held ? feed.count == batch : nil
     }
 
     /// When a webhook's pass leaves it.
@@ -188,10 +214,15 @@ public final class WebhookDispatcher: Service, Sendable {
         case disabled(String)
     }
 
-    /// Sends what is due, each run's deliveries in order, runs side by side, and records how it went.
-    private func send(_ webhook: Webhook) async throws -> NextDue {
-        let pending = try await store.pending(webhookID: webhook.id, limit: 2_000)
-        guard !pending.isEmpty else { return .none }
+    /// Sends what is due of `pending` (in queue order), each run's deliveries in order, runs side by side, and
+    /// records how it went.
+    /// - Returns: when to look again, and whether every delivery was sent and succeeded (nothing left pending).
+    private func send(
+        _ webhook: Webhook,
+        pending: [WebhookDelivery],
+        secrets: [String]
+    ) async throws -> (nextDue: NextDue, leftNothing: Bool) {
+        guard !pending.isEmpty else { return (.none, true) }
         let now = clock.nowMilliseconds()
         var chains: [String: [WebhookDelivery]] = [:]
         var order: [String] = []
@@ -211,13 +242,7 @@ public final class WebhookDispatcher: Service, Sendable {
                 chains[delivery.runID]?.append(delivery)
             }
         }
-        guard !order.isEmpty else { return nextDue.map(NextDue.at) ?? .none }
-        let secrets: [String]
-        if case .standard = webhook.target {
-            secrets = try await store.signingSecrets(webhookID: webhook.id)
-        } else {
-            secrets = []
-        }
+        guard !order.isEmpty else { return (nextDue.map(NextDue.at) ?? .none, false) }
         var outcomes: [AttemptOutcome] = []
         await withTaskGroup(of: [AttemptOutcome].self) { group in
             var next = order.makeIterator()
@@ -237,15 +262,16 @@ public final class WebhookDispatcher: Service, Sendable {
             retryDelays: settings.retryDelays,
             now: clock.nowMilliseconds()
         ) {
-            return .disabled(reason)
+            return (.disabled(reason), false)
         }
+        let leftNothing = nextDue == nil && outcomes.count == pending.count && outcomes.allSatisfy(\.succeeded)
         // A chain sent whole may have more behind it: look again at once. Else wake for the earliest retry.
-        if outcomes.contains(where: \.succeeded) { return .at(clock.nowMilliseconds()) }
+        if outcomes.contains(where: \.succeeded) { return (.at(clock.nowMilliseconds()), leftNothing) }
         for outcome in outcomes where outcome.attemptsBefore < Int64(settings.retryDelays.count) {
             let retry = outcome.at + settings.retryDelays[Int(outcome.attemptsBefore)]
             nextDue = min(nextDue ?? retry, retry)
         }
-        return nextDue.map(NextDue.at) ?? .none
+        return (nextDue.map(NextDue.at) ?? .none, false)
     }
 
     /// Sends one run's deliveries one after another, stopping at the first that fails.

@@ -206,20 +206,6 @@ public final class WebhookStore: Sendable {
         }
     }
 
-    /// The secrets that sign a webhook's deliveries now: the current one first, then any still in its grace.
-    func signingSecrets(webhookID: String) async throws -> [String] {
-        let now = clock.nowMilliseconds()
-        return try await database.read { [box] executor in
-            guard
-                let sealed = try await executor.queryFirst(
-                    "SELECT secrets FROM webhooks WHERE id = $1",
-                    [.text(webhookID)]
-                )?.string("secrets")
-            else { return [] }
-            return try Self.secrets(sealed: sealed, id: webhookID, box: box, now: now)
-        }
-    }
-
     private static func secrets(sealed: String, id: String, box: SecretBox, now: Int64) throws -> [String] {
         let list = try JSONValue(parsing: try box.open(sealed, context: context(webhookID: id)))
         return (list.arrayValue ?? []).compactMap { entry in
@@ -319,32 +305,58 @@ public final class WebhookStore: Sendable {
         }
     }
 
-    /// The webhook as it stands, if `owner` still holds its lease and it is enabled.
-    func leased(id: String, owner: String) async throws -> Webhook? {
-        try await database.read { executor in
-            try await executor.queryFirst(
-                "SELECT * FROM webhooks WHERE id = $1 AND lease_owner = $2 AND enabled = 1",
-                [.text(id), .text(owner)]
-            ).map(Self.webhook)
+    /// What a delivery pass starts from, read together: the webhook as it stands, if `owner` still holds its lease
+    /// and it is enabled; the secrets that sign its deliveries now (the current one first, then any still in its
+    /// grace); and up to `limit` of the organization's events after its feed position.
+    func passStart(
+        id: String,
+        owner: String,
+        limit: Int
+    ) async throws -> (
+        webhook: Webhook, secrets: [String], feed: [FeedEvent]
+    )? {
+        let now = clock.nowMilliseconds()
+        return try await database.read { [engine, box] executor in
+            guard
+                let row = try await executor.queryFirst(
+                    "SELECT * FROM webhooks WHERE id = $1 AND lease_owner = $2 AND enabled = 1",
+                    [.text(id), .text(owner)]
+                )
+            else { return nil }
+            let webhook = try Self.webhook(row)
+            let secrets: [String]
+            if case .standard = webhook.target, let sealed = try row.optionalString("secrets") {
+                secrets = try Self.secrets(sealed: sealed, id: webhook.id, box: box, now: now)
+            } else {
+                secrets = []
+            }
+            let feed = try await engine.feed(
+                orgID: webhook.orgID,
+                after: webhook.feedPosition,
+                limit: limit,
+                in: executor
+            )
+            return (webhook, secrets, feed)
         }
     }
 
     /// Queues deliveries of events up to feed position `position`, if `owner` still holds the webhook's lease.
     /// An event already queued (by an owner that lost the lease meanwhile) is not queued twice.
-    /// - Returns: whether the lease held.
+    /// - Returns: the deliveries queued, in queue order, or `nil` if the lease was lost.
     func enqueue(
         webhookID: String,
         owner: String,
         deliveries: [(event: FeedEvent, type: String, payload: String)],
         position: Int64,
         now: Int64
-    ) async throws -> Bool {
+    ) async throws -> [WebhookDelivery]? {
         try await database.withTransaction { executor in
             let moved = try await executor.query(
                 "UPDATE webhooks SET feed_position = $3 WHERE id = $1 AND lease_owner = $2 AND feed_position < $3 RETURNING id",
                 [.text(webhookID), .text(owner), .int(position)]
             )
-            guard !moved.isEmpty else { return false }
+            guard !moved.isEmpty else { return nil }
+            var queued: [WebhookDelivery] = []
             for chunk in stride(from: 0, to: deliveries.count, by: 500) {
                 let slice = deliveries[chunk..<min(chunk + 500, deliveries.count)]
                 var sql = """
@@ -362,17 +374,10 @@ public final class WebhookStore: Sendable {
                         .text(delivery.payload),
                     ]
                 }
-                sql += " ON CONFLICT (webhook_id, event_id) DO NOTHING"
-                try await executor.execute(sql, binds)
+                sql += " ON CONFLICT (webhook_id, event_id) DO NOTHING RETURNING *"
+                queued += try await executor.query(sql, binds).map(Self.delivery)
             }
-            return true
-        }
-    }
-
-    /// The organization's events after feed position `after`.
-    func feed(orgID: String, after: Int64, limit: Int) async throws -> [FeedEvent] {
-        try await database.read { [engine] executor in
-            try await engine.feed(orgID: orgID, after: after, limit: limit, in: executor)
+            return queued.sorted { $0.id < $1.id }
         }
     }
 
