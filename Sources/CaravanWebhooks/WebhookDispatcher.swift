@@ -119,60 +119,110 @@ public final class WebhookDispatcher: Service, Sendable {
     }
 
     /// Delivers one webhook's events while this node holds it: queue what the feed holds, send what is due, wait
-    /// for new events or the next retry.
+    /// for new events or the next retry. A pass's outcomes are recorded while the next pass reads and queues
+    /// (one recording at a time, in order); a pass that reads the pending deliveries waits for them first.
     private func deliver(_ claimed: Webhook) async {
         let subscription = engine.subscribe(to: "org:" + claimed.orgID)
         defer { subscription.cancel() }
-        var filter: (text: String, parsed: CaravanWorkflow.Expression?)?
         var logger = logger
         logger[metadataKey: "caravan.webhook_id"] = "\(claimed.id)"
         logger[metadataKey: "caravan.org_id"] = "\(claimed.orgID)"
-        /// Whether the last pass left nothing pending: then what this pass queues is all there is to send. The
-        /// pending deliveries are still read at least once a second, for those queued again by hand.
-        var nothingLeft = false
-        var pendingReadAt = ContinuousClock.now
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            do {
-                guard
-                    let (webhook, secrets, feed) = try await store.passStart(
-                        id: claimed.id,
-                        owner: owner,
-                        limit: Self.feedBatch
-                    )
-                else { return }
-                if let text = webhook.filter, filter?.text != text {
-                    filter = (text, try? CaravanWorkflow.Expression(parsing: text))
-                } else if webhook.filter == nil {
-                    filter = nil
+        await withTaskGroup(of: Recording.self) { recordings in
+            var filter: (text: String, parsed: CaravanWorkflow.Expression?)?
+            /// Whether the last pass left nothing pending: then what this pass queues is all there is to send.
+            /// The pending deliveries are still read at least once a second, for those queued again by hand.
+            var nothingLeft = false
+            var pendingReadAt = ContinuousClock.now
+            var recording = false
+            var disabled: (Webhook, String)?
+            passes: while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                do {
+                    guard
+                        let (webhook, secrets, feed) = try await store.passStart(
+                            id: claimed.id,
+                            owner: owner,
+                            limit: Self.feedBatch
+                        )
+                    else { break }
+                    if let text = webhook.filter, filter?.text != text {
+                        filter = (text, try? CaravanWorkflow.Expression(parsing: text))
+                    } else if webhook.filter == nil {
+                        filter = nil
+                    }
+                    guard let queued = try await queue(feed, of: webhook, filter: filter?.parsed) else {
+                        break  // the lease went to another node
+                    }
+                    let pending: [WebhookDelivery]
+                    if nothingLeft && ContinuousClock.now - pendingReadAt < .seconds(1) {
+                        pending = queued
+                    } else {
+                        if recording, case .disabled(let reason) = await recordings.next() {
+                            disabled = (webhook, reason)
+                            break
+                        }
+                        recording = false
+                        pendingReadAt = .now
+                        pending = try await store.pending(webhookID: webhook.id, limit: Self.pendingLimit)
+                    }
+                    let pass = await send(webhook, pending: pending, secrets: secrets)
+                    nothingLeft = pass.leftNothing && pending.count < Self.pendingLimit
+                    if recording {
+                        recording = false
+                        switch await recordings.next() {
+                        case .disabled(let reason):
+                            disabled = (webhook, reason)
+                            break passes
+                        case .failed: nothingLeft = false
+                        case .recorded, nil: break
+                        }
+                    }
+                    if !pass.outcomes.isEmpty {
+                        recording = true
+                        recordings.addTask { [logger] in await self.record(pass.outcomes, of: webhook, logger: logger) }
+                    }
+                    if feed.count == Self.feedBatch { continue }
+                    var wait = Duration.seconds(1)
+                    if let due = pass.nextDue {
+                        wait = min(wait, .milliseconds(max(0, due - clock.nowMilliseconds())))
+                    }
+                    if wait > .zero { await subscription.wait(timeout: wait) }
+                } catch {
+                    logger.warning("Webhook delivery pass failed", metadata: ["error.message": "\(error)"])
+                    nothingLeft = false
+                    try? await Task.sleep(for: .seconds(1))
                 }
-                guard let queued = try await queue(feed, of: webhook, filter: filter?.parsed) else {
-                    return  // the lease went to another node
-                }
-                let pending: [WebhookDelivery]
-                if nothingLeft && ContinuousClock.now - pendingReadAt < .seconds(1) {
-                    pending = queued
-                } else {
-                    pendingReadAt = .now
-                    pending = try await store.pending(webhookID: webhook.id, limit: Self.pendingLimit)
-                }
-                let pass = try await send(webhook, pending: pending, secrets: secrets)
-                nothingLeft = pass.leftNothing && pending.count < Self.pendingLimit
-                if case .disabled(let reason) = pass.nextDue {
-                    logger.warning("Webhook disabled after a failure streak", metadata: ["error.message": "\(reason)"])
-                    await onDisabled(webhook, reason)
-                    return
-                }
-                if feed.count == Self.feedBatch { continue }
-                var wait = Duration.seconds(1)
-                if case .at(let due) = pass.nextDue {
-                    wait = min(wait, .milliseconds(max(0, due - clock.nowMilliseconds())))
-                }
-                if wait > .zero { await subscription.wait(timeout: wait) }
-            } catch {
-                logger.warning("Webhook delivery pass failed", metadata: ["error.message": "\(error)"])
-                nothingLeft = false
-                try? await Task.sleep(for: .seconds(1))
             }
+            if recording, case .disabled(let reason) = await recordings.next(), disabled == nil {
+                disabled = (claimed, reason)
+            }
+            if let (webhook, reason) = disabled {
+                logger.warning("Webhook disabled after a failure streak", metadata: ["error.message": "\(reason)"])
+                await onDisabled(webhook, reason)
+            }
+        }
+    }
+
+    /// What became of recording a pass's outcomes.
+    private enum Recording {
+        case recorded
+        /// The failure streak disabled the webhook, for this reason.
+        case disabled(String)
+        /// The outcomes could not be written: the deliveries stay pending and are sent again.
+        case failed
+    }
+
+    private func record(_ outcomes: [AttemptOutcome], of webhook: Webhook, logger: Logger) async -> Recording {
+        do {
+            let reason = try await store.record(
+                outcomes,
+                webhookID: webhook.id,
+                retryDelays: settings.retryDelays,
+                now: clock.nowMilliseconds()
+            )
+            return reason.map(Recording.disabled) ?? .recorded
+        } catch {
+            logger.warning("Could not record deliveries", metadata: ["error.message": "\(error)"])
+            return .failed
         }
     }
 
@@ -207,22 +257,15 @@ public final class WebhookDispatcher: Service, Sendable {
         )
     }
 
-    /// When a webhook's pass leaves it.
-    private enum NextDue {
-        case none
-        case at(Int64)
-        case disabled(String)
-    }
-
-    /// Sends what is due of `pending` (in queue order), each run's deliveries in order, runs side by side, and
-    /// records how it went.
-    /// - Returns: when to look again, and whether every delivery was sent and succeeded (nothing left pending).
+    /// Sends what is due of `pending` (in queue order), each run's deliveries in order, runs side by side.
+    /// - Returns: how the attempts went, when to look again (`nil`: when events come), and whether every delivery
+    ///   was sent and succeeded (nothing left pending).
     private func send(
         _ webhook: Webhook,
         pending: [WebhookDelivery],
         secrets: [String]
-    ) async throws -> (nextDue: NextDue, leftNothing: Bool) {
-        guard !pending.isEmpty else { return (.none, true) }
+    ) async -> (outcomes: [AttemptOutcome], nextDue: Int64?, leftNothing: Bool) {
+        guard !pending.isEmpty else { return ([], nil, true) }
         let now = clock.nowMilliseconds()
         var chains: [String: [WebhookDelivery]] = [:]
         var order: [String] = []
@@ -242,7 +285,7 @@ public final class WebhookDispatcher: Service, Sendable {
                 chains[delivery.runID]?.append(delivery)
             }
         }
-        guard !order.isEmpty else { return (nextDue.map(NextDue.at) ?? .none, false) }
+        guard !order.isEmpty else { return ([], nextDue, false) }
         var outcomes: [AttemptOutcome] = []
         await withTaskGroup(of: [AttemptOutcome].self) { group in
             var next = order.makeIterator()
@@ -256,22 +299,14 @@ public final class WebhookDispatcher: Service, Sendable {
                 startNext()
             }
         }
-        if let reason = try await store.record(
-            outcomes,
-            webhookID: webhook.id,
-            retryDelays: settings.retryDelays,
-            now: clock.nowMilliseconds()
-        ) {
-            return (.disabled(reason), false)
-        }
         let leftNothing = nextDue == nil && outcomes.count == pending.count && outcomes.allSatisfy(\.succeeded)
         // A chain sent whole may have more behind it: look again at once. Else wake for the earliest retry.
-        if outcomes.contains(where: \.succeeded) { return (.at(clock.nowMilliseconds()), leftNothing) }
+        if outcomes.contains(where: \.succeeded) { return (outcomes, clock.nowMilliseconds(), leftNothing) }
         for outcome in outcomes where outcome.attemptsBefore < Int64(settings.retryDelays.count) {
             let retry = outcome.at + settings.retryDelays[Int(outcome.attemptsBefore)]
             nextDue = min(nextDue ?? retry, retry)
         }
-        return (nextDue.map(NextDue.at) ?? .none, false)
+        return (outcomes, nextDue, false)
     }
 
     /// Sends one run's deliveries one after another, stopping at the first that fails.

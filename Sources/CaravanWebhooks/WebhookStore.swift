@@ -51,8 +51,9 @@ public struct WebhookDelivery: Sendable, Hashable {
     public var lastAttemptAt: Int64?
     public var deliveredAt: Int64?
 
-    /// The `webhook-id` of every attempt: the same each time, so a receiver can drop a duplicate.
-    public var messageID: String { "msg_\(webhookID.dropFirst(4))_\(id)" }
+    /// The `webhook-id` of every attempt: the same each time, so a receiver can drop a duplicate. It names the
+    /// webhook and the event, not the queue row, so that it stays the same whatever queues the event.
+    public var messageID: String { "msg_\(webhookID.dropFirst(4))_\(eventID)" }
 }
 
 /// How one attempt went.
@@ -456,7 +457,10 @@ public final class WebhookStore: Sendable {
                 )
                 return disabled.isEmpty ? nil : reason
             }
-            try await executor.execute("UPDATE webhooks SET failing_since = NULL WHERE id = $1", [.text(webhookID)])
+            try await executor.execute(
+                "UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL",
+                [.text(webhookID)]
+            )
             return nil
         }
     }
