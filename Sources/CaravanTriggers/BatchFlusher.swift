@@ -47,7 +47,19 @@ struct BatchFlusher: Sendable {
                         "SELECT * FROM triggers WHERE id = $1" + (postgres ? " FOR UPDATE SKIP LOCKED" : ""),
                         [.text(triggerID)]
                     )
-                else { continue }  // another node is flushing it
+                else {
+                    // Another node is flushing it, or it is gone: then what a delivery buffered while it was being
+                    // deleted goes too.
+                    if try await executor.queryFirst("SELECT id FROM triggers WHERE id = $1", [.text(triggerID)])
+                        == nil
+                    {
+                        try await executor.execute(
+                            "DELETE FROM trigger_batch_events WHERE trigger_id = $1",
+                            [.text(triggerID)]
+                        )
+                    }
+                    continue
+                }
                 let trigger = try TriggerStore.trigger(locked, maxBodyBytes: .max)
                 // A trigger no longer batching still flushes what it buffered, at once.
                 var maxEvents = TriggerDefinition.maxBatchEvents

@@ -159,7 +159,8 @@ public struct TriggerStore: Sendable {
             )
         else { return nil }
         let id = try row.string("id")
-        // The deliveries, buffered events and routes go with it (ON DELETE CASCADE).
+        // The buffered events go with it here; the deliveries and routes by ON DELETE CASCADE.
+        try await executor.execute("DELETE FROM trigger_batch_events WHERE trigger_id = $1", [.text(id)])
         try await executor.execute("DELETE FROM triggers WHERE id = $1", [.text(id)])
         return id
     }

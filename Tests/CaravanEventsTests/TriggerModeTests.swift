@@ -110,6 +110,35 @@ struct TriggerModeTests {
         }
     }
 
+    /// Deleting a batching trigger drops what it buffered: no run starts from it, and a trigger made again under
+    /// the same name starts from an empty buffer.
+    @Test(arguments: TestBackend.available) func aDeletedTriggerDropsItsBuffer(backend: TestBackend) async throws {
+        try await withTriggerServer(backend) { client in
+            try await Self.putSink(client)
+            let definition =
+                #"{"workflow": "sink", "input": "{{ body.n }}", "verify": {"scheme": "none"}, "mode": {"batch": {"max_events": 100, "window": "1s"}}}"#
+            let hook = try await client.putTrigger("buffered", definition)
+            for index in 0..<5 {
+                #expect(try await client.deliver(hook, #"{"n": \#(index)}"#).json["status"] == "buffered")
+            }
+            #expect(try await client.send(.delete, "/v1/triggers/buffered").status == .noContent)
+            let again = try await client.putTrigger("buffered", definition)
+            #expect(try await client.deliver(again, #"{"n": 99}"#).json["status"] == "buffered")
+            var runs: [JSONValue] = []
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline {
+                runs = try await client.runs(of: "sink")
+                if !runs.isEmpty, runs.allSatisfy({ $0["status"] == "succeeded" }) { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            // Past both windows, one run, of the new trigger's one event.
+            try await Task.sleep(for: .milliseconds(1_500))
+            runs = try await client.runs(of: "sink")
+            #expect(runs.count == 1, "\(runs)")
+            #expect(runs.first?["output"]?["events"] == [99])
+        }
+    }
+
     @Test(arguments: TestBackend.available) func routesStartOneRunPerKey(backend: TestBackend) async throws {
         try await withTriggerServer(backend) { client in
             let session = """
