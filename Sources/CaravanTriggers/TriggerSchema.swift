@@ -11,16 +11,18 @@ public enum TriggerSchema {
             sqlite: tables(autoincrement: "INTEGER PRIMARY KEY AUTOINCREMENT"),
             postgres: tables(autoincrement: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
         ),
-        // A split delivery buffers up to 10,000 events, and PostgreSQL checked each one's trigger by a lookup of
-        // its own: the most costly statement of batching. The buffer's rows go with their trigger by the
-        // delete that removes it (`TriggerStore.delete`), and rows left by a delivery that raced that delete by
-        // the flusher (`BatchFlusher`).
+        // Every delivery is recorded and a split one buffers up to 10,000 events, and PostgreSQL checked each
+        // row's trigger by a lookup of its own: the costliest statements of receiving. The rows go with their
+        // trigger by the delete that removes it (`TriggerStore.delete`); a row written by a delivery that raced
+        // that delete is dropped by the flusher (buffered events) or by retention (records), and is never seen:
+        // a trigger made again has a new id.
         Migration(
             version: 8,
-            name: "trigger buffer without a foreign key",
+            name: "trigger deliveries and buffer without foreign keys",
             sqlite: [],
             postgres: [
-                "ALTER TABLE trigger_batch_events DROP CONSTRAINT IF EXISTS trigger_batch_events_trigger_id_fkey"
+                "ALTER TABLE trigger_deliveries DROP CONSTRAINT IF EXISTS trigger_deliveries_trigger_id_fkey",
+                "ALTER TABLE trigger_batch_events DROP CONSTRAINT IF EXISTS trigger_batch_events_trigger_id_fkey",
             ]
         ),
     ]

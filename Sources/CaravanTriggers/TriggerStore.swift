@@ -159,7 +159,8 @@ public struct TriggerStore: Sendable {
             )
         else { return nil }
         let id = try row.string("id")
-        // The buffered events go with it here; the deliveries and routes by ON DELETE CASCADE.
+        // Its records and buffered events go with it here; its routes by ON DELETE CASCADE.
+        try await executor.execute("DELETE FROM trigger_deliveries WHERE trigger_id = $1", [.text(id)])
         try await executor.execute("DELETE FROM trigger_batch_events WHERE trigger_id = $1", [.text(id)])
         try await executor.execute("DELETE FROM triggers WHERE id = $1", [.text(id)])
         return id

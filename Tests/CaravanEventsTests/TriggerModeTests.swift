@@ -124,6 +124,7 @@ struct TriggerModeTests {
             #expect(try await client.send(.delete, "/v1/triggers/buffered").status == .noContent)
             let again = try await client.putTrigger("buffered", definition)
             #expect(try await client.deliver(again, #"{"n": 99}"#).json["status"] == "buffered")
+            #expect(try await client.deliveries("buffered").count == 1, "the old trigger's records went with it")
             var runs: [JSONValue] = []
             let deadline = ContinuousClock.now + .seconds(20)
             while ContinuousClock.now < deadline {
