@@ -62,9 +62,10 @@ public final class ModelGateway: Sendable {
         self.logger = logger
     }
 
-    /// The state of this node's circuit breaker for a provider of the organization: `closed`, `open` or `half_open`.
-    public func circuitState(orgID: String, provider: String) -> String {
-        router.breakerState(orgID + "/" + provider)
+    /// The states of this node's circuit breakers for the models of a provider of the organization that were
+    /// called here (`closed`, `open` or `half_open`), by model.
+    public func circuitStates(orgID: String, provider: String) -> [String: String] {
+        router.breakerStates(orgID + "/" + provider)
     }
 
     /// Parses a route: one `provider/model` or a list of them, tried in order.

@@ -99,7 +99,8 @@ public struct CircuitBreaker: Sendable, Hashable {
     }
 }
 
-/// One circuit breaker per provider name, shared by every call on this node.
+/// One circuit breaker per name (a provider's model: see `ProviderRouter.breakerName`), shared by every call on
+/// this node.
 public final class CircuitBreakers: Sendable {
     private let breakers = Mutex<[String: CircuitBreaker]>([:])
     private let failureThreshold: Int
@@ -136,9 +137,20 @@ public final class CircuitBreakers: Sendable {
         breakers.withLock { $0[provider]?.state ?? .closed }
     }
 
-    /// Every breaker's state, by provider name, e.g. for metrics.
+    /// Every breaker's state, by name, e.g. for metrics.
     public func states() -> [String: CircuitBreaker.State] {
         breakers.withLock { $0.mapValues(\.state) }
+    }
+
+    /// The states of the breakers whose names start with `prefix`, by the rest of their names.
+    public func states(prefix: String) -> [String: CircuitBreaker.State] {
+        breakers.withLock { breakers in
+            var states: [String: CircuitBreaker.State] = [:]
+            for (name, breaker) in breakers where name.hasPrefix(prefix) {
+                states[String(name.dropFirst(prefix.count))] = breaker.state
+            }
+            return states
+        }
     }
 
     private func update<T>(_ provider: String, _ body: (inout CircuitBreaker) -> T) -> T {

@@ -90,7 +90,7 @@ public final class ProviderRouter: Sendable {
     /// - Parameters:
     ///   - openAI: the provider for endpoints of kind `openai`.
     ///   - anthropic: the provider for endpoints of kind `anthropic`.
-    ///   - breakers: the breakers, keyed by endpoint name.
+    ///   - breakers: the breakers, one a model of an endpoint (`breakerName`).
     ///   - backoff: the waits between retries.
     ///   - sleep: waits that many milliseconds (tests replace it).
     ///   - now: a monotonic clock in milliseconds (tests replace it).
@@ -112,9 +112,13 @@ public final class ProviderRouter: Sendable {
         self.now = now
     }
 
-    /// The state of the breaker of the endpoint named `endpoint` (`closed`, `open`, `half_open`).
-    public func breakerState(_ endpoint: String) -> String {
-        breakers.state(endpoint).rawValue
+    /// The breaker of one model of an endpoint: a model that fails opens its own circuit, not its provider's.
+    public static func breakerName(endpoint: String, model: String) -> String { endpoint + "\u{0}" + model }
+
+    /// The states of the breakers of the endpoint named `endpoint` (`closed`, `open`, `half_open`), by model, for
+    /// the models called on this node.
+    public func breakerStates(_ endpoint: String) -> [String: String] {
+        breakers.states(prefix: Self.breakerName(endpoint: endpoint, model: "")).mapValues(\.rawValue)
     }
 
     private static let origin = ContinuousClock.now
@@ -155,19 +159,17 @@ public final class ProviderRouter: Sendable {
             let provider = endpoint.kind == .openai ? openAI : anthropic
             var request = request
             request.model = ref.model
+            let breaker = Self.breakerName(endpoint: endpoint.name, model: ref.model)
             var attempt = 0
             retrying: while true {
                 if Task.isCancelled { throw lastError ?? ProviderError(.timeout, "The call was cancelled.") }
                 attempt += 1
-                guard let permit = breakers.admit(endpoint.name, now: now()) else {
+                guard let permit = breakers.admit(breaker, now: now()) else {
                     // A retry refused because this very call opened the breaker: its own error stands.
                     if attempt > 1 { break retrying }
-                    let error = ProviderError(
-                        .circuitOpen,
-                        "The circuit breaker of provider '\(endpoint.name)' is open."
-                    )
+                    let error = ProviderError(.circuitOpen, "The circuit breaker of model '\(ref)' is open.")
                     await onAttempt?(RouterAttempt(ref: ref, attempt: attempt, error: error, latencyMilliseconds: 0))
-                    logger.debug("Skipped a model: its provider's circuit is open", metadata: ["model": "\(ref)"])
+                    logger.debug("Skipped a model: its circuit is open", metadata: ["model": "\(ref)"])
                     lastError = error
                     break retrying
                 }
@@ -184,7 +186,7 @@ public final class ProviderRouter: Sendable {
                 do {
                     let response = try await provider.complete(request, endpoint: endpoint, onDelta: relay)
                     let finished = now()
-                    breakers.record(endpoint.name, success: true, now: finished)
+                    breakers.record(breaker, success: true, now: finished)
                     await onAttempt?(
                         RouterAttempt(
                             ref: ref,
@@ -204,10 +206,10 @@ public final class ProviderRouter: Sendable {
                     let finished = now()
                     let cancelled = Task.isCancelled
                     if cancelled || error.kind == .egressDenied {
-                        breakers.release(endpoint.name, permit)  // the provider was not heard from
+                        breakers.release(breaker, permit)  // the provider was not heard from
                     } else {
                         // Only failures that say the provider is unwell count against it.
-                        breakers.record(endpoint.name, success: !error.isTransient, now: finished)
+                        breakers.record(breaker, success: !error.isTransient, now: finished)
                     }
                     await onAttempt?(
                         RouterAttempt(

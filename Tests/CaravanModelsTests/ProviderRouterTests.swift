@@ -222,7 +222,7 @@ struct ProviderRouterTests {
                 )
                 #expect(routed.ref == secondary)
             }
-            #expect(breakers.state("primary") == .open)
+            #expect(breakers.state(ProviderRouter.breakerName(endpoint: "primary", model: "gpt-4o")) == .open)
             #expect(openAI.callCount == 2)
 
             let log = AttemptLog()
@@ -247,7 +247,7 @@ struct ProviderRouterTests {
                 onDelta: nil
             )
             #expect(openAI.callCount == 3)
-            #expect(breakers.state("primary") == .open)
+            #expect(breakers.state(ProviderRouter.breakerName(endpoint: "primary", model: "gpt-4o")) == .open)
             _ = try await router.complete(
                 request,
                 route: [primary, secondary],
@@ -266,7 +266,36 @@ struct ProviderRouterTests {
                 onDelta: nil
             )
             #expect(recovered.ref == primary)
-            #expect(breakers.state("primary") == .closed)
+            #expect(breakers.state(ProviderRouter.breakerName(endpoint: "primary", model: "gpt-4o")) == .closed)
+        }
+    }
+
+    /// One failing model opens its own circuit: the provider's other models are still called.
+    @Test func aFailingModelOpensItsOwnCircuitOnly() async throws {
+        let breakers = CircuitBreakers(failureThreshold: 2, openMilliseconds: 10_000)
+        try await withProviders(breakers: breakers, time: TestTime()) { router, openAI, anthropic, resolver in
+            openAI.respond { request in request.model == "gpt-4o" ? .error(status: 500) : .text("fine") }
+            let sibling = ModelRef(provider: "primary", model: "gpt-4o-mini")
+            for _ in 0..<3 {
+                let routed = try await router.complete(
+                    request,
+                    route: [primary, secondary],
+                    resolve: resolver.resolve,
+                    onDelta: nil
+                )
+                #expect(routed.ref == secondary)
+            }
+            #expect(breakers.state(ProviderRouter.breakerName(endpoint: "primary", model: "gpt-4o")) == .open)
+            #expect(openAI.callCount == 2, "the third call skipped the open model")
+            let routed = try await router.complete(
+                request,
+                route: [sibling, secondary],
+                resolve: resolver.resolve,
+                onDelta: nil
+            )
+            #expect(routed.ref == sibling)
+            #expect(openAI.callCount == 3)
+            #expect(router.breakerStates("primary") == ["gpt-4o": "open", "gpt-4o-mini": "closed"])
         }
     }
 
@@ -327,7 +356,7 @@ struct ProviderRouterTests {
                 onDelta: nil
             )
             #expect(routed.ref == secondary)
-            #expect(breakers.state("primary") == .closed)
+            #expect(breakers.state(ProviderRouter.breakerName(endpoint: "primary", model: "gpt-4o")) == .closed)
         }
     }
 

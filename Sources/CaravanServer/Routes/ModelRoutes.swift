@@ -223,10 +223,14 @@ struct ModelRoutes {
         }
     }
 
-    /// A provider with the state of this node's circuit breaker for it.
+    /// A provider with the states of this node's circuit breakers for it: `circuits` by model (those called on
+    /// this node), and `circuit`, the worst of them (`open`, else `half_open`, else `closed`).
     private func json(of provider: ProviderConfig, orgID: String) -> JSONValue {
         guard case .object(var fields) = provider.json else { return provider.json }
-        fields["circuit"] = .string(gateway.circuitState(orgID: orgID, provider: provider.name))
+        let states = gateway.circuitStates(orgID: orgID, provider: provider.name)
+        let worst = ["open", "half_open"].first { state in states.values.contains(state) } ?? "closed"
+        fields["circuit"] = .string(worst)
+        fields["circuits"] = .object(states.mapValues(JSONValue.string))
         return .object(fields)
     }
 
