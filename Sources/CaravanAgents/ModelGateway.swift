@@ -165,7 +165,8 @@ public final class ModelGateway: Sendable {
             throw Failure(
                 code: Failure.Code(rawValue: error.code),
                 message: error.message,
-                retryable: error.isTransient
+                retryable: error.isTransient,
+                retryAfterMilliseconds: error.retryAfterMilliseconds
             )
         }
         if routed.response.usage.totalTokens == 0 {

@@ -32,11 +32,14 @@ public struct Failure: Error, Sendable, Hashable, CustomStringConvertible {
     public var code: Code
     public var message: String
     public var retryable: Bool
+    /// How long the other side asked to be left alone (a `Retry-After`), when it said.
+    public var retryAfterMilliseconds: Int64?
 
-    public init(code: Code, message: String, retryable: Bool) {
+    public init(code: Code, message: String, retryable: Bool, retryAfterMilliseconds: Int64? = nil) {
         self.code = code
         self.message = message
         self.retryable = retryable
+        self.retryAfterMilliseconds = retryAfterMilliseconds
     }
 
     public var description: String { "\(code): \(message)" }

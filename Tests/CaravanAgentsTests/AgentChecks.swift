@@ -265,6 +265,12 @@ enum AgentChecks {
             ]
         )
 
+        // One model, as clients ask for it to check that it is there.
+        let one = try await world.client.send(.get, "/v1/models/local/m2")
+        #expect(one.status == .ok && one.json["id"] == "local/m2" && one.json["owned_by"] == "local", "\(one.json)")
+        #expect(try await world.client.send(.get, "/v1/models/local/m9").status == .notFound)
+        #expect(try await world.client.send(.get, "/v1/models/nowhere/m1").status == .notFound)
+
         world.openAI.enqueue(.text("hello there", usage: FakeUsage(input: 7, output: 2)))
         let answer = try await world.client.send(
             .post,
@@ -302,6 +308,17 @@ enum AgentChecks {
         )
         #expect(unknown.status == .notFound)
         #expect(unknown.json["code"] == "unknown_model")
+        // A provider that says to wait longer than the router waits: the client is told to wait, not given a 502.
+        world.openAI.respond { _ in .error(status: 429, retryAfter: "60") }
+        let limited = try await world.client.send(
+            .post,
+            "/v1/chat/completions",
+            json: #"{"model": "local/m2", "messages": [{"role": "user", "content": "hi"}]}"#
+        )
+        #expect(limited.status == .tooManyRequests, "\(limited.json)")
+        #expect(limited.json["code"] == "rate_limited")
+        #expect(limited.headers[.retryAfter] == "60")
+        world.openAI.respond(with: nil)
         let invalid = try await world.client.send(
             .post,
             "/v1/chat/completions",

@@ -103,15 +103,27 @@ struct ModelRoutes {
         ) { _, context in
             let providers = try await gateway.providers.list(orgID: try context.organizationID())
             let models: [JSONValue] = providers.flatMap { provider in
-                provider.models.map { model -> JSONValue in
-                    [
-                        "id": .string(provider.name + "/" + model), "object": "model",
-                        "created": .int(provider.createdAt / 1000),
-                        "owned_by": .string(provider.name),
-                    ]
-                }
+                provider.models.map { model in Self.modelJSON(model, of: provider) }
             }
             return .json(["object": "list", "data": .array(models)])
+        }
+        routes.add(
+            EndpointDescription(
+                .get,
+                "/v1/models/{provider}/{model}",
+                operationID: "getModel",
+                summary: "One model of the organization's providers, `provider/model`, in the OpenAI format.",
+                tag: "models",
+                access: .organization(.read),
+                responses: [200: ("The model", object, "application/json")]
+            )
+        ) { _, context in
+            let name = try context.parameters.require("provider")
+            let model = try context.parameters.require("model")
+            guard let provider = try await gateway.providers.get(orgID: try context.organizationID(), name: name),
+                provider.models.contains(model)
+            else { throw CaravanError.notFound("The model '\(name)/\(model)'") }
+            return .json(Self.modelJSON(model, of: provider))
         }
         routes.add(
             EndpointDescription(
@@ -244,12 +256,26 @@ struct ModelRoutes {
         ]
     }
 
+    /// A model in the OpenAI format.
+    static func modelJSON(_ model: String, of provider: ProviderConfig) -> JSONValue {
+        [
+            "id": .string(provider.name + "/" + model), "object": "model",
+            "created": .int(provider.createdAt / 1000), "owned_by": .string(provider.name),
+        ]
+    }
+
     /// The error of a model call as an API error.
     static func apiError(_ error: Failure) -> CaravanError {
         switch error.code.rawValue {
         case BudgetExceeded.code: CaravanError(.budgetExceeded, error.message)
         case ProviderError.Kind.unknownModel.rawValue: CaravanError(.unknownModel, error.message)
         case ProviderError.Kind.timeout.rawValue: CaravanError(.providerTimeout, error.message)
+        case ProviderError.Kind.rateLimited.rawValue:
+            // Every retry and fallback was spent on a provider that says to wait: so must the client.
+            CaravanError.rateLimited(
+                "The provider is rate limiting: \(error.message)",
+                retryAfter: Int(((error.retryAfterMilliseconds ?? 1_000) + 999) / 1_000)
+            )
         case ProviderError.Kind.badRequest.rawValue:
             CaravanError(.invalidRequest, "The provider refused the request: \(error.message)")
         default: CaravanError(.providerError, "\(error.code): \(error.message)")
