@@ -324,7 +324,8 @@ enum AgentChecks {
             "/v1/chat/completions",
             json: #"{"model": "local/m1", "messages": [{"role": "wizard", "content": "hi"}]}"#
         )
-        #expect(invalid.status == .unprocessableContent)
+        #expect(invalid.status == .badRequest, "what OpenAI's SDKs raise as BadRequestError")
+        #expect(invalid.json["code"] == "invalid_request")
         #expect(invalid.json["errors"]?.arrayValue?.first?["pointer"] == "/messages/0/role")
         // A server that counts nothing (llama.cpp when streaming) is metered by an estimate, not as free.
         world.openAI.enqueue(.text("abcdefgh", usage: FakeUsage(input: 0, output: 0)))

@@ -289,17 +289,16 @@ struct ModelRoutes {
         do {
             decoded = try OpenAIWireFormat.decodeRequest(body)
         } catch {
+            // 400, not 422: what OpenAI answers, and what its SDKs raise as `BadRequestError`.
             throw CaravanError(
-                .validationFailed,
+                .invalidRequest,
                 "The request is not a valid chat completion request.",
                 fieldErrors: [.init(pointer: error.pointer, detail: error.detail)]
             )
         }
         guard let ref = ModelRef(parsing: decoded.request.model) else {
-            throw CaravanError.validation(
-                "/model",
-                "model must be provider/model, e.g. openai/gpt-4o-mini (see GET /v1/models)"
-            )
+            let detail = "model must be provider/model, e.g. openai/gpt-4o-mini (see GET /v1/models)"
+            throw CaravanError(.invalidRequest, detail, fieldErrors: [.init(pointer: "/model", detail: detail)])
         }
         let callContext = ModelCallContext(orgID: orgID)
         let id = "chatcmpl-" + Identifier.make("c", milliseconds: gateway.clock.nowMilliseconds()).dropFirst(2)
