@@ -318,6 +318,7 @@ enum AgentChecks {
         #expect(limited.status == .tooManyRequests, "\(limited.json)")
         #expect(limited.json["code"] == "rate_limited")
         #expect(limited.headers[.retryAfter] == "60")
+        #expect(limited.json["error"]?["type"] == "rate_limit_error")
         world.openAI.respond(with: nil)
         let invalid = try await world.client.send(
             .post,
@@ -327,6 +328,15 @@ enum AgentChecks {
         #expect(invalid.status == .badRequest, "what OpenAI's SDKs raise as BadRequestError")
         #expect(invalid.json["code"] == "invalid_request")
         #expect(invalid.json["errors"]?.arrayValue?.first?["pointer"] == "/messages/0/role")
+        // OpenAI's clients read `error.message`: the problem carries OpenAI's shape too, on these endpoints only.
+        #expect(invalid.json["error"]?["type"] == "invalid_request_error", "\(invalid.json)")
+        #expect(invalid.json["error"]?["param"] == "messages.0.role")
+        #expect(invalid.json["error"]?["message"] == invalid.json["detail"])
+        #expect(unknown.json["error"]?["code"] == "unknown_model")
+        #expect(
+            try await world.client.send(.get, "/v1/models/local/m9").json["error"]?["type"] == "invalid_request_error"
+        )
+        #expect(try await world.client.send(.get, "/v1/agents/nope").json["error"] == nil)
         // A server that counts nothing (llama.cpp when streaming) is metered by an estimate, not as free.
         world.openAI.enqueue(.text("abcdefgh", usage: FakeUsage(input: 0, output: 0)))
         expectStatus(

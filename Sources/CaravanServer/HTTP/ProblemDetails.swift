@@ -1,6 +1,7 @@
 import CaravanCore
 import CaravanIdentity
 import CaravanStorage
+import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
@@ -66,7 +67,33 @@ struct ProblemDetails: Sendable {
         self.errors = []
     }
 
-    func response(requestID: String) -> Response {
+    /// Whether `path` is one of the OpenAI-compatible endpoints, whose clients read `error.message`.
+    static func speaksOpenAI(path: String) -> Bool {
+        path == "/v1/chat/completions" || path == "/v1/models" || path.hasPrefix("/v1/models/")
+    }
+
+    /// The problem as OpenAI states an error: `{message, type, code, param}`, `param` the first field at fault
+    /// (`messages.0.role`).
+    var openAIError: JSONValue {
+        let type =
+            switch status.code {
+            case 401: "authentication_error"
+            case 402: "insufficient_quota"
+            case 403: "permission_error"
+            case 429: "rate_limit_error"
+            case 500...: "api_error"
+            default: "invalid_request_error"
+            }
+        let param = errors.first.map { String($0.pointer.dropFirst()).replacingOccurrences(of: "/", with: ".") }
+        return [
+            "message": .string(detail), "type": .string(type), "code": .string(code),
+            "param": param.map(JSONValue.string) ?? .null,
+        ]
+    }
+
+    /// The answer: the problem document, with OpenAI's `error` member beside its fields when `openAIShape` (an
+    /// extension member, as RFC 9457 allows).
+    func response(requestID: String, openAIShape: Bool = false) -> Response {
         var object: [String: JSONValue] = [
             "type": .string("https://caravan.dev/problems/\(code)"),
             "title": .string(title),
@@ -80,6 +107,7 @@ struct ProblemDetails: Sendable {
                 errors.map { .object(["pointer": .string($0.pointer), "detail": .string($0.detail)]) }
             )
         }
+        if openAIShape { object["error"] = openAIError }
         var headers = self.headers
         headers[.contentType] = "application/problem+json"
         return Response(

@@ -3,8 +3,9 @@ import CaravanStorage
 import Hummingbird
 import Logging
 
-/// Turns every error thrown below it into an `application/problem+json` answer with a stable code. Errors that
-/// are not Caravan's own become a 500 with no internal detail; they are logged with the request id.
+/// Turns every error thrown below it into an `application/problem+json` answer with a stable code (on the
+/// OpenAI-compatible endpoints with OpenAI's `error` member too). Errors that are not Caravan's own become a 500
+/// with no internal detail; they are logged with the request id.
 struct ProblemMiddleware: RouterMiddleware {
     typealias Context = CaravanRequestContext
 
@@ -17,7 +18,10 @@ struct ProblemMiddleware: RouterMiddleware {
             return try await next(request, context)
         } catch {
             let problem = Self.problem(for: error, context: context)
-            return problem.response(requestID: context.requestID)
+            return problem.response(
+                requestID: context.requestID,
+                openAIShape: ProblemDetails.speaksOpenAI(path: request.uri.path)
+            )
         }
     }
 
