@@ -319,7 +319,26 @@ enum AgentChecks {
         #expect(limited.json["code"] == "rate_limited")
         #expect(limited.headers[.retryAfter] == "60")
         #expect(limited.json["error"]?["type"] == "rate_limit_error")
+        // Streamed, a call that fails before its first token answers with its status too, not a 200.
+        let limitedStream = try await world.client.send(
+            .post,
+            "/v1/chat/completions",
+            json: #"{"model": "local/m2", "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#
+        )
+        #expect(limitedStream.status == .tooManyRequests, "\(limitedStream.json)")
+        #expect(limitedStream.headers[.retryAfter] == "60")
         world.openAI.respond(with: nil)
+        // Once a token is out the status is sent: a failure after it is the stream's last chunk.
+        world.openAI.enqueue(.failMidStream(text: "partial answer"))
+        let broken = try await world.client.send(
+            .post,
+            "/v1/chat/completions",
+            json: #"{"model": "local/m2", "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#
+        )
+        #expect(broken.status == .ok)
+        let brokenText = broken.json.stringValue ?? ""
+        #expect(brokenText.contains("partial answer") && brokenText.contains(#""error":"#), "\(brokenText)")
+        #expect(brokenText.hasSuffix("data: [DONE]\n\n"))
         let invalid = try await world.client.send(
             .post,
             "/v1/chat/completions",

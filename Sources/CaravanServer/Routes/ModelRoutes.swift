@@ -5,6 +5,7 @@ import CaravanModels
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import Synchronization
 
 /// `/v1/providers…`, `/v1/chat/completions`, `/v1/models`, `/v1/usage` and `/v1/budget`: the LLM gateway.
 struct ModelRoutes {
@@ -324,55 +325,60 @@ struct ModelRoutes {
         let gateway = self.gateway
         let request = decoded.request
         let includeUsage = body["stream_options"]?["include_usage"] == .bool(true)
+        // The call starts here, and the answer's status waits for its first token: a call that fails before one
+        // (a budget spent, a provider's 429 or 5xx once retries and fallbacks are spent) answers with its own
+        // status, as OpenAI's does, not with a 200 and an error chunk. The response's body owns the call from then.
+        let (deltas, sink) = AsyncStream.makeStream(of: ChatDelta.self, bufferingPolicy: .unbounded)
+        let started = FirstSignal()
+        let call = Task { () -> Result<ModelAnswer, Failure> in
+            defer {
+                sink.finish()
+                started.fire()
+            }
+            do throws(Failure) {
+                return .success(
+                    try await gateway.complete(
+                        request,
+                        route: [ref],
+                        context: callContext,
+                        onDelta: { delta in
+                            sink.yield(delta)
+                            started.fireForDelta()
+                        }
+                    )
+                )
+            } catch {
+                return .failure(error)
+            }
+        }
+        await withTaskCancellationHandler {
+            await started.wait()
+        } onCancel: {
+            call.cancel()
+        }
+        if !started.sawDelta, case .failure(let error) = await call.value {
+            throw Self.apiError(error)
+        }
         return Response(
             status: .ok,
             headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
             body: ResponseBody { writer in
-                try await writer.write(
-                    Self.frame(OpenAIWireFormat.roleChunk(id: id, model: ref.description, created: created))
-                )
-                let (deltas, sink) = AsyncStream.makeStream(of: ChatDelta.self, bufferingPolicy: .unbounded)
-                let outcome = await withTaskGroup(of: Result<ModelAnswer, Failure>.self) { group in
-                    group.addTask {
-                        defer { sink.finish() }
-                        do throws(Failure) {
-                            return .success(
-                                try await gateway.complete(
-                                    request,
-                                    route: [ref],
-                                    context: callContext,
-                                    onDelta: { sink.yield($0) }
-                                )
+                do {
+                    try await writer.write(
+                        Self.frame(OpenAIWireFormat.roleChunk(id: id, model: ref.description, created: created))
+                    )
+                    for await delta in deltas {
+                        try await writer.write(
+                            Self.frame(
+                                OpenAIWireFormat.encodeChunk(delta, id: id, model: ref.description, created: created)
                             )
-                        } catch {
-                            return .failure(error)
-                        }
+                        )
                     }
-                    var written: Result<Void, any Error> = .success(())
-                    for await delta in deltas where (try? written.get()) != nil {
-                        do {
-                            try await writer.write(
-                                Self.frame(
-                                    OpenAIWireFormat.encodeChunk(
-                                        delta,
-                                        id: id,
-                                        model: ref.description,
-                                        created: created
-                                    )
-                                )
-                            )
-                        } catch {
-                            written = .failure(error)
-                            group.cancelAll()  // the client left
-                        }
-                    }
-                    let result =
-                        await group.next()
-                        ?? .failure(Failure(code: .cancelled, message: "The call was cancelled.", retryable: false))
-                    return (written, result)
+                } catch {
+                    call.cancel()  // the client left
+                    throw error
                 }
-                try outcome.0.get()
-                switch outcome.1 {
+                switch await call.value {
                 case .success(let answer):
                     try await writer.write(
                         Self.frame(
@@ -386,6 +392,7 @@ struct ModelRoutes {
                         )
                     )
                 case .failure(let error):
+                    // After the first token the status is sent: the failure goes as a last chunk.
                     let problem = Self.apiError(error)
                     try await writer.write(
                         Self.frame([
@@ -407,5 +414,48 @@ struct ModelRoutes {
         json.write(to: &text)
         text += "\n\n"
         return ByteBuffer(string: text)
+    }
+}
+
+/// Fires once: when a streamed call's first token arrives, or when the call ends without one.
+private final class FirstSignal: Sendable {
+    private struct State {
+        var fired = false
+        var sawDelta = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    /// Whether a token arrived before it fired.
+    var sawDelta: Bool { state.withLock(\.sawDelta) }
+
+    /// Fires (a token, or the end); later calls do nothing.
+    func fire() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            guard !state.fired else { return [] }
+            state.fired = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Fires as a token arrives.
+    func fireForDelta() {
+        state.withLock { if !$0.fired { $0.sawDelta = true } }
+        fire()
+    }
+
+    /// Returns once it has fired.
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let now = state.withLock { state -> Bool in
+                if state.fired { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
     }
 }
