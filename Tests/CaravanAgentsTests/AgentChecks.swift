@@ -298,7 +298,11 @@ enum AgentChecks {
         }
         let content = chunks.compactMap { $0["choices"]?.arrayValue?.first?["delta"]?["content"]?.stringValue }.joined()
         #expect(content == "streamed answer")
-        #expect(chunks.contains { $0["usage"]?["completion_tokens"] != nil })
+        // The usage comes as OpenAI sends it: a last chunk of its own, with no choices.
+        let usageChunks = chunks.filter { $0["usage"] != nil && $0["usage"] != .null }
+        #expect(usageChunks.count == 1 && usageChunks.first?["choices"] == [], "\(usageChunks)")
+        #expect(usageChunks.first?["usage"]?["completion_tokens"] != nil)
+        #expect(chunks.last?["choices"] == [])
         #expect(text.hasSuffix("data: [DONE]\n\n"))
 
         let unknown = try await world.client.send(

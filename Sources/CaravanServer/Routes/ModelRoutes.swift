@@ -384,13 +384,23 @@ struct ModelRoutes {
                         Self.frame(
                             OpenAIWireFormat.finalChunk(
                                 finishReason: answer.response.finishReason,
-                                usage: includeUsage ? answer.response.usage : nil,
+                                usage: nil,
                                 id: id,
                                 model: ref.description,
                                 created: created
                             )
                         )
                     )
+                    if includeUsage {
+                        // As OpenAI sends it: a chunk of its own, with no choices, after the finish.
+                        let usage = OpenAIWireFormat.usageChunk(
+                            answer.response.usage,
+                            id: id,
+                            model: ref.description,
+                            created: created
+                        )
+                        try await writer.write(Self.frame(usage))
+                    }
                 case .failure(let error):
                     // After the first token the status is sent: the failure goes as a last chunk.
                     let problem = Self.apiError(error)
