@@ -59,18 +59,15 @@ public struct RunCompanion: Sendable {
     )
         async throws
     {
-        var kinds: [ObjectIdentifier] = []
-        var groups: [ObjectIdentifier: [(runID: String, row: any Sendable)]] = [:]
+        var groups: [(writer: RunCompanion, rows: [(runID: String, row: any Sendable)])] = []
         for (runID, companion) in companions {
-            if groups[companion.kind] == nil { kinds.append(companion.kind) }
-            groups[companion.kind, default: []].append((runID, companion.row))
-        }
-        for kind in kinds {
-            guard let rows = groups[kind], let first = companions.first(where: { $0.companion.kind == kind }) else {
-                continue
+            if let index = groups.firstIndex(where: { $0.writer.kind == companion.kind }) {
+                groups[index].rows.append((runID, companion.row))
+            } else {
+                groups.append((companion, [(runID, companion.row)]))
             }
-            try await first.companion.writeAll(rows, executor)
         }
+        for group in groups { try await group.writer.writeAll(group.rows, executor) }
     }
 }
 

@@ -324,10 +324,11 @@ enum AgentChecks {
         #expect(limited.headers[.retryAfter] == "60")
         #expect(limited.json["error"]?["type"] == "rate_limit_error")
         // Streamed, a call that fails before its first token answers with its status too, not a 200.
+        let streamed = #"{"model": "local/m2", "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#
         let limitedStream = try await world.client.send(
             .post,
             "/v1/chat/completions",
-            json: #"{"model": "local/m2", "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#
+            json: streamed
         )
         #expect(limitedStream.status == .tooManyRequests, "\(limitedStream.json)")
         #expect(limitedStream.headers[.retryAfter] == "60")
@@ -337,7 +338,7 @@ enum AgentChecks {
         let broken = try await world.client.send(
             .post,
             "/v1/chat/completions",
-            json: #"{"model": "local/m2", "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#
+            json: streamed
         )
         #expect(broken.status == .ok)
         let brokenText = broken.json.stringValue ?? ""
