@@ -175,42 +175,32 @@ public final class AuditLog: Service, Sendable {
         at now: Int64,
         in executor: any SQLExecutor
     ) async throws {
+        var writes = SQLWriteBatch()
+        try await append(records, keys: keys, at: now, in: executor, writes: &writes)
+        try await writes.execute(in: executor)
+    }
+
+    /// Like `append(_:keys:at:in:)`, but the chains are only locked and read here: the entries and heads are added
+    /// to `writes`, which the caller executes before its transaction commits (with its own writes, in one round
+    /// trip on PostgreSQL).
+    public static func append(
+        _ records: [AuditRecord],
+        keys: AuditKeys,
+        at now: Int64,
+        in executor: any SQLExecutor,
+        writes: inout SQLWriteBatch
+    ) async throws {
         guard !records.isEmpty else { return }
         var tails: [String: (seq: Int64, hash: String)] = [:]
         let order = Set(records.map { $0.orgID ?? "" }).sorted()
+        for chain in order {
+            tails[chain] = try await lockedTail(of: chain, in: executor)
+        }
         var values: [String] = []
         var binds: [SQLValue] = []
-        for chain in order {
-            if executor.dialect == .postgres {
-                // Appends to one chain are serialized across nodes; other chains proceed.
-                try await executor.execute("SELECT pg_advisory_xact_lock(hashtext('audit:' || $1))", [.text(chain)])
-            }
-        }
         for record in records {
             let chain = record.orgID ?? ""
-            if tails[chain] == nil {
-                // The last entry and the signed head, in one statement (one round trip on PostgreSQL).
-                let row = try await executor.queryFirst(
-                    """
-                    SELECT (SELECT seq FROM audit_log WHERE chain = $1 ORDER BY seq DESC LIMIT 1) AS tail_seq,
-                        (SELECT hash FROM audit_log WHERE chain = $1 ORDER BY seq DESC LIMIT 1) AS tail_hash,
-                        (SELECT seq FROM audit_heads WHERE chain = $1) AS head_seq,
-                        (SELECT hash FROM audit_heads WHERE chain = $1) AS head_hash
-                    """,
-                    [.text(chain)]
-                )
-                var tail: (seq: Int64, hash: String) = (0, AuditEntry.genesisHash)
-                if let row, let seq = try row.optionalInt("tail_seq"), let hash = try row.optionalString("tail_hash") {
-                    tail = (seq, hash)
-                }
-                if let row, let seq = try row.optionalInt("head_seq"), seq > tail.seq,
-                    let hash = try row.optionalString("head_hash")
-                {
-                    tail = (seq, hash)
-                }
-                tails[chain] = tail
-            }
-            let tail = tails[chain]!  // set just above for every chain met
+            let tail = tails[chain]!  // read above for every chain of the records
             let seq = tail.seq + 1
             let hash = AuditEntry.hash(
                 chain: chain,
@@ -230,7 +220,7 @@ public final class AuditLog: Service, Sendable {
                 .text(tail.hash), .text(hash), .text(keys.currentID),
             ]
         }
-        try await executor.execute(
+        writes.add(
             """
             INSERT INTO audit_log (chain, seq, at, org_id, actor_type, actor_id, action, target, outcome, source,
                 request_id, details, previous_hash, hash, hash_key)
@@ -238,21 +228,68 @@ public final class AuditLog: Service, Sendable {
             """,
             binds
         )
+        var headValues: [String] = []
+        var headBinds: [SQLValue] = []
         for chain in order {
             guard let tail = tails[chain] else { continue }
             let head = AuditHead(chain: chain, seq: tail.seq, hash: tail.hash, entries: tail.seq)
-            try await executor.execute(
+            let base = headBinds.count
+            headValues.append("(" + (1...7).map { "$\(base + $0)" }.joined(separator: ", ") + ")")
+            headBinds += [
+                .text(chain), .int(head.seq), .text(head.hash), .int(head.entries), .text(keys.currentID),
+                .text(head.mac(key: keys.current)), .int(now),
+            ]
+        }
+        writes.add(
+            """
+            INSERT INTO audit_heads (chain, seq, hash, entries, hash_key, mac, updated_at)
+            VALUES \(headValues.joined(separator: ", "))
+            ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, entries = excluded.entries,
+                hash_key = excluded.hash_key, mac = excluded.mac, updated_at = excluded.updated_at
+            """,
+            headBinds
+        )
+    }
+
+    /// A chain's last entry (its head, when the head is ahead of the stored entries), locked until the transaction
+    /// ends so that appends to one chain are serialized across nodes while other chains proceed. On PostgreSQL a
+    /// chain with a head is locked by its head's row, in the statement that reads it (a concurrent append's head
+    /// is read once that append committed); a chain without one yet by an advisory lock, after which the head is
+    /// looked for again.
+    static func lockedTail(of chain: String, in executor: any SQLExecutor) async throws -> (seq: Int64, hash: String) {
+        let lastEntry = """
+            (SELECT seq FROM audit_log WHERE chain = $1 ORDER BY seq DESC LIMIT 1) AS tail_seq,
+            (SELECT hash FROM audit_log WHERE chain = $1 ORDER BY seq DESC LIMIT 1) AS tail_hash
+            """
+        let headFirst = "SELECT head.seq AS head_seq, head.hash AS head_hash, \(lastEntry)"
+        var row: SQLRow?
+        if executor.dialect == .postgres {
+            let lockedHead = headFirst + " FROM audit_heads head WHERE head.chain = $1 FOR UPDATE OF head"
+            row = try await executor.queryFirst(lockedHead, [.text(chain)])
+            if row == nil {
+                try await executor.execute("SELECT pg_advisory_xact_lock(hashtext('audit:' || $1))", [.text(chain)])
+                row = try await executor.queryFirst(lockedHead, [.text(chain)])
+            }
+        }
+        if row == nil {
+            row = try await executor.queryFirst(
                 """
-                INSERT INTO audit_heads (chain, seq, hash, entries, hash_key, mac, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
-                ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, entries = excluded.entries,
-                    hash_key = excluded.hash_key, mac = excluded.mac, updated_at = excluded.updated_at
+                SELECT (SELECT seq FROM audit_heads WHERE chain = $1) AS head_seq,
+                    (SELECT hash FROM audit_heads WHERE chain = $1) AS head_hash, \(lastEntry)
                 """,
-                [
-                    .text(chain), .int(head.seq), .text(head.hash), .int(head.entries), .text(keys.currentID),
-                    .text(head.mac(key: keys.current)), .int(now),
-                ]
+                [.text(chain)]
             )
         }
+        var tail: (seq: Int64, hash: String) = (0, AuditEntry.genesisHash)
+        if let row, let seq = try row.optionalInt("tail_seq"), let hash = try row.optionalString("tail_hash") {
+            tail = (seq, hash)
+        }
+        if let row, let seq = try row.optionalInt("head_seq"), seq > tail.seq,
+            let hash = try row.optionalString("head_hash")
+        {
+            tail = (seq, hash)
+        }
+        return tail
     }
 
     /// An organization's entries, newest first.

@@ -22,6 +22,14 @@ extension CommitWork {
         case .advance(let advance): advance.update.run.orgID
         }
     }
+
+    /// Whether committing it may admit a run, and so takes its organization's admission lock.
+    var admits: Bool {
+        switch self {
+        case .create(_, _, let start, _, _): start != nil
+        case .advance(let advance): advance.admission != nil
+        }
+    }
 }
 
 /// Rows another module commits in the transaction that inserts a new run, and only if it is inserted: a trigger's
@@ -146,11 +154,23 @@ struct CommitApplier: Sendable {
     /// The clock that stamps the audit entries.
     let clock: WallClock
 
+    /// Writes a batch in as few round trips as the order of its parts allows: every advisory lock it needs in one
+    /// statement (admissions, then event order), the admission counts, the runs' updates and inserts together
+    /// (when no insert depends on an update landing), the audit chains' heads (locked by their rows), then every
+    /// remaining insert in one statement (`SQLWriteBatch`). A group commit holds one organization's locks from
+    /// its start: its lane has one transaction in flight, so nothing of this node waits on them meanwhile.
     func apply(_ batch: [CommitWork], in executor: any SQLExecutor) async throws -> [CommitOutcome] {
         var outcomes = [CommitOutcome?](repeating: nil, count: batch.count)
         var capacity = CapacityLedger()
+        var writes = SQLWriteBatch()
 
-        // 1. Admit and insert new runs.
+        try await store.lock(
+            admissionsOf: Set(batch.filter(\.admits).map(\.orgID)),
+            eventsOf: Set(batch.map(\.orgID)),
+            in: executor
+        )
+
+        // 1. Admit new runs.
         var newRuns: [NewRun] = []
         var newEvents: [RunEvent] = []
         var admitted: [Int: AdmittedRun] = [:]
@@ -171,11 +191,14 @@ struct CommitApplier: Sendable {
             newEvents += allEvents
         }
 
-        // 2. Progress of runs under lease (admitting queued ones first).
+        // 2. Progress of runs under lease (admitting queued ones first), written with the new runs unless some
+        // of those are children, which are inserted only if their parent's write landed.
         var updates: [RunUpdate] = []
         var parked = Set<Int>()
+        var children = false
         for (index, work) in batch.enumerated() {
             guard case .advance(let advance) = work else { continue }
+            children = children || !advance.children.isEmpty
             if let admission = advance.admission,
                 !(try await capacity.take(for: advance.update.run, admission, store: store, in: executor))
             {
@@ -190,10 +213,18 @@ struct CommitApplier: Sendable {
             }
             updates.append(advance.update)
         }
-        let written = try await store.update(updates, in: executor)
+        var written = Set<String>()
+        var inserted = Set<String>()
+        if children {
+            written = try await store.update(updates, in: executor)
+        } else {
+            (written, inserted) = try await store.write(updates, inserting: newRuns, in: executor)
+        }
 
         var orgs: [String: String] = [:]
         var events: [RunEvent] = []
+        var wakes: [String] = []
+        var claimable = false
         for (index, work) in batch.enumerated() {
             guard case .advance(let advance) = work else { continue }
             let landed = written.contains(advance.update.run.id)
@@ -207,14 +238,11 @@ struct CommitApplier: Sendable {
             events += advance.events
             newRuns += advance.children
             newEvents += advance.childEvents
-            if !advance.journal.isEmpty {
-                try await store.insertJournal(advance.journal, in: executor)
-            }
-            if !advance.consumedSignals.isEmpty {
-                try await store.consumeSignals(advance.consumedSignals, at: advance.update.run.updatedAt, in: executor)
-            }
+            store.insertJournal(advance.journal, into: &writes)
+            store.consumeSignals(advance.consumedSignals, at: advance.update.run.updatedAt, into: &writes)
             if let parent = advance.wakeParent {
                 try await store.wake(runID: parent, at: advance.update.run.updatedAt, in: executor)
+                wakes.append(parent)
             }
             if let slot = advance.freedSlot {
                 try await store.wakeQueued(
@@ -224,15 +252,7 @@ struct CommitApplier: Sendable {
                     in: executor
                 )
             }
-        }
-
-        // Runs another node may now take: children (claimed wherever there is room), woken parents, freed slots.
-        var wakes: [String] = []
-        var claimable = false
-        for (index, work) in batch.enumerated() {
-            guard case .advance(let advance) = work, written.contains(advance.update.run.id), !parked.contains(index)
-            else { continue }
-            if let parent = advance.wakeParent { wakes.append(parent) }
+            // Runs another node may now take: children (claimed wherever there is room), freed slots.
             if !advance.children.isEmpty || advance.freedSlot != nil { claimable = true }
         }
         if let signals, !wakes.isEmpty || claimable {
@@ -242,11 +262,13 @@ struct CommitApplier: Sendable {
                 in: executor
             )
         }
+        if children {
+            inserted = try await store.insert(newRuns, in: executor)
+        }
 
-        let inserted = try await store.insert(newRuns, in: executor)
         for new in newRuns where inserted.contains(new.run.id) { orgs[new.run.id] = new.run.orgID }
         events += newEvents.filter { inserted.contains($0.runID) }
-        try await store.append(events, orgs: orgs, in: executor)
+        store.append(events, orgs: orgs, into: &writes)
 
         var audit: [AuditRecord] = []
         var companions: [(runID: String, companion: RunCompanion)] = []
@@ -261,13 +283,20 @@ struct CommitApplier: Sendable {
             }
         }
         try await RunCompanion.write(companions, in: executor)
-        // Last: on PostgreSQL the audit chains' locks are held from here to the commit.
+        // On PostgreSQL the audit chains' locks are held from here to the commit.
         if !audit.isEmpty {
             guard let auditKeys else {
                 throw CaravanError(.internal, "Runs started with an audit entry need the audit keys.")
             }
-            try await AuditLog.append(audit, keys: auditKeys, at: clock.nowMilliseconds(), in: executor)
+            try await AuditLog.append(
+                audit,
+                keys: auditKeys,
+                at: clock.nowMilliseconds(),
+                in: executor,
+                writes: &writes
+            )
         }
+        try await writes.execute(in: executor)
         return outcomes.map { $0 ?? .advanced(false) }
     }
 }
@@ -276,9 +305,8 @@ struct CommitApplier: Sendable {
 struct CapacityLedger {
     private var organizations: [String: Int] = [:]
     private var workflows: [String: Int] = [:]
-    private var locked = Set<String>()
 
-    /// Admits `run` if both limits allow, counting it.
+    /// Admits `run` if both limits allow, counting it. The caller holds the organization's admission lock.
     mutating func take(
         for run: RunRecord,
         _ admission: Admission,
@@ -287,9 +315,6 @@ struct CapacityLedger {
     ) async throws -> Bool {
         let workflowKey = run.orgID + "/" + run.workflow
         if organizations[run.orgID] == nil || (admission.workflowLimit != nil && workflows[workflowKey] == nil) {
-            if locked.insert(run.orgID).inserted {
-                try await store.lockAdmissions(orgID: run.orgID, in: executor)
-            }
             let counts = try await store.activeCounts(orgID: run.orgID, workflow: run.workflow, in: executor)
             if organizations[run.orgID] == nil { organizations[run.orgID] = counts.org }
             if workflows[workflowKey] == nil { workflows[workflowKey] = counts.workflow }

@@ -45,92 +45,146 @@ struct RunStore: Sendable {
     /// - Returns: the ids actually inserted.
     func insert(_ runs: [NewRun], in executor: any SQLExecutor) async throws -> Set<String> {
         var inserted = Set<String>()
-        for chunk in runs.chunked(into: 1000) {
-            var sql = """
-                INSERT INTO runs (id, org_id, kind, workflow, workflow_version, status, input, output, error, steps,
-                idempotency_key, request_hash, parent_run_id, parent_step, created_at, started_at, finished_at,
-                updated_at, last_seq, wake_at, lease_owner, lease_expires_at, fence) VALUES
-                """
-            var binds: [SQLValue] = []
-            binds.reserveCapacity(chunk.count * 23)
-            for (index, new) in chunk.enumerated() {
-                let run = new.run
-                sql += index == 0 ? " (" : ", ("
-                sql += (1...23).map { "$\(binds.count + $0)" }.joined(separator: ", ") + ")"
-                binds += [
-                    .text(run.id), .text(run.orgID), .text(run.kind), .text(run.workflow),
-                    .int(Int64(run.workflowVersion)), .text(run.status.rawValue), .json(run.input), .json(run.output),
-                    .json(run.error?.json), .json(StepList.encode(run.steps)), .text(run.idempotencyKey),
-                    .text(run.requestHash), .text(run.parentRunID), .text(run.parentStep), .int(run.createdAt),
-                    .int(run.startedAt), .int(run.finishedAt), .int(run.updatedAt), .int(run.lastSeq),
-                    .int(new.wakeAt), .text(new.leaseOwner), .int(new.leaseExpiresAt), .int(1),
-                ]
+        for chunk in runs.chunked(into: Self.maxRowsPerStatement) {
+            let statement = Self.insertStatement(chunk)
+            for row in try await executor.query(statement.sql, statement.binds) {
+                inserted.insert(try row.string("id"))
             }
-            sql += " ON CONFLICT DO NOTHING RETURNING id"
-            for row in try await executor.query(sql, binds) { inserted.insert(try row.string("id")) }
         }
         return inserted
+    }
+
+    /// The most rows one insert or update statement writes.
+    static var maxRowsPerStatement: Int { 1000 }
+
+    /// `INSERT … RETURNING id` of `runs`, skipping those whose idempotency key is taken.
+    static func insertStatement(_ runs: some Collection<NewRun>) -> (sql: String, binds: [SQLValue]) {
+        var sql = """
+            INSERT INTO runs (id, org_id, kind, workflow, workflow_version, status, input, output, error, steps,
+            idempotency_key, request_hash, parent_run_id, parent_step, created_at, started_at, finished_at,
+            updated_at, last_seq, wake_at, lease_owner, lease_expires_at, fence) VALUES
+            """
+        var binds: [SQLValue] = []
+        binds.reserveCapacity(runs.count * 23)
+        for (index, new) in runs.enumerated() {
+            let run = new.run
+            sql += index == 0 ? " (" : ", ("
+            sql += (1...23).map { "$\(binds.count + $0)" }.joined(separator: ", ") + ")"
+            binds += [
+                .text(run.id), .text(run.orgID), .text(run.kind), .text(run.workflow),
+                .int(Int64(run.workflowVersion)), .text(run.status.rawValue), .json(run.input), .json(run.output),
+                .json(run.error?.json), .json(StepList.encode(run.steps)), .text(run.idempotencyKey),
+                .text(run.requestHash), .text(run.parentRunID), .text(run.parentStep), .int(run.createdAt),
+                .int(run.startedAt), .int(run.finishedAt), .int(run.updatedAt), .int(run.lastSeq),
+                .int(new.wakeAt), .text(new.leaseOwner), .int(new.leaseExpiresAt), .int(1),
+            ]
+        }
+        return (sql + " ON CONFLICT DO NOTHING RETURNING id", binds)
+    }
+
+    /// Writes run projections (`update`) and inserts new runs (`insert`) that do not depend on which of the
+    /// projections land: on PostgreSQL in one statement (one round trip), elsewhere in two.
+    /// - Returns: the ids written and the ids inserted.
+    func write(
+        _ updates: [RunUpdate],
+        inserting runs: [NewRun],
+        in executor: any SQLExecutor
+    ) async throws -> (written: Set<String>, inserted: Set<String>) {
+        guard executor.dialect == .postgres, !updates.isEmpty, !runs.isEmpty,
+            updates.count <= Self.maxRowsPerStatement, runs.count <= Self.maxRowsPerStatement
+        else {
+            return (try await update(updates, in: executor), try await insert(runs, in: executor))
+        }
+        let update = Self.updateStatement(updates)
+        let insert = Self.insertStatement(runs)
+        let sql = """
+            WITH written AS (\(update.sql)), inserted AS (\(SQLWriteBatch.renumbered(insert.sql, by: update.binds.count)))
+            SELECT 'written' AS kind, id FROM written UNION ALL SELECT 'inserted' AS kind, id FROM inserted
+            """
+        var result: (written: Set<String>, inserted: Set<String>) = ([], [])
+        for row in try await executor.query(sql, update.binds + insert.binds) {
+            if try row.string("kind") == "written" {
+                result.written.insert(try row.string("id"))
+            } else {
+                result.inserted.insert(try row.string("id"))
+            }
+        }
+        return result
     }
 
     /// Writes run projections, each only if its writer still holds the lease at the same fence.
     /// - Returns: the ids written; a missing id means another node took the run over.
     func update(_ updates: [RunUpdate], in executor: any SQLExecutor) async throws -> Set<String> {
         var written = Set<String>()
-        for chunk in updates.chunked(into: 1000) {
-            var values: [String] = []
-            var binds: [SQLValue] = []
-            binds.reserveCapacity(chunk.count * 16)
-            for update in chunk {
-                let run = update.run
-                let base = binds.count
-                values.append("(" + (1...16).map { "$\(base + $0)" }.joined(separator: ", ") + ")")
-                let terminal = run.status.isTerminal
-                binds += [
-                    .text(run.id), .text(update.owner), .int(update.fence), .text(run.status.rawValue),
-                    .json(run.output), .json(run.error?.json), .json(StepList.encode(run.steps)),
-                    .int(run.startedAt), .int(run.finishedAt), .int(run.updatedAt), .int(run.lastSeq),
-                    .int(update.wakeAt), .text(update.newOwner), .int(update.leaseExpiresAt),
-                    .int(run.cancelRequested ? 1 : 0), terminal ? .int(-1) : .int(update.seenWakeSeq),
-                ]
+        for chunk in updates.chunked(into: Self.maxRowsPerStatement) {
+            let statement = Self.updateStatement(chunk)
+            for row in try await executor.query(statement.sql, statement.binds) {
+                written.insert(try row.string("id"))
             }
-            // VALUES columns are column1…column16 in both dialects; casts give PostgreSQL the types of NULLs.
-            let sql = """
-                UPDATE runs SET
-                    status = v.column4,
-                    output = CAST(v.column5 AS TEXT),
-                    error = CAST(v.column6 AS TEXT),
-                    steps = v.column7,
-                    started_at = CAST(v.column8 AS BIGINT),
-                    finished_at = CAST(v.column9 AS BIGINT),
-                    updated_at = CAST(v.column10 AS BIGINT),
-                    last_seq = CAST(v.column11 AS BIGINT),
-                    wake_at = CASE
-                        WHEN v.column13 IS NULL AND CAST(v.column16 AS BIGINT) >= 0 AND runs.wake_seq <> CAST(v.column16 AS BIGINT)
-                        THEN CAST(v.column10 AS BIGINT)
-                        ELSE CAST(v.column12 AS BIGINT) END,
-                    lease_owner = CAST(v.column13 AS TEXT),
-                    lease_expires_at = CAST(v.column14 AS BIGINT),
-                    cancel_requested = CASE WHEN runs.cancel_requested = 1 THEN 1 ELSE CAST(v.column15 AS BIGINT) END
-                FROM (VALUES \(values.joined(separator: ", "))) AS v
-                WHERE runs.id = v.column1 AND runs.lease_owner = v.column2 AND runs.fence = CAST(v.column3 AS BIGINT)
-                RETURNING runs.id
-                """
-            for row in try await executor.query(sql, binds) { written.insert(try row.string("id")) }
         }
         return written
     }
 
-    /// Records journal entries; an entry already recorded under its key keeps its first value.
-    func insertJournal(_ entries: [JournalEntry], in executor: any SQLExecutor) async throws {
-        for entry in entries {
-            try await executor.execute(
-                """
-                INSERT INTO run_journal (run_id, step, key, value, created_at) VALUES ($1, $2, $3, $4, $5)
-                ON CONFLICT (run_id, step, key) DO NOTHING
-                """,
-                [.text(entry.runID), .text(entry.step), .text(entry.key), .json(entry.value), .int(entry.at)]
-            )
+    /// The fenced `UPDATE … RETURNING id` of `updates`.
+    static func updateStatement(_ updates: some Collection<RunUpdate>) -> (sql: String, binds: [SQLValue]) {
+        var values: [String] = []
+        var binds: [SQLValue] = []
+        binds.reserveCapacity(updates.count * 16)
+        for update in updates {
+            let run = update.run
+            let base = binds.count
+            values.append("(" + (1...16).map { "$\(base + $0)" }.joined(separator: ", ") + ")")
+            let terminal = run.status.isTerminal
+            binds += [
+                .text(run.id), .text(update.owner), .int(update.fence), .text(run.status.rawValue),
+                .json(run.output), .json(run.error?.json), .json(StepList.encode(run.steps)),
+                .int(run.startedAt), .int(run.finishedAt), .int(run.updatedAt), .int(run.lastSeq),
+                .int(update.wakeAt), .text(update.newOwner), .int(update.leaseExpiresAt),
+                .int(run.cancelRequested ? 1 : 0), terminal ? .int(-1) : .int(update.seenWakeSeq),
+            ]
         }
+        // VALUES columns are column1…column16 in both dialects; casts give PostgreSQL the types of NULLs.
+        let sql = """
+            UPDATE runs SET
+                status = v.column4,
+                output = CAST(v.column5 AS TEXT),
+                error = CAST(v.column6 AS TEXT),
+                steps = v.column7,
+                started_at = CAST(v.column8 AS BIGINT),
+                finished_at = CAST(v.column9 AS BIGINT),
+                updated_at = CAST(v.column10 AS BIGINT),
+                last_seq = CAST(v.column11 AS BIGINT),
+                wake_at = CASE
+                    WHEN v.column13 IS NULL AND CAST(v.column16 AS BIGINT) >= 0 AND runs.wake_seq <> CAST(v.column16 AS BIGINT)
+                    THEN CAST(v.column10 AS BIGINT)
+                    ELSE CAST(v.column12 AS BIGINT) END,
+                lease_owner = CAST(v.column13 AS TEXT),
+                lease_expires_at = CAST(v.column14 AS BIGINT),
+                cancel_requested = CASE WHEN runs.cancel_requested = 1 THEN 1 ELSE CAST(v.column15 AS BIGINT) END
+            FROM (VALUES \(values.joined(separator: ", "))) AS v
+            WHERE runs.id = v.column1 AND runs.lease_owner = v.column2 AND runs.fence = CAST(v.column3 AS BIGINT)
+            RETURNING runs.id
+            """
+        return (sql, binds)
+    }
+
+    /// Records journal entries; an entry already recorded under its key keeps its first value.
+    func insertJournal(_ entries: [JournalEntry], into writes: inout SQLWriteBatch) {
+        guard !entries.isEmpty else { return }
+        var values: [String] = []
+        var binds: [SQLValue] = []
+        for entry in entries {
+            let base = binds.count
+            values.append("(" + (1...5).map { "$\(base + $0)" }.joined(separator: ", ") + ")")
+            binds += [.text(entry.runID), .text(entry.step), .text(entry.key), .json(entry.value), .int(entry.at)]
+        }
+        writes.add(
+            """
+            INSERT INTO run_journal (run_id, step, key, value, created_at) VALUES \(values.joined(separator: ", "))
+            ON CONFLICT (run_id, step, key) DO NOTHING
+            """,
+            binds
+        )
     }
 
     /// A step's journal, by key.
@@ -154,13 +208,14 @@ struct RunStore: Sendable {
     /// two transactions appending events of one organization the second draws its positions after the first has
     /// committed. A reader at position p then never meets an event below p committed later. SQLite has one writer.
     func append(_ events: [RunEvent], orgs: [String: String], in executor: any SQLExecutor) async throws {
-        if executor.dialect == .postgres {
-            // Sorted, so that two transactions never wait for each other's locks in a cycle. The two-key form keeps
-            // these locks apart from the one-key admission locks, which are always taken before.
-            for orgID in Set(events.map { orgs[$0.runID] ?? "" }).sorted() {
-                try await executor.execute("SELECT pg_advisory_xact_lock(1, hashtext($1))", [.text(orgID)])
-            }
-        }
+        try await lock(eventsOf: Set(events.map { orgs[$0.runID] ?? "" }), in: executor)
+        var writes = SQLWriteBatch()
+        append(events, orgs: orgs, into: &writes)
+        try await writes.execute(in: executor)
+    }
+
+    /// Adds the inserts of `events` to `writes`; the caller holds the event-order locks of their organizations.
+    func append(_ events: [RunEvent], orgs: [String: String], into writes: inout SQLWriteBatch) {
         for chunk in events.chunked(into: 2000) {
             var sql = "INSERT INTO run_events (org_id, run_id, seq, type, step, at, data) VALUES "
             var binds: [SQLValue] = []
@@ -173,8 +228,34 @@ struct RunStore: Sendable {
                     .text(event.step), .int(event.at), .json(event.data),
                 ]
             }
-            try await executor.execute(sql, binds)
+            writes.add(sql, binds)
         }
+    }
+
+    /// Takes, until the transaction ends, the admission locks of `admissionsOf` (serializing one organization's
+    /// admissions across nodes) and then the event-order locks of `eventsOf`, each kind sorted, in one statement
+    /// (PostgreSQL; SQLite's writer is serial already). Every transaction takes its locks in this order, an audit
+    /// chain's after them, so that two never wait for each other in a cycle; the two-key form keeps the
+    /// event-order locks apart.
+    func lock(
+        admissionsOf admissions: Set<String> = [],
+        eventsOf events: Set<String> = [],
+        in executor: any SQLExecutor
+    )
+        async throws
+    {
+        guard executor.dialect == .postgres, !admissions.isEmpty || !events.isEmpty else { return }
+        var calls: [String] = []
+        var binds: [SQLValue] = []
+        for orgID in admissions.sorted() {
+            binds.append(.text(orgID))
+            calls.append("pg_advisory_xact_lock(hashtext($\(binds.count)))")
+        }
+        for orgID in events.sorted() {
+            binds.append(.text(orgID))
+            calls.append("pg_advisory_xact_lock(1, hashtext($\(binds.count)))")
+        }
+        try await executor.execute("SELECT " + calls.joined(separator: ", "), binds)
     }
 
     // MARK: Leases
@@ -238,13 +319,6 @@ struct RunStore: Sendable {
             return nil
         }
         return RunStatus(rawValue: try row.string("status"))
-    }
-
-    /// Serializes the admissions of one organization across nodes until the transaction ends (PostgreSQL; SQLite's
-    /// writer is serial already).
-    func lockAdmissions(orgID: String, in executor: any SQLExecutor) async throws {
-        guard executor.dialect == .postgres else { return }
-        try await executor.execute("SELECT pg_advisory_xact_lock(hashtext($1))", [.text(orgID)])
     }
 
     /// Claims up to `limit` runs that need a worker now: due timers, woken runs, and runs whose owner's lease ran
@@ -520,9 +594,19 @@ struct RunStore: Sendable {
 
     /// Marks signals consumed.
     func consumeSignals(_ ids: [Int64], at now: Int64, in executor: any SQLExecutor) async throws {
-        for id in ids {
-            try await executor.execute("UPDATE run_signals SET consumed_at = $2 WHERE id = $1", [.int(id), .int(now)])
-        }
+        var writes = SQLWriteBatch()
+        consumeSignals(ids, at: now, into: &writes)
+        try await writes.execute(in: executor)
+    }
+
+    /// Adds the marking of signals `ids` as consumed to `writes`.
+    func consumeSignals(_ ids: [Int64], at now: Int64, into writes: inout SQLWriteBatch) {
+        guard !ids.isEmpty else { return }
+        let placeholders = ids.indices.map { "$\($0 + 2)" }.joined(separator: ", ")
+        writes.add(
+            "UPDATE run_signals SET consumed_at = $1 WHERE id IN (\(placeholders))",
+            [.int(now)] + ids.map { .int($0) }
+        )
     }
 
     // MARK: Retention

@@ -65,6 +65,54 @@ enum StorageConformance {
         #expect(try count.first?.int("n") == 1)
     }
 
+    /// A write batch applies every write, each with its own values (placeholders renumbered on PostgreSQL, quoted
+    /// text with `$` left alone), rows that reference rows written before it included; a failing write fails the
+    /// whole transaction.
+    static func writeBatchAppliesEveryWrite(_ database: any Database) async throws {
+        let organization = try await database.withTransaction {
+            try await OrganizationStore().create(name: "batch", in: $0)
+        }
+        try await database.withTransaction { executor in
+            var writes = SQLWriteBatch()
+            writes.add(
+                "INSERT INTO storage_marks (id, org_id) VALUES ($1, $2), ($3, $2)",
+                [.text("m1"), .text(organization.id), .text("m2")]
+            )
+            writes.add(
+                "UPDATE organizations SET updated_at = $1 WHERE id = $2 AND name <> '$1'",
+                [.int(77), .text(organization.id)]
+            )
+            writes.add("INSERT INTO storage_marks (id, org_id) VALUES ($2, $1)", [.text(organization.id), .text("m3")])
+            #expect(!writes.isEmpty)
+            try await writes.execute(in: executor)
+            #expect(writes.isEmpty)
+        }
+        let marks = try await database.read {
+            try await $0.query("SELECT id, org_id FROM storage_marks ORDER BY id", [])
+        }
+        #expect(try marks.map { try $0.string("id") } == ["m1", "m2", "m3"])
+        #expect(try marks.allSatisfy { try $0.string("org_id") == organization.id })
+        let updated = try await database.read { try await OrganizationStore().get(id: organization.id, in: $0) }
+        #expect(updated?.updatedAt == 77)
+
+        await #expect(throws: StorageError.self) {
+            try await database.withTransaction { executor in
+                var writes = SQLWriteBatch()
+                writes.add(
+                    "INSERT INTO storage_marks (id, org_id) VALUES ($1, $2)",
+                    [.text("m4"), .text(organization.id)]
+                )
+                writes.add(
+                    "INSERT INTO storage_marks (id, org_id) VALUES ($1, $2)",
+                    [.text("m1"), .text(organization.id)]
+                )
+                try await writes.execute(in: executor)
+            }
+        }
+        let count = try await database.read { try await $0.query("SELECT COUNT(*) AS n FROM storage_marks", []) }
+        #expect(try count.first?.int("n") == 3, "the failed batch left nothing behind")
+    }
+
     static func concurrentWritersLoseNothing(_ database: any Database) async throws {
         let writers = 40
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -192,6 +240,13 @@ struct StorageConformanceTests {
             backend,
             migrations: StorageTestSchema.migrations,
             StorageConformance.valuesRoundTrip
+        )
+    }
+    @Test(arguments: TestBackend.available) func writeBatch(backend: TestBackend) async throws {
+        try await withTestDatabase(
+            backend,
+            migrations: StorageTestSchema.migrations,
+            StorageConformance.writeBatchAppliesEveryWrite
         )
     }
     @Test(arguments: TestBackend.available) func readsSeeOnlyCommitted(backend: TestBackend) async throws {
