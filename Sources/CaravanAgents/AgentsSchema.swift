@@ -10,7 +10,12 @@ public enum AgentsSchema {
             name: "models and agents",
             sqlite: tables(autoincrement: "INTEGER PRIMARY KEY AUTOINCREMENT", real: "REAL"),
             postgres: tables(autoincrement: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", real: "DOUBLE PRECISION")
-        )
+        ),
+        Migration(
+            version: 9,
+            name: "default provider",
+            statements: ["ALTER TABLE providers ADD COLUMN is_default BIGINT NOT NULL DEFAULT 0"]
+        ),
     ]
 
     private static func tables(autoincrement: String, real: String) -> [String] {

@@ -115,14 +115,21 @@ public final class ModelGateway: Sendable {
             )
         }
         let orgID = context.orgID
-        // Each model of the route must be one its provider lists; those that are not are left out (and reported if
-        // none is left).
+        // Each model of the route must be one its provider lists, of a provider that can honour every parameter;
+        // those that are not are left out (and reported if none is left).
         var endpoints: [String: (endpoint: ProviderEndpoint, config: ProviderConfig)] = [:]
         var usable: [ModelRef] = []
         var firstProblem: ProviderError?
         for ref in route {
-            do {
-                endpoints[ref.provider] = try await providers.endpoint(orgID: orgID, for: ref)
+            do throws(ProviderError) {
+                let resolved = try await providers.endpoint(orgID: orgID, for: ref)
+                if let field = resolved.1.kind.unsupportedParameter(of: request) {
+                    throw ProviderError(
+                        .unsupportedParameter,
+                        "The provider '\(ref.provider)' (\(resolved.1.kind.rawValue)) cannot honour '\(field)'."
+                    )
+                }
+                endpoints[ref.provider] = resolved
                 usable.append(ref)
             } catch {
                 firstProblem = firstProblem ?? error

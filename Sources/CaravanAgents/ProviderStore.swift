@@ -17,6 +17,9 @@ public struct ProviderConfig: Sendable, Hashable {
     public var maxRetries: Int
     /// Operator prices for this provider's models (USD per million tokens), over the built-in table.
     public var prices: [String: ModelPrice]
+    /// Whether bare model names (`gpt-4o-mini`, no `provider/`) go to this provider; at most one of an
+    /// organization's providers is.
+    public var isDefault = false
     public var createdAt: Int64
     public var updatedAt: Int64
 
@@ -28,7 +31,7 @@ public struct ProviderConfig: Sendable, Hashable {
             throw CaravanError.validation("", "The body must be a JSON object.")
         }
         let allowed: Set<String> = [
-            "kind", "base_url", "api_key_secret", "models", "timeout", "max_retries", "prices", "name",
+            "kind", "base_url", "api_key_secret", "models", "timeout", "max_retries", "prices", "name", "default",
         ]
         for key in object.keys.sorted() where !allowed.contains(key) {
             errors.append(.init(pointer: "/" + key, detail: "is not a field of a provider"))
@@ -105,8 +108,16 @@ public struct ProviderConfig: Sendable, Hashable {
                 errors.append(.init(pointer: "/prices", detail: "must be an object of model → price"))
             }
         }
+        var isDefault = false
+        if let value = object["default"], !value.isNull {
+            if let flag = value.boolValue {
+                isDefault = flag
+            } else {
+                errors.append(.init(pointer: "/default", detail: "must be a boolean"))
+            }
+        }
         if !errors.isEmpty { throw CaravanError(.validationFailed, "The provider is not valid.", fieldErrors: errors) }
-        return ProviderConfig(
+        var config = ProviderConfig(
             name: name,
             kind: kind ?? .openai,
             baseURL: baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL,
@@ -118,6 +129,8 @@ public struct ProviderConfig: Sendable, Hashable {
             createdAt: now,
             updatedAt: now
         )
+        config.isDefault = isDefault
+        return config
     }
 
     static func isValidName(_ name: String) -> Bool {
@@ -152,7 +165,7 @@ public struct ProviderConfig: Sendable, Hashable {
             "models": .array(models.map(JSONValue.string)),
             "timeout": .string(CaravanDuration(milliseconds: timeoutMilliseconds).description),
             "max_retries": .int(Int64(maxRetries)),
-            "prices": pricesJSON,
+            "prices": pricesJSON, "default": .bool(isDefault),
             "created_at": .string(Clock.rfc3339(createdAt)), "updated_at": .string(Clock.rfc3339(updatedAt)),
         ]
     }
@@ -165,6 +178,7 @@ public struct ProviderConfig: Sendable, Hashable {
 public final class ProviderStore: Sendable {
     private let database: any Database
     private let endpoints = Mutex<[String: (endpoint: ProviderEndpoint, config: ProviderConfig, readAt: Int64)]>([:])
+    private let defaults = Mutex<[String: (name: String?, readAt: Int64)]>([:])
     static let cacheMilliseconds: Int64 = 1_000
     /// Unseals a secret of an organization (`nil` when it does not exist).
     private let secret: @Sendable (_ orgID: String, _ name: String) async throws -> String?
@@ -183,7 +197,10 @@ public final class ProviderStore: Sendable {
 
     /// Creates or replaces a provider. - Returns: whether it is new.
     public func put(orgID: String, _ config: ProviderConfig) async throws -> Bool {
-        defer { forget(orgID: orgID, name: config.name) }
+        defer {
+            forget(orgID: orgID, name: config.name)
+            forgetDefault(orgID: orgID)
+        }
         let prices = config.pricesJSON
         return try await database.withTransaction { executor in
             let existed =
@@ -191,20 +208,26 @@ public final class ProviderStore: Sendable {
                     "SELECT created_at FROM providers WHERE org_id = $1 AND name = $2",
                     [.text(orgID), .text(config.name)]
                 ) != nil
+            if config.isDefault {
+                try await executor.execute(
+                    "UPDATE providers SET is_default = 0 WHERE org_id = $1 AND name <> $2 AND is_default = 1",
+                    [.text(orgID), .text(config.name)]
+                )
+            }
             try await executor.execute(
                 """
                 INSERT INTO providers (org_id, name, kind, base_url, api_key_secret, models, timeout_ms, max_retries, prices,
-                    created_at, updated_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+                    created_at, updated_at, is_default)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)
                 ON CONFLICT (org_id, name) DO UPDATE SET kind = $3, base_url = $4, api_key_secret = $5, models = $6,
-                    timeout_ms = $7, max_retries = $8, prices = $9, updated_at = $10
+                    timeout_ms = $7, max_retries = $8, prices = $9, updated_at = $10, is_default = $11
                 """,
                 [
                     .text(orgID), .text(config.name), .text(config.kind.rawValue), .text(config.baseURL),
                     .text(config.apiKeySecret),
                     .json(.array(config.models.map(JSONValue.string))), .int(config.timeoutMilliseconds),
                     .int(Int64(config.maxRetries)),
-                    .json(prices), .int(config.updatedAt),
+                    .json(prices), .int(config.updatedAt), .int(config.isDefault ? 1 : 0),
                 ]
             )
             return !existed
@@ -231,7 +254,10 @@ public final class ProviderStore: Sendable {
     }
 
     public func delete(orgID: String, name: String) async throws -> Bool {
-        defer { forget(orgID: orgID, name: name) }
+        defer {
+            forget(orgID: orgID, name: name)
+            forgetDefault(orgID: orgID)
+        }
         return try await database.withTransaction { executor in
             !(try await executor.query(
                 "DELETE FROM providers WHERE org_id = $1 AND name = $2 RETURNING name",
@@ -263,6 +289,29 @@ public final class ProviderStore: Sendable {
             cache[key] = (endpoint, config, now)
         }
         return (endpoint, config)
+    }
+
+    /// The name of the organization's default provider, if it has one (kept for a second, as endpoints are).
+    public func defaultProvider(orgID: String) async throws -> String? {
+        let now = clock.nowMilliseconds()
+        if let cached = defaults.withLock({ $0[orgID] }), now - cached.readAt < Self.cacheMilliseconds {
+            return cached.name
+        }
+        let name = try await database.read { executor in
+            try await executor.queryFirst(
+                "SELECT name FROM providers WHERE org_id = $1 AND is_default = 1 ORDER BY name LIMIT 1",
+                [.text(orgID)]
+            )
+        }.map { try $0.string("name") }
+        defaults.withLock { cache in
+            if cache.count > 10_000 { cache.removeAll() }
+            cache[orgID] = (name, now)
+        }
+        return name
+    }
+
+    private func forgetDefault(orgID: String) {
+        _ = defaults.withLock { $0.removeValue(forKey: orgID) }
     }
 
     private func forget(orgID: String, name: String) {
@@ -317,7 +366,7 @@ public final class ProviderStore: Sendable {
                 outputPerMillion: price["output_per_million"]?.numberValue ?? 0
             )
         }
-        return ProviderConfig(
+        var config = ProviderConfig(
             name: try row.string("name"),
             kind: ProviderKind(rawValue: try row.string("kind")) ?? .openai,
             baseURL: try row.string("base_url"),
@@ -329,5 +378,7 @@ public final class ProviderStore: Sendable {
             createdAt: try row.int("created_at"),
             updatedAt: try row.int("updated_at")
         )
+        config.isDefault = try row.int("is_default") == 1
+        return config
     }
 }

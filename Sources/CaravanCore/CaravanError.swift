@@ -43,6 +43,8 @@ public struct CaravanError: Error, Sendable, CustomStringConvertible {
         public static let budgetExceeded = Code("budget_exceeded", status: 402)
         /// The model named is not configured (no such provider, or not in its models).
         public static let unknownModel = Code("unknown_model", status: 404)
+        /// A model call's parameter that no provider of its route can honour.
+        public static let unsupportedParameter = Code("unsupported_parameter", status: 422)
         /// Every provider of the route failed; `detail` says how the last one did.
         public static let providerError = Code("provider_error", status: 502)
         /// Every provider of the route took too long.

@@ -22,6 +22,12 @@ public enum JSONValue: Sendable, Hashable {
         return nil
     }
 
+    /// The boolean when this is one, else `nil`.
+    public var boolValue: Bool? {
+        if case .bool(let value) = self { return value }
+        return nil
+    }
+
     /// The array when this is an array, else `nil`.
     public var arrayValue: [JSONValue]? {
         if case .array(let value) = self { return value }

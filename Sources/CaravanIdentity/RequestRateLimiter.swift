@@ -32,10 +32,16 @@ public final class RequestRateLimiter: Sendable {
     ///   - perMinute: the organization's limit, if it sets one; capped by the operator's (`effectiveLimit`).
     /// - Returns: `nil` when admitted, else the seconds until a request would be.
     public func take(_ key: String, perMinute: Int?, now: ContinuousClock.Instant = .now) -> Int? {
+        account(key, perMinute: perMinute, now: now)?.retryAfterSeconds
+    }
+
+    /// Takes one request from `key`'s bucket and says where the bucket stands, for `x-ratelimit-*` headers.
+    /// - Returns: `nil` when no limit applies.
+    public func account(_ key: String, perMinute: Int?, now: ContinuousClock.Instant = .now) -> RateLimitState? {
         let limit = effectiveLimit(organization: perMinute)
         guard limit > 0 else { return nil }
         let rate = Double(limit) / 60
-        return buckets.withLock { buckets -> Int? in
+        return buckets.withLock { buckets -> RateLimitState in
             var bucket = buckets[key] ?? Bucket(tokens: Double(limit), updatedAt: now)
             let elapsed = now - bucket.updatedAt
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
@@ -45,11 +51,37 @@ public final class RequestRateLimiter: Sendable {
                 if buckets.count >= maxBuckets && buckets[key] == nil { buckets.removeAll(keepingCapacity: true) }
                 buckets[key] = bucket
             }
+            var retryAfter: Int?
             if bucket.tokens >= 1 {
                 bucket.tokens -= 1
-                return nil
+            } else {
+                retryAfter = Int(((1 - bucket.tokens) / rate).rounded(.up))
             }
-            return Int(((1 - bucket.tokens) / rate).rounded(.up))
+            return RateLimitState(
+                limit: limit,
+                remaining: Int(bucket.tokens.rounded(.down)),
+                resetSeconds: (Double(limit) - bucket.tokens) / rate,
+                retryAfterSeconds: retryAfter
+            )
         }
+    }
+}
+
+/// Where a credential's request budget stands after a request.
+public struct RateLimitState: Sendable, Hashable {
+    /// Requests a minute.
+    public var limit: Int
+    /// Requests that may be made at once from now.
+    public var remaining: Int
+    /// Seconds until the budget is whole again.
+    public var resetSeconds: Double
+    /// When the request was refused: seconds until one would be admitted.
+    public var retryAfterSeconds: Int?
+
+    /// As OpenAI's `x-ratelimit-reset-requests` states a time: `1s`, `6m0s`, `120ms`.
+    public var resetText: String {
+        if resetSeconds < 1 { return "\(Int((resetSeconds * 1000).rounded(.up)))ms" }
+        let whole = Int(resetSeconds.rounded(.up))
+        return whole < 60 ? "\(whole)s" : "\(whole / 60)m\(whole % 60)s"
     }
 }

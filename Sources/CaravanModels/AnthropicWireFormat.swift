@@ -54,13 +54,18 @@ enum AnthropicWireFormat {
         }
         if !tools.isEmpty {
             body["tools"] = .array(tools)
+            var choice: [String: JSONValue]?
             switch toolChoice {
             case nil: break
-            case .auto?: body["tool_choice"] = ["type": "auto"]
-            case .none?: body["tool_choice"] = ["type": "none"]
-            case .required?: body["tool_choice"] = ["type": "any"]
-            case .tool(let name)?: body["tool_choice"] = ["type": "tool", "name": .string(name)]
+            case .auto?: choice = ["type": "auto"]
+            case .none?: choice = ["type": "none"]
+            case .required?: choice = ["type": "any"]
+            case .tool(let name)?: choice = ["type": "tool", "name": .string(name)]
             }
+            if request.passthrough["parallel_tool_calls"] == .bool(false), choice?["type"] != .string("none") {
+                choice = (choice ?? ["type": "auto"]).merging(["disable_parallel_tool_use": true]) { $1 }
+            }
+            if let choice { body["tool_choice"] = .object(choice) }
         }
         if let temperature = request.temperature { body["temperature"] = .double(min(temperature, 1)) }
         if let topP = request.topP { body["top_p"] = .double(topP) }
@@ -68,6 +73,22 @@ enum AnthropicWireFormat {
         if let user = request.user { body["metadata"] = ["user_id": .string(user)] }
         if stream { body["stream"] = true }
         return .object(body)
+    }
+
+    /// The first of `request`'s passed-through OpenAI parameters this format cannot honour (in name order), or
+    /// `nil`. Honoured: `parallel_tool_calls` (as `disable_parallel_tool_use`), and the values that ask for what
+    /// Anthropic does anyway (`store: false`, `service_tier: auto|default`, `reasoning_effort: none`).
+    static func unsupportedParameter(_ request: ChatRequest) -> String? {
+        request.passthrough.keys.sorted().first { field in
+            let value = request.passthrough[field]
+            switch field {
+            case "parallel_tool_calls": return false
+            case "store": return value != .bool(false)
+            case "service_tier": return !["auto", "default"].contains(value?.stringValue ?? "")
+            case "reasoning_effort": return value != .string("none")
+            default: return true
+            }
+        }
     }
 
     /// Non-system messages as alternating user/assistant messages of content blocks; consecutive messages of one

@@ -30,6 +30,8 @@ public struct ChatMessage: Sendable, Hashable {
     public var toolCallID: String?
     /// For tool messages: the tool's name (Anthropic does not need it; some OpenAI-compatible servers do).
     public var name: String?
+    /// For system messages: sent in OpenAI's `developer` role, in which OpenAI-format providers get it back.
+    public var isDeveloper = false
 
     public init(
         role: ChatRole,
@@ -98,6 +100,14 @@ public struct ChatRequest: Sendable, Hashable {
     public var responseFormat: ResponseFormat
     /// Caller-supplied end-user id, passed on where the protocol has a place for it.
     public var user: String?
+    /// The field the client set `maxTokens` with (`max_tokens` or `max_completion_tokens`), sent as it came to
+    /// providers of OpenAI's format; `nil` lets the encoder choose by model.
+    public var maxTokensField: String?
+    /// OpenAI parameters Caravan does not model (`seed`, `presence_penalty`, `logprobs`, `parallel_tool_calls`,
+    /// `reasoning_effort`, `metadata`, …), checked and passed as they came to providers of OpenAI's format. A
+    /// provider of another format honours those it can map and refuses the call naming any other
+    /// (`AnthropicWireFormat.unsupportedParameter`): none is ever dropped without a word.
+    public var passthrough: [String: JSONValue] = [:]
 
     public init(
         model: String,
@@ -160,6 +170,8 @@ public struct ChatResponse: Sendable, Hashable {
     public var model: String
     /// The provider's id of the response, when it gave one.
     public var providerResponseID: String?
+    /// The choice's `logprobs` as an OpenAI-format provider sent them (asked for with `logprobs: true`).
+    public var logprobs: JSONValue?
 
     public init(
         message: ChatMessage,
@@ -212,6 +224,8 @@ public struct ProviderError: Error, Sendable, Hashable {
         case egressDenied = "egress_denied"
         /// No provider or model by that name, or the model is not in the provider's list.
         case unknownModel = "unknown_model"
+        /// The request has a parameter the provider's format cannot honour.
+        case unsupportedParameter = "unsupported_parameter"
     }
 
     public var kind: Kind
@@ -235,7 +249,7 @@ public struct ProviderError: Error, Sendable, Hashable {
     public var isTransient: Bool {
         switch kind {
         case .rateLimited, .unavailable, .timeout, .network, .circuitOpen: true
-        case .badRequest, .unauthorized, .malformedResponse, .egressDenied, .unknownModel: false
+        case .badRequest, .unauthorized, .malformedResponse, .egressDenied, .unknownModel, .unsupportedParameter: false
         }
     }
 }
@@ -246,6 +260,15 @@ public enum ProviderKind: String, Sendable, Hashable, CaseIterable {
     case openai
     /// The Anthropic Messages API.
     case anthropic
+
+    /// The first parameter of `request` a provider of this kind cannot honour, or `nil`: such a call is refused
+    /// (or, in a route of several models, goes to those that can), never sent without it.
+    public func unsupportedParameter(of request: ChatRequest) -> String? {
+        switch self {
+        case .openai: nil
+        case .anthropic: AnthropicWireFormat.unsupportedParameter(request)
+        }
+    }
 }
 
 /// Where and how to reach one configured provider, with its key already unsealed.

@@ -28,16 +28,25 @@ extension OpenAIWireFormat {
     /// send it. `model` is returned as given (the caller resolves `provider/model` or an alias).
     ///
     /// Checked: `model` a non-empty string; `messages` a non-empty array of objects whose `role` is `system`,
-    /// `developer` (read as `system`), `user`, `assistant` or `tool`; `content` a string or an array of
-    /// `{type: text, text}` parts (joined); assistant `tool_calls` as `{id, type: function, function: {name,
-    /// arguments}}`; tool messages with `tool_call_id`; `tools`, `tool_choice` (naming an offered tool),
-    /// `max_tokens`/`max_completion_tokens` (1…1,048,576), `temperature` (0…2), `top_p` (0…1), `stop`,
-    /// `response_format`, `user`, `stream` and `n` (1 only). Other top-level fields are ignored.
+    /// `developer` (a system message, kept as `developer` for OpenAI-format providers), `user`, `assistant` or
+    /// `tool`; `content` a string or an array of `{type: text, text}` parts (joined); assistant `tool_calls` as
+    /// `{id, type: function, function: {name, arguments}}`; tool messages with `tool_call_id`; `tools`,
+    /// `tool_choice` (naming an offered tool), `max_tokens`/`max_completion_tokens` (1…1,048,576), `temperature`
+    /// (0…2), `top_p` (0…1), `stop`, `response_format`, `user`, `stream`, `stream_options` and `n` (1…8). The
+    /// parameters of `passthroughParameters` are checked and kept in `passthrough`. Any other field is refused,
+    /// as OpenAI refuses an argument it does not know.
     /// - Throws: the first fault found, with its JSON pointer.
     public static func decodeRequest(
         _ json: JSONValue
-    ) throws(ChatRequestDecodingError) -> (request: ChatRequest, stream: Bool) {
+    ) throws(ChatRequestDecodingError) -> (request: ChatRequest, stream: Bool, choices: Int) {
         guard let body = json.objectValue else { throw fault("", "must be a JSON object") }
+        for field in body.keys.sorted() where !modelledParameters.contains(field) && passthroughParameters[field] == nil
+        {
+            if unsupportedParameters.contains(field) {
+                throw fault("/" + field, "is not supported by Caravan's gateway")
+            }
+            throw fault("/" + field, "is not a parameter of chat completions (unrecognized request argument)")
+        }
         guard let model = body["model"]?.stringValue, !model.isEmpty else {
             throw fault("/model", "is required and must be a non-empty string")
         }
@@ -51,12 +60,14 @@ extension OpenAIWireFormat {
         var request = ChatRequest(model: model, messages: messages)
         request.tools = try decodeTools(body["tools"])
         request.toolChoice = try decodeToolChoice(body["tool_choice"], tools: request.tools)
-        if let value = body["max_completion_tokens"] ?? body["max_tokens"], !value.isNull {
-            let pointer = body["max_completion_tokens"] != nil ? "/max_completion_tokens" : "/max_tokens"
+        for field in ["max_completion_tokens", "max_tokens"] {
+            guard let value = body[field], !value.isNull else { continue }
             guard let number = integer(value), (1...1_048_576).contains(number) else {
-                throw fault(pointer, "must be an integer from 1 to 1048576")
+                throw fault("/" + field, "must be an integer from 1 to 1048576")
             }
             request.maxTokens = number
+            request.maxTokensField = field
+            break
         }
         request.temperature = try number(body["temperature"], at: "/temperature", in: 0...2)
         request.topP = try number(body["top_p"], at: "/top_p", in: 0...1)
@@ -66,13 +77,97 @@ extension OpenAIWireFormat {
             guard let text = user.stringValue else { throw fault("/user", "must be a string") }
             request.user = text
         }
-        if let n = body["n"], !n.isNull, integer(n) != 1 { throw fault("/n", "only n = 1 is supported") }
+        for (field, check) in passthroughParameters.sorted(by: { $0.key < $1.key }) {
+            guard let value = body[field], !value.isNull else { continue }
+            if let problem = check(value) { throw fault("/" + field, problem) }
+            request.passthrough[field] = value
+        }
+        if request.passthrough["top_logprobs"] != nil, body["logprobs"] != .bool(true) {
+            throw fault("/top_logprobs", "needs logprobs: true")
+        }
+        var choices = 1
+        if let n = body["n"], !n.isNull {
+            guard let count = integer(n), (1...8).contains(count) else {
+                throw fault("/n", "must be an integer from 1 to 8")
+            }
+            choices = count
+        }
         var stream = false
         if let value = body["stream"], !value.isNull {
             guard case .bool(let flag) = value else { throw fault("/stream", "must be a boolean") }
             stream = flag
         }
-        return (request, stream)
+        if let options = body["stream_options"], !options.isNull {
+            guard options.objectValue != nil else { throw fault("/stream_options", "must be an object") }
+            if let include = options["include_usage"], !include.isNull, include.boolValue == nil {
+                throw fault("/stream_options/include_usage", "must be a boolean")
+            }
+        }
+        if stream, choices > 1 { throw fault("/n", "must be 1 when streaming") }
+        if stream, request.passthrough["logprobs"] == .bool(true) {
+            throw fault("/logprobs", "is not supported when streaming")
+        }
+        return (request, stream, choices)
+    }
+
+    /// The fields `decodeRequest` reads into `ChatRequest` itself (or into its other answers).
+    static let modelledParameters: Set<String> = [
+        "model", "messages", "tools", "tool_choice", "max_tokens", "max_completion_tokens", "temperature", "top_p",
+        "stop", "response_format", "user", "n", "stream", "stream_options",
+    ]
+
+    /// OpenAI's parameters whose answers Caravan does not carry (audio output, web search annotations, the
+    /// legacy `functions`): refused rather than sent and then lost.
+    static let unsupportedParameters: Set<String> = [
+        "audio", "modalities", "web_search_options", "functions", "function_call",
+    ]
+
+    /// OpenAI's parameters that Caravan passes on as they are, each with its check (`nil`: valid).
+    static let passthroughParameters: [String: @Sendable (JSONValue) -> String?] = [
+        "seed": { integer($0) == nil ? "must be an integer" : nil },
+        "presence_penalty": { inRange($0, -2...2) },
+        "frequency_penalty": { inRange($0, -2...2) },
+        "logprobs": { $0.boolValue == nil ? "must be a boolean" : nil },
+        "top_logprobs": { value in
+            integer(value).map { (0...20).contains($0) } == true ? nil : "must be an integer from 0 to 20"
+        },
+        "logit_bias": { value in
+            guard let biases = value.objectValue, biases.count <= 300 else {
+                return "must be an object of token id → bias (at most 300)"
+            }
+            for (token, bias) in biases {
+                guard Int(token) != nil, let number = bias.numberValue, (-100...100).contains(number) else {
+                    return "must map token ids to biases from -100 to 100"
+                }
+            }
+            return nil
+        },
+        "parallel_tool_calls": { $0.boolValue == nil ? "must be a boolean" : nil },
+        "reasoning_effort": { value in
+            ["none", "minimal", "low", "medium", "high"].contains(value.stringValue ?? "")
+                ? nil : "must be one of none, minimal, low, medium, high"
+        },
+        "metadata": { value in
+            guard let pairs = value.objectValue, pairs.count <= 16,
+                pairs.allSatisfy({ $0.key.utf8.count <= 64 && ($0.value.stringValue?.utf8.count ?? 513) <= 512 })
+            else { return "must be an object of at most 16 string values (keys up to 64, values up to 512 characters)" }
+            return nil
+        },
+        "store": { $0.boolValue == nil ? "must be a boolean" : nil },
+        "service_tier": { $0.stringValue == nil ? "must be a string" : nil },
+        "verbosity": { value in
+            ["low", "medium", "high"].contains(value.stringValue ?? "") ? nil : "must be one of low, medium, high"
+        },
+        "prompt_cache_key": { $0.stringValue == nil ? "must be a string" : nil },
+        "safety_identifier": { $0.stringValue == nil ? "must be a string" : nil },
+        "prediction": { $0.objectValue == nil ? "must be an object" : nil },
+    ]
+
+    private static func inRange(_ value: JSONValue, _ range: ClosedRange<Double>) -> String? {
+        guard let number = value.numberValue, range.contains(number) else {
+            return "must be a number from \(Int(range.lowerBound)) to \(Int(range.upperBound))"
+        }
+        return nil
     }
 
     private static func decodeMessage(
@@ -93,6 +188,7 @@ extension OpenAIWireFormat {
         }
         let content = try decodeContent(json["content"], at: pointer + "/content")
         var message = ChatMessage(role: role, content: content)
+        message.isDeveloper = roleText == "developer"
         if let name = json["name"], !name.isNull {
             guard let text = name.stringValue else { throw fault(pointer + "/name", "must be a string") }
             message.name = text

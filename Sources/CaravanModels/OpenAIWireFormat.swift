@@ -30,7 +30,10 @@ public enum OpenAIWireFormat {
         }
         if let choice = request.toolChoice { body["tool_choice"] = encodeToolChoice(choice) }
         if let maxTokens = request.maxTokens {
-            body[usesCompletionTokens(request.model) ? "max_completion_tokens" : "max_tokens"] = .int(Int64(maxTokens))
+            let field =
+                request.maxTokensField
+                ?? (usesCompletionTokens(request.model) ? "max_completion_tokens" : "max_tokens")
+            body[field] = .int(Int64(maxTokens))
         }
         if let temperature = request.temperature { body["temperature"] = .double(temperature) }
         if let topP = request.topP { body["top_p"] = .double(topP) }
@@ -48,11 +51,12 @@ public enum OpenAIWireFormat {
             body["stream"] = true
             body["stream_options"] = ["include_usage": true]
         }
+        for (field, value) in request.passthrough where body[field] == nil { body[field] = value }
         return .object(body)
     }
 
     static func encodeMessage(_ message: ChatMessage) -> JSONValue {
-        var object: [String: JSONValue] = ["role": .string(message.role.rawValue)]
+        var object: [String: JSONValue] = ["role": .string(message.isDeveloper ? "developer" : message.role.rawValue)]
         switch message.role {
         case .system, .user:
             object["content"] = .string(message.content ?? "")
@@ -115,13 +119,15 @@ public enum OpenAIWireFormat {
         var content = text(of: message["content"]) ?? message["refusal"]?.stringValue
         // A message that only calls tools has no text, whether the server wrote null or "".
         if !toolCalls.isEmpty, content?.isEmpty ?? true { content = nil } else if content == nil { content = "" }
-        return ChatResponse(
+        var response = ChatResponse(
             message: .assistant(content, toolCalls: toolCalls),
             finishReason: finishReason(choice["finish_reason"]?.stringValue, hasToolCalls: !toolCalls.isEmpty),
             usage: usage(json["usage"]) ?? .zero,
             model: json["model"]?.stringValue ?? "",
             providerResponseID: json["id"]?.stringValue
         )
+        if let logprobs = choice["logprobs"], !logprobs.isNull { response.logprobs = logprobs }
+        return response
     }
 
     /// Content as a string: a string, or the `text` of an array of parts joined; `nil` for null or absent.
@@ -154,24 +160,41 @@ public enum OpenAIWireFormat {
     /// The `chat.completion` object for `response`, with `usage`.
     public static func encodeResponse(_ response: ChatResponse, id: String, model: String, created: Int64) -> JSONValue
     {
-        var message: [String: JSONValue] = [
-            "role": "assistant", "content": response.message.content.map(JSONValue.string) ?? .null,
-        ]
-        if !response.message.toolCalls.isEmpty {
-            message["tool_calls"] = .array(response.message.toolCalls.map(encodeToolCall))
+        encodeResponse([response], id: id, model: model, created: created)
+    }
+
+    /// A `chat.completion` of several choices (`n > 1`), indexed in order, with their usage summed.
+    public static func encodeResponse(
+        _ responses: [ChatResponse],
+        id: String,
+        model: String,
+        created: Int64
+    )
+        -> JSONValue
+    {
+        var choices: [JSONValue] = []
+        var total = TokenUsage.zero
+        for (index, response) in responses.enumerated() {
+            var message: [String: JSONValue] = [
+                "role": "assistant", "content": response.message.content.map(JSONValue.string) ?? .null,
+            ]
+            if !response.message.toolCalls.isEmpty {
+                message["tool_calls"] = .array(response.message.toolCalls.map(encodeToolCall))
+            }
+            choices.append([
+                "index": .int(Int64(index)), "message": .object(message),
+                "finish_reason": .string(response.finishReason.rawValue), "logprobs": response.logprobs ?? .null,
+            ])
+            total.inputTokens += response.usage.inputTokens
+            total.outputTokens += response.usage.outputTokens
         }
         return [
             "id": .string(id),
             "object": "chat.completion",
             "created": .int(created),
             "model": .string(model),
-            "choices": [
-                [
-                    "index": 0, "message": .object(message), "finish_reason": .string(response.finishReason.rawValue),
-                    "logprobs": nil,
-                ]
-            ],
-            "usage": encodeUsage(response.usage),
+            "choices": .array(choices),
+            "usage": encodeUsage(total),
         ]
     }
 

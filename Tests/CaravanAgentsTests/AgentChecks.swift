@@ -386,6 +386,98 @@ enum AgentChecks {
         world.openAI.respond(with: nil)
     }
 
+    /// Every parameter is passed on or refused by name, `n` answers as many choices, a default provider takes
+    /// bare model names, and each answer states the caller's request budget as OpenAI's headers do.
+    static func gatewayParameters(_ world: AgentWorld) async throws {
+        world.openAI.enqueue(.text("seeded"))
+        let seeded = try await world.client.send(
+            .post,
+            "/v1/chat/completions",
+            json: """
+                {"model": "local/m2", "seed": 42, "presence_penalty": 0.5, "logit_bias": {"50256": -100},
+                 "reasoning_effort": "low", "max_completion_tokens": 30, "metadata": {"team": "a"},
+                 "messages": [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "hi"}]}
+                """
+        )
+        expectStatus(.ok, seeded)
+        let sent = try #require(world.openAI.lastBody)
+        #expect(sent["seed"] == 42 && sent["presence_penalty"] == 0.5 && sent["reasoning_effort"] == "low")
+        #expect(sent["logit_bias"] == ["50256": -100] && sent["metadata"] == ["team": "a"])
+        #expect(sent["max_completion_tokens"] == 30 && sent["max_tokens"] == nil, "\(sent)")
+        #expect(sent["messages"]?.arrayValue?.first?["role"] == "developer")
+        #expect(seeded.headers[HTTPField.Name("x-ratelimit-limit-requests")!] == "6000")
+        let remaining = seeded.headers[HTTPField.Name("x-ratelimit-remaining-requests")!].flatMap { Int($0) }
+        #expect(remaining.map { (5_900..<6_000).contains($0) } == true, "\(String(describing: remaining))")
+        #expect(seeded.headers[HTTPField.Name("x-ratelimit-reset-requests")!]?.hasSuffix("s") == true)
+
+        // A parameter Anthropic's format cannot honour is refused, named, before any call.
+        let calls = world.anthropic.callCount
+        let refused = try await world.client.send(
+            .post,
+            "/v1/chat/completions",
+            json: #"{"model": "claude/haiku", "seed": 1, "messages": [{"role": "user", "content": "hi"}]}"#
+        )
+        #expect(refused.status == .unprocessableContent, "\(refused.json)")
+        #expect(refused.json["code"] == "unsupported_parameter")
+        #expect(refused.json["error"]?["param"] == "seed")
+        #expect(world.anthropic.callCount == calls)
+        // One it can map is mapped.
+        world.anthropic.enqueue(.text("one at a time"))
+        expectStatus(
+            .ok,
+            try await world.client.send(
+                .post,
+                "/v1/chat/completions",
+                json: """
+                    {"model": "claude/haiku", "parallel_tool_calls": false, "messages": [{"role": "user", "content": "hi"}],
+                     "tools": [{"type": "function", "function": {"name": "f"}}]}
+                    """
+            )
+        )
+        #expect(world.anthropic.lastBody?["tool_choice"]?["disable_parallel_tool_use"] == true)
+        // An argument no API has is refused as OpenAI refuses it.
+        let unknown = try await world.client.send(
+            .post,
+            "/v1/chat/completions",
+            json: #"{"model": "local/m1", "temprature": 0, "messages": [{"role": "user", "content": "hi"}]}"#
+        )
+        #expect(unknown.status == .badRequest)
+        #expect(unknown.json["error"]?["param"] == "temprature")
+
+        // n > 1: as many choices, usage summed.
+        world.openAI.enqueue(.text("first", usage: FakeUsage(input: 3, output: 1)))
+        world.openAI.enqueue(.text("second", usage: FakeUsage(input: 3, output: 1)))
+        let two = try await world.client.send(
+            .post,
+            "/v1/chat/completions",
+            json: #"{"model": "local/m1", "n": 2, "messages": [{"role": "user", "content": "hi"}]}"#
+        )
+        expectStatus(.ok, two)
+        let choices = two.json["choices"]?.arrayValue ?? []
+        #expect(choices.map { $0["index"] } == [0, 1])
+        #expect(Set(choices.compactMap { $0["message"]?["content"]?.stringValue }) == ["first", "second"])
+        #expect(two.json["usage"]?["prompt_tokens"] == 6)
+
+        // Bare model names: refused until a default provider is set, then routed to it.
+        let bare = #"{"model": "m1", "messages": [{"role": "user", "content": "hi"}]}"#
+        #expect(try await world.client.send(.post, "/v1/chat/completions", json: bare).status == .badRequest)
+        let provider = try await world.client.send(.get, "/v1/providers/local").json
+        guard case .object(var fields) = provider else { throw CaravanError(.internal, "no provider") }
+        for key in ["created_at", "updated_at", "circuit", "circuits"] { fields[key] = nil }
+        fields["default"] = true
+        expectStatus(
+            .ok,
+            try await world.client.send(.put, "/v1/providers/local", json: JSONValue.object(fields).canonicalText)
+        )
+        world.openAI.enqueue(.text("by default"))
+        let routed = try await world.client.send(.post, "/v1/chat/completions", json: bare)
+        expectStatus(.ok, routed)
+        #expect(routed.json["choices"]?.arrayValue?.first?["message"]?["content"] == "by default")
+        #expect(world.openAI.lastBody?["model"] == "m1")
+        #expect(try await world.client.send(.get, "/v1/providers/local").json["default"] == true)
+        #expect(try await world.client.send(.get, "/v1/providers/claude").json["default"] == false)
+    }
+
     /// Workflows mix `llm` and `agent` steps with the others.
     static func llmAndAgentSteps(_ world: AgentWorld) async throws {
         try await world.putAgent(

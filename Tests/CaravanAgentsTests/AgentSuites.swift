@@ -26,6 +26,9 @@ struct AgentTests {
     @Test(arguments: TestBackend.available) func chatCompletions(backend: TestBackend) async throws {
         try await withAgentWorld(backend, AgentChecks.chatCompletions)
     }
+    @Test(arguments: TestBackend.available) func gatewayParameters(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, AgentChecks.gatewayParameters)
+    }
     @Test(arguments: TestBackend.available) func workflowSteps(backend: TestBackend) async throws {
         try await withAgentWorld(backend, AgentChecks.llmAndAgentSteps)
     }

@@ -15,11 +15,11 @@ struct OpenAIWireFormatTests {
     }
 
     @Test func decodesAFullRequest() throws {
-        let (request, stream) = try OpenAIWireFormat.decodeRequest(
+        let (request, stream, choices) = try OpenAIWireFormat.decodeRequest(
             json(
                 """
                 {"model": "openai/gpt-4o", "stream": true, "temperature": 0.5, "top_p": 1, "max_tokens": 100, "stop": "END",
-                 "user": "u1", "unknown_field": {"ignored": true}, "n": 1,
+                 "user": "u1", "n": 1, "seed": 7, "parallel_tool_calls": false, "stream_options": {"include_usage": true},
                  "messages": [
                    {"role": "developer", "content": "Be brief."},
                    {"role": "user", "content": [{"type": "text", "text": "Hello, "}, {"type": "text", "text": "world"}]},
@@ -33,10 +33,13 @@ struct OpenAIWireFormatTests {
             )
         )
         #expect(stream)
+        #expect(choices == 1)
         #expect(request.model == "openai/gpt-4o")
+        var developer = ChatMessage.system("Be brief.")
+        developer.isDeveloper = true
         #expect(
             request.messages == [
-                .system("Be brief."), .user("Hello, world"),
+                developer, .user("Hello, world"),
                 .assistant(nil, toolCalls: [ToolCall(id: "call_1", name: "f", arguments: #"{"a":1}"#)]),
                 ChatMessage(role: .tool, content: "42", toolCallID: "call_1"),
             ]
@@ -44,6 +47,8 @@ struct OpenAIWireFormatTests {
         #expect(request.tools == [ToolSpec(name: "f", description: "F.", parameters: ["type": "object"])])
         #expect(request.toolChoice == .tool("f"))
         #expect(request.maxTokens == 100)
+        #expect(request.maxTokensField == "max_tokens")
+        #expect(request.passthrough == ["seed": 7, "parallel_tool_calls": false])
         #expect(request.temperature == 0.5)
         #expect(request.topP == 1)
         #expect(request.stop == ["END"])
@@ -52,7 +57,7 @@ struct OpenAIWireFormatTests {
     }
 
     @Test func minimalRequestIsNotStreamed() throws {
-        let (request, stream) = try OpenAIWireFormat.decodeRequest(
+        let (request, stream, _) = try OpenAIWireFormat.decodeRequest(
             json(#"{"model": "m", "messages": [{"role": "user", "content": "hi"}]}"#)
         )
         #expect(!stream)
@@ -96,7 +101,26 @@ struct OpenAIWireFormatTests {
         ),
         (#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": [1]}"#, "/stop/0"),
         (#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}"#, "/stream"),
-        (#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2}"#, "/n"),
+        (#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 9}"#, "/n"),
+        (#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2, "stream": true}"#, "/n"),
+        (#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "unknown_field": 1}"#, "/unknown_field"),
+        (#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "functions": []}"#, "/functions"),
+        (#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "seed": "7"}"#, "/seed"),
+        (
+            #"{"model": "m", "messages": [{"role": "user", "content": "x"}], "presence_penalty": 3}"#,
+            "/presence_penalty"
+        ),
+        (#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}"#, "/top_logprobs"),
+        (#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "logit_bias": {"x": 1}}"#, "/logit_bias"),
+        (
+            #"{"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "max"}"#,
+            "/reasoning_effort"
+        ),
+        (#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "metadata": {"k": 1}}"#, "/metadata"),
+        (
+            #"{"model": "m", "messages": [{"role": "user", "content": "x"}], "logprobs": true, "stream": true}"#,
+            "/logprobs"
+        ),
         (
             #"{"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "bad name"}}]}"#,
             "/tools/0/function/name"
@@ -123,6 +147,43 @@ struct OpenAIWireFormatTests {
         #expect(error?.pointer == pointer, "\(body) → \(String(describing: error))")
         #expect(error?.detail.isEmpty == false)
         #expect(error?.caravanError.fieldErrors.first?.pointer == pointer)
+    }
+
+    /// What a client sent reaches an OpenAI-format provider as it came: passed-through parameters, the
+    /// `developer` role and the `max_completion_tokens` field; an Anthropic provider maps `parallel_tool_calls`
+    /// and names the first parameter it cannot honour.
+    @Test func passesParametersThroughOrNamesThem() throws {
+        let (request, _, _) = try OpenAIWireFormat.decodeRequest(
+            json(
+                """
+                {"model": "m", "max_completion_tokens": 50, "seed": 3, "logprobs": true, "top_logprobs": 2,
+                 "frequency_penalty": 0.5, "logit_bias": {"50256": -100}, "parallel_tool_calls": false,
+                 "reasoning_effort": "low", "metadata": {"team": "a"},
+                 "messages": [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "hi"}],
+                 "tools": [{"type": "function", "function": {"name": "f"}}]}
+                """
+            )
+        )
+        let sent = OpenAIWireFormat.encodeRequest(request, stream: false)
+        #expect(sent["max_completion_tokens"] == 50)
+        #expect(sent["max_tokens"] == nil)
+        #expect(sent["messages"]?.arrayValue?.first?["role"] == "developer")
+        for field in ["seed", "logprobs", "top_logprobs", "frequency_penalty", "logit_bias", "parallel_tool_calls"] {
+            #expect(sent[field] != nil, "\(field) was not passed on")
+        }
+        #expect(sent["reasoning_effort"] == "low")
+        #expect(sent["metadata"] == ["team": "a"])
+
+        #expect(ProviderKind.openai.unsupportedParameter(of: request) == nil)
+        #expect(ProviderKind.anthropic.unsupportedParameter(of: request) == "frequency_penalty")
+        var mappable = ChatRequest(model: "m", messages: [.user("hi")])
+        mappable.tools = request.tools
+        mappable.passthrough = ["parallel_tool_calls": false, "store": false, "service_tier": "auto"]
+        #expect(ProviderKind.anthropic.unsupportedParameter(of: mappable) == nil)
+        let anthropic = AnthropicWireFormat.encodeRequest(mappable, stream: false)
+        #expect(anthropic["tool_choice"] == ["type": "auto", "disable_parallel_tool_use": true])
+        mappable.passthrough["reasoning_effort"] = "high"
+        #expect(ProviderKind.anthropic.unsupportedParameter(of: mappable) == "reasoning_effort")
     }
 
     @Test func encodesACompletion() {

@@ -86,9 +86,12 @@ struct AccessControl: Sendable {
                 if audited {
                     context.audit.prepare(entry(endpoint, request: request, context: context, outcome: "success"))
                 }
-                let response = try await handler(request, context)
+                var response = try await handler(request, context)
                 if audited, response.status.code < 400, !context.audit.snapshot.committed {
                     await record(endpoint, request: request, context: context, outcome: "success")
+                }
+                if let state = context.rateLimit {
+                    for (name, value) in Self.headerValues(state) { response.headers[name] = value }
                 }
                 return response
             } catch {
@@ -106,6 +109,20 @@ struct AccessControl: Sendable {
         }
     }
 
+    static let rateLimitHeaders = (
+        limit: HTTPField.Name("x-ratelimit-limit-requests")!,
+        remaining: HTTPField.Name("x-ratelimit-remaining-requests")!,
+        reset: HTTPField.Name("x-ratelimit-reset-requests")!
+    )
+
+    /// The caller's request budget, as OpenAI's `x-ratelimit-*-requests` headers state it.
+    static func headerValues(_ state: RateLimitState) -> [(HTTPField.Name, String)] {
+        [
+            (rateLimitHeaders.limit, "\(state.limit)"), (rateLimitHeaders.remaining, "\(state.remaining)"),
+            (rateLimitHeaders.reset, state.resetText),
+        ]
+    }
+
     private func authorize(
         _ endpoint: EndpointDescription,
         request: Request,
@@ -121,7 +138,9 @@ struct AccessControl: Sendable {
         let principal = try await identity.authenticate(bearer: bearer, organization: requestedOrganization)
         context.principal = principal
         context.logger[metadataKey: "caravan.org_id"] = principal.orgID.map { .string($0) }
-        if let wait = limiter.take(principal.rateLimitKey, perMinute: principal.rateLimitPerMinute) {
+        let state = limiter.account(principal.rateLimitKey, perMinute: principal.rateLimitPerMinute)
+        context.rateLimit = state
+        if let wait = state?.retryAfterSeconds {
             throw CaravanError.rateLimited("This credential has used its requests for now.", retryAfter: wait)
         }
         guard case .organization(let permission) = endpoint.access else { return }

@@ -14,6 +14,8 @@ public struct CaravanRequestContext: RequestContext, RemoteAddressRequestContext
     public var remoteAddress: SocketAddress?
     /// The caller, for endpoints that need credentials.
     public var principal: Principal?
+    /// The caller's request budget after this request, when a rate limit applies (sent as `x-ratelimit-*`).
+    public var rateLimit: RateLimitState?
     /// What the audit entry of this request records beyond its endpoint; handlers fill it in.
     public var audit: AuditNote
 

@@ -277,49 +277,89 @@ struct ModelRoutes {
                 "The provider is rate limiting: \(error.message)",
                 retryAfter: Int(((error.retryAfterMilliseconds ?? 1_000) + 999) / 1_000)
             )
+        case ProviderError.Kind.unsupportedParameter.rawValue: CaravanError(.unsupportedParameter, error.message)
         case ProviderError.Kind.badRequest.rawValue:
             CaravanError(.invalidRequest, "The provider refused the request: \(error.message)")
         default: CaravanError(.providerError, "\(error.code): \(error.message)")
         }
     }
 
+    /// The model a request names: `provider/model`, or a bare model name of the organization's default provider.
+    private func modelRef(_ name: String, orgID: String) async throws -> ModelRef {
+        if let ref = ModelRef(parsing: name) { return ref }
+        if let provider = try await gateway.providers.defaultProvider(orgID: orgID) {
+            return ModelRef(provider: provider, model: name)
+        }
+        let detail =
+            "model must be provider/model, e.g. openai/gpt-4o-mini (see GET /v1/models), or a model of the default provider once one is set"
+        throw CaravanError(.invalidRequest, detail, fieldErrors: [.init(pointer: "/model", detail: detail)])
+    }
+
     private func chatCompletion(_ request: Request, _ context: CaravanRequestContext) async throws -> Response {
         let orgID = try context.organizationID()
         let body = try await bodies.json(of: request)
-        let decoded: (request: ChatRequest, stream: Bool)
+        let decoded: (request: ChatRequest, stream: Bool, choices: Int)
         do {
             decoded = try OpenAIWireFormat.decodeRequest(body)
         } catch {
             // 400, not 422: what OpenAI answers, and what its SDKs raise as `BadRequestError`.
             throw CaravanError(
                 .invalidRequest,
-                "The request is not a valid chat completion request.",
+                "The request is not a valid chat completion request: \(error.description)",
                 fieldErrors: [.init(pointer: error.pointer, detail: error.detail)]
             )
         }
-        guard let ref = ModelRef(parsing: decoded.request.model) else {
-            let detail = "model must be provider/model, e.g. openai/gpt-4o-mini (see GET /v1/models)"
-            throw CaravanError(.invalidRequest, detail, fieldErrors: [.init(pointer: "/model", detail: detail)])
+        let ref = try await modelRef(decoded.request.model, orgID: orgID)
+        // Refuse what can be refused before any call (and before a stream's 200 goes out): an unknown model, and
+        // a parameter its provider cannot honour.
+        let config: ProviderConfig
+        do {
+            config = try await gateway.providers.endpoint(orgID: orgID, for: ref).1
+        } catch {
+            throw Self.apiError(
+                Failure(code: Failure.Code(rawValue: error.code), message: error.message, retryable: false)
+            )
+        }
+        if let field = config.kind.unsupportedParameter(of: decoded.request) {
+            let detail = "The provider '\(ref.provider)' (\(config.kind.rawValue)) cannot honour '\(field)'."
+            throw CaravanError(
+                .unsupportedParameter,
+                detail,
+                fieldErrors: [.init(pointer: "/" + field, detail: detail)]
+            )
         }
         let callContext = ModelCallContext(orgID: orgID)
         let id = "chatcmpl-" + Identifier.make("c", milliseconds: gateway.clock.nowMilliseconds()).dropFirst(2)
         let created = gateway.clock.nowMilliseconds() / 1000
         if !decoded.stream {
-            do {
-                let answer = try await gateway.complete(decoded.request, route: [ref], context: callContext)
-                return .json(
-                    OpenAIWireFormat.encodeResponse(answer.response, id: id, model: ref.description, created: created)
-                )
-            } catch {
-                throw Self.apiError(error)
+            // n > 1: as many calls, at once (each metered); every one must answer.
+            let gateway = self.gateway
+            let request = decoded.request
+            let answers = await withTaskGroup(of: (Int, Result<ModelAnswer, Failure>).self) { group in
+                for index in 0..<decoded.choices {
+                    group.addTask {
+                        do throws(Failure) {
+                            return (
+                                index, .success(try await gateway.complete(request, route: [ref], context: callContext))
+                            )
+                        } catch {
+                            return (index, .failure(error))
+                        }
+                    }
+                }
+                var results: [(Int, Result<ModelAnswer, Failure>)] = []
+                for await result in group { results.append(result) }
+                return results.sorted { $0.0 < $1.0 }.map(\.1)
             }
-        }
-        // Refuse what can be refused before the stream's 200 goes out.
-        do {
-            _ = try await gateway.providers.endpoint(orgID: orgID, for: ref)
-        } catch {
-            throw Self.apiError(
-                Failure(code: Failure.Code(rawValue: error.code), message: error.message, retryable: false)
+            var responses: [ChatResponse] = []
+            for answer in answers {
+                switch answer {
+                case .success(let answer): responses.append(answer.response)
+                case .failure(let error): throw Self.apiError(error)
+                }
+            }
+            return .json(
+                OpenAIWireFormat.encodeResponse(responses, id: id, model: ref.description, created: created)
             )
         }
         let gateway = self.gateway
