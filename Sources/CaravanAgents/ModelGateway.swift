@@ -102,18 +102,7 @@ public final class ModelGateway: Sendable {
         context: ModelCallContext,
         onDelta: ChatDeltaHandler? = nil
     ) async throws(Failure) -> ModelAnswer {
-        let now = clock.nowMilliseconds()
-        do {
-            try await meter.checkMonthlyBudget(orgID: context.orgID, now: now)
-        } catch let error as BudgetExceeded {
-            throw Failure(code: Failure.Code(rawValue: BudgetExceeded.code), message: error.message, retryable: false)
-        } catch {
-            throw Failure(
-                code: "usage_unavailable",
-                message: "The organization's usage could not be read.",
-                retryable: true
-            )
-        }
+        try await checkBudget(orgID: context.orgID)
         let orgID = context.orgID
         // Each model of the route must be one its provider lists, of a provider that can honour every parameter;
         // those that are not are left out (and reported if none is left).
@@ -213,6 +202,21 @@ public final class ModelGateway: Sendable {
 }
 
 extension ModelGateway {
+    /// Refuses a call once the organization's monthly budget is spent.
+    func checkBudget(orgID: String) async throws(Failure) {
+        do {
+            try await meter.checkMonthlyBudget(orgID: orgID, now: clock.nowMilliseconds())
+        } catch let error as BudgetExceeded {
+            throw Failure(code: Failure.Code(rawValue: BudgetExceeded.code), message: error.message, retryable: false)
+        } catch {
+            throw Failure(
+                code: "usage_unavailable",
+                message: "The organization's usage could not be read.",
+                retryable: true
+            )
+        }
+    }
+
     /// About four characters a token, as for English text with the common tokenizers.
     static func estimatedUsage(_ request: ChatRequest, answer: ChatMessage) -> TokenUsage {
         func tokens(_ messages: [ChatMessage]) -> Int {

@@ -1,4 +1,5 @@
 import CaravanCore
+import Foundation
 import HTTPTypes
 public import Hummingbird
 import NIOCore
@@ -82,6 +83,75 @@ public enum OpenAIFakeWire: FakeModelProtocol {
             }
             return FakeWire.json(completion(answer, id: id, model: model))
         }
+    }
+
+    public static func addRoutes(
+        to router: Router<BasicRequestContext>,
+        script: FakeModelScript,
+        requiredAPIKey: String?
+    ) {
+        router.post(RouterPath(path)) { request, _ in
+            try await handle(request, script: script, requiredAPIKey: requiredAPIKey)
+        }
+        router.post("/v1/embeddings") { request, _ in
+            try await embeddings(request, script: script, requiredAPIKey: requiredAPIKey)
+        }
+    }
+
+    /// `POST /v1/embeddings`: a vector of `dimensions` (8 by default) numbers for each input, the same for the
+    /// same text (so tests can compare), as numbers or, with `encoding_format: base64`, as little-endian float32s in
+    /// base64 (what OpenAI's Python SDK asks for); usage counts four characters a token.
+    static func embeddings(
+        _ request: Request,
+        script: FakeModelScript,
+        requiredAPIKey: String?
+    ) async throws
+        -> Response
+    {
+        let bytes = try await request.body.collect(upTo: 16 << 20)
+        let body = (try? JSONValue(parsing: bytes.readableBytesView)) ?? .null
+        let received = FakeModelRequest(
+            format: .openAI,
+            path: request.uri.path,
+            headers: FakeWire.headers(request),
+            body: body
+        )
+        script.record(received)
+        if let key = requiredAPIKey, received.headers["authorization"] != "Bearer \(key)" {
+            return errorResponse(401, "Incorrect API key provided.", type: "invalid_request_error")
+        }
+        let inputs: [String]
+        switch body["input"] {
+        case .string(let text)?: inputs = [text]
+        case .array(let items)?: inputs = items.map { $0.stringValue ?? $0.canonicalText }
+        default: return errorResponse(400, "'input' is required.", type: "invalid_request_error")
+        }
+        let dimensions: Int
+        if case .int(let count)? = body["dimensions"] { dimensions = Int(count) } else { dimensions = 8 }
+        let base64 = body["encoding_format"] == "base64"
+        var data: [JSONValue] = []
+        for (index, text) in inputs.enumerated() {
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+            let vector = (0..<dimensions).map { position -> Float in
+                hash = (hash ^ UInt64(position)) &* 0x100_0000_01b3
+                return Float(hash % 2000) / 1000 - 1
+            }
+            let embedding: JSONValue
+            if base64 {
+                var raw: [UInt8] = []
+                for value in vector { withUnsafeBytes(of: value.bitPattern.littleEndian) { raw += $0 } }
+                embedding = .string(Data(raw).base64EncodedString())
+            } else {
+                embedding = .array(vector.map { .double(Double($0)) })
+            }
+            data.append(["object": "embedding", "index": .int(Int64(index)), "embedding": embedding])
+        }
+        let tokens = Int64(inputs.reduce(0) { $0 + ($1.count + 3) / 4 })
+        return FakeWire.json([
+            "object": "list", "data": .array(data), "model": .string(received.model ?? "fake"),
+            "usage": ["prompt_tokens": .int(tokens), "total_tokens": .int(tokens)],
+        ])
     }
 
     /// What a text, tool-call or JSON reply amounts to.

@@ -312,4 +312,33 @@ public protocol ChatProvider: Sendable {
         endpoint: ProviderEndpoint,
         onDelta: ChatDeltaHandler?
     ) async throws(ProviderError) -> ChatResponse
+
+    /// Sends an embeddings request: OpenAI's `/embeddings` body, with `model`.
+    /// - Throws: `ProviderError`; `unsupportedParameter` naming `model` for a provider that has no embeddings.
+    func embed(_ body: JSONValue, model: String, endpoint: ProviderEndpoint) async throws(ProviderError) -> Embeddings
+}
+
+extension ChatProvider {
+    public func embed(
+        _ body: JSONValue,
+        model: String,
+        endpoint: ProviderEndpoint
+    ) async throws(ProviderError)
+        -> Embeddings
+    {
+        throw ProviderError(.unsupportedParameter, "The provider's API has no embeddings.")
+    }
+}
+
+/// An embeddings answer in OpenAI's format (`{object: list, data: [{object: embedding, index, embedding}], model,
+/// usage}`), kept as the provider sent it: `embedding` is an array of numbers, or base64 when the client asked
+/// for `encoding_format: base64`.
+public struct Embeddings: Sendable, Hashable {
+    public var json: JSONValue
+    public var usage: TokenUsage
+
+    public init(json: JSONValue, usage: TokenUsage) {
+        self.json = json
+        self.usage = usage
+    }
 }

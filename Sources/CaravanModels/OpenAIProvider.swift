@@ -1,5 +1,5 @@
 import AsyncHTTPClient
-import CaravanCore
+public import CaravanCore
 public import CaravanOutbound
 import NIOCore
 import NIOHTTP1
@@ -52,6 +52,41 @@ public struct OpenAIProvider: ChatProvider {
             case .events(let events):
                 return try await Self.readStream(events, provider: provider, model: model, onDelta: onDelta)
             }
+        }
+    }
+
+    public func embed(
+        _ body: JSONValue,
+        model: String,
+        endpoint: ProviderEndpoint
+    ) async throws(ProviderError)
+        -> Embeddings
+    {
+        var headers = HTTPHeaders()
+        if let key = endpoint.apiKey, !key.isEmpty { headers.add(name: "Authorization", value: "Bearer \(key)") }
+        guard case .object(var fields) = body else {
+            throw ProviderError(.badRequest, "An embeddings request is a JSON object.")
+        }
+        fields["model"] = .string(model)
+        let provider = endpoint.name
+        return try await transport.post(
+            .object(fields),
+            path: "/embeddings",
+            headers: headers,
+            endpoint: endpoint,
+            streaming: false
+        ) { body in
+            guard case .complete(let bytes) = body else {
+                throw ProviderError(.malformedResponse, "\(provider) streamed an embeddings answer.")
+            }
+            let json = try ProviderTransport.parseJSON(bytes, provider: provider)
+            guard let data = json["data"]?.arrayValue,
+                data.allSatisfy({ $0["embedding"]?.arrayValue != nil || $0["embedding"]?.stringValue != nil })
+            else {
+                throw ProviderError(.malformedResponse, "The embeddings answer of \(provider) has no data.")
+            }
+            let input = Int(json["usage"]?["prompt_tokens"]?.numberValue ?? 0)
+            return Embeddings(json: json, usage: TokenUsage(inputTokens: input, outputTokens: 0))
         }
     }
 

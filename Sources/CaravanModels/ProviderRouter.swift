@@ -1,3 +1,4 @@
+public import CaravanCore
 public import Logging
 import Synchronization
 
@@ -144,6 +145,62 @@ public final class ProviderRouter: Sendable {
         onDelta: ChatDeltaHandler?,
         onAttempt: (@Sendable (RouterAttempt) async -> Void)? = nil
     ) async throws(ProviderError) -> RoutedResponse {
+        let openAI = self.openAI
+        let anthropic = self.anthropic
+        let routed = try await self.route(route, resolve: resolve, onAttempt: onAttempt) {
+            endpoint,
+            ref,
+            delivered throws(ProviderError) in
+            let provider = endpoint.kind == .openai ? openAI : anthropic
+            var request = request
+            request.model = ref.model
+            var relay: ChatDeltaHandler?
+            if let onDelta {
+                relay = { @Sendable delta in
+                    delivered.set()
+                    await onDelta(delta)
+                }
+            }
+            let response = try await provider.complete(request, endpoint: endpoint, onDelta: relay)
+            return (response, response.usage)
+        }
+        return RoutedResponse(
+            response: routed.answer,
+            ref: routed.ref,
+            attempts: routed.attempts,
+            latencyMilliseconds: routed.latencyMilliseconds
+        )
+    }
+
+    /// Routes an embeddings request (OpenAI's `/embeddings` body, its `model` replaced by each ref's) along
+    /// `route`, as `complete` does.
+    /// - Returns: the provider's answer, with the ref that gave it.
+    public func embed(
+        _ body: JSONValue,
+        route: [ModelRef],
+        resolve: @Sendable (String) async throws(ProviderError) -> ProviderEndpoint,
+        onAttempt: (@Sendable (RouterAttempt) async -> Void)? = nil
+    ) async throws(ProviderError) -> (embeddings: Embeddings, ref: ModelRef, latencyMilliseconds: Int64) {
+        let openAI = self.openAI
+        let anthropic = self.anthropic
+        let routed = try await self.route(route, resolve: resolve, onAttempt: onAttempt) {
+            endpoint,
+            ref,
+            _ throws(ProviderError) in
+            let provider = endpoint.kind == .openai ? openAI : anthropic
+            let embeddings = try await provider.embed(body, model: ref.model, endpoint: endpoint)
+            return (embeddings, embeddings.usage)
+        }
+        return (routed.answer, routed.ref, routed.latencyMilliseconds)
+    }
+
+    /// Calls the first model of `route` that answers, with retries, breakers and fallbacks (see the type).
+    private func route<Answer: Sendable>(
+        _ route: [ModelRef],
+        resolve: @Sendable (String) async throws(ProviderError) -> ProviderEndpoint,
+        onAttempt: (@Sendable (RouterAttempt) async -> Void)?,
+        call: @Sendable (ProviderEndpoint, ModelRef, DeliveryFlag) async throws(ProviderError) -> (Answer, TokenUsage)
+    ) async throws(ProviderError) -> (answer: Answer, ref: ModelRef, attempts: Int, latencyMilliseconds: Int64) {
         let start = now()
         var lastError: ProviderError?
         var attempts = 0
@@ -156,9 +213,6 @@ public final class ProviderRouter: Sendable {
                 lastError = error
                 continue
             }
-            let provider = endpoint.kind == .openai ? openAI : anthropic
-            var request = request
-            request.model = ref.model
             let breaker = Self.breakerName(endpoint: endpoint.name, model: ref.model)
             var attempt = 0
             retrying: while true {
@@ -175,16 +229,9 @@ public final class ProviderRouter: Sendable {
                 }
                 attempts += 1
                 let delivered = DeliveryFlag()
-                var relay: ChatDeltaHandler?
-                if let onDelta {
-                    relay = { @Sendable delta in
-                        delivered.set()
-                        await onDelta(delta)
-                    }
-                }
                 let callStart = now()
                 do {
-                    let response = try await provider.complete(request, endpoint: endpoint, onDelta: relay)
+                    let (answer, usage) = try await call(endpoint, ref, delivered)
                     let finished = now()
                     breakers.record(breaker, success: true, now: finished)
                     await onAttempt?(
@@ -192,16 +239,11 @@ public final class ProviderRouter: Sendable {
                             ref: ref,
                             attempt: attempt,
                             error: nil,
-                            usage: response.usage,
+                            usage: usage,
                             latencyMilliseconds: finished - callStart
                         )
                     )
-                    return RoutedResponse(
-                        response: response,
-                        ref: ref,
-                        attempts: attempts,
-                        latencyMilliseconds: finished - start
-                    )
+                    return (answer, ref, attempts, finished - start)
                 } catch {
                     let finished = now()
                     let cancelled = Task.isCancelled
@@ -259,7 +301,7 @@ public final class ProviderRouter: Sendable {
 }
 
 /// Whether an attempt has passed a delta on.
-private final class DeliveryFlag: Sendable {
+final class DeliveryFlag: Sendable {
     private let flag = Atomic(false)
     func set() { flag.store(true, ordering: .relaxed) }
     var value: Bool { flag.load(ordering: .relaxed) }

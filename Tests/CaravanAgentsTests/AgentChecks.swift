@@ -478,6 +478,64 @@ enum AgentChecks {
         #expect(try await world.client.send(.get, "/v1/providers/claude").json["default"] == false)
     }
 
+    /// `/v1/embeddings`: routed to an OpenAI-format provider, its answer as the provider gave it (base64
+    /// included), metered; refused with the field named otherwise.
+    static func embeddings(_ world: AgentWorld) async throws {
+        func inputTokens() async throws -> Int64 {
+            let items = try await world.client.send(.get, "/v1/usage?group_by=model").json["items"]?.arrayValue ?? []
+            guard case .int(let tokens)? = items.first(where: { $0["key"] == "local/m1" })?["input_tokens"] else {
+                return 0
+            }
+            return tokens
+        }
+        let before = try await inputTokens()
+        let answer = try await world.client.send(
+            .post,
+            "/v1/embeddings",
+            json: #"{"model": "local/m1", "input": ["first text", "second"], "dimensions": 4}"#
+        )
+        expectStatus(.ok, answer)
+        #expect(answer.json["object"] == "list" && answer.json["model"] == "local/m1")
+        let data = answer.json["data"]?.arrayValue ?? []
+        #expect(data.map { $0["index"] } == [0, 1])
+        #expect(data.allSatisfy { $0["embedding"]?.arrayValue?.count == 4 }, "\(answer.json)")
+        #expect(data.first?["embedding"] != data.last?["embedding"])
+        #expect(world.openAI.lastBody?["model"] == "m1" && world.openAI.lastBody?["dimensions"] == 4)
+        let tokens = try #require(answer.json["usage"]?["prompt_tokens"])
+        #expect(tokens == 5, "four characters a token: 3 + 2")
+        #expect(try await inputTokens() == before + 5, "the call is metered")
+
+        let packed = try await world.client.send(
+            .post,
+            "/v1/embeddings",
+            json: #"{"model": "local/m1", "input": "first text", "encoding_format": "base64", "dimensions": 4}"#
+        )
+        expectStatus(.ok, packed)
+        let text = try #require(packed.json["data"]?.arrayValue?.first?["embedding"]?.stringValue)
+        let floats = try #require(Data(base64Encoded: text)).withUnsafeBytes { raw in
+            (0..<raw.count / 4).map { Float(bitPattern: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self)) }
+        }
+        #expect(floats.map { JSONValue.double(Double($0)) } == data.first?["embedding"]?.arrayValue)
+
+        let anthropic = try await world.client.send(
+            .post,
+            "/v1/embeddings",
+            json: #"{"model": "claude/haiku", "input": "x"}"#
+        )
+        #expect(anthropic.status == .unprocessableContent, "\(anthropic.json)")
+        #expect(anthropic.json["error"]?["param"] == "model")
+        for (body, param) in [
+            (#"{"model": "local/m1", "input": 5}"#, "input"), (#"{"model": "local/m1", "input": []}"#, "input"),
+            (#"{"model": "local/m1", "input": "x", "encoding": "float"}"#, "encoding"),
+            (#"{"model": "local/m1", "input": "x", "encoding_format": "hex"}"#, "encoding_format"),
+            (#"{"input": "x"}"#, "model"),
+        ] {
+            let refused = try await world.client.send(.post, "/v1/embeddings", json: body)
+            #expect(refused.status == .badRequest, "\(body) → \(refused.json)")
+            #expect(refused.json["error"]?["param"] == .string(param), "\(body) → \(refused.json)")
+        }
+    }
+
     /// Workflows mix `llm` and `agent` steps with the others.
     static func llmAndAgentSteps(_ world: AgentWorld) async throws {
         try await world.putAgent(

@@ -29,6 +29,9 @@ struct AgentTests {
     @Test(arguments: TestBackend.available) func gatewayParameters(backend: TestBackend) async throws {
         try await withAgentWorld(backend, AgentChecks.gatewayParameters)
     }
+    @Test(arguments: TestBackend.available) func embeddings(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, AgentChecks.embeddings)
+    }
     @Test(arguments: TestBackend.available) func workflowSteps(backend: TestBackend) async throws {
         try await withAgentWorld(backend, AgentChecks.llmAndAgentSteps)
     }

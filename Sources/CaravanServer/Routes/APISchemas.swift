@@ -118,9 +118,34 @@ enum APISchemas {
     static let chatCompletion: JSONValue = [
         "type": "object", "required": ["model", "messages"],
         "properties": [
-            "model": ["type": "string", "pattern": "^[a-z0-9-]{1,64}/.+$", "description": "provider/model"],
+            "model": [
+                "type": "string", "minLength": 1, "description": "provider/model, or a model of the default provider",
+            ],
             "messages": ["type": "array", "items": ["type": "object"]],
             "stream": ["type": "boolean"],
+        ],
+    ]
+    static let embeddings: JSONValue = [
+        "type": "object", "required": ["model", "input"], "additionalProperties": false,
+        "properties": [
+            "model": [
+                "type": "string", "minLength": 1, "description": "provider/model, or a model of the default provider",
+            ],
+            "input": [
+                "description": "A string, an array of strings, or token arrays",
+                "oneOf": [
+                    ["type": "string"],
+                    ["type": "array", "items": ["type": "string"], "minItems": 1, "maxItems": 2048],
+                    ["type": "array", "items": ["type": "integer"], "minItems": 1],
+                    [
+                        "type": "array", "items": ["type": "array", "items": ["type": "integer"]], "minItems": 1,
+                        "maxItems": 2048,
+                    ],
+                ],
+            ],
+            "encoding_format": ["type": "string", "enum": ["float", "base64"]],
+            "dimensions": ["type": "integer", "minimum": 1],
+            "user": ["type": "string"],
         ],
     ]
 

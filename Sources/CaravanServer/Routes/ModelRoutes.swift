@@ -7,7 +7,8 @@ import Hummingbird
 import NIOCore
 import Synchronization
 
-/// `/v1/providers…`, `/v1/chat/completions`, `/v1/models`, `/v1/usage` and `/v1/budget`: the LLM gateway.
+/// `/v1/providers…`, `/v1/chat/completions`, `/v1/embeddings`, `/v1/models`, `/v1/usage` and `/v1/budget`: the
+/// LLM gateway.
 struct ModelRoutes {
     let gateway: ModelGateway
     let bodies: RequestBodyReader
@@ -141,6 +142,22 @@ struct ModelRoutes {
             )
         ) { request, context in
             try await chatCompletion(request, context)
+        }
+        routes.add(
+            EndpointDescription(
+                .post,
+                "/v1/embeddings",
+                operationID: "createEmbeddings",
+                summary:
+                    "OpenAI-compatible embeddings, routed to `provider/model` (an OpenAI-format provider) and metered.",
+                tag: "models",
+                access: .organization(.write),
+                requestSchema: APISchemas.embeddings,
+                responses: [200: ("A list of embeddings", object, "application/json")],
+                audited: false
+            )
+        ) { request, context in
+            try await embeddings(request, context)
         }
         routes.add(
             EndpointDescription(
@@ -293,6 +310,70 @@ struct ModelRoutes {
         let detail =
             "model must be provider/model, e.g. openai/gpt-4o-mini (see GET /v1/models), or a model of the default provider once one is set"
         throw CaravanError(.invalidRequest, detail, fieldErrors: [.init(pointer: "/model", detail: detail)])
+    }
+
+    private func embeddings(_ request: Request, _ context: CaravanRequestContext) async throws -> Response {
+        let orgID = try context.organizationID()
+        let body = try await bodies.json(of: request)
+        if let fault = Self.embeddingsFault(body) {
+            throw CaravanError(
+                .invalidRequest,
+                "The request is not a valid embeddings request: \(fault.pointer.isEmpty ? "body" : fault.pointer) \(fault.detail)",
+                fieldErrors: [.init(pointer: fault.pointer, detail: fault.detail)]
+            )
+        }
+        let ref = try await modelRef(body["model"]?.stringValue ?? "", orgID: orgID)
+        let embeddings: Embeddings
+        do {
+            embeddings = try await gateway.embed(body, ref: ref, context: ModelCallContext(orgID: orgID))
+        } catch {
+            var problem = Self.apiError(error)
+            if problem.code == .unsupportedParameter {
+                problem.fieldErrors = [.init(pointer: "/model", detail: error.message)]
+            }
+            throw problem
+        }
+        guard case .object(var answer) = embeddings.json else { return .json(embeddings.json) }
+        answer["model"] = .string(ref.description)
+        answer["object"] = "list"
+        return .json(.object(answer))
+    }
+
+    /// The first fault of an embeddings request body, as OpenAI would name it, or `nil`.
+    static func embeddingsFault(_ body: JSONValue) -> (pointer: String, detail: String)? {
+        guard let object = body.objectValue else { return ("", "must be a JSON object") }
+        for key in object.keys.sorted()
+        where !["model", "input", "encoding_format", "dimensions", "user"].contains(key) {
+            return ("/" + key, "is not a parameter of embeddings (unrecognized request argument)")
+        }
+        guard let model = object["model"]?.stringValue, !model.isEmpty else {
+            return ("/model", "is required and must be a non-empty string")
+        }
+        switch object["input"] {
+        case .string(let text)? where !text.isEmpty: break
+        case .array(let items)? where !items.isEmpty && items.count <= 2048:
+            let strings = items.allSatisfy { ($0.stringValue.map { !$0.isEmpty }) ?? false }
+            let tokens = items.allSatisfy { if case .int = $0 { true } else { false } }
+            let tokenLists = items.allSatisfy { item in
+                guard let list = item.arrayValue, !list.isEmpty else { return false }
+                return list.allSatisfy { if case .int = $0 { true } else { false } }
+            }
+            guard strings || tokens || tokenLists else {
+                return ("/input", "must be non-empty strings, token ids, or arrays of token ids")
+            }
+        default:
+            return ("/input", "is required: a non-empty string, or an array of 1 to 2048 of them (or of token arrays)")
+        }
+        if let format = object["encoding_format"], !["float", "base64"].contains(format.stringValue ?? "") {
+            return ("/encoding_format", "must be float or base64")
+        }
+        if let dimensions = object["dimensions"] {
+            guard case .int(let count) = dimensions, count >= 1 else {
+                return ("/dimensions", "must be an integer ≥ 1")
+            }
+        }
+        if let user = object["user"], user.stringValue == nil { return ("/user", "must be a string") }
+        return nil
     }
 
     private func chatCompletion(_ request: Request, _ context: CaravanRequestContext) async throws -> Response {
