@@ -302,7 +302,7 @@ extension OpenAIWireFormat {
         switch json {
         case nil, .null?: return nil
         case .string("auto")?: return .auto
-        case .string("none")?: return .none
+        case .string("none")?: return ToolChoice.none  // not `.none`: that would be Optional.none, no choice at all
         case .string("required")?: return .required
         case .object?:
             guard json?["type"]?.stringValue == "function", let name = json?["function"]?["name"]?.stringValue else {

@@ -475,6 +475,10 @@ enum AgentChecks {
         #expect(routed.json["choices"]?.arrayValue?.first?["message"]?["content"] == "by default")
         #expect(world.openAI.lastBody?["model"] == "m1")
         #expect(try await world.client.send(.get, "/v1/providers/local").json["default"] == true)
+        // A model by its id as OpenAI's SDKs ask for it (the slash percent-encoded), and a bare one.
+        #expect(try await world.client.send(.get, "/v1/models/local%2Fm2").json["id"] == "local/m2")
+        #expect(try await world.client.send(.get, "/v1/models/m2").json["id"] == "local/m2")
+        #expect(try await world.client.send(.get, "/v1/models/m9").status == .notFound)
         #expect(try await world.client.send(.get, "/v1/providers/claude").json["default"] == false)
     }
 

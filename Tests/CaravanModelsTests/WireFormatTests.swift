@@ -186,6 +186,22 @@ struct OpenAIWireFormatTests {
         #expect(ProviderKind.anthropic.unsupportedParameter(of: mappable) == "reasoning_effort")
     }
 
+    /// `tool_choice: "none"` is a choice (no tool this turn), not the absence of one: dropping it let the model
+    /// call a tool the client had ruled out.
+    @Test func toolChoiceNoneReachesTheProvider() throws {
+        let (request, _, _) = try OpenAIWireFormat.decodeRequest(
+            json(
+                """
+                {"model": "m", "tool_choice": "none", "messages": [{"role": "user", "content": "hi"}],
+                 "tools": [{"type": "function", "function": {"name": "f"}}]}
+                """
+            )
+        )
+        #expect(request.toolChoice == ToolChoice.none)
+        #expect(OpenAIWireFormat.encodeRequest(request, stream: false)["tool_choice"] == "none")
+        #expect(AnthropicWireFormat.encodeRequest(request, stream: false)["tool_choice"] == ["type": "none"])
+    }
+
     @Test func encodesACompletion() {
         let response = ChatResponse(
             message: .assistant(nil, toolCalls: [ToolCall(id: "c1", name: "f", arguments: "{}")]),

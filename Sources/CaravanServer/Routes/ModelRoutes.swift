@@ -2,6 +2,7 @@ import CaravanAgents
 import CaravanCore
 import CaravanIdentity
 import CaravanModels
+import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
@@ -122,10 +123,30 @@ struct ModelRoutes {
         ) { _, context in
             let name = try context.parameters.require("provider")
             let model = try context.parameters.require("model")
-            guard let provider = try await gateway.providers.get(orgID: try context.organizationID(), name: name),
-                provider.models.contains(model)
-            else { throw CaravanError.notFound("The model '\(name)/\(model)'") }
-            return .json(Self.modelJSON(model, of: provider))
+            return .json(
+                try await modelJSON(ModelRef(provider: name, model: model), orgID: try context.organizationID())
+            )
+        }
+        routes.add(
+            EndpointDescription(
+                .get,
+                "/v1/models/{provider}",
+                operationID: "getModelByID",
+                summary:
+                    "One model by its id as OpenAI's SDKs send it: `provider%2Fmodel`, or a model of the default provider.",
+                tag: "models",
+                access: .organization(.read),
+                responses: [200: ("The model", object, "application/json")]
+            )
+        ) { _, context in
+            // The trie names this position `provider` for the route below it: here it holds the whole id.
+            let id = try context.parameters.require("provider")
+            let orgID = try context.organizationID()
+            let name = id.removingPercentEncoding ?? id
+            guard let ref = try? await modelRef(name, orgID: orgID) else {
+                throw CaravanError.notFound("The model '\(name)'")
+            }
+            return .json(try await modelJSON(ref, orgID: orgID))
         }
         routes.add(
             EndpointDescription(
@@ -272,6 +293,14 @@ struct ModelRoutes {
             "tokens": budget?.monthlyTokens.map(JSONValue.int) ?? .null,
             "spent_cost_usd": .double(spent.costUSD), "spent_tokens": .int(spent.tokens),
         ]
+    }
+
+    /// `ref` in the OpenAI format, if the organization has it.
+    private func modelJSON(_ ref: ModelRef, orgID: String) async throws -> JSONValue {
+        guard let provider = try await gateway.providers.get(orgID: orgID, name: ref.provider),
+            provider.models.contains(ref.model)
+        else { throw CaravanError.notFound("The model '\(ref)'") }
+        return Self.modelJSON(ref.model, of: provider)
     }
 
     /// A model in the OpenAI format.

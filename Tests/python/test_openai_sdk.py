@@ -1,0 +1,174 @@
+"""The official `openai` SDK against Caravan's gateway."""
+
+import asyncio
+
+import openai
+import pytest
+from pydantic import BaseModel
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+HELLO = [{"role": "user", "content": "hello there"}]
+
+
+def test_chat(client, fake):
+    answer = client.chat.completions.create(model="fake/m1", messages=HELLO)
+    assert answer.choices[0].message.content == "echo: hello there"
+    assert answer.model == "fake/m1"
+    assert answer.usage.total_tokens > 0
+    assert fake.last()["model"] == "m1"
+
+
+def test_streaming_with_usage(client):
+    stream = client.chat.completions.create(model="fake/m1", messages=HELLO, stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+    assert text == "echo: hello there"
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 5
+
+
+def test_tools_round_trip(client):
+    first = client.chat.completions.create(model="fake/m1", messages=[{"role": "user", "content": "Weather in Paris?"}], tools=[WEATHER])
+    call = first.choices[0].message.tool_calls[0]
+    assert first.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "get_weather" and '"city"' in call.function.arguments
+    messages = [{"role": "user", "content": "Weather in Paris?"}, first.choices[0].message.model_dump(exclude_none=True), {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
+    second = client.chat.completions.create(model="fake/m1", messages=messages, tools=[WEATHER])
+    assert second.choices[0].message.content == "The tool said: sunny"
+
+
+def test_streamed_tool_call(client):
+    stream = client.chat.completions.create(model="fake/m1", messages=[{"role": "user", "content": "Weather?"}], tools=[WEATHER], stream=True)
+    names = [call.function.name for chunk in stream if chunk.choices for call in (chunk.choices[0].delta.tool_calls or []) if call.function and call.function.name]
+    assert names == ["get_weather"]
+
+
+class Forecast(BaseModel):
+    city: str
+    temperature: int
+
+
+def test_structured_output(client, fake):
+    parsed = client.chat.completions.parse(model="fake/m1", messages=HELLO, response_format=Forecast)
+    assert parsed.choices[0].message.parsed == Forecast(city="Paris", temperature=21)
+    assert fake.last()["response_format"]["type"] == "json_schema"
+
+
+def test_fifty_concurrent_calls(caravan):
+    async def main():
+        async with openai.AsyncOpenAI(base_url=caravan["base_url"], api_key=caravan["api_key"], max_retries=0) as client:
+            answers = await asyncio.gather(*[client.chat.completions.create(model="fake/m1", messages=[{"role": "user", "content": f"call {i}"}]) for i in range(50)])
+            return [answer.choices[0].message.content for answer in answers]
+
+    assert asyncio.run(main()) == [f"echo: call {i}" for i in range(50)]
+
+
+def test_parameters_are_passed_on(client, fake):
+    answer = client.chat.completions.create(
+        model="fake/m1",
+        messages=[{"role": "developer", "content": "Be brief."}] + HELLO,
+        seed=7,
+        presence_penalty=0.1,
+        frequency_penalty=0.2,
+        logprobs=True,
+        top_logprobs=2,
+        logit_bias={"50256": -100},
+        parallel_tool_calls=False,
+        tools=[WEATHER],
+        tool_choice="none",
+        reasoning_effort="low",
+        metadata={"team": "a"},
+        stop=["END", "STOP"],
+        max_completion_tokens=40,
+    )
+    sent = fake.last()
+    for field, value in {"seed": 7, "presence_penalty": 0.1, "frequency_penalty": 0.2, "logprobs": True, "top_logprobs": 2, "logit_bias": {"50256": -100}, "parallel_tool_calls": False, "reasoning_effort": "low", "metadata": {"team": "a"}, "stop": ["END", "STOP"], "max_completion_tokens": 40}.items():
+        assert sent[field] == value, field
+    assert "max_tokens" not in sent
+    assert sent["messages"][0]["role"] == "developer"
+    assert answer.choices[0].logprobs.content[0].token == "echo:"
+    assert len(answer.choices[0].logprobs.content[0].top_logprobs) == 2
+
+
+def test_a_parameter_the_provider_cannot_honour_is_refused(client):
+    with pytest.raises(openai.UnprocessableEntityError) as refused:
+        client.chat.completions.create(model="claude/haiku", messages=HELLO, seed=1)
+    assert refused.value.body["param"] == "seed"
+    assert "cannot honour" in refused.value.body["message"]
+
+
+def test_unknown_arguments_and_invalid_requests_are_bad_requests(client):
+    with pytest.raises(openai.BadRequestError) as unknown:
+        client.chat.completions.create(model="fake/m1", messages=HELLO, extra_body={"temprature": 0})
+    assert unknown.value.body["param"] == "temprature"
+    with pytest.raises(openai.BadRequestError) as invalid:
+        client.chat.completions.create(model="fake/m1", messages=[{"role": "wizard", "content": "x"}])
+    assert invalid.value.body["param"] == "messages.0.role"
+
+
+def test_n_choices(client):
+    answer = client.chat.completions.create(model="fake/m1", messages=HELLO, n=3)
+    assert [choice.index for choice in answer.choices] == [0, 1, 2]
+    assert all(choice.message.content == "echo: hello there" for choice in answer.choices)
+
+
+def test_bare_model_names_use_the_default_provider(client, fake):
+    answer = client.chat.completions.create(model="m1", messages=HELLO)
+    assert answer.choices[0].message.content == "echo: hello there"
+    assert fake.last()["model"] == "m1"
+
+
+def test_models(client):
+    assert {"fake/m1", "fake/emb", "claude/haiku"} <= {model.id for model in client.models.list()}
+    assert client.models.retrieve("fake/m1").id == "fake/m1"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("fake/nothing")
+    with pytest.raises(openai.NotFoundError) as unknown:
+        client.chat.completions.create(model="nowhere/m1", messages=HELLO)
+    assert unknown.value.body["code"] == "unknown_model"
+
+
+def test_rate_limits_reach_the_client(client, fake):
+    fake.fail_next(429, retry_after="60")
+    with pytest.raises(openai.RateLimitError) as limited:
+        client.chat.completions.create(model="fake/m1", messages=HELLO)
+    assert limited.value.response.headers["retry-after"] == "60"
+    fake.fail_next(429, retry_after="60")
+    with pytest.raises(openai.RateLimitError):
+        next(iter(client.chat.completions.create(model="fake/m1", messages=HELLO, stream=True)))
+    raw = client.chat.completions.with_raw_response.create(model="fake/m1", messages=HELLO)
+    assert int(raw.headers["x-ratelimit-limit-requests"]) > 0
+    assert 0 <= int(raw.headers["x-ratelimit-remaining-requests"]) < int(raw.headers["x-ratelimit-limit-requests"])
+    assert raw.headers["x-ratelimit-reset-requests"].endswith("s")
+
+
+def test_a_provider_failure_before_the_first_token_keeps_its_status(client, fake):
+    fake.fail_next(503)
+    with pytest.raises(openai.InternalServerError) as failed:
+        next(iter(client.chat.completions.create(model="fake/m1", messages=HELLO, stream=True)))
+    assert failed.value.status_code == 502
+
+
+def test_authentication_errors(caravan):
+    bad = openai.OpenAI(base_url=caravan["base_url"], api_key="ck_wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.chat.completions.create(model="fake/m1", messages=HELLO)
+
+
+def test_embeddings(client, fake):
+    packed = client.embeddings.create(model="fake/emb", input=["first", "second"])  # the SDK asks for base64
+    assert fake.last("/v1/embeddings")["encoding_format"] == "base64"
+    assert [len(item.embedding) for item in packed.data] == [8, 8]
+    plain = client.embeddings.create(model="fake/emb", input=["first", "second"], encoding_format="float")
+    assert [round(x, 5) for x in plain.data[0].embedding] == [round(x, 5) for x in packed.data[0].embedding]
+    assert plain.model == "fake/emb" and plain.usage.prompt_tokens > 0
+    assert len(client.embeddings.create(model="emb", input="one", dimensions=4).data[0].embedding) == 4
+    with pytest.raises(openai.UnprocessableEntityError) as refused:
+        client.embeddings.create(model="claude/haiku", input="x")
+    assert refused.value.body["param"] == "model"
