@@ -103,7 +103,27 @@ enum AnthropicWireFormat {
                 continue
             case .user:
                 role = "user"
-                blocks = [["type": "text", "text": .string(message.content ?? "")]]
+                if let parts = message.parts {
+                    blocks = parts.map { part in
+                        switch part {
+                        case .text(let text): ["type": "text", "text": .string(text)]
+                        case .image(let image):
+                            if let inline = image.inline {
+                                [
+                                    "type": "image",
+                                    "source": [
+                                        "type": "base64", "media_type": .string(inline.mediaType),
+                                        "data": .string(inline.data),
+                                    ],
+                                ]
+                            } else {
+                                ["type": "image", "source": ["type": "url", "url": .string(image.url)]]
+                            }
+                        }
+                    }
+                } else {
+                    blocks = [["type": "text", "text": .string(message.content ?? "")]]
+                }
             case .assistant:
                 role = "assistant"
                 if let text = message.content, !text.isEmpty { blocks.append(["type": "text", "text": .string(text)]) }

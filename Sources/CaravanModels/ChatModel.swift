@@ -32,6 +32,9 @@ public struct ChatMessage: Sendable, Hashable {
     public var name: String?
     /// For system messages: sent in OpenAI's `developer` role, in which OpenAI-format providers get it back.
     public var isDeveloper = false
+    /// For user messages with images: the content in order, text and images (`content` is then its text alone).
+    /// `nil` for text only.
+    public var parts: [ContentPart]?
 
     public init(
         role: ChatRole,
@@ -54,6 +57,55 @@ public struct ChatMessage: Sendable, Hashable {
     }
     public static func tool(callID: String, name: String, content: String) -> ChatMessage {
         ChatMessage(role: .tool, content: content, toolCallID: callID, name: name)
+    }
+}
+
+/// A piece of a user message's content.
+public enum ContentPart: Sendable, Hashable {
+    case text(String)
+    case image(ImagePart)
+}
+
+/// An image in a message: by URL (`https://…`), which the provider fetches, or inline as a data URL
+/// (`data:image/png;base64,…`).
+public struct ImagePart: Sendable, Hashable {
+    public var url: String
+    /// OpenAI's `detail` (`auto`, `low` or `high`), when given.
+    public var detail: String?
+
+    public init(url: String, detail: String? = nil) {
+        self.url = url
+        self.detail = detail
+    }
+
+    /// The media types an inline image may have.
+    public static let mediaTypes: Set<String> = ["image/png", "image/jpeg", "image/gif", "image/webp"]
+
+    /// For a data URL: its media type and base64 data (checked to decode).
+    public var inline: (mediaType: String, data: String)? {
+        guard url.hasPrefix("data:"), let comma = url.firstIndex(of: ",") else { return nil }
+        let header = url[url.index(url.startIndex, offsetBy: 5)..<comma]
+        guard header.hasSuffix(";base64") else { return nil }
+        let mediaType = String(header.dropLast(7)).lowercased()
+        let data = String(url[url.index(after: comma)...])
+        guard Self.mediaTypes.contains(mediaType), !data.isEmpty, Self.isBase64(data) else { return nil }
+        return (mediaType, data)
+    }
+
+    static func isBase64(_ text: String) -> Bool {
+        let bytes = text.utf8
+        guard bytes.count % 4 == 0 else { return false }
+        var padding = 0
+        for byte in bytes {
+            switch byte {
+            case UInt8(ascii: "="): padding += 1
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "+"), UInt8(ascii: "/"):
+                if padding > 0 { return false }
+            default: return false
+            }
+        }
+        return padding <= 2
     }
 }
 

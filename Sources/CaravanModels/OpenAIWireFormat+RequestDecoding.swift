@@ -1,4 +1,5 @@
 public import CaravanCore
+import Foundation
 
 /// Why a Chat Completions request body was refused: the JSON pointer of the field at fault and what is wrong.
 public struct ChatRequestDecodingError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -32,7 +33,8 @@ extension OpenAIWireFormat {
     /// `tool`; `content` a string or an array of `{type: text, text}` parts (joined); assistant `tool_calls` as
     /// `{id, type: function, function: {name, arguments}}`; tool messages with `tool_call_id`; `tools`,
     /// `tool_choice` (naming an offered tool), `max_tokens`/`max_completion_tokens` (1…1,048,576), `temperature`
-    /// (0…2), `top_p` (0…1), `stop`, `response_format`, `user`, `stream`, `stream_options` and `n` (1…8). The
+    /// (0…2), `top_p` (0…1), `stop`, `response_format`, `user`, `stream`, `stream_options`, `n` (1…8) and
+    /// `models` (fallbacks of `model`, 1…8 names, checked only for their form here). The
     /// parameters of `passthroughParameters` are checked and kept in `passthrough`. Any other field is refused,
     /// as OpenAI refuses an argument it does not know.
     /// - Throws: the first fault found, with its JSON pointer.
@@ -85,6 +87,11 @@ extension OpenAIWireFormat {
         if request.passthrough["top_logprobs"] != nil, body["logprobs"] != .bool(true) {
             throw fault("/top_logprobs", "needs logprobs: true")
         }
+        if let models = body["models"], !models.isNull {
+            guard let list = models.arrayValue, (1...8).contains(list.count),
+                list.allSatisfy({ !($0.stringValue ?? "").isEmpty })
+            else { throw fault("/models", "must be an array of 1 to 8 model names, the fallbacks of model") }
+        }
         var choices = 1
         if let n = body["n"], !n.isNull {
             guard let count = integer(n), (1...8).contains(count) else {
@@ -113,7 +120,7 @@ extension OpenAIWireFormat {
     /// The fields `decodeRequest` reads into `ChatRequest` itself (or into its other answers).
     static let modelledParameters: Set<String> = [
         "model", "messages", "tools", "tool_choice", "max_tokens", "max_completion_tokens", "temperature", "top_p",
-        "stop", "response_format", "user", "n", "stream", "stream_options",
+        "stop", "response_format", "user", "n", "stream", "stream_options", "models",
     ]
 
     /// OpenAI's parameters whose answers Caravan does not carry (audio output, web search annotations, the
@@ -186,8 +193,13 @@ extension OpenAIWireFormat {
         case "tool": role = .tool
         default: throw fault(pointer + "/role", "must be one of system, developer, user, assistant, tool")
         }
-        let content = try decodeContent(json["content"], at: pointer + "/content")
+        let (content, parts) = try decodeContent(
+            json["content"],
+            at: pointer + "/content",
+            imagesAllowed: role == .user
+        )
         var message = ChatMessage(role: role, content: content)
+        message.parts = parts
         message.isDeveloper = roleText == "developer"
         if let name = json["name"], !name.isNull {
             guard let text = name.stringValue else { throw fault(pointer + "/name", "must be a string") }
@@ -211,27 +223,70 @@ extension OpenAIWireFormat {
         return message
     }
 
+    /// A message's content: its text, and for a user message with images its parts in order.
     private static func decodeContent(
         _ json: JSONValue?,
-        at pointer: String
-    ) throws(ChatRequestDecodingError) -> String? {
+        at pointer: String,
+        imagesAllowed: Bool
+    ) throws(ChatRequestDecodingError) -> (text: String?, parts: [ContentPart]?) {
         switch json {
-        case nil, .null?: return nil
-        case .string(let text)?: return text
-        case .array(let parts)?:
+        case nil, .null?: return (nil, nil)
+        case .string(let text)?: return (text, nil)
+        case .array(let items)?:
             var text = ""
-            for (index, part) in parts.enumerated() {
-                guard part["type"]?.stringValue == "text" else {
-                    throw fault("\(pointer)/\(index)/type", "only text parts are supported")
+            var parts: [ContentPart] = []
+            var images = false
+            for (index, item) in items.enumerated() {
+                let here = "\(pointer)/\(index)"
+                switch item["type"]?.stringValue {
+                case "text":
+                    guard let partText = item["text"]?.stringValue else {
+                        throw fault(here + "/text", "must be a string")
+                    }
+                    text += partText
+                    parts.append(.text(partText))
+                case "image_url" where imagesAllowed:
+                    parts.append(.image(try decodeImage(item["image_url"], at: here + "/image_url")))
+                    images = true
+                case "image_url":
+                    throw fault(here + "/type", "images are allowed in user messages only")
+                default:
+                    throw fault(here + "/type", "must be text or image_url")
                 }
-                guard let partText = part["text"]?.stringValue else {
-                    throw fault("\(pointer)/\(index)/text", "must be a string")
-                }
-                text += partText
             }
-            return text
-        default: throw fault(pointer, "must be a string or an array of text parts")
+            return (text, images ? parts : nil)
+        default: throw fault(pointer, "must be a string or an array of content parts")
         }
+    }
+
+    /// `{url, detail?}`: an http(s) URL, or a data URL of a PNG, JPEG, GIF or WebP image in base64.
+    private static func decodeImage(
+        _ json: JSONValue?,
+        at pointer: String
+    ) throws(ChatRequestDecodingError)
+        -> ImagePart
+    {
+        guard let url = json?["url"]?.stringValue else {
+            throw fault(pointer + "/url", "is required and must be a string")
+        }
+        var image = ImagePart(url: url)
+        if url.hasPrefix("data:") {
+            guard image.inline != nil else {
+                throw fault(pointer + "/url", "must be data:image/(png|jpeg|gif|webp);base64,<data> with valid base64")
+            }
+        } else {
+            let lowered = url.lowercased()
+            guard lowered.hasPrefix("https://") || lowered.hasPrefix("http://"), url.utf8.count <= 8192,
+                let parsed = URLComponents(string: url), parsed.host?.isEmpty == false
+            else { throw fault(pointer + "/url", "must be an http(s) URL or a data URL") }
+        }
+        if let detail = json?["detail"], !detail.isNull {
+            guard let text = detail.stringValue, ["auto", "low", "high"].contains(text) else {
+                throw fault(pointer + "/detail", "must be auto, low or high")
+            }
+            image.detail = text
+        }
+        return image
     }
 
     private static func decodeToolCalls(

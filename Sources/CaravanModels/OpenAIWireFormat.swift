@@ -58,6 +58,23 @@ public enum OpenAIWireFormat {
     static func encodeMessage(_ message: ChatMessage) -> JSONValue {
         var object: [String: JSONValue] = ["role": .string(message.isDeveloper ? "developer" : message.role.rawValue)]
         switch message.role {
+        case .user where message.parts != nil:
+            object["content"] = .array(
+                (message.parts ?? []).map { part in
+                    switch part {
+                    case .text(let text): ["type": "text", "text": .string(text)]
+                    case .image(let image):
+                        [
+                            "type": "image_url",
+                            "image_url": .object(
+                                ["url": .string(image.url)].merging(
+                                    image.detail.map { ["detail": .string($0)] } ?? [:]
+                                ) { $1 }
+                            ),
+                        ]
+                    }
+                }
+            )
         case .system, .user:
             object["content"] = .string(message.content ?? "")
         case .assistant:

@@ -296,7 +296,7 @@ public func buildApplication(
     EventSocketRoutes(engine: engine).register(in: routes)
     NotificationRoutes(settings: smtpSettings, notifier: notifier, bodies: bodies).register(in: routes)
     WebhookRoutes(webhooks: webhooks, egress: egress, bodies: bodies).register(in: routes)
-    ModelRoutes(gateway: gateway, bodies: bodies).register(in: routes)
+    ModelRoutes(gateway: gateway, egress: egress, bodies: bodies).register(in: routes)
     AgentRoutes(
         agents: AgentStore(engine: engine, threads: threads),
         threads: threads,

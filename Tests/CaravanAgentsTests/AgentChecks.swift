@@ -444,6 +444,66 @@ enum AgentChecks {
         #expect(unknown.status == .badRequest)
         #expect(unknown.json["error"]?["param"] == "temprature")
 
+        // Images reach the provider in order with the text; one at an internal address is refused by the policy.
+        world.openAI.enqueue(.text("a cat"))
+        let image = #"{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}"#
+        expectStatus(
+            .ok,
+            try await world.client.send(
+                .post,
+                "/v1/chat/completions",
+                json: """
+                    {"model": "local/m1", "messages": [{"role": "user", "content": [{"type": "text", "text": "What?"}, \(image)]}]}
+                    """
+            )
+        )
+        let parts = world.openAI.lastBody?["messages"]?.arrayValue?.first?["content"]?.arrayValue ?? []
+        #expect(parts.map { $0["type"] } == ["text", "image_url"], "\(parts)")
+        world.anthropic.enqueue(.text("a cat"))
+        expectStatus(
+            .ok,
+            try await world.client.send(
+                .post,
+                "/v1/chat/completions",
+                json: #"{"model": "claude/haiku", "messages": [{"role": "user", "content": [\#(image)]}]}"#
+            )
+        )
+        let block = world.anthropic.lastBody?["messages"]?.arrayValue?.first?["content"]?.arrayValue?.first
+        #expect(block?["source"]?["type"] == "base64" && block?["source"]?["media_type"] == "image/png")
+        let internalImage = try await world.client.send(
+            .post,
+            "/v1/chat/completions",
+            json: """
+                {"model": "local/m1", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://169.254.169.254/latest"}}]}]}
+                """
+        )
+        #expect(
+            internalImage.status == .unprocessableContent && internalImage.json["code"] == "egress_denied",
+            "\(internalImage.json)"
+        )
+        #expect(internalImage.json["error"]?["param"] == "messages.0.content.0.image_url.url")
+
+        // Request-level fallbacks: `models` after `model`; a model that cannot honour a parameter is left out.
+        world.openAI.respond { request in request.model == "m1" ? .error(status: 503) : .text("from m2") }
+        let fellBack = try await world.client.send(
+            .post,
+            "/v1/chat/completions",
+            json: #"{"model": "local/m1", "models": ["local/m2"], "messages": [{"role": "user", "content": "hi"}]}"#
+        )
+        expectStatus(.ok, fellBack)
+        #expect(fellBack.json["model"] == "local/m2", "the model that answered")
+        #expect(fellBack.json["choices"]?.arrayValue?.first?["message"]?["content"] == "from m2")
+        world.openAI.respond(with: nil)
+        world.openAI.enqueue(.text("seeded elsewhere"))
+        let skipped = try await world.client.send(
+            .post,
+            "/v1/chat/completions",
+            json:
+                #"{"model": "claude/haiku", "models": ["local/m2"], "seed": 3, "messages": [{"role": "user", "content": "hi"}]}"#
+        )
+        expectStatus(.ok, skipped)
+        #expect(skipped.json["model"] == "local/m2" && world.openAI.lastBody?["seed"] == 3)
+
         // n > 1: as many choices, usage summed.
         world.openAI.enqueue(.text("first", usage: FakeUsage(input: 3, output: 1)))
         world.openAI.enqueue(.text("second", usage: FakeUsage(input: 3, output: 1)))

@@ -79,7 +79,31 @@ struct OpenAIWireFormatTests {
         (#"{"model": "m", "messages": [{"role": "user", "content": 5}]}"#, "/messages/0/content"),
         (
             #"{"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {}}]}]}"#,
-            "/messages/0/content/1/type"
+            "/messages/0/content/1/image_url/url"
+        ),
+        (
+            #"{"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,not base64!"}}]}]}"#,
+            "/messages/0/content/0/image_url/url"
+        ),
+        (
+            #"{"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:text/html;base64,PGI+"}}]}]}"#,
+            "/messages/0/content/0/image_url/url"
+        ),
+        (
+            #"{"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}]}]}"#,
+            "/messages/0/content/0/image_url/url"
+        ),
+        (
+            #"{"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x.test/a.png", "detail": "max"}}]}]}"#,
+            "/messages/0/content/0/image_url/detail"
+        ),
+        (
+            #"{"model": "m", "messages": [{"role": "system", "content": [{"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}]}]}"#,
+            "/messages/0/content/0/type"
+        ),
+        (
+            #"{"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]}"#,
+            "/messages/0/content/0/type"
         ),
         (#"{"model": "m", "messages": [{"role": "assistant"}]}"#, "/messages/0/content"),
         (
@@ -200,6 +224,50 @@ struct OpenAIWireFormatTests {
         #expect(request.toolChoice == ToolChoice.none)
         #expect(OpenAIWireFormat.encodeRequest(request, stream: false)["tool_choice"] == "none")
         #expect(AnthropicWireFormat.encodeRequest(request, stream: false)["tool_choice"] == ["type": "none"])
+    }
+
+    /// Images in user messages reach both formats in order with the text: OpenAI's parts as they came; Anthropic's
+    /// `image` blocks, inline (`base64`) or by URL.
+    @Test func carriesImages() throws {
+        let png = "iVBORw0KGgo="
+        let (request, _, _) = try OpenAIWireFormat.decodeRequest(
+            json(
+                """
+                {"model": "m", "messages": [{"role": "user", "content": [
+                  {"type": "text", "text": "What is in "},
+                  {"type": "image_url", "image_url": {"url": "data:image/png;base64,\(png)", "detail": "low"}},
+                  {"type": "text", "text": "and"},
+                  {"type": "image_url", "image_url": {"url": "https://images.example/cat.jpg"}}]}]}
+                """
+            )
+        )
+        let message = try #require(request.messages.first)
+        #expect(message.content == "What is in and")
+        #expect(
+            message.parts == [
+                .text("What is in "), .image(ImagePart(url: "data:image/png;base64,\(png)", detail: "low")),
+                .text("and"),
+                .image(ImagePart(url: "https://images.example/cat.jpg")),
+            ]
+        )
+        let openAI = OpenAIWireFormat.encodeRequest(request, stream: false)["messages"]?.arrayValue?.first
+        #expect(
+            openAI?["content"] == [
+                ["type": "text", "text": "What is in "],
+                ["type": "image_url", "image_url": ["url": .string("data:image/png;base64,\(png)"), "detail": "low"]],
+                ["type": "text", "text": "and"],
+                ["type": "image_url", "image_url": ["url": "https://images.example/cat.jpg"]],
+            ]
+        )
+        let anthropic = AnthropicWireFormat.encodeRequest(request, stream: false)["messages"]?.arrayValue?.first
+        #expect(
+            anthropic?["content"] == [
+                ["type": "text", "text": "What is in "],
+                ["type": "image", "source": ["type": "base64", "media_type": "image/png", "data": .string(png)]],
+                ["type": "text", "text": "and"],
+                ["type": "image", "source": ["type": "url", "url": "https://images.example/cat.jpg"]],
+            ]
+        )
     }
 
     @Test func encodesACompletion() {

@@ -172,3 +172,22 @@ def test_embeddings(client, fake):
     with pytest.raises(openai.UnprocessableEntityError) as refused:
         client.embeddings.create(model="claude/haiku", input="x")
     assert refused.value.body["param"] == "model"
+
+
+def test_images(client, fake):
+    pixel = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+    content = [{"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": pixel, "detail": "low"}}, {"type": "image_url", "image_url": {"url": "https://images.example/cat.jpg"}}]
+    answer = client.chat.completions.create(model="fake/m1", messages=[{"role": "user", "content": content}])
+    assert answer.choices[0].message.content == "echo: What is this?"
+    assert fake.last()["messages"][0]["content"] == content
+    with pytest.raises(openai.UnprocessableEntityError) as refused:
+        client.chat.completions.create(model="fake/m1", messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://10.0.0.1/x.png"}}]}])
+    assert refused.value.body["code"] == "egress_denied"
+
+
+def test_request_level_fallbacks(client, fake):
+    fake.fail_next(503)
+    answer = client.chat.completions.create(model="fake/m1", messages=HELLO, extra_body={"models": ["emb"]})
+    assert answer.model == "fake/emb" and answer.choices[0].message.content == "echo: hello there"
+    answer = client.chat.completions.create(model="claude/haiku", messages=HELLO, seed=5, extra_body={"models": ["fake/m1"]})
+    assert answer.model == "fake/m1" and fake.last()["seed"] == 5

@@ -2,6 +2,7 @@ import CaravanAgents
 import CaravanCore
 import CaravanIdentity
 import CaravanModels
+import CaravanOutbound
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -12,6 +13,8 @@ import Synchronization
 /// LLM gateway.
 struct ModelRoutes {
     let gateway: ModelGateway
+    /// Image URLs in messages pass it (what can be told without a lookup: the provider fetches them).
+    let egress: EgressPolicy
     let bodies: RequestBodyReader
 
     func register(in routes: RouteRegistrar) {
@@ -330,6 +333,65 @@ struct ModelRoutes {
         }
     }
 
+    /// The models a request is sent to, in order: `model`, then the fallbacks of `models` (the request-level
+    /// fallbacks of OpenRouter and LiteLLM), each once. Refused here, before any call (and before a stream's 200):
+    /// a route none of whose models is configured, or whose providers all cannot honour a parameter of the request;
+    /// a model whose provider cannot honour one is left out of the route.
+    private func route(of request: ChatRequest, fallbacks: JSONValue?, orgID: String) async throws -> [ModelRef] {
+        var refs: [ModelRef] = []
+        for name in [request.model] + (fallbacks?.arrayValue?.compactMap(\.stringValue) ?? []) {
+            let ref = try await modelRef(name, orgID: orgID)
+            if !refs.contains(ref) { refs.append(ref) }
+        }
+        var usable: [ModelRef] = []
+        var problem: CaravanError?
+        for ref in refs {
+            let config: ProviderConfig
+            do {
+                config = try await gateway.providers.endpoint(orgID: orgID, for: ref).1
+            } catch {
+                problem =
+                    problem
+                    ?? Self.apiError(
+                        Failure(code: Failure.Code(rawValue: error.code), message: error.message, retryable: false)
+                    )
+                continue
+            }
+            if let field = config.kind.unsupportedParameter(of: request) {
+                let detail = "The provider '\(ref.provider)' (\(config.kind.rawValue)) cannot honour '\(field)'."
+                problem =
+                    problem
+                    ?? CaravanError(
+                        .unsupportedParameter,
+                        detail,
+                        fieldErrors: [.init(pointer: "/" + field, detail: detail)]
+                    )
+                continue
+            }
+            usable.append(ref)
+        }
+        guard !usable.isEmpty else { throw problem ?? CaravanError(.unknownModel, "The request names no model.") }
+        return usable
+    }
+
+    /// Refuses image URLs that name an address the egress policy refuses (a private or loopback address, unless the
+    /// operator allowed it): the provider would fetch them, but a URL Caravan would not fetch is not passed on.
+    private func refuseInternalImages(_ messages: [ChatMessage]) throws {
+        for (index, message) in messages.enumerated() {
+            for (partIndex, part) in (message.parts ?? []).enumerated() {
+                guard case .image(let image) = part, image.inline == nil, let url = URL(string: image.url),
+                    let refusal = egress.refusalWithoutLookup(url)
+                else { continue }
+                let pointer = "/messages/\(index)/content/\(partIndex)/image_url/url"
+                throw CaravanError(
+                    .egressDenied,
+                    refusal.message,
+                    fieldErrors: [.init(pointer: pointer, detail: refusal.message)]
+                )
+            }
+        }
+    }
+
     /// The model a request names: `provider/model`, or a bare model name of the organization's default provider.
     private func modelRef(_ name: String, orgID: String) async throws -> ModelRef {
         if let ref = ModelRef(parsing: name) { return ref }
@@ -419,25 +481,9 @@ struct ModelRoutes {
                 fieldErrors: [.init(pointer: error.pointer, detail: error.detail)]
             )
         }
-        let ref = try await modelRef(decoded.request.model, orgID: orgID)
-        // Refuse what can be refused before any call (and before a stream's 200 goes out): an unknown model, and
-        // a parameter its provider cannot honour.
-        let config: ProviderConfig
-        do {
-            config = try await gateway.providers.endpoint(orgID: orgID, for: ref).1
-        } catch {
-            throw Self.apiError(
-                Failure(code: Failure.Code(rawValue: error.code), message: error.message, retryable: false)
-            )
-        }
-        if let field = config.kind.unsupportedParameter(of: decoded.request) {
-            let detail = "The provider '\(ref.provider)' (\(config.kind.rawValue)) cannot honour '\(field)'."
-            throw CaravanError(
-                .unsupportedParameter,
-                detail,
-                fieldErrors: [.init(pointer: "/" + field, detail: detail)]
-            )
-        }
+        try refuseInternalImages(decoded.request.messages)
+        let route = try await route(of: decoded.request, fallbacks: body["models"], orgID: orgID)
+        let ref = route[0]
         let callContext = ModelCallContext(orgID: orgID)
         let id = "chatcmpl-" + Identifier.make("c", milliseconds: gateway.clock.nowMilliseconds()).dropFirst(2)
         let created = gateway.clock.nowMilliseconds() / 1000
@@ -450,7 +496,7 @@ struct ModelRoutes {
                     group.addTask {
                         do throws(Failure) {
                             return (
-                                index, .success(try await gateway.complete(request, route: [ref], context: callContext))
+                                index, .success(try await gateway.complete(request, route: route, context: callContext))
                             )
                         } catch {
                             return (index, .failure(error))
@@ -462,14 +508,17 @@ struct ModelRoutes {
                 return results.sorted { $0.0 < $1.0 }.map(\.1)
             }
             var responses: [ChatResponse] = []
+            var answered = ref
             for answer in answers {
                 switch answer {
-                case .success(let answer): responses.append(answer.response)
+                case .success(let answer):
+                    if responses.isEmpty { answered = answer.ref }  // after fallbacks, the model that answered
+                    responses.append(answer.response)
                 case .failure(let error): throw Self.apiError(error)
                 }
             }
             return .json(
-                OpenAIWireFormat.encodeResponse(responses, id: id, model: ref.description, created: created)
+                OpenAIWireFormat.encodeResponse(responses, id: id, model: answered.description, created: created)
             )
         }
         let gateway = self.gateway
@@ -489,7 +538,7 @@ struct ModelRoutes {
                 return .success(
                     try await gateway.complete(
                         request,
-                        route: [ref],
+                        route: route,
                         context: callContext,
                         onDelta: { delta in
                             sink.yield(delta)
