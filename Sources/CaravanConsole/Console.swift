@@ -37,7 +37,7 @@ public struct Console: Sendable {
     /// Whether a path belongs to the console rather than the API.
     public static func serves(path: String) -> Bool {
         !(path == "/v1" || path.hasPrefix("/v1/")
-            || ["/healthz", "/readyz", "/metrics", "/openapi.json"]
+            || ["/healthz", "/readyz", "/metrics", "/openapi.json", "/mcp"]
                 .contains(path))
     }
 

@@ -297,8 +297,10 @@ public func buildApplication(
     NotificationRoutes(settings: smtpSettings, notifier: notifier, bodies: bodies).register(in: routes)
     WebhookRoutes(webhooks: webhooks, egress: egress, bodies: bodies).register(in: routes)
     ModelRoutes(gateway: gateway, egress: egress, bodies: bodies).register(in: routes)
+    let agentStore = AgentStore(engine: engine, threads: threads)
+    MCPServerRoutes(engine: engine, agents: agentStore, bodies: bodies).register(in: routes)
     AgentRoutes(
-        agents: AgentStore(engine: engine, threads: threads),
+        agents: agentStore,
         threads: threads,
         engine: engine,
         bodies: bodies,
@@ -316,7 +318,8 @@ public func buildApplication(
             )
         }
     ).router().buildResponder()
-    // `/v1`, `/healthz`, `/readyz`, `/metrics` and `/openapi.json` are the API's; every other path is the console's.
+    // `/v1`, `/mcp`, `/healthz`, `/readyz`, `/metrics` and `/openapi.json` are the API's; every other path is the
+    // console's.
     let responder = CallbackResponder<CaravanRequestContext> { request, context in
         guard Console.serves(path: request.uri.path) else {
             return try await api.respond(to: request, context: context)

@@ -600,6 +600,64 @@ enum AgentChecks {
         }
     }
 
+    /// `/mcp`: the organization's workflows and agents as MCP tools, over JSON-RPC.
+    static func mcpServer(_ world: AgentWorld) async throws {
+        func rpc(_ method: String, _ params: JSONValue = [:], id: Int64 = 1) async throws -> JSONValue {
+            let body: JSONValue = ["jsonrpc": "2.0", "id": .int(id), "method": .string(method), "params": params]
+            let answer = try await world.client.send(.post, "/mcp", json: body.canonicalText)
+            expectStatus(.ok, answer)
+            #expect(answer.json["id"] == .int(id) && answer.json["jsonrpc"] == "2.0")
+            return answer.json
+        }
+        try await world.putAgent(
+            "helper",
+            """
+            name: helper
+            description: Answers questions.
+            model: local/m1
+            instructions: Help.
+            """
+        )
+        let workflow =
+            #"{"name": "add", "steps": [{"id": "sum", "template": "{{ input.a }}+{{ input.b }}"}], "output": "{{ steps.sum.output }}"}"#
+        expectStatus(.created, try await world.client.send(.put, "/v1/workflows/add", json: workflow))
+
+        let initialized = try await rpc(
+            "initialize",
+            ["protocolVersion": "2025-03-26", "capabilities": [:], "clientInfo": ["name": "t", "version": "1"]]
+        )
+        #expect(initialized["result"]?["protocolVersion"] == "2025-03-26")
+        #expect(initialized["result"]?["capabilities"]?["tools"] != nil)
+        let notified = try await world.client.send(
+            .post,
+            "/mcp",
+            json: #"{"jsonrpc": "2.0", "method": "notifications/initialized"}"#
+        )
+        #expect(notified.status == .accepted)
+
+        let tools = try await rpc("tools/list")["result"]?["tools"]?.arrayValue ?? []
+        #expect(Set(tools.compactMap { $0["name"]?.stringValue }) == ["workflow-add", "agent-helper"])
+        #expect(tools.first { $0["name"] == "agent-helper" }?["description"] == "Answers questions.")
+
+        let sum = try await rpc("tools/call", ["name": "workflow-add", "arguments": ["a": 2, "b": 3]])
+        #expect(sum["result"]?["isError"] == false)
+        #expect(sum["result"]?["content"]?.arrayValue?.first?["text"] == "2+3", "\(sum)")
+        world.openAI.enqueue(.text("Happy to help."))
+        let asked = try await rpc("tools/call", ["name": "agent-helper", "arguments": ["question": "hi"]])
+        #expect(asked["result"]?["content"]?.arrayValue?.first?["text"] == "Happy to help.", "\(asked)")
+
+        #expect(try await rpc("tools/call", ["name": "workflow-nope"])["error"]?["code"] == -32602)
+        #expect(try await rpc("resources/list")["error"]?["code"] == -32601)
+        #expect(try await world.client.send(.get, "/mcp").status == .methodNotAllowed)
+        let anonymous = try await world.client.send(
+            .post,
+            "/mcp",
+            json: #"{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}"#,
+            headers: [.authorization: "Bearer ck_wrong"]
+        )
+        #expect(anonymous.status == .unauthorized)
+    }
+
     /// Workflows mix `llm` and `agent` steps with the others.
     static func llmAndAgentSteps(_ world: AgentWorld) async throws {
         try await world.putAgent(

@@ -32,6 +32,9 @@ struct AgentTests {
     @Test(arguments: TestBackend.available) func embeddings(backend: TestBackend) async throws {
         try await withAgentWorld(backend, AgentChecks.embeddings)
     }
+    @Test(arguments: TestBackend.available) func mcpServer(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, AgentChecks.mcpServer)
+    }
     @Test(arguments: TestBackend.available) func workflowSteps(backend: TestBackend) async throws {
         try await withAgentWorld(backend, AgentChecks.llmAndAgentSteps)
     }

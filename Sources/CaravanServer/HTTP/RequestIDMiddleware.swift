@@ -34,12 +34,12 @@ struct RequestIDMiddleware: RouterMiddleware {
     }
 
     /// `X-Content-Type-Options: nosniff` on every answer, so no browser runs an answer as another type than it
-    /// says; `Cache-Control: no-store` on every `/v1` answer, so that no cache or browser history keeps one: tokens
+    /// says; `Cache-Control: no-store` on every `/v1` (and `/mcp`) answer, so that no cache or browser history keeps one: tokens
     /// (sign-up, login, refresh), API keys, TOTP secrets and invitation tokens are answers of `/v1`, and so is every
     /// organization's data. (A stream's `no-cache` becomes `no-store` too; streams work the same.)
     static func securityHeaders(_ response: inout Response, path: String) {
         response.headers[.xContentTypeOptions] = "nosniff"
-        if path == "/v1" || path.hasPrefix("/v1/") {
+        if path == "/v1" || path.hasPrefix("/v1/") || path == "/mcp" {
             response.headers[.cacheControl] = "no-store"
         }
     }
