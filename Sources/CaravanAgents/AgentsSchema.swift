@@ -16,7 +16,30 @@ public enum AgentsSchema {
             name: "default provider",
             statements: ["ALTER TABLE providers ADD COLUMN is_default BIGINT NOT NULL DEFAULT 0"]
         ),
+        Migration(
+            version: 10,
+            name: "spend and limits by API key",
+            sqlite: keyLimits(real: "REAL"),
+            postgres: keyLimits(real: "DOUBLE PRECISION")
+        ),
     ]
+
+    private static func keyLimits(real: String) -> [String] {
+        [
+            "ALTER TABLE model_usage ADD COLUMN key_id TEXT",
+            "CREATE INDEX model_usage_key ON model_usage (org_id, key_id, at) WHERE key_id IS NOT NULL",
+            """
+            CREATE TABLE model_key_limits (
+                org_id TEXT NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+                key_id TEXT NOT NULL,
+                models TEXT,
+                monthly_cost_usd \(real),
+                updated_at BIGINT NOT NULL,
+                PRIMARY KEY (org_id, key_id)
+            )
+            """,
+        ]
+    }
 
     private static func tables(autoincrement: String, real: String) -> [String] {
         [

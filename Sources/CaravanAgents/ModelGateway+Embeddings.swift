@@ -9,7 +9,7 @@ extension ModelGateway {
     /// - Throws: `Failure`: `budget_exceeded`, `unsupported_parameter` (naming `model`) for a provider whose API
     ///   has no embeddings, or the provider error's code.
     public func embed(_ body: JSONValue, ref: ModelRef, context: ModelCallContext) async throws(Failure) -> Embeddings {
-        try await checkBudget(orgID: context.orgID)
+        _ = try await checkLimits(context, route: [ref])
         let orgID = context.orgID
         let config: ProviderConfig
         let endpoint: ProviderEndpoint
@@ -61,7 +61,8 @@ extension ModelGateway {
                 usage: usage,
                 costUSD: cost,
                 latencyMilliseconds: routed.latencyMilliseconds,
-                outcome: "success"
+                outcome: "success",
+                keyID: context.keyID
             )
         )
         return routed.embeddings

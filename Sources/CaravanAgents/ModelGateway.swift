@@ -9,11 +9,14 @@ public struct ModelCallContext: Sendable {
     public var orgID: String
     public var runID: String?
     public var agent: String?
+    /// The API key calling through the gateway: its limits apply and its spend is counted.
+    public var keyID: String?
 
-    public init(orgID: String, runID: String? = nil, agent: String? = nil) {
+    public init(orgID: String, runID: String? = nil, agent: String? = nil, keyID: String? = nil) {
         self.orgID = orgID
         self.runID = runID
         self.agent = agent
+        self.keyID = keyID
     }
 }
 
@@ -102,7 +105,7 @@ public final class ModelGateway: Sendable {
         context: ModelCallContext,
         onDelta: ChatDeltaHandler? = nil
     ) async throws(Failure) -> ModelAnswer {
-        try await checkBudget(orgID: context.orgID)
+        let route = try await checkLimits(context, route: route)
         let orgID = context.orgID
         // Each model of the route must be one its provider lists, of a provider that can honour every parameter;
         // those that are not are left out (and reported if none is left).
@@ -184,7 +187,8 @@ public final class ModelGateway: Sendable {
             usage: routed.response.usage,
             costUSD: cost,
             latencyMilliseconds: routed.latencyMilliseconds,
-            outcome: "success"
+            outcome: "success",
+            keyID: context.keyID
         )
         meter.record(record)
         succeeded.increment()
@@ -202,10 +206,34 @@ public final class ModelGateway: Sendable {
 }
 
 extension ModelGateway {
-    /// Refuses a call once the organization's monthly budget is spent.
-    func checkBudget(orgID: String) async throws(Failure) {
+    /// Refuses a call once the organization's monthly budget, or its API key's, is spent; leaves out of `route`
+    /// the models the key may not call.
+    /// - Returns: the models of `route` the call may use.
+    /// - Throws: `budget_exceeded`, or `model_not_allowed` when the key may call none of the route's models.
+    func checkLimits(_ context: ModelCallContext, route: [ModelRef]) async throws(Failure) -> [ModelRef] {
+        let now = clock.nowMilliseconds()
+        var allowed = route
         do {
-            try await meter.checkMonthlyBudget(orgID: orgID, now: clock.nowMilliseconds())
+            try await meter.checkMonthlyBudget(orgID: context.orgID, now: now)
+            if let keyID = context.keyID,
+                let limits = try await meter.keyLimits.limits(orgID: context.orgID, keyID: keyID)
+            {
+                allowed = route.filter(limits.allows)
+                guard !allowed.isEmpty else {
+                    throw Failure(
+                        code: "model_not_allowed",
+                        message: "This API key may not call \(route.map(\.description).joined(separator: ", ")).",
+                        retryable: false
+                    )
+                }
+                if let cap = limits.monthlyCostUSD,
+                    try await meter.monthToDate(orgID: context.orgID, keyID: keyID, now: now).costUSD >= cap
+                {
+                    throw BudgetExceeded(message: "This API key has spent its model budget of $\(cap) for this month.")
+                }
+            }
+        } catch let error as Failure {
+            throw error
         } catch let error as BudgetExceeded {
             throw Failure(code: Failure.Code(rawValue: BudgetExceeded.code), message: error.message, retryable: false)
         } catch {
@@ -215,6 +243,7 @@ extension ModelGateway {
                 retryable: true
             )
         }
+        return allowed
     }
 
     /// About four characters a token, as for English text with the common tokenizers.

@@ -19,6 +19,8 @@ public struct UsageRecord: Sendable, Hashable {
     public var latencyMilliseconds: Int64
     /// `success`, or the error code of a failed call.
     public var outcome: String
+    /// The API key that made the call through the gateway, if one did.
+    public var keyID: String?
 
     public init(
         orgID: String,
@@ -30,7 +32,8 @@ public struct UsageRecord: Sendable, Hashable {
         usage: TokenUsage,
         costUSD: Double,
         latencyMilliseconds: Int64,
-        outcome: String
+        outcome: String,
+        keyID: String? = nil
     ) {
         self.orgID = orgID
         self.at = at
@@ -42,6 +45,7 @@ public struct UsageRecord: Sendable, Hashable {
         self.costUSD = costUSD
         self.latencyMilliseconds = latencyMilliseconds
         self.outcome = outcome
+        self.keyID = keyID
     }
 }
 
@@ -56,7 +60,7 @@ public struct UsageTotals: Sendable, Hashable {
 
 /// How usage is grouped in a report.
 public enum UsageGrouping: String, Sendable, CaseIterable {
-    case model, agent, day, provider
+    case model, agent, day, provider, key
 }
 
 /// An organization's monthly model budget.
@@ -98,11 +102,14 @@ public final class UsageMeter: Service, Sendable {
     static let cacheMilliseconds: Int64 = 1_000
 
     private let clock: WallClock
+    /// Each API key's models and monthly spend through the gateway.
+    public let keyLimits: KeyLimitStore
 
     public init(database: any Database, clock: WallClock = .system, logger: Logger) {
         self.clock = clock
         self.database = database
         self.logger = logger
+        self.keyLimits = KeyLimitStore(database: database, clock: clock)
     }
 
     // MARK: Recording
@@ -152,19 +159,20 @@ public final class UsageMeter: Service, Sendable {
                 }) {
                     var sql = """
                         INSERT INTO model_usage (org_id, at, run_id, agent, provider, model, input_tokens, output_tokens, cost_usd,
-                            latency_ms, outcome) VALUES
+                            latency_ms, outcome, key_id) VALUES
                         """
                     var binds: [SQLValue] = []
                     for (index, record) in chunk.enumerated() {
                         let base = binds.count
                         sql +=
-                            (index == 0 ? " (" : ", (") + (1...11).map { "$\(base + $0)" }.joined(separator: ", ") + ")"
+                            (index == 0 ? " (" : ", (") + (1...12).map { "$\(base + $0)" }.joined(separator: ", ") + ")"
                         binds += [
                             .text(record.orgID), .int(record.at), .text(record.runID), .text(record.agent),
                             .text(record.provider),
                             .text(record.model), .int(Int64(record.usage.inputTokens)),
                             .int(Int64(record.usage.outputTokens)),
                             .double(record.costUSD), .int(record.latencyMilliseconds), .text(record.outcome),
+                            .text(record.keyID),
                         ]
                     }
                     try await executor.execute(sql, binds)
@@ -202,6 +210,7 @@ public final class UsageMeter: Service, Sendable {
             case .provider: ("provider", "provider")
             case .agent: ("agent", "agent")
             case .day: ("at / 86400000 AS day", "at / 86400000")
+            case .key: ("key_id", "key_id")
             }
         let rows = try await database.read { executor in
             try await executor.query(
@@ -222,6 +231,7 @@ public final class UsageMeter: Service, Sendable {
             case .provider: key = try row.string("provider")
             case .agent: key = try row.optionalString("agent") ?? "(none)"
             case .day: key = String(Clock.rfc3339(try row.int("day") * 86_400_000).prefix(10))
+            case .key: key = try row.optionalString("key_id") ?? "(session)"
             }
             return UsageTotals(
                 key: key,
@@ -235,10 +245,17 @@ public final class UsageMeter: Service, Sendable {
 
     /// The organization's spend since the start of the current UTC month: what is stored (read at most once a
     /// second) and what this node has not written yet.
-    public func monthToDate(orgID: String, now: Int64) async throws -> (tokens: Int64, costUSD: Double) {
+    public func monthToDate(
+        orgID: String,
+        keyID: String? = nil,
+        now: Int64
+    ) async throws
+        -> (tokens: Int64, costUSD: Double)
+    {
         let start = Self.monthStart(now)
+        let cacheKey = keyID.map { orgID + "\u{0}" + $0 } ?? orgID
         var stored = state.withLock { state in
-            state.spend[orgID].flatMap {
+            state.spend[cacheKey].flatMap {
                 $0.monthStart == start && now - $0.readAt < Self.cacheMilliseconds ? ($0.tokens, $0.cost) : nil
             }
         }
@@ -251,19 +268,19 @@ public final class UsageMeter: Service, Sendable {
                         """
                         SELECT CAST(COALESCE(SUM(input_tokens + output_tokens), 0) AS BIGINT) AS tokens,
                             CAST(COALESCE(SUM(cost_usd), 0) AS DOUBLE PRECISION) AS cost
-                        FROM model_usage WHERE org_id = $1 AND at >= $2
+                        FROM model_usage WHERE org_id = $1 AND at >= $2\(keyID == nil ? "" : " AND key_id = $3")
                         """,
-                        [.text(orgID), .int(start)]
+                        [.text(orgID), .int(start)] + (keyID.map { [SQLValue.text($0)] } ?? [])
                     )
                 }
                 let read = (try row?.int("tokens") ?? 0, try row?.double("cost") ?? 0)
-                state.withLock { $0.spend[orgID] = (start, read.0, read.1, now) }
+                state.withLock { $0.spend[cacheKey] = (start, read.0, read.1, now) }
                 return read
             }
         }
         let waiting = state.withLock { state in
             (state.writing + state.pending).reduce(into: (Int64(0), 0.0)) { sum, record in
-                guard record.orgID == orgID, record.at >= start else { return }
+                guard record.orgID == orgID, record.at >= start, keyID == nil || record.keyID == keyID else { return }
                 sum.0 += Int64(record.usage.totalTokens)
                 sum.1 += record.costUSD
             }

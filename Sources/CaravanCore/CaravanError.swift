@@ -43,6 +43,8 @@ public struct CaravanError: Error, Sendable, CustomStringConvertible {
         public static let budgetExceeded = Code("budget_exceeded", status: 402)
         /// The model named is not configured (no such provider, or not in its models).
         public static let unknownModel = Code("unknown_model", status: 404)
+        /// The API key may not call the model (its model allowlist).
+        public static let modelNotAllowed = Code("model_not_allowed", status: 403)
         /// A model call's parameter that no provider of its route can honour.
         public static let unsupportedParameter = Code("unsupported_parameter", status: 422)
         /// Every provider of the route failed; `detail` says how the last one did.

@@ -658,6 +658,72 @@ enum AgentChecks {
         #expect(anonymous.status == .unauthorized)
     }
 
+    /// An API key limited to some models and a monthly spend, its calls counted apart (`group_by=key`).
+    static func keyLimits(_ world: AgentWorld) async throws {
+        let created = try await world.client.send(.post, "/v1/api-keys", json: #"{"name": "app", "role": "admin"}"#)
+        expectStatus(.created, created)
+        let key = try #require(created.json["key"]?.stringValue)
+        let keyID = try #require(created.json["id"]?.stringValue)
+        let limited = try await world.client.send(
+            .put,
+            "/v1/api-keys/\(keyID)/limits",
+            json: #"{"models": ["local/m1", "claude/*"]}"#
+        )
+        expectStatus(.ok, limited)
+        #expect(limited.json["models"] == ["local/m1", "claude/*"] && limited.json["monthly_cost_usd"] == .null)
+        func chat(_ model: String) async throws -> (status: HTTPResponse.Status, json: JSONValue, headers: HTTPFields) {
+            try await world.client.send(
+                .post,
+                "/v1/chat/completions",
+                json: #"{"model": "\#(model)", "messages": [{"role": "user", "content": "hi"}]}"#,
+                headers: [.authorization: "Bearer \(key)"]
+            )
+        }
+        let refused = try await chat("local/m2")
+        #expect(refused.status == .forbidden && refused.json["code"] == "model_not_allowed", "\(refused.json)")
+        world.openAI.enqueue(.text("allowed"))
+        expectStatus(.ok, try await chat("local/m1"))
+        world.anthropic.enqueue(.text("allowed too"))
+        expectStatus(.ok, try await chat("claude/haiku"))
+        world.openAI.enqueue(.text("the owner's"))
+        expectStatus(
+            .ok,
+            try await world.client.send(
+                .post,
+                "/v1/chat/completions",
+                json: #"{"model": "local/m2", "messages": [{"role": "user", "content": "hi"}]}"#
+            )
+        )
+        let byKey = try await world.client.send(.get, "/v1/usage?group_by=key").json["items"]?.arrayValue ?? []
+        #expect(byKey.first { $0["key"] == .string(keyID) }?["requests"] == 2, "\(byKey)")
+
+        // A spend limit reached: refused before any call.
+        expectStatus(
+            .ok,
+            try await world.client.send(.put, "/v1/api-keys/\(keyID)/limits", json: #"{"monthly_cost_usd": 0}"#)
+        )
+        let calls = world.openAI.callCount
+        let spent = try await chat("local/m1")
+        #expect(spent.status.code == 402 && spent.json["code"] == "budget_exceeded", "\(spent.json)")
+        #expect(world.openAI.callCount == calls)
+        let shown = try await world.client.send(.get, "/v1/api-keys/\(keyID)/limits").json
+        #expect(shown["monthly_cost_usd"] == 0 && shown["models"] == .null && shown["spent_cost_usd"] != nil)
+        expectStatus(.ok, try await world.client.send(.put, "/v1/api-keys/\(keyID)/limits", json: "{}"))
+        world.openAI.enqueue(.text("free again"))
+        expectStatus(.ok, try await chat("local/m2"))
+
+        #expect(
+            try await world.client.send(.put, "/v1/api-keys/ak_nothing/limits", json: "{}").status == .notFound
+        )
+        let invalid = try await world.client.send(
+            .put,
+            "/v1/api-keys/\(keyID)/limits",
+            json: #"{"models": ["no-slash"]}"#
+        )
+        #expect(invalid.status == .unprocessableContent)
+        #expect(invalid.json["errors"]?.arrayValue?.first?["pointer"] == "/models")
+    }
+
     /// Workflows mix `llm` and `agent` steps with the others.
     static func llmAndAgentSteps(_ world: AgentWorld) async throws {
         try await world.putAgent(

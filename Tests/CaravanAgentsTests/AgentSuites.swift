@@ -35,6 +35,9 @@ struct AgentTests {
     @Test(arguments: TestBackend.available) func mcpServer(backend: TestBackend) async throws {
         try await withAgentWorld(backend, AgentChecks.mcpServer)
     }
+    @Test(arguments: TestBackend.available) func keyLimits(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, AgentChecks.keyLimits)
+    }
     @Test(arguments: TestBackend.available) func workflowSteps(backend: TestBackend) async throws {
         try await withAgentWorld(backend, AgentChecks.llmAndAgentSteps)
     }

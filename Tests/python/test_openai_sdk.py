@@ -191,3 +191,22 @@ def test_request_level_fallbacks(client, fake):
     assert answer.model == "fake/emb" and answer.choices[0].message.content == "echo: hello there"
     answer = client.chat.completions.create(model="claude/haiku", messages=HELLO, seed=5, extra_body={"models": ["fake/m1"]})
     assert answer.model == "fake/m1" and fake.last()["seed"] == 5
+
+
+def test_keys_with_model_and_spend_limits(caravan):
+    from conftest import call
+
+    base = caravan["base_url"].removesuffix("/v1")
+    created = call(base, "POST", "/v1/api-keys", {"name": "app", "role": "developer"}, caravan["api_key"])
+    call(base, "PUT", f"/v1/api-keys/{created['id']}/limits", {"models": ["fake/m1"]}, caravan["api_key"])
+    app = openai.OpenAI(base_url=caravan["base_url"], api_key=created["key"], max_retries=0)
+    assert app.chat.completions.create(model="fake/m1", messages=HELLO).choices[0].message.content == "echo: hello there"
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        app.chat.completions.create(model="fake/emb", messages=HELLO)
+    assert refused.value.body["code"] == "model_not_allowed"
+    usage = call(base, "GET", "/v1/usage?group_by=key", None, caravan["api_key"])
+    assert next(item for item in usage["items"] if item["key"] == created["id"])["requests"] == 1
+    call(base, "PUT", f"/v1/api-keys/{created['id']}/limits", {"monthly_cost_usd": 0}, caravan["api_key"])
+    with pytest.raises(openai.APIStatusError) as spent:
+        app.chat.completions.create(model="fake/m1", messages=HELLO)
+    assert spent.value.status_code == 402 and spent.value.body["code"] == "budget_exceeded"

@@ -125,6 +125,13 @@ enum APISchemas {
             "stream": ["type": "boolean"],
         ],
     ]
+    static let keyLimits: JSONValue = [
+        "type": "object", "additionalProperties": false,
+        "properties": [
+            "models": ["type": ["array", "null"], "items": ["type": "string"], "maxItems": 1000],
+            "monthly_cost_usd": ["type": ["number", "null"], "minimum": 0],
+        ],
+    ]
     static let embeddings: JSONValue = [
         "type": "object", "required": ["model", "input"], "additionalProperties": false,
         "properties": [

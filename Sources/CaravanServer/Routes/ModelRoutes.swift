@@ -16,6 +16,8 @@ struct ModelRoutes {
     /// Image URLs in messages pass it (what can be told without a lookup: the provider fetches them).
     let egress: EgressPolicy
     let bodies: RequestBodyReader
+    /// Whether the organization has an API key with this id (revoked ones included).
+    let keyExists: @Sendable (_ orgID: String, _ id: String) async throws -> Bool
 
     func register(in routes: RouteRegistrar) {
         let object: JSONValue = ["type": "object"]
@@ -189,7 +191,7 @@ struct ModelRoutes {
                 "/v1/usage",
                 operationID: "getUsage",
                 summary:
-                    "Model usage totals: `?from=&to=` (RFC 3339; default this month) `&group_by=model|agent|day|provider`.",
+                    "Model usage totals: `?from=&to=` (RFC 3339; default this month) `&group_by=model|agent|day|provider|key`.",
                 tag: "models",
                 access: .organization(.read),
                 query: APISchemas.usageQuery,
@@ -212,7 +214,7 @@ struct ModelRoutes {
             let to = try time("to") ?? now + 1
             let groupText = request.uri.queryParameters.get("group_by").map { String($0) } ?? "model"
             guard let grouping = UsageGrouping(rawValue: groupText) else {
-                throw CaravanError.validation("/group_by", "group_by must be one of model, agent, day, provider")
+                throw CaravanError.validation("/group_by", "group_by must be one of model, agent, day, provider, key")
             }
             let totals = try await gateway.meter.totals(orgID: orgID, from: from, to: to, groupBy: grouping)
             return .json([
@@ -229,6 +231,59 @@ struct ModelRoutes {
                 ),
                 "next_cursor": .null,  // every total in one page, as lists answer {items, next_cursor}
             ])
+        }
+        routes.add(
+            EndpointDescription(
+                .get,
+                "/v1/api-keys/{id}/limits",
+                operationID: "getKeyLimits",
+                summary: "An API key's gateway limits: the models it may call and its monthly spend (`null`: none).",
+                tag: "models",
+                access: .organization(.manageOrganization),
+                responses: [200: ("The limits", object, "application/json")]
+            )
+        ) { _, context in
+            let orgID = try context.organizationID()
+            let id = try context.parameters.require("id")
+            guard try await keyExists(orgID, id) else { throw CaravanError.notFound("The API key '\(id)'") }
+            let limits = try await gateway.meter.keyLimits.limits(orgID: orgID, keyID: id) ?? KeyModelLimits()
+            return .json(try await keyLimitsJSON(limits, orgID: orgID, keyID: id))
+        }
+        routes.add(
+            EndpointDescription(
+                .put,
+                "/v1/api-keys/{id}/limits",
+                operationID: "putKeyLimits",
+                summary:
+                    "Limit an API key's gateway calls: `{models?: [provider/model | provider/*], monthly_cost_usd?}` (null: no limit).",
+                tag: "models",
+                access: .organization(.manageOrganization),
+                requestSchema: APISchemas.keyLimits,
+                responses: [200: ("The limits", object, "application/json")]
+            )
+        ) { request, context in
+            let orgID = try context.organizationID()
+            let id = try context.parameters.require("id")
+            guard try await keyExists(orgID, id) else { throw CaravanError.notFound("The API key '\(id)'") }
+            let fields = try BodyFields(try await bodies.json(of: request), allowed: ["models", "monthly_cost_usd"])
+            var limits = KeyModelLimits()
+            if let value = fields.object["models"], !value.isNull {
+                guard let list = value.arrayValue, list.count <= 1000,
+                    list.allSatisfy({ ($0.stringValue.flatMap(ModelRef.init(parsing:))) != nil })
+                else {
+                    throw CaravanError.validation("/models", "models must be an array of provider/model or provider/*")
+                }
+                limits.models = list.compactMap(\.stringValue)
+            }
+            if let value = fields.object["monthly_cost_usd"], !value.isNull {
+                guard let number = value.numberValue, number >= 0 else {
+                    throw CaravanError.validation("/monthly_cost_usd", "monthly_cost_usd must be a number ≥ 0")
+                }
+                limits.monthlyCostUSD = number
+            }
+            try await gateway.meter.keyLimits.setLimits(orgID: orgID, keyID: id, limits)
+            context.audit.target("api_key:\(id)")
+            return .json(try await keyLimitsJSON(limits, orgID: orgID, keyID: id))
         }
         routes.add(
             EndpointDescription(
@@ -288,6 +343,17 @@ struct ModelRoutes {
         return .object(fields)
     }
 
+    private func keyLimitsJSON(_ limits: KeyModelLimits, orgID: String, keyID: String) async throws -> JSONValue {
+        guard case .object(var fields) = limits.json else { return limits.json }
+        let spent = try await gateway.meter.monthToDate(
+            orgID: orgID,
+            keyID: keyID,
+            now: gateway.clock.nowMilliseconds()
+        )
+        fields["spent_cost_usd"] = .double(spent.costUSD)
+        return .object(fields)
+    }
+
     private func budgetJSON(orgID: String) async throws -> JSONValue {
         let budget = try await gateway.meter.budget(orgID: orgID)
         let spent = try await gateway.meter.monthToDate(orgID: orgID, now: gateway.clock.nowMilliseconds())
@@ -327,6 +393,7 @@ struct ModelRoutes {
                 retryAfter: Int(((error.retryAfterMilliseconds ?? 1_000) + 999) / 1_000)
             )
         case ProviderError.Kind.unsupportedParameter.rawValue: CaravanError(.unsupportedParameter, error.message)
+        case CaravanError.Code.modelNotAllowed.rawValue: CaravanError(.modelNotAllowed, error.message)
         case ProviderError.Kind.badRequest.rawValue:
             CaravanError(.invalidRequest, "The provider refused the request: \(error.message)")
         default: CaravanError(.providerError, "\(error.code): \(error.message)")
@@ -392,6 +459,13 @@ struct ModelRoutes {
         }
     }
 
+    /// Who a gateway call is for: the organization, and the API key when one calls (its limits and spend).
+    static func callContext(orgID: String, _ context: CaravanRequestContext) -> ModelCallContext {
+        var call = ModelCallContext(orgID: orgID)
+        if case .apiKey(let id)? = context.principal?.credential { call.keyID = id }
+        return call
+    }
+
     /// The model a request names: `provider/model`, or a bare model name of the organization's default provider.
     private func modelRef(_ name: String, orgID: String) async throws -> ModelRef {
         if let ref = ModelRef(parsing: name) { return ref }
@@ -416,7 +490,7 @@ struct ModelRoutes {
         let ref = try await modelRef(body["model"]?.stringValue ?? "", orgID: orgID)
         let embeddings: Embeddings
         do {
-            embeddings = try await gateway.embed(body, ref: ref, context: ModelCallContext(orgID: orgID))
+            embeddings = try await gateway.embed(body, ref: ref, context: Self.callContext(orgID: orgID, context))
         } catch {
             var problem = Self.apiError(error)
             if problem.code == .unsupportedParameter {
@@ -484,7 +558,7 @@ struct ModelRoutes {
         try refuseInternalImages(decoded.request.messages)
         let route = try await route(of: decoded.request, fallbacks: body["models"], orgID: orgID)
         let ref = route[0]
-        let callContext = ModelCallContext(orgID: orgID)
+        let callContext = Self.callContext(orgID: orgID, context)
         let id = "chatcmpl-" + Identifier.make("c", milliseconds: gateway.clock.nowMilliseconds()).dropFirst(2)
         let created = gateway.clock.nowMilliseconds() / 1000
         if !decoded.stream {
