@@ -22,6 +22,23 @@ public enum AgentsSchema {
             sqlite: keyLimits(real: "REAL"),
             postgres: keyLimits(real: "DOUBLE PRECISION")
         ),
+        Migration(
+            version: 11,
+            name: "responses",
+            statements: [
+                """
+                CREATE TABLE model_responses (
+                    org_id TEXT NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+                    id TEXT NOT NULL,
+                    previous_id TEXT,
+                    messages TEXT NOT NULL,
+                    response TEXT NOT NULL,
+                    created_at BIGINT NOT NULL,
+                    PRIMARY KEY (org_id, id)
+                )
+                """
+            ]
+        ),
     ]
 
     private static func keyLimits(real: String) -> [String] {

@@ -55,7 +55,7 @@ public enum OpenAIWireFormat {
         return .object(body)
     }
 
-    static func encodeMessage(_ message: ChatMessage) -> JSONValue {
+    public static func encodeMessage(_ message: ChatMessage) -> JSONValue {
         var object: [String: JSONValue] = ["role": .string(message.isDeveloper ? "developer" : message.role.rawValue)]
         switch message.role {
         case .user where message.parts != nil:

@@ -296,7 +296,7 @@ public func buildApplication(
     EventSocketRoutes(engine: engine).register(in: routes)
     NotificationRoutes(settings: smtpSettings, notifier: notifier, bodies: bodies).register(in: routes)
     WebhookRoutes(webhooks: webhooks, egress: egress, bodies: bodies).register(in: routes)
-    ModelRoutes(gateway: gateway, egress: egress, bodies: bodies) { orgID, id in
+    let modelRoutes = ModelRoutes(gateway: gateway, egress: egress, bodies: bodies) { orgID, id in
         var cursor: String?
         while true {
             let page = try await identity.apiKeys(orgID: orgID, after: cursor, limit: 500)
@@ -304,7 +304,10 @@ public func buildApplication(
             guard page.count == 500 else { return false }
             cursor = page.last?.id
         }
-    }.register(in: routes)
+    }
+    modelRoutes.register(in: routes)
+    ResponsesRoutes(gateway: gateway, store: ResponseStore(database: database), models: modelRoutes, bodies: bodies)
+        .register(in: routes)
     let agentStore = AgentStore(engine: engine, threads: threads)
     MCPServerRoutes(engine: engine, agents: agentStore, bodies: bodies).register(in: routes)
     AgentRoutes(

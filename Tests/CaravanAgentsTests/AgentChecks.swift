@@ -724,6 +724,67 @@ enum AgentChecks {
         #expect(invalid.json["errors"]?.arrayValue?.first?["pointer"] == "/models")
     }
 
+    /// `/v1/responses`: answers, continues a stored conversation, streams its events, refuses what it cannot read.
+    static func responsesAPI(_ world: AgentWorld) async throws {
+        world.openAI.enqueue(.text("first answer", usage: FakeUsage(input: 4, output: 2)))
+        let first = try await world.client.send(
+            .post,
+            "/v1/responses",
+            json: #"{"model": "local/m1", "input": "hello", "instructions": "Be brief."}"#
+        )
+        expectStatus(.ok, first)
+        #expect(first.json["object"] == "response" && first.json["status"] == "completed")
+        #expect(first.json["output"]?.arrayValue?.first?["content"]?.arrayValue?.first?["text"] == "first answer")
+        #expect(first.json["usage"]?["input_tokens"] == 4)
+        let id = try #require(first.json["id"]?.stringValue)
+
+        world.openAI.enqueue(.toolCalls([FakeToolCall(name: "lookup", arguments: #"{"q":"x"}"#)]))
+        let second = try await world.client.send(
+            .post,
+            "/v1/responses",
+            json: """
+                {"model": "local/m1", "previous_response_id": "\(id)", "input": [{"role": "user", "content": [{"type": "input_text", "text": "more"}]}],
+                 "tools": [{"type": "function", "name": "lookup", "parameters": {"type": "object"}}]}
+                """
+        )
+        expectStatus(.ok, second)
+        let sent = world.openAI.lastBody?["messages"]?.arrayValue ?? []
+        #expect(sent.map { $0["role"] } == ["user", "assistant", "user"], "instructions are not carried over: \(sent)")
+        #expect(sent.map { $0["content"] } == ["hello", "first answer", "more"])
+        let call = second.json["output"]?.arrayValue?.first
+        #expect(call?["type"] == "function_call" && call?["name"] == "lookup", "\(second.json)")
+        #expect(try await world.client.send(.get, "/v1/responses/\(id)").json["id"] == .string(id))
+
+        world.openAI.enqueue(.text("streamed"))
+        let stream = try await world.client.send(
+            .post,
+            "/v1/responses",
+            json: #"{"model": "local/m1", "input": "hi", "stream": true, "store": false}"#
+        )
+        expectStatus(.ok, stream)
+        let text = stream.json.stringValue ?? ""
+        #expect(text.hasPrefix("event: response.created\n") && text.contains("event: response.completed\n"), "\(text)")
+        #expect(text.contains(#""delta":"streamed""#))
+        let unstored = try #require(
+            text.components(separatedBy: "\n").first { $0.hasPrefix("data: ") }.flatMap {
+                try? JSONValue(parsing: Array($0.dropFirst(6).utf8))
+            }?["response"]?["id"]?.stringValue
+        )
+        #expect(try await world.client.send(.get, "/v1/responses/\(unstored)").status == .notFound)
+
+        for (body, param) in [
+            (#"{"model": "local/m1", "input": "x", "frequency": 1}"#, "frequency"),
+            (#"{"model": "local/m1", "input": [{"type": "file_search_call"}]}"#, "input.0.type"),
+            (#"{"model": "local/m1", "input": "x", "temperature": 9}"#, "temperature"),
+            (#"{"model": "local/m1", "input": []}"#, "input"),
+            (#"{"model": "local/m1", "input": "x", "previous_response_id": "resp_none"}"#, "previous_response_id"),
+        ] {
+            let refused = try await world.client.send(.post, "/v1/responses", json: body)
+            #expect(refused.status.code >= 400 && refused.status.code < 500, "\(body) → \(refused.json)")
+            #expect(refused.json["error"]?["param"] == .string(param), "\(body) → \(refused.json)")
+        }
+    }
+
     /// Workflows mix `llm` and `agent` steps with the others.
     static func llmAndAgentSteps(_ world: AgentWorld) async throws {
         try await world.putAgent(

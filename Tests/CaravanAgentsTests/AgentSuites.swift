@@ -38,6 +38,9 @@ struct AgentTests {
     @Test(arguments: TestBackend.available) func keyLimits(backend: TestBackend) async throws {
         try await withAgentWorld(backend, AgentChecks.keyLimits)
     }
+    @Test(arguments: TestBackend.available) func responsesAPI(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, AgentChecks.responsesAPI)
+    }
     @Test(arguments: TestBackend.available) func workflowSteps(backend: TestBackend) async throws {
         try await withAgentWorld(backend, AgentChecks.llmAndAgentSteps)
     }

@@ -40,3 +40,10 @@ def test_embeddings(caravan):
     vectors = embeddings.embed_documents(["first", "second"])
     assert len(vectors) == 2 and all(len(vector) == 8 for vector in vectors)
     assert embeddings.embed_query("first") == vectors[0]
+
+
+def test_responses_api(caravan):
+    model = chat(caravan, use_responses_api=True)
+    assert model.invoke("hello there").text == "echo: hello there"
+    message = model.bind_tools([get_weather]).invoke("Weather in Paris?")
+    assert message.tool_calls[0]["name"] == "get_weather"

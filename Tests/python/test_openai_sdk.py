@@ -210,3 +210,34 @@ def test_keys_with_model_and_spend_limits(caravan):
     with pytest.raises(openai.APIStatusError) as spent:
         app.chat.completions.create(model="fake/m1", messages=HELLO)
     assert spent.value.status_code == 402 and spent.value.body["code"] == "budget_exceeded"
+
+
+def test_responses(client, fake):
+    first = client.responses.create(model="fake/m1", input="hello there", instructions="Be brief.")
+    assert first.output_text == "echo: hello there" and first.status == "completed"
+    assert fake.last()["messages"][0] == {"role": "system", "content": "Be brief."}
+    second = client.responses.create(model="fake/m1", input="and again", previous_response_id=first.id)
+    assert [m["content"] for m in fake.last()["messages"]] == ["hello there", "echo: hello there", "and again"]
+    assert second.previous_response_id == first.id
+    assert client.responses.retrieve(first.id).output_text == "echo: hello there"
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model="fake/m1", input="x", previous_response_id="resp_nothing")
+
+
+def test_responses_tools_and_structured_output(client):
+    tool = {"type": "function", "name": "get_weather", "description": "The weather.", "parameters": WEATHER["function"]["parameters"]}
+    asked = client.responses.create(model="fake/m1", input="Weather in Paris?", tools=[tool])
+    call = asked.output[0]
+    assert call.type == "function_call" and call.name == "get_weather" and '"city"' in call.arguments
+    answered = client.responses.create(model="fake/m1", previous_response_id=asked.id, tools=[tool], input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}])
+    assert answered.output_text == "The tool said: sunny"
+    parsed = client.responses.parse(model="fake/m1", input="Forecast?", text_format=Forecast)
+    assert parsed.output_parsed == Forecast(city="Paris", temperature=21)
+
+
+def test_responses_stream(client):
+    events = list(client.responses.create(model="fake/m1", input="hello there", stream=True))
+    assert events[0].type == "response.created" and events[-1].type == "response.completed"
+    assert "".join(event.delta for event in events if event.type == "response.output_text.delta") == "echo: hello there"
+    assert events[-1].response.output_text == "echo: hello there"
+    assert [event.sequence_number for event in events] == list(range(len(events)))

@@ -70,7 +70,7 @@ struct ProblemDetails: Sendable {
     /// Whether `path` is one of the OpenAI-compatible endpoints, whose clients read `error.message`.
     static func speaksOpenAI(path: String) -> Bool {
         path == "/v1/chat/completions" || path == "/v1/embeddings" || path == "/v1/models"
-            || path.hasPrefix("/v1/models/")
+            || path.hasPrefix("/v1/models/") || path == "/v1/responses" || path.hasPrefix("/v1/responses/")
     }
 
     /// The problem as OpenAI states an error: `{message, type, code, param}`, `param` the first field at fault

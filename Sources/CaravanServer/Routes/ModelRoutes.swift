@@ -404,7 +404,7 @@ struct ModelRoutes {
     /// fallbacks of OpenRouter and LiteLLM), each once. Refused here, before any call (and before a stream's 200):
     /// a route none of whose models is configured, or whose providers all cannot honour a parameter of the request;
     /// a model whose provider cannot honour one is left out of the route.
-    private func route(of request: ChatRequest, fallbacks: JSONValue?, orgID: String) async throws -> [ModelRef] {
+    func route(of request: ChatRequest, fallbacks: JSONValue?, orgID: String) async throws -> [ModelRef] {
         var refs: [ModelRef] = []
         for name in [request.model] + (fallbacks?.arrayValue?.compactMap(\.stringValue) ?? []) {
             let ref = try await modelRef(name, orgID: orgID)
@@ -443,7 +443,7 @@ struct ModelRoutes {
 
     /// Refuses image URLs that name an address the egress policy refuses (a private or loopback address, unless the
     /// operator allowed it): the provider would fetch them, but a URL Caravan would not fetch is not passed on.
-    private func refuseInternalImages(_ messages: [ChatMessage]) throws {
+    func refuseInternalImages(_ messages: [ChatMessage]) throws {
         for (index, message) in messages.enumerated() {
             for (partIndex, part) in (message.parts ?? []).enumerated() {
                 guard case .image(let image) = part, image.inline == nil, let url = URL(string: image.url),
