@@ -11,6 +11,9 @@ public struct ModelCallContext: Sendable {
     public var agent: String?
     /// The API key calling through the gateway: its limits apply and its spend is counted.
     public var keyID: String?
+    /// Whether a deterministic call may be answered from the gateway's `ResponseCache` (the front door's
+    /// non-streamed calls, unless the client sent `Cache-Control: no-cache`).
+    public var cacheable = false
 
     public init(orgID: String, runID: String? = nil, agent: String? = nil, keyID: String? = nil) {
         self.orgID = orgID
@@ -28,6 +31,8 @@ public struct ModelAnswer: Sendable {
     public var costUSD: Double
     public var latencyMilliseconds: Int64
     public var attempts: Int
+    /// Answered from the `ResponseCache`: no provider was called and nothing was metered for it.
+    public var cached = false
 }
 
 // A model call that did not produce an answer throws a `Failure`: a stable code (`budget_exceeded`, or the last provider error's) and
@@ -48,6 +53,8 @@ public final class ModelGateway: Sendable {
     private let duration = Timer(label: "caravan.llm.duration")
 
     public let clock: WallClock
+    /// Answers kept for deterministic calls, when the operator turned it on.
+    public let cache: ResponseCache?
 
     public init(
         router: ProviderRouter,
@@ -55,9 +62,11 @@ public final class ModelGateway: Sendable {
         meter: UsageMeter,
         prices: PriceTable,
         clock: WallClock = .system,
+        cache: ResponseCache? = nil,
         logger: Logger
     ) {
         self.clock = clock
+        self.cache = cache
         self.router = router
         self.providers = providers
         self.meter = meter
@@ -106,6 +115,15 @@ public final class ModelGateway: Sendable {
         onDelta: ChatDeltaHandler? = nil
     ) async throws(Failure) -> ModelAnswer {
         let route = try await checkLimits(context, route: route)
+        var cacheKey: String?
+        if let cache, context.cacheable, onDelta == nil, ResponseCache.isCacheable(request) {
+            let key = ResponseCache.key(orgID: context.orgID, route: route, request: request)
+            if var answer = cache.answer(for: key) {
+                answer.cached = true
+                return answer
+            }
+            cacheKey = key
+        }
         let orgID = context.orgID
         // Each model of the route must be one its provider lists, of a provider that can honour every parameter;
         // those that are not are left out (and reported if none is left).
@@ -195,13 +213,15 @@ public final class ModelGateway: Sendable {
         inputTokens.increment(by: routed.response.usage.inputTokens)
         outputTokens.increment(by: routed.response.usage.outputTokens)
         duration.recordMilliseconds(routed.latencyMilliseconds)
-        return ModelAnswer(
+        let answer = ModelAnswer(
             response: routed.response,
             ref: routed.ref,
             costUSD: cost,
             latencyMilliseconds: routed.latencyMilliseconds,
             attempts: routed.attempts
         )
+        if let cache, let cacheKey { cache.store(answer, for: cacheKey) }
+        return answer
     }
 }
 

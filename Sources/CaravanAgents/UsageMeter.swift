@@ -189,10 +189,13 @@ public final class UsageMeter: Service, Sendable {
         state.withLock { state in
             state.writing = []
             for record in batch {
-                guard var spend = state.spend[record.orgID], record.at >= spend.monthStart else { continue }
-                spend.tokens += Int64(record.usage.totalTokens)
-                spend.cost += record.costUSD
-                state.spend[record.orgID] = spend
+                // The organization's sum, and its key's when a key made the call.
+                for cacheKey in [record.orgID] + (record.keyID.map { [record.orgID + "\u{0}" + $0] } ?? []) {
+                    guard var spend = state.spend[cacheKey], record.at >= spend.monthStart else { continue }
+                    spend.tokens += Int64(record.usage.totalTokens)
+                    spend.cost += record.costUSD
+                    state.spend[cacheKey] = spend
+                }
             }
         }
     }

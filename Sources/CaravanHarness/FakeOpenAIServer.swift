@@ -25,23 +25,9 @@ public enum OpenAIFakeWire: FakeModelProtocol {
         script: FakeModelScript,
         requiredAPIKey: String?
     ) async throws -> Response {
-        let bytes = try await request.body.collect(upTo: 16 << 20)
-        let body = (try? JSONValue(parsing: bytes.readableBytesView)) ?? .null
-        let received = FakeModelRequest(
-            format: .openAI,
-            path: request.uri.path,
-            headers: FakeWire.headers(request),
-            body: body
-        )
-        script.record(received)
-        if let key = requiredAPIKey, received.headers["authorization"] != "Bearer \(key)" {
-            return errorResponse(
-                401,
-                "Incorrect API key provided.",
-                type: "invalid_request_error",
-                code: "invalid_api_key"
-            )
-        }
+        let (received, refusal) = try await receive(request, script: script, requiredAPIKey: requiredAPIKey)
+        if let refusal { return refusal }
+        let body = received.body
         if let problem = validate(body) { return errorResponse(400, problem, type: "invalid_request_error") }
         let (reply, serial) = script.reply(to: received)
         let id = "chatcmpl-fake-\(serial)"
@@ -108,18 +94,9 @@ public enum OpenAIFakeWire: FakeModelProtocol {
     ) async throws
         -> Response
     {
-        let bytes = try await request.body.collect(upTo: 16 << 20)
-        let body = (try? JSONValue(parsing: bytes.readableBytesView)) ?? .null
-        let received = FakeModelRequest(
-            format: .openAI,
-            path: request.uri.path,
-            headers: FakeWire.headers(request),
-            body: body
-        )
-        script.record(received)
-        if let key = requiredAPIKey, received.headers["authorization"] != "Bearer \(key)" {
-            return errorResponse(401, "Incorrect API key provided.", type: "invalid_request_error")
-        }
+        let (received, refusal) = try await receive(request, script: script, requiredAPIKey: requiredAPIKey)
+        if let refusal { return refusal }
+        let body = received.body
         let inputs: [String]
         switch body["input"] {
         case .string(let text)?: inputs = [text]
@@ -152,6 +129,34 @@ public enum OpenAIFakeWire: FakeModelProtocol {
             "object": "list", "data": .array(data), "model": .string(received.model ?? "fake"),
             "usage": ["prompt_tokens": .int(tokens), "total_tokens": .int(tokens)],
         ])
+    }
+
+    /// Reads and records a request; the refusal to answer instead when its key is not `requiredAPIKey`.
+    static func receive(
+        _ request: Request,
+        script: FakeModelScript,
+        requiredAPIKey: String?
+    ) async throws
+        -> (FakeModelRequest, Response?)
+    {
+        let bytes = try await request.body.collect(upTo: 16 << 20)
+        let received = FakeModelRequest(
+            format: .openAI,
+            path: request.uri.path,
+            headers: FakeWire.headers(request),
+            body: (try? JSONValue(parsing: bytes.readableBytesView)) ?? .null
+        )
+        script.record(received)
+        guard let key = requiredAPIKey, received.headers["authorization"] != "Bearer \(key)" else {
+            return (received, nil)
+        }
+        let refusal = errorResponse(
+            401,
+            "Incorrect API key provided.",
+            type: "invalid_request_error",
+            code: "invalid_api_key"
+        )
+        return (received, refusal)
     }
 
     /// What a text, tool-call or JSON reply amounts to.

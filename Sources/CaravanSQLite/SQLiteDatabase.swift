@@ -211,26 +211,7 @@ struct SQLiteExecutor: SQLExecutor {
 
     /// Turns `$1` placeholders into SQLite's numbered `?1`, leaving string literals and identifiers alone.
     static func translateUncached(_ sql: String) -> String {
-        guard sql.utf8.contains(UInt8(ascii: "$")) else { return sql }
-        var output = ""
-        output.reserveCapacity(sql.utf8.count)
-        var quote: Character?
-        var previous: Character = " "
-        for character in sql {
-            if let open = quote {
-                if character == open { quote = nil }
-                output.append(character)
-            } else if character == "'" || character == "\"" {
-                quote = character
-                output.append(character)
-            } else if character == "$" && !(previous.isLetter || previous.isNumber || previous == "_") {
-                output.append("?")
-            } else {
-                output.append(character)
-            }
-            previous = character
-        }
-        return output
+        SQLPlaceholders.rewrite(sql) { "?\($0)" }
     }
 
     static func map(_ error: any Error) -> StorageError {

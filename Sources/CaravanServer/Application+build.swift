@@ -164,6 +164,8 @@ public func buildApplication(
         meter: meter,
         prices: PriceTable(),
         clock: clock,
+        cache: configuration.gatewayCacheTTL.milliseconds > 0
+            ? ResponseCache(timeToLive: configuration.gatewayCacheTTL.milliseconds, clock: clock) : nil,
         logger: logger
     )
     let threads = ThreadStore(database: database, clock: clock)

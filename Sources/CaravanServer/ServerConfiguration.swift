@@ -36,6 +36,9 @@ public struct ServerConfiguration: Sendable {
     public var openSignup = false
     /// Requests per minute per API key or user, unless the organization sets its own; 0 is no limit.
     public var rateLimitPerMinute = 6000
+    /// How long the gateway answers the same `temperature: 0` chat completion again without calling a provider;
+    /// zero (the default) caches nothing.
+    public var gatewayCacheTTL: CaravanDuration = .seconds(0)
     /// Attempts per minute per client address on the endpoints that take passwords and codes; 0 is no limit.
     public var authAttemptsPerMinute = 30
     /// bcrypt's cost for password hashes (4...31).

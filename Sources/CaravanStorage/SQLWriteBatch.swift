@@ -60,42 +60,9 @@ public struct SQLWriteBatch: Sendable {
         }
     }
 
-    /// `sql` with every placeholder `$n` outside quotes made `$(n + offset)`.
+    /// `sql` with every placeholder `$n` made `$(n + offset)`.
     public static func renumbered(_ sql: String, by offset: Int) -> String {
         guard offset > 0 else { return sql }
-        var result = ""
-        result.reserveCapacity(sql.utf8.count + 16)
-        var quote: Character?
-        var digits = ""
-        var inPlaceholder = false
-        func endPlaceholder() {
-            if inPlaceholder {
-                result += digits.isEmpty ? "$" : "$\(Int(digits)! + offset)"
-                digits = ""
-                inPlaceholder = false
-            }
-        }
-        for character in sql {
-            if inPlaceholder {
-                if character.isASCII, character.isNumber {
-                    digits.append(character)
-                    continue
-                }
-                endPlaceholder()
-            }
-            if let open = quote {
-                if character == open { quote = nil }
-                result.append(character)
-            } else if character == "'" || character == "\"" {
-                quote = character
-                result.append(character)
-            } else if character == "$" {
-                inPlaceholder = true
-            } else {
-                result.append(character)
-            }
-        }
-        endPlaceholder()
-        return result
+        return SQLPlaceholders.rewrite(sql) { "$\($0 + offset)" }
     }
 }

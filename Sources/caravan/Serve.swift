@@ -63,6 +63,12 @@ struct Serve: AsyncParsableCommand {
     )
     var mcpCommandAllow: String?
 
+    @Option(
+        help:
+            "How long the LLM gateway answers the same temperature-0 chat completion again without calling the provider, e.g. 5m. [env: CARAVAN_GATEWAY_CACHE_TTL] (default: 0, no cache)"
+    )
+    var gatewayCacheTTL: String?
+
     @Option(help: "Largest run input or step output, in bytes. [env: CARAVAN_MAX_PAYLOAD_BYTES] (default: 2097152)")
     var maxPayloadBytes: Int?
 
@@ -187,6 +193,12 @@ struct Serve: AsyncParsableCommand {
             flag: "--shutdown-timeout"
         ) {
             configuration.shutdownTimeout = timeout
+        }
+        if let ttl = try parseDuration(
+            gatewayCacheTTL ?? reader.string(forKey: "gateway_cache_ttl"),
+            flag: "--gateway-cache-ttl"
+        ) {
+            configuration.gatewayCacheTTL = ttl
         }
         if let retention = try parseDuration(
             runRetention ?? reader.string(forKey: "run_retention"),

@@ -785,6 +785,38 @@ enum AgentChecks {
         }
     }
 
+    /// With `gatewayCacheTTL`, the same `temperature: 0` call is answered again without the provider and unmetered;
+    /// other calls, and those sent with `Cache-Control: no-cache`, go to it.
+    static func responseCache(_ world: AgentWorld) async throws {
+        let deterministic =
+            #"{"model": "local/m1", "temperature": 0, "messages": [{"role": "user", "content": "same"}]}"#
+        world.openAI.respond { _ in .text("cached answer") }
+        let calls = world.openAI.callCount
+        let first = try await world.client.send(.post, "/v1/chat/completions", json: deterministic)
+        let second = try await world.client.send(.post, "/v1/chat/completions", json: deterministic)
+        expectStatus(.ok, second)
+        #expect(first.json["choices"] == second.json["choices"])
+        #expect(world.openAI.callCount == calls + 1, "the second call was answered from the cache")
+        let usage = try await world.client.send(.get, "/v1/usage?group_by=model").json["items"]?.arrayValue ?? []
+        #expect(usage.first { $0["key"] == "local/m1" }?["requests"] == 1, "a cached answer is not metered")
+
+        _ = try await world.client.send(
+            .post,
+            "/v1/chat/completions",
+            json: deterministic,
+            headers: [.cacheControl: "no-cache"]
+        )
+        #expect(world.openAI.callCount == calls + 2)
+        let warm = #"{"model": "local/m1", "temperature": 0.7, "messages": [{"role": "user", "content": "same"}]}"#
+        _ = try await world.client.send(.post, "/v1/chat/completions", json: warm)
+        _ = try await world.client.send(.post, "/v1/chat/completions", json: warm)
+        #expect(world.openAI.callCount == calls + 4, "only temperature 0 is cached")
+        let other = #"{"model": "local/m1", "temperature": 0, "messages": [{"role": "user", "content": "other"}]}"#
+        _ = try await world.client.send(.post, "/v1/chat/completions", json: other)
+        #expect(world.openAI.callCount == calls + 5, "an exact match only")
+        world.openAI.respond(with: nil)
+    }
+
     /// Workflows mix `llm` and `agent` steps with the others.
     static func llmAndAgentSteps(_ world: AgentWorld) async throws {
         try await world.putAgent(

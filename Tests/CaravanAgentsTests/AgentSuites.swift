@@ -1,3 +1,5 @@
+import CaravanCore
+import CaravanServer
 import CaravanTestSupport
 import HummingbirdTesting
 import Testing
@@ -40,6 +42,9 @@ struct AgentTests {
     }
     @Test(arguments: TestBackend.available) func responsesAPI(backend: TestBackend) async throws {
         try await withAgentWorld(backend, AgentChecks.responsesAPI)
+    }
+    @Test(arguments: TestBackend.available) func responseCache(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, configure: { $0.gatewayCacheTTL = .seconds(60) }, AgentChecks.responseCache)
     }
     @Test(arguments: TestBackend.available) func workflowSteps(backend: TestBackend) async throws {
         try await withAgentWorld(backend, AgentChecks.llmAndAgentSteps)

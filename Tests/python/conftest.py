@@ -43,7 +43,7 @@ def caravan(fake):
         port = probe.getsockname()[1]
     log = open(os.path.join(data, "server.log"), "w")
     process = subprocess.Popen(
-        [binary, "serve", "--port", str(port), "--data", data, "--egress-allow", "127.0.0.1"],
+        [binary, "serve", "--port", str(port), "--data", data, "--egress-allow", "127.0.0.1", "--gateway-cache-ttl", "60s"],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -241,3 +241,13 @@ def test_responses_stream(client):
     assert "".join(event.delta for event in events if event.type == "response.output_text.delta") == "echo: hello there"
     assert events[-1].response.output_text == "echo: hello there"
     assert [event.sequence_number for event in events] == list(range(len(events)))
+
+
+def test_deterministic_calls_are_answered_from_the_cache(client, fake):
+    before = len(fake.requests)
+    first = client.chat.completions.create(model="fake/m1", messages=[{"role": "user", "content": "cache me"}], temperature=0)
+    second = client.chat.completions.create(model="fake/m1", messages=[{"role": "user", "content": "cache me"}], temperature=0)
+    assert first.choices[0].message.content == second.choices[0].message.content == "echo: cache me"
+    assert len(fake.requests) == before + 1
+    client.chat.completions.create(model="fake/m1", messages=[{"role": "user", "content": "cache me"}], temperature=0, extra_headers={"Cache-Control": "no-cache"})
+    assert len(fake.requests) == before + 2

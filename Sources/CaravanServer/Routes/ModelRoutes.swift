@@ -558,7 +558,9 @@ struct ModelRoutes {
         try refuseInternalImages(decoded.request.messages)
         let route = try await route(of: decoded.request, fallbacks: body["models"], orgID: orgID)
         let ref = route[0]
-        let callContext = Self.callContext(orgID: orgID, context)
+        var cacheable = Self.callContext(orgID: orgID, context)
+        cacheable.cacheable = decoded.choices == 1 && request.headers[.cacheControl]?.contains("no-cache") != true
+        let callContext = cacheable
         let id = "chatcmpl-" + Identifier.make("c", milliseconds: gateway.clock.nowMilliseconds()).dropFirst(2)
         let created = gateway.clock.nowMilliseconds() / 1000
         if !decoded.stream {

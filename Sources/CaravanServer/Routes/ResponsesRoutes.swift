@@ -82,13 +82,11 @@ struct ResponsesRoutes {
             full.messages = chat.messages.filter { $0.role == .system } + history + turn
         }
         let route = try await models.route(of: full, fallbacks: nil, orgID: orgID)
+        var callContext = ModelRoutes.callContext(orgID: orgID, context)
+        callContext.cacheable = request.headers[.cacheControl]?.contains("no-cache") != true
         let answer: ModelAnswer
         do {
-            answer = try await gateway.complete(
-                full,
-                route: route,
-                context: ModelRoutes.callContext(orgID: orgID, context)
-            )
+            answer = try await gateway.complete(full, route: route, context: callContext)
         } catch {
             throw ModelRoutes.apiError(error)
         }
