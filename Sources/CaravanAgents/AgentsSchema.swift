@@ -39,6 +39,21 @@ public enum AgentsSchema {
                 """
             ]
         ),
+        Migration(
+            version: 12,
+            name: "model routes",
+            statements: [
+                """
+                CREATE TABLE model_routes (
+                    org_id TEXT NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+                    name TEXT NOT NULL,
+                    definition TEXT NOT NULL,
+                    updated_at BIGINT NOT NULL,
+                    PRIMARY KEY (org_id, name)
+                )
+                """
+            ]
+        ),
     ]
 
     private static func keyLimits(real: String) -> [String] {

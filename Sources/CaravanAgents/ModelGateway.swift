@@ -55,6 +55,8 @@ public final class ModelGateway: Sendable {
     public let clock: WallClock
     /// Answers kept for deterministic calls, when the operator turned it on.
     public let cache: ResponseCache?
+    /// Named routes: several deployments behind one model name.
+    public let routes: ModelRouteStore
 
     public init(
         router: ProviderRouter,
@@ -63,10 +65,12 @@ public final class ModelGateway: Sendable {
         prices: PriceTable,
         clock: WallClock = .system,
         cache: ResponseCache? = nil,
+        routes: ModelRouteStore,
         logger: Logger
     ) {
         self.clock = clock
         self.cache = cache
+        self.routes = routes
         self.router = router
         self.providers = providers
         self.meter = meter

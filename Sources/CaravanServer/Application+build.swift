@@ -166,6 +166,7 @@ public func buildApplication(
         clock: clock,
         cache: configuration.gatewayCacheTTL.milliseconds > 0
             ? ResponseCache(timeToLive: configuration.gatewayCacheTTL.milliseconds, clock: clock) : nil,
+        routes: ModelRouteStore(database: database, clock: clock),
         logger: logger
     )
     let threads = ThreadStore(database: database, clock: clock)

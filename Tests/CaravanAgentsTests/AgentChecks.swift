@@ -817,6 +817,52 @@ enum AgentChecks {
         world.openAI.respond(with: nil)
     }
 
+    /// A model route: calls naming it are spread over its deployments by weight, and fall back.
+    static func modelRoutes(_ world: AgentWorld) async throws {
+        let route =
+            #"{"deployments": [{"model": "local/m1", "weight": 1}, {"model": "local/m2", "weight": 1}], "fallbacks": ["claude/haiku"]}"#
+        expectStatus(.created, try await world.client.send(.put, "/v1/model-routes/smart", json: route))
+        world.openAI.respond { request in .text("from \(request.model ?? "")") }
+        var models: [String: Int] = [:]
+        for _ in 0..<40 {
+            let answer = try await world.client.send(
+                .post,
+                "/v1/chat/completions",
+                json: #"{"model": "smart", "messages": [{"role": "user", "content": "hi"}]}"#
+            )
+            expectStatus(.ok, answer)
+            models[answer.json["model"]?.stringValue ?? "", default: 0] += 1
+        }
+        #expect(Set(models.keys) == ["local/m1", "local/m2"], "both deployments serve: \(models)")
+        // Both deployments failing: the route's fallback answers.
+        world.openAI.respond { _ in .error(status: 503) }
+        world.anthropic.enqueue(.text("fallback"))
+        let fellBack = try await world.client.send(
+            .post,
+            "/v1/chat/completions",
+            json: #"{"model": "smart", "messages": [{"role": "user", "content": "hi"}]}"#
+        )
+        expectStatus(.ok, fellBack)
+        #expect(fellBack.json["model"] == "claude/haiku")
+        world.openAI.respond(with: nil)
+        let listed = try await world.client.send(.get, "/v1/model-routes").json["items"]?.arrayValue ?? []
+        #expect(listed.first?["name"] == "smart" && listed.first?["deployments"]?.arrayValue?.count == 2)
+        let invalid = try await world.client.send(
+            .put,
+            "/v1/model-routes/bad",
+            json: #"{"deployments": [{"model": "local/m1", "weight": 0}]}"#
+        )
+        #expect(invalid.status == .unprocessableContent)
+        #expect(invalid.json["errors"]?.arrayValue?.first?["pointer"] == "/deployments/0/weight")
+        expectStatus(.noContent, try await world.client.send(.delete, "/v1/model-routes/smart"))
+        let gone = try await world.client.send(
+            .post,
+            "/v1/chat/completions",
+            json: #"{"model": "smart", "messages": [{"role": "user", "content": "hi"}]}"#
+        )
+        #expect(gone.status == .badRequest, "no route, no default provider: \(gone.json)")
+    }
+
     /// Workflows mix `llm` and `agent` steps with the others.
     static func llmAndAgentSteps(_ world: AgentWorld) async throws {
         try await world.putAgent(

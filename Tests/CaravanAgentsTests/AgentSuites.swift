@@ -46,6 +46,9 @@ struct AgentTests {
     @Test(arguments: TestBackend.available) func responseCache(backend: TestBackend) async throws {
         try await withAgentWorld(backend, configure: { $0.gatewayCacheTTL = .seconds(60) }, AgentChecks.responseCache)
     }
+    @Test(arguments: TestBackend.available) func modelRoutes(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, AgentChecks.modelRoutes)
+    }
     @Test(arguments: TestBackend.available) func workflowSteps(backend: TestBackend) async throws {
         try await withAgentWorld(backend, AgentChecks.llmAndAgentSteps)
     }

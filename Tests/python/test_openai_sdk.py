@@ -251,3 +251,12 @@ def test_deterministic_calls_are_answered_from_the_cache(client, fake):
     assert len(fake.requests) == before + 1
     client.chat.completions.create(model="fake/m1", messages=[{"role": "user", "content": "cache me"}], temperature=0, extra_headers={"Cache-Control": "no-cache"})
     assert len(fake.requests) == before + 2
+
+
+def test_a_model_route_spreads_calls_over_its_deployments(client, caravan):
+    from conftest import call
+
+    base = caravan["base_url"].removesuffix("/v1")
+    call(base, "PUT", "/v1/model-routes/smart", {"deployments": [{"model": "fake/m1", "weight": 1}, {"model": "fake/emb", "weight": 1}]}, caravan["api_key"])
+    served = {client.chat.completions.create(model="smart", messages=HELLO).model for _ in range(30)}
+    assert served == {"fake/m1", "fake/emb"}

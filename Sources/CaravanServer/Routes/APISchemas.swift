@@ -125,6 +125,22 @@ enum APISchemas {
             "stream": ["type": "boolean"],
         ],
     ]
+    static let modelRoute: JSONValue = [
+        "type": "object", "required": ["deployments"], "additionalProperties": false,
+        "properties": [
+            "name": ["type": "string"],
+            "deployments": [
+                "type": "array", "minItems": 1, "maxItems": 16,
+                "items": [
+                    "type": "object", "required": ["model"],
+                    "properties": [
+                        "model": ["type": "string"], "weight": ["type": "integer", "minimum": 1, "maximum": 1000],
+                    ],
+                ],
+            ],
+            "fallbacks": ["type": "array", "items": ["type": "string"], "maxItems": 8],
+        ],
+    ]
     static let keyLimits: JSONValue = [
         "type": "object", "additionalProperties": false,
         "properties": [

@@ -287,6 +287,60 @@ struct ModelRoutes {
         }
         routes.add(
             EndpointDescription(
+                .put,
+                "/v1/model-routes/{name}",
+                operationID: "putModelRoute",
+                summary:
+                    "A model name served by several deployments: `{deployments: [{model: provider/model, weight}], fallbacks?}`. Requests naming it draw a deployment by weight.",
+                tag: "models",
+                access: .organization(.manageOrganization),
+                requestSchema: APISchemas.modelRoute,
+                responses: [
+                    201: ("Created", object, "application/json"), 200: ("Replaced", object, "application/json"),
+                ]
+            )
+        ) { request, context in
+            let orgID = try context.organizationID()
+            let name = try context.parameters.require("name")
+            let route = try ModelRouteDefinition.parse(try await bodies.json(of: request), name: name)
+            let created = try await gateway.routes.put(orgID: orgID, route)
+            context.audit.target("model_route:\(name)")
+            return .json(route.json, status: created ? .created : .ok)
+        }
+        routes.add(
+            EndpointDescription(
+                .get,
+                "/v1/model-routes",
+                operationID: "listModelRoutes",
+                summary: "The organization's model routes.",
+                tag: "models",
+                access: .organization(.read),
+                responses: [200: ("Routes", APISchemas.list(of: object), "application/json")]
+            )
+        ) { _, context in
+            let list = try await gateway.routes.list(orgID: try context.organizationID())
+            return .json(["items": .array(list.map(\.json)), "next_cursor": .null])
+        }
+        routes.add(
+            EndpointDescription(
+                .delete,
+                "/v1/model-routes/{name}",
+                operationID: "deleteModelRoute",
+                summary: "Delete a model route.",
+                tag: "models",
+                access: .organization(.manageOrganization),
+                responses: [204: ("Deleted", nil, "application/json")]
+            )
+        ) { _, context in
+            let name = try context.parameters.require("name")
+            guard try await gateway.routes.delete(orgID: try context.organizationID(), name: name) else {
+                throw CaravanError.notFound("The model route '\(name)'")
+            }
+            context.audit.target("model_route:\(name)")
+            return Response(status: .noContent)
+        }
+        routes.add(
+            EndpointDescription(
                 .get,
                 "/v1/budget",
                 operationID: "getBudget",
@@ -407,6 +461,13 @@ struct ModelRoutes {
     func route(of request: ChatRequest, fallbacks: JSONValue?, orgID: String) async throws -> [ModelRef] {
         var refs: [ModelRef] = []
         for name in [request.model] + (fallbacks?.arrayValue?.compactMap(\.stringValue) ?? []) {
+            // A named route: a deployment drawn by weight, then the others and the route's fallbacks.
+            if !name.contains("/"), let named = try await gateway.routes.get(orgID: orgID, name: name) {
+                for ref in named.route(draw: Int.random(in: 0..<named.totalWeight)) where !refs.contains(ref) {
+                    refs.append(ref)
+                }
+                continue
+            }
             let ref = try await modelRef(name, orgID: orgID)
             if !refs.contains(ref) { refs.append(ref) }
         }
