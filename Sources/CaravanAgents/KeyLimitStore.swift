@@ -1,7 +1,6 @@
 public import CaravanCore
 public import CaravanModels
 public import CaravanStorage
-import Synchronization
 
 /// What one API key may do through the gateway: the models it may call and what it may spend in a month, as a
 /// gateway's "virtual keys" are limited. A key without limits has the organization's.
@@ -35,37 +34,29 @@ public struct KeyModelLimits: Sendable, Hashable {
 public final class KeyLimitStore: Sendable {
     private let database: any Database
     private let clock: WallClock
-    private let cache = Mutex<[String: (limits: KeyModelLimits?, readAt: Int64)]>([:])
-    static let cacheMilliseconds: Int64 = 1_000
+    private let recent: RecentValues<KeyModelLimits>
 
     public init(database: any Database, clock: WallClock = .system) {
         self.database = database
         self.clock = clock
+        self.recent = RecentValues(clock: clock)
     }
 
     /// The key's limits, or `nil` when it has none.
     public func limits(orgID: String, keyID: String) async throws -> KeyModelLimits? {
-        let now = clock.nowMilliseconds()
-        let cacheKey = orgID + "/" + keyID
-        if let cached = cache.withLock({ $0[cacheKey] }), now - cached.readAt < Self.cacheMilliseconds {
-            return cached.limits
+        try await recent.value(orgID + "/" + keyID) {
+            try await database.read { executor in
+                try await executor.queryFirst(
+                    "SELECT models, monthly_cost_usd FROM model_key_limits WHERE org_id = $1 AND key_id = $2",
+                    [.text(orgID), .text(keyID)]
+                )
+            }.map { row in
+                KeyModelLimits(
+                    models: try row.json("models")?.arrayValue?.compactMap(\.stringValue),
+                    monthlyCostUSD: row["monthly_cost_usd"] == .null ? nil : try row.double("monthly_cost_usd")
+                )
+            }
         }
-        let limits = try await database.read { executor in
-            try await executor.queryFirst(
-                "SELECT models, monthly_cost_usd FROM model_key_limits WHERE org_id = $1 AND key_id = $2",
-                [.text(orgID), .text(keyID)]
-            )
-        }.map { row in
-            KeyModelLimits(
-                models: try row.json("models")?.arrayValue?.compactMap(\.stringValue),
-                monthlyCostUSD: row["monthly_cost_usd"] == .null ? nil : try row.double("monthly_cost_usd")
-            )
-        }
-        cache.withLock { cache in
-            if cache.count > 10_000 { cache.removeAll() }
-            cache[cacheKey] = (limits, now)
-        }
-        return limits
     }
 
     /// Sets the key's limits; both `nil` removes them.
@@ -90,7 +81,6 @@ public final class KeyLimitStore: Sendable {
                 ]
             )
         }
-        let stored: KeyModelLimits? = limits.models == nil && limits.monthlyCostUSD == nil ? nil : limits
-        cache.withLock { $0[orgID + "/" + keyID] = (stored, now) }
+        recent.store(limits.models == nil && limits.monthlyCostUSD == nil ? nil : limits, for: orgID + "/" + keyID)
     }
 }

@@ -1,7 +1,6 @@
 public import CaravanCore
 public import CaravanModels
 public import CaravanStorage
-import Synchronization
 
 /// A named route of the gateway: several deployments behind one model name, chosen by weight (load balancing, A/B),
 /// the others and the fallbacks tried after the one chosen.
@@ -94,32 +93,29 @@ public struct ModelRouteDefinition: Sendable, Hashable {
     public var totalWeight: Int { deployments.reduce(0) { $0 + $1.weight } }
 }
 
-/// The organization's model routes, read at most once a second per name.
+/// The organization's model routes, each read at most once a second (`RecentValues`).
 public final class ModelRouteStore: Sendable {
     private let database: any Database
     private let clock: WallClock
-    private let cache = Mutex<[String: (route: ModelRouteDefinition?, readAt: Int64)]>([:])
+    private let recent: RecentValues<ModelRouteDefinition>
 
     public init(database: any Database, clock: WallClock = .system) {
         self.database = database
         self.clock = clock
+        self.recent = RecentValues(clock: clock)
     }
 
     public func get(orgID: String, name: String) async throws -> ModelRouteDefinition? {
-        let now = clock.nowMilliseconds()
-        let key = orgID + "/" + name
-        if let cached = cache.withLock({ $0[key] }), now - cached.readAt < 1_000 { return cached.route }
-        let route = try await database.read { executor in
-            try await executor.queryFirst(
-                "SELECT definition FROM model_routes WHERE org_id = $1 AND name = $2",
-                [.text(orgID), .text(name)]
-            )
-        }.flatMap { row in try row.json("definition").flatMap { try? ModelRouteDefinition.parse($0, name: name) } }
-        cache.withLock { cache in
-            if cache.count > 10_000 { cache.removeAll() }
-            cache[key] = (route, now)
+        try await recent.value(orgID + "/" + name) {
+            try await database.read { executor in
+                try await executor.queryFirst(
+                    "SELECT definition FROM model_routes WHERE org_id = $1 AND name = $2",
+                    [.text(orgID), .text(name)]
+                )
+            }.flatMap { row in
+                try row.json("definition").flatMap { try? ModelRouteDefinition.parse($0, name: name) }
+            }
         }
-        return route
     }
 
     public func list(orgID: String) async throws -> [ModelRouteDefinition] {
@@ -137,7 +133,7 @@ public final class ModelRouteStore: Sendable {
     /// Creates or replaces a route. - Returns: whether it is new.
     public func put(orgID: String, _ route: ModelRouteDefinition) async throws -> Bool {
         let now = clock.nowMilliseconds()
-        defer { cache.withLock { $0[orgID + "/" + route.name] = (route, now) } }
+        defer { recent.store(route, for: orgID + "/" + route.name) }
         return try await database.withTransaction { executor in
             let existed =
                 try await executor.queryFirst(
@@ -156,7 +152,7 @@ public final class ModelRouteStore: Sendable {
     }
 
     public func delete(orgID: String, name: String) async throws -> Bool {
-        defer { cache.withLock { $0[orgID + "/" + name] = nil } }
+        defer { recent.forget(orgID + "/" + name) }
         return try await database.withTransaction { executor in
             !(try await executor.query(
                 "DELETE FROM model_routes WHERE org_id = $1 AND name = $2 RETURNING name",

@@ -178,7 +178,7 @@ public struct ProviderConfig: Sendable, Hashable {
 public final class ProviderStore: Sendable {
     private let database: any Database
     private let endpoints = Mutex<[String: (endpoint: ProviderEndpoint, config: ProviderConfig, readAt: Int64)]>([:])
-    private let defaults = Mutex<[String: (name: String?, readAt: Int64)]>([:])
+    private let defaults: RecentValues<String>
     static let cacheMilliseconds: Int64 = 1_000
     /// Unseals a secret of an organization (`nil` when it does not exist).
     private let secret: @Sendable (_ orgID: String, _ name: String) async throws -> String?
@@ -193,6 +193,7 @@ public final class ProviderStore: Sendable {
         self.clock = clock
         self.database = database
         self.secret = secret
+        self.defaults = RecentValues(clock: clock)
     }
 
     /// Creates or replaces a provider. - Returns: whether it is new.
@@ -293,25 +294,18 @@ public final class ProviderStore: Sendable {
 
     /// The name of the organization's default provider, if it has one (kept for a second, as endpoints are).
     public func defaultProvider(orgID: String) async throws -> String? {
-        let now = clock.nowMilliseconds()
-        if let cached = defaults.withLock({ $0[orgID] }), now - cached.readAt < Self.cacheMilliseconds {
-            return cached.name
+        try await defaults.value(orgID) {
+            try await database.read { executor in
+                try await executor.queryFirst(
+                    "SELECT name FROM providers WHERE org_id = $1 AND is_default = 1 ORDER BY name LIMIT 1",
+                    [.text(orgID)]
+                )
+            }.map { try $0.string("name") }
         }
-        let name = try await database.read { executor in
-            try await executor.queryFirst(
-                "SELECT name FROM providers WHERE org_id = $1 AND is_default = 1 ORDER BY name LIMIT 1",
-                [.text(orgID)]
-            )
-        }.map { try $0.string("name") }
-        defaults.withLock { cache in
-            if cache.count > 10_000 { cache.removeAll() }
-            cache[orgID] = (name, now)
-        }
-        return name
     }
 
     private func forgetDefault(orgID: String) {
-        _ = defaults.withLock { $0.removeValue(forKey: orgID) }
+        defaults.forget(orgID)
     }
 
     private func forget(orgID: String, name: String) {
