@@ -5,20 +5,16 @@ public import Hummingbird
 public protocol FakeModelProtocol: Sendable {
     static var path: String { get }
     static func handle(_ request: Request, script: FakeModelScript, requiredAPIKey: String?) async throws -> Response
-    /// Adds the wire's routes (`path`, answered by `handle`, and any other the wire has).
-    static func addRoutes(to router: Router<BasicRequestContext>, script: FakeModelScript, requiredAPIKey: String?)
+    /// Adds the wire's routes besides `path` (none by default).
+    static func addOtherRoutes(to router: Router<BasicRequestContext>, script: FakeModelScript, requiredAPIKey: String?)
 }
 
 extension FakeModelProtocol {
-    public static func addRoutes(
+    public static func addOtherRoutes(
         to router: Router<BasicRequestContext>,
         script: FakeModelScript,
         requiredAPIKey: String?
-    ) {
-        router.post(RouterPath(path)) { request, _ in
-            try await handle(request, script: script, requiredAPIKey: requiredAPIKey)
-        }
-    }
+    ) {}
 }
 
 /// A fake OpenAI Chat Completions server (see `OpenAIFakeWire`).
@@ -53,7 +49,10 @@ public final class FakeModelServer<Wire: FakeModelProtocol>: Sendable {
     public static func start(requiredAPIKey: String? = nil) async throws -> FakeModelServer {
         let script = FakeModelScript()
         let router = Router()
-        Wire.addRoutes(to: router, script: script, requiredAPIKey: requiredAPIKey)
+        router.post(RouterPath(Wire.path)) { request, _ in
+            try await Wire.handle(request, script: script, requiredAPIKey: requiredAPIKey)
+        }
+        Wire.addOtherRoutes(to: router, script: script, requiredAPIKey: requiredAPIKey)
         return FakeModelServer(script: script, host: try await FakeServerHost.start(router: router))
     }
 

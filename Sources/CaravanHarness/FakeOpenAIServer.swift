@@ -71,14 +71,11 @@ public enum OpenAIFakeWire: FakeModelProtocol {
         }
     }
 
-    public static func addRoutes(
+    public static func addOtherRoutes(
         to router: Router<BasicRequestContext>,
         script: FakeModelScript,
         requiredAPIKey: String?
     ) {
-        router.post(RouterPath(path)) { request, _ in
-            try await handle(request, script: script, requiredAPIKey: requiredAPIKey)
-        }
         router.post("/v1/embeddings") { request, _ in
             try await embeddings(request, script: script, requiredAPIKey: requiredAPIKey)
         }

@@ -87,35 +87,41 @@ struct MCPServerRoutes {
 
     /// Every workflow and agent of the organization, as MCP tools.
     private func tools(orgID: String) async throws -> [JSONValue] {
-        var tools: [JSONValue] = []
+        let workflows = try await Self.everyPage(name: \.name) { cursor in
+            try await engine.workflows.list(orgID: orgID, after: cursor, limit: Self.pageSize)
+        }
+        let agents = try await Self.everyPage(name: \.name) { cursor in
+            try await self.agents.list(orgID: orgID, after: cursor, limit: Self.pageSize)
+        }
+        let workflowTools = workflows.filter { $0.archivedAt == nil }.map { workflow in
+            Self.tool(
+                Self.workflowPrefix + workflow.name,
+                description: workflow.definition.description ?? "Runs the workflow '\(workflow.name)'.",
+                schema: workflow.definition.inputSchema
+            )
+        }
+        let agentTools = agents.filter { !$0.archived }.map { agent in
+            Self.tool(
+                Self.agentPrefix + agent.name,
+                description: agent.definition.description ?? "Asks the agent '\(agent.name)'.",
+                schema: agent.definition.inputSchema
+            )
+        }
+        return workflowTools + agentTools
+    }
+
+    static let pageSize = 200
+
+    /// Every item of a list read a page at a time, each page after the last item's name.
+    static func everyPage<Item>(name: (Item) -> String, page: (String?) async throws -> [Item]) async throws -> [Item] {
+        var items: [Item] = []
         var cursor: String?
         repeat {
-            let page = try await engine.workflows.list(orgID: orgID, after: cursor, limit: 200)
-            for workflow in page where workflow.archivedAt == nil {
-                tools.append(
-                    Self.tool(
-                        Self.workflowPrefix + workflow.name,
-                        description: workflow.definition.description ?? "Runs the workflow '\(workflow.name)'.",
-                        schema: workflow.definition.inputSchema
-                    )
-                )
-            }
-            cursor = page.count == 200 ? page.last?.name : nil
+            let next = try await page(cursor)
+            items += next
+            cursor = next.count == pageSize ? next.last.map(name) : nil
         } while cursor != nil
-        repeat {
-            let page = try await agents.list(orgID: orgID, after: cursor, limit: 200)
-            for agent in page where !agent.archived {
-                tools.append(
-                    Self.tool(
-                        Self.agentPrefix + agent.name,
-                        description: agent.definition.description ?? "Asks the agent '\(agent.name)'.",
-                        schema: agent.definition.inputSchema
-                    )
-                )
-            }
-            cursor = page.count == 200 ? page.last?.name : nil
-        } while cursor != nil
-        return tools
+        return items
     }
 
     static func tool(_ name: String, description: String, schema: JSONValue?) -> JSONValue {
