@@ -1,8 +1,8 @@
 public import CaravanStorage
 
 /// The tables of the gateway and agents, as numbered migrations (composed with the other targets' in the server's
-/// `Schema`): model providers; conversation threads and their messages; the usage of every model call; monthly
-/// model budgets. Append new ones; never edit one that has shipped.
+/// `Schema`): model providers; conversation threads and their messages; the usage of every model call (the request
+/// log); monthly model budgets. Append new ones; never edit one that has shipped.
 public enum AgentsSchema {
     public static let migrations: [Migration] = [
         Migration(
@@ -52,6 +52,35 @@ public enum AgentsSchema {
                     PRIMARY KEY (org_id, name)
                 )
                 """
+            ]
+        ),
+        Migration(
+            version: 13,
+            name: "model request log",
+            statements: [
+                "ALTER TABLE model_usage ADD COLUMN request_id TEXT",
+                "ALTER TABLE model_usage ADD COLUMN endpoint TEXT",
+                "CREATE INDEX model_usage_org_id ON model_usage (org_id, id)",
+                """
+                CREATE TABLE model_request_log_settings (
+                    org_id TEXT PRIMARY KEY REFERENCES organizations (id) ON DELETE CASCADE,
+                    log_bodies BIGINT NOT NULL,
+                    body_retention_days BIGINT NOT NULL,
+                    updated_at BIGINT NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE model_request_bodies (
+                    org_id TEXT NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+                    request_id TEXT NOT NULL,
+                    at BIGINT NOT NULL,
+                    request TEXT NOT NULL,
+                    response TEXT NOT NULL,
+                    expires_at BIGINT NOT NULL,
+                    PRIMARY KEY (org_id, request_id)
+                )
+                """,
+                "CREATE INDEX model_request_bodies_expiry ON model_request_bodies (expires_at)",
             ]
         ),
     ]

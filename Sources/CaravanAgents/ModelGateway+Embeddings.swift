@@ -9,6 +9,22 @@ extension ModelGateway {
     /// - Throws: `Failure`: `budget_exceeded`, `unsupported_parameter` (naming `model`) for a provider whose API
     ///   has no embeddings, or the provider error's code.
     public func embed(_ body: JSONValue, ref: ModelRef, context: ModelCallContext) async throws(Failure) -> Embeddings {
+        let started = ContinuousClock.now
+        do throws(Failure) {
+            return try await embedOnce(body, ref: ref, context: context)
+        } catch {
+            record(context, ref: ref, outcome: error.code.rawValue, since: started)
+            throw error
+        }
+    }
+
+    private func embedOnce(
+        _ body: JSONValue,
+        ref: ModelRef,
+        context: ModelCallContext
+    ) async throws(Failure)
+        -> Embeddings
+    {
         _ = try await checkLimits(context, route: [ref])
         let orgID = context.orgID
         let config: ProviderConfig
@@ -50,20 +66,13 @@ extension ModelGateway {
         let cost =
             (config.prices[ref.model].map { $0.cost(of: usage) })
             ?? prices.cost(provider: ref.provider, model: ref.model, usage: usage)
-        meter.record(
-            UsageRecord(
-                orgID: orgID,
-                at: clock.nowMilliseconds(),
-                runID: context.runID,
-                agent: context.agent,
-                provider: ref.provider,
-                model: ref.model,
-                usage: usage,
-                costUSD: cost,
-                latencyMilliseconds: routed.latencyMilliseconds,
-                outcome: "success",
-                keyID: context.keyID
-            )
+        record(
+            context,
+            ref: ref,
+            outcome: "success",
+            usage: usage,
+            costUSD: cost,
+            latencyMilliseconds: routed.latencyMilliseconds
         )
         return routed.embeddings
     }

@@ -14,6 +14,10 @@ public struct ModelCallContext: Sendable {
     /// Whether a deterministic call may be answered from the gateway's `ResponseCache` (the front door's
     /// non-streamed calls, unless the client sent `Cache-Control: no-cache`).
     public var cacheable = false
+    /// The front-door request making the call, and its endpoint (`chat.completions`, `responses`, `embeddings`),
+    /// for the request log.
+    public var requestID: String?
+    public var endpoint: String?
 
     public init(orgID: String, runID: String? = nil, agent: String? = nil, keyID: String? = nil) {
         self.orgID = orgID
@@ -110,13 +114,79 @@ public final class ModelGateway: Sendable {
         return refs
     }
 
-    /// Calls the first model of `route` that answers.
+    /// Calls the first model of `route` that answers, and records the call (answered, cached or failed).
     /// - Throws: `Failure`: `budget_exceeded`, or the last provider error's code.
     public func complete(
         _ request: ChatRequest,
         route: [ModelRef],
         context: ModelCallContext,
         onDelta: ChatDeltaHandler? = nil
+    ) async throws(Failure) -> ModelAnswer {
+        let started = ContinuousClock.now
+        do throws(Failure) {
+            let answer = try await answer(request, route: route, context: context, onDelta: onDelta)
+            if answer.cached {
+                record(context, ref: answer.ref, outcome: "cached", since: started)
+            } else {
+                record(
+                    context,
+                    ref: answer.ref,
+                    outcome: "success",
+                    usage: answer.response.usage,
+                    costUSD: answer.costUSD,
+                    latencyMilliseconds: answer.latencyMilliseconds
+                )
+            }
+            return answer
+        } catch {
+            record(
+                context,
+                ref: route.first ?? ModelRef(provider: "", model: ""),
+                outcome: error.code.rawValue,
+                since: started
+            )
+            throw error
+        }
+    }
+
+    /// Records a call in the `UsageMeter`: what a provider answered, or a call that cost nothing (cached, failed),
+    /// timed from `since`.
+    func record(
+        _ context: ModelCallContext,
+        ref: ModelRef,
+        outcome: String,
+        usage: TokenUsage = .zero,
+        costUSD: Double = 0,
+        latencyMilliseconds: Int64? = nil,
+        since started: ContinuousClock.Instant? = nil
+    ) {
+        let elapsed = started.map { ContinuousClock.now - $0 }
+        meter.record(
+            UsageRecord(
+                orgID: context.orgID,
+                at: clock.nowMilliseconds(),
+                runID: context.runID,
+                agent: context.agent,
+                provider: ref.provider,
+                model: ref.model,
+                usage: usage,
+                costUSD: costUSD,
+                latencyMilliseconds: latencyMilliseconds ?? elapsed.map {
+                    $0.components.seconds * 1_000 + $0.components.attoseconds / 1_000_000_000_000_000
+                } ?? 0,
+                outcome: outcome,
+                keyID: context.keyID,
+                requestID: context.requestID,
+                endpoint: context.endpoint
+            )
+        )
+    }
+
+    private func answer(
+        _ request: ChatRequest,
+        route: [ModelRef],
+        context: ModelCallContext,
+        onDelta: ChatDeltaHandler?
     ) async throws(Failure) -> ModelAnswer {
         let route = try await checkLimits(context, route: route)
         var cacheKey: String?
@@ -199,20 +269,6 @@ public final class ModelGateway: Sendable {
         let cost =
             (overrides[routed.ref.model].map { $0.cost(of: routed.response.usage) })
             ?? prices.cost(provider: routed.ref.provider, model: routed.ref.model, usage: routed.response.usage)
-        let record = UsageRecord(
-            orgID: orgID,
-            at: clock.nowMilliseconds(),
-            runID: context.runID,
-            agent: context.agent,
-            provider: routed.ref.provider,
-            model: routed.ref.model,
-            usage: routed.response.usage,
-            costUSD: cost,
-            latencyMilliseconds: routed.latencyMilliseconds,
-            outcome: "success",
-            keyID: context.keyID
-        )
-        meter.record(record)
         succeeded.increment()
         inputTokens.increment(by: routed.response.usage.inputTokens)
         outputTokens.increment(by: routed.response.usage.outputTokens)

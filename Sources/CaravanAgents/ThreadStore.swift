@@ -180,7 +180,8 @@ public final class ThreadStore: Sendable {
     }
 }
 
-/// Messages as stored JSON (the OpenAI shape: role, content, tool_calls, tool_call_id, name).
+/// Messages as stored JSON: the OpenAI shape (role, content, tool_calls, tool_call_id, name), with `parts` (text and
+/// images, in order) and `developer` when a message has them.
 enum MessageCoding {
     static func encode(_ message: ChatMessage) -> JSONValue {
         var object: [String: JSONValue] = [
@@ -198,6 +199,21 @@ enum MessageCoding {
         }
         if let id = message.toolCallID { object["tool_call_id"] = .string(id) }
         if let name = message.name { object["name"] = .string(name) }
+        if message.isDeveloper { object["developer"] = true }
+        if let parts = message.parts {
+            object["parts"] = .array(
+                parts.map { part in
+                    switch part {
+                    case .text(let text): ["type": "text", "text": .string(text)]
+                    case .image(let image):
+                        [
+                            "type": "image", "url": .string(image.url),
+                            "detail": image.detail.map(JSONValue.string) ?? .null,
+                        ]
+                    }
+                }
+            )
+        }
         return .object(object)
     }
 
@@ -209,12 +225,21 @@ enum MessageCoding {
             }
             return ToolCall(id: id, name: name, arguments: call["function"]?["arguments"]?.stringValue ?? "{}")
         }
-        return ChatMessage(
+        var message = ChatMessage(
             role: role,
             content: json["content"]?.stringValue,
             toolCalls: calls,
             toolCallID: json["tool_call_id"]?.stringValue,
             name: json["name"]?.stringValue
         )
+        message.isDeveloper = json["developer"] == true
+        message.parts = json["parts"]?.arrayValue.map { parts in
+            parts.compactMap { part -> ContentPart? in
+                if let text = part["text"]?.stringValue { return .text(text) }
+                guard let url = part["url"]?.stringValue else { return nil }
+                return .image(ImagePart(url: url, detail: part["detail"]?.stringValue))
+            }
+        }
+        return message
     }
 }

@@ -21,6 +21,10 @@ public struct UsageRecord: Sendable, Hashable {
     public var outcome: String
     /// The API key that made the call through the gateway, if one did.
     public var keyID: String?
+    /// The front-door request that made the call (`nil` for a run's).
+    public var requestID: String?
+    /// The front door's endpoint: `chat.completions`, `responses` or `embeddings` (`nil` for a run's call).
+    public var endpoint: String?
 
     public init(
         orgID: String,
@@ -33,7 +37,9 @@ public struct UsageRecord: Sendable, Hashable {
         costUSD: Double,
         latencyMilliseconds: Int64,
         outcome: String,
-        keyID: String? = nil
+        keyID: String? = nil,
+        requestID: String? = nil,
+        endpoint: String? = nil
     ) {
         self.orgID = orgID
         self.at = at
@@ -46,6 +52,8 @@ public struct UsageRecord: Sendable, Hashable {
         self.latencyMilliseconds = latencyMilliseconds
         self.outcome = outcome
         self.keyID = keyID
+        self.requestID = requestID
+        self.endpoint = endpoint
     }
 }
 
@@ -89,6 +97,10 @@ public final class UsageMeter: Service, Sendable {
         var pending: [UsageRecord] = []
         /// The batch being written: still counted as waiting until its commit has moved it into `spend`.
         var writing: [UsageRecord] = []
+        /// Request bodies to keep, written with the next batch.
+        var pendingBodies: [RequestBodies] = []
+        /// When this node last removed the expired bodies.
+        var prunedAt: Int64 = 0
         /// Per organization: its budget and when it was read.
         var budgets: [String: (budget: ModelBudget?, readAt: Int64)] = [:]
         /// Per organization: the stored spend of the month, when it was read.
@@ -104,12 +116,15 @@ public final class UsageMeter: Service, Sendable {
     private let clock: WallClock
     /// Each API key's models and monthly spend through the gateway.
     public let keyLimits: KeyLimitStore
+    /// Every call, as an admin reads it, and the organization's choice of keeping request bodies.
+    public let requestLog: ModelRequestLog
 
     public init(database: any Database, clock: WallClock = .system, logger: Logger) {
         self.clock = clock
         self.database = database
         self.logger = logger
         self.keyLimits = KeyLimitStore(database: database, clock: clock)
+        self.requestLog = ModelRequestLog(database: database, clock: clock)
     }
 
     // MARK: Recording
@@ -121,6 +136,11 @@ public final class UsageMeter: Service, Sendable {
             return state.pending.count
         }
         if count >= Self.batchSize { wake.signal() }
+    }
+
+    /// Keeps a front-door request's bodies (written with the next batch).
+    public func record(_ bodies: RequestBodies) {
+        state.withLock { $0.pendingBodies.append(bodies) }
     }
 
     public func run() async throws {
@@ -146,33 +166,54 @@ public final class UsageMeter: Service, Sendable {
     }
 
     private func writeBatch() async throws {
-        let batch = state.withLock { state -> [UsageRecord] in
+        let now = clock.nowMilliseconds()
+        let (batch, bodies, prune) = state.withLock { state -> ([UsageRecord], [RequestBodies], Bool) in
             state.writing = state.pending
             state.pending = []
-            return state.writing
+            let bodies = state.pendingBodies
+            state.pendingBodies = []
+            // Expired bodies go once every ten minutes on each node.
+            let prune = now - state.prunedAt >= 600_000
+            if prune { state.prunedAt = now }
+            return (state.writing, bodies, prune)
         }
-        guard !batch.isEmpty else { return }
+        guard !batch.isEmpty || !bodies.isEmpty || prune else { return }
         do {
             try await database.withTransaction { executor in
+                for body in bodies {
+                    try await executor.execute(
+                        """
+                        INSERT INTO model_request_bodies (org_id, request_id, at, request, response, expires_at)
+                        VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (org_id, request_id) DO NOTHING
+                        """,
+                        [
+                            .text(body.orgID), .text(body.requestID), .int(body.at), .json(body.request),
+                            .json(body.response), .int(body.expiresAt),
+                        ]
+                    )
+                }
+                if prune {
+                    try await executor.execute("DELETE FROM model_request_bodies WHERE expires_at <= $1", [.int(now)])
+                }
                 for chunk in stride(from: 0, to: batch.count, by: 100).map({
                     Array(batch[$0..<min($0 + 100, batch.count)])
                 }) {
                     var sql = """
                         INSERT INTO model_usage (org_id, at, run_id, agent, provider, model, input_tokens, output_tokens, cost_usd,
-                            latency_ms, outcome, key_id) VALUES
+                            latency_ms, outcome, key_id, request_id, endpoint) VALUES
                         """
                     var binds: [SQLValue] = []
                     for (index, record) in chunk.enumerated() {
                         let base = binds.count
                         sql +=
-                            (index == 0 ? " (" : ", (") + (1...12).map { "$\(base + $0)" }.joined(separator: ", ") + ")"
+                            (index == 0 ? " (" : ", (") + (1...14).map { "$\(base + $0)" }.joined(separator: ", ") + ")"
                         binds += [
                             .text(record.orgID), .int(record.at), .text(record.runID), .text(record.agent),
                             .text(record.provider),
                             .text(record.model), .int(Int64(record.usage.inputTokens)),
                             .int(Int64(record.usage.outputTokens)),
                             .double(record.costUSD), .int(record.latencyMilliseconds), .text(record.outcome),
-                            .text(record.keyID),
+                            .text(record.keyID), .text(record.requestID), .text(record.endpoint),
                         ]
                     }
                     try await executor.execute(sql, binds)
@@ -181,7 +222,9 @@ public final class UsageMeter: Service, Sendable {
         } catch {
             state.withLock { state in
                 state.pending.insert(contentsOf: batch, at: 0)
+                state.pendingBodies.insert(contentsOf: bodies, at: 0)
                 state.writing = []
+                if prune { state.prunedAt = 0 }
             }
             throw error
         }
@@ -202,7 +245,9 @@ public final class UsageMeter: Service, Sendable {
 
     // MARK: Reports
 
-    /// Totals between `from` (inclusive) and `to` (exclusive), grouped; at most 1,000 groups, largest cost first.
+    /// Totals of the calls a provider answered between `from` (inclusive) and `to` (exclusive), grouped (failed
+    /// calls and cached answers, which cost nothing, are in the request log); at most 1,000 groups, largest cost
+    /// first.
     public func totals(orgID: String, from: Int64, to: Int64, groupBy: UsageGrouping) async throws -> [UsageTotals] {
         try await flush()
         // Grouped by the database: a month of calls never comes into memory row by row. Days are whole UTC days
@@ -221,7 +266,7 @@ public final class UsageMeter: Service, Sendable {
                 SELECT \(selected), COUNT(*) AS requests,
                     CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, CAST(SUM(output_tokens) AS BIGINT) AS output_tokens,
                     CAST(SUM(cost_usd) AS DOUBLE PRECISION) AS cost
-                FROM model_usage WHERE org_id = $1 AND at >= $2 AND at < $3
+                FROM model_usage WHERE org_id = $1 AND at >= $2 AND at < $3 AND outcome = 'success'
                 GROUP BY \(grouped) ORDER BY cost DESC LIMIT 1000
                 """,
                 [.text(orgID), .int(from), .int(to)]

@@ -285,53 +285,6 @@ public enum ResponsesWireFormat {
         }
     }
 
-    /// The events of a streamed answer, in order, once the answer is known: every item added, its content in one
-    /// delta, done; then `response.completed`. (`response.created` and `response.in_progress` go out first, when
-    /// the call starts.)
-    public static func events(
-        of response: ChatResponse,
-        completed: JSONValue,
-        id: String,
-        from sequence: Int
-    )
-        -> [(type: String, data: JSONValue)]
-    {
-        var events: [(String, [String: JSONValue])] = []
-        for (index, item) in outputItems(response, id: id).enumerated() {
-            let itemID = item["id"] ?? .null
-            let outputIndex = JSONValue.int(Int64(index))
-            if item["type"] == "message" {
-                let text = item["content"]?.arrayValue?.first?["text"]?.stringValue ?? ""
-                var started = item.objectValue ?? [:]
-                started["status"] = "in_progress"
-                started["content"] = []
-                events.append(("response.output_item.added", ["output_index": outputIndex, "item": .object(started)]))
-                let part = ["item_id": itemID, "output_index": outputIndex, "content_index": 0] as [String: JSONValue]
-                events.append(("response.content_part.added", part.merging(["part": outputText("")]) { $1 }))
-                events.append(("response.output_text.delta", part.merging(["delta": .string(text)]) { $1 }))
-                events.append(("response.output_text.done", part.merging(["text": .string(text)]) { $1 }))
-                events.append(("response.content_part.done", part.merging(["part": outputText(text)]) { $1 }))
-            } else {
-                var started = item.objectValue ?? [:]
-                started["status"] = "in_progress"
-                started["arguments"] = ""
-                events.append(("response.output_item.added", ["output_index": outputIndex, "item": .object(started)]))
-                let arguments = item["arguments"] ?? ""
-                let base = ["item_id": itemID, "output_index": outputIndex] as [String: JSONValue]
-                events.append(("response.function_call_arguments.delta", base.merging(["delta": arguments]) { $1 }))
-                events.append(("response.function_call_arguments.done", base.merging(["arguments": arguments]) { $1 }))
-            }
-            events.append(("response.output_item.done", ["output_index": outputIndex, "item": item]))
-        }
-        events.append(("response.completed", ["response": completed]))
-        return events.enumerated().map { index, event in
-            var data = event.1
-            data["type"] = .string(event.0)
-            data["sequence_number"] = .int(Int64(sequence + index))
-            return (event.0, .object(data))
-        }
-    }
-
     private static func fault(_ pointer: String, _ detail: String) -> ChatRequestDecodingError {
         ChatRequestDecodingError(pointer: pointer, detail: detail)
     }

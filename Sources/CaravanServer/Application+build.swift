@@ -309,6 +309,7 @@ public func buildApplication(
         }
     }
     modelRoutes.register(in: routes)
+    ModelRequestLogRoutes(meter: gateway.meter, bodies: bodies).register(in: routes)
     ResponsesRoutes(gateway: gateway, store: ResponseStore(database: database), models: modelRoutes, bodies: bodies)
         .register(in: routes)
     let agentStore = AgentStore(engine: engine, threads: threads)

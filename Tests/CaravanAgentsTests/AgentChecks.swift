@@ -764,7 +764,7 @@ enum AgentChecks {
         expectStatus(.ok, stream)
         let text = stream.json.stringValue ?? ""
         #expect(text.hasPrefix("event: response.created\n") && text.contains("event: response.completed\n"), "\(text)")
-        #expect(text.contains(#""delta":"streamed""#))
+        #expect(text.contains(#""text":"streamed""#))
         let unstored = try #require(
             text.components(separatedBy: "\n").first { $0.hasPrefix("data: ") }.flatMap {
                 try? JSONValue(parsing: Array($0.dropFirst(6).utf8))

@@ -43,6 +43,12 @@ struct AgentTests {
     @Test(arguments: TestBackend.available) func responsesAPI(backend: TestBackend) async throws {
         try await withAgentWorld(backend, AgentChecks.responsesAPI)
     }
+    @Test(arguments: TestBackend.available) func responsesStreaming(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, GatewayLogChecks.responsesStreaming)
+    }
+    @Test(arguments: TestBackend.available) func requestLog(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, GatewayLogChecks.requestLog)
+    }
     @Test(arguments: TestBackend.available) func responseCache(backend: TestBackend) async throws {
         try await withAgentWorld(backend, configure: { $0.gatewayCacheTTL = .seconds(60) }, AgentChecks.responseCache)
     }

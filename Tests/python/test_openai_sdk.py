@@ -185,6 +185,15 @@ def test_images(client, fake):
     assert refused.value.body["code"] == "egress_denied"
 
 
+def test_images_stay_in_a_stored_conversation(client, fake):
+    image = {"type": "input_image", "image_url": "https://images.example/cat.jpg", "detail": "low"}
+    first = client.responses.create(model="fake/m1", input=[{"role": "user", "content": [{"type": "input_text", "text": "A cat?"}, image]}])
+    client.responses.create(model="fake/m1", input="And its colour?", previous_response_id=first.id)
+    history = fake.last()["messages"]
+    assert history[0]["content"] == [{"type": "text", "text": "A cat?"}, {"type": "image_url", "image_url": {"url": "https://images.example/cat.jpg", "detail": "low"}}]
+    assert [message["role"] for message in history] == ["user", "assistant", "user"]
+
+
 def test_request_level_fallbacks(client, fake):
     fake.fail_next(503)
     answer = client.chat.completions.create(model="fake/m1", messages=HELLO, extra_body={"models": ["emb"]})
@@ -241,6 +250,41 @@ def test_responses_stream(client):
     assert "".join(event.delta for event in events if event.type == "response.output_text.delta") == "echo: hello there"
     assert events[-1].response.output_text == "echo: hello there"
     assert [event.sequence_number for event in events] == list(range(len(events)))
+    assert len([event for event in events if event.type == "response.output_text.delta"]) > 1, "sent as it arrives"
+
+
+def test_responses_stream_helper_with_tools(client):
+    tool = {"type": "function", "name": "get_weather", "description": "The weather.", "parameters": WEATHER["function"]["parameters"]}
+    with client.responses.stream(model="fake/m1", input="Weather in Paris?", tools=[tool]) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert "response.function_call_arguments.delta" in kinds and kinds[-1] == "response.completed"
+    assert final.output[0].type == "function_call" and final.output[0].name == "get_weather"
+    with client.responses.stream(model="fake/m1", input="stream me") as stream:
+        text = "".join(event.delta for event in stream if event.type == "response.output_text.delta")
+        assert text == stream.get_final_response().output_text == "echo: stream me"
+
+
+def test_request_log(client, caravan, fake):
+    from conftest import call
+
+    base = caravan["base_url"].removesuffix("/v1")
+    call(base, "PUT", "/v1/model-requests/settings", {"log_bodies": True}, caravan["api_key"])
+    raw = client.chat.completions.with_raw_response.create(model="fake/m1", messages=[{"role": "user", "content": "log me"}])
+    request_id = raw.headers["request-id"]
+    assert raw.parse().choices[0].message.content == "echo: log me"
+    fake.fail_next(500)
+    with pytest.raises(openai.APIStatusError):
+        client.chat.completions.create(model="fake/m1", messages=[{"role": "user", "content": "fail me"}])
+    items = call(base, "GET", "/v1/model-requests?limit=10", None, caravan["api_key"])["items"]
+    logged = next(item for item in items if item["request_id"] == request_id)
+    assert logged["model"] == "fake/m1" and logged["status"] == 200 and logged["input_tokens"] > 0
+    assert logged["latency_ms"] >= 0 and logged["endpoint"] == "chat.completions"
+    assert items[0]["status"] >= 500 and items[0]["outcome"] != "success"
+    detail = call(base, "GET", f"/v1/model-requests/{logged['id']}", None, caravan["api_key"])
+    assert detail["request"]["messages"] == [{"role": "user", "content": "log me"}]
+    assert detail["response"]["choices"][0]["message"]["content"] == "echo: log me"
+    call(base, "PUT", "/v1/model-requests/settings", {"log_bodies": False}, caravan["api_key"])
 
 
 def test_deterministic_calls_are_answered_from_the_cache(client, fake):

@@ -312,6 +312,26 @@ enum APISchemas {
             schema: ["type": "string", "enum": .array(UsageGrouping.allCases.map { .string($0.rawValue) })]
         ),
     ]
+    static let modelRequestQuery =
+        page + [
+            QueryParameter("key_id", "Only calls made with this API key.", schema: ["type": "string"]),
+            QueryParameter("model", "Only calls of this provider/model.", schema: ["type": "string"]),
+            QueryParameter("run_id", "Only the calls of this run.", schema: ["type": "string"]),
+            QueryParameter(
+                "outcome",
+                "`success`, `cached`, `failed` (every failure), or one error code such as `budget_exceeded`.",
+                schema: ["type": "string"]
+            ),
+            QueryParameter("from", "Start (RFC 3339, inclusive).", schema: ["type": "string", "format": "date-time"]),
+            QueryParameter("to", "End (RFC 3339, exclusive).", schema: ["type": "string", "format": "date-time"]),
+        ]
+    static let requestLogSettings: JSONValue = [
+        "type": "object", "additionalProperties": false, "required": ["log_bodies"],
+        "properties": [
+            "log_bodies": ["type": "boolean"],
+            "body_retention_days": ["type": "integer", "minimum": 1, "maximum": 365],
+        ],
+    ]
     static let auditQuery =
         page + [
             QueryParameter(

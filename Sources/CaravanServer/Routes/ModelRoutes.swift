@@ -167,7 +167,9 @@ struct ModelRoutes {
                 audited: false
             )
         ) { request, context in
-            try await chatCompletion(request, context)
+            try await keepingBodies(request, context) { body, keeper in
+                try await chatCompletion(request, body, keeper: keeper, context)
+            }
         }
         routes.add(
             EndpointDescription(
@@ -183,7 +185,9 @@ struct ModelRoutes {
                 audited: false
             )
         ) { request, context in
-            try await embeddings(request, context)
+            try await keepingBodies(request, context) { body, keeper in
+                try await embeddings(body, keeper: keeper, context)
+            }
         }
         routes.add(
             EndpointDescription(
@@ -521,10 +525,35 @@ struct ModelRoutes {
     }
 
     /// Who a gateway call is for: the organization, and the API key when one calls (its limits and spend).
-    static func callContext(orgID: String, _ context: CaravanRequestContext) -> ModelCallContext {
+    static func callContext(orgID: String, _ context: CaravanRequestContext, endpoint: String) -> ModelCallContext {
         var call = ModelCallContext(orgID: orgID)
         if case .apiKey(let id)? = context.principal?.credential { call.keyID = id }
+        call.requestID = context.requestID
+        call.endpoint = endpoint
         return call
+    }
+
+    /// Answers a front-door request through `answer`, which is given the request's body and a keeper of its bodies
+    /// (when the organization keeps them); an error answer is kept as the response.
+    func keepingBodies(
+        _ request: Request,
+        _ context: CaravanRequestContext,
+        _ answer: (JSONValue, RequestBodyKeeper?) async throws -> Response
+    ) async throws -> Response {
+        let orgID = try context.organizationID()
+        let body = try await bodies.json(of: request)
+        let keeper = await RequestBodyKeeper.make(
+            gateway: gateway,
+            orgID: orgID,
+            requestID: context.requestID,
+            request: body
+        )
+        do {
+            return try await answer(body, keeper)
+        } catch {
+            keeper?.keep(error)
+            throw error
+        }
     }
 
     /// The model a request names: `provider/model`, or a bare model name of the organization's default provider.
@@ -538,9 +567,14 @@ struct ModelRoutes {
         throw CaravanError(.invalidRequest, detail, fieldErrors: [.init(pointer: "/model", detail: detail)])
     }
 
-    private func embeddings(_ request: Request, _ context: CaravanRequestContext) async throws -> Response {
+    private func embeddings(
+        _ body: JSONValue,
+        keeper: RequestBodyKeeper?,
+        _ context: CaravanRequestContext
+    )
+        async throws -> Response
+    {
         let orgID = try context.organizationID()
-        let body = try await bodies.json(of: request)
         if let fault = Self.embeddingsFault(body) {
             throw CaravanError(
                 .invalidRequest,
@@ -551,7 +585,11 @@ struct ModelRoutes {
         let ref = try await modelRef(body["model"]?.stringValue ?? "", orgID: orgID)
         let embeddings: Embeddings
         do {
-            embeddings = try await gateway.embed(body, ref: ref, context: Self.callContext(orgID: orgID, context))
+            embeddings = try await gateway.embed(
+                body,
+                ref: ref,
+                context: Self.callContext(orgID: orgID, context, endpoint: "embeddings")
+            )
         } catch {
             var problem = Self.apiError(error)
             if problem.code == .unsupportedParameter {
@@ -562,6 +600,7 @@ struct ModelRoutes {
         guard case .object(var answer) = embeddings.json else { return .json(embeddings.json) }
         answer["model"] = .string(ref.description)
         answer["object"] = "list"
+        keeper?.keep(.object(answer))
         return .json(.object(answer))
     }
 
@@ -602,9 +641,13 @@ struct ModelRoutes {
         return nil
     }
 
-    private func chatCompletion(_ request: Request, _ context: CaravanRequestContext) async throws -> Response {
+    private func chatCompletion(
+        _ request: Request,
+        _ body: JSONValue,
+        keeper: RequestBodyKeeper?,
+        _ context: CaravanRequestContext
+    ) async throws -> Response {
         let orgID = try context.organizationID()
-        let body = try await bodies.json(of: request)
         let decoded: (request: ChatRequest, stream: Bool, choices: Int)
         do {
             decoded = try OpenAIWireFormat.decodeRequest(body)
@@ -619,7 +662,7 @@ struct ModelRoutes {
         try refuseInternalImages(decoded.request.messages)
         let route = try await route(of: decoded.request, fallbacks: body["models"], orgID: orgID)
         let ref = route[0]
-        var cacheable = Self.callContext(orgID: orgID, context)
+        var cacheable = Self.callContext(orgID: orgID, context, endpoint: "chat.completions")
         cacheable.cacheable = decoded.choices == 1 && request.headers[.cacheControl]?.contains("no-cache") != true
         let callContext = cacheable
         let id = "chatcmpl-" + Identifier.make("c", milliseconds: gateway.clock.nowMilliseconds()).dropFirst(2)
@@ -654,47 +697,19 @@ struct ModelRoutes {
                 case .failure(let error): throw Self.apiError(error)
                 }
             }
-            return .json(
-                OpenAIWireFormat.encodeResponse(responses, id: id, model: answered.description, created: created)
+            let completion = OpenAIWireFormat.encodeResponse(
+                responses,
+                id: id,
+                model: answered.description,
+                created: created
             )
+            keeper?.keep(completion)
+            return .json(completion)
         }
         let gateway = self.gateway
         let request = decoded.request
         let includeUsage = body["stream_options"]?["include_usage"] == .bool(true)
-        // The call starts here, and the answer's status waits for its first token: a call that fails before one
-        // (a budget spent, a provider's 429 or 5xx once retries and fallbacks are spent) answers with its own
-        // status, as OpenAI's does, not with a 200 and an error chunk. The response's body owns the call from then.
-        let (deltas, sink) = AsyncStream.makeStream(of: ChatDelta.self, bufferingPolicy: .unbounded)
-        let started = FirstSignal()
-        let call = Task { () -> Result<ModelAnswer, Failure> in
-            defer {
-                sink.finish()
-                started.fire()
-            }
-            do throws(Failure) {
-                return .success(
-                    try await gateway.complete(
-                        request,
-                        route: route,
-                        context: callContext,
-                        onDelta: { delta in
-                            sink.yield(delta)
-                            started.fireForDelta()
-                        }
-                    )
-                )
-            } catch {
-                return .failure(error)
-            }
-        }
-        await withTaskCancellationHandler {
-            await started.wait()
-        } onCancel: {
-            call.cancel()
-        }
-        if !started.sawDelta, case .failure(let error) = await call.value {
-            throw Self.apiError(error)
-        }
+        let call = try await StreamedModelCall.start(gateway: gateway, request, route: route, context: callContext)
         return Response(
             status: .ok,
             headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
@@ -703,7 +718,7 @@ struct ModelRoutes {
                     try await writer.write(
                         Self.frame(OpenAIWireFormat.roleChunk(id: id, model: ref.description, created: created))
                     )
-                    for await delta in deltas {
+                    for await delta in call.deltas {
                         try await writer.write(
                             Self.frame(
                                 OpenAIWireFormat.encodeChunk(delta, id: id, model: ref.description, created: created)
@@ -714,8 +729,16 @@ struct ModelRoutes {
                     call.cancel()  // the client left
                     throw error
                 }
-                switch await call.value {
+                switch await call.result {
                 case .success(let answer):
+                    keeper?.keep(
+                        OpenAIWireFormat.encodeResponse(
+                            [answer.response],
+                            id: id,
+                            model: answer.ref.description,
+                            created: created
+                        )
+                    )
                     try await writer.write(
                         Self.frame(
                             OpenAIWireFormat.finalChunk(
@@ -740,6 +763,7 @@ struct ModelRoutes {
                 case .failure(let error):
                     // After the first token the status is sent: the failure goes as a last chunk.
                     let problem = Self.apiError(error)
+                    keeper?.keep(problem)
                     try await writer.write(
                         Self.frame([
                             "error": [
@@ -760,48 +784,5 @@ struct ModelRoutes {
         json.write(to: &text)
         text += "\n\n"
         return ByteBuffer(string: text)
-    }
-}
-
-/// Fires once: when a streamed call's first token arrives, or when the call ends without one.
-private final class FirstSignal: Sendable {
-    private struct State {
-        var fired = false
-        var sawDelta = false
-        var waiters: [CheckedContinuation<Void, Never>] = []
-    }
-
-    private let state = Mutex(State())
-
-    /// Whether a token arrived before it fired.
-    var sawDelta: Bool { state.withLock(\.sawDelta) }
-
-    /// Fires (a token, or the end); later calls do nothing.
-    func fire() {
-        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            guard !state.fired else { return [] }
-            state.fired = true
-            defer { state.waiters = [] }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-
-    /// Fires as a token arrives.
-    func fireForDelta() {
-        state.withLock { if !$0.fired { $0.sawDelta = true } }
-        fire()
-    }
-
-    /// Returns once it has fired.
-    func wait() async {
-        await withCheckedContinuation { continuation in
-            let now = state.withLock { state -> Bool in
-                if state.fired { return true }
-                state.waiters.append(continuation)
-                return false
-            }
-            if now { continuation.resume() }
-        }
     }
 }

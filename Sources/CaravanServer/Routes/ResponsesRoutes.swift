@@ -7,8 +7,8 @@ import Hummingbird
 import NIOCore
 
 /// `/v1/responses`: OpenAI's Responses API over the same gateway as chat completions (routing, limits, metering),
-/// with `previous_response_id` continuing a stored conversation. A streamed response sends its events once the
-/// model has answered (each item's content in one delta), so that a failure answers with its own status.
+/// with `previous_response_id` continuing a stored conversation. A streamed response's events go out as the model's
+/// answer arrives; its status waits for the first token, so that a failure before one answers with its own.
 struct ResponsesRoutes {
     let gateway: ModelGateway
     let store: ResponseStore
@@ -31,7 +31,9 @@ struct ResponsesRoutes {
                 audited: false
             )
         ) { request, context in
-            try await respond(request, context)
+            try await models.keepingBodies(request, context) { body, keeper in
+                try await respond(request, body, keeper: keeper, context)
+            }
         }
         routes.add(
             EndpointDescription(
@@ -52,9 +54,13 @@ struct ResponsesRoutes {
         }
     }
 
-    private func respond(_ request: Request, _ context: CaravanRequestContext) async throws -> Response {
+    private func respond(
+        _ request: Request,
+        _ body: JSONValue,
+        keeper: RequestBodyKeeper?,
+        _ context: CaravanRequestContext
+    ) async throws -> Response {
         let orgID = try context.organizationID()
-        let body = try await bodies.json(of: request)
         let (chat, options): (ChatRequest, ResponsesWireFormat.Options)
         do {
             (chat, options) = try ResponsesWireFormat.decodeRequest(body)
@@ -82,60 +88,98 @@ struct ResponsesRoutes {
             full.messages = chat.messages.filter { $0.role == .system } + history + turn
         }
         let route = try await models.route(of: full, fallbacks: nil, orgID: orgID)
-        var callContext = ModelRoutes.callContext(orgID: orgID, context)
-        callContext.cacheable = request.headers[.cacheControl]?.contains("no-cache") != true
-        let answer: ModelAnswer
-        do {
-            answer = try await gateway.complete(full, route: route, context: callContext)
-        } catch {
-            throw ModelRoutes.apiError(error)
-        }
-        let now = gateway.clock.nowMilliseconds()
-        let suffix = String(Identifier.make("r", milliseconds: now).dropFirst(2))
+        var callContext = ModelRoutes.callContext(orgID: orgID, context, endpoint: "responses")
+        callContext.cacheable = !options.stream && request.headers[.cacheControl]?.contains("no-cache") != true
+        let createdAt = gateway.clock.nowMilliseconds()
+        let suffix = String(Identifier.make("r", milliseconds: createdAt).dropFirst(2))
         let id = "resp_" + suffix
-        let completed = ResponsesWireFormat.response(
+        /// The response object once the model answered; stored (unless `store: false`) and kept in the request log.
+        let store = self.store
+        let clock = gateway.clock
+        let complete = { @Sendable (answer: ModelAnswer) async throws -> JSONValue in
+            let completed = ResponsesWireFormat.response(
+                id: id,
+                model: answer.ref.description,
+                createdAt: createdAt / 1000,
+                status: "completed",
+                output: ResponsesWireFormat.outputItems(answer.response, id: suffix),
+                usage: answer.response.usage,
+                request: chat,
+                options: options
+            )
+            if options.store {
+                try await store.save(
+                    orgID: orgID,
+                    id: id,
+                    previousID: options.previousResponseID,
+                    messages: turn + [answer.response.message],
+                    response: completed,
+                    at: clock.nowMilliseconds()
+                )
+            }
+            keeper?.keep(completed)
+            return completed
+        }
+        guard options.stream else {
+            let answer: ModelAnswer
+            do {
+                answer = try await gateway.complete(full, route: route, context: callContext)
+            } catch {
+                throw ModelRoutes.apiError(error)
+            }
+            return .json(try await complete(answer))
+        }
+        let call = try await StreamedModelCall.start(gateway: gateway, full, route: route, context: callContext)
+        let started = ResponsesWireFormat.response(
             id: id,
-            model: answer.ref.description,
-            createdAt: now / 1000,
-            status: "completed",
-            output: ResponsesWireFormat.outputItems(answer.response, id: suffix),
-            usage: answer.response.usage,
+            model: route[0].description,
+            createdAt: createdAt / 1000,
+            status: "in_progress",
+            output: [],
+            usage: nil,
             request: chat,
             options: options
         )
-        if options.store {
-            try await store.save(
-                orgID: orgID,
-                id: id,
-                previousID: options.previousResponseID,
-                messages: turn + [answer.response.message],
-                response: completed,
-                at: now
-            )
-        }
-        guard options.stream else { return .json(completed) }
-        var started = completed.objectValue ?? [:]
-        started["status"] = "in_progress"
-        started["output"] = []
-        started["usage"] = .null
-        var events: [(type: String, data: JSONValue)] = [
-            ("response.created", ["type": "response.created", "sequence_number": 0, "response": .object(started)]),
-            (
-                "response.in_progress",
-                ["type": "response.in_progress", "sequence_number": 1, "response": .object(started)]
-            ),
-        ]
-        events += ResponsesWireFormat.events(of: answer.response, completed: completed, id: suffix, from: 2)
+        return Response(
+            status: .ok,
+            headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+            body: ResponseBody { writer in
+                var encoder = ResponsesStreamEncoder(id: suffix)
+                do {
+                    try await writer.write(Self.frames(encoder.start(started)))
+                    for await delta in call.deltas {
+                        try await writer.write(Self.frames(encoder.events(of: delta)))
+                    }
+                } catch {
+                    call.cancel()  // the client left
+                    throw error
+                }
+                switch await call.result {
+                case .success(let answer):
+                    let completed = try await complete(answer)
+                    try await writer.write(Self.frames(encoder.finish(answer.response, completed: completed)))
+                case .failure(let error):
+                    // After the first token the status is sent: the failure is the last event.
+                    let problem = ModelRoutes.apiError(error)
+                    keeper?.keep(problem)
+                    var failed = started.objectValue ?? [:]
+                    failed["status"] = "failed"
+                    failed["error"] = ["code": .string(error.code.rawValue), "message": .string(problem.detail)]
+                    try await writer.write(Self.frames(encoder.fail(.object(failed))))
+                }
+                try await writer.finish(nil)
+            }
+        )
+    }
+
+    /// Server-sent events, each named by its type.
+    static func frames(_ events: [ResponsesStreamEncoder.Event]) -> ByteBuffer {
         var text = ""
         for event in events {
             text += "event: \(event.type)\ndata: "
             event.data.write(to: &text)
             text += "\n\n"
         }
-        return Response(
-            status: .ok,
-            headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
-            body: ResponseBody(byteBuffer: ByteBuffer(string: text))
-        )
+        return ByteBuffer(string: text)
     }
 }
