@@ -60,7 +60,7 @@ def caravan(fake):
         signup = call(base, "POST", "/v1/auth/signup", {"email": "owner@example.com", "password": "clients-test-Passw0rd!", "organization": "Clients"})
         key = call(base, "POST", "/v1/api-keys", {"name": "clients", "role": "owner"}, signup["access_token"])["key"]
         call(base, "PUT", "/v1/secrets/fake_key", {"value": API_KEY}, key)
-        call(base, "PUT", "/v1/providers/fake", {"kind": "openai", "base_url": fake.base_url, "api_key_secret": "fake_key", "models": ["m1", "emb"], "max_retries": 0, "default": True}, key)
+        call(base, "PUT", "/v1/providers/fake", {"kind": "openai", "base_url": fake.base_url, "api_key_secret": "fake_key", "models": ["m1", "m2", "emb"], "max_retries": 0, "default": True}, key)
         call(base, "PUT", "/v1/providers/claude", {"kind": "anthropic", "base_url": fake.base_url, "api_key_secret": "fake_key", "models": ["haiku"]}, key)
         yield {"base_url": base + "/v1", "api_key": key}
     finally:

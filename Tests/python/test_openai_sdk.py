@@ -304,3 +304,19 @@ def test_a_model_route_spreads_calls_over_its_deployments(client, caravan):
     call(base, "PUT", "/v1/model-routes/smart", {"deployments": [{"model": "fake/m1", "weight": 1}, {"model": "fake/emb", "weight": 1}]}, caravan["api_key"])
     served = {client.chat.completions.create(model="smart", messages=HELLO).model for _ in range(30)}
     assert served == {"fake/m1", "fake/emb"}
+
+
+def test_the_circuit_breaker_opens_for_one_model_only(client, caravan, fake):
+    from conftest import call
+
+    fake.fail_next(503, times=5)
+    for _ in range(5):
+        with pytest.raises(openai.APIStatusError):
+            client.chat.completions.create(model="fake/m2", messages=HELLO)
+    sent = len(fake.requests)
+    with pytest.raises(openai.APIStatusError) as open_circuit:
+        client.chat.completions.create(model="fake/m2", messages=HELLO)
+    assert "circuit_open" in open_circuit.value.message and len(fake.requests) == sent, "not sent to the provider"
+    assert client.chat.completions.create(model="fake/m1", messages=HELLO).choices[0].message.content == "echo: hello there"
+    provider = call(caravan["base_url"].removesuffix("/v1"), "GET", "/v1/providers/fake", None, caravan["api_key"])
+    assert provider["circuits"]["m2"] == "open" and provider["circuits"]["m1"] == "closed"
