@@ -38,6 +38,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
+        .package(url: "https://github.com/swiftwasm/WasmKit.git", .upToNextMinor(from: "0.4.2")),
     ],
     targets: [
         // Domain types: ids, durations, JSON values, errors. No I/O, no HTTP, no SQL.
@@ -166,6 +167,27 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // WebAssembly modules: the sandbox (fuel, memory, stack and time limits; host functions), the module store,
+        // the `wasm` step kind.
+        .target(
+            name: "CaravanWasm",
+            dependencies: [
+                "CaravanCore",
+                "CaravanWorkflow",
+                "CaravanEngine",
+                "CaravanStorage",
+                "CaravanOutbound",
+                .product(name: "WasmKit", package: "WasmKit"),
+                .product(name: "WAT", package: "WasmKit"),
+                .product(name: "WasmKitWASI", package: "WasmKit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Agents: definitions, the durable agent loop, llm and agent steps, threads, metering and budgets.
         .target(
             name: "CaravanAgents",
@@ -180,6 +202,7 @@ let package = Package(
                 "CaravanModels",
                 "CaravanTools",
                 "CaravanOutbound",
+                "CaravanWasm",
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
@@ -298,6 +321,7 @@ let package = Package(
                 "CaravanModels",
                 "CaravanTools",
                 "CaravanAgents",
+                "CaravanWasm",
                 "CaravanConsole",
                 "CaravanNotify",
                 "CaravanTriggers",

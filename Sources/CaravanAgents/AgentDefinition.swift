@@ -262,7 +262,7 @@ public struct AgentDefinition: Sendable {
                 for name in ((try? Template.referencedSecrets(in: template)) ?? []).sorted() {
                     references.secrets.append((name, pointer + "/http"))
                 }
-            case .mcp:
+            case .mcp, .wasm:
                 break
             }
         }
@@ -417,6 +417,9 @@ public struct AgentTool: Sendable {
         case agent(String)
         /// A workflow, run as a child run with the arguments as its input.
         case workflow(String)
+        /// A WebAssembly module of the organization (its latest version unless one is pinned), called with the
+        /// arguments as its input.
+        case wasm(module: String, version: Int?)
     }
 
     public var name: String
@@ -427,7 +430,10 @@ public struct AgentTool: Sendable {
 
     static func parse(_ value: JSONValue, at pointer: String) throws(CaravanError) -> AgentTool {
         guard let object = value.objectValue, object.count == 1, let (kindName, config) = object.first else {
-            throw CaravanError.validation(pointer, "a tool is an object with one key: http, mcp, agent or workflow")
+            throw CaravanError.validation(
+                pointer,
+                "a tool is an object with one key: http, mcp, agent, workflow or wasm"
+            )
         }
         guard let fields = config.objectValue else {
             throw CaravanError.validation(pointer + "/" + kindName, "must be an object")
@@ -442,7 +448,8 @@ public struct AgentTool: Sendable {
         case "http": allowed = ["name", "description", "url", "method", "headers", "body", "parameters", "approval"]
         case "mcp": allowed = ["name", "command", "url", "headers", "env", "tools", "approval"]
         case "agent", "workflow": allowed = ["name", "description", "approval"]
-        default: throw CaravanError.validation(base, "is not a tool kind (http, mcp, agent, workflow)")
+        case "wasm": allowed = ["name", "description", "module", "version", "approval"]
+        default: throw CaravanError.validation(base, "is not a tool kind (http, mcp, agent, workflow, wasm)")
         }
         for key in fields.keys.sorted() where !allowed.contains(key) {
             fail(key, "is not a field of a \(kindName) tool")
@@ -513,6 +520,18 @@ public struct AgentTool: Sendable {
         case "agent":
             if !DefinitionParser.isValidWorkflowName(name) { fail("name", "must name an agent ([a-z0-9-]{1,64})") }
             kind = .agent(name)
+        case "wasm":
+            let module = fields["module"]?.stringValue ?? ""
+            if module.isEmpty || module.count > 64 { fail("module", "is required: the name of a module") }
+            var version: Int?
+            if let value = fields["version"] {
+                if case .int(let number) = value, number >= 1 {
+                    version = Int(number)
+                } else {
+                    fail("version", "must be an integer ≥ 1")
+                }
+            }
+            kind = .wasm(module: module, version: version)
         default:
             if !DefinitionParser.isValidWorkflowName(name) { fail("name", "must name a workflow ([a-z0-9-]{1,64})") }
             kind = .workflow(name)

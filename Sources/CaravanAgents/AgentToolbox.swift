@@ -4,6 +4,7 @@ public import CaravanEngine
 import CaravanModels
 public import CaravanOutbound
 public import CaravanTools
+public import CaravanWasm
 import CaravanWorkflow
 import Foundation
 import Logging
@@ -25,22 +26,26 @@ struct ToolResult: Sendable, Hashable {
 }
 
 /// Lists and calls an agent's tools: http requests (through the egress policy), MCP servers, other agents and
-/// workflows (as runs of their own).
+/// workflows (as runs of their own), WebAssembly modules (in the node's sandbox).
 public final class AgentToolbox: Sendable {
     let http: EgressHTTPClient
     let mcp: MCPConnectionCache
     let secrets: (any SecretResolver)?
+    /// Calls the organization's WebAssembly modules.
+    let modules: WasmModuleRunner?
     /// The largest tool result handed to the model, in bytes.
     static let maxResultBytes = 64 * 1024
 
     public init(
         http: EgressHTTPClient,
         mcp: MCPConnectionCache,
-        secrets: (any SecretResolver)?
+        secrets: (any SecretResolver)?,
+        modules: WasmModuleRunner? = nil
     ) {
         self.http = http
         self.mcp = mcp
         self.secrets = secrets
+        self.modules = modules
     }
 
     /// The tools to offer the model.
@@ -108,6 +113,28 @@ public final class AgentToolbox: Sendable {
                         tool: tool
                     )
                 )
+            case .wasm(let name, let version):
+                guard let module = try? await modules?.store.get(orgID: context.orgID, name: name, version: version)
+                else {
+                    throw Failure(
+                        code: "tool_not_found",
+                        message: "The module '\(name)' named as a tool does not exist.",
+                        retryable: false
+                    )
+                }
+                let description =
+                    tool.description.isEmpty
+                    ? (module.description.isEmpty ? "Run the module \(name)." : module.description) : tool.description
+                offered.append(
+                    OfferedTool(
+                        spec: ToolSpec(
+                            name: tool.name,
+                            description: description,
+                            parameters: module.inputSchema ?? Self.anyObject
+                        ),
+                        tool: tool
+                    )
+                )
             }
         }
         return offered
@@ -164,6 +191,24 @@ public final class AgentToolbox: Sendable {
             )
         case .workflow(let name):
             return await runChild(workflow: name, input: arguments, callID: callID, context: context)
+        case .wasm(let name, let version):
+            guard let modules else { return ToolResult(content: "Modules are not available.", isError: true) }
+            let secrets = self.secrets
+            do {
+                let output = try await modules.call(
+                    WasmModuleRunner.Call(
+                        orgID: context.orgID,
+                        module: name,
+                        version: version,
+                        input: arguments,
+                        scope: context.runID,
+                        secrets: { names in try await secrets?.resolve(names: Set(names), for: context) ?? [:] }
+                    )
+                )
+                return ToolResult(content: Self.clip(output.canonicalText), isError: false)
+            } catch {
+                return ToolResult(content: "The module failed (\(error.code)): \(error.message)", isError: true)
+            }
         }
     }
 

@@ -13,6 +13,7 @@ public import CaravanStorage
 import CaravanTools
 import CaravanTriggers
 public import CaravanVault
+import CaravanWasm
 import CaravanWebhooks
 import Foundation
 public import Hummingbird
@@ -175,10 +176,18 @@ public func buildApplication(
         throw CaravanError(.validationFailed, "--mcp-command-allow: \(error)")
     }
     let mcpConnections = MCPConnectionCache(http: egressClient, logger: logger, commands: mcpCommands)
+    // WebAssembly modules run in a sandbox of this node's, as many calls at once as it has cores.
+    let modules = WasmModuleRunner(
+        store: WasmModuleStore(database: database, clock: clock),
+        sandbox: WasmSandbox(maxConcurrentCalls: max(1, ProcessInfo.processInfo.activeProcessorCount)),
+        http: egressClient,
+        logger: logger
+    )
     let toolbox = AgentToolbox(
         http: egressClient,
         mcp: mcpConnections,
-        secrets: secretResolver
+        secrets: secretResolver,
+        modules: modules
     )
 
     // Notifications to people (Slack-compatible and JSON webhooks, email through the organization's SMTP server).
@@ -195,6 +204,7 @@ public func buildApplication(
         executors: [
             TemplateStep(), HTTPStep(client: egressClient), LLMStep(gateway: gateway),
             AgentLoopStep(gateway: gateway, toolbox: toolbox, threads: threads), NotifyStep(notifier: notifier),
+            WasmStep(runner: modules, secrets: secretResolver),
         ],
         configuration: configuration.engine,
         secrets: secretResolver,
@@ -310,6 +320,7 @@ public func buildApplication(
     }
     modelRoutes.register(in: routes)
     ModelRequestLogRoutes(meter: gateway.meter, bodies: bodies).register(in: routes)
+    ModuleRoutes(runner: modules, secrets: secretResolver, bodies: bodies).register(in: routes)
     ResponsesRoutes(gateway: gateway, store: ResponseStore(database: database), models: modelRoutes, bodies: bodies)
         .register(in: routes)
     let agentStore = AgentStore(engine: engine, threads: threads)

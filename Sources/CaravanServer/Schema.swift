@@ -6,6 +6,7 @@ import CaravanNotify
 public import CaravanStorage
 import CaravanTriggers
 import CaravanVault
+import CaravanWasm
 import CaravanWebhooks
 
 /// Caravan's schema: the migrations each target owns for its tables, composed into one numbered sequence. The
@@ -14,5 +15,6 @@ public enum Schema {
     public static let migrations = Migration.compose([
         IdentitySchema.migrations, VaultSchema.migrations, AuditSchema.migrations, EngineSchema.migrations,
         AgentsSchema.migrations, TriggerSchema.migrations, WebhookSchema.migrations, NotifySchema.migrations,
+        WasmModuleStore.migrations,
     ])
 }

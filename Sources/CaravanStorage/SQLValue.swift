@@ -100,4 +100,9 @@ public struct SQLRow: Sendable {
     public func bool(_ column: String) throws(StorageError) -> Bool {
         try int(column) != 0
     }
+
+    public func blob(_ column: String) throws(StorageError) -> [UInt8] {
+        guard case .blob(let bytes) = self[column] else { throw .decoding(column: column, expected: "blob") }
+        return bytes
+    }
 }

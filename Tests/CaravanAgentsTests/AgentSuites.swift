@@ -46,6 +46,19 @@ struct AgentTests {
     @Test(arguments: TestBackend.available) func responsesStreaming(backend: TestBackend) async throws {
         try await withAgentWorld(backend, GatewayLogChecks.responsesStreaming)
     }
+    @Test(arguments: TestBackend.available) func modules(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, ModuleChecks.lifecycle)
+    }
+    @Test(arguments: TestBackend.available) func moduleLimits(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, ModuleChecks.limits)
+    }
+    @Test(arguments: TestBackend.available) func moduleStepsAndTools(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, ModuleChecks.stepsAndTools)
+    }
+    @Test(.enabled(if: ModuleChecks.clang != nil, "needs clang for wasm32"), arguments: TestBackend.available)
+    func moduleInC(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, ModuleChecks.cExample)
+    }
     @Test(arguments: TestBackend.available) func requestLog(backend: TestBackend) async throws {
         try await withAgentWorld(backend, GatewayLogChecks.requestLog)
     }

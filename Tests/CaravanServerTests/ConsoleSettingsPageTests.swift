@@ -176,7 +176,7 @@ struct ConsoleSettingsPageTests {
                     """,
                     [
                         .text(orgID), .int(now), .text("r_test"), .text(Self.hostile), .text("openai"),
-                        .text("gpt-4o-mini"), .int(1200), .int(345), .double(0.0123), .int(250), .text("ok"),
+                        .text("gpt-4o-mini"), .int(1200), .int(345), .double(0.0123), .int(250), .text("success"),
                     ]
                 )
             }
