@@ -31,6 +31,7 @@ public struct Console: Sendable {
         SettingsPages(console: self).register(in: router)
         UsagePages(console: self).register(in: router)
         EventsPages(console: self).register(in: router)
+        ModulePages(console: self).register(in: router)
         return router
     }
 

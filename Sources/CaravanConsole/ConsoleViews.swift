@@ -19,6 +19,7 @@ struct ConsoleViews: Sendable {
         .merging(SettingsPages.templates) { first, _ in first }
         .merging(UsagePages.templates) { first, _ in first }
         .merging(EventsPages.templates) { first, _ in first }
+        .merging(ModulePages.templates) { first, _ in first }
 
     init() throws {
         var library = MustacheLibrary()
@@ -90,6 +91,7 @@ struct ConsoleViews: Sendable {
         ("/approvals", "Approvals", "viewer"),
         ("/workflows", "Workflows", "viewer"),
         ("/agents", "Agents", "viewer"),
+        ("/modules", "Modules", "viewer"),
         ("/events", "Events", "viewer"),
         ("/usage", "Usage", "viewer"),
         ("/audit", "Audit log", "admin"),

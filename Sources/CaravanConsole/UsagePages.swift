@@ -81,6 +81,27 @@ struct UsagePages: Sendable {
             "cost": SettingsKit.dollars(all.reduce(0) { $0 + $1.cost }),
             "problem": false,
         ]
+        // The request log's latest calls, for those who may read it.
+        if visit.can("admin") {
+            let log = try await console.read("/v1/model-requests?limit=20", visit)
+            let items = log["items"]?.arrayValue ?? []
+            data["hasRequestLog"] = !items.isEmpty
+            data["requestLog"] = items.map { item -> [String: Any] in
+                [
+                    "at": ConsoleTime.element(item["at"]),
+                    "model": item["model"]?.stringValue ?? "",
+                    "who": item["key_id"]?.stringValue ?? item["agent"]?.stringValue ?? item["run_id"]?.stringValue
+                        ?? "",
+                    "status": Int(item["status"]?.numberValue ?? 0),
+                    "outcome": item["outcome"]?.stringValue ?? "",
+                    "tokens": SettingsKit.grouped(
+                        Int64((item["input_tokens"]?.numberValue ?? 0) + (item["output_tokens"]?.numberValue ?? 0))
+                    ),
+                    "cost": SettingsKit.dollars(item["cost_usd"]?.numberValue ?? 0),
+                    "latency": SettingsKit.grouped(Int64(item["latency_ms"]?.numberValue ?? 0)),
+                ]
+            }
+        }
         if let problem { data["problem"] = ConsoleViews.problem(problem) }
         return console.views.page("usage", title: "Usage", visit: visit, data, status: problem?.status ?? 200)
     }
@@ -112,6 +133,16 @@ struct UsagePages: Sendable {
             </section>
             {{/charts}}
             {{/empty}}
+            {{#hasRequestLog}}
+            <section class="card" aria-labelledby="requests-heading">
+            <h2 id="requests-heading">Latest model requests</h2>
+            <div class="scroll"><table>
+            <caption>The request log (<code>GET /v1/model-requests</code>): every call, failures included</caption>
+            <thead><tr><th scope="col">When</th><th scope="col">Model</th><th scope="col">Key, agent or run</th><th scope="col">Status</th><th scope="col">Tokens</th><th scope="col">Cost</th><th scope="col">Latency (ms)</th></tr></thead>
+            <tbody>{{#requestLog}}<tr><td>{{{at}}}</td><td>{{model}}</td><td>{{who}}</td><td>{{status}} {{outcome}}</td><td>{{tokens}}</td><td>{{cost}}</td><td>{{latency}}</td></tr>{{/requestLog}}</tbody>
+            </table></div>
+            </section>
+            {{/hasRequestLog}}
             """
         ]
         .merging(AuditPages.templates) { first, _ in first }

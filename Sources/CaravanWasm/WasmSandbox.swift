@@ -61,13 +61,9 @@ public enum WasmModuleInspector {
     /// Parses the module (a binary, or WAT text) and checks what it imports and exports.
     /// - Returns: the binary (a WAT text assembled) and what it imports.
     /// - Throws: `module_invalid` (it does not parse, or lacks the ABI's exports), `import_not_allowed` (naming
-    ///   the first import Caravan does not provide), `memory_limit` (its initial memory is above `maxMemoryBytes`).
-    public static func inspect(
-        _ bytes: [UInt8],
-        maxMemoryBytes: Int
-    ) throws(WasmError) -> (
-        binary: [UInt8], info: WasmModuleInfo
-    ) {
+    ///   the first import Caravan does not provide). A module whose initial memory is above its limit is refused
+    ///   when called (`memory_limit`).
+    public static func inspect(_ bytes: [UInt8]) throws(WasmError) -> (binary: [UInt8], info: WasmModuleInfo) {
         var binary = bytes
         if !bytes.starts(with: [0, 0x61, 0x73, 0x6D]) {
             do {

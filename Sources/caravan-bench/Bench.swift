@@ -83,6 +83,7 @@ struct Bench: AsyncParsableCommand {
                 case "seeded": result = try await seeded()
                 case "webhooks": result = try await webhooks()
                 case "triggers": result = try await triggers()
+                case "wasm": result = try await wasm()
                 default: throw ValidationError("unknown workload \(name)")
                 }
                 print(

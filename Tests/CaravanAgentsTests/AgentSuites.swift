@@ -59,6 +59,9 @@ struct AgentTests {
     func moduleInC(backend: TestBackend) async throws {
         try await withAgentWorld(backend, ModuleChecks.cExample)
     }
+    @Test(arguments: TestBackend.available) func moduleConsolePages(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, ModuleChecks.consolePages)
+    }
     @Test(arguments: TestBackend.available) func requestLog(backend: TestBackend) async throws {
         try await withAgentWorld(backend, GatewayLogChecks.requestLog)
     }

@@ -171,6 +171,16 @@ enum ModuleChecks {
               (func (export "caravan_run") (param i32 i32) (result i64) (drop (call $down (i32.const 0))) (i64.const 0)))
             """
         expectStatus(.created, try await put(world, "deep", ["wat": .string(deep), "limits": ["stack_bytes": 65_536]]))
+        let large = module("(unreachable)").replacingOccurrences(
+            of: #"(memory (export "memory") 1)"#,
+            with: #"(memory (export "memory") 32)"#
+        )
+        expectStatus(
+            .created,
+            try await put(world, "large", ["wat": .string(large), "limits": ["memory_bytes": 1_048_576]])
+        )
+        let tooLarge = try await call(world, "large", [:])
+        #expect(tooLarge.json["code"] == "memory_limit", "its initial memory is past its limit: \(tooLarge.json)")
         for (name, code) in [
             ("spin", "fuel_exhausted"), ("hog", "memory_limit"), ("slow", "deadline_exceeded"),
             ("deep", "stack_overflow"),
@@ -305,5 +315,32 @@ enum ModuleChecks {
         #expect(first.json["output"] == ["words": 3, "total": 3], "\(first.json)")
         let second = try await call(world, "word-count", ["text": "four five"])
         #expect(second.json["output"] == ["words": 2, "total": 5], "\(second.json)")
+    }
+
+    /// The console's Modules pages: the list, a module's facts, and a call from its form (hostile text shown as text).
+    static func consolePages(_ world: AgentWorld) async throws {
+        let anonymous = try #require((world.client as? AuthenticatedClient)?.anonymous)
+        let browser = ConsoleTestBrowser(anonymous)
+        _ = try await browser.signIn(email: "owner@example.com", password: AuthenticatedClient.ownerPassword)
+        #expect(try await browser.get("/modules").html.contains("No modules yet"))
+        let uploaded = try await put(
+            world,
+            "echo",
+            ["wat": .string(echo), "description": "<script>alert(1)</script>", "permissions": ["kv": true]]
+        )
+        expectStatus(.created, uploaded)
+        let list = try await browser.get("/modules")
+        #expect(list.html.contains("href=\"/modules/echo\""), "\(list.html)")
+        #expect(list.html.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !list.html.contains("<script>alert"))
+        let page = try await browser.get("/modules/echo")
+        #expect(page.status == .ok)
+        #expect(page.html.contains(uploaded.json["sha256"]?.stringValue ?? "?"))
+        #expect(page.html.contains("<code>caravan.log</code>") && page.html.contains("key-value store"))
+        let called = try await browser.post("/modules/echo/call", [("input", #"{"word": "<b>hi</b>"}"#)])
+        #expect(called.html.contains("id=\"module-output\""), "\(called.html)")
+        #expect(called.html.contains("&lt;b&gt;hi&lt;/b&gt;") && !called.html.contains("<b>hi</b>"))
+        let invalid = try await browser.post("/modules/echo/call", [("input", "not json")])
+        #expect(invalid.status.code == 422 && invalid.html.contains("The input is not JSON."))
+        #expect(try await browser.get("/modules/nothing").status == .notFound)
     }
 }

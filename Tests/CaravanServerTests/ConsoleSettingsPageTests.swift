@@ -188,6 +188,7 @@ struct ConsoleSettingsPageTests {
             #expect(page.html.contains("class=\"axis\""))
             #expect(page.html.contains("openai/gpt-4o-mini"))
             #expect(page.html.contains("1\u{202F}545"))
+            #expect(page.html.contains("Latest model requests"), "the request log, for an admin")
             #expect(!page.html.contains("<script>alert(2)"))
             #expect(!page.html.contains("<img src=x"))
             #expect(page.html.contains("&lt;script&gt;alert(2)"))

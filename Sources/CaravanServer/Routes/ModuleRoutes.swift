@@ -43,7 +43,7 @@ struct ModuleRoutes {
             )
             let checked: (binary: [UInt8], info: WasmModuleInfo)
             do throws(WasmError) {
-                checked = try WasmModuleInspector.inspect(upload.bytes, maxMemoryBytes: upload.limits.memoryBytes)
+                checked = try WasmModuleInspector.inspect(upload.bytes)
             } catch {
                 throw CaravanError(
                     .validationFailed,
