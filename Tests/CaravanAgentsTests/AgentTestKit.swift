@@ -166,3 +166,20 @@ extension AgentWorld {
         }
     }
 }
+
+extension AgentWorld {
+    /// A second organization of the test user's, and the headers that act in it.
+    func otherOrganization() async throws -> HTTPFields {
+        let owner = try #require(client as? AuthenticatedClient)
+        let other = try await client.send(
+            .post,
+            "/v1/organizations",
+            json: #"{"name": "Other"}"#,
+            headers: [.authorization: "Bearer \(owner.accessToken)"]
+        )
+        return [
+            .authorization: "Bearer \(owner.accessToken)",
+            HTTPField.Name("Caravan-Organization")!: try #require(other.json["id"]?.stringValue),
+        ]
+    }
+}

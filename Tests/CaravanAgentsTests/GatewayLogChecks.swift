@@ -117,17 +117,7 @@ enum GatewayLogChecks {
             invalid.status.code == 422
                 && invalid.json["errors"]?.arrayValue?.first?["pointer"] == "/body_retention_days"
         )
-        let owner = try #require(world.client as? AuthenticatedClient)
-        let otherOrg = try await world.client.send(
-            .post,
-            "/v1/organizations",
-            json: #"{"name": "Other"}"#,
-            headers: [.authorization: "Bearer \(owner.accessToken)"]
-        )
-        let other: HTTPFields = [
-            .authorization: "Bearer \(owner.accessToken)",
-            HTTPField.Name("Caravan-Organization")!: try #require(otherOrg.json["id"]?.stringValue),
-        ]
+        let other = try await world.otherOrganization()
         let theirs = try await world.client.send(.get, "/v1/model-requests", headers: other)
         #expect(theirs.status == .ok && theirs.json["items"] == [], "\(theirs.json)")
         #expect(try await world.client.send(.get, "/v1/model-requests/\(okID)", headers: other).status == .notFound)

@@ -129,17 +129,7 @@ enum ModuleChecks {
         #expect(try await world.client.send(.get, "/v1/modules/bad").status == .notFound)
 
         // Another organization.
-        let owner = try #require(world.client as? AuthenticatedClient)
-        let other = try await world.client.send(
-            .post,
-            "/v1/organizations",
-            json: #"{"name": "Other"}"#,
-            headers: [.authorization: "Bearer \(owner.accessToken)"]
-        )
-        let asOther: HTTPFields = [
-            .authorization: "Bearer \(owner.accessToken)",
-            HTTPField.Name("Caravan-Organization")!: try #require(other.json["id"]?.stringValue),
-        ]
+        let asOther = try await world.otherOrganization()
         #expect(try await world.client.send(.get, "/v1/modules/echo", headers: asOther).status == .notFound)
         let theirs = try await world.client.send(.post, "/v1/modules/echo/call", json: "{}", headers: asOther)
         #expect(theirs.status == .notFound)

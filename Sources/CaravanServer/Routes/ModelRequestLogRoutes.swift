@@ -29,13 +29,7 @@ struct ModelRequestLogRoutes {
             )
         ) { request, context in
             let limit = try APIRequest.limit(request)
-            var before: Int64?
-            if let cursor = try APIRequest.cursor(request) {
-                guard let id = Int64(cursor) else {
-                    throw CaravanError.validation("/cursor", "cursor is not one this server gave out")
-                }
-                before = id
-            }
+            let before = try APIRequest.numericCursor(request)
             try await meter.flush()
             let page = try await log.list(
                 orgID: try context.organizationID(),

@@ -26,6 +26,15 @@ enum APIRequest {
         return value
     }
 
+    /// `?cursor=` of the lists that page by a numeric position (the audit log, the request log).
+    static func numericCursor(_ request: Request) throws -> Int64? {
+        guard let cursor = try cursor(request) else { return nil }
+        guard let position = Int64(cursor) else {
+            throw CaravanError.validation("/cursor", "cursor is not one this server gave out")
+        }
+        return position
+    }
+
     static func encodeCursor(_ value: String?) -> JSONValue {
         value.map { .string(Data($0.utf8).base64EncodedString()) } ?? .null
     }

@@ -142,13 +142,7 @@ struct AuditRoutes {
             )
         ) { request, context in
             let limit = try APIRequest.limit(request)
-            var before: Int64?
-            if let cursor = try APIRequest.cursor(request) {
-                guard let id = Int64(cursor) else {
-                    throw CaravanError.validation("/cursor", "cursor is not one this server gave out")
-                }
-                before = id
-            }
+            let before = try APIRequest.numericCursor(request)
             let action: String? = request.uri.queryParameters.get("action").map { String($0) }
             let page = try await audit.list(
                 orgID: try context.organizationID(),
