@@ -115,7 +115,12 @@ extension ConsoleBrowser {
             try await session.findAll(css: "svg.graph g.node.status-failed").count == 1,
             "\(flow): the graph marks the failed step"
         )
+        // The retry answers with the same path: wait for the new document, not the one the button was on.
+        try await markDocument()
         try await click("form[action='/runs/\(id)/retry'] button")
+        try await session.waitUntil("\(flow): the retry answers with a new page", timeout: .seconds(10)) {
+            try await !stillTheSameDocument()
+        }
         try await waitForPath("/runs/\(id)", flow)
         #expect(
             try await attribute("data-live", of: "body") == "run:\(id)",
