@@ -212,6 +212,24 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The catalog: listings of agents, workflows and modules that other organizations install, the
+        // double-entry ledger that meters their uses, reputation and ratings.
+        .target(
+            name: "CaravanCatalog",
+            dependencies: [
+                "CaravanCore",
+                "CaravanStorage",
+                "CaravanEngine",
+                "CaravanWorkflow",
+                "CaravanAgents",
+                "CaravanWasm",
+                "CaravanVault",
+                "CaravanTools",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The embedded SQLite implementation of the storage contract.
         .target(
             name: "CaravanSQLite",
@@ -322,6 +340,7 @@ let package = Package(
                 "CaravanTools",
                 "CaravanAgents",
                 "CaravanWasm",
+                "CaravanCatalog",
                 "CaravanConsole",
                 "CaravanNotify",
                 "CaravanTriggers",
@@ -513,7 +532,7 @@ let package = Package(
             dependencies: [
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 "CaravanCore", "CaravanAgents", "CaravanModels", "CaravanEngine", "CaravanServer", "CaravanTestSupport",
-                "CaravanStorage", "CaravanSQLite", "CaravanPostgres",
+                "CaravanStorage", "CaravanSQLite", "CaravanPostgres", "CaravanCatalog",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],

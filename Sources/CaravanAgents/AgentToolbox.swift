@@ -202,6 +202,7 @@ public final class AgentToolbox: Sendable {
                         version: version,
                         input: arguments,
                         scope: context.runID,
+                        meterKey: context.idempotencyKey + ":" + callID,
                         secrets: { names in try await secrets?.resolve(names: Set(names), for: context) ?? [:] }
                     )
                 )

@@ -1,5 +1,6 @@
 import CaravanAgents
 public import CaravanAudit
+import CaravanCatalog
 import CaravanConsole
 public import CaravanCore
 public import CaravanEngine
@@ -176,11 +177,21 @@ public func buildApplication(
         throw CaravanError(.validationFailed, "--mcp-command-allow: \(error)")
     }
     let mcpConnections = MCPConnectionCache(http: egressClient, logger: logger, commands: mcpCommands)
+    // The catalog's meter charges the uses of installed listings: the runs of agents and workflows as they
+    // finish, the calls of modules as the runner ends them.
+    let catalogStore = CatalogStore(database: database, signals: signals)
+    let catalogMeter = CatalogMeter(
+        store: catalogStore,
+        feeBasisPoints: configuration.catalogFeeBasisPoints,
+        clock: clock,
+        logger: logger
+    )
     // WebAssembly modules run in a sandbox of this node's, as many calls at once as it has cores.
     let modules = WasmModuleRunner(
         store: WasmModuleStore(database: database, clock: clock),
         sandbox: WasmSandbox(maxConcurrentCalls: max(1, ProcessInfo.processInfo.activeProcessorCount)),
         http: egressClient,
+        meter: catalogMeter,
         logger: logger
     )
     let toolbox = AgentToolbox(
@@ -303,7 +314,6 @@ public func buildApplication(
     OrganizationRoutes(identity: identity, bodies: bodies).register(in: routes)
     SecretRoutes(secrets: secrets, bodies: bodies).register(in: routes)
     AuditRoutes(audit: audit, verifier: audit.verifier).register(in: routes)
-    WorkflowRoutes(engine: engine, bodies: bodies).register(in: routes)
     RunRoutes(engine: engine, bodies: bodies).register(in: routes)
     TriggerRoutes(triggers: triggers, secrets: secrets, bodies: bodies).register(in: routes)
     EventSocketRoutes(engine: engine).register(in: routes)
@@ -320,18 +330,30 @@ public func buildApplication(
     }
     modelRoutes.register(in: routes)
     ModelRequestLogRoutes(meter: gateway.meter, bodies: bodies).register(in: routes)
-    ModuleRoutes(runner: modules, secrets: secretResolver, bodies: bodies).register(in: routes)
     ResponsesRoutes(gateway: gateway, store: ResponseStore(database: database), models: modelRoutes, bodies: bodies)
         .register(in: routes)
     let agentStore = AgentStore(engine: engine, threads: threads)
     MCPServerRoutes(engine: engine, agents: agentStore, bodies: bodies).register(in: routes)
+    let listingCatalog = Catalog(
+        store: catalogStore,
+        engine: engine,
+        agents: agentStore,
+        modules: modules.store,
+        secrets: secrets,
+        providers: gateway.providers,
+        clock: clock
+    )
     AgentRoutes(
         agents: agentStore,
         threads: threads,
         engine: engine,
         bodies: bodies,
-        mcpCommands: mcpCommands
+        mcpCommands: mcpCommands,
+        catalog: listingCatalog
     ).register(in: routes)
+    WorkflowRoutes(engine: engine, bodies: bodies, catalog: listingCatalog).register(in: routes)
+    CatalogRoutes(catalog: listingCatalog, bodies: bodies).register(in: routes)
+    ModuleRoutes(runner: modules, secrets: secretResolver, bodies: bodies, catalog: listingCatalog).register(in: routes)
 
     // The console calls the API in process, through the same router, with the signed-in user's session.
     let api = router.buildResponder()
@@ -370,6 +392,7 @@ public func buildApplication(
     let services: [any Service] =
         [opened.service].compactMap { $0 } + [
             signals, audit, meter, httpClient, mcpConnections, engine, triggers, webhookDispatcher, rotation,
+            catalogMeter,
         ]
     let readTimeout = TimeAmount.milliseconds(configuration.requestReadTimeout.milliseconds)
     let idleTimeout = TimeAmount.milliseconds(configuration.idleTimeout.milliseconds)

@@ -1,5 +1,6 @@
 import CaravanAgents
 import CaravanAudit
+import CaravanCatalog
 import CaravanEngine
 import CaravanIdentity
 import CaravanNotify
@@ -15,6 +16,6 @@ public enum Schema {
     public static let migrations = Migration.compose([
         IdentitySchema.migrations, VaultSchema.migrations, AuditSchema.migrations, EngineSchema.migrations,
         AgentsSchema.migrations, TriggerSchema.migrations, WebhookSchema.migrations, NotifySchema.migrations,
-        WasmModuleStore.migrations,
+        WasmModuleStore.migrations, CatalogSchema.migrations,
     ])
 }

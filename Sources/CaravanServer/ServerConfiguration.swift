@@ -39,6 +39,8 @@ public struct ServerConfiguration: Sendable {
     /// How long the gateway answers the same `temperature: 0` chat completion again without calling a provider;
     /// zero (the default) caches nothing.
     public var gatewayCacheTTL: CaravanDuration = .seconds(0)
+    /// The platform's fee on every catalog price, in hundredths of a percent.
+    public var catalogFeeBasisPoints = 1_000
     /// Attempts per minute per client address on the endpoints that take passwords and codes; 0 is no limit.
     public var authAttemptsPerMinute = 30
     /// bcrypt's cost for password hashes (4...31).

@@ -69,7 +69,7 @@ public struct WasmModuleDefinition: Sendable, Hashable {
     public var createdAt: Int64
 
     /// The stored form of what the uploader declared (the digest, version and time are columns of their own).
-    var declared: JSONValue {
+    public var declared: JSONValue {
         [
             "abi": .string(abi.rawValue), "imports": .array(imports.map(JSONValue.string)),
             "description": .string(description), "input_schema": inputSchema ?? .null,
@@ -85,6 +85,41 @@ public struct WasmModuleDefinition: Sendable, Hashable {
         fields["sha256"] = .string(sha256)
         fields["created_at"] = .string(Clock.rfc3339(createdAt))
         return .object(fields)
+    }
+}
+
+extension WasmModuleDefinition {
+    /// A version from its stored declarations.
+    public init(declared: JSONValue, name: String, version: Int, sha256: String, createdAt: Int64) {
+        func int(_ value: JSONValue?) -> Int64 {
+            if case .int(let number)? = value { return number }
+            return 0
+        }
+        let limits = declared["limits"] ?? [:]
+        let permissions = declared["permissions"] ?? [:]
+        self.init(
+            name: name,
+            version: version,
+            sha256: sha256,
+            abi: declared["abi"]?.stringValue.flatMap(WasmABI.init(rawValue:)) ?? .caravan,
+            imports: declared["imports"]?.arrayValue?.compactMap(\.stringValue) ?? [],
+            description: declared["description"]?.stringValue ?? "",
+            inputSchema: declared["input_schema"].flatMap { $0.isNull ? nil : $0 },
+            outputSchema: declared["output_schema"].flatMap { $0.isNull ? nil : $0 },
+            permissions: WasmPermissions(
+                http: permissions["http"] == true,
+                kv: permissions["kv"] == true,
+                secrets: permissions["secrets"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            ),
+            limits: WasmLimits(
+                fuel: UInt64(clamping: int(limits["fuel"])),
+                memoryBytes: Int(int(limits["memory_bytes"])),
+                stackBytes: Int(int(limits["stack_bytes"])),
+                timeoutMilliseconds: int(limits["timeout_ms"])
+            ),
+            size: Int(int(declared["size"])),
+            createdAt: createdAt
+        )
     }
 }
 

@@ -18,6 +18,8 @@ public final class WasmModuleRunner: Sendable {
     /// What a module gets when it asks for nothing, and the most it may ask for.
     public let defaults: WasmLimits
     public let maxima: WasmLimits
+    /// Told of every call that carries a meter key.
+    let meter: (any WasmCallMeter)?
     let logger: Logger
 
     public init(
@@ -26,6 +28,7 @@ public final class WasmModuleRunner: Sendable {
         http: EgressHTTPClient,
         defaults: WasmLimits = .standard,
         maxima: WasmLimits = .operatorMaximum,
+        meter: (any WasmCallMeter)? = nil,
         logger: Logger
     ) {
         self.store = store
@@ -33,6 +36,7 @@ public final class WasmModuleRunner: Sendable {
         self.http = http
         self.defaults = defaults
         self.maxima = maxima
+        self.meter = meter
         self.logger = logger
     }
 
@@ -48,6 +52,9 @@ public final class WasmModuleRunner: Sendable {
         public var scope: String
         /// The values of secrets, by name: asked only for those the module's version was granted.
         public var secrets: @Sendable ([String]) async throws -> [String: String]
+        /// What names this call for the meter, the same for every attempt of it (a step's idempotency key, a
+        /// tool call's id, a request's id); `nil` for a call that is not metered.
+        public var meterKey: String?
 
         public init(
             orgID: String,
@@ -55,6 +62,7 @@ public final class WasmModuleRunner: Sendable {
             version: Int? = nil,
             input: JSONValue,
             scope: String,
+            meterKey: String?,
             secrets: @escaping @Sendable ([String]) async throws -> [String: String]
         ) {
             self.orgID = orgID
@@ -62,14 +70,47 @@ public final class WasmModuleRunner: Sendable {
             self.version = version
             self.input = input
             self.scope = scope
+            self.meterKey = meterKey
             self.secrets = secrets
         }
     }
 
-    /// Runs `call`. - Returns: the module's output.
+    /// Runs `call`, and tells the meter how it ended when it carries a meter key and found its module.
+    /// - Returns: the module's output.
     /// - Throws: `Failure`: `module_not_found`, `invalid_input`, `invalid_output`, or the sandbox's code
     ///   (`fuel_exhausted`, `memory_limit`, `stack_overflow`, `deadline_exceeded`, `trap`, …).
     public func call(_ call: Call) async throws(Failure) -> JSONValue {
+        guard let meter, let key = call.meterKey else { return try await perform(call) }
+        let started = ContinuousClock.now
+        func milliseconds() -> Int64 {
+            let elapsed = ContinuousClock.now - started
+            return elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
+        }
+        do {
+            let output = try await perform(call)
+            await meter.called(
+                orgID: call.orgID,
+                module: call.module,
+                key: key,
+                succeeded: true,
+                milliseconds: milliseconds()
+            )
+            return output
+        } catch {
+            if error.code != "module_not_found" {
+                await meter.called(
+                    orgID: call.orgID,
+                    module: call.module,
+                    key: key,
+                    succeeded: false,
+                    milliseconds: milliseconds()
+                )
+            }
+            throw error
+        }
+    }
+
+    private func perform(_ call: Call) async throws(Failure) -> JSONValue {
         let module: WasmModuleDefinition
         let binary: [UInt8]
         let secrets: [String: String]
@@ -289,4 +330,10 @@ private final class ResultBox<Value: Sendable>: Sendable {
     private let value = Mutex<Result<Value, any Error>?>(nil)
     func set(_ result: Result<Value, any Error>) { value.withLock { $0 = result } }
     func get() -> Result<Value, any Error>? { value.withLock { $0 } }
+}
+
+/// Told of each finished call that carries a meter key: how the catalog charges for installed modules by the call.
+public protocol WasmCallMeter: Sendable {
+    /// Records one call of `module` in `orgID`; `key` is the same for every attempt of one call.
+    func called(orgID: String, module: String, key: String, succeeded: Bool, milliseconds: Int64) async
 }

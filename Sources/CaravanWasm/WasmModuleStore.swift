@@ -119,6 +119,43 @@ public final class WasmModuleStore: Sendable {
         return (module, result.1)
     }
 
+    /// Stores `module` (a version read from any organization, its binary already stored) as the next version of
+    /// `name` in `orgID`, unless that module's latest version is the same: how an installed listing brings its
+    /// modules. - Returns: the stored version.
+    public func copy(
+        _ module: WasmModuleDefinition,
+        toOrgID orgID: String,
+        name: String
+    ) async throws
+        -> WasmModuleDefinition
+    {
+        let now = clock.nowMilliseconds()
+        return try await database.withTransaction { executor in
+            var copy = module
+            copy.name = name
+            copy.version = 1
+            copy.createdAt = now
+            if let latest = try await executor.queryFirst(
+                "SELECT * FROM wasm_modules WHERE org_id = $1 AND name = $2 ORDER BY version DESC LIMIT 1",
+                [.text(orgID), .text(name)]
+            ).map(Self.module) {
+                if latest.sha256 == module.sha256 && latest.declared == module.declared { return latest }
+                copy.version = latest.version + 1
+            }
+            try await executor.execute(
+                """
+                INSERT INTO wasm_modules (org_id, name, version, sha256, definition, created_at)
+                VALUES ($1, $2, $3, $4, $5, $6)
+                """,
+                [
+                    .text(orgID), .text(name), .int(Int64(copy.version)), .text(copy.sha256), .json(copy.declared),
+                    .int(now),
+                ]
+            )
+            return copy
+        }
+    }
+
     /// A version of the organization's module (the latest when `version` is `nil`).
     public func get(orgID: String, name: String, version: Int? = nil) async throws -> WasmModuleDefinition? {
         try await database.read { executor in
@@ -216,34 +253,11 @@ public final class WasmModuleStore: Sendable {
     }
 
     private static func module(_ row: SQLRow) throws -> WasmModuleDefinition {
-        let declared = try row.json("definition") ?? [:]
-        func int(_ value: JSONValue?) -> Int64 {
-            if case .int(let number)? = value { return number }
-            return 0
-        }
-        let limits = declared["limits"] ?? [:]
-        let permissions = declared["permissions"] ?? [:]
-        return WasmModuleDefinition(
+        WasmModuleDefinition(
+            declared: try row.json("definition") ?? [:],
             name: try row.string("name"),
             version: Int(try row.int("version")),
             sha256: try row.string("sha256"),
-            abi: declared["abi"]?.stringValue.flatMap(WasmABI.init(rawValue:)) ?? .caravan,
-            imports: declared["imports"]?.arrayValue?.compactMap(\.stringValue) ?? [],
-            description: declared["description"]?.stringValue ?? "",
-            inputSchema: declared["input_schema"].flatMap { $0.isNull ? nil : $0 },
-            outputSchema: declared["output_schema"].flatMap { $0.isNull ? nil : $0 },
-            permissions: WasmPermissions(
-                http: permissions["http"] == true,
-                kv: permissions["kv"] == true,
-                secrets: permissions["secrets"]?.arrayValue?.compactMap(\.stringValue) ?? []
-            ),
-            limits: WasmLimits(
-                fuel: UInt64(clamping: int(limits["fuel"])),
-                memoryBytes: Int(int(limits["memory_bytes"])),
-                stackBytes: Int(int(limits["stack_bytes"])),
-                timeoutMilliseconds: int(limits["timeout_ms"])
-            ),
-            size: Int(int(declared["size"])),
             createdAt: try row.int("created_at")
         )
     }

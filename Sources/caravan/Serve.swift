@@ -69,6 +69,12 @@ struct Serve: AsyncParsableCommand {
     )
     var gatewayCacheTTL: String?
 
+    @Option(
+        help:
+            "The platform's fee on every catalog price, in hundredths of a percent (1000 = 10 %). [env: CARAVAN_CATALOG_FEE_BASIS_POINTS] (default: 1000)"
+    )
+    var catalogFeeBasisPoints: Int?
+
     @Option(help: "Largest run input or step output, in bytes. [env: CARAVAN_MAX_PAYLOAD_BYTES] (default: 2097152)")
     var maxPayloadBytes: Int?
 
@@ -200,6 +206,13 @@ struct Serve: AsyncParsableCommand {
         ) {
             configuration.gatewayCacheTTL = ttl
         }
+        let fee =
+            catalogFeeBasisPoints ?? reader.int(forKey: "catalog_fee_basis_points")
+            ?? configuration.catalogFeeBasisPoints
+        guard (0...10_000).contains(fee) else {
+            throw ValidationError("--catalog-fee-basis-points must be from 0 to 10000.")
+        }
+        configuration.catalogFeeBasisPoints = fee
         if let retention = try parseDuration(
             runRetention ?? reader.string(forKey: "run_retention"),
             flag: "--run-retention"

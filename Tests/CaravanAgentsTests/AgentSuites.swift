@@ -62,6 +62,12 @@ struct AgentTests {
     @Test(arguments: TestBackend.available) func moduleConsolePages(backend: TestBackend) async throws {
         try await withAgentWorld(backend, ModuleChecks.consolePages)
     }
+    @Test(arguments: TestBackend.available) func catalog(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, CatalogChecks.catalog)
+    }
+    @Test(arguments: TestBackend.available) func catalogModules(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, CatalogChecks.moduleListing)
+    }
     @Test(arguments: TestBackend.available) func requestLog(backend: TestBackend) async throws {
         try await withAgentWorld(backend, GatewayLogChecks.requestLog)
     }

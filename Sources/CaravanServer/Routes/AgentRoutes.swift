@@ -1,4 +1,5 @@
 import CaravanAgents
+import CaravanCatalog
 import CaravanCore
 import CaravanEngine
 import CaravanIdentity
@@ -16,6 +17,8 @@ struct AgentRoutes {
     let bodies: RequestBodyReader
     /// The commands MCP servers over stdio may run; an agent naming another is refused.
     let mcpCommands: MCPCommandPolicy
+    /// Refuses changes to an agent that an install keeps.
+    let catalog: Catalog
 
     static func json(_ agent: StoredAgent) -> JSONValue {
         [
@@ -49,6 +52,7 @@ struct AgentRoutes {
         ) { request, context in
             let orgID = try context.organizationID()
             let name = try context.parameters.require("name")
+            try await catalog.refuseChange(orgID: orgID, target: AgentStepKind.workflowName(forAgent: name))
             let body = try await bodies.bytes(of: request)
             let format = try WorkflowRoutes.format(of: request)
             let document = try DefinitionParser.document(Array(body.readableBytesView), format: format)
@@ -123,6 +127,10 @@ struct AgentRoutes {
             )
         ) { _, context in
             let name = try context.parameters.require("name")
+            try await catalog.refuseChange(
+                orgID: try context.organizationID(),
+                target: AgentStepKind.workflowName(forAgent: name)
+            )
             guard DefinitionParser.isValidWorkflowName(name),
                 try await agents.archive(orgID: try context.organizationID(), name: name)
             else {

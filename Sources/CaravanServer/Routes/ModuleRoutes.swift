@@ -1,3 +1,4 @@
+import CaravanCatalog
 import CaravanCore
 import CaravanEngine
 import CaravanIdentity
@@ -13,6 +14,8 @@ struct ModuleRoutes {
     let runner: WasmModuleRunner
     let secrets: (any SecretResolver)?
     let bodies: RequestBodyReader
+    /// Refuses changes to a module that an install keeps.
+    let catalog: Catalog
 
     func register(in routes: RouteRegistrar) {
         let object: JSONValue = ["type": "object"]
@@ -36,6 +39,7 @@ struct ModuleRoutes {
             guard DefinitionParser.isValidWorkflowName(name) else {
                 throw CaravanError.validation("/name", "must match [a-z0-9-]{1,64}")
             }
+            try await catalog.refuseChange(orgID: orgID, target: name)
             let upload = try WasmModuleUpload.parse(
                 try await Self.uploads.json(of: request),
                 defaults: runner.defaults,
@@ -132,6 +136,7 @@ struct ModuleRoutes {
             )
         ) { _, context in
             let name = try context.parameters.require("name")
+            try await catalog.refuseChange(orgID: try context.organizationID(), target: name)
             guard try await runner.store.delete(orgID: try context.organizationID(), name: name) else {
                 throw CaravanError.notFound("The module '\(name)'")
             }
@@ -163,6 +168,7 @@ struct ModuleRoutes {
                         version: version,
                         input: fields.object["input"] ?? [:],
                         scope: "call",
+                        meterKey: Identifier.make("call"),  // every call through the API is one of its own
                         secrets: { _ in [:] }  // outside a run, a module gets no secrets
                     )
                 )

@@ -1,4 +1,5 @@
 import CaravanAgents
+import CaravanCatalog
 import CaravanCore
 import CaravanEngine
 import CaravanIdentity
@@ -12,6 +13,8 @@ import NIOCore
 struct WorkflowRoutes {
     let engine: Engine
     let bodies: RequestBodyReader
+    /// Refuses changes to a workflow that an install keeps.
+    let catalog: Catalog
 
     func register(in routes: RouteRegistrar) {
         routes.add(
@@ -34,6 +37,7 @@ struct WorkflowRoutes {
             guard DefinitionParser.isValidWorkflowName(name) else {
                 throw CaravanError.validation("/name", "must match [a-z0-9-]{1,64}")
             }
+            try await catalog.refuseChange(orgID: orgID, target: name)
             let format = try Self.format(of: request)
             let body = try await bodies.bytes(of: request)
             let definition = try DefinitionParser.parse(
@@ -121,6 +125,7 @@ struct WorkflowRoutes {
         ) { request, context in
             let orgID = try context.organizationID()
             let name = try context.parameters.require("name")
+            try await catalog.refuseChange(orgID: orgID, target: name)
             guard try await engine.workflows.archive(orgID: orgID, name: name) else {
                 throw CaravanError.notFound("The workflow '\(name)'")
             }

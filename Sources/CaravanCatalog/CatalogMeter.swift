@@ -1,0 +1,157 @@
+public import CaravanCore
+public import CaravanStorage
+public import CaravanWasm
+public import Logging
+public import ServiceLifecycle
+
+/// Charges the uses of installed listings to the ledger: every finished run of an installed agent or workflow
+/// (found by following the runs that finish, off the engine's hot path), and every call of an installed module
+/// (told by the module runner as it ends). Each use is charged once, by its key, whichever node sees it and however
+/// often: a run retried, replayed after a crash or seen by two nodes at once is one transaction.
+public final class CatalogMeter: Service, WasmCallMeter {
+    let store: CatalogStore
+    /// The platform's share of every price, in hundredths of a percent.
+    let feeBasisPoints: Int
+    let clock: WallClock
+    let logger: Logger
+    /// How often finished runs are looked for.
+    let interval: Duration
+    /// How long after a run finished it is charged: time for its model calls' usage (written in batches) to land.
+    static let settleMilliseconds: Int64 = 1_000
+    /// How far before the last pass each pass looks again, for runs whose node's clock lags this one's.
+    static let overlapMilliseconds: Int64 = 10_000
+
+    public init(
+        store: CatalogStore,
+        feeBasisPoints: Int,
+        clock: WallClock = .system,
+        interval: Duration = .seconds(1),
+        logger: Logger
+    ) {
+        self.store = store
+        self.feeBasisPoints = feeBasisPoints
+        self.clock = clock
+        self.interval = interval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            do {
+                while try await meterFinishedRuns() {}
+            } catch {
+                logger.warning(
+                    "Could not charge finished runs of installed listings; trying again",
+                    metadata: ["error.message": "\(error)"]
+                )
+            }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.interval) }
+        }
+    }
+
+    /// Charges one batch of the runs of installed agents and workflows that finished since the last pass.
+    /// - Returns: whether there may be more.
+    @discardableResult
+    public func meterFinishedRuns(limit: Int = 500) async throws -> Bool {
+        let until = clock.nowMilliseconds() - Self.settleMilliseconds
+        let feeBasisPoints = self.feeBasisPoints
+        return try await store.database.withTransaction { executor in
+            let through =
+                try await executor.queryFirst("SELECT finished_through FROM catalog_meter WHERE id = 1", [])?.int(
+                    "finished_through"
+                ) ?? 0
+            let rows = try await executor.query(
+                """
+                SELECT r.id, r.status, r.created_at, r.started_at, r.finished_at, i.id AS install_id, i.org_id,
+                    i.listing_id, i.version, i.kind, i.name, i.target, i.installed_at, i.updated_at,
+                    l.publisher_org_id, v.price_micros,
+                    (SELECT COALESCE(SUM(u.cost_usd), 0) FROM model_usage u
+                        WHERE u.run_id = r.id AND u.outcome = 'success') AS model_cost
+                FROM runs r
+                JOIN catalog_installs i ON i.org_id = r.org_id AND i.target = r.workflow AND i.kind <> 'module'
+                JOIN catalog_listings l ON l.id = i.listing_id
+                JOIN catalog_listing_versions v ON v.listing_id = i.listing_id AND v.version = i.version
+                WHERE r.finished_at >= $1 AND r.finished_at < $2
+                    AND NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.key = 'run:' || r.id)
+                ORDER BY r.finished_at LIMIT $3
+                """,
+                [.int(through - Self.overlapMilliseconds), .int(until), .int(Int64(limit))]
+            )
+            var last = until
+            for row in rows {
+                let finished = try row.int("finished_at")
+                last = finished
+                let started = try row.optionalInt("started_at") ?? row.int("created_at")
+                let charge = LedgerCharge(
+                    key: "run:" + (try row.string("id")),
+                    kind: "run",
+                    install: try CatalogStore.install(row.renaming("install_id", to: "id")),
+                    publisherOrgID: try row.string("publisher_org_id"),
+                    runID: try row.string("id"),
+                    outcome: try row.string("status"),
+                    milliseconds: max(0, finished - started),
+                    at: finished,
+                    priceMicros: try row.int("price_micros"),
+                    modelCostMicros: Int64((try row.double("model_cost") * 1_000_000).rounded())
+                )
+                try await Ledger.record(charge, feeBasisPoints: feeBasisPoints, in: executor)
+            }
+            let more = rows.count == limit
+            let next = max(through, more ? last : until)
+            try await executor.execute(
+                """
+                INSERT INTO catalog_meter (id, finished_through) VALUES (1, $1)
+                ON CONFLICT (id) DO UPDATE SET finished_through = $1
+                """,
+                [.int(next)]
+            )
+            return more
+        }
+    }
+
+    /// Charges one call of an installed module (`WasmCallMeter`); other modules' calls are not metered.
+    public func called(orgID: String, module: String, key: String, succeeded: Bool, milliseconds: Int64) async {
+        do {
+            guard let install = try await store.installedModule(orgID: orgID, name: module) else { return }
+            let now = clock.nowMilliseconds()
+            let feeBasisPoints = self.feeBasisPoints
+            try await store.database.withTransaction { executor in
+                guard
+                    let listing = try await executor.queryFirst(
+                        """
+                        SELECT l.publisher_org_id, v.price_micros FROM catalog_listings l
+                        JOIN catalog_listing_versions v ON v.listing_id = l.id AND v.version = $2
+                        WHERE l.id = $1
+                        """,
+                        [.text(install.listingID), .int(Int64(install.version))]
+                    )
+                else { return }
+                let charge = LedgerCharge(
+                    key: "call:" + orgID + ":" + key,
+                    kind: "call",
+                    install: install,
+                    publisherOrgID: try listing.string("publisher_org_id"),
+                    runID: nil,
+                    outcome: succeeded ? "succeeded" : "failed",
+                    milliseconds: milliseconds,
+                    at: now,
+                    priceMicros: try listing.int("price_micros"),
+                    modelCostMicros: 0
+                )
+                try await Ledger.record(charge, feeBasisPoints: feeBasisPoints, in: executor)
+            }
+        } catch {
+            logger.error(
+                "Could not charge a call of an installed module",
+                metadata: ["org.id": "\(orgID)", "module": "\(module)", "error.message": "\(error)"]
+            )
+        }
+    }
+}
+
+extension SQLRow {
+    /// This row with the column `name` called `newName` (for a reader that expects that name).
+    func renaming(_ name: String, to newName: String) -> SQLRow {
+        SQLRow(columns: columns.map { $0 == newName ? "_" + $0 : ($0 == name ? newName : $0) }, values: values)
+    }
+}

@@ -1,0 +1,365 @@
+import CaravanCore
+import CaravanTestSupport
+import Foundation
+import HTTPTypes
+import Testing
+
+/// The catalog through the HTTP API, between two organizations: A publishes an agent that calls a module of its own,
+/// B installs and runs it, and the ledger charges B and credits A once per run; neither sees what is the other's.
+enum CatalogChecks {
+    typealias Answer = (status: HTTPResponse.Status, json: JSONValue, headers: HTTPFields)
+
+    /// Polls `read` every 200 ms for up to 15 s until `done` holds of its answer, and returns the last answer.
+    static func eventually(
+        _ read: () async throws -> JSONValue,
+        until done: (JSONValue) -> Bool
+    ) async throws -> JSONValue {
+        var answer = try await read()
+        for _ in 0..<75 where !done(answer) {
+            try await Task.sleep(for: .milliseconds(200))
+            answer = try await read()
+        }
+        return answer
+    }
+
+    static func entries(_ ledger: JSONValue, account: String) -> [JSONValue] {
+        (ledger["items"]?.arrayValue ?? []).filter { $0["account"]?.stringValue == account }
+    }
+
+    /// Organization B: the providers and secrets an installer of A's agent needs, with a price for `m1` so that its
+    /// model calls cost something.
+    static func installer(_ world: AgentWorld) async throws -> HTTPFields {
+        let b = try await world.otherOrganization()
+        expectStatus(
+            .created,
+            try await world.client.send(
+                .put,
+                "/v1/secrets/openai_key",
+                json: #"{"value": "sk-openai-test"}"#,
+                headers: b
+            )
+        )
+        let provider: JSONValue = [
+            "kind": "openai", "base_url": .string(world.openAI.baseURL), "api_key_secret": "openai_key",
+            "models": ["m1"], "prices": ["m1": ["input_per_million": 1, "output_per_million": 2]],
+        ]
+        expectStatus(
+            .created,
+            try await world.client.send(.put, "/v1/providers/local", json: provider.canonicalText, headers: b)
+        )
+        return b
+    }
+
+    static func catalog(_ world: AgentWorld) async throws {
+        let client = world.client
+        // A: a module that needs a secret, an agent that calls it, published at 2,500 micro-dollars a run.
+        expectStatus(
+            .created,
+            try await client.send(.put, "/v1/secrets/echo_key", json: #"{"value": "publisher-only-value"}"#)
+        )
+        expectStatus(
+            .created,
+            try await ModuleChecks.put(
+                world,
+                "echo",
+                ["wat": .string(ModuleChecks.echo), "permissions": ["secrets": ["echo_key"]]]
+            )
+        )
+        try await world.putAgent(
+            "helper",
+            """
+            name: helper
+            model: local/m1
+            instructions: Use the tool.
+            tools:
+              - wasm: {name: echo_tool, module: echo}
+            """
+        )
+        let publish: JSONValue = [
+            "kind": "agent", "source": "helper", "description": "Echoes words back", "tags": ["text", "demo"],
+            "price_micros": 2_500,
+        ]
+        let published = try await client.send(.post, "/v1/catalog/listings", json: publish.canonicalText)
+        expectStatus(.created, published)
+        let listingID = try #require(published.json["id"]?.stringValue)
+        #expect(published.json["version"]?["requires"]?["secrets"] == ["echo_key"], "\(published.json)")
+        #expect(published.json["version"]?["requires"]?["providers"] == ["local"], "\(published.json)")
+        #expect(published.json["version"]?["modules"] == ["echo"])
+        let again = try await client.send(.post, "/v1/catalog/listings", json: publish.canonicalText)
+        #expect(again.status == .ok && again.json["latest_version"] == 1, "\(again.json)")
+
+        // Bad publications: a clear problem, nothing stored.
+        let unknown = try await client.send(
+            .post,
+            "/v1/catalog/listings",
+            json: #"{"kind": "agent", "source": "nope"}"#
+        )
+        #expect(
+            unknown.status.code == 422 && unknown.json["errors"]?.arrayValue?.first?["pointer"] == "/source",
+            "\(unknown.json)"
+        )
+        let negative = try await client.send(
+            .post,
+            "/v1/catalog/listings",
+            json: #"{"kind": "agent", "source": "helper", "price_micros": -1}"#
+        )
+        #expect(
+            negative.status.code == 422 && negative.json["errors"]?.arrayValue?.first?["pointer"] == "/price_micros"
+        )
+        let wrongKind = try await client.send(
+            .post,
+            "/v1/catalog/listings",
+            json: #"{"kind": "module", "source": "echo", "name": "helper"}"#
+        )
+        #expect(wrongKind.status == .conflict, "\(wrongKind.json)")
+
+        // B finds it, and cannot install it without the secret it needs.
+        let b = try await installer(world)
+        let found = try await client.send(.get, "/v1/catalog/listings?q=ECHOES%20words&tag=demo", headers: b)
+        #expect(found.json["items"]?.arrayValue?.map { $0["id"] } == [.string(listingID)], "\(found.json)")
+        let none = try await client.send(.get, "/v1/catalog/listings?tag=finance", headers: b)
+        #expect(none.json["items"] == [])
+        let tooLong = try await client.send(
+            .get,
+            "/v1/catalog/listings?q=\(String(repeating: "a", count: 300))",
+            headers: b
+        )
+        #expect(tooLong.status.code == 422 && tooLong.json["code"] == "validation_failed")
+        let missing = try await client.send(
+            .post,
+            "/v1/catalog/installs",
+            json: #"{"listing": "\#(listingID)"}"#,
+            headers: b
+        )
+        #expect(missing.status.code == 422 && missing.json["code"] == "requirement_missing", "\(missing.json)")
+        #expect(missing.json["errors"]?.arrayValue?.first?["pointer"] == "/secrets/echo_key", "\(missing.json)")
+        let own = try await client.send(.post, "/v1/catalog/installs", json: #"{"listing": "\#(listingID)"}"#)
+        #expect(own.status == .conflict, "\(own.json)")
+        let installed = try await client.send(
+            .post,
+            "/v1/catalog/installs",
+            json: #"{"listing": "\#(listingID)", "secrets": {"echo_key": "installer-value"}}"#,
+            headers: b
+        )
+        expectStatus(.created, installed)
+        let installID = try #require(installed.json["id"]?.stringValue)
+        let twice = try await client.send(
+            .post,
+            "/v1/catalog/installs",
+            json: #"{"listing": "\#(listingID)"}"#,
+            headers: b
+        )
+        #expect(twice.status == .conflict, "\(twice.json)")
+
+        // In B the agent calls its own copy of the module, and B cannot edit what the install keeps.
+        let agent = try await client.send(.get, "/v1/agents/helper", headers: b)
+        #expect(
+            agent.json["definition"]?["tools"]?.arrayValue?.first?["wasm"]?["module"] == "helper.echo",
+            "\(agent.json)"
+        )
+        let edit = try await client.send(
+            .put,
+            "/v1/agents/helper",
+            json: #"{"model": "local/m1", "instructions": "mine now"}"#,
+            headers: b
+        )
+        #expect(edit.status == .conflict, "\(edit.json)")
+
+        // B runs it twice; each run is charged once, however many passes the meter makes.
+        world.openAI.respond { request in
+            request.lastToolResult == nil
+                ? .toolCall("echo_tool", arguments: #"{"word": "ping"}"#, id: "call_1")
+                : .text("the tool said \(request.lastToolResult ?? "")")
+        }
+        var runIDs: [String] = []
+        for _ in 0..<2 {
+            let run = try await client.send(
+                .post,
+                "/v1/agents/helper/runs?wait=20s",
+                json: #"{"input": "go"}"#,
+                headers: b
+            )
+            #expect(run.json["status"] == "succeeded", "\(run.json)")
+            runIDs.append(try #require(run.json["id"]?.stringValue))
+        }
+        let bLedger = try await eventually({ try await client.send(.get, "/v1/ledger", headers: b).json }) {
+            entries($0, account: "purchases").count == 2
+        }
+        let purchases = entries(bLedger, account: "purchases")
+        #expect(purchases.map(\.["amount_micros"]) == [.int(-2_500), .int(-2_500)], "\(bLedger)")
+        #expect(Set(purchases.compactMap { $0["run_id"]?.stringValue }) == Set(runIDs))
+        #expect(entries(bLedger, account: "model_costs").count == 2, "\(bLedger)")
+        #expect(entries(bLedger, account: "model_costs").allSatisfy { ($0["amount_micros"]?.numberValue ?? 0) < 0 })
+        let aLedger = try await client.send(.get, "/v1/ledger").json
+        let sales = entries(aLedger, account: "sales")
+        #expect(sales.map(\.["amount_micros"]) == [.int(2_250), .int(2_250)], "\(aLedger)")
+        #expect(sales.allSatisfy { $0["run_id"] == .null && $0["install_id"] == .null }, "the publisher sees no run")
+        #expect(entries(aLedger, account: "model_costs").isEmpty)
+        try await Task.sleep(for: .milliseconds(2_500))
+        let later = try await client.send(.get, "/v1/ledger", headers: b).json
+        #expect(entries(later, account: "purchases").count == 2, "a run charged again: \(later)")
+        let statement = try await client.send(.get, "/v1/ledger/statement", headers: b).json
+        #expect(statement["accounts"]?["purchases"] == -5_000, "\(statement)")
+        let aStatement = try await client.send(.get, "/v1/ledger/statement").json
+        #expect(aStatement["accounts"]?["sales"] == 4_500 && aStatement["balance_micros"] == 4_500, "\(aStatement)")
+        let otherMonth = try await client.send(.get, "/v1/ledger/statement?month=2020-01", headers: b).json
+        #expect(otherMonth["balance_micros"] == 0)
+        let badMonth = try await client.send(.get, "/v1/ledger?month=2026-13", headers: b)
+        #expect(badMonth.status.code == 422)
+
+        // Isolation: A cannot read B's runs; B's copy of the module got B's secret, never A's.
+        for runID in runIDs {
+            #expect(try await client.send(.get, "/v1/runs/\(runID)").status == .notFound)
+        }
+        let bSecrets = try await client.send(.get, "/v1/secrets", headers: b).json
+        #expect(bSecrets["items"]?.arrayValue?.contains { $0["name"] == "echo_key" } == true)
+        // A's next version of the agent is not published: the listing still offers version 1.
+        try await world.putAgent("helper", "name: helper\nmodel: local/m1\ninstructions: Unpublished.\n")
+        let listing = try await client.send(.get, "/v1/catalog/listings/\(listingID)", headers: b).json
+        #expect(listing["latest_version"] == 1 && listing["versions"]?.arrayValue?.count == 1, "\(listing)")
+        #expect(
+            listing["reputation"]?["uses"] == 2 && listing["reputation"]?["success_rate"]?.numberValue == 1,
+            "\(listing)"
+        )
+
+        // Ratings: only an installer rates.
+        let selfRating = try await client.send(
+            .put,
+            "/v1/catalog/listings/\(listingID)/rating",
+            json: #"{"stars": 5}"#
+        )
+        #expect(selfRating.status == .forbidden, "\(selfRating.json)")
+        let badRating = try await client.send(
+            .put,
+            "/v1/catalog/listings/\(listingID)/rating",
+            json: #"{"stars": 9}"#,
+            headers: b
+        )
+        #expect(badRating.status.code == 422)
+        let rated = try await client.send(
+            .put,
+            "/v1/catalog/listings/\(listingID)/rating",
+            json: #"{"stars": 4, "review": "Does what it says."}"#,
+            headers: b
+        )
+        #expect(
+            rated.json["reputation"]?["average_stars"]?.numberValue == 4 && rated.json["reputation"]?["ratings"] == 1
+        )
+
+        // A publishes version 2 and deprecates version 1; B upgrades, explicitly.
+        try await world.putAgent(
+            "helper",
+            "name: helper\nmodel: local/m1\ninstructions: Use the tool, twice.\ntools:\n  - wasm: {name: echo_tool, module: echo}\n"
+        )
+        let second = try await client.send(
+            .post,
+            "/v1/catalog/listings",
+            json: #"{"kind": "agent", "source": "helper", "price_micros": 3000}"#
+        )
+        #expect(second.status == .created && second.json["latest_version"] == 2, "\(second.json)")
+        let notYours = try await client.send(
+            .post,
+            "/v1/catalog/listings/\(listingID)/versions/1/deprecate",
+            headers: b
+        )
+        #expect(notYours.status == .notFound)
+        expectStatus(.ok, try await client.send(.post, "/v1/catalog/listings/\(listingID)/versions/1/deprecate"))
+        let backwards = try await client.send(
+            .post,
+            "/v1/catalog/installs/\(installID)/upgrade",
+            json: #"{"version": 1}"#,
+            headers: b
+        )
+        #expect(backwards.status == .conflict, "\(backwards.json)")
+        let upgraded = try await client.send(.post, "/v1/catalog/installs/\(installID)/upgrade", json: "{}", headers: b)
+        #expect(upgraded.json["version"] == 2, "\(upgraded.json)")
+        let newAgent = try await client.send(.get, "/v1/agents/helper", headers: b).json
+        #expect(newAgent["definition"]?["instructions"] == "Use the tool, twice.", "\(newAgent)")
+
+        // Removing the install archives the agent and keeps the ledger.
+        expectStatus(.noContent, try await client.send(.delete, "/v1/catalog/installs/\(installID)", headers: b))
+        let gone = try await client.send(.post, "/v1/agents/helper/runs", json: #"{"input": "go"}"#, headers: b)
+        #expect(gone.status == .notFound, "\(gone.json)")
+        let kept = try await client.send(.get, "/v1/ledger", headers: b).json
+        #expect(entries(kept, account: "purchases").count == 2)
+    }
+
+    /// A module listing is charged per call, through the API or a workflow step; a failed call is counted for the
+    /// listing's reputation, not charged.
+    static func moduleListing(_ world: AgentWorld) async throws {
+        let client = world.client
+        let trap = ModuleChecks.module("(unreachable)")
+        expectStatus(.created, try await ModuleChecks.put(world, "echo", ["wat": .string(ModuleChecks.echo)]))
+        let published = try await client.send(
+            .post,
+            "/v1/catalog/listings",
+            json: #"{"kind": "module", "source": "echo", "name": "echoer", "price_micros": 7}"#
+        )
+        expectStatus(.created, published)
+        expectStatus(.created, try await ModuleChecks.put(world, "trap", ["wat": .string(trap)]))
+        let trapListing = try await client.send(
+            .post,
+            "/v1/catalog/listings",
+            json: #"{"kind": "module", "source": "trap", "price_micros": 1000}"#
+        )
+        let b = try await world.otherOrganization()
+        for (listing, name) in [(published.json, "words"), (trapListing.json, "trap")] {
+            let id = try #require(listing["id"]?.stringValue)
+            expectStatus(
+                .created,
+                try await client.send(
+                    .post,
+                    "/v1/catalog/installs",
+                    json: #"{"listing": "\#(id)", "name": "\#(name)"}"#,
+                    headers: b
+                )
+            )
+        }
+        for word in ["a", "b", "c"] {
+            let called = try await client.send(
+                .post,
+                "/v1/modules/words/call",
+                json: #"{"input": {"w": "\#(word)"}}"#,
+                headers: b
+            )
+            #expect(called.json["output"]?["echo"]?["w"] == .string(word), "\(called.json)")
+        }
+        let failed = try await client.send(.post, "/v1/modules/trap/call", json: #"{"input": {}}"#, headers: b)
+        #expect(failed.status.code == 422, "\(failed.json)")
+        // A workflow step of B's that calls the installed module is charged like any call.
+        let workflow = """
+            name: twice
+            steps:
+              - id: words
+                wasm: {module: words, input: {from: step}}
+            """
+        expectStatus(
+            .created,
+            try await client.send(
+                .put,
+                "/v1/workflows/twice",
+                json: workflow,
+                contentType: "application/yaml",
+                headers: b
+            )
+        )
+        let run = try await client.send(.post, "/v1/workflows/twice/runs?wait=20s", json: #"{"input": {}}"#, headers: b)
+        #expect(run.json["status"] == "succeeded", "\(run.json)")
+        let ledger = try await client.send(.get, "/v1/ledger", headers: b).json
+        let purchases = entries(ledger, account: "purchases")
+        #expect(purchases.count == 4 && purchases.allSatisfy { $0["amount_micros"] == -7 }, "\(ledger)")
+        let trapID = try #require(trapListing.json["id"]?.stringValue)
+        let trapStats = try await client.send(.get, "/v1/catalog/listings/\(trapID)", headers: b).json
+        #expect(trapStats["reputation"]?["uses"] == 1 && trapStats["reputation"]?["succeeded"] == 0, "\(trapStats)")
+        let aStatement = try await client.send(.get, "/v1/ledger/statement").json
+        // 7 micro-dollars less a 10 % fee rounded down: 7 each.
+        #expect(aStatement["accounts"]?["sales"] == 28, "\(aStatement)")
+        let bEdit = try await client.send(
+            .put,
+            "/v1/modules/words",
+            json: JSONValue.object(["wat": .string(ModuleChecks.echo)]).canonicalText,
+            headers: b
+        )
+        #expect(bEdit.status == .conflict, "\(bEdit.json)")
+    }
+}
