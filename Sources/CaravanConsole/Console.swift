@@ -32,6 +32,7 @@ public struct Console: Sendable {
         UsagePages(console: self).register(in: router)
         EventsPages(console: self).register(in: router)
         ModulePages(console: self).register(in: router)
+        CatalogPages(console: self).register(in: router)
         return router
     }
 

@@ -20,6 +20,7 @@ struct ConsoleViews: Sendable {
         .merging(UsagePages.templates) { first, _ in first }
         .merging(EventsPages.templates) { first, _ in first }
         .merging(ModulePages.templates) { first, _ in first }
+        .merging(CatalogPages.templates) { first, _ in first }
 
     init() throws {
         var library = MustacheLibrary()
@@ -92,6 +93,7 @@ struct ConsoleViews: Sendable {
         ("/workflows", "Workflows", "viewer"),
         ("/agents", "Agents", "viewer"),
         ("/modules", "Modules", "viewer"),
+        ("/catalog", "Catalog", "viewer"),
         ("/events", "Events", "viewer"),
         ("/usage", "Usage", "viewer"),
         ("/audit", "Audit log", "admin"),
@@ -99,7 +101,7 @@ struct ConsoleViews: Sendable {
     ]
 
     /// The paths of a section besides its own: Events' pages are the webhooks' and the triggers'.
-    static let sectionPaths: [String: [String]] = ["/events": ["/webhooks", "/triggers"]]
+    static let sectionPaths: [String: [String]] = ["/events": ["/webhooks", "/triggers"], "/catalog": ["/ledger"]]
 
     static let layoutTemplates: [String: String] = [
         "layout": """

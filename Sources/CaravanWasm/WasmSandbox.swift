@@ -18,10 +18,12 @@ public struct WasmLimits: Sendable, Hashable {
     }
 }
 
-/// How a module takes its input and gives its output. `caravan`: it exports `memory`, `caravan_alloc(size) -> ptr`
-/// and `caravan_run(ptr, len) -> (out_ptr << 32 | out_len)`; JSON in, JSON out.
+/// How a module takes its input and gives its output, JSON in, JSON out either way. `caravan`: it exports `memory`,
+/// `caravan_alloc(size) -> ptr` and `caravan_run(ptr, len) -> (out_ptr << 32 | out_len)`. `wasi`: a WASI preview 1
+/// command (it exports `_start`) that reads its input on standard input and writes its output on standard output;
+/// exiting with another code than 0 fails the call.
 public enum WasmABI: String, Sendable {
-    case caravan
+    case caravan, wasi
 }
 
 /// What inspection found in a module.
@@ -57,6 +59,8 @@ public enum WasmModuleInspector {
     public static let hostFunctions: Set<String> = [
         "caravan.log", "caravan.kv_get", "caravan.kv_put", "caravan.http_fetch", "caravan.secret",
     ]
+    /// The module of WASI preview 1's functions, which a module may import (see `WASIContext` for what they reach).
+    public static let wasiModule = "wasi_snapshot_preview1"
 
     /// Parses the module (a binary, or WAT text) and checks what it imports and exports.
     /// - Returns: the binary (a WAT text assembled) and what it imports.
@@ -78,24 +82,24 @@ public enum WasmModuleInspector {
         }
         let imports = module.imports.map { $0.module + "." + $0.name }
         for (entry, name) in zip(module.imports, imports) {
-            guard hostFunctions.contains(name), case .function = entry.descriptor else {
-                let hint =
-                    entry.module == "wasi_snapshot_preview1"
-                    ? " (WASI is not offered: export caravan_alloc and caravan_run and use the caravan imports)" : ""
+            guard hostFunctions.contains(name) || entry.module == wasiModule, case .function = entry.descriptor else {
                 throw WasmError(
                     code: "import_not_allowed",
-                    message: "The module imports \(name), which Caravan does not provide\(hint)."
+                    message: "The module imports \(name), which Caravan does not provide."
                 )
             }
         }
         let exported = Set(module.exports.map(\.name))
-        for required in ["memory", "caravan_alloc", "caravan_run"] where !exported.contains(required) {
+        let abi: WasmABI = exported.contains("caravan_run") || !exported.contains("_start") ? .caravan : .wasi
+        let required = abi == .caravan ? ["memory", "caravan_alloc", "caravan_run"] : ["memory", "_start"]
+        for name in required where !exported.contains(name) {
             throw WasmError(
                 code: "module_invalid",
-                message: "The module does not export \(required) (the caravan ABI)."
+                message:
+                    "The module does not export \(name): a module exports caravan_alloc and caravan_run (the caravan ABI), or _start (a WASI command)."
             )
         }
-        return (binary, WasmModuleInfo(abi: .caravan, imports: imports))
+        return (binary, WasmModuleInfo(abi: abi, imports: imports))
     }
 }
 
@@ -198,8 +202,39 @@ public final class WasmSandbox: Sendable {
                 imports.define(module: "caravan", name: entry.name, function)
             }
         }
+        let isCommand =
+            module.exports.contains { $0.name == "_start" } && !module.exports.contains { $0.name == "caravan_run" }
+        var wasi: WASIContext?
+        if isCommand || module.imports.contains(where: { $0.module == WasmModuleInspector.wasiModule }) {
+            let context = try WASIContext(name: "module", input: isCommand ? input : [])
+            context.link(into: &imports, store: store)
+            wasi = context
+        }
+        defer {
+            if let wasi {
+                wasi.close()
+                let (errors, _) = wasi.stderr.written
+                for line in String(decoding: errors, as: UTF8.self).split(separator: "\n").prefix(100) {
+                    host.log(String(line))
+                }
+            }
+        }
         do {
             let instance = try module.instantiate(store: store, imports: imports)
+            if isCommand, let wasi {
+                let code = try wasi.start(instance)
+                let (output, overflowed) = wasi.stdout.written
+                guard code == 0 else {
+                    throw WasmError(code: "exit_failure", message: "The module exited with code \(code).")
+                }
+                guard !overflowed else {
+                    throw WasmError(
+                        code: "output_too_large",
+                        message: "The module wrote more than \(WASIContext.maxOutputBytes) bytes."
+                    )
+                }
+                return output
+            }
             guard let memory = instance.exports[memory: "memory"],
                 let alloc = instance.exports[function: "caravan_alloc"],
                 let run = instance.exports[function: "caravan_run"]

@@ -118,4 +118,84 @@ struct AgentCrashTests {
             }
         }
     }
+
+    @Test(
+        "After kill -9 during a long module call, the run resumes and the call is made once more, the steps around it once"
+    )
+    func killDuringModuleCall() async throws {
+        try await TestHTTPServer.with { tools in
+            try await withTemporaryDirectory { directory in
+                let arguments = ["serve", "--port", "0", "--data", directory, "--egress-allow", "127.0.0.1"]
+                let first = try await CaravanProcess(arguments: arguments)
+                let auth = try await bootstrapCredentials(port: first.port)
+                let base = "http://127.0.0.1:\(first.port)"
+                let json = [("Content-Type", "application/json")] + auth
+                // Waits on a slow endpoint through `http_fetch`, then answers {"done":true}.
+                let waiter = """
+                    (module
+                      (import "caravan" "http_fetch" (func $fetch (param i32 i32) (result i64)))
+                      (memory (export "memory") 2)
+                    \(ModuleChecks.allocator)
+                      (data (i32.const 0) "{\\"done\\":true}")
+                      (func (export "caravan_run") (param $ptr i32) (param $len i32) (result i64)
+                        (drop (call $fetch (local.get $ptr) (local.get $len)))
+                        (i64.const 13)))
+                    """
+                let module: JSONValue = [
+                    "wat": .string(waiter), "permissions": ["http": true], "limits": ["timeout_ms": 20_000],
+                ]
+                let uploaded = try await fetch(
+                    base + "/v1/modules/waiter",
+                    method: "PUT",
+                    headers: json,
+                    body: module.canonicalText
+                )
+                #expect(uploaded.status == 201, "\(uploaded.body)")
+                let workflow = """
+                    {"steps": [
+                      {"id": "before", "http": {"method": "POST", "url": "\(tools.baseURL)/count/before"}},
+                      {"id": "long", "needs": ["before"],
+                       "wasm": {"module": "waiter", "input": {"method": "POST", "url": "\(tools.baseURL)/slow/3000"}}},
+                      {"id": "after", "needs": ["long"], "http": {"method": "POST", "url": "\(tools.baseURL)/count/after"}}
+                    ]}
+                    """
+                #expect(
+                    try await fetch(base + "/v1/workflows/longcall", method: "PUT", headers: json, body: workflow)
+                        .status == 201
+                )
+                let started = try await fetch(
+                    base + "/v1/workflows/longcall/runs",
+                    method: "POST",
+                    headers: json,
+                    body: #"{"input": {}}"#
+                )
+                let id = try #require(try JSONValue(parsing: Array(started.body.utf8))["id"]?.stringValue)
+                for _ in 0..<200 where tools.calls("/slow/3000") < 1 {
+                    try await Task.sleep(for: .milliseconds(25))
+                }
+                try await Task.sleep(for: .milliseconds(300))
+                first.send(signal: SIGKILL)
+                _ = try await first.waitForExit()
+                #expect(tools.calls("/count/after") == 0, "the crash came during the module call")
+
+                let second = try await CaravanProcess(arguments: arguments)
+                let secondBase = "http://127.0.0.1:\(second.port)"
+                var run: JSONValue = .null
+                let deadline = ContinuousClock.now + .seconds(30)
+                while run["status"] != "succeeded" && run["status"] != "failed", ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(100))
+                    run = try JSONValue(
+                        parsing: Array(try await fetch(secondBase + "/v1/runs/\(id)", headers: auth).body.utf8)
+                    )
+                }
+                #expect(run["status"] == "succeeded", "\(run)\n\(second.log.suffix(2000))")
+                #expect(run["steps"]?.arrayValue?.first { $0["id"] == "long" }?["output"] == ["done": true], "\(run)")
+                #expect(tools.calls("/count/before") == 1, "a completed step ran again")
+                #expect(tools.calls("/slow/3000") == 2, "the interrupted call is made once more, not more")
+                #expect(tools.calls("/count/after") == 1)
+                second.send(signal: SIGTERM)
+                #expect(try await second.waitForExit() == 0)
+            }
+        }
+    }
 }

@@ -59,6 +59,12 @@ struct AgentTests {
     func moduleInC(backend: TestBackend) async throws {
         try await withAgentWorld(backend, ModuleChecks.cExample)
     }
+    @Test(arguments: TestBackend.available) func moduleInWAT(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, ModuleChecks.watExample)
+    }
+    @Test(arguments: TestBackend.available) func moduleWASI(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, ModuleChecks.wasi)
+    }
     @Test(arguments: TestBackend.available) func moduleConsolePages(backend: TestBackend) async throws {
         try await withAgentWorld(backend, ModuleChecks.consolePages)
     }
@@ -67,6 +73,9 @@ struct AgentTests {
     }
     @Test(arguments: TestBackend.available) func catalogModules(backend: TestBackend) async throws {
         try await withAgentWorld(backend, CatalogChecks.moduleListing)
+    }
+    @Test(arguments: TestBackend.available) func catalogConsolePages(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, CatalogChecks.consolePages)
     }
     @Test(arguments: TestBackend.available) func requestLog(backend: TestBackend) async throws {
         try await withAgentWorld(backend, GatewayLogChecks.requestLog)

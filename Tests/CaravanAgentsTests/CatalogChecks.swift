@@ -198,10 +198,38 @@ enum CatalogChecks {
         try await Task.sleep(for: .milliseconds(2_500))
         let later = try await client.send(.get, "/v1/ledger", headers: b).json
         #expect(entries(later, account: "purchases").count == 2, "a run charged again: \(later)")
+
+        // B's own agent calls the installed one as a tool: that call is a run of it, charged on its own.
+        let boss = "name: boss\nmodel: local/m1\ninstructions: Delegate.\ntools:\n  - agent: {name: helper}\n"
+        expectStatus(
+            .created,
+            try await client.send(.put, "/v1/agents/boss", json: boss, contentType: "application/yaml", headers: b)
+        )
+        world.openAI.respond { request in
+            if request.systemPrompt?.contains("Delegate") == true {
+                return request.lastToolResult == nil
+                    ? .toolCall("helper", arguments: #"{"input": "ping"}"#, id: "call_boss") : .text("delegated")
+            }
+            return request.lastToolResult == nil
+                ? .toolCall("echo_tool", arguments: #"{"word": "ping"}"#, id: "call_1") : .text("echoed")
+        }
+        let delegated = try await client.send(
+            .post,
+            "/v1/agents/boss/runs?wait=20s",
+            json: #"{"input": "go"}"#,
+            headers: b
+        )
+        #expect(delegated.json["status"] == "succeeded", "\(delegated.json)")
+        let composed = try await eventually({ try await client.send(.get, "/v1/ledger", headers: b).json }) {
+            entries($0, account: "purchases").count == 3
+        }
+        let bossRunID = delegated.json["id"]?.stringValue
+        #expect(entries(composed, account: "purchases").count == 3, "\(composed)")
+        #expect(!entries(composed, account: "purchases").contains { $0["run_id"]?.stringValue == bossRunID })
         let statement = try await client.send(.get, "/v1/ledger/statement", headers: b).json
-        #expect(statement["accounts"]?["purchases"] == -5_000, "\(statement)")
+        #expect(statement["accounts"]?["purchases"] == -7_500, "\(statement)")
         let aStatement = try await client.send(.get, "/v1/ledger/statement").json
-        #expect(aStatement["accounts"]?["sales"] == 4_500 && aStatement["balance_micros"] == 4_500, "\(aStatement)")
+        #expect(aStatement["accounts"]?["sales"] == 6_750 && aStatement["balance_micros"] == 6_750, "\(aStatement)")
         let otherMonth = try await client.send(.get, "/v1/ledger/statement?month=2020-01", headers: b).json
         #expect(otherMonth["balance_micros"] == 0)
         let badMonth = try await client.send(.get, "/v1/ledger?month=2026-13", headers: b)
@@ -218,7 +246,7 @@ enum CatalogChecks {
         let listing = try await client.send(.get, "/v1/catalog/listings/\(listingID)", headers: b).json
         #expect(listing["latest_version"] == 1 && listing["versions"]?.arrayValue?.count == 1, "\(listing)")
         #expect(
-            listing["reputation"]?["uses"] == 2 && listing["reputation"]?["success_rate"]?.numberValue == 1,
+            listing["reputation"]?["uses"] == 3 && listing["reputation"]?["success_rate"]?.numberValue == 1,
             "\(listing)"
         )
 
@@ -281,7 +309,7 @@ enum CatalogChecks {
         let gone = try await client.send(.post, "/v1/agents/helper/runs", json: #"{"input": "go"}"#, headers: b)
         #expect(gone.status == .notFound, "\(gone.json)")
         let kept = try await client.send(.get, "/v1/ledger", headers: b).json
-        #expect(entries(kept, account: "purchases").count == 2)
+        #expect(entries(kept, account: "purchases").count == 3)
     }
 
     /// A module listing is charged per call, through the API or a workflow step; a failed call is counted for the
@@ -361,5 +389,53 @@ enum CatalogChecks {
             headers: b
         )
         #expect(bEdit.status == .conflict, "\(bEdit.json)")
+    }
+
+    /// The console's catalog: a listing of another organization found, installed, rated and charged, all from the
+    /// pages; what a publisher wrote is shown as text.
+    static func consolePages(_ world: AgentWorld) async throws {
+        let client = world.client
+        let b = try await world.otherOrganization()
+        let module = JSONValue.object(["wat": .string(ModuleChecks.echo)]).canonicalText
+        expectStatus(.created, try await client.send(.put, "/v1/modules/echo", json: module, headers: b))
+        let listing: JSONValue = [
+            "kind": "module", "source": "echo", "name": "echoer", "price_micros": 1_000,
+            "description": "<script>alert(1)</script> echoes",
+        ]
+        let published = try await client.send(.post, "/v1/catalog/listings", json: listing.canonicalText, headers: b)
+        expectStatus(.created, published)
+        let id = try #require(published.json["id"]?.stringValue)
+
+        let owner = try #require(client as? AuthenticatedClient)
+        let browser = ConsoleTestBrowser(owner.anonymous)
+        _ = try await browser.signIn(email: "owner@example.com", password: AuthenticatedClient.ownerPassword)
+        // The owner belongs to both organizations; the console acts in A's, the installer.
+        _ = try await browser.post("/organization", [("org", owner.orgID)])
+        let catalog = try await browser.get("/catalog")
+        #expect(catalog.html.contains("href=\"/catalog/\(id)\""), "\(catalog.html)")
+        #expect(catalog.html.contains("$0.001000 a call"))
+        #expect(catalog.html.contains("&lt;script&gt;") && !catalog.html.contains("<script>alert"))
+        #expect(try await browser.get("/catalog?q=nothing-like-it").html.contains("No listings found"))
+        let page = try await browser.get("/catalog/\(id)")
+        #expect(page.html.contains("action=\"/catalog/\(id)/install\""), "\(page.html)")
+        let installed = try await browser.post("/catalog/\(id)/install", [("name", "words"), ("secret_names", "")])
+        #expect(
+            installed.html.contains("Installed") && installed.html.contains("<strong>words</strong>"),
+            "\(installed.html)"
+        )
+        #expect(!installed.html.contains("action=\"/catalog/\(id)/install\""))
+        let taken = try await browser.post("/catalog/\(id)/install", [("name", "words")])
+        #expect(taken.status == .conflict, "\(taken.status)")
+
+        let called = try await client.send(.post, "/v1/modules/words/call", json: #"{"input": {"w": 1}}"#)
+        #expect(called.json["output"]?["echo"]?["w"] == 1, "\(called.json)")
+        let ledger = try await browser.get("/ledger")
+        #expect(ledger.html.contains("−$0.001000"), "\(ledger.html)")
+        #expect(ledger.html.contains("href=\"/catalog/\(id)\""))
+        let rated = try await browser.post("/catalog/\(id)/rate", [("stars", "5"), ("review", "<b>great</b>")])
+        #expect(rated.html.contains("★★★★★") && rated.html.contains("&lt;b&gt;great&lt;/b&gt;"), "\(rated.html)")
+        let badStars = try await browser.post("/catalog/\(id)/rate", [("stars", "0")])
+        #expect(badStars.status.code == 422)
+        #expect(try await browser.get("/catalog/lst_nothing").status == .notFound)
     }
 }

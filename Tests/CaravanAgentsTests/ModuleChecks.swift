@@ -280,9 +280,7 @@ enum ModuleChecks {
 
     /// The C example, built from source: it counts words and keeps a total in its kv store.
     static func cExample(_ world: AgentWorld) async throws {
-        let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
-            "../../examples/wasm/word_count.c"
-        ).standardizedFileURL
+        let source = example("word_count.c")
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("word_count-\(UUID()).wasm")
         defer { try? FileManager.default.removeItem(at: output) }
         let compiler = Process()
@@ -305,6 +303,90 @@ enum ModuleChecks {
         #expect(first.json["output"] == ["words": 3, "total": 3], "\(first.json)")
         let second = try await call(world, "word-count", ["text": "four five"])
         #expect(second.json["output"] == ["words": 2, "total": 5], "\(second.json)")
+    }
+
+    /// The examples' directory.
+    static func example(_ name: String) -> URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+            "../../examples/wasm/\(name)"
+        )
+        .standardizedFileURL
+    }
+
+    /// The WAT example, uploaded from its file as it is.
+    static func watExample(_ world: AgentWorld) async throws {
+        let text = try String(contentsOf: example("length.wat"), encoding: .utf8)
+        expectStatus(.created, try await put(world, "length", ["wat": .string(text)]))
+        let answer = try await call(world, "length", ["a": 1])
+        #expect(answer.json["output"] == ["length": 7], "\(answer.json)")  // {"a":1}
+        let long = try await call(world, "length", ["text": .string(String(repeating: "x", count: 12_345))])
+        #expect(long.json["output"] == ["length": 12_356], "\(long.json)")
+    }
+
+    /// WASI preview 1 commands: the C example built from source (input on stdin, output on stdout), and in WAT what a
+    /// command may not have: no directory is opened, the clock stays at the epoch, an exit code fails the call.
+    static func wasi(_ world: AgentWorld) async throws {
+        if let clang {
+            let output = FileManager.default.temporaryDirectory.appendingPathComponent("shout-\(UUID()).wasm")
+            defer { try? FileManager.default.removeItem(at: output) }
+            let compiler = Process()
+            compiler.executableURL = URL(fileURLWithPath: clang)
+            compiler.arguments = ["--target=wasm32", "-nostdlib", "-O2", "-o", output.path, example("shout.c").path]
+            try compiler.run()
+            compiler.waitUntilExit()
+            #expect(compiler.terminationStatus == 0)
+            let binary = try Data(contentsOf: output)
+            let uploaded = try await put(world, "shout", ["wasm": .string(binary.base64EncodedString())])
+            expectStatus(.created, uploaded)
+            #expect(uploaded.json["abi"] == "wasi", "\(uploaded.json)")
+            let answer = try await call(world, "shout", ["greeting": "hi \"you\"", "n": 1, "ok": true])
+            #expect(answer.json["output"] == ["GREETING": "HI \"YOU\"", "N": 1, "OK": true], "\(answer.json)")
+        }
+        let sandboxed = """
+            (module
+              (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
+              (import "wasi_snapshot_preview1" "fd_prestat_get" (func $prestat (param i32 i32) (result i32)))
+              (import "wasi_snapshot_preview1" "environ_sizes_get" (func $environ (param i32 i32) (result i32)))
+              (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+              (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+              (memory (export "memory") 1)
+              (data (i32.const 64) "{\\"epoch\\":true}")
+              (func (export "_start")
+                (drop (call $clock (i32.const 0) (i64.const 1) (i32.const 16)))
+                (if (i64.ne (i64.load (i32.const 16)) (i64.const 0)) (then (call $exit (i32.const 5))))
+                (if (i32.ne (call $prestat (i32.const 3) (i32.const 32)) (i32.const 8)) (then (call $exit (i32.const 6))))
+                (drop (call $environ (i32.const 40) (i32.const 44)))
+                (if (i32.ne (i32.load (i32.const 40)) (i32.const 0)) (then (call $exit (i32.const 7))))
+                (i32.store (i32.const 0) (i32.const 64))
+                (i32.store (i32.const 4) (i32.const 14))
+                (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
+            """
+        expectStatus(.created, try await put(world, "sandboxed", ["wat": .string(sandboxed)]))
+        let answer = try await call(world, "sandboxed", [:])
+        #expect(answer.json["output"] == ["epoch": true], "\(answer.json)")
+        let exiting = """
+            (module
+              (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+              (memory (export "memory") 1)
+              (func (export "_start") (call $exit (i32.const 3))))
+            """
+        expectStatus(.created, try await put(world, "exiting", ["wat": .string(exiting)]))
+        let failed = try await call(world, "exiting", [:])
+        #expect(failed.status.code == 422 && failed.json["code"] == "exit_failure", "\(failed.json)")
+        let spinning = """
+            (module
+              (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+              (memory (export "memory") 1)
+              (func (export "_start") (loop $forever (br $forever))))
+            """
+        expectStatus(
+            .created,
+            try await put(world, "spinning", ["wat": .string(spinning), "limits": ["fuel": 1_000_000]])
+        )
+        let spun = try await call(world, "spinning", [:])
+        #expect(spun.json["code"] == "fuel_exhausted", "\(spun.json)")
+        let neither = try await put(world, "neither", ["wat": "(module (memory (export \"memory\") 1))"])
+        #expect(neither.status.code == 422 && "\(neither.json)".contains("_start"), "\(neither.json)")
     }
 
     /// The console's Modules pages: the list, a module's facts, and a call from its form (hostile text shown as text).

@@ -120,7 +120,7 @@ struct CatalogRoutes {
         ) { _, context in
             let id = try context.parameters.require("id")
             guard let version = Int(try context.parameters.require("version")), version >= 1 else {
-                throw CaravanError.validation("/version", "must be an integer ≥ 1")
+                throw CaravanError.notFound("Your listing's version")
             }
             let listing = try await catalog.deprecate(
                 orgID: try context.organizationID(),
@@ -234,8 +234,12 @@ struct CatalogRoutes {
             )
         ) { request, context in
             let id = try context.parameters.require("id")
+            let orgID = try context.organizationID()
+            guard try await catalog.store.install(orgID: orgID, id: id) != nil else {
+                throw CaravanError.notFound("The install")
+            }
             let install = try await catalog.upgrade(
-                orgID: try context.organizationID(),
+                orgID: orgID,
                 installID: id,
                 InstallRequest.parse(try await bodies.json(of: request), upgrade: true)
             )
