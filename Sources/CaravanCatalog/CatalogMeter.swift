@@ -3,6 +3,7 @@ public import CaravanStorage
 public import CaravanWasm
 public import Logging
 public import ServiceLifecycle
+import Synchronization
 
 /// Charges the uses of installed listings to the ledger: every finished run of an installed agent or workflow
 /// (found by following the runs that finish, off the engine's hot path), and every call of an installed module
@@ -20,6 +21,8 @@ public final class CatalogMeter: Service, WasmCallMeter {
     static let settleMilliseconds: Int64 = 1_000
     /// How far before the last pass each pass looks again, for runs whose node's clock lags this one's.
     static let overlapMilliseconds: Int64 = 10_000
+    /// Where the passes have reached (`nil` until read), and when that was last stored.
+    private let watermark = Mutex<(through: Int64?, storedAt: Int64)>((nil, 0))
 
     public init(
         store: CatalogStore,
@@ -49,18 +52,25 @@ public final class CatalogMeter: Service, WasmCallMeter {
         }
     }
 
-    /// Charges one batch of the runs of installed agents and workflows that finished since the last pass.
+    /// Charges one batch of the runs of installed agents and workflows that finished since the last pass. A pass
+    /// that finds nothing writes nothing (the watermark is kept in memory, and stored at most once a minute then).
     /// - Returns: whether there may be more.
     @discardableResult
     public func meterFinishedRuns(limit: Int = 500) async throws -> Bool {
-        let until = clock.nowMilliseconds() - Self.settleMilliseconds
-        let feeBasisPoints = self.feeBasisPoints
-        return try await store.database.withTransaction { executor in
-            let through =
-                try await executor.queryFirst("SELECT finished_through FROM catalog_meter WHERE id = 1", [])?.int(
-                    "finished_through"
-                ) ?? 0
-            let rows = try await executor.query(
+        let now = clock.nowMilliseconds()
+        let until = now - Self.settleMilliseconds
+        let database = store.database
+        let through: Int64
+        if let kept = watermark.withLock({ $0.through }) {
+            through = kept
+        } else {
+            through =
+                try await database.read {
+                    try await $0.queryFirst("SELECT finished_through FROM catalog_meter WHERE id = 1", [])
+                }?.int("finished_through") ?? 0
+        }
+        let rows = try await database.read { executor in
+            try await executor.query(
                 """
                 SELECT r.id, r.status, r.created_at, r.started_at, r.finished_at, i.id AS install_id, i.org_id,
                     i.listing_id, i.version, i.kind, i.name, i.target, i.installed_at, i.updated_at,
@@ -77,27 +87,33 @@ public final class CatalogMeter: Service, WasmCallMeter {
                 """,
                 [.int(through - Self.overlapMilliseconds), .int(until), .int(Int64(limit))]
             )
-            var last = until
-            for row in rows {
-                let finished = try row.int("finished_at")
-                last = finished
-                let started = try row.optionalInt("started_at") ?? row.int("created_at")
-                let charge = LedgerCharge(
-                    key: "run:" + (try row.string("id")),
-                    kind: "run",
-                    install: try CatalogStore.install(row.renaming("install_id", to: "id")),
-                    publisherOrgID: try row.string("publisher_org_id"),
-                    runID: try row.string("id"),
-                    outcome: try row.string("status"),
-                    milliseconds: max(0, finished - started),
-                    at: finished,
-                    priceMicros: try row.int("price_micros"),
-                    modelCostMicros: Int64((try row.double("model_cost") * 1_000_000).rounded())
-                )
-                try await Ledger.record(charge, feeBasisPoints: feeBasisPoints, in: executor)
-            }
-            let more = rows.count == limit
-            let next = max(through, more ? last : until)
+        }
+        let more = rows.count == limit
+        let next = max(through, more ? (try rows.last?.int("finished_at") ?? through) : until)
+        let stored = watermark.withLock { $0.storedAt }
+        guard !rows.isEmpty || now - stored >= 60_000 else {
+            watermark.withLock { $0.through = next }
+            return false
+        }
+        let charges = try rows.map { row in
+            let finished = try row.int("finished_at")
+            let started = try row.optionalInt("started_at") ?? row.int("created_at")
+            return LedgerCharge(
+                key: "run:" + (try row.string("id")),
+                kind: "run",
+                install: try CatalogStore.install(row.renaming("install_id", to: "id")),
+                publisherOrgID: try row.string("publisher_org_id"),
+                runID: try row.string("id"),
+                outcome: try row.string("status"),
+                milliseconds: max(0, finished - started),
+                at: finished,
+                priceMicros: try row.int("price_micros"),
+                modelCostMicros: Int64((try row.double("model_cost") * 1_000_000).rounded())
+            )
+        }
+        let feeBasisPoints = self.feeBasisPoints
+        try await database.withTransaction { executor in
+            for charge in charges { try await Ledger.record(charge, feeBasisPoints: feeBasisPoints, in: executor) }
             try await executor.execute(
                 """
                 INSERT INTO catalog_meter (id, finished_through) VALUES (1, $1)
@@ -105,8 +121,9 @@ public final class CatalogMeter: Service, WasmCallMeter {
                 """,
                 [.int(next)]
             )
-            return more
         }
+        watermark.withLock { $0 = (next, now) }
+        return more
     }
 
     /// Charges one call of an installed module (`WasmCallMeter`); other modules' calls are not metered.

@@ -112,6 +112,20 @@ enum CatalogChecks {
             json: #"{"kind": "module", "source": "echo", "name": "helper"}"#
         )
         #expect(wrongKind.status == .conflict, "\(wrongKind.json)")
+        for (body, status, pointer) in [
+            ("not json", 400, nil),
+            (#"{"kind": "agent", "source": "helper", "tags": ["Bad Tag"]}"#, 422, "/tags"),
+            (#"{"kind": "agent", "source": "helper", "owner": "someone else"}"#, 422, "/owner"),
+            (#"{"kind": "robot", "source": "helper"}"#, 422, "/kind"),
+            (#"{"kind": "agent", "source": "../helper"}"#, 422, "/source"),
+        ] as [(String, Int, String?)] {
+            let refused = try await client.send(.post, "/v1/catalog/listings", json: body)
+            #expect(refused.status.code == status, "\(body): \(refused.json)")
+            #expect(refused.headers[.contentType] == "application/problem+json")
+            if let pointer {
+                #expect(refused.json["errors"]?.arrayValue?.first?["pointer"] == .string(pointer), "\(refused.json)")
+            }
+        }
 
         // B finds it, and cannot install it without the secret it needs.
         let b = try await installer(world)
@@ -133,6 +147,16 @@ enum CatalogChecks {
         )
         #expect(missing.status.code == 422 && missing.json["code"] == "requirement_missing", "\(missing.json)")
         #expect(missing.json["errors"]?.arrayValue?.first?["pointer"] == "/secrets/echo_key", "\(missing.json)")
+        for (body, status) in [
+            (#"{"listing": 5}"#, 422), (#"{"listing": "lst_nothing"}"#, 404),
+            (#"{"listing": "\#(listingID)", "secrets": {"echo_key": 5}}"#, 422),
+            (#"{"listing": "\#(listingID)", "secrets": {"other": "x"}}"#, 422),
+            (#"{"listing": "\#(listingID)", "name": "Not A Name"}"#, 422),
+        ] as [(String, Int)] {
+            let refused = try await client.send(.post, "/v1/catalog/installs", json: body, headers: b)
+            #expect(refused.status.code == status, "\(body): \(refused.json)")
+        }
+        #expect(try await client.send(.get, "/v1/catalog/installs", headers: b).json["items"] == [])
         let own = try await client.send(.post, "/v1/catalog/installs", json: #"{"listing": "\#(listingID)"}"#)
         #expect(own.status == .conflict, "\(own.json)")
         let installed = try await client.send(
