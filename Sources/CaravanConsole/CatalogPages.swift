@@ -19,67 +19,52 @@ struct CatalogPages: Sendable {
             let id = try context.parameters.require("id")
             return await console.page(request, context) { visit in try await listingPage(id, visit) }
         }
-        router.post("/catalog/{id}/install") { request, context in
-            let id = try context.parameters.require("id")
-            return await console.action(request, context) { visit, form in
-                var body: [String: JSONValue] = ["listing": .string(id)]
-                if let name = form.trimmed("name") { body["name"] = .string(name) }
-                var secrets: [String: JSONValue] = [:]
-                for name in (form["secret_names"] ?? "").split(separator: ",").map(String.init) {
-                    if let value = form.trimmed("secret_" + name) { secrets[name] = .string(value) }
-                }
-                if !secrets.isEmpty { body["secrets"] = .object(secrets) }
-                switch try await console.change(.post, "/v1/catalog/installs", body: .object(body), visit) {
-                case .success: return .redirect("/catalog/\(ConsoleMarkup.segment(id))")
-                case .failure(let problem): return try await listingPage(id, visit, problem: problem)
-                }
+        listingForm(router, "install") { id, form in
+            var body: [String: JSONValue] = ["listing": .string(id)]
+            if let name = form.trimmed("name") { body["name"] = .string(name) }
+            var secrets: [String: JSONValue] = [:]
+            for name in (form["secret_names"] ?? "").split(separator: ",").map(String.init) {
+                if let value = form.trimmed("secret_" + name) { secrets[name] = .string(value) }
             }
+            if !secrets.isEmpty { body["secrets"] = .object(secrets) }
+            return (.post, "/v1/catalog/installs", .object(body))
         }
-        router.post("/catalog/{id}/upgrade") { request, context in
-            let id = try context.parameters.require("id")
-            return await console.action(request, context) { visit, form in
-                let install = ConsoleMarkup.segment(form["install"] ?? "")
-                switch try await console.change(.post, "/v1/catalog/installs/\(install)/upgrade", body: [:], visit) {
-                case .success: return .redirect("/catalog/\(ConsoleMarkup.segment(id))")
-                case .failure(let problem): return try await listingPage(id, visit, problem: problem)
-                }
-            }
+        listingForm(router, "upgrade") { _, form in
+            (.post, "/v1/catalog/installs/\(ConsoleMarkup.segment(form["install"] ?? ""))/upgrade", [:])
         }
-        router.post("/catalog/{id}/remove") { request, context in
-            let id = try context.parameters.require("id")
-            return await console.action(request, context) { visit, form in
-                let install = ConsoleMarkup.segment(form["install"] ?? "")
-                switch try await console.change(.delete, "/v1/catalog/installs/\(install)", body: nil, visit) {
-                case .success: return .redirect("/catalog/\(ConsoleMarkup.segment(id))")
-                case .failure(let problem): return try await listingPage(id, visit, problem: problem)
-                }
-            }
+        listingForm(router, "remove") { _, form in
+            (.delete, "/v1/catalog/installs/\(ConsoleMarkup.segment(form["install"] ?? ""))", nil)
         }
-        router.post("/catalog/{id}/rate") { request, context in
-            let id = try context.parameters.require("id")
-            return await console.action(request, context) { visit, form in
-                var body: [String: JSONValue] = ["stars": .int(Int64(form.trimmed("stars").flatMap(Int.init) ?? 0))]
-                if let review = form.trimmed("review") { body["review"] = .string(review) }
-                let path = "/v1/catalog/listings/\(ConsoleMarkup.segment(id))/rating"
-                switch try await console.change(.put, path, body: .object(body), visit) {
-                case .success: return .redirect("/catalog/\(ConsoleMarkup.segment(id))")
-                case .failure(let problem): return try await listingPage(id, visit, problem: problem)
-                }
-            }
+        listingForm(router, "rate") { id, form in
+            var body: [String: JSONValue] = ["stars": .int(Int64(form.trimmed("stars").flatMap(Int.init) ?? 0))]
+            if let review = form.trimmed("review") { body["review"] = .string(review) }
+            return (.put, "/v1/catalog/listings/\(ConsoleMarkup.segment(id))/rating", .object(body))
         }
-        router.post("/catalog/{id}/deprecate") { request, context in
-            let id = try context.parameters.require("id")
-            return await console.action(request, context) { visit, form in
-                let version = form.trimmed("version").flatMap(Int.init) ?? 0
-                let path = "/v1/catalog/listings/\(ConsoleMarkup.segment(id))/versions/\(version)/deprecate"
-                switch try await console.change(.post, path, body: nil, visit) {
-                case .success: return .redirect("/catalog/\(ConsoleMarkup.segment(id))")
-                case .failure(let problem): return try await listingPage(id, visit, problem: problem)
-                }
-            }
+        listingForm(router, "deprecate") { id, form in
+            let version = form.trimmed("version").flatMap(Int.init) ?? 0
+            return (.post, "/v1/catalog/listings/\(ConsoleMarkup.segment(id))/versions/\(version)/deprecate", nil)
         }
         router.get("/ledger") { request, context in
             await console.page(request, context) { visit in try await ledgerPage(request, visit) }
+        }
+    }
+
+    /// A form of a listing's page, posted to `/catalog/{id}/ACTION`: the one API change `change` names, then the
+    /// listing's page again, with the problem beside the forms when there is one.
+    private func listingForm(
+        _ router: Router<ConsoleRequestContext>,
+        _ action: String,
+        change: @escaping @Sendable (_ id: String, ConsoleForm) -> (HTTPRequest.Method, String, JSONValue?)
+    ) {
+        router.post("/catalog/{id}/\(action)") { request, context in
+            let id = try context.parameters.require("id")
+            return await console.action(request, context) { visit, form in
+                let (method, path, body) = change(id, form)
+                switch try await console.change(method, path, body: body, visit) {
+                case .success: return .redirect("/catalog/\(ConsoleMarkup.segment(id))")
+                case .failure(let problem): return try await listingPage(id, visit, problem: problem)
+                }
+            }
         }
     }
 

@@ -461,5 +461,11 @@ enum CatalogChecks {
         let badStars = try await browser.post("/catalog/\(id)/rate", [("stars", "0")])
         #expect(badStars.status.code == 422)
         #expect(try await browser.get("/catalog/lst_nothing").status == .notFound)
+        let installID = try #require(
+            try await client.send(.get, "/v1/catalog/installs").json["items"]?.arrayValue?.first?["id"]?.stringValue
+        )
+        let removed = try await browser.post("/catalog/\(id)/remove", [("install", installID)])
+        #expect(removed.html.contains("action=\"/catalog/\(id)/install\""), "\(removed.html)")
+        #expect(try await client.send(.post, "/v1/modules/words/call", json: #"{"input": {}}"#).status == .notFound)
     }
 }
