@@ -226,6 +226,7 @@ let package = Package(
                 "CaravanWasm",
                 "CaravanVault",
                 "CaravanTools",
+                "CaravanModels",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

@@ -1,7 +1,8 @@
 public import CaravanAgents
 public import CaravanCore
 public import CaravanEngine
-public import CaravanStorage
+import CaravanStorage
+import CaravanModels
 import CaravanTools
 public import CaravanVault
 public import CaravanWasm

@@ -1,5 +1,5 @@
 public import CaravanCore
-public import CaravanStorage
+import CaravanStorage
 public import CaravanWasm
 public import Logging
 public import ServiceLifecycle

@@ -1,4 +1,4 @@
-public import CaravanCore
+import CaravanCore
 public import CaravanStorage
 import Foundation
 
