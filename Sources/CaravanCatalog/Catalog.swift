@@ -1,8 +1,8 @@
 public import CaravanAgents
 public import CaravanCore
 public import CaravanEngine
-import CaravanStorage
 import CaravanModels
+import CaravanStorage
 import CaravanTools
 public import CaravanVault
 public import CaravanWasm
