@@ -232,6 +232,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Knowledge: collections, documents extracted, chunked and embedded, and hybrid search over them.
+        .target(
+            name: "CaravanKnowledge",
+            dependencies: [
+                "CaravanCore",
+                "CaravanStorage",
+                "CaravanAgents",
+                "CaravanModels",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The embedded SQLite implementation of the storage contract.
         .target(
             name: "CaravanSQLite",
@@ -343,6 +355,7 @@ let package = Package(
                 "CaravanAgents",
                 "CaravanWasm",
                 "CaravanCatalog",
+                "CaravanKnowledge",
                 "CaravanConsole",
                 "CaravanNotify",
                 "CaravanTriggers",
@@ -534,7 +547,7 @@ let package = Package(
             dependencies: [
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 "CaravanCore", "CaravanAgents", "CaravanModels", "CaravanEngine", "CaravanServer", "CaravanTestSupport",
-                "CaravanStorage", "CaravanSQLite", "CaravanPostgres", "CaravanCatalog",
+                "CaravanStorage", "CaravanSQLite", "CaravanPostgres", "CaravanCatalog", "CaravanKnowledge",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],

@@ -5,6 +5,7 @@ import CaravanConsole
 public import CaravanCore
 public import CaravanEngine
 public import CaravanIdentity
+import CaravanKnowledge
 import CaravanModels
 import CaravanNotify
 import CaravanOutbound
@@ -353,6 +354,7 @@ public func buildApplication(
     ).register(in: routes)
     WorkflowRoutes(engine: engine, bodies: bodies, catalog: listingCatalog).register(in: routes)
     CatalogRoutes(catalog: listingCatalog, bodies: bodies).register(in: routes)
+    KnowledgeRoutes(knowledge: KnowledgeStore(database: database, gateway: gateway, clock: clock)).register(in: routes)
     ModuleRoutes(runner: modules, secrets: secretResolver, bodies: bodies, catalog: listingCatalog).register(in: routes)
 
     // The console calls the API in process, through the same router, with the signed-in user's session.

@@ -3,6 +3,7 @@ import CaravanAudit
 import CaravanCatalog
 import CaravanEngine
 import CaravanIdentity
+import CaravanKnowledge
 import CaravanNotify
 public import CaravanStorage
 import CaravanTriggers
@@ -16,6 +17,6 @@ public enum Schema {
     public static let migrations = Migration.compose([
         IdentitySchema.migrations, VaultSchema.migrations, AuditSchema.migrations, EngineSchema.migrations,
         AgentsSchema.migrations, TriggerSchema.migrations, WebhookSchema.migrations, NotifySchema.migrations,
-        WasmModuleStore.migrations, CatalogSchema.migrations,
+        WasmModuleStore.migrations, CatalogSchema.migrations, KnowledgeSchema.migrations,
     ])
 }

@@ -77,6 +77,9 @@ struct AgentTests {
     @Test(arguments: TestBackend.available) func catalogConsolePages(backend: TestBackend) async throws {
         try await withAgentWorld(backend, CatalogChecks.consolePages)
     }
+    @Test(arguments: TestBackend.available) func knowledge(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, KnowledgeChecks.collections)
+    }
     @Test(arguments: TestBackend.available) func requestLog(backend: TestBackend) async throws {
         try await withAgentWorld(backend, GatewayLogChecks.requestLog)
     }

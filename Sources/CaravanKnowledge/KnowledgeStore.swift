@@ -1,0 +1,499 @@
+public import CaravanAgents
+public import CaravanCore
+import CaravanModels
+public import CaravanStorage
+import Crypto
+import Foundation
+
+/// A collection: where its documents' chunks are kept, the model that embeds them, how they are cut.
+public struct KnowledgeCollection: Sendable {
+    public var name: String
+    /// `provider/model`, called through the gateway (metered, budgets apply).
+    public var embeddingModel: String
+    public var chunker: TextChunker
+    public var createdAt: Int64
+    public var updatedAt: Int64
+
+    public var json: JSONValue {
+        [
+            "name": .string(name), "embedding_model": .string(embeddingModel),
+            "chunking": ["size": .int(Int64(chunker.size)), "overlap": .int(Int64(chunker.overlap))],
+            "created_at": .string(Clock.rfc3339(createdAt)), "updated_at": .string(Clock.rfc3339(updatedAt)),
+        ]
+    }
+}
+
+/// How a search ranks: by meaning (vectors), by words (full text), or both fused by reciprocal rank.
+public enum SearchMode: String, Sendable, CaseIterable {
+    case hybrid, vector, text
+}
+
+/// The organizations' knowledge: collections, documents extracted, chunked and embedded as they are added, and
+/// search over them. Vectors are compared exactly (cosine) in process; words through the database's full-text index.
+public final class KnowledgeStore: Sendable {
+    let database: any Database
+    let gateway: ModelGateway
+    let clock: WallClock
+
+    /// The most a document's text may hold, in bytes.
+    public static let maxDocumentBytes = 4 << 20
+    /// Chunks embedded per call of the model.
+    static let embeddingBatch = 64
+
+    public init(database: any Database, gateway: ModelGateway, clock: WallClock = .system) {
+        self.database = database
+        self.gateway = gateway
+        self.clock = clock
+    }
+
+    // MARK: Collections
+
+    /// Creates or changes a collection from `{embedding_model, chunking?: {size, overlap}}`. A changed model or
+    /// chunking applies to documents added from then on.
+    public func putCollection(orgID: String, name: String, body: JSONValue) async throws -> (KnowledgeCollection, Bool)
+    {
+        guard let object = body.objectValue else {
+            throw CaravanError.validation("", "The body must be a JSON object.")
+        }
+        for key in object.keys.sorted() where !["embedding_model", "chunking", "name"].contains(key) {
+            throw CaravanError.validation("/" + key, "is not a field of a collection")
+        }
+        guard let model = object["embedding_model"]?.stringValue, ModelRef(parsing: model) != nil else {
+            throw CaravanError.validation("/embedding_model", "is required: an embedding model as provider/model")
+        }
+        var size: Int64 = 1_000
+        var overlap: Int64 = 100
+        if let chunking = object["chunking"] {
+            guard let fields = chunking.objectValue, Set(fields.keys).isSubset(of: ["size", "overlap"]) else {
+                throw CaravanError.validation("/chunking", "must be {size, overlap} in characters")
+            }
+            if let value = fields["size"] {
+                guard case .int(let number) = value, (50...20_000).contains(number) else {
+                    throw CaravanError.validation("/chunking/size", "must be an integer from 50 to 20,000 characters")
+                }
+                size = number
+            }
+            if let value = fields["overlap"] {
+                guard case .int(let number) = value, number >= 0, number < size else {
+                    throw CaravanError.validation("/chunking/overlap", "must be an integer from 0 to less than size")
+                }
+                overlap = number
+            }
+        }
+        let now = clock.nowMilliseconds()
+        let (chunkSize, chunkOverlap) = (size, overlap)
+        let created = try await database.withTransaction { executor in
+            let inserted = try await executor.query(
+                """
+                INSERT INTO knowledge_collections (org_id, name, embedding_model, chunk_size, chunk_overlap, created_at,
+                    updated_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $6)
+                ON CONFLICT (org_id, name) DO UPDATE SET embedding_model = $3, chunk_size = $4, chunk_overlap = $5,
+                    updated_at = $6
+                RETURNING created_at
+                """,
+                [.text(orgID), .text(name), .text(model), .int(chunkSize), .int(chunkOverlap), .int(now)]
+            )
+            return try inserted.first?.int("created_at") == now
+        }
+        guard let collection = try await collection(orgID: orgID, name: name) else {
+            throw CaravanError(.internal, "The collection was not stored.")
+        }
+        return (collection, created)
+    }
+
+    public func collection(orgID: String, name: String) async throws -> KnowledgeCollection? {
+        try await database.read { executor in
+            try await executor.queryFirst(
+                "SELECT * FROM knowledge_collections WHERE org_id = $1 AND name = $2",
+                [.text(orgID), .text(name)]
+            ).map(Self.collection)
+        }
+    }
+
+    public func collections(orgID: String, after cursor: String?, limit: Int) async throws -> [KnowledgeCollection] {
+        try await database.read { executor in
+            try await executor.query(
+                "SELECT * FROM knowledge_collections WHERE org_id = $1 AND name > $2 ORDER BY name LIMIT $3",
+                [.text(orgID), .text(cursor ?? ""), .int(Int64(limit))]
+            ).map(Self.collection)
+        }
+    }
+
+    /// Deletes a collection with its documents, chunks and vectors. - Returns: whether there was one.
+    public func deleteCollection(orgID: String, name: String) async throws -> Bool {
+        try await database.withTransaction { executor in
+            if executor.dialect == .sqlite {
+                try await executor.execute(
+                    """
+                    DELETE FROM knowledge_fts WHERE chunk_id IN
+                        (SELECT id FROM knowledge_chunks WHERE org_id = $1 AND collection = $2)
+                    """,
+                    [.text(orgID), .text(name)]
+                )
+            }
+            return
+                !(try await executor.query(
+                    "DELETE FROM knowledge_collections WHERE org_id = $1 AND name = $2 RETURNING name",
+                    [.text(orgID), .text(name)]
+                )).isEmpty
+        }
+    }
+
+    // MARK: Documents
+
+    /// Adds a document (replacing the one of the same name): extracted, chunked, embedded (chunks whose document's
+    /// text was already embedded in this collection are copied, not embedded again) and indexed, in one transaction.
+    /// - Returns: the document.
+    public func addDocument(
+        orgID: String,
+        collection name: String,
+        document: String,
+        text source: String,
+        format: DocumentFormat,
+        metadata: JSONValue,
+        requestID: String?
+    ) async throws -> JSONValue {
+        guard let collection = try await collection(orgID: orgID, name: name) else {
+            throw CaravanError.notFound("The collection '\(name)'")
+        }
+        let text = TextExtractor.text(of: source, format: format)
+        let chunks = collection.chunker.chunks(text)
+        let digest = SHA256.hash(
+            data: Data(
+                "\(collection.embeddingModel)\n\(collection.chunker.size)/\(collection.chunker.overlap)\n\(text)".utf8
+            )
+        ).map { String(format: "%02x", $0) }.joined()
+        let existing = try await database.read { executor in
+            try await executor.query(
+                """
+                SELECT c.position, c.text, c.vector FROM knowledge_chunks c
+                JOIN knowledge_documents d ON d.id = c.document_id
+                WHERE d.id = (SELECT id FROM knowledge_documents WHERE org_id = $1 AND collection = $2 AND sha256 = $3
+                    LIMIT 1)
+                ORDER BY c.position
+                """,
+                [.text(orgID), .text(name), .text(digest)]
+            )
+        }
+        var vectors: [[UInt8]]
+        var reused = false
+        if existing.count == chunks.count, !chunks.isEmpty {
+            vectors = try existing.map { try $0.blob("vector") }
+            reused = true
+        } else {
+            vectors = []
+            var start = 0
+            while start < chunks.count {
+                let batch = Array(chunks[start..<min(chunks.count, start + Self.embeddingBatch)])
+                vectors += try await embed(batch, model: collection.embeddingModel, orgID: orgID, requestID: requestID)
+                    .map(Self.bytes)
+                start += batch.count
+            }
+        }
+        let now = clock.nowMilliseconds()
+        let id = Identifier.make("doc", milliseconds: now)
+        let storedChunks = chunks
+        let storedVectors = vectors
+        try await database.withTransaction { executor in
+            if let old = try await executor.queryFirst(
+                "SELECT id FROM knowledge_documents WHERE org_id = $1 AND collection = $2 AND name = $3",
+                [.text(orgID), .text(name), .text(document)]
+            ) {
+                try await Self.deleteDocument(id: try old.string("id"), in: executor)
+            }
+            try await executor.execute(
+                """
+                INSERT INTO knowledge_documents (id, org_id, collection, name, format, sha256, metadata, characters,
+                    chunks, created_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                """,
+                [
+                    .text(id), .text(orgID), .text(name), .text(document), .text(format.rawValue), .text(digest),
+                    .json(metadata), .int(Int64(text.count)), .int(Int64(storedChunks.count)), .int(now),
+                ]
+            )
+            for (position, chunk) in storedChunks.enumerated() {
+                let row = try await executor.query(
+                    """
+                    INSERT INTO knowledge_chunks (document_id, org_id, collection, position, text, vector)
+                    VALUES ($1, $2, $3, $4, $5, $6) RETURNING id
+                    """,
+                    [
+                        .text(id), .text(orgID), .text(name), .int(Int64(position)), .text(chunk),
+                        .blob(storedVectors[position]),
+                    ]
+                )
+                if executor.dialect == .sqlite, let chunkID = try row.first?.int("id") {
+                    try await executor.execute(
+                        "INSERT INTO knowledge_fts (text, chunk_id) VALUES ($1, $2)",
+                        [.text(chunk), .int(chunkID)]
+                    )
+                }
+            }
+        }
+        guard case .object(var json)? = try await self.document(orgID: orgID, collection: name, id: id) else {
+            throw CaravanError(.internal, "The document was not stored.")
+        }
+        json["embedded"] = .bool(!reused)
+        return .object(json)
+    }
+
+    public func documents(
+        orgID: String,
+        collection: String,
+        after cursor: String?,
+        limit: Int
+    ) async throws
+        -> [JSONValue]
+    {
+        try await database.read { executor in
+            try await executor.query(
+                """
+                SELECT * FROM knowledge_documents WHERE org_id = $1 AND collection = $2 AND id > $3 ORDER BY id LIMIT $4
+                """,
+                [.text(orgID), .text(collection), .text(cursor ?? ""), .int(Int64(limit))]
+            ).map(Self.document)
+        }
+    }
+
+    /// A document with its chunks.
+    public func document(orgID: String, collection: String, id: String) async throws -> JSONValue? {
+        try await database.read { executor in
+            guard
+                let row = try await executor.queryFirst(
+                    "SELECT * FROM knowledge_documents WHERE org_id = $1 AND collection = $2 AND id = $3",
+                    [.text(orgID), .text(collection), .text(id)]
+                ), case .object(var json) = try Self.document(row)
+            else { return nil }
+            json["chunks"] = .array(
+                try await executor.query(
+                    "SELECT position, text FROM knowledge_chunks WHERE document_id = $1 ORDER BY position",
+                    [.text(id)]
+                ).map { row in ["position": .int(try row.int("position")), "text": .string(try row.string("text"))] }
+            )
+            return .object(json)
+        }
+    }
+
+    public func deleteDocument(orgID: String, collection: String, id: String) async throws -> Bool {
+        try await database.withTransaction { executor in
+            guard
+                try await executor.queryFirst(
+                    "SELECT id FROM knowledge_documents WHERE org_id = $1 AND collection = $2 AND id = $3",
+                    [.text(orgID), .text(collection), .text(id)]
+                ) != nil
+            else { return false }
+            try await Self.deleteDocument(id: id, in: executor)
+            return true
+        }
+    }
+
+    static func deleteDocument(id: String, in executor: any SQLExecutor) async throws {
+        if executor.dialect == .sqlite {
+            try await executor.execute(
+                "DELETE FROM knowledge_fts WHERE chunk_id IN (SELECT id FROM knowledge_chunks WHERE document_id = $1)",
+                [.text(id)]
+            )
+        }
+        try await executor.execute("DELETE FROM knowledge_documents WHERE id = $1", [.text(id)])
+    }
+
+    // MARK: Search
+
+    /// The `k` best chunks for `query`: with their document, position, score and text. `filter` keeps the chunks
+    /// whose document's metadata holds each of its keys with that value.
+    public func search(
+        orgID: String,
+        collection name: String,
+        query: String,
+        k: Int,
+        mode: SearchMode,
+        filter: [String: JSONValue],
+        requestID: String?
+    ) async throws -> [JSONValue] {
+        guard let collection = try await collection(orgID: orgID, name: name) else {
+            throw CaravanError.notFound("The collection '\(name)'")
+        }
+        // Fusion and filters need more candidates than they answer.
+        let wanted = mode == .hybrid || !filter.isEmpty ? max(k * 10, 50) : k
+        var vectorRanked: [Int64] = []
+        var textRanked: [Int64] = []
+        var scores: [Int64: Double] = [:]
+        if mode != .text {
+            let queryVector =
+                try await embed([query], model: collection.embeddingModel, orgID: orgID, requestID: requestID)
+                .first ?? []
+            let rows = try await database.read { executor in
+                try await executor.query(
+                    "SELECT id, vector FROM knowledge_chunks WHERE org_id = $1 AND collection = $2",
+                    [.text(orgID), .text(name)]
+                )
+            }
+            var similarities: [(Int64, Double)] = []
+            for row in rows {
+                similarities.append((try row.int("id"), Self.cosine(queryVector, Self.floats(try row.blob("vector")))))
+            }
+            similarities.sort { $0.1 > $1.1 }
+            for (id, similarity) in similarities.prefix(wanted) {
+                vectorRanked.append(id)
+                scores[id] = similarity
+            }
+        }
+        if mode != .vector {
+            let words = query.lowercased().split { !($0.isLetter || $0.isNumber) }.prefix(32).map(String.init)
+            if !words.isEmpty {
+                let rows = try await database.read { executor in
+                    if executor.dialect == .sqlite {
+                        return try await executor.query(
+                            """
+                            SELECT c.id, -bm25(knowledge_fts) AS score FROM knowledge_fts
+                            JOIN knowledge_chunks c ON c.id = knowledge_fts.chunk_id
+                            WHERE knowledge_fts MATCH $1 AND c.org_id = $2 AND c.collection = $3
+                            ORDER BY bm25(knowledge_fts) LIMIT $4
+                            """,
+                            [
+                                .text(words.map { "\"\($0)\"" }.joined(separator: " OR ")), .text(orgID), .text(name),
+                                .int(Int64(wanted)),
+                            ]
+                        )
+                    }
+                    return try await executor.query(
+                        """
+                        SELECT id, ts_rank(to_tsvector('simple', text), q) AS score
+                        FROM knowledge_chunks, to_tsquery('simple', $1) q
+                        WHERE org_id = $2 AND collection = $3 AND to_tsvector('simple', text) @@ q
+                        ORDER BY score DESC LIMIT $4
+                        """,
+                        [.text(words.joined(separator: " | ")), .text(orgID), .text(name), .int(Int64(wanted))]
+                    )
+                }
+                for row in rows {
+                    let id = try row.int("id")
+                    textRanked.append(id)
+                    if mode == .text { scores[id] = try row.double("score") }
+                }
+            }
+        }
+        var ranked: [Int64]
+        switch mode {
+        case .vector: ranked = vectorRanked
+        case .text: ranked = textRanked
+        case .hybrid:
+            // Reciprocal rank fusion: 1 / (60 + rank) from each list.
+            var fused: [Int64: Double] = [:]
+            for list in [vectorRanked, textRanked] {
+                for (rank, id) in list.enumerated() { fused[id, default: 0] += 1 / Double(61 + rank) }
+            }
+            ranked = fused.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map(\.key)
+            scores = fused
+        }
+        guard !ranked.isEmpty else { return [] }
+        let ids = ranked
+        let rows = try await database.read { executor in
+            try await executor.query(
+                """
+                SELECT c.id, c.position, c.text, d.id AS document_id, d.name AS document, d.metadata
+                FROM knowledge_chunks c JOIN knowledge_documents d ON d.id = c.document_id
+                WHERE c.org_id = $1 AND c.collection = $2 AND c.id IN (\(ids.map(String.init).joined(separator: ",")))
+                """,
+                [.text(orgID), .text(name)]
+            )
+        }
+        var byID: [Int64: SQLRow] = [:]
+        for row in rows { byID[try row.int("id")] = row }
+        var results: [JSONValue] = []
+        for id in ranked {
+            guard let row = byID[id] else { continue }
+            let metadata = try row.json("metadata") ?? [:]
+            guard filter.allSatisfy({ metadata[$0.key] == $0.value }) else { continue }
+            results.append([
+                "chunk_id": .int(id), "document_id": .string(try row.string("document_id")),
+                "document": .string(try row.string("document")), "position": .int(try row.int("position")),
+                "score": .double(((scores[id] ?? 0) * 1_000_000).rounded() / 1_000_000),
+                "text": .string(try row.string("text")), "metadata": metadata,
+            ])
+            if results.count == k { break }
+        }
+        return results
+    }
+
+    // MARK: Vectors
+
+    private func embed(_ texts: [String], model: String, orgID: String, requestID: String?) async throws -> [[Float]] {
+        guard let ref = ModelRef(parsing: model) else {
+            throw CaravanError.validation("/embedding_model", "is not provider/model")
+        }
+        var context = ModelCallContext(orgID: orgID)
+        context.requestID = requestID
+        context.endpoint = "embeddings"
+        let body: JSONValue = ["model": .string(ref.model), "input": .array(texts.map(JSONValue.string))]
+        let answer: Embeddings
+        do { answer = try await gateway.embed(body, ref: ref, context: context) } catch {
+            throw CaravanError(
+                CaravanError.Code(error.code.rawValue, status: error.code.rawValue == "budget_exceeded" ? 402 : 502),
+                "The embedding model could not embed: \(error.message)"
+            )
+        }
+        let data = answer.json["data"]?.arrayValue ?? []
+        guard data.count == texts.count else {
+            throw CaravanError(
+                .providerError,
+                "The embedding model answered \(data.count) vectors for \(texts.count) texts."
+            )
+        }
+        return data.map { item in (item["embedding"]?.arrayValue ?? []).map { Float($0.numberValue ?? 0) } }
+    }
+
+    static func bytes(_ vector: [Float]) -> [UInt8] {
+        var raw: [UInt8] = []
+        raw.reserveCapacity(vector.count * 4)
+        for value in vector { withUnsafeBytes(of: value.bitPattern.littleEndian) { raw += $0 } }
+        return raw
+    }
+
+    static func floats(_ bytes: [UInt8]) -> [Float] {
+        stride(from: 0, to: bytes.count - 3, by: 4).map { index in
+            Float(
+                bitPattern: UInt32(bytes[index]) | UInt32(bytes[index + 1]) << 8 | UInt32(bytes[index + 2]) << 16
+                    | UInt32(bytes[index + 3]) << 24
+            )
+        }
+    }
+
+    static func cosine(_ a: [Float], _ b: [Float]) -> Double {
+        guard a.count == b.count, !a.isEmpty else { return 0 }
+        var dot: Float = 0
+        var normA: Float = 0
+        var normB: Float = 0
+        for index in a.indices {
+            dot += a[index] * b[index]
+            normA += a[index] * a[index]
+            normB += b[index] * b[index]
+        }
+        guard normA > 0, normB > 0 else { return 0 }
+        return Double(dot / (normA.squareRoot() * normB.squareRoot()))
+    }
+
+    // MARK: Rows
+
+    static func collection(_ row: SQLRow) throws -> KnowledgeCollection {
+        KnowledgeCollection(
+            name: try row.string("name"),
+            embeddingModel: try row.string("embedding_model"),
+            chunker: TextChunker(size: Int(try row.int("chunk_size")), overlap: Int(try row.int("chunk_overlap"))),
+            createdAt: try row.int("created_at"),
+            updatedAt: try row.int("updated_at")
+        )
+    }
+
+    static func document(_ row: SQLRow) throws -> JSONValue {
+        [
+            "id": .string(try row.string("id")), "name": .string(try row.string("name")),
+            "collection": .string(try row.string("collection")), "format": .string(try row.string("format")),
+            "sha256": .string(try row.string("sha256")), "metadata": try row.json("metadata") ?? [:],
+            "characters": .int(try row.int("characters")), "chunk_count": .int(try row.int("chunks")),
+            "status": "indexed", "created_at": .string(Clock.rfc3339(try row.int("created_at"))),
+        ]
+    }
+}

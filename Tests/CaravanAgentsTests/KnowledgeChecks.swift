@@ -1,0 +1,140 @@
+import CaravanCore
+import CaravanTestSupport
+import Foundation
+import HTTPTypes
+import Testing
+
+/// Knowledge collections through the HTTP API: documents chunked at headings and by size, HTML made text, the same
+/// text not embedded twice, search by words, by vectors and both, filters, replacement, deletion, isolation.
+enum KnowledgeChecks {
+    static func embeddingCalls(_ world: AgentWorld) -> Int {
+        world.openAI.requests.filter { $0.path.hasSuffix("/embeddings") }.count
+    }
+
+    static func add(
+        _ world: AgentWorld,
+        _ body: JSONValue
+    ) async throws -> (
+        status: HTTPResponse.Status, json: JSONValue, headers: HTTPFields
+    ) {
+        try await world.client.send(.post, "/v1/collections/docs/documents", json: body.canonicalText)
+    }
+
+    static func search(_ world: AgentWorld, _ body: JSONValue) async throws -> [JSONValue] {
+        let answer = try await world.client.send(.post, "/v1/collections/docs/search", json: body.canonicalText)
+        #expect(answer.status == .ok, "\(answer.json)")
+        return answer.json["items"]?.arrayValue ?? []
+    }
+
+    static func collections(_ world: AgentWorld) async throws {
+        let client = world.client
+        let settings = #"{"embedding_model": "local/m2", "chunking": {"size": 200, "overlap": 20}}"#
+        expectStatus(.created, try await client.send(.put, "/v1/collections/docs", json: settings))
+        expectStatus(.ok, try await client.send(.put, "/v1/collections/docs", json: settings))
+        let noModel = try await client.send(.put, "/v1/collections/bad", json: "{}")
+        #expect(noModel.json["errors"]?.arrayValue?.first?["pointer"] == "/embedding_model", "\(noModel.json)")
+        let tiny = try await client.send(
+            .put,
+            "/v1/collections/bad",
+            json: #"{"embedding_model": "local/m2", "chunking": {"size": 10}}"#
+        )
+        #expect(tiny.json["errors"]?.arrayValue?.first?["pointer"] == "/chunking/size", "\(tiny.json)")
+
+        // Markdown: a chunk starts at each heading; a long paragraph is cut into windows that overlap.
+        let long = (0..<60).map { "word\($0)" }.joined(separator: " ")
+        let guide =
+            "# Install\nRun the installer with apt.\n\n# Billing\nInvoices are sent monthly by email.\n\n\(long)\n"
+        let added = try await add(
+            world,
+            ["name": "guide", "text": .string(guide), "format": "markdown", "metadata": ["team": "ops"]]
+        )
+        expectStatus(.created, added)
+        let guideID = try #require(added.json["id"]?.stringValue)
+        let document = try await client.send(.get, "/v1/collections/docs/documents/\(guideID)").json
+        let chunks = (document["chunks"]?.arrayValue ?? []).compactMap { $0["text"]?.stringValue }
+        #expect(
+            chunks.first?.hasPrefix("# Install") == true && chunks.contains { $0.hasPrefix("# Billing") },
+            "\(chunks)"
+        )
+        #expect(chunks.allSatisfy { $0.count <= 200 }, "\(chunks.map(\.count))")
+        let windows = chunks.filter { $0.contains("word1") || $0.contains("word5") }
+        #expect(windows.count >= 2, "\(chunks)")
+        if windows.count >= 2 {
+            // The second window starts at a word inside the first's last 20 characters.
+            let start = windows[1].prefix { !$0.isWhitespace }
+            #expect(String(windows[0].suffix(20)).split(separator: " ").contains(start), "\(windows)")
+        }
+
+        // HTML: scripts and styles dropped, headings kept, entities decoded.
+        let html = """
+            <html><head><style>body { color: red }</style><script>alert("x")</script></head>
+            <body><h2>Refunds</h2><p>Refunds take ten days &amp; arrive by transfer.</p></body></html>
+            """
+        let page = try await add(
+            world,
+            ["name": "refunds", "text": .string(html), "format": "html", "metadata": ["team": "support"]]
+        )
+        expectStatus(.created, page)
+        let pageID = try #require(page.json["id"]?.stringValue)
+        let pageChunks = try await client.send(.get, "/v1/collections/docs/documents/\(pageID)").json["chunks"]
+        let pageText = (pageChunks?.arrayValue ?? []).compactMap { $0["text"]?.stringValue }.joined(separator: "\n")
+        #expect(pageText.contains("## Refunds") && pageText.contains("ten days & arrive"), "\(pageText)")
+        #expect(!pageText.contains("alert") && !pageText.contains("color"))
+
+        // The same text again is not embedded again.
+        let calls = embeddingCalls(world)
+        let copy = try await add(world, ["name": "copy", "text": .string(guide), "format": "markdown"])
+        #expect(copy.json["embedded"] == false && copy.json["chunk_count"] == added.json["chunk_count"], "\(copy.json)")
+        #expect(embeddingCalls(world) == calls)
+
+        // Search: words, vectors (a chunk's own text is its nearest), both; filters.
+        let byWords = try await search(world, ["query": "invoices", "mode": "text"])
+        #expect(byWords.first?["text"]?.stringValue?.contains("Invoices") == true, "\(byWords)")
+        let exact = try #require(chunks.last)
+        let byVector = try await search(world, ["query": .string(exact), "mode": "vector", "k": 3])
+        #expect(byVector.first?["text"] == .string(exact) && byVector.count == 3, "\(byVector)")
+        #expect((byVector.first?["score"]?.numberValue ?? 0) > 0.999)
+        let hybrid = try await search(world, ["query": "refunds", "k": 4])
+        #expect(hybrid.first?["document"] == "refunds" && hybrid.first?["position"] == 0, "\(hybrid)")
+        let filtered = try await search(world, ["query": "refunds", "mode": "text", "filter": ["team": "ops"]])
+        #expect(filtered.isEmpty, "\(filtered)")
+        let kept = try await search(world, ["query": "refunds", "mode": "text", "filter": ["team": "support"]])
+        #expect(kept.count == 1)
+
+        // Replacing a document by name, deleting one: their chunks leave the index.
+        expectStatus(.created, try await add(world, ["name": "refunds", "text": "Returns are free."]))
+        #expect(try await search(world, ["query": "refunds", "mode": "text"]).isEmpty)
+        let names = try await client.send(.get, "/v1/collections/docs/documents").json["items"]?.arrayValue ?? []
+        #expect(names.compactMap { $0["name"]?.stringValue }.sorted() == ["copy", "guide", "refunds"])
+        expectStatus(.noContent, try await client.send(.delete, "/v1/collections/docs/documents/\(guideID)"))
+        let afterDelete = try await search(world, ["query": "invoices", "mode": "text", "k": 5])
+        #expect(afterDelete.allSatisfy { $0["document"] == "copy" } && afterDelete.count == 1, "\(afterDelete)")
+
+        // Hostile input: a clear problem, the collection unchanged.
+        let pdf = try await add(world, ["name": "scan", "text": "%PDF-1.7", "format": "pdf"])
+        #expect(pdf.status.code == 415 && pdf.json["code"] == "unsupported_media_type", "\(pdf.json)")
+        let huge = try await add(world, ["name": "huge", "text": .string(String(repeating: "a", count: 5 << 20))])
+        #expect(huge.status.code == 413, "\(huge.status)")
+        let broken = try await client.send(.post, "/v1/collections/docs/documents", json: "{not json")
+        #expect(broken.status.code == 400)
+        let badK = try await client.send(.post, "/v1/collections/docs/search", json: #"{"query": "x", "k": 0}"#)
+        #expect(badK.json["errors"]?.arrayValue?.first?["pointer"] == "/k")
+        let count = try await client.send(.get, "/v1/collections/docs/documents").json["items"]?.arrayValue?.count
+        #expect(count == 2)
+
+        // Another organization sees nothing of it.
+        let other = try await world.otherOrganization()
+        #expect(try await client.send(.get, "/v1/collections/docs", headers: other).status == .notFound)
+        let foreign = try await client.send(
+            .post,
+            "/v1/collections/docs/search",
+            json: #"{"query": "invoices"}"#,
+            headers: other
+        )
+        #expect(foreign.status == .notFound)
+        #expect(try await client.send(.get, "/v1/collections", headers: other).json["items"] == [])
+
+        expectStatus(.noContent, try await client.send(.delete, "/v1/collections/docs"))
+        #expect(try await client.send(.get, "/v1/collections/docs").status == .notFound)
+    }
+}
