@@ -262,7 +262,7 @@ public struct AgentDefinition: Sendable {
                 for name in ((try? Template.referencedSecrets(in: template)) ?? []).sorted() {
                     references.secrets.append((name, pointer + "/http"))
                 }
-            case .mcp, .wasm:
+            case .mcp, .wasm, .knowledge:
                 break
             }
         }
@@ -406,6 +406,13 @@ struct BudgetedSequence: MustacheSequence, MustacheCustomRenderable, CustomStrin
     }
 }
 
+extension AgentDefinition {
+    /// The names of the agent's `knowledge` tools.
+    var knowledgeTools: Set<String> {
+        Set(tools.compactMap { tool in if case .knowledge = tool.kind { tool.name } else { nil } })
+    }
+}
+
 /// One tool of an agent.
 public struct AgentTool: Sendable {
     public enum Kind: Sendable {
@@ -420,6 +427,9 @@ public struct AgentTool: Sendable {
         /// A WebAssembly module of the organization (its latest version unless one is pinned), called with the
         /// arguments as its input.
         case wasm(module: String, version: Int?)
+        /// A search of one of the organization's knowledge collections: the model gives a query, the tool answers the
+        /// `k` best passages, numbered across the run so that the answer can cite them as `[n]`.
+        case knowledge(collection: String, k: Int)
     }
 
     public var name: String
@@ -432,7 +442,7 @@ public struct AgentTool: Sendable {
         guard let object = value.objectValue, object.count == 1, let (kindName, config) = object.first else {
             throw CaravanError.validation(
                 pointer,
-                "a tool is an object with one key: http, mcp, agent, workflow or wasm"
+                "a tool is an object with one key: http, mcp, agent, workflow, wasm or knowledge"
             )
         }
         guard let fields = config.objectValue else {
@@ -449,7 +459,8 @@ public struct AgentTool: Sendable {
         case "mcp": allowed = ["name", "command", "url", "headers", "env", "tools", "approval"]
         case "agent", "workflow": allowed = ["name", "description", "approval"]
         case "wasm": allowed = ["name", "description", "module", "version", "approval"]
-        default: throw CaravanError.validation(base, "is not a tool kind (http, mcp, agent, workflow, wasm)")
+        case "knowledge": allowed = ["name", "description", "collection", "k", "approval"]
+        default: throw CaravanError.validation(base, "is not a tool kind (http, mcp, agent, workflow, wasm, knowledge)")
         }
         for key in fields.keys.sorted() where !allowed.contains(key) {
             fail(key, "is not a field of a \(kindName) tool")
@@ -532,6 +543,20 @@ public struct AgentTool: Sendable {
                 }
             }
             kind = .wasm(module: module, version: version)
+        case "knowledge":
+            let collection = fields["collection"]?.stringValue ?? ""
+            if !DefinitionParser.isValidWorkflowName(collection) {
+                fail("collection", "is required: the name of a collection ([a-z0-9-]{1,64})")
+            }
+            var k = 5
+            if let value = fields["k"] {
+                if case .int(let number) = value, (1...20).contains(number) {
+                    k = Int(number)
+                } else {
+                    fail("k", "must be an integer from 1 to 20")
+                }
+            }
+            kind = .knowledge(collection: collection, k: k)
         default:
             if !DefinitionParser.isValidWorkflowName(name) { fail("name", "must name a workflow ([a-z0-9-]{1,64})") }
             kind = .workflow(name)

@@ -181,7 +181,13 @@ public struct AgentLoopStep: StepExecutor {
                 let text = record.message.content ?? ""
                 guard let schema = definition.outputSchema else {
                     try await finishThread(threadID, context: context, messages: conversation)
-                    return .string(text)
+                    guard !definition.knowledgeTools.isEmpty else { return .string(text) }
+                    // An agent that searches knowledge answers with the passages its answer cites as [n].
+                    let cited = Self.passages(in: conversation, tools: definition.knowledgeTools).filter { passage in
+                        guard case .int(let number)? = passage["n"] else { return false }
+                        return text.contains("[\(number)]")
+                    }
+                    return ["answer": .string(text), "citations": .array(cited.map(Self.citation))]
                 }
                 let problems = Self.problems(of: text, against: schema)
                 if case .success(let value) = problems {
@@ -212,6 +218,7 @@ public struct AgentLoopStep: StepExecutor {
                     turn: turn,
                     offered: offered,
                     journal: journal,
+                    firstPassage: Self.passages(in: conversation, tools: definition.knowledgeTools).count + 1,
                     context: context
                 )
                 let message = ChatMessage.tool(callID: call.id, name: call.name, content: result.content)
@@ -221,6 +228,23 @@ public struct AgentLoopStep: StepExecutor {
         }
     }
 
+    /// The passages that the knowledge tools named `tools` returned in `messages`, in order (numbered across them).
+    static func passages(in messages: [ChatMessage], tools: Set<String>) -> [JSONValue] {
+        guard !tools.isEmpty else { return [] }
+        return messages.filter { $0.role == .tool && tools.contains($0.name ?? "") }.flatMap { message in
+            (try? JSONValue(parsing: Array((message.content ?? "").utf8), maxDepth: 16))?["passages"]?.arrayValue ?? []
+        }
+    }
+
+    /// A passage as the run's output cites it: where it is, not its text.
+    static func citation(_ passage: JSONValue) -> JSONValue {
+        [
+            "n": passage["n"] ?? .null, "document": passage["document"] ?? .null,
+            "document_id": passage["document_id"] ?? .null, "position": passage["position"] ?? .null,
+            "chunk_id": passage["chunk_id"] ?? .null,
+        ]
+    }
+
     /// Runs one tool call, or replays its recorded result.
     private func runTool(
         _ call: ToolCall,
@@ -228,6 +252,7 @@ public struct AgentLoopStep: StepExecutor {
         turn: Int,
         offered: [OfferedTool],
         journal: StepJournal,
+        firstPassage: Int,
         context: StepContext
     ) async throws(Failure) -> ToolResult {
         let key = "tool:\(turn):\(index)"
@@ -281,6 +306,7 @@ public struct AgentLoopStep: StepExecutor {
                         tool,
                         arguments: arguments,
                         callID: "\(turn)-\(index)",
+                        firstPassage: firstPassage,
                         context: context
                     )
                 }

@@ -1,5 +1,5 @@
 import AsyncHTTPClient
-import CaravanCore
+public import CaravanCore
 public import CaravanEngine
 import CaravanModels
 public import CaravanOutbound
@@ -33,6 +33,8 @@ public final class AgentToolbox: Sendable {
     let secrets: (any SecretResolver)?
     /// Calls the organization's WebAssembly modules.
     let modules: WasmModuleRunner?
+    /// Searches the organization's knowledge collections.
+    let knowledge: (any KnowledgeSearcher)?
     /// The largest tool result handed to the model, in bytes.
     static let maxResultBytes = 64 * 1024
 
@@ -40,12 +42,14 @@ public final class AgentToolbox: Sendable {
         http: EgressHTTPClient,
         mcp: MCPConnectionCache,
         secrets: (any SecretResolver)?,
-        modules: WasmModuleRunner? = nil
+        modules: WasmModuleRunner? = nil,
+        knowledge: (any KnowledgeSearcher)? = nil
     ) {
         self.http = http
         self.mcp = mcp
         self.secrets = secrets
         self.modules = modules
+        self.knowledge = knowledge
     }
 
     /// The tools to offer the model.
@@ -113,6 +117,22 @@ public final class AgentToolbox: Sendable {
                         tool: tool
                     )
                 )
+            case .knowledge(let collection, _):
+                offered.append(
+                    OfferedTool(
+                        spec: ToolSpec(
+                            name: tool.name,
+                            description: tool.description.isEmpty
+                                ? "Search the knowledge collection '\(collection)'. Cite the passages you use as [n]."
+                                : tool.description,
+                            parameters: [
+                                "type": "object", "required": ["query"],
+                                "properties": ["query": ["type": "string", "description": "What to look for."]],
+                            ]
+                        ),
+                        tool: tool
+                    )
+                )
             case .wasm(let name, let version):
                 guard let module = try? await modules?.store.get(orgID: context.orgID, name: name, version: version)
                 else {
@@ -159,8 +179,41 @@ public final class AgentToolbox: Sendable {
 
     /// Calls a tool with validated arguments. Failures come back as an error result for the model, never thrown;
     /// only a lost lease or a cancelled run is thrown.
-    func call(_ offered: OfferedTool, arguments: JSONValue, callID: String, context: StepContext) async -> ToolResult {
+    /// - Parameter firstPassage: the number of a knowledge search's first passage (passages are numbered across
+    ///   the run).
+    func call(
+        _ offered: OfferedTool,
+        arguments: JSONValue,
+        callID: String,
+        firstPassage: Int = 1,
+        context: StepContext
+    ) async -> ToolResult {
         switch offered.tool.kind {
+        case .knowledge(let collection, let k):
+            guard let knowledge else { return ToolResult(content: "Knowledge is not available.", isError: true) }
+            do {
+                let found = try await knowledge.search(
+                    orgID: context.orgID,
+                    collection: collection,
+                    query: arguments["query"]?.stringValue ?? "",
+                    k: k
+                )
+                let passages = found.enumerated().map { index, passage -> JSONValue in
+                    [
+                        "n": .int(Int64(firstPassage + index)), "document": passage["document"] ?? .null,
+                        "document_id": passage["document_id"] ?? .null, "position": passage["position"] ?? .null,
+                        "chunk_id": passage["chunk_id"] ?? .null, "text": passage["text"] ?? .null,
+                    ]
+                }
+                return ToolResult(
+                    content: JSONValue.object(["passages": .array(passages)]).canonicalText,
+                    isError: false
+                )
+            } catch let error as CaravanError {
+                return ToolResult(content: "The search failed (\(error.code.rawValue)): \(error.detail)", isError: true)
+            } catch {
+                return ToolResult(content: "The search failed: \(error)", isError: true)
+            }
         case .http(let method, let url, let headers, let body, _):
             return await callHTTP(
                 method: method,
@@ -345,4 +398,10 @@ public final class AgentToolbox: Sendable {
         guard text.utf8.count > maxResultBytes else { return text }
         return String(decoding: Array(text.utf8.prefix(maxResultBytes)), as: UTF8.self) + "\n[truncated]"
     }
+}
+
+/// Searches a knowledge collection for an agent's `knowledge` tool (the knowledge module provides it).
+public protocol KnowledgeSearcher: Sendable {
+    /// The `k` best passages for `query`: objects with `document`, `document_id`, `position`, `chunk_id`, `text`.
+    func search(orgID: String, collection: String, query: String, k: Int) async throws -> [JSONValue]
 }

@@ -497,3 +497,18 @@ public final class KnowledgeStore: Sendable {
         ]
     }
 }
+
+extension KnowledgeStore: KnowledgeSearcher {
+    /// An agent's `knowledge` tool: a hybrid search.
+    public func search(orgID: String, collection: String, query: String, k: Int) async throws -> [JSONValue] {
+        try await search(
+            orgID: orgID,
+            collection: collection,
+            query: query,
+            k: k,
+            mode: .hybrid,
+            filter: [:],
+            requestID: nil
+        )
+    }
+}

@@ -195,11 +195,13 @@ public func buildApplication(
         meter: catalogMeter,
         logger: logger
     )
+    let knowledge = KnowledgeStore(database: database, gateway: gateway, clock: clock)
     let toolbox = AgentToolbox(
         http: egressClient,
         mcp: mcpConnections,
         secrets: secretResolver,
-        modules: modules
+        modules: modules,
+        knowledge: knowledge
     )
 
     // Notifications to people (Slack-compatible and JSON webhooks, email through the organization's SMTP server).
@@ -354,7 +356,7 @@ public func buildApplication(
     ).register(in: routes)
     WorkflowRoutes(engine: engine, bodies: bodies, catalog: listingCatalog).register(in: routes)
     CatalogRoutes(catalog: listingCatalog, bodies: bodies).register(in: routes)
-    KnowledgeRoutes(knowledge: KnowledgeStore(database: database, gateway: gateway, clock: clock)).register(in: routes)
+    KnowledgeRoutes(knowledge: knowledge).register(in: routes)
     ModuleRoutes(runner: modules, secrets: secretResolver, bodies: bodies, catalog: listingCatalog).register(in: routes)
 
     // The console calls the API in process, through the same router, with the signed-in user's session.

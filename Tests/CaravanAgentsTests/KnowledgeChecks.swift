@@ -110,6 +110,35 @@ enum KnowledgeChecks {
         let afterDelete = try await search(world, ["query": "invoices", "mode": "text", "k": 5])
         #expect(afterDelete.allSatisfy { $0["document"] == "copy" } && afterDelete.count == 1, "\(afterDelete)")
 
+        // An agent searches the collection and cites what it used; its output names the passages cited.
+        try await world.putAgent(
+            "librarian",
+            """
+            name: librarian
+            model: local/m1
+            instructions: Answer from the documents, citing them.
+            tools:
+              - knowledge: {name: search_docs, collection: docs, k: 2}
+            """
+        )
+        world.openAI.respond { request in
+            guard let result = request.lastToolResult else {
+                return .toolCall("search_docs", arguments: #"{"query": "invoices"}"#, id: "call_search")
+            }
+            return .text(result.contains("Invoices are sent monthly") ? "Monthly, by email [1]." : "I do not know.")
+        }
+        let answered = try await world.runAgent("librarian", input: "When are invoices sent?")
+        #expect(answered["output"]?["answer"] == "Monthly, by email [1].", "\(answered)")
+        let citations = answered["output"]?["citations"]?.arrayValue ?? []
+        #expect(
+            citations.count == 1 && citations.first?["n"] == 1 && citations.first?["document"] == "copy",
+            "\(answered)"
+        )
+        #expect(citations.first?["position"] == 1, "\(citations)")
+        let runID = try #require(answered["id"]?.stringValue)
+        let returned = try await world.events(runID).filter { $0["type"] == "tool.result" }
+        #expect("\(returned)".contains("Invoices are sent monthly"), "the run's events record the passages returned")
+
         // Hostile input: a clear problem, the collection unchanged.
         let pdf = try await add(world, ["name": "scan", "text": "%PDF-1.7", "format": "pdf"])
         #expect(pdf.status.code == 415 && pdf.json["code"] == "unsupported_media_type", "\(pdf.json)")
