@@ -238,6 +238,8 @@ let package = Package(
             dependencies: [
                 "CaravanCore",
                 "CaravanStorage",
+                "CaravanEngine",
+                "CaravanWorkflow",
                 "CaravanAgents",
                 "CaravanModels",
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -219,6 +219,7 @@ public func buildApplication(
             TemplateStep(), HTTPStep(client: egressClient), LLMStep(gateway: gateway),
             AgentLoopStep(gateway: gateway, toolbox: toolbox, threads: threads), NotifyStep(notifier: notifier),
             WasmStep(runner: modules, secrets: secretResolver),
+            SearchStep(knowledge: knowledge),
         ],
         configuration: configuration.engine,
         secrets: secretResolver,

@@ -139,6 +139,33 @@ enum KnowledgeChecks {
         let returned = try await world.events(runID).filter { $0["type"] == "tool.result" }
         #expect("\(returned)".contains("Invoices are sent monthly"), "the run's events record the passages returned")
 
+        // A workflow's search step.
+        let lookup = try await SecurityChecks.putWorkflow(
+            world,
+            "lookup",
+            """
+            name: lookup
+            steps:
+              - id: find
+                search: {collection: docs, query: "{{ input.q }}", k: 1, mode: text}
+            output: "{{ steps.find.output.items }}"
+            """
+        )
+        #expect(lookup.status == .created, "\(lookup.json)")
+        let found = try await SecurityChecks.run(world, "lookup", input: ["q": "monthly invoices"])
+        #expect(found["status"] == "succeeded" && found["output"]?.arrayValue?.count == 1, "\(found)")
+        #expect(found["output"]?.arrayValue?.first?["document"] == "copy", "\(found)")
+        let invalid = try await SecurityChecks.putWorkflow(
+            world,
+            "broken",
+            "name: broken\nsteps:\n  - id: find\n    search: {query: x, mode: fuzzy}\n"
+        )
+        let pointers = (invalid.json["errors"]?.arrayValue ?? []).compactMap { $0["pointer"]?.stringValue }
+        #expect(
+            pointers.contains("/steps/0/search/collection") && pointers.contains("/steps/0/search/mode"),
+            "\(invalid.json)"
+        )
+
         // Hostile input: a clear problem, the collection unchanged.
         let pdf = try await add(world, ["name": "scan", "text": "%PDF-1.7", "format": "pdf"])
         #expect(pdf.status.code == 415 && pdf.json["code"] == "unsupported_media_type", "\(pdf.json)")
