@@ -33,6 +33,7 @@ public struct Console: Sendable {
         EventsPages(console: self).register(in: router)
         ModulePages(console: self).register(in: router)
         CatalogPages(console: self).register(in: router)
+        KnowledgePages(console: self).register(in: router)
         return router
     }
 

@@ -21,6 +21,7 @@ struct ConsoleViews: Sendable {
         .merging(EventsPages.templates) { first, _ in first }
         .merging(ModulePages.templates) { first, _ in first }
         .merging(CatalogPages.templates) { first, _ in first }
+        .merging(KnowledgePages.templates) { first, _ in first }
 
     init() throws {
         var library = MustacheLibrary()
@@ -93,6 +94,7 @@ struct ConsoleViews: Sendable {
         ("/workflows", "Workflows", "viewer"),
         ("/agents", "Agents", "viewer"),
         ("/modules", "Modules", "viewer"),
+        ("/knowledge", "Knowledge", "viewer"),
         ("/catalog", "Catalog", "viewer"),
         ("/events", "Events", "viewer"),
         ("/usage", "Usage", "viewer"),

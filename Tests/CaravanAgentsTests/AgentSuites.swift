@@ -80,6 +80,9 @@ struct AgentTests {
     @Test(arguments: TestBackend.available) func knowledge(backend: TestBackend) async throws {
         try await withAgentWorld(backend, KnowledgeChecks.collections)
     }
+    @Test(arguments: TestBackend.available) func knowledgeConsolePages(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, KnowledgeChecks.consolePages)
+    }
     @Test(arguments: TestBackend.available) func requestLog(backend: TestBackend) async throws {
         try await withAgentWorld(backend, GatewayLogChecks.requestLog)
     }

@@ -193,4 +193,32 @@ enum KnowledgeChecks {
         expectStatus(.noContent, try await client.send(.delete, "/v1/collections/docs"))
         #expect(try await client.send(.get, "/v1/collections/docs").status == .notFound)
     }
+
+    /// The console's Knowledge pages: a collection's documents, one added from the form, a search from the form;
+    /// a document's text is shown as text.
+    static func consolePages(_ world: AgentWorld) async throws {
+        let owner = try #require(world.client as? AuthenticatedClient)
+        let browser = ConsoleTestBrowser(owner.anonymous)
+        _ = try await browser.signIn(email: "owner@example.com", password: AuthenticatedClient.ownerPassword)
+        #expect(try await browser.get("/knowledge").html.contains("No collections yet"))
+        expectStatus(
+            .created,
+            try await world.client.send(.put, "/v1/collections/docs", json: #"{"embedding_model": "local/m2"}"#)
+        )
+        #expect(try await browser.get("/knowledge").html.contains("href=\"/knowledge/docs\""))
+        let added = try await browser.post(
+            "/knowledge/docs/documents",
+            [("name", "faq"), ("format", "text"), ("text", "Refunds take <b>ten</b> days.")]
+        )
+        #expect(added.html.contains("<th scope=\"row\">faq</th>"), "\(added.html)")
+        let found = try await browser.post("/knowledge/docs/search", [("query", "refunds"), ("mode", "text")])
+        #expect(
+            found.html.contains("id=\"search-results\"") && found.html.contains("&lt;b&gt;ten&lt;/b&gt;"),
+            "\(found.html)"
+        )
+        #expect(!found.html.contains("<b>ten</b>"))
+        let empty = try await browser.post("/knowledge/docs/documents", [("name", ""), ("text", "x")])
+        #expect(empty.status.code == 422 && empty.html.contains("/name"), "\(empty.status)")
+        #expect(try await browser.get("/knowledge/nothing").status == .notFound)
+    }
 }
