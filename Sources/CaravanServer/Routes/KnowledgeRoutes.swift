@@ -111,7 +111,7 @@ struct KnowledgeRoutes {
                 responses: [201: ("The document", object, "application/json")]
             )
         ) { request, context in
-            let collection = try Self.name(context)
+            let collection = try await existing(context)
             let fields = try BodyFields(
                 try await Self.documents.json(of: request),
                 allowed: ["name", "text", "format", "metadata"]
@@ -164,7 +164,7 @@ struct KnowledgeRoutes {
             let limit = try APIRequest.limit(request)
             let page = try await knowledge.documents(
                 orgID: try context.organizationID(),
-                collection: try Self.name(context),
+                collection: try await existing(context),
                 after: try APIRequest.cursor(request),
                 limit: limit
             )
@@ -227,6 +227,7 @@ struct KnowledgeRoutes {
                 responses: [200: ("The chunks found", object, "application/json")]
             )
         ) { request, context in
+            let collection = try await existing(context)
             let fields = try BodyFields(
                 try await Self.bodies.json(of: request),
                 allowed: ["query", "k", "mode", "filter"]
@@ -252,7 +253,7 @@ struct KnowledgeRoutes {
             }
             let results = try await knowledge.search(
                 orgID: try context.organizationID(),
-                collection: try Self.name(context),
+                collection: collection,
                 query: query,
                 k: k,
                 mode: mode,
@@ -261,6 +262,16 @@ struct KnowledgeRoutes {
             )
             return .json(["items": .array(results)])
         }
+    }
+
+    /// The collection the path names, which must exist in the caller's organization (checked before the body is
+    /// read, so that another organization's collection is not found rather than its request invalid).
+    func existing(_ context: CaravanRequestContext) async throws -> String {
+        let name = try Self.name(context)
+        guard try await knowledge.collection(orgID: try context.organizationID(), name: name) != nil else {
+            throw CaravanError.notFound("The collection '\(name)'")
+        }
+        return name
     }
 
     static func name(_ context: CaravanRequestContext) throws -> String {
