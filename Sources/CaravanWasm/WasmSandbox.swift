@@ -82,10 +82,13 @@ public enum WasmModuleInspector {
         }
         let imports = module.imports.map { $0.module + "." + $0.name }
         for (entry, name) in zip(module.imports, imports) {
-            guard hostFunctions.contains(name) || entry.module == wasiModule, case .function = entry.descriptor else {
+            // WASI is refused until its functions are Caravan's own, bounds-checked: WasmKit 0.4.2's stop the process
+            // on a guest pointer out of bounds, and its `poll_oneoff` sleeps on the host for as long as it is asked.
+            guard hostFunctions.contains(name), case .function = entry.descriptor else {
+                let hint = entry.module == wasiModule ? " (WASI is not offered yet: use the caravan imports)" : ""
                 throw WasmError(
                     code: "import_not_allowed",
-                    message: "The module imports \(name), which Caravan does not provide."
+                    message: "The module imports \(name), which Caravan does not provide\(hint)."
                 )
             }
         }
