@@ -179,8 +179,6 @@ let package = Package(
                 "CaravanOutbound",
                 .product(name: "WasmKit", package: "WasmKit"),
                 .product(name: "WAT", package: "WasmKit"),
-                .product(name: "WasmKitWASI", package: "WasmKit"),
-                .product(name: "WASI", package: "WasmKit"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

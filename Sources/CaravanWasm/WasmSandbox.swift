@@ -59,7 +59,7 @@ public enum WasmModuleInspector {
     public static let hostFunctions: Set<String> = [
         "caravan.log", "caravan.kv_get", "caravan.kv_put", "caravan.http_fetch", "caravan.secret",
     ]
-    /// The module of WASI preview 1's functions, which a module may import (see `WASIContext` for what they reach).
+    /// The module of WASI preview 1's functions, refused at upload for now.
     public static let wasiModule = "wasi_snapshot_preview1"
 
     /// Parses the module (a binary, or WAT text) and checks what it imports and exports.
@@ -205,38 +205,12 @@ public final class WasmSandbox: Sendable {
                 imports.define(module: "caravan", name: entry.name, function)
             }
         }
-        let isCommand =
-            module.exports.contains { $0.name == "_start" } && !module.exports.contains { $0.name == "caravan_run" }
-        var wasi: WASIContext?
-        if isCommand || module.imports.contains(where: { $0.module == WasmModuleInspector.wasiModule }) {
-            let context = try WASIContext(name: "module", input: isCommand ? input : [])
-            context.link(into: &imports, store: store)
-            wasi = context
-        }
-        defer {
-            if let wasi {
-                wasi.close()
-                let (errors, _) = wasi.stderr.written
-                for line in String(decoding: errors, as: UTF8.self).split(separator: "\n").prefix(100) {
-                    host.log(String(line))
-                }
-            }
-        }
         do {
             let instance = try module.instantiate(store: store, imports: imports)
-            if isCommand, let wasi {
-                let code = try wasi.start(instance)
-                let (output, overflowed) = wasi.stdout.written
-                guard code == 0 else {
-                    throw WasmError(code: "exit_failure", message: "The module exited with code \(code).")
-                }
-                guard !overflowed else {
-                    throw WasmError(
-                        code: "output_too_large",
-                        message: "The module wrote more than \(WASIContext.maxOutputBytes) bytes."
-                    )
-                }
-                return output
+            if let start = instance.exports[function: "_start"], instance.exports[function: "caravan_run"] == nil {
+                // A command imports nothing (WASI is refused at upload), so it has no output to give.
+                _ = try start.invoke([])
+                return []
             }
             guard let memory = instance.exports[memory: "memory"],
                 let alloc = instance.exports[function: "caravan_alloc"],
