@@ -115,6 +115,11 @@ final class HostFunctions: Sendable {
         }
     }
 
+    /// Refuses every host function once the deadline has passed (the error is kept).
+    func checkDeadline() throws(WasmError) {
+        try guarded {}
+    }
+
     /// Runs a host function once the deadline is checked; keeps its error.
     private func guarded<Value>(_ body: () throws(WasmError) -> Value) throws(WasmError) -> Value {
         do throws(WasmError) {

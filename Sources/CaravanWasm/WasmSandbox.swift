@@ -59,7 +59,7 @@ public enum WasmModuleInspector {
     public static let hostFunctions: Set<String> = [
         "caravan.log", "caravan.kv_get", "caravan.kv_put", "caravan.http_fetch", "caravan.secret",
     ]
-    /// The module of WASI preview 1's functions, refused at upload for now.
+    /// The module of WASI preview 1's functions (see `WASIFunctions` for what they reach).
     public static let wasiModule = "wasi_snapshot_preview1"
 
     /// Parses the module (a binary, or WAT text) and checks what it imports and exports.
@@ -82,13 +82,25 @@ public enum WasmModuleInspector {
         }
         let imports = module.imports.map { $0.module + "." + $0.name }
         for (entry, name) in zip(module.imports, imports) {
-            // WASI is refused until its functions are Caravan's own, bounds-checked: WasmKit 0.4.2's stop the process
-            // on a guest pointer out of bounds, and its `poll_oneoff` sleeps on the host for as long as it is asked.
-            guard hostFunctions.contains(name), case .function = entry.descriptor else {
-                let hint = entry.module == wasiModule ? " (WASI is not offered yet: use the caravan imports)" : ""
+            guard case .function(let typeIndex) = entry.descriptor else {
                 throw WasmError(
                     code: "import_not_allowed",
-                    message: "The module imports \(name), which Caravan does not provide\(hint)."
+                    message: "The module imports \(name), which is not a function; Caravan provides only functions."
+                )
+            }
+            if entry.module == wasiModule, let expected = WASIFunctions.signatures[entry.name] {
+                guard module.functionType(at: typeIndex) == expected else {
+                    throw WasmError(
+                        code: "import_not_allowed",
+                        message: "The module imports \(name) with another type than WASI preview 1 gives it."
+                    )
+                }
+                continue
+            }
+            guard hostFunctions.contains(name) else {
+                throw WasmError(
+                    code: "import_not_allowed",
+                    message: "The module imports \(name), which Caravan does not provide."
                 )
             }
         }
@@ -199,18 +211,42 @@ public final class WasmSandbox: Sendable {
         store.resourceLimiter = limiter
         store.fuel = Fuel(remaining: limits.fuel)
         let functions = HostFunctions(host: host, deadline: deadline)
+        let isCommand =
+            module.exports.contains { $0.name == "_start" } && !module.exports.contains { $0.name == "caravan_run" }
+        let wasi =
+            isCommand || module.imports.contains(where: { $0.module == WasmModuleInspector.wasiModule })
+            ? WASIFunctions(name: "module", input: isCommand ? input : [], host: functions) : nil
         var imports = Imports()
-        for entry in module.imports where entry.module == "caravan" {
-            if let function = functions.function(entry.name, store: store) {
-                imports.define(module: "caravan", name: entry.name, function)
+        for entry in module.imports {
+            let function =
+                entry.module == "caravan"
+                ? functions.function(entry.name, store: store)
+                : entry.module == WasmModuleInspector.wasiModule ? wasi?.function(entry.name, store: store) : nil
+            if let function { imports.define(module: entry.module, name: entry.name, function) }
+        }
+        defer {
+            for line in wasi?.logLines(includingOutput: !isCommand, limit: HostFunctions.maxLogLines) ?? [] {
+                host.log(line)
             }
         }
         do {
             let instance = try module.instantiate(store: store, imports: imports)
-            if let start = instance.exports[function: "_start"], instance.exports[function: "caravan_run"] == nil {
-                // A command imports nothing (WASI is refused at upload), so it has no output to give.
-                _ = try start.invoke([])
-                return []
+            if isCommand, let wasi, let start = instance.exports[function: "_start"] {
+                do { _ = try start.invoke([]) } catch {
+                    // `proc_exit` ends the command by throwing; anything else is the call's failure.
+                    guard wasi.exitCode != nil, functions.failure == nil else { throw error }
+                }
+                if let code = wasi.exitCode, code != 0 {
+                    throw WasmError(code: "exit_failure", message: "The module exited with code \(code).")
+                }
+                let (output, overflowed) = wasi.output
+                guard !overflowed else {
+                    throw WasmError(
+                        code: "output_too_large",
+                        message: "The module wrote more than \(WASIFunctions.maxOutputBytes) bytes."
+                    )
+                }
+                return output
             }
             guard let memory = instance.exports[memory: "memory"],
                 let alloc = instance.exports[function: "caravan_alloc"],
@@ -231,6 +267,9 @@ public final class WasmSandbox: Sendable {
             throw error
         } catch {
             if let failure = functions.failure { throw failure }
+            if let code = wasi?.exitCode {
+                throw WasmError(code: "exit_failure", message: "The module exited (code \(code)) instead of answering.")
+            }
             throw classify(error, limiter: limiter)
         }
     }

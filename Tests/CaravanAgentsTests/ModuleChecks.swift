@@ -323,9 +323,10 @@ enum ModuleChecks {
         #expect(long.json["output"] == ["length": 12_356], "\(long.json)")
     }
 
-    /// WASI imports are refused at upload, naming the import (WasmKit's own WASI functions are not safe to offer):
-    /// the C example built from source, and a command in WAT. A command that imports nothing still runs, and its
-    /// empty standard output is not JSON.
+    /// WASI preview 1 commands: the C example built from source (input on stdin, output on stdout), and in WAT what a
+    /// command may not have: no directory is opened, the clock stays at the epoch, an exit code fails the call. Hostile
+    /// commands: pointers outside the memory answer `EFAULT` (the process unharmed), `poll_oneoff` answers `ENOSYS`
+    /// at once instead of sleeping, an import of the wrong type is refused at upload.
     static func wasi(_ world: AgentWorld) async throws {
         if let clang {
             let output = FileManager.default.temporaryDirectory.appendingPathComponent("shout-\(UUID()).wasm")
@@ -337,25 +338,108 @@ enum ModuleChecks {
             compiler.waitUntilExit()
             #expect(compiler.terminationStatus == 0)
             let binary = try Data(contentsOf: output)
-            let refused = try await put(world, "shout", ["wasm": .string(binary.base64EncodedString())])
-            #expect(
-                refused.status.code == 422 && "\(refused.json)".contains("wasi_snapshot_preview1"),
-                "\(refused.json)"
-            )
+            let uploaded = try await put(world, "shout", ["wasm": .string(binary.base64EncodedString())])
+            expectStatus(.created, uploaded)
+            #expect(uploaded.json["abi"] == "wasi", "\(uploaded.json)")
+            let answer = try await call(world, "shout", ["greeting": "hi \"you\"", "n": 1, "ok": true])
+            #expect(answer.json["output"] == ["GREETING": "HI \"YOU\"", "N": 1, "OK": true], "\(answer.json)")
         }
+        let sandboxed = """
+            (module
+              (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
+              (import "wasi_snapshot_preview1" "fd_prestat_get" (func $prestat (param i32 i32) (result i32)))
+              (import "wasi_snapshot_preview1" "environ_sizes_get" (func $environ (param i32 i32) (result i32)))
+              (import "wasi_snapshot_preview1" "path_open"
+                (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+              (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+              (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+              (memory (export "memory") 1)
+              (data (i32.const 64) "{\\"epoch\\":true}")
+              (data (i32.const 96) "/etc/passwd")
+              (func (export "_start")
+                (i64.store (i32.const 16) (i64.const 99))
+                (drop (call $clock (i32.const 0) (i64.const 1) (i32.const 16)))
+                (if (i64.ne (i64.load (i32.const 16)) (i64.const 0)) (then (call $exit (i32.const 5))))
+                (if (i32.ne (call $prestat (i32.const 3) (i32.const 32)) (i32.const 8)) (then (call $exit (i32.const 6))))
+                (drop (call $environ (i32.const 40) (i32.const 44)))
+                (if (i32.ne (i32.load (i32.const 40)) (i32.const 0)) (then (call $exit (i32.const 7))))
+                (if (i32.eqz (call $open (i32.const 3) (i32.const 0) (i32.const 96) (i32.const 11) (i32.const 0)
+                      (i64.const -1) (i64.const -1) (i32.const 0) (i32.const 48)))
+                  (then (call $exit (i32.const 8))))
+                (i32.store (i32.const 0) (i32.const 64))
+                (i32.store (i32.const 4) (i32.const 14))
+                (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
+            """
+        expectStatus(.created, try await put(world, "sandboxed", ["wat": .string(sandboxed)]))
+        let answer = try await call(world, "sandboxed", [:])
+        #expect(answer.json["output"] == ["epoch": true], "\(answer.json)")
         let exiting = """
             (module
               (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
               (memory (export "memory") 1)
               (func (export "_start") (call $exit (i32.const 3))))
             """
-        let refused = try await put(world, "exiting", ["wat": .string(exiting)])
-        #expect(refused.status.code == 422 && "\(refused.json)".contains("proc_exit"), "\(refused.json)")
-        #expect(try await world.client.send(.get, "/v1/modules/exiting").status == .notFound)
-        let quiet = "(module (memory (export \"memory\") 1) (func (export \"_start\")))"
-        expectStatus(.created, try await put(world, "quiet", ["wat": .string(quiet)]))
-        let answer = try await call(world, "quiet", [:])
-        #expect(answer.json["code"] == "invalid_output", "\(answer.json)")
+        expectStatus(.created, try await put(world, "exiting", ["wat": .string(exiting)]))
+        let failed = try await call(world, "exiting", [:])
+        #expect(failed.status.code == 422 && failed.json["code"] == "exit_failure", "\(failed.json)")
+        // Every pointer outside the memory (an iovec array, a buffer an iovec names, where the count goes, where
+        // input is read to, where random bytes go) answers EFAULT (21); poll_oneoff answers ENOSYS (52) at once; an fd
+        // that is not open answers EBADF (8). The answer lists each errno as two digits.
+        let hostile = """
+            (module
+              (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+              (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+              (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+              (import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))
+              (memory (export "memory") 1)
+              (data (i32.const 400) "[\\"00\\",\\"00\\",\\"00\\",\\"00\\",\\"00\\",\\"00\\",\\"00\\"]")
+              (func $put (param $index i32) (param $errno i32)
+                (local $at i32)
+                (local.set $at (i32.add (i32.const 402) (i32.mul (local.get $index) (i32.const 5))))
+                (i32.store8 (local.get $at) (i32.add (i32.const 48) (i32.div_u (local.get $errno) (i32.const 10))))
+                (i32.store8 (i32.add (local.get $at) (i32.const 1))
+                  (i32.add (i32.const 48) (i32.rem_u (local.get $errno) (i32.const 10)))))
+              (func (export "_start")
+                (call $put (i32.const 0) (call $write (i32.const 1) (i32.const 65535) (i32.const 1) (i32.const 8)))
+                (i32.store (i32.const 0) (i32.const 70000))
+                (i32.store (i32.const 4) (i32.const 16))
+                (call $put (i32.const 1) (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+                (i32.store (i32.const 0) (i32.const 300))
+                (i32.store (i32.const 4) (i32.const 4))
+                (call $put (i32.const 2) (call $write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const -4)))
+                (i32.store (i32.const 0) (i32.const 65534))
+                (i32.store (i32.const 4) (i32.const 100))
+                (call $put (i32.const 3) (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+                (call $put (i32.const 4) (call $poll (i32.const 0) (i32.const 16) (i32.const 1) (i32.const 8)))
+                (call $put (i32.const 5) (call $random (i32.const 65530) (i32.const 100)))
+                (call $put (i32.const 6) (call $write (i32.const 9) (i32.const 0) (i32.const 1) (i32.const 8)))
+                (i32.store (i32.const 0) (i32.const 400))
+                (i32.store (i32.const 4) (i32.const 36))
+                (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
+            """
+        expectStatus(.created, try await put(world, "hostile-wasi", ["wat": .string(hostile)]))
+        let errnos = try await call(world, "hostile-wasi", [:])
+        #expect(errnos.json["output"] == ["21", "21", "21", "21", "52", "21", "08"], "\(errnos.json)")
+        let mistyped = """
+            (module
+              (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32) (result i32)))
+              (memory (export "memory") 1)
+              (func (export "_start")))
+            """
+        let refused = try await put(world, "mistyped", ["wat": .string(mistyped)])
+        #expect(
+            refused.status.code == 422 && "\(refused.json)".contains("import_not_allowed")
+                && "\(refused.json)".contains("fd_write") && "\(refused.json)".contains("another type"),
+            "\(refused.json)"
+        )
+        let unknown = """
+            (module
+              (import "wasi_snapshot_preview1" "fd_teleport" (func (param i32) (result i32)))
+              (memory (export "memory") 1)
+              (func (export "_start")))
+            """
+        let unknownRefused = try await put(world, "teleport", ["wat": .string(unknown)])
+        #expect(unknownRefused.status.code == 422 && "\(unknownRefused.json)".contains("fd_teleport"))
         let neither = try await put(world, "neither", ["wat": "(module (memory (export \"memory\") 1))"])
         #expect(neither.status.code == 422 && "\(neither.json)".contains("_start"), "\(neither.json)")
     }

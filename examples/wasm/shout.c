@@ -1,5 +1,4 @@
-// NOT ACCEPTED YET: Caravan refuses WASI imports for now (see docs/security.md). A Caravan module in C as a WASI
-// command: reads its JSON input on standard input and writes it back on standard
+// A Caravan module in C as a WASI command: reads its JSON input on standard input and writes it back on standard
 // output with every string, keys included, in capitals ({"greeting": "hi", "n": 1} -> {"GREETING": "HI", "N": 1}).
 // Build it without
 // libc (WASI's two functions are declared below):
