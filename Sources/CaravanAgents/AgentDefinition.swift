@@ -533,7 +533,7 @@ public struct AgentTool: Sendable {
             kind = .agent(name)
         case "wasm":
             let module = fields["module"]?.stringValue ?? ""
-            if module.isEmpty || module.count > 129 { fail("module", "is required: the name of a module") }
+            if module.isEmpty || module.count > 140 { fail("module", "is required: the name of a module") }
             var version: Int?
             if let value = fields["version"] {
                 if case .int(let number) = value, number >= 1 {

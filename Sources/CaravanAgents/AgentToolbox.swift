@@ -256,6 +256,7 @@ public final class AgentToolbox: Sendable {
                         input: arguments,
                         scope: context.runID,
                         meterKey: context.idempotencyKey + ":" + callID,
+                        workflow: context.workflow,
                         secrets: { names in try await secrets?.resolve(names: Set(names), for: context) ?? [:] }
                     )
                 )

@@ -73,6 +73,15 @@ public final class Catalog: Sendable {
             "names no \(request.kind.rawValue) of yours"
                 + (request.sourceVersion.map { " at version \($0)" } ?? "")
         )
+        // What an install brought is the publisher's, not this organization's, to publish.
+        let installed = try await store.install(
+            orgID: orgID,
+            kind: request.kind,
+            target: Self.target(kind: request.kind, name: request.source)
+        )
+        if installed != nil || (request.kind == .module && request.source.contains(".")) {
+            throw CaravanError.validation("/source", "was installed from the catalog; only its publisher publishes it")
+        }
         var definition: JSONValue
         var sourceVersion: Int
         var moduleRefs: [(name: String, version: Int?)] = []
@@ -135,6 +144,14 @@ public final class Catalog: Sendable {
         }
         var bundled: [BundledModule] = []
         for (name, version) in moduleRefs where !bundled.contains(where: { $0.name == name }) {
+            guard !name.contains("."),
+                try await store.install(orgID: orgID, kind: .module, target: name) == nil
+            else {
+                throw CaravanError.validation(
+                    "/source",
+                    "the \(request.kind.rawValue) calls the module '\(name)', which was installed from the catalog; a listing carries only the publisher's own modules"
+                )
+            }
             guard let module = try await modules.get(orgID: orgID, name: name, version: version) else {
                 throw CaravanError.validation(
                     "/source",
@@ -206,7 +223,7 @@ public final class Catalog: Sendable {
             try await storeSecrets(request.secrets, orgID: orgID)
             try await materialize(version, of: listing, as: name, orgID: orgID)
         } catch {
-            try? await store.delete(installID: install.id)
+            try? await store.delete(installID: install.id, now: clock.nowMilliseconds())
             throw error
         }
         return install
@@ -223,7 +240,7 @@ public final class Catalog: Sendable {
         try await materialize(version, of: listing, as: install.name, orgID: orgID)
         install.version = version.version
         install.updatedAt = clock.nowMilliseconds()
-        try await store.setVersion(installID: install.id, version: version.version, now: install.updatedAt)
+        try await store.setVersion(install)
         return install
     }
 
@@ -231,7 +248,7 @@ public final class Catalog: Sendable {
     /// ledger keeps what it recorded.
     public func uninstall(orgID: String, installID: String) async throws -> Bool {
         guard let install = try await store.install(orgID: orgID, id: installID) else { return false }
-        try await store.delete(installID: install.id)
+        try await store.delete(installID: install.id, now: clock.nowMilliseconds())
         let listing = try await store.listing(id: install.listingID)
         switch install.kind {
         case .agent: _ = try await agents.archive(orgID: orgID, name: install.name)
@@ -241,7 +258,7 @@ public final class Catalog: Sendable {
         if install.kind != .module {
             let bundled = listing?.versions.flatMap(\.modules).map(\.name) ?? []
             for name in Set(bundled) {
-                _ = try await modules.delete(orgID: orgID, name: Self.moduleName(name, of: install.name))
+                _ = try await modules.delete(orgID: orgID, name: Self.moduleName(name, of: install.target))
             }
         }
         return true
@@ -265,10 +282,14 @@ public final class Catalog: Sendable {
         else { throw CaravanError(.forbidden, "Only an organization that installed the listing may rate it.") }
     }
 
-    /// Refuses a change to an agent, workflow or module that an install keeps: it changes by upgrading the install.
-    /// - Parameter target: the workflow (`agent:NAME` for an agent) or module name.
-    public func refuseChange(orgID: String, target: String) async throws {
-        if let install = try await store.install(orgID: orgID, target: target) {
+    /// Refuses a change to an agent, workflow or module that an install keeps (a module an install brought, named
+    /// `TARGET.MODULE`, included): it changes by upgrading the install.
+    public func refuseChange(orgID: String, kind: ListingKind, name: String) async throws {
+        if kind == .module, name.contains(".") {
+            throw CaravanError(.conflict, "'\(name)' was brought by an install; upgrade or remove the install instead.")
+        }
+        if let install = try await store.install(orgID: orgID, kind: kind, target: Self.target(kind: kind, name: name))
+        {
             throw CaravanError(
                 .conflict,
                 "'\(install.name)' is installed from the catalog (install \(install.id)); upgrade or remove the install instead."
@@ -284,9 +305,10 @@ public final class Catalog: Sendable {
         }
     }
 
-    /// The name an install gives a module its agent or workflow brings: not a name a user can give (`.`), so it
-    /// cannot collide with one of the organization's own modules.
-    static func moduleName(_ module: String, of install: String) -> String { install + "." + module }
+    /// The name an install gives a module its agent or workflow brings, after the install's target (`agent:NAME`
+    /// or the workflow's name): not a name a user can give (`.`), so it collides with none of the organization's own
+    /// modules nor another install's, and the module runner lets only the target's runs call it.
+    static func moduleName(_ module: String, of target: String) -> String { target + "." + module }
 
     private func installable(
         _ listingID: String,
@@ -394,7 +416,9 @@ public final class Catalog: Sendable {
                 sha256: bundled.sha256,
                 createdAt: version.publishedAt
             )
-            let copyName = listing.kind == .module ? name : Self.moduleName(bundled.name, of: name)
+            let copyName =
+                listing.kind == .module
+                ? name : Self.moduleName(bundled.name, of: Self.target(kind: listing.kind, name: name))
             copies[bundled.name] = try await modules.copy(module, toOrgID: orgID, name: copyName)
         }
         switch listing.kind {

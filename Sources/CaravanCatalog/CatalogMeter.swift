@@ -8,7 +8,10 @@ import Synchronization
 /// Charges the uses of installed listings to the ledger: every finished run of an installed agent or workflow
 /// (found by following the runs that finish, off the engine's hot path), and every call of an installed module
 /// (told by the module runner as it ends). Each use is charged once, by its key, whichever node sees it and however
-/// often: a run retried, replayed after a crash or seen by two nodes at once is one transaction.
+/// often: a run replayed after a crash or seen by two nodes at once is one transaction. A run is charged by the
+/// terms (listing version) its install had when the run started, even if the install changed or went since; a failed
+/// or cancelled run that is retried is settled again when it finishes again (the price once it succeeds, the model
+/// costs not charged before).
 public final class CatalogMeter: Service, WasmCallMeter {
     let store: CatalogStore
     /// The platform's share of every price, in hundredths of a percent.
@@ -32,7 +35,7 @@ public final class CatalogMeter: Service, WasmCallMeter {
         logger: Logger
     ) {
         self.store = store
-        self.feeBasisPoints = feeBasisPoints
+        self.feeBasisPoints = min(max(feeBasisPoints, 0), 10_000)  // a fee is a share of the price, never more
         self.clock = clock
         self.interval = interval
         self.logger = logger
@@ -72,18 +75,22 @@ public final class CatalogMeter: Service, WasmCallMeter {
         let rows = try await database.read { executor in
             try await executor.query(
                 """
-                SELECT r.id, r.status, r.created_at, r.started_at, r.finished_at, i.id AS install_id, i.org_id,
-                    i.listing_id, i.version, i.kind, i.name, i.target, i.installed_at, i.updated_at,
-                    l.publisher_org_id, v.price_micros,
+                SELECT r.id, r.status, r.created_at, r.started_at, r.finished_at, h.install_id, h.org_id,
+                    h.listing_id, h.version, h.kind, h.name, h.target, h.from_at, l.publisher_org_id, v.price_micros,
                     (SELECT COALESCE(SUM(u.cost_usd), 0) FROM model_usage u
-                        WHERE u.run_id = r.id AND u.outcome = 'success') AS model_cost
+                        WHERE u.run_id = r.id AND u.outcome = 'success') AS model_cost,
+                    (SELECT CAST(COALESCE(SUM(e.amount_micros), 0) AS BIGINT) FROM ledger_transactions t
+                        JOIN ledger_entries e ON e.transaction_id = t.id
+                        WHERE t.run_id = r.id AND e.account = 'model_costs') AS model_charged
                 FROM runs r
-                JOIN catalog_installs i ON i.org_id = r.org_id AND i.target = r.workflow AND i.kind <> 'module'
-                JOIN catalog_listings l ON l.id = i.listing_id
-                JOIN catalog_listing_versions v ON v.listing_id = i.listing_id AND v.version = i.version
+                JOIN catalog_install_terms h ON h.org_id = r.org_id AND h.target = r.workflow AND h.kind <> 'module'
+                    AND h.from_at <= r.created_at AND (h.until_at IS NULL OR r.created_at < h.until_at)
+                JOIN catalog_listings l ON l.id = h.listing_id
+                JOIN catalog_listing_versions v ON v.listing_id = h.listing_id AND v.version = h.version
                 WHERE r.finished_at >= $1 AND r.finished_at < $2
-                    AND NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.key = 'run:' || r.id)
-                ORDER BY r.finished_at LIMIT $3
+                    AND NOT EXISTS (SELECT 1 FROM ledger_transactions t
+                        WHERE t.key = 'run:' || r.id || ':' || r.finished_at)
+                ORDER BY r.finished_at, r.id LIMIT $3
                 """,
                 [.int(through - Self.overlapMilliseconds), .int(until), .int(Int64(limit))]
             )
@@ -98,17 +105,30 @@ public final class CatalogMeter: Service, WasmCallMeter {
         let charges = try rows.map { row in
             let finished = try row.int("finished_at")
             let started = try row.optionalInt("started_at") ?? row.int("created_at")
+            let termsStart = try row.int("from_at")
+            let modelCost = Int64((try row.double("model_cost") * 1_000_000).rounded())
             return LedgerCharge(
-                key: "run:" + (try row.string("id")),
+                key: "run:\(try row.string("id")):\(finished)",
                 kind: "run",
-                install: try CatalogStore.install(row.renaming("install_id", to: "id")),
+                install: ListingInstall(
+                    id: try row.string("install_id"),
+                    orgID: try row.string("org_id"),
+                    listingID: try row.string("listing_id"),
+                    version: Int(try row.int("version")),
+                    kind: ListingKind(rawValue: try row.string("kind")) ?? .agent,
+                    name: try row.string("name"),
+                    target: try row.string("target"),
+                    installedAt: termsStart,
+                    updatedAt: termsStart
+                ),
                 publisherOrgID: try row.string("publisher_org_id"),
                 runID: try row.string("id"),
                 outcome: try row.string("status"),
                 milliseconds: max(0, finished - started),
                 at: finished,
                 priceMicros: try row.int("price_micros"),
-                modelCostMicros: Int64((try row.double("model_cost") * 1_000_000).rounded())
+                // A retried run is settled again when it finishes again: for what its models spent since.
+                modelCostMicros: max(0, modelCost + (try row.int("model_charged")))
             )
         }
         let feeBasisPoints = self.feeBasisPoints
@@ -143,8 +163,10 @@ public final class CatalogMeter: Service, WasmCallMeter {
                         [.text(install.listingID), .int(Int64(install.version))]
                     )
                 else { return }
+                // A success is charged once per call, however often it is seen; each failed attempt is a use of its
+                // own (it costs nothing), so that a later success of the same call is still charged.
                 let charge = LedgerCharge(
-                    key: "call:" + orgID + ":" + key,
+                    key: "call:" + orgID + ":" + key + (succeeded ? "" : ":failed:" + Identifier.make("att")),
                     kind: "call",
                     install: install,
                     publisherOrgID: try listing.string("publisher_org_id"),
@@ -163,12 +185,5 @@ public final class CatalogMeter: Service, WasmCallMeter {
                 metadata: ["org.id": "\(orgID)", "module": "\(module)", "error.message": "\(error)"]
             )
         }
-    }
-}
-
-extension SQLRow {
-    /// This row with the column `name` called `newName` (for a reader that expects that name).
-    func renaming(_ name: String, to newName: String) -> SQLRow {
-        SQLRow(columns: columns.map { $0 == newName ? "_" + $0 : ($0 == name ? newName : $0) }, values: values)
     }
 }

@@ -9,7 +9,34 @@ public enum CatalogSchema {
             name: "catalog and ledger",
             sqlite: tables(autoincrement: "INTEGER PRIMARY KEY AUTOINCREMENT"),
             postgres: tables(autoincrement: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
-        )
+        ),
+        // The terms each install ran under, so that a run is charged by the version installed when it started, even
+        // once the install was upgraded or removed.
+        Migration(
+            version: 17,
+            name: "catalog install terms",
+            statements: [
+                """
+                CREATE TABLE catalog_install_terms (
+                    install_id TEXT NOT NULL,
+                    org_id TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    name TEXT NOT NULL,
+                    target TEXT NOT NULL,
+                    listing_id TEXT NOT NULL,
+                    version BIGINT NOT NULL,
+                    from_at BIGINT NOT NULL,
+                    until_at BIGINT,
+                    PRIMARY KEY (install_id, from_at)
+                )
+                """,
+                "CREATE INDEX catalog_install_terms_target ON catalog_install_terms (org_id, target, from_at)",
+                """
+                INSERT INTO catalog_install_terms (install_id, org_id, kind, name, target, listing_id, version, from_at)
+                SELECT id, org_id, kind, name, target, listing_id, version, installed_at FROM catalog_installs
+                """,
+            ]
+        ),
     ]
 
     private static func tables(autoincrement: String) -> [String] {

@@ -223,12 +223,13 @@ public struct CatalogStore: Sendable {
         }
     }
 
-    /// The install whose agent, workflow or module is `target` in `orgID` (an agent's target is `agent:NAME`).
-    public func install(orgID: String, target: String) async throws -> ListingInstall? {
+    /// The install of `kind` whose agent, workflow or module is `target` in `orgID` (an agent's target is
+    /// `agent:NAME`).
+    public func install(orgID: String, kind: ListingKind, target: String) async throws -> ListingInstall? {
         try await database.read { executor in
             try await executor.queryFirst(
-                "SELECT * FROM catalog_installs WHERE org_id = $1 AND target = $2",
-                [.text(orgID), .text(target)]
+                "SELECT * FROM catalog_installs WHERE org_id = $1 AND kind = $2 AND target = $3",
+                [.text(orgID), .text(kind.rawValue), .text(target)]
             ).map(Self.install)
         }
     }
@@ -246,8 +247,8 @@ public struct CatalogStore: Sendable {
         }?[name]
     }
 
-    /// Claims the install's names; `nil` when the organization installed this listing already or an install
-    /// holds the name.
+    /// Claims the install's names and opens its first terms; `false` when the organization installed this listing
+    /// already or an install holds the name.
     func insert(_ install: ListingInstall) async throws -> Bool {
         do {
             try await installedModules.change(in: database) { executor in
@@ -263,6 +264,7 @@ public struct CatalogStore: Sendable {
                         .int(install.installedAt),
                     ]
                 )
+                try await Self.openTerms(of: install, at: install.installedAt, in: executor)
             }
             return true
         } catch let error as StorageError where error.code == .conflict {
@@ -270,19 +272,47 @@ public struct CatalogStore: Sendable {
         }
     }
 
-    func setVersion(installID: String, version: Int, now: Int64) async throws {
+    /// Moves the install to `install.version` from `install.updatedAt` on: runs that started before keep the terms
+    /// they started under.
+    func setVersion(_ install: ListingInstall) async throws {
         try await installedModules.change(in: database) { executor in
             try await executor.execute(
                 "UPDATE catalog_installs SET version = $2, updated_at = $3 WHERE id = $1",
-                [.text(installID), .int(Int64(version)), .int(now)]
+                [.text(install.id), .int(Int64(install.version)), .int(install.updatedAt)]
             )
+            try await Self.closeTerms(installID: install.id, at: install.updatedAt, in: executor)
+            try await Self.openTerms(of: install, at: install.updatedAt, in: executor)
         }
     }
 
-    func delete(installID: String) async throws {
+    /// Removes the install; its terms end now (runs under way are still charged by them).
+    func delete(installID: String, now: Int64) async throws {
         try await installedModules.change(in: database) { executor in
             try await executor.execute("DELETE FROM catalog_installs WHERE id = $1", [.text(installID)])
+            try await Self.closeTerms(installID: installID, at: now, in: executor)
         }
+    }
+
+    private static func openTerms(of install: ListingInstall, at now: Int64, in executor: any SQLExecutor) async throws
+    {
+        try await executor.execute(
+            """
+            INSERT INTO catalog_install_terms (install_id, org_id, kind, name, target, listing_id, version, from_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            ON CONFLICT (install_id, from_at) DO UPDATE SET version = $7, until_at = NULL
+            """,
+            [
+                .text(install.id), .text(install.orgID), .text(install.kind.rawValue), .text(install.name),
+                .text(install.target), .text(install.listingID), .int(Int64(install.version)), .int(now),
+            ]
+        )
+    }
+
+    private static func closeTerms(installID: String, at now: Int64, in executor: any SQLExecutor) async throws {
+        try await executor.execute(
+            "UPDATE catalog_install_terms SET until_at = $2 WHERE install_id = $1 AND until_at IS NULL",
+            [.text(installID), .int(now)]
+        )
     }
 
     // MARK: Ratings

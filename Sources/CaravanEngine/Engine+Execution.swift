@@ -433,11 +433,14 @@ extension Engine {
             if let items = launch.items {
                 var outputs: [JSONValue] = []
                 outputs.reserveCapacity(items.count)
-                for item in items {
+                for (index, item) in items.enumerated() {
                     let config = try render(item)
+                    // Each item is a call of its own for services that deduplicate (and for the catalog's meter).
+                    var itemContext = context
+                    itemContext.idempotencyKey += ":\(index)"
                     outputs.append(
-                        try await Self.withTimeout(timeout) { () async throws(Failure) -> JSONValue in
-                            try await executor.execute(config, context: context)
+                        try await Self.withTimeout(timeout) { [itemContext] () async throws(Failure) -> JSONValue in
+                            try await executor.execute(config, context: itemContext)
                         }
                     )
                 }

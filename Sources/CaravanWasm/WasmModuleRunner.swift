@@ -55,6 +55,9 @@ public final class WasmModuleRunner: Sendable {
         /// What names this call for the meter, the same for every attempt of it (a step's idempotency key, a
         /// tool call's id, a request's id); `nil` for a call that is not metered.
         public var meterKey: String?
+        /// The workflow whose run makes the call (`agent:NAME` for an agent's); `nil` outside a run. A module named
+        /// `OWNER.MODULE` (a copy an install of the catalog brings) answers only runs of `OWNER`.
+        public var workflow: String?
 
         public init(
             orgID: String,
@@ -63,6 +66,7 @@ public final class WasmModuleRunner: Sendable {
             input: JSONValue,
             scope: String,
             meterKey: String?,
+            workflow: String? = nil,
             secrets: @escaping @Sendable ([String]) async throws -> [String: String]
         ) {
             self.orgID = orgID
@@ -71,6 +75,7 @@ public final class WasmModuleRunner: Sendable {
             self.input = input
             self.scope = scope
             self.meterKey = meterKey
+            self.workflow = workflow
             self.secrets = secrets
         }
     }
@@ -111,6 +116,13 @@ public final class WasmModuleRunner: Sendable {
     }
 
     private func perform(_ call: Call) async throws(Failure) -> JSONValue {
+        if let dot = call.module.lastIndex(of: "."), call.workflow != String(call.module[..<dot]) {
+            throw Failure(
+                code: "module_not_callable",
+                message: "'\(call.module)' belongs to what an install brought; only its own runs call it.",
+                retryable: false
+            )
+        }
         let module: WasmModuleDefinition
         let binary: [UInt8]
         let secrets: [String: String]

@@ -13,7 +13,7 @@ public struct WasmStep: StepExecutor {
         for key in object.keys.sorted() where !["module", "version", "input"].contains(key) {
             errors.append(.init(pointer: pointer + "/" + key, detail: "is not a field of a wasm step"))
         }
-        if object["module"]?.stringValue.map({ !$0.isEmpty && $0.count <= 129 }) != true {
+        if object["module"]?.stringValue.map({ !$0.isEmpty && $0.count <= 140 }) != true {
             errors.append(.init(pointer: pointer + "/module", detail: "is required: the name of a module"))
         }
         if let version = object["version"] {
@@ -44,6 +44,7 @@ public struct WasmStep: StepExecutor {
                 input: config["input"] ?? [:],
                 scope: context.runID,
                 meterKey: context.idempotencyKey,
+                workflow: context.workflow,
                 secrets: { names in try await secrets?.resolve(names: Set(names), for: context) ?? [:] }
             )
         )

@@ -74,6 +74,9 @@ struct AgentTests {
     @Test(arguments: TestBackend.available) func catalogModules(backend: TestBackend) async throws {
         try await withAgentWorld(backend, CatalogChecks.moduleListing)
     }
+    @Test(arguments: TestBackend.available) func catalogTerms(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, CatalogChecks.terms)
+    }
     @Test(arguments: TestBackend.available) func catalogConsolePages(backend: TestBackend) async throws {
         try await withAgentWorld(backend, CatalogChecks.consolePages)
     }

@@ -178,9 +178,53 @@ enum CatalogChecks {
         // In B the agent calls its own copy of the module, and B cannot edit what the install keeps.
         let agent = try await client.send(.get, "/v1/agents/helper", headers: b)
         #expect(
-            agent.json["definition"]?["tools"]?.arrayValue?.first?["wasm"]?["module"] == "helper.echo",
+            agent.json["definition"]?["tools"]?.arrayValue?.first?["wasm"]?["module"] == "agent:helper.echo",
             "\(agent.json)"
         )
+        // The copy answers only the install's own runs: not B's calls through the API, nor B's own workflows.
+        let direct = try await client.send(
+            .post,
+            "/v1/modules/agent:helper.echo/call",
+            json: #"{"input": {"word": "free"}}"#,
+            headers: b
+        )
+        #expect(direct.status.code == 422 && direct.json["code"] == "module_not_callable", "\(direct.json)")
+        let borrowing = "name: borrow\nsteps:\n  - id: e\n    wasm: {module: \"agent:helper.echo\", input: {word: x}}\n"
+        expectStatus(
+            .created,
+            try await client.send(
+                .put,
+                "/v1/workflows/borrow",
+                json: borrowing,
+                contentType: "application/yaml",
+                headers: b
+            )
+        )
+        let borrowed = try await client.send(
+            .post,
+            "/v1/workflows/borrow/runs?wait=20s",
+            json: #"{"input": {}}"#,
+            headers: b
+        )
+        #expect(
+            borrowed.json["status"] == "failed" && "\(borrowed.json)".contains("module_not_callable"),
+            "\(borrowed.json)"
+        )
+        // What B installed is A's: B cannot publish it as its own.
+        let republished = try await client.send(
+            .post,
+            "/v1/catalog/listings",
+            json: #"{"kind": "agent", "source": "helper", "price_micros": 1}"#,
+            headers: b
+        )
+        #expect(republished.status.code == 422 && "\(republished.json)".contains("installed"), "\(republished.json)")
+        let missingRating = try await client.send(
+            .put,
+            "/v1/catalog/listings/lst_missing/rating",
+            json: #"{"stars": 5}"#,
+            headers: b
+        )
+        #expect(missingRating.status == .notFound, "\(missingRating.json)")
         let edit = try await client.send(
             .put,
             "/v1/agents/helper",
@@ -384,6 +428,10 @@ enum CatalogChecks {
             steps:
               - id: words
                 wasm: {module: words, input: {from: step}}
+              - id: each
+                needs: [words]
+                for_each: input.items
+                wasm: {module: words, input: {item: "{{ item }}"}}
             """
         expectStatus(
             .created,
@@ -395,17 +443,23 @@ enum CatalogChecks {
                 headers: b
             )
         )
-        let run = try await client.send(.post, "/v1/workflows/twice/runs?wait=20s", json: #"{"input": {}}"#, headers: b)
+        let run = try await client.send(
+            .post,
+            "/v1/workflows/twice/runs?wait=20s",
+            json: #"{"input": {"items": ["x", "y", "z"]}}"#,
+            headers: b
+        )
         #expect(run.json["status"] == "succeeded", "\(run.json)")
+        // The step's call and each of the for_each step's three: seven calls in all, each charged.
         let ledger = try await client.send(.get, "/v1/ledger", headers: b).json
         let purchases = entries(ledger, account: "purchases")
-        #expect(purchases.count == 4 && purchases.allSatisfy { $0["amount_micros"] == -7 }, "\(ledger)")
+        #expect(purchases.count == 7 && purchases.allSatisfy { $0["amount_micros"] == -7 }, "\(ledger)")
         let trapID = try #require(trapListing.json["id"]?.stringValue)
         let trapStats = try await client.send(.get, "/v1/catalog/listings/\(trapID)", headers: b).json
         #expect(trapStats["reputation"]?["uses"] == 1 && trapStats["reputation"]?["succeeded"] == 0, "\(trapStats)")
         let aStatement = try await client.send(.get, "/v1/ledger/statement").json
         // 7 micro-dollars less a 10 % fee rounded down: 7 each.
-        #expect(aStatement["accounts"]?["sales"] == 28, "\(aStatement)")
+        #expect(aStatement["accounts"]?["sales"] == 49, "\(aStatement)")
         let bEdit = try await client.send(
             .put,
             "/v1/modules/words",
@@ -413,6 +467,129 @@ enum CatalogChecks {
             headers: b
         )
         #expect(bEdit.status == .conflict, "\(bEdit.json)")
+    }
+
+    /// What a run is charged: by the version installed when it started, even once the install is upgraded or removed
+    /// before it ends; a failed run retried is charged its price once it succeeds.
+    static func terms(_ world: AgentWorld) async throws {
+        let client = world.client
+        // Fails the first time it is called in a run, and answers {"ok": true} from then on (its kv store is the
+        // run's, kept across a retry).
+        let secondTime = """
+            (module
+              (import "caravan" "kv_get" (func $kv_get (param i32 i32) (result i64)))
+              (import "caravan" "kv_put" (func $kv_put (param i32 i32 i32 i32)))
+              (memory (export "memory") 2)
+            \(ModuleChecks.allocator)
+              (data (i32.const 0) "n")
+              (data (i32.const 16) "{\\"ok\\":true}")
+              (func (export "caravan_run") (param $ptr i32) (param $len i32) (result i64)
+                (if (i64.eq (call $kv_get (i32.const 0) (i32.const 1)) (i64.const -1))
+                  (then (call $kv_put (i32.const 0) (i32.const 1) (i32.const 0) (i32.const 1)) (unreachable)))
+                (i64.or (i64.shl (i64.const 16) (i64.const 32)) (i64.const 11))))
+            """
+        expectStatus(
+            .created,
+            try await ModuleChecks.put(world, "second-time", ["wat": .string(secondTime), "permissions": ["kv": true]])
+        )
+        let flaky = """
+            name: flaky
+            steps:
+              - id: once
+                retry: {max_attempts: 1}
+                wasm: {module: second-time, input: {}}
+            """
+        let napper = "name: napper\nsteps:\n  - {id: nap, sleep: 3s}\n"
+        for (name, definition) in [("flaky", flaky), ("napper", napper)] {
+            expectStatus(
+                .created,
+                try await client.send(.put, "/v1/workflows/\(name)", json: definition, contentType: "application/yaml")
+            )
+        }
+        func publish(_ source: String, price: Int) async throws -> String {
+            let published = try await client.send(
+                .post,
+                "/v1/catalog/listings",
+                json: #"{"kind": "workflow", "source": "\#(source)", "price_micros": \#(price)}"#
+            )
+            #expect(published.status == .created, "\(published.json)")
+            return try #require(published.json["id"]?.stringValue)
+        }
+        let flakyID = try await publish("flaky", price: 500)
+        let napperID = try await publish("napper", price: 100)
+        let b = try await world.otherOrganization()
+        var installs: [String: String] = [:]
+        for id in [flakyID, napperID] {
+            let installed = try await client.send(
+                .post,
+                "/v1/catalog/installs",
+                json: #"{"listing": "\#(id)"}"#,
+                headers: b
+            )
+            #expect(installed.status == .created, "\(installed.json)")
+            installs[id] = installed.json["id"]?.stringValue
+        }
+
+        // A failed run, retried: charged its price once, when it succeeds.
+        let failed = try await client.send(.post, "/v1/workflows/flaky/runs?wait=20s", json: "{}", headers: b)
+        #expect(failed.json["status"] == "failed", "\(failed.json)")
+        let runID = try #require(failed.json["id"]?.stringValue)
+        // Its failure is settled first (no price, no model cost: a use that did not succeed).
+        let settled = try await eventually({
+            try await client.send(.get, "/v1/catalog/listings/\(flakyID)", headers: b).json
+        }) { $0["reputation"]?["uses"] == 1 }
+        #expect(settled["reputation"]?["succeeded"] == 0, "\(settled)")
+        expectStatus(.accepted, try await client.send(.post, "/v1/runs/\(runID)/retry", headers: b))
+        let retried = try await eventually({ try await client.send(.get, "/v1/runs/\(runID)", headers: b).json }) {
+            $0["status"] == "succeeded"
+        }
+        #expect(retried["status"] == "succeeded", "\(retried)")
+        let charged = try await eventually({ try await client.send(.get, "/v1/ledger", headers: b).json }) {
+            !entries($0, account: "purchases").isEmpty
+        }
+        #expect(entries(charged, account: "purchases").map(\.["amount_micros"]) == [-500], "\(charged)")
+        let flakyListing = try await client.send(.get, "/v1/catalog/listings/\(flakyID)", headers: b).json
+        #expect(
+            flakyListing["reputation"]?["uses"] == 2 && flakyListing["reputation"]?["succeeded"] == 1,
+            "\(flakyListing)"
+        )
+
+        // A run started under version 1 (100) is charged 100, one started under version 2 (300) 300, though the
+        // install moved to version 2 and was then removed before either ended.
+        let first = try await client.send(.post, "/v1/workflows/napper/runs", json: "{}", headers: b)
+        #expect(first.status.code == 201 || first.status.code == 202, "\(first.json)")
+        expectStatus(
+            .created,
+            try await client.send(
+                .put,
+                "/v1/workflows/napper",
+                json: "name: napper\nsteps:\n  - {id: nap, sleep: 2s}\n",
+                contentType: "application/yaml"
+            )
+        )
+        _ = try await publish("napper", price: 300)
+        let napperInstall = try #require(installs[napperID])
+        let upgraded = try await client.send(
+            .post,
+            "/v1/catalog/installs/\(napperInstall)/upgrade",
+            json: "{}",
+            headers: b
+        )
+        #expect(upgraded.json["version"] == 2, "\(upgraded.json)")
+        let second = try await client.send(.post, "/v1/workflows/napper/runs", json: "{}", headers: b)
+        #expect(second.status.code == 201 || second.status.code == 202, "\(second.json)")
+        expectStatus(.noContent, try await client.send(.delete, "/v1/catalog/installs/\(napperInstall)", headers: b))
+        let both = try await eventually({ try await client.send(.get, "/v1/ledger", headers: b).json }) {
+            entries($0, account: "purchases").count == 3
+        }
+        let byRun = Dictionary(
+            entries(both, account: "purchases").compactMap { entry in
+                entry["run_id"]?.stringValue.map { ($0, entry["amount_micros"]) }
+            },
+            uniquingKeysWith: { first, _ in first }
+        )
+        #expect(byRun[try #require(first.json["id"]?.stringValue)] == -100, "\(both)")
+        #expect(byRun[try #require(second.json["id"]?.stringValue)] == -300, "\(both)")
     }
 
     /// The console's catalog: a listing of another organization found, installed, rated and charged, all from the

@@ -52,7 +52,7 @@ struct AgentRoutes {
         ) { request, context in
             let orgID = try context.organizationID()
             let name = try context.parameters.require("name")
-            try await catalog.refuseChange(orgID: orgID, target: AgentStepKind.workflowName(forAgent: name))
+            try await catalog.refuseChange(orgID: orgID, kind: .agent, name: name)
             let body = try await bodies.bytes(of: request)
             let format = try WorkflowRoutes.format(of: request)
             let document = try DefinitionParser.document(Array(body.readableBytesView), format: format)
@@ -127,10 +127,7 @@ struct AgentRoutes {
             )
         ) { _, context in
             let name = try context.parameters.require("name")
-            try await catalog.refuseChange(
-                orgID: try context.organizationID(),
-                target: AgentStepKind.workflowName(forAgent: name)
-            )
+            try await catalog.refuseChange(orgID: try context.organizationID(), kind: .agent, name: name)
             guard DefinitionParser.isValidWorkflowName(name),
                 try await agents.archive(orgID: try context.organizationID(), name: name)
             else {

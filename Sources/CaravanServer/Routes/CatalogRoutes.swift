@@ -145,6 +145,7 @@ struct CatalogRoutes {
         ) { request, context in
             let orgID = try context.organizationID()
             let id = try context.parameters.require("id")
+            guard try await catalog.store.listing(id: id) != nil else { throw CaravanError.notFound("The listing") }
             let fields = try BodyFields(try await bodies.json(of: request), allowed: ["stars", "review"])
             guard let stars = try fields.integer("stars") else {
                 throw CaravanError.validation("/stars", "is required: an integer from 1 to 5")

@@ -39,7 +39,7 @@ struct ModuleRoutes {
             guard DefinitionParser.isValidWorkflowName(name) else {
                 throw CaravanError.validation("/name", "must match [a-z0-9-]{1,64}")
             }
-            try await catalog.refuseChange(orgID: orgID, target: name)
+            try await catalog.refuseChange(orgID: orgID, kind: .module, name: name)
             let upload = try WasmModuleUpload.parse(
                 try await Self.uploads.json(of: request),
                 defaults: runner.defaults,
@@ -136,7 +136,7 @@ struct ModuleRoutes {
             )
         ) { _, context in
             let name = try context.parameters.require("name")
-            try await catalog.refuseChange(orgID: try context.organizationID(), target: name)
+            try await catalog.refuseChange(orgID: try context.organizationID(), kind: .module, name: name)
             guard try await runner.store.delete(orgID: try context.organizationID(), name: name) else {
                 throw CaravanError.notFound("The module '\(name)'")
             }

@@ -37,7 +37,7 @@ struct WorkflowRoutes {
             guard DefinitionParser.isValidWorkflowName(name) else {
                 throw CaravanError.validation("/name", "must match [a-z0-9-]{1,64}")
             }
-            try await catalog.refuseChange(orgID: orgID, target: name)
+            try await catalog.refuseChange(orgID: orgID, kind: .workflow, name: name)
             let format = try Self.format(of: request)
             let body = try await bodies.bytes(of: request)
             let definition = try DefinitionParser.parse(
@@ -125,7 +125,7 @@ struct WorkflowRoutes {
         ) { request, context in
             let orgID = try context.organizationID()
             let name = try context.parameters.require("name")
-            try await catalog.refuseChange(orgID: orgID, target: name)
+            try await catalog.refuseChange(orgID: orgID, kind: .workflow, name: name)
             guard try await engine.workflows.archive(orgID: orgID, name: name) else {
                 throw CaravanError.notFound("The workflow '\(name)'")
             }
