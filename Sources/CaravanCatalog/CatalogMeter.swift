@@ -147,43 +147,67 @@ public final class CatalogMeter: Service, WasmCallMeter {
     }
 
     /// Charges one call of an installed module (`WasmCallMeter`); other modules' calls are not metered.
+    /// A charge that cannot be written (the database unavailable) is tried three times over a second, then logged
+    /// as an error with what it was.
     public func called(orgID: String, module: String, key: String, succeeded: Bool, milliseconds: Int64) async {
-        do {
-            guard let install = try await store.installedModule(orgID: orgID, name: module) else { return }
-            let now = clock.nowMilliseconds()
-            let feeBasisPoints = self.feeBasisPoints
-            try await store.database.withTransaction { executor in
-                guard
-                    let listing = try await executor.queryFirst(
-                        """
-                        SELECT l.publisher_org_id, v.price_micros FROM catalog_listings l
-                        JOIN catalog_listing_versions v ON v.listing_id = l.id AND v.version = $2
-                        WHERE l.id = $1
-                        """,
-                        [.text(install.listingID), .int(Int64(install.version))]
-                    )
-                else { return }
-                // A success is charged once per call, however often it is seen; each failed attempt is a use of its
-                // own (it costs nothing), so that a later success of the same call is still charged.
-                let charge = LedgerCharge(
-                    key: "call:" + orgID + ":" + key + (succeeded ? "" : ":failed:" + Identifier.make("att")),
-                    kind: "call",
-                    install: install,
-                    publisherOrgID: try listing.string("publisher_org_id"),
-                    runID: nil,
-                    outcome: succeeded ? "succeeded" : "failed",
-                    milliseconds: milliseconds,
-                    at: now,
-                    priceMicros: try listing.int("price_micros"),
-                    modelCostMicros: 0
+        // A success is charged once per call, however often it is seen; each failed attempt is a use of its own (it
+        // costs nothing), so that a later success of the same call is still charged.
+        let chargeKey = "call:" + orgID + ":" + key + (succeeded ? "" : ":failed:" + Identifier.make("att"))
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                try await charge(
+                    orgID: orgID,
+                    module: module,
+                    key: chargeKey,
+                    succeeded: succeeded,
+                    milliseconds: milliseconds
                 )
-                try await Ledger.record(charge, feeBasisPoints: feeBasisPoints, in: executor)
+                return
+            } catch  where attempt < 3 {
+                try? await Task.sleep(for: .milliseconds(attempt * 300))
+            } catch {
+                logger.error(
+                    "Could not charge a call of an installed module",
+                    metadata: [
+                        "org.id": "\(orgID)", "module": "\(module)", "caravan.meter_key": "\(key)",
+                        "caravan.succeeded": "\(succeeded)", "error.message": "\(error)",
+                    ]
+                )
+                return
             }
-        } catch {
-            logger.error(
-                "Could not charge a call of an installed module",
-                metadata: ["org.id": "\(orgID)", "module": "\(module)", "error.message": "\(error)"]
+        }
+    }
+
+    private func charge(orgID: String, module: String, key: String, succeeded: Bool, milliseconds: Int64) async throws {
+        guard let install = try await store.installedModule(orgID: orgID, name: module) else { return }
+        let now = clock.nowMilliseconds()
+        let feeBasisPoints = self.feeBasisPoints
+        try await store.database.withTransaction { executor in
+            guard
+                let listing = try await executor.queryFirst(
+                    """
+                    SELECT l.publisher_org_id, v.price_micros FROM catalog_listings l
+                    JOIN catalog_listing_versions v ON v.listing_id = l.id AND v.version = $2
+                    WHERE l.id = $1
+                    """,
+                    [.text(install.listingID), .int(Int64(install.version))]
+                )
+            else { return }
+            let charge = LedgerCharge(
+                key: key,
+                kind: "call",
+                install: install,
+                publisherOrgID: try listing.string("publisher_org_id"),
+                runID: nil,
+                outcome: succeeded ? "succeeded" : "failed",
+                milliseconds: milliseconds,
+                at: now,
+                priceMicros: try listing.int("price_micros"),
+                modelCostMicros: 0
             )
+            try await Ledger.record(charge, feeBasisPoints: feeBasisPoints, in: executor)
         }
     }
 }

@@ -11,10 +11,10 @@ public enum CatalogSchema {
             postgres: tables(autoincrement: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
         ),
         // The terms each install ran under, so that a run is charged by the version installed when it started, even
-        // once the install was upgraded or removed.
+        // once the install was upgraded or removed; and each listing's counts of uses.
         Migration(
             version: 17,
-            name: "catalog install terms",
+            name: "catalog install terms and listing counts",
             statements: [
                 """
                 CREATE TABLE catalog_install_terms (
@@ -34,6 +34,20 @@ public enum CatalogSchema {
                 """
                 INSERT INTO catalog_install_terms (install_id, org_id, kind, name, target, listing_id, version, from_at)
                 SELECT id, org_id, kind, name, target, listing_id, version, installed_at FROM catalog_installs
+                """,
+                // A listing's uses and successes, counted as the ledger records them (a page of listings reads one
+                // row each, not the ledger).
+                """
+                CREATE TABLE catalog_listing_stats (
+                    listing_id TEXT PRIMARY KEY,
+                    uses BIGINT NOT NULL,
+                    succeeded BIGINT NOT NULL
+                )
+                """,
+                """
+                INSERT INTO catalog_listing_stats (listing_id, uses, succeeded)
+                SELECT listing_id, COUNT(*), SUM(CASE WHEN outcome = 'succeeded' THEN 1 ELSE 0 END)
+                FROM ledger_transactions GROUP BY listing_id
                 """,
             ]
         ),

@@ -447,7 +447,7 @@ public struct CatalogStore: Sendable {
         )
     }
 
-    /// Reads a listing's versions and reputation: how many installs, uses and successes the ledger holds, the
+    /// Reads a listing's versions and reputation: how many installs, uses and successes the ledger counted, the
     /// median duration of its latest 1,000 uses, its ratings.
     static func complete(_ listing: Listing, in executor: any SQLExecutor) async throws -> Listing {
         var listing = listing
@@ -470,8 +470,8 @@ public struct CatalogStore: Sendable {
         if let row = try await executor.queryFirst(
             """
             SELECT (SELECT COUNT(*) FROM catalog_installs WHERE listing_id = $1) AS installs,
-                (SELECT COUNT(*) FROM ledger_transactions WHERE listing_id = $1) AS uses,
-                (SELECT COUNT(*) FROM ledger_transactions WHERE listing_id = $1 AND outcome = 'succeeded') AS succeeded,
+                COALESCE((SELECT uses FROM catalog_listing_stats WHERE listing_id = $1), 0) AS uses,
+                COALESCE((SELECT succeeded FROM catalog_listing_stats WHERE listing_id = $1), 0) AS succeeded,
                 (SELECT COUNT(*) FROM catalog_ratings WHERE listing_id = $1) AS ratings,
                 (SELECT CAST(COALESCE(SUM(stars), 0) AS BIGINT) FROM catalog_ratings WHERE listing_id = $1) AS stars
             """,

@@ -100,6 +100,14 @@ public enum Ledger {
             ]
         )
         guard !inserted.isEmpty else { return false }
+        try await executor.execute(
+            """
+            INSERT INTO catalog_listing_stats (listing_id, uses, succeeded) VALUES ($1, 1, $2)
+            ON CONFLICT (listing_id) DO UPDATE SET uses = catalog_listing_stats.uses + 1,
+                succeeded = catalog_listing_stats.succeeded + excluded.succeeded
+            """,
+            [.text(charge.install.listingID), .int(charge.outcome == "succeeded" ? 1 : 0)]
+        )
         let entries = entries(of: charge, feeBasisPoints: feeBasisPoints)
         guard !entries.isEmpty else { return true }
         var sql =
