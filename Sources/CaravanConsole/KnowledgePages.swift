@@ -147,7 +147,7 @@ struct KnowledgePages: Sendable {
         <form method="post" action="{{href}}/documents">
         <input type="hidden" name="_csrf" value="{{csrf}}">
         <label for="document-name">Name</label> <input id="document-name" name="name">
-        <label for="document-format">Format</label> <select id="document-format" name="format"><option>text</option><option>markdown</option><option>html</option></select>
+        <label for="document-format">Format</label> <select id="document-format" name="format"><option>text</option><option>markdown</option><option>html</option><option>csv</option><option>json</option></select>
         <label for="document-text">Text</label> <textarea id="document-text" name="text" rows="8"></textarea>
         <button type="submit">Add</button>
         </form>

@@ -157,7 +157,7 @@ public final class KnowledgeStore: Sendable {
         guard let collection = try await collection(orgID: orgID, name: name) else {
             throw CaravanError.notFound("The collection '\(name)'")
         }
-        let text = TextExtractor.text(of: source, format: format)
+        let text = try TextExtractor.text(of: source, format: format)
         let chunks = collection.chunker.chunks(text)
         let digest = SHA256.hash(
             data: Data(

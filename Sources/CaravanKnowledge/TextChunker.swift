@@ -1,18 +1,121 @@
+public import CaravanCore
 import Foundation
 
 /// The formats a document's text may arrive in.
 public enum DocumentFormat: String, Sendable, CaseIterable {
-    case text, markdown, html
+    case text, markdown, html, csv, json
+
+    /// The formats' names, for messages: "text, markdown, html, csv or json".
+    public static var names: String {
+        allCases.dropLast().map(\.rawValue).joined(separator: ", ") + " or " + (allCases.last?.rawValue ?? "")
+    }
 }
 
 /// Plain text from a document: HTML loses its scripts, styles, comments and tags, keeps its headings (as Markdown
-/// `#` lines) and its paragraph breaks; text and Markdown are kept as they are.
+/// `#` lines) and its paragraph breaks; text and Markdown are kept as they are. A CSV row and an element of a JSON
+/// array each become a paragraph of `name: value` lines, so that a passage holds whole records and says what each
+/// value is.
 public enum TextExtractor {
-    public static func text(of source: String, format: DocumentFormat) -> String {
+    /// - Throws: `validation_failed` (`/text`) for JSON that does not parse.
+    public static func text(of source: String, format: DocumentFormat) throws(CaravanError) -> String {
         switch format {
         case .text, .markdown: return source
         case .html: return html(source)
+        case .csv: return csv(source)
+        case .json:
+            let value: JSONValue
+            do { value = try JSONValue(parsing: Array(source.utf8)) } catch {
+                throw CaravanError.validation("/text", "is not JSON: \(error.detail)")
+            }
+            return json(value)
         }
+    }
+
+    /// CSV as RFC 4180 writes it (quoted fields, doubled quotes inside them, CRLF or LF): the first row names the
+    /// columns; every other row is a paragraph of `column: value` lines, its empty values left out.
+    static func csv(_ source: String) -> String {
+        let rows = csvRows(source)
+        guard let header = rows.first else { return "" }
+        var paragraphs: [String] = []
+        for row in rows.dropFirst() {
+            let lines = row.enumerated().compactMap { index, raw -> String? in
+                let value = raw.trimmingCharacters(in: .whitespaces)
+                guard !value.isEmpty else { return nil }
+                let name = index < header.count ? header[index].trimmingCharacters(in: .whitespaces) : ""
+                return (name.isEmpty ? "column \(index + 1)" : name) + ": " + value
+            }
+            if !lines.isEmpty { paragraphs.append(lines.joined(separator: "\n")) }
+        }
+        return paragraphs.joined(separator: "\n\n")
+    }
+
+    static func csvRows(_ source: String) -> [[String]] {
+        var rows: [[String]] = []
+        var row: [String] = []
+        var field = String.UnicodeScalarView()
+        var quoted = false
+        func endRow() {
+            row.append(String(field))
+            field = String.UnicodeScalarView()
+            if row != [""] { rows.append(row) }  // a blank line is no record
+            row = []
+        }
+        let scalars = Array(source.unicodeScalars)
+        var index = 0
+        while index < scalars.count {
+            let scalar = scalars[index]
+            index += 1
+            if quoted {
+                if scalar != "\"" {
+                    field.append(scalar)
+                } else if index < scalars.count, scalars[index] == "\"" {
+                    field.append(scalar)
+                    index += 1
+                } else {
+                    quoted = false
+                }
+                continue
+            }
+            switch scalar {
+            case "\"" where field.isEmpty: quoted = true
+            case ",":
+                row.append(String(field))
+                field = String.UnicodeScalarView()
+            case "\r":
+                if index < scalars.count, scalars[index] == "\n" { index += 1 }
+                endRow()
+            case "\n": endRow()
+            default: field.append(scalar)
+            }
+        }
+        if !field.isEmpty || !row.isEmpty { endRow() }
+        return rows
+    }
+
+    /// JSON as `path: value` lines (`order.items[2].sku: A-7`), object keys in order; each element of a top-level
+    /// array a paragraph of its own.
+    static func json(_ value: JSONValue) -> String {
+        if case .array(let items) = value {
+            return items.map { jsonLines($0) }.filter { !$0.isEmpty }.joined(separator: "\n\n")
+        }
+        return jsonLines(value)
+    }
+
+    private static func jsonLines(_ value: JSONValue) -> String {
+        var lines: [String] = []
+        func walk(_ value: JSONValue, _ path: String) {
+            switch value {
+            case .object(let fields):
+                for key in fields.keys.sorted() { walk(fields[key] ?? .null, path.isEmpty ? key : path + "." + key) }
+            case .array(let items):
+                for (index, item) in items.enumerated() { walk(item, path + "[\(index)]") }
+            case .null: break
+            case .string(let text): lines.append(path.isEmpty ? text : path + ": " + text)
+            default: lines.append(path.isEmpty ? value.canonicalText : path + ": " + value.canonicalText)
+            }
+        }
+        walk(value, "")
+        return lines.joined(separator: "\n")
     }
 
     static func html(_ source: String) -> String {

@@ -101,6 +101,20 @@ enum KnowledgeChecks {
         let kept = try await search(world, ["query": "refunds", "mode": "text", "filter": ["team": "support"]])
         #expect(kept.count == 1)
 
+        // A CSV's rows are records that name their columns; found by a value, and said with its column.
+        let csv = "sku,name,bin\nA-7,\"Bolt, 8 mm\",shelf 12\nB-2,Washer,shelf 40\n"
+        let table = try await add(world, ["name": "parts", "text": .string(csv), "format": "csv"])
+        #expect(table.status == .created && table.json["chunk_count"] == 1, "\(table.json)")
+        let part = try await search(world, ["query": "washer", "mode": "text"])
+        #expect(part.first?["text"]?.stringValue?.contains("name: Washer\nbin: shelf 40") == true, "\(part)")
+        expectStatus(
+            .noContent,
+            try await client.send(
+                .delete,
+                "/v1/collections/docs/documents/\(try #require(table.json["id"]?.stringValue))"
+            )
+        )
+
         // Replacing a document by name, deleting one: their chunks leave the index.
         expectStatus(.created, try await add(world, ["name": "refunds", "text": "Returns are free."]))
         #expect(try await search(world, ["query": "refunds", "mode": "text"]).isEmpty)
@@ -173,6 +187,11 @@ enum KnowledgeChecks {
         #expect(huge.status.code == 413, "\(huge.status)")
         let broken = try await client.send(.post, "/v1/collections/docs/documents", json: "{not json")
         #expect(broken.status.code == 400)
+        let badJSON = try await add(world, ["name": "data", "text": "{\"a\": ", "format": "json"])
+        #expect(
+            badJSON.status.code == 422 && badJSON.json["errors"]?.arrayValue?.first?["pointer"] == "/text",
+            "\(badJSON.json)"
+        )
         let badK = try await client.send(.post, "/v1/collections/docs/search", json: #"{"query": "x", "k": 0}"#)
         #expect(badK.json["errors"]?.arrayValue?.first?["pointer"] == "/k")
         let count = try await client.send(.get, "/v1/collections/docs/documents").json["items"]?.arrayValue?.count

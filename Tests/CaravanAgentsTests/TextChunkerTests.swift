@@ -1,3 +1,4 @@
+import CaravanCore
 import Testing
 
 @testable import CaravanKnowledge
@@ -29,14 +30,47 @@ struct TextChunkerTests {
         }
     }
 
-    @Test func htmlKeepsTextAndHeadingsOnly() {
-        let text = TextExtractor.text(
+    @Test func htmlKeepsTextAndHeadingsOnly() throws {
+        let text = try TextExtractor.text(
             of:
                 "<h1>Title</h1><!-- note --><SCRIPT>evil()</SCRIPT><p>a &lt; b</p><style>p{}</style><ul><li>one<li>two</ul>",
             format: .html
         )
         #expect(text.contains("# Title") && text.contains("a < b") && text.contains("one") && text.contains("two"))
         #expect(!text.contains("evil") && !text.contains("note") && !text.contains("p{}") && !text.contains("<p"))
-        #expect(TextExtractor.text(of: "<p>unclosed <b", format: .html) == "\n\nunclosed ")
+        #expect(try TextExtractor.text(of: "<p>unclosed <b", format: .html) == "\n\nunclosed ")
+    }
+
+    @Test func csvRowsBecomeRecordsThatNameTheirColumns() throws {
+        let source =
+            "sku,name,note\r\nA-7,\"Bolt, 8 mm\",\"says \"\"hi\"\"\nacross lines\"\r\n\r\nB-2,,\nC-9,Nut,x,extra\n"
+        let text = try TextExtractor.text(of: source, format: .csv)
+        #expect(
+            text == """
+                sku: A-7
+                name: Bolt, 8 mm
+                note: says "hi"
+                across lines
+
+                sku: B-2
+
+                sku: C-9
+                name: Nut
+                note: x
+                column 4: extra
+                """,
+            "\(text)"
+        )
+        #expect(try TextExtractor.text(of: "", format: .csv) == "")
+        #expect(try TextExtractor.text(of: "\"never closed,a\nb", format: .csv) == "")
+    }
+
+    @Test func jsonBecomesPathsAndValues() throws {
+        let source =
+            #"[{"sku": "A-7", "tags": ["x", "y"], "size": {"mm": 8}, "gone": null}, {"sku": "B-2", "ok": true}]"#
+        let text = try TextExtractor.text(of: source, format: .json)
+        #expect(text == "size.mm: 8\nsku: A-7\ntags[0]: x\ntags[1]: y\n\nok: true\nsku: B-2", "\(text)")
+        #expect(try TextExtractor.text(of: #""just text""#, format: .json) == "just text")
+        #expect(throws: CaravanError.self) { try TextExtractor.text(of: "{not json", format: .json) }
     }
 }

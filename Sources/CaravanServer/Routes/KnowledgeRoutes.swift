@@ -104,7 +104,7 @@ struct KnowledgeRoutes {
                 "/v1/collections/{name}/documents",
                 operationID: "addDocument",
                 summary:
-                    "Add a document, or replace the one of the same name: `{name, text, format?: text | markdown | html, metadata?}`. It is extracted, chunked and embedded before the answer; the same text is not embedded twice.",
+                    "Add a document, or replace the one of the same name: `{name, text, format?: text | markdown | html | csv | json, metadata?}`. It is extracted, chunked and embedded before the answer; the same text is not embedded twice.",
                 tag: "knowledge",
                 access: .organization(.write),
                 requestSchema: object,
@@ -127,8 +127,8 @@ struct KnowledgeRoutes {
                 guard let parsed = DocumentFormat(rawValue: value) else {
                     throw CaravanError(
                         .unsupportedMediaType,
-                        "The format '\(value)' is not one Caravan reads here: text, markdown or html.",
-                        fieldErrors: [.init(pointer: "/format", detail: "must be text, markdown or html")]
+                        "The format '\(value)' is not one Caravan reads here: \(DocumentFormat.names).",
+                        fieldErrors: [.init(pointer: "/format", detail: "must be \(DocumentFormat.names)")]
                     )
                 }
                 format = parsed
