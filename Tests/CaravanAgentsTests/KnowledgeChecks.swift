@@ -115,6 +115,47 @@ enum KnowledgeChecks {
             )
         )
 
+        // A multipart upload: the format from the file's name, the name from the field, metadata as JSON.
+        func form(_ parts: [(String, String?, String)]) -> String {
+            parts.map { name, filename, body in
+                "--XyZ\r\nContent-Disposition: form-data; name=\"\(name)\""
+                    + (filename.map { "; filename=\"\($0)\"" } ?? "") + "\r\n\r\n" + body + "\r\n"
+            }.joined() + "--XyZ--\r\n"
+        }
+        func upload(_ body: String) async throws -> CatalogChecks.Answer {
+            try await client.send(
+                .post,
+                "/v1/collections/docs/documents",
+                json: body,
+                contentType: "multipart/form-data; boundary=XyZ"
+            )
+        }
+        let uploaded = try await upload(
+            form([
+                ("metadata", nil, #"{"team": "stores"}"#),
+                ("file", "parts.csv", "sku,name\nZ-1,Sprocket\n"),
+            ])
+        )
+        #expect(uploaded.status == .created && uploaded.json["name"] == "parts.csv", "\(uploaded.json)")
+        #expect(uploaded.json["format"] == "csv" && uploaded.json["metadata"] == ["team": "stores"], "\(uploaded.json)")
+        let sprocket = try await search(world, ["query": "sprocket", "mode": "text", "filter": ["team": "stores"]])
+        #expect(sprocket.first?["text"] == "sku: Z-1\nname: Sprocket", "\(sprocket)")
+        let pdfUpload = try await upload(form([("file", "scan.pdf", "%PDF-1.7")]))
+        #expect(pdfUpload.status.code == 415 && "\(pdfUpload.json)".contains("PDF"), "\(pdfUpload.json)")
+        let stray = try await upload(form([("file", "a.txt", "x"), ("owner", nil, "me")]))
+        #expect(stray.status.code == 422 && stray.json["errors"]?.arrayValue?.first?["pointer"] == "/owner")
+        let truncated = try await upload("--XyZ\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nno end")
+        #expect(truncated.status.code == 400 && truncated.json["code"] == "invalid_request", "\(truncated.json)")
+        let noBoundary = try await client.send(
+            .post,
+            "/v1/collections/docs/documents",
+            json: "x",
+            contentType: "multipart/form-data"
+        )
+        #expect(noBoundary.status.code == 400, "\(noBoundary.json)")
+        let uploadedID = try #require(uploaded.json["id"]?.stringValue)
+        expectStatus(.noContent, try await client.send(.delete, "/v1/collections/docs/documents/\(uploadedID)"))
+
         // Replacing a document by name, deleting one: their chunks leave the index.
         expectStatus(.created, try await add(world, ["name": "refunds", "text": "Returns are free."]))
         #expect(try await search(world, ["query": "refunds", "mode": "text"]).isEmpty)

@@ -2,6 +2,7 @@ import CaravanCore
 import CaravanIdentity
 import CaravanKnowledge
 import CaravanWorkflow
+import Foundation
 import Hummingbird
 
 /// `/v1/collections…`: knowledge collections, their documents (extracted, chunked and embedded as they are added)
@@ -104,7 +105,7 @@ struct KnowledgeRoutes {
                 "/v1/collections/{name}/documents",
                 operationID: "addDocument",
                 summary:
-                    "Add a document, or replace the one of the same name: `{name, text, format?: text | markdown | html | csv | json, metadata?}`. It is extracted, chunked and embedded before the answer; the same text is not embedded twice.",
+                    "Add a document, or replace the one of the same name: `{name, text, format?: text | markdown | html | csv | json, metadata?}`, or a `multipart/form-data` upload with a `file` part (its format from `format`, else its file name or media type; its name from `name`, else the file name) and optional `metadata` (JSON). It is extracted, chunked and embedded before the answer; the same text is not embedded twice.",
                 tag: "knowledge",
                 access: .organization(.write),
                 requestSchema: object,
@@ -112,38 +113,14 @@ struct KnowledgeRoutes {
             )
         ) { request, context in
             let collection = try await existing(context)
-            let fields = try BodyFields(
-                try await Self.documents.json(of: request),
-                allowed: ["name", "text", "format", "metadata"]
-            )
-            guard let name = try fields.string("name", maxLength: 256), !name.isEmpty else {
-                throw CaravanError.validation("/name", "is required: the document's name (up to 256 characters)")
-            }
-            guard let text = try fields.string("text", maxBytes: KnowledgeStore.maxDocumentBytes) else {
-                throw CaravanError.validation("/text", "is required: the document's text")
-            }
-            var format = DocumentFormat.text
-            if let value = try fields.string("format") {
-                guard let parsed = DocumentFormat(rawValue: value) else {
-                    throw CaravanError(
-                        .unsupportedMediaType,
-                        "The format '\(value)' is not one Caravan reads here: \(DocumentFormat.names).",
-                        fieldErrors: [.init(pointer: "/format", detail: "must be \(DocumentFormat.names)")]
-                    )
-                }
-                format = parsed
-            }
-            let metadata = fields.object["metadata"] ?? [:]
-            guard metadata.objectValue != nil else {
-                throw CaravanError.validation("/metadata", "must be an object")
-            }
+            let upload = try await DocumentUpload.read(request, reader: Self.documents)
             let document = try await knowledge.addDocument(
                 orgID: try context.organizationID(),
                 collection: collection,
-                document: name,
-                text: text,
-                format: format,
-                metadata: metadata,
+                document: upload.name,
+                text: upload.text,
+                format: upload.format,
+                metadata: upload.metadata,
                 requestID: context.requestID
             )
             context.audit.target("collection:\(collection)")
@@ -280,5 +257,123 @@ struct KnowledgeRoutes {
             throw CaravanError.validation("/name", "must match [a-z0-9-]{1,64}")
         }
         return name
+    }
+}
+
+/// A document as a request brings it: JSON `{name, text, format?, metadata?}`, or a `multipart/form-data` upload.
+struct DocumentUpload {
+    var name: String
+    var text: String
+    var format: DocumentFormat
+    var metadata: JSONValue
+
+    static func read(_ request: Request, reader: RequestBodyReader) async throws -> DocumentUpload {
+        let contentType = request.headers[.contentType]
+        guard MultipartForm.isMultipart(contentType), let contentType else {
+            let fields = try BodyFields(
+                try await reader.json(of: request),
+                allowed: ["name", "text", "format", "metadata"]
+            )
+            guard let text = try fields.string("text", maxBytes: KnowledgeStore.maxDocumentBytes) else {
+                throw CaravanError.validation("/text", "is required: the document's text")
+            }
+            return try DocumentUpload(
+                name: try fields.string("name", maxLength: 256),
+                text: text,
+                format: try fields.string("format").map(Self.format(named:)) ?? .text,
+                metadata: fields.object["metadata"] ?? [:]
+            )
+        }
+        let form = try MultipartForm.parse(try await reader.bytes(of: request), contentType: contentType)
+        for part in form.parts where !["name", "format", "metadata", "file", "text"].contains(part.name) {
+            throw CaravanError.validation("/" + part.name, "is not a field of a document upload")
+        }
+        func text(_ field: String) throws(CaravanError) -> String? {
+            guard let part = form.part(field) else { return nil }
+            guard let text = part.text else { throw CaravanError.validation("/" + field, "must be UTF-8 text") }
+            return text
+        }
+        guard let file = form.part("file") ?? form.part("text") else {
+            throw CaravanError.validation("/file", "is required: the document, as a file part")
+        }
+        guard file.body.count <= KnowledgeStore.maxDocumentBytes else {
+            throw CaravanError(
+                .payloadTooLarge,
+                "The document is larger than \(KnowledgeStore.maxDocumentBytes) bytes."
+            )
+        }
+        let format: DocumentFormat
+        if let named = try text("format") {
+            format = try Self.format(named: named)
+        } else {
+            format = try Self.format(of: file)
+        }
+        guard let content = file.text else {
+            throw CaravanError(
+                .unsupportedMediaType,
+                "The file is not UTF-8 text; Caravan reads \(DocumentFormat.names) documents.",
+                fieldErrors: [.init(pointer: "/file", detail: "must be UTF-8 text")]
+            )
+        }
+        var metadata: JSONValue = [:]
+        if let raw = try text("metadata") {
+            do { metadata = try JSONValue(parsing: Array(raw.utf8)) } catch {
+                throw CaravanError.validation("/metadata", "must be a JSON object")
+            }
+        }
+        return try DocumentUpload(
+            name: try text("name") ?? file.filename,
+            text: content,
+            format: format,
+            metadata: metadata
+        )
+    }
+
+    private init(name: String?, text: String, format: DocumentFormat, metadata: JSONValue) throws(CaravanError) {
+        guard let name, !name.isEmpty, name.count <= 256 else {
+            throw CaravanError.validation("/name", "is required: the document's name (up to 256 characters)")
+        }
+        guard metadata.objectValue != nil else { throw CaravanError.validation("/metadata", "must be an object") }
+        self.name = name
+        self.text = text
+        self.format = format
+        self.metadata = metadata
+    }
+
+    static func format(named value: String) throws(CaravanError) -> DocumentFormat {
+        guard let format = DocumentFormat(rawValue: value) else {
+            throw CaravanError(
+                .unsupportedMediaType,
+                "The format '\(value)' is not one Caravan reads here: \(DocumentFormat.names).",
+                fieldErrors: [.init(pointer: "/format", detail: "must be \(DocumentFormat.names)")]
+            )
+        }
+        return format
+    }
+
+    /// An uploaded file's format, from its name's extension, else its media type; text when neither says.
+    static func format(of file: MultipartForm.Part) throws(CaravanError) -> DocumentFormat {
+        let byExtension: [String: DocumentFormat] = [
+            "txt": .text, "text": .text, "md": .markdown, "markdown": .markdown, "html": .html, "htm": .html,
+            "csv": .csv, "json": .json,
+        ]
+        let byMediaType: [String: DocumentFormat] = [
+            "text/plain": .text, "text/markdown": .markdown, "text/html": .html, "text/csv": .csv,
+            "application/json": .json,
+        ]
+        let fileExtension = file.filename.flatMap { name in
+            name.contains(".") ? name.split(separator: ".").last.map { $0.lowercased() } : nil
+        }
+        let mediaType = file.contentType?.split(separator: ";").first.map {
+            $0.trimmingCharacters(in: .whitespaces).lowercased()
+        }
+        if let fileExtension, let format = byExtension[fileExtension] { return format }
+        if let mediaType, let format = byMediaType[mediaType] { return format }
+        if fileExtension == nil && (mediaType == nil || mediaType == "application/octet-stream") { return .text }
+        throw CaravanError(
+            .unsupportedMediaType,
+            "The file '\(file.filename ?? "")' (\(mediaType ?? "no media type")) is not a format Caravan reads yet: \(DocumentFormat.names). PDF and DOCX are not read yet.",
+            fieldErrors: [.init(pointer: "/file", detail: "must be \(DocumentFormat.names)")]
+        )
     }
 }

@@ -1,0 +1,105 @@
+import CaravanCore
+import Foundation
+import NIOCore
+
+/// A `multipart/form-data` body (RFC 7578): its parts in order, each with its field name, file name and media type.
+/// Read from a body already collected under its size limit; anything malformed is `invalid_request`.
+struct MultipartForm: Sendable {
+    struct Part: Sendable {
+        var name: String
+        var filename: String?
+        var contentType: String?
+        var body: [UInt8]
+
+        /// The part as UTF-8 text, or `nil` when it is not.
+        var text: String? { String(validating: body, as: UTF8.self) }
+    }
+
+    var parts: [Part]
+
+    /// The first part named `name`.
+    func part(_ name: String) -> Part? { parts.first { $0.name == name } }
+
+    /// The most parts a form may have.
+    static let maxParts = 64
+
+    /// Whether `contentType` announces a form of this kind.
+    static func isMultipart(_ contentType: String?) -> Bool {
+        contentType?.lowercased().hasPrefix("multipart/form-data") == true
+    }
+
+    /// - Throws: `invalid_request` for a missing boundary, a part without a name, or a body that is not the form
+    ///   its boundary promises.
+    static func parse(_ buffer: ByteBuffer, contentType: String) throws(CaravanError) -> MultipartForm {
+        guard let boundary = parameter("boundary", in: contentType), (1...70).contains(boundary.utf8.count) else {
+            throw malformed("its Content-Type names no boundary (1 to 70 characters)")
+        }
+        let body = Array(buffer.readableBytesView)
+        let delimiter = Array(("--" + boundary).utf8)
+        guard var cursor = find(delimiter, in: body, from: 0) else { throw malformed("the boundary never appears") }
+        var parts: [Part] = []
+        while true {
+            cursor += delimiter.count
+            if body.count >= cursor + 2, body[cursor] == 0x2D, body[cursor + 1] == 0x2D { break }  // "--": the end
+            guard body.count >= cursor + 2, body[cursor] == 0x0D, body[cursor + 1] == 0x0A else {
+                throw malformed("a boundary is not followed by a line break")
+            }
+            cursor += 2
+            guard let headersEnd = find([0x0D, 0x0A, 0x0D, 0x0A], in: body, from: cursor) else {
+                throw malformed("a part's headers do not end")
+            }
+            let headers = String(decoding: body[cursor..<headersEnd], as: UTF8.self)
+            let contentStart = headersEnd + 4
+            guard let next = find([0x0D, 0x0A] + delimiter, in: body, from: contentStart) else {
+                throw malformed("a part does not end with the boundary")
+            }
+            var part = Part(name: "", filename: nil, contentType: nil, body: Array(body[contentStart..<next]))
+            for line in headers.split(separator: "\r\n") {
+                guard let colon = line.firstIndex(of: ":") else { continue }
+                let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+                switch line[..<colon].lowercased() {
+                case "content-disposition":
+                    part.name = parameter("name", in: value) ?? ""
+                    part.filename = parameter("filename", in: value)
+                case "content-type": part.contentType = value
+                default: break
+                }
+            }
+            guard !part.name.isEmpty else { throw malformed("a part has no name in its Content-Disposition") }
+            parts.append(part)
+            guard parts.count <= maxParts else { throw malformed("it has more than \(maxParts) parts") }
+            cursor = next + 2
+        }
+        return MultipartForm(parts: parts)
+    }
+
+    /// The value of `name` among a header's `; name=value` parameters, quoted or not.
+    static func parameter(_ name: String, in header: String) -> String? {
+        for piece in header.split(separator: ";").dropFirst() {
+            let pair = piece.split(separator: "=", maxSplits: 1)
+            guard pair.count == 2, pair[0].trimmingCharacters(in: .whitespaces).lowercased() == name else { continue }
+            var value = pair[1].trimmingCharacters(in: .whitespaces)
+            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") {
+                value = String(value.dropFirst().dropLast()).replacingOccurrences(of: "\\\"", with: "\"")
+            }
+            return value
+        }
+        return nil
+    }
+
+    private static func find(_ needle: [UInt8], in haystack: [UInt8], from start: Int) -> Int? {
+        guard let first = needle.first, haystack.count >= needle.count else { return nil }
+        var index = start
+        let last = haystack.count - needle.count
+        while index <= last {
+            guard let candidate = haystack[index...last].firstIndex(of: first) else { return nil }
+            if haystack[candidate..<(candidate + needle.count)].elementsEqual(needle) { return candidate }
+            index = candidate + 1
+        }
+        return nil
+    }
+
+    private static func malformed(_ why: String) -> CaravanError {
+        CaravanError(.invalidRequest, "The multipart/form-data body is malformed: \(why).")
+    }
+}
