@@ -357,7 +357,7 @@ public func buildApplication(
     ).register(in: routes)
     WorkflowRoutes(engine: engine, bodies: bodies, catalog: listingCatalog).register(in: routes)
     CatalogRoutes(catalog: listingCatalog, bodies: bodies).register(in: routes)
-    KnowledgeRoutes(knowledge: knowledge).register(in: routes)
+    KnowledgeRoutes(knowledge: knowledge, egress: egressClient).register(in: routes)
     ModuleRoutes(runner: modules, secrets: secretResolver, bodies: bodies, catalog: listingCatalog).register(in: routes)
 
     // The console calls the API in process, through the same router, with the signed-in user's session.

@@ -156,6 +156,29 @@ enum KnowledgeChecks {
         let uploadedID = try #require(uploaded.json["id"]?.stringValue)
         expectStatus(.noContent, try await client.send(.delete, "/v1/collections/docs/documents/\(uploadedID)"))
 
+        // A document fetched from a URL through the egress policy: its format from the media type, its name from
+        // the path; a private address refused, a failed fetch and a body over the limit clear problems.
+        try await RedirectTestServer.with { server in
+            let fetched = try await add(world, ["url": .string(server.baseURL + "/echo"), "metadata": ["team": "web"]])
+            #expect(fetched.status == .created, "\(fetched.json)")
+            #expect(fetched.json["name"] == "echo" && fetched.json["format"] == "json", "\(fetched.json)")
+            #expect(server.calls("/echo") == 1)
+            let found = try await search(world, ["query": "GET", "mode": "text", "filter": ["team": "web"]])
+            #expect(found.first?["text"]?.stringValue?.contains("method: GET") == true, "\(found)")
+            let big = try await add(world, ["url": .string(server.baseURL + "/big/5000000")])
+            #expect(big.status.code == 413, "\(big.json)")
+            let missing = try await add(world, ["url": .string(server.baseURL + "/nothing-here")])
+            #expect(missing.status.code == 422 && missing.json["code"] == "document_fetch_failed", "\(missing.json)")
+            let fetchedID = try #require(fetched.json["id"]?.stringValue)
+            expectStatus(.noContent, try await client.send(.delete, "/v1/collections/docs/documents/\(fetchedID)"))
+        }
+        let metadataAddress = try await add(world, ["url": "http://169.254.169.254/latest/meta-data"])
+        #expect(metadataAddress.json["code"] == "egress_denied", "\(metadataAddress.json)")
+        let both = try await add(world, ["name": "x", "text": "y", "url": "http://example.com/"])
+        #expect(both.status.code == 422, "\(both.json)")
+        let notHTTP = try await add(world, ["url": "file:///etc/passwd"])
+        #expect(notHTTP.json["errors"]?.arrayValue?.first?["pointer"] == "/url", "\(notHTTP.json)")
+
         // Replacing a document by name, deleting one: their chunks leave the index.
         expectStatus(.created, try await add(world, ["name": "refunds", "text": "Returns are free."]))
         #expect(try await search(world, ["query": "refunds", "mode": "text"]).isEmpty)

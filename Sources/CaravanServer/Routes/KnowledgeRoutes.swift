@@ -1,14 +1,20 @@
+import AsyncHTTPClient
 import CaravanCore
 import CaravanIdentity
 import CaravanKnowledge
+import CaravanOutbound
 import CaravanWorkflow
 import Foundation
 import Hummingbird
+import NIOCore
+import NIOHTTP1
 
 /// `/v1/collections…`: knowledge collections, their documents (extracted, chunked and embedded as they are added)
 /// and search over them.
 struct KnowledgeRoutes {
     let knowledge: KnowledgeStore
+    /// Fetches the documents given by `url`, through the egress policy.
+    let egress: EgressHTTPClient
 
     /// Documents are larger than other bodies.
     static let documents = RequestBodyReader(maxBytes: KnowledgeStore.maxDocumentBytes + 65_536)
@@ -113,7 +119,10 @@ struct KnowledgeRoutes {
             )
         ) { request, context in
             let collection = try await existing(context)
-            let upload = try await DocumentUpload.read(request, reader: Self.documents)
+            var upload = try await DocumentUpload.read(request, reader: Self.documents)
+            if let url = upload.url {
+                try await upload.fetch(url, orgID: try context.organizationID(), through: egress)
+            }
             let document = try await knowledge.addDocument(
                 orgID: try context.organizationID(),
                 collection: collection,
@@ -266,23 +275,101 @@ struct DocumentUpload {
     var text: String
     var format: DocumentFormat
     var metadata: JSONValue
+    /// Where the text is to be fetched from (JSON `url`), and whether the request named its format.
+    var url: URL?
+    var formatGiven = false
+
+    /// How long fetching a document may take.
+    static let fetchTimeout: TimeAmount = .seconds(30)
+
+    /// Fetches the document at `url` through the egress policy (a refusal is audited in `orgID`): its text, and its
+    /// format from its path or media type unless the request named one.
+    /// - Throws: `egress_denied`, `document_fetch_failed` (a transport error, or a status other than 2xx),
+    ///   `payload_too_large`, `unsupported_media_type`.
+    mutating func fetch(_ url: URL, orgID: String, through egress: EgressHTTPClient) async throws {
+        var request = HTTPClientRequest(url: url.absoluteString)
+        request.headers.add(name: "Accept", value: "text/*, application/json;q=0.9, */*;q=0.1")
+        let fetched = await EgressAttribution.$current.withValue(EgressAttribution(orgID: orgID, runID: nil)) {
+            () async -> Result<(status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer), Failure> in
+            do throws(Failure) {
+                return .success(
+                    try await egress.execute(
+                        request,
+                        timeout: Self.fetchTimeout,
+                        maxBodyBytes: KnowledgeStore.maxDocumentBytes
+                    )
+                )
+            } catch {
+                return .failure(error)
+            }
+        }
+        let response: (status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer)
+        switch fetched {
+        case .success(let answer): response = answer
+        case .failure(let failure) where failure.code.rawValue == CaravanError.Code.egressDenied.rawValue:
+            throw CaravanError(
+                .egressDenied,
+                failure.message,
+                fieldErrors: [.init(pointer: "/url", detail: failure.message)]
+            )
+        case .failure(let failure) where failure.code.rawValue == "response_too_large":
+            throw CaravanError(
+                .payloadTooLarge,
+                "The document is larger than \(KnowledgeStore.maxDocumentBytes) bytes."
+            )
+        case .failure(let failure):
+            throw CaravanError(Self.fetchFailed, "The document could not be fetched: \(failure.message)")
+        }
+        guard (200..<300).contains(response.status.code) else {
+            throw CaravanError(Self.fetchFailed, "Fetching the document answered \(response.status.code).")
+        }
+        let file = MultipartForm.Part(
+            name: "url",
+            filename: url.lastPathComponent.contains(".") ? url.lastPathComponent : nil,
+            contentType: response.headers.first(name: "content-type"),
+            body: Array(response.body.readableBytesView)
+        )
+        if !formatGiven { format = try Self.format(of: file) }
+        guard let content = file.text else {
+            throw CaravanError(.unsupportedMediaType, "The document at the URL is not UTF-8 text.")
+        }
+        text = content
+    }
+
+    /// A document the URL of which could not be fetched.
+    static let fetchFailed = CaravanError.Code("document_fetch_failed", status: 422)
 
     static func read(_ request: Request, reader: RequestBodyReader) async throws -> DocumentUpload {
         let contentType = request.headers[.contentType]
         guard MultipartForm.isMultipart(contentType), let contentType else {
             let fields = try BodyFields(
                 try await reader.json(of: request),
-                allowed: ["name", "text", "format", "metadata"]
+                allowed: ["name", "text", "url", "format", "metadata"]
             )
-            guard let text = try fields.string("text", maxBytes: KnowledgeStore.maxDocumentBytes) else {
-                throw CaravanError.validation("/text", "is required: the document's text")
+            let text = try fields.string("text", maxBytes: KnowledgeStore.maxDocumentBytes)
+            let url = try fields.string("url", maxLength: 2_048)
+            guard (text == nil) != (url == nil) else {
+                throw CaravanError.validation("/text", "is required, or a url instead (one of the two)")
             }
-            return try DocumentUpload(
-                name: try fields.string("name", maxLength: 256),
-                text: text,
+            let named = try fields.string("name", maxLength: 256)
+            var upload = try DocumentUpload(
+                name: named ?? (url == nil ? nil : "pending"),
+                text: text ?? "",
                 format: try fields.string("format").map(Self.format(named:)) ?? .text,
                 metadata: fields.object["metadata"] ?? [:]
             )
+            if let url {
+                guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme?.lowercased() ?? ""),
+                    parsed.host?.isEmpty == false
+                else { throw CaravanError.validation("/url", "must be an http or https URL") }
+                upload.url = parsed
+                upload.formatGiven = fields.object["format"] != nil
+                if named == nil {
+                    let last = parsed.lastPathComponent
+                    upload.name = String((last.isEmpty || last == "/" ? parsed.host ?? "document" : last).prefix(256))
+                }
+            }
+            return upload
         }
         let form = try MultipartForm.parse(try await reader.bytes(of: request), contentType: contentType)
         for part in form.parts where !["name", "format", "metadata", "file", "text"].contains(part.name) {
