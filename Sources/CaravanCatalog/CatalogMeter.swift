@@ -75,8 +75,9 @@ public final class CatalogMeter: Service, WasmCallMeter {
         let rows = try await database.read { executor in
             try await executor.query(
                 """
-                SELECT r.id, r.status, r.created_at, r.started_at, r.finished_at, h.install_id, h.org_id,
-                    h.listing_id, h.version, h.kind, h.name, h.target, h.from_at, l.publisher_org_id, v.price_micros,
+                SELECT r.id AS run_id, r.status, r.created_at, r.started_at, r.finished_at, h.install_id AS id,
+                    h.org_id, h.listing_id, h.version, h.kind, h.name, h.target, h.from_at AS installed_at,
+                    h.from_at AS updated_at, l.publisher_org_id, v.price_micros,
                     (SELECT COALESCE(SUM(u.cost_usd), 0) FROM model_usage u
                         WHERE u.run_id = r.id AND u.outcome = 'success') AS model_cost,
                     (SELECT CAST(COALESCE(SUM(e.amount_micros), 0) AS BIGINT) FROM ledger_transactions t
@@ -105,24 +106,14 @@ public final class CatalogMeter: Service, WasmCallMeter {
         let charges = try rows.map { row in
             let finished = try row.int("finished_at")
             let started = try row.optionalInt("started_at") ?? row.int("created_at")
-            let termsStart = try row.int("from_at")
             let modelCost = Int64((try row.double("model_cost") * 1_000_000).rounded())
+            let runID = try row.string("run_id")
             return LedgerCharge(
-                key: "run:\(try row.string("id")):\(finished)",
+                key: "run:\(runID):\(finished)",
                 kind: "run",
-                install: ListingInstall(
-                    id: try row.string("install_id"),
-                    orgID: try row.string("org_id"),
-                    listingID: try row.string("listing_id"),
-                    version: Int(try row.int("version")),
-                    kind: ListingKind(rawValue: try row.string("kind")) ?? .agent,
-                    name: try row.string("name"),
-                    target: try row.string("target"),
-                    installedAt: termsStart,
-                    updatedAt: termsStart
-                ),
+                install: try CatalogStore.install(row),  // the terms the run started under
                 publisherOrgID: try row.string("publisher_org_id"),
-                runID: try row.string("id"),
+                runID: runID,
                 outcome: try row.string("status"),
                 milliseconds: max(0, finished - started),
                 at: finished,
