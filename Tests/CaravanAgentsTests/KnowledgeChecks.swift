@@ -1,4 +1,5 @@
 import CaravanCore
+import CaravanKnowledge
 import CaravanTestSupport
 import Foundation
 import HTTPTypes
@@ -140,8 +141,35 @@ enum KnowledgeChecks {
         #expect(uploaded.json["format"] == "csv" && uploaded.json["metadata"] == ["team": "stores"], "\(uploaded.json)")
         let sprocket = try await search(world, ["query": "sprocket", "mode": "text", "filter": ["team": "stores"]])
         #expect(sprocket.first?["text"] == "sku: Z-1\nname: Sprocket", "\(sprocket)")
-        let pdfUpload = try await upload(form([("file", "scan.pdf", "%PDF-1.7")]))
-        #expect(pdfUpload.status.code == 415 && "\(pdfUpload.json)".contains("PDF"), "\(pdfUpload.json)")
+        // A PDF is read by pdftotext (scripts/test installs Debian's poppler-utils); without it, a clear 415.
+        let pdf = """
+            %PDF-1.4
+            1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj
+            2 0 obj << /Type /Pages /Kids [3 0 R] /Count 1 >> endobj
+            3 0 obj << /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R
+              /Resources << /Font << /F1 5 0 R >> >> >> endobj
+            4 0 obj << /Length 52 >> stream
+            BT /F1 24 Tf 72 700 Td (Invoices go out monthly) Tj ET
+            endstream endobj
+            5 0 obj << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> endobj
+            trailer << /Root 1 0 R >>
+            %%EOF
+            """
+        let pdfUpload = try await upload(form([("file", "billing.pdf", pdf), ("metadata", nil, #"{"team": "pdf"}"#)]))
+        if PDFExtractor.executable != nil {
+            #expect(pdfUpload.status == .created && pdfUpload.json["format"] == "pdf", "\(pdfUpload.json)")
+            let monthly = try await search(world, ["query": "monthly", "mode": "text", "filter": ["team": "pdf"]])
+            #expect(monthly.first?["text"]?.stringValue?.contains("Invoices go out monthly") == true, "\(monthly)")
+            let garbage = try await upload(form([("file", "scan.pdf", "%PDF-1.7 and nothing else")]))
+            #expect(garbage.status.code == 422 && garbage.json["code"] == "document_unreadable", "\(garbage.json)")
+            if let pdfID = pdfUpload.json["id"]?.stringValue {
+                expectStatus(.noContent, try await client.send(.delete, "/v1/collections/docs/documents/\(pdfID)"))
+            }
+        } else {
+            #expect(pdfUpload.status.code == 415 && "\(pdfUpload.json)".contains("poppler-utils"), "\(pdfUpload.json)")
+        }
+        let docx = try await upload(form([("file", "contract.docx", "PK")]))
+        #expect(docx.status.code == 415 && "\(docx.json)".contains("DOCX"), "\(docx.json)")
         let stray = try await upload(form([("file", "a.txt", "x"), ("owner", nil, "me")]))
         #expect(stray.status.code == 422 && stray.json["errors"]?.arrayValue?.first?["pointer"] == "/owner")
         let truncated = try await upload("--XyZ\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nno end")
@@ -245,8 +273,13 @@ enum KnowledgeChecks {
         )
 
         // Hostile input: a clear problem, the collection unchanged.
-        let pdf = try await add(world, ["name": "scan", "text": "%PDF-1.7", "format": "pdf"])
-        #expect(pdf.status.code == 415 && pdf.json["code"] == "unsupported_media_type", "\(pdf.json)")
+        let pdfAsText = try await add(world, ["name": "scan", "text": "%PDF-1.7", "format": "pdf"])
+        #expect(pdfAsText.json["errors"]?.arrayValue?.first?["pointer"] == "/format", "\(pdfAsText.json)")
+        let docxFormat = try await add(world, ["name": "scan", "text": "x", "format": "docx"])
+        #expect(
+            docxFormat.status.code == 415 && docxFormat.json["code"] == "unsupported_media_type",
+            "\(docxFormat.json)"
+        )
         let huge = try await add(world, ["name": "huge", "text": .string(String(repeating: "a", count: 5 << 20))])
         #expect(huge.status.code == 413, "\(huge.status)")
         let broken = try await client.send(.post, "/v1/collections/docs/documents", json: "{not json")

@@ -330,10 +330,20 @@ struct DocumentUpload {
             body: Array(response.body.readableBytesView)
         )
         if !formatGiven { format = try Self.format(of: file) }
+        text = try await Self.content(of: file, format: format)
+    }
+
+    /// The text of an uploaded or fetched file: a PDF read by `PDFExtractor`, anything else as UTF-8 text.
+    static func content(of file: MultipartForm.Part, format: DocumentFormat) async throws(CaravanError) -> String {
+        if format == .pdf { return try await PDFExtractor.text(of: file.body) }
         guard let content = file.text else {
-            throw CaravanError(.unsupportedMediaType, "The document at the URL is not UTF-8 text.")
+            throw CaravanError(
+                .unsupportedMediaType,
+                "The file is not UTF-8 text; Caravan reads \(DocumentFormat.names) documents.",
+                fieldErrors: [.init(pointer: "/file", detail: "must be UTF-8 text")]
+            )
         }
-        text = content
+        return content
     }
 
     /// A document the URL of which could not be fetched.
@@ -358,6 +368,9 @@ struct DocumentUpload {
                 format: try fields.string("format").map(Self.format(named:)) ?? .text,
                 metadata: fields.object["metadata"] ?? [:]
             )
+            if upload.format == .pdf && url == nil {
+                throw CaravanError.validation("/format", "pdf is for a file uploaded or fetched by url, not for text")
+            }
             if let url {
                 guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme?.lowercased() ?? ""),
                     parsed.host?.isEmpty == false
@@ -395,13 +408,7 @@ struct DocumentUpload {
         } else {
             format = try Self.format(of: file)
         }
-        guard let content = file.text else {
-            throw CaravanError(
-                .unsupportedMediaType,
-                "The file is not UTF-8 text; Caravan reads \(DocumentFormat.names) documents.",
-                fieldErrors: [.init(pointer: "/file", detail: "must be UTF-8 text")]
-            )
-        }
+        let content = try await Self.content(of: file, format: format)
         var metadata: JSONValue = [:]
         if let raw = try text("metadata") {
             do { metadata = try JSONValue(parsing: Array(raw.utf8)) } catch {
@@ -442,11 +449,11 @@ struct DocumentUpload {
     static func format(of file: MultipartForm.Part) throws(CaravanError) -> DocumentFormat {
         let byExtension: [String: DocumentFormat] = [
             "txt": .text, "text": .text, "md": .markdown, "markdown": .markdown, "html": .html, "htm": .html,
-            "csv": .csv, "json": .json,
+            "csv": .csv, "json": .json, "pdf": .pdf,
         ]
         let byMediaType: [String: DocumentFormat] = [
             "text/plain": .text, "text/markdown": .markdown, "text/html": .html, "text/csv": .csv,
-            "application/json": .json,
+            "application/json": .json, "application/pdf": .pdf,
         ]
         let fileExtension = file.filename.flatMap { name in
             name.contains(".") ? name.split(separator: ".").last.map { $0.lowercased() } : nil
@@ -459,7 +466,7 @@ struct DocumentUpload {
         if fileExtension == nil && (mediaType == nil || mediaType == "application/octet-stream") { return .text }
         throw CaravanError(
             .unsupportedMediaType,
-            "The file '\(file.filename ?? "")' (\(mediaType ?? "no media type")) is not a format Caravan reads yet: \(DocumentFormat.names). PDF and DOCX are not read yet.",
+            "The file '\(file.filename ?? "")' (\(mediaType ?? "no media type")) is not a format Caravan reads yet: \(DocumentFormat.names). DOCX is not read yet.",
             fieldErrors: [.init(pointer: "/file", detail: "must be \(DocumentFormat.names)")]
         )
     }
