@@ -57,7 +57,9 @@ public enum PDFExtractor {
     }
 
     private enum Outcome: Sendable {
-        case text(String), timedOut, tooLarge, failed(String)
+        case text(String)
+        case timedOut, tooLarge
+        case failed(String)
     }
 
     /// Runs pdftotext on a thread of its own (it blocks while reading).
