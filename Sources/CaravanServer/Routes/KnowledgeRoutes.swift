@@ -361,27 +361,28 @@ struct DocumentUpload {
             guard (text == nil) != (url == nil) else {
                 throw CaravanError.validation("/text", "is required, or a url instead (one of the two)")
             }
-            let named = try fields.string("name", maxLength: 256)
-            var upload = try DocumentUpload(
-                name: named ?? (url == nil ? nil : "pending"),
-                text: text ?? "",
-                format: try fields.string("format").map(Self.format(named:)) ?? .text,
-                metadata: fields.object["metadata"] ?? [:]
-            )
-            if upload.format == .pdf && url == nil {
+            let format = try fields.string("format").map(Self.format(named:))
+            if format == .pdf && url == nil {
                 throw CaravanError.validation("/format", "pdf is for a file uploaded or fetched by url, not for text")
             }
+            var source: URL?
             if let url {
                 guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme?.lowercased() ?? ""),
-                    parsed.host?.isEmpty == false
+                    let host = parsed.host, !host.isEmpty
                 else { throw CaravanError.validation("/url", "must be an http or https URL") }
-                upload.url = parsed
-                upload.formatGiven = fields.object["format"] != nil
-                if named == nil {
-                    let last = parsed.lastPathComponent
-                    upload.name = String((last.isEmpty || last == "/" ? parsed.host ?? "document" : last).prefix(256))
-                }
+                source = parsed
             }
+            // A fetched document is named after its URL's last path component (or host) unless named.
+            let last = source?.lastPathComponent ?? ""
+            var upload = try DocumentUpload(
+                name: try fields.string("name", maxLength: 256)
+                    ?? source.map { String((last.isEmpty || last == "/" ? $0.host ?? "document" : last).prefix(256)) },
+                text: text ?? "",
+                format: format ?? .text,
+                metadata: fields.object["metadata"] ?? [:]
+            )
+            upload.url = source
+            upload.formatGiven = format != nil
             return upload
         }
         let form = try MultipartForm.parse(try await reader.bytes(of: request), contentType: contentType)
