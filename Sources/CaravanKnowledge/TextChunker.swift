@@ -3,7 +3,7 @@ import Foundation
 
 /// The formats a document's text may arrive in.
 public enum DocumentFormat: String, Sendable, CaseIterable {
-    case text, markdown, html, csv, json, pdf
+    case text, markdown, html, csv, json, pdf, docx
 
     /// The formats' names, for messages: "text, markdown, html, csv or json".
     public static var names: String {
@@ -19,7 +19,7 @@ public enum TextExtractor {
     /// - Throws: `validation_failed` (`/text`) for JSON that does not parse.
     public static func text(of source: String, format: DocumentFormat) throws(CaravanError) -> String {
         switch format {
-        case .text, .markdown, .pdf: return source  // a PDF arrives as the text `PDFExtractor` read
+        case .text, .markdown, .pdf, .docx: return source  // as `PDFExtractor` or `DOCXExtractor` read it
         case .html: return html(source)
         case .csv: return csv(source)
         case .json:

@@ -104,13 +104,25 @@ extension TestClientProtocol {
         contentType: String = "application/json",
         headers: HTTPFields = [:]
     ) async throws -> (status: HTTPResponse.Status, json: JSONValue, headers: HTTPFields) {
+        try await send(method, uri, bytes: body.map { Array($0.utf8) }, contentType: contentType, headers: headers)
+    }
+
+    /// Sends a request with a body of bytes and returns the status and the parsed JSON answer.
+    @discardableResult
+    public func send(
+        _ method: HTTPRequest.Method,
+        _ uri: String,
+        bytes body: [UInt8]?,
+        contentType: String,
+        headers: HTTPFields = [:]
+    ) async throws -> (status: HTTPResponse.Status, json: JSONValue, headers: HTTPFields) {
         var allHeaders = headers
         if body != nil { allHeaders[.contentType] = contentType }
         let response = try await execute(
             uri: uri,
             method: method,
             headers: allHeaders,
-            body: body.map { ByteBuffer(string: $0) }
+            body: body.map { ByteBuffer(bytes: $0) }
         )
         let bytes = Array(response.body.readableBytesView)
         let parsed =

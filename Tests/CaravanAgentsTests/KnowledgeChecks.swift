@@ -4,6 +4,7 @@ import CaravanTestSupport
 import Foundation
 import HTTPTypes
 import Testing
+import ZIPFoundation
 
 /// Knowledge collections through the HTTP API: documents chunked at headings and by size, HTML made text, the same
 /// text not embedded twice, search by words, by vectors and both, filters, replacement, deletion, isolation.
@@ -168,8 +169,7 @@ enum KnowledgeChecks {
         } else {
             #expect(pdfUpload.status.code == 415 && "\(pdfUpload.json)".contains("poppler-utils"), "\(pdfUpload.json)")
         }
-        let docx = try await upload(form([("file", "contract.docx", "PK")]))
-        #expect(docx.status.code == 415 && "\(docx.json)".contains("DOCX"), "\(docx.json)")
+        try await wordDocuments(world)
         let stray = try await upload(form([("file", "a.txt", "x"), ("owner", nil, "me")]))
         #expect(stray.status.code == 422 && stray.json["errors"]?.arrayValue?.first?["pointer"] == "/owner")
         let truncated = try await upload("--XyZ\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nno end")
@@ -275,10 +275,12 @@ enum KnowledgeChecks {
         // Hostile input: a clear problem, the collection unchanged.
         let pdfAsText = try await add(world, ["name": "scan", "text": "%PDF-1.7", "format": "pdf"])
         #expect(pdfAsText.json["errors"]?.arrayValue?.first?["pointer"] == "/format", "\(pdfAsText.json)")
-        let docxFormat = try await add(world, ["name": "scan", "text": "x", "format": "docx"])
+        let docxAsText = try await add(world, ["name": "scan", "text": "x", "format": "docx"])
+        #expect(docxAsText.json["errors"]?.arrayValue?.first?["pointer"] == "/format", "\(docxAsText.json)")
+        let unknownFormat = try await add(world, ["name": "scan", "text": "x", "format": "odt"])
         #expect(
-            docxFormat.status.code == 415 && docxFormat.json["code"] == "unsupported_media_type",
-            "\(docxFormat.json)"
+            unknownFormat.status.code == 415 && unknownFormat.json["code"] == "unsupported_media_type",
+            "\(unknownFormat.json)"
         )
         let huge = try await add(world, ["name": "huge", "text": .string(String(repeating: "a", count: 5 << 20))])
         #expect(huge.status.code == 413, "\(huge.status)")
@@ -308,6 +310,82 @@ enum KnowledgeChecks {
 
         expectStatus(.noContent, try await client.send(.delete, "/v1/collections/docs"))
         #expect(try await client.send(.get, "/v1/collections/docs").status == .notFound)
+    }
+
+    /// A Word document: headings, list items and table rows kept; entities decoded. A ZIP bomb, a DTD and a file that
+    /// is no archive are refused with clear problems, and the collection keeps what it had.
+    static func wordDocuments(_ world: AgentWorld) async throws {
+        func upload(_ filename: String, _ file: [UInt8]) async throws -> CatalogChecks.Answer {
+            let head = "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"\(filename)\"\r\n\r\n"
+            return try await world.client.send(
+                .post,
+                "/v1/collections/docs/documents",
+                bytes: Array(head.utf8) + file + Array("\r\n--XyZ--\r\n".utf8),
+                contentType: "multipart/form-data; boundary=XyZ"
+            )
+        }
+        let before = try await world.client.send(.get, "/v1/collections/docs/documents").json["items"]
+        let body = """
+            <?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+            <w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>
+            <w:p><w:pPr><w:pStyle w:val="Heading1"/></w:pPr><w:r><w:t>Warranty</w:t></w:r></w:p>
+            <w:p><w:r><w:t xml:space="preserve">Parts are covered for </w:t></w:r><w:r><w:rPr><w:b/></w:rPr>\
+            <w:t>two years</w:t></w:r><w:r><w:t xml:space="preserve"> &amp; labour for one.</w:t></w:r></w:p>
+            <w:p><w:pPr><w:numPr><w:ilvl w:val="0"/><w:numId w:val="1"/></w:numPr></w:pPr>\
+            <w:r><w:t>Keep the receipt</w:t></w:r></w:p>
+            <w:tbl><w:tr><w:tc><w:p><w:r><w:t>Model</w:t></w:r></w:p></w:tc><w:tc><w:p><w:r><w:t>Term</w:t></w:r></w:p>\
+            </w:tc></w:tr><w:tr><w:tc><w:p><w:r><w:t>Kettle K2</w:t></w:r></w:p></w:tc><w:tc><w:p><w:r>\
+            <w:t>3&#160;years</w:t></w:r></w:p></w:tc></w:tr></w:tbl>
+            <w:sectPr/></w:body></w:document>
+            """
+        let word = try zip([("[Content_Types].xml", Array("<Types/>".utf8)), ("word/document.xml", Array(body.utf8))])
+        let added = try await upload("warranty.docx", word)
+        #expect(added.status == .created && added.json["format"] == "docx", "\(added.json)")
+        let id = try #require(added.json["id"]?.stringValue)
+        let chunks = try await world.client.send(.get, "/v1/collections/docs/documents/\(id)").json["chunks"]
+        let text = (chunks?.arrayValue ?? []).compactMap { $0["text"]?.stringValue }.joined(separator: "\n\n")
+        #expect(
+            text
+                == "# Warranty\n\nParts are covered for two years & labour for one.\n\n- Keep the receipt\n\n"
+                + "Model | Term\n\nKettle K2 | 3\u{A0}years",
+            "\(text)"
+        )
+        let found = try await search(world, ["query": "kettle", "mode": "text"])
+        #expect(found.first?["document"] == "warranty.docx", "\(found)")
+        expectStatus(.noContent, try await world.client.send(.delete, "/v1/collections/docs/documents/\(id)"))
+
+        // 48 MiB of zeros deflate to a few dozen kilobytes: inflating stops at the cap.
+        let bomb = try zip([("word/document.xml", [UInt8](repeating: 0x20, count: 48 << 20))])
+        #expect(bomb.count < 1 << 20)
+        let exploded = try await upload("bomb.docx", bomb)
+        #expect(exploded.status.code == 413 && exploded.json["code"] == "payload_too_large", "\(exploded.json)")
+        let laughs = """
+            <?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;">]>
+            <w:document><w:body><w:p><w:r><w:t>&lol2;</w:t></w:r></w:p></w:body></w:document>
+            """
+        let dtd = try await upload("laughs.docx", try zip([("word/document.xml", Array(laughs.utf8))]))
+        #expect(dtd.status.code == 422 && dtd.json["code"] == "document_unreadable", "\(dtd.json)")
+        let notZip = try await upload("contract.docx", Array("PK not really".utf8))
+        #expect(notZip.status.code == 422 && notZip.json["code"] == "document_unreadable", "\(notZip.json)")
+        let noBody = try await upload("empty.docx", try zip([("word/styles.xml", Array("<w:styles/>".utf8))]))
+        #expect(noBody.status.code == 422 && "\(noBody.json)".contains("word/document.xml"), "\(noBody.json)")
+        #expect(try await world.client.send(.get, "/v1/collections/docs/documents").json["items"] == before)
+    }
+
+    /// A ZIP archive of `entries`, deflated.
+    static func zip(_ entries: [(String, [UInt8])]) throws -> [UInt8] {
+        let archive = try Archive(accessMode: .create)
+        for (path, bytes) in entries {
+            try archive.addEntry(
+                with: path,
+                type: .file,
+                uncompressedSize: Int64(bytes.count),
+                compressionMethod: .deflate
+            ) { position, size in
+                Data(bytes[Int(position)..<(Int(position) + size)])
+            }
+        }
+        return Array(archive.data ?? Data())
     }
 
     /// The console's Knowledge pages: a collection's documents, one added from the form, a search from the form;

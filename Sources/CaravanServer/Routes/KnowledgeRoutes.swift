@@ -335,7 +335,11 @@ struct DocumentUpload {
 
     /// The text of an uploaded or fetched file: a PDF read by `PDFExtractor`, anything else as UTF-8 text.
     static func content(of file: MultipartForm.Part, format: DocumentFormat) async throws(CaravanError) -> String {
-        if format == .pdf { return try await PDFExtractor.text(of: file.body) }
+        switch format {
+        case .pdf: return try await PDFExtractor.text(of: file.body)
+        case .docx: return try DOCXExtractor.text(of: file.body)
+        default: break
+        }
         guard let content = file.text else {
             throw CaravanError(
                 .unsupportedMediaType,
@@ -362,8 +366,11 @@ struct DocumentUpload {
                 throw CaravanError.validation("/text", "is required, or a url instead (one of the two)")
             }
             let format = try fields.string("format").map(Self.format(named:))
-            if format == .pdf && url == nil {
-                throw CaravanError.validation("/format", "pdf is for a file uploaded or fetched by url, not for text")
+            if let format, [.pdf, .docx].contains(format), url == nil {
+                throw CaravanError.validation(
+                    "/format",
+                    "\(format.rawValue) is for a file uploaded or fetched by url, not for text"
+                )
             }
             var source: URL?
             if let url {
@@ -450,11 +457,12 @@ struct DocumentUpload {
     static func format(of file: MultipartForm.Part) throws(CaravanError) -> DocumentFormat {
         let byExtension: [String: DocumentFormat] = [
             "txt": .text, "text": .text, "md": .markdown, "markdown": .markdown, "html": .html, "htm": .html,
-            "csv": .csv, "json": .json, "pdf": .pdf,
+            "csv": .csv, "json": .json, "pdf": .pdf, "docx": .docx,
         ]
         let byMediaType: [String: DocumentFormat] = [
             "text/plain": .text, "text/markdown": .markdown, "text/html": .html, "text/csv": .csv,
             "application/json": .json, "application/pdf": .pdf,
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document": .docx,
         ]
         let fileExtension = file.filename.flatMap { name in
             name.contains(".") ? name.split(separator: ".").last.map { $0.lowercased() } : nil
@@ -467,7 +475,7 @@ struct DocumentUpload {
         if fileExtension == nil && (mediaType == nil || mediaType == "application/octet-stream") { return .text }
         throw CaravanError(
             .unsupportedMediaType,
-            "The file '\(file.filename ?? "")' (\(mediaType ?? "no media type")) is not a format Caravan reads yet: \(DocumentFormat.names). DOCX is not read yet.",
+            "The file '\(file.filename ?? "")' (\(mediaType ?? "no media type")) is not a format Caravan reads: \(DocumentFormat.names).",
             fieldErrors: [.init(pointer: "/file", detail: "must be \(DocumentFormat.names)")]
         )
     }
