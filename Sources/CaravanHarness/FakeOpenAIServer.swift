@@ -83,7 +83,8 @@ public enum OpenAIFakeWire: FakeModelProtocol {
 
     /// `POST /v1/embeddings`: a vector of `dimensions` (8 by default) numbers for each input, the same for the
     /// same text (so tests can compare), as numbers or, with `encoding_format: base64`, as little-endian float32s in
-    /// base64 (what OpenAI's Python SDK asks for); usage counts four characters a token.
+    /// base64 (what OpenAI's Python SDK asks for); usage counts four characters a token. A model named `…-delay-N`
+    /// answers after N milliseconds, to stand for a slow embedding service.
     static func embeddings(
         _ request: Request,
         script: FakeModelScript,
@@ -94,6 +95,11 @@ public enum OpenAIFakeWire: FakeModelProtocol {
         let (received, refusal) = try await receive(request, script: script, requiredAPIKey: requiredAPIKey)
         if let refusal { return refusal }
         let body = received.body
+        if let model = received.model, let marker = model.range(of: "-delay-"),
+            let milliseconds = Int(model[marker.upperBound...])
+        {
+            try await Task.sleep(for: .milliseconds(milliseconds))
+        }
         let inputs: [String]
         switch body["input"] {
         case .string(let text)?: inputs = [text]

@@ -13,7 +13,28 @@ public enum KnowledgeSchema {
             postgres: tables(autoincrement: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", blob: "BYTEA") + [
                 "CREATE INDEX knowledge_chunks_fts ON knowledge_chunks USING gin (to_tsvector('simple', text))"
             ]
+        ),
+        Migration(
+            version: 18,
+            name: "knowledge ingestion runs",
+            statements: ingestion
+        ),
+    ]
+
+    /// A document is accepted with its extracted text kept in `knowledge_sources` and its status `queued`; the run
+    /// of `knowledge:ingest` named by `run_id` cuts, embeds and indexes it a batch at a time (a chunk's position is
+    /// unique in its document, so a batch stored twice is stored once), then marks it `indexed` and drops its source.
+    private static let ingestion = [
+        "ALTER TABLE knowledge_documents ADD COLUMN status TEXT NOT NULL DEFAULT 'indexed'",
+        "ALTER TABLE knowledge_documents ADD COLUMN run_id TEXT",
+        """
+        CREATE TABLE knowledge_sources (
+            document_id TEXT PRIMARY KEY REFERENCES knowledge_documents (id) ON DELETE CASCADE,
+            text TEXT NOT NULL
         )
+        """,
+        "DROP INDEX knowledge_chunks_document",
+        "CREATE UNIQUE INDEX knowledge_chunks_document ON knowledge_chunks (document_id, position)",
     ]
 
     private static func tables(autoincrement: String, blob: String) -> [String] {

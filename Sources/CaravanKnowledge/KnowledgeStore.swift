@@ -6,6 +6,19 @@ import Crypto
 import Foundation
 
 /// A collection: where its documents' chunks are kept, the model that embeds them, how they are cut.
+/// A document accepted for a collection, its text extracted, waiting for its ingestion run to write it.
+public struct AcceptedDocument: Sendable {
+    public var id: String
+    public var orgID: String
+    public var collection: String
+    public var name: String
+    public var format: DocumentFormat
+    public var sha256: String
+    public var metadata: JSONValue
+    public var text: String
+    public var acceptedAt: Int64
+}
+
 public struct KnowledgeCollection: Sendable {
     public var name: String
     /// `provider/model`, called through the gateway (metered, budgets apply).
@@ -28,8 +41,8 @@ public enum SearchMode: String, Sendable, CaseIterable {
     case hybrid, vector, text
 }
 
-/// The organizations' knowledge: collections, documents extracted, chunked and embedded as they are added, and
-/// search over them. Vectors are compared exactly (cosine) in process; words through the database's full-text index.
+/// The organizations' knowledge: collections, documents (accepted, then cut, embedded and indexed by a run of the
+/// engine: see `DocumentIngestion`), and search over them. Vectors are compared exactly (cosine) in process; words through the database's full-text index.
 public final class KnowledgeStore: Sendable {
     let database: any Database
     let gateway: ModelGateway
@@ -142,86 +155,197 @@ public final class KnowledgeStore: Sendable {
 
     // MARK: Documents
 
-    /// Adds a document (replacing the one of the same name): extracted, chunked, embedded (chunks whose document's
-    /// text was already embedded in this collection are copied, not embedded again) and indexed, in one transaction.
-    /// - Returns: the document.
-    public func addDocument(
+    /// Accepts a document for its collection: its text extracted (a malformed one refused here, before anything
+    /// changes) and hashed. Its rows are written by `write(_:in:)`, in the transaction of its ingestion run.
+    /// - Throws: `not_found` (the collection), `validation_failed`, `payload_too_large`.
+    public func accept(
         orgID: String,
         collection name: String,
         document: String,
         text source: String,
         format: DocumentFormat,
-        metadata: JSONValue,
-        requestID: String?
-    ) async throws -> JSONValue {
+        metadata: JSONValue
+    ) async throws -> AcceptedDocument {
         guard let collection = try await collection(orgID: orgID, name: name) else {
             throw CaravanError.notFound("The collection '\(name)'")
         }
         let text = try TextExtractor.text(of: source, format: format)
-        let chunks = collection.chunker.chunks(text)
-        let digest = SHA256.hash(
+        guard text.utf8.count <= Self.maxDocumentBytes else {
+            throw CaravanError(.payloadTooLarge, "The document's text is larger than \(Self.maxDocumentBytes) bytes.")
+        }
+        let now = clock.nowMilliseconds()
+        return AcceptedDocument(
+            id: Identifier.make("doc", milliseconds: now),
+            orgID: orgID,
+            collection: name,
+            name: document,
+            format: format,
+            sha256: Self.digest(text, collection: collection),
+            metadata: metadata,
+            text: text,
+            acceptedAt: now
+        )
+    }
+
+    /// What identifies a document's chunks and vectors: its text, cut and embedded as the collection says.
+    static func digest(_ text: String, collection: KnowledgeCollection) -> String {
+        SHA256.hash(
             data: Data(
                 "\(collection.embeddingModel)\n\(collection.chunker.size)/\(collection.chunker.overlap)\n\(text)".utf8
             )
         ).map { String(format: "%02x", $0) }.joined()
-        let existing = try await database.read { executor in
-            try await executor.query(
-                """
-                SELECT c.position, c.text, c.vector FROM knowledge_chunks c
-                JOIN knowledge_documents d ON d.id = c.document_id
-                WHERE d.id = (SELECT id FROM knowledge_documents WHERE org_id = $1 AND collection = $2 AND sha256 = $3
-                    LIMIT 1)
-                ORDER BY c.position
-                """,
-                [.text(orgID), .text(name), .text(digest)]
-            )
-        }
-        var vectors: [[UInt8]]
-        var reused = false
-        if existing.count == chunks.count, !chunks.isEmpty {
-            vectors = try existing.map { try $0.blob("vector") }
-            reused = true
-        } else {
-            vectors = []
-            var start = 0
-            while start < chunks.count {
-                let batch = Array(chunks[start..<min(chunks.count, start + Self.embeddingBatch)])
-                vectors += try await embed(batch, model: collection.embeddingModel, orgID: orgID, requestID: requestID)
-                    .map(Self.bytes)
-                start += batch.count
-            }
-        }
-        let now = clock.nowMilliseconds()
-        let id = Identifier.make("doc", milliseconds: now)
-        let storedChunks = chunks
-        let storedVectors = vectors
-        try await database.withTransaction { executor in
+    }
+
+    /// Writes accepted documents, each with the id of the run that ingests it, replacing the document of the same
+    /// name: a `RunCompanion` writer. A document whose collection is gone by then is not written (its run finds
+    /// nothing to do).
+    public static func write(
+        _ accepted: [(runID: String, row: AcceptedDocument)],
+        in executor: any SQLExecutor
+    )
+        async throws
+    {
+        for (runID, document) in accepted {
             if let old = try await executor.queryFirst(
                 "SELECT id FROM knowledge_documents WHERE org_id = $1 AND collection = $2 AND name = $3",
-                [.text(orgID), .text(name), .text(document)]
+                [.text(document.orgID), .text(document.collection), .text(document.name)]
             ) {
-                try await Self.deleteDocument(id: try old.string("id"), in: executor)
+                try await deleteDocument(id: try old.string("id"), in: executor)
             }
             try await executor.execute(
                 """
                 INSERT INTO knowledge_documents (id, org_id, collection, name, format, sha256, metadata, characters,
-                    chunks, created_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                    chunks, created_at, status, run_id)
+                SELECT $1, $2, $3, $4, $5, $6, $7, $8, 0, $9, 'ingesting', $10
+                WHERE EXISTS (SELECT 1 FROM knowledge_collections WHERE org_id = $2 AND name = $3)
+                ON CONFLICT DO NOTHING
                 """,
                 [
-                    .text(id), .text(orgID), .text(name), .text(document), .text(format.rawValue), .text(digest),
-                    .json(metadata), .int(Int64(text.count)), .int(Int64(storedChunks.count)), .int(now),
+                    .text(document.id), .text(document.orgID), .text(document.collection), .text(document.name),
+                    .text(document.format.rawValue), .text(document.sha256), .json(document.metadata),
+                    .int(Int64(document.text.count)), .int(document.acceptedAt), .text(runID),
                 ]
             )
-            for (position, chunk) in storedChunks.enumerated() {
+            try await executor.execute(
+                """
+                INSERT INTO knowledge_sources (document_id, text)
+                SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM knowledge_documents WHERE id = $1)
+                ON CONFLICT DO NOTHING
+                """,
+                [.text(document.id), .text(document.text)]
+            )
+        }
+    }
+
+    /// Cuts, embeds and indexes the accepted document `id` a batch at a time, each batch committed before the next
+    /// is embedded, so that a crash or a retry resumes after the chunks already stored and embeds none of them
+    /// again; a document whose text is already indexed in the collection takes that document's vectors. Ends by
+    /// marking it `indexed` and dropping its source text.
+    /// - Parameter progress: told after each batch is stored (chunks stored, chunks in all).
+    /// - Returns: `{document, status, chunks, embedded}`; status `deleted` for a document deleted meanwhile.
+    public func ingest(
+        orgID: String,
+        documentID id: String,
+        runID: String,
+        progress: @Sendable (Int, Int) async throws -> Void
+    ) async throws -> JSONValue {
+        let row = try await database.read { executor in
+            try await executor.queryFirst(
+                """
+                SELECT d.collection, d.sha256, d.status, d.chunks, s.text AS source FROM knowledge_documents d
+                LEFT JOIN knowledge_sources s ON s.document_id = d.id WHERE d.org_id = $1 AND d.id = $2
+                """,
+                [.text(orgID), .text(id)]
+            )
+        }
+        guard let row else { return ["document": .string(id), "status": "deleted"] }
+        let name = try row.string("collection")
+        guard try row.string("status") != "indexed" else {
+            return ["document": .string(id), "status": "indexed", "chunks": .int(try row.int("chunks"))]
+        }
+        guard let text = try row.optionalString("source"),
+            let collection = try await collection(orgID: orgID, name: name)
+        else { return ["document": .string(id), "status": "deleted"] }
+        let chunks = collection.chunker.chunks(text)
+        let next = try await database.read { executor in
+            try await executor.queryFirst(
+                "SELECT COALESCE(MAX(position) + 1, 0) AS next FROM knowledge_chunks WHERE document_id = $1",
+                [.text(id)]
+            )?.int("next") ?? 0
+        }
+        var embedded = false
+        var start = Int(next)
+        if start == 0, let copied = try await vectors(sha256: try row.string("sha256"), orgID: orgID, collection: name),
+            copied.count == chunks.count, !chunks.isEmpty
+        {
+            guard try await store(chunks, vectors: copied, from: 0, documentID: id, orgID: orgID, collection: name)
+            else { return ["document": .string(id), "status": "deleted"] }
+            start = chunks.count
+        }
+        while start < chunks.count {
+            let batch = Array(chunks[start..<min(chunks.count, start + Self.embeddingBatch)])
+            let vectors = try await embed(batch, model: collection.embeddingModel, orgID: orgID, runID: runID)
+                .map(Self.bytes)
+            embedded = true
+            guard try await store(batch, vectors: vectors, from: start, documentID: id, orgID: orgID, collection: name)
+            else { return ["document": .string(id), "status": "deleted"] }
+            start += batch.count
+            try await progress(start, chunks.count)
+        }
+        let count = Int64(chunks.count)
+        try await database.withTransaction { executor in
+            try await executor.execute(
+                "UPDATE knowledge_documents SET status = 'indexed', chunks = $2 WHERE id = $1",
+                [.text(id), .int(count)]
+            )
+            try await executor.execute("DELETE FROM knowledge_sources WHERE document_id = $1", [.text(id)])
+        }
+        return ["document": .string(id), "status": "indexed", "chunks": .int(count), "embedded": .bool(embedded)]
+    }
+
+    /// The vectors of an indexed document of the collection with the digest `sha256`, in order.
+    private func vectors(sha256: String, orgID: String, collection: String) async throws -> [[UInt8]]? {
+        let rows = try await database.read { executor in
+            try await executor.query(
+                """
+                SELECT c.vector FROM knowledge_chunks c
+                WHERE c.document_id = (SELECT id FROM knowledge_documents WHERE org_id = $1 AND collection = $2
+                    AND sha256 = $3 AND status = 'indexed' LIMIT 1)
+                ORDER BY c.position
+                """,
+                [.text(orgID), .text(collection), .text(sha256)]
+            )
+        }
+        return rows.isEmpty ? nil : try rows.map { try $0.blob("vector") }
+    }
+
+    /// Stores chunks from `position` on, with their vectors and full-text entries, in one transaction; a chunk
+    /// already stored (a batch committed by an attempt that did not live to say so) is kept as it is.
+    /// - Returns: `false` when the document is gone.
+    private func store(
+        _ chunks: [String],
+        vectors: [[UInt8]],
+        from position: Int,
+        documentID: String,
+        orgID: String,
+        collection: String
+    ) async throws -> Bool {
+        try await database.withTransaction { executor in
+            guard
+                try await executor.queryFirst(
+                    "SELECT id FROM knowledge_documents WHERE id = $1",
+                    [.text(documentID)]
+                ) != nil
+            else { return false }
+            for (offset, chunk) in chunks.enumerated() {
                 let row = try await executor.query(
                     """
                     INSERT INTO knowledge_chunks (document_id, org_id, collection, position, text, vector)
-                    VALUES ($1, $2, $3, $4, $5, $6) RETURNING id
+                    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING id
                     """,
                     [
-                        .text(id), .text(orgID), .text(name), .int(Int64(position)), .text(chunk),
-                        .blob(storedVectors[position]),
+                        .text(documentID), .text(orgID), .text(collection), .int(Int64(position + offset)),
+                        .text(chunk), .blob(vectors[offset]),
                     ]
                 )
                 if executor.dialect == .sqlite, let chunkID = try row.first?.int("id") {
@@ -231,12 +355,8 @@ public final class KnowledgeStore: Sendable {
                     )
                 }
             }
+            return true
         }
-        guard case .object(var json)? = try await self.document(orgID: orgID, collection: name, id: id) else {
-            throw CaravanError(.internal, "The document was not stored.")
-        }
-        json["embedded"] = .bool(!reused)
-        return .object(json)
     }
 
     public func documents(
@@ -395,7 +515,7 @@ public final class KnowledgeStore: Sendable {
                 """
                 SELECT c.id, c.position, c.text, d.id AS document_id, d.name AS document, d.metadata
                 FROM knowledge_chunks c JOIN knowledge_documents d ON d.id = c.document_id
-                WHERE c.org_id = $1 AND c.collection = $2 AND c.id IN (\(ids.map(String.init).joined(separator: ",")))
+                WHERE c.org_id = $1 AND c.collection = $2 AND d.status = 'indexed' AND c.id IN (\(ids.map(String.init).joined(separator: ",")))
                 """,
                 [.text(orgID), .text(name)]
             )
@@ -420,12 +540,19 @@ public final class KnowledgeStore: Sendable {
 
     // MARK: Vectors
 
-    private func embed(_ texts: [String], model: String, orgID: String, requestID: String?) async throws -> [[Float]] {
+    private func embed(
+        _ texts: [String],
+        model: String,
+        orgID: String,
+        requestID: String? = nil,
+        runID: String? = nil
+    ) async throws -> [[Float]] {
         guard let ref = ModelRef(parsing: model) else {
             throw CaravanError.validation("/embedding_model", "is not provider/model")
         }
         var context = ModelCallContext(orgID: orgID)
         context.requestID = requestID
+        context.runID = runID
         context.endpoint = "embeddings"
         let body: JSONValue = ["model": .string(ref.model), "input": .array(texts.map(JSONValue.string))]
         let answer: Embeddings
@@ -493,7 +620,9 @@ public final class KnowledgeStore: Sendable {
             "collection": .string(try row.string("collection")), "format": .string(try row.string("format")),
             "sha256": .string(try row.string("sha256")), "metadata": try row.json("metadata") ?? [:],
             "characters": .int(try row.int("characters")), "chunk_count": .int(try row.int("chunks")),
-            "status": "indexed", "created_at": .string(Clock.rfc3339(try row.int("created_at"))),
+            "status": .string(try row.string("status")),
+            "run_id": try row.optionalString("run_id").map(JSONValue.string) ?? .null,
+            "created_at": .string(Clock.rfc3339(try row.int("created_at"))),
         ]
     }
 }

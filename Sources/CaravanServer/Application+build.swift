@@ -219,7 +219,7 @@ public func buildApplication(
             TemplateStep(), HTTPStep(client: egressClient), LLMStep(gateway: gateway),
             AgentLoopStep(gateway: gateway, toolbox: toolbox, threads: threads), NotifyStep(notifier: notifier),
             WasmStep(runner: modules, secrets: secretResolver),
-            SearchStep(knowledge: knowledge),
+            SearchStep(knowledge: knowledge), IngestStep(knowledge: knowledge),
         ],
         configuration: configuration.engine,
         secrets: secretResolver,
@@ -357,7 +357,11 @@ public func buildApplication(
     ).register(in: routes)
     WorkflowRoutes(engine: engine, bodies: bodies, catalog: listingCatalog).register(in: routes)
     CatalogRoutes(catalog: listingCatalog, bodies: bodies).register(in: routes)
-    KnowledgeRoutes(knowledge: knowledge, egress: egressClient).register(in: routes)
+    KnowledgeRoutes(
+        knowledge: knowledge,
+        ingestion: DocumentIngestion(knowledge: knowledge, engine: engine),
+        egress: egressClient
+    ).register(in: routes)
     ModuleRoutes(runner: modules, secrets: secretResolver, bodies: bodies, catalog: listingCatalog).register(in: routes)
 
     // The console calls the API in process, through the same router, with the signed-in user's session.

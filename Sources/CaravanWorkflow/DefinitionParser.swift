@@ -16,6 +16,10 @@ public enum DefinitionParser {
     static let maxSteps = 200
 
     /// Whether `name` is a valid workflow name: `[a-z0-9-]{1,64}`.
+    /// The prefixes of reserved workflow names: an agent's (`agent:NAME`, see `AgentStepKind`) and Caravan's own
+    /// (`knowledge:ingest`). Workflow names cannot contain `:`, so no organization's workflow can take one.
+    public static let reservedPrefixes = [AgentStepKind.workflowPrefix, "knowledge:"]
+
     public static func isValidWorkflowName(_ name: String) -> Bool {
         !name.isEmpty && name.utf8.count <= 64
             && name.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D }
@@ -75,9 +79,11 @@ public enum DefinitionParser {
             fail("/name", "is '\(given)' but the URL names '\(fromPath)'")
             name = fromPath
         }
-        // An agent's versions are kept as a workflow under a reserved name (see `AgentStepKind`).
-        let isAgentWorkflow = AgentStepKind.agentName(ofWorkflow: name).map(isValidWorkflowName) ?? false
-        if !isValidWorkflowName(name) && !isAgentWorkflow { fail("/name", "must match [a-z0-9-]{1,64}") }
+        // An agent's versions, and the runs that ingest documents, are kept under reserved names.
+        let isReserved = reservedPrefixes.contains {
+            name.hasPrefix($0) && isValidWorkflowName(String(name.dropFirst($0.count)))
+        }
+        if !isValidWorkflowName(name) && !isReserved { fail("/name", "must match [a-z0-9-]{1,64}") }
         object["name"] = .string(name)
 
         let description = object["description"]?.stringValue

@@ -9,15 +9,21 @@ import Hummingbird
 import NIOCore
 import NIOHTTP1
 
-/// `/v1/collections…`: knowledge collections, their documents (extracted, chunked and embedded as they are added)
-/// and search over them.
+/// `/v1/collections…`: knowledge collections, their documents (extracted when they arrive, then cut, embedded and
+/// indexed by a run of the engine) and search over them.
 struct KnowledgeRoutes {
     let knowledge: KnowledgeStore
+    /// Adds documents through runs of the engine.
+    let ingestion: DocumentIngestion
     /// Fetches the documents given by `url`, through the egress policy.
     let egress: EgressHTTPClient
 
-    /// Documents are larger than other bodies.
-    static let documents = RequestBodyReader(maxBytes: KnowledgeStore.maxDocumentBytes + 65_536)
+    /// Documents are larger than other bodies: an uploaded file (a PDF, a DOCX) up to `maxFileBytes`.
+    static let documents = RequestBodyReader(maxBytes: maxFileBytes + 65_536)
+    /// A JSON document carries its text, up to `KnowledgeStore.maxDocumentBytes`.
+    static let textDocuments = RequestBodyReader(maxBytes: KnowledgeStore.maxDocumentBytes + 65_536)
+    /// The most an uploaded or fetched file may hold; its text may hold `KnowledgeStore.maxDocumentBytes`.
+    static let maxFileBytes = 64 << 20
     static let bodies = RequestBodyReader(maxBytes: 65_536)
 
     func register(in routes: RouteRegistrar) {
@@ -111,29 +117,34 @@ struct KnowledgeRoutes {
                 "/v1/collections/{name}/documents",
                 operationID: "addDocument",
                 summary:
-                    "Add a document, or replace the one of the same name: `{name, text, format?: text | markdown | html | csv | json, metadata?}`, or a `multipart/form-data` upload with a `file` part (its format from `format`, else its file name or media type; its name from `name`, else the file name) and optional `metadata` (JSON). It is extracted, chunked and embedded before the answer; the same text is not embedded twice.",
+                    "Add a document, or replace the one of the same name: `{name, text, format?: text | markdown | html | csv | json, metadata?}`, `{url, name?, format?, metadata?}`, or a `multipart/form-data` upload with a `file` part (its format from `format`, else its file name or media type; its name from `name`, else the file name) and optional `metadata` (JSON). Its text is extracted before the answer (a file Caravan cannot read is refused, nothing changed); a run of `knowledge:ingest` (`run_id`) then cuts, embeds and indexes it, and the same text is not embedded twice. `?wait=30s` (the default; at most 60s, `0s` answers at once) answers 201 once it is indexed, else 202 while it is ingested.",
                 tag: "knowledge",
                 access: .organization(.write),
                 requestSchema: object,
-                responses: [201: ("The document", object, "application/json")]
+                query: [APISchemas.wait],
+                responses: [
+                    201: ("The document, indexed", object, "application/json"),
+                    202: ("The document, still being ingested by its run", object, "application/json"),
+                ]
             )
         ) { request, context in
             let collection = try await existing(context)
-            var upload = try await DocumentUpload.read(request, reader: Self.documents)
+            let wait = try APIRequest.wait(request) ?? .seconds(30)
+            var upload = try await DocumentUpload.read(request)
             if let url = upload.url {
                 try await upload.fetch(url, orgID: try context.organizationID(), through: egress)
             }
-            let document = try await knowledge.addDocument(
+            let (document, indexed) = try await ingestion.add(
                 orgID: try context.organizationID(),
                 collection: collection,
                 document: upload.name,
                 text: upload.text,
                 format: upload.format,
                 metadata: upload.metadata,
-                requestID: context.requestID
+                wait: wait
             )
             context.audit.target("collection:\(collection)")
-            return .json(document, status: .created)
+            return .json(document, status: indexed ? .created : .accepted)
         }
         routes.add(
             EndpointDescription(
@@ -170,7 +181,7 @@ struct KnowledgeRoutes {
             )
         ) { _, context in
             guard
-                let document = try await knowledge.document(
+                let document = try await ingestion.document(
                     orgID: try context.organizationID(),
                     collection: try Self.name(context),
                     id: try context.parameters.require("id")
@@ -183,7 +194,8 @@ struct KnowledgeRoutes {
                 .delete,
                 "/v1/collections/{name}/documents/{id}",
                 operationID: "deleteDocument",
-                summary: "Delete a document with its chunks and vectors.",
+                summary:
+                    "Delete a document with its chunks and vectors (cancelling its ingestion if it is still going).",
                 tag: "knowledge",
                 access: .organization(.write),
                 responses: [204: ("Deleted", nil, "application/json")]
@@ -191,7 +203,7 @@ struct KnowledgeRoutes {
         ) { _, context in
             let collection = try Self.name(context)
             guard
-                try await knowledge.deleteDocument(
+                try await ingestion.delete(
                     orgID: try context.organizationID(),
                     collection: collection,
                     id: try context.parameters.require("id")
@@ -296,7 +308,7 @@ struct DocumentUpload {
                     try await egress.execute(
                         request,
                         timeout: Self.fetchTimeout,
-                        maxBodyBytes: KnowledgeStore.maxDocumentBytes
+                        maxBodyBytes: KnowledgeRoutes.maxFileBytes
                     )
                 )
             } catch {
@@ -313,10 +325,7 @@ struct DocumentUpload {
                 fieldErrors: [.init(pointer: "/url", detail: failure.message)]
             )
         case .failure(let failure) where failure.code.rawValue == "response_too_large":
-            throw CaravanError(
-                .payloadTooLarge,
-                "The document is larger than \(KnowledgeStore.maxDocumentBytes) bytes."
-            )
+            throw CaravanError(.payloadTooLarge, "The document is larger than \(KnowledgeRoutes.maxFileBytes) bytes.")
         case .failure(let failure):
             throw CaravanError(Self.fetchFailed, "The document could not be fetched: \(failure.message)")
         }
@@ -353,11 +362,11 @@ struct DocumentUpload {
     /// A document the URL of which could not be fetched.
     static let fetchFailed = CaravanError.Code("document_fetch_failed", status: 422)
 
-    static func read(_ request: Request, reader: RequestBodyReader) async throws -> DocumentUpload {
+    static func read(_ request: Request) async throws -> DocumentUpload {
         let contentType = request.headers[.contentType]
         guard MultipartForm.isMultipart(contentType), let contentType else {
             let fields = try BodyFields(
-                try await reader.json(of: request),
+                try await KnowledgeRoutes.textDocuments.json(of: request),
                 allowed: ["name", "text", "url", "format", "metadata"]
             )
             let text = try fields.string("text", maxBytes: KnowledgeStore.maxDocumentBytes)
@@ -392,7 +401,10 @@ struct DocumentUpload {
             upload.formatGiven = format != nil
             return upload
         }
-        let form = try MultipartForm.parse(try await reader.bytes(of: request), contentType: contentType)
+        let form = try MultipartForm.parse(
+            try await KnowledgeRoutes.documents.bytes(of: request),
+            contentType: contentType
+        )
         for part in form.parts where !["name", "format", "metadata", "file", "text"].contains(part.name) {
             throw CaravanError.validation("/" + part.name, "is not a field of a document upload")
         }
@@ -404,10 +416,10 @@ struct DocumentUpload {
         guard let file = form.part("file") ?? form.part("text") else {
             throw CaravanError.validation("/file", "is required: the document, as a file part")
         }
-        guard file.body.count <= KnowledgeStore.maxDocumentBytes else {
+        guard file.body.count <= KnowledgeRoutes.maxFileBytes else {
             throw CaravanError(
                 .payloadTooLarge,
-                "The document is larger than \(KnowledgeStore.maxDocumentBytes) bytes."
+                "The file is larger than \(KnowledgeRoutes.maxFileBytes) bytes."
             )
         }
         let format: DocumentFormat
