@@ -26,7 +26,7 @@ public struct AgentDefinition: Sendable {
     public var timeout: CaravanDuration
     public var source: JSONValue
     /// `instructions`, parsed by `validate`.
-    let instructionsTemplate: MustacheTemplate?
+    let instructionsTemplate: BoundedMustache?
 
     static let topLevelKeys: Set<String> = [
         "name", "description", "model", "instructions", "tools", "max_turns", "max_tokens", "temperature", "budget",
@@ -42,45 +42,7 @@ public struct AgentDefinition: Sendable {
     /// every run. Real instructions hold tens of tags.
     static let maxTags = 256
 
-    /// What bounds the cost of parsing a Mustache template: its deepest nesting of sections and its count of tags.
-    struct MustacheShape: Equatable {
-        var depth: Int
-        var tags: Int
-
-        /// A change of delimiters that `of(_:)` cannot follow: refused rather than counted wrong.
-        static let unfollowed = MustacheShape(depth: .max, tags: .max)
-
-        /// The shape of `template`, following delimiter changes: the deepest nesting of sections (`#`, `^`, `$`,
-        /// `<`), never less than the parser's own, and the count of tags.
-        static func of(_ template: String) -> MustacheShape {
-            var open: Substring = "{{"
-            var close: Substring = "}}"
-            var rest = Substring(template)
-            var shape = MustacheShape(depth: 0, tags: 0)
-            var depth = 0
-            while let start = rest.firstRange(of: open) {
-                rest = rest[start.upperBound...]
-                guard let end = rest.firstRange(of: close) else { break }
-                var tag = rest[..<end.lowerBound].drop(while: \.isWhitespace)
-                while tag.last?.isWhitespace == true { tag = tag.dropLast() }
-                rest = rest[end.upperBound...]
-                shape.tags += 1
-                if tag.first == "=" {
-                    // `{{=<% %>=}}`
-                    let parts = tag.dropFirst().dropLast().split(whereSeparator: \.isWhitespace)
-                    guard tag.count >= 2, tag.last == "=", parts.count == 2 else { return .unfollowed }
-                    open = parts[0]
-                    close = parts[1]
-                } else if let first = tag.first, "#^$<".contains(first) {
-                    depth += 1
-                    shape.depth = max(shape.depth, depth)
-                } else if tag.first == "/" {
-                    depth = max(0, depth - 1)
-                }
-            }
-            return shape
-        }
-    }
+    typealias MustacheShape = BoundedMustache.Shape
 
     /// Validates a definition already parsed into JSON.
     /// - Parameter nameFromPath: the name in the URL; it must agree with the body's `name` when both are given.
@@ -111,16 +73,19 @@ public struct AgentDefinition: Sendable {
         let instructions = object["instructions"]?.stringValue ?? ""
         if let value = object["instructions"], value.stringValue == nil { fail("/instructions", "must be a string") }
         if instructions.utf8.count > 100_000 { fail("/instructions", "must be at most 100,000 bytes") }
-        let shape = MustacheShape.of(instructions)
-        var template: MustacheTemplate?
-        if shape.depth > Self.maxSectionDepth {
-            fail("/instructions", "nests Mustache sections deeper than \(Self.maxSectionDepth) levels")
-        } else if shape.tags > Self.maxTags {
-            fail("/instructions", "holds \(shape.tags) Mustache tags; at most \(Self.maxTags)")
-        } else if !instructions.isEmpty {
+        var template: BoundedMustache?
+        if !instructions.isEmpty {
             // Parsed once, here, as text (no HTML escaping); every run renders this template.
-            do { template = try MustacheTemplate(string: "{{% CONTENT_TYPE: TEXT}}" + instructions) } catch {
-                fail("/instructions", "is not a valid Mustache template: \(error)")
+            do throws(CaravanError) {
+                template = try BoundedMustache(
+                    instructions,
+                    escapesHTML: false,
+                    maxDepth: Self.maxSectionDepth,
+                    maxTags: Self.maxTags,
+                    at: "/instructions"
+                )
+            } catch {
+                errors += error.fieldErrors
             }
         }
 
@@ -301,9 +266,7 @@ public struct AgentDefinition: Sendable {
     /// - Throws: `output_too_large` when the rendering would pass `limit`.
     func renderInstructions(input: JSONValue, limit: Int) throws(Failure) -> String {
         guard let template = instructionsTemplate else { return instructions }
-        let budget = MustacheBudget(limit: limit, passCost: instructions.utf8.count)
-        let rendered = template.render(["input": budget.wrap(input)] as [String: Any])
-        if budget.exhausted || rendered.utf8.count > limit {
+        guard let rendered = template.render(["input": input], limit: limit) else {
             throw Failure(
                 code: Failure.Code(rawValue: CaravanError.Code.outputTooLarge.rawValue),
                 message:
@@ -312,97 +275,6 @@ public struct AgentDefinition: Sendable {
             )
         }
         return rendered
-    }
-}
-
-/// What one rendering of Mustache instructions may still produce. Not shared across tasks: one per rendering.
-final class MustacheBudget {
-    private(set) var remaining: Int
-    private(set) var exhausted = false
-    let passCost: Int
-
-    init(limit: Int, passCost: Int) {
-        self.remaining = limit
-        self.passCost = max(1, passCost)
-    }
-
-    /// Takes `bytes` from the budget; false (and exhausted from then on) when they are not there.
-    func take(_ bytes: Int) -> Bool {
-        guard !exhausted, bytes <= remaining else {
-            exhausted = true
-            return false
-        }
-        remaining -= bytes
-        return true
-    }
-
-    /// `value` as Mustache sees it, with strings and numbers that charge their length as they render and arrays
-    /// that charge a pass per item.
-    func wrap(_ value: JSONValue) -> Any {
-        switch value {
-        case .null: return Optional<String>.none as Any
-        case .bool(let flag): return flag
-        case .int(let number): return BudgetedText(text: String(number), budget: self)
-        case .double(let number): return BudgetedText(text: String(number), budget: self)
-        case .string(let text): return BudgetedText(text: text, budget: self)
-        case .array(let items): return BudgetedSequence(items: items.map(wrap), json: value, budget: self)
-        case .object(let fields): return BudgetedObject(fields: fields.mapValues(wrap), json: value, budget: self)
-        }
-    }
-
-    /// `json` as compact JSON when the budget has room for it, else nothing.
-    func render(_ json: JSONValue) -> String {
-        guard !exhausted, Template.approximateSize(of: json, atMost: remaining) <= remaining + 2 else {
-            exhausted = true
-            return ""
-        }
-        let text = json.canonicalText
-        return take(text.utf8.count) ? text : ""
-    }
-}
-
-/// An object whose fields Mustache reads by name, and that renders as compact JSON while the budget lasts.
-struct BudgetedObject: MustacheParent, MustacheCustomRenderable, CustomStringConvertible {
-    let fields: [String: Any]
-    let json: JSONValue
-    let budget: MustacheBudget
-    func child(named name: String) -> Any? { fields[name] }
-    var renderText: String { budget.render(json) }
-    var isNull: Bool { false }
-    var description: String { renderText }
-}
-
-/// A value that renders only while its rendering's budget lasts.
-struct BudgetedText: MustacheCustomRenderable, CustomStringConvertible {
-    let text: String
-    let budget: MustacheBudget
-    var renderText: String { budget.take(text.utf8.count) ? text : "" }
-    var isNull: Bool { false }
-    var description: String { renderText }
-}
-
-/// An array whose every pass through a section is charged to the rendering's budget; it ends early once the budget
-/// is spent.
-struct BudgetedSequence: MustacheSequence, MustacheCustomRenderable, CustomStringConvertible {
-    let items: [Any]
-    let json: JSONValue
-    let budget: MustacheBudget
-    var renderText: String { budget.render(json) }
-    var isNull: Bool { false }
-    var description: String { renderText }
-
-    func makeIterator() -> Iterator { Iterator(items: items, budget: budget) }
-
-    struct Iterator: IteratorProtocol {
-        let items: [Any]
-        let budget: MustacheBudget
-        var index = 0
-
-        mutating func next() -> Any? {
-            guard index < items.count, budget.take(budget.passCost) else { return nil }
-            defer { index += 1 }
-            return items[index]
-        }
     }
 }
 

@@ -42,6 +42,22 @@ struct RunPages: Sendable {
                 )
             }
         }
+        // An artifact of a run, downloaded through the API as the signed-in person (an attachment, sandboxed).
+        router.get("/artifacts/{id}") { request, context in
+            let id = try context.parameters.require("id")
+            return await console.page(request, context) { visit in
+                let response = try await console.api.send(
+                    .get,
+                    "/v1/artifacts/\(ConsoleMarkup.segment(id))",
+                    as: visit.credentials,
+                    headers: [:]
+                )
+                guard response.status == .ok else {
+                    throw ConsoleProblem(status: 404, code: "not_found", detail: "There is no such artifact.")
+                }
+                return .response(response)
+            }
+        }
         router.get("/approvals") { request, context in
             await console.page(request, context) { visit in try await approvals(visit) }
         }
@@ -247,6 +263,7 @@ struct RunPages: Sendable {
             isAgent || events.contains { $0["type"]?.stringValue?.hasPrefix("llm.") == true }
             ? AgentTrace(events: events) : nil
         let pending = Self.pendingApprovals(run: run, events: events)
+        let artifacts = try await console.read("\(path)/artifacts", visit)["items"]?.arrayValue ?? []
         let terminal = ["succeeded", "failed", "cancelled"].contains(status)
         let name = run["agent"]?.stringValue ?? run["workflow"]?.stringValue ?? ""
         var data: [String: Any] = [
@@ -292,6 +309,15 @@ struct RunPages: Sendable {
                 ]
             },
             "eventCount": events.count,
+            "artifacts": artifacts.map { artifact -> [String: Any] in
+                [
+                    "name": artifact["name"]?.stringValue ?? "", "step": artifact["step"]?.stringValue ?? "",
+                    "type": artifact["content_type"]?.stringValue ?? "",
+                    "size": Self.size(Int(artifact["size"]?.numberValue ?? 0)),
+                    "href": "/artifacts/\(ConsoleMarkup.segment(artifact["id"]?.stringValue ?? ""))",
+                ]
+            },
+            "hasArtifacts": !artifacts.isEmpty,
             "pending": pending,
             "hasPending": !pending.isEmpty,
             "live": !terminal,
@@ -309,6 +335,13 @@ struct RunPages: Sendable {
             data,
             live: terminal ? nil : "run:\(id)"
         )
+    }
+
+    /// A size in bytes as people read it: 512 B, 12.5 KiB, 3.2 MiB.
+    static func size(_ bytes: Int) -> String {
+        if bytes < 1_024 { return "\(bytes) B" }
+        if bytes < 1 << 20 { return String(format: "%.1f KiB", Double(bytes) / 1_024) }
+        return String(format: "%.1f MiB", Double(bytes) / Double(1 << 20))
     }
 
     /// Text for a template section: `false` when there is none, so that `{{#name}}` leaves it out.

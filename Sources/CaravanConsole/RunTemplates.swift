@@ -126,6 +126,13 @@ extension RunPages {
         <h3>Input</h3>{{#input}}{{> json}}{{/input}}
         {{#hasOutput}}<h3>Output</h3>{{#output}}{{> json}}{{/output}}{{/hasOutput}}
         </section>
+        {{#hasArtifacts}}
+        <section aria-labelledby="artifacts-title">
+        <h2 id="artifacts-title">Artifacts</h2>
+        <table><thead><tr><th scope="col">File</th><th scope="col">Step</th><th scope="col">Type</th><th scope="col">Size</th></tr></thead>
+        <tbody>{{#artifacts}}<tr><th scope="row"><a href="{{href}}" download>{{name}}</a></th><td><code>{{step}}</code></td><td>{{type}}</td><td>{{size}}</td></tr>{{/artifacts}}</tbody></table>
+        </section>
+        {{/hasArtifacts}}
         {{#canWrite}}
         <section aria-labelledby="signal-title">
         <h2 id="signal-title">Send a signal</h2>

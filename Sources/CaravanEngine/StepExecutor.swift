@@ -25,6 +25,9 @@ public struct StepContext: Sendable {
     public var redactor = SecretRedactor(values: [])
     /// What the step may ask of the engine for its run; `nil` outside an engine.
     public var runs: RunControl?
+    /// The run's scope (`input`, `steps`, `run`) for kinds that render their own templates over it
+    /// (`interpolatesConfig` false); `null` for the others.
+    public var scope: JSONValue = .null
 }
 
 /// Where a run's steps find the secrets they send out (`{{ secrets.NAME }}`), and how each use is recorded.

@@ -84,7 +84,7 @@ public enum OpenAIFakeWire: FakeModelProtocol {
     /// `POST /v1/embeddings`: a vector of `dimensions` (8 by default) numbers for each input, the same for the
     /// same text (so tests can compare), as numbers or, with `encoding_format: base64`, as little-endian float32s in
     /// base64 (what OpenAI's Python SDK asks for); usage counts four characters a token. A model named `…-delay-N`
-    /// answers after N milliseconds, to stand for a slow embedding service.
+    /// answers after N milliseconds, to stand for a slow embedding service; one named `…-dims-N` answers N numbers.
     static func embeddings(
         _ request: Request,
         script: FakeModelScript,
@@ -106,8 +106,14 @@ public enum OpenAIFakeWire: FakeModelProtocol {
         case .array(let items)?: inputs = items.map { $0.stringValue ?? $0.canonicalText }
         default: return errorResponse(400, "'input' is required.", type: "invalid_request_error")
         }
-        let dimensions: Int
-        if case .int(let count)? = body["dimensions"] { dimensions = Int(count) } else { dimensions = 8 }
+        var dimensions = 8
+        if case .int(let count)? = body["dimensions"] {
+            dimensions = Int(count)
+        } else if let model = received.model, let marker = model.range(of: "-dims-"),
+            let count = Int(model[marker.upperBound...].prefix { $0.isNumber }), (1...4_096).contains(count)
+        {
+            dimensions = count
+        }
         let base64 = body["encoding_format"] == "base64"
         var data: [JSONValue] = []
         for (index, text) in inputs.enumerated() {

@@ -19,14 +19,55 @@ public enum KnowledgeSchema {
             name: "knowledge ingestion runs",
             statements: ingestion
         ),
+        Migration(
+            version: 19,
+            name: "document templates and artifacts",
+            sqlite: documents(blob: "BLOB"),
+            postgres: documents(blob: "BYTEA")
+        ),
     ]
 
-    /// A document is accepted with its extracted text kept in `knowledge_sources` and its status `queued`; the run
+    /// Templates of `document` steps, and the artifacts runs produce: an artifact goes with its run (retention).
+    private static func documents(blob: String) -> [String] {
+        [
+            """
+            CREATE TABLE document_templates (
+                org_id TEXT NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+                name TEXT NOT NULL,
+                format TEXT NOT NULL,
+                source TEXT NOT NULL,
+                description TEXT,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                PRIMARY KEY (org_id, name)
+            )
+            """,
+            """
+            CREATE TABLE artifacts (
+                id TEXT PRIMARY KEY,
+                org_id TEXT NOT NULL,
+                run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+                step TEXT NOT NULL,
+                name TEXT NOT NULL,
+                content_type TEXT NOT NULL,
+                size BIGINT NOT NULL,
+                sha256 TEXT NOT NULL,
+                content \(blob) NOT NULL,
+                created_at BIGINT NOT NULL
+            )
+            """,
+            "CREATE INDEX artifacts_run ON artifacts (org_id, run_id, created_at)",
+        ]
+    }
+
+    /// A document is accepted with its extracted text kept in `knowledge_sources` and its status `ingesting`; the run
     /// of `knowledge:ingest` named by `run_id` cuts, embeds and indexes it a batch at a time (a chunk's position is
     /// unique in its document, so a batch stored twice is stored once), then marks it `indexed` and drops its source.
     private static let ingestion = [
         "ALTER TABLE knowledge_documents ADD COLUMN status TEXT NOT NULL DEFAULT 'indexed'",
         "ALTER TABLE knowledge_documents ADD COLUMN run_id TEXT",
+        // Changed by every write of chunks: each node's vector index compares it with the generation it holds.
+        "ALTER TABLE knowledge_collections ADD COLUMN generation BIGINT NOT NULL DEFAULT 0",
         """
         CREATE TABLE knowledge_sources (
             document_id TEXT PRIMARY KEY REFERENCES knowledge_documents (id) ON DELETE CASCADE,

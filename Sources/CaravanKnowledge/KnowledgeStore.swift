@@ -42,11 +42,14 @@ public enum SearchMode: String, Sendable, CaseIterable {
 }
 
 /// The organizations' knowledge: collections, documents (accepted, then cut, embedded and indexed by a run of the
-/// engine: see `DocumentIngestion`), and search over them. Vectors are compared exactly (cosine) in process; words through the database's full-text index.
+/// engine: see `DocumentIngestion`), and search over them. Vectors are compared exactly (cosine) in this node's
+/// `VectorIndex`; words through the database's full-text index.
 public final class KnowledgeStore: Sendable {
     let database: any Database
     let gateway: ModelGateway
     let clock: WallClock
+    /// This node's in-memory vectors of the collections it searches.
+    let vectorIndex = VectorIndex()
 
     /// The most a document's text may hold, in bytes.
     public static let maxDocumentBytes = 4 << 20
@@ -337,6 +340,10 @@ public final class KnowledgeStore: Sendable {
                     [.text(documentID)]
                 ) != nil
             else { return false }
+            try await executor.execute(
+                "UPDATE knowledge_collections SET generation = generation + 1 WHERE org_id = $1 AND name = $2",
+                [.text(orgID), .text(collection)]
+            )
             for (offset, chunk) in chunks.enumerated() {
                 let row = try await executor.query(
                     """
@@ -410,6 +417,13 @@ public final class KnowledgeStore: Sendable {
     }
 
     static func deleteDocument(id: String, in executor: any SQLExecutor) async throws {
+        try await executor.execute(
+            """
+            UPDATE knowledge_collections SET generation = generation + 1
+            WHERE (org_id, name) = (SELECT org_id, collection FROM knowledge_documents WHERE id = $1)
+            """,
+            [.text(id)]
+        )
         if executor.dialect == .sqlite {
             try await executor.execute(
                 "DELETE FROM knowledge_fts WHERE chunk_id IN (SELECT id FROM knowledge_chunks WHERE document_id = $1)",
@@ -444,18 +458,13 @@ public final class KnowledgeStore: Sendable {
             let queryVector =
                 try await embed([query], model: collection.embeddingModel, orgID: orgID, requestID: requestID)
                 .first ?? []
-            let rows = try await database.read { executor in
-                try await executor.query(
-                    "SELECT id, vector FROM knowledge_chunks WHERE org_id = $1 AND collection = $2",
-                    [.text(orgID), .text(name)]
-                )
-            }
-            var similarities: [(Int64, Double)] = []
-            for row in rows {
-                similarities.append((try row.int("id"), Self.cosine(queryVector, Self.floats(try row.blob("vector")))))
-            }
-            similarities.sort { $0.1 > $1.1 }
-            for (id, similarity) in similarities.prefix(wanted) {
+            for (id, similarity) in try await vectorIndex.nearest(
+                queryVector,
+                k: wanted,
+                orgID: orgID,
+                collection: name,
+                in: database
+            ) {
                 vectorRanked.append(id)
                 scores[id] = similarity
             }
@@ -586,20 +595,6 @@ public final class KnowledgeStore: Sendable {
                     | UInt32(bytes[index + 3]) << 24
             )
         }
-    }
-
-    static func cosine(_ a: [Float], _ b: [Float]) -> Double {
-        guard a.count == b.count, !a.isEmpty else { return 0 }
-        var dot: Float = 0
-        var normA: Float = 0
-        var normB: Float = 0
-        for index in a.indices {
-            dot += a[index] * b[index]
-            normA += a[index] * a[index]
-            normB += b[index] * b[index]
-        }
-        guard normA > 0, normB > 0 else { return 0 }
-        return Double(dot / (normA.squareRoot() * normB.squareRoot()))
     }
 
     // MARK: Rows

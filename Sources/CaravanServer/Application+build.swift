@@ -196,6 +196,7 @@ public func buildApplication(
         logger: logger
     )
     let knowledge = KnowledgeStore(database: database, gateway: gateway, clock: clock)
+    let artifacts = ArtifactStore(database: database, clock: clock)
     let toolbox = AgentToolbox(
         http: egressClient,
         mcp: mcpConnections,
@@ -219,7 +220,7 @@ public func buildApplication(
             TemplateStep(), HTTPStep(client: egressClient), LLMStep(gateway: gateway),
             AgentLoopStep(gateway: gateway, toolbox: toolbox, threads: threads), NotifyStep(notifier: notifier),
             WasmStep(runner: modules, secrets: secretResolver),
-            SearchStep(knowledge: knowledge), IngestStep(knowledge: knowledge),
+            SearchStep(knowledge: knowledge), IngestStep(knowledge: knowledge), DocumentStep(artifacts: artifacts),
         ],
         configuration: configuration.engine,
         secrets: secretResolver,
@@ -357,6 +358,7 @@ public func buildApplication(
     ).register(in: routes)
     WorkflowRoutes(engine: engine, bodies: bodies, catalog: listingCatalog).register(in: routes)
     CatalogRoutes(catalog: listingCatalog, bodies: bodies).register(in: routes)
+    DocumentRoutes(artifacts: artifacts, engine: engine).register(in: routes)
     KnowledgeRoutes(
         knowledge: knowledge,
         ingestion: DocumentIngestion(knowledge: knowledge, engine: engine),

@@ -20,7 +20,10 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "The caravan binary (a release build).") var binary: String = ".build-release/release/caravan"
     @Option(help: "sqlite, or postgres (uses CARAVAN_TEST_POSTGRES_URL to make a fresh database per repetition).")
     var backend: String = "sqlite"
-    @Option(help: "w1, w2, w3, gateway, scale, fanout, nodes, seeded, webhooks, triggers, or all (w1, w2, w3).")
+    @Option(
+        help:
+            "w1, w2, w3, gateway, scale, fanout, nodes, seeded, webhooks, triggers, wasm, knowledge, or all (w1, w2, w3)."
+    )
     var workload: String =
         "all"
     @Option(help: "Repetitions of each workload.") var repetitions: Int = 3
@@ -31,6 +34,8 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "nodes: how many caravan processes share the PostgreSQL database, one series each.")
     var nodes: String = "1,2,4"
     @Option(help: "seeded: the finished runs stored before measuring.") var seedRuns: Int = 1_000_000
+    @Option(help: "knowledge: the megabytes of text ingested.") var knowledgeMegabytes: Int = 100
+    @Option(help: "knowledge: the chunks searched (in documents of 1,000).") var knowledgeChunks: Int = 100_000
     @Option(help: "Append each figure's median as a JSON line to this file (docs/bench/results.jsonl).")
     var record: String?
     @Option(help: "The commit recorded (default: git's short sha, -dirty when tracked files changed).")
@@ -84,6 +89,7 @@ struct Bench: AsyncParsableCommand {
                 case "webhooks": result = try await webhooks()
                 case "triggers": result = try await triggers()
                 case "wasm": result = try await wasm()
+                case "knowledge": result = try await knowledge()
                 default: throw ValidationError("unknown workload \(name)")
                 }
                 print(

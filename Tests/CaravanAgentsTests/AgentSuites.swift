@@ -83,6 +83,9 @@ struct AgentTests {
     @Test(arguments: TestBackend.available) func knowledge(backend: TestBackend) async throws {
         try await withAgentWorld(backend, KnowledgeChecks.collections)
     }
+    @Test(arguments: TestBackend.available) func generatedDocuments(backend: TestBackend) async throws {
+        try await withAgentWorld(backend, DocumentChecks.generated)
+    }
     @Test(arguments: TestBackend.available) func knowledgeConsolePages(backend: TestBackend) async throws {
         try await withAgentWorld(backend, KnowledgeChecks.consolePages)
     }
