@@ -17,7 +17,9 @@ public enum KnowledgeSchema {
         Migration(
             version: 18,
             name: "knowledge ingestion runs",
-            statements: ingestion
+            // Words are indexed in each node's memory (`ChunkIndex`), not by the database's full-text search.
+            sqlite: ingestion + ["DROP TABLE knowledge_fts"],
+            postgres: ingestion + ["DROP INDEX knowledge_chunks_fts"]
         ),
         Migration(
             version: 19,

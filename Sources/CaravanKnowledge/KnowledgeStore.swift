@@ -42,14 +42,14 @@ public enum SearchMode: String, Sendable, CaseIterable {
 }
 
 /// The organizations' knowledge: collections, documents (accepted, then cut, embedded and indexed by a run of the
-/// engine: see `DocumentIngestion`), and search over them. Vectors are compared exactly (cosine) in this node's
-/// `VectorIndex`; words through the database's full-text index.
+/// engine: see `DocumentIngestion`), and search over them. Vectors (exact cosine) and words (BM25) are ranked in
+/// this node's `ChunkIndex`.
 public final class KnowledgeStore: Sendable {
     let database: any Database
     let gateway: ModelGateway
     let clock: WallClock
-    /// This node's in-memory vectors of the collections it searches.
-    let vectorIndex = VectorIndex()
+    /// This node's in-memory index (vectors and words) of the collections it searches.
+    let chunkIndex = ChunkIndex()
 
     /// The most a document's text may hold, in bytes.
     public static let maxDocumentBytes = 4 << 20
@@ -139,20 +139,11 @@ public final class KnowledgeStore: Sendable {
     /// Deletes a collection with its documents, chunks and vectors. - Returns: whether there was one.
     public func deleteCollection(orgID: String, name: String) async throws -> Bool {
         try await database.withTransaction { executor in
-            if executor.dialect == .sqlite {
-                try await executor.execute(
-                    """
-                    DELETE FROM knowledge_fts WHERE chunk_id IN
-                        (SELECT id FROM knowledge_chunks WHERE org_id = $1 AND collection = $2)
-                    """,
-                    [.text(orgID), .text(name)]
-                )
-            }
-            return
-                !(try await executor.query(
-                    "DELETE FROM knowledge_collections WHERE org_id = $1 AND name = $2 RETURNING name",
-                    [.text(orgID), .text(name)]
-                )).isEmpty
+
+            !(try await executor.query(
+                "DELETE FROM knowledge_collections WHERE org_id = $1 AND name = $2 RETURNING name",
+                [.text(orgID), .text(name)]
+            )).isEmpty
         }
     }
 
@@ -345,22 +336,16 @@ public final class KnowledgeStore: Sendable {
                 [.text(orgID), .text(collection)]
             )
             for (offset, chunk) in chunks.enumerated() {
-                let row = try await executor.query(
+                try await executor.execute(
                     """
                     INSERT INTO knowledge_chunks (document_id, org_id, collection, position, text, vector)
-                    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING id
+                    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING
                     """,
                     [
                         .text(documentID), .text(orgID), .text(collection), .int(Int64(position + offset)),
                         .text(chunk), .blob(vectors[offset]),
                     ]
                 )
-                if executor.dialect == .sqlite, let chunkID = try row.first?.int("id") {
-                    try await executor.execute(
-                        "INSERT INTO knowledge_fts (text, chunk_id) VALUES ($1, $2)",
-                        [.text(chunk), .int(chunkID)]
-                    )
-                }
             }
             return true
         }
@@ -424,12 +409,6 @@ public final class KnowledgeStore: Sendable {
             """,
             [.text(id)]
         )
-        if executor.dialect == .sqlite {
-            try await executor.execute(
-                "DELETE FROM knowledge_fts WHERE chunk_id IN (SELECT id FROM knowledge_chunks WHERE document_id = $1)",
-                [.text(id)]
-            )
-        }
         try await executor.execute("DELETE FROM knowledge_documents WHERE id = $1", [.text(id)])
     }
 
@@ -458,7 +437,7 @@ public final class KnowledgeStore: Sendable {
             let queryVector =
                 try await embed([query], model: collection.embeddingModel, orgID: orgID, requestID: requestID)
                 .first ?? []
-            for (id, similarity) in try await vectorIndex.nearest(
+            for (id, similarity) in try await chunkIndex.nearest(
                 queryVector,
                 k: wanted,
                 orgID: orgID,
@@ -470,38 +449,15 @@ public final class KnowledgeStore: Sendable {
             }
         }
         if mode != .vector {
-            let words = query.lowercased().split { !($0.isLetter || $0.isNumber) }.prefix(32).map(String.init)
-            if !words.isEmpty {
-                let rows = try await database.read { executor in
-                    if executor.dialect == .sqlite {
-                        return try await executor.query(
-                            """
-                            SELECT c.id, -bm25(knowledge_fts) AS score FROM knowledge_fts
-                            JOIN knowledge_chunks c ON c.id = knowledge_fts.chunk_id
-                            WHERE knowledge_fts MATCH $1 AND c.org_id = $2 AND c.collection = $3
-                            ORDER BY bm25(knowledge_fts) LIMIT $4
-                            """,
-                            [
-                                .text(words.map { "\"\($0)\"" }.joined(separator: " OR ")), .text(orgID), .text(name),
-                                .int(Int64(wanted)),
-                            ]
-                        )
-                    }
-                    return try await executor.query(
-                        """
-                        SELECT id, ts_rank(to_tsvector('simple', text), q) AS score
-                        FROM knowledge_chunks, to_tsquery('simple', $1) q
-                        WHERE org_id = $2 AND collection = $3 AND to_tsvector('simple', text) @@ q
-                        ORDER BY score DESC LIMIT $4
-                        """,
-                        [.text(words.joined(separator: " | ")), .text(orgID), .text(name), .int(Int64(wanted))]
-                    )
-                }
-                for row in rows {
-                    let id = try row.int("id")
-                    textRanked.append(id)
-                    if mode == .text { scores[id] = try row.double("score") }
-                }
+            for (id, score) in try await chunkIndex.matching(
+                query,
+                k: wanted,
+                orgID: orgID,
+                collection: name,
+                in: database
+            ) {
+                textRanked.append(id)
+                if mode == .text { scores[id] = score }
             }
         }
         var ranked: [Int64]

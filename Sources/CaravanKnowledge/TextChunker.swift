@@ -184,14 +184,17 @@ public struct TextChunker: Sendable, Hashable {
     public func chunks(_ text: String) -> [String] {
         var chunks: [String] = []
         var current = ""
+        var currentCount = 0  // `current.count`, kept rather than counted again (String.count walks the string)
         func flush() {
             let trimmed = current.trimmingCharacters(in: .whitespacesAndNewlines)
             if !trimmed.isEmpty { chunks.append(trimmed) }
             current = ""
+            currentCount = 0
         }
         for block in Self.blocks(text) {
             if block.hasPrefix("#") { flush() }  // a heading starts a chunk
-            if block.count > size {
+            let blockCount = block.count
+            if blockCount > size {
                 flush()
                 let characters = Array(block)
                 var start = 0
@@ -215,10 +218,12 @@ public struct TextChunker: Sendable, Hashable {
                     }
                     start = next
                 }
-            } else if current.count + block.count + 2 > size {
+            } else if currentCount + blockCount + 2 > size {
                 flush()
                 current = block
+                currentCount = blockCount
             } else {
+                currentCount += current.isEmpty ? blockCount : blockCount + 2
                 current += current.isEmpty ? block : "\n\n" + block
             }
         }

@@ -92,20 +92,26 @@ extension Bench {
                     try await group.waitForAll()
                 }
                 figures["search_load_s"] = Self.milliseconds(ContinuousClock.now - loadStart) / 1000
-                var times: [Double] = []
-                for index in 0..<1_100 {
-                    let words = Self.prose(seed: 7_919 * index, bytes: 40, paragraphs: false)
-                    let query = JSONValue.object(["query": .string(words), "k": 10, "mode": "hybrid"]).canonicalText
-                    let begin = ContinuousClock.now
-                    let found = try await Self.call(.POST, base + "/collections/search/search", body: query)
-                    guard found.status == 200, found.json["items"]?.arrayValue?.count == 10 else {
-                        throw ValidationError("search failed: \(found)")
+                for mode in ["hybrid", "vector", "text"] {
+                    var times: [Double] = []
+                    for index in 0..<(mode == "hybrid" ? 1_100 : 550) {
+                        let words = Self.prose(seed: 7_919 * index, bytes: 40, paragraphs: false)
+                        let query = JSONValue.object(["query": .string(words), "k": 10, "mode": .string(mode)])
+                        let begin = ContinuousClock.now
+                        let found = try await Self.call(
+                            .POST,
+                            base + "/collections/search/search",
+                            body: query.canonicalText
+                        )
+                        guard found.status == 200, found.json["items"]?.arrayValue?.count == 10 else {
+                            throw ValidationError("search failed: \(found)")
+                        }
+                        if index >= 50 { times.append(Self.milliseconds(ContinuousClock.now - begin)) }
                     }
-                    if index >= 100 { times.append(Self.milliseconds(ContinuousClock.now - begin)) }
+                    times.sort()
+                    figures["search_\(mode)_p50_ms"] = Self.percentile(times, 0.5)
+                    figures["search_\(mode)_p99_ms"] = Self.percentile(times, 0.99)
                 }
-                times.sort()
-                figures["search_hybrid_p50_ms"] = Self.percentile(times, 0.5)
-                figures["search_hybrid_p99_ms"] = Self.percentile(times, 0.99)
                 figures["search_chunks"] = Double(knowledgeChunks)
                 figures["search_peak_rss_mb"] = Self.peakRSS(pid: server.pid)
                 return figures
