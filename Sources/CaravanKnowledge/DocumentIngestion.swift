@@ -62,7 +62,14 @@ public final class DocumentIngestion: Sendable {
                 "The document was accepted but could not be ingested: \(failure.message) It is kept as failed; POST /v1/runs/\(run.id)/retry resumes it."
             )
         }
-        guard let stored = try await self.document(orgID: orgID, collection: collection, id: accepted.id) else {
+        guard
+            let stored = try await self.document(
+                orgID: orgID,
+                collection: collection,
+                id: accepted.id,
+                withChunks: false
+            )
+        else {
             throw CaravanError(.conflict, "The document was replaced or deleted while it was ingested.")
         }
         var json = stored.objectValue ?? [:]
@@ -70,10 +77,23 @@ public final class DocumentIngestion: Sendable {
         return (.object(json), json["status"] == "indexed")
     }
 
-    /// A document with its chunks; one not yet indexed says how its run stands (`ingesting`, `failed` with the
+    /// A document (with its chunks unless `withChunks` is false); one not yet indexed says how its run stands (`ingesting`, `failed` with the
     /// error, or `cancelled`).
-    public func document(orgID: String, collection: String, id: String) async throws -> JSONValue? {
-        guard case .object(var json)? = try await knowledge.document(orgID: orgID, collection: collection, id: id)
+    public func document(
+        orgID: String,
+        collection: String,
+        id: String,
+        withChunks: Bool = true
+    ) async throws
+        -> JSONValue?
+    {
+        guard
+            case .object(var json)? = try await knowledge.document(
+                orgID: orgID,
+                collection: collection,
+                id: id,
+                withChunks: withChunks
+            )
         else { return nil }
         if json["status"] != "indexed", let runID = json["run_id"]?.stringValue,
             let run = try await engine.run(orgID: orgID, id: runID)
@@ -91,7 +111,9 @@ public final class DocumentIngestion: Sendable {
 
     /// Deletes a document, cancelling its ingestion run if it is still going.
     public func delete(orgID: String, collection: String, id: String) async throws -> Bool {
-        let runID = try await knowledge.document(orgID: orgID, collection: collection, id: id)?["run_id"]?.stringValue
+        let runID = try await knowledge.document(orgID: orgID, collection: collection, id: id, withChunks: false)?[
+            "run_id"
+        ]?.stringValue
         guard try await knowledge.deleteDocument(orgID: orgID, collection: collection, id: id) else { return false }
         if let runID, let run = try await engine.run(orgID: orgID, id: runID), !run.status.isTerminal {
             _ = try? await engine.cancel(orgID: orgID, id: runID)

@@ -55,6 +55,8 @@ public final class KnowledgeStore: Sendable {
     public static let maxDocumentBytes = 4 << 20
     /// Chunks embedded per call of the model.
     static let embeddingBatch = 64
+    /// Calls of the model an ingestion makes at once.
+    static let embeddingCalls = 4
 
     public init(database: any Database, gateway: ModelGateway, clock: WallClock = .system) {
         self.database = database
@@ -276,14 +278,25 @@ public final class KnowledgeStore: Sendable {
             else { return ["document": .string(id), "status": "deleted"] }
             start = chunks.count
         }
+        let model = collection.embeddingModel
         while start < chunks.count {
-            let batch = Array(chunks[start..<min(chunks.count, start + Self.embeddingBatch)])
-            let vectors = try await embed(batch, model: collection.embeddingModel, orgID: orgID, runID: runID)
-                .map(Self.bytes)
+            // A few calls of the model at once; their chunks are stored together, in one transaction.
+            let group = Array(chunks[start..<min(chunks.count, start + Self.embeddingBatch * Self.embeddingCalls)])
+            let vectors = try await withThrowingTaskGroup(of: (Int, [[UInt8]]).self) { calls in
+                for offset in stride(from: 0, to: group.count, by: Self.embeddingBatch) {
+                    let batch = Array(group[offset..<min(group.count, offset + Self.embeddingBatch)])
+                    calls.addTask {
+                        (offset, try await self.embed(batch, model: model, orgID: orgID, runID: runID).map(Self.bytes))
+                    }
+                }
+                var parts: [(Int, [[UInt8]])] = []
+                for try await part in calls { parts.append(part) }
+                return parts.sorted { $0.0 < $1.0 }.flatMap(\.1)
+            }
             embedded = true
-            guard try await store(batch, vectors: vectors, from: start, documentID: id, orgID: orgID, collection: name)
+            guard try await store(group, vectors: vectors, from: start, documentID: id, orgID: orgID, collection: name)
             else { return ["document": .string(id), "status": "deleted"] }
-            start += batch.count
+            start += group.count
             try await progress(start, chunks.count)
         }
         let count = Int64(chunks.count)
@@ -369,8 +382,15 @@ public final class KnowledgeStore: Sendable {
         }
     }
 
-    /// A document with its chunks.
-    public func document(orgID: String, collection: String, id: String) async throws -> JSONValue? {
+    /// A document, with its chunks unless `withChunks` is false.
+    public func document(
+        orgID: String,
+        collection: String,
+        id: String,
+        withChunks: Bool = true
+    ) async throws
+        -> JSONValue?
+    {
         try await database.read { executor in
             guard
                 let row = try await executor.queryFirst(
@@ -378,6 +398,7 @@ public final class KnowledgeStore: Sendable {
                     [.text(orgID), .text(collection), .text(id)]
                 ), case .object(var json) = try Self.document(row)
             else { return nil }
+            guard withChunks else { return .object(json) }
             json["chunks"] = .array(
                 try await executor.query(
                     "SELECT position, text FROM knowledge_chunks WHERE document_id = $1 ORDER BY position",

@@ -186,8 +186,8 @@ public struct TextChunker: Sendable, Hashable {
         var current = ""
         var currentCount = 0  // `current.count`, kept rather than counted again (String.count walks the string)
         func flush() {
-            let trimmed = current.trimmingCharacters(in: .whitespacesAndNewlines)
-            if !trimmed.isEmpty { chunks.append(trimmed) }
+            let trimmed = Self.trimmed(current[...])
+            if !trimmed.isEmpty { chunks.append(String(trimmed)) }
             current = ""
             currentCount = 0
         }
@@ -231,22 +231,30 @@ public struct TextChunker: Sendable, Hashable {
         return chunks
     }
 
+    /// `text` without the white space (new lines included) at either end; in Swift, not through Foundation's
+    /// `NSString`, which copied every line it trimmed.
+    static func trimmed(_ text: Substring) -> Substring {
+        guard let first = text.firstIndex(where: { !$0.isWhitespace }) else { return "" }
+        let last = text.lastIndex(where: { !$0.isWhitespace }) ?? first
+        return text[first...last]
+    }
+
     /// Paragraphs (separated by blank lines) and headings (a line starting with `#` is a block of its own).
     static func blocks(_ text: String) -> [String] {
         var blocks: [String] = []
         var paragraph: [Substring] = []
         func end() {
-            let joined = paragraph.joined(separator: "\n").trimmingCharacters(in: .whitespaces)
-            if !joined.isEmpty { blocks.append(joined) }
+            let joined = Self.trimmed(paragraph.joined(separator: "\n")[...])
+            if !joined.isEmpty { blocks.append(String(joined)) }
             paragraph = []
         }
         for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            let trimmed = Self.trimmed(line)
             if trimmed.isEmpty {
                 end()
             } else if trimmed.hasPrefix("#") {
                 end()
-                blocks.append(trimmed)
+                blocks.append(String(trimmed))
             } else {
                 paragraph.append(line)
             }
