@@ -278,11 +278,14 @@ public final class KnowledgeStore: Sendable {
             else { return ["document": .string(id), "status": "deleted"] }
             start = chunks.count
         }
+        // A few calls of the model at once make a group, stored in one transaction; the next group is embedded
+        // while one is stored.
         let model = collection.embeddingModel
-        while start < chunks.count {
-            // A few calls of the model at once; their chunks are stored together, in one transaction.
-            let group = Array(chunks[start..<min(chunks.count, start + Self.embeddingBatch * Self.embeddingCalls)])
-            let vectors = try await withThrowingTaskGroup(of: (Int, [[UInt8]]).self) { calls in
+        let groupSize = Self.embeddingBatch * Self.embeddingCalls
+        @Sendable func embedGroup(from first: Int) async throws -> [[UInt8]] {
+            guard first < chunks.count else { return [] }
+            let group = Array(chunks[first..<min(chunks.count, first + groupSize)])
+            return try await withThrowingTaskGroup(of: (Int, [[UInt8]]).self) { calls in
                 for offset in stride(from: 0, to: group.count, by: Self.embeddingBatch) {
                     let batch = Array(group[offset..<min(group.count, offset + Self.embeddingBatch)])
                     calls.addTask {
@@ -293,11 +296,18 @@ public final class KnowledgeStore: Sendable {
                 for try await part in calls { parts.append(part) }
                 return parts.sorted { $0.0 < $1.0 }.flatMap(\.1)
             }
+        }
+        var vectors = try await embedGroup(from: start)
+        while start < chunks.count {
             embedded = true
+            let next = start + vectors.count
+            async let upcoming = embedGroup(from: next)
+            let group = Array(chunks[start..<next])
             guard try await store(group, vectors: vectors, from: start, documentID: id, orgID: orgID, collection: name)
             else { return ["document": .string(id), "status": "deleted"] }
-            start += group.count
-            try await progress(start, chunks.count)
+            try await progress(next, chunks.count)
+            start = next
+            vectors = try await upcoming
         }
         let count = Int64(chunks.count)
         try await database.withTransaction { executor in

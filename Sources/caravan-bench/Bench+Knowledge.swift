@@ -19,7 +19,7 @@ extension Bench {
                 }
                 var figures: [String: Double] = [:]
 
-                // Ingestion: `knowledgeMegabytes` of text in 4 MB documents, 2 at a time, 8 dimensions (the
+                // Ingestion: `knowledgeMegabytes` of text in 4 MB documents, 4 at a time, 8 dimensions (the
                 // embedder's cost kept small: this measures extraction, chunking and storage).
                 let corpus = #"{"embedding_model": "local/e-dims-8", "chunking": {"size": 1000, "overlap": 100}}"#
                 _ = try await Self.call(.PUT, base + "/collections/corpus", body: corpus)
@@ -28,7 +28,7 @@ extension Bench {
                 let start = ContinuousClock.now
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     for index in 0..<documents {
-                        if index >= 2 { try await group.next() }
+                        if index >= 4 { try await group.next() }
                         group.addTask {
                             let text = Self.prose(seed: index, bytes: documentBytes)
                             let body = JSONValue.object(["name": .string("doc-\(index)"), "text": .string(text)])
