@@ -358,16 +358,22 @@ public final class KnowledgeStore: Sendable {
                 "UPDATE knowledge_collections SET generation = generation + 1 WHERE org_id = $1 AND name = $2",
                 [.text(orgID), .text(collection)]
             )
-            for (offset, chunk) in chunks.enumerated() {
+            // A statement for up to 256 chunks: one round trip to PostgreSQL, not one a chunk.
+            for first in stride(from: 0, to: chunks.count, by: 256) {
+                let rows = first..<min(chunks.count, first + 256)
+                var values: [String] = []
+                var parameters: [SQLValue] = [.text(documentID), .text(orgID), .text(collection)]
+                for offset in rows {
+                    let at = parameters.count
+                    values.append("($1, $2, $3, $\(at + 1), $\(at + 2), $\(at + 3))")
+                    parameters += [.int(Int64(position + offset)), .text(chunks[offset]), .blob(vectors[offset])]
+                }
                 try await executor.execute(
                     """
                     INSERT INTO knowledge_chunks (document_id, org_id, collection, position, text, vector)
-                    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING
+                    VALUES \(values.joined(separator: ", ")) ON CONFLICT DO NOTHING
                     """,
-                    [
-                        .text(documentID), .text(orgID), .text(collection), .int(Int64(position + offset)),
-                        .text(chunk), .blob(vectors[offset]),
-                    ]
+                    parameters
                 )
             }
             return true
@@ -505,29 +511,41 @@ public final class KnowledgeStore: Sendable {
             scores = fused
         }
         guard !ranked.isEmpty else { return [] }
-        let ids = ranked
-        let rows = try await database.read { executor in
-            try await executor.query(
-                """
-                SELECT c.id, c.position, c.text, d.id AS document_id, d.name AS document, d.metadata
-                FROM knowledge_chunks c JOIN knowledge_documents d ON d.id = c.document_id
-                WHERE c.org_id = $1 AND c.collection = $2 AND d.status = 'indexed' AND c.id IN (\(ids.map(String.init).joined(separator: ",")))
-                """,
-                [.text(orgID), .text(name)]
+        // By primary keys alone, so that no planner (PostgreSQL's before it has statistics of a table just
+        // filled) prefers to scan the collection; the chunks' collection is checked here.
+        let ids = ranked.map(String.init).joined(separator: ",")
+        let (chunkRows, documentRows) = try await database.read { executor -> ([SQLRow], [SQLRow]) in
+            let chunks = try await executor.query(
+                "SELECT id, org_id, collection, document_id, position, text FROM knowledge_chunks WHERE id IN (\(ids))",
+                []
             )
+            let documentIDs = Array(Set(try chunks.map { try $0.string("document_id") }))
+            guard !documentIDs.isEmpty else { return (chunks, [SQLRow]()) }
+            let documents = try await executor.query(
+                """
+                SELECT id, name, metadata FROM knowledge_documents
+                WHERE id IN (\(documentIDs.indices.map { "$\($0 + 1)" }.joined(separator: ","))) AND status = 'indexed'
+                """,
+                documentIDs.map(SQLValue.text)
+            )
+            return (chunks, documents)
         }
-        var byID: [Int64: SQLRow] = [:]
-        for row in rows { byID[try row.int("id")] = row }
+        var documents: [String: SQLRow] = [:]
+        for row in documentRows { documents[try row.string("id")] = row }
+        var byID: [Int64: (chunk: SQLRow, document: SQLRow)] = [:]
+        for row in chunkRows where try row.string("org_id") == orgID && row.string("collection") == name {
+            if let document = documents[try row.string("document_id")] { byID[try row.int("id")] = (row, document) }
+        }
         var results: [JSONValue] = []
         for id in ranked {
-            guard let row = byID[id] else { continue }
-            let metadata = try row.json("metadata") ?? [:]
+            guard let (chunk, document) = byID[id] else { continue }
+            let metadata = try document.json("metadata") ?? [:]
             guard filter.allSatisfy({ metadata[$0.key] == $0.value }) else { continue }
             results.append([
-                "chunk_id": .int(id), "document_id": .string(try row.string("document_id")),
-                "document": .string(try row.string("document")), "position": .int(try row.int("position")),
+                "chunk_id": .int(id), "document_id": .string(try chunk.string("document_id")),
+                "document": .string(try document.string("name")), "position": .int(try chunk.int("position")),
                 "score": .double(((scores[id] ?? 0) * 1_000_000).rounded() / 1_000_000),
-                "text": .string(try row.string("text")), "metadata": metadata,
+                "text": .string(try chunk.string("text")), "metadata": metadata,
             ])
             if results.count == k { break }
         }

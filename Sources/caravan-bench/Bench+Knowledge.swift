@@ -106,7 +106,9 @@ extension Bench {
                         guard found.status == 200, found.json["items"]?.arrayValue?.count == 10 else {
                             throw ValidationError("search failed: \(found)")
                         }
-                        if index >= 50 { times.append(Self.milliseconds(ContinuousClock.now - begin)) }
+                        let took = Self.milliseconds(ContinuousClock.now - begin)
+                        if took > 50 { print("slow \(mode) #\(index): \(took) ms") }
+                        if index >= 50 { times.append(took) }
                     }
                     times.sort()
                     figures["search_\(mode)_p50_ms"] = Self.percentile(times, 0.5)
