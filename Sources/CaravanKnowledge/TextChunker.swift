@@ -239,7 +239,9 @@ public struct TextChunker: Sendable, Hashable {
         return text[first...last]
     }
 
-    /// Paragraphs (separated by blank lines) and headings (a line starting with `#` is a block of its own).
+    /// Paragraphs (separated by blank lines) and headings (a line starting with `#` is a block of its own). Lines
+    /// are found and trimmed (of ASCII white space) on the UTF-8 bytes, which costs a fraction of walking
+    /// characters.
     static func blocks(_ text: String) -> [String] {
         var blocks: [String] = []
         var paragraph: [Substring] = []
@@ -248,16 +250,27 @@ public struct TextChunker: Sendable, Hashable {
             if !joined.isEmpty { blocks.append(String(joined)) }
             paragraph = []
         }
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            let trimmed = Self.trimmed(line)
-            if trimmed.isEmpty {
+        let utf8 = text.utf8
+        func isBlank(_ byte: UInt8) -> Bool {
+            byte == 0x20 || byte == 0x09 || byte == 0x0D || byte == 0x0B || byte == 0x0C
+        }
+        var lineStart = utf8.startIndex
+        while lineStart <= utf8.endIndex {
+            let lineEnd = utf8[lineStart...].firstIndex(of: 0x0A) ?? utf8.endIndex
+            var first = lineStart
+            while first < lineEnd, isBlank(utf8[first]) { first = utf8.index(after: first) }
+            if first == lineEnd {
                 end()
-            } else if trimmed.hasPrefix("#") {
+            } else if utf8[first] == UInt8(ascii: "#") {
                 end()
-                blocks.append(String(trimmed))
+                var last = lineEnd
+                while last > first, isBlank(utf8[utf8.index(before: last)]) { last = utf8.index(before: last) }
+                blocks.append(String(text[first..<last]))
             } else {
-                paragraph.append(line)
+                paragraph.append(text[lineStart..<lineEnd])
             }
+            guard lineEnd < utf8.endIndex else { break }
+            lineStart = utf8.index(after: lineEnd)
         }
         end()
         return blocks
