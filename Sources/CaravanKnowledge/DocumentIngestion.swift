@@ -1,5 +1,6 @@
 public import CaravanCore
 public import CaravanEngine
+import CaravanStorage
 import CaravanWorkflow
 import Synchronization
 
@@ -140,7 +141,12 @@ public final class DocumentIngestion: Sendable {
             nameFromPath: nil,
             kinds: engine.kinds
         )
-        _ = try await engine.workflows.put(orgID: orgID, definition: definition)
+        do {
+            _ = try await engine.workflows.put(orgID: orgID, definition: definition)
+        } catch let error as StorageError where error.code == .conflict {
+            // Another request, here or on another node, stored it at the same moment.
+            guard try await engine.workflows.get(orgID: orgID, name: Self.workflow) != nil else { throw error }
+        }
         prepared.withLock { _ = $0.insert(orgID) }
     }
 

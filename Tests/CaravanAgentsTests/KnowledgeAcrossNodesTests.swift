@@ -35,6 +35,24 @@ struct KnowledgeAcrossNodesTests {
                     #expect(found.status == .ok, "\(found.json)")
                     return (found.json["items"]?.arrayValue ?? []).compactMap { $0["text"]?.stringValue }
                 }
+                // The organization's first documents, four at once on two nodes: each stores the ingestion workflow.
+                expectStatus(
+                    .created,
+                    try await owner.send(.put, "/v1/collections/race", json: #"{"embedding_model": "local/e"}"#)
+                )
+                let racing = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                    for index in 0..<4 {
+                        group.addTask {
+                            let body = JSONValue.object(["name": .string("first-\(index)"), "text": "First."])
+                            let path = "/v1/collections/race/documents"
+                            return index % 2 == 0
+                                ? try await owner.send(.post, path, json: body.canonicalText).status
+                                : try await second.send(.post, path, json: body.canonicalText, headers: key).status
+                        }
+                    }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+                #expect(racing == [.created, .created, .created, .created], "\(racing)")
                 _ = try await add("alpha", "Alpha passage.")
                 #expect(try await nearest("Alpha passage.").first == "Alpha passage.")  // loaded on the second node
                 let beta = try await add("beta", "Beta passage.")
