@@ -19,7 +19,11 @@ public enum KnowledgeSchema {
             name: "knowledge ingestion runs",
             // Words are indexed in each node's memory (`ChunkIndex`), not by the database's full-text search.
             sqlite: ingestion + ["DROP TABLE knowledge_fts"],
-            postgres: ingestion + ["DROP INDEX knowledge_chunks_fts"]
+            postgres: ingestion + [
+                "DROP INDEX knowledge_chunks_fts",
+                // A document's text is written once and read once: not worth compressing on the way.
+                "ALTER TABLE knowledge_sources ALTER COLUMN text SET STORAGE EXTERNAL",
+            ]
         ),
         Migration(
             version: 19,

@@ -237,7 +237,7 @@ public final class KnowledgeStore: Sendable {
     /// is embedded, so that a crash or a retry resumes after the chunks already stored and embeds none of them
     /// again; a document whose text is already indexed in the collection takes that document's vectors. Ends by
     /// marking it `indexed` and dropping its source text.
-    /// - Parameter progress: told after each batch is stored (chunks stored, chunks in all).
+    /// - Parameter progress: told as batches are stored, every 1,024 chunks and at the end (chunks stored, in all).
     /// - Returns: `{document, status, chunks, embedded}`; status `deleted` for a document deleted meanwhile.
     public func ingest(
         orgID: String,
@@ -298,6 +298,7 @@ public final class KnowledgeStore: Sendable {
             }
         }
         var vectors = try await embedGroup(from: start)
+        var reported = start
         while start < chunks.count {
             embedded = true
             let next = start + vectors.count
@@ -305,7 +306,11 @@ public final class KnowledgeStore: Sendable {
             let group = Array(chunks[start..<next])
             guard try await store(group, vectors: vectors, from: start, documentID: id, orgID: orgID, collection: name)
             else { return ["document": .string(id), "status": "deleted"] }
-            try await progress(next, chunks.count)
+            // Progress is told every 1,024 chunks or so, and at the end: each telling is a commit of its own.
+            if next - reported >= 1_024 || next == chunks.count {
+                try await progress(next, chunks.count)
+                reported = next
+            }
             start = next
             vectors = try await upcoming
         }
