@@ -1,7 +1,7 @@
 public import CaravanStorage
 
-/// Collections, their documents and chunks with their vectors, and the full-text index of the chunks: SQLite's FTS5
-/// table, PostgreSQL's GIN index over `to_tsvector('simple', text)`.
+/// Collections, their documents and chunks with their vectors, the ingestion runs' sources, document templates and
+/// run artifacts. (Version 16 made full-text indexes, FTS5 and a GIN index; version 18 dropped them for `ChunkIndex`.)
 public enum KnowledgeSchema {
     public static let migrations: [Migration] = [
         Migration(

@@ -341,7 +341,7 @@ public final class KnowledgeStore: Sendable {
         return rows.isEmpty ? nil : try rows.map { try $0.blob("vector") }
     }
 
-    /// Stores chunks from `position` on, with their vectors and full-text entries, in one transaction; a chunk
+    /// Stores chunks from `position` on, with their vectors, in one transaction; a chunk
     /// already stored (a batch committed by an attempt that did not live to say so) is kept as it is.
     /// - Returns: `false` when the document is gone.
     private func store(

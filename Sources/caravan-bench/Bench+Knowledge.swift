@@ -50,7 +50,9 @@ extension Bench {
 
                 // A PDF of 1,000 pages, uploaded and indexed.
                 let pages = 1_000
-                let pdf = Self.pdf(pages: pages)
+                let pdf = SyntheticPDF.document(pages: pages, linesPerPage: 20) { page, line in
+                    Self.prose(seed: page * 20 + line, bytes: 70, paragraphs: false)
+                }
                 let boundary = "bench-boundary"
                 let head =
                     "--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"; filename=\"manual.pdf\"\r\nContent-Type: application/pdf\r\n\r\n"
@@ -144,26 +146,5 @@ extension Bench {
             text += paragraphs && words % 12 == 0 ? ".\n\n" : " "
         }
         return text
-    }
-
-    /// A PDF of `pages` pages of a few lines each (pdftotext rebuilds its missing cross-reference table).
-    static func pdf(pages: Int) -> String {
-        var objects = ["<< /Type /Catalog /Pages 2 0 R >>"]
-        let kids = (0..<pages).map { "\(3 + 2 * $0) 0 R" }.joined(separator: " ")
-        objects.append("<< /Type /Pages /Kids [\(kids)] /Count \(pages) >>")
-        for page in 0..<pages {
-            let lines = (0..<20).map { line in
-                "(\(prose(seed: page * 20 + line, bytes: 70, paragraphs: false))) Tj 0 -14 Td"
-            }.joined(separator: " ")
-            let content = "BT /F1 11 Tf 72 740 Td \(lines) ET"
-            objects.append(
-                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents \(4 + 2 * page) 0 R "
-                    + "/Resources << /Font << /F1 << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> >> >> >>"
-            )
-            objects.append("<< /Length \(content.utf8.count) >>\nstream\n\(content)\nendstream")
-        }
-        var text = "%PDF-1.4\n"
-        for (index, object) in objects.enumerated() { text += "\(index + 1) 0 obj\n\(object)\nendobj\n" }
-        return text + "trailer << /Root 1 0 R /Size \(objects.count + 1) >>\n%%EOF\n"
     }
 }

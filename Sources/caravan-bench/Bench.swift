@@ -36,6 +36,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "seeded: the finished runs stored before measuring.") var seedRuns: Int = 1_000_000
     @Option(help: "knowledge: the megabytes of text ingested.") var knowledgeMegabytes: Int = 100
     @Option(help: "knowledge: the chunks searched (in documents of 1,000).") var knowledgeChunks: Int = 100_000
+    @Option(help: "knowledge-local: the OpenAI-format base URL of a real embedding model (scripts/local-model).")
+    var embedderURL: String?
+    @Option(help: "knowledge-local: the embedding model's name there.") var embedderModel = "multilingual-e5-small-q4"
     @Option(help: "Append each figure's median as a JSON line to this file (docs/bench/results.jsonl).")
     var record: String?
     @Option(help: "The commit recorded (default: git's short sha, -dirty when tracked files changed).")
@@ -90,6 +93,7 @@ struct Bench: AsyncParsableCommand {
                 case "triggers": result = try await triggers()
                 case "wasm": result = try await wasm()
                 case "knowledge": result = try await knowledge()
+                case "knowledge-local": result = try await knowledgeLocal()
                 default: throw ValidationError("unknown workload \(name)")
                 }
                 print(

@@ -41,6 +41,31 @@ struct HostileBodyTests {
         }
     }
 
+    @Test("A 1 GB document upload is refused by its announced size before its body is read, and nothing is stored")
+    func hugeDocumentUpload() async throws {
+        try await withTestApplication(.sqlite, mode: .live) { client, _ in
+            let port = try #require(client.port)
+            let key = try #require(client as? AuthenticatedClient).apiKey
+            let collection = try await client.send(
+                .put,
+                "/v1/collections/docs",
+                json: #"{"embedding_model": "local/e"}"#
+            )
+            #expect(collection.status == .created)
+            let head =
+                "POST /v1/collections/docs/documents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(key)\r\n"
+                + "Content-Type: multipart/form-data; boundary=XyZ\r\n"
+            let announced = try RawHTTPConnection(port: port)
+            announced.send(head + "Content-Length: 1073741824\r\n\r\n--XyZ\r\n")
+            let refused = try await announced.receive(timeout: .seconds(5))
+            #expect(refused.text.hasPrefix("HTTP/1.1 413"), "\(refused.text)")
+            #expect(refused.text.contains("payload_too_large"))
+            let documents = try await client.send(.get, "/v1/collections/docs/documents")
+            #expect(documents.status == .ok && documents.json["items"] == [], "\(documents.json)")
+            #expect(try await client.send(.get, "/healthz").status == .ok)
+        }
+    }
+
     @Test(
         "Malformed bodies get 400 invalid_json saying where they broke",
         arguments: [
