@@ -6,9 +6,9 @@ import Synchronization
 
 /// Documents enter a collection through a run of the engine: accepting one writes it (status `ingesting`) and its
 /// extracted text in the transaction that creates its run of the reserved workflow `knowledge:ingest`, whose one
-/// `ingest` step cuts, embeds and indexes it a batch at a time. So ingestion has what every run has: events
-/// (`document.progress` after each batch), cancel, retry, leases, and resumption after a crash without embedding
-/// again the chunks already stored.
+/// `ingest` step cuts, embeds and indexes it a group of chunks at a time. So ingestion has what every run has:
+/// events (`document.progress` every 1,024 chunks or so), cancel, retry, leases, and resumption after a crash without
+/// embedding again the chunks already stored.
 public final class DocumentIngestion: Sendable {
     /// The reserved workflow whose runs ingest documents.
     public static let workflow = "knowledge:ingest"
@@ -78,8 +78,8 @@ public final class DocumentIngestion: Sendable {
         return (.object(json), json["status"] == "indexed")
     }
 
-    /// A document (with its chunks unless `withChunks` is false); one not yet indexed says how its run stands (`ingesting`, `failed` with the
-    /// error, or `cancelled`).
+    /// A document (with its chunks unless `withChunks` is false); one not yet indexed says how its run stands
+    /// (`ingesting`, `failed` with the error, or `cancelled`).
     public func document(
         orgID: String,
         collection: String,
