@@ -45,10 +45,11 @@ public struct ConsoleAPI: Sendable {
     /// The most the console reads of one answer; a larger one is refused rather than held in memory.
     static let maxAnswerBytes = 64 << 20
 
-    /// A request body: JSON, or text of another type (a YAML definition).
+    /// A request body: JSON, text of another type (a YAML definition), or bytes (a file in a form).
     enum Body: Sendable, ExpressibleByDictionaryLiteral {
         case json(JSONValue)
         case text(String, contentType: String)
+        case bytes([UInt8], contentType: String)
 
         init(dictionaryLiteral elements: (String, JSONValue)...) {
             self = .json(.object(Dictionary(elements, uniquingKeysWith: { first, _ in first })))
@@ -108,6 +109,9 @@ public struct ConsoleAPI: Sendable {
         case .text(let text, let contentType):
             fields[.contentType] = contentType
             buffer.writeString(text)
+        case .bytes(let bytes, let contentType):
+            fields[.contentType] = contentType
+            buffer.writeBytes(bytes)
         case nil:
             break
         }

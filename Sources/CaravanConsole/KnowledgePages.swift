@@ -44,6 +44,51 @@ struct KnowledgePages: Sendable {
                 }
             }
         }
+        // Files chosen in the page's upload form (several at once: a folder's documents), each added through the
+        // API as its own multipart upload; the page then says which were added and why others were refused.
+        router.post("/knowledge/{name}/files") { request, context in
+            let name = try context.parameters.require("name")
+            var request = request
+            let form: MultipartForm
+            do {
+                let body = try await request.collectBody(upTo: Self.maxUploadBytes)
+                form = try MultipartForm.parse(
+                    Array(body.readableBytesView),
+                    contentType: request.headers[.contentType] ?? ""
+                )
+                try CSRFGuard.check(request, form: ConsoleForm(parsing: "_csrf=" + (form.part("_csrf")?.text ?? "")))
+            } catch let problem as ConsoleProblem {
+                return console.errorPage(problem, request: request, context: context)
+            } catch {
+                let problem = ConsoleProblem(
+                    status: 413,
+                    code: "payload_too_large",
+                    detail: "The files could not be read: at most \(Self.maxUploadBytes >> 20) MiB at once, as a form."
+                )
+                return console.errorPage(problem, request: request, context: context)
+            }
+            return await console.page(request, context) { visit in
+                let path = "/v1/collections/\(ConsoleMarkup.segment(name))/documents"
+                var added: [String] = []
+                var refused: [String] = []
+                for file in form.parts where file.name == "file" && !(file.filename ?? "").isEmpty {
+                    let (body, contentType) = MultipartForm.encode([file])
+                    let answer = try await console.api.call(
+                        .post,
+                        path,
+                        as: visit.credentials,
+                        sending: .bytes(body, contentType: contentType)
+                    )
+                    if let problem = answer.problem {
+                        if [401, 403, 404].contains(problem.status) { throw problem }
+                        refused.append("\(file.filename ?? ""): \(problem.detail)")
+                    } else {
+                        added.append(file.filename ?? "")
+                    }
+                }
+                return try await collectionPage(name, visit, uploaded: (added, refused))
+            }
+        }
         router.post("/knowledge/{name}/search") { request, context in
             let name = try context.parameters.require("name")
             return await console.action(request, context) { visit, form in
@@ -67,7 +112,8 @@ struct KnowledgePages: Sendable {
         _ visit: ConsoleVisit,
         query: String = "",
         found: [JSONValue]? = nil,
-        problem: ConsoleProblem? = nil
+        problem: ConsoleProblem? = nil,
+        uploaded: (added: [String], refused: [String])? = nil
     ) async throws -> ConsoleAnswer {
         let segment = ConsoleMarkup.segment(name)
         let collection = try await console.read("/v1/collections/\(segment)", visit)
@@ -98,10 +144,19 @@ struct KnowledgePages: Sendable {
                 ]
             },
             "problem": false,
+            "uploaded": uploaded.map { outcome -> [String: Any] in
+                [
+                    "added": outcome.added, "count": outcome.added.count, "hasAdded": !outcome.added.isEmpty,
+                    "refused": outcome.refused, "hasRefused": !outcome.refused.isEmpty,
+                ]
+            } ?? false,
         ]
         if let problem { data["problem"] = ConsoleViews.problem(problem) }
         return console.views.page("collection", title: name, visit: visit, data, status: problem?.status ?? 200)
     }
+
+    /// The most one upload form may carry.
+    static let maxUploadBytes = 64 << 20
 
     static let templates: [String: String] = [
         "knowledge": """
@@ -142,6 +197,15 @@ struct KnowledgePages: Sendable {
         {{/hasDocuments}}
         {{^hasDocuments}}<p class="muted">No documents yet.</p>{{/hasDocuments}}
         {{#canWrite}}
+        <section class="card" aria-labelledby="upload-heading">
+        <h2 id="upload-heading">Upload files</h2>
+        {{#uploaded}}<div role="status" id="upload-outcome"><p>Added {{count}} document(s){{#hasAdded}}: {{#added}}<code>{{.}}</code> {{/added}}{{/hasAdded}}</p>{{#hasRefused}}<p>Refused:</p><ul>{{#refused}}<li>{{.}}</li>{{/refused}}</ul>{{/hasRefused}}</div>{{/uploaded}}
+        <form method="post" action="{{href}}/files" enctype="multipart/form-data">
+        <input type="hidden" name="_csrf" value="{{csrf}}">
+        <label for="upload-files">Files (text, Markdown, HTML, CSV, JSON, DOCX, PDF)</label> <input id="upload-files" type="file" name="file" multiple>
+        <button type="submit">Upload</button>
+        </form>
+        </section>
         <section class="card" aria-labelledby="add-heading">
         <h2 id="add-heading">Add a document</h2>
         <form method="post" action="{{href}}/documents">

@@ -47,7 +47,24 @@ public final class ConsoleTestBrowser: Sendable {
         let body = fields.map { "\(Self.encode($0.0))=\(Self.encode($0.1))" }.joined(separator: "&")
         var headers = headers
         headers[.contentType] = "application/x-www-form-urlencoded"
-        return try await request(.post, path, body: body, headers: headers)
+        return try await request(.post, path, body: Array(body.utf8), headers: headers)
+    }
+
+    /// Posts a `multipart/form-data` form (files chosen in a file input) with the browser's CSRF token (unless
+    /// `csrf` is `false`).
+    public func upload(
+        _ path: String,
+        files: [(name: String, filename: String, body: [UInt8])],
+        csrf: Bool = true
+    ) async throws -> Page {
+        var parts = files.map {
+            MultipartForm.Part(name: $0.name, filename: $0.filename, contentType: nil, body: $0.body)
+        }
+        if csrf, let token = cookie("caravan_csrf") {
+            parts.insert(.init(name: "_csrf", filename: nil, contentType: nil, body: Array(token.utf8)), at: 0)
+        }
+        let (body, contentType) = MultipartForm.encode(parts)
+        return try await request(.post, path, body: body, headers: [.contentType: contentType])
     }
 
     /// Opens the sign-up page and creates an account through its form.
@@ -101,7 +118,7 @@ public final class ConsoleTestBrowser: Sendable {
     private func request(
         _ method: HTTPRequest.Method,
         _ path: String,
-        body: String?,
+        body: [UInt8]?,
         headers: HTTPFields
     ) async throws
         -> Page
@@ -117,7 +134,7 @@ public final class ConsoleTestBrowser: Sendable {
                 uri: path,
                 method: method,
                 headers: fields,
-                body: body.map { ByteBuffer(string: $0) }
+                body: body.map { ByteBuffer(bytes: $0) }
             )
             store(response.headers[values: .setCookie])
             if [301, 302, 303, 307].contains(response.status.code), let location = response.headers[.location] {

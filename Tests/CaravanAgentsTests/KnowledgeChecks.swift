@@ -411,6 +411,37 @@ enum KnowledgeChecks {
             "\(found.html)"
         )
         #expect(!found.html.contains("<b>ten</b>"))
+        // A folder's files at once: each added through the API, a file it cannot read refused with its reason.
+        let word = try zip([
+            (
+                "word/document.xml",
+                Array(
+                    "<w:document><w:body><w:p><w:r><w:t>Warranty lasts two years.</w:t></w:r></w:p></w:body></w:document>"
+                        .utf8
+                )
+            )
+        ])
+        let uploaded = try await browser.upload(
+            "/knowledge/docs/files",
+            files: [
+                ("file", "notes.md", Array("# Notes\nShipping takes three days.".utf8)),
+                ("file", "warranty.docx", word), ("file", "tool.exe", [0x4D, 0x5A, 0x00]),
+            ]
+        )
+        #expect(uploaded.status == .ok && uploaded.html.contains("id=\"upload-outcome\""), "\(uploaded.status)")
+        #expect(
+            uploaded.html.contains("Added 2 document(s)") && uploaded.html.contains("tool.exe: "),
+            "\(uploaded.html)"
+        )
+        #expect(uploaded.html.contains("<th scope=\"row\">warranty.docx</th>"))
+        let warranty = try await browser.post("/knowledge/docs/search", [("query", "warranty"), ("mode", "text")])
+        #expect(warranty.html.contains("Warranty lasts two years."), "\(warranty.html)")
+        let forged = try await browser.upload(
+            "/knowledge/docs/files",
+            files: [("file", "forged.md", Array("x".utf8))],
+            csrf: false
+        )
+        #expect(forged.status.code == 403 && !forged.html.contains("forged.md"), "\(forged.status)")
         let empty = try await browser.post("/knowledge/docs/documents", [("name", ""), ("text", "x")])
         #expect(empty.status.code == 422 && empty.html.contains("/name"), "\(empty.status)")
         #expect(try await browser.get("/knowledge/nothing").status == .notFound)

@@ -402,7 +402,7 @@ struct DocumentUpload {
             return upload
         }
         let form = try MultipartForm.parse(
-            try await KnowledgeRoutes.documents.bytes(of: request),
+            Array(try await KnowledgeRoutes.documents.bytes(of: request).readableBytesView),
             contentType: contentType
         )
         for part in form.parts where !["name", "format", "metadata", "file", "text"].contains(part.name) {

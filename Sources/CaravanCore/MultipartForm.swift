@@ -1,40 +1,44 @@
-import CaravanCore
 import Foundation
-import NIOCore
 
 /// A `multipart/form-data` body (RFC 7578): its parts in order, each with its field name, file name and media type.
 /// Read from a body already collected under its size limit; anything malformed is `invalid_request`.
-struct MultipartForm: Sendable {
-    struct Part: Sendable {
-        var name: String
-        var filename: String?
-        var contentType: String?
-        var body: [UInt8]
+public struct MultipartForm: Sendable {
+    public struct Part: Sendable {
+        public var name: String
+        public var filename: String?
+        public var contentType: String?
+        public var body: [UInt8]
+
+        public init(name: String, filename: String?, contentType: String?, body: [UInt8]) {
+            self.name = name
+            self.filename = filename
+            self.contentType = contentType
+            self.body = body
+        }
 
         /// The part as UTF-8 text, or `nil` when it is not.
-        var text: String? { String(validating: body, as: UTF8.self) }
+        public var text: String? { String(validating: body, as: UTF8.self) }
     }
 
-    var parts: [Part]
+    public var parts: [Part]
 
     /// The first part named `name`.
-    func part(_ name: String) -> Part? { parts.first { $0.name == name } }
+    public func part(_ name: String) -> Part? { parts.first { $0.name == name } }
 
     /// The most parts a form may have.
-    static let maxParts = 64
+    public static let maxParts = 64
 
     /// Whether `contentType` announces a form of this kind.
-    static func isMultipart(_ contentType: String?) -> Bool {
+    public static func isMultipart(_ contentType: String?) -> Bool {
         contentType?.lowercased().hasPrefix("multipart/form-data") == true
     }
 
     /// - Throws: `invalid_request` for a missing boundary, a part without a name, or a body that is not the form
     ///   its boundary promises.
-    static func parse(_ buffer: ByteBuffer, contentType: String) throws(CaravanError) -> MultipartForm {
+    public static func parse(_ body: [UInt8], contentType: String) throws(CaravanError) -> MultipartForm {
         guard let boundary = parameter("boundary", in: contentType), (1...70).contains(boundary.utf8.count) else {
             throw malformed("its Content-Type names no boundary (1 to 70 characters)")
         }
-        let body = Array(buffer.readableBytesView)
         let delimiter = Array(("--" + boundary).utf8)
         guard var cursor = find(delimiter, in: body, from: 0) else { throw malformed("the boundary never appears") }
         var parts: [Part] = []
@@ -74,7 +78,7 @@ struct MultipartForm: Sendable {
     }
 
     /// The value of `name` among a header's `; name=value` parameters, quoted or not.
-    static func parameter(_ name: String, in header: String) -> String? {
+    public static func parameter(_ name: String, in header: String) -> String? {
         for piece in header.split(separator: ";").dropFirst() {
             let pair = piece.split(separator: "=", maxSplits: 1)
             guard pair.count == 2, pair[0].trimmingCharacters(in: .whitespaces).lowercased() == name else { continue }
@@ -85,6 +89,22 @@ struct MultipartForm: Sendable {
             return value
         }
         return nil
+    }
+
+    /// A form of `parts` as a body, with the boundary to name in its Content-Type.
+    public static func encode(_ parts: [Part]) -> (body: [UInt8], contentType: String) {
+        let boundary = "caravan-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        var body: [UInt8] = []
+        for part in parts {
+            var head = "--\(boundary)\r\nContent-Disposition: form-data; name=\"\(part.name)\""
+            if let filename = part.filename {
+                head += "; filename=\"\(filename.replacingOccurrences(of: "\"", with: "\\\""))\""
+            }
+            if let type = part.contentType { head += "\r\nContent-Type: \(type)" }
+            body += Array((head + "\r\n\r\n").utf8) + part.body + Array("\r\n".utf8)
+        }
+        body += Array("--\(boundary)--\r\n".utf8)
+        return (body, "multipart/form-data; boundary=\(boundary)")
     }
 
     private static func find(_ needle: [UInt8], in haystack: [UInt8], from start: Int) -> Int? {
