@@ -308,7 +308,7 @@ extension Engine {
             logger: stepLogger
         )
         context.runs = RunControl(engine: self, orgID: run.orgID, runID: run.id, stepID: launch.stepID)
-        if !type(of: executor).interpolatesConfig { context.scope = RunPlanner.scope(of: run) }
+        if type(of: executor).readsRunScope { context.scope = RunPlanner.scope(of: run) }
         if type(of: executor).keepsJournal, let journal {
             let entries: [String: JSONValue]
             do {

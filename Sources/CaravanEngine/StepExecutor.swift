@@ -25,8 +25,7 @@ public struct StepContext: Sendable {
     public var redactor = SecretRedactor(values: [])
     /// What the step may ask of the engine for its run; `nil` outside an engine.
     public var runs: RunControl?
-    /// The run's scope (`input`, `steps`, `run`) for kinds that render their own templates over it
-    /// (`interpolatesConfig` false); `null` for the others.
+    /// The run's scope (`input`, `steps`, `run`) for kinds that read it (`readsRunScope`); `null` for the others.
     public var scope: JSONValue = .null
 }
 
@@ -58,11 +57,16 @@ public protocol StepExecutor: StepKind {
     /// Whether the step records progress inside an attempt (`StepContext.journal`): several model or tool calls
     /// in one step, each committed before the next, none repeated after a crash.
     static var keepsJournal: Bool { get }
+
+    /// Whether the step renders templates of its own over the run's scope (`StepContext.scope`): the engine builds
+    /// the scope for these kinds only.
+    static var readsRunScope: Bool { get }
 }
 
 extension StepExecutor {
     public static var isInstant: Bool { false }
     public static var keepsJournal: Bool { false }
+    public static var readsRunScope: Bool { false }
 }
 
 /// `template`: the rendered value is the output.

@@ -13,6 +13,8 @@ public struct DocumentStep: StepExecutor {
     /// The step renders its own templates over the run's scope: `{{ }}` in its config is Mustache, not the
     /// engine's.
     public static let interpolatesConfig = false
+    /// It renders them over the run's scope, which the engine hands it.
+    public static let readsRunScope = true
 
     /// What a document is made into.
     enum Output: String, CaseIterable {
