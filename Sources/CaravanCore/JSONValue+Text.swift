@@ -21,85 +21,91 @@ extension JSONValue {
 
     /// Compact JSON text with keys sorted, so that equal values give equal text.
     public var canonicalText: String {
-        var output = ""
+        String(decoding: canonicalBytes, as: UTF8.self)
+    }
+
+    /// Compact JSON text with keys sorted, as UTF-8 bytes.
+    public var canonicalBytes: [UInt8] {
+        var output: [UInt8] = []
+        output.reserveCapacity(64)
         write(to: &output)
         return output
     }
 
-    /// Compact JSON text with keys sorted, as UTF-8 bytes.
-    public var canonicalBytes: [UInt8] { Array(canonicalText.utf8) }
-
     /// Appends compact JSON text with sorted keys to `output`.
     public func write(to output: inout String) {
+        output += canonicalText
+    }
+
+    /// Appends compact JSON text with sorted keys to `output`, as UTF-8 bytes.
+    public func write(to output: inout [UInt8]) {
         switch self {
-        case .null: output += "null"
-        case .bool(let value): output += value ? "true" : "false"
-        case .int(let value): output += String(value)
+        case .null: output.append(contentsOf: "null".utf8)
+        case .bool(let value): output.append(contentsOf: (value ? "true" : "false").utf8)
+        case .int(let value): output.append(contentsOf: String(value).utf8)
         case .double(let value):
             if value.isFinite {
                 // A whole number in Int64's range is written as an integer (which is how it reads back), so that
                 // canonical text is a fixed point of parsing.
                 if value == value.rounded(), abs(value) < 9.2e18 {
-                    output += String(Int64(value))
+                    output.append(contentsOf: String(Int64(value)).utf8)
                 } else {
-                    output += "\(value)"
+                    output.append(contentsOf: "\(value)".utf8)
                 }
             } else {
-                output += "null"
+                output.append(contentsOf: "null".utf8)
             }
         case .string(let value): JSONValue.writeString(value, to: &output)
         case .array(let values):
-            output += "["
+            output.append(UInt8(ascii: "["))
             for (index, value) in values.enumerated() {
-                if index > 0 { output += "," }
+                if index > 0 { output.append(UInt8(ascii: ",")) }
                 value.write(to: &output)
             }
-            output += "]"
+            output.append(UInt8(ascii: "]"))
         case .object(let dictionary):
-            output += "{"
-            for (index, key) in dictionary.keys.sorted().enumerated() {
-                if index > 0 { output += "," }
+            output.append(UInt8(ascii: "{"))
+            if dictionary.count == 1, let (key, value) = dictionary.first {
                 JSONValue.writeString(key, to: &output)
-                output += ":"
-                dictionary[key]!.write(to: &output)  // the key comes from the dictionary itself
+                output.append(UInt8(ascii: ":"))
+                value.write(to: &output)
+            } else {
+                for (index, entry) in dictionary.sorted(by: { $0.key < $1.key }).enumerated() {
+                    if index > 0 { output.append(UInt8(ascii: ",")) }
+                    JSONValue.writeString(entry.key, to: &output)
+                    output.append(UInt8(ascii: ":"))
+                    entry.value.write(to: &output)
+                }
             }
-            output += "}"
+            output.append(UInt8(ascii: "}"))
         }
     }
 
-    private static func writeString(_ value: String, to output: inout String) {
-        output += "\""
-        // Most strings need no escaping: append them whole.
-        if value.utf8.allSatisfy({ $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) {
-            output += value
-            output += "\""
-            return
-        }
-        // Runs of characters that need no escaping are appended whole, between the (ASCII) bytes that do.
-        let utf8 = value.utf8
-        var start = utf8.startIndex
-        var index = start
-        while index != utf8.endIndex {
-            let byte = utf8[index]
-            guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else {
-                index = utf8.index(after: index)
-                continue
+    /// Appends `value` as a JSON string (quoted and escaped) to `output`.
+    public static func writeString(_ value: String, to output: inout [UInt8]) {
+        var value = value
+        value.withUTF8 { bytes in
+            output.append(UInt8(ascii: "\""))
+            // Runs of bytes that need no escaping are appended whole, between the (ASCII) bytes that do.
+            var start = 0
+            for index in 0..<bytes.count {
+                let byte = bytes[index]
+                guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else { continue }
+                output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<index]))
+                switch byte {
+                case UInt8(ascii: "\""): output.append(contentsOf: "\\\"".utf8)
+                case UInt8(ascii: "\\"): output.append(contentsOf: "\\\\".utf8)
+                case UInt8(ascii: "\n"): output.append(contentsOf: "\\n".utf8)
+                case UInt8(ascii: "\r"): output.append(contentsOf: "\\r".utf8)
+                case UInt8(ascii: "\t"): output.append(contentsOf: "\\t".utf8)
+                default:
+                    let hex = String(byte, radix: 16)
+                    output.append(contentsOf: ("\\u" + String(repeating: "0", count: 4 - hex.count) + hex).utf8)
+                }
+                start = index + 1
             }
-            output += value[start..<index]
-            switch byte {
-            case UInt8(ascii: "\""): output += "\\\""
-            case UInt8(ascii: "\\"): output += "\\\\"
-            case UInt8(ascii: "\n"): output += "\\n"
-            case UInt8(ascii: "\r"): output += "\\r"
-            case UInt8(ascii: "\t"): output += "\\t"
-            default:
-                let hex = String(byte, radix: 16)
-                output += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            }
-            index = utf8.index(after: index)
-            start = index
+            output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<bytes.count]))
+            output.append(UInt8(ascii: "\""))
         }
-        output += value[start..<index]
-        output += "\""
     }
 }

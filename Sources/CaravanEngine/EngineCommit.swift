@@ -4,7 +4,7 @@ public import CaravanStorage
 import CaravanWorkflow
 
 /// One unit of work for the group committer.
-enum CommitWork: Sendable {
+indirect enum CommitWork: Sendable {
     /// Insert a new run (queued) with its first events; when `start` is given, admit it at once if the
     /// workflow's and the organization's limits allow: then it is inserted as `start` planned it, leased to this
     /// node. `audit` is the entry of the request that started it and `companion` what another module writes

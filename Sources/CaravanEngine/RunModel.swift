@@ -94,6 +94,36 @@ public struct StepState: Sendable, Hashable {
 enum StepList {
     static func encode(_ steps: [StepState]) -> JSONValue { .array(steps.map(\.json)) }
 
+    /// The canonical text of `encode(steps)`, written straight from the steps (keys in sorted order) rather than
+    /// through a dictionary per step: every commit of a run writes its whole list.
+    static func text(_ steps: [StepState]) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(steps.count * 96)
+        out.append(UInt8(ascii: "["))
+        for (index, step) in steps.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: #"{"attempts":"#.utf8)
+            out.append(contentsOf: String(step.attempts).utf8)
+            func field(_ key: String, _ write: (inout [UInt8]) -> Void) {
+                out.append(UInt8(ascii: ","))
+                JSONValue.writeString(key, to: &out)
+                out.append(UInt8(ascii: ":"))
+                write(&out)
+            }
+            if let child = step.childRunID { field("child_run_id") { JSONValue.writeString(child, to: &$0) } }
+            if let error = step.error { field("error") { error.json.write(to: &$0) } }
+            if let finished = step.finishedAt { field("finished_at") { $0.append(contentsOf: String(finished).utf8) } }
+            field("id") { JSONValue.writeString(step.id, to: &$0) }
+            if let output = step.output { field("output") { output.write(to: &$0) } }
+            if let started = step.startedAt { field("started_at") { $0.append(contentsOf: String(started).utf8) } }
+            field("status") { JSONValue.writeString(step.status.rawValue, to: &$0) }
+            if let wake = step.wakeAt { field("wake_at") { $0.append(contentsOf: String(wake).utf8) } }
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(UInt8(ascii: "]"))
+        return String(decoding: out, as: UTF8.self)
+    }
+
     static func decode(_ json: JSONValue?) throws -> [StepState] {
         try (json?.arrayValue ?? []).map(StepState.init(json:))
     }

@@ -73,7 +73,7 @@ struct RunStore: Sendable {
             binds += [
                 .text(run.id), .text(run.orgID), .text(run.kind), .text(run.workflow),
                 .int(Int64(run.workflowVersion)), .text(run.status.rawValue), .json(run.input), .json(run.output),
-                .json(run.error?.json), .json(StepList.encode(run.steps)), .text(run.idempotencyKey),
+                .json(run.error?.json), .text(StepList.text(run.steps)), .text(run.idempotencyKey),
                 .text(run.requestHash), .text(run.parentRunID), .text(run.parentStep), .int(run.createdAt),
                 .int(run.startedAt), .int(run.finishedAt), .int(run.updatedAt), .int(run.lastSeq),
                 .int(new.wakeAt), .text(new.leaseOwner), .int(new.leaseExpiresAt), .int(1),
@@ -137,7 +137,7 @@ struct RunStore: Sendable {
             let terminal = run.status.isTerminal
             binds += [
                 .text(run.id), .text(update.owner), .int(update.fence), .text(run.status.rawValue),
-                .json(run.output), .json(run.error?.json), .json(StepList.encode(run.steps)),
+                .json(run.output), .json(run.error?.json), .text(StepList.text(run.steps)),
                 .int(run.startedAt), .int(run.finishedAt), .int(run.updatedAt), .int(run.lastSeq),
                 .int(update.wakeAt), .text(update.newOwner), .int(update.leaseExpiresAt),
                 .int(run.cancelRequested ? 1 : 0), terminal ? .int(-1) : .int(update.seenWakeSeq),
@@ -303,7 +303,7 @@ struct RunStore: Sendable {
                 steps = $2, last_seq = $3, updated_at = $4, wake_at = $4, lease_owner = NULL, lease_expires_at = NULL
             WHERE id = $1 AND finished_at IS NOT NULL RETURNING id
             """,
-            [.text(run.id), .json(StepList.encode(run.steps)), .int(run.lastSeq), .int(now)]
+            [.text(run.id), .text(StepList.text(run.steps)), .int(run.lastSeq), .int(now)]
         )).isEmpty
     }
 

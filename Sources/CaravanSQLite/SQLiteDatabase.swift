@@ -2,6 +2,7 @@ import CaravanCore
 public import CaravanStorage
 import Foundation
 import GRDB
+import GRDBSQLite
 public import Logging
 import Synchronization
 
@@ -156,7 +157,6 @@ struct SQLiteExecutor: SQLExecutor {
 
     func query(_ sql: String, _ binds: [SQLValue]) async throws(StorageError) -> [SQLRow] {
         let text = SQLiteExecutor.translate(sql)
-        let arguments = StatementArguments(binds.map(\.databaseValue))
         let transaction = self.transaction
         let fetch: (GRDB.Database) throws -> [SQLRow] = { db in
             if let transaction,
@@ -168,16 +168,7 @@ struct SQLiteExecutor: SQLExecutor {
                 try db.execute(sql: "BEGIN IMMEDIATE")
             }
             let statement = try db.cachedStatement(sql: text)
-            let columns = statement.columnNames
-            let cursor = try Row.fetchCursor(statement, arguments: arguments)
-            var rows: [SQLRow] = []
-            while let row = try cursor.next() {
-                var values: [SQLValue] = []
-                values.reserveCapacity(columns.count)
-                for index in 0..<columns.count { values.append(SQLValue(row[index] as DatabaseValue)) }
-                rows.append(SQLRow(columns: columns, values: values))
-            }
-            return rows
+            return try SQLiteExecutor.run(statement, binds, connection: db.sqliteConnection, sql: text)
         }
         // Statements run synchronously on the calling thread: libdispatch runs a `sync` block on the caller when
         // the connection's queue is idle, and the writer's queue is idle because `writeLock` admits one
@@ -189,6 +180,87 @@ struct SQLiteExecutor: SQLExecutor {
             }
         } catch {
             throw SQLiteExecutor.map(error)
+        }
+    }
+
+    /// Binds `binds` to a prepared statement and steps it through SQLite's C interface, reading every row.
+    /// GRDB prepares and caches the statement; binding and reading here skip its argument and row types, which
+    /// cost more than the statement itself for the engine's small writes.
+    static func run(
+        _ statement: Statement,
+        _ binds: [SQLValue],
+        connection: SQLiteConnection?,
+        sql: String
+    ) throws -> [SQLRow] {
+        let handle = statement.sqliteStatement
+        sqlite3_reset(handle)
+        sqlite3_clear_bindings(handle)
+        defer { sqlite3_reset(handle) }
+        func failure(_ code: Int32) -> DatabaseError {
+            let message = connection.flatMap { sqlite3_errmsg($0) }.map { String(cString: $0) }
+            let extended = connection.map { sqlite3_extended_errcode($0) } ?? code
+            return DatabaseError(resultCode: ResultCode(rawValue: extended), message: message, sql: sql)
+        }
+        guard Int(sqlite3_bind_parameter_count(handle)) == binds.count else {
+            throw DatabaseError(
+                resultCode: .SQLITE_MISUSE,
+                message: "wrong number of statement arguments: \(binds.count)",
+                sql: sql
+            )
+        }
+        for (offset, value) in binds.enumerated() {
+            let index = Int32(offset + 1)
+            let code: Int32
+            switch value {
+            case .null: code = sqlite3_bind_null(handle, index)
+            case .int(let value): code = sqlite3_bind_int64(handle, index, value)
+            case .double(let value): code = sqlite3_bind_double(handle, index, value)
+            case .text(var value):
+                // An empty text is bound as such, never as the null pointer (which SQLite takes for NULL).
+                code = value.withUTF8 { bytes in
+                    bytes.withMemoryRebound(to: CChar.self) { chars in
+                        guard let start = chars.baseAddress else {
+                            return sqlite3_bind_text(handle, index, "", 0, transient)
+                        }
+                        return sqlite3_bind_text(handle, index, start, Int32(chars.count), transient)
+                    }
+                }
+            case .blob(let value):
+                code = value.withUnsafeBytes { bytes in
+                    guard let start = bytes.baseAddress else { return sqlite3_bind_zeroblob(handle, index, 0) }
+                    return sqlite3_bind_blob(handle, index, start, Int32(bytes.count), transient)
+                }
+            }
+            guard code == SQLITE_OK else { throw failure(code) }
+        }
+        var rows: [SQLRow] = []
+        var columns: [String]?
+        while true {
+            let code = sqlite3_step(handle)
+            if code == SQLITE_DONE { return rows }
+            guard code == SQLITE_ROW else { throw failure(code) }
+            let names = columns ?? statement.columnNames
+            columns = names
+            var values: [SQLValue] = []
+            values.reserveCapacity(names.count)
+            for column in 0..<Int32(names.count) {
+                switch sqlite3_column_type(handle, column) {
+                case SQLITE_INTEGER: values.append(.int(sqlite3_column_int64(handle, column)))
+                case SQLITE_FLOAT: values.append(.double(sqlite3_column_double(handle, column)))
+                case SQLITE_TEXT:
+                    let count = Int(sqlite3_column_bytes(handle, column))
+                    let start = sqlite3_column_text(handle, column)
+                    values.append(
+                        .text(String(decoding: UnsafeBufferPointer(start: start, count: count), as: UTF8.self))
+                    )
+                case SQLITE_BLOB:
+                    let count = Int(sqlite3_column_bytes(handle, column))
+                    let start = sqlite3_column_blob(handle, column)?.assumingMemoryBound(to: UInt8.self)
+                    values.append(.blob(Array(UnsafeBufferPointer(start: start, count: count))))
+                default: values.append(.null)
+                }
+            }
+            rows.append(SQLRow(columns: names, values: values))
         }
     }
 
@@ -228,29 +300,10 @@ struct SQLiteExecutor: SQLExecutor {
     }
 }
 
+/// SQLite's `SQLITE_TRANSIENT`: it copies a bound value before the call returns.
+private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
 /// Whether a write transaction has begun on the writer connection.
 final class TransactionState: Sendable {
     let begun = Mutex(false)
-}
-
-extension SQLValue {
-    var databaseValue: DatabaseValue {
-        switch self {
-        case .null: .null
-        case .int(let value): value.databaseValue
-        case .double(let value): value.databaseValue
-        case .text(let value): value.databaseValue
-        case .blob(let value): Data(value).databaseValue
-        }
-    }
-
-    init(_ value: DatabaseValue) {
-        switch value.storage {
-        case .null: self = .null
-        case .int64(let value): self = .int(value)
-        case .double(let value): self = .double(value)
-        case .string(let value): self = .text(value)
-        case .blob(let value): self = .blob([UInt8](value))
-        }
-    }
 }

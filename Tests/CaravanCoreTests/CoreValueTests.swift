@@ -31,6 +31,18 @@ struct CoreValueTests {
         #expect(try JSONValue(parsing: value.canonicalBytes) == value)
     }
 
+    @Test("Canonical text escapes what JSON requires, keeps other text whole, and sorts keys by Unicode order")
+    func canonicalTextEscapes() throws {
+        let value: JSONValue = [
+            "é": "ünïcode ✓", "b": "tab\tnul\u{0}bell\u{7}\\end", "a": [:], "": [], "Z": .double(0.5),
+        ]
+        #expect(value.canonicalText == #"{"":[],"Z":0.5,"a":{},"b":"tab\tnul\u0000bell\u0007\\end","é":"ünïcode ✓"}"#)
+        #expect(try JSONValue(parsing: value.canonicalBytes) == value)
+        var text = "prefix "
+        value.write(to: &text)
+        #expect(text == "prefix " + value.canonicalText)
+    }
+
     @Test("Malformed and deeply nested JSON is refused with invalid_json")
     func badJSON() {
         for text in [

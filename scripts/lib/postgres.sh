@@ -44,6 +44,8 @@ caravan_postgres_start() {
     # Tests trade durability for speed; benchmarks (CARAVAN_PG_DURABLE=1) keep PostgreSQL's defaults.
     local durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     [ "${CARAVAN_PG_DURABLE:-0}" = 1 ] && durability=""
+    # CARAVAN_PG_SETTINGS adds server settings, e.g. "-c log_min_duration_statement=0" to time every statement.
+    durability="$durability ${CARAVAN_PG_SETTINGS:-}"
     run_as "$bin/pg_ctl" -D "$CARAVAN_PG_DIR/data" -l "$CARAVAN_PG_DIR/server.log" -w -t 60 \
         -o "-p $port -k $CARAVAN_PG_DIR -c listen_addresses=127.0.0.1 $durability -c max_connections=400" \
         start >/dev/null || { cat "$CARAVAN_PG_DIR/server.log" >&2; return 1; }

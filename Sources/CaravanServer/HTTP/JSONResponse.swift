@@ -11,7 +11,7 @@ extension Response {
         return Response(
             status: status,
             headers: headers,
-            body: ResponseBody(byteBuffer: ByteBuffer(string: value.canonicalText))
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: value.canonicalBytes))
         )
     }
 
