@@ -183,18 +183,25 @@ public final class AuditLog: Service, Sendable {
     /// Like `append(_:keys:at:in:)`, but the chains are only locked and read here: the entries and heads are added
     /// to `writes`, which the caller executes before its transaction commits (with its own writes, in one round
     /// trip on PostgreSQL).
+    /// - Parameter lockedTails: rows the caller already read in this transaction, by chain, with the columns
+    ///   `head_seq`, `head_hash`, `tail_seq` and `tail_hash`, locked as `lockedTail(of:in:)` locks them.
     public static func append(
         _ records: [AuditRecord],
         keys: AuditKeys,
         at now: Int64,
         in executor: any SQLExecutor,
+        lockedTails: [String: SQLRow] = [:],
         writes: inout SQLWriteBatch
     ) async throws {
         guard !records.isEmpty else { return }
         var tails: [String: (seq: Int64, hash: String)] = [:]
         let order = Set(records.map { $0.orgID ?? "" }).sorted()
         for chain in order {
-            tails[chain] = try await lockedTail(of: chain, in: executor)
+            if let row = lockedTails[chain] {
+                tails[chain] = try tail(from: row)
+            } else {
+                tails[chain] = try await lockedTail(of: chain, in: executor)
+            }
         }
         var values: [String] = []
         var binds: [SQLValue] = []
@@ -280,13 +287,17 @@ public final class AuditLog: Service, Sendable {
                 [.text(chain)]
             )
         }
+        return try row.map(tail(from:)) ?? (0, AuditEntry.genesisHash)
+    }
+
+    /// A chain's tail from a row of its head (`head_seq`, `head_hash`) and last entry (`tail_seq`, `tail_hash`):
+    /// the head when it is ahead of the stored entries, the genesis hash for an empty chain.
+    static func tail(from row: SQLRow) throws -> (seq: Int64, hash: String) {
         var tail: (seq: Int64, hash: String) = (0, AuditEntry.genesisHash)
-        if let row, let seq = try row.optionalInt("tail_seq"), let hash = try row.optionalString("tail_hash") {
+        if let seq = try row.optionalInt("tail_seq"), let hash = try row.optionalString("tail_hash") {
             tail = (seq, hash)
         }
-        if let row, let seq = try row.optionalInt("head_seq"), seq > tail.seq,
-            let hash = try row.optionalString("head_hash")
-        {
+        if let seq = try row.optionalInt("head_seq"), seq > tail.seq, let hash = try row.optionalString("head_hash") {
             tail = (seq, hash)
         }
         return tail

@@ -154,21 +154,38 @@ struct CommitApplier: Sendable {
     /// The clock that stamps the audit entries.
     let clock: WallClock
 
-    /// Writes a batch in as few round trips as the order of its parts allows: every advisory lock it needs in one
-    /// statement (admissions, then event order), the admission counts, the runs' updates and inserts together
-    /// (when no insert depends on an update landing), the audit chains' heads (locked by their rows), then every
-    /// remaining insert in one statement (`SQLWriteBatch`). A group commit holds one organization's locks from
+    /// Writes a batch in as few round trips as the order of its parts allows: on PostgreSQL every advisory lock
+    /// it needs, the admission counts and the audit chains' tails (locked by their heads' rows) in one statement
+    /// (`RunStore.prelude`), the runs' updates and inserts together (when no insert depends on an update
+    /// landing), then every remaining insert in one statement (`SQLWriteBatch`): with `BEGIN` and `COMMIT`, five
+    /// round trips. A group commit holds one organization's locks from
     /// its start: its lane has one transaction in flight, so nothing of this node waits on them meanwhile.
     func apply(_ batch: [CommitWork], in executor: any SQLExecutor) async throws -> [CommitOutcome] {
         var outcomes = [CommitOutcome?](repeating: nil, count: batch.count)
         var capacity = CapacityLedger()
         var writes = SQLWriteBatch()
 
-        try await store.lock(
+        var counting = Set<RunStore.OrganizationWorkflow>()
+        var auditChains = Set<String>()
+        for work in batch {
+            switch work {
+            case .create(let new, _, let start, let audit, _):
+                if start != nil { counting.insert(.init(orgID: new.run.orgID, workflow: new.run.workflow)) }
+                if let audit { auditChains.insert(audit.orgID ?? "") }
+            case .advance(let advance):
+                if advance.admission != nil {
+                    counting.insert(.init(orgID: advance.update.run.orgID, workflow: advance.update.run.workflow))
+                }
+            }
+        }
+        let prelude = try await store.prelude(
             admissionsOf: Set(batch.filter(\.admits).map(\.orgID)),
             eventsOf: Set(batch.map(\.orgID)),
+            counting: counting,
+            auditChains: auditChains,
             in: executor
         )
+        capacity.seed(prelude)
 
         // 1. Admit new runs.
         var newRuns: [NewRun] = []
@@ -293,6 +310,7 @@ struct CommitApplier: Sendable {
                 keys: auditKeys,
                 at: clock.nowMilliseconds(),
                 in: executor,
+                lockedTails: prelude.auditTails,
                 writes: &writes
             )
         }
@@ -305,6 +323,12 @@ struct CommitApplier: Sendable {
 struct CapacityLedger {
     private var organizations: [String: Int] = [:]
     private var workflows: [String: Int] = [:]
+
+    /// Starts from the counts a batch's prelude read under its locks.
+    mutating func seed(_ prelude: RunStore.Prelude) {
+        organizations = prelude.organizations
+        workflows = prelude.workflows
+    }
 
     /// Admits `run` if both limits allow, counting it. The caller holds the organization's admission lock.
     mutating func take(

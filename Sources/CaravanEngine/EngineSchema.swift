@@ -28,7 +28,60 @@ public enum EngineSchema {
                 """
             ]
         ),
+        Migration(
+            version: 20,
+            name: "commit prelude",
+            sqlite: [],
+            postgres: [commitPrelude]
+        ),
     ]
+
+    /// What a PostgreSQL commit batch does before its writes, in one round trip: take the organizations' advisory
+    /// locks (admission, then event order), count the executing runs of each organization and workflow it admits
+    /// to, and lock and read the tails of the audit chains it appends to (the way `AuditLog.lockedTail` does: the
+    /// chain's head row `FOR UPDATE`; without a head, an advisory lock for the chain, then the head again, then
+    /// the head and last entry unlocked). In a function each query sees a snapshot taken when it starts, so the
+    /// counts and tails see every transaction that committed while the locks were awaited, as separate statements
+    /// after the locks would.
+    static let commitPrelude = """
+        CREATE FUNCTION caravan_commit_prelude(admission_orgs TEXT[], event_orgs TEXT[], count_orgs TEXT[],
+            count_workflows TEXT[], audit_chains TEXT[])
+        RETURNS TABLE (kind TEXT, org_id TEXT, workflow TEXT, total BIGINT, of_workflow BIGINT, head_seq BIGINT,
+            head_hash TEXT, tail_seq BIGINT, tail_hash TEXT)
+        LANGUAGE plpgsql VOLATILE AS $prelude$
+        DECLARE
+            item TEXT;
+            i INTEGER;
+        BEGIN
+            FOREACH item IN ARRAY admission_orgs LOOP PERFORM pg_advisory_xact_lock(hashtext(item)); END LOOP;
+            FOREACH item IN ARRAY event_orgs LOOP PERFORM pg_advisory_xact_lock(1, hashtext(item)); END LOOP;
+            FOR i IN 1 .. coalesce(array_length(count_orgs, 1), 0) LOOP
+                RETURN QUERY SELECT 'count'::TEXT, count_orgs[i], count_workflows[i], COUNT(*),
+                    coalesce(SUM(CASE WHEN r.workflow = count_workflows[i] THEN 1 ELSE 0 END), 0)::BIGINT,
+                    NULL::BIGINT, NULL::TEXT, NULL::BIGINT, NULL::TEXT
+                FROM runs r WHERE r.org_id = count_orgs[i] AND r.status IN ('running', 'waiting');
+            END LOOP;
+            FOREACH item IN ARRAY audit_chains LOOP
+                FOR i IN 1 .. 2 LOOP
+                    RETURN QUERY SELECT 'audit'::TEXT, item, NULL::TEXT, NULL::BIGINT, NULL::BIGINT, h.seq, h.hash,
+                        (SELECT l.seq FROM audit_log l WHERE l.chain = item ORDER BY l.seq DESC LIMIT 1),
+                        (SELECT l.hash FROM audit_log l WHERE l.chain = item ORDER BY l.seq DESC LIMIT 1)
+                    FROM audit_heads h WHERE h.chain = item FOR UPDATE OF h;
+                    EXIT WHEN FOUND;
+                    IF i = 1 THEN
+                        PERFORM pg_advisory_xact_lock(hashtext('audit:' || item));
+                    ELSE
+                        RETURN QUERY SELECT 'audit'::TEXT, item, NULL::TEXT, NULL::BIGINT, NULL::BIGINT,
+                            (SELECT h.seq FROM audit_heads h WHERE h.chain = item),
+                            (SELECT h.hash FROM audit_heads h WHERE h.chain = item),
+                            (SELECT l.seq FROM audit_log l WHERE l.chain = item ORDER BY l.seq DESC LIMIT 1),
+                            (SELECT l.hash FROM audit_log l WHERE l.chain = item ORDER BY l.seq DESC LIMIT 1);
+                    END IF;
+                END LOOP;
+            END LOOP;
+        END
+        $prelude$
+        """
 
     private static func tables(autoincrement: String) -> [String] {
         [

@@ -208,7 +208,13 @@ struct RunStore: Sendable {
     /// two transactions appending events of one organization the second draws its positions after the first has
     /// committed. A reader at position p then never meets an event below p committed later. SQLite has one writer.
     func append(_ events: [RunEvent], orgs: [String: String], in executor: any SQLExecutor) async throws {
-        try await lock(eventsOf: Set(events.map { orgs[$0.runID] ?? "" }), in: executor)
+        _ = try await prelude(
+            admissionsOf: [],
+            eventsOf: Set(events.map { orgs[$0.runID] ?? "" }),
+            counting: [],
+            auditChains: [],
+            in: executor
+        )
         var writes = SQLWriteBatch()
         append(events, orgs: orgs, into: &writes)
         try await writes.execute(in: executor)
@@ -232,30 +238,72 @@ struct RunStore: Sendable {
         }
     }
 
-    /// Takes, until the transaction ends, the admission locks of `admissionsOf` (serializing one organization's
-    /// admissions across nodes) and then the event-order locks of `eventsOf`, each kind sorted, in one statement
-    /// (PostgreSQL; SQLite's writer is serial already). Every transaction takes its locks in this order, an audit
-    /// chain's after them, so that two never wait for each other in a cycle; the two-key form keeps the
-    /// event-order locks apart.
-    func lock(
-        admissionsOf admissions: Set<String> = [],
-        eventsOf events: Set<String> = [],
+    /// What a commit batch reads under its locks before writing.
+    struct Prelude {
+        /// Executing runs by organization, and by organization and workflow (`org/workflow`).
+        var organizations: [String: Int] = [:]
+        var workflows: [String: Int] = [:]
+        /// Rows of the audit chains' locked tails, by chain (for `AuditLog.append`).
+        var auditTails: [String: SQLRow] = [:]
+    }
+
+    /// An organization and one of its workflows.
+    struct OrganizationWorkflow: Hashable {
+        var orgID: String
+        var workflow: String
+    }
+
+    /// On PostgreSQL, in one statement (`caravan_commit_prelude`): takes the admission locks of `admissions` (which
+    /// serialize an organization's admissions across nodes), then the event-order locks of `events`, each kind
+    /// sorted, counts the executing runs of each organization and workflow in `counting`, and locks and reads the
+    /// tails of `auditChains`. Every transaction takes these locks in this order, so none waits on another in a
+    /// cycle. On SQLite nothing is locked or read ahead (its writer is alone): counts and tails are read when
+    /// needed.
+    func prelude(
+        admissionsOf admissions: Set<String>,
+        eventsOf events: Set<String>,
+        counting: Set<OrganizationWorkflow>,
+        auditChains: Set<String>,
         in executor: any SQLExecutor
-    )
-        async throws
-    {
-        guard executor.dialect == .postgres, !admissions.isEmpty || !events.isEmpty else { return }
-        var calls: [String] = []
-        var binds: [SQLValue] = []
-        for orgID in admissions.sorted() {
-            binds.append(.text(orgID))
-            calls.append("pg_advisory_xact_lock(hashtext($\(binds.count)))")
+    ) async throws -> Prelude {
+        var prelude = Prelude()
+        guard executor.dialect == .postgres,
+            !admissions.isEmpty || !events.isEmpty || !counting.isEmpty || !auditChains.isEmpty
+        else { return prelude }
+        let counted = counting.sorted { ($0.orgID, $0.workflow) < ($1.orgID, $1.workflow) }
+        let rows = try await executor.query(
+            "SELECT * FROM caravan_commit_prelude($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[])",
+            [
+                Self.textArray(admissions.sorted()), Self.textArray(events.sorted()),
+                Self.textArray(counted.map(\.orgID)), Self.textArray(counted.map(\.workflow)),
+                Self.textArray(auditChains.sorted()),
+            ]
+        )
+        for row in rows {
+            let orgID = try row.string("org_id")
+            if try row.string("kind") == "count" {
+                prelude.organizations[orgID] = Int(try row.int("total"))
+                prelude.workflows[orgID + "/" + (try row.string("workflow"))] = Int(try row.int("of_workflow"))
+            } else {
+                prelude.auditTails[orgID] = row
+            }
         }
-        for orgID in events.sorted() {
-            binds.append(.text(orgID))
-            calls.append("pg_advisory_xact_lock(1, hashtext($\(binds.count)))")
+        return prelude
+    }
+
+    /// A PostgreSQL text array literal of `values`: every element quoted, with `"` and `\` escaped.
+    static func textArray(_ values: [String]) -> SQLValue {
+        var literal = "{"
+        for (index, value) in values.enumerated() {
+            if index > 0 { literal += "," }
+            literal += "\""
+            for character in value {
+                if character == "\"" || character == "\\" { literal += "\\" }
+                literal.append(character)
+            }
+            literal += "\""
         }
-        try await executor.execute("SELECT " + calls.joined(separator: ", "), binds)
+        return .text(literal + "}")
     }
 
     // MARK: Leases

@@ -43,6 +43,20 @@ struct CoreValueTests {
         #expect(text == "prefix " + value.canonicalText)
     }
 
+    @Test("Times are written with their exact millisecond and read back to it")
+    func rfc3339IsExact() {
+        #expect(Clock.rfc3339(0) == "1970-01-01T00:00:00.000Z")
+        #expect(Clock.rfc3339(1_733_435_401_123) == "2024-12-05T21:50:01.123Z")
+        #expect(Clock.rfc3339(951_782_400_000) == "2000-02-29T00:00:00.000Z")
+        #expect(Clock.rfc3339(-1) == "1969-12-31T23:59:59.999Z")
+        #expect(Clock.rfc3339(253_402_300_799_999) == "9999-12-31T23:59:59.999Z")
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2_000 {
+            let milliseconds = Int64.random(in: 0...4_102_444_800_000, using: &generator)
+            #expect(Clock.parseRFC3339(Clock.rfc3339(milliseconds)) == milliseconds)
+        }
+    }
+
     @Test("Malformed and deeply nested JSON is refused with invalid_json")
     func badJSON() {
         for text in [
