@@ -84,7 +84,9 @@ public final class Engine: Service, Sendable {
             database: database,
             maxBatch: 512,
             lanes: database.dialect == .sqlite ? 1 : configuration.committers,
-            lane: { $0.orgID.hashValue }
+            lane: { $0.orgID.hashValue },
+            isArrival: \.isArrival,
+            linger: .milliseconds(2)
         ) { batch, executor in
             try await applier.apply(batch, in: executor)
         }

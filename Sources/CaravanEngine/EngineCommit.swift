@@ -23,6 +23,13 @@ extension CommitWork {
         }
     }
 
+    /// Whether a caller outside the engine sent it (a run started by a request, a trigger, a schedule), as
+    /// opposed to progress of the runs the engine executes: the group committer's batches may wait a moment for
+    /// these (`CommitQueue`'s linger).
+    var isArrival: Bool {
+        if case .create = self { true } else { false }
+    }
+
     /// Whether committing it may admit a run, and so takes its organization's admission lock.
     var admits: Bool {
         switch self {
