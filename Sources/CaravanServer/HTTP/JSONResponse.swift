@@ -15,6 +15,15 @@ extension Response {
         )
     }
 
+    /// A JSON answer whose body is already encoded.
+    static func json(bytes: [UInt8], status: HTTPResponse.Status = .ok) -> Response {
+        Response(
+            status: status,
+            headers: [.contentType: "application/json"],
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes))
+        )
+    }
+
     /// A plain-text answer.
     static func text(_ text: String, contentType: String = "text/plain; charset=utf-8") -> Response {
         Response(

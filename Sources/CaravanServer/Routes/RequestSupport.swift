@@ -115,6 +115,86 @@ enum APIRequest {
         return result
     }
 
+    /// `json(run).canonicalText` as UTF-8, written straight from the run (keys in sorted order) rather than through
+    /// dictionaries: every run start answers with its run.
+    static func encoded(_ run: RunRecord) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(256 + run.steps.count * 160)
+        var first = true
+        func key(_ name: String) {
+            out.append(first ? UInt8(ascii: "{") : UInt8(ascii: ","))
+            first = false
+            JSONValue.writeString(name, to: &out)
+            out.append(UInt8(ascii: ":"))
+        }
+        func string(_ value: String?) {
+            if let value { JSONValue.writeString(value, to: &out) } else { out.append(contentsOf: "null".utf8) }
+        }
+        func time(_ milliseconds: Int64?) { string(milliseconds.map(Clock.rfc3339)) }
+        let agent = AgentStepKind.agentName(ofWorkflow: run.workflow)
+        if let agent {
+            key("agent")
+            string(agent)
+            key("agent_version")
+            out.append(contentsOf: String(run.workflowVersion).utf8)
+        }
+        key("created_at")
+        time(run.createdAt)
+        key("error")
+        json(run.error).write(to: &out)
+        key("finished_at")
+        time(run.finishedAt)
+        key("id")
+        string(run.id)
+        key("input")
+        (agent == nil ? run.input : run.input["input"] ?? .null).write(to: &out)
+        key("kind")
+        string(agent == nil ? "workflow" : "agent")
+        key("output")
+        (run.output ?? .null).write(to: &out)
+        key("parent_run_id")
+        string(run.parentRunID)
+        key("started_at")
+        time(run.startedAt)
+        key("status")
+        string(run.status.rawValue)
+        key("steps")
+        out.append(UInt8(ascii: "["))
+        for (index, step) in run.steps.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            first = true
+            key("attempts")
+            out.append(contentsOf: String(step.attempts).utf8)
+            key("child_run_id")
+            string(step.childRunID)
+            key("error")
+            json(step.error).write(to: &out)
+            key("finished_at")
+            time(step.finishedAt)
+            key("id")
+            string(step.id)
+            key("output")
+            (step.output ?? .null).write(to: &out)
+            key("started_at")
+            time(step.startedAt)
+            key("status")
+            string(step.status.rawValue)
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(UInt8(ascii: "]"))
+        first = false
+        if agent != nil {
+            key("thread")
+            (run.input["thread"] ?? .null).write(to: &out)
+        }
+        key("workflow")
+        string(run.workflow)
+        key("workflow_version")
+        out.append(contentsOf: String(run.workflowVersion).utf8)
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
     /// The public form of an event.
     static func json(_ event: RunEvent) -> JSONValue {
         [

@@ -121,7 +121,7 @@ struct RunRoutes {
             )
         ) { request, context in
             let run = try await self.run(request, context)
-            return .json(APIRequest.json(run))
+            return .json(bytes: APIRequest.encoded(run))
         }
         routes.add(
             EndpointDescription(
@@ -195,7 +195,7 @@ struct RunRoutes {
             let orgID = try context.organizationID()
             let id = try context.parameters.require("id")
             let run = try await engine.cancel(orgID: orgID, id: id)
-            return .json(APIRequest.json(run), status: .accepted)
+            return .json(bytes: APIRequest.encoded(run), status: .accepted)
         }
         routes.add(
             EndpointDescription(
@@ -240,7 +240,7 @@ struct RunRoutes {
             let orgID = try context.organizationID()
             let id = try context.parameters.require("id")
             let run = try await engine.retry(orgID: orgID, id: id)
-            return .json(APIRequest.json(run), status: .accepted)
+            return .json(bytes: APIRequest.encoded(run), status: .accepted)
         }
     }
 
@@ -257,9 +257,9 @@ struct RunRoutes {
         var run = run
         if let wait, !run.status.isTerminal {
             run = try await engine.waitForRun(orgID: run.orgID, id: run.id, timeout: wait) ?? run
-            if !run.status.isTerminal { return .json(APIRequest.json(run), status: .accepted) }
+            if !run.status.isTerminal { return .json(bytes: APIRequest.encoded(run), status: .accepted) }
         }
-        return .json(APIRequest.json(run), status: created ? .created : .ok)
+        return .json(bytes: APIRequest.encoded(run), status: created ? .created : .ok)
     }
 
     /// The `Idempotency-Key` header, if sent: 1 to 255 characters.
