@@ -90,26 +90,54 @@ struct RunStore: Sendable {
         inserting runs: [NewRun],
         in executor: any SQLExecutor
     ) async throws -> (written: Set<String>, inserted: Set<String>) {
-        guard executor.dialect == .postgres, !updates.isEmpty, !runs.isEmpty,
-            updates.count <= Self.maxRowsPerStatement, runs.count <= Self.maxRowsPerStatement
-        else {
+        guard executor.dialect == .postgres, !updates.isEmpty || !runs.isEmpty else {
             return (try await update(updates, in: executor), try await insert(runs, in: executor))
         }
-        let update = Self.updateStatement(updates)
-        let insert = Self.insertStatement(runs)
-        let sql = """
-            WITH written AS (\(update.sql)), inserted AS (\(SQLWriteBatch.renumbered(insert.sql, by: update.binds.count)))
-            SELECT 'written' AS kind, id FROM written UNION ALL SELECT 'inserted' AS kind, id FROM inserted
-            """
+        // Each column as an array, in the order of `updateStatement`'s and `insertStatement`'s values.
+        let updateColumns = Self.columns(of: Self.updateStatement(updates).binds, count: 16, rows: updates.count)
+        let insertColumns = Self.columns(of: Self.insertStatement(runs).binds, count: 23, rows: runs.count)
+        let integers: Set<Int> = [2, 7, 8, 9, 10, 11, 13, 14, 15, 20, 30, 31, 32, 33, 34, 35, 37, 38]
+        let parameters = (0..<39).map { "$\($0 + 1)::" + (integers.contains($0) ? "BIGINT[]" : "TEXT[]") }
         var result: (written: Set<String>, inserted: Set<String>) = ([], [])
-        for row in try await executor.query(sql, update.binds + insert.binds) {
-            if try row.string("kind") == "written" {
-                result.written.insert(try row.string("id"))
+        for row in try await executor.query(
+            "SELECT out_kind, out_id FROM caravan_write_runs(" + parameters.joined(separator: ", ") + ")",
+            (updateColumns + insertColumns).map(Self.arrayLiteral)
+        ) {
+            if try row.string("out_kind") == "written" {
+                result.written.insert(try row.string("out_id"))
             } else {
-                result.inserted.insert(try row.string("id"))
+                result.inserted.insert(try row.string("out_id"))
             }
         }
         return result
+    }
+
+    /// The values of a row-major list of `rows` rows of `count` columns, column by column.
+    static func columns(of values: [SQLValue], count: Int, rows: Int) -> [[SQLValue]] {
+        (0..<count).map { column in (0..<rows).map { values[$0 * count + column] } }
+    }
+
+    /// A PostgreSQL array literal of `values` (cast to the array's type by the statement): text quoted, with `"`
+    /// and `\\` escaped; integers as they are; `NULL` for null.
+    static func arrayLiteral(_ values: [SQLValue]) -> SQLValue {
+        var literal = "{"
+        for (index, value) in values.enumerated() {
+            if index > 0 { literal += "," }
+            switch value {
+            case .null: literal += "NULL"
+            case .int(let number): literal += String(number)
+            case .double(let number): literal += "\(number)"
+            case .text(let text):
+                literal += "\""
+                for character in text.unicodeScalars {
+                    if character == "\"" || character == "\\" { literal += "\\" }
+                    literal.unicodeScalars.append(character)
+                }
+                literal += "\""
+            case .blob: literal += "NULL"  // runs have no blob columns
+            }
+        }
+        return .text(literal + "}")
     }
 
     /// Writes run projections, each only if its writer still holds the lease at the same fence.
@@ -291,19 +319,9 @@ struct RunStore: Sendable {
         return prelude
     }
 
-    /// A PostgreSQL text array literal of `values`: every element quoted, with `"` and `\` escaped.
+    /// A PostgreSQL text array literal of `values`.
     static func textArray(_ values: [String]) -> SQLValue {
-        var literal = "{"
-        for (index, value) in values.enumerated() {
-            if index > 0 { literal += "," }
-            literal += "\""
-            for character in value {
-                if character == "\"" || character == "\\" { literal += "\\" }
-                literal.append(character)
-            }
-            literal += "\""
-        }
-        return .text(literal + "}")
+        arrayLiteral(values.map(SQLValue.text))
     }
 
     // MARK: Leases
