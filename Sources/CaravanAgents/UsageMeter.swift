@@ -119,10 +119,19 @@ public final class UsageMeter: Service, Sendable {
     /// Every call, as an admin reads it, and the organization's choice of keeping request bodies.
     public let requestLog: ModelRequestLog
 
-    public init(database: any Database, clock: WallClock = .system, logger: Logger) {
+    private let ready: @Sendable () async -> Void
+
+    /// - Parameter ready: returns once the schema is in place; `run()` writes nothing before.
+    public init(
+        database: any Database,
+        clock: WallClock = .system,
+        logger: Logger,
+        ready: @escaping @Sendable () async -> Void = {}
+    ) {
         self.clock = clock
         self.database = database
         self.logger = logger
+        self.ready = ready
         self.keyLimits = KeyLimitStore(database: database, clock: clock)
         self.requestLog = ModelRequestLog(database: database, clock: clock)
     }
@@ -144,6 +153,7 @@ public final class UsageMeter: Service, Sendable {
     }
 
     public func run() async throws {
+        await cancelWhenGracefulShutdown { await self.ready() }
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             await cancelWhenGracefulShutdown { await self.wake.wait(timeout: .milliseconds(100)) }
             await flushLogged()

@@ -20,6 +20,8 @@ public final class CatalogMeter: Service, WasmCallMeter {
     let logger: Logger
     /// How often finished runs are looked for.
     let interval: Duration
+    /// Returns once the schema is in place: `run()` reads nothing before.
+    let ready: @Sendable () async -> Void
     /// How long after a run finished it is charged: time for its model calls' usage (written in batches) to land.
     static let settleMilliseconds: Int64 = 1_000
     /// How far before the last pass each pass looks again, for runs whose node's clock lags this one's.
@@ -32,8 +34,10 @@ public final class CatalogMeter: Service, WasmCallMeter {
         feeBasisPoints: Int,
         clock: WallClock = .system,
         interval: Duration = .seconds(1),
-        logger: Logger
+        logger: Logger,
+        ready: @escaping @Sendable () async -> Void = {}
     ) {
+        self.ready = ready
         self.store = store
         self.feeBasisPoints = min(max(feeBasisPoints, 0), 10_000)  // a fee is a share of the price, never more
         self.clock = clock
@@ -42,6 +46,7 @@ public final class CatalogMeter: Service, WasmCallMeter {
     }
 
     public func run() async throws {
+        await cancelWhenGracefulShutdown { await self.ready() }
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
                 while try await meterFinishedRuns() {}

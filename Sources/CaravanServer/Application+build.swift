@@ -100,8 +100,11 @@ public func buildApplication(
         clock: clock
     )
     // A `WakeFlag` wakes one waiter: one flag for each service that waits for the schema.
+    // One flag for each service that waits for the schema (a flag wakes one waiter).
     let schemaReady = WakeFlag()
     let webhooksReady = WakeFlag()
+    let usageReady = WakeFlag()
+    let catalogReady = WakeFlag()
     // Changes other nodes must hear of at once (credentials revoked, roles changed) travel as signals.
     let signals = ClusterSignals(database: database, logger: logger)
     var identitySettings = IdentityService.Settings()
@@ -149,7 +152,12 @@ public func buildApplication(
     }
 
     // The LLM gateway and agents.
-    let meter = UsageMeter(database: database, clock: clock, logger: logger)
+    let meter = UsageMeter(
+        database: database,
+        clock: clock,
+        logger: logger,
+        ready: { await usageReady.wait(timeout: nil) }
+    )
     let gateway = ModelGateway(
         router: ProviderRouter(
             openAI: OpenAIProvider(client: egressClient),
@@ -185,7 +193,8 @@ public func buildApplication(
         store: catalogStore,
         feeBasisPoints: configuration.catalogFeeBasisPoints,
         clock: clock,
-        logger: logger
+        logger: logger,
+        ready: { await catalogReady.wait(timeout: nil) }
     )
     // WebAssembly modules run in a sandbox of this node's, as many calls at once as it has cores.
     let modules = WasmModuleRunner(
@@ -445,6 +454,8 @@ public func buildApplication(
         triggers.schemaIsReady()
         schemaReady.signal()
         webhooksReady.signal()
+        usageReady.signal()
+        catalogReady.signal()
     }
     return (
         application,
