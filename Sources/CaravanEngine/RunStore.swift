@@ -67,19 +67,24 @@ struct RunStore: Sendable {
         var binds: [SQLValue] = []
         binds.reserveCapacity(runs.count * 23)
         for (index, new) in runs.enumerated() {
-            let run = new.run
             sql += index == 0 ? " (" : ", ("
             sql += (1...23).map { "$\(binds.count + $0)" }.joined(separator: ", ") + ")"
-            binds += [
-                .text(run.id), .text(run.orgID), .text(run.kind), .text(run.workflow),
-                .int(Int64(run.workflowVersion)), .text(run.status.rawValue), .json(run.input), .json(run.output),
-                .json(run.error?.json), .text(StepList.text(run.steps)), .text(run.idempotencyKey),
-                .text(run.requestHash), .text(run.parentRunID), .text(run.parentStep), .int(run.createdAt),
-                .int(run.startedAt), .int(run.finishedAt), .int(run.updatedAt), .int(run.lastSeq),
-                .int(new.wakeAt), .text(new.leaseOwner), .int(new.leaseExpiresAt), .int(1),
-            ]
+            binds += insertValues(new)
         }
         return (sql + " ON CONFLICT DO NOTHING RETURNING id", binds)
+    }
+
+    /// The 23 values a new run is inserted with, in the order of `insertStatement`'s columns.
+    static func insertValues(_ new: NewRun) -> [SQLValue] {
+        let run = new.run
+        return [
+            .text(run.id), .text(run.orgID), .text(run.kind), .text(run.workflow),
+            .int(Int64(run.workflowVersion)), .text(run.status.rawValue), .json(run.input), .json(run.output),
+            .json(run.error?.json), .text(StepList.text(run.steps)), .text(run.idempotencyKey),
+            .text(run.requestHash), .text(run.parentRunID), .text(run.parentStep), .int(run.createdAt),
+            .int(run.startedAt), .int(run.finishedAt), .int(run.updatedAt), .int(run.lastSeq),
+            .int(new.wakeAt), .text(new.leaseOwner), .int(new.leaseExpiresAt), .int(1),
+        ]
     }
 
     /// Writes run projections (`update`) and inserts new runs (`insert`) that do not depend on which of the
@@ -93,9 +98,9 @@ struct RunStore: Sendable {
         guard executor.dialect == .postgres, !updates.isEmpty || !runs.isEmpty else {
             return (try await update(updates, in: executor), try await insert(runs, in: executor))
         }
-        // Each column as an array, in the order of `updateStatement`'s and `insertStatement`'s values.
-        let updateColumns = Self.columns(of: Self.updateStatement(updates).binds, count: 16, rows: updates.count)
-        let insertColumns = Self.columns(of: Self.insertStatement(runs).binds, count: 23, rows: runs.count)
+        // Each column as an array, in the order of `updateValues` and `insertValues`.
+        let updateColumns = Self.columns(of: updates.map(Self.updateValues), count: 16)
+        let insertColumns = Self.columns(of: runs.map(Self.insertValues), count: 23)
         let integers: Set<Int> = [2, 7, 8, 9, 10, 11, 13, 14, 15, 20, 30, 31, 32, 33, 34, 35, 37, 38]
         let parameters = (0..<39).map { "$\($0 + 1)::" + (integers.contains($0) ? "BIGINT[]" : "TEXT[]") }
         var result: (written: Set<String>, inserted: Set<String>) = ([], [])
@@ -112,9 +117,9 @@ struct RunStore: Sendable {
         return result
     }
 
-    /// The values of a row-major list of `rows` rows of `count` columns, column by column.
-    static func columns(of values: [SQLValue], count: Int, rows: Int) -> [[SQLValue]] {
-        (0..<count).map { column in (0..<rows).map { values[$0 * count + column] } }
+    /// The values of `rows` (each of `count` values), column by column.
+    static func columns(of rows: [[SQLValue]], count: Int) -> [[SQLValue]] {
+        (0..<count).map { column in rows.map { $0[column] } }
     }
 
     /// A PostgreSQL array literal of `values` (cast to the array's type by the statement): text quoted, with `"`
@@ -153,23 +158,27 @@ struct RunStore: Sendable {
         return written
     }
 
+    /// The 16 values of a fenced run write, in the order of `updateStatement`'s `VALUES` columns.
+    static func updateValues(_ update: RunUpdate) -> [SQLValue] {
+        let run = update.run
+        return [
+            .text(run.id), .text(update.owner), .int(update.fence), .text(run.status.rawValue),
+            .json(run.output), .json(run.error?.json), .text(StepList.text(run.steps)),
+            .int(run.startedAt), .int(run.finishedAt), .int(run.updatedAt), .int(run.lastSeq),
+            .int(update.wakeAt), .text(update.newOwner), .int(update.leaseExpiresAt),
+            .int(run.cancelRequested ? 1 : 0), run.status.isTerminal ? .int(-1) : .int(update.seenWakeSeq),
+        ]
+    }
+
     /// The fenced `UPDATE … RETURNING id` of `updates`.
     static func updateStatement(_ updates: some Collection<RunUpdate>) -> (sql: String, binds: [SQLValue]) {
         var values: [String] = []
         var binds: [SQLValue] = []
         binds.reserveCapacity(updates.count * 16)
         for update in updates {
-            let run = update.run
             let base = binds.count
             values.append("(" + (1...16).map { "$\(base + $0)" }.joined(separator: ", ") + ")")
-            let terminal = run.status.isTerminal
-            binds += [
-                .text(run.id), .text(update.owner), .int(update.fence), .text(run.status.rawValue),
-                .json(run.output), .json(run.error?.json), .text(StepList.text(run.steps)),
-                .int(run.startedAt), .int(run.finishedAt), .int(run.updatedAt), .int(run.lastSeq),
-                .int(update.wakeAt), .text(update.newOwner), .int(update.leaseExpiresAt),
-                .int(run.cancelRequested ? 1 : 0), terminal ? .int(-1) : .int(update.seenWakeSeq),
-            ]
+            binds += updateValues(update)
         }
         // VALUES columns are column1…column16 in both dialects; casts give PostgreSQL the types of NULLs.
         let sql = """
@@ -302,9 +311,11 @@ struct RunStore: Sendable {
         let rows = try await executor.query(
             "SELECT * FROM caravan_commit_prelude($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[])",
             [
-                Self.textArray(admissions.sorted()), Self.textArray(events.sorted()),
-                Self.textArray(counted.map(\.orgID)), Self.textArray(counted.map(\.workflow)),
-                Self.textArray(auditChains.sorted()),
+                Self.arrayLiteral(admissions.sorted().map(SQLValue.text)),
+                Self.arrayLiteral(events.sorted().map(SQLValue.text)),
+                Self.arrayLiteral(counted.map(\.orgID).map(SQLValue.text)),
+                Self.arrayLiteral(counted.map(\.workflow).map(SQLValue.text)),
+                Self.arrayLiteral(auditChains.sorted().map(SQLValue.text)),
             ]
         )
         for row in rows {
@@ -317,11 +328,6 @@ struct RunStore: Sendable {
             }
         }
         return prelude
-    }
-
-    /// A PostgreSQL text array literal of `values`.
-    static func textArray(_ values: [String]) -> SQLValue {
-        arrayLiteral(values.map(SQLValue.text))
     }
 
     // MARK: Leases

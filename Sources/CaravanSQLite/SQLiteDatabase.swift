@@ -193,8 +193,7 @@ struct SQLiteExecutor: SQLExecutor {
         sql: String
     ) throws -> [SQLRow] {
         let handle = statement.sqliteStatement
-        sqlite3_reset(handle)
-        sqlite3_clear_bindings(handle)
+        sqlite3_reset(handle)  // every parameter is bound below, so none keeps an earlier value
         defer { sqlite3_reset(handle) }
         func failure(_ code: Int32) -> DatabaseError {
             let message = connection.flatMap { sqlite3_errmsg($0) }.map { String(cString: $0) }
